@@ -1,0 +1,1 @@
+"""ACD: skills-based routing of waiting calls to agents."""

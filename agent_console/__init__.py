@@ -1,0 +1,1 @@
+"""Agent console and supervisor wallboard: websocket hub, protocol and web pages."""

@@ -1,0 +1,113 @@
+"""Root of the typed configuration: Asterisk servers, database, Redis, listen addresses, and the
+sections each engine owns (``ivr``, ``acd``, ``screenpop``, ``console``, ``dialer``, ``sim``).
+
+Each engine's section model lives in its own package so that the engine owns its schema; this
+module only assembles them. No I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from acd.model import AcdSection
+from agent_console.settings import ConsoleSection
+from config.base import ConfigModel, HostPort, Loc, Port, PositiveSeconds, expected
+from dialer.settings import DialerSection
+from ivr.flow import IvrSection
+from screenpop.settings import ScreenpopSection
+from sim.settings import SimSection
+
+
+class TlsSettings(ConfigModel):
+    """TLS to the AMI port (Asterisk's ``tlsenable`` in manager.conf, usually port 5039)."""
+
+    enabled: bool = True
+    ca_file: str | None = None
+    verify: bool = True
+    server_name: str | None = None
+
+
+class AsteriskServer(ConfigModel):
+    """One Asterisk PBX reached over AMI."""
+
+    name: str = expected("a short name for this PBX", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = "127.0.0.1"
+    port: Port = 5038
+    username: str = expected("the AMI user of manager.conf", min_length=1)
+    secret: SecretStr = expected("the AMI secret (use ${ENV_VAR} to keep it out of the file)")
+    auth: Literal["md5", "plain"] = "md5"
+    tls: TlsSettings | None = None
+    connect_timeout: PositiveSeconds = 10.0
+    action_timeout: PositiveSeconds = 10.0
+    ping_interval: PositiveSeconds = 20.0
+    ping_timeout: PositiveSeconds = 10.0
+    reconnect_initial: PositiveSeconds = 1.0
+    reconnect_max: PositiveSeconds = 60.0
+
+
+class DatabaseSettings(ConfigModel):
+    """SQLAlchemy URL: SQLite file by default, ``postgresql+psycopg://...`` for PostgreSQL."""
+
+    url: str = "sqlite:///var/cti.sqlite3"
+    echo: bool = False
+
+
+class RedisSettings(ConfigModel):
+    """Optional shared state and event bus for several server nodes."""
+
+    url: str = expected("a redis:// URL", pattern=r"^rediss?://")
+    prefix: str = "cti"
+
+
+class ListenSettings(ConfigModel):
+    """Where the server listens: FastAGI for Asterisk, HTTP+websocket for consoles."""
+
+    fastagi: HostPort = HostPort(port=4573)
+    http: HostPort = HostPort(port=8080)
+
+
+class LogSettings(ConfigModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CtiConfig(ConfigModel):
+    """The whole configuration file."""
+
+    asterisk: list[AsteriskServer] = Field(default_factory=list)
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings | None = None
+    listen: ListenSettings = ListenSettings()
+    log: LogSettings = LogSettings()
+    ivr: IvrSection = IvrSection()
+    acd: AcdSection = AcdSection()
+    screenpop: ScreenpopSection = ScreenpopSection()
+    console: ConsoleSection = ConsoleSection()
+    dialer: DialerSection = DialerSection()
+    sim: SimSection = SimSection()
+
+    def semantic_errors(self) -> list[tuple[Loc, str]]:
+        errors: list[tuple[Loc, str]] = []
+        seen: dict[str, int] = {}
+        for i, server in enumerate(self.asterisk):
+            if server.name in seen:
+                errors.append((("asterisk", i, "name"),
+                               f"duplicate server name {server.name!r} (also asterisk[{seen[server.name]}])"))
+            seen.setdefault(server.name, i)
+        for section in ("ivr", "acd", "screenpop", "console", "dialer", "sim"):
+            model = getattr(self, section)
+            errors.extend(((section, *loc), msg) for loc, msg in model.semantic_errors())
+        errors.extend(cross_section_errors(self))
+        return errors
+
+
+def cross_section_errors(cfg: CtiConfig) -> list[tuple[Loc, str]]:
+    """Checks that need two sections at once (e.g. an IVR queue node naming an ACD queue)."""
+    errors: list[tuple[Loc, str]] = []
+    queue_names = set(cfg.acd.queue_names())
+    if queue_names:
+        for loc, queue in cfg.ivr.queue_references():
+            if queue not in queue_names:
+                errors.append((("ivr", *loc), f"unknown queue {queue!r}; known: {', '.join(sorted(queue_names))}"))
+    return errors

@@ -1,0 +1,1 @@
+"""Asterisk Manager Interface: sans-I/O codec and the Twisted client."""

@@ -1,0 +1,124 @@
+"""The ``cti`` command: serve, check-config, demo, version, and subcommands other packages add.
+
+A package adds subcommands by providing ``<package>/cli.py`` with ``register(subparsers)``; the
+modules tried are listed in ``PLUGIN_MODULES``. Each subcommand sets ``func(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cti import __version__
+
+PLUGIN_MODULES = ("sim.cli", "screenpop.cli", "agent_console.cli", "acd.cli", "ivr.cli", "dialer.cli")
+DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    print(f"cti {__version__}")
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from config.load import ConfigError, load_config
+
+    status = 0
+    for path in args.files:
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                print(issue, file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}: OK")
+    return status
+
+
+def _load_or_exit(path: str) -> object:
+    from config.load import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _load_or_exit(args.config)
+    from cti.server import serve
+
+    setup_logging(getattr(getattr(cfg, "log", None), "level", "INFO"))
+    return serve(cfg)  # type: ignore[arg-type]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cti.demo import run_demo
+
+    cfg = _load_or_exit(args.config)
+    return run_demo(cfg, args)  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cti", description="Contact-centre CTI backend for Asterisk")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=_cmd_version)
+
+    p = sub.add_parser("check-config", help="validate configuration files; print every error")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("serve", help="run the server against the Asterisk PBXs in the config")
+    p.add_argument("config", metavar="CONFIG")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("demo", help="run the server and a simulated PBX together on loopback")
+    p.add_argument("--config", default=str(DEFAULT_DEMO_CONFIG), metavar="CONFIG")
+    p.add_argument("--speed", type=float, default=1.0, help="run N times faster than real time")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many (simulated) seconds")
+    p.add_argument("--seed", type=int, default=None, help="random seed of the people models")
+    p.add_argument("--quiet", action="store_true", help="no live summary line")
+    p.set_defaults(func=_cmd_demo)
+
+    for name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""Alembic environment: runs migrations against the URL set by ``cti.db.upgrade``."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import pool
+
+from cti.db import Base, import_models, make_engine
+
+import_models()
+target_metadata = Base.metadata
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=context.config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    url = context.config.get_main_option("sqlalchemy.url") or ""
+    engine = make_engine(url)
+    engine.pool = pool.NullPool(engine.pool._creator)  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,1 @@
+"""Outbound dialer: campaigns, lead lists, pacing and compliance."""

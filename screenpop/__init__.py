@@ -1,0 +1,1 @@
+"""Screen pops: the customer store and pop composition."""

@@ -1,0 +1,1 @@
+"""Simulated Asterisk (AMI server, FastAGI client, dialplan) and models of the people around it."""

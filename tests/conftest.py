@@ -1,0 +1,20 @@
+"""Shared fixtures: paths to the real Asterisk transcripts and loopback service URLs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(os.environ.get("CTI_FIXTURES", ROOT.parent / "shared" / "fixtures" / "asterisk"))
+POSTGRES_URL = os.environ.get("CTI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CTI_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(f"Asterisk transcripts not found at {FIXTURES} (set CTI_FIXTURES)")
+    return FIXTURES
