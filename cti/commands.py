@@ -1,0 +1,91 @@
+"""What engines ask the outside world to do. Frozen values, no I/O; ``cti.dispatch`` applies them.
+
+AMI-level commands name the ``server`` (the Asterisk connection's configured name). Console
+commands address one agent or the supervisors. A command's failure is fed back to the engine that
+issued it as ``CommandFailed`` with the same ``ref``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    ref: str  # caller-chosen reference, echoed in CommandFailed
+
+
+@dataclass(frozen=True, slots=True)
+class Setvar(Command):
+    server: str
+    channel: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect(Command):
+    server: str
+    channel: str
+    context: str
+    exten: str
+    priority: int = 1
+    extra_channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup(Command):
+    server: str
+    channel: str
+    cause: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Originate(Command):
+    """Async Originate; the result arrives as ``cti.events.OriginateResult`` with action_id == ref."""
+
+    server: str
+    channel: str
+    context: str
+    exten: str
+    priority: int = 1
+    caller_id: str = ""
+    timeout_ms: int = 30000
+    variables: dict[str, str] = field(default_factory=dict)
+    account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OfferCall(Command):
+    """Offer a waiting caller to an agent: Setvar CTI_AGENT_* on the caller channel, then Redirect it
+    to ``cti-agent,<agent_id>,1`` (see config/asterisk/extensions_cti.conf), and push the screen pop."""
+
+    server: str
+    call_id: str
+    uniqueid: str
+    channel: str
+    agent_id: str
+    endpoint: str
+    ring_timeout: int
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushToAgent(Command):
+    agent_id: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PushToSupervisors(Command):
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFailed:
+    """Fed back to the issuing engine when a command could not be carried out."""
+
+    ref: str
+    command: Command
+    reason: str

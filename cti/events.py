@@ -1,0 +1,181 @@
+"""Domain events about calls and channels, rebuilt from AMI by ``cti.calls``. Frozen values, no I/O.
+
+Every event names the Asterisk ``server`` it came from; channel identities are (server, uniqueid)
+and calls are (server, linkedid). ``ts`` is the tracker's clock time (seconds, float) passed in by
+the caller, never read here. Engines (ACD, dialer, screen pops) consume these; engine-specific
+events live in their own packages (``acd/events.py``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    server: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted(DomainEvent):
+    """A new call (Linkedid) appeared: its first channel was created."""
+
+    call_id: str  # Linkedid
+    uniqueid: str
+    channel: str
+    caller_num: str
+    caller_name: str
+    context: str
+    exten: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRinging(DomainEvent):
+    """A channel of a call is ringing (ChannelState 5 Ringing / 4 Ring, or DialBegin to it)."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAnswered(DomainEvent):
+    """A channel went Up (ChannelState 6)."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialStarted(DomainEvent):
+    """DialBegin: ``uniqueid`` (the caller side) dials ``dest_uniqueid`` on ``dest_channel``."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    dest_uniqueid: str
+    dest_channel: str
+    dial_string: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialEnded(DomainEvent):
+    """DialEnd with Asterisk's DialStatus: ANSWER, NOANSWER, BUSY, CHANUNAVAIL, CONGESTION, CANCEL..."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    dest_uniqueid: str
+    dest_channel: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallBridged(DomainEvent):
+    """Two or more logical legs are now in one bridge (BridgeEnter of the second channel)."""
+
+    call_id: str
+    bridge_id: str
+    uniqueids: tuple[str, ...]
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CallTransferred(DomainEvent):
+    """BlindTransfer or AttendedTransfer completed."""
+
+    call_id: str
+    kind: str  # "blind" | "attended"
+    uniqueid: str
+    channel: str
+    target: str  # extension@context, or the other bridge's channel for attended
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHungup(DomainEvent):
+    """One channel ended (AMI Hangup) with its cause."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    cause: int
+    cause_txt: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(DomainEvent):
+    """The last channel of a call ended. ``hung_up_by`` is the channel that hung up first, if known.
+
+    ``cause`` is the first hangup cause seen; cause 0 with ``cause_txt`` "Vanished during AMI outage"
+    means the channel disappeared while we were disconnected (resync after reconnect).
+    """
+
+    call_id: str
+    cause: int
+    cause_txt: str
+    hung_up_by: str | None
+    answered: bool
+    duration: float
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VariableSet(DomainEvent):
+    """A ``CTI_*`` channel variable was set (VarSet)."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStateChanged(DomainEvent):
+    """DeviceStateChange of an endpoint, e.g. ``PJSIP/1001`` -> NOT_INUSE / INUSE / RINGING / UNAVAILABLE."""
+
+    device: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallQueued(DomainEvent):
+    """A caller entered the holding context (dialplan ``UserEvent(CTIQueued,...)`` in ``cti-hold``).
+
+    Emitted by the tracker for inbound calls after the IVR and for outbound humans alike. ``data``
+    carries every ``CTI_*`` channel variable known for the channel at that moment.
+    """
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    queue: str
+    skills: str
+    priority: int
+    language: str
+    caller_num: str
+    caller_name: str
+    dnis: str
+    data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateResult(DomainEvent):
+    """OriginateResponse: ``reason`` is Asterisk's code (4 answered, 5 busy, 8 congestion, 3 no answer, 0 failed)."""
+
+    action_id: str
+    success: bool
+    reason: int
+    channel: str
+    uniqueid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AmiConnectionChanged(DomainEvent):
+    """The AMI connection to ``server`` went up or down (for the wallboard and engines)."""
+
+    connected: bool
+    detail: str
