@@ -1,0 +1,428 @@
+"""AMI codec, sans-I/O: bytes -> Banner/AMIMessage/ParseError, messages -> bytes, ActionIDs, event lists.
+
+Pure: no sockets, no clock, no Twisted. Both sides use it: the client parses what Asterisk sends
+(``AMIParser()``), the simulator parses actions from clients (``AMIParser(expect_banner=False)``).
+
+Wire format (as the transcripts in ``shared/fixtures/asterisk`` show): the server first sends one
+banner line ``Asterisk Call Manager/11.0.0\\r\\n`` with no blank line after it; then every message is
+``Key: Value\\r\\n`` lines ended by an empty line (``\\r\\n\\r\\n``). Only CRLF ends a line; a bare LF
+can occur inside a value and is kept. A header's key is everything before the first ``:``; one
+space after the colon is the separator, further spaces belong to the value (``Output:`` lines of
+CLI commands start with spaces).
+
+Decoding: a message is decoded as UTF-8 (strict). If that fails, that message - and only that
+message - is decoded as Latin-1, which maps every byte to one character, so no byte is ever lost
+or replaced and decoding never raises. ``value.encode("latin-1")`` gives the original bytes back.
+
+Limits: a message (or the banner line) longer than ``max_message_bytes`` is dropped; the parser
+reports one ``ParseError`` with the number of bytes dropped when it has resynchronised at the next
+blank line, and parsing continues (the connection survives). Memory stays bounded while discarding.
+
+Legacy Command output (Asterisk < 14): ``Response: Follows`` + ``Privilege: Command`` (+ ``ActionID``)
+then raw CLI text and ``--END COMMAND--\\r\\n\\r\\n``. The raw text may even contain blank lines. It
+is returned in the modern shape: one ``Output`` header per line of text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+from cti.ami.message import AMIMessage
+
+__all__ = [
+    "ActionIdAllocator",
+    "Banner",
+    "EventListCollector",
+    "AMIParser",
+    "ParseError",
+    "encode",
+    "is_list_start",
+]
+
+_SEP = b"\r\n\r\n"
+_SEP_S = "\r\n\r\n"
+_FOLLOWS = b"Response: Follows\r\n"
+_FOLLOWS_S = "Response: Follows\r\n"
+_END_COMMAND = b"--END COMMAND--"
+_LEGACY_HEADERS = frozenset({"response", "privilege", "actionid"})
+BANNER_MAX_BYTES = 1024
+"""A banner line longer than this is not an AMI banner (junk on the port)."""
+
+# A line (after a CRLF) whose first ':' is missing or not followed by a space, or a line that
+# contains a bare CR/LF before its first ':'. Blank lines (message separators) are not matched.
+# When a region of input contains none of these, every line is exactly "Key: Value" and the fast
+# path (partition on ": ") is exact; otherwise the careful per-line path runs.
+_IRREGULAR_LINE = re.compile(r"\r\n(?!\r\n)(?::|[^:\r\n]*(?:[\r\n]|:[^ ]|:\Z|\Z))")
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """The server's greeting line, e.g. ``Asterisk Call Manager/11.0.0``."""
+
+    text: str
+
+    @property
+    def version(self) -> str:
+        """Protocol version after the last ``/`` (``11.0.0``), or ``""``."""
+        _, sep, version = self.text.rpartition("/")
+        return version.strip() if sep else ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    """Input that could not be parsed; ``discarded`` bytes were dropped while resynchronising."""
+
+    reason: str
+    discarded: int
+
+
+ParsedItem = AMIMessage | Banner | ParseError
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8, or Latin-1 when the bytes are not valid UTF-8 (never raises, loses no byte)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _looks_like_banner(line: str) -> bool:
+    return ":" not in line and "Call Manager/" in line
+
+
+class AMIParser:
+    """Incremental AMI parser: feed it bytes as they arrive, get complete items back.
+
+    ``expect_banner``: the first line of the stream is the server's banner (client side). A banner
+    line that turns up later at the start of a message (a concatenated capture, a proxy that
+    reconnects upstream) is also reported as a ``Banner``.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_discard_reason",
+        "_discarded",
+        "_discarding",
+        "_legacy",
+        "_legacy_size",
+        "_max",
+        "_need_banner",
+    )
+
+    def __init__(self, *, max_message_bytes: int = 1_048_576, expect_banner: bool = True) -> None:
+        if max_message_bytes < 64:
+            raise ValueError("max_message_bytes must be at least 64")
+        self._max = max_message_bytes
+        self._need_banner = expect_banner
+        self._buf = b""
+        self._discarding = False
+        self._discarded = 0
+        self._discard_reason = ""
+        self._legacy: list[bytes] | None = None
+        self._legacy_size = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete message (bounded by ``max_message_bytes``)."""
+        return len(self._buf) + self._legacy_size
+
+    def feed(self, data: bytes) -> list[ParsedItem]:
+        """Consume ``data`` (any split, even inside ``\\r\\n``); return the items it completed."""
+        out: list[ParsedItem] = []
+        buf = self._buf + data if self._buf else bytes(data)
+        self._buf = b""
+        if self._discarding:
+            buf = self._resync(buf, out)
+            if buf is None:
+                return out
+        if self._need_banner:
+            buf = self._banner(buf, out)
+            if buf is None:
+                return out
+        end = buf.rfind(_SEP)
+        if end < 0:
+            self._keep(buf, out)
+            return out
+        rest = buf[end + 4 :]
+        region = buf[:end]
+        if self._legacy is None and len(region) <= self._max:
+            self._fast(region, out)
+        else:
+            self._careful(region, out)
+        self._keep(rest, out)
+        return out
+
+    # internals --------------------------------------------------------------------------
+    def _keep(self, rest: bytes, out: list[ParsedItem]) -> None:
+        """Hold an incomplete tail, or start discarding if it is already over the limit."""
+        if len(rest) + self._legacy_size > self._max:
+            self._start_discarding(
+                f"message longer than {self._max} bytes dropped; resynchronised at the next blank line",
+                self._legacy_size,
+            )
+            self._legacy = None
+            self._legacy_size = 0
+            left = self._resync(rest, out)
+            if left is not None:  # the tail cannot contain a separator, but stay general
+                self._keep(left, out)
+            return
+        self._buf = rest
+
+    def _start_discarding(self, reason: str, already: int) -> None:
+        self._discarding = True
+        self._discard_reason = reason
+        self._discarded = already
+
+    def _resync(self, buf: bytes, out: list[ParsedItem]) -> bytes | None:
+        """Drop bytes up to and including the next blank line; None while still discarding."""
+        idx = buf.find(_SEP)
+        if idx < 0:
+            # Keep 3 bytes: the separator may be split across reads.
+            keep = buf[-3:]
+            self._discarded += len(buf) - len(keep)
+            self._buf = keep
+            return None
+        self._discarded += idx + 4
+        out.append(ParseError(self._discard_reason, self._discarded))
+        self._discarding = False
+        self._discarded = 0
+        return buf[idx + 4 :]
+
+    def _banner(self, buf: bytes, out: list[ParsedItem]) -> bytes | None:
+        idx = buf.find(b"\r\n")
+        if idx < 0:
+            if len(buf) > BANNER_MAX_BYTES:
+                self._need_banner = False
+                self._start_discarding(
+                    f"no AMI banner line within {BANNER_MAX_BYTES} bytes (not an AMI server?); "
+                    "resynchronised at the next blank line",
+                    0,
+                )
+                return self._resync(buf, out)
+            self._buf = buf
+            return None
+        self._need_banner = False
+        line = _decode(buf[:idx])
+        if ":" in line:
+            out.append(ParseError("expected the AMI banner line, got a header line; parsing it as a message", 0))
+            return buf
+        out.append(Banner(line))
+        return buf[idx + 2 :]
+
+    def _fast(self, region: bytes, out: list[ParsedItem]) -> None:
+        """Common case: well-formed UTF-8 messages within the limit."""
+        try:
+            text = region.decode("utf-8")
+        except UnicodeDecodeError:
+            self._careful(region, out)
+            return
+        nl = text.find("\r\n")
+        colon = text.find(":", 0, nl if nl >= 0 else len(text))
+        if (
+            colon <= 0
+            or text[colon + 1 : colon + 2] != " "
+            or _FOLLOWS_S in text
+            or _IRREGULAR_LINE.search(text) is not None
+            or "\r\n\r\n\r\n" in text
+            or text.endswith("\r\n")
+        ):
+            self._careful(region, out)
+            return
+        append = out.append
+        for block in text.split(_SEP_S):
+            append(AMIMessage([line.partition(": ")[::2] for line in block.split("\r\n")]))
+
+    def _careful(self, region: bytes, out: list[ParsedItem]) -> None:
+        """Block by block, line by line: legacy output, odd lines, banners, limits, bad bytes."""
+        for block in region.split(_SEP):
+            if self._legacy is not None:
+                self._legacy_block(block, out)
+                continue
+            while block.startswith(b"\r\n"):
+                block = block[2:]
+            if not block:
+                continue
+            if len(block) > self._max:
+                out.append(ParseError(f"message longer than {self._max} bytes dropped", len(block) + 4))
+                continue
+            if block.startswith(_FOLLOWS):
+                self._legacy = []
+                self._legacy_size = 0
+                self._legacy_block(block, out)
+                continue
+            self._block(block, out)
+
+    def _legacy_block(self, block: bytes, out: list[ParsedItem]) -> None:
+        legacy = self._legacy
+        assert legacy is not None
+        if legacy and block.startswith((b"Event: ", b"Response: ")):
+            # No "--END COMMAND--" came: a server that says Follows without the legacy trailer.
+            self._legacy = None
+            self._legacy_size = 0
+            out.append(_legacy_message(_decode(_SEP.join(legacy))))
+            self._careful(block, out)
+            return
+        legacy.append(block)
+        self._legacy_size += len(block) + 4
+        if self._legacy_size > self._max:
+            out.append(ParseError(f"Command output longer than {self._max} bytes dropped", self._legacy_size))
+            self._legacy = None
+            self._legacy_size = 0
+            return
+        if not block.rstrip(b"\r\n").endswith(_END_COMMAND):
+            return
+        self._legacy = None
+        self._legacy_size = 0
+        out.append(_legacy_message(_decode(_SEP.join(legacy))))
+
+    def _block(self, block: bytes, out: list[ParsedItem]) -> None:
+        lines = _decode(block).split("\r\n")
+        if _looks_like_banner(lines[0]):
+            out.append(Banner(lines[0]))
+            del lines[0]
+        headers: list[tuple[str, str]] = []
+        for number, line in enumerate(lines, 1):
+            if not line:
+                continue
+            key, sep, value = line.partition(":")
+            if not sep or not key:
+                # Never echo the line: it may be a secret sent by a broken client.
+                out.append(
+                    ParseError(
+                        f"line {number} of a message has no 'Key:' ({len(line)} characters dropped)",
+                        len(line.encode("utf-8", "surrogateescape")) + 2,
+                    )
+                )
+                continue
+            headers.append((key, value[1:] if value[:1] == " " else value))
+        if headers:
+            out.append(AMIMessage(headers))
+
+
+def _legacy_message(text: str) -> AMIMessage:
+    """``Response: Follows`` ... ``--END COMMAND--`` -> Response with one ``Output`` per text line."""
+    text = text.rstrip("\r\n").removesuffix("--END COMMAND--")
+    headers: list[tuple[str, str]] = []
+    pos = 0
+    while True:
+        nl = text.find("\r\n", pos)
+        if nl < 0:
+            break
+        key, sep, value = text[pos:nl].partition(": ")
+        if not sep or key.lower() not in _LEGACY_HEADERS:
+            break
+        headers.append((key, value))
+        pos = nl + 2
+    body = text[pos:]
+    if body.endswith("\n"):
+        body = body[:-1]
+    if body.endswith("\r"):
+        body = body[:-1]
+    if body:
+        headers.extend(("Output", line.removesuffix("\r")) for line in body.split("\n"))
+    return AMIMessage(headers, "response")
+
+
+def encode(msg: AMIMessage) -> bytes:
+    """Serialise ``msg`` as ``Key: Value\\r\\n`` lines plus the blank line.
+
+    Raises ``ValueError`` for a CR or LF in a key or value (header injection) or a ``:`` in a key;
+    the message names the key, never the value (values can be secrets).
+    """
+    parts: list[str] = []
+    for key, value in msg.headers:
+        if not key or ":" in key or "\r" in key or "\n" in key:
+            raise ValueError(f"invalid AMI header name {key[:40]!r}")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"AMI header {key!r}: value contains CR or LF")
+        parts.append(f"{key}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("utf-8")
+
+
+_ids = itertools.count(1)
+
+
+class ActionIdAllocator:
+    """ActionIDs ``{prefix}-{n}``; ``n`` comes from one process-wide counter, so IDs never repeat."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = "cti") -> None:
+        if not prefix or any(c in prefix for c in "\r\n"):
+            raise ValueError("ActionID prefix must be a non-empty single line")
+        self.prefix = prefix
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(_ids)}"
+
+
+def is_list_start(response: AMIMessage) -> bool:
+    """True if ``response`` opens an event list (``EventList: start``; older Asterisk: "... will follow")."""
+    marker = response.get("EventList")
+    if marker is not None:
+        return marker.lower() == "start"
+    if response.kind != "response" or response.name.lower() != "success":
+        return False
+    return (response.get("Message") or "").lower().endswith("will follow")
+
+
+def _is_list_end(event: AMIMessage) -> bool:
+    marker = event.get("EventList")
+    if marker is not None:
+        return marker.lower() == "complete"
+    return event.name.endswith("Complete")
+
+
+class EventListCollector:
+    """Collects the item events of list actions (CoreShowChannels, QueueStatus, Status, ...).
+
+    ``start(response)`` registers a response that opens a list; ``add(event)`` files an event with
+    that ActionID and, on the closing event (``EventList: Complete``), returns
+    ``(response, events)`` where ``events`` are the items in order followed by the closing event.
+    """
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[AMIMessage, list[AMIMessage]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def start(self, response: AMIMessage) -> bool:
+        """Register ``response`` if it opens a list; return whether it did."""
+        action_id = response.action_id
+        if action_id is None or not is_list_start(response):
+            return False
+        self._open[action_id] = (response, [])
+        return True
+
+    def add(self, event: AMIMessage) -> tuple[AMIMessage, list[AMIMessage]] | None:
+        """File ``event`` if it belongs to an open list; return the finished list on its last event."""
+        if not self._open:
+            return None
+        action_id = event.action_id
+        if action_id is None:
+            return None
+        entry = self._open.get(action_id)
+        if entry is None:
+            return None
+        entry[1].append(event)
+        if _is_list_end(event):
+            del self._open[action_id]
+            return entry
+        return None
+
+    def is_open(self, action_id: str) -> bool:
+        return action_id in self._open
+
+    def discard(self, action_id: str) -> None:
+        """Forget a list (its action timed out or was cancelled)."""
+        self._open.pop(action_id, None)
+
+    def clear(self) -> None:
+        self._open.clear()
