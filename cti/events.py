@@ -84,7 +84,11 @@ class CallBridged(DomainEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallTransferred(DomainEvent):
-    """BlindTransfer or AttendedTransfer completed."""
+    """BlindTransfer or AttendedTransfer completed.
+
+    ``uniqueid``/``channel`` name the transferer (the leg that hands the call over); ``transferee_*``
+    the party being transferred (usually the customer), empty if Asterisk did not say.
+    """
 
     call_id: str
     kind: str  # "blind" | "attended"
@@ -92,6 +96,8 @@ class CallTransferred(DomainEvent):
     channel: str
     target: str  # extension@context, or the other bridge's channel for attended
     result: str
+    transferee_uniqueid: str = ""
+    transferee_channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +113,20 @@ class ChannelHungup(DomainEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallEnded(DomainEvent):
-    """The last channel of a call ended. ``hung_up_by`` is the channel that hung up first, if known.
+    """The last channel of a call ended.
 
-    ``cause`` is the first hangup cause seen; cause 0 with ``cause_txt`` "Vanished during AMI outage"
-    means the channel disappeared while we were disconnected (resync after reconnect).
+    ``hung_up_by`` is the channel that ended the conversation: the first channel to hang up while Up
+    (legs that hung up to complete a transfer do not count); if no channel was Up, the first one that
+    hung up with a non-zero cause, else the first one. ``cause``/``cause_txt`` are that hangup's
+    (or the first non-zero cause of the call when that one is 0). Cause 0 with ``cause_txt``
+    "Vanished during AMI outage" means the call's channels disappeared while we were disconnected
+    (resync after reconnect); "Merged into call X" (with ``merged_into``) means Asterisk moved its
+    last channel into another call (Linkedid changed, e.g. after an AMI Bridge or a transfer).
+
+    ``answered``: two logical legs (a Local ;1/;2 pair counts as one) were connected in a bridge,
+    i.e. a person (agent, transfer target, dialled party) took the call. ``up``: some channel of the
+    call was answered at all (by the IVR, the PBX or the called party); a queued caller who abandons
+    is ``up`` but not ``answered``. ``channels`` lists channel names of the call (at most 64).
     """
 
     call_id: str
@@ -120,6 +136,8 @@ class CallEnded(DomainEvent):
     answered: bool
     duration: float
     channels: tuple[str, ...] = ()
+    up: bool = False
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +178,33 @@ class CallQueued(DomainEvent):
     caller_name: str
     dnis: str
     data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallReturnedToHold(DomainEvent):
+    """An offer to an agent ended without a conversation: dialplan ``UserEvent(CTIReturned,...)`` in
+    ``cti-hold,return``. ``dial_status`` is Asterisk's DIALSTATUS (NOANSWER, BUSY, CHANUNAVAIL...)."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    queue: str
+    agent_id: str
+    dial_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class AmdResult(DomainEvent):
+    """Answering-machine detection finished on an outbound call (``UserEvent(CTIAmd,...)`` in
+    ``cti-outbound``). ``status`` is AMDSTATUS: HUMAN, MACHINE, NOTSURE or HANGUP; ``cause`` AMDCAUSE."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    status: str
+    cause: str
+    lead_id: str
+    campaign: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1069 @@
+"""Channels and calls rebuilt from the AMI event stream, and resync after a reconnect. Pure, sans-I/O.
+
+Must not import Twisted, sockets, a database, the clock, or any engine package (acd, dialer, ...):
+AMI messages and the current time go in, ``cti.events`` domain events come out.
+
+Identities: a channel is (server, Uniqueid), a call is (server, Linkedid). Asterisk moves a channel
+to another Linkedid when it bridges unrelated calls (AMI ``Bridge``, transfers); the tracker follows
+(the channel changes call, and a call left without channels ends "Merged into call X").
+
+Asterisk behaviours handled here (see the transcripts' README):
+
+- Local channels come in ``;1``/``;2`` pairs (``LocalBridge``); a pair is one logical leg, so a
+  caller's ``;1`` bridged with an agent's ``;1`` is two legs, while the two halves of one pair never are.
+- Events of different calls interleave, ``Cdr`` and ``DialEnd`` may follow a ``Hangup``, and
+  ``OriginateResponse`` may precede ``Newchannel``: events naming a channel that ended recently are
+  dropped (counted as ``late``), never resurrect it; events naming a channel never seen create it
+  lazily from their snapshot (``lazy_created``).
+- ``VarSet`` is reported with the leading underscores of inherited variables (``__CTI_DNIS``); they
+  are stripped. Globals arrive with ``Channel: none`` and are ignored.
+- ``UserEvent`` headers follow the channel snapshot, which has its own ``Language`` and ``Priority``:
+  the user headers are read after the ``UserEvent:`` header.
+- Caller ID ``<unknown>`` is stored as the empty string.
+
+Memory is bounded: ended channels and calls are dropped (the last ``max_ended_kept`` ended calls stay
+readable through ``call()``), device states, recently-ended ids, per-channel variables and per-call
+channel-name lists have caps; what a cap drops is counted in ``stats()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cti.ami.message import AMIMessage
+from cti.events import (
+    AmdResult,
+    CallBridged,
+    CallEnded,
+    CallQueued,
+    CallReturnedToHold,
+    CallStarted,
+    CallTransferred,
+    ChannelAnswered,
+    ChannelHungup,
+    ChannelRinging,
+    DeviceStateChanged,
+    DialEnded,
+    DialStarted,
+    DomainEvent,
+    OriginateResult,
+    VariableSet,
+)
+
+VANISHED_TXT = "Vanished during AMI outage"
+UNKNOWN = "<unknown>"
+
+STATE_RING = 4
+STATE_RINGING = 5
+STATE_UP = 6
+
+MAX_VARS_PER_CHANNEL = 128
+MAX_NAMES_PER_CALL = 64
+DEFAULT_MAX_DEVICES = 20_000
+DEFAULT_MAX_CHANNELS = 200_000
+DEFAULT_LATE_WINDOW = 20_000
+
+Events = list[DomainEvent]
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    """Parse an AMI integer field; anything else (missing, empty, junk) gives ``default``."""
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
+
+
+def _cid(value: str | None) -> str:
+    return "" if value is None or value == UNKNOWN else value
+
+
+def device_of(name: str) -> str:
+    """The device (endpoint) a channel name belongs to: ``PJSIP/1001-0000000a`` -> ``PJSIP/1001``,
+    ``Local/agent1@agents-00000001;1`` -> ``Local/agent1@agents`` (as in DeviceStateChange)."""
+    base = name.rsplit(";", 1)[0] if name.startswith("Local/") else name
+    head, sep, _tail = base.rpartition("-")
+    return head if sep else base
+
+
+class Channel:
+    """One Asterisk channel as last seen. Mutable, owned by the tracker: read it, do not change it."""
+
+    __slots__ = (
+        "account_code",
+        "answered",
+        "bridge_id",
+        "call",
+        "caller_name",
+        "caller_num",
+        "cause",
+        "cause_txt",
+        "connected_name",
+        "connected_num",
+        "context",
+        "created",
+        "device",
+        "dialed_by",
+        "ended",
+        "exten",
+        "language",
+        "linkedid",
+        "local_peer",
+        "name",
+        "on_hold",
+        "priority",
+        "ringing",
+        "server",
+        "stale",
+        "state",
+        "state_desc",
+        "transferred_away",
+        "uniqueid",
+        "variables",
+    )
+
+    def __init__(self, server: str, uniqueid: str, linkedid: str, name: str, now: float) -> None:
+        self.server = server
+        self.uniqueid = uniqueid
+        self.linkedid = linkedid
+        self.name = name
+        self.device = device_of(name)
+        self.state = 0
+        self.state_desc = ""
+        self.caller_num = ""
+        self.caller_name = ""
+        self.connected_num = ""
+        self.connected_name = ""
+        self.context = ""
+        self.exten = ""
+        self.priority = 0
+        self.language = ""
+        self.account_code = ""
+        self.variables: dict[str, str] = {}
+        self.bridge_id: str | None = None
+        self.created = now
+        self.answered: float | None = None
+        self.ended: float | None = None
+        self.cause: int | None = None
+        self.cause_txt = ""
+        self.local_peer: str | None = None  # uniqueid of the other half of a Local ;1/;2 pair
+        self.dialed_by: str | None = None  # uniqueid of the channel whose Dial created this one
+        self.on_hold = False
+        self.ringing = False  # ChannelRinging already emitted
+        self.stale = False  # connection lost since we last heard of it
+        self.transferred_away = False  # this leg handed its call over (blind/attended transfer)
+        self.call: Call | None = None
+
+    @property
+    def leg(self) -> str:
+        """Logical-leg id: the two halves of a Local pair share one."""
+        peer = self.local_peer
+        return self.uniqueid if peer is None or self.uniqueid < peer else peer
+
+    def __repr__(self) -> str:
+        return f"Channel({self.server!r}, {self.uniqueid!r}, {self.name!r}, state={self.state})"
+
+
+class _Hangup:
+    __slots__ = ("cause", "cause_txt", "name")
+
+    def __init__(self, name: str, cause: int, cause_txt: str) -> None:
+        self.name = name
+        self.cause = cause
+        self.cause_txt = cause_txt
+
+
+class Call:
+    """One call (Linkedid): its live channels and what happened so far."""
+
+    __slots__ = (
+        "answered",
+        "channel_names",
+        "channels",
+        "created",
+        "ended",
+        "end_event",
+        "first_hangup",
+        "first_nonzero",
+        "first_up_hangup",
+        "linkedid",
+        "server",
+        "up",
+    )
+
+    def __init__(self, server: str, linkedid: str, now: float) -> None:
+        self.server = server
+        self.linkedid = linkedid
+        self.channels: dict[str, Channel] = {}  # live channels by uniqueid
+        self.channel_names: list[str] = []
+        self.created = now
+        self.answered: float | None = None  # first time two logical legs were bridged
+        self.up = False
+        self.ended: float | None = None
+        self.end_event: CallEnded | None = None
+        self.first_up_hangup: _Hangup | None = None
+        self.first_nonzero: _Hangup | None = None
+        self.first_hangup: _Hangup | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self.linkedid
+
+    def __repr__(self) -> str:
+        return f"Call({self.server!r}, {self.linkedid!r}, channels={len(self.channels)})"
+
+
+class _Server:
+    """Everything known about one Asterisk server."""
+
+    __slots__ = ("bridges", "calls", "channels", "ended_calls", "names", "recently_ended")
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+        self.calls: dict[str, Call] = {}
+        self.names: dict[str, str] = {}  # channel name -> uniqueid
+        self.bridges: dict[str, dict[str, None]] = {}  # bridge id -> ordered set of uniqueids
+        self.recently_ended: dict[str, None] = {}  # ordered set, oldest first
+        self.ended_calls: dict[str, Call] = {}  # oldest first
+
+
+# Header names of a channel snapshot, plain or prefixed (DialBegin's Dest*, LocalBridge's LocalTwo*, ...).
+_SNAPSHOT_FIELDS = (
+    "Uniqueid",
+    "Linkedid",
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "CallerIDName",
+    "ConnectedLineNum",
+    "ConnectedLineName",
+    "Context",
+    "Exten",
+    "Priority",
+    "Language",
+    "AccountCode",
+)
+
+
+def _keys(prefix: str) -> tuple[str, ...]:
+    return tuple(prefix + f for f in _SNAPSHOT_FIELDS)
+
+
+_PLAIN = _keys("")
+_DEST = _keys("Dest")
+
+
+class CallTracker:
+    """Keeps every channel and call of every server from AMI events and emits domain events.
+
+    ``handle()`` takes every AMI message (responses and uninteresting events are ignored cheaply);
+    ``connection_lost()`` and ``resync()`` bracket a reconnect. Nothing here raises on bad input:
+    malformed or unexpected events are counted in ``stats()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        cti_prefix: str = "CTI_",
+        max_ended_kept: int = 0,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
+        max_devices: int = DEFAULT_MAX_DEVICES,
+        late_window: int = DEFAULT_LATE_WINDOW,
+    ) -> None:
+        self.cti_prefix = cti_prefix
+        self.max_ended_kept = max(0, max_ended_kept)
+        self.max_channels = max_channels
+        self.max_devices = max_devices
+        self.late_window = late_window
+        self._servers: dict[str, _Server] = {}
+        self._devices: dict[str, str] = {}
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "events",
+                "ignored",
+                "malformed",
+                "unknown_channel",
+                "late",
+                "lazy_created",
+                "refused",
+                "vars_dropped",
+                "devices_evicted",
+                "merged",
+                "vanished",
+            ),
+            0,
+        )
+        self._handlers: dict[str, Callable[[str, _Server, AMIMessage, float], Events]] = {
+            "Newchannel": self._on_newchannel,
+            "Newstate": self._on_newstate,
+            "Newexten": self._on_newexten,
+            "NewCallerid": self._on_newcallerid,
+            "NewConnectedLine": self._on_newconnectedline,
+            "VarSet": self._on_varset,
+            "Hangup": self._on_hangup,
+            "LocalBridge": self._on_localbridge,
+            "DialBegin": self._on_dialbegin,
+            "DialState": self._on_dialstate,
+            "DialEnd": self._on_dialend,
+            "BridgeEnter": self._on_bridgeenter,
+            "BridgeLeave": self._on_bridgeleave,
+            "BridgeDestroy": self._on_bridgedestroy,
+            "BlindTransfer": self._on_blindtransfer,
+            "AttendedTransfer": self._on_attendedtransfer,
+            "DeviceStateChange": self._on_devicestate,
+            "OriginateResponse": self._on_originateresponse,
+            "UserEvent": self._on_userevent,
+            "Rename": self._on_rename,
+            "Hold": self._on_hold,
+            "Unhold": self._on_unhold,
+        }
+
+    # public API -------------------------------------------------------------------------
+
+    def handle(self, server: str, msg: AMIMessage, now: float) -> list[DomainEvent]:
+        """Apply one AMI message from ``server`` received at ``now``; return the domain events it causes."""
+        counts = self._counts
+        counts["events"] += 1
+        if msg.kind != "event":
+            counts["ignored"] += 1
+            return []
+        handler = self._handlers.get(msg.name)
+        if handler is None:
+            counts["ignored"] += 1
+            return []
+        st = self._servers.get(server)
+        if st is None:
+            st = self._servers[server] = _Server()
+        return handler(server, st, msg, now)
+
+    def connection_lost(self, server: str, now: float) -> list[DomainEvent]:
+        """The AMI link to ``server`` dropped: its channels become stale until ``resync()`` or an event."""
+        st = self._servers.get(server)
+        if st is not None:
+            for ch in st.channels.values():
+                ch.stale = True
+        return []
+
+    def resync(self, server: str, channels: list[AMIMessage], now: float) -> list[DomainEvent]:
+        """Reconcile with ``CoreShowChannel`` list items after a reconnect.
+
+        Listed channels are created or updated (new calls emit CallStarted, channels that went Up while we
+        were away emit ChannelAnswered); stale channels not listed end with cause 0 "Vanished during AMI
+        outage" (ChannelHungup, then CallEnded for calls left empty). Bridges are rebuilt from ``BridgeId``.
+        """
+        st = self._servers.get(server)
+        if st is None:
+            st = self._servers[server] = _Server()
+        out: Events = []
+        for msg in channels:
+            ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+            if ch is None:
+                continue
+            self._update_all(ch, msg, now, out)
+            bridge = msg.get("BridgeId") or msg.get("BridgeID") or None
+            if bridge != ch.bridge_id:
+                self._bridge_remove(st, ch)
+                if bridge:
+                    st.bridges.setdefault(bridge, {})[ch.uniqueid] = None
+                    ch.bridge_id = bridge
+        for ch in [c for c in st.channels.values() if c.stale]:
+            self._counts["vanished"] += 1
+            self._end_channel(server, st, ch, 0, VANISHED_TXT, now, out, vanished=True)
+        for members in st.bridges.values():
+            if len(members) > 1 and len(self._legs(st, members)) > 1:
+                self._mark_answered(st, members, now)
+        return out
+
+    def channel(self, server: str, uniqueid: str) -> Channel | None:
+        st = self._servers.get(server)
+        return None if st is None else st.channels.get(uniqueid)
+
+    def call(self, server: str, linkedid: str) -> Call | None:
+        """A live call, or one of the last ``max_ended_kept`` ended calls."""
+        st = self._servers.get(server)
+        if st is None:
+            return None
+        return st.calls.get(linkedid) or st.ended_calls.get(linkedid)
+
+    def variables(self, server: str, uniqueid: str) -> dict[str, str]:
+        """The ``CTI_*`` variables seen on a live channel (a copy; empty if unknown)."""
+        ch = self.channel(server, uniqueid)
+        return {} if ch is None else dict(ch.variables)
+
+    def find_channel_by_name(self, server: str, name: str) -> Channel | None:
+        st = self._servers.get(server)
+        if st is None:
+            return None
+        uid = st.names.get(name)
+        return None if uid is None else st.channels.get(uid)
+
+    def device_state(self, device: str) -> str | None:
+        """Last DeviceStateChange state of ``device`` (any server), e.g. ``NOT_INUSE``; None if never seen."""
+        return self._devices.get(device)
+
+    def channels(self, server: str) -> list[Channel]:
+        """Live channels of ``server``, oldest first."""
+        st = self._servers.get(server)
+        return [] if st is None else list(st.channels.values())
+
+    def calls(self, server: str) -> list[Call]:
+        """Live calls of ``server``, oldest first."""
+        st = self._servers.get(server)
+        return [] if st is None else list(st.calls.values())
+
+    def stats(self) -> dict[str, int]:
+        """Live channels/calls/bridges/devices and counters of what was ignored, dropped or repaired."""
+        out = {
+            "channels": sum(len(s.channels) for s in self._servers.values()),
+            "calls": sum(len(s.calls) for s in self._servers.values()),
+            "bridges": sum(len(s.bridges) for s in self._servers.values()),
+            "devices": len(self._devices),
+            "stale": sum(1 for s in self._servers.values() for c in s.channels.values() if c.stale),
+            "ended_kept": sum(len(s.ended_calls) for s in self._servers.values()),
+        }
+        out.update(self._counts)
+        return out
+
+    # channel bookkeeping ------------------------------------------------------------------
+
+    def _snapshot(
+        self,
+        server: str,
+        st: _Server,
+        msg: AMIMessage,
+        now: float,
+        out: Events,
+        keys: tuple[str, ...],
+        create: bool = True,
+    ) -> Channel | None:
+        """The channel a snapshot names, created lazily if never seen; follows Linkedid changes."""
+        uid = msg.get(keys[0])
+        if not uid or uid == "none" or uid == UNKNOWN:
+            self._counts["malformed"] += 1
+            return None
+        ch = st.channels.get(uid)
+        if ch is None:
+            if uid in st.recently_ended:
+                self._counts["late"] += 1
+                return None
+            if not create:
+                self._counts["unknown_channel"] += 1
+                return None
+            self._counts["lazy_created"] += 1
+            return self._create(server, st, msg, now, out, keys)
+        ch.stale = False
+        lid = msg.get(keys[1])
+        if lid and lid != ch.linkedid:
+            self._rehome(server, st, ch, lid, now, out)
+        # Every snapshot carries the dialplan location; it changes without Newexten (a dialled leg
+        # leaving the dialplan reports an empty Exten once bridged).
+        context = msg.get(keys[9])
+        if context is not None:
+            ch.context = context
+            ch.exten = msg.get(keys[10]) or ""
+            ch.priority = _int(msg.get(keys[11]), ch.priority)
+        return ch
+
+    def _create(
+        self, server: str, st: _Server, msg: AMIMessage, now: float, out: Events, keys: tuple[str, ...]
+    ) -> Channel | None:
+        if len(st.channels) >= self.max_channels:
+            self._counts["refused"] += 1
+            return None
+        uid = msg.get(keys[0])
+        if not uid or uid == UNKNOWN:
+            self._counts["malformed"] += 1
+            return None
+        lid = msg.get(keys[1]) or uid
+        name = msg.get(keys[2]) or ""
+        ch = Channel(server, uid, lid, name, now)
+        ch.state = _int(msg.get(keys[3]))
+        ch.state_desc = msg.get(keys[4]) or ""
+        ch.caller_num = _cid(msg.get(keys[5]))
+        ch.caller_name = _cid(msg.get(keys[6]))
+        ch.connected_num = _cid(msg.get(keys[7]))
+        ch.connected_name = _cid(msg.get(keys[8]))
+        ch.context = msg.get(keys[9]) or ""
+        ch.exten = msg.get(keys[10]) or ""
+        ch.priority = _int(msg.get(keys[11]))
+        ch.language = msg.get(keys[12]) or ""
+        ch.account_code = msg.get(keys[13]) or ""
+        st.channels[uid] = ch
+        if name:
+            st.names[name] = uid
+            if name.startswith("Local/") and name[-2:] in (";1", ";2"):
+                other = st.names.get(name[:-1] + ("2" if name[-1] == "1" else "1"))
+                if other is not None and other in st.channels:
+                    ch.local_peer = other
+                    st.channels[other].local_peer = uid
+        self._join(server, st, ch, lid, now, out)
+        if ch.state == STATE_UP:
+            ch.state = 0
+            self._set_state(ch, STATE_UP, None, now, out)
+        return ch
+
+    def _join(self, server: str, st: _Server, ch: Channel, linkedid: str, now: float, out: Events) -> None:
+        """Put ``ch`` in call ``linkedid``, starting the call (CallStarted) if it is new."""
+        call = st.calls.get(linkedid)
+        if call is None:
+            call = st.calls[linkedid] = Call(server, linkedid, now)
+            st.ended_calls.pop(linkedid, None)
+            out.append(
+                CallStarted(
+                    server, now, linkedid, ch.uniqueid, ch.name, ch.caller_num, ch.caller_name, ch.context, ch.exten
+                )
+            )
+        ch.linkedid = linkedid
+        ch.call = call
+        call.channels[ch.uniqueid] = ch
+        if ch.answered is not None:
+            call.up = True
+        if len(call.channel_names) < MAX_NAMES_PER_CALL and ch.name:
+            call.channel_names.append(ch.name)
+
+    def _rehome(self, server: str, st: _Server, ch: Channel, linkedid: str, now: float, out: Events) -> None:
+        """Asterisk gave ``ch`` a new Linkedid: move it; the old call ends if that left it empty."""
+        old = ch.call
+        self._join(server, st, ch, linkedid, now, out)
+        if old is not None and old.linkedid != linkedid:
+            old.channels.pop(ch.uniqueid, None)
+            if not old.channels:
+                self._counts["merged"] += 1
+                self._finish_call(st, old, now, out, merged_into=linkedid)
+
+    def _update_all(self, ch: Channel, msg: AMIMessage, now: float, out: Events) -> None:
+        """Refresh every snapshot field (resync)."""
+        self._set_state(ch, _int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
+        self._set_callerid(ch, msg)
+        self._set_connected(ch, msg)
+
+    def _set_state(self, ch: Channel, state: int, desc: str | None, now: float, out: Events) -> None:
+        prev = ch.state
+        ch.state = state
+        if desc is not None:
+            ch.state_desc = desc
+        if state == STATE_UP:
+            if prev != STATE_UP or ch.answered is None:
+                ch.answered = now
+                call = ch.call
+                if call is not None:
+                    call.up = True
+                out.append(ChannelAnswered(ch.server, now, ch.linkedid, ch.uniqueid, ch.name))
+        elif (state == STATE_RINGING or state == STATE_RING) and not ch.ringing and ch.answered is None:
+            self._ringing(ch, now, out)
+
+    def _ringing(self, ch: Channel, now: float, out: Events) -> None:
+        ch.ringing = True
+        out.append(ChannelRinging(ch.server, now, ch.linkedid, ch.uniqueid, ch.name))
+
+    @staticmethod
+    def _set_callerid(ch: Channel, msg: AMIMessage) -> None:
+        num = msg.get("CallerIDNum")
+        if num is not None:
+            ch.caller_num = _cid(num)
+            ch.caller_name = _cid(msg.get("CallerIDName"))
+
+    @staticmethod
+    def _set_connected(ch: Channel, msg: AMIMessage) -> None:
+        num = msg.get("ConnectedLineNum")
+        if num is not None:
+            ch.connected_num = _cid(num)
+            ch.connected_name = _cid(msg.get("ConnectedLineName"))
+
+    def _bridge_remove(self, st: _Server, ch: Channel) -> None:
+        bid = ch.bridge_id
+        if bid is None:
+            return
+        ch.bridge_id = None
+        members = st.bridges.get(bid)
+        if members is not None:
+            members.pop(ch.uniqueid, None)
+            if not members:
+                del st.bridges[bid]
+
+    def _end_channel(
+        self,
+        server: str,
+        st: _Server,
+        ch: Channel,
+        cause: int,
+        cause_txt: str,
+        now: float,
+        out: Events,
+        vanished: bool = False,
+    ) -> None:
+        uid = ch.uniqueid
+        ch.ended = now
+        ch.cause = cause
+        ch.cause_txt = cause_txt
+        st.channels.pop(uid, None)
+        if st.names.get(ch.name) == uid:
+            del st.names[ch.name]
+        self._bridge_remove(st, ch)
+        recent = st.recently_ended
+        recent[uid] = None
+        if len(recent) > self.late_window:
+            del recent[next(iter(recent))]
+        out.append(ChannelHungup(server, now, ch.linkedid, uid, ch.name, cause, cause_txt))
+        call = ch.call
+        if call is None:
+            return
+        call.channels.pop(uid, None)
+        if not vanished:
+            record = None
+            if call.first_hangup is None:
+                record = _Hangup(ch.name, cause, cause_txt)
+                call.first_hangup = record
+            if cause and call.first_nonzero is None:
+                call.first_nonzero = record or _Hangup(ch.name, cause, cause_txt)
+            if call.first_up_hangup is None and ch.answered is not None and not ch.transferred_away:
+                call.first_up_hangup = record or _Hangup(ch.name, cause, cause_txt)
+        if not call.channels:
+            self._finish_call(st, call, now, out, vanished=vanished)
+
+    def _finish_call(
+        self,
+        st: _Server,
+        call: Call,
+        now: float,
+        out: Events,
+        *,
+        vanished: bool = False,
+        merged_into: str | None = None,
+    ) -> None:
+        if st.calls.get(call.linkedid) is call:
+            del st.calls[call.linkedid]
+        hung_up_by: str | None = None
+        if merged_into is not None:
+            cause, cause_txt = 0, f"Merged into call {merged_into}"
+        elif vanished:
+            cause, cause_txt = 0, VANISHED_TXT
+        else:
+            chosen = call.first_up_hangup or call.first_nonzero or call.first_hangup
+            cause, cause_txt = 0, ""
+            if chosen is not None:
+                hung_up_by = chosen.name
+                cause, cause_txt = chosen.cause, chosen.cause_txt
+                if cause == 0 and call.first_nonzero is not None:
+                    cause, cause_txt = call.first_nonzero.cause, call.first_nonzero.cause_txt
+        call.ended = now
+        event = CallEnded(
+            call.server,
+            now,
+            call.linkedid,
+            cause,
+            cause_txt,
+            hung_up_by,
+            call.answered is not None,
+            now - call.created,
+            tuple(call.channel_names),
+            call.up,
+            merged_into,
+        )
+        call.end_event = event
+        out.append(event)
+        if self.max_ended_kept:
+            kept = st.ended_calls
+            kept[call.linkedid] = call
+            while len(kept) > self.max_ended_kept:
+                del kept[next(iter(kept))]
+
+    def _legs(self, st: _Server, members: dict[str, None]) -> set[str]:
+        channels = st.channels
+        return {channels[u].leg if u in channels else u for u in members}
+
+    @staticmethod
+    def _mark_answered(st: _Server, members: dict[str, None], now: float) -> None:
+        """Legs in a connected bridge: their calls, and their Local peers' calls, were answered."""
+        channels = st.channels
+        for uid in members:
+            ch = channels.get(uid)
+            if ch is None:
+                continue
+            peer = channels.get(ch.local_peer) if ch.local_peer else None
+            for c in (ch, peer):
+                if c is not None and c.call is not None and c.call.answered is None:
+                    c.call.answered = now
+
+    # event handlers ------------------------------------------------------------------------
+
+    def _on_newchannel(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        uid = msg.get("Uniqueid")
+        if uid is not None and uid not in st.channels and uid not in st.recently_ended and uid != "none":
+            self._create(server, st, msg, now, out, _PLAIN)
+        else:  # already known (created lazily from an earlier event), late, or malformed
+            ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
+            if ch is not None:
+                self._update_all(ch, msg, now, out)
+        return out
+
+    def _on_newstate(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is not None:
+            self._set_callerid(ch, msg)
+            self._set_connected(ch, msg)
+            self._set_state(ch, _int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
+        return out
+
+    def _on_newexten(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        self._snapshot(server, st, msg, now, out, _PLAIN)  # the snapshot update is all there is to do
+        return out
+
+    def _on_newcallerid(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is not None:
+            self._set_callerid(ch, msg)
+        return out
+
+    def _on_newconnectedline(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is not None:
+            self._set_connected(ch, msg)
+        return out
+
+    def _on_varset(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        var = msg.get("Variable") or ""
+        prefix = self.cti_prefix
+        if not var.startswith(prefix):
+            if not var.startswith("_"):
+                return []
+            var = var.lstrip("_")
+            if not var.startswith(prefix):
+                return []
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is None:
+            return out
+        value = msg.get("Value") or ""
+        variables = ch.variables
+        if var not in variables and len(variables) >= MAX_VARS_PER_CHANNEL:
+            self._counts["vars_dropped"] += 1
+            return out
+        variables[var] = value
+        out.append(VariableSet(server, now, ch.linkedid, ch.uniqueid, ch.name, var, value))
+        return out
+
+    def _on_hangup(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
+        if ch is not None:
+            self._end_channel(server, st, ch, _int(msg.get("Cause")), msg.get("Cause-txt") or "", now, out)
+        return out
+
+    def _on_localbridge(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        one = st.channels.get(msg.get("LocalOneUniqueid") or "")
+        two = st.channels.get(msg.get("LocalTwoUniqueid") or "")
+        if one is None or two is None:
+            self._counts["unknown_channel"] += 1
+            return []
+        one.local_peer = two.uniqueid
+        two.local_peer = one.uniqueid
+        return []
+
+    def _on_dialbegin(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        caller = self._snapshot(server, st, msg, now, out, _PLAIN) if "Uniqueid" in msg else None
+        dest = self._snapshot(server, st, msg, now, out, _DEST)
+        if dest is None:
+            return out
+        if caller is not None:
+            dest.dialed_by = caller.uniqueid
+        src = caller or dest
+        out.append(
+            DialStarted(
+                server,
+                now,
+                src.linkedid,
+                caller.uniqueid if caller else "",
+                caller.name if caller else "",
+                dest.uniqueid,
+                dest.name,
+                msg.get("DialString") or "",
+            )
+        )
+        if not dest.ringing and dest.answered is None:
+            self._ringing(dest, now, out)
+        return out
+
+    def _on_dialstate(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        if msg.get("DialStatus") not in ("RINGING", "PROCEEDING"):
+            return []
+        out: Events = []
+        dest = self._snapshot(server, st, msg, now, out, _DEST)
+        if dest is not None and not dest.ringing and dest.answered is None:
+            self._ringing(dest, now, out)
+        return out
+
+    def _on_dialend(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        caller = self._snapshot(server, st, msg, now, out, _PLAIN) if "Uniqueid" in msg else None
+        dest_uid = msg.get("DestUniqueid") or ""
+        dest = self._snapshot(server, st, msg, now, out, _DEST, create=False)
+        call_id = caller.linkedid if caller else dest.linkedid if dest else msg.get("DestLinkedid") or ""
+        if caller is None and dest is None:
+            return out
+        out.append(
+            DialEnded(
+                server,
+                now,
+                call_id,
+                caller.uniqueid if caller else "",
+                caller.name if caller else "",
+                dest_uid,
+                dest.name if dest else msg.get("DestChannel") or "",
+                msg.get("DialStatus") or "",
+            )
+        )
+        return out
+
+    def _on_bridgeenter(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        bid = msg.get("BridgeUniqueid")
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is None or not bid:
+            if not bid:
+                self._counts["malformed"] += 1
+            return out
+        if ch.bridge_id != bid:
+            self._bridge_remove(st, ch)
+        members = st.bridges.setdefault(bid, {})
+        if ch.uniqueid in members:
+            return out
+        leg = ch.leg
+        legs = self._legs(st, members)
+        members[ch.uniqueid] = None
+        ch.bridge_id = bid
+        if legs and leg not in legs:
+            self._mark_answered(st, members, now)
+            names = tuple(st.channels[u].name if u in st.channels else "" for u in members)
+            out.append(CallBridged(server, now, ch.linkedid, bid, tuple(members), names))
+        return out
+
+    def _on_bridgeleave(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
+        bid = msg.get("BridgeUniqueid")
+        if ch is not None and ch.bridge_id == bid:
+            self._bridge_remove(st, ch)
+        return out
+
+    def _on_bridgedestroy(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        members = st.bridges.pop(msg.get("BridgeUniqueid") or "", None)
+        bid = msg.get("BridgeUniqueid")
+        for uid in members or ():
+            ch = st.channels.get(uid)
+            if ch is not None and ch.bridge_id == bid:
+                ch.bridge_id = None
+        return []
+
+    def _on_blindtransfer(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        transferer = st.channels.get(msg.get("TransfererUniqueid") or "")
+        if transferer is None:
+            self._counts["unknown_channel"] += 1
+            return []
+        result = msg.get("Result") or ""
+        if result == "Success":
+            self._mark_transferred(st, transferer)
+        target = f"{msg.get('Extension') or ''}@{msg.get('Context') or ''}"
+        return [
+            CallTransferred(
+                server,
+                now,
+                transferer.linkedid,
+                "blind",
+                transferer.uniqueid,
+                transferer.name,
+                target,
+                result,
+                msg.get("TransfereeUniqueid") or "",
+                msg.get("TransfereeChannel") or "",
+            )
+        ]
+
+    def _on_attendedtransfer(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        orig = st.channels.get(msg.get("OrigTransfererUniqueid") or "")
+        second = st.channels.get(msg.get("SecondTransfererUniqueid") or "")
+        transferer = orig or second
+        if transferer is None:
+            self._counts["unknown_channel"] += 1
+            return []
+        result = msg.get("Result") or ""
+        if result == "Success":
+            for ch in (orig, second):
+                if ch is not None:
+                    self._mark_transferred(st, ch)
+        transferee_uid = msg.get("TransfereeUniqueid") or ""
+        target = msg.get("TransferTargetChannel") or ""
+        if not target:
+            dest_type = msg.get("DestType") or ""
+            if dest_type == "Bridge":
+                skip = {transferee_uid, transferer.uniqueid, second.uniqueid if second else ""}
+                members = st.bridges.get(msg.get("DestBridgeUniqueid") or "", {})
+                target = ",".join(st.channels[u].name for u in members if u not in skip and u in st.channels)
+                target = target or msg.get("DestBridgeUniqueid") or ""
+            elif dest_type == "App":
+                target = msg.get("DestApp") or ""
+            elif dest_type == "Link":
+                target = msg.get("LocalTwoChannel") or ""
+            elif dest_type == "Threeway":
+                target = msg.get("DestThreewayChannel") or ""
+        return [
+            CallTransferred(
+                server,
+                now,
+                transferer.linkedid,
+                "attended",
+                transferer.uniqueid,
+                transferer.name,
+                target,
+                result,
+                transferee_uid,
+                msg.get("TransfereeChannel") or "",
+            )
+        ]
+
+    @staticmethod
+    def _mark_transferred(st: _Server, ch: Channel) -> None:
+        ch.transferred_away = True
+        peer = st.channels.get(ch.local_peer) if ch.local_peer else None
+        if peer is not None:
+            peer.transferred_away = True
+
+    def _on_devicestate(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        device = msg.get("Device")
+        state = msg.get("State")
+        if not device or state is None:
+            self._counts["malformed"] += 1
+            return []
+        devices = self._devices
+        previous = devices.pop(device, None)  # re-insert: most recently changed last
+        devices[device] = state
+        if previous is None and len(devices) > self.max_devices:
+            del devices[next(iter(devices))]
+            self._counts["devices_evicted"] += 1
+        if previous == state:
+            return []
+        return [DeviceStateChanged(server, now, device, state)]
+
+    def _on_originateresponse(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        uid = msg.get("Uniqueid")
+        return [
+            OriginateResult(
+                server,
+                now,
+                msg.get("ActionID") or "",
+                msg.get("Response") == "Success",
+                _int(msg.get("Reason")),
+                msg.get("Channel") or "",
+                None if not uid or uid == UNKNOWN else uid,
+            )
+        ]
+
+    def _on_userevent(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        kind = msg.get("UserEvent")
+        if kind not in ("CTIQueued", "CTIReturned", "CTIAmd"):
+            self._counts["ignored"] += 1
+            return []
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is None:
+            return out
+        body = _user_headers(msg)
+        if kind == "CTIQueued":
+            variables = ch.variables
+            p = self.cti_prefix
+
+            def field(header: str, var: str) -> str:
+                return body.get(header) or variables.get(p + var, "")
+
+            out.append(
+                CallQueued(
+                    server,
+                    now,
+                    ch.linkedid,
+                    ch.uniqueid,
+                    ch.name,
+                    field("queue", "QUEUE"),
+                    field("skills", "SKILLS"),
+                    _int(field("priority", "PRIORITY").strip()),
+                    field("language", "LANGUAGE"),
+                    ch.caller_num,
+                    ch.caller_name,
+                    field("dnis", "DNIS"),
+                    dict(variables),
+                )
+            )
+        elif kind == "CTIReturned":
+            out.append(
+                CallReturnedToHold(
+                    server,
+                    now,
+                    ch.linkedid,
+                    ch.uniqueid,
+                    ch.name,
+                    body.get("queue", ""),
+                    body.get("agent", ""),
+                    body.get("dialstatus", ""),
+                )
+            )
+        else:
+            out.append(
+                AmdResult(
+                    server,
+                    now,
+                    ch.linkedid,
+                    ch.uniqueid,
+                    ch.name,
+                    body.get("status", ""),
+                    body.get("cause", ""),
+                    body.get("lead", ""),
+                    body.get("campaign", ""),
+                )
+            )
+        return out
+
+    def _on_rename(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
+        new = msg.get("Newname")
+        if ch is not None and new:
+            if st.names.get(ch.name) == ch.uniqueid:
+                del st.names[ch.name]
+            ch.name = new
+            ch.device = device_of(new)
+            st.names[new] = ch.uniqueid
+        return out
+
+    def _on_hold(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is not None:
+            ch.on_hold = True
+        return out
+
+    def _on_unhold(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        if ch is not None:
+            ch.on_hold = False
+        return out
+
+
+def _user_headers(msg: AMIMessage) -> dict[str, str]:
+    """Headers after ``UserEvent:`` (lower-case keys): the dialplan's own, not the channel snapshot's."""
+    out: dict[str, str] = {}
+    seen = False
+    for key, value in msg.headers:
+        if seen:
+            out.setdefault(key.lower(), value.strip())
+        elif key.lower() == "userevent":
+            seen = True
+    return out
