@@ -1,0 +1,367 @@
+"""AGI wire codec, sans-I/O: the ``agi_*`` environment block, command lines out, replies in. No sockets.
+
+Server side of FastAGI (Asterisk connects to us). Feed received bytes to ``AgiServerCodec.receive_data``;
+it returns events (``AgiEnvironment`` once, then ``AgiReply`` per command and ``HangupNotice`` when
+Asterisk sends its unsolicited ``HANGUP`` line). ``encode_command`` turns an ``AgiCommand`` into bytes.
+
+Wire rules followed (see ../shared/fixtures/asterisk/fastagi.txt and README):
+- environment: ``agi_key: value\\n`` lines ended by an empty line; values may be empty (``agi_accountcode: ``);
+- replies: ``200 result=<n>[ (<data>)][ endpos=<n>]``; ``GET DATA`` may answer ``200 result= (timeout)``;
+  ``510 ...``/``511 ...`` one line; ``520-...`` multi-line usage ending with ``520 End of proper usage.``;
+- ``HANGUP`` arrives on its own line after the reply of the command that was running.
+
+Errors (one tree, one root):
+    AgiError
+     +-- AgiProtocolError   the peer sent something that is not AGI (junk, binary, oversized line,
+                            a reply nobody asked for); the connection must be closed.
+Limits: one line at most ``max_line_bytes``; at most ``max_env_lines`` environment lines and
+``max_usage_lines`` lines of ``520`` usage text. Past a limit: ``AgiProtocolError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
+
+
+class AgiError(Exception):
+    """Root of the IVR's AGI errors."""
+
+
+class AgiProtocolError(AgiError):
+    """The peer broke the AGI protocol; ``reason`` is safe to log (never echoes more than 40 bytes)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+# --- values -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AgiEnvironment:
+    """The ``agi_*`` variables Asterisk sends first, with the parts the IVR uses."""
+
+    values: Mapping[str, str]
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.values.get(key, default)
+
+    @property
+    def uniqueid(self) -> str:
+        return self.get("agi_uniqueid")
+
+    @property
+    def channel(self) -> str:
+        return self.get("agi_channel")
+
+    @property
+    def ani(self) -> str:
+        """Caller number; Asterisk writes ``unknown`` when there is none."""
+        value = self.get("agi_callerid")
+        return "" if value in ("unknown", "") else value
+
+    @property
+    def language(self) -> str:
+        return self.get("agi_language", "en") or "en"
+
+    @property
+    def script(self) -> str:
+        """``agi_network_script`` (path and query of the AGI URL), or the path of ``agi_request``."""
+        script = self.get("agi_network_script")
+        if not script:
+            request = self.get("agi_request")
+            parts = urlsplit(request) if "://" in request else None
+            script = (parts.path + (f"?{parts.query}" if parts.query else "")) if parts else request
+        return script
+
+    @property
+    def flow_name(self) -> str:
+        """The AGI URL path: ``agi://host:4573/<flow>?k=v`` -> ``<flow>``."""
+        return self.script.split("?", 1)[0].strip("/")
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Query parameters of the AGI URL (last one wins)."""
+        query = self.script.split("?", 1)[1] if "?" in self.script else ""
+        return dict(parse_qsl(query, keep_blank_values=True))
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """Dialplan arguments ``agi_arg_1``, ``agi_arg_2``, ... in order."""
+        out: list[str] = []
+        while f"agi_arg_{len(out) + 1}" in self.values:
+            out.append(self.values[f"agi_arg_{len(out) + 1}"])
+        return tuple(out)
+
+    @property
+    def dnis(self) -> str:
+        """Dialled number: ``?dnis=`` of the URL (the shipped dialplan passes it), else agi_dnid/agi_extension."""
+        if self.params.get("dnis"):
+            return self.params["dnis"]
+        dnid = self.get("agi_dnid")
+        return dnid if dnid not in ("", "unknown") else self.get("agi_extension")
+
+
+@dataclass(frozen=True, slots=True)
+class AgiReply:
+    """One reply: ``code`` 200/510/511/520/...; for 200 the ``result`` text, optional data and endpos."""
+
+    code: int
+    result: str = ""
+    data: str | None = None
+    endpos: int | None = None
+    text: str = ""  # the line after the code (for 520: the usage lines joined by newlines)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+    @property
+    def number(self) -> int | None:
+        """``result`` as an integer, or None when it is empty or not a number (GET DATA digits are text)."""
+        try:
+            return int(self.result)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class HangupNotice:
+    """Asterisk's unsolicited ``HANGUP`` line: the caller is gone."""
+
+
+AgiEvent = AgiEnvironment | AgiReply | HangupNotice
+
+
+@dataclass(frozen=True, slots=True)
+class AgiCommand:
+    """One AGI command: a verb (``STREAM FILE``) and its arguments, quoted on the way out."""
+
+    verb: str
+    args: tuple[str, ...] = field(default=())
+
+    def line(self) -> str:
+        return " ".join([self.verb, *(quote_arg(a) for a in self.args)])
+
+    def __str__(self) -> str:
+        return self.line()
+
+
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def quote_arg(value: str) -> str:
+    """Quote one argument the way Asterisk's ``parse_args`` reads it (double quotes, backslash escapes).
+
+    Control characters (CR, LF, NUL, ...) are replaced by spaces: a value can never end the command
+    line and smuggle in a second command.
+    """
+    value = _CONTROL.sub(" ", value)
+    if value and not _NEEDS_QUOTES.search(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+ALL_DIGITS = "0123456789*#"
+
+
+def answer() -> AgiCommand:
+    return AgiCommand("ANSWER")
+
+
+def stream_file(name: str, escape_digits: str = "") -> AgiCommand:
+    return AgiCommand("STREAM FILE", (name, escape_digits))
+
+
+def wait_for_digit(timeout_ms: int) -> AgiCommand:
+    return AgiCommand("WAIT FOR DIGIT", (str(timeout_ms),))
+
+
+def get_data(name: str, timeout_ms: int, max_digits: int) -> AgiCommand:
+    return AgiCommand("GET DATA", (name, str(timeout_ms), str(max_digits)))
+
+
+def set_variable(name: str, value: str) -> AgiCommand:
+    return AgiCommand("SET VARIABLE", (name, value))
+
+
+def channel_status() -> AgiCommand:
+    return AgiCommand("CHANNEL STATUS")
+
+
+def hangup() -> AgiCommand:
+    return AgiCommand("HANGUP")
+
+
+def encode_command(command: AgiCommand) -> bytes:
+    return (command.line() + "\n").encode("utf-8")
+
+
+# --- parsing --------------------------------------------------------------------------------------------
+
+_ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]{1,64}):(?: (.*))?$")
+_REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
+_RESULT = re.compile(r"^result=(\S*)(?: \((.*)\))?$")
+_ENDPOS = re.compile(r"^(.*) endpos=(-?\d+)$")
+_BINARY = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # tab is fine; CR is stripped before the check
+
+
+def parse_reply_line(text: str) -> AgiReply:
+    """One single-line reply (``200 result=...``, ``510 ...``); raises AgiProtocolError if it is none."""
+    m = _REPLY_LINE.match(text)
+    if not m or m.group(2) != " ":
+        raise AgiProtocolError(f"unexpected line {_clip(text)}")
+    code, rest = int(m.group(1)), m.group(3)
+    if code != 200:
+        return AgiReply(code, text=rest)
+    endpos: int | None = None
+    e = _ENDPOS.match(rest)
+    if e:
+        rest, endpos = e.group(1), int(e.group(2))
+    r = _RESULT.match(rest)
+    if not r:
+        raise AgiProtocolError(f"200 reply without result= {_clip(text)}")
+    return AgiReply(200, r.group(1), r.group(2), endpos, rest)
+
+
+def parse_environment(lines: list[str]) -> AgiEnvironment:
+    values: dict[str, str] = {}
+    for line in lines:
+        m = _ENV_LINE.match(line)
+        if not m:
+            raise AgiProtocolError(f"not an AGI environment line: {_clip(line)}")
+        values[m.group(1)] = (m.group(2) or "").strip()
+    return AgiEnvironment(values)
+
+
+def _clip(text: str) -> str:
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
+
+
+State = Literal["env", "commands", "closed"]
+
+
+class AgiServerCodec:
+    """Incremental parser of what Asterisk sends to a FastAGI server, plus pending-command bookkeeping.
+
+    One command is outstanding at a time (Asterisk reads commands with stdio buffering; pipelining
+    several can stall it). A reply while no command is outstanding is a protocol error.
+    """
+
+    def __init__(self, max_line_bytes: int = 8192, max_env_lines: int = 256, max_usage_lines: int = 200) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.max_env_lines = max_env_lines
+        self.max_usage_lines = max_usage_lines
+        self.state: State = "env"
+        self.pending: AgiCommand | None = None
+        self.hung_up = False
+        self._buffer = bytearray()
+        self._env_lines: list[str] = []
+        self._usage: list[str] | None = None
+
+    def send(self, command: AgiCommand) -> bytes:
+        """Bytes for ``command``; it becomes the outstanding command."""
+        if self.state != "commands":
+            raise AgiError(f"cannot send a command in state {self.state}")
+        if self.pending is not None:
+            raise AgiError(f"command {self.pending.verb} is still waiting for its reply")
+        self.pending = command
+        return encode_command(command)
+
+    def receive_data(self, data: bytes) -> list[AgiEvent]:
+        """Parse ``data``; return the complete events in it. Raises AgiProtocolError on bad input."""
+        if self.state == "closed":
+            return []
+        self._buffer += data
+        events: list[AgiEvent] = []
+        try:
+            while True:
+                end = self._buffer.find(b"\n")
+                if end < 0:
+                    if len(self._buffer) > self.max_line_bytes:
+                        raise AgiProtocolError(f"line longer than {self.max_line_bytes} bytes")
+                    return events
+                if end > self.max_line_bytes:
+                    raise AgiProtocolError(f"line longer than {self.max_line_bytes} bytes")
+                raw = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                if _BINARY.search(raw):
+                    raise AgiProtocolError("binary data")
+                event = self._line(raw.decode("utf-8", errors="replace"))
+                if event is not None:
+                    events.append(event)
+        except AgiProtocolError:
+            self.state = "closed"
+            self._buffer.clear()
+            raise
+
+    def _line(self, text: str) -> AgiEvent | None:
+        if self.state == "env":
+            if text == "":
+                if not self._env_lines:
+                    raise AgiProtocolError("empty AGI environment")
+                self.state = "commands"
+                return parse_environment(self._env_lines)
+            if len(self._env_lines) >= self.max_env_lines:
+                raise AgiProtocolError(f"more than {self.max_env_lines} environment lines")
+            if not _ENV_LINE.match(text):
+                raise AgiProtocolError(f"not an AGI environment line: {_clip(text)}")
+            self._env_lines.append(text)
+            return None
+        if self._usage is not None:
+            if text.startswith("520 ") or text == "520":
+                usage = "\n".join(self._usage)
+                self._usage = None
+                return self._answered(AgiReply(520, text=usage))
+            if len(self._usage) >= self.max_usage_lines:
+                raise AgiProtocolError(f"520 usage text longer than {self.max_usage_lines} lines")
+            self._usage.append(text)
+            return None
+        if text == "HANGUP":
+            self.hung_up = True
+            return HangupNotice()
+        if self.pending is None:
+            raise AgiProtocolError(f"reply without a command: {_clip(text)}")
+        if text.startswith("520-"):
+            self._usage = [text[4:]]
+            return None
+        return self._answered(parse_reply_line(text))
+
+    def _answered(self, reply: AgiReply) -> AgiReply:
+        self.pending = None
+        return reply
+
+
+def split_command(line: str) -> list[str]:
+    """Split a command line the way Asterisk's ``parse_args`` does (quotes group, backslash escapes)."""
+    args: list[str] = []
+    cur: list[str] = []
+    quoted = escaped = False
+    in_word = False
+    for ch in line:
+        if escaped:
+            cur.append(ch)
+            escaped = False
+            in_word = True
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+            in_word = True
+        elif ch in " \t" and not quoted:
+            if in_word:
+                args.append("".join(cur))
+                cur, in_word = [], False
+        else:
+            cur.append(ch)
+            in_word = True
+    if in_word:
+        args.append("".join(cur))
+    return args
