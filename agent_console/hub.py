@@ -1,0 +1,399 @@
+"""The console websocket hub: one ``websockets`` server for the /ws endpoint and the static pages,
+authentication, per-agent routing, heartbeats, resume and slow-client protection.
+
+I/O shell only: message rules live in ``protocol``, credentials in ``auth``, actions in the backend.
+Must not import the ACD, AMI or database code. Runs on the asyncio loop that Twisted's asyncio reactor
+also uses (cti/reactor.py).
+
+Outbound delivery: every connection has a bounded FIFO of encoded frames and, only while that FIFO is
+non-empty, one sender task. ``push_to_agent`` is O(1) (dict by agent id) and never awaits. A client whose
+FIFO reaches ``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees
+1006 and reconnects, getting its state and live pops again), so it never delays anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import itertools
+import json
+import logging
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from agent_console import protocol
+from agent_console.auth import Authenticator, AuthError, Identity
+from agent_console.backend import ConsoleBackend, ConsoleError, SessionInfo
+from agent_console.protocol import ALLOWED, PUSH_TYPES, Hello, ProtocolError, RateLimiter, encode
+from agent_console.settings import ConsoleSection
+from agent_console.static_site import SECURITY_HEADERS, StaticSite
+
+log = logging.getLogger("agent_console.hub")
+
+_Item = str | tuple[int, str]  # an encoded frame, or (close code, reason) as the last item
+
+
+class _Session:
+    """Per-connection state, kept small: the benchmark target is <= 30 KiB per idle connection."""
+
+    __slots__ = ("ws", "info", "queue", "sender", "closing", "limiter")
+
+    def __init__(self, ws: ServerConnection, info: SessionInfo, limiter: RateLimiter) -> None:
+        self.ws = ws
+        self.info = info
+        self.queue: deque[_Item] = deque()
+        self.sender: asyncio.Task[None] | None = None
+        self.closing = False
+        self.limiter = limiter
+
+
+class ConsoleHub:
+    """Websocket hub. Construct, ``await start(host, port)``, push with ``push_to_agent``/``push_to_supervisors``,
+    ``await stop()``. Implements ``backend.ConsolePusher``."""
+
+    def __init__(self, settings: ConsoleSection, backend: ConsoleBackend, authenticator: Authenticator,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._auth = authenticator
+        self._clock = clock
+        self._site = StaticSite()
+        self._agents: dict[str, _Session] = {}
+        self._supervisors: dict[str, _Session] = {}
+        self._open = 0
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._auth_pool: ThreadPoolExecutor | None = None
+        self._counters = dict.fromkeys(
+            ("messages_in", "messages_out", "dropped_slow", "rate_limited", "auth_failures", "undelivered",
+             "replaced", "rejected_full"), 0)
+        self._hello_payload = {
+            "heartbeat_interval": settings.heartbeat_interval,
+            "dispositions": [d.model_dump() for d in settings.dispositions],
+            "not_ready_reasons": list(settings.not_ready_reasons),
+            "protocol": protocol.PROTOCOL_VERSION,
+        }
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port (0 = ephemeral); returns the bound port."""
+        s = self._settings
+        # Exact Origin values; auth is a message, not a cookie, so cross-site hijacking gains nothing anyway.
+        origins = list(s.allowed_origins) if s.allowed_origins is not None else None
+        self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="console-auth")
+        self._server = await serve(
+            self._handle_connection, host, port,
+            process_request=self._process_request,
+            compression="deflate" if s.compression == "deflate" else None,
+            origins=origins,  # type: ignore[arg-type]
+            max_size=s.max_message_bytes,
+            max_queue=8,
+            write_limit=s.write_limit,
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            close_timeout=5,
+            server_header=None,
+        )
+        self._heartbeat = asyncio.create_task(self._heartbeats())
+        bound: int = self._server.sockets[0].getsockname()[1]
+        log.info("console hub listening on %s:%d (websocket %s)", host, bound, s.path)
+        return bound
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._auth_pool is not None:
+            self._auth_pool.shutdown(wait=False, cancel_futures=True)
+            self._auth_pool = None
+
+    # ---- pushes (ConsolePusher) ------------------------------------------------------------------
+
+    def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None:
+        """Queue ``message`` (a server push, see protocol.PUSH_TYPES) for this agent's console only.
+        Non-blocking. No console connected: counted as undelivered (resume re-sends what matters)."""
+        self._check_push(message)
+        session = self._agents.get(agent_id)
+        if session is None:
+            self._counters["undelivered"] += 1
+            return
+        self._enqueue(session, encode(message))
+
+    def push_to_supervisors(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` for every supervisor connection (encoded once)."""
+        self._check_push(message)
+        if not self._supervisors:
+            return
+        frame = encode(message)
+        for session in list(self._supervisors.values()):
+            self._enqueue(session, frame)
+
+    def is_connected(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
+    def stats(self) -> dict[str, Any]:
+        registered = len(self._agents) + len(self._supervisors)
+        return {"connections": self._open, "agents": len(self._agents), "supervisors": len(self._supervisors),
+                "authenticating": max(0, self._open - registered), **self._counters}
+
+    @staticmethod
+    def _check_push(message: dict[str, Any]) -> None:
+        if message.get("type") not in PUSH_TYPES:
+            raise ValueError(f"not a console push type: {message.get('type')!r}; known: {sorted(PUSH_TYPES)}")
+
+    # ---- HTTP ------------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == self._settings.path:
+            return None  # websocket handshake
+        if path == "/healthz":
+            return self._response(200, "application/json", json.dumps(self.stats()).encode())
+        page = self._site.lookup(path)
+        if page is None:
+            return self._response(404, "text/plain; charset=utf-8", b"Not Found\n")
+        return self._response(200, page.content_type, page.body)
+
+    @staticmethod
+    def _response(status: int, content_type: str, body: bytes) -> Response:
+        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                           ("Connection", "close"), *SECURITY_HEADERS])
+        return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+    # ---- websocket connections -------------------------------------------------------------------
+
+    async def _handle_connection(self, ws: ServerConnection) -> None:
+        self._open += 1
+        try:
+            if self._open > self._settings.max_connections:
+                self._counters["rejected_full"] += 1
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.close(protocol.CLOSE_SERVER_FULL, "server full")
+                return
+            session = await self._authenticate(ws)
+            if session is None:
+                return
+            try:
+                await self._serve(session)
+            finally:
+                self._unregister(session)
+        finally:
+            self._open -= 1
+
+    async def _authenticate(self, ws: ServerConnection) -> _Session | None:
+        remote = _peer(ws)
+        try:
+            async with asyncio.timeout(self._settings.hello_timeout):
+                frame = await ws.recv()
+        except TimeoutError:
+            await self._refuse(ws, None, "hello-timeout", "no hello within the time limit")
+            return None
+        except ConnectionClosed:
+            return None
+        self._counters["messages_in"] += 1
+        try:
+            hello = protocol.decode(frame)
+        except ProtocolError as exc:
+            await self._refuse(ws, exc.re, exc.error_id, f"{exc.message} (expected a hello)", exc.fields)
+            return None
+        if not isinstance(hello, Hello):
+            await self._refuse(ws, hello.id, "unauthenticated", "the first message must be a hello")
+            return None
+        try:
+            identity = await self._verify(hello)
+        except AuthError as exc:
+            self._counters["auth_failures"] += 1
+            log.info("console login refused for %s from %s: %s", hello.agent_id, remote, exc.error_id)
+            await self._refuse(ws, hello.id, exc.error_id, exc.message)
+            return None
+        if ws.state.name != "OPEN":
+            return None
+        now = self._clock()
+        info = SessionInfo(session_id=f"s{next(self._ids)}", agent_id=identity.user_id, role=identity.role,
+                           remote=remote, connected_at=now)
+        session = _Session(ws, info, RateLimiter(self._settings.rate_per_second, self._settings.rate_burst, now))
+        self._register(session)
+        self._enqueue(session, encode(protocol.result(
+            hello.id, agent_id=info.agent_id, role=info.role, session_id=info.session_id, server_time=now,
+            **self._hello_payload)))
+        if info.role == "agent":
+            for message in self._backend.resume_messages(info.agent_id):
+                self._enqueue(session, encode(message))
+        else:
+            self._enqueue(session, encode({"type": "wallboard", **self._backend.supervisor_snapshot()}))
+        self._backend.session_changed(info, True)
+        log.info("console %s %s connected from %s (%s)", info.role, info.agent_id, remote, info.session_id)
+        return session
+
+    async def _verify(self, hello: Hello) -> Identity:
+        if hello.token is not None:  # HMAC: cheap, stays on the loop
+            return self._auth.verify(hello.agent_id, token=hello.token, role=hello.role)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._auth_pool, lambda: self._auth.verify(
+            hello.agent_id, password=hello.password, role=hello.role))
+
+    async def _refuse(self, ws: ServerConnection, re: protocol.RequestId | None, error_id: str, message: str,
+                      fields: list[dict[str, str]] | None = None) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(encode(protocol.error(re, error_id, message, fields=fields)))
+            await ws.close(protocol.CLOSE_UNAUTHENTICATED, error_id)
+
+    def _register(self, session: _Session) -> None:
+        info = session.info
+        if info.role == "supervisor":
+            self._supervisors[info.session_id] = session
+            return
+        old = self._agents.get(info.agent_id)
+        if old is not None:
+            self._counters["replaced"] += 1
+            self._enqueue(old, encode({"type": "notice", "notice": "replaced",
+                                       "message": "this agent signed in from another console"}))
+            self._close(old, protocol.CLOSE_REPLACED, "replaced by a newer session")
+        self._agents[info.agent_id] = session
+
+    def _unregister(self, session: _Session) -> None:
+        info = session.info
+        if info.role == "supervisor":
+            self._supervisors.pop(info.session_id, None)
+        elif self._agents.get(info.agent_id) is session:
+            del self._agents[info.agent_id]
+        session.closing = True
+        session.queue.clear()
+        if session.sender is not None:
+            session.sender.cancel()
+        self._backend.session_changed(info, False)
+        log.info("console %s %s disconnected (%s, close %s)", info.role, info.agent_id, info.session_id,
+                 session.ws.close_code)
+
+    async def _serve(self, session: _Session) -> None:
+        ws, info = session.ws, session.info
+        allowed = ALLOWED[info.role]
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in ws:
+                if session.closing:
+                    continue  # keep reading (and discarding) so the closing handshake can complete
+                now = self._clock()
+                self._counters["messages_in"] += 1
+                if not session.limiter.allow(now):
+                    self._counters["rate_limited"] += 1
+                    log.warning("console %s %s flooding: closing", info.role, info.agent_id)
+                    self._enqueue(session, encode(protocol.error(
+                        None, "rate-limited", f"more than {self._settings.rate_burst} messages at once or "
+                        f"{self._settings.rate_per_second:g}/s sustained")))
+                    self._close(session, protocol.CLOSE_RATE_LIMITED, "rate limited")
+                    continue
+                reply = await self._answer(session, frame, allowed, now)
+                self._enqueue(session, encode(reply))
+        sender = session.sender
+        if sender is not None and session.closing:
+            with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+                await sender  # deliver the final error and close frame before the handler returns
+
+    async def _answer(self, session: _Session, frame: str | bytes, allowed: frozenset[str],
+                      now: float) -> dict[str, Any]:
+        try:
+            message = protocol.decode(frame)
+        except ProtocolError as exc:
+            return exc.to_message()
+        kind: str = message.type  # type: ignore[attr-defined]
+        rid: protocol.RequestId = message.id  # type: ignore[attr-defined]
+        if kind == "hello":
+            return protocol.error(rid, "already-authenticated", "this connection is already authenticated")
+        if kind not in allowed:
+            return protocol.error(rid, "forbidden", f"{kind} is not allowed for role {session.info.role}")
+        if kind == "ping":
+            return protocol.result(rid, ts=now)
+        try:
+            payload = await self._backend.handle(session.info, kind, protocol.params_of(message))
+        except ConsoleError as exc:
+            return protocol.error(rid, exc.error_id, exc.message, details=exc.details or None)
+        except Exception:
+            log.exception("console action %s of %s failed", kind, session.info.agent_id)
+            return protocol.error(rid, "internal-error", "the server could not carry out this action")
+        return protocol.result(rid, **payload)
+
+    # ---- outbound queue --------------------------------------------------------------------------
+
+    def _enqueue(self, session: _Session, frame: str) -> None:
+        if session.closing:
+            return
+        if len(session.queue) >= self._settings.send_queue:
+            self._drop_slow(session)
+            return
+        session.queue.append(frame)
+        self._counters["messages_out"] += 1
+        if session.sender is None:
+            session.sender = asyncio.get_running_loop().create_task(self._drain(session))
+
+    def _close(self, session: _Session, code: int, reason: str) -> None:
+        """Send what is queued, then close with ``code``; nothing more is queued after this."""
+        if session.closing:
+            return
+        session.closing = True
+        session.queue.append((code, reason))
+        if session.sender is None:
+            session.sender = asyncio.get_running_loop().create_task(self._drain(session))
+
+    def _drop_slow(self, session: _Session) -> None:
+        self._counters["dropped_slow"] += 1
+        log.warning("console %s %s too slow (%d frames queued): disconnecting", session.info.role,
+                    session.info.agent_id, len(session.queue))
+        session.closing = True
+        session.queue.clear()
+        transport = session.ws.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: reset now and free the kernel send buffer too, do not drain it
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    async def _drain(self, session: _Session) -> None:
+        ws = session.ws
+        try:
+            while session.queue:
+                item = session.queue.popleft()
+                if isinstance(item, str):
+                    await ws.send(item)
+                else:
+                    await ws.close(*item)
+                    break
+        except ConnectionClosed:
+            session.queue.clear()
+        finally:
+            session.sender = None
+
+    async def _heartbeats(self) -> None:
+        interval = self._settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            frame = encode({"type": "heartbeat", "ts": self._clock()})
+            for session in [*self._agents.values(), *self._supervisors.values()]:
+                self._enqueue(session, frame)
+
+
+def _peer(ws: ServerConnection) -> str:
+    try:
+        host, port = ws.remote_address[:2]
+    except (TypeError, ValueError):
+        return "?"
+    return f"{host}:{port}"

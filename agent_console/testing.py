@@ -1,0 +1,143 @@
+"""Test harness for the console hub: a real hub on 127.0.0.1:0 with the in-memory backend, and a small
+websocket client that speaks protocol v1. Used by tests/test_console_*.py and integration tests.
+
+Not imported by the server; may import the websockets client. No ACD, AMI or database code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from agent_console.auth import Authenticator, hash_password
+from agent_console.hub import ConsoleHub
+from agent_console.memory_backend import MemoryBackend
+from agent_console.settings import ConsoleSection
+
+SECRET = "test-secret-0123456789abcdef"
+# Cheap scrypt parameters keep the tests fast; the format and the code path are the real ones.
+PASSWORDS = {"1001": "pw-1001", "1002": "pw-1002", "sup": "pw-sup"}
+HASHES = {agent: hash_password(pw, n=2**4) for agent, pw in PASSWORDS.items()}
+AGENTS = {"1001": ["sales"], "1002": ["sales", "support"]}
+
+SAMPLE_POP = {
+    "direction": "inbound",
+    "queue": "sales",
+    "wait_seconds": 12,
+    "caller": {"number": "+15551234567", "name": "ADA L"},
+    "customer": {"customer_id": "c-42", "name": "Ada Lovelace", "account": "ACC-0042", "tier": "gold"},
+    "new_caller": False,
+    "matches": [],
+    "interactions": [{"ts": "2025-01-05T10:00:00Z", "disposition": "resolved", "notes": "billing question",
+                      "agent_id": "1002"}],
+    "ivr": {"path": ["main", "billing"], "data": {"account": "0042"}},
+    "crm_url": "https://crm.example.com/customers/c-42",
+}
+
+
+def make_settings(**overrides: Any) -> ConsoleSection:
+    base: dict[str, Any] = {
+        "token_secret": SECRET,
+        "supervisors": [{"id": "sup", "password_hash": HASHES["sup"]}],
+        "hello_timeout": 2.0,
+    }
+    base.update(overrides)
+    return ConsoleSection.model_validate(base)
+
+
+class Stack:
+    """Hub + in-memory backend on an ephemeral port."""
+
+    def __init__(self, settings: ConsoleSection, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.backend = MemoryBackend(settings, AGENTS, clock, queues=["sales", "support"])
+        auth = Authenticator(settings, {a: HASHES[a] for a in AGENTS}, clock=clock)
+        self.hub = ConsoleHub(settings, self.backend, auth, clock)
+        self.backend.attach(self.hub)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.settings.path}"
+
+
+@contextlib.asynccontextmanager
+async def running(settings: ConsoleSection | None = None,
+                  clock: Callable[[], float] = time.time) -> AsyncIterator[Stack]:
+    stack = Stack(settings or make_settings(), clock)
+    stack.port = await stack.hub.start("127.0.0.1", 0)
+    try:
+        yield stack
+    finally:
+        await stack.hub.stop()
+
+
+class Client:
+    """A protocol-v1 client: ``request`` sends and waits for the reply; pushes are kept in ``pushes``."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.pushes: list[dict[str, Any]] = []
+        self._n = 0
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        self._n += 1
+        rid = f"r{self._n}"
+        await self.ws.send(json.dumps({"v": 1, "type": kind, "id": rid, **fields}))
+        return await self.reply(rid)
+
+    async def reply(self, rid: str | int | None) -> dict[str, Any]:
+        while True:
+            msg = await self.recv()
+            if msg.get("type") in ("result", "error") and msg.get("re") == rid:
+                return msg
+            self.pushes.append(msg)
+
+    async def wait_push(self, kind: str, pred: Callable[[dict[str, Any]], bool] = lambda m: True
+                        ) -> dict[str, Any]:
+        for i, msg in enumerate(self.pushes):
+            if msg.get("type") == kind and pred(msg):
+                return self.pushes.pop(i)
+        while True:
+            msg = await self.recv()
+            if msg.get("type") == kind and pred(msg):
+                return msg
+            self.pushes.append(msg)
+
+    async def closed(self, timeout: float = 5.0) -> int | None:
+        """Read until the server closes; returns the close code."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout):
+                async for _ in self.ws:
+                    pass
+        return self.ws.close_code
+
+
+async def open_client(stack: Stack, agent_id: str | None = None, **hello: Any) -> Client:
+    ws = await connect(stack.url, max_size=2**22, open_timeout=5)
+    client = Client(ws)
+    if agent_id is not None:
+        if "token" not in hello and "password" not in hello:
+            hello["password"] = PASSWORDS[agent_id]
+        reply = await client.request("hello", agent_id=agent_id, **hello)
+        if reply["type"] != "result":
+            raise AssertionError(f"hello refused: {reply}")
+    return client
+
+
+def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
+    """Run one async test body on a fresh event loop."""
+    asyncio.run(asyncio.wait_for(coro_fn(), 30))  # type: ignore[arg-type]

@@ -1,0 +1,424 @@
+"""Console hub over real TCP: auth, validation, roles, routing, resume, heartbeats, flood, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from agent_console import protocol
+from agent_console.auth import issue_token
+from agent_console.testing import SAMPLE_POP, SECRET, make_settings, open_client, run, running
+
+
+def test_password_login_gets_hello_result_and_state() -> None:
+    """An agent with the right password gets a result naming it, the dispositions, then its state."""
+
+    async def body() -> None:
+        async with running() as stack:
+            client = await open_client(stack)
+            reply = await client.request("hello", agent_id="1001", password="pw-1001")
+            assert reply["type"] == "result" and reply["agent_id"] == "1001" and reply["role"] == "agent"
+            assert reply["v"] == 1 and [d["code"] for d in reply["dispositions"]][0] == "resolved"
+            assert "break" in reply["not_ready_reasons"]
+            state = await client.wait_push("state")
+            assert state["state"] == "logged_out" and state["agent_id"] == "1001"
+            assert stack.hub.stats()["agents"] == 1
+
+    run(body)
+
+
+def test_wrong_password_is_refused_and_closed_4001() -> None:
+    """A wrong password gets error auth-failed (without echoing the password) and close code 4001."""
+
+    async def body() -> None:
+        async with running() as stack:
+            client = await open_client(stack)
+            await client.send_raw(json.dumps({"v": 1, "type": "hello", "id": 1, "agent_id": "1001",
+                                              "password": "guess-123"}))
+            msg = await client.recv()
+            assert msg["type"] == "error" and msg["error_id"] == "auth-failed" and msg["re"] == 1
+            assert "guess-123" not in json.dumps(msg)
+            assert await client.closed() == protocol.CLOSE_UNAUTHENTICATED
+            assert stack.hub.stats()["auth_failures"] == 1
+
+    run(body)
+
+
+def test_token_login_and_supervisor_role_from_token() -> None:
+    """A token from `cti agent-token` logs in; its role (supervisor) decides what the session may do."""
+
+    async def body() -> None:
+        async with running() as stack:
+            token = issue_token(SECRET, "boss", "supervisor", 3600, time.time())
+            client = await open_client(stack, "boss", token=token)
+            wall = await client.wait_push("wallboard")
+            assert {q["name"] for q in wall["queues"]} == {"sales", "support"}
+            snap = await client.request("snapshot")
+            assert snap["type"] == "result" and len(snap["agents"]) == 2
+            refused = await client.request("ready")
+            assert refused["type"] == "error" and refused["error_id"] == "forbidden"
+
+    run(body)
+
+
+def test_expired_or_foreign_token_is_refused() -> None:
+    """An expired token, or one issued for another agent id, is refused with a stable error id."""
+
+    async def body() -> None:
+        async with running() as stack:
+            old = issue_token(SECRET, "1001", "agent", 60, time.time() - 3600)
+            client = await open_client(stack)
+            reply = await client.request("hello", agent_id="1001", token=old)
+            assert reply["error_id"] == "token-expired"
+            other = issue_token(SECRET, "1002", "agent", 60, time.time())
+            client = await open_client(stack)
+            reply = await client.request("hello", agent_id="1001", token=other)
+            assert reply["error_id"] == "bad-token"
+
+    run(body)
+
+
+def test_unauthenticated_action_is_refused_and_closed() -> None:
+    """Any message before a hello gets error unauthenticated and the connection is closed with 4001."""
+
+    async def body() -> None:
+        async with running() as stack:
+            client = await open_client(stack)
+            reply = await client.request("ready")
+            assert reply["error_id"] == "unauthenticated"
+            assert await client.closed() == protocol.CLOSE_UNAUTHENTICATED
+            assert stack.backend.agents["1001"].state == "logged_out"
+
+    run(body)
+
+
+def test_hello_timeout_closes_silent_connection() -> None:
+    """A connection that sends nothing is told hello-timeout and closed within hello_timeout."""
+
+    async def body() -> None:
+        async with running(make_settings(hello_timeout=0.2)) as stack:
+            client = await open_client(stack)
+            msg = await client.recv()
+            assert msg["error_id"] == "hello-timeout"
+            assert await client.closed() == protocol.CLOSE_UNAUTHENTICATED
+
+    run(body)
+
+
+def test_bad_json_unknown_type_and_bad_params_keep_the_connection() -> None:
+    """Bad JSON, a non-object, a wrong version, an unknown type and invalid fields each get their own
+    error id, and the connection stays usable afterwards."""
+
+    async def body() -> None:
+        async with running() as stack:
+            client = await open_client(stack, "1001")
+            await client.send_raw("{not json")
+            assert (await client.reply(None))["error_id"] == "bad-json"
+            await client.send_raw("[1,2]")
+            assert (await client.reply(None))["error_id"] == "bad-message"
+            await client.send_raw(json.dumps({"v": 2, "type": "ready", "id": "x"}))
+            assert (await client.reply("x"))["error_id"] == "unsupported-version"
+            await client.send_raw(json.dumps({"v": 1, "type": "launch_missiles", "id": "y"}))
+            assert (await client.reply("y"))["error_id"] == "unknown-type"
+            await client.send_raw(b"\x00\x01binary")
+            assert (await client.reply(None))["error_id"] == "bad-frame"
+            bad = await client.request("login", endpoint="no slash here", extra=1)
+            assert bad["error_id"] == "invalid-params"
+            assert {f["field"] for f in bad["fields"]} == {"endpoint", "extra"}
+            ok = await client.request("login", endpoint="PJSIP/1001")
+            assert ok["type"] == "result" and ok["state"] == "not_ready"
+
+    run(body)
+
+
+def test_second_hello_is_refused() -> None:
+    """A hello on an authenticated connection gets already-authenticated and changes nothing."""
+
+    async def body() -> None:
+        async with running() as stack:
+            client = await open_client(stack, "1001")
+            again = await client.request("hello", agent_id="1002", password="pw-1002")
+            assert again["error_id"] == "already-authenticated"
+            assert stack.hub.is_connected("1001") and not stack.hub.is_connected("1002")
+
+    run(body)
+
+
+def test_oversized_frame_closes_with_1009() -> None:
+    """A frame larger than console.max_message_bytes closes the connection with 1009 (message too big)."""
+
+    async def body() -> None:
+        async with running(make_settings(max_message_bytes=1024)) as stack:
+            client = await open_client(stack, "1001")
+            await client.send_raw(json.dumps({"v": 1, "type": "ping", "id": "p", "pad": "x" * 5000}))
+            assert await client.closed() == 1009
+
+    run(body)
+
+
+def test_flood_gets_rate_limited_error_then_close_4008() -> None:
+    """More messages than the burst allows: one rate-limited error, then close code 4008."""
+
+    async def body() -> None:
+        async with running(make_settings(rate_burst=5, rate_per_second=1.0)) as stack:
+            client = await open_client(stack, "1001")
+            for i in range(50):
+                await client.send_raw(json.dumps({"v": 1, "type": "ping", "id": i}))
+            errors = []
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in client.ws:
+                    msg = json.loads(raw)
+                    if msg["type"] == "error":
+                        errors.append(msg["error_id"])
+            assert errors == ["rate-limited"]
+            assert client.ws.close_code == protocol.CLOSE_RATE_LIMITED
+            assert stack.hub.stats()["rate_limited"] == 1
+
+    run(body)
+
+
+def test_pop_goes_only_to_its_agent() -> None:
+    """push_to_agent delivers to that agent's console only; another agent sees nothing of it."""
+
+    async def body() -> None:
+        async with running() as stack:
+            a = await open_client(stack, "1001")
+            b = await open_client(stack, "1002")
+            await a.wait_push("state")
+            await b.wait_push("state")
+            stack.hub.push_to_agent("1001", {"type": "pop", "call_id": "c1", **SAMPLE_POP})
+            pop = await a.wait_push("pop")
+            assert pop["customer"]["name"] == "Ada Lovelace" and pop["v"] == 1
+            pong = await b.request("ping")  # b's stream up to now holds no pop
+            assert pong["type"] == "result"
+            assert not [m for m in b.pushes if m["type"] == "pop"]
+            stack.hub.push_to_agent("nobody", {"type": "pop", "call_id": "c2"})
+            assert stack.hub.stats()["undelivered"] == 1
+
+    run(body)
+
+
+def test_agent_actions_enforce_state_rules() -> None:
+    """Illegal actions get errors and change nothing; the legal path login, ready, offer, answer,
+    hold, retrieve, hang up, dispose returns the agent to ready and records the interaction."""
+
+    async def body() -> None:
+        async with running() as stack:
+            c = await open_client(stack, "1001")
+            assert (await c.request("ready"))["error_id"] == "not-logged-in"
+            assert (await c.request("login", endpoint="PJSIP/1001"))["state"] == "not_ready"
+            assert (await c.request("not_ready", reason="nap"))["error_id"] == "unknown-reason"
+            assert (await c.request("hold"))["error_id"] == "no-active-call"
+            assert (await c.request("ready"))["state"] == "ready"
+            stack.backend.offer_call("1001", "c1", SAMPLE_POP, queue="sales")
+            assert (await c.wait_push("pop"))["call_id"] == "c1"
+            assert (await c.request("logout"))["error_id"] == "illegal-transition"
+            stack.backend.answer("c1")
+            await c.wait_push("state", lambda m: m["state"] == "on_call")
+            assert (await c.request("retrieve"))["error_id"] == "illegal-transition"
+            assert (await c.request("hold"))["status"] == "held"
+            assert (await c.request("retrieve"))["status"] == "connected"
+            wrong = await c.request("dispose", call_id="c1", disposition="sale")
+            assert wrong["error_id"] == "illegal-transition"
+            assert (await c.request("hangup"))["status"] == "ended"
+            await c.wait_push("state", lambda m: m["state"] == "wrap_up")
+            bad = await c.request("dispose", call_id="c1", disposition="bogus")
+            assert bad["error_id"] == "unknown-disposition"
+            assert stack.backend.agents["1001"].state == "wrap_up" and stack.backend.interactions == []
+            done = await c.request("dispose", call_id="c1", disposition="sale", notes="two licences")
+            assert done["state"] == "ready"
+            assert stack.backend.interactions[0]["notes"] == "two licences"
+
+    run(body)
+
+
+def test_transfers_and_callbacks() -> None:
+    """Blind transfer to an unknown queue is refused; attended transfer consults then completes;
+    a callback in the past is refused and one in the future is recorded."""
+
+    async def body() -> None:
+        async with running() as stack:
+            c = await open_client(stack, "1002")
+            await c.request("login", endpoint="PJSIP/1002")
+            await c.request("ready")
+            stack.backend.offer_call("1002", "c9", SAMPLE_POP, queue="support")
+            stack.backend.answer("c9")
+            assert (await c.request("transfer", to="queue", target="nowhere"))["error_id"] == "unknown-queue"
+            assert (await c.request("attended_transfer", number="2001"))["status"] == "consulting"
+            assert (await c.request("attended_cancel"))["status"] == "connected"
+            assert (await c.request("attended_transfer", number="2001"))["status"] == "consulting"
+            assert (await c.request("attended_complete"))["status"] == "ended"
+            past = await c.request("schedule_callback", at="2001-01-01T00:00:00Z", number="+15550000")
+            assert past["error_id"] == "bad-callback-time"
+            future = await c.request("schedule_callback", at="2099-01-01T09:00:00+01:00", number="+15550000")
+            assert future["type"] == "result" and len(stack.backend.callbacks) == 1
+            assert stack.backend.calls["c9"].transferred_to == "number:2001"
+
+    run(body)
+
+
+def test_preview_accept_and_skip() -> None:
+    """A previewed lead can be skipped (agent ready again) or accepted (agent on the call); a wrong lead
+    id is refused."""
+
+    async def body() -> None:
+        async with running() as stack:
+            c = await open_client(stack, "1001")
+            await c.request("login", endpoint="PJSIP/1001")
+            await c.request("ready")
+            assert (await c.request("preview_skip", lead_id="L1"))["error_id"] == "no-preview"
+            stack.backend.offer_preview("1001", {"lead_id": "L1", "name": "Bob", "number": "+15550001"})
+            assert (await c.wait_push("preview"))["lead_id"] == "L1"
+            assert (await c.request("preview_accept", lead_id="L2"))["error_id"] == "unknown-lead"
+            assert (await c.request("preview_skip", lead_id="L1", reason="wrong time zone"))["state"] == "ready"
+            stack.backend.offer_preview("1001", {"lead_id": "L3", "name": "Cy", "number": "+15550003"})
+            accepted = await c.request("preview_accept", lead_id="L3")
+            assert accepted["call_id"] == "lead-L3" and stack.backend.agents["1001"].state == "on_call"
+            assert [r["result"] for r in stack.backend.lead_results] == ["skipped", "accepted"]
+
+    run(body)
+
+
+def test_reconnect_resumes_live_pop_and_state() -> None:
+    """After a dropped connection, a new hello re-sends the agent's state and the pop of its ringing call."""
+
+    async def body() -> None:
+        async with running() as stack:
+            c = await open_client(stack, "1001")
+            await c.request("login", endpoint="PJSIP/1001")
+            await c.request("ready")
+            stack.backend.offer_call("1001", "c5", SAMPLE_POP, queue="sales")
+            await c.wait_push("pop")
+            c.ws.transport.abort()  # the network drops
+            again = await open_client(stack, "1001")
+            state = await again.wait_push("state")
+            assert state["state"] == "reserved" and state["call_id"] == "c5"
+            pop = await again.wait_push("pop")
+            assert pop["call_id"] == "c5" and pop["customer"]["account"] == "ACC-0042"
+
+    run(body)
+
+
+def test_newer_session_replaces_older_one() -> None:
+    """A second console for the same agent takes over; the first gets a notice and close code 4003."""
+
+    async def body() -> None:
+        async with running() as stack:
+            first = await open_client(stack, "1001")
+            second = await open_client(stack, "1001")
+            notice = await first.wait_push("notice")
+            assert notice["notice"] == "replaced"
+            assert await first.closed() == protocol.CLOSE_REPLACED
+            stack.hub.push_to_agent("1001", {"type": "pop", "call_id": "c7"})
+            assert (await second.wait_push("pop"))["call_id"] == "c7"
+            assert stack.hub.stats()["agents"] == 1
+
+    run(body)
+
+
+def test_heartbeats_are_sent() -> None:
+    """An idle authenticated console receives heartbeat pushes at heartbeat_interval."""
+
+    async def body() -> None:
+        async with running(make_settings(heartbeat_interval=0.05)) as stack:
+            c = await open_client(stack, "1001")
+            beat = await c.wait_push("heartbeat")
+            assert isinstance(beat["ts"], float)
+
+    run(body)
+
+
+def test_slow_client_is_dropped_and_others_unaffected() -> None:
+    """A client that stops reading is disconnected once its send queue is full, and pops to another
+    agent keep flowing meanwhile."""
+
+    async def body() -> None:
+        settings = make_settings(send_queue=8, write_limit=1024)
+        async with running(settings) as stack:
+            slow = await open_client(stack, "1001")
+            fast = await open_client(stack, "1002")
+            slow.ws.transport.pause_reading()  # the slow client's kernel buffers fill up
+            big = {"type": "pop", "call_id": "big", "notes": "x" * 60000}
+            for i in range(400):
+                stack.hub.push_to_agent("1001", big)
+                stack.hub.push_to_agent("1002", {"type": "pop", "call_id": f"f{i}"})
+                if stack.hub.stats()["dropped_slow"]:
+                    break
+                await asyncio.sleep(0)
+            assert stack.hub.stats()["dropped_slow"] == 1
+            got = await fast.wait_push("pop", lambda m: m["call_id"] == "f0")
+            assert got["call_id"] == "f0"
+            assert (await fast.request("ping"))["type"] == "result"
+            slow.ws.transport.resume_reading()
+            assert await slow.closed() == 1006  # aborted: no close frame
+            while stack.hub.is_connected("1001"):
+                await asyncio.sleep(0.001)
+            assert stack.hub.is_connected("1002")
+
+    run(body)
+
+
+def test_static_pages_and_traversal() -> None:
+    """GET / serves the console HTML, /static/console.js has a JS content type, traversal and unknown
+    paths are 404."""
+
+    async def body() -> None:
+        async with running() as stack:
+            async def get(path: str) -> tuple[int, dict[str, str], bytes]:
+                reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                data = await reader.read()
+                writer.close()
+                head, _, bodyb = data.partition(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+                return int(lines[0].split()[1]), headers, bodyb
+
+            status, headers, page = await get("/")
+            assert status == 200 and headers["content-type"].startswith("text/html")
+            assert b'data-testid="login-form"' in page
+            status, headers, _ = await get("/static/console.js")
+            assert status == 200 and headers["content-type"].startswith("text/javascript")
+            assert (await get("/wallboard"))[0] == 200
+            for bad in ("/static/../hub.py", "/static/%2e%2e/hub.py", "/etc/passwd", "/static/"):
+                assert (await get(bad))[0] == 404, bad
+            status, _, health = await get("/healthz")
+            assert status == 200 and json.loads(health)["connections"] == 0
+
+    run(body)
+
+
+def test_junk_on_the_port_does_not_disturb_consoles() -> None:
+    """Garbage bytes on the listening port are dropped; a connected console keeps working."""
+
+    async def body() -> None:
+        async with running() as stack:
+            c = await open_client(stack, "1001")
+            reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+            writer.write(b"\x16\x03\x01\x02\x00junk\r\n\r\n")
+            await reader.read()
+            writer.close()
+            assert (await c.request("ping"))["type"] == "result"
+
+    run(body)
+
+
+def test_server_full_closes_4013() -> None:
+    """Past console.max_connections a new connection is closed with 4013."""
+
+    async def body() -> None:
+        async with running(make_settings(max_connections=1)) as stack:
+            await open_client(stack, "1001")
+            extra = await connect(stack.url)
+            try:
+                await extra.recv()
+            except Exception:
+                pass
+            assert extra.close_code == protocol.CLOSE_SERVER_FULL
+
+    run(body)
