@@ -438,6 +438,7 @@ class CallTracker:
         out: Events,
         keys: tuple[str, ...],
         create: bool = True,
+        follow: bool = True,
     ) -> Channel | None:
         """The channel a snapshot names, created lazily if never seen; follows Linkedid changes."""
         uid = msg.get(keys[0])
@@ -455,9 +456,10 @@ class CallTracker:
             self._counts["lazy_created"] += 1
             return self._create(server, st, msg, now, out, keys)
         ch.stale = False
-        lid = msg.get(keys[1])
-        if lid and lid != ch.linkedid:
-            self._rehome(server, st, ch, lid, now, out)
+        if follow:
+            lid = msg.get(keys[1])
+            if lid and lid != ch.linkedid:
+                self._rehome(server, st, ch, lid, now, out)
         # Every snapshot carries the dialplan location; it changes without Newexten (a dialled leg
         # leaving the dialplan reports an empty Exten once bridged).
         context = msg.get(keys[9])
@@ -827,7 +829,9 @@ class CallTracker:
     def _on_bridgeenter(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
         out: Events = []
         bid = msg.get("BridgeUniqueid")
-        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+        # Linkedid changes (AMI Bridge of two calls) are applied after the bridge bookkeeping, so that the
+        # call the channel leaves is marked answered before it possibly ends as merged.
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN, follow=False)
         if ch is None or not bid:
             if not bid:
                 self._counts["malformed"] += 1
@@ -835,14 +839,21 @@ class CallTracker:
         if ch.bridge_id != bid:
             self._bridge_remove(st, ch)
         members = st.bridges.setdefault(bid, {})
-        if ch.uniqueid in members:
-            return out
-        leg = ch.leg
-        legs = self._legs(st, members)
-        members[ch.uniqueid] = None
-        ch.bridge_id = bid
-        if legs and leg not in legs:
-            self._mark_answered(st, members, now)
+        connected = False
+        if ch.uniqueid not in members:
+            legs = self._legs(st, members)
+            connected = bool(legs) and ch.leg not in legs
+            members[ch.uniqueid] = None
+            ch.bridge_id = bid
+            if connected:
+                self._mark_answered(st, members, now)
+        lid = msg.get("Linkedid")
+        if lid and lid != ch.linkedid:
+            self._rehome(server, st, ch, lid, now, out)
+        if connected:
+            call = ch.call
+            if call is not None and call.answered is None:
+                call.answered = now
             names = tuple(st.channels[u].name if u in st.channels else "" for u in members)
             out.append(CallBridged(server, now, ch.linkedid, bid, tuple(members), names))
         return out
