@@ -208,7 +208,7 @@ _ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]{1,64}):(?: (.*))?$")
 _REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
 _RESULT = re.compile(r"^result=(\S*)(?: \((.*)\))?$")
 _ENDPOS = re.compile(r"^(.*) endpos=(-?\d+)$")
-_BINARY = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # tab is fine; CR is stripped before the check
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control bytes other than tab, LF, CR
 
 
 def parse_reply_line(text: str) -> AgiReply:
@@ -277,9 +277,11 @@ class AgiServerCodec:
         """Parse ``data``; return the complete events in it. Raises AgiProtocolError on bad input."""
         if self.state == "closed":
             return []
-        self._buffer += data
         events: list[AgiEvent] = []
         try:
+            if _BINARY.search(data):
+                raise AgiProtocolError("binary data")
+            self._buffer += data
             while True:
                 end = self._buffer.find(b"\n")
                 if end < 0:
@@ -292,8 +294,6 @@ class AgiServerCodec:
                 del self._buffer[: end + 1]
                 if raw.endswith(b"\r"):
                     raw = raw[:-1]
-                if _BINARY.search(raw):
-                    raise AgiProtocolError("binary data")
                 event = self._line(raw.decode("utf-8", errors="replace"))
                 if event is not None:
                     events.append(event)

@@ -26,7 +26,6 @@ from pydantic import (
     StringConstraints,
     WrapValidator,
     field_validator,
-    model_validator,
 )
 
 from config.base import ConfigModel, Loc, PositiveSeconds, expected
@@ -142,6 +141,10 @@ class NodeBase(ConfigModel):
         """(location relative to this node, prompt name) for every prompt this node plays."""
         return iter(())
 
+    def shape_errors(self) -> Iterator[tuple[Loc, str]]:
+        """Problems spanning several fields of this node (location relative to the node, message)."""
+        return iter(())
+
     @property
     def waits_for_input(self) -> bool:
         """Whether this node reads DTMF (so a loop through it cannot spin without the caller)."""
@@ -214,11 +217,9 @@ class CollectNode(NodeBase):
     next: NodeId
     after_retries: NodeId | None = None  # None: hang up
 
-    @model_validator(mode="after")
-    def _lengths(self) -> CollectNode:
+    def shape_errors(self) -> Iterator[tuple[Loc, str]]:
         if self.min_digits > self.max_digits:
-            raise ValueError(f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})")
-        return self
+            yield ("min_digits",), f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})"
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
         yield ("next",), self.next
@@ -245,11 +246,9 @@ class LookupNode(NodeBase):
     not_found: NodeId
     unavailable: NodeId | None = None  # None: same as not_found
 
-    @model_validator(mode="after")
-    def _needs_value(self) -> LookupNode:
+    def shape_errors(self) -> Iterator[tuple[Loc, str]]:
         if self.by == "account" and not self.value_from:
-            raise ValueError("a lookup by account needs value_from: the name of a collect node")
-        return self
+            yield ("value_from",), "a lookup by account needs value_from: the name of a collect node"
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
         yield ("found",), self.found
@@ -274,7 +273,7 @@ class SetNode(NodeBase):
     def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
         taken = sorted(set(value) & RESERVED_VARIABLES)
         if taken:
-            raise ValueError(f"{', '.join(taken)} belong to the dialplan contract; use the matching node instead")
+            raise ValueError(f"variables {', '.join(taken)} belong to the dialplan contract; use the matching node")
         return value
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
@@ -293,16 +292,15 @@ class Condition(ConfigModel):
     ani: Regex | None = None
     dnis: Regex | None = None
 
-    @model_validator(mode="after")
-    def _shape(self) -> Condition:
+    def shape_error(self) -> str | None:
         tests = [t for t in (self.equals, self.one_of, self.matches, self.present) if t is not None]
         if self.var is not None and len(tests) != 1:
-            raise ValueError("with var, give exactly one of equals, one_of, matches, present")
+            return "with var, give exactly one of equals, one_of, matches, present"
         if self.var is None and tests:
-            raise ValueError("equals/one_of/matches/present need var")
+            return "equals/one_of/matches/present need var"
         if self.var is None and self.ani is None and self.dnis is None:
-            raise ValueError("a case needs var, ani or dnis")
-        return self
+            return "a case needs var, ani or dnis"
+        return None
 
 
 class BranchNode(NodeBase):
@@ -317,12 +315,18 @@ class BranchNode(NodeBase):
             yield ("cases", i, "goto"), case.goto
         yield ("default",), self.default
 
+    def shape_errors(self) -> Iterator[tuple[Loc, str]]:
+        for i, case in enumerate(self.cases):
+            problem = case.shape_error()
+            if problem:
+                yield ("cases", i), problem
+
 
 class ScheduleNode(NodeBase):
     """Business hours per weekday in a time zone, with holidays; branch open / closed / holiday."""
 
     kind: Literal["schedule"]
-    timezone: str = expected("an IANA time zone such as Europe/Paris")
+    timezone: str  # IANA name such as Europe/Paris
     hours: dict[Weekday, list[Window]] = Field(default_factory=dict)
     holidays: list[Holiday] = Field(default_factory=list)
     open: NodeId
@@ -543,6 +547,7 @@ def flow_errors(flow: Flow, prompts: _PromptIndex | None = None) -> list[tuple[L
     collect_names = {n.name for n in nodes.values() if isinstance(n, CollectNode)}
     for node_id, node in nodes.items():
         base: Loc = ("nodes", node_id)
+        errors.extend(((*base, *loc), msg) for loc, msg in node.shape_errors())
         for loc, target in node.targets():
             if target not in nodes:
                 errors.append(((*base, *loc), _unknown("node", target, nodes)))
