@@ -104,8 +104,11 @@ class CustomerInput:
     attributes: tuple[tuple[str, str], ...] = ()
 
 
+OutcomeKind = Literal["created", "updated", "unchanged", "rejected"]
+
+
 @dataclass(frozen=True, slots=True)
 class UpsertOutcome:
-    kind: Literal["created", "updated", "unchanged", "rejected"]
+    kind: OutcomeKind
     customer_id: int | None = None
     reason: str = ""

@@ -37,6 +37,7 @@ from screenpop.records import (
     CustomerInput,
     CustomerRecord,
     InteractionRecord,
+    OutcomeKind,
     PhoneRecord,
     UpsertOutcome,
 )
@@ -184,6 +185,10 @@ def _check_len(name: str, value: str | None, limit: int) -> None:
         raise StoreInputError(f"{name} contains a NUL character")
 
 
+_INTERACTION_LIMITS = (("call_key", 128), ("notes", MAX_NOTES), ("disposition", MAX_SHORT), ("agent_id", MAX_SHORT),
+                       ("queue", MAX_SHORT), ("campaign", MAX_SHORT), ("lead_id", MAX_SHORT), ("outcome", 32),
+                       ("direction", 8), ("ani", 32), ("dnis", 32))
+
 _CUSTOMER_LOAD = (selectinload(Customer.phones), selectinload(Customer.accounts))
 
 
@@ -278,13 +283,36 @@ class CustomerStore:
                                   "outcome": outcome, "ended_at": _utc(ended_at), "customer_id": customer_id}
         return self._upsert_interaction(call_key, None, {k: v for k, v in values.items() if v is not None})
 
+    def add_interactions(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Bulk-insert past interactions (history imports, demo data) in one transaction; rows whose
+        ``call_key`` already exists are left alone. Keys are those of ``add_interaction``. Returns the
+        number inserted."""
+        inserted = 0
+        for start in range(0, len(rows), 500):
+            chunk = rows[start:start + 500]
+            for row in chunk:
+                for name, limit in _INTERACTION_LIMITS:
+                    value = row.get(name)
+                    _check_len(name, value if isinstance(value, str) else None, limit)
+            with Session(self.engine) as s, s.begin():
+                keys = [r["call_key"] for r in chunk]
+                existing = set(s.scalars(select(Interaction.call_key).where(Interaction.call_key.in_(keys))))
+                for row in chunk:
+                    if row["call_key"] in existing:
+                        continue
+                    existing.add(row["call_key"])
+                    values = dict(row)
+                    values["started_at"] = _utc(values["started_at"])
+                    values["ended_at"] = _utc(values.get("ended_at"))
+                    s.add(Interaction(**values))
+                    inserted += 1
+        return inserted
+
     def _upsert_interaction(self, call_key: str, started_at: datetime | None, values: dict[str, Any]) -> int:
         _check_len("call_key", call_key, 128)
         if not call_key:
             raise StoreInputError("call_key is empty")
-        for name, limit in (("notes", MAX_NOTES), ("disposition", MAX_SHORT), ("agent_id", MAX_SHORT),
-                            ("queue", MAX_SHORT), ("campaign", MAX_SHORT), ("lead_id", MAX_SHORT),
-                            ("outcome", 32), ("direction", 8), ("ani", 32), ("dnis", 32)):
+        for name, limit in _INTERACTION_LIMITS:
             value = values.get(name)
             _check_len(name, value if isinstance(value, str) else None, limit)
         for attempt in (1, 2):
@@ -339,13 +367,14 @@ class CustomerStore:
                      .options(selectinload(Account.customer).selectinload(Customer.phones),
                               selectinload(Account.customer).selectinload(Customer.accounts)))
                 by_acct = {a.number_key: a.customer for a in s.scalars(q)}
-            for inp in inputs:
-                out.append(self._apply(s, inp, by_ext, by_acct))
-                s.flush()
+            applied = [self._apply(s, inp, by_ext, by_acct) for inp in inputs]
+            s.flush()
+            for kind, customer, reason in applied:
+                out.append(UpsertOutcome(kind, customer.id if customer is not None else None, reason))
         return out
 
     def _apply(self, s: Session, inp: CustomerInput, by_ext: dict[str, Customer],
-               by_acct: dict[str, Customer]) -> UpsertOutcome:
+               by_acct: dict[str, Customer]) -> tuple[OutcomeKind, Customer | None, str]:
         keys = [account_key(a.number) for a in inp.accounts]
         target: Customer | None
         if inp.external_id:
@@ -361,10 +390,10 @@ class CustomerStore:
             owner = by_acct.get(key)
             if owner is not None and owner is not target:
                 who = f"external_id {owner.external_id}" if owner.external_id else f"customer id {owner.id}"
-                return UpsertOutcome("rejected", reason=f"account {acct.number} belongs to another customer ({who})")
+                return "rejected", None, f"account {acct.number} belongs to another customer ({who})"
         external_id = inp.external_id or (target.external_id if target else None)
         if target is not None and _state(target) == _wanted(inp, external_id):
-            return UpsertOutcome("unchanged", target.id)
+            return "unchanged", target, ""
         created = target is None
         if target is None:
             target = Customer(external_id=external_id, attributes={})
@@ -378,8 +407,7 @@ class CustomerStore:
         _replace_accounts(s, target, inp.accounts, by_acct)
         if external_id:
             by_ext[external_id] = target
-        s.flush()
-        return UpsertOutcome("created" if created else "updated", target.id)
+        return ("created" if created else "updated"), target, ""
 
 
 def _replace_phones(c: Customer, phones: Iterable[PhoneRecord]) -> None:
@@ -396,14 +424,17 @@ def _replace_phones(c: Customer, phones: Iterable[PhoneRecord]) -> None:
 def _replace_accounts(s: Session, c: Customer, accounts: Iterable[AccountRecord],
                       by_acct: dict[str, Customer]) -> None:
     wanted = {account_key(a.number): a for a in accounts}
+    dropped = False
     for a in list(c.accounts):
         if a.number_key not in wanted:
             c.accounts.remove(a)
             by_acct.pop(a.number_key, None)
+            dropped = True
         else:
             new = wanted.pop(a.number_key)
             a.number, a.product, a.status = new.number, new.product, new.status
-    s.flush()  # deletes of dropped accounts go first, so a number can move between rows of one batch
+    if dropped:
+        s.flush()  # the unit of work inserts before it deletes: let a dropped number move to a later row
     for key, a in wanted.items():
         c.accounts.append(Account(number=a.number, number_key=key, product=a.product, status=a.status))
         by_acct[key] = c
