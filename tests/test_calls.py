@@ -409,7 +409,14 @@ def test_nothing_grows_with_many_calls() -> None:
         simple_call(t, f"c{i}", f"a{i}", now=float(i))
     stats = t.stats()
     assert (stats["channels"], stats["calls"], stats["bridges"], stats["ended_kept"]) == (0, 0, 0, 5)
-    assert t.call(S, "c2999") is not None and t.call(S, "c2999").end_event.answered is True
+    kept = t.call(S, "c2999")
+    assert kept is not None and kept.end_event is not None and kept.end_event.answered is True
+    assert (kept.cause, kept.cause_txt, kept.hung_up_by, kept.ended) == (
+        16,
+        "Normal Clearing",
+        "PJSIP/a2999-0000",
+        2999.0,
+    )
     assert t.call(S, "c2994") is None
     assert t.find_channel_by_name(S, "PJSIP/c1-0000") is None
 

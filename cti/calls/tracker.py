@@ -1,4 +1,4 @@
-"""Channels and calls rebuilt from the AMI event stream, and resync after a reconnect. Pure, sans-I/O.
+"""CallTracker: channels and calls rebuilt from the AMI event stream, and resync after a reconnect. Sans-I/O.
 
 Must not import Twisted, sockets, a database, the clock, or any engine package (acd, dialer, ...):
 AMI messages and the current time go in, ``cti.events`` domain events come out.
@@ -31,6 +31,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cti.ami.message import AMIMessage
+from cti.calls.model import (
+    DEFAULT_LATE_WINDOW,
+    DEFAULT_MAX_CHANNELS,
+    DEFAULT_MAX_DEVICES,
+    MAX_NAMES_PER_CALL,
+    MAX_VARS_PER_CHANNEL,
+    STATE_RING,
+    STATE_RINGING,
+    STATE_UP,
+    UNKNOWN,
+    VANISHED_TXT,
+    Call,
+    Channel,
+    HangupRecord,
+    ami_int,
+    clean_callerid,
+    device_of,
+)
 from cti.events import (
     AmdResult,
     CallBridged,
@@ -50,169 +68,7 @@ from cti.events import (
     VariableSet,
 )
 
-VANISHED_TXT = "Vanished during AMI outage"
-UNKNOWN = "<unknown>"
-
-STATE_RING = 4
-STATE_RINGING = 5
-STATE_UP = 6
-
-MAX_VARS_PER_CHANNEL = 128
-MAX_NAMES_PER_CALL = 64
-DEFAULT_MAX_DEVICES = 20_000
-DEFAULT_MAX_CHANNELS = 200_000
-DEFAULT_LATE_WINDOW = 20_000
-
 Events = list[DomainEvent]
-
-
-def _int(value: str | None, default: int = 0) -> int:
-    """Parse an AMI integer field; anything else (missing, empty, junk) gives ``default``."""
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        return default
-
-
-def _cid(value: str | None) -> str:
-    return "" if value is None or value == UNKNOWN else value
-
-
-def device_of(name: str) -> str:
-    """The device (endpoint) a channel name belongs to: ``PJSIP/1001-0000000a`` -> ``PJSIP/1001``,
-    ``Local/agent1@agents-00000001;1`` -> ``Local/agent1@agents`` (as in DeviceStateChange)."""
-    base = name.rsplit(";", 1)[0] if name.startswith("Local/") else name
-    head, sep, _tail = base.rpartition("-")
-    return head if sep else base
-
-
-class Channel:
-    """One Asterisk channel as last seen. Mutable, owned by the tracker: read it, do not change it."""
-
-    __slots__ = (
-        "account_code",
-        "answered",
-        "bridge_id",
-        "call",
-        "caller_name",
-        "caller_num",
-        "cause",
-        "cause_txt",
-        "connected_name",
-        "connected_num",
-        "context",
-        "created",
-        "device",
-        "dialed_by",
-        "ended",
-        "exten",
-        "language",
-        "linkedid",
-        "local_peer",
-        "name",
-        "on_hold",
-        "priority",
-        "ringing",
-        "server",
-        "stale",
-        "state",
-        "state_desc",
-        "transferred_away",
-        "uniqueid",
-        "variables",
-    )
-
-    def __init__(self, server: str, uniqueid: str, linkedid: str, name: str, now: float) -> None:
-        self.server = server
-        self.uniqueid = uniqueid
-        self.linkedid = linkedid
-        self.name = name
-        self.device = device_of(name)
-        self.state = 0
-        self.state_desc = ""
-        self.caller_num = ""
-        self.caller_name = ""
-        self.connected_num = ""
-        self.connected_name = ""
-        self.context = ""
-        self.exten = ""
-        self.priority = 0
-        self.language = ""
-        self.account_code = ""
-        self.variables: dict[str, str] = {}
-        self.bridge_id: str | None = None
-        self.created = now
-        self.answered: float | None = None
-        self.ended: float | None = None
-        self.cause: int | None = None
-        self.cause_txt = ""
-        self.local_peer: str | None = None  # uniqueid of the other half of a Local ;1/;2 pair
-        self.dialed_by: str | None = None  # uniqueid of the channel whose Dial created this one
-        self.on_hold = False
-        self.ringing = False  # ChannelRinging already emitted
-        self.stale = False  # connection lost since we last heard of it
-        self.transferred_away = False  # this leg handed its call over (blind/attended transfer)
-        self.call: Call | None = None
-
-    @property
-    def leg(self) -> str:
-        """Logical-leg id: the two halves of a Local pair share one."""
-        peer = self.local_peer
-        return self.uniqueid if peer is None or self.uniqueid < peer else peer
-
-    def __repr__(self) -> str:
-        return f"Channel({self.server!r}, {self.uniqueid!r}, {self.name!r}, state={self.state})"
-
-
-class _Hangup:
-    __slots__ = ("cause", "cause_txt", "name")
-
-    def __init__(self, name: str, cause: int, cause_txt: str) -> None:
-        self.name = name
-        self.cause = cause
-        self.cause_txt = cause_txt
-
-
-class Call:
-    """One call (Linkedid): its live channels and what happened so far."""
-
-    __slots__ = (
-        "answered",
-        "channel_names",
-        "channels",
-        "created",
-        "ended",
-        "end_event",
-        "first_hangup",
-        "first_nonzero",
-        "first_up_hangup",
-        "linkedid",
-        "server",
-        "up",
-    )
-
-    def __init__(self, server: str, linkedid: str, now: float) -> None:
-        self.server = server
-        self.linkedid = linkedid
-        self.channels: dict[str, Channel] = {}  # live channels by uniqueid
-        self.channel_names: list[str] = []
-        self.created = now
-        self.answered: float | None = None  # first time two logical legs were bridged
-        self.up = False
-        self.ended: float | None = None
-        self.end_event: CallEnded | None = None
-        self.first_up_hangup: _Hangup | None = None
-        self.first_nonzero: _Hangup | None = None
-        self.first_hangup: _Hangup | None = None
-
-    @property
-    def call_id(self) -> str:
-        return self.linkedid
-
-    def __repr__(self) -> str:
-        return f"Call({self.server!r}, {self.linkedid!r}, channels={len(self.channels)})"
 
 
 class _Server:
@@ -228,6 +84,8 @@ class _Server:
         self.recently_ended: dict[str, None] = {}  # ordered set, oldest first
         self.ended_calls: dict[str, Call] = {}  # oldest first
 
+
+_Handler = Callable[[str, _Server, AMIMessage, float], Events]
 
 # Header names of a channel snapshot, plain or prefixed (DialBegin's Dest*, LocalBridge's LocalTwo*, ...).
 _SNAPSHOT_FIELDS = (
@@ -296,12 +154,12 @@ class CallTracker:
             ),
             0,
         )
-        self._handlers: dict[str, Callable[[str, _Server, AMIMessage, float], Events]] = {
+        self._handlers: dict[str, _Handler] = {
             "Newchannel": self._on_newchannel,
             "Newstate": self._on_newstate,
-            "Newexten": self._on_newexten,
-            "NewCallerid": self._on_newcallerid,
-            "NewConnectedLine": self._on_newconnectedline,
+            "Newexten": self._updating(None),  # the snapshot's Context/Exten/Priority is all there is
+            "NewCallerid": self._updating(self._set_callerid),
+            "NewConnectedLine": self._updating(self._set_connected),
             "VarSet": self._on_varset,
             "Hangup": self._on_hangup,
             "LocalBridge": self._on_localbridge,
@@ -317,8 +175,8 @@ class CallTracker:
             "OriginateResponse": self._on_originateresponse,
             "UserEvent": self._on_userevent,
             "Rename": self._on_rename,
-            "Hold": self._on_hold,
-            "Unhold": self._on_unhold,
+            "Hold": self._updating(_hold),
+            "Unhold": self._updating(_unhold),
         }
 
     # public API -------------------------------------------------------------------------
@@ -466,7 +324,7 @@ class CallTracker:
         if context is not None:
             ch.context = context
             ch.exten = msg.get(keys[10]) or ""
-            ch.priority = _int(msg.get(keys[11]), ch.priority)
+            ch.priority = ami_int(msg.get(keys[11]), ch.priority)
         return ch
 
     def _create(
@@ -482,15 +340,15 @@ class CallTracker:
         lid = msg.get(keys[1]) or uid
         name = msg.get(keys[2]) or ""
         ch = Channel(server, uid, lid, name, now)
-        ch.state = _int(msg.get(keys[3]))
+        ch.state = ami_int(msg.get(keys[3]))
         ch.state_desc = msg.get(keys[4]) or ""
-        ch.caller_num = _cid(msg.get(keys[5]))
-        ch.caller_name = _cid(msg.get(keys[6]))
-        ch.connected_num = _cid(msg.get(keys[7]))
-        ch.connected_name = _cid(msg.get(keys[8]))
+        ch.caller_num = clean_callerid(msg.get(keys[5]))
+        ch.caller_name = clean_callerid(msg.get(keys[6]))
+        ch.connected_num = clean_callerid(msg.get(keys[7]))
+        ch.connected_name = clean_callerid(msg.get(keys[8]))
         ch.context = msg.get(keys[9]) or ""
         ch.exten = msg.get(keys[10]) or ""
-        ch.priority = _int(msg.get(keys[11]))
+        ch.priority = ami_int(msg.get(keys[11]))
         ch.language = msg.get(keys[12]) or ""
         ch.account_code = msg.get(keys[13]) or ""
         st.channels[uid] = ch
@@ -538,7 +396,7 @@ class CallTracker:
 
     def _update_all(self, ch: Channel, msg: AMIMessage, now: float, out: Events) -> None:
         """Refresh every snapshot field (resync)."""
-        self._set_state(ch, _int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
+        self._set_state(ch, ami_int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
         self._set_callerid(ch, msg)
         self._set_connected(ch, msg)
 
@@ -565,15 +423,15 @@ class CallTracker:
     def _set_callerid(ch: Channel, msg: AMIMessage) -> None:
         num = msg.get("CallerIDNum")
         if num is not None:
-            ch.caller_num = _cid(num)
-            ch.caller_name = _cid(msg.get("CallerIDName"))
+            ch.caller_num = clean_callerid(num)
+            ch.caller_name = clean_callerid(msg.get("CallerIDName"))
 
     @staticmethod
     def _set_connected(ch: Channel, msg: AMIMessage) -> None:
         num = msg.get("ConnectedLineNum")
         if num is not None:
-            ch.connected_num = _cid(num)
-            ch.connected_name = _cid(msg.get("ConnectedLineName"))
+            ch.connected_num = clean_callerid(num)
+            ch.connected_name = clean_callerid(msg.get("ConnectedLineName"))
 
     def _bridge_remove(self, st: _Server, ch: Channel) -> None:
         bid = ch.bridge_id
@@ -617,12 +475,12 @@ class CallTracker:
         if not vanished:
             record = None
             if call.first_hangup is None:
-                record = _Hangup(ch.name, cause, cause_txt)
+                record = HangupRecord(ch.name, cause, cause_txt)
                 call.first_hangup = record
             if cause and call.first_nonzero is None:
-                call.first_nonzero = record or _Hangup(ch.name, cause, cause_txt)
+                call.first_nonzero = record or HangupRecord(ch.name, cause, cause_txt)
             if call.first_up_hangup is None and ch.answered is not None and not ch.transferred_away:
-                call.first_up_hangup = record or _Hangup(ch.name, cause, cause_txt)
+                call.first_up_hangup = record or HangupRecord(ch.name, cause, cause_txt)
         if not call.channels:
             self._finish_call(st, call, now, out, vanished=vanished)
 
@@ -692,6 +550,19 @@ class CallTracker:
 
     # event handlers ------------------------------------------------------------------------
 
+    def _updating(self, update: Callable[[Channel, AMIMessage], None] | None) -> _Handler:
+        """A handler that applies the event's snapshot to its channel, then ``update``; it emits only what the
+        snapshot causes (a lazily created channel's CallStarted, a Linkedid move)."""
+
+        def handler(server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+            out: Events = []
+            ch = self._snapshot(server, st, msg, now, out, _PLAIN)
+            if ch is not None and update is not None:
+                update(ch, msg)
+            return out
+
+        return handler
+
     def _on_newchannel(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
         out: Events = []
         uid = msg.get("Uniqueid")
@@ -709,26 +580,7 @@ class CallTracker:
         if ch is not None:
             self._set_callerid(ch, msg)
             self._set_connected(ch, msg)
-            self._set_state(ch, _int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
-        return out
-
-    def _on_newexten(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        out: Events = []
-        self._snapshot(server, st, msg, now, out, _PLAIN)  # the snapshot update is all there is to do
-        return out
-
-    def _on_newcallerid(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        out: Events = []
-        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
-        if ch is not None:
-            self._set_callerid(ch, msg)
-        return out
-
-    def _on_newconnectedline(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        out: Events = []
-        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
-        if ch is not None:
-            self._set_connected(ch, msg)
+            self._set_state(ch, ami_int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
         return out
 
     def _on_varset(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
@@ -757,7 +609,7 @@ class CallTracker:
         out: Events = []
         ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
         if ch is not None:
-            self._end_channel(server, st, ch, _int(msg.get("Cause")), msg.get("Cause-txt") or "", now, out)
+            self._end_channel(server, st, ch, ami_int(msg.get("Cause")), msg.get("Cause-txt") or "", now, out)
         return out
 
     def _on_localbridge(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
@@ -972,7 +824,7 @@ class CallTracker:
                 now,
                 msg.get("ActionID") or "",
                 msg.get("Response") == "Success",
-                _int(msg.get("Reason")),
+                ami_int(msg.get("Reason")),
                 msg.get("Channel") or "",
                 None if not uid or uid == UNKNOWN else uid,
             )
@@ -1004,7 +856,7 @@ class CallTracker:
                     ch.name,
                     field("queue", "QUEUE"),
                     field("skills", "SKILLS"),
-                    _int(field("priority", "PRIORITY").strip()),
+                    ami_int(field("priority", "PRIORITY").strip()),
                     field("language", "LANGUAGE"),
                     ch.caller_num,
                     ch.caller_name,
@@ -1053,19 +905,13 @@ class CallTracker:
             st.names[new] = ch.uniqueid
         return out
 
-    def _on_hold(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        out: Events = []
-        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
-        if ch is not None:
-            ch.on_hold = True
-        return out
 
-    def _on_unhold(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        out: Events = []
-        ch = self._snapshot(server, st, msg, now, out, _PLAIN)
-        if ch is not None:
-            ch.on_hold = False
-        return out
+def _hold(ch: Channel, msg: AMIMessage) -> None:
+    ch.on_hold = True
+
+
+def _unhold(ch: Channel, msg: AMIMessage) -> None:
+    ch.on_hold = False
 
 
 def _user_headers(msg: AMIMessage) -> dict[str, str]:

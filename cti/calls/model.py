@@ -1,0 +1,185 @@
+"""Channel and Call records of the call tracker, and the Asterisk constants they use. Pure values, no I/O.
+
+Must not import Twisted, sockets, a database, the clock, or any engine package.
+"""
+
+from __future__ import annotations
+
+from cti.events import CallEnded
+
+VANISHED_TXT = "Vanished during AMI outage"
+UNKNOWN = "<unknown>"
+
+STATE_RING = 4
+STATE_RINGING = 5
+STATE_UP = 6
+
+MAX_VARS_PER_CHANNEL = 128
+MAX_NAMES_PER_CALL = 64
+DEFAULT_MAX_DEVICES = 20_000
+DEFAULT_MAX_CHANNELS = 200_000
+DEFAULT_LATE_WINDOW = 20_000
+
+
+def ami_int(value: str | None, default: int = 0) -> int:
+    """Parse an AMI integer field; anything else (missing, empty, junk) gives ``default``."""
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
+
+
+def clean_callerid(value: str | None) -> str:
+    return "" if value is None or value == UNKNOWN else value
+
+
+def device_of(name: str) -> str:
+    """The device (endpoint) a channel name belongs to: ``PJSIP/1001-0000000a`` -> ``PJSIP/1001``,
+    ``Local/agent1@agents-00000001;1`` -> ``Local/agent1@agents`` (as in DeviceStateChange)."""
+    base = name.rsplit(";", 1)[0] if name.startswith("Local/") else name
+    head, sep, _tail = base.rpartition("-")
+    return head if sep else base
+
+
+class Channel:
+    """One Asterisk channel as last seen. Mutable, owned by the tracker: read it, do not change it."""
+
+    __slots__ = (
+        "account_code",
+        "answered",
+        "bridge_id",
+        "call",
+        "caller_name",
+        "caller_num",
+        "cause",
+        "cause_txt",
+        "connected_name",
+        "connected_num",
+        "context",
+        "created",
+        "device",
+        "dialed_by",
+        "ended",
+        "exten",
+        "language",
+        "linkedid",
+        "local_peer",
+        "name",
+        "on_hold",
+        "priority",
+        "ringing",
+        "server",
+        "stale",
+        "state",
+        "state_desc",
+        "transferred_away",
+        "uniqueid",
+        "variables",
+    )
+
+    def __init__(self, server: str, uniqueid: str, linkedid: str, name: str, now: float) -> None:
+        self.server = server
+        self.uniqueid = uniqueid
+        self.linkedid = linkedid
+        self.name = name
+        self.device = device_of(name)
+        self.state = 0
+        self.state_desc = ""
+        self.caller_num = ""
+        self.caller_name = ""
+        self.connected_num = ""
+        self.connected_name = ""
+        self.context = ""
+        self.exten = ""
+        self.priority = 0
+        self.language = ""
+        self.account_code = ""
+        self.variables: dict[str, str] = {}
+        self.bridge_id: str | None = None
+        self.created = now
+        self.answered: float | None = None
+        self.ended: float | None = None
+        self.cause: int | None = None
+        self.cause_txt = ""
+        self.local_peer: str | None = None  # uniqueid of the other half of a Local ;1/;2 pair
+        self.dialed_by: str | None = None  # uniqueid of the channel whose Dial created this one
+        self.on_hold = False
+        self.ringing = False  # ChannelRinging already emitted
+        self.stale = False  # connection lost since we last heard of it
+        self.transferred_away = False  # this leg handed its call over (blind/attended transfer)
+        self.call: Call | None = None
+
+    @property
+    def leg(self) -> str:
+        """Logical-leg id: the two halves of a Local pair share one."""
+        peer = self.local_peer
+        return self.uniqueid if peer is None or self.uniqueid < peer else peer
+
+    def __repr__(self) -> str:
+        return f"Channel({self.server!r}, {self.uniqueid!r}, {self.name!r}, state={self.state})"
+
+
+class HangupRecord:
+    """The first hang-ups of a call worth remembering (who, with what cause)."""
+
+    __slots__ = ("cause", "cause_txt", "name")
+
+    def __init__(self, name: str, cause: int, cause_txt: str) -> None:
+        self.name = name
+        self.cause = cause
+        self.cause_txt = cause_txt
+
+
+class Call:
+    """One call (Linkedid): its live channels and what happened so far."""
+
+    __slots__ = (
+        "answered",
+        "channel_names",
+        "channels",
+        "created",
+        "ended",
+        "end_event",
+        "first_hangup",
+        "first_nonzero",
+        "first_up_hangup",
+        "linkedid",
+        "server",
+        "up",
+    )
+
+    def __init__(self, server: str, linkedid: str, now: float) -> None:
+        self.server = server
+        self.linkedid = linkedid
+        self.channels: dict[str, Channel] = {}  # live channels by uniqueid
+        self.channel_names: list[str] = []
+        self.created = now
+        self.answered: float | None = None  # first time two logical legs were bridged
+        self.up = False
+        self.ended: float | None = None
+        self.end_event: CallEnded | None = None
+        self.first_up_hangup: HangupRecord | None = None
+        self.first_nonzero: HangupRecord | None = None
+        self.first_hangup: HangupRecord | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self.linkedid
+
+    @property
+    def cause(self) -> int | None:
+        """Hangup cause of the ended call (see CallEnded), None while it lasts."""
+        return None if self.end_event is None else self.end_event.cause
+
+    @property
+    def cause_txt(self) -> str:
+        return "" if self.end_event is None else self.end_event.cause_txt
+
+    @property
+    def hung_up_by(self) -> str | None:
+        return None if self.end_event is None else self.end_event.hung_up_by
+
+    def __repr__(self) -> str:
+        return f"Call({self.server!r}, {self.linkedid!r}, channels={len(self.channels)})"
