@@ -1,0 +1,1030 @@
+"""The simulated Asterisk core: channels (Local pairs, PJSIP), the dialplan runner, hangups, Dial,
+Originate and bridges, emitting AMI events with Asterisk 22's names, headers and order.
+Imports Twisted's Deferred and time interfaces only: no reactor, no sockets, no wall clock.
+
+Determinism: every id comes from counters or from the one ``random.Random(seed)``; time comes
+from the injected ``clock`` (an ``IReactorTime``: sim.clock.VirtualClock, ScaledClock or a reactor);
+calls due at the same moment run in scheduling order. Same seed + same inputs -> same events.
+
+Hangup model (what makes the event order match the transcripts):
+- ``softhangup(chan)`` (AMI Hangup, Hangup(), transfers) only flags the channel and wakes it.
+- ``queue_hangup(chan, cause)`` (the other half of a Local pair or the far end hung up) emits
+  ``HangupRequest`` and wakes it.
+- A channel whose dialplan run ends emits ``SoftHangupRequest`` (Cause 16, AST_SOFTHANGUP_APPUNLOAD)
+  and is then destroyed; a channel with no dialplan (a dialled leg) is destroyed directly.
+- Destroying a channel leaves its bridge, queues the hangup on its Local peer, then emits ``Hangup``,
+  ``Cdr`` and ``DeviceStateChange``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from cti.ami.message import AMIMessage
+from sim.agi_channel import AGI_RESULT_TEXT
+from sim.ami_events import (
+    DOWN,
+    RING,
+    RINGING,
+    UP,
+    Headers,
+    bridge_headers,
+    caller_id_string,
+    cause_text,
+    snapshot,
+)
+from sim.dialplan import Dialplan, DialplanError, check_condition, split_args, split_condition, substitute
+from sim.far_end import FarEnd, FarEndDirectory, parse_pjsip_dial
+
+if TYPE_CHECKING:
+    from sim.apps import App
+
+log = logging.getLogger(__name__)
+
+# A fixed epoch for clocks that start near 0 (VirtualClock): the day the transcripts were recorded.
+DEFAULT_EPOCH = 1_795_443_000.0
+APPUNLOAD = 16  # AST_SOFTHANGUP_APPUNLOAD: the Cause of the SoftHangupRequest ending a dialplan run
+MAX_CHANNELS = 100_000  # refuse to create more live channels than this (a runaway load generator)
+
+# Originate Reason codes (AST_CONTROL_*), as OriginateResponse reports them.
+REASON_FAILURE, REASON_HANGUP, REASON_TIMEOUT, REASON_ANSWERED, REASON_BUSY, REASON_CONGESTION = 0, 1, 3, 4, 5, 8
+
+
+class PbxError(Exception):
+    """An AMI-level request the PBX refuses; ``str()`` is Asterisk's Message text."""
+
+
+class AgiRunner(Protocol):
+    """The FastAGI client as the AGI() application sees it (sim.fastagi_client.FastAGIClient)."""
+
+    def run(self, channel: Channel, url: str, args: list[str]) -> Deferred[str]: ...
+
+
+class KeySource(Protocol):
+    """The person on an inbound channel, as the IVR hears them (see AgiChannel.next_keys)."""
+
+    def next_keys(self) -> tuple[str, float] | None: ...
+
+
+EventListener = Callable[[AMIMessage], None]
+Observer = Callable[["Channel", str], None]
+
+
+@dataclass(slots=True)
+class _Block:
+    """A dialplan application waiting: for a timeout, a far end, an AGI session, a bridge..."""
+
+    d: Deferred[int]
+    timer: IDelayedCall | None = None
+    interruptible: bool = True
+    cleanup: Callable[[], None] | None = None
+    done: bool = False
+
+
+class Channel:
+    """One simulated channel; implements sim.agi_channel.AgiChannel for the FastAGI client."""
+
+    def __init__(self, pbx: Pbx, name: str, tech: str, device: str, uniqueid: str, context: str,
+                 exten: str, state: int, linkedid: str | None = None) -> None:
+        self.pbx = pbx
+        self._name = name
+        self.tech = tech
+        self.device = device
+        self._uniqueid = uniqueid
+        self._linkedid = linkedid or uniqueid
+        self._state = state
+        self._context = context
+        self._exten = exten
+        self._priority = 1
+        self._caller_num = ""
+        self._caller_name = ""
+        self.conn_num = ""
+        self.conn_name = ""
+        self._language = "en"
+        self._accountcode = ""
+        self.variables: dict[str, str] = {}
+        self.app = ""
+        self.appdata = ""
+        self.dnid = ""
+        self.created = pbx.clock.seconds()
+        self.answered_at: float | None = None
+        self.hangupcause = 0
+        self.soft = False  # softhangup requested (explicit or queued)
+        self.dead = False
+        self.peer: Channel | None = None  # the other half of a Local pair
+        self.local_one = False  # ;1 half
+        self.bridge: Bridge | None = None
+        self.block: _Block | None = None
+        self.in_pbx = False  # a dialplan run owns the channel
+        self.stepping = False  # inside the runner's synchronous loop
+        self.jumped = False
+        self.goto_target: tuple[str, str, int] | None = None  # pending async goto (Redirect)
+        self.observer: Observer | None = None  # the Dial/Originate waiting on this outgoing channel
+        self.far_end: FarEnd | None = None
+        self.keys: KeySource | None = None
+        self.moh = False
+        self.on_hold = False
+        self.cdr_dest_channel = ""
+        self.cdr_last_app = ""
+        self.cdr_last_data = ""
+        self.cdr_dst = exten
+        self.cdr_dcontext = context
+        self.cdr_disposition: str | None = None
+        self._hangup_cbs: list[Callable[[], None]] = []
+        self.dtmf_listeners: list[Callable[[str], None]] = []
+        self._agi_command_id = ""
+        self.timers: list[IDelayedCall] = []
+        self.device_final = "NOT_INUSE"
+
+    # AgiChannel / snapshot attributes ----------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def uniqueid(self) -> str:
+        return self._uniqueid
+
+    @property
+    def linkedid(self) -> str:
+        return self._linkedid
+
+    @property
+    def state(self) -> int:
+        return self._state
+
+    @property
+    def context(self) -> str:
+        return self._context
+
+    @property
+    def exten(self) -> str:
+        return self._exten
+
+    @property
+    def priority(self) -> int:
+        return self._priority
+
+    @property
+    def caller_num(self) -> str:
+        return self._caller_num
+
+    @property
+    def caller_name(self) -> str:
+        return self._caller_name
+
+    @property
+    def dnis(self) -> str:
+        return self.dnid
+
+    @property
+    def rdnis(self) -> str:
+        return ""
+
+    @property
+    def language(self) -> str:
+        return self._language
+
+    @property
+    def accountcode(self) -> str:
+        return self._accountcode
+
+    @property
+    def hungup(self) -> bool:
+        return self.dead or self.soft
+
+    # variables ------------------------------------------------------------------------
+    def get_var(self, name: str) -> str | None:
+        return self.pbx.get_var(self, name)
+
+    def set_var(self, name: str, value: str) -> None:
+        self.pbx.set_var(self, name, value)
+
+    def substitute(self, text: str) -> str:
+        return self.pbx.substitute(self, text)
+
+    # AgiChannel actions ---------------------------------------------------------------
+    def answer(self) -> None:
+        self.pbx.answer(self)
+
+    def hangup(self, cause: int = 16) -> None:
+        self.pbx.softhangup(self, cause)
+
+    def exec_app(self, app: str, data: str) -> Deferred[int]:
+        return self.pbx.exec_app(self, app, data)
+
+    def next_keys(self) -> tuple[str, float] | None:
+        return self.keys.next_keys() if self.keys is not None else None
+
+    def receive_dtmf(self, digit: str, duration_ms: int = 100) -> None:
+        self.pbx.dtmf(self, digit, duration_ms, begin=True)
+
+    def on_hangup(self, cb: Callable[[], None]) -> None:
+        if self.dead or self.soft:
+            cb()
+        else:
+            self._hangup_cbs.append(cb)
+
+    def emit_agi_exec(self, start: bool, command: str, result_code: int = 200, result: str = "") -> None:
+        if start or not self._agi_command_id:
+            self._agi_command_id = str(self.pbx.rng.randrange(1, 2**31))
+        extra: Headers = [("CommandId", self._agi_command_id), ("Command", command)]
+        if not start:
+            extra += [("ResultCode", str(result_code)), ("Result", result or AGI_RESULT_TEXT.get(result_code, ""))]
+        self.pbx.chan_event("AGIExecStart" if start else "AGIExecEnd", self, extra, "agi,all")
+
+    def __repr__(self) -> str:
+        return f"<Channel {self._name} {self._context},{self._exten},{self._priority}>"
+
+
+@dataclass(slots=True)
+class Bridge:
+    """A basic two-party (or more) bridge."""
+
+    uniqueid: str
+    channels: list[Channel] = field(default_factory=list)
+    # What happens to members when the bridge dissolves: "dial" (caller returns from Dial, callee
+    # hangs up) or "action" (AMI Bridge: both continue their dialplan).
+    kind: str = "action"
+    caller: Channel | None = None
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateResult:
+    """The outcome an OriginateResponse reports."""
+
+    reason: int
+    channel: Channel | None
+
+    @property
+    def success(self) -> bool:
+        return self.reason == REASON_ANSWERED
+
+
+class RequestFailed(Exception):
+    """ast_request failed: unknown technology/endpoint, or the Local extension does not exist."""
+
+    def __init__(self, cause: int, created: Channel | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.created = created
+
+
+class Pbx:
+    """The simulated Asterisk. See the module docstring for the model."""
+
+    def __init__(self, clock: IReactorTime, dialplan: Dialplan, *, far_ends: FarEndDirectory | None = None,
+                 agi: AgiRunner | None = None, seed: int = 0, epoch: float | None = None,
+                 endpoint_context: str = "default", apps: dict[str, App] | None = None) -> None:
+        from sim.apps import APPLICATIONS
+
+        self.clock = clock
+        self.dialplan = dialplan
+        self.far_ends = far_ends
+        self.agi = agi
+        self.rng = random.Random(seed)
+        start = clock.seconds()
+        self.epoch_offset = (DEFAULT_EPOCH if epoch is None else epoch) - start if start < 1e9 else 0.0
+        self.endpoint_context = endpoint_context
+        self.apps: dict[str, App] = {k.lower(): v for k, v in (apps or APPLICATIONS).items()}
+        self.globals: dict[str, str] = dict(dialplan.globals)
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self._listeners: list[EventListener] = []
+        self._uid_seq = 0
+        self._name_seq: dict[str, int] = {}
+        self.processed_calls = 0
+        self.started = self.now_epoch()
+
+    # time and ids ------------------------------------------------------------------------
+    def now_epoch(self) -> float:
+        """Wall-clock-like seconds since 1970 for this PBX (clock time + a fixed offset)."""
+        return self.clock.seconds() + self.epoch_offset
+
+    def _next_uniqueid(self) -> str:
+        uid = f"{int(self.now_epoch())}.{self._uid_seq}"
+        self._uid_seq += 1
+        return uid
+
+    def _next_suffix(self, tech: str) -> str:
+        n = self._name_seq.get(tech, 0)
+        self._name_seq[tech] = n + 1
+        return f"{n:08x}"
+
+    def new_bridge_id(self) -> str:
+        r = self.rng.getrandbits(128)
+        h = f"{r:032x}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[r % 4]}{h[17:20]}-{h[20:32]}"
+
+    def later(self, delay: float, fn: Callable[..., object], *args: object) -> IDelayedCall:
+        return self.clock.callLater(max(delay, 0.0), fn, *args)
+
+    def soon(self, fn: Callable[..., object], *args: object) -> IDelayedCall:
+        """Run ``fn`` after the current step, as another Asterisk thread would."""
+        return self.clock.callLater(0, fn, *args)
+
+    # events ------------------------------------------------------------------------------
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def emit(self, name: str, privilege: str, headers: Iterable[tuple[str, str]]) -> AMIMessage:
+        msg = AMIMessage([("Event", name), ("Privilege", privilege), *headers], "event")
+        for listener in list(self._listeners):
+            try:
+                listener(msg)
+            except Exception:  # a broken listener must not break the PBX (or the other listeners)
+                log.exception("event listener failed on %s", name)
+        return msg
+
+    def chan_event(self, name: str, chan: Channel, extra: Iterable[tuple[str, str]] = (),
+                   privilege: str = "call,all") -> None:
+        self.emit(name, privilege, [*snapshot(chan), *extra])
+
+    def device_state(self, chan: Channel, state: str) -> None:
+        self.emit("DeviceStateChange", "call,all", [("Device", chan.device), ("State", state)])
+
+    # channel allocation ---------------------------------------------------------------------
+    def find_channel(self, name: str) -> Channel | None:
+        return self.channels.get(name)
+
+    def _alloc(self, name: str, tech: str, device: str, context: str, exten: str, state: int,
+               linkedid: str | None = None, caller: tuple[str, str] = ("", "")) -> Channel:
+        if len(self.channels) >= MAX_CHANNELS:
+            raise RequestFailed(34)
+        chan = Channel(self, name, tech, device, self._next_uniqueid(), context, exten, state, linkedid)
+        chan._caller_num, chan._caller_name = caller
+        self.channels[name] = chan
+        self.chan_event("Newchannel", chan)
+        return chan
+
+    def request(self, tech: str, resource: str, requestor: Channel | None = None) -> Channel:
+        """ast_request(): create the outgoing channel(s) for ``tech/resource`` (Down).
+        Raises RequestFailed for an unknown technology/endpoint or a missing Local extension."""
+        linked = requestor.linkedid if requestor is not None else None
+        if tech.lower() == "local":
+            target, _, opts = resource.partition("/")
+            exten, at, context = target.partition("@")
+            context = context if at else "default"
+            base = f"Local/{exten}@{context}-{self._next_suffix('Local')}"
+            one = self._alloc(base + ";1", "Local", f"Local/{exten}@{context}", context, exten, DOWN, linked)
+            two = self._alloc(base + ";2", "Local", f"Local/{exten}@{context}", context, exten, RING, one.linkedid)
+            one.peer, two.peer, one.local_one = two, one, True
+            return one
+        if tech.upper() == "PJSIP":
+            endpoint, number = parse_pjsip_dial(resource)
+            far = self.far_ends.call(endpoint, number, self.clock.seconds()) if self.far_ends else None
+            if far is None or not endpoint:
+                raise RequestFailed(66)
+            chan = self._alloc(f"PJSIP/{endpoint}-{self._next_suffix('PJSIP')}", "PJSIP", f"PJSIP/{endpoint}",
+                               self.endpoint_context, "s", DOWN, linked)
+            chan.far_end = far
+            chan.dnid = number
+            return chan
+        raise RequestFailed(66)
+
+    def inbound_call(self, did: str, caller_num: str, caller_name: str, *, endpoint: str = "trunk",
+                     context: str = "cti-inbound", keys: KeySource | None = None,
+                     variables: Iterable[tuple[str, str]] = ()) -> Channel:
+        """A call arrives from the PSTN on PJSIP endpoint ``endpoint`` for ``did``: a new channel in
+        state Ring starts the dialplan at ``context,did,1`` (as chan_pjsip does for an INVITE)."""
+        chan = self._alloc(f"PJSIP/{endpoint}-{self._next_suffix('PJSIP')}", "PJSIP", f"PJSIP/{endpoint}",
+                           context, did, RING, caller=(caller_num, caller_name))
+        chan.dnid = did
+        chan.keys = keys
+        chan.variables.update(variables)
+        self.processed_calls += 1
+        self.soon(self.start_pbx, chan, context, did, 1)
+        return chan
+
+    def call(self, chan: Channel, dialstring: str) -> None:
+        """ast_call(): start the outgoing call; Local pairs copy identity to ;2 and start its dialplan.
+        Raises RequestFailed (the channels are then already destroyed) when the call cannot start."""
+        if chan.tech == "Local":
+            two = chan.peer
+            assert two is not None
+            if not self.dialplan.exists(two.context, two.exten, 1):
+                # local_call(): "No such extension/context" -> both halves go away, cause 0.
+                chan.peer = two.peer = None
+                for half in (two, chan):
+                    half.device_final = "INVALID"
+                    half.cdr_disposition = "FAILED"
+                    self.destroy(half)
+                raise RequestFailed(0)
+            for key, value in reversed(list(chan.variables.items())):
+                two.variables[key] = value
+                self.chan_event("VarSet", two, [("Variable", key), ("Value", value)], "dialplan,all")
+            two.conn_num, two.conn_name = chan.caller_num, chan.caller_name
+            if chan.conn_num or chan.conn_name:
+                two._caller_num, two._caller_name = chan.conn_num, chan.conn_name
+                self.chan_event("NewCallerid", two, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+            if chan.accountcode:
+                two._accountcode = chan.accountcode
+                self.chan_event("NewAccountCode", two, [("OldAccountCode", "")])
+            if chan.caller_num or chan.caller_name:
+                self.chan_event("NewConnectedLine", two)
+            self.emit("LocalBridge", "call,all", [*snapshot(chan, "LocalOne"), *snapshot(two, "LocalTwo"),
+                                                 ("Context", two.context), ("Exten", two.exten),
+                                                 ("LocalOptimization", "Yes")])
+            self.soon(self.start_pbx, two, two.context, two.exten, 1)
+            return
+        far = chan.far_end
+        assert far is not None
+        if far.outcome == "unavailable":
+            chan.hangupcause = 20
+            self.destroy(chan)
+            raise RequestFailed(20)
+        chan.timers.append(self.later(0.0, self._far_ringing, chan))
+
+    def _far_ringing(self, chan: Channel) -> None:
+        far = chan.far_end
+        if chan.dead or chan.soft or far is None:
+            return
+        self.set_state(chan, RINGING)
+        self.device_state(chan, "RINGING")
+        self.signal(chan, "ringing")
+        if far.outcome != "noanswer":
+            chan.timers.append(self.later(far.ring_time, self._far_outcome, chan))
+
+    def _far_outcome(self, chan: Channel) -> None:
+        far = chan.far_end
+        if chan.dead or chan.soft or far is None:
+            return
+        if far.outcome == "answer":
+            self.answer(chan)
+            if far.talk_time is not None:
+                chan.timers.append(self.later(far.talk_time, self.far_hangup, chan, 16))
+        elif far.outcome == "busy":
+            chan.hangupcause = 17
+            self.signal(chan, "busy")
+        elif far.outcome == "congestion":
+            chan.hangupcause = 34
+            self.signal(chan, "congestion")
+
+    def far_hangup(self, chan: Channel, cause: int = 16) -> None:
+        """The person at the far end of a PJSIP channel hangs up (BYE)."""
+        if not chan.dead and not chan.soft:
+            self.queue_hangup(chan, cause)
+
+    # identity ------------------------------------------------------------------------------
+    def set_caller(self, chan: Channel, num: str, name: str) -> None:
+        chan._caller_num, chan._caller_name = num, name
+        self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+
+    def set_connected(self, chan: Channel, num: str, name: str) -> None:
+        chan.conn_num, chan.conn_name = num, name
+        self.chan_event("NewConnectedLine", chan)
+
+    def set_accountcode(self, chan: Channel, code: str) -> None:
+        old = chan.accountcode
+        chan._accountcode = code
+        self.chan_event("NewAccountCode", chan, [("OldAccountCode", old)])
+
+    def set_state(self, chan: Channel, state: int) -> None:
+        if chan.state == state or chan.dead:
+            return
+        chan._state = state
+        if state == UP and chan.answered_at is None:
+            chan.answered_at = self.clock.seconds()
+        self.chan_event("Newstate", chan)
+
+    def set_location(self, chan: Channel, context: str, exten: str, priority: int) -> None:
+        chan._context, chan._exten, chan._priority = context, exten, priority
+
+    # variables -------------------------------------------------------------------------------
+    def get_var(self, chan: Channel, name: str) -> str | None:
+        builtin = self._builtin_var(chan, name)
+        if builtin is not None:
+            return builtin
+        bare = name.lstrip("_")
+        for key, value in chan.variables.items():
+            if key.lstrip("_") == bare:
+                return value
+        return self.globals.get(name)
+
+    def _builtin_var(self, chan: Channel, name: str) -> str | None:
+        return {
+            "CHANNEL": chan.name,
+            "UNIQUEID": chan.uniqueid,
+            "EXTEN": chan.exten,
+            "CONTEXT": chan.context,
+            "PRIORITY": str(chan.priority),
+            "CALLERID(num)": chan.caller_num,
+            "HANGUPCAUSE": str(chan.hangupcause),
+            "EPOCH": str(int(self.now_epoch())),
+        }.get(name)
+
+    def set_var(self, chan: Channel, name: str, value: str) -> None:
+        if "(" in name and name.endswith(")"):
+            self.write_function(chan, name, value)
+            return
+        bare = name.lstrip("_")
+        for key in list(chan.variables):
+            if key.lstrip("_") == bare and key != name:
+                del chan.variables[key]
+        chan.variables[name] = value
+        self.chan_event("VarSet", chan, [("Variable", name), ("Value", value)], "dialplan,all")
+
+    def write_function(self, chan: Channel, expr: str, value: str) -> None:
+        fname, _, args = expr[:-1].partition("(")
+        fname = fname.upper()
+        if fname == "CALLERID":
+            what = args.strip().lower()
+            num, nm = chan.caller_num, chan.caller_name
+            if what in ("num", "number"):
+                num = value
+            elif what == "name":
+                nm = value
+            elif what == "all":
+                from sim.ami_events import parse_caller_id
+
+                nm, num = parse_caller_id(value)
+            self.set_caller(chan, num, nm)
+        elif fname == "CDR" and args.strip().lower() == "userfield":
+            chan.variables["\0cdr_userfield"] = value
+        elif fname == "CHANNEL" and args.strip().lower() == "language":
+            chan._language = value
+        elif fname == "CHANNEL" and args.strip().lower() == "accountcode":
+            self.set_accountcode(chan, value)
+        # Anything else (DEVICE_STATE, ...) is accepted and ignored, as a module-less Asterisk would warn.
+
+    def read_function(self, chan: Channel, fname: str, args: str) -> str:
+        a = args.strip()
+        if fname == "IF":
+            cond, iftrue, iffalse = split_condition(args)
+            return iftrue if check_condition(cond) else iffalse
+        if fname == "CALLERID":
+            what = a.lower()
+            if what in ("num", "number"):
+                return chan.caller_num
+            if what == "name":
+                return chan.caller_name
+            if what == "all":
+                return caller_id_string(chan.caller_name, chan.caller_num)
+            if what == "dnid":
+                return chan.dnid
+            return ""
+        if fname == "CONNECTEDLINE":
+            return chan.conn_num if a.lower() in ("num", "number") else chan.conn_name
+        if fname == "CHANNEL":
+            from sim.ami_events import STATE_DESC
+
+            return {
+                "state": STATE_DESC.get(chan.state, "Unknown"),
+                "name": chan.name,
+                "language": chan.language,
+                "uniqueid": chan.uniqueid,
+                "linkedid": chan.linkedid,
+                "accountcode": chan.accountcode,
+                "channeltype": chan.tech,
+                "context": chan.context,
+                "exten": chan.exten,
+            }.get(a.lower(), "")
+        if fname == "LEN":
+            return str(len(args))
+        if fname == "CDR":
+            return chan.variables.get("\0cdr_userfield", "") if a.lower() == "userfield" else ""
+        if fname == "EXISTS":
+            return "1" if args else "0"
+        if fname == "ISNULL":
+            return "0" if args else "1"
+        return ""
+
+    def substitute(self, chan: Channel, text: str) -> str:
+        try:
+            return substitute(text, lambda n: self.get_var(chan, n),
+                              lambda f, a: self.read_function(chan, f, a))
+        except DialplanError as exc:
+            log.warning("%s: %s", chan.name, exc)
+            return ""
+
+    # dialplan execution -------------------------------------------------------------------------
+    def start_pbx(self, chan: Channel, context: str, exten: str, priority: int = 1) -> None:
+        """Run the dialplan on ``chan`` from ``context,exten,priority``."""
+        if chan.dead:
+            return
+        chan.in_pbx = True
+        self.set_location(chan, context, exten, priority)
+        self._run(chan)
+
+    def _run(self, chan: Channel) -> None:
+        if chan.stepping:
+            return
+        chan.stepping = True
+        try:
+            while True:
+                if chan.dead:
+                    return
+                if chan.goto_target is not None:
+                    ctx, ext, prio = chan.goto_target
+                    chan.goto_target = None
+                    self.set_location(chan, ctx, ext, prio)
+                if chan.soft:
+                    self._pbx_end(chan)
+                    return
+                extension = self.dialplan.find(chan.context, chan.exten)
+                step = extension.step(chan.priority) if extension is not None else None
+                if step is None:
+                    self._pbx_end(chan)
+                    return
+                data = self.substitute(chan, step.data)
+                chan.app, chan.appdata = step.app, data
+                chan.cdr_last_app, chan.cdr_last_data = step.app, data
+                self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
+                                                   ("AppData", data)], "dialplan,all")
+                chan.jumped = False
+                res = self.run_app(chan, step.app, data)
+                if isinstance(res, Deferred):
+                    res.addCallback(self._resume, chan)
+                    return
+                if not self._advance(chan, res):
+                    return
+        finally:
+            chan.stepping = False
+
+    def _resume(self, res: int, chan: Channel) -> None:
+        if self._advance(chan, res):
+            self._run(chan)
+
+    def _advance(self, chan: Channel, res: int) -> bool:
+        if chan.dead:
+            return False
+        if chan.goto_target is not None:
+            return True
+        if res != 0 or chan.soft:
+            self._pbx_end(chan)
+            return False
+        if not chan.jumped:
+            chan._priority += 1
+        return True
+
+    def _pbx_end(self, chan: Channel) -> None:
+        if chan.dead or not chan.in_pbx:
+            return
+        chan.in_pbx = False
+        self.chan_event("SoftHangupRequest", chan, [("Cause", str(APPUNLOAD))])
+        self.destroy(chan)
+
+    def run_app(self, chan: Channel, app: str, data: str) -> int | Deferred[int]:
+        fn = self.apps.get(app.lower())
+        if fn is None:
+            log.warning("%s: no application %s (hanging up, as Asterisk does)", chan.name, app)
+            return -1
+        return fn(self, chan, data)
+
+    def exec_app(self, chan: Channel, app: str, data: str) -> Deferred[int]:
+        """AGI EXEC: run one application outside the dialplan loop (no Newexten)."""
+        fn = self.apps.get(app.lower())
+        if fn is None:
+            return succeed(-2)
+        if chan.dead:
+            return succeed(-1)
+        res = fn(self, chan, data)
+        return res if isinstance(res, Deferred) else succeed(res)
+
+    def goto(self, chan: Channel, context: str, exten: str, priority: str) -> bool:
+        """Jump (Goto/GotoIf) inside the runner; priority may be a label. False if it does not exist."""
+        target = self.resolve_priority(context, exten, priority)
+        if target is None:
+            log.warning("%s: Goto to non-existent %s,%s,%s", chan.name, context, exten, priority)
+            return False
+        self.set_location(chan, context, exten, target)
+        chan.jumped = True
+        return True
+
+    def resolve_priority(self, context: str, exten: str, priority: str) -> int | None:
+        ext = self.dialplan.find(context, exten)
+        if ext is None:
+            return None
+        p = priority.strip()
+        if p.lstrip("-").isdigit():
+            n = int(p)
+            return n if ext.step(n) is not None else None
+        return ext.label(p)
+
+    # blocking ----------------------------------------------------------------------------------
+    def block(self, chan: Channel, timeout: float | None = None, *, interruptible: bool = True,
+              cleanup: Callable[[], None] | None = None, result: int = 0) -> Deferred[int]:
+        """Park the channel's application: fires ``result`` after ``timeout`` (None = never) or -1
+        when a hangup/redirect interrupts it (``cleanup`` runs first)."""
+        d: Deferred[int] = Deferred()
+        blk = _Block(d, None, interruptible, cleanup)
+        if timeout is not None:
+            blk.timer = self.later(timeout, self.unblock, chan, result, blk)
+        chan.block = blk
+        if interruptible and (chan.soft or chan.goto_target is not None):
+            self.soon(self.unblock, chan, -1, blk)
+        return d
+
+    def unblock(self, chan: Channel, result: int, blk: _Block | None = None) -> None:
+        blk = blk or chan.block
+        if blk is None or blk.done:
+            return
+        blk.done = True
+        if chan.block is blk:
+            chan.block = None
+        if blk.timer is not None and blk.timer.active():
+            blk.timer.cancel()
+        if blk.cleanup is not None:
+            blk.cleanup()
+        blk.d.callback(result)
+
+    def _wake(self, chan: Channel) -> None:
+        """A hangup or redirect is pending: interrupt what the channel is doing."""
+        if chan.dead:
+            return
+        blk = chan.block
+        if blk is not None:
+            if blk.interruptible:
+                self.unblock(chan, -1, blk)
+            return
+        if chan.in_pbx:
+            if not chan.stepping and chan.goto_target is None and chan.soft:
+                self._pbx_end(chan)
+            return
+        if chan.observer is not None:
+            chan.observer(chan, "hangup")
+            return
+        if chan.soft:
+            self.destroy(chan)
+
+    # hangups -------------------------------------------------------------------------------------
+    def _notify_hangup(self, chan: Channel) -> None:
+        cbs, chan._hangup_cbs = chan._hangup_cbs, []
+        for cb in cbs:
+            try:
+                cb()
+            except Exception:  # one broken callback must not stop the hangup
+                log.exception("hangup callback failed for %s", chan.name)
+
+    def softhangup(self, chan: Channel, cause: int = 0) -> None:
+        """Request a hangup (AMI Hangup, Hangup(), a transfer): no event of its own."""
+        if chan.dead:
+            return
+        if cause > 0:
+            chan.hangupcause = cause
+        chan.soft = True
+        self._notify_hangup(chan)
+        self.soon(self._wake, chan)
+
+    def queue_hangup(self, chan: Channel, cause: int) -> None:
+        """The other side went away (Local peer, far end): HangupRequest, then wake the channel."""
+        if chan.dead:
+            return
+        self.chan_event("HangupRequest", chan, [("Cause", str(cause))])
+        if cause > 0 and chan.hangupcause == 0:
+            chan.hangupcause = cause
+        chan.soft = True
+        self._notify_hangup(chan)
+        self.soon(self._wake, chan)
+
+    def async_goto(self, chan: Channel, context: str, exten: str, priority: int) -> None:
+        """Redirect: continue the channel's dialplan elsewhere (starting one if it has none)."""
+        if chan.bridge is not None:
+            self.bridge_leave(chan)
+        if not chan.in_pbx:
+            self.soon(self.start_pbx, chan, context, exten, priority)
+            return
+        chan.goto_target = (context, exten, priority)
+        self.soon(self._wake_goto, chan)
+
+    def _wake_goto(self, chan: Channel) -> None:
+        if chan.dead:
+            return
+        blk = chan.block
+        if blk is not None:
+            self.unblock(chan, -1, blk)
+        elif not chan.stepping:
+            self._run(chan)
+
+    def destroy(self, chan: Channel) -> None:
+        """ast_hangup(): leave the bridge, tell the Local peer, emit Hangup/Cdr/DeviceStateChange."""
+        if chan.dead:
+            return
+        chan.in_pbx = False
+        for timer in chan.timers:
+            if timer.active():
+                timer.cancel()
+        chan.timers.clear()
+        blk = chan.block
+        if blk is not None and not blk.done:
+            blk.done = True
+            if blk.timer is not None and blk.timer.active():
+                blk.timer.cancel()
+            if blk.cleanup is not None:
+                blk.cleanup()
+        if chan.bridge is not None:
+            self.bridge_leave(chan)
+        chan.dead = True
+        peer = chan.peer
+        if peer is not None and not peer.dead:
+            self.queue_hangup(peer, chan.hangupcause)
+        self.chan_event("Hangup", chan, [("Cause", str(chan.hangupcause)), ("Cause-txt", cause_text(chan.hangupcause))])
+        self._cdr(chan)
+        self.channels.pop(chan.name, None)
+        self.device_state(chan, chan.device_final)
+        self._notify_hangup(chan)
+        if chan.observer is not None:
+            observer, chan.observer = chan.observer, None
+            observer(chan, "hangup")
+
+    def _cdr(self, chan: Channel) -> None:
+        start = chan.created + self.epoch_offset
+        end = self.now_epoch()
+        ans = chan.answered_at + self.epoch_offset if chan.answered_at is not None else None
+
+        def fmt(t: float | None) -> str:
+            if t is None:
+                return ""
+            import datetime as _dt
+
+            return _dt.datetime.fromtimestamp(int(t), _dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+        disposition = chan.cdr_disposition or ("ANSWERED" if ans is not None else "NO ANSWER")
+        self.emit("Cdr", "cdr,all", [
+            ("AccountCode", chan.accountcode),
+            ("Source", chan.caller_num),
+            ("Destination", chan.cdr_dst),
+            ("DestinationContext", chan.cdr_dcontext),
+            ("CallerID", caller_id_string(chan.caller_name, chan.caller_num)),
+            ("Channel", chan.name),
+            ("DestinationChannel", chan.cdr_dest_channel),
+            ("LastApplication", chan.cdr_last_app),
+            ("LastData", chan.cdr_last_data),
+            ("StartTime", fmt(start)),
+            ("AnswerTime", fmt(ans)),
+            ("EndTime", fmt(end)),
+            ("Duration", str(int(end - start))),
+            ("BillableSeconds", str(int(end - ans)) if ans is not None else "0"),
+            ("Disposition", disposition),
+            ("AMAFlags", "DOCUMENTATION"),
+            ("UniqueID", chan.uniqueid),
+            ("UserField", chan.variables.get("\0cdr_userfield", "")),
+        ])
+
+    # signalling -----------------------------------------------------------------------------------
+    def answer(self, chan: Channel) -> None:
+        """The channel answers: Up; a Local ;2 answering answers its ;1 (and tells whoever dials it)."""
+        if chan.dead or chan.state == UP:
+            return
+        self.set_state(chan, UP)
+        if chan.tech == "Local" and not chan.local_one and chan.peer is not None and not chan.peer.dead:
+            one = chan.peer
+            self.set_state(one, UP)
+            self.signal(one, "answer")
+        elif chan.tech != "Local":
+            self.device_state(chan, "INUSE")
+            self.signal(chan, "answer")
+
+    def indicate(self, chan: Channel, what: str) -> None:
+        """A Local ;2 (or PJSIP far end) indicates ringing/busy/congestion to whoever dials it."""
+        if chan.tech == "Local" and not chan.local_one and chan.peer is not None and not chan.peer.dead:
+            one = chan.peer
+            if what == "ringing" and one.state != UP:
+                self.set_state(one, RINGING)
+            self.signal(one, what)
+
+    def signal(self, chan: Channel, what: str) -> None:
+        if chan.observer is not None:
+            chan.observer(chan, what)
+
+    def dtmf(self, chan: Channel, digit: str, duration_ms: int, begin: bool = True) -> None:
+        if chan.dead:
+            return
+        if begin:
+            self.chan_event("DTMFBegin", chan, [("Digit", digit), ("Direction", "Received")], "dtmf,all")
+        self.chan_event("DTMFEnd", chan, [("Digit", digit), ("DurationMs", str(duration_ms)),
+                                          ("Direction", "Received")], "dtmf,all")
+        for listener in list(chan.dtmf_listeners):
+            listener(digit)
+
+    def start_moh(self, chan: Channel, klass: str = "default") -> None:
+        if not chan.moh and not chan.dead:
+            chan.moh = True
+            self.chan_event("MusicOnHoldStart", chan, [("Class", klass or "default")])
+
+    def stop_moh(self, chan: Channel) -> None:
+        if chan.moh and not chan.dead:
+            chan.moh = False
+            self.chan_event("MusicOnHoldStop", chan)
+
+    # bridges ---------------------------------------------------------------------------------------
+    def bridge_create(self, kind: str = "action", caller: Channel | None = None) -> Bridge:
+        bridge = Bridge(self.new_bridge_id(), kind=kind, caller=caller)
+        self.bridges[bridge.uniqueid] = bridge
+        self.emit("BridgeCreate", "call,all", bridge_headers(bridge))
+        return bridge
+
+    def bridge_enter(self, bridge: Bridge, chan: Channel) -> None:
+        if chan.bridge is not None:
+            self.bridge_leave(chan)
+        oldest = min([c.linkedid for c in bridge.channels] + [chan.linkedid], key=_uid_order)
+        for member in [*bridge.channels, chan]:
+            member._linkedid = oldest
+        bridge.channels.append(chan)
+        chan.bridge = bridge
+        self.emit("BridgeEnter", "call,all", [*bridge_headers(bridge), *snapshot(chan)])
+
+    def bridge_peers_vars(self, bridge: Bridge) -> None:
+        if len(bridge.channels) == 2:
+            a, b = bridge.channels
+            self.set_var(a, "BRIDGEPEER", b.name)
+            self.set_var(b, "BRIDGEPEER", a.name)
+
+    def bridge_leave(self, chan: Channel) -> None:
+        bridge = chan.bridge
+        if bridge is None:
+            return
+        bridge.channels.remove(chan)
+        chan.bridge = None
+        self.emit("BridgeLeave", "call,all", [*bridge_headers(bridge), *snapshot(chan)])
+        if len(bridge.channels) <= 1:
+            self.soon(self._bridge_dissolve, bridge)
+
+    def _bridge_dissolve(self, bridge: Bridge) -> None:
+        """One party left a two-party bridge: the others are put out (AST_BRIDGE_FLAG_DISSOLVE_HANGUP)."""
+        if bridge.uniqueid not in self.bridges:
+            return
+        for member in list(bridge.channels):
+            if member.bridge is not bridge:
+                continue
+            self.bridge_leave(member)
+            if member.block is not None:
+                # Dial caller / AMI-bridged channel: its application returns.
+                self.unblock(member, 0 if bridge.kind == "action" else -1)
+                if bridge.kind == "dial":
+                    self.softhangup(member)
+            else:
+                self.softhangup(member)
+        if not bridge.channels:
+            del self.bridges[bridge.uniqueid]
+            self.emit("BridgeDestroy", "call,all", bridge_headers(bridge))
+
+    def pull_into_bridge(self, chan: Channel, bridge: Bridge) -> None:
+        """Move a channel (running dialplan or not) into ``bridge``; when the bridge ends it continues
+        its dialplan at the next priority (AMI Bridge semantics)."""
+        blk = chan.block
+        if blk is not None and not blk.done:
+            # Interrupt what it was doing (Wait, MusicOnHold...) without ending the dialplan.
+            blk.done = True
+            chan.block = None
+            if blk.timer is not None and blk.timer.active():
+                blk.timer.cancel()
+            if blk.cleanup is not None:
+                blk.cleanup()
+            if chan.in_pbx:
+                chan._priority += 1
+        self.bridge_enter(bridge, chan)
+        if chan.in_pbx:
+            d = self.block(chan, None)
+            d.addCallback(lambda res, c=chan: self._after_bridge(c, res))
+
+    def _after_bridge(self, chan: Channel, res: int) -> None:
+        if chan.dead:
+            return
+        if chan.goto_target is not None or not chan.soft:
+            self._run(chan)
+        else:
+            self._pbx_end(chan)
+
+
+def _uid_order(uid: str) -> tuple[int, int]:
+    a, _, b = uid.partition(".")
+    return (int(a), int(b or 0))
+
+
+def parse_dial_targets(data: str) -> list[tuple[str, str]]:
+    """``PJSIP/1001&Local/x@y`` -> [(tech, resource), ...]."""
+    out = []
+    for part in data.split("&"):
+        tech, sep, resource = part.strip().partition("/")
+        if sep and resource:
+            out.append((tech, resource))
+    return out
+
+
+def split_dial_args(data: str) -> tuple[str, float | None, str]:
+    args = split_args(data)
+    targets = args[0] if args else ""
+    timeout: float | None = None
+    if len(args) > 1 and args[1].strip():
+        try:
+            timeout = float(args[1])
+        except ValueError:
+            timeout = None
+    options = args[2] if len(args) > 2 else ""
+    return targets, timeout, options

@@ -1,0 +1,121 @@
+"""Tests of the simulated PBX core (sim/pbx.py, sim/calls.py, sim/apps.py) driven in virtual time."""
+
+from __future__ import annotations
+
+from cti.ami.message import AMIMessage
+from sim.calls import OriginateRequest, originate
+from sim.clock import VirtualClock
+from sim.dialplan import DEFAULT_DIALPLAN, dialplan_from_data, load_dialplan
+from sim.far_end import FarEnd, FixedFarEnds
+from sim.pbx import REASON_ANSWERED, REASON_BUSY, REASON_FAILURE, REASON_TIMEOUT, OriginateResult, Pbx
+
+CUSTOMERS = {
+    "contexts": {
+        "customers": {
+            "answer": ["Ringing()", "Wait(1)", "Answer()", "Wait(15)", "Hangup()"],
+            "busy": ["Busy(5)"],
+            "ring": ["Ringing()", "Wait(60)", "Hangup()"],
+        },
+        "inbound": {"6000": ["Answer()", "Wait(10)", "Hangup()"]},
+    }
+}
+
+
+def _pbx(plan: dict | None = None, **kw: object) -> tuple[VirtualClock, Pbx, list[AMIMessage]]:
+    clock = VirtualClock()
+    pbx = Pbx(clock, dialplan_from_data(plan or CUSTOMERS), **kw)  # type: ignore[arg-type]
+    events: list[AMIMessage] = []
+    pbx.add_listener(events.append)
+    return clock, pbx, events
+
+
+def _names(events: list[AMIMessage], channel: str) -> list[str]:
+    return [e.name for e in events if e.get("Channel") == channel and e.name != "Cdr"]
+
+
+def test_originate_answered_runs_dialplan_and_hangs_up_both_halves() -> None:
+    """An answered Local originate reports Reason 4, runs the target dialplan on ;1, and every
+    channel is gone (no leaked timers) once the dialplan ends."""
+    clock, pbx, events = _pbx()
+    results: list[OriginateResult] = []
+    originate(pbx, OriginateRequest("Local/answer@customers", "inbound", "6000", caller_id='"A" <100>')).addCallback(
+        results.append)
+    clock.run_for(60)
+    assert results[0].reason == REASON_ANSWERED
+    one = "Local/answer@customers-00000000;1"
+    assert _names(events, one)[:3] == ["Newchannel", "Newexten", "NewCallerid"]
+    assert _names(events, one)[-2:] == ["SoftHangupRequest", "Hangup"]
+    assert pbx.channels == {} and clock.getDelayedCalls() == []
+    uids = [e["Uniqueid"] for e in events if e.name == "Newchannel"]
+    assert uids == ["1795443000.0", "1795443000.1"]
+
+
+def test_originate_failures_give_asterisk_reason_codes() -> None:
+    """Busy -> 5, ring timeout -> 3 (cause 19 on both halves), missing extension -> 0, unknown tech -> 0."""
+    clock, pbx, events = _pbx()
+    got: dict[str, int] = {}
+    for key, chan, timeout in (("busy", "Local/busy@customers", 20.0), ("ring", "Local/ring@customers", 3.0),
+                               ("none", "Local/nope@customers", 5.0), ("tech", "PJSIP/nobody", 5.0)):
+        originate(pbx, OriginateRequest(chan, "inbound", "6000", timeout=timeout)).addCallback(
+            lambda r, k=key: got.__setitem__(k, r.reason))
+        clock.run_for(10)
+    assert got == {"busy": REASON_BUSY, "ring": REASON_TIMEOUT, "none": REASON_FAILURE, "tech": REASON_FAILURE}
+    hangups = {e["Channel"]: e["Cause"] for e in events if e.name == "Hangup"}
+    assert hangups["Local/busy@customers-00000000;2"] == "17"
+    assert hangups["Local/ring@customers-00000001;1"] == "19"
+    assert hangups["Local/ring@customers-00000001;2"] == "19"
+    assert pbx.channels == {}
+
+
+def test_same_seed_same_events_byte_for_byte() -> None:
+    """Two runs with the same seed and inputs produce identical event streams."""
+    def run() -> list[list[tuple[str, str]]]:
+        clock, pbx, events = _pbx(seed=7)
+        originate(pbx, OriginateRequest("Local/answer@customers", "inbound", "6000"))
+        clock.run_for(30)
+        return [m.headers for m in events]
+
+    assert run() == run()
+
+
+def test_inbound_call_through_shipped_dialplan_without_agi_goes_to_fallback_hold() -> None:
+    """With no FastAGI client, AGISTATUS=FAILURE sends the caller to cti-fallback then cti-hold, which
+    emits UserEvent CTIQueued with the fallback queue and starts music on hold."""
+    clock = VirtualClock()
+    pbx = Pbx(clock, load_dialplan(DEFAULT_DIALPLAN))
+    events: list[AMIMessage] = []
+    pbx.add_listener(events.append)
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    queued = [e for e in events if e.name == "UserEvent"]
+    assert queued and queued[0]["UserEvent"] == "CTIQueued" and queued[0]["Queue"] == "general"
+    assert queued[0]["DNIS"] == "+15550100"
+    assert chan.name == "PJSIP/trunk-00000000"
+    assert [e.name for e in events if e.name.startswith("MusicOnHold")] == ["MusicOnHoldStart"]
+    pbx.far_hangup(chan)
+    clock.run_for(1)
+    assert _names(events, chan.name)[-4:] == ["HangupRequest", "MusicOnHoldStop", "SoftHangupRequest", "Hangup"]
+
+
+def test_redirect_to_agent_dials_pjsip_and_bridges() -> None:
+    """Setvar + Redirect of a held caller into cti-agent dials the agent's PJSIP endpoint with music
+    for the caller, bridges on answer, and ends both legs when the agent hangs up."""
+    clock = VirtualClock()
+    phones = FixedFarEnds({"1001": FarEnd("answer", ring_time=2.0, talk_time=5.0)})
+    pbx = Pbx(clock, load_dialplan(DEFAULT_DIALPLAN), far_ends=phones)
+    events: list[AMIMessage] = []
+    pbx.add_listener(events.append)
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    pbx.set_var(chan, "CTI_AGENT_ENDPOINT", "PJSIP/1001")
+    pbx.set_var(chan, "CTI_RING_TIMEOUT", "15")
+    pbx.async_goto(chan, "cti-agent", "1001", 1)
+    clock.run_for(4)
+    agent = "PJSIP/1001-00000001"
+    assert "BridgeEnter" in _names(events, agent)
+    ends = [e for e in events if e.name == "DialEnd"]
+    assert ends[-1]["DialStatus"] == "ANSWER" and ends[-1]["DestChannel"] == agent
+    clock.run_for(10)
+    assert pbx.channels == {}
+    assert _names(events, chan.name)[-2:] == ["SoftHangupRequest", "Hangup"]
+    assert clock.getDelayedCalls() == []
