@@ -6,12 +6,14 @@ Expected values come from the scenario descriptions in the fixtures' README.md a
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from cti.ami.message import AMIMessage
+from cti.ami.protocol import AMIParser, ParseError
 from cti.calls import VANISHED_TXT, CallTracker
 from cti.events import (
     CallBridged,
@@ -365,3 +367,26 @@ def test_queue_member_ops_device_states(fixtures_dir: Path) -> None:
     assert tracker.device_state("Queue:sales_avail") == "INUSE"
     assert tracker.device_state("PJSIP/none") is None
     assert of(events, CallStarted) == []
+
+
+def test_burst_through_the_parser_at_real_tcp_boundaries_and_times(fixtures_dir: Path) -> None:
+    """Fed through AMIParser chunk by chunk as the bytes arrived, with the capture's clock as ``now``, the
+    burst rebuilds the same 50 outcomes; abandoned callers lasted their 20 s in queue, answered calls at
+    least the agent's 0.5 s ring plus 3 s talk."""
+    tracker, parser = CallTracker(), AMIParser()
+    events: list[DomainEvent] = []
+    for line in (fixtures_dir / "burst.timeline.jsonl").read_text().splitlines():
+        chunk = json.loads(line)
+        if chunk["dir"] != "recv":
+            continue
+        for item in parser.feed(chunk["data"].encode("latin-1")):
+            assert not isinstance(item, ParseError)
+            if isinstance(item, AMIMessage):
+                events.extend(tracker.handle(SERVER, item, chunk["t"]))
+    ended = of(events, CallEnded)
+    _, whole = replay(load_ami_messages(fixtures_dir / "burst.txt"))
+    assert outcome(ended) == outcome(of(whole, CallEnded))
+    abandoned = [e.duration for e in ended if not e.answered]
+    answered = [e.duration for e in ended if e.answered]
+    assert len(abandoned) == 10 and all(20.0 <= d < 20.5 for d in abandoned)
+    assert len(answered) == 40 and all(3.5 <= d < 60.0 for d in answered)
