@@ -361,7 +361,6 @@ class CallTracker:
                     st.channels[other].local_peer = uid
         self._join(server, st, ch, lid, now, out)
         if ch.state == STATE_UP:
-            ch.state = 0
             self._set_state(ch, STATE_UP, None, now, out)
         return ch
 
@@ -401,12 +400,12 @@ class CallTracker:
         self._set_connected(ch, msg)
 
     def _set_state(self, ch: Channel, state: int, desc: str | None, now: float, out: Events) -> None:
-        prev = ch.state
+        """Apply a ChannelState; the first Up emits ChannelAnswered, the first Ring/Ringing ChannelRinging."""
         ch.state = state
         if desc is not None:
             ch.state_desc = desc
         if state == STATE_UP:
-            if prev != STATE_UP or ch.answered is None:
+            if ch.answered is None:
                 ch.answered = now
                 call = ch.call
                 if call is not None:
