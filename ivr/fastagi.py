@@ -21,7 +21,6 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTC
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 
-from config.base import HostPort
 from ivr.agi_protocol import AgiEnvironment, AgiProtocolError, AgiReply, AgiServerCodec, HangupNotice
 from ivr.flow import IvrSection
 from ivr.interpreter import Action, EmitEvent, EndSession, IvrSession, LookupCustomer, SendCommand
@@ -254,16 +253,20 @@ class FastAgiFactory(ServerFactory):
             log.exception("IVR event sink failed on %s", type(event).__name__)
 
 
-def listen_fastagi(section: IvrSection, listen: HostPort, sink: IvrEventSink, lookup: CustomerLookup | None = None,
-                   reactor: IReactorTCP | None = None, clock: IReactorTime | None = None,
+def listen_fastagi(section: IvrSection, sink: IvrEventSink, *, host: str = "127.0.0.1", port: int = 4573,
+                   lookup: CustomerLookup | None = None, reactor: IReactorTCP | None = None,
+                   clock: IReactorTime | None = None,
                    server_names: Mapping[str, str] | None = None) -> tuple[IListeningPort, FastAgiFactory]:
-    """Start listening on ``listen`` (127.0.0.1:4573 by default in the config); return the port and factory."""
+    """Listen for FastAGI on ``host:port`` (the config's ``listen.fastagi``; port 0 picks a free port).
+
+    Returns the listening port and the factory (``factory.stats``, ``factory.active``).
+    """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor  # type: ignore[assignment]
     factory = FastAgiFactory(section, sink, lookup, clock=clock or reactor,  # type: ignore[arg-type]
                              server_names=server_names)
-    port = reactor.listenTCP(listen.port, factory, interface=listen.host)  # type: ignore[union-attr]
-    log.info("FastAGI listening on %s:%d (%d flows)", listen.host, port.getHost().port, len(section.flows))
-    return port, factory
+    listening = reactor.listenTCP(port, factory, interface=host)  # type: ignore[union-attr]
+    log.info("FastAGI listening on %s:%d (%d flows)", host, listening.getHost().port, len(section.flows))
+    return listening, factory

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from ivr.events import IvrCompleted, IvrEvent
 
@@ -67,7 +67,7 @@ class InMemoryCustomerLookup:
 
     def lookup(self, by: Literal["ani", "account"], value: str) -> Deferred[LookupResult]:
         """Answer at once (an already fired Deferred)."""
-        return Deferred.fromResult(self.find(by, value))
+        return succeed(self.find(by, value))
 
 
 class RecentCompletions:
