@@ -26,7 +26,7 @@ MAX_POP_KEYS = 100
 MAX_IVR_PATH = 100
 MASK = "****"
 
-LookupBy = Literal["ani", "account", "external_id"]
+LookupBy = Literal["id", "ani", "account", "external_id"]
 LookupStatus = Literal["found", "multiple", "not_found", "pending", "unavailable"]
 
 # Lead fields that name the customer directly, tried before the account and the dialled number.
@@ -38,7 +38,8 @@ class PopContext:
     """What the call itself tells us. ``ani`` is the customer's number: the caller ID for inbound calls,
     the dialled number for outbound ones. ``ivr_collected`` is already masked by the IVR (it is masked
     again here by key name, to be safe). ``account`` is an account number the IVR collected, if any
-    (otherwise the ``account_keys`` of the settings are looked for in ``ivr_collected``)."""
+    (otherwise the ``account_keys`` of the settings are looked for in ``ivr_collected``). ``customer_id``
+    is the store id the IVR already identified (channel variable CTI_CUSTOMER_ID), looked up first."""
 
     call_id: str
     uniqueid: str
@@ -53,6 +54,7 @@ class PopContext:
     ivr_path: tuple[str, ...] = ()
     ivr_collected: Mapping[str, str] = field(default_factory=dict)
     account: str | None = None
+    customer_id: str | None = None
     campaign: str = ""
     lead_id: str = ""
     lead: Mapping[str, str] = field(default_factory=dict)
@@ -102,8 +104,11 @@ def collected_account(call: PopContext, settings: ScreenpopSection) -> str | Non
 
 
 def lookup_keys(call: PopContext, settings: ScreenpopSection) -> list[LookupKey]:
-    """The look-ups to try, most specific first: lead's customer id, account number, then the number."""
+    """The look-ups to try, most specific first: the customer the IVR identified, the lead's customer id,
+    the account number, then the number."""
     keys: list[LookupKey] = []
+    if call.customer_id and call.customer_id.strip().isdigit() and len(call.customer_id.strip()) < 19:
+        keys.append(LookupKey("id", call.customer_id.strip()))
     if call.direction == "outbound":
         for k in LEAD_EXTERNAL_ID_KEYS:
             value = call.lead.get(k, "").strip()
