@@ -68,7 +68,7 @@ class ConsoleHub:
         self._backend = backend
         self._auth = authenticator
         self._clock = clock
-        self._site = StaticSite()
+        self._site = StaticSite(ws_path=settings.path)
         self._agents: dict[str, _Session] = {}
         self._supervisors: dict[str, _Session] = {}
         self._open = 0

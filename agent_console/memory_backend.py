@@ -310,8 +310,9 @@ class MemoryBackend:
         chosen = next((m for m in matches if str(m.get("customer_id")) == params["customer_id"]), None)
         if chosen is None:
             raise ConsoleError("unknown-customer", "that customer is not one of the matches of this call")
-        call.pop = {**call.pop, "customer": chosen, "matches": [], "new_caller": False}
-        self._push(agent.agent_id, {"type": "pop_update", "call_id": call.call_id, "customer": chosen, "matches": []})
+        # Like screenpop's pop_update: the whole pop again, now with the chosen customer.
+        call.pop = {**call.pop, "customer": chosen, "new_caller": False, "crm_url": chosen.get("crm_url")}
+        self._push(agent.agent_id, {**call.pop, "type": "pop_update", "call_id": call.call_id})
         return {"call_id": call.call_id}
 
     # ---- internals -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ there is no directory traversal: anything not in the table (``/static/../x``, ``
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,13 @@ class StaticFile:
     content_type: str
 
 
+WS_PATH_MARK = b"__CTI_WS_PATH__"  # in the pages' <meta name="cti-ws-path">, replaced by console.path
+
+
 class StaticSite:
     """Maps request paths to in-memory files. ``lookup(path)`` -> StaticFile or None (404)."""
 
-    def __init__(self, directory: Path = STATIC_DIR) -> None:
+    def __init__(self, directory: Path = STATIC_DIR, ws_path: str = "/ws") -> None:
         files: dict[str, StaticFile] = {}
         for item in sorted(directory.iterdir()) if directory.is_dir() else []:
             ctype = CONTENT_TYPES.get(item.suffix)
@@ -51,7 +55,10 @@ class StaticSite:
                 continue
             if item.stat().st_size > _MAX_FILE:
                 raise ValueError(f"static file too large: {item.name}")
-            files[item.name] = StaticFile(item.read_bytes(), ctype)
+            body = item.read_bytes()
+            if item.suffix == ".html":
+                body = body.replace(WS_PATH_MARK, html.escape(ws_path).encode("utf-8"))
+            files[item.name] = StaticFile(body, ctype)
         self._routes: dict[str, StaticFile] = {f"/static/{name}": f for name, f in files.items()}
         for path, name in PAGES.items():
             if name in files:

@@ -26,18 +26,29 @@ PASSWORDS = {"1001": "pw-1001", "1002": "pw-1002", "sup": "pw-sup"}
 HASHES = {agent: hash_password(pw, n=2**4) for agent, pw in PASSWORDS.items()}
 AGENTS = {"1001": ["sales"], "1002": ["sales", "support"]}
 
-SAMPLE_POP = {
-    "direction": "inbound",
-    "queue": "sales",
-    "wait_seconds": 12,
-    "caller": {"number": "+15551234567", "name": "ADA L"},
-    "customer": {"customer_id": "c-42", "name": "Ada Lovelace", "account": "ACC-0042", "tier": "gold"},
-    "new_caller": False,
-    "matches": [],
-    "interactions": [{"ts": "2025-01-05T10:00:00Z", "disposition": "resolved", "notes": "billing question",
-                      "agent_id": "1002"}],
-    "ivr": {"path": ["main", "billing"], "data": {"account": "0042"}},
-    "crm_url": "https://crm.example.com/customers/c-42",
+# A pop in the shape screenpop.compose.compose_pop produces (one customer found by ANI).
+_ADA = {
+    "customer_id": 42,
+    "profile": {"id": 42, "external_id": "C-42", "name": "Ada Lovelace", "first_name": "Ada",
+                "last_name": "Lovelace", "company": "", "email": "ada@example.com", "language": "en",
+                "segment": "gold", "notes": "", "phones": [{"e164": "+15551234567", "kind": "mobile"}],
+                "accounts": [{"number": "ACC-0042", "product": "broadband", "status": "active"}],
+                "attributes": {}},
+    "interactions": [{"id": 7, "call_key": "pbx1/1700000000.1", "customer_id": 42,
+                      "started_at": "2025-01-05T10:00:00+00:00", "ended_at": "2025-01-05T10:04:00+00:00",
+                      "direction": "inbound", "ani": "+15551234567", "dnis": "100", "queue": "sales",
+                      "campaign": "", "lead_id": "", "agent_id": "1002", "outcome": "answered",
+                      "disposition": "resolved", "notes": "billing question"}],
+    "crm_url": "https://crm.example.com/customers/C-42",
+}
+SAMPLE_POP: dict[str, Any] = {
+    "call_id": "1700000100.5", "call_key": "pbx1/1700000100.5", "uniqueid": "1700000100.5", "server": "pbx1",
+    "direction": "inbound", "ani": "+15551234567", "ani_e164": "+15551234567", "caller_name": "ADA L",
+    "dnis": "100", "queue": "sales", "wait_seconds": 12.0, "agent_id": "1001", "complete": True,
+    "lookup": {"status": "found", "by": "ani", "value": "+15551234567"}, "new_caller": False,
+    "customer": _ADA, "matches": [_ADA],
+    "ivr": {"path": ["main", "billing"], "collected": {"account": "0042", "pin": "****"}},
+    "outbound": None, "crm_url": "https://crm.example.com/customers/C-42",
 }
 
 

@@ -193,7 +193,7 @@ def test_pop_goes_only_to_its_agent() -> None:
             await b.wait_push("state")
             stack.hub.push_to_agent("1001", {"type": "pop", "call_id": "c1", **SAMPLE_POP})
             pop = await a.wait_push("pop")
-            assert pop["customer"]["name"] == "Ada Lovelace" and pop["v"] == 1
+            assert pop["customer"]["profile"]["name"] == "Ada Lovelace" and pop["v"] == 1
             pong = await b.request("ping")  # b's stream up to now holds no pop
             assert pong["type"] == "result"
             assert not [m for m in b.pushes if m["type"] == "pop"]
@@ -299,7 +299,7 @@ def test_reconnect_resumes_live_pop_and_state() -> None:
             state = await again.wait_push("state")
             assert state["state"] == "reserved" and state["call_id"] == "c5"
             pop = await again.wait_push("pop")
-            assert pop["call_id"] == "c5" and pop["customer"]["account"] == "ACC-0042"
+            assert pop["call_id"] == "c5" and pop["customer"]["profile"]["accounts"][0]["number"] == "ACC-0042"
 
     run(body)
 

@@ -1,0 +1,82 @@
+// Supervisor wallboard: live queues (waiting, longest wait, SL%, abandon%, agents by state), agents, health.
+// Renders "wallboard" pushes (docs/console-protocol.md); the hub sends one right after every (re)connect.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const { ConsoleConnection, formatDuration, el } = window.CTI;
+  const STATE_LABELS = {
+    logged_out: "Logged out", not_ready: "Not ready", ready: "Ready", reserved: "Ringing",
+    on_call: "On call", wrap_up: "Wrap-up",
+  };
+  let conn = null;
+  let board = null;
+
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const id = $("login-agent").value.trim();
+    const password = $("login-password").value;
+    const token = $("login-token").value.trim();
+    if (!id || (!password && !token)) { return; }
+    const hello = token ? { agent_id: id, token: token } : { agent_id: id, password: password, role: "supervisor" };
+    hello.client = "wallboard";
+    if (conn) { conn.stop(); }
+    conn = new ConsoleConnection(hello, {
+      onAuthenticated: () => {
+        $("login-password").value = "";
+        $("login").hidden = true;
+        $("app").hidden = false;
+      },
+      onAuthFailed: (err) => {
+        conn.stop();
+        $("login-error").textContent = err.message || "Sign-in failed";
+        $("login-error").hidden = false;
+      },
+      onPush: (msg) => { if (msg.type === "wallboard") { board = msg; render(); } },
+    }, $("conn-banner"));
+    conn.open();
+  });
+
+  const pct = (v) => (typeof v === "number" ? (v <= 1 ? v * 100 : v).toFixed(1) + " %" : "\u2014");
+  const num = (v) => (v === null || v === undefined ? "\u2014" : String(v));
+
+  function render() {
+    if (!board) { return; }
+    const now = conn.serverNow();
+    $("wb-updated").textContent = "updated " + formatDuration(now - (board.ts || now)) + " ago";
+    $("wb-queue-rows").replaceChildren(...(board.queues || []).map((q) => {
+      const a = q.agents || {};
+      const tr = el("tr", { testid: "wb-queue-" + q.name });
+      tr.append(el("td", {}, q.name), el("td", { class: "num", testid: "wb-waiting" }, num(q.waiting)),
+        el("td", { class: "num" }, typeof q.longest_wait === "number" ? formatDuration(q.longest_wait) : "\u2014"),
+        el("td", { class: "num" }, pct(q.service_level)), el("td", { class: "num" }, pct(q.abandon_rate)),
+        el("td", { class: "num", testid: "wb-ready" }, a.ready || 0),
+        el("td", { class: "num" }, (a.on_call || 0) + (a.reserved || 0)),
+        el("td", { class: "num" }, a.wrap_up || 0), el("td", { class: "num" }, a.not_ready || 0));
+      return tr;
+    }));
+    $("wb-agent-rows").replaceChildren(...(board.agents || []).map((ag) => {
+      const tr = el("tr", { testid: "wb-agent-" + ag.agent_id });
+      const badge = el("span", { class: "badge", "data-state": ag.state }, STATE_LABELS[ag.state] || ag.state);
+      const stateCell = el("td", { testid: "wb-agent-state" });
+      stateCell.append(badge);
+      tr.append(el("td", {}, ag.name || ag.agent_id), stateCell, el("td", {}, ag.reason || ""),
+        el("td", { class: "num" }, formatDuration(now - (ag.since || now))), el("td", {}, ag.call_id || ""));
+      return tr;
+    }));
+    renderHealth(board.health || {});
+  }
+
+  function renderHealth(health) {
+    const parts = [];
+    const ami = health.ami || {};
+    for (const [name, up] of Object.entries(ami)) { parts.push(["AMI " + name, up]); }
+    if (health.db !== undefined && health.db !== null) { parts.push(["DB", health.db]); }
+    if (health.redis !== undefined && health.redis !== null) { parts.push(["Redis", health.redis]); }
+    $("wb-health").replaceChildren(...parts.map(([label, up]) =>
+      el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
+         label + (up ? " up" : " DOWN"))));
+  }
+
+  setInterval(render, 1000);
+})();

@@ -1,0 +1,182 @@
+"""End to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): the agent
+console and the wallboard served by the hub, talking protocol v1 to the in-memory backend."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from agent_console.testing import SAMPLE_POP, make_settings, run, running
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")
+
+
+def composed_pop(call_id: str, customers: int) -> dict:
+    """A pop made by the real composer (screenpop.compose), with 0, 1 or 2 matching customers."""
+    from screenpop.compose import PopContext, compose_pop
+    from screenpop.records import AccountRecord, CustomerRecord, InteractionRecord
+    from screenpop.settings import ScreenpopSection
+
+    people = [
+        CustomerRecord(id=42, external_id="C-42", first_name="Ada", last_name="Lovelace", segment="gold",
+                       accounts=(AccountRecord("ACC-0042", "broadband", "active"),)),
+        CustomerRecord(id=43, external_id="C-43", first_name="Charles", last_name="Babbage",
+                       accounts=(AccountRecord("ACC-0043"),)),
+    ][:customers]
+    history = {42: [InteractionRecord(id=1, call_key="pbx/1", customer_id=42,
+                                      started_at=datetime(2025, 1, 5, 10, 0, tzinfo=UTC), direction="inbound",
+                                      disposition="resolved", notes="billing question", agent_id="1002")]}
+    call = PopContext(call_id=call_id, uniqueid=call_id, direction="inbound", ani="+15551234567", queue="sales",
+                      wait_seconds=42, caller_name="ADA L", ivr_path=("main", "billing"),
+                      ivr_collected={"account": "0042", "pin": "1234"})
+    return compose_pop(call, people, history, ScreenpopSection())
+
+
+async def _browser(p):
+    return await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def test_agent_logs_in_takes_a_call_disposes_and_goes_ready() -> None:
+    """Login with endpoint, ready, an offered call pops the right customer, hold/retrieve, hang up, wrap-up
+    with a callback disposition records the interaction and returns the agent to ready; a lost server
+    shows the banner and the console resumes when it is back."""
+    from playwright.async_api import async_playwright, expect
+
+    async def body() -> None:
+        async with running(make_settings(heartbeat_interval=5.0)) as stack, async_playwright() as p:
+            browser = await _browser(p)
+            page = await browser.new_page()
+            tid = page.get_by_test_id
+            await page.goto(f"http://127.0.0.1:{stack.port}/")
+            await tid("login-agent").fill("1001")
+            await tid("login-password").fill("wrong-password")
+            await tid("login-submit").click()
+            await expect(tid("login-error")).to_contain_text("wrong password")
+            await tid("login-password").fill("pw-1001")
+            await tid("login-endpoint").fill("PJSIP/1001")
+            await tid("login-submit").click()
+            badge = tid("state-badge")
+            await expect(badge).to_have_attribute("data-state", "not_ready")
+            assert stack.backend.agents["1001"].endpoint == "PJSIP/1001"
+            await tid("btn-ready").click()
+            await expect(badge).to_have_attribute("data-state", "ready")
+            await expect(tid("state-timer")).to_have_text("0:00")
+
+            stack.backend.offer_call("1001", "1700000100.5", composed_pop("1700000100.5", 1), queue="sales")
+            await expect(badge).to_have_attribute("data-state", "reserved")
+            await expect(tid("pop-customer-name")).to_have_text("Ada Lovelace")
+            await expect(tid("pop-account")).to_contain_text("ACC-0042")
+            await expect(tid("pop-tier")).to_have_text("gold")
+            await expect(tid("pop-ivr-path")).to_contain_text("billing")
+            await expect(tid("pop-ivr-data")).to_contain_text("****")  # the PIN arrives masked
+            await expect(tid("pop-interactions")).to_contain_text("billing question")
+            await expect(tid("pop-new-caller")).to_be_hidden()
+
+            stack.backend.answer("1700000100.5")
+            await expect(badge).to_have_attribute("data-state", "on_call")
+            await tid("btn-hold").click()
+            await expect(tid("call-status")).to_have_text("held")
+            await tid("btn-retrieve").click()
+            await expect(tid("call-status")).to_have_text("connected")
+            await tid("btn-hangup").click()
+            await expect(badge).to_have_attribute("data-state", "wrap_up")
+            await expect(tid("wrapup-form")).to_be_visible()
+            await tid("wrapup-disposition").select_option("callback")
+            await expect(tid("wrapup-callback")).to_be_checked()
+            await tid("wrapup-callback-at").fill("2099-06-01T10:30")
+            await tid("wrapup-notes").fill("call back about the upgrade")
+            await tid("btn-dispose").click()
+            await expect(badge).to_have_attribute("data-state", "ready")
+            await expect(tid("pop-card")).to_be_hidden()
+            record = stack.backend.interactions[-1]
+            assert (record["disposition"], record["notes"]) == ("callback", "call back about the upgrade")
+            assert stack.backend.callbacks[-1]["number"] == "+15551234567"
+
+            # A disabled control forced on anyway: the server refuses and the page shows why.
+            await tid("btn-hangup").evaluate("b => { b.disabled = false; b.click(); }")
+            await expect(tid("action-error")).to_contain_text("no active call")
+            assert stack.backend.agents["1001"].state == "ready"
+            await tid("notready-reason").select_option("lunch")
+            await tid("btn-not-ready").click()
+            await expect(tid("state-reason")).to_have_text("lunch")
+
+            port = stack.port
+            await stack.hub.stop()
+            await expect(tid("conn-banner")).to_have_attribute("data-status", "lost")
+            await expect(tid("conn-banner")).to_contain_text("lost")
+            await stack.hub.start("127.0.0.1", port)
+            await expect(tid("conn-banner")).to_have_attribute("data-status", "back", timeout=15000)
+            await expect(badge).to_have_attribute("data-state", "not_ready")
+            await tid("btn-ready").click()
+            await expect(badge).to_have_attribute("data-state", "ready")
+            await browser.close()
+
+    run(body)
+
+
+def test_multi_match_chooser_new_caller_and_wallboard() -> None:
+    """Two matching customers show a chooser and choosing one fills the card; a caller with no match is a
+    "new caller"; the supervisor wallboard shows agents by state live and refuses agent credentials."""
+    from playwright.async_api import async_playwright, expect
+
+    async def body() -> None:
+        async with running() as stack, async_playwright() as p:
+            browser = await _browser(p)
+            wall = await browser.new_page()
+            await wall.goto(f"http://127.0.0.1:{stack.port}/wallboard")
+            wt = wall.get_by_test_id
+            await wt("login-agent").fill("1001")
+            await wt("login-password").fill("pw-1001")
+            await wt("login-submit").click()
+            await expect(wt("login-error")).to_be_visible()
+            await wt("login-agent").fill("sup")
+            await wt("login-password").fill("pw-sup")
+            await wt("login-submit").click()
+            await expect(wt("wb-queue-sales")).to_be_visible()
+            await expect(wt("wb-agent-1002").get_by_test_id("wb-agent-state")).to_have_text("Logged out")
+
+            page = await browser.new_page()
+            tid = page.get_by_test_id
+            await page.goto(f"http://127.0.0.1:{stack.port}/")
+            await tid("login-agent").fill("1002")
+            await tid("login-password").fill("pw-1002")
+            await tid("login-endpoint").fill("PJSIP/1002")
+            await tid("login-submit").click()
+            await tid("btn-ready").click()
+            await expect(tid("state-badge")).to_have_attribute("data-state", "ready")
+            await expect(wt("wb-agent-1002").get_by_test_id("wb-agent-state")).to_have_text("Ready")
+            await expect(wt("wb-queue-support").get_by_test_id("wb-ready")).to_have_text("1")
+
+            stack.backend.offer_call("1002", "c-multi", composed_pop("c-multi", 2), queue="support")
+            stack.backend.answer("c-multi")
+            await expect(tid("pop-matches")).to_be_visible()
+            await expect(tid("pop-customer-name")).to_have_text("2 possible customers")
+            await tid("match-43").click()
+            await expect(tid("pop-customer-name")).to_have_text("Charles Babbage")
+            await expect(tid("pop-matches")).to_be_hidden()
+            await expect(wt("wb-agent-1002").get_by_test_id("wb-agent-state")).to_have_text("On call")
+
+            await tid("transfer-kind").select_option("queue")
+            await tid("transfer-target").fill("sales")
+            await tid("btn-transfer").click()
+            await expect(tid("state-badge")).to_have_attribute("data-state", "wrap_up")
+            await tid("btn-dispose").click()
+            await expect(tid("state-badge")).to_have_attribute("data-state", "ready")
+
+            stack.backend.offer_call("1002", "c-new", composed_pop("c-new", 0), queue="support")
+            await expect(tid("pop-new-caller")).to_be_visible()
+            await expect(tid("pop-customer-name")).to_have_text("ADA L")
+            await browser.close()
+
+    run(body)
+
+
+def test_sample_pop_renders() -> None:
+    """The hand-written SAMPLE_POP of agent_console.testing has the composer's keys (kept in step)."""
+    assert set(composed_pop("x", 1)) <= set(SAMPLE_POP) | {"type"}
