@@ -1,0 +1,316 @@
+"""Pure routing decisions over indexed agents and waiting calls, with what each decision considered.
+
+No I/O, no clock: the service passes everything in. Must not import ``acd.service``.
+
+Available agents are indexed per skill and per level, each level in three orders (idle since, talk
+time today, configuration order), so that "best agent for this call" walks only agents holding the
+call's most selective skill and usually stops at the first one. Waiting calls sit in buckets that
+share requirements (queue, caller skills, expansion stage), sorted by (-priority, first entered,
+arrival); a bucket is indexed under one anchor skill per alternative, so "best call for this agent"
+looks only at the heads of buckets the agent might serve.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+from acd.requirements import Alternative, Requirements, SkillSet
+
+MAX_LEVEL = 10
+TRACE_LIMIT = 8  # candidates kept per alternative for the explanation
+
+SortKey = tuple[int, float, int]  # (-priority, first entered, arrival sequence)
+
+
+def _discard(lst: list[Any], key: Any) -> None:
+    i = bisect_left(lst, key)
+    if i < len(lst) and lst[i] == key:
+        del lst[i]
+
+
+def _merge(lists: list[list[Any]]) -> Iterable[Any]:
+    if not lists:
+        return ()
+    if len(lists) == 1:
+        return lists[0]
+    return heapq.merge(*lists)
+
+
+@dataclass(slots=True)
+class Considered:
+    """One candidate looked at during a decision, for explanations."""
+
+    who: str
+    score: tuple[Any, ...] | None
+    note: str
+
+
+@dataclass(slots=True)
+class AgentChoice:
+    ordinal: int
+    alternative: Alternative
+    score: tuple[Any, ...]
+    considered: list[tuple[str, list[Considered]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CallChoice:
+    call: Hashable
+    bucket: CallBucket
+    alternative: Alternative
+    sort_key: SortKey
+    considered: list[Considered] = field(default_factory=list)
+
+
+class AgentIndex:
+    """Agents available for an offer, by skill and level, in idle / talk-time / configuration order."""
+
+    def __init__(self, skills: Sequence[Mapping[str, int]]) -> None:
+        self.skills: list[dict[str, int]] = [dict(s) for s in skills]
+        self.size = len(self.skills)
+        names = {s for sk in self.skills for s in sk}
+        self._idle: dict[str, list[list[tuple[float, int]]]] = {s: [[] for _ in range(MAX_LEVEL + 1)] for s in names}
+        self._talk: dict[str, list[list[tuple[float, float, int]]]] = {
+            s: [[] for _ in range(MAX_LEVEL + 1)] for s in names}
+        self._ring: dict[str, list[list[int]]] = {s: [[] for _ in range(MAX_LEVEL + 1)] for s in names}
+        self._any_idle: list[tuple[float, int]] = []
+        self._any_talk: list[tuple[float, float, int]] = []
+        self._any_ring: list[int] = []
+        self._entry: dict[int, tuple[tuple[float, int], tuple[float, float, int]]] = {}
+        # static counts of configured agents with skill >= level: choose rare anchors for call buckets
+        self.static_counts: dict[str, list[int]] = {s: [0] * (MAX_LEVEL + 2) for s in names}
+        for sk in self.skills:
+            for s, level in sk.items():
+                for lvl in range(1, level + 1):
+                    self.static_counts[s][lvl] += 1
+
+    def __contains__(self, ordinal: int) -> bool:
+        return ordinal in self._entry
+
+    def __len__(self) -> int:
+        return len(self._entry)
+
+    def add(self, ordinal: int, idle_since: float, talk: float) -> None:
+        if ordinal in self._entry:
+            self.remove(ordinal)
+        ik = (idle_since, ordinal)
+        tk = (talk, idle_since, ordinal)
+        insort(self._any_idle, ik)
+        insort(self._any_talk, tk)
+        insort(self._any_ring, ordinal)
+        for s, level in self.skills[ordinal].items():
+            insort(self._idle[s][level], ik)
+            insort(self._talk[s][level], tk)
+            insort(self._ring[s][level], ordinal)
+        self._entry[ordinal] = (ik, tk)
+
+    def remove(self, ordinal: int) -> None:
+        entry = self._entry.pop(ordinal, None)
+        if entry is None:
+            return
+        ik, tk = entry
+        _discard(self._any_idle, ik)
+        _discard(self._any_talk, tk)
+        _discard(self._any_ring, ordinal)
+        for s, level in self.skills[ordinal].items():
+            _discard(self._idle[s][level], ik)
+            _discard(self._talk[s][level], tk)
+            _discard(self._ring[s][level], ordinal)
+
+    def count(self, skill: str, min_level: int) -> int:
+        levels = self._idle.get(skill)
+        if levels is None:
+            return 0
+        return sum(len(lst) for lst in levels[min_level:])
+
+    def static_count(self, skill: str, min_level: int) -> int:
+        counts = self.static_counts.get(skill)
+        return counts[min_level] if counts is not None and min_level <= MAX_LEVEL else 0
+
+    # --- candidate orders -------------------------------------------------------------------
+    def _ordered(self, strategy: str, anchor: tuple[str, int] | None, rr_after: int) -> Iterator[tuple[Any, int]]:
+        """(score, ordinal) for available agents holding ``anchor`` (or all), best first."""
+        if strategy == "least_talk_time":
+            lists = [self._any_talk] if anchor is None else [x for x in self._talk[anchor[0]][anchor[1]:] if x]
+            return ((k, k[2]) for k in _merge(lists))
+        if strategy == "round_robin":
+            lists_r = [self._any_ring] if anchor is None else [x for x in self._ring[anchor[0]][anchor[1]:] if x]
+            cuts = [bisect_right(x, rr_after) for x in lists_r]
+            tails = _merge([x[c:] if c else x for x, c in zip(lists_r, cuts, strict=True)])
+            heads = _merge([x[:c] for x, c in zip(lists_r, cuts, strict=True) if c])
+            n = self.size
+            return (((o - rr_after - 1) % n, o) for o in chain(tails, heads))
+        lists_i = [self._any_idle] if anchor is None else [x for x in self._idle[anchor[0]][anchor[1]:] if x]
+        return ((k, k[1]) for k in _merge(lists_i))
+
+    def _most_skilled(self, primary: tuple[str, int]) -> Iterator[tuple[Any, int]]:
+        levels = self._idle[primary[0]]
+        for level in range(MAX_LEVEL, primary[1] - 1, -1):
+            for idle, o in levels[level]:
+                yield (-level, idle, o), o
+
+    def best(self, alt: SkillSet, strategy: str, rr_after: int, ids: Sequence[str],
+             trace: list[Considered] | None) -> tuple[tuple[Any, ...], int] | None:
+        """Best available agent meeting every skill of ``alt`` under ``strategy``; None if nobody."""
+        if alt and any(s not in self._idle for s, _ in alt):
+            if trace is not None:
+                missing = next(s for s, _ in alt if s not in self._idle)
+                trace.append(Considered("-", None, f"no configured agent has skill {missing!r}"))
+            return None
+        if not alt:
+            candidates = self._ordered("longest_idle" if strategy == "most_skilled" else strategy, None, rr_after)
+            rest: SkillSet = ()
+        elif strategy == "most_skilled":
+            candidates = self._most_skilled(alt[0])
+            rest = alt[1:]
+        else:
+            anchor = min(alt, key=lambda sl: self.count(sl[0], sl[1]))
+            candidates = self._ordered(strategy, anchor, rr_after)
+            rest = tuple(x for x in alt if x is not anchor)
+        skills = self.skills
+        for score, o in candidates:
+            sk = skills[o]
+            for s, m in rest:
+                if sk.get(s, 0) < m:
+                    if trace is not None and len(trace) < TRACE_LIMIT:
+                        trace.append(Considered(ids[o], score, f"lacks {s}>={m} (has {sk.get(s, 0)})"))
+                    break
+            else:
+                if trace is not None:
+                    trace.append(Considered(ids[o], score, "best by " + strategy.replace("_", " ")))
+                return score, o
+        return None
+
+
+class CallBucket:
+    """Waiting calls that share requirements, best first."""
+
+    __slots__ = ("key", "requirements", "queue", "strategy", "order", "members", "anchors")
+
+    def __init__(self, key: Hashable, requirements: Requirements, queue: str, strategy: str,
+                 anchors: tuple[str | None, ...]) -> None:
+        self.key = key
+        self.requirements = requirements
+        self.queue = queue
+        self.strategy = strategy
+        self.order: list[SortKey] = []
+        self.members: dict[SortKey, Hashable] = {}
+        self.anchors = anchors
+
+
+class CallIndex:
+    """Waiting calls in requirement buckets, indexed by one anchor skill per alternative."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[Hashable, CallBucket] = {}
+        self._by_anchor: dict[str | None, dict[Hashable, CallBucket]] = {}
+        self._where: dict[Hashable, tuple[CallBucket, SortKey]] = {}
+
+    def __contains__(self, call: Hashable) -> bool:
+        return call in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def add(self, call: Hashable, bucket_key: Hashable, requirements: Requirements, queue: str, strategy: str,
+            sort_key: SortKey, anchors: tuple[str | None, ...]) -> None:
+        if call in self._where:
+            self.remove(call)
+        bucket = self._buckets.get(bucket_key)
+        if bucket is None:
+            bucket = CallBucket(bucket_key, requirements, queue, strategy, anchors)
+            self._buckets[bucket_key] = bucket
+            for anchor in anchors:
+                self._by_anchor.setdefault(anchor, {})[bucket_key] = bucket
+        insort(bucket.order, sort_key)
+        bucket.members[sort_key] = call
+        self._where[call] = (bucket, sort_key)
+
+    def remove(self, call: Hashable) -> None:
+        where = self._where.pop(call, None)
+        if where is None:
+            return
+        bucket, sort_key = where
+        _discard(bucket.order, sort_key)
+        del bucket.members[sort_key]
+        if not bucket.order:
+            del self._buckets[bucket.key]
+            for anchor in bucket.anchors:
+                group = self._by_anchor.get(anchor)
+                if group is not None:
+                    group.pop(bucket.key, None)
+                    if not group:
+                        del self._by_anchor[anchor]
+
+    def best_for(self, agent_skills: Mapping[str, int], trace: list[Considered] | None) -> CallChoice | None:
+        """The highest-priority, longest-waiting call this agent is eligible for, over all queues."""
+        best: CallChoice | None = None
+        seen: set[Hashable] = set()
+        groups = [self._by_anchor.get(s) for s in agent_skills]
+        groups.append(self._by_anchor.get(None))
+        for group in groups:
+            if not group:
+                continue
+            for key, bucket in group.items():
+                if key in seen:
+                    continue
+                seen.add(key)
+                head = bucket.order[0]
+                if best is not None and head >= best.sort_key:
+                    continue
+                alt = bucket.requirements.eligible(agent_skills)
+                if trace is not None and len(trace) < TRACE_LIMIT:
+                    note = f"eligible by {alt.label}" if alt else "not eligible"
+                    trace.append(Considered(f"{bucket.queue}@stage{bucket.requirements.stage}",
+                                            (-head[0], head[1]), note))
+                if alt is not None:
+                    best = CallChoice(bucket.members[head], bucket, alt, head)
+        return best
+
+
+class Router:
+    """Both indexes plus the two decisions. Agents are known by ordinal (their place in the config)."""
+
+    def __init__(self, agent_ids: Sequence[str], agent_skills: Sequence[Mapping[str, int]]) -> None:
+        self.ids = list(agent_ids)
+        self.agents = AgentIndex(agent_skills)
+        self.calls = CallIndex()
+
+    def anchors_for(self, requirements: Requirements) -> tuple[str | None, ...]:
+        """One anchor per alternative: its rarest skill among configured agents (None = anyone)."""
+        out: list[str | None] = []
+        for alt in requirements.alternatives:
+            if not alt.skills:
+                out.append(None)
+            else:
+                out.append(min(alt.skills, key=lambda sl: self.agents.static_count(sl[0], sl[1]))[0])
+        return tuple(dict.fromkeys(out))
+
+    def best_agent(self, requirements: Requirements, strategy: str, rr_after: int,
+                   explain: bool = True) -> AgentChoice | None:
+        """Best available agent for a call with ``requirements`` (the caller arrived or expanded)."""
+        best: AgentChoice | None = None
+        considered: list[tuple[str, list[Considered]]] = []
+        for alt in requirements.alternatives:
+            trace: list[Considered] | None = [] if explain else None
+            found = self.agents.best(alt.skills, strategy, rr_after, self.ids, trace)
+            if trace is not None:
+                considered.append((alt.label, trace))
+            if found is not None and (best is None or found[0] < best.score):
+                best = AgentChoice(found[1], alt, found[0])
+        if best is not None:
+            best.considered = considered
+        return best
+
+    def best_call(self, ordinal: int, explain: bool = True) -> CallChoice | None:
+        """Best waiting call for an agent that just became available."""
+        trace: list[Considered] | None = [] if explain else None
+        choice = self.calls.best_for(self.agents.skills[ordinal], trace)
+        if choice is not None and trace is not None:
+            choice.considered = trace
+        return choice

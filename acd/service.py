@@ -1,0 +1,939 @@
+"""The ACD engine: call and agent events in, commands and ACD events out. Sans-I/O; time is passed in.
+
+``AcdService(section, now)`` consumes ``cti.events`` (CallQueued, CallReturnedToHold, DialStarted,
+DialEnded, ChannelHungup, CallEnded, DeviceStateChanged, AmiConnectionChanged) and
+``cti.commands.CommandFailed``, plus agent requests from the console, and returns
+``list[Command | AcdEvent]``. Timers (expansion steps, max wait, wrap-up end, offer watchdog, the
+day boundary) fire from ``tick(now)``; ``next_deadline()`` says when. No sockets, no clock, no
+database here: the server applies the commands and gives the events to the hub and the recorder.
+
+An offer is OfferCall: the dispatcher sets CTI_AGENT_ENDPOINT / CTI_RING_TIMEOUT on the caller's
+channel and Redirects it to ``cti-agent,<agent id>,1`` (config/asterisk/extensions_cti.conf), so
+the caller keeps music on hold while the agent's phone rings and an unanswered offer comes back
+to ``cti-hold,return``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from acd import explain as explaining
+from acd.events import (
+    AcdEvent,
+    AcdWarning,
+    AgentNotReadyPending,
+    AgentStateChanged,
+    CallAbandoned,
+    CallAnswered,
+    CallOffered,
+    CallOverflowed,
+    CallSkillsExpanded,
+    CallWaiting,
+    OfferNotAnswered,
+    QueueCallFinished,
+)
+from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Agent, Queue
+from acd.requirements import (
+    Requirements,
+    SkillSet,
+    compile_requirements,
+    next_stage_after,
+    parse_call_skills,
+    stage_at,
+)
+from acd.router import AgentChoice, CallChoice, Router, SortKey
+from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state
+from acd.stats import QueueCounters
+from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
+from cti.events import (
+    AmiConnectionChanged,
+    CallEnded,
+    CallQueued,
+    CallReturnedToHold,
+    ChannelHungup,
+    DeviceStateChanged,
+    DialEnded,
+    DialStarted,
+)
+
+Output = Command | AcdEvent
+CallKey = tuple[str, str]  # (server, uniqueid of the caller channel)
+
+AVAILABLE_DEVICE_STATES = frozenset({"NOT_INUSE", "UNKNOWN"})
+BUSY_DEVICE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD"})
+RINGING_DEVICE_STATES = frozenset({"RINGING", "RINGINUSE"})
+STAFFED = frozenset({AgentState.READY, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
+DIAL_FAILURE_REASONS = {"NOANSWER": "ring-no-answer", "BUSY": "busy"}
+MAX_DATA_ITEMS = 64
+MAX_DATA_VALUE = 256
+MAX_COMMAND_FAILURES = 5
+MAX_DECISIONS = 10_000
+PRIORITY_LIMIT = 1000
+
+
+class CallState(StrEnum):
+    WAITING = "waiting"
+    PARKED = "parked"  # the AMI connection of its server is down: no offer possible
+    OFFERED = "offered"
+    RECALLING = "recalling"  # the offer was withdrawn or cancelled; waiting to hear where the caller is
+    ON_CALL = "on_call"
+
+
+@dataclass(slots=True)
+class Call:
+    key: CallKey
+    call_id: str
+    channel: str
+    queue: Queue
+    skills: SkillSet
+    boost: int
+    entered: float  # entered this queue
+    first_entered: float  # entered the ACD; orders callers within a priority
+    seq: int
+    caller_num: str = ""
+    dnis: str = ""
+    data: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    state: CallState = CallState.WAITING
+    gen: int = 0
+    stage: int = 0
+    requirements: Requirements | None = None
+    agent_id: str = ""
+    offer_ref: str = ""
+    offered_at: float = 0.0
+    offers: int = 0
+    failures: int = 0
+    dest_uniqueid: str = ""
+    answered_at: float | None = None
+    talk_end: float | None = None
+
+    @property
+    def priority(self) -> int:
+        return self.queue.priority + self.boost
+
+    @property
+    def sort_key(self) -> SortKey:
+        return (-self.priority, self.first_entered, self.seq)
+
+
+@dataclass(slots=True)
+class AgentRuntime:
+    cfg: Agent
+    ordinal: int
+    endpoint: str
+    state: AgentState = AgentState.LOGGED_OUT
+    reason: str = ""
+    since: float = 0.0
+    idle_since: float = 0.0
+    call: Call | None = None
+    talk_today: float = 0.0
+    pending: str | None = None
+    gen: int = 0
+    queues: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.cfg.id
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the router did, kept raw on the hot path and formatted by ``acd.explain`` on request."""
+
+    trigger: str
+    at: float
+    agent_id: str
+    strategy: str
+    choice: AgentChoice | CallChoice
+
+
+class AcdService:
+    """The ACD. Create one per process with the ``acd:`` section and the current time."""
+
+    def __init__(self, section: AcdSection, now: float) -> None:
+        self.section = section
+        self._tz = ZoneInfo(section.timezone)
+        self._queues = {q.name: q for q in section.queues}
+        self.router = Router([a.id for a in section.agents], [a.skills for a in section.agents])
+        self._agents: dict[str, AgentRuntime] = {}
+        self._by_endpoint: dict[str, set[str]] = {}
+        self._queue_agents: dict[str, list[int]] = {q.name: [] for q in section.queues}
+        for i, cfg in enumerate(section.agents):
+            # an agent works a queue if it may take its calls at some expansion stage
+            queues = tuple(q.name for q in section.queues if compile_requirements(
+                section, q, (), len(q.expansion)).eligible(cfg.skills) is not None)
+            a = AgentRuntime(cfg, i, cfg.endpoint, since=now, idle_since=now, queues=queues)
+            self._agents[cfg.id] = a
+            for q in queues:
+                self._queue_agents[q].append(i)
+            self._by_endpoint.setdefault(cfg.endpoint.lower(), set()).add(cfg.id)
+        self._ordinals = list(self._agents.values())
+        self._devices: dict[str, str] = {}
+        self._staffed: dict[str, int] = dict.fromkeys(self._queues, 0)
+        self._counters = {q.name: QueueCounters(q.service_level.seconds, section.default_handle_time)
+                          for q in section.queues}
+        self._calls: dict[CallKey, Call] = {}
+        self._by_call_id: dict[tuple[str, str], set[CallKey]] = {}
+        self._dest: dict[CallKey, CallKey] = {}
+        self._refs: dict[str, CallKey] = {}
+        self._queue_order: dict[str, list[SortKey]] = {q: [] for q in self._queues}
+        self._parked: dict[CallKey, Call] = {}
+        self._down: set[str] = set()
+        self._rr: dict[str, int] = {}
+        self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[str | None, ...]]] = {}
+        self._decisions: OrderedDict[CallKey, Decision] = OrderedDict()
+        self._timers: list[tuple[float, int, str, Any, int]] = []
+        self._seq = 0
+        self._cmd_seq = 0
+        self._carry: list[Output] = []
+        self._handlers: dict[type, Callable[[Any, float, list[Output]], None]] = {
+            CallQueued: self._on_call_queued,
+            CallReturnedToHold: self._on_returned,
+            DialStarted: self._on_dial_started,
+            DialEnded: self._on_dial_ended,
+            ChannelHungup: self._on_hungup,
+            CallEnded: self._on_call_ended,
+            DeviceStateChanged: self._on_device,
+            AmiConnectionChanged: self._on_connection,
+            CommandFailed: self._on_command_failed,
+        }
+        self._push(self._next_midnight(now), "day", None, 0)
+
+    # ---------------------------------------------------------------- public API
+    def handle(self, event: object, now: float) -> list[Output]:
+        """Feed one event (call/channel event or CommandFailed); return what to do and what happened."""
+        out = self._begin(now)
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, now, out)
+        return out
+
+    def tick(self, now: float) -> list[Output]:
+        """Fire every timer due at ``now``."""
+        return self._begin(now)
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (None: nothing scheduled)."""
+        while self._timers and not self._timer_valid(self._timers[0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def login(self, agent_id: str, endpoint: str | None, now: float) -> list[Output]:
+        """Log an agent in (to not ready), optionally at another endpoint than the configured one."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            next_state(a.state, Trigger.LOGIN, a.id)
+            target = a.cfg.endpoint if endpoint is None else endpoint
+            if ENDPOINT_RE.fullmatch(target) is None:
+                raise AcdError("bad-endpoint", "endpoint must look like TECH/resource, e.g. PJSIP/1001",
+                               agent_id=a.id)
+            for other in self._agents.values():
+                if other is not a and other.state != AgentState.LOGGED_OUT \
+                        and other.endpoint.lower() == target.lower():
+                    raise AcdError("endpoint-in-use", f"endpoint {target} is in use by agent {other.id}",
+                                   agent_id=a.id, endpoint=target, other=other.id)
+            self._by_endpoint.setdefault(target.lower(), set()).add(a.id)
+            a.endpoint = target
+            self._set_state(a, Trigger.LOGIN, now, out, reason="login")
+
+        return self._request(now, act)
+
+    def ready(self, agent_id: str, now: float) -> list[Output]:
+        """Not ready or wrap-up -> ready; the agent may get a caller at once."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            next_state(a.state, Trigger.READY, a.id)
+            a.pending = None
+            if a.state == AgentState.WRAP_UP:
+                self._end_wrapup(a, now, out, Trigger.READY)
+            else:
+                a.idle_since = now
+                self._set_state(a, Trigger.READY, now, out)
+                self._match_agent(a, now, out, "agent-ready")
+
+        return self._request(now, act)
+
+    def not_ready(self, agent_id: str, reason: str, now: float) -> list[Output]:
+        """To not ready with a configured reason; during an offer or a call it applies when the work ends."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            if reason not in self.section.not_ready_reasons:
+                raise AcdError("unknown-reason", f"unknown not-ready reason {reason[:40]!r}",
+                               agent_id=a.id, allowed=list(self.section.not_ready_reasons))
+            if a.state in DEFERRED_NOT_READY:
+                a.pending = reason
+                out.append(AgentNotReadyPending(now, a.id, reason))
+                return
+            next_state(a.state, Trigger.NOT_READY, a.id)
+            if a.state == AgentState.WRAP_UP:
+                a.pending = reason
+                self._end_wrapup(a, now, out, Trigger.NOT_READY)
+            else:
+                self._set_state(a, Trigger.NOT_READY, now, out, reason=reason)
+
+        return self._request(now, act)
+
+    def end_wrapup(self, agent_id: str, now: float) -> list[Output]:
+        """End wrap-up early: ready (or the not-ready asked for during the call)."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            next_state(a.state, Trigger.END_WRAPUP, a.id)
+            self._end_wrapup(a, now, out, Trigger.END_WRAPUP)
+
+        return self._request(now, act)
+
+    def logout(self, agent_id: str, now: float) -> list[Output]:
+        """Log out from any state. A ringing offer is withdrawn (the caller goes back to music and re-queues);
+        a call in progress goes on and is recorded when it ends."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            next_state(a.state, Trigger.LOGOUT, a.id)
+            call = a.call
+            previous = a.state
+            a.pending = None
+            self._set_state(a, Trigger.LOGOUT, now, out, reason="logout")
+            if previous == AgentState.RESERVED and call is not None and call.state == CallState.OFFERED:
+                a.call = None
+                self._recall(call, now, out)
+                out.append(Redirect(self._ref("acd-recall"), call.key[0], call.channel, "cti-hold", "return", 1))
+                out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, a.id,
+                                            "withdrawn"))
+            elif previous == AgentState.WRAP_UP and call is not None:
+                a.call = None
+                self._record_answered(call, now, out)
+
+        return self._request(now, act)
+
+    def explain(self, call_key: CallKey) -> dict[str, Any]:
+        """Why this call went to that agent, or why it is still waiting (see ``acd.explain``)."""
+        call = self._calls.get(call_key) or self._parked.get(call_key)
+        decision = self._decisions.get(call_key)
+        if call is None and decision is None:
+            raise AcdError("unknown-call", f"no call {call_key[0]}/{call_key[1]} is known to the ACD",
+                           server=call_key[0], uniqueid=call_key[1])
+        return explaining.explain(self, call_key, call, decision)
+
+    def queue_stats(self, now: float) -> dict[str, dict[str, Any]]:
+        """Per queue: waiting, longest wait, service level %, abandon %, agents by state, EWT."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, q in self._queues.items():
+            c = self._counters[name]
+            waiting = [call for call in self._calls.values() if call.queue.name == name
+                       and call.state in (CallState.WAITING, CallState.PARKED, CallState.RECALLING)]
+            by_state = dict.fromkeys((s.value for s in AgentState), 0)
+            for o in self._queue_agents[name]:
+                by_state[self._ordinals[o].state.value] += 1
+            out[name] = {
+                "waiting": len(waiting),
+                "longest_wait": max((now - call.entered for call in waiting), default=0.0),
+                "service_level": c.service_level(),
+                "service_level_target": {"percent": q.service_level.percent, "seconds": q.service_level.seconds},
+                "abandon_rate": c.abandon_rate(),
+                "answered": c.answered,
+                "abandoned": c.abandoned,
+                "overflowed": c.overflowed,
+                "average_wait": c.average_wait(),
+                "average_handle_time": c.aht,
+                "agents": by_state,
+                "ewt": c.ewt(len(waiting) + 1, self._staffed[name]),
+            }
+        return out
+
+    def waiting_calls(self, queue: str, now: float) -> list[dict[str, Any]]:
+        """Waiting callers of a queue in service order with position and EWT (announcements, wallboard)."""
+        calls = sorted((c for c in self._calls.values() if c.queue.name == queue
+                        and c.state in (CallState.WAITING, CallState.PARKED)), key=lambda c: c.sort_key)
+        counters = self._counters.get(queue)
+        staffed = self._staffed.get(queue, 0)
+        return [{"server": c.key[0], "uniqueid": c.key[1], "position": i, "priority": c.priority,
+                 "waited": now - c.entered, "caller_num": c.caller_num,
+                 "ewt": counters.ewt(i, staffed) if counters else None} for i, c in enumerate(calls, 1)]
+
+    def position(self, call_key: CallKey) -> int | None:
+        call = self._calls.get(call_key)
+        if call is None or call.state != CallState.WAITING:
+            return None
+        return bisect_left(self._queue_order[call.queue.name], call.sort_key) + 1
+
+    def agent_snapshot(self, agent_id: str) -> dict[str, Any]:
+        a = self._agent(agent_id)
+        call = a.call
+        return {
+            "id": a.id, "name": a.cfg.name, "state": a.state.value, "reason": a.reason, "since": a.since,
+            "endpoint": a.endpoint, "device_state": self._devices.get(a.endpoint.lower(), "UNKNOWN"),
+            "available": a.ordinal in self.router.agents, "pending_not_ready": a.pending,
+            "talk_today": a.talk_today, "skills": dict(a.cfg.skills), "teams": list(a.cfg.teams),
+            "queues": list(a.queues),
+            "call": None if call is None else {"server": call.key[0], "uniqueid": call.key[1],
+                                               "call_id": call.call_id, "queue": call.queue.name,
+                                               "caller_num": call.caller_num},
+        }
+
+    def agent_ids(self) -> list[str]:
+        return list(self._agents)
+
+    def password_hash(self, agent_id: str) -> str | None:
+        return self._agent(agent_id).cfg.password_hash
+
+    # ------------------------------------------------------------------ internals: agents
+    def _begin(self, now: float) -> list[Output]:
+        out, self._carry = self._carry, []
+        out.extend(self._run_due(now))
+        return out
+
+    def _request(self, now: float, act: Callable[[list[Output]], None]) -> list[Output]:
+        """Run an agent request after due timers; a refused request changes nothing and loses no output."""
+        out = self._begin(now)
+        try:
+            act(out)
+        except AcdError:
+            self._carry = out
+            raise
+        return out
+
+    def _agent(self, agent_id: str) -> AgentRuntime:
+        a = self._agents.get(agent_id)
+        if a is None:
+            raise AcdError("unknown-agent", f"no agent {agent_id[:40]!r} is configured", agent_id=agent_id[:40])
+        return a
+
+    def _set_state(self, a: AgentRuntime, trigger: Trigger, now: float, out: list[Output], reason: str = "") -> None:
+        new = next_state(a.state, trigger, a.id)
+        prev, since = a.state, a.since
+        if (prev in STAFFED) != (new in STAFFED):
+            delta = 1 if new in STAFFED else -1
+            for q in a.queues:
+                self._staffed[q] += delta
+        a.state, a.since = new, now
+        a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) else ""
+        a.gen += 1
+        call = a.call
+        out.append(AgentStateChanged(now, a.id, new.value, prev.value, a.reason, since,
+                                     call.queue.name if call else "", call.key[1] if call else ""))
+        self._refresh(a)
+
+    def _device_ok(self, a: AgentRuntime) -> bool:
+        return self._devices.get(a.endpoint.lower(), "UNKNOWN") in AVAILABLE_DEVICE_STATES
+
+    def _refresh(self, a: AgentRuntime) -> bool:
+        """Put the agent in or out of the router's index; True if it is available for an offer."""
+        available = a.state == AgentState.READY and self._device_ok(a)
+        if available:
+            if a.ordinal not in self.router.agents:
+                self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
+        else:
+            self.router.agents.remove(a.ordinal)
+        return available
+
+    def _match_agent(self, a: AgentRuntime, now: float, out: list[Output], trigger: str) -> None:
+        if a.ordinal not in self.router.agents:
+            return
+        choice = self.router.best_call(a.ordinal)
+        if choice is not None:
+            call = self._calls[choice.call]  # type: ignore[index]
+            self._offer(call, a, now, out, Decision(trigger, now, a.id, call.queue.strategy, choice))
+
+    def _back_to_work(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
+        """After READY: honour a not-ready asked for during the call, else look for a caller."""
+        if a.pending is not None:
+            reason, a.pending = a.pending, None
+            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason)
+        else:
+            self._match_agent(a, now, out, "agent-ready")
+
+    def _end_wrapup(self, a: AgentRuntime, now: float, out: list[Output], trigger: Trigger) -> None:
+        call, a.call = a.call, None
+        if call is not None:
+            self._record_answered(call, now, out)
+        if a.pending is not None and trigger != Trigger.READY:
+            reason, a.pending = a.pending, None
+            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason)
+            return
+        a.idle_since = now
+        self._set_state(a, trigger, now, out)
+        self._match_agent(a, now, out, "agent-ready")
+
+    # ------------------------------------------------------------------- internals: calls
+    def _ref(self, kind: str) -> str:
+        self._cmd_seq += 1
+        return f"{kind}-{self._cmd_seq}"
+
+    def _requirements(self, call: Call, stage: int) -> tuple[Requirements, tuple[str | None, ...]]:
+        key = (call.queue.name, call.skills, stage)
+        cached = self._req_cache.get(key)
+        if cached is None:
+            req = compile_requirements(self.section, call.queue, call.skills, stage)
+            cached = (req, self.router.anchors_for(req))
+            if len(self._req_cache) > 10_000:
+                self._req_cache.clear()
+            self._req_cache[key] = cached
+        return cached
+
+    def _track(self, call: Call) -> None:
+        self._calls[call.key] = call
+        self._by_call_id.setdefault((call.key[0], call.call_id), set()).add(call.key)
+
+    def _forget(self, call: Call) -> None:
+        if self._calls.get(call.key) is call:
+            del self._calls[call.key]
+            ids = self._by_call_id.get((call.key[0], call.call_id))
+            if ids is not None:
+                ids.discard(call.key)
+                if not ids:
+                    del self._by_call_id[(call.key[0], call.call_id)]
+        self._leave_waiting(call)
+        if call.dest_uniqueid:
+            self._dest.pop((call.key[0], call.dest_uniqueid), None)
+        self._refs.pop(call.offer_ref, None)
+
+    def _leave_waiting(self, call: Call) -> None:
+        if call.key in self.router.calls:
+            self.router.calls.remove(call.key)
+            order = self._queue_order[call.queue.name]
+            i = bisect_left(order, call.sort_key)
+            if i < len(order) and order[i] == call.sort_key:
+                del order[i]
+        self._parked.pop(call.key, None)
+
+    def _enter_waiting(self, call: Call, now: float, out: list[Output], trigger: str) -> None:
+        """(Re)queue a call: park it if its PBX is unreachable, overflow it if it waited too long, else route."""
+        call.gen += 1
+        call.agent_id = ""
+        call.dest_uniqueid = ""
+        q = call.queue
+        if call.key[0] in self._down:
+            call.state = CallState.PARKED
+            self._parked[call.key] = call
+            return
+        waited = now - call.entered
+        if q.max_wait is not None and waited >= q.max_wait:
+            self._max_wait(call, now, out)
+            return
+        call.state = CallState.WAITING
+        self._place(call, stage_at(q, waited))
+        after = next_stage_after(q, call.stage)
+        if after is not None:
+            self._push(call.entered + after, "expand", call.key, call.gen)
+        if q.max_wait is not None:
+            self._push(call.entered + q.max_wait, "maxwait", call.key, call.gen)
+        position = bisect_left(self._queue_order[q.name], call.sort_key) + 1
+        out.append(CallWaiting(now, call.key[0], call.key[1], call.call_id, q.name, call.priority, position,
+                               self._counters[q.name].ewt(position, self._staffed[q.name])))
+        self._match_call(call, now, out, trigger)
+
+    def _place(self, call: Call, stage: int) -> None:
+        """Index a waiting call in the bucket of its current requirements."""
+        self._leave_waiting(call)
+        call.stage = stage
+        req, anchors = self._requirements(call, stage)
+        call.requirements = req
+        self.router.calls.add(call.key, (call.queue.name, call.skills, stage), req, call.queue.name,
+                              call.queue.strategy, call.sort_key, anchors)
+        insort(self._queue_order[call.queue.name], call.sort_key)
+
+    def _match_call(self, call: Call, now: float, out: list[Output], trigger: str) -> None:
+        assert call.requirements is not None
+        q = call.queue
+        choice = self.router.best_agent(call.requirements, q.strategy, self._rr.get(q.name, -1))
+        if choice is not None:
+            a = self._ordinals[choice.ordinal]
+            self._offer(call, a, now, out, Decision(trigger, now, a.id, q.strategy, choice))
+
+    def _offer(self, call: Call, a: AgentRuntime, now: float, out: list[Output], decision: Decision) -> None:
+        self._leave_waiting(call)
+        q = call.queue
+        call.state = CallState.OFFERED
+        call.gen += 1
+        call.agent_id = a.id
+        call.offers += 1
+        call.offered_at = now
+        call.offer_ref = self._ref("acd-offer")
+        self._refs[call.offer_ref] = call.key
+        self._rr[q.name] = a.ordinal
+        a.call = call
+        self._set_state(a, Trigger.OFFER, now, out)
+        out.append(OfferCall(call.offer_ref, call.key[0], call.call_id, call.key[1], call.channel, a.id, a.endpoint,
+                             q.ring_timeout, q.name))
+        out.append(CallOffered(now, call.key[0], call.key[1], call.call_id, q.name, a.id, a.endpoint,
+                               now - call.entered, call.offers))
+        self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
+        self._decisions[call.key] = decision
+        self._decisions.move_to_end(call.key)
+        if len(self._decisions) > MAX_DECISIONS:
+            self._decisions.popitem(last=False)
+
+    def _offered_agent(self, call: Call) -> AgentRuntime | None:
+        a = self._agents.get(call.agent_id)
+        return a if a is not None and a.call is call else None
+
+    def _offer_failed(self, call: Call, now: float, out: list[Output], status: str) -> None:
+        """Ring-no-answer, busy, unreachable or no response: agent to not ready, caller back to the queue."""
+        a = self._offered_agent(call)
+        if a is not None and a.state == AgentState.RESERVED:
+            a.call = None
+            a.pending = None
+            self._set_state(a, Trigger.OFFER_FAILED, now, out,
+                            reason=DIAL_FAILURE_REASONS.get(status, "unreachable" if status != "TIMEOUT"
+                                                            else "offer-failed"))
+        out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id,
+                                    status))
+        self._enter_waiting(call, now, out, "requeued")
+
+    def _release_agent(self, call: Call, now: float, out: list[Output]) -> None:
+        """The offer ended through nobody's fault at the agent's side: the agent is ready again."""
+        a = self._offered_agent(call)
+        if a is not None and a.state == AgentState.RESERVED:
+            a.call = None
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out)
+            self._back_to_work(a, now, out)
+
+    def _recall(self, call: Call, now: float, out: list[Output]) -> None:
+        """The offer is off; wait (briefly) to learn whether the caller is back on hold or gone."""
+        call.state = CallState.RECALLING
+        call.gen += 1
+        self._push(now + self.section.offer_grace, "watchdog", call.key, call.gen)
+
+    def _answered(self, call: Call, now: float, out: list[Output]) -> None:
+        call.state = CallState.ON_CALL
+        call.gen += 1
+        call.answered_at = now
+        wait = now - call.entered
+        self._counters[call.queue.name].on_answered(wait)
+        a = self._offered_agent(call)
+        if a is not None and a.state == AgentState.RESERVED:
+            self._set_state(a, Trigger.ANSWER, now, out)
+        out.append(CallAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id, wait))
+
+    def _talk_ended(self, call: Call, now: float, out: list[Output]) -> None:
+        call.talk_end = now
+        self._forget(call)
+        a = self._offered_agent(call)
+        if a is None or a.state != AgentState.ON_CALL:
+            if a is not None:
+                a.call = None
+            self._record_answered(call, now, out)
+            return
+        a.talk_today += now - (call.answered_at or now)
+        self._set_state(a, Trigger.TALK_ENDED, now, out)
+        wrapup = a.cfg.wrapup if a.cfg.wrapup is not None else call.queue.wrapup
+        if wrapup <= 0:
+            self._end_wrapup(a, now, out, Trigger.WRAPUP_ENDED)
+        else:
+            self._push(now + wrapup, "wrapup", a.id, a.gen)
+
+    def _abandoned(self, call: Call, now: float, out: list[Output]) -> None:
+        while_ringing = call.state in (CallState.OFFERED, CallState.RECALLING)
+        agent_id = call.agent_id if while_ringing else ""
+        self._forget(call)
+        if call.state == CallState.OFFERED:
+            self._release_agent(call, now, out)
+        wait = now - call.entered
+        self._counters[call.queue.name].on_abandoned()
+        out.append(CallAbandoned(now, call.key[0], call.key[1], call.call_id, call.queue.name, wait,
+                                 while_ringing, agent_id))
+        out.append(self._row(call, now, "abandoned", wait, agent_id=agent_id))
+
+    def _max_wait(self, call: Call, now: float, out: list[Output]) -> None:
+        q = call.queue
+        action = q.on_max_wait
+        assert action is not None
+        wait = now - call.entered
+        target = action.overflow or action.voicemail or action.callback or ""
+        self._counters[q.name].on_overflowed()
+        out.append(CallOverflowed(now, call.key[0], call.key[1], call.call_id, q.name, wait, action.kind, target))
+        out.append(self._row(call, now, "overflowed", wait, overflow_action=action.kind, overflow_target=target))
+        server, channel = call.key[0], call.channel
+        if action.overflow is not None:
+            self._leave_waiting(call)
+            call.queue = self._queues[action.overflow]
+            call.entered = now
+            call.offers = 0
+            out.append(Setvar(self._ref("acd-overflow"), server, channel, "CTI_QUEUE", action.overflow))
+            self._enter_waiting(call, now, out, "overflow")
+            return
+        self._forget(call)
+        ref = self._ref("acd-overflow")
+        if action.voicemail is not None:
+            out.append(Setvar(ref, server, channel, "CTI_VOICEMAIL_BOX", action.voicemail))
+            out.append(Redirect(ref, server, channel, "cti-voicemail", "s", 1))
+        else:
+            exten = call.dnis if call.dnis and call.dnis.lstrip("+").isdigit() else "s"
+            out.append(Setvar(ref, server, channel, "CTI_FLOW", action.callback or ""))
+            out.append(Redirect(ref, server, channel, "cti-inbound", exten, 1))
+
+    def _row(self, call: Call, now: float, outcome: str, wait: float, **kw: Any) -> QueueCallFinished:
+        return QueueCallFinished(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.entered, outcome,
+                                 wait, offers=call.offers, caller_num=call.caller_num, dnis=call.dnis,
+                                 priority=call.priority, data=call.data, **kw)
+
+    def _record_answered(self, call: Call, now: float, out: list[Output]) -> None:
+        answered_at = call.answered_at if call.answered_at is not None else now
+        talk_end = call.talk_end if call.talk_end is not None else now
+        wrapup = max(0.0, now - talk_end)
+        self._counters[call.queue.name].on_handled(talk_end - answered_at + wrapup)
+        out.append(self._row(call, now, "answered", answered_at - call.entered, agent_id=call.agent_id,
+                             answered_at=answered_at, talk=talk_end - answered_at, wrapup=wrapup))
+
+    # ---------------------------------------------------------------------- event handlers
+    def _on_call_queued(self, e: CallQueued, now: float, out: list[Output]) -> None:
+        key = (e.server, e.uniqueid)
+        existing = self._calls.get(key)
+        queue = self._queues.get(e.queue)
+        if existing is not None:
+            if existing.state in (CallState.WAITING, CallState.PARKED) and queue is existing.queue:
+                return  # the same UserEvent twice
+            self._detach(existing, now, out, e.queue)
+        if queue is None:
+            fallback = self.section.default_queue or (self.section.queues[0].name if self.section.queues else None)
+            out.append(AcdWarning(now, "unknown-queue", f"call queued for unknown queue {e.queue[:64]!r}",
+                                  {"server": e.server, "uniqueid": e.uniqueid, "used": fallback or ""}))
+            if fallback is None:
+                return
+            queue = self._queues[fallback]
+        skills, warnings = parse_call_skills(e.skills)
+        data = {str(k)[:64]: str(v)[:MAX_DATA_VALUE] for k, v in list(e.data.items())[:MAX_DATA_ITEMS]}
+        self._seq += 1
+        boost = max(-PRIORITY_LIMIT, min(PRIORITY_LIMIT, int(e.priority)))
+        call = Call(key, e.call_id, e.channel, queue, skills, boost, now, now, self._seq, e.caller_num[:80],
+                    e.dnis[:80], data, warnings)
+        self._track(call)
+        self._enter_waiting(call, now, out, "call-arrived")
+
+    def _detach(self, call: Call, now: float, out: list[Output], new_queue: str) -> None:
+        """A caller we track re-entered the holding context (transferred back, IVR again, ...)."""
+        if call.state == CallState.ON_CALL:
+            self._talk_ended(call, now, out)
+            return
+        if call.state == CallState.OFFERED:
+            self._release_agent(call, now, out)
+        self._forget(call)
+        self._counters[call.queue.name].on_overflowed()
+        out.append(self._row(call, now, "overflowed", now - call.entered, overflow_action="requeued",
+                             overflow_target=new_queue[:64]))
+
+    def _on_returned(self, e: CallReturnedToHold, now: float, out: list[Output]) -> None:
+        call = self._calls.get((e.server, e.uniqueid))
+        if call is None:
+            # not ours yet (e.g. the server restarted during an offer): treat it as a caller on hold
+            self._on_call_queued(CallQueued(e.server, e.ts, e.call_id, e.uniqueid, e.channel, e.queue, "", 0, "", "",
+                                            "", ""), now, out)
+            return
+        if call.state == CallState.RECALLING:
+            self._enter_waiting(call, now, out, "requeued")
+        elif call.state == CallState.OFFERED and call.agent_id == e.agent_id:
+            status = (e.dial_status or "NOANSWER").upper()
+            if status == "CANCEL":
+                self._release_agent(call, now, out)
+                self._enter_waiting(call, now, out, "requeued")
+            else:
+                self._offer_failed(call, now, out, status)
+
+    def _on_dial_started(self, e: DialStarted, now: float, out: list[Output]) -> None:
+        call = self._calls.get((e.server, e.uniqueid))
+        if call is None or call.state != CallState.OFFERED or call.dest_uniqueid:
+            return
+        a = self._offered_agent(call)
+        if a is None or not e.dest_channel.lower().startswith(a.endpoint.lower()):
+            return
+        call.dest_uniqueid = e.dest_uniqueid
+        self._dest[(e.server, e.dest_uniqueid)] = call.key
+        call.gen += 1
+        self._push(now + call.queue.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
+
+    def _on_dial_ended(self, e: DialEnded, now: float, out: list[Output]) -> None:
+        call = self._calls.get((e.server, e.uniqueid))
+        if call is None or call.state not in (CallState.OFFERED, CallState.RECALLING):
+            return
+        if call.dest_uniqueid:
+            if e.dest_uniqueid != call.dest_uniqueid:
+                return
+        else:
+            a = self._agents.get(call.agent_id)
+            if a is None or not e.dest_channel.lower().startswith(a.endpoint.lower()):
+                return
+        status = e.status.upper()
+        if status == "ANSWER":
+            if not call.dest_uniqueid:
+                call.dest_uniqueid = e.dest_uniqueid
+                self._dest[(e.server, e.dest_uniqueid)] = call.key
+            self._answered(call, now, out)
+        elif call.state == CallState.RECALLING:
+            return
+        elif status == "CANCEL":
+            self._release_agent(call, now, out)
+            self._recall(call, now, out)
+        else:
+            self._offer_failed(call, now, out, status)
+
+    def _on_hungup(self, e: ChannelHungup, now: float, out: list[Output]) -> None:
+        key = (e.server, e.uniqueid)
+        call = self._calls.get(key)
+        if call is not None:
+            self._caller_gone(call, now, out)
+            return
+        caller = self._dest.pop(key, None)
+        call = self._calls.get(caller) if caller is not None else None
+        if call is not None and call.state == CallState.ON_CALL:
+            self._talk_ended(call, now, out)
+
+    def _caller_gone(self, call: Call, now: float, out: list[Output]) -> None:
+        if call.state == CallState.ON_CALL:
+            self._talk_ended(call, now, out)
+        else:
+            self._abandoned(call, now, out)
+
+    def _on_call_ended(self, e: CallEnded, now: float, out: list[Output]) -> None:
+        if e.merged_into:
+            keys = self._by_call_id.pop((e.server, e.call_id), set())
+            for key in keys:
+                self._calls[key].call_id = e.merged_into
+            if keys:
+                self._by_call_id.setdefault((e.server, e.merged_into), set()).update(keys)
+            return
+        for key in sorted(self._by_call_id.get((e.server, e.call_id), ())):
+            call = self._calls.get(key)
+            if call is not None:
+                self._caller_gone(call, now, out)
+
+    def _on_device(self, e: DeviceStateChanged, now: float, out: list[Output]) -> None:
+        device = e.device.lower()
+        ids = self._by_endpoint.get(device)
+        if not ids:
+            return  # not an agent's phone (trunks, Queue: pseudo-devices...): not kept
+        self._devices[device] = e.state.upper()[:20]
+        for agent_id in sorted(ids):
+            a = self._agents[agent_id]
+            if a.endpoint.lower() == device and self._refresh(a):
+                self._match_agent(a, now, out, "phone-available")
+
+    def _on_connection(self, e: AmiConnectionChanged, now: float, out: list[Output]) -> None:
+        if not e.connected:
+            if e.server in self._down:
+                return
+            self._down.add(e.server)
+            for call in [c for c in self._calls.values() if c.key[0] == e.server and c.state == CallState.WAITING]:
+                self._leave_waiting(call)
+                call.gen += 1
+                call.state = CallState.PARKED
+                self._parked[call.key] = call
+            return
+        self._down.discard(e.server)
+        for call in sorted((c for c in self._parked.values() if c.key[0] == e.server), key=lambda c: c.sort_key):
+            self._parked.pop(call.key, None)
+            self._enter_waiting(call, now, out, "reconnected")
+
+    def _on_command_failed(self, e: CommandFailed, now: float, out: list[Output]) -> None:
+        key = self._refs.get(e.ref)
+        call = self._calls.get(key) if key is not None else None
+        if call is None or call.offer_ref != e.ref or call.state != CallState.OFFERED:
+            if e.ref.startswith(("acd-overflow", "acd-recall")):
+                out.append(AcdWarning(now, "command-failed", f"{type(e.command).__name__} failed: {e.reason[:200]}",
+                                      {"ref": e.ref}))
+            return
+        self._release_agent(call, now, out)
+        call.failures += 1
+        if "no such channel" in e.reason.lower() or call.failures >= MAX_COMMAND_FAILURES:
+            if call.failures >= MAX_COMMAND_FAILURES:
+                out.append(AcdWarning(now, "offer-failed", f"offers of call {call.key[1]} failed "
+                                      f"{call.failures} times; giving up", {"reason": e.reason[:200]}))
+            self._abandoned(call, now, out)
+            return
+        out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id,
+                                    "command-failed"))
+        self._enter_waiting(call, now, out, "requeued")
+
+    # ----------------------------------------------------------------------------- timers
+    def _push(self, deadline: float, kind: str, target: Any, gen: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (deadline, self._seq, kind, target, gen))
+
+    def _timer_valid(self, entry: tuple[float, int, str, Any, int]) -> bool:
+        _, _, kind, target, gen = entry
+        if kind == "day":
+            return True
+        if kind == "wrapup":
+            a = self._agents[target]
+            return a.gen == gen and a.state == AgentState.WRAP_UP
+        call = self._calls.get(target)
+        return call is not None and call.gen == gen
+
+    def _run_due(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            if self._timer_valid(entry):
+                self._fire(entry, now, out)
+        return out
+
+    def _fire(self, entry: tuple[float, int, str, Any, int], now: float, out: list[Output]) -> None:
+        _, _, kind, target, _ = entry
+        if kind == "day":
+            self._new_day(now)
+            return
+        if kind == "wrapup":
+            self._end_wrapup(self._agents[target], now, out, Trigger.WRAPUP_ENDED)
+            return
+        call = self._calls[target]
+        if kind == "expand" and call.state == CallState.WAITING:
+            stage = stage_at(call.queue, now - call.entered)
+            if stage != call.stage:
+                self._place(call, stage)
+                rule = call.queue.expansion[stage - 1].describe()
+                out.append(CallSkillsExpanded(now, call.key[0], call.key[1], call.call_id, call.queue.name, stage,
+                                              rule))
+            after = next_stage_after(call.queue, stage)
+            if after is not None:
+                self._push(call.entered + after, "expand", call.key, call.gen)
+            self._match_call(call, now, out, "expansion")
+        elif kind == "maxwait" and call.state == CallState.WAITING:
+            self._max_wait(call, now, out)
+        elif kind == "watchdog":
+            self._watchdog(call, now, out)
+
+    def _watchdog(self, call: Call, now: float, out: list[Output]) -> None:
+        """No word about an offer for ring timeout + grace: decide from what we know."""
+        if call.state == CallState.RECALLING:
+            self._enter_waiting(call, now, out, "requeued")
+            return
+        if call.state != CallState.OFFERED:
+            return
+        a = self._offered_agent(call)
+        device = self._devices.get(a.endpoint.lower(), "UNKNOWN") if a is not None else "UNKNOWN"
+        if call.key[0] in self._down or device in RINGING_DEVICE_STATES:
+            call.gen += 1
+            self._push(now + self.section.offer_grace, "watchdog", call.key, call.gen)
+        elif device in BUSY_DEVICE_STATES:
+            self._answered(call, now, out)  # the Dial events were lost but the agent's phone is in use
+        else:
+            self._offer_failed(call, now, out, "TIMEOUT")
+
+    def _next_midnight(self, now: float) -> float:
+        local = datetime.fromtimestamp(now, self._tz)
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), self._tz)
+        return midnight.timestamp()
+
+    def _new_day(self, now: float) -> None:
+        for a in self._ordinals:
+            a.talk_today = 0.0
+            if a.ordinal in self.router.agents:
+                self.router.agents.add(a.ordinal, a.idle_since, 0.0)
+        for c in self._counters.values():
+            c.reset()
+        self._push(self._next_midnight(now + 1), "day", None, 0)
+
+
+__all__ = ["AcdError", "AcdService", "AgentState", "CallKey", "Output", "SYSTEM_REASONS"]

@@ -1,0 +1,59 @@
+"""Per-queue counters of the current day: service level, abandons, waits, handle time. Pure; no I/O, no clock.
+
+The service feeds outcomes in and asks for figures; the day boundary is the service's business.
+Must not import the service or the router.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AHT_SMOOTHING = 0.1  # weight of the newest handle time in the moving average
+
+
+@dataclass(slots=True)
+class QueueCounters:
+    sl_seconds: float
+    aht: float  # moving average of talk + wrap-up, seeded with the configured default
+    answered: int = 0
+    answered_in_sl: int = 0
+    abandoned: int = 0
+    overflowed: int = 0
+    wait_answered: float = 0.0
+
+    def on_answered(self, wait: float) -> None:
+        self.answered += 1
+        self.wait_answered += wait
+        if wait <= self.sl_seconds:
+            self.answered_in_sl += 1
+
+    def on_abandoned(self) -> None:
+        self.abandoned += 1
+
+    def on_overflowed(self) -> None:
+        self.overflowed += 1
+
+    def on_handled(self, seconds: float) -> None:
+        self.aht += AHT_SMOOTHING * (max(0.0, seconds) - self.aht)
+
+    def reset(self) -> None:
+        self.answered = self.answered_in_sl = self.abandoned = self.overflowed = 0
+        self.wait_answered = 0.0
+
+    def service_level(self) -> float | None:
+        """Percent answered within the target over answered + abandoned (abandons count against)."""
+        total = self.answered + self.abandoned
+        return None if total == 0 else 100.0 * self.answered_in_sl / total
+
+    def abandon_rate(self) -> float | None:
+        total = self.answered + self.abandoned
+        return None if total == 0 else 100.0 * self.abandoned / total
+
+    def average_wait(self) -> float | None:
+        return None if self.answered == 0 else self.wait_answered / self.answered
+
+    def ewt(self, position: int, staffed: int) -> float | None:
+        """Expected wait for the caller at ``position`` (1 = next) with ``staffed`` agents working the queue."""
+        if staffed <= 0:
+            return None
+        return position * self.aht / staffed

@@ -1,0 +1,110 @@
+"""Shared driver for the ACD tests: an AcdService with a virtual clock and the tracker's events.
+
+Holds no tests of its own; the ``test_acd_*`` modules import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acd.events import QueueCallFinished
+from acd.model import AcdSection
+from acd.service import AcdService, Output
+from cti.commands import OfferCall
+from cti.events import (
+    AmiConnectionChanged,
+    CallQueued,
+    CallReturnedToHold,
+    ChannelHungup,
+    DeviceStateChanged,
+    DialEnded,
+    DialStarted,
+)
+
+SERVER = "pbx"
+
+
+def agent(aid: str, skills: dict[str, int] | None = None, **kw: Any) -> dict[str, Any]:
+    return {"id": aid, "name": f"Agent {aid}", "endpoint": f"PJSIP/{aid}", "skills": skills or {}, **kw}
+
+
+def of_type(out: list[Output], kind: type) -> list[Any]:
+    return [x for x in out if isinstance(x, kind)]
+
+
+class Harness:
+    """Drives an AcdService the way the server does, in virtual time."""
+
+    def __init__(self, cfg: dict[str, Any], now: float = 1000.0) -> None:
+        self.section = AcdSection.model_validate(cfg)
+        self.now = now
+        self.acd = AcdService(self.section, now)
+        self.log: list[Output] = []
+        self.channels: dict[str, str] = {}
+
+    def _keep(self, out: list[Output]) -> list[Output]:
+        self.log.extend(out)
+        return out
+
+    def advance(self, dt: float) -> list[Output]:
+        self.now += dt
+        return self._keep(self.acd.tick(self.now))
+
+    def event(self, ev: object) -> list[Output]:
+        return self._keep(self.acd.handle(ev, self.now))
+
+    def ready(self, *agent_ids: str) -> list[Output]:
+        out: list[Output] = []
+        for aid in agent_ids:
+            if self.acd.agent_snapshot(aid)["state"] == "logged_out":
+                out += self._keep(self.acd.login(aid, None, self.now))
+            out += self._keep(self.acd.ready(aid, self.now))
+        return out
+
+    def request(self, name: str, *args: Any) -> list[Output]:
+        return self._keep(getattr(self.acd, name)(*args, self.now))
+
+    def queued(self, uid: str, queue: str, skills: str = "", priority: int = 0, server: str = SERVER,
+               data: dict[str, str] | None = None) -> list[Output]:
+        channel = f"PJSIP/trunk-{uid}"
+        self.channels[uid] = channel
+        return self.event(CallQueued(server, self.now, f"L{uid}", uid, channel, queue, skills, priority, "en",
+                                     f"+1555{uid}", "Caller", "100", data or {}))
+
+    def dial(self, uid: str, agent_id: str, server: str = SERVER) -> list[Output]:
+        return self.event(DialStarted(server, self.now, f"L{uid}", uid, self.channels[uid], f"{uid}-a",
+                                      f"PJSIP/{agent_id}-0001", f"PJSIP/{agent_id}"))
+
+    def dial_end(self, uid: str, agent_id: str, status: str, server: str = SERVER) -> list[Output]:
+        return self.event(DialEnded(server, self.now, f"L{uid}", uid, self.channels[uid], f"{uid}-a",
+                                    f"PJSIP/{agent_id}-0001", status))
+
+    def answer(self, uid: str, agent_id: str) -> list[Output]:
+        return self.dial(uid, agent_id) + self.dial_end(uid, agent_id, "ANSWER")
+
+    def returned(self, uid: str, agent_id: str, status: str, queue: str = "") -> list[Output]:
+        return self.event(CallReturnedToHold(SERVER, self.now, f"L{uid}", uid, self.channels[uid], queue, agent_id,
+                                             status))
+
+    def hangup(self, uid: str, server: str = SERVER) -> list[Output]:
+        return self.event(ChannelHungup(server, self.now, f"L{uid}", uid, self.channels.get(uid, "x"), 16,
+                                        "Normal Clearing"))
+
+    def agent_hangup(self, uid: str) -> list[Output]:
+        return self.event(ChannelHungup(SERVER, self.now, f"L{uid}", f"{uid}-a", "PJSIP/x-0001", 16, "Normal"))
+
+    def device(self, agent_id: str, state: str) -> list[Output]:
+        return self.event(DeviceStateChanged(SERVER, self.now, f"PJSIP/{agent_id}", state))
+
+    def ami(self, connected: bool, server: str = SERVER) -> list[Output]:
+        return self.event(AmiConnectionChanged(server, self.now, connected, "test"))
+
+    def offers(self, out: list[Output] | None = None) -> list[tuple[str, str]]:
+        """(uniqueid, agent id) of every OfferCall in ``out`` (default: everything so far)."""
+        return [(o.uniqueid, o.agent_id) for o in of_type(self.log if out is None else out, OfferCall)]
+
+    def rows(self) -> list[QueueCallFinished]:
+        return of_type(self.log, QueueCallFinished)
+
+    def state(self, agent_id: str) -> str:
+        return str(self.acd.agent_snapshot(agent_id)["state"])
