@@ -355,3 +355,20 @@ def test_list_start_legacy_message() -> None:
     done = collector.add(AMIMessage([("Event", "QueueStatusComplete"), ("ActionID", "q-1")]))
     assert done is not None and [e.name for e in done[1]] == ["QueueMember", "QueueStatusComplete"]
     assert not is_list_start(AMIMessage([("Response", "Success"), ("Message", "Authentication accepted")]))
+
+
+@pytest.mark.parametrize("name", ["hangup_redirect", "login", "burst"])
+def test_messages_equal_eager_reference(fixtures_dir: Path, name: str) -> None:
+    """Messages (whose headers are built on first use) equal AMIMessages built eagerly from the same
+    bytes by a plain reference split: same kind, name, ActionID, headers, look-ups and hash."""
+    data = (fixtures_dir / f"{name}.txt").read_bytes()
+    clean = data.replace(b"Asterisk Call Manager/11.0.0\r\n", b"").decode("utf-8")  # drop banner lines
+    reference = [
+        AMIMessage([line.partition(": ")[::2] for line in b.split("\r\n")]) for b in clean.split("\r\n\r\n") if b
+    ]
+    got = [m for m in parse_all([data]) if isinstance(m, AMIMessage)]
+    assert len(got) == len(reference)
+    for msg, ref in zip(got, reference, strict=True):
+        assert (msg.kind, msg.name, msg.action_id) == (ref.kind, ref.name, ref.action_id)
+        assert msg == ref and hash(msg) == hash(ref) and list(msg) == ref.headers
+        assert msg.get("CHANNEL") == ref.get("channel") and msg.as_dict() == ref.as_dict()

@@ -26,7 +26,6 @@ is returned in the modern shape: one ``Output`` header per line of text.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 
 from cti.ami.message import AMIMessage
@@ -49,12 +48,6 @@ _END_COMMAND = b"--END COMMAND--"
 _LEGACY_HEADERS = frozenset({"response", "privilege", "actionid"})
 BANNER_MAX_BYTES = 1024
 """A banner line longer than this is not an AMI banner (junk on the port)."""
-
-# A line (after a CRLF) whose first ':' is missing or not followed by a space, or a line that
-# contains a bare CR/LF before its first ':'. Blank lines (message separators) are not matched.
-# When a region of input contains none of these, every line is exactly "Key: Value" and the fast
-# path (partition on ": ") is exact; otherwise the careful per-line path runs.
-_IRREGULAR_LINE = re.compile(r"\r\n(?!\r\n)(?::|[^:\r\n]*(?:[\r\n]|:[^ ]|:\Z|\Z))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,27 +206,40 @@ class AMIParser:
         return buf[idx + 2 :]
 
     def _fast(self, region: bytes, out: list[ParsedItem]) -> None:
-        """Common case: well-formed UTF-8 messages within the limit."""
+        """Common case: UTF-8 messages within the limit. Each message is split off and classified
+        here; its header list is built when first used (see ``_LazyMessage``)."""
         try:
             text = region.decode("utf-8")
         except UnicodeDecodeError:
             self._careful(region, out)
             return
-        nl = text.find("\r\n")
-        colon = text.find(":", 0, nl if nl >= 0 else len(text))
-        if (
-            colon <= 0
-            or text[colon + 1 : colon + 2] != " "
-            or _FOLLOWS_S in text
-            or _IRREGULAR_LINE.search(text) is not None
-            or "\r\n\r\n\r\n" in text
-            or text.endswith("\r\n")
-        ):
+        if _FOLLOWS_S in text or "\r\n\r\n\r\n" in text or text.startswith("\r\n") or text.endswith("\r\n"):
             self._careful(region, out)
             return
         append = out.append
+        new = object.__new__
         for block in text.split(_SEP_S):
-            append(AMIMessage([line.partition(": ")[::2] for line in block.split("\r\n")]))
+            nl = block.find("\r\n")
+            key, sep, value = (block if nl < 0 else block[:nl]).partition(": ")
+            # Every line must hold a ": " (Asterisk writes "Key: Value", empty values as "Key: ").
+            # Fewer ": " than lines means an odd line: the careful path reports it.
+            if not sep or block.count(": ") <= block.count("\r\n"):
+                self._block_text(block, out)
+                continue
+            if key == "Event":
+                kind = "event"
+            elif key in _FIRST_KEYS and "\nevent: " not in block.lower():
+                kind = _FIRST_KEYS[key]
+                if kind == "action" and "\nresponse: " in block.lower():
+                    kind = "response"
+            else:  # unusual header order: classify the eager way
+                self._block_text(block, out)
+                continue
+            msg = new(_LazyMessage)
+            msg._text = block
+            msg._name = value
+            msg.kind = kind  # type: ignore[misc]
+            append(msg)
 
     def _careful(self, region: bytes, out: list[ParsedItem]) -> None:
         """Block by block, line by line: legacy output, odd lines, banners, limits, bad bytes."""
@@ -279,7 +285,11 @@ class AMIParser:
         out.append(_legacy_message(_decode(_SEP.join(legacy))))
 
     def _block(self, block: bytes, out: list[ParsedItem]) -> None:
-        lines = _decode(block).split("\r\n")
+        self._block_text(_decode(block), out)
+
+    def _block_text(self, text: str, out: list[ParsedItem]) -> None:
+        """One message, line by line: banner in front, 'Key:value' without space, lines without ':'."""
+        lines = text.split("\r\n")
         if _looks_like_banner(lines[0]):
             out.append(Banner(lines[0]))
             del lines[0]
@@ -300,6 +310,60 @@ class AMIParser:
             headers.append((key, value[1:] if value[:1] == " " else value))
         if headers:
             out.append(AMIMessage(headers))
+
+
+_FIRST_KEYS = {"Response": "response", "Action": "action"}
+_HEADERS_SLOT = AMIMessage.__dict__["headers"]
+_INDEX_SLOT = AMIMessage.__dict__["_index"]
+
+
+class _WireMessage(AMIMessage):
+    """An AMIMessage cut from the wire; its name was read from the first line when it was split off."""
+
+    __slots__ = ("_name", "_text")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+class _ParsedMessage(_WireMessage):
+    """A _LazyMessage after its headers were built: plain slot access from then on."""
+
+    __slots__ = ()
+
+
+class _LazyMessage(_WireMessage):
+    """An AMIMessage whose header list and index are built on first use.
+
+    Most events are dispatched on their name alone (``kind`` and ``name`` are set when the message is
+    split off) and many are never read further (VarSet, Newexten, ...), so building every header list
+    up front is wasted work. The first access to anything else parses the text (every line holds
+    ``": "``, checked by the parser) and turns the object into a ``_ParsedMessage``, which has the same
+    layout. Behaviour is the same as an ``AMIMessage`` built from the same headers.
+    """
+
+    __slots__ = ()
+
+    def _parse(self) -> None:
+        headers = [line.partition(": ")[::2] for line in self._text.split("\r\n")]
+        index: dict[str, str] = {}
+        for key, value in headers:
+            index.setdefault(key.lower(), value)
+        _HEADERS_SLOT.__set__(self, headers)
+        _INDEX_SLOT.__set__(self, index)
+        self._text = ""
+        self.__class__ = _ParsedMessage
+
+    @property  # type: ignore[override]
+    def headers(self) -> list[tuple[str, str]]:
+        self._parse()
+        return self.headers
+
+    @property
+    def _index(self) -> dict[str, str]:  # type: ignore[override]
+        self._parse()
+        return self._index
 
 
 def _legacy_message(text: str) -> AMIMessage:
