@@ -253,11 +253,13 @@ class AgiServerCodec:
     several can stall it). A reply while no command is outstanding is a protocol error.
     """
 
-    def __init__(self, max_line_bytes: int = 8192, max_env_lines: int = 256, max_usage_lines: int = 200) -> None:
+    def __init__(self, max_line_bytes: int = 8192, max_env_lines: int = 256, max_usage_lines: int = 200,
+                 expect_environment: bool = True) -> None:
         self.max_line_bytes = max_line_bytes
         self.max_env_lines = max_env_lines
         self.max_usage_lines = max_usage_lines
-        self.state: State = "env"
+        # Script mode reads the environment with pyst2 and starts directly with commands.
+        self.state: State = "env" if expect_environment else "commands"
         self.pending: AgiCommand | None = None
         self.hung_up = False
         self._buffer = bytearray()
