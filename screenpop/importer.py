@@ -37,6 +37,8 @@ MAX_COLUMNS = 200
 MAX_ATTRIBUTE_VALUE = 1000
 MAX_CELL = 1000  # phone and account cells
 MAX_VALUES_PER_CELL = 10
+MAX_LINE = 1 << 20  # characters in one physical line; longer lines are skipped and reported
+_OVERSIZE = "\x00line-too-long"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .\-/]*$")
 
@@ -177,6 +179,23 @@ class _DuplicateCheck:
         return None
 
 
+def _capped_lines(text: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
+    """The physical lines of ``text``, never holding more than ``limit`` characters of one line in memory:
+    an over-long line is read to its end in chunks and replaced by a one-cell marker row."""
+    while True:
+        line = text.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith("\n"):
+            while True:
+                rest = text.readline(limit)
+                if not rest or rest.endswith("\n"):
+                    break
+            yield f'"{_OVERSIZE}"\n'
+            continue
+        yield line
+
+
 def _rows(reader: Iterator[list[str]], line_of: list[int]) -> Iterator[tuple[int, list[str] | None, str]]:
     """(first line of the row, fields or None, csv error) for each row after the header."""
     reader_obj = reader
@@ -194,6 +213,9 @@ def _rows(reader: Iterator[list[str]], line_of: list[int]) -> Iterator[tuple[int
             yield start, None, f"unreadable CSV row: {text}"
             continue
         line_of[0] = reader_obj.line_num  # type: ignore[attr-defined]
+        if row == [_OVERSIZE]:
+            yield start, None, f"line longer than {MAX_LINE} characters"
+            continue
         yield start, row, ""
 
 
@@ -220,7 +242,7 @@ def import_csv(
                                         disable=not progress, file=progress_file or sys.stderr) as bar:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
                                 errors="surrogateescape", newline="")
-        reader = csv.reader(text)
+        reader = csv.reader(_capped_lines(text))
         line_of = [0]
         header: list[str] | None = None
         for line, row, error in _rows(reader, line_of):

@@ -163,3 +163,13 @@ def test_progress_bar_is_written_when_asked(tmp_path, store):
     report = run(tmp_path, store, data, progress=True, progress_file=stream)
     assert report.imported == 2
     assert f"{len(data)}/{len(data)}" in stream.getvalue()
+
+
+def test_over_long_line_is_skipped_without_reading_it_whole(tmp_path, store):
+    """A physical line over MAX_LINE characters (junk with no separator or newline for 2 MB) is reported
+    as one bad row; the rows before and after it import with their right line numbers."""
+    data = HEADER + ANN + b"x" * (2 << 20) + b"\n" + b"C8,Hal,Ot,,,ACC-8,,,\n" + b"C9,Ida" + b",y" * 600_000 + b"\n"
+    report = run(tmp_path, store, data)
+    assert report.bad_rows == [(3, "line longer than 1048576 characters"), (5, "line longer than 1048576 characters")]
+    assert (report.imported, report.rows_read) == (2, 4)
+    assert store.find_by_external_id("C8") is not None
