@@ -21,16 +21,9 @@ from cti.ami.protocol import (
     encode,
     is_list_start,
 )
+from tests.transcripts import AMI_TRANSCRIPTS
 
-AMI_FILES = [
-    "login",
-    "inbound_queue",
-    "queue_member_ops",
-    "originate_outbound",
-    "fastagi_ami",
-    "hangup_redirect",
-    "burst",
-]
+AMI_FILES = list(AMI_TRANSCRIPTS)
 
 
 def read_chunks(fixtures: Path, name: str) -> list[list[bytes]]:

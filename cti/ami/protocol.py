@@ -6,9 +6,16 @@ Pure: no sockets, no clock, no Twisted. Both sides use it: the client parses wha
 Wire format (as the transcripts in ``shared/fixtures/asterisk`` show): the server first sends one
 banner line ``Asterisk Call Manager/11.0.0\\r\\n`` with no blank line after it; then every message is
 ``Key: Value\\r\\n`` lines ended by an empty line (``\\r\\n\\r\\n``). Only CRLF ends a line; a bare LF
-can occur inside a value and is kept. A header's key is everything before the first ``:``; one
-space after the colon is the separator, further spaces belong to the value (``Output:`` lines of
-CLI commands start with spaces).
+can occur inside a value and is kept. A header's key is everything before the first ``": "``;
+further spaces belong to the value (``Output:`` lines of CLI commands start with spaces). A
+message with fewer ``": "`` than lines has an odd line: it is parsed line by line, where
+``Key:value`` and ``Key:`` are accepted and a line with no ``:`` at all is dropped with a
+``ParseError`` (which never echoes the line: it may hold a secret). (An odd line hidden by a value
+holding a second ``": "`` is kept as the header ``(line, "")``: nothing is lost either way.)
+
+Speed: ``feed()`` splits whole regions on ``\r\n\r\n`` and reads only each message's first line
+(kind and name); the header list and case-insensitive index are built on first use. Consumers that
+dispatch on ``msg.name`` and skip most events (VarSet, Newexten, ...) never pay for the rest.
 
 Decoding: a message is decoded as UTF-8 (strict). If that fails, that message - and only that
 message - is decoded as Latin-1, which maps every byte to one character, so no byte is ever lost
