@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -63,7 +63,9 @@ class ConsoleHub:
     ``await stop()``. Implements ``backend.ConsolePusher``."""
 
     def __init__(self, settings: ConsoleSection, backend: ConsoleBackend, authenticator: Authenticator,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, not_ready_reasons: Sequence[str] | None = None) -> None:
+        """``not_ready_reasons``: the list the consoles offer (pass ``acd.not_ready_reasons`` when the ACD
+        enforces them); default ``console.not_ready_reasons``."""
         self._settings = settings
         self._backend = backend
         self._auth = authenticator
@@ -82,7 +84,7 @@ class ConsoleHub:
         self._hello_payload = {
             "heartbeat_interval": settings.heartbeat_interval,
             "dispositions": [d.model_dump() for d in settings.dispositions],
-            "not_ready_reasons": list(settings.not_ready_reasons),
+            "not_ready_reasons": list(settings.not_ready_reasons if not_ready_reasons is None else not_ready_reasons),
             "protocol": protocol.PROTOCOL_VERSION,
         }
 

@@ -65,11 +65,11 @@ def make_settings(**overrides: Any) -> ConsoleSection:
 class Stack:
     """Hub + in-memory backend on an ephemeral port."""
 
-    def __init__(self, settings: ConsoleSection, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: ConsoleSection, clock: Callable[[], float] = time.time, **hub_options: Any) -> None:
         self.settings = settings
         self.backend = MemoryBackend(settings, AGENTS, clock, queues=["sales", "support"])
         auth = Authenticator(settings, {a: HASHES[a] for a in AGENTS}, clock=clock)
-        self.hub = ConsoleHub(settings, self.backend, auth, clock)
+        self.hub = ConsoleHub(settings, self.backend, auth, clock, **hub_options)
         self.backend.attach(self.hub)
         self.port = 0
 
@@ -79,9 +79,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: ConsoleSection | None = None,
-                  clock: Callable[[], float] = time.time) -> AsyncIterator[Stack]:
-    stack = Stack(settings or make_settings(), clock)
+async def running(settings: ConsoleSection | None = None, clock: Callable[[], float] = time.time,
+                  **hub_options: Any) -> AsyncIterator[Stack]:
+    stack = Stack(settings or make_settings(), clock, **hub_options)
     stack.port = await stack.hub.start("127.0.0.1", 0)
     try:
         yield stack

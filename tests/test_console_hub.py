@@ -422,3 +422,93 @@ def test_server_full_closes_4013() -> None:
             assert extra.close_code == protocol.CLOSE_SERVER_FULL
 
     run(body)
+
+
+def test_multi_match_choice_sends_pop_update() -> None:
+    """With two matching customers, choose_customer picks one and the agent gets the whole pop again as a
+    pop_update naming that customer; a customer that is not a match is refused."""
+
+    async def body() -> None:
+        async with running() as stack:
+            c = await open_client(stack, "1001")
+            await c.request("login", endpoint="PJSIP/1001")
+            await c.request("ready")
+            other = {**SAMPLE_POP["customer"], "customer_id": 43,
+                     "profile": {**SAMPLE_POP["customer"]["profile"], "id": 43, "name": "Charles Babbage"}}
+            pop = {**SAMPLE_POP, "customer": None, "matches": [SAMPLE_POP["customer"], other],
+                   "lookup": {"status": "multiple", "by": "ani", "value": "+15551234567"}}
+            stack.backend.offer_call("1001", "m1", pop, queue="sales")
+            assert (await c.request("choose_customer", call_id="m1", customer_id="99"))["error_id"] == \
+                "unknown-customer"
+            assert (await c.request("choose_customer", call_id="m1", customer_id="43"))["type"] == "result"
+            update = await c.wait_push("pop_update")
+            assert update["customer"]["profile"]["name"] == "Charles Babbage" and update["call_id"] == "m1"
+            assert len(update["matches"]) == 2 and update["ani"] == SAMPLE_POP["ani"]
+
+    run(body)
+
+
+def test_supervisor_password_login_and_backend_session_events() -> None:
+    """A supervisor logs in with the password of console.supervisors; the backend hears of each session
+    connecting and going away; agent-only actions are forbidden to it and change nothing."""
+
+    async def body() -> None:
+        async with running() as stack:
+            sup = await open_client(stack, "sup", role="supervisor")
+            await sup.wait_push("wallboard")
+            assert [s.role for s in stack.backend.sessions.values()] == ["supervisor"]
+            assert (await sup.request("login", endpoint="PJSIP/9"))["error_id"] == "forbidden"
+            agent = await open_client(stack, "1001")
+            assert (await agent.request("snapshot"))["error_id"] == "forbidden"
+            await agent.request("login", endpoint="PJSIP/1001")
+            wall = await sup.wait_push("wallboard", lambda m: any(a["state"] == "not_ready" for a in m["agents"]))
+            assert wall["queues"][0]["agents"] == {"not_ready": 1}
+            await agent.ws.close()
+            while len(stack.backend.sessions) != 1:
+                await asyncio.sleep(0.001)
+            assert stack.hub.stats()["supervisors"] == 1 and stack.hub.stats()["agents"] == 0
+
+    run(body)
+
+
+def test_dispose_to_not_ready_and_reason_override() -> None:
+    """Dispose with then=not_ready needs a known reason and leaves the agent not ready with it; the hub
+    offers the not-ready reasons it was given (the ACD's) in the hello result."""
+
+    async def body() -> None:
+        async with running(not_ready_reasons=["coffee"]) as stack:
+            c = await open_client(stack)
+            hello = await c.request("hello", agent_id="1001", password="pw-1001")
+            assert hello["not_ready_reasons"] == ["coffee"]
+            await c.request("login", endpoint="PJSIP/1001")
+            await c.request("ready")
+            stack.backend.offer_call("1001", "d1", SAMPLE_POP)
+            stack.backend.answer("d1")
+            stack.backend.caller_hung_up("d1")
+            refused = await c.request("dispose", call_id="d1", disposition="resolved", then="not_ready")
+            assert refused["error_id"] == "unknown-reason" and stack.backend.interactions == []
+            done = await c.request("dispose", call_id="d1", disposition="resolved", then="not_ready", reason="lunch")
+            assert done["state"] == "not_ready" and stack.backend.agents["1001"].reason == "lunch"
+
+    run(body)
+
+
+def test_push_rejects_unknown_types_and_compression_is_a_setting() -> None:
+    """push_to_agent refuses a type that is not a documented push; permessage-deflate is negotiated only
+    when console.compression is deflate."""
+
+    async def body() -> None:
+        async with running() as stack:
+            try:
+                stack.hub.push_to_agent("1001", {"type": "result", "re": 1})
+            except ValueError as exc:
+                assert "push type" in str(exc)
+            else:
+                raise AssertionError("accepted a reply type as a push")
+            c = await open_client(stack, "1001")
+            assert c.ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        async with running(make_settings(compression="deflate")) as stack:
+            c = await open_client(stack, "1001")
+            assert "permessage-deflate" in c.ws.response.headers["Sec-WebSocket-Extensions"]
+
+    run(body)
