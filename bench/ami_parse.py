@@ -80,6 +80,18 @@ def run_ours(chunks: list[bytes]) -> int:
     return events
 
 
+def run_ours_all_headers(chunks: list[bytes]) -> int:
+    """Ours, then every header list built (what an eager parser does for every message)."""
+    parser = AMIParser()
+    events = 0
+    for chunk in chunks:
+        for item in parser.feed(chunk):
+            if isinstance(item, AMIMessage) and item.kind == "event":
+                item.get("Uniqueid")
+                events += 1
+    return events
+
+
 def run_bare(chunks: list[bytes]) -> int:
     buf = b""
     events = 0
@@ -266,17 +278,22 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, float, str]] = []
     for label, fn in [
         ("cti.ami.protocol (ours)", run_ours),
+        ("ours + every header indexed", run_ours_all_headers),
         ("panoramisk 1.4 AMIProtocol", run_panoramisk),
         ("pyst2 ManagerMsg", run_pyst2),
         ("bare split+partition loop", run_bare),
     ]:
         count, secs = measure(fn, chunks, args.repeat)
-        note = "" if count == n_events else f"counted {count} events"
+        note = "" if count == n_events else f"saw {count} events (merges some list items)"
+        if fn is run_ours:
+            note = "headers built on first use"
+        elif fn is run_ours_all_headers:
+            note = "as an eager parser: every message's headers and index built"
         rows.append((label, n_events / secs, note))
     rows.append(("starpy", 0.0, "not measured: does not install on Python 3.11"))
 
     ours = rows[0][1]
-    peers = [r for r in rows[1:3]]
+    peers = [r for r in rows if r[0].startswith(("panoramisk", "pyst2"))]
     best_name, best_rate, _ = max(peers, key=lambda r: r[1])
     peer_key = {"panoramisk 1.4 AMIProtocol": "panoramisk", "pyst2 ManagerMsg": "pyst2"}[best_name]
 
@@ -295,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"full path with tracker: {what}")
     ratio = ours / best_rate
+    eager_ratio = rows[1][1] / best_rate
     target = "meets" if ratio >= 3 else "BELOW"
-    print(f"ours / fastest peer ({peer_key}) = {ratio:.2f}x ({target} the 3x target); full path target 50,000/s")
+    print(f"ours / fastest peer ({peer_key}) = {ratio:.2f}x ({target} the 3x target)")
+    print(f"ours with every header built / fastest peer = {eager_ratio:.2f}x")
+    print("full path target 50,000 events/s")
     full_value = full_rate if full_rate else full_parser
     print(
         f"BENCH ami_parse events_per_s={ours:.0f} best_peer={peer_key} ratio={ratio:.2f} "
