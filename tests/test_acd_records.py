@@ -1,0 +1,185 @@
+"""ACD records on SQLite and PostgreSQL: the 0002_acd migration matches the models, the recorder writes
+every row from a background thread, survives a database outage without losing or duplicating rows,
+bounds its buffer and keeps passwords out of its logs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from acd.events import AgentStateChanged, QueueCallFinished
+from acd.recorder import Recorder
+from acd.records import AgentStateRecord, QueueCallRecord
+from cti.db import Base, import_models, make_engine, upgrade
+from tests.conftest import POSTGRES_URL
+from tests.test_acd_support import Harness, agent
+
+CFG = {"agents": [agent("a1", {"s": 1})], "queues": [{"name": "q", "skills": {"s": 1}, "wrapup": 5}]}
+
+
+def _scenario() -> list[object]:
+    """Three calls: one answered (talk 30 s, wrap-up 5 s), one abandoned, one still waiting."""
+    h = Harness(CFG)
+    h.ready("a1")
+    h.queued("u1", "q", data={"CTI_ACCOUNT": "42"})
+    h.now += 2
+    h.answer("u1", "a1")
+    h.queued("u2", "q")
+    h.now += 30
+    h.hangup("u1")
+    h.hangup("u2")
+    h.advance(5)
+    return list(h.log)
+
+
+def _fast(attempt: int) -> float:
+    return 0.01
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'acd.sqlite3'}"
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database per test (dropped afterwards) so parallel runs never clash."""
+    name = f"acd_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {make_url(POSTGRES_URL).host} is not usable: {exc.__class__.__name__}")
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _check_migration(url: str) -> None:
+    upgrade(url, "0002_acd")
+    import_models()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            diffs = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata) if "acd_" in str(d)]
+        assert diffs == []
+        assert {"acd_queue_calls", "acd_agent_states"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _check_rows(url: str) -> None:
+    events = _scenario()
+    upgrade(url)
+    rec = Recorder(url, backoff=_fast)
+    rec.record_all(events)
+    assert rec.flush(timeout=20)
+    assert rec.close()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = {r.uniqueid: r for r in conn.execute(select(QueueCallRecord))}
+            states = conn.execute(select(func.count()).select_from(AgentStateRecord)).scalar_one()
+    finally:
+        engine.dispose()
+    assert set(rows) == {"u1", "u2"}
+    answered = rows["u1"]
+    assert (answered.outcome, answered.wait, answered.talk, answered.wrapup, answered.agent_id) == \
+        ("answered", 2, 30, 5, "a1")
+    assert answered.ivr_data == {"CTI_ACCOUNT": "42"}
+    assert rows["u2"].outcome == "abandoned" and rows["u2"].wait == 30
+    assert states == sum(isinstance(e, AgentStateChanged) for e in events) == 6
+
+
+def test_sqlite_migration_matches_models(sqlite_url: str) -> None:
+    """On SQLite, 0002_acd creates exactly what acd.records declares."""
+    _check_migration(sqlite_url)
+
+
+def test_postgres_migration_matches_models(pg_url: str) -> None:
+    """On PostgreSQL, 0002_acd creates exactly what acd.records declares."""
+    _check_migration(pg_url)
+
+
+def test_sqlite_recorder_writes_call_and_state_rows(sqlite_url: str) -> None:
+    """Every queued call and agent state change of a scenario is written to SQLite with its figures."""
+    _check_rows(sqlite_url)
+
+
+def test_postgres_recorder_writes_call_and_state_rows(pg_url: str) -> None:
+    """Every queued call and agent state change of a scenario is written to PostgreSQL with its figures."""
+    _check_rows(pg_url)
+
+
+def test_outage_buffers_retries_and_loses_nothing(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With the schema missing (writes fail) rows stay buffered; once it exists all are written, logged once."""
+    events = _scenario()
+    caplog.set_level(logging.WARNING, logger="acd.recorder")
+    rec = Recorder(sqlite_url, backoff=_fast)
+    rec.record_all(events)
+    assert not rec.flush(timeout=0.3)
+    m = rec.metrics
+    assert m["failures"] >= 2 and m["db_down"] and m["pending"] == 8
+    upgrade(sqlite_url)
+    assert rec.flush(timeout=20)
+    assert rec.metrics["written"] == 8 and not rec.metrics["db_down"]
+    rec.close()
+    unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(unavailable) == 1 and any("is back" in r.getMessage() for r in caplog.records)
+
+
+def test_postgres_database_appearing_later_and_password_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A PostgreSQL database that does not exist yet is retried until it does; the URL password never shows."""
+    name = f"acd_late_{uuid.uuid4().hex[:12]}"
+    url = make_url(POSTGRES_URL).set(database=name, password="pw-Zz9-secret").render_as_string(hide_password=False)
+    caplog.set_level(logging.WARNING, logger="acd.recorder")
+    rec = Recorder(url, backoff=_fast)
+    rec.record_all(_scenario())
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        assert not rec.flush(timeout=0.3)
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        upgrade(url)
+        assert rec.flush(timeout=20)
+        assert rec.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    assert "pw-Zz9-secret" not in caplog.text and "unavailable" in caplog.text
+
+
+def test_replayed_row_is_stored_once(sqlite_url: str) -> None:
+    """The same QueueCallFinished recorded twice (a retry after a lost acknowledgement) gives one row."""
+    upgrade(sqlite_url)
+    row = QueueCallFinished(10.0, "pbx", "u9", "L9", "q", 1.0, "abandoned", 9.0)
+    rec = Recorder(sqlite_url)
+    rec.record(row)
+    rec.record(row)
+    assert rec.flush(timeout=20) and rec.close()
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(QueueCallRecord)).scalar_one() == 1
+    engine.dispose()
+
+
+def test_buffer_is_bounded_and_drops_are_counted(sqlite_url: str) -> None:
+    """Past max_pending rows (database down) new rows are refused and counted, never blocking the caller."""
+    rec = Recorder(sqlite_url, max_pending=2, backoff=_fast)
+    results = [rec.record(QueueCallFinished(10.0 + i, "pbx", f"u{i}", "L", "q", 1.0, "abandoned", 9.0))
+               for i in range(3)]
+    assert results == [True, True, False]
+    assert rec.metrics["dropped"] == 1 and rec.metrics["pending"] == 2
+    assert not rec.close(timeout=0.1)
