@@ -17,7 +17,8 @@ class PhoneError(ValueError):
     """A value that is not a usable phone number; the message says why (without echoing secrets)."""
 
 
-def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
+def _parse(raw: str, region: str) -> tuple[phonenumbers.PhoneNumber, bool]:
+    """The number read in ``region`` (or as international, see below) and whether it is valid."""
     text = raw.strip()
     if not text:
         raise PhoneError("empty phone number")
@@ -27,7 +28,8 @@ def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:
         raise PhoneError(f"not a phone number ({exc._msg})") from None
-    if not phonenumbers.is_valid_number(number) and not text.startswith("+"):
+    valid = phonenumbers.is_valid_number(number)
+    if not valid and not text.startswith("+"):
         # A trunk may deliver an international number without its "+" (e.g. 442079460000):
         # prefer that reading when it is valid and the regional one is not.
         digits = "".join(ch for ch in text if ch.isdigit())
@@ -37,14 +39,14 @@ def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
             except NumberParseException:
                 intl = None
             if intl is not None and phonenumbers.is_valid_number(intl):
-                return intl
-    return number
+                return intl, True
+    return number, valid
 
 
 def normalise_strict(raw: str, region: str) -> str:
     """E.164 of ``raw`` read in ``region``; raises ``PhoneError`` unless the number is valid."""
-    number = _parse(raw, region)
-    if not phonenumbers.is_valid_number(number):
+    number, valid = _parse(raw, region)
+    if not valid:
         raise PhoneError(f"not a valid number for region {region}")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
@@ -52,10 +54,10 @@ def normalise_strict(raw: str, region: str) -> str:
 def normalise_for_lookup(raw: str, region: str) -> str | None:
     """E.164 of an ANI, or None when it cannot name a subscriber (anonymous, too short, junk)."""
     try:
-        number = _parse(raw, region)
+        number, valid = _parse(raw, region)
     except PhoneError:
         return None
-    if phonenumbers.is_valid_number(number):
+    if valid:
         return phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if phonenumbers.is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE:
         return phonenumbers.format_number(number, PhoneNumberFormat.E164)
