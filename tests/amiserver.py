@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,9 @@ from cti.ami.protocol import AMIParser, encode
 from cti.reactor import install_reactor
 
 reactor: Any = install_reactor()
-LOOP: asyncio.AbstractEventLoop = reactor._asyncioEventloop
+# The project runs Twisted on asyncio; if another test module installed the default reactor first
+# (importing twisted.trial does), the helpers below still work through reactor.iterate().
+LOOP: asyncio.AbstractEventLoop | None = getattr(reactor, "_asyncioEventloop", None)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -30,18 +33,30 @@ Handler = Callable[["AMIServerProtocol", AMIMessage], None]
 
 
 def run_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Run the asyncio reactor's loop until ``condition()`` holds (fail after ``timeout`` seconds)."""
+    """Run the reactor until ``condition()`` holds (fail after ``timeout`` seconds)."""
+    if LOOP is not None:
 
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.001)
+        async def poll() -> None:
+            while not condition():
+                await asyncio.sleep(0.001)
 
-    LOOP.run_until_complete(asyncio.wait_for(poll(), timeout))
+        LOOP.run_until_complete(asyncio.wait_for(poll(), timeout))
+        return
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        reactor.iterate(0.001)
 
 
 def wait(d: defer.Deferred[Any], timeout: float = 5.0) -> Any:
-    """Run the loop until ``d`` fires; return its result or raise its failure."""
-    return LOOP.run_until_complete(asyncio.wait_for(d.asFuture(LOOP), timeout))
+    """Run the reactor until ``d`` fires; return its result or raise its failure."""
+    results: list[Any] = []
+    d.addBoth(results.append)
+    run_until(lambda: bool(results), timeout)
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
 
 
 def response(action: AMIMessage, status: str = "Success", **headers: str) -> bytes:

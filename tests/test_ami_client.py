@@ -27,7 +27,7 @@ from cti.ami.client import (
     backoff_delay,
 )
 from cti.ami.message import AMIMessage
-from tests.amiserver import AMIServerFactory, AMIServerProtocol, listen, reactor, response, run_until, wait
+from tests.amiserver import AMIServerFactory, AMIServerProtocol, listen, response, run_until, wait
 
 SECRET = "cti-secret"
 
@@ -102,7 +102,7 @@ def test_plain_login_ping_and_events(ami: tuple[AMIServerFactory, int]) -> None:
     run_until(lambda: len(h.messages) == 3)
     assert [(n, m.name) for n, m in h.messages] == [("pbx1", "FullyBooted"), ("pbx1", "Newchannel"), ("pbx1", "Hangup")]
     h.stop()
-    assert factory.actions[-1].name == "Logoff"
+    run_until(lambda: factory.actions[-1].name == "Logoff")
 
 
 def test_md5_login(ami: tuple[AMIServerFactory, int]) -> None:
@@ -226,14 +226,22 @@ def test_ping_timeout_forces_reconnect(ami: tuple[AMIServerFactory, int]) -> Non
     factory, port = ami
     h = Harness(port, ping_interval=20, ping_timeout=5)
     h.start()
+
+    def next_ping_due() -> bool:  # only the next Ping's timer is left once the Pong was handled
+        return [c.getTime() for c in h.clock.getDelayedCalls()] == [h.clock.seconds() + 20]
+
+    assert next_ping_due()
     h.clock.advance(20)
-    run_until(lambda: factory.actions[-1].name == "Ping")
-    h.clock.advance(20)  # answered: the next Ping goes out 20 s later
-    run_until(lambda: factory.names().count("Ping") == 2)
+    run_until(next_ping_due)
+    h.clock.advance(20)
+    run_until(next_ping_due)
+    assert factory.names().count("Ping") == 2
     factory.answer_ping = False
     h.clock.advance(20)
     run_until(lambda: factory.names().count("Ping") == 3)
-    h.clock.advance(5)
+    h.clock.advance(4.9)
+    assert h.client.connected
+    h.clock.advance(0.1)
     run_until(lambda: not h.client.connected and h.links[-1][1] is False)
     assert "connection lost" in h.links[-1][2]
     factory.answer_ping = True
@@ -254,8 +262,7 @@ def test_bad_credentials_back_off_hard_and_log_once(
     h = Harness(port)
     h.client.start()
     for attempt in range(1, 4):
-        run_until(lambda n=attempt: factory.closed == n and h.client.last_error is not None)
-        run_until(lambda: len(h.clock.getDelayedCalls()) == 1)
+        run_until(lambda n=attempt: h.client.state == "waiting" and len(factory.connections) == n)
         (retry,) = h.clock.getDelayedCalls()
         assert retry.getTime() - h.clock.seconds() >= 30.0
         h.clock.advance(retry.getTime() - h.clock.seconds())
@@ -275,7 +282,7 @@ def test_not_an_ami_server() -> None:
     port = listen(factory)
     h = Harness(port.getHost().port)
     h.client.start()
-    run_until(lambda: h.client.last_error is not None and len(h.clock.getDelayedCalls()) == 1)
+    run_until(lambda: h.client.state == "waiting")
     assert isinstance(h.client.last_error, ProtocolError) and "SSH-2.0" in str(h.client.last_error)
     assert factory.actions == []
     h.stop()
@@ -293,7 +300,7 @@ def test_connection_refused_retries_quietly(caplog: pytest.LogCaptureFixture) ->
     h.client.start()
     delays = []
     for _ in range(5):
-        run_until(lambda: len(h.clock.getDelayedCalls()) == 1)
+        run_until(lambda: h.client.state == "waiting")
         (retry,) = h.clock.getDelayedCalls()
         delays.append(retry.getTime() - h.clock.seconds())
         h.clock.advance(delays[-1])
@@ -328,7 +335,7 @@ def test_stop_while_waiting_to_reconnect(ami: tuple[AMIServerFactory, int]) -> N
     h = Harness(port)
     h.start()
     factory.last.transport.loseConnection()  # type: ignore[union-attr]
-    run_until(lambda: len(h.clock.getDelayedCalls()) == 1)
+    run_until(lambda: h.client.state == "waiting")
     h.stop()
     h.start()
     assert len(factory.connections) == 2
@@ -384,8 +391,3 @@ def test_replayed_transcript_reaches_on_message(ami: tuple[AMIServerFactory, int
     names = [m.name for _, m in h.messages[1:]]
     assert names.count("VarSet") == 84 and names.count("AgentConnect") == 1
     h.stop()
-
-
-def test_unused_reactor_reference() -> None:
-    """The helper module runs Twisted on the asyncio reactor, as the server does."""
-    assert type(reactor).__name__ == "AsyncioSelectorReactor"

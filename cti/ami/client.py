@@ -216,6 +216,11 @@ class AMIClient:
         self._stop_waiters: list[defer.Deferred[None]] = []
 
     @property
+    def state(self) -> str:
+        """stopped, connecting, banner, login, ready, waiting (for the next attempt) or stopping."""
+        return self._state
+
+    @property
     def where(self) -> str:
         return f"AMI {self.name} ({self.server.host}:{self.server.port})"
 
