@@ -5,8 +5,10 @@ I/O shell only: message rules live in ``protocol``, credentials in ``auth``, act
 Must not import the ACD, AMI or database code. Runs on the asyncio loop that Twisted's asyncio reactor
 also uses (cti/reactor.py).
 
-Outbound delivery: every connection has a bounded FIFO of encoded frames and, only while that FIFO is
-non-empty, one sender task. ``push_to_agent`` is O(1) (dict by agent id) and never awaits. A client whose
+Outbound delivery: ``push_to_agent`` is O(1) (dict by agent id) and never awaits. A frame is written to the
+socket at once when nothing is queued ahead of it and the socket's buffer is under ``console.write_limit``;
+otherwise it waits in the connection's bounded FIFO, drained by one sender task that exists only while
+the FIFO is non-empty. A client whose
 FIFO reaches ``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees
 1006 and reconnects, getting its state and live pops again), so it never delays anyone else.
 """
@@ -31,6 +33,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from agent_console import protocol
 from agent_console.auth import Authenticator, AuthError, Identity
@@ -132,8 +135,9 @@ class ConsoleHub:
     # ---- pushes (ConsolePusher) ------------------------------------------------------------------
 
     def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None:
-        """Queue ``message`` (a server push, see protocol.PUSH_TYPES) for this agent's console only.
-        Non-blocking. No console connected: counted as undelivered (resume re-sends what matters)."""
+        """Send ``message`` (a server push, see protocol.PUSH_TYPES) to this agent's console only.
+        Non-blocking; call it on the event loop's thread. No console connected: counted as undelivered
+        (resume re-sends what matters). ValueError for a type that is not a push."""
         self._check_push(message)
         session = self._agents.get(agent_id)
         if session is None:
@@ -238,12 +242,15 @@ class ConsoleHub:
         self._enqueue(session, encode(protocol.result(
             hello.id, agent_id=info.agent_id, role=info.role, session_id=info.session_id, server_time=now,
             **self._hello_payload)))
-        if info.role == "agent":
-            for message in self._backend.resume_messages(info.agent_id):
-                self._enqueue(session, encode(message))
-        else:
-            self._enqueue(session, encode({"type": "wallboard", **self._backend.supervisor_snapshot()}))
-        self._backend.session_changed(info, True)
+        try:
+            if info.role == "agent":
+                for message in self._backend.resume_messages(info.agent_id):
+                    self._enqueue(session, encode(message))
+            else:
+                self._enqueue(session, encode({"type": "wallboard", **self._backend.supervisor_snapshot()}))
+            self._backend.session_changed(info, True)
+        except Exception:  # the session stays usable; the console shows what later pushes bring
+            log.exception("console resume for %s %s failed", info.role, info.agent_id)
         log.info("console %s %s connected from %s (%s)", info.role, info.agent_id, remote, info.session_id)
         return session
 
@@ -283,7 +290,10 @@ class ConsoleHub:
         session.queue.clear()
         if session.sender is not None:
             session.sender.cancel()
-        self._backend.session_changed(info, False)
+        try:
+            self._backend.session_changed(info, False)
+        except Exception:
+            log.exception("backend session_changed failed for %s %s", info.role, info.agent_id)
         log.info("console %s %s disconnected (%s, close %s)", info.role, info.agent_id, info.session_id,
                  session.ws.close_code)
 
@@ -338,6 +348,15 @@ class ConsoleHub:
 
     def _enqueue(self, session: _Session, frame: str) -> None:
         if session.closing:
+            return
+        ws = session.ws
+        if (session.sender is None and ws.protocol.state is State.OPEN
+                and ws.transport.get_write_buffer_size() < self._settings.write_limit):
+            # Fast path: nothing queued ahead and the socket keeps up, so write the frame now (the same
+            # two steps websockets' send() takes before it would await drain) instead of waking a task.
+            ws.protocol.send_text(frame.encode("utf-8"))
+            ws.send_data()
+            self._counters["messages_out"] += 1
             return
         if len(session.queue) >= self._settings.send_queue:
             self._drop_slow(session)

@@ -512,3 +512,21 @@ def test_push_rejects_unknown_types_and_compression_is_a_setting() -> None:
             assert "permessage-deflate" in c.ws.response.headers["Sec-WebSocket-Extensions"]
 
     run(body)
+
+
+def test_backend_crash_is_internal_error_and_session_survives() -> None:
+    """An unexpected exception in the backend becomes error internal-error (no traceback to the client)
+    and the connection keeps working."""
+
+    async def body() -> None:
+        async with running() as stack:
+            async def broken(session, action, params):
+                raise RuntimeError("db password is hunter2")
+
+            stack.backend.handle = broken  # type: ignore[method-assign]
+            c = await open_client(stack, "1001")
+            reply = await c.request("ready")
+            assert reply["error_id"] == "internal-error" and "hunter2" not in json.dumps(reply)
+            assert (await c.request("ping"))["type"] == "result"
+
+    run(body)
