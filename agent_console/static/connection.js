@@ -8,6 +8,10 @@
   const CLOSE_UNAUTHENTICATED = 4001;
   const CLOSE_REPLACED = 4003;
   const CLOSE_RATE_LIMITED = 4008;
+  const STATE_LABELS = Object.freeze({
+    logged_out: "Logged out", not_ready: "Not ready", ready: "Ready", reserved: "Ringing",
+    on_call: "On call", wrap_up: "Wrap-up",
+  });
 
   function wsUrl() {
     const meta = document.querySelector('meta[name="cti-ws-path"]');
@@ -174,5 +178,6 @@
     return node;
   }
 
-  global.CTI = { ConsoleConnection: ConsoleConnection, formatDuration: formatDuration, el: el };
+  global.CTI = { ConsoleConnection: ConsoleConnection, formatDuration: formatDuration, el: el,
+                 STATE_LABELS: STATE_LABELS };
 })(window);

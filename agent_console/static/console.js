@@ -4,12 +4,7 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const { ConsoleConnection, formatDuration, el } = window.CTI;
-
-  const STATE_LABELS = {
-    logged_out: "Logged out", not_ready: "Not ready", ready: "Ready", reserved: "Ringing",
-    on_call: "On call", wrap_up: "Wrap-up",
-  };
+  const { ConsoleConnection, formatDuration, el, STATE_LABELS } = window.CTI;
   const ignore = () => undefined;
   const ui = {
     conn: null, agentId: null, endpoint: "", state: "logged_out", since: 0, callId: null,

@@ -4,11 +4,7 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const { ConsoleConnection, formatDuration, el } = window.CTI;
-  const STATE_LABELS = {
-    logged_out: "Logged out", not_ready: "Not ready", ready: "Ready", reserved: "Ringing",
-    on_call: "On call", wrap_up: "Wrap-up",
-  };
+  const { ConsoleConnection, formatDuration, el, STATE_LABELS } = window.CTI;
   let conn = null;
   let board = null;
 
