@@ -5,34 +5,15 @@ Used by tests and benchmarks only; never imported by the server.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine, text
 
-from cti.db import make_engine
-
-MIGRATION = Path(__file__).resolve().parent.parent / "cti" / "migrations" / "versions" / "0003_screenpop.py"
-
-
-def run_screenpop_migration(engine: Engine, direction: Literal["upgrade", "downgrade"] = "upgrade") -> None:
-    """Run only revision 0003_screenpop's ``upgrade()`` or ``downgrade()`` on ``engine`` (no version table).
-
-    Lets the store's tests exercise the real migration without depending on the other packages' revisions.
-    """
-    from alembic.migration import MigrationContext
-    from alembic.operations import Operations
-
-    spec = importlib.util.spec_from_file_location("cti_migration_0003_screenpop", MIGRATION)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
-        getattr(module, direction)()
+from cti.db import make_engine, upgrade
 
 
 def _with_search_path(url: str, schema: str) -> str:
@@ -43,16 +24,12 @@ def _with_search_path(url: str, schema: str) -> str:
 @contextmanager
 def temporary_database(kind: Literal["sqlite", "postgresql"], tmp_dir: Path, postgres_url: str,
                        migrate: bool = True) -> Iterator[str]:
-    """A fresh database URL with the screen-pop tables: a SQLite file in ``tmp_dir`` or a new PostgreSQL
-    schema (dropped on exit, with everything in it)."""
+    """A fresh database URL migrated to head with ``cti.db.upgrade``: a SQLite file in ``tmp_dir`` or a new
+    PostgreSQL schema (dropped on exit, with everything in it)."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_dir}/screenpop-{uuid.uuid4().hex[:8]}.sqlite3"
-        engine = make_engine(url)
-        try:
-            if migrate:
-                run_screenpop_migration(engine)
-        finally:
-            engine.dispose()
+        if migrate:
+            upgrade(url)
         yield url
         return
     schema = f"screenpop_test_{uuid.uuid4().hex[:12]}"
@@ -61,12 +38,8 @@ def temporary_database(kind: Literal["sqlite", "postgresql"], tmp_dir: Path, pos
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         url = _with_search_path(postgres_url, schema)
-        engine = make_engine(url)
-        try:
-            if migrate:
-                run_screenpop_migration(engine)
-        finally:
-            engine.dispose()
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         with admin.begin() as conn:
@@ -79,3 +52,28 @@ def clear_tables(engine: Engine) -> None:
     with engine.begin() as conn:
         for table in ("customer_interactions", "customer_phones", "customer_accounts", "customers"):
             conn.execute(text(f"DELETE FROM {table}"))
+
+
+def database_fixtures(postgres_url: str) -> tuple[Any, Any]:
+    """``(db_url, store)`` pytest fixtures for a test module: ``db_url`` is module-scoped and parametrised
+    over SQLite and PostgreSQL; ``store`` is a ``CustomerStore`` on it with every table emptied first.
+
+    Use as ``db_url, store = database_fixtures(POSTGRES_URL)`` at module level.
+    """
+    import pytest
+
+    from screenpop.store import CustomerStore
+
+    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+    def db_url(request: Any, tmp_path_factory: Any) -> Iterator[str]:
+        with temporary_database(request.param, tmp_path_factory.mktemp("screenpop"), postgres_url) as url:
+            yield url
+
+    @pytest.fixture
+    def store(db_url: str) -> Iterator[CustomerStore]:
+        engine = make_engine(db_url)
+        clear_tables(engine)
+        yield CustomerStore(engine)
+        engine.dispose()
+
+    return db_url, store

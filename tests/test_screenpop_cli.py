@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from cti.cli import main
-
-# `cti customers import` migrates with cti.db.upgrade; revision 0003_screenpop sits on the ACD's 0002_acd.
-needs_full_chain = pytest.mark.skipif(
-    not (Path(__file__).resolve().parent.parent / "cti" / "migrations" / "versions" / "0002_acd.py").exists(),
-    reason="revision 0002_acd (ACD) is not in the tree yet",
-)
 
 BROKEN = (
     "external_id,first_name,last_name,phone,account\n"
@@ -35,7 +28,6 @@ def test_generate_writes_deterministic_csv(tmp_path, capsys):
     assert main(["customers", "generate", "-1", "--out", str(out)]) == 2
 
 
-@needs_full_chain
 def test_import_reports_bad_rows_exits_1_and_imports_the_rest(tmp_path, capsys):
     """Import migrates the database, prints each bad row as FILE:LINE: reason, imports the good rows and
     exits 1; importing again updates nothing; find shows an imported customer."""
@@ -57,7 +49,6 @@ def test_import_reports_bad_rows_exits_1_and_imports_the_rest(tmp_path, capsys):
     assert main(["customers", "find", "--account", "nope", "--db", db]) == 1
 
 
-@needs_full_chain
 def test_import_takes_database_and_region_from_the_config(tmp_path, capsys):
     """With --config, the database URL and the default region come from the configuration file."""
     db = tmp_path / "fromcfg.sqlite3"

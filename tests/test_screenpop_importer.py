@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cti.db import make_engine
 from screenpop.importer import ImportReport, import_csv
 from screenpop.store import AccountRecord, CustomerStore, PhoneRecord
-from screenpop.testing import clear_tables, temporary_database
+from screenpop.testing import database_fixtures
 from tests.conftest import POSTGRES_URL
 
 HEADER = b"external_id,first_name,last_name,phone,mobile,account,email,notes,city\n"
@@ -19,18 +17,7 @@ ANN = b"C1,Ann,Lee,(201) 555-0123,,ACC-1001,ann@example.com,,Newark\n"
 BOB = b"C2,Bob,Ng,2125550100,+1 212 555 0101;2125550100,ACC-2002;ACC-2003,,VIP,\n"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db_url(request, tmp_path_factory) -> Iterator[str]:
-    with temporary_database(request.param, tmp_path_factory.mktemp("importer"), POSTGRES_URL) as url:
-        yield url
-
-
-@pytest.fixture
-def store(db_url) -> Iterator[CustomerStore]:
-    engine = make_engine(db_url)
-    clear_tables(engine)
-    yield CustomerStore(engine)
-    engine.dispose()
+db_url, store = database_fixtures(POSTGRES_URL)
 
 
 def run(tmp_path: Path, store: CustomerStore, data: bytes, **kwargs) -> ImportReport:

@@ -29,7 +29,7 @@ from screenpop.context import pop_context
 from screenpop.lookup import PopLookup, TtlLruCache, thread_runner
 from screenpop.settings import ScreenpopSection
 from screenpop.store import AccountRecord, CustomerInput, CustomerStore, PhoneRecord
-from screenpop.testing import clear_tables, temporary_database
+from screenpop.testing import database_fixtures, temporary_database
 from tests.conftest import POSTGRES_URL
 
 SETTINGS = ScreenpopSection(slow_after=0.25, lookup_timeout=2.0, cache_ttl=30.0,
@@ -59,28 +59,21 @@ class JobQueue:
                 d.callback(result)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db_url(request, tmp_path_factory) -> Iterator[str]:
-    with temporary_database(request.param, tmp_path_factory.mktemp("lookup"), POSTGRES_URL) as url:
-        yield url
+db_url, empty_store = database_fixtures(POSTGRES_URL)
 
 
 @pytest.fixture
-def store(db_url) -> Iterator[CustomerStore]:
-    engine = make_engine(db_url)
-    clear_tables(engine)
-    s = CustomerStore(engine)
+def store(empty_store) -> CustomerStore:
+    s = empty_store
     out = s.upsert_customers([
         CustomerInput("C1", "Ann", "Lee", phones=(PhoneRecord("+12015550123"),), accounts=(AccountRecord("ACC-1"),)),
         CustomerInput("C2", "Bob", "Lee", phones=(PhoneRecord("+12015550123"),), accounts=(AccountRecord("ACC-2"),)),
         CustomerInput("C3", "Cy", "Ng", phones=(PhoneRecord("+12125550100"),), accounts=(AccountRecord("ACC-3"),),
                       segment="gold", attributes=(("vip", "yes"),)),
     ])
-    s.ids = {o.customer_id for o in out}  # type: ignore[attr-defined]
     s.add_interaction("pbx1/old", started_at=T0, direction="inbound", customer_id=out[2].customer_id,
                       queue="billing", disposition="resolved")
-    yield s
-    engine.dispose()
+    return s
 
 
 def make(store: CustomerStore, **kwargs) -> tuple[PopLookup, JobQueue, Clock, list[dict]]:

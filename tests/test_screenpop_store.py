@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from cti.db import Base, make_engine
+from cti.db import Base, alembic_config, make_engine, upgrade
 from screenpop.store import (
     SCREENPOP_TABLES,
     AccountRecord,
     CustomerInput,
-    CustomerStore,
     PhoneRecord,
     StoreInputError,
     account_key,
 )
-from screenpop.testing import clear_tables, run_screenpop_migration, temporary_database
+from screenpop.testing import database_fixtures
 from tests.conftest import POSTGRES_URL
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db_url(request, tmp_path_factory) -> Iterator[str]:
-    with temporary_database(request.param, tmp_path_factory.mktemp("screenpop"), POSTGRES_URL) as url:
-        yield url
-
-
-@pytest.fixture
-def store(db_url) -> Iterator[CustomerStore]:
-    engine = make_engine(db_url)
-    clear_tables(engine)
-    yield CustomerStore(engine)
-    engine.dispose()
+db_url, store = database_fixtures(POSTGRES_URL)
 
 
 def ann(**changes) -> CustomerInput:
@@ -48,23 +36,30 @@ def ann(**changes) -> CustomerInput:
     return CustomerInput(**base)
 
 
+def _ours(obj, name, type_) -> bool:
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table in SCREENPOP_TABLES
+
+
 def test_migration_matches_models_and_downgrades(db_url):
-    """Revision 0003_screenpop creates exactly the tables, columns, indexes and constraints of the models
-    (in the test's own schema on PostgreSQL), and its downgrade removes them."""
+    """cti.db.upgrade creates exactly the tables, columns, indexes and constraints of the models (in the
+    test's own schema on PostgreSQL); downgrading below 0003_screenpop removes them, upgrading restores them."""
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            opts = {"include_name": lambda name, type_, parent: type_ != "table" or name in SCREENPOP_TABLES}
+            opts = {"include_object": lambda obj, name, type_, reflected, other: _ours(obj, name, type_)}
             diff = compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
             assert diff == []
             names = set(inspect(conn).get_table_names())
             assert set(SCREENPOP_TABLES) <= names
             if engine.dialect.name == "postgresql":
                 assert conn.exec_driver_sql("SHOW search_path").scalar().startswith("screenpop_test_")
-        run_screenpop_migration(engine, "downgrade")
+        command.downgrade(alembic_config(db_url), "0002_acd")  # type: ignore[arg-type]
         with engine.connect() as conn:
             assert not set(SCREENPOP_TABLES) & set(inspect(conn).get_table_names())
-        run_screenpop_migration(engine, "upgrade")
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert set(SCREENPOP_TABLES) <= set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
 
