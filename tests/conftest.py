@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from cti.reactor import install_reactor
+
+# The project runs on Twisted's asyncio reactor; install it before any test module (or
+# twisted.trial) imports the default one.
+install_reactor()
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("CTI_FIXTURES", ROOT.parent / "shared" / "fixtures" / "asterisk"))
 POSTGRES_URL = os.environ.get("CTI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
