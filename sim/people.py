@@ -27,6 +27,8 @@ INBOUND_KEY = 1
 AGENTS_KEY = 2
 OUTBOUND_KEY = 3
 
+_BLOCK = 256  # candidate arrivals drawn per numpy call
+
 _FIRST_NAMES = ("Jane", "John", "Maria", "Ahmed", "Wei", "Olga", "Pedro", "Aisha", "Lukas", "Sofia",
                 "Kenji", "Fatima", "Liam", "Chloe", "Ravi", "Emma", "Noah", "Ines", "Omar", "Zoe")
 _LAST_NAMES = ("Smith", "Garcia", "Chen", "Kowalski", "Okafor", "Silva", "Novak", "Khan", "Muller",
@@ -94,6 +96,12 @@ class _ArrivalStream:
         self._peak = max(profile)
         self._rate = number.rate_per_hour / 3600.0 * self._peak  # candidate rate (per second)
         self._next: float | None = None
+        self._next_u = 0.0
+        self._gaps = np.empty(0)
+        self._us = np.empty(0)
+        self._i = 0
+        self._a_u = self._a_digits = self._a_exp = self._a_norm = np.empty(0)
+        self._j = 0
         weights = np.array([s.weight for s in callers.ivr_scripts], dtype=float)
         self._script_cdf = np.cumsum(weights / weights.sum())
         self._hour_cache: tuple[float, float, int] = (0.0, -1.0, 0)
@@ -107,35 +115,57 @@ class _ArrivalStream:
         self._hour_cache = (start, start + 3600.0, local.hour)
         return local.hour
 
+    def _candidate(self) -> tuple[float, float]:
+        """Next (gap, uniform) pair of the thinning process, drawn in fixed-size blocks."""
+        if self._i >= len(self._gaps):
+            self._gaps = self._times.exponential(1.0 / self._rate, _BLOCK)
+            self._us = self._times.random(_BLOCK)
+            self._i = 0
+        i = self._i
+        self._i += 1
+        return float(self._gaps[i]), float(self._us[i])
+
     def take(self, origin: float, start: float, end: float) -> list[InboundArrival]:
         if self._rate <= 0.0:
             return []
         if self._next is None:
-            self._next = origin + float(self._times.exponential(1.0 / self._rate))
+            gap, self._next_u = self._candidate()
+            self._next = origin + gap
         out: list[InboundArrival] = []
         while self._next < end:
-            t = self._next
-            accept = float(self._times.random()) * self._peak < self._profile[self._hour(t)]
-            self._next = t + float(self._times.exponential(1.0 / self._rate))
-            if accept:
+            t, u = self._next, self._next_u
+            gap, self._next_u = self._candidate()
+            self._next = t + gap
+            if u * self._peak < self._profile[self._hour(t)]:
                 arrival = self._caller(t)  # drawn even before ``start`` so windows do not shift streams
                 if t >= start:
                     out.append(arrival)
         return out
 
+    def _attributes(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """One caller's variates (uniforms, digits, exponential, normal), drawn in fixed-size blocks."""
+        if self._j >= len(self._a_exp):
+            a = self._attrs
+            self._a_u = a.random((_BLOCK, 7))
+            self._a_digits = a.integers(0, 10, size=(_BLOCK, 11))
+            self._a_exp = a.exponential(1.0, _BLOCK)
+            self._a_norm = a.standard_normal(_BLOCK)
+            self._j = 0
+        j = self._j
+        self._j += 1
+        return self._a_u[j], self._a_digits[j], float(self._a_exp[j]), float(self._a_norm[j])
+
     def _caller(self, t: float) -> InboundArrival:
         c = self._callers
-        a = self._attrs
-        u = a.random(7)  # known?, which known, first name, last name, script, hang up?, when
-        digits = a.integers(0, 10, size=11)
-        patience = float(a.exponential(c.patience_mean_s))
-        think = c.think_time_s * math.exp(c.think_time_sigma * float(a.standard_normal()))
+        u, digits, e, z = self._attributes()  # u: known?, which known, first, last, script, hang up?, when
+        patience = e * c.patience_mean_s
+        think = c.think_time_s * math.exp(c.think_time_sigma * z)
         if c.known_customers and u[0] < c.known_customer_share:
             caller_num = c.known_customers[min(int(u[1] * len(c.known_customers)), len(c.known_customers) - 1)]
         else:
             prefix = c.country_prefix if c.country_prefix.startswith("+") else "+" + c.country_prefix
             need = max(4, 11 - (len(prefix) - 1))
-            caller_num = prefix + "".join(str(int(d)) for d in digits[:need])
+            caller_num = prefix + "".join(map(str, digits[:need].tolist()))
         first = _FIRST_NAMES[min(int(u[2] * len(_FIRST_NAMES)), len(_FIRST_NAMES) - 1)]
         last = _LAST_NAMES[min(int(u[3] * len(_LAST_NAMES)), len(_LAST_NAMES) - 1)]
         script = min(int(np.searchsorted(self._script_cdf, u[4], side="right")), len(c.ivr_scripts) - 1)
