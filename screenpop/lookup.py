@@ -167,7 +167,7 @@ class PopLookup:
         self.slow_after = slow_after
         self.lookup_timeout = lookup_timeout if lookup_timeout is not None else self.settings.lookup_timeout
         self.cache = TtlLruCache(cache_size, cache_ttl)
-        self._inflight: dict[LookupKey, list[Deferred]] = {}
+        self._inflight: dict[LookupKey, tuple[float, list[Deferred]]] = {}
         self.store_queries = 0
 
     @classmethod
@@ -197,16 +197,20 @@ class PopLookup:
     def find(self, key: LookupKey) -> Deferred:
         """Deferred[LookupOutcome] for one key: from the cache, a running query, or a new query.
 
-        Fails (with the store's error) when the store fails; failures are not cached.
+        Fails (with the store's error) when the store fails; failures are not cached. A running query
+        older than ``lookup_timeout`` is not joined (a stuck worker must not hold a key forever).
         """
-        hit = self.cache.get(key, self.clock.seconds())
+        now = self.clock.seconds()
+        hit = self.cache.get(key, now)
         if hit is not None:
             return succeed(hit)
         waiter: Deferred = Deferred()
-        if key in self._inflight:
-            self._inflight[key].append(waiter)
+        flight = self._inflight.get(key)
+        if flight is not None and now - flight[0] < self.lookup_timeout:
+            flight[1].append(waiter)
             return waiter
-        self._inflight[key] = [waiter]
+        flight = (now, [waiter])
+        self._inflight[key] = flight
         self.store_queries += 1
         try:
             query = self.run_in_thread(lambda: self._load(key))
@@ -214,10 +218,11 @@ class PopLookup:
             query = fail()
 
         def deliver(result: object) -> None:
-            waiters = self._inflight.pop(key, [])
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
             if not isinstance(result, Failure):
                 self.cache.put(key, result, self.clock.seconds())
-            for w in waiters:
+            for w in flight[1]:
                 if isinstance(result, Failure):
                     w.errback(result)
                 else:

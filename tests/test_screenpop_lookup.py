@@ -362,3 +362,19 @@ class RealThreadPoolTests(trial.TestCase):
         yield done
         assert [(m["type"], m["lookup"]["status"]) for m, _ in sent] == [("pop", "pending"), ("pop_update", "found")]
         assert all(on_main for _, on_main in sent)
+
+
+def test_stuck_query_is_not_joined_forever(store):
+    """A query that has not answered within lookup_timeout is not joined by later look-ups of the same key:
+    a new query starts, and its answer pops the later call even though the first never answers."""
+    lookup, jobs, clock, sent = make(store)
+    lookup.pop(call(call_id="first"), sent.append)
+    stuck = jobs.jobs.pop(0)
+    clock.advance(2.0)
+    lookup.pop(call(call_id="second"), sent.append)
+    assert lookup.store_queries == 2
+    jobs.run()
+    assert [(m["call_id"], m["lookup"]["status"]) for m in sent] == [
+        ("first", "pending"), ("first", "unavailable"), ("second", "found")]
+    stuck[1].callback(stuck[0]())
+    assert len(sent) == 3 and clock.getDelayedCalls() == []
