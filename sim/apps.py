@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from sim.ami_events import BUSY, UP, snapshot
+from sim.ami_events import BUSY, RING, RINGING, UP, snapshot
 from sim.dialplan import check_condition, parse_goto, split_args, split_condition
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 App = Callable[["Pbx", "Channel", str], "int | Deferred[int]"]
 
 # Seconds a prompt plays; anything not listed plays DEFAULT_PROMPT_SECONDS.
-PROMPT_SECONDS: dict[str, float] = {"beep": 0.25, "vm-goodbye": 1.0, "demo-congrats": 5.0}
+PROMPT_SECONDS: dict[str, float] = {"beep": 1.0, "vm-goodbye": 1.0, "demo-congrats": 5.0}
 DEFAULT_PROMPT_SECONDS = 2.0
 VOICEMAIL_GREETING_SECONDS = 3.0
 VOICEMAIL_MESSAGE_SECONDS = 6.0
@@ -35,6 +35,8 @@ AMD_MACHINE_SECONDS = 2.5
 MACHINE_GREETING_SECONDS = 4.0
 DTMF_DIGIT_MS = 100  # SendDTMF default duration per digit
 DTMF_GAP_SECONDS = 0.25
+ANSWER_MEDIA_WAIT = 0.5  # __ast_answer(): MAX(delay, 500) ms waiting for media after answering
+PJSIP_MEDIA_WAIT = 0.02  # a real phone's first RTP packet arrives after about one frame
 
 
 def prompt_seconds(files: str) -> float:
@@ -52,8 +54,13 @@ def app_noop(pbx: Pbx, chan: Channel, data: str) -> int:
     return 0
 
 
-def app_answer(pbx: Pbx, chan: Channel, data: str) -> int:
+def app_answer(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
+    """Answer; like __ast_answer(), a channel that was ringing then waits up to 500 ms for the first
+    media frame, which a Local channel never gets (its ;2 sits in Answer() for half a second)."""
+    was = chan.state
     pbx.answer(chan)
+    if was in (RING, RINGING):
+        return pbx.wait_for_media(chan, ANSWER_MEDIA_WAIT if chan.tech == "Local" else PJSIP_MEDIA_WAIT)
     return 0
 
 
@@ -130,6 +137,7 @@ def app_playback(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
     options = args[1] if len(args) > 1 else ""
     if chan.state != UP and "noanswer" not in options:
         pbx.answer(chan)
+    pbx.media(chan)
 
     def done(res: int) -> int:
         if res == 0:
@@ -144,6 +152,7 @@ def app_musiconhold(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
     klass = args[0] if args and args[0] else "default"
     duration = _number(args[1], 0.0) if len(args) > 1 and args[1].strip() else 0.0
     pbx.start_moh(chan, klass)
+    pbx.media(chan)
     return pbx.block(chan, duration if duration > 0 else None, cleanup=lambda: pbx.stop_moh(chan))
 
 

@@ -146,10 +146,10 @@ class _Dial:
         pbx.set_var(caller, "DIALSTATUS", "ANSWER")
         pbx.set_var(caller, "DIALEDPEERNAME", out.name)
         pbx.set_var(caller, "DIALEDPEERNUMBER", dialstring)
+        out._exten = ""
         _dial_event(pbx, "DialEnd", caller, out, [("DialStatus", "ANSWER")])
         caller.cdr_dest_channel = out.name
         bridge = pbx.bridge_create("dial", caller)
-        out._exten = ""
         _outgoing_setup(pbx, out, "AppDial")
         pbx.bridge_enter(bridge, out)
         pbx.bridge_enter(bridge, caller)
@@ -196,6 +196,9 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
             elif key.startswith("_"):
                 out.variables[key[1:]] = value
         out._exten = caller.exten
+        # app_dial sets the outgoing channel's ids before its first dialplan event, then publishes them.
+        out._caller_num, out._caller_name = caller.exten, caller.caller_name
+        out.conn_num, out.conn_name = caller.caller_num, caller.caller_name
         _outgoing_setup(pbx, out, "AppDial")
         pbx.set_caller(out, caller.exten, caller.caller_name)
         pbx.set_connected(out, caller.caller_num, caller.caller_name)
@@ -297,7 +300,9 @@ class _Originate:
             pbx.device_state(chan, "INUSE")
         pbx.processed_calls += 1
         if req.application:
-            res = pbx.exec_app(chan, req.application, chan.substitute(req.data))
+            data = chan.substitute(req.data)
+            chan.cdr_last_app, chan.cdr_last_data = req.application, data
+            res = pbx.exec_app(chan, req.application, data)
 
             def app_done(_: int) -> None:
                 if not chan.dead:

@@ -74,6 +74,9 @@ class KeySource(Protocol):
 
 
 EventListener = Callable[[AMIMessage], None]
+# AGI commands that play audio to the channel (they end a Local peer's wait for media).
+_MEDIA_COMMANDS = ("STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION", "SAY ", "EXEC PLAYBACK",
+                   "EXEC BACKGROUND", "SET MUSIC ON")
 Observer = Callable[["Channel", str], None]
 
 
@@ -142,6 +145,9 @@ class Channel:
         self._agi_command_id = ""
         self.timers: list[IDelayedCall] = []
         self.device_final = "NOT_INUSE"
+        self.before_destroy: Callable[[Channel], None] | None = None
+        self.callerid_event_pending = False
+        self.awaiting_media: _Block | None = None
 
     # AgiChannel / snapshot attributes ----------------------------------------------------
     @property
@@ -233,6 +239,8 @@ class Channel:
             self._hangup_cbs.append(cb)
 
     def emit_agi_exec(self, start: bool, command: str, result_code: int = 200, result: str = "") -> None:
+        if start and command.upper().startswith(_MEDIA_COMMANDS):
+            self.pbx.media(self)
         if start or not self._agi_command_id:
             self._agi_command_id = str(self.pbx.rng.randrange(1, 2**31))
         extra: Headers = [("CommandId", self._agi_command_id), ("Command", command)]
@@ -254,6 +262,7 @@ class Bridge:
     # hangs up) or "action" (AMI Bridge: both continue their dialplan).
     kind: str = "action"
     caller: Channel | None = None
+    frozen: bool = False  # an attended transfer holds it: do not dissolve when one party leaves
 
     @property
     def num_channels(self) -> int:
@@ -354,6 +363,22 @@ class Pbx:
     def chan_event(self, name: str, chan: Channel, extra: Iterable[tuple[str, str]] = (),
                    privilege: str = "call,all") -> None:
         self.emit(name, privilege, [*snapshot(chan), *extra])
+        if chan.callerid_event_pending:
+            # A Local ;2 whose caller id changed because its ;1's connected line did publishes
+            # NewCallerid only after its next event (as the transcripts show).
+            chan.callerid_event_pending = False
+            self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+
+    def update_connected(self, chan: Channel, num: str, name: str) -> None:
+        """The connected party changed (bridged with someone new): NewConnectedLine; for a Local ;1
+        the other half's caller id follows."""
+        if (chan.conn_num, chan.conn_name) == (num, name) or chan.dead:
+            return
+        self.set_connected(chan, num, name)
+        two = chan.peer
+        if chan.local_one and two is not None and not two.dead:
+            two._caller_num, two._caller_name = num, name
+            two.callerid_event_pending = True
 
     def device_state(self, chan: Channel, state: str) -> None:
         self.emit("DeviceStateChange", "call,all", [("Device", chan.device), ("State", state)])
@@ -361,6 +386,11 @@ class Pbx:
     # channel allocation ---------------------------------------------------------------------
     def find_channel(self, name: str) -> Channel | None:
         return self.channels.get(name)
+
+    def ordered_channels(self) -> list[Channel]:
+        """Live channels in the order Asterisk's channel container walks them (CoreShowChannels,
+        Status, Hangup by regex): by ast_str_case_hash(name) % 1567 buckets, then insertion order."""
+        return sorted(self.channels.values(), key=lambda c: _name_bucket(c.name))
 
     def _alloc(self, name: str, tech: str, device: str, context: str, exten: str, state: int,
                linkedid: str | None = None, caller: tuple[str, str] = ("", "")) -> Channel:
@@ -429,11 +459,11 @@ class Pbx:
                 two.variables[key] = value
                 self.chan_event("VarSet", two, [("Variable", key), ("Value", value)], "dialplan,all")
             two.conn_num, two.conn_name = chan.caller_num, chan.caller_name
+            two._accountcode = chan.accountcode
             if chan.conn_num or chan.conn_name:
                 two._caller_num, two._caller_name = chan.conn_num, chan.conn_name
                 self.chan_event("NewCallerid", two, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
             if chan.accountcode:
-                two._accountcode = chan.accountcode
                 self.chan_event("NewAccountCode", two, [("OldAccountCode", "")])
             if chan.caller_num or chan.caller_name:
                 self.chan_event("NewConnectedLine", two)
@@ -644,6 +674,7 @@ class Pbx:
                 data = self.substitute(chan, step.data)
                 chan.app, chan.appdata = step.app, data
                 chan.cdr_last_app, chan.cdr_last_data = step.app, data
+                chan.cdr_dst, chan.cdr_dcontext = chan.exten, chan.context
                 self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
                                                    ("AppData", data)], "dialplan,all")
                 chan.jumped = False
@@ -815,6 +846,9 @@ class Pbx:
         """ast_hangup(): leave the bridge, tell the Local peer, emit Hangup/Cdr/DeviceStateChange."""
         if chan.dead:
             return
+        hook, chan.before_destroy = chan.before_destroy, None
+        if hook is not None:
+            hook(chan)
         chan.in_pbx = False
         for timer in chan.timers:
             if timer.active():
@@ -896,11 +930,28 @@ class Pbx:
             one = chan.peer
             if what == "ringing" and one.state != UP:
                 self.set_state(one, RINGING)
+            if what in ("busy", "congestion"):
+                self.device_state(chan, "INUSE")
             self.signal(one, what)
 
     def signal(self, chan: Channel, what: str) -> None:
         if chan.observer is not None:
             chan.observer(chan, what)
+
+    def wait_for_media(self, chan: Channel, timeout: float) -> Deferred[int]:
+        """After answering: wait up to ``timeout`` for the first media frame (see app_answer)."""
+        d = self.block(chan, timeout)
+        chan.awaiting_media = chan.block
+        return d
+
+    def media(self, chan: Channel) -> None:
+        """``chan`` starts sending audio (Playback, MOH, an AGI prompt): a Local ;2 waiting for media
+        after Answer() gets it now."""
+        other = chan.peer
+        if other is not None and not other.dead and other.awaiting_media is not None:
+            blk, other.awaiting_media = other.awaiting_media, None
+            if other.block is blk:
+                self.unblock(other, 0, blk)
 
     def dtmf(self, chan: Channel, digit: str, duration_ms: int, begin: bool = True) -> None:
         if chan.dead:
@@ -952,8 +1003,15 @@ class Pbx:
         bridge.channels.remove(chan)
         chan.bridge = None
         self.emit("BridgeLeave", "call,all", [*bridge_headers(bridge), *snapshot(chan)])
-        if len(bridge.channels) <= 1:
+        if len(bridge.channels) <= 1 and not bridge.frozen:
             self.soon(self._bridge_dissolve, bridge)
+
+    def bridge_destroy_if_empty(self, bridge: Bridge) -> None:
+        if not bridge.channels and bridge.uniqueid in self.bridges:
+            del self.bridges[bridge.uniqueid]
+            self.emit("BridgeDestroy", "call,all", bridge_headers(bridge))
+        elif len(bridge.channels) <= 1 and not bridge.frozen:
+            self._bridge_dissolve(bridge)
 
     def _bridge_dissolve(self, bridge: Bridge) -> None:
         """One party left a two-party bridge: the others are put out (AST_BRIDGE_FLAG_DISSOLVE_HANGUP)."""
@@ -1000,6 +1058,19 @@ class Pbx:
             self._run(chan)
         else:
             self._pbx_end(chan)
+
+
+CHANNEL_BUCKETS = 1567  # AST_NUM_CHANNEL_BUCKETS
+
+
+def _name_bucket(name: str) -> int:
+    """ast_str_case_hash(): djb2 (hash * 33 ^ c) on the lower-cased name, 32-bit signed, abs()."""
+    h = 5381
+    for ch in name.lower().encode():
+        h = ((h * 33) ^ ch) & 0xFFFFFFFF
+    if h >= 2**31:
+        h -= 2**32
+    return abs(h) % CHANNEL_BUCKETS
 
 
 def _uid_order(uid: str) -> tuple[int, int]:

@@ -1,0 +1,276 @@
+"""Tests of the simulated AMI server (sim/ami_server.py, sim/ami_actions.py): sessions driven with raw
+bytes in virtual time, and one run over a real TCP socket on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.interfaces import IListeningPort
+from twisted.trial import unittest
+
+from cti.ami.message import AMIMessage
+from cti.ami.protocol import AMIParser
+from sim.ami_server import AMIServer, AMIServerFactory, AMISession
+from sim.clock import VirtualClock
+from sim.dialplan import dialplan_from_data
+from sim.pbx import Pbx
+
+PLAN = {"contexts": {
+    "sim": {"hold": ["Answer()", "Wait(120)", "Hangup()"], "busy": ["Busy(5)"]},
+    "inbound": {"park": ["Answer()", "Wait(120)", "Hangup()"]},
+    "redirected": {"s": ["NoOp(r)", "Wait(60)", "Hangup()"]},
+}}
+
+
+class Conn:
+    """One in-memory manager connection: bytes written by the server are parsed as they come."""
+
+    def __init__(self, server: AMIServer) -> None:
+        self.parser = AMIParser(expect_banner=True)
+        self.items: list[object] = []
+        self.closed = False
+        self.session: AMISession = server.open_session(self._recv, self._close)
+
+    def _recv(self, data: bytes) -> None:
+        self.items.extend(self.parser.feed(data))
+
+    def _close(self) -> None:
+        self.closed = True
+
+    def send(self, action: str, **fields: str) -> None:
+        lines = [f"Action: {action}"] + [f"{k}: {v}" for k, v in fields.items()]
+        self.session.data_received(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def messages(self) -> list[AMIMessage]:
+        return [m for m in self.items if isinstance(m, AMIMessage)]
+
+    def responses(self) -> list[AMIMessage]:
+        return [m for m in self.messages() if m.kind == "response"]
+
+    def events(self, name: str | None = None) -> list[AMIMessage]:
+        return [m for m in self.messages() if m.kind == "event" and (name is None or m.name == name)]
+
+
+def _setup() -> tuple[VirtualClock, Pbx, AMIServer]:
+    clock = VirtualClock()
+    pbx = Pbx(clock, dialplan_from_data(PLAN))
+    return clock, pbx, AMIServer(pbx, {"cti": "cti-secret"})
+
+
+def _login(conn: Conn) -> None:
+    conn.send("Login", ActionID="l1", Username="cti", Secret="cti-secret")
+
+
+def test_login_then_fullybooted_and_own_successfulauth() -> None:
+    """A plain login is accepted, followed by FullyBooted then this session's own SuccessfulAuth."""
+    clock, _, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    msgs = conn.messages()
+    assert msgs[0].name == "Success" and msgs[0]["Message"] == "Authentication accepted"
+    assert [m.name for m in msgs[1:3]] == ["FullyBooted", "SuccessfulAuth"]
+
+
+def test_wrong_secret_is_refused_after_a_second_and_closed_and_reported_elsewhere() -> None:
+    """A wrong secret: nothing for ~1 s, then Authentication failed and the connection closes; a
+    logged-in session sees InvalidPassword at once. The secret never appears in any output."""
+    clock, _, server = _setup()
+    watcher = Conn(server)
+    _login(watcher)
+    bad = Conn(server)
+    bad.send("Login", ActionID="x", Username="cti", Secret="wrong-secret")
+    assert bad.responses() == [] and not bad.closed
+    assert [e["AccountID"] for e in watcher.events("InvalidPassword")] == ["cti"]
+    clock.run_for(0.99)
+    assert bad.responses() == []
+    clock.run_for(0.02)
+    assert bad.responses()[0]["Message"] == "Authentication failed" and bad.closed
+    everything = b"".join(str(m.headers).encode() for m in watcher.messages() + bad.messages())
+    assert b"wrong-secret" not in everything
+
+
+def test_md5_challenge_login_and_bad_key() -> None:
+    """Challenge + MD5 key of challenge+secret logs in; a wrong key gives ChallengeResponseFailed."""
+    clock, _, server = _setup()
+    watcher = Conn(server)
+    _login(watcher)
+    good = Conn(server)
+    good.send("Challenge", ActionID="c", AuthType="MD5")
+    challenge = good.responses()[0]["Challenge"]
+    key = hashlib.md5((challenge + "cti-secret").encode()).hexdigest()
+    good.send("Login", ActionID="m", AuthType="MD5", Username="cti", Key=key, Events="off")
+    assert good.responses()[1]["Message"] == "Authentication accepted"
+    bad = Conn(server)
+    bad.send("Challenge", ActionID="c", AuthType="MD5")
+    bad.send("Login", ActionID="m", AuthType="MD5", Username="cti", Key="0" * 32)
+    assert watcher.events("ChallengeResponseFailed")[0]["Response"] == "0" * 32
+    clock.run_for(2)
+    assert bad.closed and bad.responses()[-1]["Message"] == "Authentication failed"
+
+
+def test_actions_before_login_are_denied_and_unknown_actions_refused() -> None:
+    """Before login: Permission denied (+RequestNotAllowed). After: unknown action -> Invalid/unknown
+    command with Asterisk's exact text, and Queues is unknown as in Asterisk 22."""
+    clock, _, server = _setup()
+    watcher = Conn(server)
+    _login(watcher)
+    conn = Conn(server)
+    conn.send("Ping", ActionID="p")
+    assert conn.responses()[0]["Message"] == "Permission denied"
+    assert watcher.events("RequestNotAllowed")[0]["RequestType"] == "Action: Ping"
+    _login(conn)
+    conn.send("Queues", ActionID="q")
+    assert conn.responses()[-1]["Message"] == (
+        "Invalid/unknown command: Queues. Use Action: ListCommands to show available commands.")
+    conn.session.data_received(b"Foo: bar\r\n\r\n")
+    assert conn.responses()[-1]["Message"] == "Missing action in request"
+    conn.send("Ping")
+    last = conn.responses()[-1]
+    assert last["Ping"] == "Pong" and "ActionID" not in last
+
+
+def test_oversized_action_is_dropped_with_an_error_and_session_survives() -> None:
+    """An action over the size limit is dropped with an error; the next action still works."""
+    clock, _, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    conn.session.data_received(b"Action: Ping\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")
+    conn.send("Ping", ActionID="after")
+    assert conn.responses()[-2]["Response"] == "Error"
+    assert conn.responses()[-1]["ActionID"] == "after"
+
+
+def test_async_originate_redirect_setvar_getvar_hangup() -> None:
+    """Originate (Async) gives OriginateResponse Reason 4; Getvar/Setvar/Redirect/Hangup act on the
+    channel and answer with Asterisk's messages; unknown channels give its error texts."""
+    clock, pbx, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    conn.send("Originate", ActionID="o", Channel="Local/hold@sim", Context="inbound", Exten="park",
+              Priority="1", CallerID='"Held" <+1555>', Async="true")
+    clock.run_for(2)
+    resp = conn.events("OriginateResponse")[0]
+    assert (resp["Response"], resp["Reason"], resp["ActionID"]) == ("Success", "4", "o")
+    name = resp["Channel"]
+    conn.send("Getvar", ActionID="g", Channel=name, Variable="CALLERID(num)")
+    assert conn.responses()[-1]["Value"] == "+1555"
+    conn.send("Setvar", ActionID="s", Channel=name, Variable="CTI_NOTE", Value="vip")
+    assert conn.responses()[-1]["Message"] == "Variable Set"
+    conn.send("Redirect", ActionID="r", Channel=name, Context="redirected", Exten="s", Priority="1")
+    assert conn.responses()[-1]["Message"] == "Redirect successful"
+    clock.run_for(1)
+    assert any(e["Context"] == "redirected" for e in conn.events("Newexten") if e["Channel"] == name)
+    conn.send("Redirect", ActionID="r2", Channel="Local/nosuch-00000000;1", Context="x", Exten="s", Priority="1")
+    assert conn.responses()[-1]["Message"] == "Channel does not exist: Local/nosuch-00000000;1"
+    conn.send("Hangup", ActionID="h", Channel=name, Cause="16")
+    assert conn.responses()[-1]["Message"] == "Channel Hungup"
+    clock.run_for(1)
+    assert pbx.channels == {}
+    conn.send("Hangup", ActionID="h2", Channel=name)
+    assert conn.responses()[-1]["Message"] == "No such channel"
+
+
+def test_sync_originate_holds_events_until_the_response() -> None:
+    """Without Async the response comes when the call is answered (or Error: Originate failed), and
+    the session's events are held until after it, as Asterisk does; no OriginateResponse event."""
+    clock, _, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    before = len(conn.messages())
+    conn.send("Originate", ActionID="sync", Channel="Local/hold@sim", Context="inbound", Exten="park")
+    conn.send("Ping", ActionID="after")
+    assert len(conn.messages()) == before  # nothing yet: the session is busy, events are held
+    clock.run_for(2)
+    new = conn.messages()[before:]
+    assert new[0].kind == "response" and new[0]["ActionID"] == "sync" and new[0]["Response"] == "Success"
+    assert new[1].name == "Newchannel"
+    assert conn.responses()[-1]["ActionID"] == "after"
+    assert conn.events("OriginateResponse") == []
+    conn.send("Originate", ActionID="busy", Channel="Local/busy@sim", Context="inbound", Exten="park")
+    clock.run_for(2)
+    assert [r["Message"] for r in conn.responses() if r["ActionID"] == "busy"] == ["Originate failed"]
+    conn.send("Originate", ActionID="nochan", Context="inbound", Exten="park")
+    assert conn.responses()[-1]["Message"] == "Channel not specified"
+
+
+def test_core_show_channels_list_and_command() -> None:
+    """CoreShowChannels is an event list with Asterisk's shapes; Command core show version answers
+    with one Output line; an unknown CLI command is an Error of the same shape."""
+    clock, _, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    conn.send("Originate", ActionID="o", Channel="Local/hold@sim", Context="inbound", Exten="park", Async="1")
+    clock.run_for(2)
+    conn.send("CoreShowChannels", ActionID="c")
+    items = [m for m in conn.messages() if m.action_id == "c"]
+    assert items[0]["EventList"] == "start" and items[0]["Message"] == "Channels will follow"
+    assert [m.name for m in items[1:]] == ["CoreShowChannel", "CoreShowChannel", "CoreShowChannelsComplete"]
+    assert items[-1]["ListItems"] == "2" and "Privilege" not in items[1]
+    conn.send("Command", ActionID="v", Command="core show version")
+    assert conn.responses()[-1].getall("Output")[0].startswith("Asterisk 22.10.1")
+    conn.send("Command", ActionID="n", Command="core show nosuchthing")
+    assert conn.responses()[-1]["Response"] == "Error"
+
+
+def test_logoff_says_goodbye_and_closes() -> None:
+    """Logoff answers Goodbye with Asterisk's message and closes the connection."""
+    clock, _, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    conn.send("Logoff", ActionID="bye")
+    assert conn.responses()[-1]["Message"] == "Thanks for all the fish." and conn.closed
+
+
+class _Client(protocol.Protocol):
+    def __init__(self) -> None:
+        self.parser = AMIParser(expect_banner=True)
+        self.items: list[object] = []
+        self.waiting: defer.Deferred[None] | None = None
+        self.want = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.items.extend(self.parser.feed(data))
+        if self.waiting is not None and len(self.items) >= self.want:
+            d, self.waiting = self.waiting, None
+            d.callback(None)
+
+    def wait_for(self, n: int) -> defer.Deferred[None]:
+        self.want = n
+        self.waiting = defer.Deferred()
+        if len(self.items) >= n:
+            d, self.waiting = self.waiting, None
+            d.callback(None)
+            return d
+        return self.waiting
+
+
+class RealSocketTest(unittest.TestCase):
+    """The AMI server over a real TCP socket on 127.0.0.1 (ephemeral port) with the real reactor."""
+
+    def setUp(self) -> None:
+        self.pbx = Pbx(reactor, dialplan_from_data(PLAN))  # type: ignore[arg-type]
+        self.server = AMIServer(self.pbx, {"cti": "cti-secret"})
+        self.port: IListeningPort = reactor.listenTCP(0, AMIServerFactory(self.server), interface="127.0.0.1")
+
+    def tearDown(self) -> defer.Deferred[None]:
+        self.server.close()
+        return defer.maybeDeferred(self.port.stopListening)
+
+    @defer.inlineCallbacks
+    def test_banner_login_ping_logoff_over_tcp(self) -> defer.Generator[defer.Deferred[object], object, None]:
+        """Banner, Login, Ping and Logoff work over a real socket, split across arbitrary writes."""
+        client = _Client()
+        cc = protocol.ClientCreator(reactor, lambda: client)
+        yield cc.connectTCP("127.0.0.1", self.port.getHost().port)
+        yield client.wait_for(1)
+        data = b"Action: Login\r\nUsername: cti\r\nSecret: cti-secret\r\n\r\nAction: Ping\r\nActionID: p\r\n\r\n"
+        client.transport.write(data[:17])  # type: ignore[union-attr]
+        client.transport.write(data[17:])  # type: ignore[union-attr]
+        yield client.wait_for(5)
+        msgs = [m for m in client.items if isinstance(m, AMIMessage)]
+        assert msgs[0]["Message"] == "Authentication accepted"
+        assert [m for m in msgs if m.action_id == "p"][0]["Ping"] == "Pong"
+        client.transport.write(b"Action: Logoff\r\n\r\n")  # type: ignore[union-attr]
+        yield client.wait_for(6)
+        client.transport.loseConnection()  # type: ignore[union-attr]
