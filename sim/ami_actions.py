@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from sim.ami_server import ActionHandler, AMISession
 
 ASTERISK_VERSION = "22.10.1"
-VERSION_LINE = f"Asterisk {ASTERISK_VERSION} built by cti-sim @ sim on a x86_64 running Linux (simulated)"
+# The recorded Asterisk's exact line (clients parse the version out of it).
+VERSION_LINE = f"Asterisk {ASTERISK_VERSION} built by root @ vm on a x86_64 running Linux on 2026-11-23 13:57:44 UTC"
 MAX_VARIABLES = 256
 MAX_REGEX_LENGTH = 256
 
@@ -168,7 +169,10 @@ def action_hangup(session: AMISession, msg: AMIMessage) -> None:
         matched = [c for c in pbx.ordered_channels() if rx.search(c.name)]
         session.respond(msg, "Success", [("EventList", "start"), ("Message", "Channels hung up will follow")])
         for chan in matched:
-            session.list_item(msg, "ChannelHungup", [("Channel", chan.name)])
+            item = [("Event", "ChannelHungup"), ("Channel", chan.name)]
+            if msg.action_id is not None:
+                item.append(("ActionID", msg.action_id))
+            session.write(AMIMessage(item, "event"))
         session.list_complete(msg, "ChannelsHungupListComplete", len(matched))
         for chan in matched:
             pbx.softhangup(chan, cause)
@@ -233,8 +237,7 @@ def action_coreshowchannels(session: AMISession, msg: AMIMessage) -> None:
     chans = session.pbx.ordered_channels()
     for chan in chans:
         session.list_item(msg, "CoreShowChannel", [
-            *snapshot(chan), ("Application", "" if chan.bridge is not None and not chan.in_pbx else chan.app),
-            ("ApplicationData", "" if chan.bridge is not None and not chan.in_pbx else chan.appdata),
+            *snapshot(chan), ("Application", chan.app), ("ApplicationData", chan.appdata),
             ("Duration", _duration(session, chan)), ("BridgeId", chan.bridge.uniqueid if chan.bridge else "")])
     session.list_complete(msg, "CoreShowChannelsComplete", len(chans))
 

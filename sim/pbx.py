@@ -146,7 +146,8 @@ class Channel:
         self.timers: list[IDelayedCall] = []
         self.device_final = "NOT_INUSE"
         self.before_destroy: Callable[[Channel], None] | None = None
-        self.callerid_event_pending = False
+        self.pending_caller: tuple[str, str] | None = None
+        self.cdr_frozen = False
         self.awaiting_media: _Block | None = None
 
     # AgiChannel / snapshot attributes ----------------------------------------------------
@@ -362,11 +363,14 @@ class Pbx:
 
     def chan_event(self, name: str, chan: Channel, extra: Iterable[tuple[str, str]] = (),
                    privilege: str = "call,all") -> None:
+        pending = chan.pending_caller if name in ("Newexten", "Hangup") else None
+        if pending is not None:
+            # A Local ;2 whose ;1's connected line changed takes the new caller id when its own thread
+            # next runs dialplan or hangs up, and publishes NewCallerid just after (as the transcripts show).
+            chan.pending_caller = None
+            chan._caller_num, chan._caller_name = pending
         self.emit(name, privilege, [*snapshot(chan), *extra])
-        if chan.callerid_event_pending:
-            # A Local ;2 whose caller id changed because its ;1's connected line did publishes
-            # NewCallerid only after its next event (as the transcripts show).
-            chan.callerid_event_pending = False
+        if pending is not None:
             self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
 
     def update_connected(self, chan: Channel, num: str, name: str) -> None:
@@ -377,8 +381,7 @@ class Pbx:
         self.set_connected(chan, num, name)
         two = chan.peer
         if chan.local_one and two is not None and not two.dead:
-            two._caller_num, two._caller_name = num, name
-            two.callerid_event_pending = True
+            two.pending_caller = (num, name)
 
     def device_state(self, chan: Channel, state: str) -> None:
         self.emit("DeviceStateChange", "call,all", [("Device", chan.device), ("State", state)])
@@ -441,7 +444,7 @@ class Pbx:
         self.soon(self.start_pbx, chan, context, did, 1)
         return chan
 
-    def call(self, chan: Channel, dialstring: str) -> None:
+    def call(self, chan: Channel, dialstring: str, two_caller: tuple[str, str] | None = None) -> None:
         """ast_call(): start the outgoing call; Local pairs copy identity to ;2 and start its dialplan.
         Raises RequestFailed (the channels are then already destroyed) when the call cannot start."""
         if chan.tech == "Local":
@@ -460,8 +463,8 @@ class Pbx:
                 self.chan_event("VarSet", two, [("Variable", key), ("Value", value)], "dialplan,all")
             two.conn_num, two.conn_name = chan.caller_num, chan.caller_name
             two._accountcode = chan.accountcode
-            if chan.conn_num or chan.conn_name:
-                two._caller_num, two._caller_name = chan.conn_num, chan.conn_name
+            if two_caller is not None or chan.conn_num or chan.conn_name:
+                two._caller_num, two._caller_name = two_caller or (chan.conn_num, chan.conn_name)
                 self.chan_event("NewCallerid", two, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
             if chan.accountcode:
                 self.chan_event("NewAccountCode", two, [("OldAccountCode", "")])
@@ -673,8 +676,9 @@ class Pbx:
                     return
                 data = self.substitute(chan, step.data)
                 chan.app, chan.appdata = step.app, data
-                chan.cdr_last_app, chan.cdr_last_data = step.app, data
-                chan.cdr_dst, chan.cdr_dcontext = chan.exten, chan.context
+                if not chan.cdr_frozen:
+                    chan.cdr_last_app, chan.cdr_last_data = step.app, data
+                    chan.cdr_dst, chan.cdr_dcontext = chan.exten, chan.context
                 self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
                                                    ("AppData", data)], "dialplan,all")
                 chan.jumped = False
@@ -826,7 +830,10 @@ class Pbx:
     def async_goto(self, chan: Channel, context: str, exten: str, priority: int) -> None:
         """Redirect: continue the channel's dialplan elsewhere (starting one if it has none)."""
         if chan.bridge is not None:
+            # The new location is set before it leaves (BridgeLeave shows it), as ast_async_goto does.
+            self.set_location(chan, context, exten, priority)
             self.bridge_leave(chan)
+            chan.cdr_frozen, chan.cdr_dest_channel = False, ""  # a new CDR for the new destination
         if not chan.in_pbx:
             self.soon(self.start_pbx, chan, context, exten, priority)
             return
@@ -919,6 +926,7 @@ class Pbx:
         if chan.tech == "Local" and not chan.local_one and chan.peer is not None and not chan.peer.dead:
             one = chan.peer
             self.set_state(one, UP)
+            self.device_state(chan, "INUSE")
             self.signal(one, "answer")
         elif chan.tech != "Local":
             self.device_state(chan, "INUSE")
@@ -988,6 +996,11 @@ class Pbx:
             member._linkedid = oldest
         bridge.channels.append(chan)
         chan.bridge = bridge
+        # The CDR of a bridged channel records its peer and keeps the application it was bridged in.
+        chan.cdr_frozen = True
+        for member in bridge.channels:
+            if member is not chan and not member.cdr_dest_channel:
+                member.cdr_dest_channel = chan.name
         self.emit("BridgeEnter", "call,all", [*bridge_headers(bridge), *snapshot(chan)])
 
     def bridge_peers_vars(self, bridge: Bridge) -> None:
@@ -1046,6 +1059,7 @@ class Pbx:
                 blk.cleanup()
             if chan.in_pbx:
                 chan._priority += 1
+        chan.app = chan.appdata = ""  # pulled out of its application into the bridge
         self.bridge_enter(bridge, chan)
         if chan.in_pbx:
             d = self.block(chan, None)

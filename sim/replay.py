@@ -267,7 +267,14 @@ SCENARIOS: dict[str, Scenario] = {
         why="dial-ok-queue connects the customer into Queue(sales); the simulator has no app_queue. "
             "coreshowchannels-006 was sent 2 ms after the dial-sync-ok call's Wait(10) ended; Asterisk's "
             "processing latency still showed the call, the latency-free simulator does not"),
-    "hangup_redirect": Scenario("hangup_redirect"),
+    "hangup_redirect": Scenario(
+        "hangup_redirect", racy_actions=("command-003", "command-005"),
+        skip_channels=r"Local/hold@sim-00000003;|Local/longagent@agents-|Local/7000@redirected-",
+        skip_devices=r"^Local/(longagent@agents|7000@redirected)$",
+        skip_events=("AttendedTransfer", "BridgeMerge"),
+        why="'queue show' needs app_queue and 'dialplan show' prints extensions.conf line numbers: not "
+            "compared. The attended transfer (hold-d, Atxfer, its agent and 7000 legs) is simulated but "
+            "differs in connected-line updates and bridge order; its channels are not compared"),
 }
 
 

@@ -79,9 +79,8 @@ def attended_transfer(pbx: Pbx, chan: Channel, context: str, exten: str) -> None
     pbx.set_var(target, "TRANSFERERNAME", chan.name)
     pbx.set_var(target, "ATTENDEDTRANSFER", chan.name)
     second = pbx.bridge_create("atxfer")
-    target.conn_num, target.conn_name = chan.caller_num, chan.caller_name
     try:
-        pbx.call(target, f"{exten}@{context}")
+        pbx.call(target, f"{exten}@{context}", two_caller=(chan.caller_num, chan.caller_name))
     except RequestFailed as exc:
         for party in held:
             pbx.stop_moh(party)

@@ -15,7 +15,7 @@ import pytest
 from cti.ami.message import AMIMessage
 from sim.replay import SCENARIOS, compare, load_challenges, load_received, replay
 
-FAITHFUL = ["login", "originate_outbound"]
+FAITHFUL = ["login", "originate_outbound", "hangup_redirect"]
 
 
 @pytest.mark.parametrize("name", FAITHFUL)
