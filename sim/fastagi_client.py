@@ -18,6 +18,8 @@ reactor at import time, no sockets of its own (connections come from the injecte
 - The caller's digits come from ``channel.next_keys()``, asked once by each command that listens for
   digits while no earlier answer is still pending; digits arrive ``DIGIT_GAP_SECONDS`` apart and are
   reported with ``channel.receive_dtmf`` whether or not a command is listening (as DTMF frames are).
+  A channel that has a ``dtmf_listeners`` list (sim.pbx.Channel) is also heard when digits reach it
+  from elsewhere (its Local peer's SendDTMF, AMI PlayDTMF).
 - Caller hang-up: the running command ends with its hang-up result (``200 result=-1[ endpos=...]``),
   then the unsolicited ``HANGUP`` line; from then on only the dead-channel commands run (GET/SET
   VARIABLE, GET FULL VARIABLE, EXEC, VERBOSE, NOOP, DATABASE *, ASYNCAGI BREAK), the others get 511.
@@ -413,6 +415,14 @@ class AgiSession:
         self._keys_done = False
         self._sighup = not ast_false(channel.get_var("AGISIGHUP"))
         self._exit_on_hangup = ast_true(channel.get_var("AGIEXITONHANGUP"))
+        self._press_at: float | None = None
+        # A channel with ``dtmf_listeners`` (sim.pbx.Channel) reports every digit that reaches it, also
+        # digits sent by its Local peer's SendDTMF or by AMI PlayDTMF; without it, only the caller
+        # model's keys (next_keys) are heard.
+        listeners = getattr(channel, "dtmf_listeners", None)
+        self._hooked = isinstance(listeners, list)
+        if self._hooked:
+            listeners.append(self._dtmf_arrived)
         if not self.dead:
             channel.on_hangup(self._channel_hung_up)
 
@@ -570,6 +580,9 @@ class AgiSession:
         if self.ended:
             return
         self.ended = True
+        listeners = getattr(self.channel, "dtmf_listeners", None)
+        if self._hooked and isinstance(listeners, list) and self._dtmf_arrived in listeners:
+            listeners.remove(self._dtmf_arrived)
         self._cancel_presses()
         if self.listener is not None:
             listener, self.listener = self.listener, None
@@ -609,9 +622,21 @@ class AgiSession:
     def _press(self, digit: str, at: float) -> None:
         if self._presses:
             self._presses.popleft()
-        self.channel.receive_dtmf(digit, DTMF_DURATION_MS)
-        if self.listener is not None:
-            self.listener.digit(digit, at)
+        self._press_at = at
+        try:
+            self.channel.receive_dtmf(digit, DTMF_DURATION_MS)
+        finally:
+            self._press_at = None
+        if not self._hooked:
+            self._heard(digit, at)
+
+    def _dtmf_arrived(self, digit: str) -> None:
+        """A DTMF digit reached the channel (ours, or from SendDTMF / PlayDTMF elsewhere in the PBX)."""
+        self._heard(digit, self.clock.seconds() if self._press_at is None else self._press_at)
+
+    def _heard(self, digit: str, at: float) -> None:
+        if self.listener is not None and not self.ended:
+            self.listener.digit(digit.upper(), at)
 
     def _cancel_presses(self) -> None:
         while self._presses:

@@ -63,6 +63,7 @@ class ScriptedChannel:
         self.hangup_after = hangup_after or {}
         self.log: list[tuple[Any, ...]] = []
         self._cbs: list[Callable[[], None]] = []
+        self.dtmf_listeners: list[Callable[[str], None]] = []  # as sim.pbx.Channel has
 
     def get_var(self, name: str) -> str | None:
         builtins = {"CHANNEL": self.name, "UNIQUEID": self.uniqueid, "EXTEN": self.exten,
@@ -112,6 +113,8 @@ class ScriptedChannel:
 
     def receive_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         self.log.append(("DTMF", digit, round(self.clock.seconds() - T0, 3)))
+        for listener in list(self.dtmf_listeners):
+            listener(digit)
 
     def on_hangup(self, cb: Callable[[], None]) -> None:
         if self.hungup:
@@ -591,6 +594,36 @@ def test_connect_failures() -> None:
     clock.run()
     assert results == ["FAILURE", "FAILURE", "FAILURE"]
     assert clock.seconds() == T0 + 2.0 and clock.getDelayedCalls() == []
+
+
+class PlainChannel(ScriptedChannel):
+    """A channel without ``dtmf_listeners``: only the caller model's keys reach the client."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "dtmf_listeners":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+    def receive_dtmf(self, digit: str, duration_ms: int = 100) -> None:
+        self.log.append(("DTMF", digit, round(self.clock.seconds() - T0, 3)))
+
+
+def test_digits_from_elsewhere_and_plain_channels(fixtures_dir: Path) -> None:
+    """Digits that reach the channel from the PBX (a peer's SendDTMF) interrupt a prompt like the
+    caller model's own; a channel without dtmf_listeners still hears the caller model's keys (the
+    golden session is unchanged) and the client leaves no listener behind."""
+
+    def chan(c: VirtualClock) -> ScriptedChannel:
+        ch = ScriptedChannel(c, keys=[None])
+        c.callLater(1.5, ch.receive_dtmf, "7")
+        return ch
+
+    got, _r, ch, *_ = run_memory([b'STREAM FILE menu "7"\n'], chan)
+    assert lines(got) == ["200 result=55 endpos=12000"]
+    assert ch.dtmf_listeners == []
+    one, _two, expected, _ = sessions(fixtures_dir)
+    assert run_memory(one, lambda c: PlainChannel(c, keys=[("5", 3.22), ("1234", 3.45)],
+                                                  variables={"CTI_TICKET": "IVR-1795443026.0"}))[0] == expected
 
 
 def test_same_seedless_run_is_deterministic(fixtures_dir: Path) -> None:
