@@ -7,6 +7,7 @@ module only assembles them. No I/O.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -68,6 +69,29 @@ class ListenSettings(ConfigModel):
     http: HostPort = HostPort(port=8080)
 
 
+class PbxSettings(ConfigModel):
+    """How the server turns a number an agent typed into a dial string (transfers, consultations)."""
+
+    internal_pattern: str = expected("a regular expression for internal extensions", default=r"^[0-9]{2,6}$")
+    internal_dial: str = expected("a dial string with {number}", default="PJSIP/{number}", pattern=r"\{number\}")
+    external_dial: str = expected("a dial string with {number}", default="PJSIP/{number}@trunk",
+                                  pattern=r"\{number\}")
+
+    def semantic_errors(self) -> list[tuple[Loc, str]]:
+        try:
+            re.compile(self.internal_pattern)
+        except re.error as exc:
+            return [(("internal_pattern",), f"not a valid regular expression: {exc}")]
+        return []
+
+    def dial_string(self, number: str) -> str:
+        """The dial string for ``number`` (digits, +, * and # only: anything else is refused)."""
+        if not re.fullmatch(r"\+?[0-9*#]{1,32}", number):
+            raise ValueError("a number is digits, *, # with an optional leading +")
+        template = self.internal_dial if re.fullmatch(self.internal_pattern, number) else self.external_dial
+        return template.replace("{number}", number)
+
+
 class LogSettings(ConfigModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -79,6 +103,7 @@ class CtiConfig(ConfigModel):
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings | None = None
     listen: ListenSettings = ListenSettings()
+    pbx: PbxSettings = PbxSettings()
     log: LogSettings = LogSettings()
     ivr: IvrSection = IvrSection()
     acd: AcdSection = AcdSection()
@@ -95,7 +120,7 @@ class CtiConfig(ConfigModel):
                 errors.append((("asterisk", i, "name"),
                                f"duplicate server name {server.name!r} (also asterisk[{seen[server.name]}])"))
             seen.setdefault(server.name, i)
-        for section in ("ivr", "acd", "screenpop", "console", "dialer", "sim"):
+        for section in ("pbx", "ivr", "acd", "screenpop", "console", "dialer", "sim"):
             model = getattr(self, section)
             errors.extend(((section, *loc), msg) for loc, msg in model.semantic_errors())
         errors.extend(cross_section_errors(self))

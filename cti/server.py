@@ -1,22 +1,422 @@
-"""The one place that wires everything for ``cti serve``.
+"""The one place that wires everything for ``cti serve`` (and ``cti demo``).
 
-Placeholder of the foundation: installs the asyncio reactor and runs until interrupted. The
-integration step wires AMI clients, call tracking, IVR, ACD, screen pops and the console hub here.
+AMI bytes -> ``AMIClientPool`` -> ``CallTracker`` -> domain events -> ``AcdService`` -> commands ->
+``Dispatcher`` (AMI actions, console pushes) and ACD events -> recorder, consoles, wallboard.
+FastAGI -> ``ivr`` -> IVR events (kept for the screen pop; callbacks stored). Consoles -> ``ConsoleHub``
+-> ``ServerConsoleBackend`` -> ACD requests and AMI call control.
+
+Time comes from the ``clock`` given (the reactor, a scaled clock for ``demo --speed``, or a virtual
+clock in tests); nothing here reads the wall clock itself.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from acd.events import (
+    AcdEvent,
+    AcdWarning,
+    AgentStateChanged,
+    CallAbandoned,
+    CallAnswered,
+    CallOffered,
+    OfferNotAnswered,
+    QueueCallFinished,
+)
+from acd.service import AcdService
 from config.schema import CtiConfig
+from cti.ami.client import AMIClientPool, Connector
+from cti.ami.message import AMIMessage
+from cti.calls import CallTracker
+from cti.commands import Command, CommandFailed, OfferCall
+from cti.dispatch import Dispatcher
+from cti.events import AmiConnectionChanged, CallQueued, DialStarted, DomainEvent
+from ivr.events import CallbackRequested, IvrEvent
+from ivr.ports import RecentCompletions
 
 log = logging.getLogger("cti.server")
 
+WALLBOARD_INTERVAL = 1.0
+
+
+def call_key(server: str, uniqueid: str) -> str:
+    """The interaction key of a call: the caller channel's identity across servers."""
+    return f"{server}/{uniqueid}"
+
+
+@dataclass
+class Health:
+    """What the wallboard shows about the server's links."""
+
+    ami: dict[str, bool] = field(default_factory=dict)
+    ami_detail: dict[str, str] = field(default_factory=dict)
+    db: bool | None = None
+    redis: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "db": self.db, "redis": self.redis}
+
+
+@dataclass
+class LiveCall:
+    """What the server knows of a queued call beyond the ACD: its CallQueued and the agent leg."""
+
+    queued: CallQueued
+    agent_id: str = ""
+    agent_channel: str = ""
+    status: str = "waiting"  # waiting | ringing | connected | held | consulting | ended
+    since: float = 0.0
+    pop: dict[str, Any] | None = None
+
+
+class CtiServer:
+    """Builds and runs every component for one configuration."""
+
+    def __init__(
+        self,
+        cfg: CtiConfig,
+        *,
+        clock: IReactorTime,
+        ami_connector: Connector | None = None,
+        pusher: Any | None = None,
+        use_database: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.health = Health(ami={s.name: False for s in cfg.asterisk})
+        self.tracker = CallTracker()
+        self.acd = AcdService(cfg.acd, clock.seconds())
+        self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
+        self.calls: dict[tuple[str, str], LiveCall] = {}
+        self.callbacks: list[CallbackRequested] = []
+        self.last_call: dict[str, tuple[str, str]] = {}  # agent -> (server, uniqueid) of the last answered call
+        self.counters = {"ami_messages": 0, "domain_events": 0, "commands": 0, "acd_events": 0, "failed": 0}
+        self.pusher = pusher
+        self.pool = AMIClientPool(
+            cfg.asterisk, clock=clock, connector=ami_connector,
+            on_message=self._on_ami_message, on_connection=self._on_ami_connection,
+        )
+        self.dispatcher = Dispatcher(self.pool, self, on_failed=self._on_command_failed, on_offer=self._on_offer)
+        self.recorder: Any | None = None
+        self.store: Any | None = None
+        self.callback_store: Any | None = None
+        self._run_in_thread: Any | None = None
+        self.pop_lookup: Any | None = None
+        self._use_database = use_database
+        self._tick_call: IDelayedCall | None = None
+        self._wallboard_call: IDelayedCall | None = None
+        self._listeners: list[Callable[[object], None]] = []
+        self._running = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def open_database(self, run_in_thread: Any) -> None:
+        """Migrate the database and open the recorder and the customer store (leaves the loop for I/O)."""
+        from acd.recorder import Recorder
+        from cti.db import make_engine, upgrade
+        from dialer.store import CallbackStore
+        from screenpop.lookup import PopLookup
+        from screenpop.store import CustomerStore
+
+        url = self.cfg.database.url
+        upgrade(url)
+        self.recorder = Recorder(url)
+        engine = make_engine(url, echo=self.cfg.database.echo)
+        self.store = CustomerStore(engine)
+        self.callback_store = CallbackStore(engine)
+        self._run_in_thread = run_in_thread
+        self.pop_lookup = PopLookup.from_settings(self.store, run_in_thread, self.clock, self.cfg.screenpop)
+        self.health.db = True
+
+    def start(self) -> None:
+        self._running = True
+        self.pool.start()
+        self._reschedule()
+        self._wallboard_call = self.clock.callLater(WALLBOARD_INTERVAL, self._wallboard_tick)
+
+    def stop(self) -> defer.Deferred[None]:
+        self._running = False
+        for call in (self._tick_call, self._wallboard_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._tick_call = self._wallboard_call = None
+        d = self.pool.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+        return d
+
+    def subscribe(self, listener: Callable[[object], None]) -> None:
+        """Be told of every domain, ACD and IVR event (demo summary, tests)."""
+        self._listeners.append(listener)
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    # ------------------------------------------------------------------ AMI in
+    def _on_ami_message(self, server: str, msg: AMIMessage) -> None:
+        self.counters["ami_messages"] += 1
+        try:
+            events = self.tracker.handle(server, msg, self.now())
+        except Exception:  # the tracker must never take the connection down
+            log.exception("call tracker failed on %s from %s", msg.name, server)
+            return
+        for event in events:
+            self.publish(event)
+
+    def _on_ami_connection(self, server: str, connected: bool, detail: str) -> None:
+        was = self.health.ami.get(server)
+        self.health.ami[server] = connected
+        self.health.ami_detail[server] = detail
+        now = self.now()
+        if connected:
+            log.info("%s: connected (%s)", server, detail)
+            self.pool.send(server, "CoreShowChannels").addCallbacks(
+                lambda result: self._resync(server, result.events),
+                lambda failure: log.warning("%s: resync failed: %s", server, failure.getErrorMessage()),
+            )
+        else:
+            if was:
+                log.warning("%s: AMI connection lost (%s)", server, detail)
+            for event in self.tracker.connection_lost(server, now):
+                self.publish(event)
+        self.publish(AmiConnectionChanged(server=server, ts=now, connected=connected, detail=detail))
+
+    def _resync(self, server: str, items: list[AMIMessage]) -> None:
+        channels = [m for m in items if m.get("Event") == "CoreShowChannel"]
+        for event in self.tracker.resync(server, channels, self.now()):
+            self.publish(event)
+
+    # ------------------------------------------------------------------ events
+    def publish(self, event: DomainEvent | object) -> None:
+        """Route one domain event to the engines and apply what they ask for."""
+        self.counters["domain_events"] += 1
+        now = self.now()
+        if isinstance(event, CallQueued):
+            key = (event.server, event.uniqueid)
+            live = self.calls.get(key)
+            if live is None:
+                self.calls[key] = LiveCall(queued=event, since=now)
+            else:
+                live.queued = event
+        elif isinstance(event, DialStarted):
+            live = self.calls.get((event.server, event.uniqueid))
+            if live is not None:
+                live.agent_channel = event.dest_channel
+        for listener in self._listeners:
+            listener(event)
+        self.apply(self.acd.handle(event, now))
+
+    def apply(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, Command):
+                self.counters["commands"] += 1
+                self.dispatcher.apply(out)
+            elif isinstance(out, AcdEvent):
+                self.counters["acd_events"] += 1
+                self._on_acd_event(out)
+        self._reschedule()
+
+    def _on_command_failed(self, failed: CommandFailed) -> None:
+        self.counters["failed"] += 1
+        self.apply(self.acd.handle(failed, self.now()))
+
+    def _reschedule(self) -> None:
+        if not self._running:
+            return
+        deadline = self.acd.next_deadline()
+        if self._tick_call is not None and self._tick_call.active():
+            if deadline is not None and abs(self._tick_call.getTime() - deadline) < 1e-9:
+                return
+            self._tick_call.cancel()
+        self._tick_call = None
+        if deadline is not None:
+            self._tick_call = self.clock.callLater(max(0.0, deadline - self.now()), self._tick)
+
+    def _tick(self) -> None:
+        self._tick_call = None
+        self.apply(self.acd.tick(self.now()))
+
+    # ------------------------------------------------------------------ ACD events out
+    def _on_acd_event(self, event: AcdEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+        if self.recorder is not None and isinstance(event, QueueCallFinished | AgentStateChanged):
+            self.recorder.record(event)
+        if isinstance(event, AcdWarning):
+            log.warning("acd: %s: %s", event.code, event.message)
+        elif isinstance(event, AgentStateChanged):
+            self.push_to_agent(event.agent_id, self.state_message(event.agent_id))
+        elif isinstance(event, CallAnswered):
+            live = self.calls.get((event.server, event.uniqueid))
+            if live is not None:
+                live.status, live.since = "connected", event.ts
+                self.last_call[event.agent_id] = (event.server, event.uniqueid)
+                self._push_call(live)
+                self._record_interaction(live, event)
+        elif isinstance(event, OfferNotAnswered | CallAbandoned):
+            live = self.calls.get((event.server, event.uniqueid))
+            if live is not None and live.agent_id:
+                agent = live.agent_id
+                live.status = "ended"
+                self._push_call(live)
+                live.agent_id, live.agent_channel, live.pop, live.status = "", "", None, "waiting"
+                if isinstance(event, CallAbandoned):
+                    self.calls.pop((event.server, event.uniqueid), None)
+                del agent
+            elif isinstance(event, CallAbandoned):
+                self.calls.pop((event.server, event.uniqueid), None)
+        elif isinstance(event, QueueCallFinished):
+            live = self.calls.get((event.server, event.uniqueid))
+            if live is not None and event.outcome != "answered":
+                self.calls.pop((event.server, event.uniqueid), None)
+            elif live is not None:
+                live.status = "ended"
+                self._push_call(live)
+                self.calls.pop((event.server, event.uniqueid), None)
+        elif isinstance(event, CallOffered):
+            live = self.calls.get((event.server, event.uniqueid))
+            if live is not None:
+                live.agent_id, live.status, live.since = event.agent_id, "ringing", event.ts
+
+    def _record_interaction(self, live: LiveCall, event: CallAnswered) -> None:
+        """The answered call becomes an interaction of the customer (the disposition completes it)."""
+        if self.pop_lookup is None:
+            return
+        q = live.queued
+        customer = (live.pop or {}).get("customer") or {}
+        outbound = bool(q.data.get("CTI_CAMPAIGN"))
+        self.pop_lookup.record_interaction(
+            call_key(q.server, q.uniqueid), started_at=datetime.fromtimestamp(q.ts, UTC),
+            direction="outbound" if outbound else "inbound", customer_id=customer.get("customer_id"),
+            ani=q.caller_num, dnis=q.dnis, queue=q.queue, campaign=q.data.get("CTI_CAMPAIGN", ""),
+            lead_id=q.data.get("CTI_LEAD_ID", ""), agent_id=event.agent_id, outcome="answered",
+        ).addErrback(lambda f: log.warning("interaction not recorded: %s", f.getErrorMessage()))
+
+    def _on_offer(self, cmd: OfferCall) -> None:
+        """Compose and push the screen pop as the offer goes out (never waits for the store)."""
+        live = self.calls.get((cmd.server, cmd.uniqueid))
+        if live is None:
+            return
+        live.agent_id, live.status, live.since = cmd.agent_id, "ringing", self.now()
+        self._push_call(live)
+        if self.pop_lookup is None:
+            return
+        from screenpop.context import pop_context
+
+        ctx = pop_context(live.queued, agent_id=cmd.agent_id, now=self.now(),
+                          ivr=self.ivr_sessions.get(cmd.uniqueid))
+
+        def send(message: dict[str, Any]) -> None:
+            if live.agent_id != cmd.agent_id:
+                return  # the offer is over; a late look-up must not pop a stale call
+            live.pop = message
+            self.push_to_agent(cmd.agent_id, message)
+
+        self.pop_lookup.pop(ctx, send)
+
+    # ------------------------------------------------------------------ IVR events
+    def ivr_sink(self, event: IvrEvent) -> None:
+        self.ivr_sessions(event)
+
+    def _on_ivr_forward(self, event: IvrEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+        if isinstance(event, CallbackRequested):
+            self.callbacks.append(event)
+            due = event.when if event.when is not None else event.ts
+            self.schedule_callback(number=event.number, due=due, queue=event.queue, call_id=event.uniqueid,
+                                   source="ivr").addErrback(
+                lambda f: log.error("IVR callback for call %s not stored: %s", event.uniqueid, f.getErrorMessage()))
+
+    def schedule_callback(self, *, number: str, due: float, source: str, queue: str = "", notes: str = "",
+                          agent_id: str = "", call_id: str = "", lead_id: str = "") -> defer.Deferred[int]:
+        """Store a callback (never lost: it is written before the caller or agent is told it is scheduled)."""
+        store, run = self.callback_store, self._run_in_thread
+        if store is None or run is None:
+            return defer.fail(RuntimeError("no database: callbacks cannot be stored"))
+        now = self.now()
+        d: defer.Deferred[int] = run(lambda: store.add(number=number, due=due, source=source, queue=queue,
+                                                       notes=notes, agent_id=agent_id, call_id=call_id,
+                                                       lead_id=lead_id, now=now))
+        return d
+
+    # ------------------------------------------------------------------ console pushes
+    def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None:
+        if self.pusher is not None:
+            try:
+                self.pusher.push_to_agent(agent_id, message)
+            except Exception:
+                log.exception("push to agent %s failed", agent_id)
+
+    def push_to_supervisors(self, message: dict[str, Any]) -> None:
+        if self.pusher is not None:
+            try:
+                self.pusher.push_to_supervisors(message)
+            except Exception:
+                log.exception("push to supervisors failed")
+
+    def state_message(self, agent_id: str) -> dict[str, Any]:
+        snap = self.acd.agent_snapshot(agent_id)
+        call = snap.get("call")
+        return {"type": "state", "agent_id": agent_id, "state": snap["state"], "reason": snap["reason"] or None,
+                "since": snap["since"], "endpoint": snap["endpoint"],
+                "call_id": call["uniqueid"] if call else None}
+
+    def call_for_agent(self, agent_id: str) -> LiveCall | None:
+        for live in self.calls.values():
+            if live.agent_id == agent_id and live.status != "ended":
+                return live
+        return None
+
+    def call_message(self, live: LiveCall) -> dict[str, Any]:
+        return {"type": "call", "call_id": live.queued.uniqueid, "status": live.status, "since": live.since,
+                "consult": None, "queue": live.queued.queue}
+
+    def _push_call(self, live: LiveCall) -> None:
+        if live.agent_id:
+            self.push_to_agent(live.agent_id, self.call_message(live))
+
+    def wallboard(self) -> dict[str, Any]:
+        now = self.now()
+        stats = self.acd.queue_stats(now)
+        queues = []
+        for name, q in stats.items():
+            sl = q.get("service_level")
+            ab = q.get("abandon_rate")
+            queues.append({"name": name, "waiting": q["waiting"], "longest_wait": q["longest_wait"],
+                           # the ACD counts in percent; the console protocol speaks fractions
+                           "service_level": None if sl is None else sl / 100.0,
+                           "abandon_rate": None if ab is None else ab / 100.0,
+                           "agents": q["agents"], "answered": q.get("answered", 0),
+                           "abandoned": q.get("abandoned", 0), "ewt": q.get("ewt")})
+        agents = []
+        for agent_id in self.acd.agent_ids():
+            snap = self.acd.agent_snapshot(agent_id)
+            call = snap.get("call")
+            agents.append({"agent_id": agent_id, "name": snap["name"], "state": snap["state"],
+                           "reason": snap["reason"] or None, "since": snap["since"],
+                           "call_id": call["uniqueid"] if call else None, "queues": snap["queues"]})
+        if self.recorder is not None:
+            metrics = self.recorder.metrics()
+            self.health.db = not metrics.get("failing", False)
+        return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": self.health.as_dict()}
+
+    def _wallboard_tick(self) -> None:
+        self._wallboard_call = None
+        if not self._running:
+            return
+        self.push_to_supervisors(self.wallboard())
+        self._wallboard_call = self.clock.callLater(WALLBOARD_INTERVAL, self._wallboard_tick)
+
 
 def serve(cfg: CtiConfig) -> int:
-    from cti.reactor import install_reactor
+    """Run the server on the asyncio reactor until interrupted."""
+    from cti.runtime import run_server
 
-    reactor = install_reactor()
-    log.info("cti serve: %d Asterisk server(s) configured", len(cfg.asterisk))
-    reactor.run()  # type: ignore[attr-defined]
-    return 0
+    return run_server(cfg)

@@ -1,0 +1,265 @@
+"""The real console backend: agent actions carried out over the ACD and AMI call control.
+
+Implements ``agent_console.backend.ConsoleBackend`` for ``CtiServer``. State changes go through the
+ACD (which refuses illegal ones with a stable error id and changes nothing); call control becomes
+AMI actions on the caller's and the agent's channels, in the dialplan contexts of
+``config/asterisk/extensions_cti.conf``:
+
+* hang up: ``Hangup`` of the agent's leg (Dial then ends the caller too);
+* hold: ``Redirect`` of the caller to ``cti-onhold`` (music) with the agent's leg as ExtraChannel to
+  ``cti-agent-onhold``; retrieve: AMI ``Bridge`` of the two channels again;
+* blind transfer to a queue: ``Setvar CTI_QUEUE`` + ``Redirect`` to ``cti-hold`` (the ACD re-queues);
+  to a number: ``Setvar CTI_TRANSFER_DIAL`` + ``Redirect`` to ``cti-transfer``;
+* attended transfer: ``Setvar __CTI_CONSULT_DIAL`` on the agent's leg + ``Atxfer`` to ``cti-consult,s``;
+  complete: ``Hangup`` of the agent's leg (Asterisk joins caller and target); cancel: ``CancelAtxfer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+
+from acd.states import AcdError
+from agent_console.backend import ConsoleError, SessionInfo
+from cti.ami.client import AMIError
+
+if TYPE_CHECKING:
+    from cti.server import CtiServer, LiveCall
+
+log = logging.getLogger("cti.console")
+
+
+def _ami_reason(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if response is not None:
+        return str(response.get("Message") or "Asterisk refused the action")
+    return str(exc) or exc.__class__.__name__
+
+
+class ServerConsoleBackend:
+    """ConsoleBackend over a running ``CtiServer``."""
+
+    def __init__(self, server: CtiServer) -> None:
+        self.server = server
+
+    # ---------------------------------------------------------------- protocol
+    async def handle(self, session: SessionInfo, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if action == "snapshot":
+            if session.role != "supervisor":
+                raise ConsoleError("forbidden", "snapshot is a supervisor action")
+            return self.server.wallboard()
+        if session.role != "agent":
+            raise ConsoleError("forbidden", f"{action} is an agent action")
+        handler = getattr(self, f"_do_{action}", None)
+        if handler is None:
+            raise ConsoleError("unknown-action", f"{action} is not supported")
+        try:
+            result: dict[str, Any] = await handler(session.agent_id, params)
+        except AcdError as exc:
+            raise ConsoleError(exc.error_id, exc.message, **exc.details) from None
+        except AMIError as exc:
+            raise ConsoleError("action-failed", f"the PBX refused: {_ami_reason(exc)}") from None
+        return result
+
+    def resume_messages(self, agent_id: str) -> list[dict[str, Any]]:
+        try:
+            messages = [self.server.state_message(agent_id)]
+        except AcdError:
+            return []
+        live = self.server.call_for_agent(agent_id)
+        if live is not None:
+            if live.pop is not None:
+                messages.append(live.pop)
+            messages.append(self.server.call_message(live))
+        return messages
+
+    def supervisor_snapshot(self) -> dict[str, Any]:
+        return self.server.wallboard()
+
+    def session_changed(self, session: SessionInfo, connected: bool) -> None:
+        log.info("console %s %s (%s)", session.agent_id, "connected" if connected else "disconnected", session.role)
+
+    # ---------------------------------------------------------------- helpers
+    def _acd(self, fn: Any, *args: Any) -> dict[str, Any]:
+        now = self.server.now()
+        self.server.apply(fn(*args, now))
+        return {"state": self.server.state_message(args[0])}
+
+    def _live(self, agent_id: str, call_id: str | None) -> LiveCall:
+        live = self.server.call_for_agent(agent_id)
+        if live is None:
+            raise ConsoleError("no-active-call", "you have no call right now")
+        if call_id is not None and call_id != live.queued.uniqueid:
+            raise ConsoleError("unknown-call", "that is not your current call")
+        return live
+
+    def _connected(self, live: LiveCall, *allowed: str) -> None:
+        if live.status not in allowed:
+            raise ConsoleError("illegal-transition", f"not possible while the call is {live.status}",
+                               status=live.status)
+        if not live.agent_channel:
+            raise ConsoleError("no-active-call", "the agent's leg of this call is not known yet")
+
+    async def _ami(self, server: str, action: str, fields: dict[str, str | list[str]]) -> None:
+        await self.server.pool.send(server, action, fields)
+
+    def _push_call(self, live: LiveCall) -> dict[str, Any]:
+        live.since = self.server.now()
+        message = self.server.call_message(live)
+        self.server.push_to_agent(live.agent_id, message)
+        return {"call_id": live.queued.uniqueid, "status": live.status}
+
+    # ---------------------------------------------------------------- agent state
+    async def _do_login(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._acd(self.server.acd.login, agent_id, params.get("endpoint"))
+
+    async def _do_logout(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._acd(self.server.acd.logout, agent_id)
+
+    async def _do_ready(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._acd(self.server.acd.ready, agent_id)
+
+    async def _do_not_ready(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._acd(self.server.acd.not_ready, agent_id, params["reason"])
+
+    # ---------------------------------------------------------------- call control
+    async def _do_hangup(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        channel = live.agent_channel or live.queued.channel
+        await self._ami(live.queued.server, "Hangup", {"Channel": channel, "Cause": "16"})
+        return {"call_id": live.queued.uniqueid, "status": "ended"}
+
+    async def _do_hold(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        self._connected(live, "connected")
+        await self._ami(live.queued.server, "Redirect", {
+            "Channel": live.queued.channel, "Context": "cti-onhold", "Exten": "s", "Priority": "1",
+            "ExtraChannel": live.agent_channel, "ExtraContext": "cti-agent-onhold", "ExtraExten": "s",
+            "ExtraPriority": "1"})
+        live.status = "held"
+        return self._push_call(live)
+
+    async def _do_retrieve(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        self._connected(live, "held")
+        await self._ami(live.queued.server, "Bridge", {
+            "Channel1": live.agent_channel, "Channel2": live.queued.channel, "Tone": "no"})
+        live.status = "connected"
+        return self._push_call(live)
+
+    async def _do_transfer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        self._connected(live, "connected", "held")
+        server, channel, target = live.queued.server, live.queued.channel, str(params["target"])
+        if params["to"] == "queue":
+            if target not in self.server.cfg.acd.queue_names():
+                raise ConsoleError("unknown-queue", f"no queue named {target[:40]!r}",
+                                   known=sorted(self.server.cfg.acd.queue_names()))
+            await self._ami(server, "Setvar", {"Channel": channel, "Variable": "CTI_QUEUE", "Value": target})
+            await self._ami(server, "Redirect", {"Channel": channel, "Context": "cti-hold", "Exten": "s",
+                                                 "Priority": "1"})
+        else:
+            dial = self.server.cfg.pbx.dial_string(target)
+            await self._ami(server, "Setvar", {"Channel": channel, "Variable": "CTI_TRANSFER_DIAL", "Value": dial})
+            await self._ami(server, "Redirect", {"Channel": channel, "Context": "cti-transfer", "Exten": "s",
+                                                 "Priority": "1"})
+        live.status = "ended"
+        return self._push_call(live)
+
+    async def _do_attended_transfer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        self._connected(live, "connected")
+        server = live.queued.server
+        dial = self.server.cfg.pbx.dial_string(str(params["number"]))
+        await self._ami(server, "Setvar", {"Channel": live.agent_channel, "Variable": "__CTI_CONSULT_DIAL",
+                                           "Value": dial})
+        await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": "cti-consult", "Exten": "s"})
+        live.status = "consulting"
+        return self._push_call(live)
+
+    async def _do_attended_complete(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        self._connected(live, "consulting")
+        await self._ami(live.queued.server, "Hangup", {"Channel": live.agent_channel, "Cause": "16"})
+        live.status = "ended"
+        return self._push_call(live)
+
+    async def _do_attended_cancel(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        self._connected(live, "consulting")
+        await self._ami(live.queued.server, "CancelAtxfer", {"Channel": live.agent_channel})
+        live.status = "connected"
+        return self._push_call(live)
+
+    # ---------------------------------------------------------------- after the call
+    async def _do_dispose(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        codes = {d.code for d in self.server.cfg.console.dispositions}
+        if params["disposition"] not in codes:
+            raise ConsoleError("unknown-disposition", "unknown disposition code", known=sorted(codes))
+        last = self.server.last_call.get(agent_id)
+        if last is None or last[1] != params["call_id"]:
+            raise ConsoleError("unknown-call", "that is not your last call")
+        if params.get("then") == "not_ready" and not params.get("reason"):
+            raise ConsoleError("invalid-params", "then=not_ready needs a reason")
+        # State first: a refused transition must change nothing, the disposition included.
+        acd = self.server.acd
+        snap = acd.agent_snapshot(agent_id)
+        if snap["state"] != "wrap_up":
+            raise ConsoleError("illegal-transition", f"nothing to dispose while {snap['state']}")
+        if params.get("then") == "not_ready":
+            outputs = acd.not_ready(agent_id, params["reason"], self.server.now())
+        else:
+            outputs = acd.ready(agent_id, self.server.now())
+        self.server.apply(outputs)
+        recorded = False
+        if self.server.pop_lookup is not None:
+            from cti.server import call_key
+
+            try:
+                await self.server.pop_lookup.set_disposition(
+                    call_key(*last), disposition=params["disposition"], notes=params.get("notes") or "",
+                    agent_id=agent_id)
+                recorded = True
+            except Exception as exc:  # the agent keeps working; the failure is logged and reported
+                log.error("disposition for %s not recorded: %s", call_key(*last), exc.__class__.__name__)
+        callback = params.get("callback")
+        if callback:
+            await self._store_callback(agent_id, callback, call_id=params["call_id"])
+        self.server.last_call.pop(agent_id, None)
+        return {"state": self.server.state_message(agent_id), "recorded": recorded}
+
+    async def _do_schedule_callback(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        callback_id = await self._store_callback(agent_id, params, call_id=params.get("call_id"))
+        return {"callback_id": callback_id}
+
+    async def _store_callback(self, agent_id: str, params: dict[str, Any], call_id: str | None) -> str:
+        at = params["at"]
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        if at.timestamp() <= self.server.now():
+            raise ConsoleError("bad-callback-time", "the callback time must be in the future")
+        return str(await defer.maybeDeferred(
+            self.server.schedule_callback, number=str(params["number"]), due=at.timestamp(),
+            notes=str(params.get("notes") or ""), agent_id=agent_id, call_id=call_id or "",
+            lead_id=str(params.get("lead_id") or ""), source="agent"))
+
+    async def _do_preview_accept(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise ConsoleError("no-preview", "no preview lead is waiting for you")
+
+    async def _do_preview_skip(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise ConsoleError("no-preview", "no preview lead is waiting for you")
+
+    async def _do_choose_customer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        live = self._live(agent_id, params.get("call_id"))
+        pop = live.pop or {}
+        matches = pop.get("matches") or []
+        chosen = next((m for m in matches if str(m.get("customer_id")) == str(params["customer_id"])), None)
+        if chosen is None:
+            raise ConsoleError("unknown-customer", "that customer is not one of the pop's matches")
+        update = dict(pop, type="pop_update", customer=chosen, matches=[], complete=True)
+        live.pop = dict(update, type="pop")
+        self.server.push_to_agent(agent_id, update)
+        return {"call_id": live.queued.uniqueid}

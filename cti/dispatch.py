@@ -1,0 +1,144 @@
+"""Applies engine commands to the outside world: AMI actions and console pushes.
+
+The one place that turns ``cti.commands`` values into AMI actions. A command that cannot be carried
+out (AMI down, channel gone, Asterisk said Error) is reported back through ``on_failed`` as a
+``CommandFailed`` with the command's ``ref``, so the engine that issued it can undo its state.
+Imports Twisted only for Deferreds; knows nothing of engines' state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from cti.ami.client import ActionError, ActionResult, AMIError
+from cti.commands import (
+    Command,
+    CommandFailed,
+    Hangup,
+    OfferCall,
+    Originate,
+    PushToAgent,
+    PushToSupervisors,
+    Redirect,
+    Setvar,
+)
+
+log = logging.getLogger("cti.dispatch")
+
+
+class ActionSender(Protocol):
+    def send(
+        self, server: str, name: str, fields: dict[str, str | list[str]] | None = None, *, timeout: float | None = None
+    ) -> defer.Deferred[ActionResult]: ...
+
+
+class Pusher(Protocol):
+    def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None: ...
+
+    def push_to_supervisors(self, message: dict[str, Any]) -> None: ...
+
+
+def _reason(failure: Failure) -> str:
+    exc = failure.value
+    if isinstance(exc, ActionError):
+        return str(exc.response.get("Message") or "Asterisk answered Error")
+    if isinstance(exc, AMIError):
+        return str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+class Dispatcher:
+    """Carries out commands. ``on_offer`` is called for every OfferCall after its AMI actions are
+    sent (the server composes and pushes the screen pop there, without waiting for Asterisk)."""
+
+    def __init__(
+        self,
+        ami: ActionSender,
+        pusher: Pusher | None,
+        on_failed: Callable[[CommandFailed], None],
+        on_offer: Callable[[OfferCall], None] | None = None,
+    ) -> None:
+        self.ami = ami
+        self.pusher = pusher
+        self.on_failed = on_failed
+        self.on_offer = on_offer
+        self.sent = 0
+        self.failed = 0
+
+    def apply(self, command: Command) -> defer.Deferred[Any] | None:
+        if isinstance(command, OfferCall):
+            d = self._offer(command)
+            if self.on_offer is not None:
+                self.on_offer(command)
+            return d
+        if isinstance(command, Setvar):
+            return self._send(command, command.server, "Setvar",
+                              {"Channel": command.channel, "Variable": command.name, "Value": command.value})
+        if isinstance(command, Redirect):
+            fields: dict[str, str | list[str]] = {
+                "Channel": command.channel, "Context": command.context,
+                "Exten": command.exten, "Priority": str(command.priority),
+            }
+            if command.extra_channel:
+                fields.update({"ExtraChannel": command.extra_channel, "ExtraContext": command.context,
+                               "ExtraExten": command.exten, "ExtraPriority": str(command.priority)})
+            return self._send(command, command.server, "Redirect", fields)
+        if isinstance(command, Hangup):
+            return self._send(command, command.server, "Hangup",
+                              {"Channel": command.channel, "Cause": str(command.cause)})
+        if isinstance(command, Originate):
+            ofields: dict[str, str | list[str]] = {
+                "Channel": command.channel, "Context": command.context, "Exten": command.exten,
+                "Priority": str(command.priority), "Timeout": str(command.timeout_ms), "Async": "true",
+                "ActionID": command.ref,
+            }
+            if command.caller_id:
+                ofields["CallerID"] = command.caller_id
+            if command.account:
+                ofields["Account"] = command.account
+            if command.variables:
+                ofields["Variable"] = [f"{k}={v}" for k, v in command.variables.items()]
+            return self._send(command, command.server, "Originate", ofields)
+        if isinstance(command, PushToAgent):
+            if self.pusher is not None:
+                self.pusher.push_to_agent(command.agent_id, command.message)
+            return None
+        if isinstance(command, PushToSupervisors):
+            if self.pusher is not None:
+                self.pusher.push_to_supervisors(command.message)
+            return None
+        log.error("dispatch: no handler for command %r", type(command).__name__)
+        return None
+
+    def _offer(self, cmd: OfferCall) -> defer.Deferred[Any]:
+        # Three actions on one AMI session are executed in order by Asterisk; the Redirect fails
+        # cleanly if the caller hung up in between, and that failure re-queues nothing by itself:
+        # the engine hears CommandFailed and decides.
+        self._send(cmd, cmd.server, "Setvar",
+                   {"Channel": cmd.channel, "Variable": "CTI_AGENT_ENDPOINT", "Value": cmd.endpoint}, report=False)
+        self._send(cmd, cmd.server, "Setvar",
+                   {"Channel": cmd.channel, "Variable": "CTI_RING_TIMEOUT", "Value": str(cmd.ring_timeout)},
+                   report=False)
+        return self._send(cmd, cmd.server, "Redirect",
+                          {"Channel": cmd.channel, "Context": "cti-agent", "Exten": cmd.agent_id, "Priority": "1"})
+
+    def _send(
+        self, cmd: Command, server: str, action: str, fields: dict[str, str | list[str]], report: bool = True
+    ) -> defer.Deferred[Any]:
+        self.sent += 1
+        d = self.ami.send(server, action, fields)
+
+        def failed(failure: Failure) -> None:
+            self.failed += 1
+            reason = _reason(failure)
+            log.warning("dispatch: %s on %s for %s failed: %s", action, server, cmd.ref, reason)
+            if report:
+                self.on_failed(CommandFailed(ref=cmd.ref, command=cmd, reason=reason))
+
+        d.addErrback(failed)
+        return d

@@ -1,0 +1,109 @@
+"""Runs a ``CtiServer`` on the asyncio reactor with its listeners: FastAGI, the console hub, the DB pool.
+
+``Runtime`` is what ``cti serve`` and ``cti demo`` start; it owns the sockets and threads, the server
+owns the logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.python.threadpool import ThreadPool
+
+from config.schema import CtiConfig
+from cti.ami.client import Connector
+from cti.server import CtiServer
+
+log = logging.getLogger("cti.runtime")
+
+
+class Runtime:
+    """Listeners and threads around one CtiServer."""
+
+    def __init__(self, cfg: CtiConfig, reactor: Any, *, clock: IReactorTime | None = None,
+                 ami_connector: Connector | None = None, http: bool = True) -> None:
+        self.cfg = cfg
+        self.reactor = reactor
+        self.clock = clock or reactor
+        self.server = CtiServer(cfg, clock=self.clock, ami_connector=ami_connector)
+        self.threadpool = ThreadPool(minthreads=1, maxthreads=8, name="cti-db")
+        self.fastagi_port: IListeningPort | None = None
+        self.fastagi_factory: Any = None
+        self.hub: Any = None
+        self.http_port: int | None = None
+        self._http = http
+
+    async def start(self) -> None:
+        from agent_console.auth import Authenticator
+        from agent_console.hub import ConsoleHub
+        from cti.console_backend import ServerConsoleBackend
+        from ivr.fastagi import listen_fastagi
+        from screenpop.lookup import thread_runner
+
+        cfg = self.cfg
+        self.threadpool.start()
+        run_in_thread = thread_runner(self.reactor, self.threadpool)
+        await asyncio.get_running_loop().run_in_executor(None, self.server.open_database, run_in_thread)
+        fa = cfg.listen.fastagi
+        self.fastagi_port, self.fastagi_factory = listen_fastagi(
+            cfg.ivr, self.server.ivr_sink, host=fa.host, port=fa.port, lookup=self.server.pop_lookup,
+            reactor=self.reactor, clock=self.clock)
+        if self._http:
+            hashes = {a.id: a.password_hash for a in cfg.acd.agents if a.password_hash}
+            clock = self.clock.seconds
+            auth = Authenticator(cfg.console, {k: str(getattr(v, "get_secret_value", lambda v=v: v)())
+                                               for k, v in hashes.items()}, clock=clock)
+            self.hub = ConsoleHub(cfg.console, ServerConsoleBackend(self.server), auth, clock,
+                                  not_ready_reasons=cfg.acd.not_ready_reasons)
+            self.http_port = await self.hub.start(cfg.listen.http.host, cfg.listen.http.port)
+            self.server.pusher = self.hub
+        self.server.start()
+        log.info("cti: FastAGI on %s:%d, consoles on http://%s:%s/", fa.host, self.fastagi_port.getHost().port,
+                 cfg.listen.http.host, self.http_port)
+
+    @property
+    def fastagi_address(self) -> tuple[str, int]:
+        assert self.fastagi_port is not None
+        host = self.fastagi_port.getHost()
+        return host.host, host.port
+
+    async def stop(self) -> None:
+        await defer.Deferred.asFuture(self.server.stop(), asyncio.get_running_loop())
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.fastagi_port is not None:
+            await defer.Deferred.asFuture(defer.maybeDeferred(self.fastagi_port.stopListening),
+                                          asyncio.get_running_loop())
+        self.threadpool.stop()
+
+
+def run_server(cfg: CtiConfig) -> int:
+    """``cti serve``: run until SIGINT/SIGTERM."""
+    from cti.reactor import install_reactor
+
+    reactor = install_reactor()
+    runtime = Runtime(cfg, reactor)
+    status = {"code": 0}
+
+    def started_failed(failure: Any) -> None:
+        log.error("cti serve could not start: %s", failure.getErrorMessage())
+        status["code"] = 1
+        reactor.stop()
+
+    def begin() -> None:
+        d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))
+        d.addErrback(started_failed)
+
+    def shutdown() -> defer.Deferred[Any]:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
+
+    reactor.callWhenRunning(begin)
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    reactor.run()
+    return status["code"]
