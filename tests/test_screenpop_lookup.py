@@ -2,26 +2,25 @@
 
 Store calls go through ``JobQueue``: it runs them (for real, against the database) when the test says
 so, which stands in for the thread pool's timing so that "the store answered after 0.3 s" is
-deterministic. One test at the end uses a real thread pool and the running reactor.
+deterministic. One test uses a real thread pool and the project's asyncio reactor loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
-from twisted.trial import unittest as trial
 
 from cti.db import make_engine
 from cti.events import CallQueued
+from cti.reactor import install_reactor
 from ivr.events import IvrCompleted, PathStep
 from ivr.ports import LookupResult
 from screenpop.compose import PopContext
@@ -314,54 +313,51 @@ def test_cache_is_lru_with_ttl():
         TtlLruCache(0, 1.0)
 
 
-class RealThreadPoolTests(trial.TestCase):
-    """The production shell: a real thread pool and the running reactor, with a store held up on purpose."""
+def _wait(d: Deferred, timeout: float = 10.0) -> Any:
+    """Run the project's asyncio reactor loop until ``d`` fires (fail after ``timeout`` seconds)."""
+    loop = install_reactor()._asyncioEventloop
+    return loop.run_until_complete(asyncio.wait_for(d.asFuture(loop), timeout))
 
-    def setUp(self) -> None:
-        tmp = Path(self.mktemp()).resolve()
-        tmp.mkdir(parents=True)
-        self._db = temporary_database("sqlite", tmp, POSTGRES_URL)
-        url = self._db.__enter__()
-        self.gate = threading.Event()
-        gate = self.gate
 
-        class HeldStore(CustomerStore):
-            def find_by_phone(self, e164: str, limit: int = 20) -> list:
-                gate.wait(10)
-                return super().find_by_phone(e164, limit)
+def test_partial_pop_then_update_over_real_threads(tmp_path):
+    """The production shell: with the store held in a real worker thread, the partial pop arrives first;
+    releasing the store brings the completing update, delivered on the reactor's thread."""
+    gate = threading.Event()
 
-        self.store = HeldStore(make_engine(url))
-        self.store.upsert_customers([CustomerInput("C3", "Cy", phones=(PhoneRecord("+12125550100"),))])
-        self.pool = ThreadPool(minthreads=1, maxthreads=2, name="screenpop-test")
-        self.pool.start()
+    class HeldStore(CustomerStore):
+        def find_by_phone(self, e164: str, limit: int = 20) -> list:
+            gate.wait(10)
+            return super().find_by_phone(e164, limit)
 
-    def tearDown(self) -> None:
-        self.gate.set()
-        self.pool.stop()
-        self.store.engine.dispose()
-        self._db.__exit__(None, None, None)
+    reactor = install_reactor()
+    pool = ThreadPool(minthreads=1, maxthreads=2, name="screenpop-test")
+    pool.start()
+    with temporary_database("sqlite", tmp_path, POSTGRES_URL) as url:
+        store = HeldStore(make_engine(url))
+        try:
+            store.upsert_customers([CustomerInput("C3", "Cy", phones=(PhoneRecord("+12125550100"),))])
+            lookup = PopLookup.from_settings(store, thread_runner(reactor, pool), reactor,
+                                             ScreenpopSection(slow_after=0.05, lookup_timeout=5.0))
+            sent: list[tuple[dict, bool]] = []
+            first: Deferred = Deferred()
 
-    @defer.inlineCallbacks
-    def test_partial_pop_then_update_over_real_threads(self) -> Iterator[Deferred]:
-        """With the store held in its worker thread, the partial pop arrives first; releasing the store
-        brings the completing update, delivered on the reactor thread."""
-        lookup = PopLookup.from_settings(self.store, thread_runner(reactor, self.pool), reactor,
-                                         ScreenpopSection(slow_after=0.05, lookup_timeout=5.0))
-        sent: list[tuple[dict, bool]] = []
-        first: Deferred = Deferred()
+            def send(message: dict) -> None:
+                sent.append((message, threading.current_thread() is threading.main_thread()))
+                if len(sent) == 1:
+                    first.callback(None)
 
-        def send(message: dict) -> None:
-            sent.append((message, threading.current_thread() is threading.main_thread()))
-            if len(sent) == 1:
-                first.callback(None)
-
-        done = lookup.pop(call(), send)
-        yield first
-        assert [(m["type"], m["complete"]) for m, _ in sent] == [("pop", False)]
-        self.gate.set()
-        yield done
-        assert [(m["type"], m["lookup"]["status"]) for m, _ in sent] == [("pop", "pending"), ("pop_update", "found")]
-        assert all(on_main for _, on_main in sent)
+            done = lookup.pop(call(), send)
+            _wait(first)
+            assert [(m["type"], m["complete"]) for m, _ in sent] == [("pop", False)]
+            gate.set()
+            _wait(done)
+            assert [(m["type"], m["lookup"]["status"]) for m, _ in sent] == [
+                ("pop", "pending"), ("pop_update", "found")]
+            assert all(on_main for _, on_main in sent)
+        finally:
+            gate.set()
+            pool.stop()
+            store.engine.dispose()
 
 
 def test_stuck_query_is_not_joined_forever(store):
