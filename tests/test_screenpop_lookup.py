@@ -374,3 +374,23 @@ def test_stuck_query_is_not_joined_forever(store):
         ("first", "pending"), ("first", "unavailable"), ("second", "found")]
     stuck[1].callback(stuck[0]())
     assert len(sent) == 3 and clock.getDelayedCalls() == []
+
+
+def test_service_wiring_migrates_seeds_and_looks_up(tmp_path):
+    """ensure_demo_customers migrates and seeds an empty database once; start_pop_lookup answers an IVR
+    look-up of a demo caller over its own thread pool on the running reactor loop."""
+    from screenpop.demo_data import demo_callers
+    from screenpop.service import ensure_demo_customers, start_pop_lookup
+
+    url = f"sqlite:///{tmp_path}/demo.sqlite3"
+    assert ensure_demo_customers(url, T0, n=200, seed=9) == 200
+    assert ensure_demo_customers(url, T0, n=200, seed=9) == 0
+    reactor = install_reactor()
+    lookup, stop = start_pop_lookup(url, ScreenpopSection(), reactor, threads=2, migrate=False)
+    try:
+        caller = demo_callers(200, 9)[10]
+        result = _wait(lookup.lookup("account", caller.account))
+        assert (result.status, result.customer["external_id"]) == ("found", caller.external_id)
+    finally:
+        stop()
+        stop()
