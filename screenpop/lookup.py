@@ -116,6 +116,14 @@ class TtlLruCache:
         self._data.clear()
 
 
+def _fire(d: Deferred, result: object) -> None:
+    """Fire ``d`` with a result or a Failure."""
+    if isinstance(result, Failure):
+        d.errback(result)
+    else:
+        d.callback(result)
+
+
 def _first_fired(d: Deferred, timeout: float, clock: IReactorTime) -> Deferred:
     """A Deferred with ``d``'s result, or failing with TimeoutError after ``timeout`` seconds (``d`` is
     left running: its result still fills the cache). Cancelling it stops its timer."""
@@ -135,12 +143,8 @@ def _first_fired(d: Deferred, timeout: float, clock: IReactorTime) -> Deferred:
     def done(result: object) -> None:
         if timer.active():
             timer.cancel()
-        if out.called:
-            return
-        if isinstance(result, Failure):
-            out.errback(result)
-        else:
-            out.callback(result)
+        if not out.called:
+            _fire(out, result)
 
     d.addBoth(done)
     return out
@@ -223,10 +227,7 @@ class PopLookup:
             if not isinstance(result, Failure):
                 self.cache.put(key, result, self.clock.seconds())
             for w in flight[1]:
-                if isinstance(result, Failure):
-                    w.errback(result)
-                else:
-                    w.callback(result)
+                _fire(w, result)
 
         query.addBoth(deliver)
         return waiter
