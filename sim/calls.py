@@ -190,11 +190,7 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
         except RequestFailed:
             continue
         pbx.set_var(out, "DIALEDPEERNUMBER", resource)
-        for key, value in caller.variables.items():
-            if key.startswith("__"):
-                out.variables[key] = value
-            elif key.startswith("_"):
-                out.variables[key[1:]] = value
+        pbx.inherit_variables(caller, out)
         out._exten = caller.exten
         # app_dial sets the outgoing channel's ids before its first dialplan event, then publishes them.
         out._caller_num, out._caller_name = caller.exten, caller.caller_name

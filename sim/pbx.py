@@ -513,6 +513,14 @@ class Pbx:
         if not chan.dead and not chan.soft:
             self.queue_hangup(chan, cause)
 
+    def inherit_variables(self, parent: Channel, child: Channel) -> None:
+        """ast_channel_inherit_variables(): ``__X`` passes on as ``__X``, ``_X`` as ``X`` (no events)."""
+        for key, value in parent.variables.items():
+            if key.startswith("__"):
+                child.variables[key] = value
+            elif key.startswith("_"):
+                child.variables[key[1:]] = value
+
     # identity ------------------------------------------------------------------------------
     def set_caller(self, chan: Channel, num: str, name: str) -> None:
         chan._caller_num, chan._caller_name = num, name

@@ -76,6 +76,7 @@ def attended_transfer(pbx: Pbx, chan: Channel, context: str, exten: str) -> None
         target = pbx.request("Local", f"{exten}@{context}", chan)
     except RequestFailed as exc:
         raise TransferError("Atxfer failed") from exc
+    pbx.inherit_variables(chan, target)  # e.g. __CTI_CONSULT_DIAL for [cti-consult]
     pbx.set_var(target, "TRANSFERERNAME", chan.name)
     pbx.set_var(target, "ATTENDEDTRANSFER", chan.name)
     second = pbx.bridge_create("atxfer")

@@ -1,0 +1,75 @@
+"""Wires one simulated Asterisk from the configuration: PBX + AMI server + FastAGI client + people.
+``build_sim`` is pure wiring (any IReactorTime clock, injected FastAGI connector); ``listen``
+attaches the AMI server to a reactor. Used by ``cti sim`` and ``cti demo``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+
+from config.schema import AsteriskServer, CtiConfig
+from sim.ami_server import AMIServer, AMIServerFactory
+from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan
+from sim.fastagi_client import Connector, FastAGIClient
+from sim.pbx import Pbx
+from sim.people import AgentPhones, InboundTraffic, OutboundCustomers, root_rng
+from sim.traffic import PeopleFarEnds, TrafficDriver
+
+DEFAULT_USER = ("cti", "cti-secret")
+
+
+@dataclass(slots=True)
+class SimRuntime:
+    """Everything one simulated PBX is made of."""
+
+    clock: IReactorTime
+    pbx: Pbx
+    ami: AMIServer
+    agi: FastAGIClient
+    driver: TrafficDriver
+    server: AsteriskServer | None
+
+    def stop(self) -> None:
+        self.driver.stop()
+        self.ami.close()
+
+
+def pick_server(cfg: CtiConfig, name: str | None = None) -> AsteriskServer | None:
+    """The ``asterisk:`` entry to impersonate (by name, else the first); None if there is none."""
+    for server in cfg.asterisk:
+        if name is None or server.name == name:
+            return server
+    if name is not None:
+        raise ValueError(f"no asterisk server named {name!r} in the configuration")
+    return None
+
+
+def build_sim(cfg: CtiConfig, clock: IReactorTime, *, agi_connect: Connector | None = None,
+              dialplan: Path | None = None, pbx_name: str | None = None, seed: int | None = None,
+              inbound: bool = True) -> SimRuntime:
+    """Build (not start) a simulated PBX for ``cfg``: the AMI users of the chosen ``asterisk:`` entry,
+    FastAGI to ``listen.fastagi``, people from ``sim:``."""
+    settings = cfg.sim if seed is None else cfg.sim.model_copy(update={"seed": seed})
+    rng = root_rng(settings)
+    far = PeopleFarEnds(AgentPhones(settings, rng), OutboundCustomers(settings, rng))
+    agi = FastAGIClient(clock, agi_connect, settings=settings.agi)
+    pbx = Pbx(clock, load_dialplan(dialplan or DEFAULT_DIALPLAN), far_ends=far, agi=agi, seed=settings.seed)
+    pbx.globals["CTI_FASTAGI"] = f"agi://{cfg.listen.fastagi.host}:{cfg.listen.fastagi.port}"
+    server = pick_server(cfg, pbx_name)
+    user = (server.username, server.secret.get_secret_value()) if server is not None else DEFAULT_USER
+    ami = AMIServer(pbx, {user[0]: user[1]})
+    traffic = InboundTraffic(settings, rng) if inbound else None
+    driver = TrafficDriver(pbx, traffic, far)
+    return SimRuntime(clock, pbx, ami, agi, driver, server)
+
+
+def listen(runtime: SimRuntime, reactor: IReactorTCP, host: str | None = None,
+           port: int | None = None) -> IListeningPort:
+    """Serve the AMI on the chosen server's host/port (or the given ones) with a real TCP socket."""
+    server = runtime.server
+    return reactor.listenTCP(port if port is not None else (server.port if server else 5038),
+                             AMIServerFactory(runtime.ami),
+                             interface=host or (server.host if server else "127.0.0.1"))
