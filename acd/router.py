@@ -144,7 +144,7 @@ class AgentIndex:
             tails = _merge([x[c:] if c else x for x, c in zip(lists_r, cuts, strict=True)])
             heads = _merge([x[:c] for x, c in zip(lists_r, cuts, strict=True) if c])
             n = self.size
-            return (((o - rr_after - 1) % n, o) for o in chain(tails, heads))
+            return ((((o - rr_after - 1) % n, o), o) for o in chain(tails, heads))
         lists_i = [self._any_idle] if anchor is None else [x for x in self._idle[anchor[0]][anchor[1]:] if x]
         return ((k, k[1]) for k in _merge(lists_i))
 

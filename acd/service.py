@@ -71,7 +71,9 @@ AVAILABLE_DEVICE_STATES = frozenset({"NOT_INUSE", "UNKNOWN"})
 BUSY_DEVICE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD"})
 RINGING_DEVICE_STATES = frozenset({"RINGING", "RINGINUSE"})
 STAFFED = frozenset({AgentState.READY, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
-DIAL_FAILURE_REASONS = {"NOANSWER": "ring-no-answer", "BUSY": "busy"}
+#: Offer outcomes that are the agent's side, and the not-ready reason they set.
+AGENT_FAULTS = {"NOANSWER": "ring-no-answer", "BUSY": "busy", "CHANUNAVAIL": "unreachable",
+                "CONGESTION": "unreachable", "TIMEOUT": "offer-failed"}
 MAX_DATA_ITEMS = 64
 MAX_DATA_VALUE = 256
 MAX_COMMAND_FAILURES = 5
@@ -295,8 +297,7 @@ class AcdService:
         return self._request(now, act)
 
     def logout(self, agent_id: str, now: float) -> list[Output]:
-        """Log out from any state. A ringing offer is withdrawn (the caller goes back to music and re-queues);
-        a call in progress goes on and is recorded when it ends."""
+        """Log out (not during a call). A ringing offer is withdrawn: the caller goes back to music and re-queues."""
         a = self._agent(agent_id)
 
         def act(out: list[Output]) -> None:
@@ -579,21 +580,34 @@ class AcdService:
         a = self._agents.get(call.agent_id)
         return a if a is not None and a.call is call else None
 
-    def _offer_failed(self, call: Call, now: float, out: list[Output], status: str) -> None:
-        """Ring-no-answer, busy, unreachable or no response: agent to not ready, caller back to the queue."""
+    def _offer_off(self, call: Call, now: float, out: list[Output], status: str, requeue: bool) -> None:
+        """End the current offer without a conversation, then re-queue the caller (or wait to learn where it is).
+
+        Ring-no-answer, busy and unreachable are the agent's side: not ready with that reason. Anything
+        else (caller cancelled, command failed) frees the agent, after the caller is back in the queue so
+        that the agent may take this very call again if it is still the first for it.
+        """
         a = self._offered_agent(call)
-        if a is not None and a.state == AgentState.RESERVED:
-            a.call = None
-            a.pending = None
-            self._set_state(a, Trigger.OFFER_FAILED, now, out,
-                            reason=DIAL_FAILURE_REASONS.get(status, "unreachable" if status != "TIMEOUT"
-                                                            else "offer-failed"))
         out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id,
                                     status))
-        self._enter_waiting(call, now, out, "requeued")
+        if a is not None:
+            a.call = None
+        if requeue:
+            self._enter_waiting(call, now, out, "requeued")
+        else:
+            self._recall(call, now, out)
+        if a is None or a.state != AgentState.RESERVED:
+            return
+        reason = AGENT_FAULTS.get(status)
+        if reason is not None:
+            a.pending = None
+            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason)
+        else:
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out)
+            self._back_to_work(a, now, out)
 
     def _release_agent(self, call: Call, now: float, out: list[Output]) -> None:
-        """The offer ended through nobody's fault at the agent's side: the agent is ready again."""
+        """The caller left during the offer: the agent is ready again."""
         a = self._offered_agent(call)
         if a is not None and a.state == AgentState.RESERVED:
             a.call = None
@@ -734,12 +748,9 @@ class AcdService:
         if call.state == CallState.RECALLING:
             self._enter_waiting(call, now, out, "requeued")
         elif call.state == CallState.OFFERED and call.agent_id == e.agent_id:
-            status = (e.dial_status or "NOANSWER").upper()
-            if status == "CANCEL":
-                self._release_agent(call, now, out)
-                self._enter_waiting(call, now, out, "requeued")
-            else:
-                self._offer_failed(call, now, out, status)
+            status = (e.dial_status or "NOANSWER").upper()[:20]
+            self._offer_off(call, now, out, status if status in AGENT_FAULTS or status == "CANCEL" else "CHANUNAVAIL",
+                            requeue=True)
 
     def _on_dial_started(self, e: DialStarted, now: float, out: list[Output]) -> None:
         call = self._calls.get((e.server, e.uniqueid))
@@ -773,10 +784,9 @@ class AcdService:
         elif call.state == CallState.RECALLING:
             return
         elif status == "CANCEL":
-            self._release_agent(call, now, out)
-            self._recall(call, now, out)
+            self._offer_off(call, now, out, status, requeue=False)
         else:
-            self._offer_failed(call, now, out, status)
+            self._offer_off(call, now, out, status if status in AGENT_FAULTS else "CHANUNAVAIL", requeue=True)
 
     def _on_hungup(self, e: ChannelHungup, now: float, out: list[Output]) -> None:
         key = (e.server, e.uniqueid)
@@ -843,7 +853,6 @@ class AcdService:
                 out.append(AcdWarning(now, "command-failed", f"{type(e.command).__name__} failed: {e.reason[:200]}",
                                       {"ref": e.ref}))
             return
-        self._release_agent(call, now, out)
         call.failures += 1
         if "no such channel" in e.reason.lower() or call.failures >= MAX_COMMAND_FAILURES:
             if call.failures >= MAX_COMMAND_FAILURES:
@@ -851,9 +860,7 @@ class AcdService:
                                       f"{call.failures} times; giving up", {"reason": e.reason[:200]}))
             self._abandoned(call, now, out)
             return
-        out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id,
-                                    "command-failed"))
-        self._enter_waiting(call, now, out, "requeued")
+        self._offer_off(call, now, out, "command-failed", requeue=True)
 
     # ----------------------------------------------------------------------------- timers
     def _push(self, deadline: float, kind: str, target: Any, gen: int) -> None:
@@ -919,7 +926,7 @@ class AcdService:
         elif device in BUSY_DEVICE_STATES:
             self._answered(call, now, out)  # the Dial events were lost but the agent's phone is in use
         else:
-            self._offer_failed(call, now, out, "TIMEOUT")
+            self._offer_off(call, now, out, "TIMEOUT", requeue=True)
 
     def _next_midnight(self, now: float) -> float:
         local = datetime.fromtimestamp(now, self._tz)

@@ -63,7 +63,7 @@ TRANSITIONS: dict[AgentState, dict[Trigger, AgentState]] = {
     S.READY: {T.NOT_READY: S.NOT_READY, T.LOGOUT: S.LOGGED_OUT, T.OFFER: S.RESERVED},
     S.RESERVED: {T.ANSWER: S.ON_CALL, T.OFFER_FAILED: S.NOT_READY, T.OFFER_CANCELLED: S.READY,
                  T.LOGOUT: S.LOGGED_OUT},
-    S.ON_CALL: {T.TALK_ENDED: S.WRAP_UP, T.LOGOUT: S.LOGGED_OUT},
+    S.ON_CALL: {T.TALK_ENDED: S.WRAP_UP},  # no logout mid-call: the agent would be free for a second call
     S.WRAP_UP: {T.WRAPUP_ENDED: S.READY, T.END_WRAPUP: S.READY, T.READY: S.READY, T.NOT_READY: S.NOT_READY,
                 T.LOGOUT: S.LOGGED_OUT},
 }
