@@ -516,6 +516,44 @@ def test_hangup_while_idle_then_dead_channel_rules() -> None:
     assert results == ["HANGUP"]
 
 
+@pytest.mark.parametrize(("command", "response", "code"), [
+    (b"GET DATA beep 5000 4\n", "200 result=-1", 200),
+    (b"WAIT FOR DIGIT -1\n", "200 result=-1", -1),
+    (b'SAY NUMBER 123 "1"\n', "200 result=-1", -1),
+    (b'GET OPTION beep "1" 9000\n', "200 result=-1 endpos=2160", -1),
+])
+def test_hangup_during_media_commands(command: bytes, response: str, code: int) -> None:
+    """A caller hanging up mid-command ends it with its hang-up result (GET DATA still 'Success', the
+    others 'Failure' as res_agi reports them), then HANGUP; the session result is HANGUP."""
+    text = command.decode().strip()
+    got, results, chan, *_ = run_memory([command, b"NOOP\n"],
+                                        lambda c: ScriptedChannel(c, keys=[None], hangup_after={text: 2.0}))
+    assert lines(got) == [response, "HANGUP", "200 result=0"]
+    assert chan.events("AGIExecEnd")[0][:2] == (text, code)
+    assert results == ["HANGUP"]
+
+
+def test_hangup_while_connecting_is_reported_after_the_environment() -> None:
+    """A caller gone before the connection is up: the server gets the environment, then HANGUP."""
+    clock = VirtualClock(start=T0)
+    network = MemoryNetwork(clock)
+    factory = ServerFactory(lambda: AgiServer([b"NOOP\n"], clock))
+    network.listen("127.0.0.1", 4573, factory)
+
+    def slow_connect(host: str, port: int, protocol: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        clock.callLater(0.5, lambda: network.connect(host, port, protocol).chainDeferred(d))
+        return d
+
+    chan = ScriptedChannel(clock)
+    clock.callLater(0.2, chan.caller_hangs_up)
+    results: list[str] = []
+    FastAGIClient(clock, slow_connect).run(chan, "agi://127.0.0.1:4573/x", []).addCallback(results.append)
+    clock.run()
+    assert lines(bytes(factory.servers[0].received)) == ["HANGUP", "200 result=0"]
+    assert results == ["HANGUP"] and clock.getDelayedCalls() == []
+
+
 def test_agi_hangup_command_and_sighup_off() -> None:
     """HANGUP hangs the channel up, answers 200 result=1, then (AGISIGHUP=no) sends no HANGUP line."""
     got, results, chan, *_ = run_memory([b"HANGUP\n", b"NOOP\n"],
