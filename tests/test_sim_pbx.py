@@ -119,3 +119,121 @@ def test_redirect_to_agent_dials_pjsip_and_bridges() -> None:
     assert pbx.channels == {}
     assert _names(events, chan.name)[-2:] == ["SoftHangupRequest", "Hangup"]
     assert clock.getDelayedCalls() == []
+
+
+def _shipped(far: FixedFarEnds) -> tuple[VirtualClock, Pbx, list[AMIMessage]]:
+    clock = VirtualClock()
+    pbx = Pbx(clock, load_dialplan(DEFAULT_DIALPLAN), far_ends=far)
+    events: list[AMIMessage] = []
+    pbx.add_listener(events.append)
+    return clock, pbx, events
+
+
+def _offer(pbx: Pbx, chan: object, endpoint: str, timeout: str = "15") -> None:
+    pbx.set_var(chan, "CTI_AGENT_ENDPOINT", endpoint)  # type: ignore[arg-type]
+    pbx.set_var(chan, "CTI_RING_TIMEOUT", timeout)  # type: ignore[arg-type]
+    pbx.async_goto(chan, "cti-agent", "1001", 1)  # type: ignore[arg-type]
+
+
+def test_agent_no_answer_returns_caller_to_hold_with_dialstatus() -> None:
+    """RONA: the agent's phone rings out; DialEnd NOANSWER, the caller goes to cti-hold,return with
+    UserEvent CTIReturned DialStatus NOANSWER and music again; the agent leg is gone."""
+    clock, pbx, events = _shipped(FixedFarEnds({"1001": FarEnd("noanswer")}))
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    _offer(pbx, chan, "PJSIP/1001", "4")
+    clock.run_for(10)
+    assert [e["DialStatus"] for e in events if e.name in ("DialState", "DialEnd")] == ["RINGING", "NOANSWER"]
+    returned = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIReturned"]
+    assert returned and returned[0]["DialStatus"] == "NOANSWER" and returned[0]["Agent"] == "1001"
+    assert list(pbx.channels) == [chan.name] and chan.moh
+
+
+def test_busy_and_unavailable_agents() -> None:
+    """A busy phone gives DIALSTATUS BUSY; an unregistered one CHANUNAVAIL without DialBegin."""
+    for outcome, status in (("busy", "BUSY"), ("unavailable", "CHANUNAVAIL")):
+        clock, pbx, events = _shipped(FixedFarEnds({"1001": FarEnd(outcome, ring_time=1.0)}))  # type: ignore[arg-type]
+        chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+        clock.run_for(5)
+        _offer(pbx, chan, "PJSIP/1001")
+        clock.run_for(5)
+        returned = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIReturned"]
+        assert returned[0]["DialStatus"] == status
+
+
+def test_caller_hangs_up_while_agent_rings_cancels_the_agent_leg() -> None:
+    """The caller abandons during the offer: DialEnd CANCEL, both legs gone, no timers left."""
+    clock, pbx, events = _shipped(FixedFarEnds({"1001": FarEnd("noanswer")}))
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    _offer(pbx, chan, "PJSIP/1001")
+    clock.run_for(2)
+    pbx.far_hangup(chan)
+    clock.run_for(1)
+    assert [e["DialStatus"] for e in events if e.name == "DialEnd"] == ["CANCEL"]
+    assert pbx.channels == {} and clock.getDelayedCalls() == []
+
+
+def test_outbound_originate_into_cti_outbound_runs_amd() -> None:
+    """The dialer's Originate to the trunk: a human is AMD HUMAN and queued for the campaign queue; a
+    machine is AMD MACHINE and hung up (no message configured)."""
+    for number, machine in (("+15557654321", False), ("+15550000000", True)):
+        far = FixedFarEnds({}, {number: FarEnd("answer", ring_time=2.0, machine=machine)})
+        far.by_endpoint["trunk"] = FarEnd("busy")
+        clock, pbx, events = _shipped(far)
+        results: list[OriginateResult] = []
+        originate(pbx, OriginateRequest(f"PJSIP/{number}@trunk", "cti-outbound", "s", variables=(
+            ("CTI_CAMPAIGN", "spring"), ("CTI_LEAD_ID", "42"), ("CTI_CAMPAIGN_QUEUE", "sales")))).addCallback(
+            results.append)
+        clock.run_for(10)
+        assert results[0].reason == REASON_ANSWERED
+        amd = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIAmd"][0]
+        assert (amd["Status"], amd["Lead"], amd["Campaign"]) == ("MACHINE" if machine else "HUMAN", "42", "spring")
+        queued = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIQueued"]
+        assert bool(queued) != machine
+        if queued:
+            assert queued[0]["Queue"] == "sales"
+        else:
+            assert pbx.channels == {}
+
+
+def test_blind_transfer_of_a_bridged_call() -> None:
+    """BlindTransfer of the agent leg sends the caller to the target extension; the agent leg hangs up."""
+    from sim.transfers import blind_transfer
+
+    clock, pbx, events = _shipped(FixedFarEnds({"1001": FarEnd("answer", ring_time=1.0)}))
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    _offer(pbx, chan, "PJSIP/1001")
+    clock.run_for(3)
+    agent = pbx.find_channel("PJSIP/1001-00000001")
+    assert agent is not None and agent.bridge is not None
+    blind_transfer(pbx, agent, "cti-hold", "s")
+    clock.run_for(2)
+    assert agent.dead and not chan.dead and chan.context == "cti-hold"
+    assert [e.name for e in events if e.name == "BlindTransfer"] == ["BlindTransfer"]
+
+
+def test_consult_attended_transfer_joins_caller_and_target() -> None:
+    """Atxfer of the agent leg into cti-consult dials __CTI_CONSULT_DIAL; when the agent hangs up the
+    caller and the consulted party end up in one bridge (BridgeMerge + AttendedTransfer)."""
+    from sim.transfers import attended_transfer
+
+    phones = FixedFarEnds({"1001": FarEnd("answer", ring_time=1.0), "2002": FarEnd("answer", ring_time=1.0)})
+    clock, pbx, events = _shipped(phones)
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    _offer(pbx, chan, "PJSIP/1001")
+    clock.run_for(3)
+    agent = pbx.find_channel("PJSIP/1001-00000001")
+    assert agent is not None
+    pbx.set_var(agent, "__CTI_CONSULT_DIAL", "PJSIP/2002")
+    attended_transfer(pbx, agent, "cti-consult", "s")
+    clock.run_for(4)
+    consulted = pbx.find_channel("PJSIP/2002-00000002")
+    assert consulted is not None and consulted.bridge is not None
+    pbx.softhangup(agent, 16)
+    clock.run_for(1)
+    assert [e.name for e in events if e.name in ("BridgeMerge", "AttendedTransfer")] == [
+        "BridgeMerge", "AttendedTransfer"]
+    assert chan.bridge is not None and chan.bridge is pbx.find_channel("Local/s@cti-consult-00000000;1").bridge
