@@ -16,7 +16,13 @@ from cti.ami.message import AMIMessage
 from sim.ami_events import bridge_headers, snapshot
 from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.pbx import Channel, OriginateResult
-from sim.transfers import TransferError, attended_transfer, blind_transfer, bridge_channels
+from sim.transfers import (
+    TransferError,
+    attended_transfer,
+    blind_transfer,
+    bridge_channels,
+    cancel_attended_transfer,
+)
 
 if TYPE_CHECKING:
     from sim.ami_server import ActionHandler, AMISession
@@ -332,6 +338,22 @@ def action_atxfer(session: AMISession, msg: AMIMessage) -> None:
         session.error(msg, str(exc))
 
 
+def action_cancelatxfer(session: AMISession, msg: AMIMessage) -> None:
+    name = (msg.get("Channel") or "").strip()
+    if not name:
+        session.error(msg, "No channel specified")
+        return
+    chan = _find(session, name)
+    if chan is None:
+        session.error(msg, "Channel specified does not exist")
+        return
+    if chan.atxfer is None:
+        session.error(msg, "No attended transfer in progress")
+        return
+    session.success(msg, "CancelAtxfer successfully queued")
+    cancel_attended_transfer(session.pbx, chan)
+
+
 def action_command(session: AMISession, msg: AMIMessage) -> None:
     command = " ".join((msg.get("Command") or "").split())
     pbx = session.pbx
@@ -417,6 +439,7 @@ ACTIONS: dict[str, ActionHandler] = {
     "BridgeList": action_bridgelist,
     "BlindTransfer": action_blindtransfer,
     "Atxfer": action_atxfer,
+    "CancelAtxfer": action_cancelatxfer,
     "Command": action_command,
     "PlayDTMF": action_playdtmf,
     "UserEvent": action_userevent,

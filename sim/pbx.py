@@ -146,6 +146,7 @@ class Channel:
         self.timers: list[IDelayedCall] = []
         self.device_final = "NOT_INUSE"
         self.before_destroy: Callable[[Channel], None] | None = None
+        self.atxfer: object | None = None  # the attended transfer this channel is doing (sim.transfers)
         self.pending_caller: tuple[str, str] | None = None
         self.cdr_frozen = False
         self.awaiting_media: _Block | None = None

@@ -237,3 +237,26 @@ def test_consult_attended_transfer_joins_caller_and_target() -> None:
     assert [e.name for e in events if e.name in ("BridgeMerge", "AttendedTransfer")] == [
         "BridgeMerge", "AttendedTransfer"]
     assert chan.bridge is not None and chan.bridge is pbx.find_channel("Local/s@cti-consult-00000000;1").bridge
+
+
+def test_cancelled_attended_transfer_returns_agent_to_caller() -> None:
+    """CancelAtxfer hangs up the consultation leg and puts the agent back with the caller (music stops)."""
+    from sim.transfers import attended_transfer, cancel_attended_transfer
+
+    phones = FixedFarEnds({"1001": FarEnd("answer", ring_time=1.0), "2002": FarEnd("answer", ring_time=1.0)})
+    clock, pbx, events = _shipped(phones)
+    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(5)
+    _offer(pbx, chan, "PJSIP/1001")
+    clock.run_for(3)
+    agent = pbx.find_channel("PJSIP/1001-00000001")
+    assert agent is not None
+    pbx.set_var(agent, "__CTI_CONSULT_DIAL", "PJSIP/2002")
+    attended_transfer(pbx, agent, "cti-consult", "s")
+    clock.run_for(4)
+    assert chan.moh
+    cancel_attended_transfer(pbx, agent)
+    clock.run_for(2)
+    assert not chan.moh and agent.bridge is not None and agent.bridge is chan.bridge
+    assert pbx.find_channel("PJSIP/2002-00000002") is None
+    assert [e.name for e in events if e.name == "AttendedTransfer"] == []
