@@ -878,13 +878,38 @@ class AcdService:
         return call is not None and call.gen == gen
 
     def _run_due(self, now: float) -> list[Output]:
+        """Fire every timer due by ``now``. Every due expansion step takes effect before any matching, so
+        that a caller whose step is due is not passed over by one whose timer happened to pop first."""
         out: list[Output] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            if self._timer_valid(entry):
-                self._fire(entry, now, out)
+            due: list[tuple[float, int, str, Any, int]] = []
+            while timers and timers[0][0] <= now:
+                due.append(heapq.heappop(timers))
+            expanded = [self._expand(entry, now, out) for entry in due
+                        if entry[2] == "expand" and self._timer_valid(entry)]
+            for call in sorted((c for c in expanded if c is not None), key=lambda c: c.sort_key):
+                if call.state == CallState.WAITING and call.key in self.router.calls:
+                    self._match_call(call, now, out, "expansion")
+            for entry in due:
+                if entry[2] != "expand" and self._timer_valid(entry):
+                    self._fire(entry, now, out)
         return out
+
+    def _expand(self, entry: tuple[float, int, str, Any, int], now: float, out: list[Output]) -> Call | None:
+        """Move a waiting call to the expansion stage in force at ``now`` (no matching here)."""
+        call = self._calls[entry[3]]
+        if call.state != CallState.WAITING:
+            return None
+        stage = stage_at(call.queue, now - call.entered)
+        if stage != call.stage:
+            self._place(call, stage)
+            out.append(CallSkillsExpanded(now, call.key[0], call.key[1], call.call_id, call.queue.name, stage,
+                                          call.queue.expansion[stage - 1].describe()))
+        after = next_stage_after(call.queue, stage)
+        if after is not None:
+            self._push(call.entered + after, "expand", call.key, call.gen)
+        return call
 
     def _fire(self, entry: tuple[float, int, str, Any, int], now: float, out: list[Output]) -> None:
         _, _, kind, target, _ = entry
@@ -895,18 +920,7 @@ class AcdService:
             self._end_wrapup(self._agents[target], now, out, Trigger.WRAPUP_ENDED)
             return
         call = self._calls[target]
-        if kind == "expand" and call.state == CallState.WAITING:
-            stage = stage_at(call.queue, now - call.entered)
-            if stage != call.stage:
-                self._place(call, stage)
-                rule = call.queue.expansion[stage - 1].describe()
-                out.append(CallSkillsExpanded(now, call.key[0], call.key[1], call.call_id, call.queue.name, stage,
-                                              rule))
-            after = next_stage_after(call.queue, stage)
-            if after is not None:
-                self._push(call.entered + after, "expand", call.key, call.gen)
-            self._match_call(call, now, out, "expansion")
-        elif kind == "maxwait" and call.state == CallState.WAITING:
+        if kind == "maxwait" and call.state == CallState.WAITING:
             self._max_wait(call, now, out)
         elif kind == "watchdog":
             self._watchdog(call, now, out)
