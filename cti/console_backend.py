@@ -92,7 +92,7 @@ class ServerConsoleBackend:
         live = self.server.call_for_agent(agent_id)
         if live is None:
             raise ConsoleError("no-active-call", "you have no call right now")
-        if call_id is not None and call_id != live.queued.uniqueid:
+        if call_id is not None and call_id != live.queued.call_id:
             raise ConsoleError("unknown-call", "that is not your current call")
         return live
 
@@ -110,7 +110,7 @@ class ServerConsoleBackend:
         live.since = self.server.now()
         message = self.server.call_message(live)
         self.server.push_to_agent(live.agent_id, message)
-        return {"call_id": live.queued.uniqueid, "status": live.status}
+        return {"call_id": live.queued.call_id, "status": live.status}
 
     # ---------------------------------------------------------------- agent state
     async def _do_login(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class ServerConsoleBackend:
         live = self._live(agent_id, params.get("call_id"))
         channel = live.agent_channel or live.queued.channel
         await self._ami(live.queued.server, "Hangup", {"Channel": channel, "Cause": "16"})
-        return {"call_id": live.queued.uniqueid, "status": "ended"}
+        return {"call_id": live.queued.call_id, "status": "ended"}
 
     async def _do_hold(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
@@ -262,4 +262,10 @@ class ServerConsoleBackend:
         update = dict(pop, type="pop_update", customer=chosen, matches=[], complete=True)
         live.pop = dict(update, type="pop")
         self.server.push_to_agent(agent_id, update)
-        return {"call_id": live.queued.uniqueid}
+        if self.server.pop_lookup is not None and chosen.get("customer_id") is not None:
+            from cti.server import call_key
+
+            self.server.pop_lookup.set_disposition(
+                call_key(live.queued.server, live.queued.call_id), customer_id=int(chosen["customer_id"]),
+            ).addErrback(lambda f: log.warning("customer choice not recorded: %s", f.getErrorMessage()))
+        return {"call_id": live.queued.call_id}

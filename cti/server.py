@@ -46,9 +46,9 @@ log = logging.getLogger("cti.server")
 WALLBOARD_INTERVAL = 1.0
 
 
-def call_key(server: str, uniqueid: str) -> str:
-    """The interaction key of a call: the caller channel's identity across servers."""
-    return f"{server}/{uniqueid}"
+def call_key(server: str, call_id: str) -> str:
+    """The interaction key of a call across servers (the screen pop's ``call_key``): server/Linkedid."""
+    return f"{server}/{call_id}"
 
 
 @dataclass
@@ -96,7 +96,7 @@ class CtiServer:
         self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self.callbacks: list[CallbackRequested] = []
-        self.last_call: dict[str, tuple[str, str]] = {}  # agent -> (server, uniqueid) of the last answered call
+        self.last_call: dict[str, tuple[str, str]] = {}  # agent -> (server, call_id) of the last answered call
         self.counters = {"ami_messages": 0, "domain_events": 0, "commands": 0, "acd_events": 0, "failed": 0}
         self.pusher = pusher
         self.pool = AMIClientPool(
@@ -256,7 +256,7 @@ class CtiServer:
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.status, live.since = "connected", event.ts
-                self.last_call[event.agent_id] = (event.server, event.uniqueid)
+                self.last_call[event.agent_id] = (event.server, live.queued.call_id)
                 self._push_call(live)
                 self._record_interaction(live, event)
         elif isinstance(event, OfferNotAnswered | CallAbandoned):
@@ -292,7 +292,7 @@ class CtiServer:
         customer = (live.pop or {}).get("customer") or {}
         outbound = bool(q.data.get("CTI_CAMPAIGN"))
         self.pop_lookup.record_interaction(
-            call_key(q.server, q.uniqueid), started_at=datetime.fromtimestamp(q.ts, UTC),
+            call_key(q.server, q.call_id), started_at=datetime.fromtimestamp(q.ts, UTC),
             direction="outbound" if outbound else "inbound", customer_id=customer.get("customer_id"),
             ani=q.caller_num, dnis=q.dnis, queue=q.queue, campaign=q.data.get("CTI_CAMPAIGN", ""),
             lead_id=q.data.get("CTI_LEAD_ID", ""), agent_id=event.agent_id, outcome="answered",
@@ -366,7 +366,7 @@ class CtiServer:
         call = snap.get("call")
         return {"type": "state", "agent_id": agent_id, "state": snap["state"], "reason": snap["reason"] or None,
                 "since": snap["since"], "endpoint": snap["endpoint"],
-                "call_id": call["uniqueid"] if call else None}
+                "call_id": call["call_id"] if call else None}
 
     def call_for_agent(self, agent_id: str) -> LiveCall | None:
         for live in self.calls.values():
@@ -375,7 +375,7 @@ class CtiServer:
         return None
 
     def call_message(self, live: LiveCall) -> dict[str, Any]:
-        return {"type": "call", "call_id": live.queued.uniqueid, "status": live.status, "since": live.since,
+        return {"type": "call", "call_id": live.queued.call_id, "status": live.status, "since": live.since,
                 "consult": None, "queue": live.queued.queue}
 
     def _push_call(self, live: LiveCall) -> None:
@@ -401,7 +401,7 @@ class CtiServer:
             call = snap.get("call")
             agents.append({"agent_id": agent_id, "name": snap["name"], "state": snap["state"],
                            "reason": snap["reason"] or None, "since": snap["since"],
-                           "call_id": call["uniqueid"] if call else None, "queues": snap["queues"]})
+                           "call_id": call["call_id"] if call else None, "queues": snap["queues"]})
         if self.recorder is not None:
             metrics = self.recorder.metrics()
             self.health.db = not metrics.get("failing", False)
