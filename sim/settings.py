@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from config.base import ConfigModel, expected
+from config.base import ConfigModel, Loc, expected
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, json_schema_extra={"expected": "a probability 0-1"})]
 Seconds = Annotated[float, Field(ge=0.0, json_schema_extra={"expected": "a number of seconds >= 0"})]
@@ -105,7 +105,7 @@ class OutboundSettings(ConfigModel):
             return f"outcome probabilities must sum to 1: {parts} = {total:g}"
         return None
 
-    def semantic_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+    def semantic_errors(self) -> list[tuple[Loc, str]]:
         error = self.sum_error()
         return [((), error)] if error else []
 
@@ -166,8 +166,8 @@ class SimSection(ConfigModel):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
-    def semantic_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
-        errors: list[tuple[tuple[str | int, ...], str]] = [
+    def semantic_errors(self) -> list[tuple[Loc, str]]:
+        errors: list[tuple[Loc, str]] = [
             (("outbound", *loc), msg) for loc, msg in self.outbound.semantic_errors()]
         seen: dict[str, int] = {}
         for i, number in enumerate(self.inbound):
