@@ -440,19 +440,24 @@ class AgiSession:
         if self.ended:
             return
         self._buffer += data
+        cap = self.settings.max_line_bytes
+        pos = 0
         while True:
-            nl = self._buffer.find(b"\n")
+            nl = self._buffer.find(b"\n", pos)
             if nl < 0:
                 break
-            line = bytes(self._buffer[:nl])
-            del self._buffer[: nl + 1]
-            self._lines.append(line)
-            self._pending_bytes += len(line) + 1
-        if len(self._buffer) > self.settings.max_line_bytes:
-            self._garbage(f"line longer than {self.settings.max_line_bytes} bytes")
-            return
-        if self._pending_bytes > MAX_PENDING_BYTES:
-            self._garbage(f"more than {MAX_PENDING_BYTES} bytes of commands queued")
+            if nl - pos > cap:
+                self._garbage(f"line longer than {cap} bytes")
+                return
+            self._lines.append(bytes(self._buffer[pos:nl]))
+            self._pending_bytes += nl + 1 - pos
+            pos = nl + 1
+            if self._pending_bytes > MAX_PENDING_BYTES:
+                self._garbage(f"more than {MAX_PENDING_BYTES} bytes of commands queued")
+                return
+        del self._buffer[:pos]
+        if len(self._buffer) > cap:
+            self._garbage(f"line longer than {cap} bytes")
             return
         self._pump()
 

@@ -588,6 +588,8 @@ def test_channel_already_dead_runs_in_dead_mode() -> None:
 
 @pytest.mark.parametrize(("payload", "why"), [
     (b"x" * 9000, "long line"),
+    (b"NOOP " + b"x" * 9000 + b"\nNOOP\n", "long line with its newline"),
+    (b"NOOP\n" * 20000, "flood of pipelined commands"),
     (b"NOOP\x00\n", "NUL"),
     (b"NOOP\n" * 6, "too many commands"),
     (b"failure\n", "res_agi failure line"),
