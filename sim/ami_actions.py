@@ -7,6 +7,7 @@ returns a Deferred holds its session (synchronous Originate). No reactor, no wal
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from sim.transfers import (
 
 if TYPE_CHECKING:
     from sim.ami_server import ActionHandler, AMISession
+
+log = logging.getLogger(__name__)
 
 ASTERISK_VERSION = "22.10.1"
 # The recorded Asterisk's exact line (clients parse the version out of it).
@@ -191,19 +194,28 @@ def action_hangup(session: AMISession, msg: AMIMessage) -> None:
     session.success(msg, "Channel Hungup")
 
 
-def action_setvar(session: AMISession, msg: AMIMessage) -> None:
-    pbx = session.pbx
+def _var_request(session: AMISession, msg: AMIMessage) -> tuple[str, Channel | None] | None:
+    """Variable and (optional) Channel of Setvar/Getvar, answering their errors."""
     variable = (msg.get("Variable") or "").strip()
     if not variable:
         session.error(msg, "No variable specified")
-        return
-    value = msg.get("Value") or ""
+        return None
     name = (msg.get("Channel") or "").strip()
-    if name:
-        chan = pbx.find_channel(name)
-        if chan is None:
-            session.error(msg, "No such channel")
-            return
+    chan = session.pbx.find_channel(name) if name else None
+    if name and chan is None:
+        session.error(msg, "No such channel")
+        return None
+    return variable, chan
+
+
+def action_setvar(session: AMISession, msg: AMIMessage) -> None:
+    request = _var_request(session, msg)
+    if request is None:
+        return
+    variable, chan = request
+    value = msg.get("Value") or ""
+    pbx = session.pbx
+    if chan is not None:
         pbx.set_var(chan, variable, value)
     elif "(" not in variable:
         pbx.globals[variable] = value
@@ -213,16 +225,11 @@ def action_setvar(session: AMISession, msg: AMIMessage) -> None:
 
 
 def action_getvar(session: AMISession, msg: AMIMessage) -> None:
+    request = _var_request(session, msg)
+    if request is None:
+        return
+    variable, chan = request
     pbx = session.pbx
-    variable = (msg.get("Variable") or "").strip()
-    if not variable:
-        session.error(msg, "No variable specified")
-        return
-    name = (msg.get("Channel") or "").strip()
-    chan = pbx.find_channel(name) if name else None
-    if name and chan is None:
-        session.error(msg, "No such channel")
-        return
     if chan is None:
         value = pbx.globals.get(variable, "")
     elif variable.endswith(")") and "(" in variable:
@@ -300,42 +307,52 @@ def action_bridgelist(session: AMISession, msg: AMIMessage) -> None:
     session.list_complete(msg, "BridgeListComplete", len(bridges))
 
 
-def action_blindtransfer(session: AMISession, msg: AMIMessage) -> None:
+def _transfer_request(session: AMISession, msg: AMIMessage) -> tuple[Channel, str, str] | None:
+    """Channel/Context/Exten of BlindTransfer and Atxfer, answering their errors."""
     chan = _find(session, msg.get("Channel"))
     if chan is None:
         session.error(msg, "Channel specified does not exist")
-        return
-    context = (msg.get("Context") or chan.context).strip()
+        return None
     exten = (msg.get("Exten") or "").strip()
     if not exten:
         session.error(msg, "No extension specified")
+        return None
+    return chan, (msg.get("Context") or chan.context).strip(), exten
+
+
+def _bridged(chan: Channel) -> bool:
+    return chan.bridge is not None and len(chan.bridge.channels) >= 2
+
+
+def action_blindtransfer(session: AMISession, msg: AMIMessage) -> None:
+    request = _transfer_request(session, msg)
+    if request is None:
         return
-    try:
-        if chan.bridge is None or len(chan.bridge.channels) < 2:
-            raise TransferError("Transfer invalid")
-        session.success(msg, "Transfer succeeded")
-        blind_transfer(session.pbx, chan, context, exten)
-    except TransferError as exc:
-        session.error(msg, str(exc))
+    chan, context, exten = request
+    if not _bridged(chan):
+        session.error(msg, "Transfer invalid")
+        return
+    if session.pbx.resolve_priority(context, exten, "1") is None:
+        session.error(msg, "Transfer failed")
+        return
+    session.success(msg, "Transfer succeeded")
+    blind_transfer(session.pbx, chan, context, exten)
 
 
 def action_atxfer(session: AMISession, msg: AMIMessage) -> None:
-    chan = _find(session, msg.get("Channel"))
-    if chan is None:
-        session.error(msg, "Channel specified does not exist")
+    request = _transfer_request(session, msg)
+    if request is None:
         return
-    exten = (msg.get("Exten") or "").strip()
-    if not exten:
-        session.error(msg, "No extension specified")
+    chan, context, exten = request
+    if not _bridged(chan):
+        session.error(msg, "Channel is not in a bridge")
         return
-    context = (msg.get("Context") or chan.context).strip()
+    session.success(msg, "Atxfer successfully queued")
     try:
-        if chan.bridge is None or len(chan.bridge.channels) < 2:
-            raise TransferError("Channel is not in a bridge")
-        session.success(msg, "Atxfer successfully queued")
         attended_transfer(session.pbx, chan, context, exten)
     except TransferError as exc:
-        session.error(msg, str(exc))
+        # Asterisk has already answered: the feature fails on the channel, as a real one would.
+        log.info("Atxfer on %s failed: %s", chan.name, exc)
 
 
 def action_cancelatxfer(session: AMISession, msg: AMIMessage) -> None:

@@ -214,9 +214,8 @@ def test_blind_transfer_of_a_bridged_call() -> None:
     assert [e.name for e in events if e.name == "BlindTransfer"] == ["BlindTransfer"]
 
 
-def test_consult_attended_transfer_joins_caller_and_target() -> None:
-    """Atxfer of the agent leg into cti-consult dials __CTI_CONSULT_DIAL; when the agent hangs up the
-    caller and the consulted party end up in one bridge (BridgeMerge + AttendedTransfer)."""
+def _consulting() -> tuple[VirtualClock, Pbx, list[AMIMessage], object, object]:
+    """A caller bridged to agent 1001 whose agent started a consultation (Atxfer) with 2002."""
     from sim.transfers import attended_transfer
 
     phones = FixedFarEnds({"1001": FarEnd("answer", ring_time=1.0), "2002": FarEnd("answer", ring_time=1.0)})
@@ -230,33 +229,32 @@ def test_consult_attended_transfer_joins_caller_and_target() -> None:
     pbx.set_var(agent, "__CTI_CONSULT_DIAL", "PJSIP/2002")
     attended_transfer(pbx, agent, "cti-consult", "s")
     clock.run_for(4)
+    return clock, pbx, events, chan, agent
+
+
+def test_consult_attended_transfer_joins_caller_and_target() -> None:
+    """Atxfer of the agent leg into cti-consult dials __CTI_CONSULT_DIAL; when the agent hangs up the
+    caller and the consulted party end up in one bridge (BridgeMerge + AttendedTransfer)."""
+    clock, pbx, events, chan, agent = _consulting()
     consulted = pbx.find_channel("PJSIP/2002-00000002")
     assert consulted is not None and consulted.bridge is not None
-    pbx.softhangup(agent, 16)
+    pbx.softhangup(agent, 16)  # type: ignore[arg-type]
     clock.run_for(1)
     assert [e.name for e in events if e.name in ("BridgeMerge", "AttendedTransfer")] == [
         "BridgeMerge", "AttendedTransfer"]
-    assert chan.bridge is not None and chan.bridge is pbx.find_channel("Local/s@cti-consult-00000000;1").bridge
+    assert chan.bridge is not None  # type: ignore[attr-defined]
+    assert chan.bridge is pbx.find_channel("Local/s@cti-consult-00000000;1").bridge  # type: ignore[attr-defined, union-attr]
 
 
 def test_cancelled_attended_transfer_returns_agent_to_caller() -> None:
     """CancelAtxfer hangs up the consultation leg and puts the agent back with the caller (music stops)."""
-    from sim.transfers import attended_transfer, cancel_attended_transfer
+    from sim.transfers import cancel_attended_transfer
 
-    phones = FixedFarEnds({"1001": FarEnd("answer", ring_time=1.0), "2002": FarEnd("answer", ring_time=1.0)})
-    clock, pbx, events = _shipped(phones)
-    chan = pbx.inbound_call("+15550100", "+15551230001", "Jane")
-    clock.run_for(5)
-    _offer(pbx, chan, "PJSIP/1001")
-    clock.run_for(3)
-    agent = pbx.find_channel("PJSIP/1001-00000001")
-    assert agent is not None
-    pbx.set_var(agent, "__CTI_CONSULT_DIAL", "PJSIP/2002")
-    attended_transfer(pbx, agent, "cti-consult", "s")
-    clock.run_for(4)
-    assert chan.moh
-    cancel_attended_transfer(pbx, agent)
+    clock, pbx, events, chan, agent = _consulting()
+    assert chan.moh  # type: ignore[attr-defined]
+    cancel_attended_transfer(pbx, agent)  # type: ignore[arg-type]
     clock.run_for(2)
-    assert not chan.moh and agent.bridge is not None and agent.bridge is chan.bridge
+    assert not chan.moh and agent.bridge is not None  # type: ignore[attr-defined]
+    assert agent.bridge is chan.bridge  # type: ignore[attr-defined]
     assert pbx.find_channel("PJSIP/2002-00000002") is None
     assert [e.name for e in events if e.name == "AttendedTransfer"] == []
