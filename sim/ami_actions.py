@@ -35,6 +35,7 @@ ASTERISK_VERSION = "22.10.1"
 VERSION_LINE = f"Asterisk {ASTERISK_VERSION} built by root @ vm on a x86_64 running Linux on 2026-11-23 13:57:44 UTC"
 MAX_VARIABLES = 256
 MAX_REGEX_LENGTH = 256
+_NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*}][^)]*\)\s*[+*{]")
 
 
 def _true(value: str | None) -> bool:
@@ -170,8 +171,13 @@ def action_hangup(session: AMISession, msg: AMIMessage) -> None:
         if len(name) > MAX_REGEX_LENGTH:
             session.error(msg, "Regex too long")
             return
+        pattern = name[1:-1]
+        # Asterisk uses POSIX regexes (no catastrophic backtracking); refuse nested quantifiers here.
+        if _NESTED_QUANTIFIER.search(pattern):
+            session.error(msg, "Regex too complex")
+            return
         try:
-            rx = re.compile(name[1:-1])
+            rx = re.compile(pattern)
         except re.error:
             session.error(msg, "Invalid regex")
             return

@@ -274,3 +274,30 @@ class RealSocketTest(unittest.TestCase):
         client.transport.write(b"Action: Logoff\r\n\r\n")  # type: ignore[union-attr]
         yield client.wait_for(6)
         client.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def test_hostile_input_gets_errors_and_loses_nothing() -> None:
+    """Binary junk, a catastrophic regex, absurd Originate fields: clear errors, the session lives on."""
+    clock, pbx, server = _setup()
+    conn = Conn(server)
+    _login(conn)
+    conn.session.data_received(bytes(range(256)) + b"\r\n\r\n")
+    conn.send("Hangup", ActionID="rx", Channel="/(a+)+$/")
+    assert conn.responses()[-1]["Message"] == "Regex too complex"
+    conn.send("Originate", ActionID="t", Channel="Local/hold@sim", Context="inbound", Exten="park", Timeout="soon")
+    assert conn.responses()[-1]["Message"] == "Invalid timeout"
+    conn.send("Originate", ActionID="c", Channel="nonsense", Exten="park")
+    assert conn.responses()[-1]["Message"] == "Invalid channel"
+    conn.send("Ping", ActionID="alive")
+    assert conn.responses()[-1]["Ping"] == "Pong"
+    assert pbx.channels == {}
+
+
+def test_unauthenticated_session_is_closed_after_auth_timeout() -> None:
+    """A connection that never logs in is closed after the auth timeout (30 s)."""
+    clock, _, server = _setup()
+    conn = Conn(server)
+    clock.run_for(29)
+    assert not conn.closed
+    clock.run_for(2)
+    assert conn.closed and server.sessions == []
