@@ -21,32 +21,35 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from cti.ami.message import AMIMessage
-from sim.agi_channel import AGI_RESULT_TEXT
 from sim.ami_events import (
     DOWN,
     RING,
     RINGING,
     UP,
-    Headers,
     bridge_headers,
     caller_id_string,
     cause_text,
     snapshot,
 )
-from sim.dialplan import Dialplan, DialplanError, check_condition, split_args, split_condition, substitute
-from sim.far_end import FarEnd, FarEndDirectory, parse_pjsip_dial
+from sim.channel import Block, Bridge, Channel, KeySource, Observer
+from sim.dialplan import Dialplan, DialplanError, split_args, substitute
+from sim.far_end import FarEndDirectory, parse_pjsip_dial
+from sim.functions import builtin_var, read_function, write_function
 
 if TYPE_CHECKING:
     from sim.apps import App
 
 log = logging.getLogger(__name__)
+
+EventListener = Callable[[AMIMessage], None]
+__all__ = ["Block", "Bridge", "Channel", "KeySource", "Observer", "Pbx"]
 
 # A fixed epoch for clocks that start near 0 (VirtualClock): the day the transcripts were recorded.
 DEFAULT_EPOCH = 1_795_443_000.0
@@ -65,210 +68,6 @@ class AgiRunner(Protocol):
     """The FastAGI client as the AGI() application sees it (sim.fastagi_client.FastAGIClient)."""
 
     def run(self, channel: Channel, url: str, args: list[str]) -> Deferred[str]: ...
-
-
-class KeySource(Protocol):
-    """The person on an inbound channel, as the IVR hears them (see AgiChannel.next_keys)."""
-
-    def next_keys(self) -> tuple[str, float] | None: ...
-
-
-EventListener = Callable[[AMIMessage], None]
-# AGI commands that play audio to the channel (they end a Local peer's wait for media).
-_MEDIA_COMMANDS = ("STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION", "SAY ", "EXEC PLAYBACK",
-                   "EXEC BACKGROUND", "SET MUSIC ON")
-Observer = Callable[["Channel", str], None]
-
-
-@dataclass(slots=True)
-class _Block:
-    """A dialplan application waiting: for a timeout, a far end, an AGI session, a bridge..."""
-
-    d: Deferred[int]
-    timer: IDelayedCall | None = None
-    interruptible: bool = True
-    cleanup: Callable[[], None] | None = None
-    done: bool = False
-
-
-class Channel:
-    """One simulated channel; implements sim.agi_channel.AgiChannel for the FastAGI client."""
-
-    def __init__(self, pbx: Pbx, name: str, tech: str, device: str, uniqueid: str, context: str,
-                 exten: str, state: int, linkedid: str | None = None) -> None:
-        self.pbx = pbx
-        self._name = name
-        self.tech = tech
-        self.device = device
-        self._uniqueid = uniqueid
-        self._linkedid = linkedid or uniqueid
-        self._state = state
-        self._context = context
-        self._exten = exten
-        self._priority = 1
-        self._caller_num = ""
-        self._caller_name = ""
-        self.conn_num = ""
-        self.conn_name = ""
-        self._language = "en"
-        self._accountcode = ""
-        self.variables: dict[str, str] = {}
-        self.app = ""
-        self.appdata = ""
-        self.dnid = ""
-        self.created = pbx.clock.seconds()
-        self.answered_at: float | None = None
-        self.hangupcause = 0
-        self.soft = False  # softhangup requested (explicit or queued)
-        self.dead = False
-        self.peer: Channel | None = None  # the other half of a Local pair
-        self.local_one = False  # ;1 half
-        self.bridge: Bridge | None = None
-        self.block: _Block | None = None
-        self.in_pbx = False  # a dialplan run owns the channel
-        self.stepping = False  # inside the runner's synchronous loop
-        self.jumped = False
-        self.goto_target: tuple[str, str, int] | None = None  # pending async goto (Redirect)
-        self.observer: Observer | None = None  # the Dial/Originate waiting on this outgoing channel
-        self.far_end: FarEnd | None = None
-        self.keys: KeySource | None = None
-        self.moh = False
-        self.on_hold = False
-        self.cdr_dest_channel = ""
-        self.cdr_last_app = ""
-        self.cdr_last_data = ""
-        self.cdr_dst = exten
-        self.cdr_dcontext = context
-        self.cdr_disposition: str | None = None
-        self._hangup_cbs: list[Callable[[], None]] = []
-        self.dtmf_listeners: list[Callable[[str], None]] = []
-        self._agi_command_id = ""
-        self.timers: list[IDelayedCall] = []
-        self.device_final = "NOT_INUSE"
-        self.before_destroy: Callable[[Channel], None] | None = None
-        self.atxfer: object | None = None  # the attended transfer this channel is doing (sim.transfers)
-        self.pending_caller: tuple[str, str] | None = None
-        self.cdr_frozen = False
-        self.awaiting_media: _Block | None = None
-
-    # AgiChannel / snapshot attributes ----------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def uniqueid(self) -> str:
-        return self._uniqueid
-
-    @property
-    def linkedid(self) -> str:
-        return self._linkedid
-
-    @property
-    def state(self) -> int:
-        return self._state
-
-    @property
-    def context(self) -> str:
-        return self._context
-
-    @property
-    def exten(self) -> str:
-        return self._exten
-
-    @property
-    def priority(self) -> int:
-        return self._priority
-
-    @property
-    def caller_num(self) -> str:
-        return self._caller_num
-
-    @property
-    def caller_name(self) -> str:
-        return self._caller_name
-
-    @property
-    def dnis(self) -> str:
-        return self.dnid
-
-    @property
-    def rdnis(self) -> str:
-        return ""
-
-    @property
-    def language(self) -> str:
-        return self._language
-
-    @property
-    def accountcode(self) -> str:
-        return self._accountcode
-
-    @property
-    def hungup(self) -> bool:
-        return self.dead or self.soft
-
-    # variables ------------------------------------------------------------------------
-    def get_var(self, name: str) -> str | None:
-        return self.pbx.get_var(self, name)
-
-    def set_var(self, name: str, value: str) -> None:
-        self.pbx.set_var(self, name, value)
-
-    def substitute(self, text: str) -> str:
-        return self.pbx.substitute(self, text)
-
-    # AgiChannel actions ---------------------------------------------------------------
-    def answer(self) -> None:
-        self.pbx.answer(self)
-
-    def hangup(self, cause: int = 16) -> None:
-        self.pbx.softhangup(self, cause)
-
-    def exec_app(self, app: str, data: str) -> Deferred[int]:
-        return self.pbx.exec_app(self, app, data)
-
-    def next_keys(self) -> tuple[str, float] | None:
-        return self.keys.next_keys() if self.keys is not None else None
-
-    def receive_dtmf(self, digit: str, duration_ms: int = 100) -> None:
-        self.pbx.dtmf(self, digit, duration_ms, begin=True)
-
-    def on_hangup(self, cb: Callable[[], None]) -> None:
-        if self.dead or self.soft:
-            cb()
-        else:
-            self._hangup_cbs.append(cb)
-
-    def emit_agi_exec(self, start: bool, command: str, result_code: int = 200, result: str = "") -> None:
-        if start and command.upper().startswith(_MEDIA_COMMANDS):
-            self.pbx.media(self)
-        if start or not self._agi_command_id:
-            self._agi_command_id = str(self.pbx.rng.randrange(1, 2**31))
-        extra: Headers = [("CommandId", self._agi_command_id), ("Command", command)]
-        if not start:
-            extra += [("ResultCode", str(result_code)), ("Result", result or AGI_RESULT_TEXT.get(result_code, ""))]
-        self.pbx.chan_event("AGIExecStart" if start else "AGIExecEnd", self, extra, "agi,all")
-
-    def __repr__(self) -> str:
-        return f"<Channel {self._name} {self._context},{self._exten},{self._priority}>"
-
-
-@dataclass(slots=True)
-class Bridge:
-    """A basic two-party (or more) bridge."""
-
-    uniqueid: str
-    channels: list[Channel] = field(default_factory=list)
-    # What happens to members when the bridge dissolves: "dial" (caller returns from Dial, callee
-    # hangs up) or "action" (AMI Bridge: both continue their dialplan).
-    kind: str = "action"
-    caller: Channel | None = None
-    frozen: bool = False  # an attended transfer holds it: do not dissolve when one party leaves
-
-    @property
-    def num_channels(self) -> int:
-        return len(self.channels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,7 +348,7 @@ class Pbx:
 
     # variables -------------------------------------------------------------------------------
     def get_var(self, chan: Channel, name: str) -> str | None:
-        builtin = self._builtin_var(chan, name)
+        builtin = builtin_var(self, chan, name)
         if builtin is not None:
             return builtin
         bare = name.lstrip("_")
@@ -557,18 +356,6 @@ class Pbx:
             if key.lstrip("_") == bare:
                 return value
         return self.globals.get(name)
-
-    def _builtin_var(self, chan: Channel, name: str) -> str | None:
-        return {
-            "CHANNEL": chan.name,
-            "UNIQUEID": chan.uniqueid,
-            "EXTEN": chan.exten,
-            "CONTEXT": chan.context,
-            "PRIORITY": str(chan.priority),
-            "CALLERID(num)": chan.caller_num,
-            "HANGUPCAUSE": str(chan.hangupcause),
-            "EPOCH": str(int(self.now_epoch())),
-        }.get(name)
 
     def set_var(self, chan: Channel, name: str, value: str) -> None:
         if "(" in name and name.endswith(")"):
@@ -582,69 +369,10 @@ class Pbx:
         self.chan_event("VarSet", chan, [("Variable", name), ("Value", value)], "dialplan,all")
 
     def write_function(self, chan: Channel, expr: str, value: str) -> None:
-        fname, _, args = expr[:-1].partition("(")
-        fname = fname.upper()
-        if fname == "CALLERID":
-            what = args.strip().lower()
-            num, nm = chan.caller_num, chan.caller_name
-            if what in ("num", "number"):
-                num = value
-            elif what == "name":
-                nm = value
-            elif what == "all":
-                from sim.ami_events import parse_caller_id
-
-                nm, num = parse_caller_id(value)
-            self.set_caller(chan, num, nm)
-        elif fname == "CDR" and args.strip().lower() == "userfield":
-            chan.variables["\0cdr_userfield"] = value
-        elif fname == "CHANNEL" and args.strip().lower() == "language":
-            chan._language = value
-        elif fname == "CHANNEL" and args.strip().lower() == "accountcode":
-            self.set_accountcode(chan, value)
-        # Anything else (DEVICE_STATE, ...) is accepted and ignored, as a module-less Asterisk would warn.
+        write_function(self, chan, expr, value)
 
     def read_function(self, chan: Channel, fname: str, args: str) -> str:
-        a = args.strip()
-        if fname == "IF":
-            cond, iftrue, iffalse = split_condition(args)
-            return iftrue if check_condition(cond) else iffalse
-        if fname == "CALLERID":
-            what = a.lower()
-            if what in ("num", "number"):
-                return chan.caller_num
-            if what == "name":
-                return chan.caller_name
-            if what == "all":
-                return caller_id_string(chan.caller_name, chan.caller_num)
-            if what == "dnid":
-                return chan.dnid
-            return ""
-        if fname == "CONNECTEDLINE":
-            return chan.conn_num if a.lower() in ("num", "number") else chan.conn_name
-        if fname == "CHANNEL":
-            from sim.ami_events import STATE_DESC
-
-            return {
-                "state": STATE_DESC.get(chan.state, "Unknown"),
-                "name": chan.name,
-                "language": chan.language,
-                "uniqueid": chan.uniqueid,
-                "linkedid": chan.linkedid,
-                "accountcode": chan.accountcode,
-                "channeltype": chan.tech,
-                "context": chan.context,
-                "exten": chan.exten,
-            }.get(a.lower(), "")
-        if fname == "LEN":
-            return str(len(args))
-        if fname == "CDR":
-            return chan.variables.get("\0cdr_userfield", "") if a.lower() == "userfield" else ""
-        if fname == "EXISTS":
-            return "1" if args else "0"
-        if fname == "ISNULL":
-            return "0" if args else "1"
-        return ""
+        return read_function(self, chan, fname, args)
 
     def substitute(self, chan: Channel, text: str) -> str:
         try:
@@ -766,7 +494,7 @@ class Pbx:
         """Park the channel's application: fires ``result`` after ``timeout`` (None = never) or -1
         when a hangup/redirect interrupts it (``cleanup`` runs first)."""
         d: Deferred[int] = Deferred()
-        blk = _Block(d, None, interruptible, cleanup)
+        blk = Block(d, None, interruptible, cleanup)
         if timeout is not None:
             blk.timer = self.later(timeout, self.unblock, chan, result, blk)
         chan.block = blk
@@ -774,7 +502,7 @@ class Pbx:
             self.soon(self.unblock, chan, -1, blk)
         return d
 
-    def unblock(self, chan: Channel, result: int, blk: _Block | None = None) -> None:
+    def unblock(self, chan: Channel, result: int, blk: Block | None = None) -> None:
         blk = blk or chan.block
         if blk is None or blk.done:
             return
