@@ -11,7 +11,8 @@ InvalidPassword / InvalidAccountID / ChallengeResponseFailed; actions before log
 processes nothing else and its events are held, then sent after the response, as Asterisk does.
 
 Limits: an action larger than ``MAX_ACTION_BYTES`` is dropped with an error response; a session
-that has not logged in after ``auth_timeout`` seconds is closed; at most ``max_sessions`` at once.
+that has not logged in after ``auth_timeout`` seconds is closed; at most ``max_sessions`` at once; a
+TCP client that stops reading is dropped once ``MAX_HELD_OUTPUT`` bytes wait for it.
 Secrets never reach logs: only user names are logged.
 """
 
@@ -25,9 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import AMIParser, ParseError, encode
@@ -41,6 +43,7 @@ AUTH_FAIL_DELAY = 1.0
 AUTH_TIMEOUT = 30.0
 MAX_SESSIONS = 1000
 MAX_PENDING_ACTIONS = 10_000  # actions queued behind a synchronous one before the session is cut
+MAX_HELD_OUTPUT = 16 * 1024 * 1024  # bytes held for a client that does not read before it is dropped
 
 Fields = Sequence[tuple[str, str]]
 # An action handler: answer with ``session.respond``; return a Deferred to hold the session until done.
@@ -378,21 +381,58 @@ class AMISession:
 
 # ---------------------------------------------------------------------------------------------
 # Twisted glue
+@implementer(IPushProducer)
 class AMIServerProtocol(Protocol):
-    """Feeds a TCP connection into an AMISession."""
+    """Feeds a TCP connection into an AMISession. Output flow control: while the transport asks us to
+    pause (its buffer is full) output is held; past ``MAX_HELD_OUTPUT`` bytes the client is too slow
+    and the connection is aborted (Asterisk drops such a session after ``writetimeout``)."""
 
     def __init__(self, server: AMIServer) -> None:
         self.server = server
         self.session: AMISession | None = None
+        self.paused = False
+        self.held: list[bytes] = []
+        self.held_bytes = 0
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         peer: IAddress = self.transport.getPeer()
         host: IAddress = self.transport.getHost()
+        self.transport.registerProducer(self, True)
         self.session = self.server.open_session(
-            self.transport.write, self.transport.loseConnection,
+            self._write, self.transport.loseConnection,
             (getattr(host, "host", "127.0.0.1"), getattr(host, "port", 5038)),
             (getattr(peer, "host", "127.0.0.1"), getattr(peer, "port", 0)))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        if not self.paused:
+            self.transport.write(data)
+            return
+        self.held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes > MAX_HELD_OUTPUT:
+            log.warning("AMI: a client reads too slowly (%d bytes waiting), dropping it", self.held_bytes)
+            self.held.clear()
+            self.held_bytes = 0
+            if self.session is not None:
+                self.session.connection_lost()
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # IPushProducer
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        held, self.held, self.held_bytes = self.held, [], 0
+        for data in held:
+            self._write(data)
+
+    def stopProducing(self) -> None:
+        self.held.clear()
+        self.held_bytes = 0
 
     def dataReceived(self, data: bytes) -> None:
         if self.session is not None:

@@ -301,3 +301,34 @@ def test_unauthenticated_session_is_closed_after_auth_timeout() -> None:
     assert not conn.closed
     clock.run_for(2)
     assert conn.closed and server.sessions == []
+
+
+def test_client_that_stops_reading_is_dropped() -> None:
+    """While the transport is paused output is held; past the limit the connection is aborted."""
+    from twisted.internet.testing import StringTransport
+
+    import sim.ami_server as ami_server
+
+    clock, pbx, server = _setup()
+    proto = AMIServerFactory(server).buildProtocol(None)  # type: ignore[arg-type]
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(b"Action: Login\r\nUsername: cti\r\nSecret: cti-secret\r\n\r\n")
+    assert b"Authentication accepted" in transport.value()
+    proto.pauseProducing()
+    before = len(transport.value())
+    limit = ami_server.MAX_HELD_OUTPUT
+    ami_server.MAX_HELD_OUTPUT = 2000
+    try:
+        for _ in range(20):
+            proto.dataReceived(b"Action: Ping\r\n\r\n")
+        assert len(transport.value()) == before and proto.held_bytes > 0
+        proto.resumeProducing()
+        assert transport.value().count(b"Pong") == 20
+        proto.pauseProducing()
+        for _ in range(100):
+            proto.dataReceived(b"Action: Ping\r\n\r\n")
+    finally:
+        ami_server.MAX_HELD_OUTPUT = limit
+    assert transport.disconnecting or getattr(transport, "disconnected", False)
+    assert server.sessions == []
