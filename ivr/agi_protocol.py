@@ -151,7 +151,7 @@ class AgiCommand:
         return self.line()
 
 
-_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+_PLAIN_ARG = re.compile(r'[^\s"\\\x00-\x1f\x7f]+')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -161,9 +161,9 @@ def quote_arg(value: str) -> str:
     Control characters (CR, LF, NUL, ...) are replaced by spaces: a value can never end the command
     line and smuggle in a second command.
     """
-    value = _CONTROL.sub(" ", value)
-    if value and not _NEEDS_QUOTES.search(value):
+    if _PLAIN_ARG.fullmatch(value):
         return value
+    value = _CONTROL.sub(" ", value)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -213,6 +213,8 @@ _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control bytes othe
 
 def parse_reply_line(text: str) -> AgiReply:
     """One single-line reply (``200 result=...``, ``510 ...``); raises AgiProtocolError if it is none."""
+    if text.startswith("200 result=") and " " not in text[11:]:  # the common case: "200 result=1"
+        return AgiReply(200, text[11:], None, None, text[4:])
     m = _REPLY_LINE.match(text)
     if not m or m.group(2) != " ":
         raise AgiProtocolError(f"unexpected line {_clip(text)}")
@@ -227,16 +229,6 @@ def parse_reply_line(text: str) -> AgiReply:
     if not r:
         raise AgiProtocolError(f"200 reply without result= {_clip(text)}")
     return AgiReply(200, r.group(1), r.group(2), endpos, rest)
-
-
-def parse_environment(lines: list[str]) -> AgiEnvironment:
-    values: dict[str, str] = {}
-    for line in lines:
-        m = _ENV_LINE.match(line)
-        if not m:
-            raise AgiProtocolError(f"not an AGI environment line: {_clip(line)}")
-        values[m.group(1)] = (m.group(2) or "").strip()
-    return AgiEnvironment(values)
 
 
 def _clip(text: str) -> str:
@@ -263,7 +255,7 @@ class AgiServerCodec:
         self.pending: AgiCommand | None = None
         self.hung_up = False
         self._buffer = bytearray()
-        self._env_lines: list[str] = []
+        self._env: dict[str, str] = {}
         self._usage: list[str] | None = None
 
     def send(self, command: AgiCommand) -> bytes:
@@ -283,6 +275,10 @@ class AgiServerCodec:
         try:
             if _BINARY.search(data):
                 raise AgiProtocolError("binary data")
+            if not self._buffer and data.find(b"\n") == len(data) - 1 and len(data) <= self.max_line_bytes + 1:
+                # the common case: exactly one complete reply line in this read
+                event = self._line(data[:-1].rstrip(b"\r").decode("utf-8", errors="replace"))
+                return [event] if event is not None else []
             self._buffer += data
             while True:
                 end = self._buffer.find(b"\n")
@@ -307,15 +303,16 @@ class AgiServerCodec:
     def _line(self, text: str) -> AgiEvent | None:
         if self.state == "env":
             if text == "":
-                if not self._env_lines:
+                if not self._env:
                     raise AgiProtocolError("empty AGI environment")
                 self.state = "commands"
-                return parse_environment(self._env_lines)
-            if len(self._env_lines) >= self.max_env_lines:
+                return AgiEnvironment(self._env)
+            if len(self._env) >= self.max_env_lines:
                 raise AgiProtocolError(f"more than {self.max_env_lines} environment lines")
-            if not _ENV_LINE.match(text):
+            m = _ENV_LINE.match(text)
+            if not m:
                 raise AgiProtocolError(f"not an AGI environment line: {_clip(text)}")
-            self._env_lines.append(text)
+            self._env[m.group(1)] = (m.group(2) or "").strip()
             return None
         if self._usage is not None:
             if text.startswith("520 ") or text == "520":

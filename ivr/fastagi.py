@@ -55,6 +55,8 @@ class FastAgiSession(Protocol):
         self.peer = "?"
         self.counted = False
         self._timer: IDelayedCall | None = None
+        self._deadline: float | None = None
+        self._waiting_for = ("", 0.0)
         self._lookup: defer.Deferred[Any] | None = None
         self._closing = False
 
@@ -104,7 +106,7 @@ class FastAgiSession(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
-        self._disarm()
+        self._stop_timer()
         if self._lookup is not None:
             lookup, self._lookup = self._lookup, None
             lookup.cancel()
@@ -178,18 +180,35 @@ class FastAgiSession(Protocol):
 
     # --- timers and closing ----------------------------------------------------------------------------
 
+    # One DelayedCall per connection, moved lazily: replies only clear the deadline, so the hot path
+    # (one command, one reply) creates and cancels no timers.
+
     def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self._timer = self.factory.clock.callLater(seconds, self._timed_out, what, seconds)
+        self._deadline = self.factory.now() + seconds
+        self._waiting_for = (what, seconds)
+        if self._timer is None or not self._timer.active():
+            self._timer = self.factory.clock.callLater(seconds, self._check_deadline)
+        elif self._timer.getTime() > self._deadline:
+            self._timer.reset(seconds)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
-    def _timed_out(self, what: str, seconds: float) -> None:
+    def _stop_timer(self) -> None:
+        self._deadline = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
         self._timer = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        left = self._deadline - self.factory.now()
+        if left > 0:
+            self._timer = self.factory.clock.callLater(left, self._check_deadline)
+            return
+        what, seconds = self._waiting_for
         self.factory.stats["timeouts"] += 1
         log.warning("FastAGI session from %s timed out: %s within %.0f s", self.peer, what, seconds)
         self._fail(f"timeout: {what}", abort=True)
@@ -203,7 +222,7 @@ class FastAgiSession(Protocol):
         if self._closing:
             return
         self._closing = True
-        self._disarm()
+        self._stop_timer()
         if abort:
             self.transport.abortConnection()  # type: ignore[union-attr]
         else:
@@ -255,10 +274,11 @@ class FastAgiFactory(ServerFactory):
 
 def listen_fastagi(section: IvrSection, sink: IvrEventSink, *, host: str = "127.0.0.1", port: int = 4573,
                    lookup: CustomerLookup | None = None, reactor: IReactorTCP | None = None,
-                   clock: IReactorTime | None = None,
-                   server_names: Mapping[str, str] | None = None) -> tuple[IListeningPort, FastAgiFactory]:
+                   clock: IReactorTime | None = None, server_names: Mapping[str, str] | None = None,
+                   backlog: int = 1024) -> tuple[IListeningPort, FastAgiFactory]:
     """Listen for FastAGI on ``host:port`` (the config's ``listen.fastagi``; port 0 picks a free port).
 
+    ``backlog`` is the kernel's accept queue: a burst of calls must not overflow it (Twisted's default is 50).
     Returns the listening port and the factory (``factory.stats``, ``factory.active``).
     """
     if reactor is None:
@@ -267,6 +287,6 @@ def listen_fastagi(section: IvrSection, sink: IvrEventSink, *, host: str = "127.
         reactor = default_reactor  # type: ignore[assignment]
     factory = FastAgiFactory(section, sink, lookup, clock=clock or reactor,  # type: ignore[arg-type]
                              server_names=server_names)
-    listening = reactor.listenTCP(port, factory, interface=host)  # type: ignore[union-attr]
+    listening = reactor.listenTCP(port, factory, backlog=backlog, interface=host)  # type: ignore[union-attr]
     log.info("FastAGI listening on %s:%d (%d flows)", host, listening.getHost().port, len(section.flows))
     return listening, factory
