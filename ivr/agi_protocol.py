@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class AgiError(Exception):
@@ -87,7 +87,13 @@ class AgiEnvironment:
     def params(self) -> dict[str, str]:
         """Query parameters of the AGI URL (last one wins)."""
         query = self.script.split("?", 1)[1] if "?" in self.script else ""
-        return dict(parse_qsl(query, keep_blank_values=True))
+        # Not parse_qsl: the dialplan writes ?dnis=${EXTEN} unencoded and "+1555..." must keep its "+".
+        out: dict[str, str] = {}
+        for pair in query.split("&"):
+            if pair:
+                key, _, value = pair.partition("=")
+                out[unquote(key)] = unquote(value)
+        return out
 
     @property
     def args(self) -> tuple[str, ...]:

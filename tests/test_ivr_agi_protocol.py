@@ -186,3 +186,5 @@ def test_environment_from_request_and_dnis_parameter() -> None:
                           "agi_dnid": "100", "agi_callerid": "unknown"})
     assert env.flow_name == "sales" and env.dnis == "+18005550100" and env.ani == ""
     assert AgiEnvironment({"agi_dnid": "100"}).dnis == "100"
+    raw = AgiEnvironment({"agi_network_script": "main?dnis=+18005550100&lang=fr"})
+    assert raw.dnis == "+18005550100" and raw.params["lang"] == "fr"  # Asterisk does not URL-encode ${EXTEN}
