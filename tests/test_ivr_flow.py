@@ -191,3 +191,15 @@ def test_default_flow_must_exist() -> None:
     """default_flow names one of the flows."""
     assert errors_of("ivr:\n  default_flow: mian\n  flows:\n    main: {start: e, nodes: {e: {kind: hangup}}}\n") \
         == ["ivr.yaml:2 ivr.default_flow: unknown flow 'mian' (did you mean 'main'?)"]
+
+
+def test_ivr_walk_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``cti ivr-walk`` walks the example flow with scripted keys and prints the commands and the outcome."""
+    from cti.cli import main
+
+    status = main(["ivr-walk", str(ROOT / "config" / "examples" / "ivr_demo.yaml"), "main", "--keys", "0",
+                   "--at", "2026-03-03T10:00:00-05:00"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "> SET VARIABLE CTI_TRANSFER_DIAL PJSIP/2000" in out and "outcome: transfer" in out
+    assert main(["ivr-walk", str(ROOT / "config" / "examples" / "ivr_demo.yaml"), "nosuch"]) == 1
