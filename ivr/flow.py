@@ -170,12 +170,10 @@ class PlayNode(NodeBase):
         yield from _prompt_locs("prompts", self.prompts)
 
 
-class MenuNode(NodeBase):
-    """Play a prompt and branch on one key; re-prompt on no input or an invalid key."""
+class _InputNode(NodeBase):
+    """What menus and collects share: a prompt that listens, retries, and where to go after them."""
 
-    kind: Literal["menu"]
     prompt: Prompts = expected("one prompt or a list of prompts", min_length=1)
-    options: dict[Digit, NodeId] = Field(default_factory=dict)
     timeout: PositiveSeconds = 5.0
     retries: int = expected("a number of retries 0-10", default=2, ge=0, le=10)
     no_input_prompt: Prompts | None = None
@@ -183,8 +181,6 @@ class MenuNode(NodeBase):
     after_retries: NodeId | None = None  # None: hang up
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
-        for digit, target in self.options.items():
-            yield ("options", digit), target
         if self.after_retries is not None:
             yield ("after_retries",), self.after_retries
 
@@ -198,24 +194,30 @@ class MenuNode(NodeBase):
         return True
 
 
-class CollectNode(NodeBase):
+class MenuNode(_InputNode):
+    """Play a prompt and branch on one key; re-prompt on no input or an invalid key."""
+
+    kind: Literal["menu"]
+    options: dict[Digit, NodeId] = Field(default_factory=dict)
+
+    def targets(self) -> Iterator[tuple[Loc, str]]:
+        for digit, target in self.options.items():
+            yield ("options", digit), target
+        yield from super().targets()
+
+
+class CollectNode(_InputNode):
     """Read a digit string into call data under ``name``, validated by length, regex or Luhn."""
 
     kind: Literal["collect"]
     name: VarName
-    prompt: Prompts = expected("one prompt or a list of prompts", min_length=1)
     min_digits: int = Field(default=1, ge=1, le=64)
     max_digits: int = Field(default=16, ge=1, le=64)
     terminator: Literal["#", "*", ""] = "#"
-    timeout: PositiveSeconds = 5.0
-    retries: int = expected("a number of retries 0-10", default=2, ge=0, le=10)
     regex: Regex | None = None
     luhn: bool = False
     secret: bool = False
-    no_input_prompt: Prompts | None = None
-    invalid_prompt: Prompts | None = None
     next: NodeId
-    after_retries: NodeId | None = None  # None: hang up
 
     def shape_errors(self) -> Iterator[tuple[Loc, str]]:
         if self.min_digits > self.max_digits:
@@ -223,17 +225,7 @@ class CollectNode(NodeBase):
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
         yield ("next",), self.next
-        if self.after_retries is not None:
-            yield ("after_retries",), self.after_retries
-
-    def prompt_refs(self) -> Iterator[tuple[Loc, str]]:
-        yield from _prompt_locs("prompt", self.prompt)
-        yield from _prompt_locs("no_input_prompt", self.no_input_prompt)
-        yield from _prompt_locs("invalid_prompt", self.invalid_prompt)
-
-    @property
-    def waits_for_input(self) -> bool:
-        return True
+        yield from super().targets()
 
 
 class LookupNode(NodeBase):

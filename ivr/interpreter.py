@@ -438,16 +438,20 @@ class IvrSession:
             return node.unavailable or node.not_found
         return node.not_found
 
-    def _set(self, node_id: str, node: SetNode) -> Generator[_Ask, Any, str]:
+    def _merge(self, node: SetNode | QueueNode) -> None:
+        """Skills merge (later nodes win per skill); priority and language replace."""
         d = self.data
-        if node.skills:
-            d.skills.update(node.skills)
+        d.skills.update(node.skills or {})
         if node.priority is not None:
             d.priority = node.priority
-        d.variables.update(node.variables)
-        self._step(node_id, node)
         if node.language:
-            d.language = node.language  # switch the prompts' language now, not only at hand-off
+            d.language = node.language
+
+    def _set(self, node_id: str, node: SetNode) -> Generator[_Ask, Any, str]:
+        self._merge(node)
+        self.data.variables.update(node.variables)
+        self._step(node_id, node)
+        if node.language:  # switch the prompts' language now, not only at hand-off
             yield from self._cmd(agi.set_variable("CHANNEL(language)", node.language))
         return node.next
 
@@ -466,12 +470,7 @@ class IvrSession:
 
     def _queue(self, node_id: str, node: QueueNode) -> Generator[_Ask, Any, str]:
         d = self.data
-        if node.skills:
-            d.skills.update(node.skills)
-        if node.priority is not None:
-            d.priority = node.priority
-        if node.language:
-            d.language = node.language
+        self._merge(node)
         self.queue = node.queue
         self._step(node_id, node, result=f"queue:{node.queue}")
         yield from self._play(node.prompt)
