@@ -187,6 +187,7 @@ class Results:
     latencies: list[float] = field(default_factory=list)
     server_cpu: float = 0.0
     client_cpu: float = 0.0
+    all_flows: int = 0  # completed at any time in the phase (for CPU per flow)
 
     def measuring(self, now: float) -> bool:
         return self.start <= now <= self.end
@@ -252,6 +253,7 @@ async def one_caller(port: int, results: Results, think: float, stop_at: float, 
         except (TimeoutError, OSError):
             ok = False
         now = time.perf_counter()
+        results.all_flows += ok
         if results.measuring(now):
             if ok:
                 results.flows += 1
@@ -337,12 +339,12 @@ def main() -> int:
     print(f"FastAGI 5-step menu, {COMMANDS_PER_FLOW} commands/flow, {args.duration:.0f} s per phase, "
           f"paced think {args.think_ms:.0f} ms/prompt, {os.cpu_count()} CPUs (client, server share them)")
     print(f"{'server':<9} {'sessions':>8} {'phase':<10} {'flows/s':>9} {'cmds/s':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'errors':>7}")
+          f"{'p99 ms':>8} {'errors':>7} {'srv CPU ms/flow':>16}")
     for (kind, n, phase), res in rows.items():
         rate = res.flows / args.duration
         print(f"{kind:<9} {n:>8} {phase:<10} {rate:>9.0f} {rate * COMMANDS_PER_FLOW:>9.0f} "
               f"{percentile(res.latencies, 0.5) * 1000:>8.2f} {percentile(res.latencies, 0.99) * 1000:>8.2f} "
-              f"{res.errors:>7}")
+              f"{res.errors:>7} {res.server_cpu * 1000 / max(1, res.all_flows):>16.2f}")
     print()
     n = max(counts)
     ours_rate = rows[("ours", n, "saturated")].flows / args.duration
