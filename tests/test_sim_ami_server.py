@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import hashlib
 
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.interfaces import IListeningPort
-from twisted.trial import unittest
-
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import AMIParser
 from sim.ami_server import AMIServer, AMIServerFactory, AMISession
@@ -222,58 +218,39 @@ def test_logoff_says_goodbye_and_closes() -> None:
     assert conn.responses()[-1]["Message"] == "Thanks for all the fish." and conn.closed
 
 
-class _Client(protocol.Protocol):
-    def __init__(self) -> None:
-        self.parser = AMIParser(expect_banner=True)
-        self.items: list[object] = []
-        self.waiting: defer.Deferred[None] | None = None
-        self.want = 0
+def test_banner_login_ping_logoff_over_a_real_socket() -> None:
+    """Banner, Login (split across writes), Ping and Logoff over TCP on 127.0.0.1 (ephemeral port), the
+    server on the project's asyncio reactor and an asyncio client on the same loop."""
+    import asyncio
 
-    def dataReceived(self, data: bytes) -> None:
-        self.items.extend(self.parser.feed(data))
-        if self.waiting is not None and len(self.items) >= self.want:
-            d, self.waiting = self.waiting, None
-            d.callback(None)
+    from twisted.internet import reactor
 
-    def wait_for(self, n: int) -> defer.Deferred[None]:
-        self.want = n
-        self.waiting = defer.Deferred()
-        if len(self.items) >= n:
-            d, self.waiting = self.waiting, None
-            d.callback(None)
-            return d
-        return self.waiting
+    pbx = Pbx(reactor, dialplan_from_data(PLAN))  # type: ignore[arg-type]
+    server = AMIServer(pbx, {"cti": "cti-secret"})
+    port = reactor.listenTCP(0, AMIServerFactory(server), interface="127.0.0.1")  # type: ignore[attr-defined]
 
+    async def client() -> tuple[bytes, bytes, bytes]:
+        r, w = await asyncio.open_connection("127.0.0.1", port.getHost().port)
+        banner = await r.readuntil(b"\r\n")
+        login = b"Action: Login\r\nUsername: cti\r\nSecret: cti-secret\r\n\r\nAction: Ping\r\nActionID: p\r\n\r\n"
+        w.write(login[:17])
+        await w.drain()
+        w.write(login[17:])
+        replies = await r.readuntil(b"Ping: Pong\r\n")
+        w.write(b"Action: Logoff\r\n\r\n")
+        goodbye = await r.read()  # until the server closes
+        w.close()
+        return banner, replies, goodbye
 
-class RealSocketTest(unittest.TestCase):
-    """The AMI server over a real TCP socket on 127.0.0.1 (ephemeral port) with the real reactor."""
-
-    def setUp(self) -> None:
-        self.pbx = Pbx(reactor, dialplan_from_data(PLAN))  # type: ignore[arg-type]
-        self.server = AMIServer(self.pbx, {"cti": "cti-secret"})
-        self.port: IListeningPort = reactor.listenTCP(0, AMIServerFactory(self.server), interface="127.0.0.1")
-
-    def tearDown(self) -> defer.Deferred[None]:
-        self.server.close()
-        return defer.maybeDeferred(self.port.stopListening)
-
-    @defer.inlineCallbacks
-    def test_banner_login_ping_logoff_over_tcp(self) -> defer.Generator[defer.Deferred[object], object, None]:
-        """Banner, Login, Ping and Logoff work over a real socket, split across arbitrary writes."""
-        client = _Client()
-        cc = protocol.ClientCreator(reactor, lambda: client)
-        yield cc.connectTCP("127.0.0.1", self.port.getHost().port)
-        yield client.wait_for(1)
-        data = b"Action: Login\r\nUsername: cti\r\nSecret: cti-secret\r\n\r\nAction: Ping\r\nActionID: p\r\n\r\n"
-        client.transport.write(data[:17])  # type: ignore[union-attr]
-        client.transport.write(data[17:])  # type: ignore[union-attr]
-        yield client.wait_for(5)
-        msgs = [m for m in client.items if isinstance(m, AMIMessage)]
-        assert msgs[0]["Message"] == "Authentication accepted"
-        assert [m for m in msgs if m.action_id == "p"][0]["Ping"] == "Pong"
-        client.transport.write(b"Action: Logoff\r\n\r\n")  # type: ignore[union-attr]
-        yield client.wait_for(6)
-        client.transport.loseConnection()  # type: ignore[union-attr]
+    loop = getattr(reactor, "_asyncioEventloop", None) or asyncio.get_event_loop()
+    try:
+        banner, replies, goodbye = loop.run_until_complete(asyncio.wait_for(client(), 10))
+    finally:
+        loop.run_until_complete(asyncio.ensure_future(port.stopListening().asFuture(loop)))
+        server.close()
+    assert banner == b"Asterisk Call Manager/11.0.0\r\n"
+    assert b"Message: Authentication accepted" in replies and b"ActionID: p" in replies
+    assert b"Response: Goodbye" in goodbye
 
 
 def test_hostile_input_gets_errors_and_loses_nothing() -> None:
