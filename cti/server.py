@@ -403,8 +403,7 @@ class CtiServer:
                            "reason": snap["reason"] or None, "since": snap["since"],
                            "call_id": call["call_id"] if call else None, "queues": snap["queues"]})
         if self.recorder is not None:
-            metrics = self.recorder.metrics()
-            self.health.db = not metrics.get("failing", False)
+            self.health.db = not self.recorder.metrics["db_down"]
         return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": self.health.as_dict()}
 
     def _wallboard_tick(self) -> None:
