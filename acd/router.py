@@ -190,26 +190,34 @@ class AgentIndex:
 class CallBucket:
     """Waiting calls that share requirements, best first."""
 
-    __slots__ = ("key", "requirements", "queue", "strategy", "order", "members", "anchors")
+    __slots__ = ("key", "requirements", "queue", "strategy", "order", "members", "anchors", "head")
 
     def __init__(self, key: Hashable, requirements: Requirements, queue: str, strategy: str,
-                 anchors: tuple[str | None, ...]) -> None:
+                 anchors: tuple[tuple[str | None, int], ...]) -> None:
         self.key = key
         self.requirements = requirements
         self.queue = queue
         self.strategy = strategy
         self.order: list[SortKey] = []
         self.members: dict[SortKey, Hashable] = {}
-        self.anchors = anchors
+        self.anchors = anchors  # (anchor skill or None, lowest level any alternative needs in it)
+        self.head: SortKey | None = None
+
+
+AnchorEntry = tuple[SortKey, int, int]  # (bucket head, level needed in the anchor skill, bucket id)
 
 
 class CallIndex:
-    """Waiting calls in requirement buckets, indexed by one anchor skill per alternative."""
+    """Waiting calls in requirement buckets. Each anchor skill lists its buckets by head call, best first,
+    so an agent looks at buckets in service order and stops at the first one it may serve."""
 
     def __init__(self) -> None:
         self._buckets: dict[Hashable, CallBucket] = {}
-        self._by_anchor: dict[str | None, dict[Hashable, CallBucket]] = {}
+        self._by_id: dict[int, CallBucket] = {}
+        self._ids: dict[Hashable, int] = {}
+        self._by_anchor: dict[str | None, list[AnchorEntry]] = {}
         self._where: dict[Hashable, tuple[CallBucket, SortKey]] = {}
+        self._next_id = 0
 
     def __contains__(self, call: Hashable) -> bool:
         return call in self._where
@@ -217,19 +225,45 @@ class CallIndex:
     def __len__(self) -> int:
         return len(self._where)
 
+    def _bucket_id(self, bucket: CallBucket) -> int:
+        bid = self._ids.get(bucket.key)
+        if bid is None:
+            self._next_id += 1
+            bid = self._ids[bucket.key] = self._next_id
+            self._by_id[bid] = bucket
+        return bid
+
+    def _set_head(self, bucket: CallBucket) -> None:
+        """Re-file the bucket under its anchors after its head call changed."""
+        new = bucket.order[0] if bucket.order else None
+        if new == bucket.head:
+            return
+        bid = self._bucket_id(bucket)
+        for anchor, level in bucket.anchors:
+            entries = self._by_anchor.setdefault(anchor, [])
+            if bucket.head is not None:
+                _discard(entries, (bucket.head, level, bid))
+            if new is not None:
+                insort(entries, (new, level, bid))
+            elif not entries:
+                del self._by_anchor[anchor]
+        bucket.head = new
+        if new is None:
+            del self._buckets[bucket.key]
+            del self._by_id[bid]
+            del self._ids[bucket.key]
+
     def add(self, call: Hashable, bucket_key: Hashable, requirements: Requirements, queue: str, strategy: str,
-            sort_key: SortKey, anchors: tuple[str | None, ...]) -> None:
+            sort_key: SortKey, anchors: tuple[tuple[str | None, int], ...]) -> None:
         if call in self._where:
             self.remove(call)
         bucket = self._buckets.get(bucket_key)
         if bucket is None:
-            bucket = CallBucket(bucket_key, requirements, queue, strategy, anchors)
-            self._buckets[bucket_key] = bucket
-            for anchor in anchors:
-                self._by_anchor.setdefault(anchor, {})[bucket_key] = bucket
+            bucket = self._buckets[bucket_key] = CallBucket(bucket_key, requirements, queue, strategy, anchors)
         insort(bucket.order, sort_key)
         bucket.members[sort_key] = call
         self._where[call] = (bucket, sort_key)
+        self._set_head(bucket)
 
     def remove(self, call: Hashable) -> None:
         where = self._where.pop(call, None)
@@ -238,31 +272,23 @@ class CallIndex:
         bucket, sort_key = where
         _discard(bucket.order, sort_key)
         del bucket.members[sort_key]
-        if not bucket.order:
-            del self._buckets[bucket.key]
-            for anchor in bucket.anchors:
-                group = self._by_anchor.get(anchor)
-                if group is not None:
-                    group.pop(bucket.key, None)
-                    if not group:
-                        del self._by_anchor[anchor]
+        self._set_head(bucket)
 
     def best_for(self, agent_skills: Mapping[str, int], trace: list[Considered] | None) -> CallChoice | None:
         """The highest-priority, longest-waiting call this agent is eligible for, over all queues."""
         best: CallChoice | None = None
-        seen: set[Hashable] = set()
-        groups = [self._by_anchor.get(s) for s in agent_skills]
-        groups.append(self._by_anchor.get(None))
-        for group in groups:
-            if not group:
+        by_anchor = self._by_anchor
+        groups = [(by_anchor.get(s), lvl) for s, lvl in agent_skills.items()]
+        groups.append((by_anchor.get(None), MAX_LEVEL))
+        for entries, have in groups:
+            if not entries:
                 continue
-            for key, bucket in group.items():
-                if key in seen:
-                    continue
-                seen.add(key)
-                head = bucket.order[0]
+            for head, need, bid in entries:
                 if best is not None and head >= best.sort_key:
+                    break
+                if need > have:
                     continue
+                bucket = self._by_id[bid]
                 alt = bucket.requirements.eligible(agent_skills)
                 if trace is not None and len(trace) < TRACE_LIMIT:
                     note = f"eligible by {alt.label}" if alt else "not eligible"
@@ -270,6 +296,7 @@ class CallIndex:
                                             (-head[0], head[1]), note))
                 if alt is not None:
                     best = CallChoice(bucket.members[head], bucket, alt, head)
+                    break
         return best
 
 
@@ -281,15 +308,17 @@ class Router:
         self.agents = AgentIndex(agent_skills)
         self.calls = CallIndex()
 
-    def anchors_for(self, requirements: Requirements) -> tuple[str | None, ...]:
-        """One anchor per alternative: its rarest skill among configured agents (None = anyone)."""
-        out: list[str | None] = []
+    def anchors_for(self, requirements: Requirements) -> tuple[tuple[str | None, int], ...]:
+        """One anchor per alternative: its rarest skill among configured agents (None = anyone), with the
+        lowest level an alternative anchored there needs."""
+        out: dict[str | None, int] = {}
         for alt in requirements.alternatives:
             if not alt.skills:
-                out.append(None)
+                out[None] = 0
             else:
-                out.append(min(alt.skills, key=lambda sl: self.agents.static_count(sl[0], sl[1]))[0])
-        return tuple(dict.fromkeys(out))
+                skill, level = min(alt.skills, key=lambda sl: self.agents.static_count(sl[0], sl[1]))
+                out[skill] = min(level, out.get(skill, level))
+        return tuple(out.items())
 
     def best_agent(self, requirements: Requirements, strategy: str, rr_after: int,
                    explain: bool = True) -> AgentChoice | None:

@@ -190,7 +190,7 @@ class AcdService:
         self._parked: dict[CallKey, Call] = {}
         self._down: set[str] = set()
         self._rr: dict[str, int] = {}
-        self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[str | None, ...]]] = {}
+        self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[tuple[str | None, int], ...]]] = {}
         self._decisions: OrderedDict[CallKey, Decision] = OrderedDict()
         self._timers: list[tuple[float, int, str, Any, int]] = []
         self._seq = 0
@@ -429,23 +429,24 @@ class AcdService:
     def _device_ok(self, a: AgentRuntime) -> bool:
         return self._devices.get(a.endpoint.lower(), "UNKNOWN") in AVAILABLE_DEVICE_STATES
 
-    def _refresh(self, a: AgentRuntime) -> bool:
-        """Put the agent in or out of the router's index; True if it is available for an offer."""
-        available = a.state == AgentState.READY and self._device_ok(a)
-        if available:
-            if a.ordinal not in self.router.agents:
-                self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
-        else:
+    def _refresh(self, a: AgentRuntime) -> None:
+        """Take the agent out of the router's index if it can no longer take an offer."""
+        if a.state != AgentState.READY or not self._device_ok(a):
             self.router.agents.remove(a.ordinal)
-        return available
 
     def _match_agent(self, a: AgentRuntime, now: float, out: list[Output], trigger: str) -> None:
-        if a.ordinal not in self.router.agents:
+        """An agent may just have become available: give it the best waiting call, else index it as available.
+
+        (Looking for a call before indexing saves putting the agent in and taking it out again.)
+        """
+        if a.state != AgentState.READY or a.ordinal in self.router.agents or not self._device_ok(a):
             return
         choice = self.router.best_call(a.ordinal)
-        if choice is not None:
-            call = self._calls[choice.call]  # type: ignore[index]
-            self._offer(call, a, now, out, Decision(trigger, now, a.id, call.queue.strategy, choice))
+        if choice is None:
+            self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
+            return
+        call = self._calls[choice.call]  # type: ignore[index]
+        self._offer(call, a, now, out, Decision(trigger, now, a.id, call.queue.strategy, choice))
 
     def _back_to_work(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
         """After READY: honour a not-ready asked for during the call, else look for a caller."""
@@ -472,7 +473,7 @@ class AcdService:
         self._cmd_seq += 1
         return f"{kind}-{self._cmd_seq}"
 
-    def _requirements(self, call: Call, stage: int) -> tuple[Requirements, tuple[str | None, ...]]:
+    def _requirements(self, call: Call, stage: int) -> tuple[Requirements, tuple[tuple[str | None, int], ...]]:
         key = (call.queue.name, call.skills, stage)
         cached = self._req_cache.get(key)
         if cached is None:
@@ -826,7 +827,8 @@ class AcdService:
         self._devices[device] = e.state.upper()[:20]
         for agent_id in sorted(ids):
             a = self._agents[agent_id]
-            if a.endpoint.lower() == device and self._refresh(a):
+            if a.endpoint.lower() == device:
+                self._refresh(a)
                 self._match_agent(a, now, out, "phone-available")
 
     def _on_connection(self, e: AmiConnectionChanged, now: float, out: list[Output]) -> None:
