@@ -231,3 +231,15 @@ def test_races_ring_no_answer_abandon_while_ringing_and_logout() -> None:
     ringing_abandons = [r for r in c.rows if r.outcome == "abandoned" and r.agent_id]
     assert ringing_abandons and sum(r.offers > 1 for r in c.rows) > 100
     assert not c.acd._calls and all(c.acd.agent_snapshot(a)["call"] is None for a in c.acd.agent_ids())
+
+
+def test_staffing_command_prints_erlang_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """`cti acd-staffing` names the fewest agents meeting the target and refuses a non-number."""
+    from cti.cli import main
+
+    assert main(["acd-staffing", "--calls-per-hour", "480", "--aht", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "8.00 Erlangs" in out and "-> 11 agents" in out
+    with pytest.raises(SystemExit) as info:
+        main(["acd-staffing", "--calls-per-hour", "lots", "--aht", "60"])
+    assert info.value.code == 2 and "expected a number" in capsys.readouterr().err
