@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from acd.requirements import next_stage_after
 from acd.router import AgentChoice, Considered
+from acd.runtime import Call, CallKey, CallState, Decision
+from acd.states import AgentState
 
 if TYPE_CHECKING:
-    from acd.service import AcdService, Call, CallKey, Decision
+    from acd.service import AcdService
 
 MAX_LISTED = 20
 
@@ -45,8 +47,6 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
 
 
 def explain(service: AcdService, key: CallKey, call: Call | None, decision: Decision | None) -> dict[str, Any]:
-    from acd.service import CallState
-
     out: dict[str, Any] = {"server": key[0], "uniqueid": key[1]}
     if decision is not None:
         out["last_decision"] = decision_dict(decision)
@@ -67,9 +67,6 @@ def explain(service: AcdService, key: CallKey, call: Call | None, decision: Deci
 
 def _waiting(service: AcdService, call: Call) -> dict[str, Any]:
     """Live answer to "why is this call still waiting"."""
-    from acd.service import CallState
-    from acd.states import AgentState
-
     q = call.queue
     req, _ = service._requirements(call, call.stage)
     groups: dict[str, list[str]] = {"available": [], "ready_phone_busy": [], "reserved": [], "on_call": [],

@@ -19,9 +19,7 @@ import heapq
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +38,7 @@ from acd.events import (
     OfferNotAnswered,
     QueueCallFinished,
 )
-from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Agent, Queue
+from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -49,7 +47,18 @@ from acd.requirements import (
     parse_call_skills,
     stage_at,
 )
-from acd.router import AgentChoice, CallChoice, Router, SortKey
+from acd.router import Router, SortKey
+from acd.runtime import (
+    AVAILABLE_DEVICE_STATES,
+    BUSY_DEVICE_STATES,
+    RINGING_DEVICE_STATES,
+    STAFFED,
+    AgentRuntime,
+    Call,
+    CallKey,
+    CallState,
+    Decision,
+)
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state
 from acd.stats import QueueCounters
 from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
@@ -65,12 +74,7 @@ from cti.events import (
 )
 
 Output = Command | AcdEvent
-CallKey = tuple[str, str]  # (server, uniqueid of the caller channel)
 
-AVAILABLE_DEVICE_STATES = frozenset({"NOT_INUSE", "UNKNOWN"})
-BUSY_DEVICE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD"})
-RINGING_DEVICE_STATES = frozenset({"RINGING", "RINGINUSE"})
-STAFFED = frozenset({AgentState.READY, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
 #: Offer outcomes that are the agent's side, and the not-ready reason they set.
 AGENT_FAULTS = {"NOANSWER": "ring-no-answer", "BUSY": "busy", "CHANUNAVAIL": "unreachable",
                 "CONGESTION": "unreachable", "TIMEOUT": "offer-failed"}
@@ -79,82 +83,6 @@ MAX_DATA_VALUE = 256
 MAX_COMMAND_FAILURES = 5
 MAX_DECISIONS = 10_000
 PRIORITY_LIMIT = 1000
-
-
-class CallState(StrEnum):
-    WAITING = "waiting"
-    PARKED = "parked"  # the AMI connection of its server is down: no offer possible
-    OFFERED = "offered"
-    RECALLING = "recalling"  # the offer was withdrawn or cancelled; waiting to hear where the caller is
-    ON_CALL = "on_call"
-
-
-@dataclass(slots=True)
-class Call:
-    key: CallKey
-    call_id: str
-    channel: str
-    queue: Queue
-    skills: SkillSet
-    boost: int
-    entered: float  # entered this queue
-    first_entered: float  # entered the ACD; orders callers within a priority
-    seq: int
-    caller_num: str = ""
-    dnis: str = ""
-    data: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    state: CallState = CallState.WAITING
-    gen: int = 0
-    stage: int = 0
-    requirements: Requirements | None = None
-    agent_id: str = ""
-    offer_ref: str = ""
-    offered_at: float = 0.0
-    offers: int = 0
-    failures: int = 0
-    dest_uniqueid: str = ""
-    answered_at: float | None = None
-    talk_end: float | None = None
-
-    @property
-    def priority(self) -> int:
-        return self.queue.priority + self.boost
-
-    @property
-    def sort_key(self) -> SortKey:
-        return (-self.priority, self.first_entered, self.seq)
-
-
-@dataclass(slots=True)
-class AgentRuntime:
-    cfg: Agent
-    ordinal: int
-    endpoint: str
-    state: AgentState = AgentState.LOGGED_OUT
-    reason: str = ""
-    since: float = 0.0
-    idle_since: float = 0.0
-    call: Call | None = None
-    talk_today: float = 0.0
-    pending: str | None = None
-    gen: int = 0
-    queues: tuple[str, ...] = ()
-
-    @property
-    def id(self) -> str:
-        return self.cfg.id
-
-
-@dataclass(slots=True)
-class Decision:
-    """What the router did, kept raw on the hot path and formatted by ``acd.explain`` on request."""
-
-    trigger: str
-    at: float
-    agent_id: str
-    strategy: str
-    choice: AgentChoice | CallChoice
 
 
 class AcdService:
@@ -411,7 +339,10 @@ class AcdService:
             raise AcdError("unknown-agent", f"no agent {agent_id[:40]!r} is configured", agent_id=agent_id[:40])
         return a
 
-    def _set_state(self, a: AgentRuntime, trigger: Trigger, now: float, out: list[Output], reason: str = "") -> None:
+    def _set_state(self, a: AgentRuntime, trigger: Trigger, now: float, out: list[Output], reason: str = "",
+                   about: Call | None = None) -> None:
+        """Apply a transition of the state table, publish it, and keep the router's index right.
+        ``about`` names the call the change concerns when the agent no longer holds it."""
         new = next_state(a.state, trigger, a.id)
         prev, since = a.state, a.since
         if (prev in STAFFED) != (new in STAFFED):
@@ -421,7 +352,7 @@ class AcdService:
         a.state, a.since = new, now
         a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) else ""
         a.gen += 1
-        call = a.call
+        call = about or a.call
         out.append(AgentStateChanged(now, a.id, new.value, prev.value, a.reason, since,
                                      call.queue.name if call else "", call.key[1] if call else ""))
         self._refresh(a)
@@ -602,9 +533,9 @@ class AcdService:
         reason = AGENT_FAULTS.get(status)
         if reason is not None:
             a.pending = None
-            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason)
+            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call)
         else:
-            self._set_state(a, Trigger.OFFER_CANCELLED, now, out)
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)
             self._back_to_work(a, now, out)
 
     def _release_agent(self, call: Call, now: float, out: list[Output]) -> None:
@@ -612,7 +543,7 @@ class AcdService:
         a = self._offered_agent(call)
         if a is not None and a.state == AgentState.RESERVED:
             a.call = None
-            self._set_state(a, Trigger.OFFER_CANCELLED, now, out)
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)
             self._back_to_work(a, now, out)
 
     def _recall(self, call: Call, now: float, out: list[Output]) -> None:

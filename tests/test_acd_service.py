@@ -148,6 +148,9 @@ def test_ring_no_answer_sets_not_ready_and_requeues_call_at_head() -> None:
     assert h.state("a1") == "not_ready"
     assert h.acd.agent_snapshot("a1")["reason"] == "ring-no-answer"
     assert of_type(out, OfferNotAnswered)[0].status == "NOANSWER"
+    change = [x for x in of_type(out, AgentStateChanged) if x.agent_id == "a1"][0]
+    assert (change.state, change.reason, change.uniqueid, change.queue) == ("not_ready", "ring-no-answer", "u1",
+                                                                              "billing")
     assert h.offers(h.ready("a2")) == [("u1", "a2")]
     # the dialplan's CTIReturned for the old offer arrives late and changes nothing
     assert h.returned("u1", "a1", "NOANSWER") == []
