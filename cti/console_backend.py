@@ -16,6 +16,7 @@ AMI actions on the caller's and the agent's channels, in the dialplan contexts o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from cti.server import CtiServer, LiveCall
 
 log = logging.getLogger("cti.console")
+
+
+async def _result(d: defer.Deferred[Any]) -> Any:
+    """Await a Twisted Deferred from the hub's asyncio task (a bare ``await d`` there fails with
+    "Task got bad yield": asyncio tasks only wait on asyncio futures)."""
+    return await defer.Deferred.asFuture(d, asyncio.get_running_loop())
 
 
 def _ami_reason(exc: BaseException) -> str:
@@ -104,7 +111,7 @@ class ServerConsoleBackend:
             raise ConsoleError("no-active-call", "the agent's leg of this call is not known yet")
 
     async def _ami(self, server: str, action: str, fields: dict[str, str | list[str]]) -> None:
-        await self.server.pool.send(server, action, fields)
+        await _result(self.server.pool.send(server, action, fields))
 
     def _push_call(self, live: LiveCall) -> dict[str, Any]:
         live.since = self.server.now()
@@ -219,9 +226,9 @@ class ServerConsoleBackend:
             from cti.server import call_key
 
             try:
-                await self.server.pop_lookup.set_disposition(
+                await _result(self.server.pop_lookup.set_disposition(
                     call_key(*last), disposition=params["disposition"], notes=params.get("notes") or "",
-                    agent_id=agent_id)
+                    agent_id=agent_id))
                 recorded = True
             except Exception as exc:  # the agent keeps working; the failure is logged and reported
                 log.error("disposition for %s not recorded: %s", call_key(*last), exc.__class__.__name__)
@@ -241,10 +248,10 @@ class ServerConsoleBackend:
             at = datetime.fromisoformat(at.replace("Z", "+00:00"))
         if at.timestamp() <= self.server.now():
             raise ConsoleError("bad-callback-time", "the callback time must be in the future")
-        return str(await defer.maybeDeferred(
+        return str(await _result(defer.maybeDeferred(
             self.server.schedule_callback, number=str(params["number"]), due=at.timestamp(),
             notes=str(params.get("notes") or ""), agent_id=agent_id, call_id=call_id or "",
-            lead_id=str(params.get("lead_id") or ""), source="agent"))
+            lead_id=str(params.get("lead_id") or ""), source="agent")))
 
     async def _do_preview_accept(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         raise ConsoleError("no-preview", "no preview lead is waiting for you")
