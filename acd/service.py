@@ -258,10 +258,13 @@ class AcdService:
     def queue_stats(self, now: float) -> dict[str, dict[str, Any]]:
         """Per queue: waiting, longest wait, service level %, abandon %, agents by state, EWT."""
         out: dict[str, dict[str, Any]] = {}
+        by_queue: dict[str, list[Call]] = {name: [] for name in self._queues}
+        for call in self._calls.values():
+            if call.state in (CallState.WAITING, CallState.PARKED, CallState.RECALLING):
+                by_queue[call.queue.name].append(call)
         for name, q in self._queues.items():
             c = self._counters[name]
-            waiting = [call for call in self._calls.values() if call.queue.name == name
-                       and call.state in (CallState.WAITING, CallState.PARKED, CallState.RECALLING)]
+            waiting = by_queue[name]
             by_state = dict.fromkeys((s.value for s in AgentState), 0)
             for o in self._queue_agents[name]:
                 by_state[self._ordinals[o].state.value] += 1
@@ -638,23 +641,29 @@ class AcdService:
         key = (e.server, e.uniqueid)
         existing = self._calls.get(key)
         queue = self._queues.get(e.queue)
-        if existing is not None:
-            if existing.state in (CallState.WAITING, CallState.PARKED) and queue is existing.queue:
-                return  # the same UserEvent twice
-            self._detach(existing, now, out, e.queue)
         if queue is None:
             fallback = self.section.default_queue or (self.section.queues[0].name if self.section.queues else None)
-            out.append(AcdWarning(now, "unknown-queue", f"call queued for unknown queue {e.queue[:64]!r}",
-                                  {"server": e.server, "uniqueid": e.uniqueid, "used": fallback or ""}))
-            if fallback is None:
-                return
-            queue = self._queues[fallback]
-        skills, warnings = parse_call_skills(e.skills)
+            queue = self._queues[fallback] if fallback is not None else None
+        if existing is not None and existing.state in (CallState.WAITING, CallState.PARKED) \
+                and queue is existing.queue:
+            return  # the same UserEvent twice
+        if e.queue not in self._queues:
+            out.append(AcdWarning(now, "unknown-queue", f"call queued for unknown queue {str(e.queue)[:64]!r}",
+                                  {"server": e.server, "uniqueid": e.uniqueid, "used": queue.name if queue else ""}))
+        if existing is not None:
+            self._detach(existing, now, out, str(e.queue))
+        if queue is None:
+            return
+        skills, warnings = parse_call_skills(str(e.skills or ""))
         data = {str(k)[:64]: str(v)[:MAX_DATA_VALUE] for k, v in list(e.data.items())[:MAX_DATA_ITEMS]}
         self._seq += 1
-        boost = max(-PRIORITY_LIMIT, min(PRIORITY_LIMIT, int(e.priority)))
-        call = Call(key, e.call_id, e.channel, queue, skills, boost, now, now, self._seq, e.caller_num[:80],
-                    e.dnis[:80], data, warnings)
+        try:
+            boost = max(-PRIORITY_LIMIT, min(PRIORITY_LIMIT, int(e.priority)))
+        except (TypeError, ValueError, OverflowError):
+            boost = 0
+            warnings.append(f"ignored priority {str(e.priority)[:20]!r}: not an integer")
+        call = Call(key, e.call_id, e.channel, queue, skills, boost, now, now, self._seq,
+                    str(e.caller_num or "")[:80], str(e.dnis or "")[:80], data, warnings)
         self._track(call)
         self._enter_waiting(call, now, out, "call-arrived")
 

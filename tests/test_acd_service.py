@@ -16,7 +16,7 @@ from acd.events import (
 )
 from acd.states import AcdError
 from cti.commands import CommandFailed, OfferCall, Redirect, Setvar
-from cti.events import CallEnded
+from cti.events import CallEnded, CallQueued
 from tests.test_acd_support import SERVER, Harness, agent, of_type
 
 BASIC = {
@@ -391,6 +391,21 @@ def test_unknown_queue_uses_default_and_duplicate_userevent_is_ignored() -> None
     assert of_type(out, AcdWarning)[0].code == "unknown-queue"
     assert of_type(out, CallWaiting)[0].queue == "sales"
     assert h.queued("u1", "sales") == []
+    assert of_type(h.queued("u1", "nosuch"), CallWaiting) == []  # the same unknown-queue event again
+
+
+def test_hostile_call_fields_are_bounded() -> None:
+    """A non-integer priority, a huge skills string and oversized IVR data are cut down and reported."""
+    h = Harness(BASIC)
+    out = h.event(CallQueued(SERVER, h.now, "L9", "u9", "PJSIP/t-9", "billing", "x:1 " * 5000, "9" * 5000, "en",
+                             "1" * 500, "", "", {f"K{i}": "v" * 9999 for i in range(500)}))
+    assert of_type(out, CallWaiting)[0].priority == 0
+    info = h.acd.explain((SERVER, "u9"))
+    assert any("priority" in w for w in info["input_warnings"])
+    assert any("cut" in w for w in info["input_warnings"])
+    h.hangup("u9")
+    row = h.rows()[0]
+    assert len(row.data) == 64 and max(len(v) for v in row.data.values()) == 256 and len(row.caller_num) == 80
 
 
 def test_call_ended_merged_into_keeps_call_and_final_end_abandons() -> None:
