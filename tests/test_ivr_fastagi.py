@@ -90,6 +90,16 @@ class Server:
                                                  lookup=lookup, reactor=reactor, clock=self.clock,
                                                  server_names={"127.0.0.1": "pbx1"})
         self.number = self.port.getHost().port
+        self.sessions: list[Protocol] = []
+        build = self.factory.buildProtocol
+
+        def track(addr: Any) -> Protocol | None:
+            proto = build(addr)
+            if proto is not None:
+                self.sessions.append(proto)
+            return proto
+
+        self.factory.buildProtocol = track  # type: ignore[method-assign]
 
     def connect(self, pbx: Pbx) -> Pbx:
         wait(connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.number), pbx))
@@ -99,7 +109,13 @@ class Server:
         return [e for e in self.events if isinstance(e, IvrCompleted)]
 
     def stop(self) -> None:
+        """Stop listening and close every session still open, so no test leaves sockets to the next."""
         wait(defer.maybeDeferred(self.port.stopListening))
+        open_ = [p.transport for p in self.sessions
+                 if p.transport is not None and not getattr(p.transport, "disconnected", True)]
+        for transport in open_:
+            transport.abortConnection()  # type: ignore[attr-defined]
+        run_until(lambda: all(t.disconnected for t in open_))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
