@@ -354,9 +354,8 @@ class _LazyMessage(_WireMessage):
 
     def _parse(self) -> None:
         headers = [line.partition(": ")[::2] for line in self._text.split("\r\n")]
-        index: dict[str, str] = {}
-        for key, value in headers:
-            index.setdefault(key.lower(), value)
+        # Built back to front so that the FIRST value of a repeated key wins (as setdefault would).
+        index = {key.lower(): value for key, value in reversed(headers)}
         _HEADERS_SLOT.__set__(self, headers)
         _INDEX_SLOT.__set__(self, index)
         self._text = ""
