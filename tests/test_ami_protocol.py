@@ -365,3 +365,20 @@ def test_messages_equal_eager_reference(fixtures_dir: Path, name: str) -> None:
         assert (msg.kind, msg.name, msg.action_id) == (ref.kind, ref.name, ref.action_id)
         assert msg == ref and hash(msg) == hash(ref) and list(msg) == ref.headers
         assert msg.get("CHANNEL") == ref.get("channel") and msg.as_dict() == ref.as_dict()
+
+
+def test_lazy_lookup_matches_a_fully_built_message() -> None:
+    """Reading single headers straight from the wire text (no index built) gives exactly what a fully
+    built message gives: first value of a repeated key, any spelling of the key, values with ': '."""
+    wire = (b"Event: VarSet\r\nChannel: PJSIP/a-1\r\nVariable: X\r\nValue: a: b\r\nVariable: Y\r\n"
+            b"uniqueid: 1.5\r\nEmpty: \r\n\r\n")
+    lazy = [m for m in AMIParser(expect_banner=False).feed(wire) if isinstance(m, AMIMessage)][0]
+    built = AMIMessage(list(lazy.headers))
+    fresh = [m for m in AMIParser(expect_banner=False).feed(wire) if isinstance(m, AMIMessage)][0]
+    for key in ("Variable", "variable", "VALUE", "Uniqueid", "UniqueID", "Empty", "Missing", "Event", "Chan"):
+        assert fresh.get(key) == built.get(key), key
+        assert (key in fresh) == (key in built), key
+    assert fresh["Value"] == "a: b"
+    assert fresh.get("Variable") == "X"
+    with pytest.raises(KeyError):
+        fresh["Missing"]

@@ -361,6 +361,41 @@ class _LazyMessage(_WireMessage):
         self._text = ""
         self.__class__ = _ParsedMessage
 
+    def _lookup(self, key: str) -> str | None:
+        """The first value of ``key`` straight from the text, without building the index.
+
+        Asterisk spells keys consistently, so the exact spelling is tried first (``\r\n`` can only
+        precede a key: values never hold CR LF); only when it is absent is the text searched without
+        regard to case, and then the message is parsed like any other."""
+        text = self._text
+        probe = key + ": "
+        if text.startswith(probe):
+            start = len(probe)
+        else:
+            pos = text.find("\r\n" + probe)
+            if pos < 0:
+                low = "\r\n" + text.lower()
+                if low.find("\r\n" + probe.lower()) < 0:
+                    return None
+                self._parse()
+                return self._index.get(key.lower())
+            start = pos + len(probe) + 2
+        end = text.find("\r\n", start)
+        return text[start:] if end < 0 else text[start:end]
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        value = self._lookup(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value = self._lookup(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._lookup(key) is not None
+
     @property  # type: ignore[override]
     def headers(self) -> list[tuple[str, str]]:
         self._parse()
