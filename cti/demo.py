@@ -307,7 +307,7 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
     if written:
         print(f"demo: {written} customers loaded into {cfg.database.url}")
     clock: IReactorTime = reactor if speed == 1 else ScaledClock(reactor, speed)
-    sim = build_sim(cfg, clock, seed=args.seed)
+    sim = build_sim(cfg, clock, seed=args.seed, speed=speed)
     try:
         port = listen(sim, reactor)
     except Exception as exc:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         runtime = build_sim(cfg, clock, agi_connect=tcp_connector(reactor), pbx_name=args.pbx,  # type: ignore[arg-type]
                             dialplan=Path(args.dialplan) if args.dialplan else None, seed=args.seed,
-                            inbound=not args.no_inbound)
+                            inbound=not args.no_inbound, speed=float(speed))  # type: ignore[arg-type]
     except (ValueError, DialplanError, OSError) as exc:
         print(f"cti sim: {exc}", file=sys.stderr)
         return 1

@@ -49,10 +49,15 @@ def pick_server(cfg: CtiConfig, name: str | None = None) -> AsteriskServer | Non
 
 def build_sim(cfg: CtiConfig, clock: IReactorTime, *, agi_connect: Connector | None = None,
               dialplan: Path | None = None, pbx_name: str | None = None, seed: int | None = None,
-              inbound: bool = True) -> SimRuntime:
+              inbound: bool = True, speed: float = 1.0) -> SimRuntime:
     """Build (not start) a simulated PBX for ``cfg``: the AMI users of the chosen ``asterisk:`` entry,
-    FastAGI to ``listen.fastagi``, people from ``sim:``."""
+    FastAGI to ``listen.fastagi``, people from ``sim:``. ``speed``: how much faster than real time
+    ``clock`` runs against a live server (the FastAGI connect timeout is a network wait: it stays in
+    real seconds, or at x20 a 2 s timeout would give a live server 0.1 s)."""
     settings = cfg.sim if seed is None else cfg.sim.model_copy(update={"seed": seed})
+    if speed != 1.0:
+        agi_settings = settings.agi.model_copy(update={"connect_timeout_s": settings.agi.connect_timeout_s * speed})
+        settings = settings.model_copy(update={"agi": agi_settings})
     rng = root_rng(settings)
     far = PeopleFarEnds(AgentPhones(settings, rng), OutboundCustomers(settings, rng))
     agi = FastAGIClient(clock, agi_connect, settings=settings.agi)
