@@ -1,12 +1,152 @@
-"""The ``dialer:`` configuration section. No I/O.
+"""The ``dialer:`` configuration section: outbound campaigns. Pydantic models only; no I/O, no clock.
 
-STUB laid down by the foundation; the dialer issue fills it in.
+Must not import the dialer engine (``dialer.campaign``, ``dialer.pacer``) nor anything with I/O; the only
+outside look-up is the time zone in tzdata, as the other sections do.
 """
 
 from __future__ import annotations
 
-from config.base import ConfigModel
+import re
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from config.base import ConfigModel, Loc, expected
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                            json_schema_extra={"expected": "a name (letters, digits, _ . -), at most 64"})]
+RetrySeconds = Annotated[float, Field(ge=0, le=30 * 86400,
+                                      json_schema_extra={"expected": "a number of seconds 0-2592000 (30 days)"})]
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$",
+                                 json_schema_extra={"expected": "a local time HH:MM (00:00-24:00)"})]
+# What may travel in an AMI header value: no line breaks (header injection), bounded length.
+HeaderValue = Annotated[str, Field(pattern=r"^[^\r\n]{0,80}$",
+                                   json_schema_extra={"expected": "text of at most 80 characters, one line"})]
+SoundName = Annotated[str, Field(
+    pattern=r"^[A-Za-z0-9_./-]{1,120}$",
+    json_schema_extra={"expected": "an Asterisk sound file name (letters, digits, _ . / -)"})]
+
+#: Attempt results that may be retried, in the order the docs list them.
+RETRY_RESULTS = ("busy", "noanswer", "congestion", "machine", "failed", "hangup", "abandoned", "unknown")
+
+
+class RetryAfter(ConfigModel):
+    """Seconds before a lead is dialled again after an attempt ended with each result."""
+
+    busy: RetrySeconds = 300.0
+    noanswer: RetrySeconds = 1800.0
+    congestion: RetrySeconds = 120.0
+    machine: RetrySeconds = 7200.0
+    failed: RetrySeconds = 600.0
+    hangup: RetrySeconds = 1800.0  # answered, then hung up before answering-machine detection finished
+    abandoned: RetrySeconds = 3600.0  # a person answered and no agent took the call in time
+    unknown: RetrySeconds = 900.0  # the server lost track of the attempt (crash, AMI outage): retried once
+
+    def seconds(self, result: str) -> float:
+        return float(getattr(self, result))
+
+
+class CallingWindow(ConfigModel):
+    """Local hours during which a lead may be called (in the lead's time zone, else the campaign's)."""
+
+    start: ClockTime = "09:00"
+    end: ClockTime = "21:00"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CallingWindow:
+        if _minutes(self.start) >= _minutes(self.end):
+            raise ValueError(f"the window must end after it starts: {self.start}-{self.end}")
+        return self
+
+    def bounds(self) -> tuple[int, int]:
+        """(start, end) in minutes after local midnight."""
+        return _minutes(self.start), _minutes(self.end)
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+class CampaignSettings(ConfigModel):
+    """One outbound campaign: whom to call, through which trunk, for which ACD queue's agents."""
+
+    name: Name = expected("a campaign name (letters, digits, _ . -)")
+    queue: Name = expected("the ACD queue whose agents take this campaign's calls")
+    enabled: bool = True
+    leads: str = expected('"demo" (the demo customers) or the path of a CSV file of leads', min_length=1,
+                          max_length=4096)
+    demo_leads: int = expected("a number of demo leads 1-100000", default=300, ge=1, le=100_000)
+    server: Name | None = expected("the Asterisk server (asterisk[].name) to dial through; default the first",
+                                   default=None)
+    dial: str | None = expected("a dial string with {number}, default pbx.external_dial", default=None,
+                                pattern=r"^[^\r\n]{1,200}$")
+    caller_id: HeaderValue = ""
+    originate_timeout: float = expected("seconds of ringing 5-120", default=30.0, ge=5.0, le=120.0)
+    max_attempts: int = expected("attempts per lead 1-50", default=3, ge=1, le=50)
+    retry_after: RetryAfter = RetryAfter()
+    ratio: float = expected("lines per idle agent 0.1-5 (1.0 = progressive)", default=1.0, ge=0.1, le=5.0)
+    max_lines: int = expected("concurrent lines 1-10000", default=50, ge=1, le=10_000)
+    max_abandon_rate: float = expected("a fraction 0-0.5 (0.03 = 3%)", default=0.03, ge=0.0, le=0.5)
+    abandon_window: int = expected("human answers the abandon rate is measured over, 10-100000", default=100,
+                                   ge=10, le=100_000)
+    safe_harbour_after: float = expected("seconds 0.5-30", default=2.0, ge=0.5, le=30.0)
+    safe_harbour_message: SoundName | None = None
+    machine_message: SoundName | None = None
+    calling_window: CallingWindow = CallingWindow()
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+    @field_validator("dial")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and "{number}" not in value:
+            raise ValueError("a dial string needs {number}, e.g. PJSIP/{number}@trunk")
+        return value
+
+    def dial_string(self, template: str, number: str) -> str:
+        """The Originate channel for ``number`` (digits with an optional leading +, nothing else)."""
+        if not re.fullmatch(r"\+?[0-9]{3,20}", number):
+            raise ValueError("a lead number is 3-20 digits with an optional leading +")
+        return (self.dial or template).replace("{number}", number)
 
 
 class DialerSection(ConfigModel):
-    """Outbound campaigns."""
+    """Outbound campaigns. Empty by default: no dialer runs."""
+
+    campaigns: list[CampaignSettings] = Field(default_factory=list, max_length=100)
+    pace_interval: float = expected("seconds between pacing decisions 0.1-10", default=1.0, ge=0.1, le=10.0)
+
+    def semantic_errors(self) -> list[tuple[Loc, str]]:
+        errors: list[tuple[Loc, str]] = []
+        seen: dict[str, int] = {}
+        for i, c in enumerate(self.campaigns):
+            if c.name in seen:
+                errors.append((("campaigns", i, "name"),
+                               f"duplicate campaign {c.name!r} (also campaigns[{seen[c.name]}])"))
+            seen.setdefault(c.name, i)
+        return errors
+
+    def reference_errors(self, queues: list[str], servers: list[str]) -> list[tuple[Loc, str]]:
+        """Checks against other sections: each campaign's queue is an ACD queue and its server an Asterisk.
+        (For ``config.schema.cross_section_errors``; locations are relative to this section.)"""
+        errors: list[tuple[Loc, str]] = []
+        for i, c in enumerate(self.campaigns):
+            if c.queue not in queues:
+                known = ", ".join(sorted(queues)) or "none configured"
+                errors.append((("campaigns", i, "queue"), f"unknown queue {c.queue!r}; known: {known}"))
+            if c.server is not None and c.server not in servers:
+                known = ", ".join(servers) or "none configured"
+                errors.append((("campaigns", i, "server"), f"unknown Asterisk server {c.server!r}; known: {known}"))
+            elif c.server is None and c.enabled and not servers:
+                errors.append((("campaigns", i), "no Asterisk server to dial through (asterisk: is empty)"))
+        return errors

@@ -1,0 +1,509 @@
+"""One outbound campaign as a pure engine: leads, attempts as a state table, events in, commands out.
+
+No I/O, no clock (``now`` is passed in), no Twisted, no database: must not import ``dialer.store``,
+``dialer.service`` or ``cti.server``. ``dialer.service`` feeds it ``cti.events`` and ``CommandFailed``
+and carries out what it returns (``cti.commands`` and ``dialer.events``).
+
+An attempt's life (``TRANSITIONS``)::
+
+    persisting --persisted--> dialling --originate-answered--> answered --amd-human--> human
+        human --agent-ringing--> ringing --agent-answered--> connected --ended--> finished (connected)
+        human --safe-harbour--> safe_harbour --ended--> finished (abandoned)
+        answered --amd-machine--> machine --ended--> finished (machine)
+        dialling --originate-failed--> finished (busy | noanswer | congestion | failed)
+
+The Originate of an attempt goes out only after the ``AttemptStarted`` that announced it has been made
+durable (``persisted``): a crash then leaves the lead "active" in the store, and the next start resolves
+it as ``unknown`` (``load``) and retries it once, later, instead of losing it or dialling it twice.
+A lead has at most one attempt at a time.
+
+The customer's channel is bound to its attempt by the ``CTI_ATTEMPT`` channel variable the Originate
+sets (its VarSet arrives before anything else about the channel), by the OriginateResponse's Uniqueid,
+and by the ``CTIAmd`` UserEvent's lead and campaign.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cti.commands import Command, CommandFailed, Originate, Redirect
+from cti.events import (
+    AmdResult,
+    CallEnded,
+    CallQueued,
+    ChannelHungup,
+    DialEnded,
+    DialStarted,
+    OriginateResult,
+    VariableSet,
+)
+from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted, DialerEvent, DialerWarning
+from dialer.pacer import PacingDecision, pace
+from dialer.settings import CampaignSettings
+
+Output = Command | DialerEvent
+
+ATTEMPT_VARIABLE = "CTI_ATTEMPT"
+REF_PREFIX = "dial:"
+DIALLING_GRACE = 60.0  # seconds past the Originate timeout before a silent attempt is declared unknown
+
+# OriginateResponse Reason codes (AST_CONTROL_*), as the transcripts show them.
+ORIGINATE_RESULTS = {5: "busy", 8: "congestion", 3: "noanswer", 1: "noanswer", 0: "failed"}
+
+
+class AttemptState(Enum):
+    PERSISTING = "persisting"  # AttemptStarted handed to the store; no Originate yet
+    DIALLING = "dialling"  # Originate sent, no answer yet
+    ANSWERED = "answered"  # the far end answered; answering-machine detection running
+    HUMAN = "human"  # a person, waiting in the holding context for a campaign agent
+    RINGING = "ringing"  # an agent's phone rings for this person
+    CONNECTED = "connected"  # an agent answered
+    MACHINE = "machine"  # an answering machine: the message plays, then the call ends
+    SAFE_HARBOUR = "safe_harbour"  # no agent in time: the safe-harbour message plays
+    FINISHED = "finished"
+
+
+S = AttemptState
+# Trigger -> next state, per state. A trigger missing here is ignored (late or duplicate event).
+TRANSITIONS: dict[AttemptState, dict[str, AttemptState]] = {
+    S.PERSISTING: {"persisted": S.DIALLING, "not-persisted": S.FINISHED},
+    S.DIALLING: {"originate-answered": S.ANSWERED, "originate-failed": S.FINISHED, "amd-human": S.HUMAN,
+                 "amd-machine": S.MACHINE, "amd-hangup": S.ANSWERED, "queued": S.HUMAN, "refused": S.FINISHED,
+                 "watchdog": S.FINISHED, "agent-ringing": S.RINGING},
+    S.ANSWERED: {"amd-human": S.HUMAN, "amd-machine": S.MACHINE, "queued": S.HUMAN, "agent-ringing": S.RINGING,
+                 "ended": S.FINISHED},
+    S.HUMAN: {"agent-ringing": S.RINGING, "safe-harbour": S.SAFE_HARBOUR, "ended": S.FINISHED},
+    S.RINGING: {"agent-answered": S.CONNECTED, "agent-missed": S.HUMAN, "ended": S.FINISHED},
+    S.CONNECTED: {"ended": S.FINISHED},
+    S.MACHINE: {"ended": S.FINISHED},
+    S.SAFE_HARBOUR: {"agent-ringing": S.RINGING, "ended": S.FINISHED},
+    S.FINISHED: {},
+}
+# States in which the attempt still needs a line and no agent has it yet (the pacer's "in flight").
+IN_FLIGHT = frozenset({S.PERSISTING, S.DIALLING, S.ANSWERED, S.HUMAN, S.RINGING})
+
+
+@dataclass(slots=True)
+class Lead:
+    """A person to call. ``status``: pending (due at ``next_at``), active (an attempt is open), done
+    (reached an agent), exhausted (no attempts left)."""
+
+    lead_id: str
+    number: str
+    fields: dict[str, str] = field(default_factory=dict)
+    timezone: str = ""
+    status: str = "pending"
+    attempts: int = 0
+    unknowns: int = 0
+    next_at: float = 0.0
+    last_result: str = ""
+
+
+@dataclass(slots=True)
+class Attempt:
+    ref: str
+    lead: Lead
+    number: int
+    state: AttemptState
+    started: float
+    uniqueid: str = ""
+    call_id: str = ""
+    channel: str = ""
+    result: str = ""
+    human_at: float | None = None
+    connected_at: float | None = None
+    deadline: float | None = None
+    ended: bool = False  # the customer's channel is gone (may precede the OriginateResponse)
+    redirected: bool = False
+    ended_at: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+
+class Campaign:
+    """One campaign's leads and attempts. ``server``: the Asterisk connection it dials through;
+    ``dial_template``: the Originate channel with ``{number}`` when the campaign names none."""
+
+    def __init__(self, settings: CampaignSettings, *, server: str, dial_template: str) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.server = server
+        self.dial_template = dial_template
+        self.leads: dict[str, Lead] = {}
+        self.attempts: dict[str, Attempt] = {}  # open attempts by ref
+        self._by_uid: dict[str, str] = {}
+        self._by_call: dict[str, str] = {}
+        self._due: list[tuple[float, int, str]] = []  # (next_at, seq, lead_id) of pending leads, lazily pruned
+        self._timers: list[tuple[float, int, str]] = []  # (deadline, seq, ref)
+        self._seq = 0
+        self._zones: dict[str, ZoneInfo] = {}
+        self._humans: deque[bool] = deque(maxlen=settings.abandon_window)  # True: abandoned
+        self.counts: dict[str, int] = {"dialled": 0, "ignored": 0}
+        self.results: dict[str, int] = {}
+        self.last_decision: PacingDecision | None = None
+
+    # ------------------------------------------------------------------ leads
+    def load(self, leads: Iterable[Lead], now: float) -> list[Output]:
+        """Take leads (fresh, or as the store last saw them). A lead left ``active`` had an attempt open
+        when the server stopped: that attempt is resolved as ``unknown`` and the lead retried once."""
+        out: list[Output] = []
+        for lead in leads:
+            if lead.lead_id in self.leads:
+                out.append(DialerWarning(now, self.name, "duplicate-lead", f"lead {lead.lead_id!r} listed twice"))
+                continue
+            self.leads[lead.lead_id] = lead
+            if lead.status == "active":
+                ref = self._ref(lead, lead.attempts)
+                out.append(self._close_lead(lead, ref, lead.attempts, "unknown", now))
+            elif lead.status == "pending":
+                self._schedule(lead)
+        return out
+
+    def lead_fields(self, lead_id: str) -> dict[str, str]:
+        """The lead's fields for the screen pop (``phone`` is the number dialled)."""
+        lead = self.leads.get(lead_id)
+        if lead is None:
+            return {}
+        return {**lead.fields, "phone": lead.number, "lead_id": lead.lead_id}
+
+    # ------------------------------------------------------------------ pacing
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for a in self.attempts.values() if a.state in IN_FLIGHT)
+
+    def abandon_rate(self) -> float | None:
+        if not self._humans:
+            return None
+        return sum(self._humans) / len(self._humans)
+
+    def pace(self, now: float, idle_agents: int) -> list[Output]:
+        """Start as many attempts as the pacer allows now. Returns ``AttemptStarted`` events: persist each,
+        then call ``persisted(ref)`` to get its Originate (or ``not_persisted`` to put the lead back)."""
+        if not self.settings.enabled:
+            return []
+        decision = pace(idle_agents=idle_agents, in_flight=self.in_flight, ratio=self.settings.ratio,
+                        abandon_rate=self.abandon_rate(), max_abandon_rate=self.settings.max_abandon_rate,
+                        max_lines=self.settings.max_lines)
+        self.last_decision = decision
+        out: list[Output] = []
+        for _ in range(decision.dial):
+            lead = self._next_lead(now)
+            if lead is None:
+                break
+            lead.status = "active"
+            lead.attempts += 1
+            ref = self._ref(lead, lead.attempts)
+            self.attempts[ref] = Attempt(ref, lead, lead.attempts, S.PERSISTING, now)
+            out.append(AttemptStarted(now, self.name, lead.lead_id, ref, lead.attempts, lead.number))
+        return out
+
+    def persisted(self, ref: str, now: float) -> list[Output]:
+        """The store holds the attempt: dial it."""
+        a = self.attempts.get(ref)
+        if a is None or not self._move(a, "persisted"):
+            return []
+        s = self.settings
+        try:
+            channel = s.dial_string(self.dial_template, a.lead.number)
+        except ValueError as exc:
+            a.result = "failed"
+            self._move(a, "refused")
+            return [DialerWarning(now, self.name, "bad-number", f"lead {a.lead.lead_id}: {exc}"),
+                    self._finish(a, now)]
+        variables = {"CTI_CAMPAIGN": self.name, "CTI_LEAD_ID": a.lead.lead_id, "CTI_CAMPAIGN_QUEUE": s.queue,
+                     ATTEMPT_VARIABLE: ref}
+        if s.safe_harbour_message:
+            variables["CTI_SAFE_HARBOUR"] = s.safe_harbour_message
+        if s.machine_message:
+            variables["CTI_MACHINE_MESSAGE"] = s.machine_message
+        self.counts["dialled"] += 1
+        self._arm(a, now + s.originate_timeout + DIALLING_GRACE)
+        return [Originate(ref=ref, server=self.server, channel=channel, context="cti-outbound", exten="s",
+                          priority=1, caller_id=s.caller_id, timeout_ms=int(s.originate_timeout * 1000),
+                          variables=variables)]
+
+    def not_persisted(self, ref: str, now: float, reason: str) -> list[Output]:
+        """The store could not record the attempt: nothing was dialled; the lead is as it was."""
+        a = self.attempts.get(ref)
+        if a is None or not self._move(a, "not-persisted"):
+            return []
+        del self.attempts[ref]
+        lead = a.lead
+        lead.attempts -= 1
+        lead.status = "pending"
+        lead.next_at = now + self.settings.retry_after.failed
+        self._schedule(lead)
+        return [DialerWarning(now, self.name, "store-failed", f"lead {lead.lead_id} not dialled: {reason[:200]}")]
+
+    # ------------------------------------------------------------------ events
+    def handle(self, event: object, now: float) -> list[Output]:
+        """One domain event or CommandFailed; events about other calls are ignored cheaply."""
+        out: list[Output] = []
+        if isinstance(event, VariableSet):
+            if event.name == ATTEMPT_VARIABLE and event.value in self.attempts and event.server == self.server:
+                self._bind(self.attempts[event.value], event.uniqueid, event.call_id, event.channel)
+            return out
+        if isinstance(event, OriginateResult):
+            a = self.attempts.get(event.action_id)
+            if a is None:
+                return out
+            if event.success:
+                if event.uniqueid:
+                    self._bind(a, event.uniqueid, a.call_id or event.uniqueid, event.channel)
+                self._trigger(a, "originate-answered", now, out)
+            else:
+                a.result = ORIGINATE_RESULTS.get(event.reason, "failed")
+                self._trigger(a, "originate-failed", now, out)
+            return out
+        if isinstance(event, CommandFailed):
+            a = self.attempts.get(event.ref)
+            if a is not None and isinstance(event.command, Originate):
+                a.result = "failed"
+                out.append(DialerWarning(now, self.name, "originate-refused",
+                                         f"lead {a.lead.lead_id}: {event.reason[:200]}"))
+                self._trigger(a, "refused", now, out)
+            return out
+        if event.__class__ not in _CALL_EVENTS or getattr(event, "server", None) != self.server:
+            return out
+        a = self._find(event)
+        if a is None:
+            return out
+        if isinstance(event, AmdResult):
+            status = event.status.upper()
+            trigger = "amd-machine" if status == "MACHINE" else "amd-hangup" if status == "HANGUP" else "amd-human"
+            self._trigger(a, trigger, now, out)
+        elif isinstance(event, CallQueued):
+            self._trigger(a, "queued", now, out)
+        elif isinstance(event, DialStarted):
+            if event.uniqueid == a.uniqueid:
+                self._trigger(a, "agent-ringing", now, out)
+        elif isinstance(event, DialEnded):
+            if event.uniqueid == a.uniqueid:
+                self._trigger(a, "agent-answered" if event.status == "ANSWER" else "agent-missed", now, out)
+        elif isinstance(event, CallEnded) and event.merged_into:
+            self._by_call.pop(a.call_id, None)
+            a.call_id = ""
+            self._bind(a, "", event.merged_into, "")  # the channel lives on in another call
+        elif isinstance(event, ChannelHungup | CallEnded):
+            a.ended = True
+            self._trigger(a, "ended", now, out)
+        return out
+
+    def tick(self, now: float) -> list[Output]:
+        """Fire due timers: safe harbour for people still waiting, and the watchdog of silent attempts."""
+        out: list[Output] = []
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, ref = heapq.heappop(self._timers)
+            a = self.attempts.get(ref)
+            if a is None or a.deadline != deadline:
+                continue
+            a.deadline = None
+            if a.state == S.HUMAN:
+                self._safe_harbour(a, now, out)
+            elif a.state == S.DIALLING:
+                a.result = "unknown"
+                out.append(DialerWarning(now, self.name, "no-originate-response",
+                                         f"lead {a.lead.lead_id}: no OriginateResponse for {ref}"))
+                self._trigger(a, "watchdog", now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        while self._timers:
+            deadline, _, ref = self._timers[0]
+            a = self.attempts.get(ref)
+            if a is not None and a.deadline == deadline:
+                return deadline
+            heapq.heappop(self._timers)
+        return None
+
+    def next_due(self) -> float | None:
+        """When the earliest pending lead becomes due (None: no lead left to dial)."""
+        while self._due:
+            at, _, lead_id = self._due[0]
+            lead = self.leads.get(lead_id)
+            if lead is not None and lead.status == "pending" and lead.next_at == at:
+                return at
+            heapq.heappop(self._due)
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        by_status: dict[str, int] = {}
+        for lead in self.leads.values():
+            by_status[lead.status] = by_status.get(lead.status, 0) + 1
+        rate = self.abandon_rate()
+        return {"campaign": self.name, "queue": self.settings.queue, "leads": by_status,
+                "dialled": self.counts["dialled"], "results": dict(self.results), "in_flight": self.in_flight,
+                "open": len(self.attempts), "abandon_rate": rate, "humans": len(self._humans),
+                "pacing": None if self.last_decision is None else self.last_decision.reason}
+
+    # ------------------------------------------------------------------ internals
+    def _ref(self, lead: Lead, attempt: int) -> str:
+        return f"{REF_PREFIX}{self.name}/{lead.lead_id}/{attempt}"
+
+    def _schedule(self, lead: Lead) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (lead.next_at, self._seq, lead.lead_id))
+
+    def _next_lead(self, now: float) -> Lead | None:
+        """The earliest due pending lead inside its calling window (others are pushed to their window)."""
+        while self._due and self._due[0][0] <= now:
+            at, _, lead_id = heapq.heappop(self._due)
+            lead = self.leads.get(lead_id)
+            if lead is None or lead.status != "pending" or lead.next_at != at:
+                continue
+            opens = self._window_opens(lead, now)
+            if opens > now:
+                lead.next_at = opens
+                self._schedule(lead)
+                continue
+            return lead
+        return None
+
+    def _window_opens(self, lead: Lead, now: float) -> float:
+        """``now`` if the lead may be called now, else when its local calling window next opens."""
+        tz_name = lead.timezone or self.settings.timezone
+        zone = self._zones.get(tz_name)
+        if zone is None:
+            try:
+                zone = ZoneInfo(tz_name)
+            except (ValueError, KeyError, OSError):
+                zone = ZoneInfo(self.settings.timezone)
+            self._zones[tz_name] = zone
+        local = datetime.fromtimestamp(now, zone)
+        start, end = self.settings.calling_window.bounds()
+        minute = local.hour * 60 + local.minute
+        if start <= minute < end:
+            return now
+        day = local.date() if minute < start else local.date() + timedelta(days=1)
+        opening = datetime(day.year, day.month, day.day, start // 60, start % 60, tzinfo=zone)
+        return max(now, opening.timestamp())
+
+    def _bind(self, a: Attempt, uniqueid: str, call_id: str, channel: str) -> None:
+        if uniqueid and not a.uniqueid:
+            a.uniqueid = uniqueid
+            self._by_uid[uniqueid] = a.ref
+        if call_id and not a.call_id:
+            a.call_id = call_id
+            self._by_call[call_id] = a.ref
+        if channel and not a.channel:
+            a.channel = channel
+
+    def _find(self, event: Any) -> Attempt | None:
+        ref = self._by_uid.get(getattr(event, "uniqueid", ""))
+        if ref is None and isinstance(event, CallEnded):
+            ref = self._by_call.get(event.call_id)
+        if ref is None and isinstance(event, AmdResult) and event.campaign == self.name:
+            lead = self.leads.get(event.lead_id)
+            if lead is not None and lead.status == "active":
+                ref = self._ref(lead, lead.attempts)
+        if ref is None and isinstance(event, CallQueued):
+            ref = event.data.get(ATTEMPT_VARIABLE)
+        a = self.attempts.get(ref) if ref is not None else None
+        if a is not None and isinstance(event, AmdResult | CallQueued):
+            self._bind(a, event.uniqueid, event.call_id, event.channel)
+        return a
+
+    def _move(self, a: Attempt, trigger: str) -> bool:
+        nxt = TRANSITIONS[a.state].get(trigger)
+        if nxt is None:
+            self.counts["ignored"] += 1
+            return False
+        a.log.append(trigger)
+        a.state = nxt
+        return True
+
+    def _trigger(self, a: Attempt, trigger: str, now: float, out: list[Output]) -> None:
+        if trigger == "ended" and a.state == S.DIALLING:
+            return  # the channel failed before the OriginateResponse that says why; wait for it
+        if not self._move(a, trigger):
+            return
+        state = a.state
+        if state == S.HUMAN:
+            if a.human_at is None:
+                a.human_at = now
+                out.append(AttemptAnswered(now, self.name, a.lead.lead_id, a.ref, a.uniqueid))
+                self._arm(a, now + self.settings.safe_harbour_after)
+            elif now >= a.human_at + self.settings.safe_harbour_after:
+                self._safe_harbour(a, now, out)  # an agent missed the call after the window closed
+            else:
+                self._arm(a, a.human_at + self.settings.safe_harbour_after)
+        elif state == S.RINGING and a.human_at is None:
+            a.human_at = now  # queued without an AMD verdict we saw
+        elif state == S.CONNECTED:
+            a.connected_at = now
+            a.deadline = None
+        elif state in (S.ANSWERED, S.MACHINE):
+            a.deadline = None
+        if a.ended and a.state not in (S.DIALLING, S.FINISHED):
+            self._move(a, "ended")
+        if a.state == S.FINISHED:
+            out.append(self._finish(a, now))
+
+    def _safe_harbour(self, a: Attempt, now: float, out: list[Output]) -> None:
+        if not self._move(a, "safe-harbour"):
+            return
+        a.redirected = True
+        if a.channel:
+            out.append(Redirect(ref=a.ref + "/safe-harbour", server=self.server, channel=a.channel,
+                                context="cti-safe-harbour", exten="s", priority=1))
+
+    def _arm(self, a: Attempt, deadline: float) -> None:
+        a.deadline = deadline
+        self._seq += 1
+        heapq.heappush(self._timers, (deadline, self._seq, a.ref))
+
+    def _outcome(self, a: Attempt) -> tuple[str, bool]:
+        """(result, late) of an attempt that reached FINISHED."""
+        if a.result:
+            return a.result, False
+        window = self.settings.safe_harbour_after
+        if a.connected_at is not None:
+            late = a.human_at is not None and a.connected_at - a.human_at > window
+            return "connected", late
+        if "amd-machine" in a.log:
+            return "machine", False
+        if a.human_at is None:
+            return "hangup", False
+        return "abandoned" if a.redirected or (a.ended_at - a.human_at) >= window else "hangup", False
+
+    def _finish(self, a: Attempt, now: float) -> AttemptFinished:
+        self.attempts.pop(a.ref, None)
+        if self._by_uid.get(a.uniqueid) == a.ref:
+            del self._by_uid[a.uniqueid]
+        if self._by_call.get(a.call_id) == a.ref:
+            del self._by_call[a.call_id]
+        a.ended_at = now
+        result, late = self._outcome(a)
+        if a.human_at is not None:
+            self._humans.append(result == "abandoned" or late)
+        wait = None if a.connected_at is None or a.human_at is None else a.connected_at - a.human_at
+        return self._close_lead(a.lead, a.ref, a.number, result, now, uniqueid=a.uniqueid, wait=wait, late=late)
+
+    def _close_lead(self, lead: Lead, ref: str, attempt: int, result: str, now: float, *, uniqueid: str = "",
+                    wait: float | None = None, late: bool = False) -> AttemptFinished:
+        self.results[result] = self.results.get(result, 0) + 1
+        lead.last_result = result
+        next_at: float | None = None
+        if result == "connected":
+            lead.status = "done"
+        else:
+            if result == "unknown":
+                lead.unknowns += 1
+            retry = (result == "unknown" and lead.unknowns == 1) or lead.attempts < self.settings.max_attempts
+            if retry:
+                lead.status = "pending"
+                next_at = lead.next_at = now + self.settings.retry_after.seconds(result)
+                self._schedule(lead)
+            else:
+                lead.status = "exhausted"
+        return AttemptFinished(now, self.name, lead.lead_id, ref, attempt, result, lead.status, next_at,
+                               uniqueid, wait, late)
+
+
+_CALL_EVENTS = frozenset({AmdResult, CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded})

@@ -1,0 +1,60 @@
+"""What the dialer engine reports: frozen values, no I/O. Must not import the engine or any I/O module.
+
+``AttemptStarted`` must be made durable (``dialer.store``) before the attempt's Originate goes out: the
+engine hands the Originate over only when told the write succeeded (``Campaign.persisted``). That is
+what lets a crash neither lose a lead nor dial it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DialerEvent:
+    ts: float
+    campaign: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted(DialerEvent):
+    """A lead is about to be dialled (attempt number ``attempt``, ActionID/ref ``ref``)."""
+
+    lead_id: str
+    ref: str
+    attempt: int
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptAnswered(DialerEvent):
+    """A person answered (AMD said HUMAN or NOTSURE) and waits for a campaign agent."""
+
+    lead_id: str
+    ref: str
+    uniqueid: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished(DialerEvent):
+    """An attempt ended with ``result`` (connected, busy, noanswer, congestion, machine, failed, hangup,
+    abandoned, unknown); the lead is now ``lead_status`` (pending with ``next_at``, done, exhausted).
+    ``late``: a person was connected, but after the safe-harbour time (counts as abandoned)."""
+
+    lead_id: str
+    ref: str
+    attempt: int
+    result: str
+    lead_status: str
+    next_at: float | None
+    uniqueid: str = ""
+    agent_wait: float | None = None  # seconds from the person's answer to the agent's
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DialerWarning(DialerEvent):
+    """Something the operator should see (a refused lead, a store failure, an unexpected event)."""
+
+    code: str
+    message: str
