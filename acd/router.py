@@ -16,13 +16,16 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
+
+import numpy as np
 
 from acd.requirements import Alternative, Requirements, SkillSet
 
 MAX_LEVEL = 10
 TRACE_LIMIT = 8  # candidates kept per alternative for the explanation
+SCAN_LIMIT = 12  # candidates walked one by one before a vectorised pass over all available agents
 
 SortKey = tuple[int, float, int]  # (-priority, first entered, arrival sequence)
 
@@ -33,7 +36,7 @@ def _discard(lst: list[Any], key: Any) -> None:
         del lst[i]
 
 
-def _merge(lists: list[list[Any]]) -> Iterable[Any]:
+def _merge(lists: list[Any]) -> Iterable[Any]:
     if not lists:
         return ()
     if len(lists) == 1:
@@ -88,6 +91,14 @@ class AgentIndex:
             for s, level in sk.items():
                 for lvl in range(1, level + 1):
                     self.static_counts[s][lvl] += 1
+        # the same facts as arrays, for the vectorised pass when walking candidates would take long
+        self._levels: dict[str, np.ndarray] = {s: np.zeros(self.size, dtype=np.int8) for s in names}
+        for o, sk in enumerate(self.skills):
+            for s, level in sk.items():
+                self._levels[s][o] = level
+        self._avail = np.zeros(self.size, dtype=bool)
+        self._idle_at = np.zeros(self.size, dtype=np.float64)
+        self._talk_at = np.zeros(self.size, dtype=np.float64)
 
     def __contains__(self, ordinal: int) -> bool:
         return ordinal in self._entry
@@ -108,12 +119,16 @@ class AgentIndex:
             insort(self._talk[s][level], tk)
             insort(self._ring[s][level], ordinal)
         self._entry[ordinal] = (ik, tk)
+        self._avail[ordinal] = True
+        self._idle_at[ordinal] = idle_since
+        self._talk_at[ordinal] = talk
 
     def remove(self, ordinal: int) -> None:
         entry = self._entry.pop(ordinal, None)
         if entry is None:
             return
         ik, tk = entry
+        self._avail[ordinal] = False
         _discard(self._any_idle, ik)
         _discard(self._any_talk, tk)
         _discard(self._any_ring, ordinal)
@@ -141,8 +156,9 @@ class AgentIndex:
         if strategy == "round_robin":
             lists_r = [self._any_ring] if anchor is None else [x for x in self._ring[anchor[0]][anchor[1]:] if x]
             cuts = [bisect_right(x, rr_after) for x in lists_r]
-            tails = _merge([x[c:] if c else x for x, c in zip(lists_r, cuts, strict=True)])
-            heads = _merge([x[:c] for x, c in zip(lists_r, cuts, strict=True) if c])
+            tails = _merge([islice(x, c, None) if c else x for x, c in zip(lists_r, cuts, strict=True)
+                            if c < len(x)])
+            heads = _merge([islice(x, 0, c) for x, c in zip(lists_r, cuts, strict=True) if c])
             n = self.size
             return ((((o - rr_after - 1) % n, o), o) for o in chain(tails, heads))
         lists_i = [self._any_idle] if anchor is None else [x for x in self._idle[anchor[0]][anchor[1]:] if x]
@@ -153,6 +169,46 @@ class AgentIndex:
         for level in range(MAX_LEVEL, primary[1] - 1, -1):
             for idle, o in levels[level]:
                 yield (-level, idle, o), o
+
+    def _vector_best(self, alt: SkillSet, strategy: str, rr_after: int, ids: Sequence[str],
+                     trace: list[Considered] | None) -> tuple[tuple[Any, ...], int] | None:
+        """The same choice as walking the candidates, computed over arrays of all agents: bounded time
+        when few of many candidates meet every skill. Ties fall to the lowest ordinal, as in the lists."""
+        if any(s not in self._levels for s, _ in alt):
+            return None  # a skill no configured agent has
+        mask = self._avail.copy()
+        for s, m in alt:
+            np.logical_and(mask, self._levels[s] >= m, out=mask)
+        members = np.flatnonzero(mask)  # ascending ordinals: argmin ties fall to the lowest
+        if trace is not None:
+            trace.append(Considered("-", None, f"vectorised pass: {len(members)} available agents meet "
+                                    + ", ".join(f"{s}>={m}" for s, m in alt)))
+        if not len(members):
+            return None
+        idle = self._idle_at
+        score: tuple[Any, ...]
+        if strategy == "most_skilled":
+            levels = self._levels[alt[0][0]][members]
+            top = int(levels.max())
+            members = members[levels == top]
+            o = int(members[np.argmin(idle[members])])
+            score = (-top, float(idle[o]), o)
+        elif strategy == "least_talk_time":
+            talk = self._talk_at[members]
+            least = float(talk.min())
+            members = members[talk == least]
+            o = int(members[np.argmin(idle[members])])
+            score = (least, float(idle[o]), o)
+        elif strategy == "round_robin":
+            after = int(np.searchsorted(members, rr_after, side="right"))
+            o = int(members[after] if after < len(members) else members[0])
+            score = ((o - rr_after - 1) % self.size, o)
+        else:
+            o = int(members[np.argmin(idle[members])])
+            score = (float(idle[o]), o)
+        if trace is not None:
+            trace.append(Considered(ids[o], score, "best by " + strategy.replace("_", " ")))
+        return score, o
 
     def best(self, alt: SkillSet, strategy: str, rr_after: int, ids: Sequence[str],
              trace: list[Considered] | None) -> tuple[tuple[Any, ...], int] | None:
@@ -166,6 +222,10 @@ class AgentIndex:
             candidates = self._ordered("longest_idle" if strategy == "most_skilled" else strategy, None, rr_after)
             rest: SkillSet = ()
         elif strategy == "most_skilled":
+            anchor = min(alt, key=lambda sl: self.count(sl[0], sl[1]))
+            if anchor is not alt[0] and self.count(*alt[0]) > 4 * self.count(*anchor):
+                # walking the primary skill by level would visit many agents lacking the rare skill
+                return self._vector_best(alt, strategy, rr_after, ids, trace)
             candidates = self._most_skilled(alt[0])
             rest = alt[1:]
         else:
@@ -173,7 +233,11 @@ class AgentIndex:
             candidates = self._ordered(strategy, anchor, rr_after)
             rest = tuple(x for x in alt if x is not anchor)
         skills = self.skills
+        walked = 0
         for score, o in candidates:
+            walked += 1
+            if walked > SCAN_LIMIT and alt:
+                return self._vector_best(alt, strategy, rr_after, ids, trace)
             sk = skills[o]
             for s, m in rest:
                 if sk.get(s, 0) < m:

@@ -496,6 +496,7 @@ class AcdService:
         call.agent_id = a.id
         call.offers += 1
         call.offered_at = now
+        self._refs.pop(call.offer_ref, None)  # a failure report of an earlier offer no longer matters
         call.offer_ref = self._ref("acd-offer")
         self._refs[call.offer_ref] = call.key
         self._rr[q.name] = a.ordinal

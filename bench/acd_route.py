@@ -15,7 +15,8 @@ After each offer the call is answered and ended (untimed) and a new caller arriv
 number waiting stays near ``--waiting``. The baseline, timed on the very same state just before each
 sampled decision, does what app_queue does: look at every agent (call-arrives) or every waiting call
 (agent-ready), check eligibility and keep the best by the same ranking; its answer must equal ours.
-A second table repeats the run at 100, 1,000 and 10,000 agents to show how latency grows.
+The table repeats the run at 100, 1,000 and 10,000 agents to show how latency grows, and adds a
+quiet centre (40% of the agents free, callers served at once) for call-arrives at the full size.
 """
 
 from __future__ import annotations
@@ -230,6 +231,32 @@ class Run:
             gc.enable()
 
 
+    def go_idle(self, ops: int, baseline_every: int, available: float) -> None:
+        """A quiet centre: ``available`` of the agents are free and callers find one at once."""
+        acd = self.acd
+        for a in acd._ordinals:
+            acd.login(a.id, None, self.now)
+        for j in self.rng.permutation(len(acd._ordinals))[: int(available * len(acd._ordinals))]:
+            self.now += 0.01
+            acd.ready(acd._ordinals[int(j)].id, self.now)
+        busy: list[str] = []
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(ops):
+                self.now += 0.02
+                self.settle(acd.tick(self.now))
+                before = len(acd.router.agents)
+                self.arrive(i % baseline_every == 0)
+                if len(acd.router.agents) < before:  # an agent took it: another one comes back from wrap-up
+                    busy.append(next(a.id for a in acd._ordinals if a.state == AgentState.WRAP_UP
+                                     and a.id not in busy))
+                    if len(busy) > 1:
+                        acd.end_wrapup(busy.pop(0), self.now)
+        finally:
+            gc.enable()
+
+
 def pct(xs: list[int], p: float) -> float:
     return float(np.percentile(np.array(xs), p)) / 1000.0 if xs else float("nan")
 
@@ -257,6 +284,8 @@ def main() -> int:
         if n == args.agents:
             main_run = run
     assert main_run is not None
+    idle = Run(args.agents, args.skills, 0, args.seed)
+    idle.go_idle(min(args.ops, 2_000), args.baseline_every, 0.4)
 
     print("decision = Router.best_agent / best_call (the routing choice, explanation kept), timed inside the event;")
     print("event = the whole AcdService call (state table, indexes, ACD events, OfferCall); base = scan baseline.")
@@ -270,6 +299,11 @@ def main() -> int:
                   f"{pct(base, 50):>7.1f} /{pct(base, 99):>7.1f}")
         print(f"{n:>7} {'':>7} {'timer ticks':<13} {len(run.ticks):>6} {'':>20} "
               f"{pct(run.ticks, 50):>7.1f} /{pct(run.ticks, 99):>7.1f}")
+
+    lat, dec, base = idle.lat["call-arrives"], idle.dec["call-arrives"], idle.base["call-arrives"]
+    print(f"{args.agents:>7} {len(idle.acd.router.calls):>7} {'arrive/quiet':<13} {len(lat):>6} "
+          f"{pct(dec, 50):>9.1f} /{pct(dec, 99):>7.1f}  {pct(lat, 50):>7.1f} /{pct(lat, 99):>7.1f} "
+          f"{pct(base, 50):>7.1f} /{pct(base, 99):>7.1f}   (quiet centre: 40% of agents free, not in BENCH)")
 
     run = main_run
     decisions = run.dec["call-arrives"] + run.dec["agent-ready"]
@@ -286,7 +320,8 @@ def main() -> int:
           f"whole events {events_per_s:,.0f}/s (p50 {pct(events, 50):.1f} us, p99 {pct(events, 99):.1f} us)")
     print(f"baseline decisions {base_per_s:,.0f}/s; ratio {ratio:.1f}x (whole events vs baseline: "
           f"{events_per_s / base_per_s:.1f}x)")
-    print(f"baseline answers checked: {sum(len(v) for v in run.base.values())}, disagreements: {run.mismatches}")
+    print(f"baseline answers checked: {sum(len(v) for v in run.base.values()) + len(idle.base['call-arrives'])}, "
+          f"disagreements: {run.mismatches + idle.mismatches}")
     print(f"available agents at the end: {len(run.acd.router.agents)}")
     print(f"targets: decision p99 <= 200 us -> {'met' if p99 <= 200 else 'NOT met'}; ratio >= 50x -> "
           f"{'met' if ratio >= 50 else 'NOT met'}; whole-event p99 {pct(events, 99):.1f} us")
