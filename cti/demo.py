@@ -28,6 +28,7 @@ from acd.events import AgentStateChanged, CallAbandoned, CallAnswered, CallOverf
 from config.schema import AsteriskServer, CtiConfig
 from cti.events import CallEnded, CallQueued, CallStarted
 from cti.server import CtiServer
+from dialer.events import AttemptFinished, AttemptStarted
 from ivr.events import IvrCompleted, IvrStarted
 
 log = logging.getLogger("cti.demo")
@@ -47,9 +48,16 @@ class CallLedger:
     final: dict[str, str] = field(default_factory=dict)  # answered | abandoned | overflowed | ivr:<outcome>
     ended: set[str] = field(default_factory=set)
     answered_in: dict[str, float] = field(default_factory=dict)
+    # outbound (dialer) attempts, kept apart from the inbound calls above: dialled, then results by name
+    outbound: dict[str, int] = field(default_factory=lambda: {"dialled": 0})
 
     def __call__(self, event: object) -> None:
-        if isinstance(event, CallStarted):
+        if isinstance(event, AttemptStarted | AttemptFinished):
+            key = "dialled" if isinstance(event, AttemptStarted) else event.result
+            self.outbound[key] = self.outbound.get(key, 0) + 1
+            if isinstance(event, AttemptFinished) and event.late:
+                self.outbound["late"] = self.outbound.get("late", 0) + 1
+        elif isinstance(event, CallStarted):
             if event.channel.startswith("PJSIP/trunk-") and event.context == "cti-inbound":
                 self.started.setdefault(event.uniqueid, event.ts)
         elif isinstance(event, IvrStarted):
@@ -97,7 +105,7 @@ class CallLedger:
             else:
                 lost.append(uid)
         counts["lost"] = len(lost)
-        return {"counts": counts, "lost": lost}
+        return {"counts": counts, "lost": lost, "outbound": dict(self.outbound)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,6 +290,8 @@ def _run_max(cfg: CtiConfig, args: argparse.Namespace) -> int:
     counts = report["counts"]
     print(report["summary"])
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    if report["outbound"]["dialled"]:
+        print("outbound: " + " ".join(f"{k}={v}" for k, v in report["outbound"].items()))
     if counts["lost"]:
         print(f"LOST calls: {', '.join(report['lost'][:20])}", file=sys.stderr)
         return 1

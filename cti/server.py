@@ -38,6 +38,7 @@ from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.dispatch import Dispatcher
 from cti.events import AmiConnectionChanged, CallQueued, DialStarted, DomainEvent
+from dialer.events import DialerEvent
 from ivr.events import CallbackRequested, IvrEvent
 from ivr.ports import RecentCompletions
 
@@ -93,6 +94,14 @@ class CtiServer:
         self.health = Health(ami={s.name: False for s in cfg.asterisk})
         self.tracker = CallTracker()
         self.acd = AcdService(cfg.acd, clock.seconds())
+        self.dialer: Any | None = None  # dialer.service.Dialer when cfg.dialer has campaigns
+        if cfg.dialer.campaigns:
+            from dialer.service import Dialer, IdleAgents
+
+            self.dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk],
+                                 dial_template=cfg.pbx.external_dial, idle_agents=IdleAgents(self.acd),
+                                 sink=self.apply, clock=clock.seconds)
+        self._dialer_call: IDelayedCall | None = None
         self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self.callbacks: list[CallbackRequested] = []
@@ -132,20 +141,26 @@ class CtiServer:
         self.callback_store = CallbackStore(engine)
         self._run_in_thread = run_in_thread
         self.pop_lookup = PopLookup.from_settings(self.store, run_in_thread, self.clock, self.cfg.screenpop)
+        if self.dialer is not None:
+            from dialer.store import LeadStore
+
+            self.dialer.open_store(LeadStore(engine), run_in_thread, self.now())
         self.health.db = True
 
     def start(self) -> None:
         self._running = True
+        if self.dialer is not None and not self.dialer.loaded:
+            self.apply(self.dialer.load_memory(self.now()))
         self.pool.start()
         self._reschedule()
         self._wallboard_call = self.clock.callLater(WALLBOARD_INTERVAL, self._wallboard_tick)
 
     def stop(self) -> defer.Deferred[None]:
         self._running = False
-        for call in (self._tick_call, self._wallboard_call):
+        for call in (self._tick_call, self._wallboard_call, self._dialer_call):
             if call is not None and call.active():
                 call.cancel()
-        self._tick_call = self._wallboard_call = None
+        self._tick_call = self._wallboard_call = self._dialer_call = None
         d = self.pool.stop()
         if self.recorder is not None:
             self.recorder.close()
@@ -211,6 +226,8 @@ class CtiServer:
         for listener in self._listeners:
             listener(event)
         self.apply(self.acd.handle(event, now))
+        if self.dialer is not None:
+            self.apply(self.dialer.handle(event, now))
 
     def apply(self, outputs: list[Any]) -> None:
         for out in outputs:
@@ -220,15 +237,22 @@ class CtiServer:
             elif isinstance(out, AcdEvent):
                 self.counters["acd_events"] += 1
                 self._on_acd_event(out)
+            elif isinstance(out, DialerEvent):
+                for listener in self._listeners:
+                    listener(out)
         self._reschedule()
 
     def _on_command_failed(self, failed: CommandFailed) -> None:
         self.counters["failed"] += 1
         self.apply(self.acd.handle(failed, self.now()))
+        if self.dialer is not None:
+            self.apply(self.dialer.handle(failed, self.now()))
 
     def _reschedule(self) -> None:
         if not self._running:
             return
+        if self.dialer is not None:
+            self._reschedule_dialer()
         deadline = self.acd.next_deadline()
         if self._tick_call is not None and self._tick_call.active():
             if deadline is not None and abs(self._tick_call.getTime() - deadline) < 1e-9:
@@ -241,6 +265,23 @@ class CtiServer:
     def _tick(self) -> None:
         self._tick_call = None
         self.apply(self.acd.tick(self.now()))
+
+    def _reschedule_dialer(self) -> None:
+        assert self.dialer is not None
+        deadline = self.dialer.next_deadline()
+        call = self._dialer_call
+        if call is not None and call.active():
+            if deadline is not None and abs(call.getTime() - deadline) < 1e-9:
+                return
+            call.cancel()
+        self._dialer_call = None
+        if deadline is not None:
+            self._dialer_call = self.clock.callLater(max(0.0, deadline - self.now()), self._dialer_tick)
+
+    def _dialer_tick(self) -> None:
+        self._dialer_call = None
+        if self.dialer is not None:
+            self.apply(self.dialer.tick(self.now()))
 
     # ------------------------------------------------------------------ ACD events out
     def _on_acd_event(self, event: AcdEvent) -> None:
@@ -309,8 +350,11 @@ class CtiServer:
             return
         from screenpop.context import pop_context
 
-        ctx = pop_context(live.queued, agent_id=cmd.agent_id, now=self.now(),
-                          ivr=self.ivr_sessions.get(cmd.uniqueid))
+        q = live.queued
+        lead = self.dialer.lead_fields(q.data.get("CTI_CAMPAIGN", ""), q.data.get("CTI_LEAD_ID", "")) \
+            if self.dialer is not None and q.data.get("CTI_CAMPAIGN") else None
+        ctx = pop_context(q, agent_id=cmd.agent_id, now=self.now(), ivr=self.ivr_sessions.get(cmd.uniqueid),
+                          lead=lead)
 
         def send(message: dict[str, Any]) -> None:
             if live.agent_id != cmd.agent_id:

@@ -1,0 +1,199 @@
+"""The dialer as the server runs it: the campaigns of ``cfg.dialer``, their leads, and the ordering that
+makes an attempt durable before its Originate goes out. Thin shell around ``dialer.campaign``.
+
+``Dialer.handle(event, now)`` / ``tick(now)`` return commands and dialer events for the server to apply,
+like ``AcdService``. Writes go to a ``LeadStore`` through one serial queue in a worker thread (so an
+attempt's start is written before its end); an Originate is released only when its ``AttemptStarted``
+is committed, and it reaches the server through ``sink``. Without a store (virtual demo, tests) the
+same happens synchronously in memory. Reads no clock itself (``now`` is passed in or asked of ``clock``);
+imports Twisted only for Deferreds. Must not import ``cti.server``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from acd.requirements import compile_requirements
+from acd.service import AcdService
+from cti.commands import CommandFailed
+from dialer.campaign import REF_PREFIX, Campaign, Output
+from dialer.events import AttemptStarted, DialerEvent, DialerWarning
+from dialer.leads import LeadSourceError, read_source
+from dialer.settings import DialerSection
+
+log = logging.getLogger("dialer")
+
+RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
+
+
+class IdleAgents:
+    """Counts the ready agents who may take a campaign queue's call at once (the queue's own skills, before
+    any expansion: a person waits 2 seconds, not the expansion steps' minutes)."""
+
+    def __init__(self, acd: AcdService) -> None:
+        self.acd = acd
+        section = acd.section
+        self._eligible: dict[str, list[str]] = {}
+        for q in section.queues:
+            req = compile_requirements(section, q, (), 0)
+            self._eligible[q.name] = [a.id for a in section.agents if req.eligible(a.skills) is not None]
+
+    def __call__(self, queue: str) -> int:
+        idle = 0
+        for agent_id in self._eligible.get(queue, ()):
+            snap = self.acd.agent_snapshot(agent_id)
+            if snap["state"] == "ready" and snap["available"]:
+                idle += 1
+        return idle
+
+
+class Dialer:
+    """Every configured campaign. ``idle_agents(queue)``: ready agents for the queue now; ``sink``: where
+    outputs produced later (after a store write) go; ``clock``: the current time for those."""
+
+    def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
+                 idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],
+                 clock: Callable[[], float], base_dir: Path | None = None) -> None:
+        self.section = section
+        self.idle_agents = idle_agents
+        self.sink = sink
+        self.clock = clock
+        self.base_dir = base_dir
+        self.campaigns: dict[str, Campaign] = {}
+        for c in section.campaigns:
+            server = c.server or (servers[0] if servers else "")
+            self.campaigns[c.name] = Campaign(c, server=server, dial_template=dial_template)
+        self.loaded = False
+        self.store: Any | None = None
+        self._run: RunInThread | None = None
+        self._tail: defer.Deferred[Any] | None = None
+        self._next_pace: float | None = None
+        self.listeners: list[Callable[[object], None]] = []
+
+    # ------------------------------------------------------------------ leads
+    def load_memory(self, now: float) -> list[Output]:
+        """Read every campaign's leads into memory (no store: progress is not kept across restarts)."""
+        out: list[Output] = []
+        for campaign in self.campaigns.values():
+            leads, errors = self._read(campaign, now, out)
+            out.extend(campaign.load(leads, now))
+            del errors
+        self.loaded = True
+        return out
+
+    def open_store(self, store: Any, run_in_thread: RunInThread, now: float) -> list[Output]:
+        """Blocking (start-up, before the server runs): add new leads to the store, load every lead as the
+        store has it, and write the recovery of attempts a crash left open. Later writes use ``run_in_thread``."""
+        out: list[Output] = []
+        for campaign in self.campaigns.values():
+            leads, _ = self._read(campaign, now, out)
+            added = store.import_leads(campaign.name, leads, now)
+            stored = store.load(campaign.name)
+            recovered = campaign.load(stored, now)
+            store.apply([e for e in recovered if isinstance(e, DialerEvent)])
+            out.extend(recovered)
+            log.info("dialer: campaign %s: %d leads (%d new)", campaign.name, len(stored), added)
+        self.store, self._run, self.loaded = store, run_in_thread, True
+        return out
+
+    def _read(self, campaign: Campaign, now: float, out: list[Output]) -> tuple[list[Any], list[str]]:
+        s = campaign.settings
+        try:
+            leads, errors = read_source(s.leads, s.demo_leads, self.base_dir)
+        except LeadSourceError as exc:
+            out.append(DialerWarning(now, campaign.name, "lead-source", str(exc)))
+            log.error("dialer: campaign %s: %s", campaign.name, exc)
+            return [], []
+        for error in errors:
+            log.warning("dialer: campaign %s: %s", campaign.name, error)
+        if errors:
+            out.append(DialerWarning(now, campaign.name, "lead-rows", f"{len(errors)} rejected rows: {errors[0]}"))
+        return leads, errors
+
+    def lead_fields(self, campaign: str, lead_id: str) -> dict[str, str]:
+        c = self.campaigns.get(campaign)
+        return c.lead_fields(lead_id) if c is not None else {}
+
+    # ------------------------------------------------------------------ events in
+    def handle(self, event: object, now: float) -> list[Output]:
+        if isinstance(event, CommandFailed) and not event.ref.startswith(REF_PREFIX):
+            return []
+        out: list[Output] = []
+        for campaign in self.campaigns.values():
+            out.extend(campaign.handle(event, now))
+        return self._persist(out, now) if out else out
+
+    def tick(self, now: float) -> list[Output]:
+        """Timers of every campaign, then pacing when due."""
+        out: list[Output] = []
+        for campaign in self.campaigns.values():
+            out.extend(campaign.tick(now))
+        if self.loaded and (self._next_pace is None or now >= self._next_pace - 1e-9):
+            self._next_pace = now + self.section.pace_interval
+            for campaign in self.campaigns.values():
+                if campaign.next_due() is not None:
+                    out.extend(campaign.pace(now, self.idle_agents(campaign.settings.queue)))
+        return self._persist(out, now) if out else out
+
+    def next_deadline(self) -> float | None:
+        """The earliest campaign timer, or the next pacing round when a lead is (or becomes) due."""
+        deadlines = [d for d in (c.next_deadline() for c in self.campaigns.values()) if d is not None]
+        if self.loaded:
+            due = [d for d in (c.next_due() for c in self.campaigns.values()) if d is not None]
+            if due:
+                deadlines.append(max(min(due), self._next_pace if self._next_pace is not None else min(due)))
+        return min(deadlines) if deadlines else None
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [c.stats() for c in self.campaigns.values()]
+
+    # ------------------------------------------------------------------ durability
+    def _persist(self, out: list[Output], now: float) -> list[Output]:
+        """Hand dialer events to the store (in order); release each attempt's Originate once its start is
+        written. Returns what may be applied now."""
+        events = [e for e in out if isinstance(e, DialerEvent) and not isinstance(e, DialerWarning)]
+        starts = [e for e in events if isinstance(e, AttemptStarted)]
+        if self.store is None or self._run is None:
+            for s in starts:
+                out.extend(self.campaigns[s.campaign].persisted(s.ref, now))
+            return out
+        if events:
+            self._write(events, starts)
+        return out
+
+    def _write(self, events: list[DialerEvent], starts: list[AttemptStarted]) -> None:
+        store, run = self.store, self._run
+        assert store is not None and run is not None
+
+        def write(_: object) -> defer.Deferred[Any]:
+            return run(lambda: store.apply(events))
+
+        def written(_: object) -> None:
+            now = self.clock()
+            released: list[Any] = []
+            for s in starts:
+                released.extend(self.campaigns[s.campaign].persisted(s.ref, now))
+            if released:
+                self.sink(released)
+
+        def failed(failure: Failure) -> None:
+            now = self.clock()
+            reason = failure.getErrorMessage()
+            log.error("dialer: store write failed (%d events): %s", len(events), reason)
+            back: list[Any] = []
+            for s in starts:
+                back.extend(self.campaigns[s.campaign].not_persisted(s.ref, now, reason))
+            if back:
+                self.sink(back)
+
+        prev = self._tail if self._tail is not None else defer.succeed(None)
+        d = prev.addBoth(write)  # one write at a time, in order, whatever became of the previous one
+        d.addCallbacks(written, failed)
+        d.addErrback(lambda f: log.error("dialer: %s", f.getErrorMessage()))
+        self._tail = d
