@@ -139,7 +139,10 @@ class Campaign:
         self.attempts: dict[str, Attempt] = {}  # open attempts by ref
         self._by_uid: dict[str, str] = {}
         self._by_call: dict[str, str] = {}
-        self._due: list[tuple[float, int, str]] = []  # (next_at, seq, lead_id) of pending leads, lazily pruned
+        # (next_at, seq, lead_id) of pending leads, lazily pruned: leads already tried (due retries go first)
+        # and fresh leads
+        self._retries: list[tuple[float, int, str]] = []
+        self._fresh: list[tuple[float, int, str]] = []
         self._timers: list[tuple[float, int, str]] = []  # (deadline, seq, ref)
         self._seq = 0
         self._zones: dict[str, ZoneInfo] = {}
@@ -324,12 +327,16 @@ class Campaign:
 
     def next_due(self) -> float | None:
         """When the earliest pending lead becomes due (None: no lead left to dial)."""
-        while self._due:
-            at, _, lead_id = self._due[0]
+        heads = [h for h in (self._head(self._retries), self._head(self._fresh)) if h is not None]
+        return min(heads) if heads else None
+
+    def _head(self, heap: list[tuple[float, int, str]]) -> float | None:
+        while heap:
+            at, _, lead_id = heap[0]
             lead = self.leads.get(lead_id)
             if lead is not None and lead.status == "pending" and lead.next_at == at:
                 return at
-            heapq.heappop(self._due)
+            heapq.heappop(heap)
         return None
 
     def stats(self) -> dict[str, Any]:
@@ -348,12 +355,16 @@ class Campaign:
 
     def _schedule(self, lead: Lead) -> None:
         self._seq += 1
-        heapq.heappush(self._due, (lead.next_at, self._seq, lead.lead_id))
+        heapq.heappush(self._retries if lead.attempts else self._fresh, (lead.next_at, self._seq, lead.lead_id))
 
     def _next_lead(self, now: float) -> Lead | None:
-        """The earliest due pending lead inside its calling window (others are pushed to their window)."""
-        while self._due and self._due[0][0] <= now:
-            at, _, lead_id = heapq.heappop(self._due)
+        """A due retry, else the next fresh lead, inside its calling window (leads outside it are pushed to when
+        it opens)."""
+        return self._take(self._retries, now) or self._take(self._fresh, now)
+
+    def _take(self, heap: list[tuple[float, int, str]], now: float) -> Lead | None:
+        while heap and heap[0][0] <= now:
+            at, _, lead_id = heapq.heappop(heap)
             lead = self.leads.get(lead_id)
             if lead is None or lead.status != "pending" or lead.next_at != at:
                 continue

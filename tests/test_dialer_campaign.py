@@ -213,6 +213,15 @@ def test_busy_lead_is_redialled_when_due_until_attempts_run_out() -> None:
     assert c.next_due() is None
 
 
+def test_due_retry_goes_before_fresh_leads() -> None:
+    """A lead whose retry is due is dialled before leads never tried, so retries are not starved."""
+    c = make(5, retry_after={"busy": 60})
+    (o,) = start(c)
+    c.handle(OriginateResult(SRV, T0 + 3, o.ref, False, 5, o.channel, None), T0 + 3)
+    (again,) = start(c, T0 + 63)
+    assert again.variables["CTI_LEAD_ID"] == o.variables["CTI_LEAD_ID"]
+
+
 def test_machine_waits_for_the_hangup_then_retries() -> None:
     """AMD MACHINE: the attempt stays open (the message plays) until the channel ends; result machine,
     retried after retry_after.machine; no safe-harbour timer for machines."""
