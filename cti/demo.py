@@ -365,4 +365,6 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
     reactor.run()
     report = ledger.account(runtime.server)
     print("\n" + " ".join(f"{k}={v}" for k, v in report["counts"].items()))
+    if report["outbound"]["dialled"]:
+        print("outbound: " + " ".join(f"{k}={v}" for k, v in report["outbound"].items()))
     return status["code"]

@@ -325,3 +325,11 @@ def test_transition_table_is_closed() -> None:
     targets = {s for row in TRANSITIONS.values() for s in row.values()}
     assert targets <= set(TRANSITIONS)
     assert TRANSITIONS[AttemptState.FINISHED] == {}
+
+
+def test_lead_fields_for_the_pop() -> None:
+    """The screen pop gets the lead's fields with ``phone`` = the number dialled (the channel's caller ID
+    is our own); an unknown lead gives nothing."""
+    c = make(1)
+    assert c.lead_fields("L0") == {"name": "N0", "phone": "+15550000000", "lead_id": "L0"}
+    assert c.lead_fields("nope") == {}
