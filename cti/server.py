@@ -287,6 +287,8 @@ class CtiServer:
     def _on_acd_event(self, event: AcdEvent) -> None:
         for listener in self._listeners:
             listener(event)
+        if self.dialer is not None and isinstance(event, CallOffered | OfferNotAnswered):
+            self.apply(self.dialer.handle(event, self.now()))  # an outbound person's agent is ringing (or not)
         if self.recorder is not None and isinstance(event, QueueCallFinished | AgentStateChanged):
             self.recorder.record(event)
         if isinstance(event, AcdWarning):

@@ -1,8 +1,8 @@
 """One outbound campaign as a pure engine: leads, attempts as a state table, events in, commands out.
 
 No I/O, no clock (``now`` is passed in), no Twisted, no database: must not import ``dialer.store``,
-``dialer.service`` or ``cti.server``. ``dialer.service`` feeds it ``cti.events`` and ``CommandFailed``
-and carries out what it returns (``cti.commands`` and ``dialer.events``).
+``dialer.service`` or ``cti.server``. ``dialer.service`` feeds it ``cti.events``, ``CommandFailed`` and the
+ACD's CallOffered / OfferNotAnswered, and carries out what it returns (``cti.commands``, ``dialer.events``).
 
 An attempt's life (``TRANSITIONS``)::
 
@@ -33,6 +33,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from acd.events import CallOffered, OfferNotAnswered
 from cti.commands import Command, CommandFailed, Originate, Redirect
 from cti.events import (
     AmdResult,
@@ -283,6 +284,10 @@ class Campaign:
             self._trigger(a, trigger, now, out)
         elif isinstance(event, CallQueued):
             self._trigger(a, "queued", now, out)
+        elif isinstance(event, CallOffered):
+            self._trigger(a, "agent-ringing", now, out)  # the ACD chose an agent: its Redirect is on the way
+        elif isinstance(event, OfferNotAnswered):
+            self._trigger(a, "agent-missed", now, out)
         elif isinstance(event, DialStarted):
             if event.uniqueid == a.uniqueid:
                 self._trigger(a, "agent-ringing", now, out)
@@ -517,4 +522,5 @@ class Campaign:
                                uniqueid, wait, late)
 
 
-_CALL_EVENTS = frozenset({AmdResult, CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded})
+_CALL_EVENTS = frozenset({AmdResult, CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,
+                          OfferNotAnswered})

@@ -333,3 +333,18 @@ def test_lead_fields_for_the_pop() -> None:
     c = make(1)
     assert c.lead_fields("L0") == {"name": "N0", "phone": "+15550000000", "lead_id": "L0"}
     assert c.lead_fields("nope") == {}
+
+
+def test_acd_offer_holds_off_safe_harbour() -> None:
+    """Once the ACD has offered the person to an agent (its Redirect may still be in flight), the safe-harbour
+    timer does not Redirect them away; if the offer fails after the window, they go to safe harbour then."""
+    from acd.events import CallOffered, OfferNotAnswered
+
+    c = make(1)
+    (o,) = start(c)
+    answered(c, o, "u1", T0 + 5)
+    amd(c, "u1", "HUMAN", T0 + 6)
+    c.handle(CallOffered(T0 + 7, SRV, "u1", "u1", "sales", "1002", "PJSIP/1002", 1.0, 1), T0 + 7)
+    assert c.tick(T0 + 8) == []
+    out = c.handle(OfferNotAnswered(T0 + 9, SRV, "u1", "u1", "sales", "1002", "offer-failed"), T0 + 9)
+    assert [type(e) for e in out] == [Redirect]
