@@ -59,6 +59,22 @@ def hangup(c: Campaign, uid: str, now: float) -> list[Any]:
     return c.handle(ChannelHungup(SRV, now, uid, uid, f"PJSIP/trunk-{uid}", 16, "Normal Clearing"), now)
 
 
+def person(**kw: Any) -> Campaign:
+    """A campaign whose only lead answered at T0+5 (channel u1) and was found HUMAN by AMD at T0+6."""
+    c = make(1, **kw)
+    (o,) = start(c)
+    answered(c, o, "u1", T0 + 5)
+    amd(c, "u1", "HUMAN", T0 + 6)
+    return c
+
+
+def agent_dial(c: Campaign, now: float, status: str | None = None) -> list[Any]:
+    """The person's channel dials agent 1002 (DialBegin), or that dial ends with ``status`` (DialEnd)."""
+    if status is None:
+        return c.handle(DialStarted(SRV, now, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "PJSIP/1002"), now)
+    return c.handle(DialEnded(SRV, now, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", status), now)
+
+
 def finished(out: list[Any]) -> list[AttemptFinished]:
     return [e for e in out if isinstance(e, AttemptFinished)]
 
@@ -119,9 +135,9 @@ def test_human_connected_to_agent_is_done() -> None:
     assert [type(e) for e in out] == [AttemptAnswered]
     c.handle(CallQueued(SRV, T0 + 11.6, "u1", "u1", "PJSIP/trunk-u1", "sales", "", 0, "", "", "", "",
                         {"CTI_ATTEMPT": o.ref}), T0 + 11.6)
-    c.handle(DialStarted(SRV, T0 + 11.7, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "PJSIP/1002"), T0 + 11.7)
+    agent_dial(c, T0 + 11.7)
     assert c.tick(T0 + 14) == []  # the agent is ringing: no safe-harbour Redirect
-    c.handle(DialEnded(SRV, T0 + 13, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "ANSWER"), T0 + 13)
+    agent_dial(c, T0 + 13, "ANSWER")
     assert c.in_flight == 0
     (fin,) = finished(hangup(c, "u1", T0 + 100))
     assert (fin.result, fin.lead_status, fin.late) == ("connected", "done", False)
@@ -132,10 +148,7 @@ def test_human_connected_to_agent_is_done() -> None:
 def test_safe_harbour_when_no_agent_in_time() -> None:
     """A person still waiting with no agent ringing ``safe_harbour_after`` seconds after AMD is Redirected to
     cti-safe-harbour,s,1 and counts as abandoned; the lead is retried after retry_after.abandoned."""
-    c = make(1, safe_harbour_after=2.0)
-    (o,) = start(c)
-    answered(c, o, "u1", T0 + 5)
-    amd(c, "u1", "HUMAN", T0 + 6)
+    c = person(safe_harbour_after=2.0)
     assert c.next_deadline() == T0 + 8
     assert c.tick(T0 + 7.9) == []
     (r,) = c.tick(T0 + 8)
@@ -149,25 +162,19 @@ def test_safe_harbour_when_no_agent_in_time() -> None:
 
 def test_agent_missed_after_window_goes_to_safe_harbour() -> None:
     """An agent rang but did not answer and the window is over: the person goes to safe harbour at once."""
-    c = make(1)
-    (o,) = start(c)
-    answered(c, o, "u1", T0 + 5)
-    amd(c, "u1", "HUMAN", T0 + 6)
-    c.handle(DialStarted(SRV, T0 + 6.1, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "PJSIP/1002"), T0 + 6.1)
+    c = person()
+    agent_dial(c, T0 + 6.1)
     assert c.tick(T0 + 8) == []
-    out = c.handle(DialEnded(SRV, T0 + 9, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "NOANSWER"), T0 + 9)
+    out = agent_dial(c, T0 + 9, "NOANSWER")
     assert [type(e) for e in out] == [Redirect]
 
 
 def test_late_connection_counts_as_abandoned() -> None:
     """A person connected after the window is ``connected`` (lead done) but ``late``, and the abandon rate
     counts it."""
-    c = make(1)
-    (o,) = start(c)
-    answered(c, o, "u1", T0 + 5)
-    amd(c, "u1", "HUMAN", T0 + 6)
-    c.handle(DialStarted(SRV, T0 + 6.5, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "PJSIP/1002"), T0 + 6.5)
-    c.handle(DialEnded(SRV, T0 + 9, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "ANSWER"), T0 + 9)
+    c = person()
+    agent_dial(c, T0 + 6.5)
+    agent_dial(c, T0 + 9, "ANSWER")
     (fin,) = finished(hangup(c, "u1", T0 + 60))
     assert (fin.result, fin.late, fin.lead_status) == ("connected", True, "done")
     assert c.abandon_rate() == 1.0
@@ -176,10 +183,7 @@ def test_late_connection_counts_as_abandoned() -> None:
 def test_person_hanging_up_inside_the_window_is_not_an_abandon() -> None:
     """A person who hangs up before the safe-harbour time ends as ``hangup``, counted in the rate's
     denominator only."""
-    c = make(1)
-    (o,) = start(c)
-    answered(c, o, "u1", T0 + 5)
-    amd(c, "u1", "HUMAN", T0 + 6)
+    c = person()
     (fin,) = finished(hangup(c, "u1", T0 + 7))
     assert fin.result == "hangup"
     assert c.abandon_rate() == 0.0
@@ -247,12 +251,9 @@ def test_amd_bound_by_lead_when_variable_missed() -> None:
 
 def test_call_ended_merged_keeps_the_attempt() -> None:
     """A CallEnded that only says the channel moved to another call does not end the attempt."""
-    c = make(1)
-    (o,) = start(c)
-    answered(c, o, "u1", T0 + 5)
-    amd(c, "u1", "HUMAN", T0 + 6)
-    c.handle(DialStarted(SRV, T0 + 6.1, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "PJSIP/1002"), T0 + 6.1)
-    c.handle(DialEnded(SRV, T0 + 7, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "ANSWER"), T0 + 7)
+    c = person()
+    agent_dial(c, T0 + 6.1)
+    agent_dial(c, T0 + 7, "ANSWER")
     merged = CallEnded(SRV, T0 + 8, "u1", 0, "Merged into call x", None, True, 3.0, merged_into="x")
     assert finished(c.handle(merged, T0 + 8)) == []
     ended = CallEnded(SRV, T0 + 90, "x", 16, "", None, True, 90.0)
@@ -340,10 +341,7 @@ def test_acd_offer_holds_off_safe_harbour() -> None:
     timer does not Redirect them away; if the offer fails after the window, they go to safe harbour then."""
     from acd.events import CallOffered, OfferNotAnswered
 
-    c = make(1)
-    (o,) = start(c)
-    answered(c, o, "u1", T0 + 5)
-    amd(c, "u1", "HUMAN", T0 + 6)
+    c = person()
     c.handle(CallOffered(T0 + 7, SRV, "u1", "u1", "sales", "1002", "PJSIP/1002", 1.0, 1), T0 + 7)
     assert c.tick(T0 + 8) == []
     out = c.handle(OfferNotAnswered(T0 + 9, SRV, "u1", "u1", "sales", "1002", "offer-failed"), T0 + 9)

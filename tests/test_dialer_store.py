@@ -3,8 +3,7 @@ Originate rule, and a restart after a crash mid-attempt (the lead is neither los
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 from twisted.internet import defer
 
 from cti.commands import Originate
@@ -24,7 +22,7 @@ from dialer.events import AttemptStarted, DialerWarning
 from dialer.service import Dialer
 from dialer.settings import CampaignSettings, DialerSection
 from dialer.store import LeadStore
-from tests.conftest import POSTGRES_URL
+from tests.test_acd_records import pg_url  # noqa: F401  (a fresh PostgreSQL database per test)
 
 T0 = 1_767_261_600.0
 TABLES = {"dialer_leads", "dialer_attempts"}
@@ -33,23 +31,6 @@ TABLES = {"dialer_leads", "dialer_attempts"}
 @pytest.fixture()
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'dialer.sqlite3'}"
-
-
-@pytest.fixture()
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the test, dropped afterwards."""
-    name = f"dialer_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL is not usable: {exc.__class__.__name__}")
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.parametrize("which", ["sqlite", "postgresql"])
