@@ -2,9 +2,10 @@
 
 No I/O, no clock: the service passes everything in. Must not import ``acd.service``.
 
-Available agents are indexed per skill and per level, each level in three orders (idle since, talk
-time today, configuration order), so that "best agent for this call" walks only agents holding the
-call's most selective skill and usually stops at the first one. Waiting calls sit in buckets that
+Available agents are indexed per skill and per level in idle order, so that "best agent for this
+call" (longest idle, most skilled) walks only agents holding the call's most selective skill and
+usually stops at the first one; least talk time, round robin, "anyone" queues and walks that would
+run long take one vectorised pass (numpy) over arrays of all agents instead. Waiting calls sit in buckets that
 share requirements (queue, caller skills, expansion stage), sorted by (-priority, first entered,
 arrival); a bucket is indexed under one anchor skill per alternative, so "best call for this agent"
 looks only at the heads of buckets the agent might serve.
@@ -13,10 +14,9 @@ looks only at the heads of buckets the agent might serve.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, insort
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, islice
 from typing import Any
 
 import numpy as np
@@ -71,27 +71,22 @@ class CallChoice:
 
 
 class AgentIndex:
-    """Agents available for an offer, by skill and level, in idle / talk-time / configuration order."""
+    """Agents available for an offer: per skill and level, lists in idle order (walked for longest_idle
+    and most_skilled, which usually stop at the first candidate), plus arrays over all agents for a
+    vectorised pass (least_talk_time, round_robin, "anyone" queues, and walks that would run long)."""
 
     def __init__(self, skills: Sequence[Mapping[str, int]]) -> None:
         self.skills: list[dict[str, int]] = [dict(s) for s in skills]
         self.size = len(self.skills)
         names = {s for sk in self.skills for s in sk}
         self._idle: dict[str, list[list[tuple[float, int]]]] = {s: [[] for _ in range(MAX_LEVEL + 1)] for s in names}
-        self._talk: dict[str, list[list[tuple[float, float, int]]]] = {
-            s: [[] for _ in range(MAX_LEVEL + 1)] for s in names}
-        self._ring: dict[str, list[list[int]]] = {s: [[] for _ in range(MAX_LEVEL + 1)] for s in names}
-        self._any_idle: list[tuple[float, int]] = []
-        self._any_talk: list[tuple[float, float, int]] = []
-        self._any_ring: list[int] = []
-        self._entry: dict[int, tuple[tuple[float, int], tuple[float, float, int]]] = {}
+        self._entry: dict[int, tuple[float, int]] = {}
         # static counts of configured agents with skill >= level: choose rare anchors for call buckets
         self.static_counts: dict[str, list[int]] = {s: [0] * (MAX_LEVEL + 2) for s in names}
         for sk in self.skills:
             for s, level in sk.items():
                 for lvl in range(1, level + 1):
                     self.static_counts[s][lvl] += 1
-        # the same facts as arrays, for the vectorised pass when walking candidates would take long
         self._levels: dict[str, np.ndarray] = {s: np.zeros(self.size, dtype=np.int8) for s in names}
         for o, sk in enumerate(self.skills):
             for s, level in sk.items():
@@ -109,33 +104,21 @@ class AgentIndex:
     def add(self, ordinal: int, idle_since: float, talk: float) -> None:
         if ordinal in self._entry:
             self.remove(ordinal)
-        ik = (idle_since, ordinal)
-        tk = (talk, idle_since, ordinal)
-        insort(self._any_idle, ik)
-        insort(self._any_talk, tk)
-        insort(self._any_ring, ordinal)
+        key = (idle_since, ordinal)
         for s, level in self.skills[ordinal].items():
-            insort(self._idle[s][level], ik)
-            insort(self._talk[s][level], tk)
-            insort(self._ring[s][level], ordinal)
-        self._entry[ordinal] = (ik, tk)
+            insort(self._idle[s][level], key)
+        self._entry[ordinal] = key
         self._avail[ordinal] = True
         self._idle_at[ordinal] = idle_since
         self._talk_at[ordinal] = talk
 
     def remove(self, ordinal: int) -> None:
-        entry = self._entry.pop(ordinal, None)
-        if entry is None:
+        key = self._entry.pop(ordinal, None)
+        if key is None:
             return
-        ik, tk = entry
         self._avail[ordinal] = False
-        _discard(self._any_idle, ik)
-        _discard(self._any_talk, tk)
-        _discard(self._any_ring, ordinal)
         for s, level in self.skills[ordinal].items():
-            _discard(self._idle[s][level], ik)
-            _discard(self._talk[s][level], tk)
-            _discard(self._ring[s][level], ordinal)
+            _discard(self._idle[s][level], key)
 
     def count(self, skill: str, min_level: int) -> int:
         levels = self._idle.get(skill)
@@ -148,21 +131,9 @@ class AgentIndex:
         return counts[min_level] if counts is not None and min_level <= MAX_LEVEL else 0
 
     # --- candidate orders -------------------------------------------------------------------
-    def _ordered(self, strategy: str, anchor: tuple[str, int] | None, rr_after: int) -> Iterator[tuple[Any, int]]:
-        """(score, ordinal) for available agents holding ``anchor`` (or all), best first."""
-        if strategy == "least_talk_time":
-            lists = [self._any_talk] if anchor is None else [x for x in self._talk[anchor[0]][anchor[1]:] if x]
-            return ((k, k[2]) for k in _merge(lists))
-        if strategy == "round_robin":
-            lists_r = [self._any_ring] if anchor is None else [x for x in self._ring[anchor[0]][anchor[1]:] if x]
-            cuts = [bisect_right(x, rr_after) for x in lists_r]
-            tails = _merge([islice(x, c, None) if c else x for x, c in zip(lists_r, cuts, strict=True)
-                            if c < len(x)])
-            heads = _merge([islice(x, 0, c) for x, c in zip(lists_r, cuts, strict=True) if c])
-            n = self.size
-            return ((((o - rr_after - 1) % n, o), o) for o in chain(tails, heads))
-        lists_i = [self._any_idle] if anchor is None else [x for x in self._idle[anchor[0]][anchor[1]:] if x]
-        return ((k, k[1]) for k in _merge(lists_i))
+    def _by_idle(self, anchor: tuple[str, int]) -> Iterator[tuple[Any, int]]:
+        for idle, o in _merge([x for x in self._idle[anchor[0]][anchor[1]:] if x]):
+            yield (idle, o), o
 
     def _most_skilled(self, primary: tuple[str, int]) -> Iterator[tuple[Any, int]]:
         levels = self._idle[primary[0]]
@@ -187,7 +158,7 @@ class AgentIndex:
             return None
         idle = self._idle_at
         score: tuple[Any, ...]
-        if strategy == "most_skilled":
+        if strategy == "most_skilled" and alt:
             levels = self._levels[alt[0][0]][members]
             top = int(levels.max())
             members = members[levels == top]
@@ -218,25 +189,23 @@ class AgentIndex:
                 missing = next(s for s, _ in alt if s not in self._idle)
                 trace.append(Considered("-", None, f"no configured agent has skill {missing!r}"))
             return None
-        if not alt:
-            candidates = self._ordered("longest_idle" if strategy == "most_skilled" else strategy, None, rr_after)
-            rest: SkillSet = ()
-        elif strategy == "most_skilled":
-            anchor = min(alt, key=lambda sl: self.count(sl[0], sl[1]))
+        if not alt or strategy in ("least_talk_time", "round_robin"):
+            return self._vector_best(alt, strategy, rr_after, ids, trace)
+        anchor = min(alt, key=lambda sl: self.count(sl[0], sl[1]))
+        if strategy == "most_skilled":
             if anchor is not alt[0] and self.count(*alt[0]) > 4 * self.count(*anchor):
                 # walking the primary skill by level would visit many agents lacking the rare skill
                 return self._vector_best(alt, strategy, rr_after, ids, trace)
             candidates = self._most_skilled(alt[0])
             rest = alt[1:]
         else:
-            anchor = min(alt, key=lambda sl: self.count(sl[0], sl[1]))
-            candidates = self._ordered(strategy, anchor, rr_after)
+            candidates = self._by_idle(anchor)
             rest = tuple(x for x in alt if x is not anchor)
         skills = self.skills
         walked = 0
         for score, o in candidates:
             walked += 1
-            if walked > SCAN_LIMIT and alt:
+            if walked > SCAN_LIMIT:
                 return self._vector_best(alt, strategy, rr_after, ids, trace)
             sk = skills[o]
             for s, m in rest:
