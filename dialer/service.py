@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from acd.requirements import compile_requirements
 from acd.service import AcdService
 from cti.commands import CommandFailed
+from cti.events import AmiConnectionChanged
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning
 from dialer.leads import LeadSourceError, read_source
@@ -74,6 +75,7 @@ class Dialer:
         self._run: RunInThread | None = None
         self._tail: defer.Deferred[Any] | None = None
         self._next_pace: float | None = None
+        self._up: set[str] = set()  # Asterisk servers whose AMI is connected: campaigns dial only through those
         self.listeners: list[Callable[[object], None]] = []
 
     # ------------------------------------------------------------------ leads
@@ -124,6 +126,8 @@ class Dialer:
     def handle(self, event: object, now: float) -> list[Output]:
         if isinstance(event, CommandFailed) and not event.ref.startswith(REF_PREFIX):
             return []
+        if isinstance(event, AmiConnectionChanged):
+            (self._up.add if event.connected else self._up.discard)(event.server)
         out: list[Output] = []
         for campaign in self.campaigns.values():
             out.extend(campaign.handle(event, now))
@@ -137,7 +141,8 @@ class Dialer:
         if self.loaded and (self._next_pace is None or now >= self._next_pace - 1e-9):
             self._next_pace = now + self.section.pace_interval
             for campaign in self.campaigns.values():
-                if campaign.next_due() is not None:
+                # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt
+                if campaign.server in self._up and campaign.next_due() is not None:
                     out.extend(campaign.pace(now, self.idle_agents(campaign.settings.queue)))
         return self._persist(out, now) if out else out
 

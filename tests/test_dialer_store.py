@@ -16,7 +16,7 @@ from twisted.internet import defer
 
 from cti.commands import Originate
 from cti.db import Base, alembic_config, import_models, make_engine, upgrade
-from cti.events import OriginateResult
+from cti.events import AmiConnectionChanged, OriginateResult
 from dialer.campaign import Lead
 from dialer.events import AttemptStarted, DialerWarning
 from dialer.service import Dialer
@@ -97,8 +97,10 @@ class ManualRunner:
 def _dialer(sink: list[Any], now: list[float], idle: int = 1, **kw: Any) -> Dialer:
     section = DialerSection(campaigns=[CampaignSettings(name="c", queue="sales", leads="demo", demo_leads=3, **kw)],
                             pace_interval=1.0)
-    return Dialer(section, servers=["pbx"], dial_template="PJSIP/{number}@trunk", idle_agents=lambda q: idle,
-                  sink=sink.extend, clock=lambda: now[0])
+    dialer = Dialer(section, servers=["pbx"], dial_template="PJSIP/{number}@trunk", idle_agents=lambda q: idle,
+                    sink=sink.extend, clock=lambda: now[0])
+    dialer.handle(AmiConnectionChanged("pbx", now[0], True, "logged in"), now[0])
+    return dialer
 
 
 def test_originate_waits_for_the_write_and_a_crash_loses_nothing(sqlite_url: str) -> None:
@@ -174,3 +176,17 @@ def test_results_are_written_in_order(sqlite_url: str) -> None:
     assert row.result == "busy"
     lead = {x.lead_id: x for x in LeadStore(make_engine(sqlite_url)).load("c")}[started.lead_id]
     assert (lead.status, lead.last_result, lead.next_at) == ("pending", "busy", T0 + 5 + 300)
+
+
+def test_no_dialling_while_the_pbx_is_unreachable(sqlite_url: str) -> None:
+    """With the campaign's AMI connection down nothing is dialled (no attempt used up); once it is back,
+    dialling resumes."""
+    sink: list[Any] = []
+    now = [T0]
+    dialer = _dialer(sink, now)
+    dialer.load_memory(T0)
+    dialer.handle(AmiConnectionChanged("pbx", T0, False, "connection refused"), T0)
+    assert dialer.tick(T0) == [] and dialer.tick(T0 + 5) == []
+    assert all(lead.attempts == 0 for lead in dialer.campaigns["c"].leads.values())
+    dialer.handle(AmiConnectionChanged("pbx", T0 + 6, True, "logged in"), T0 + 6)
+    assert any(isinstance(o, Originate) for o in dialer.tick(T0 + 6))
