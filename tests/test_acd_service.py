@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from acd.events import (
@@ -80,6 +82,8 @@ def test_round_robin_rotates_in_configuration_order() -> None:
         h.answer(f"u{n}", got[-1])
         h.hangup(f"u{n}")
     assert got == ["a1", "a2", "a3", "a1", "a2"]
+    decision = json.loads(json.dumps(h.acd.explain((SERVER, "u4"))))["last_decision"]  # JSON-ready
+    assert decision["agent"] == "a2" and decision["strategy"] == "round_robin"
 
 
 def test_agent_ready_takes_highest_priority_then_longest_waiting_across_queues() -> None:
