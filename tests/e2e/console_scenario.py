@@ -41,8 +41,9 @@ DISPOSITION, NOTES = "sale", "bought the fibre upgrade (e2e)"
 
 
 def e2e_config(cfg: Any, db_url: str) -> Any:
-    """The demo config for one deterministic call: ephemeral listeners, a temp DB, no random traffic,
-    phones that always answer quickly and hang up after TALK_S, a long wrap-up (the agent disposes)."""
+    """The demo config for one deterministic call: ephemeral listeners, a temp DB, no random traffic and
+    no dialer campaign, phones that always answer quickly and hang up after TALK_S, a long wrap-up (the
+    agent disposes)."""
     listen = cfg.listen.model_copy(update={
         "fastagi": cfg.listen.fastagi.model_copy(update={"port": 0}),
         "http": cfg.listen.http.model_copy(update={"port": 0})})
@@ -56,7 +57,9 @@ def e2e_config(cfg: Any, db_url: str) -> Any:
     queues = [q.model_copy(update={"wrapup": 120.0}) for q in cfg.acd.queues]
     acd = cfg.acd.model_copy(update={"queues": queues})
     database = cfg.database.model_copy(update={"url": db_url})
-    return cfg.model_copy(update={"listen": listen, "sim": sim, "acd": acd, "database": database})
+    dialer = cfg.dialer.model_copy(update={"campaigns": []})  # no outbound calls competing for 1001
+    return cfg.model_copy(update={"listen": listen, "sim": sim, "acd": acd, "database": database,
+                                  "dialer": dialer})
 
 
 def with_ami_port(cfg: Any, port: int) -> Any:
