@@ -162,6 +162,9 @@ class Dialer:
     def _persist(self, out: list[Output], now: float) -> list[Output]:
         """Hand dialer events to the store (in order); release each attempt's Originate once its start is
         written. Returns what may be applied now."""
+        for w in out:
+            if isinstance(w, DialerWarning):
+                log.warning("dialer: campaign %s: %s: %s", w.campaign, w.code, w.message)
         events = [e for e in out if isinstance(e, DialerEvent) and not isinstance(e, DialerWarning)]
         starts = [e for e in events if isinstance(e, AttemptStarted)]
         if self.store is None or self._run is None:

@@ -86,3 +86,17 @@ def test_read_source_file_and_demo(tmp_path: Path) -> None:
     demo = demo_leads(5)
     assert len(demo) == 5 and len({x.lead_id for x in demo}) == 5
     assert all(x.fields["external_id"] == x.lead_id and x.number.startswith("+1") for x in demo)
+
+
+def test_cli_check_leads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``cti dialer-check-leads`` lists rejected rows and exits 1 when there are any, 0 when clean, 2 when the
+    file is unusable."""
+    from cti.cli import main
+
+    (tmp_path / "bad.csv").write_text(CSV, encoding="utf-8")
+    (tmp_path / "ok.csv").write_text("number\n+15550100100\n", encoding="utf-8")
+    assert main(["dialer-check-leads", str(tmp_path / "bad.csv")]) == 1
+    out = capsys.readouterr()
+    assert "3 leads (2 with their own time zone), 5 rejected rows" in out.out and "bad.csv:4:" in out.err
+    assert main(["dialer-check-leads", str(tmp_path / "ok.csv")]) == 0
+    assert main(["dialer-check-leads", str(tmp_path / "none.csv")]) == 2
