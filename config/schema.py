@@ -135,4 +135,6 @@ def cross_section_errors(cfg: CtiConfig) -> list[tuple[Loc, str]]:
         for loc, queue in cfg.ivr.queue_references():
             if queue not in queue_names:
                 errors.append((("ivr", *loc), f"unknown queue {queue!r}; known: {', '.join(sorted(queue_names))}"))
+    servers = [s.name for s in cfg.asterisk]
+    errors.extend((("dialer", *loc), msg) for loc, msg in cfg.dialer.reference_errors(sorted(queue_names), servers))
     return errors
