@@ -20,13 +20,29 @@ dialer:
 """
 
 
+# What a campaign refers to: an ACD queue and an Asterisk server to dial through.
+CONTEXT = """\
+asterisk: [{name: pbx1, username: cti, secret: s}]
+acd: {queues: [{name: sales}, {name: support}]}
+"""
+
+
 def test_good_campaign_and_defaults() -> None:
     """A minimal campaign loads with progressive defaults: ratio 1, 3% abandon cap, 2 s safe harbour."""
-    c = load_config_text(GOOD, "d.yaml").dialer.campaigns[0]
+    c = load_config_text(GOOD + CONTEXT, "d.yaml").dialer.campaigns[0]
     assert (c.ratio, c.max_abandon_rate, c.safe_harbour_after, c.max_attempts) == (1.0, 0.03, 2.0, 3)
     assert c.retry_after.busy == 120 and c.retry_after.noanswer == 1800
     assert c.calling_window.bounds() == (510, 1200)
     assert DialerSection().campaigns == []
+
+
+def test_campaign_must_name_a_known_queue_and_server() -> None:
+    """A campaign whose queue is not an ACD queue, or with no Asterisk to dial through, is a config error
+    at the campaign's line (it would otherwise load and silently never dial)."""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(GOOD, "d.yaml")
+    issues = [str(i) for i in info.value.issues]
+    assert any(i.startswith("d.yaml:4 dialer.campaigns[0].queue: unknown queue 'sales'") for i in issues), issues
 
 
 AT = "d.yaml:6 dialer.campaigns[0]."  # the bad value's own line and key path
