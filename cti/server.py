@@ -47,6 +47,19 @@ log = logging.getLogger("cti.server")
 WALLBOARD_INTERVAL = 1.0
 
 
+# Dialplan contexts where a caller waits for the ACD (config/asterisk/extensions_cti.conf).
+HOLD_CONTEXTS = frozenset({"cti-hold"})
+
+
+def _duration(text: str) -> float:
+    """CoreShowChannel's ``Duration: HH:MM:SS`` in seconds (0 when absent or odd)."""
+    try:
+        h, m, sec = (int(x) for x in text.split(":"))
+    except ValueError:
+        return 0.0
+    return float(h * 3600 + m * 60 + sec)
+
+
 def call_key(server: str, call_id: str) -> str:
     """The interaction key of a call across servers (the screen pop's ``call_key``): server/Linkedid."""
     return f"{server}/{call_id}"
@@ -206,6 +219,42 @@ class CtiServer:
         channels = [m for m in items if m.get("Event") == "CoreShowChannel"]
         for event in self.tracker.resync(server, channels, self.now()):
             self.publish(event)
+        for item in channels:
+            if item.get("Context") in HOLD_CONTEXTS and (server, item.get("Uniqueid", "")) not in self.calls:
+                self._requeue_holding(server, item)
+
+    def _requeue_holding(self, server: str, item: AMIMessage) -> None:
+        """A caller already waiting in ``cti-hold`` that we do not know (the server restarted, or the
+        CTIQueued UserEvent fell in an AMI outage): read its routing variables and queue it again, with
+        its time on the channel as its wait so far, so that nobody is left holding forever."""
+        channel, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
+        if not channel or not uniqueid:
+            return
+        names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_DNIS")
+        reads = [self.pool.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
+
+        def got(results: list[Any]) -> None:
+            if (server, uniqueid) in self.calls:
+                return  # the UserEvent arrived meanwhile
+            values = {n: str(r.response.get("Value") or "") for n, r in zip(names, results, strict=True)}
+            known = self.tracker.variables(server, uniqueid)
+            data = {**{k: v for k, v in values.items() if v}, **known}
+            try:
+                priority = int(values["CTI_PRIORITY"] or 0)
+            except ValueError:
+                priority = 0
+            now = self.now()
+            log.info("%s: re-queueing caller %s found holding after a resync", server, uniqueid)
+            self.publish(CallQueued(
+                server=server, ts=now - _duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
+                uniqueid=uniqueid, channel=channel, queue=values["CTI_QUEUE"] or (self.cfg.acd.default_queue or ""),
+                skills=values["CTI_SKILLS"], priority=priority, language=values["CTI_LANGUAGE"],
+                caller_num=item.get("CallerIDNum", ""), caller_name=item.get("CallerIDName", ""),
+                dnis=values["CTI_DNIS"], data=data))
+
+        defer.gatherResults(reads, consumeErrors=True).addCallbacks(
+            got, lambda f: log.warning("%s: could not read the routing variables of holding caller %s: %s",
+                                       server, uniqueid, f.getErrorMessage()))
 
     # ------------------------------------------------------------------ events
     def publish(self, event: DomainEvent | object) -> None:
