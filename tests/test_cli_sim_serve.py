@@ -35,8 +35,10 @@ def free_port() -> int:
 
 
 def write_config(tmp: Path) -> tuple[Path, dict[str, Any]]:
-    """The demo config on free loopback ports, a SQLite file in ``tmp`` and a busy inbound number."""
+    """The demo config without its outbound campaign, on free loopback ports, a SQLite file in ``tmp`` and a
+    busy inbound number."""
     doc = yaml.safe_load(DEMO.read_text())
+    doc.pop("dialer", None)  # inbound only: the campaign's calls would also reach the sales queue
     doc["asterisk"][0]["port"] = free_port()
     doc["database"] = {"url": f"sqlite:///{tmp / 'cti.sqlite3'}"}
     doc["listen"] = {"fastagi": {"host": "127.0.0.1", "port": free_port()},
