@@ -8,8 +8,8 @@ system-wide CLOCK_MONOTONIC, so they compare across processes):
 
 - SERVER (``--role server``): what ``cti serve`` runs (``cti.runtime.Runtime``: AMI client, ACD, console
   hub, screen-pop look-ups on SQLite with the 3,000 demo customers, recorder). It stamps every chunk of AMI
-  bytes as it reaches the AMI protocol (``dataReceived``) and notes, for every ``CallOffered`` the ACD
-  makes while that chunk is being handled, (call, agent, arrival time of the chunk). It also times each
+  bytes as it reaches the AMI protocol (``dataReceived``) and notes, for every ``OfferCall`` the ACD
+  issues while that chunk is being handled, (call, agent, arrival time of the chunk). It also times each
   ``push_to_agent`` of a pop (how long the event loop is held, the figure to set against ``broadcast()``);
 - SIMULATOR (``--role sim``): the simulated Asterisk (``sim.runner.build_sim`` + ``listen``) at speed 1.
   Calls arrive as a Poisson stream of ``--rate`` calls/s from the demo customers' numbers and start in
@@ -67,7 +67,7 @@ TARGET_P99_MS, TARGET_KIB = 5.0, 30.0
 
 # --- configuration --------------------------------------------------------------------------------------
 
-def bench_config(tmp: Path, consoles: int, compression: str, ami_port: int) -> dict[str, Any]:
+def bench_config(tmp: Path, consoles: int, compression: str, ami_port: int, warm: bool = False) -> dict[str, Any]:
     """The demo configuration with loopback ports, a copy of the seeded SQLite file, one agent per console
     (every skill), 1 s wrap-up, phones answering after ~1 s and talking ~4 s, no random traffic and no
     outbound campaign."""
@@ -86,6 +86,8 @@ def bench_config(tmp: Path, consoles: int, compression: str, ami_port: int) -> d
         for i in range(consoles)]
     doc["dialer"] = {"campaigns": []}  # the demo's outbound campaign would compete for the agents
     doc["console"]["compression"] = compression
+    if warm:  # keep the warmed look-ups for the whole run
+        doc.setdefault("screenpop", {})["cache_ttl"] = 3600
     doc["console"]["max_connections"] = consoles + 100
     sim = doc["sim"]
     sim["inbound"] = []
@@ -136,9 +138,9 @@ def role_server(config: str) -> int:
     """``cti serve``'s Runtime, probed at the AMI protocol (bytes in) and at the hub (pop pushed)."""
     from twisted.internet import defer
 
-    from acd.events import CallOffered
     from cti.ami import client as ami_client
     from cti.cli import setup_logging
+    from cti.commands import OfferCall
     from cti.reactor import install_reactor
     from cti.runtime import Runtime
 
@@ -147,7 +149,7 @@ def role_server(config: str) -> int:
     reactor: Any = install_reactor()
     runtime = Runtime(cfg, reactor)
     chunk = {"t": None}
-    offers: list[tuple[str, str, float | None, float]] = []  # uniqueid, agent, AMI chunk arrival, offer made
+    offers: list[tuple[str, str, float | None, float]] = []  # uniqueid, agent, AMI chunk arrival, offer issued
     push_s: list[float] = []
     pushed: dict[str, float] = {}  # "uniqueid agent" -> when the pop was handed to the hub
 
@@ -162,11 +164,14 @@ def role_server(config: str) -> int:
 
     ami_client._AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
 
-    def on_event(event: object) -> None:
-        if isinstance(event, CallOffered):
-            offers.append((event.uniqueid, event.agent_id, chunk["t"], time.perf_counter()))
+    apply = runtime.server.dispatcher.apply
 
-    runtime.server.subscribe(on_event)
+    def dispatch(command: Any) -> Any:
+        if isinstance(command, OfferCall):  # the ACD decided: the offer's AMI actions and the pop start here
+            offers.append((command.uniqueid, command.agent_id, chunk["t"], time.perf_counter()))
+        return apply(command)
+
+    runtime.server.dispatcher.apply = dispatch  # type: ignore[method-assign]
     name = cfg.asterisk[0].name
 
     def timed_pushes() -> None:
@@ -197,6 +202,18 @@ def role_server(config: str) -> int:
         timed_pushes()
         wait_ami(time.monotonic() + 20.0)
 
+    def warm(_: list[str]) -> dict[str, Any]:
+        """Look every demo number up once so that pops come from the cache (the store is then off the path)."""
+        from screenpop.compose import LookupKey
+        from screenpop.demo_data import demo_callers
+
+        lookup = runtime.server.pop_lookup
+        pending = [lookup.find(LookupKey("ani", c.e164)) for c in demo_callers(CUSTOMERS)]
+        return {"queued": len(pending)}
+
+    def warmed(_: list[str]) -> dict[str, Any]:
+        return {"cached": len(runtime.server.pop_lookup.cache)}
+
     def report(_: list[str]) -> dict[str, Any]:
         recorder = runtime.server.recorder
         return to_file(Path(config).with_name("server-report.json"), {
@@ -211,7 +228,8 @@ def role_server(config: str) -> int:
     def shutdown() -> defer.Deferred[Any]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
-    serve_control(reactor, {"rss": lambda _: {"rss": rss_bytes(), "hub": runtime.hub.stats()}, "report": report})
+    serve_control(reactor, {"rss": lambda _: {"rss": rss_bytes(), "hub": runtime.hub.stats()}, "report": report,
+                            "warm": warm, "warmed": warmed})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -480,12 +498,12 @@ def prepare_template(workdir: Path) -> Path:
 
 
 def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compression: str,
-             seconds: float) -> dict[str, Any]:
+             seconds: float, warm: bool = False) -> dict[str, Any]:
     import yaml
 
     tmp = Path(tempfile.mkdtemp(prefix=f"hub-{compression}-", dir=workdir))
     shutil.copy(template, tmp / "bench.sqlite3")
-    doc = bench_config(tmp, args.consoles, compression, free_port())
+    doc = bench_config(tmp, args.consoles, compression, free_port(), warm)
     cfg_path = tmp / "cti.yaml"
     cfg_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -507,6 +525,11 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
         consoles.read(120.0)
         time.sleep(1.0)  # let every reply drain: the connections are idle when measured
         idle = server.request("rss")
+        if warm:
+            server.request("warm")
+            deadline = time.monotonic() + 120.0
+            while server.request("warmed")["cached"] < CUSTOMERS and time.monotonic() < deadline:
+                time.sleep(0.5)
         sim.request(f"start {args.rate} {seconds}")
         time.sleep(seconds + 4.0)  # the last callers' offers (answer ~1 s after the offer) are done by then
         srv = from_file(server.request("report", 60.0))
@@ -521,7 +544,7 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
     for uid, agent, t, complete in got["pops"]:
         first.setdefault((uid, agent), (t, complete))
     lat, missing, untriggered, partial = [], 0, 0, 0
-    parts: dict[str, list[float]] = {"ami_to_offer": [], "offer_to_push": [], "push_to_client": []}
+    parts: dict[str, list[float]] = {"ami_in_to_offer": [], "offer_to_pop_pushed": [], "push_to_client": []}
     for uid, agent, t_ami, t_offer in srv["offers"]:
         if t_ami is None:
             untriggered += 1
@@ -533,10 +556,11 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
             continue
         lat.append(pop[0] - t_ami)
         partial += not pop[1]
-        parts["ami_to_offer"].append(t_offer - t_ami)
-        parts["offer_to_push"].append(t_push - t_offer)
+        parts["ami_in_to_offer"].append(t_offer - t_ami)
+        parts["offer_to_pop_pushed"].append(t_push - t_offer)
         parts["push_to_client"].append(pop[0] - t_push)
-    return {"compression": compression, "consoles": idle["hub"]["agents"], "calls": s["injected"],
+    return {"compression": compression + (", cached" if warm else ""), "consoles": idle["hub"]["agents"],
+            "calls": s["injected"],
             "queued": s["queued"],
             "offers": len(srv["offers"]), "offered_calls": len({o[0] for o in srv["offers"]}),
             "measured": len(lat), "untriggered": untriggered, "missing": missing,
@@ -592,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of arrivals (default %(default)s)")
     p.add_argument("--ivr", action="store_true", help="calls walk the demo IVR over FastAGI first")
     p.add_argument("--quick", action="store_true", help="8 s of arrivals, no deflate run of our hub")
+    p.add_argument("--warm", action="store_true",
+                   help="also a run with every customer already in the pop cache (no store query on the path)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     args = p.parse_args(argv)
@@ -617,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         ours.append(run_ours(args, workdir, template, "none", seconds))
         if not args.quick:
             ours.append(run_ours(args, workdir, template, "deflate", min(seconds, 10.0)))
+        if args.warm:
+            ours.append(run_ours(args, workdir, template, "none", min(seconds, 10.0), warm=True))
         for compression in ("none", "deflate"):
             base.append(run_baseline(args, workdir, compression))
     except ChildError as exc:
@@ -629,16 +657,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    head = (f"{'what':<34} {'conns':>5} {'pops':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+    head = (f"{'what':<38} {'conns':>5} {'pops':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
             f"{'loop held':>16} {'KiB/conn':>8}")
     print(head)
     print("-" * len(head))
     for r in ours:
-        print(f"{'ours: pop to one agent, ' + r['compression']:<34} {r['consoles']:>5} {r['measured']:>6} "
+        print(f"{'ours: pop to one agent, ' + r['compression']:<38} {r['consoles']:>5} {r['measured']:>6} "
               f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} "
               f"{r['push_us_p50']:>6.0f}/{r['push_us_max']:>5.0f} us {r['kib_per_conn']:>8.1f}")
     for b in base:
-        print(f"{'baseline: broadcast(), ' + b['compression']:<34} {b['clients']:>5} {b['delivered']:>6} "
+        print(f"{'baseline: broadcast(), ' + b['compression']:<38} {b['clients']:>5} {b['delivered']:>6} "
               f"{b['p50_ms']:>7.2f} {b['p99_ms']:>7.2f} {b['last_ms_p50']:>7.1f} "
               f"{b['blocked_ms_p50']:>6.1f}/{b['blocked_ms_max']:>5.1f} ms {b['kib_per_conn']:>8.1f}")
     print("(loop held: p50/max time one push_to_agent / one broadcast() call keeps the event loop; "
