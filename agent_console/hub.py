@@ -157,6 +157,10 @@ class ConsoleHub:
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._agents
 
+    def has_supervisors(self) -> bool:
+        """Whether any wallboard is connected (so the server builds wallboard pushes only when watched)."""
+        return bool(self._supervisors)
+
     def stats(self) -> dict[str, Any]:
         registered = len(self._agents) + len(self._supervisors)
         return {"connections": self._open, "agents": len(self._agents), "supervisors": len(self._supervisors),

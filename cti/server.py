@@ -505,7 +505,9 @@ class CtiServer:
         self._wallboard_call = None
         if not self._running:
             return
-        self.push_to_supervisors(self.wallboard())
+        watched = getattr(self.pusher, "has_supervisors", None)
+        if self.pusher is not None and (watched is None or watched()):
+            self.push_to_supervisors(self.wallboard())
         self._wallboard_call = self.clock.callLater(WALLBOARD_INTERVAL, self._wallboard_tick)
 
 
