@@ -13,11 +13,20 @@ import asyncio
 import inspect
 import ipaddress
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorTCP,
+    IReactorTime,
+    ISystemHandle,
+    ITCPTransport,
+    ITransport,
+)
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 
@@ -44,6 +53,47 @@ def as_deferred(value: Any) -> defer.Deferred[Any]:
     return defer.succeed(value)
 
 
+class ImmediateWriter:
+    """Writes a connection's bytes with one ``send()`` now, while Twisted's write buffer has never been used.
+
+    Why: a Twisted transport never writes at once: ``write()`` buffers and registers the socket for
+    writing, and the bytes leave on the next loop iteration, after which the socket is unregistered. On the
+    asyncio reactor that is two selector updates and one loop iteration of delay per AGI command. AGI
+    keeps one command outstanding, so a command is only written after the reply to the previous one, when
+    nothing is queued: one direct ``send()`` of a short line almost always takes it all.
+
+    Order is kept without looking inside the transport: after the first short or failed ``send()`` the
+    rest, and every later write, go through ``transport.write()`` for good (errors then surface through
+    Twisted's own ``connectionLost``). Transports without a socket handle always use ``transport.write()``.
+    """
+
+    __slots__ = ("transport", "_sock")
+
+    def __init__(self, transport: ITransport) -> None:
+        self.transport = transport
+        handle = transport.getHandle() if ISystemHandle.providedBy(transport) else None
+        direct = ITCPTransport.providedBy(transport) and isinstance(handle, socket.socket)
+        self._sock: socket.socket | None = handle if direct else None
+
+    @property
+    def direct(self) -> bool:
+        """True while writes still bypass Twisted's buffer."""
+        return self._sock is not None
+
+    def write(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sent = sock.send(data)
+            except OSError:  # EAGAIN, EPIPE, ECONNRESET, EBADF: Twisted's buffer and error path take over
+                sent = 0
+            if sent == len(data):
+                return
+            self._sock = None
+            data = data[sent:]
+        self.transport.write(data)
+
+
 class FastAgiSession(Protocol):
     """One Asterisk FastAGI connection: one caller walking one flow."""
 
@@ -59,6 +109,7 @@ class FastAgiSession(Protocol):
         self._waiting_for = ("", 0.0)
         self._lookup: defer.Deferred[Any] | None = None
         self._closing = False
+        self._writer: ImmediateWriter | None = None
 
     # --- connection lifecycle --------------------------------------------------------------------------
 
@@ -79,6 +130,10 @@ class FastAgiSession(Protocol):
             return
         f.active += 1
         self.counted = True
+        transport = self.transport
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+        self._writer = ImmediateWriter(transport)  # type: ignore[arg-type]
         self.codec = AgiServerCodec(max_line_bytes=f.section.max_line_bytes)
         self._arm(f.section.env_timeout, "no AGI environment")
 
@@ -142,9 +197,9 @@ class FastAgiSession(Protocol):
             if isinstance(action, EmitEvent):
                 self.factory.emit(action.event)
             elif isinstance(action, SendCommand):
-                if self._closing or self.codec is None:
+                if self._closing or self.codec is None or self._writer is None:
                     return
-                self.transport.write(self.codec.send(action.command))  # type: ignore[union-attr]
+                self._writer.write(self.codec.send(action.command))
                 self._arm(self.factory.section.idle_timeout, f"no reply to {action.command.verb}")
             elif isinstance(action, LookupCustomer):
                 self._start_lookup(action)

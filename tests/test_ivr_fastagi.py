@@ -4,6 +4,7 @@ timeouts close one connection while the server lives on. Sockets on the asyncio 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,13 @@ import pytest
 import yaml
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from ivr.agi_peer import ScriptedCaller, fastagi_environment
 from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
-from ivr.fastagi import FastAgiFactory, listen_fastagi
+from ivr.fastagi import FastAgiFactory, ImmediateWriter, listen_fastagi
 from ivr.flow import IvrSection
 from ivr.ports import InMemoryCustomerLookup, LookupResult
 from tests.amiserver import reactor, run_until, wait
@@ -354,3 +356,68 @@ def test_allowed_matches_ipv4_mapped_addresses() -> None:
     factory = FastAgiFactory(IvrSection(allow_from=["192.0.2.0/24"]), lambda e: None, clock=task.Clock())
     assert factory.allowed("192.0.2.7") and factory.allowed("::ffff:192.0.2.7")
     assert not factory.allowed("198.51.100.1") and not factory.allowed("pbx.example")
+
+
+# --- immediate writes ------------------------------------------------------------------------------------
+
+class Sink(Protocol):
+    """Collects what it receives; starts paused so the sender's socket buffer fills."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+
+def test_immediate_writer_keeps_order_after_a_short_send() -> None:
+    """A write the socket cannot take at once goes on through Twisted's buffer, and so do later writes:
+    the peer gets every byte in order."""
+    accepted: list[Protocol] = []
+
+    class Accept(ServerFactory):
+        def buildProtocol(self, addr: Any) -> Protocol:
+            proto = Protocol()
+            accepted.append(proto)
+            return proto
+
+    port = reactor.listenTCP(0, Accept(), interface="127.0.0.1")
+    try:
+        sink = wait(connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Sink()))
+        run_until(lambda: bool(accepted) and accepted[0].transport is not None)
+        transport = accepted[0].transport
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # type: ignore[union-attr]
+        writer = ImmediateWriter(transport)  # type: ignore[arg-type]
+        writer.write(b"ANSWER\n")
+        assert writer.direct
+        big = bytes(range(256)) * 8192  # 2 MiB: more than the socket buffers hold
+        writer.write(big)
+        assert not writer.direct
+        writer.write(b"HANGUP\n")
+        sink.transport.resumeProducing()  # type: ignore[union-attr]
+        run_until(lambda: len(sink.data) == 7 + len(big) + 7)
+        assert bytes(sink.data) == b"ANSWER\n" + big + b"HANGUP\n"
+        transport.loseConnection()  # type: ignore[union-attr]
+        run_until(lambda: transport.disconnected)  # type: ignore[union-attr]
+    finally:
+        wait(defer.maybeDeferred(port.stopListening))
+
+
+def test_immediate_writer_without_a_socket_uses_the_transport() -> None:
+    """A transport with no socket handle (here an in-memory one) gets every write through transport.write."""
+    transport = StringTransport()
+    writer = ImmediateWriter(transport)
+    writer.write(b"ANSWER\n")
+    assert not writer.direct and transport.value() == b"ANSWER\n"
+
+
+def test_sessions_write_commands_directly(server: Server) -> None:
+    """A normal session never needs Twisted's write buffer: every command left with one send()."""
+    pbx = server.connect(scripted("ivr", ["5", "1234#"]))
+    finish(pbx)
+    assert pbx.lines[-1] == "SET VARIABLE CTI_NEXT queue"
+    session = server.sessions[0]
+    assert session._writer is not None and session._writer.direct  # type: ignore[attr-defined]
