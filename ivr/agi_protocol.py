@@ -219,8 +219,18 @@ _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control bytes othe
 
 def parse_reply_line(text: str) -> AgiReply:
     """One single-line reply (``200 result=...``, ``510 ...``); raises AgiProtocolError if it is none."""
-    if text.startswith("200 result=") and " " not in text[11:]:  # the common case: "200 result=1"
-        return AgiReply(200, text[11:], None, None, text[4:])
+    if text.startswith("200 result="):  # the common cases, without regular expressions
+        rest = text[11:]
+        if rest.lstrip("-").isdecimal():  # "200 result=1"
+            return AgiReply(200, rest, None, None, text[4:])
+        result, sep, pos = rest.partition(" endpos=")  # "200 result=49 endpos=4000" (STREAM FILE)
+        if sep and result.lstrip("-").isdecimal() and (pos[1:] if pos[:1] == "-" else pos).isdecimal():
+            return AgiReply(200, result, None, int(pos), text[4:11 + len(result)])
+    return parse_reply_line_general(text)
+
+
+def parse_reply_line_general(text: str) -> AgiReply:
+    """``parse_reply_line`` by regular expressions only: every reply form (its fast paths must agree)."""
     m = _REPLY_LINE.match(text)
     if not m or m.group(2) != " ":
         raise AgiProtocolError(f"unexpected line {_clip(text)}")

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
@@ -18,6 +20,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from ivr.agi_peer import ScriptedCaller, fastagi_environment
+from ivr.agi_protocol import AgiProtocolError, AgiReply, parse_reply_line, parse_reply_line_general
 from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
 from ivr.fastagi import FastAgiFactory, ImmediateWriter, listen_fastagi
 from ivr.flow import IvrSection
@@ -421,3 +424,31 @@ def test_sessions_write_commands_directly(server: Server) -> None:
     assert pbx.lines[-1] == "SET VARIABLE CTI_NEXT queue"
     session = server.sessions[0]
     assert session._writer is not None and session._writer.direct  # type: ignore[attr-defined]
+
+
+# --- reply parsing fast paths ----------------------------------------------------------------------------
+
+REPLY_PARTS = st.sampled_from(["200", "510", "520", "200 ", "result=", "-", "1", "49", "٣", "*#", " ", "\t",
+                               "\xa0", "(timeout)", " (", ")", " endpos=", "endpos=", "4000", "-1", "x"])
+
+
+@given(st.lists(REPLY_PARTS, max_size=8).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_reply_fast_paths_agree_with_the_general_parser(tail: str) -> None:
+    """The regex-free fast paths for the common replies give exactly what the general parser gives (or
+    both refuse the line)."""
+    text = "200 result=" + tail
+
+    def parse(fn: Any) -> AgiReply | str:
+        try:
+            return fn(text)  # type: ignore[no-any-return]
+        except AgiProtocolError:
+            return "refused"
+
+    assert parse(parse_reply_line) == parse(parse_reply_line_general)
+
+
+def test_stream_file_reply_parsed_with_endpos() -> None:
+    """STREAM FILE's ``200 result=49 endpos=4000`` gives the key code, the position and no data."""
+    assert parse_reply_line("200 result=49 endpos=4000") == AgiReply(200, "49", None, 4000, "result=49")
+    assert parse_reply_line("200 result=0 endpos=-1").endpos == -1
