@@ -33,6 +33,10 @@ Baseline (``--role baseline``): a plain ``websockets`` server with the same numb
 pop-sized frame to all of them with ``websockets.broadcast()`` (what a hub that broadcasts pops would do):
 how long each call holds the loop, delivery latency, and memory per connection; once without and once with
 permessage-deflate. Our hub is run with ``console.compression: deflate`` too, for comparison.
+``--warm`` adds a run in which every demo customer is already in the pop cache, so the store look-up (a
+worker thread on SQLite) is off the path: the difference to the first row is what the look-up costs.
+Below the table: where the time goes (AMI in -> the ACD's OfferCall -> pop handed to the hub -> frame at
+the client) and the server's garbage collections during the traffic.
 Ends with ``BENCH screenpop consoles=<n> p50_ms=<x> p99_ms=<y> kib_per_conn=<z>`` (the no-compression run).
 """
 
@@ -122,8 +126,7 @@ def to_file(path: Path, value: dict[str, Any]) -> dict[str, Any]:
 def from_file(answer: dict[str, Any]) -> dict[str, Any]:
     path = Path(answer["file"])
     value: dict[str, Any] = json.loads(path.read_text())
-    if not os.environ.get("KEEPREP"):
-        path.unlink()
+    path.unlink()
     return value
 
 
@@ -164,6 +167,16 @@ def role_server(config: str) -> int:
 
     ami_client._AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
 
+    gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection during the run
+    gc_start = {"t": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start["t"] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_start["t"]))
+
+    gc.callbacks.append(on_gc)
     apply = runtime.server.dispatcher.apply
 
     def dispatch(command: Any) -> Any:
@@ -217,7 +230,7 @@ def role_server(config: str) -> int:
     def report(_: list[str]) -> dict[str, Any]:
         recorder = runtime.server.recorder
         return to_file(Path(config).with_name("server-report.json"), {
-            "offers": offers, "push_s": push_s, "pushed": pushed, "hub": runtime.hub.stats(),
+            "gc": gc_pauses, "offers": offers, "push_s": push_s, "pushed": pushed, "hub": runtime.hub.stats(),
             "counters": dict(runtime.server.counters),
             "recorder": recorder.metrics if recorder is not None else None})
 
@@ -229,7 +242,7 @@ def role_server(config: str) -> int:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
     serve_control(reactor, {"rss": lambda _: {"rss": rss_bytes(), "hub": runtime.hub.stats()}, "report": report,
-                            "warm": warm, "warmed": warmed})
+                            "warm": warm, "warmed": warmed, "gc": lambda _: {"n": len(gc_pauses)}})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -525,6 +538,7 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
         consoles.read(120.0)
         time.sleep(1.0)  # let every reply drain: the connections are idle when measured
         idle = server.request("rss")
+        gc_before = server.request("gc")["n"]
         if warm:
             server.request("warm")
             deadline = time.monotonic() + 120.0
@@ -570,7 +584,17 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
             "push_us_p50": 1e6 * percentile(srv["push_s"], 0.5), "push_us_max": 1e6 * max(srv["push_s"], default=0),
             "kib_per_conn": (idle["rss"] - rss0) / 1024.0 / max(1, idle["hub"]["agents"]),
             "dropped_slow": srv["hub"]["dropped_slow"], "closed": got["closed"],
-            "parts": {k: (1000 * percentile(v, 0.5), 1000 * percentile(v, 0.99)) for k, v in parts.items()}}
+            "parts": {k: (1000 * percentile(v, 0.5), 1000 * percentile(v, 0.99)) for k, v in parts.items()},
+            "gc": summarise_gc(srv["gc"][gc_before:])}
+
+
+def summarise_gc(pauses: list[tuple[int, float]]) -> dict[str, Any]:
+    """Count and longest pause per generation of the server's garbage collections during the traffic."""
+    out: dict[str, Any] = {}
+    for gen in (0, 1, 2):
+        times = [t for g, t in pauses if g == gen]
+        out[f"gen{gen}"] = (len(times), 1000 * max(times, default=0.0))
+    return out
 
 
 def run_baseline(args: argparse.Namespace, workdir: Path, compression: str) -> dict[str, Any]:
@@ -680,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['dropped_slow']} consoles dropped as slow, {r['closed']} closed")
         print("    where the time goes (p50/p99 ms): " + ", ".join(
             f"{k.replace('_', ' ')} {a:.2f}/{b:.2f}" for k, (a, b) in r["parts"].items()))
+        print("    server garbage collections during the traffic (count, longest ms): " + ", ".join(
+            f"{gen} {n} {longest:.1f}" for gen, (n, longest) in r["gc"].items()))
     blocked = base[0]["blocked_ms_p50"]
     print(f"loop held per pop: ours {main_run['push_us_p50']:.0f} us vs broadcast() {blocked * 1000:.0f} us "
           f"(x{blocked * 1000 / max(main_run['push_us_p50'], 1e-3):.0f}); memory per connection: "
