@@ -19,6 +19,9 @@ scheduling delay, the same for both servers).
   subprocess, flow from the config schema, events to a counting sink.
 - baseline: ``socketserver.ThreadingTCPServer``, one thread per connection driving pyst2's
   ``asterisk.agi.AGI`` over the socket's file objects with the same 12 commands, in a subprocess.
+- ceiling (a reference, not a contender): a bare asyncio ``Protocol`` that answers each reply line with the
+  next of the same 12 pre-encoded commands and does nothing else (no parsing, no flow, no events). What it
+  reaches with the same client on the same machine bounds what any Python server can show here.
 
 The client is one asyncio process for both. Ends with
 ``BENCH ivr_fastagi sessions=<n> flows_per_s=<x> p99_ms=<y> ratio=<z>`` for the largest count:
@@ -110,6 +113,61 @@ class _StdinWatcher:
 
     def logPrefix(self) -> str:
         return "stdin"
+
+
+BARE_COMMANDS = [b"ANSWER\n", *(f"STREAM FILE menu-{i} {ESCAPE}\n".encode() for i in range(1, MENU_STEPS + 1)),
+                 b"SET VARIABLE CTI_QUEUE support\n", b"SET VARIABLE CTI_SKILLS support:2\n",
+                 b"SET VARIABLE CTI_PRIORITY 1\n", b"SET VARIABLE CTI_LANGUAGE en\n",
+                 b"SET VARIABLE CTI_IVR_PATH m1:1>m2:1>m3:1>m4:1>m5:1\n", b"SET VARIABLE CTI_NEXT queue\n"]
+
+
+class _BareSession(asyncio.Protocol):
+    """The ceiling: next pre-encoded command per line received after the environment's blank line."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.sent = 0
+        self.in_env = True
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            if self.in_env:
+                self.in_env = line != b""
+                if self.in_env:
+                    continue
+            if self.sent == len(BARE_COMMANDS):
+                self.transport.close()
+                return
+            self.transport.write(BARE_COMMANDS[self.sent])
+            self.sent += 1
+
+
+def serve_ceiling() -> None:
+    """Subprocess: the bare asyncio server; prints the port, runs until stdin closes."""
+    prepare_process()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_BareSession, "127.0.0.1", 0, backlog=4096)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        stdin_closed = loop.create_future()
+
+        def on_stdin() -> None:
+            if not os.read(sys.stdin.fileno(), 1024) and not stdin_closed.done():
+                stdin_closed.set_result(None)
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
+        await stdin_closed
+        server.close()
+
+    asyncio.run(run())
 
 
 def serve_baseline() -> None:
@@ -301,13 +359,16 @@ class ServerProcess:
             self.proc.kill()
 
 
+SERVERS = ("ours", "baseline", "ceiling")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="100,1000", help="comma-separated concurrent caller counts")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per phase")
     parser.add_argument("--think-ms", type=float, default=1000.0,
                         help="paced phase: mean time a caller spends in each prompt (uniform 0.5x-1.5x)")
-    parser.add_argument("--serve", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "ours":
         serve_ours()
@@ -315,14 +376,19 @@ def main() -> int:
     if args.serve == "baseline":
         serve_baseline()
         return 0
+    if args.serve == "ceiling":
+        serve_ceiling()
+        return 0
     prepare_process()
     counts = [int(n) for n in args.sessions.split(",")]
+    load_before = os.getloadavg()[0]
     rows: dict[tuple[str, int, str], Results] = {}
-    for kind in ("ours", "baseline"):
+    for kind in SERVERS:
         server = ServerProcess(kind)
         try:
             for n in counts:
-                for phase, think in (("saturated", 0.0), ("paced", args.think_ms / 1000)):
+                phases = (("saturated", 0.0), ("paced", args.think_ms / 1000))
+                for phase, think in phases[:1] if kind == "ceiling" else phases:
                     cpu0 = server.cpu()
                     client0 = time.process_time()
                     res = asyncio.run(load(server.port, n, args.duration, think))
@@ -339,12 +405,14 @@ def main() -> int:
     print(f"FastAGI 5-step menu, {COMMANDS_PER_FLOW} commands/flow, {args.duration:.0f} s per phase, "
           f"paced think {args.think_ms:.0f} ms/prompt, {os.cpu_count()} CPUs (client, server share them)")
     print(f"{'server':<9} {'sessions':>8} {'phase':<10} {'flows/s':>9} {'cmds/s':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'errors':>7} {'srv CPU ms/flow':>16}")
+          f"{'p99 ms':>8} {'errors':>7} {'srv CPU ms/flow':>16} {'client CPU ms/flow':>19}")
     for (kind, n, phase), res in rows.items():
         rate = res.flows / args.duration
         print(f"{kind:<9} {n:>8} {phase:<10} {rate:>9.0f} {rate * COMMANDS_PER_FLOW:>9.0f} "
               f"{percentile(res.latencies, 0.5) * 1000:>8.2f} {percentile(res.latencies, 0.99) * 1000:>8.2f} "
-              f"{res.errors:>7} {res.server_cpu * 1000 / max(1, res.all_flows):>16.2f}")
+              f"{res.errors:>7} {res.server_cpu * 1000 / max(1, res.all_flows):>16.2f} "
+              f"{res.client_cpu * 1000 / max(1, res.all_flows):>19.2f}")
+    print(f"machine load average (1 min) before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f}")
     print()
     n = max(counts)
     ours_rate = rows[("ours", n, "saturated")].flows / args.duration
@@ -356,6 +424,13 @@ def main() -> int:
         b = rows[("baseline", m, "saturated")].flows / args.duration
         print(f"sessions={m}: ours/baseline saturated flows/s = {o / b if b else float('inf'):.2f}x; "
               f"ours paced p99 = {percentile(rows[('ours', m, 'paced')].latencies, 0.99) * 1000:.2f} ms")
+    for m in counts:
+        c = rows[("ceiling", m, "saturated")].flows / args.duration
+        b = rows[("baseline", m, "saturated")].flows / args.duration
+        o = rows[("ours", m, "saturated")].flows / args.duration
+        times = c / b if b else float("inf")
+        print(f"sessions={m}: ceiling (bare asyncio, same client) {c:.0f} flows/s = {times:.2f}x baseline; "
+              f"5x baseline would need {5 * b:.0f} flows/s; ours reaches {o / c if c else 0:.0%} of the ceiling")
     verdict_p99 = "meets" if p99 <= 10 else "misses"
     verdict_ratio = "meets" if ratio >= 5 else "misses"
     print(f"targets at {n} sessions: p99 <= 10 ms ({verdict_p99}), >= 5x baseline flows/s ({verdict_ratio})")
