@@ -266,6 +266,7 @@ class CtiServer:
             live = self.calls.get(key)
             if live is None:
                 self.calls[key] = LiveCall(queued=event, since=now)
+                self._prefetch(event)
             else:
                 live.queued = event
         elif isinstance(event, DialStarted):
@@ -375,6 +376,15 @@ class CtiServer:
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.agent_id, live.status, live.since = event.agent_id, "ringing", event.ts
+
+    def _prefetch(self, event: CallQueued) -> None:
+        """Warm the look-up cache while the caller waits, so the pop at offer time is complete at once."""
+        if self.pop_lookup is None:
+            return
+        from screenpop.context import pop_context
+
+        ctx = pop_context(event, agent_id="", now=self.now(), ivr=self.ivr_sessions.get(event.uniqueid))
+        self.pop_lookup.resolve(ctx).addErrback(lambda f: log.debug("prefetch failed: %s", f.getErrorMessage()))
 
     def _record_interaction(self, live: LiveCall, event: CallAnswered) -> None:
         """The answered call becomes an interaction of the customer (the disposition completes it)."""

@@ -225,7 +225,14 @@ class PopLookup:
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
             if not isinstance(result, Failure):
-                self.cache.put(key, result, self.clock.seconds())
+                now = self.clock.seconds()
+                self.cache.put(key, result, now)
+                if isinstance(result, LookupOutcome) and len(result.customers) == 1 and key.by != "id":
+                    # Also under the customer's id: the IVR sets CTI_CUSTOMER_ID after its own look-up by
+                    # number or account, and the pop tries the id first, so that pop is then a cache hit.
+                    c = result.customers[0]
+                    id_key = LookupKey("id", str(c.id))
+                    self.cache.put(id_key, LookupOutcome(id_key, result.customers, result.interactions), now)
             for w in flight[1]:
                 _fire(w, result)
 

@@ -23,7 +23,7 @@ from cti.events import CallQueued
 from cti.reactor import install_reactor
 from ivr.events import IvrCompleted, PathStep
 from ivr.ports import LookupResult
-from screenpop.compose import PopContext
+from screenpop.compose import LookupKey, PopContext
 from screenpop.context import pop_context
 from screenpop.lookup import PopLookup, TtlLruCache, thread_runner
 from screenpop.settings import ScreenpopSection
@@ -394,3 +394,24 @@ def test_service_wiring_migrates_seeds_and_looks_up(tmp_path):
     finally:
         stop()
         stop()
+
+
+def test_unique_match_is_cached_under_the_customer_id_too(store):
+    """A look-up by number that finds one customer also answers a later look-up by that customer's id
+    from the cache (the IVR's look-up warms the pop, which tries CTI_CUSTOMER_ID first); a number shared
+    by several customers caches nothing under an id."""
+    lookup, jobs, clock, sent = make(store)
+    found: list = []
+    lookup.find(LookupKey("ani", "+12125550100")).addCallback(found.append)
+    jobs.run()
+    customer = found[0].customers[0]
+    queries = lookup.store_queries
+    again: list = []
+    lookup.find(LookupKey("id", str(customer.id))).addCallback(again.append)
+    assert lookup.store_queries == queries
+    assert again[0].customers == found[0].customers
+    lookup.find(LookupKey("ani", "+12015550123")).addCallback(found.append)
+    jobs.run()
+    assert len(found[1].customers) == 2
+    ids = {str(c.id) for c in found[1].customers}
+    assert not any(lookup.cache.get(LookupKey("id", i), clock.seconds()) for i in ids)
