@@ -23,7 +23,7 @@ scheduling delay, the same for both servers).
   next of the same 12 pre-encoded commands and does nothing else (no parsing, no flow, no events). What it
   reaches with the same client on the same machine bounds what any Python server can show here.
 
-The client is one asyncio process for both. Ends with
+The client is one asyncio process for all. The servers run side by side and take turns phase by phase. Ends with
 ``BENCH ivr_fastagi sessions=<n> flows_per_s=<x> p99_ms=<y> ratio=<z>`` for the largest count:
 flows_per_s = ours saturated, p99_ms = ours paced, ratio = ours / baseline saturated flows/s.
 """
@@ -383,12 +383,15 @@ def main() -> int:
     counts = [int(n) for n in args.sessions.split(",")]
     load_before = os.getloadavg()[0]
     rows: dict[tuple[str, int, str], Results] = {}
-    for kind in SERVERS:
-        server = ServerProcess(kind)
-        try:
-            for n in counts:
-                phases = (("saturated", 0.0), ("paced", args.think_ms / 1000))
-                for phase, think in phases[:1] if kind == "ceiling" else phases:
+    # All servers stay up (an idle one sleeps) and take turns phase by phase, so that load from other work
+    # on a shared machine, which drifts over a run, falls on all of them alike.
+    servers = {kind: ServerProcess(kind) for kind in SERVERS}
+    try:
+        for n in counts:
+            for phase, think in (("saturated", 0.0), ("paced", args.think_ms / 1000)):
+                for kind, server in servers.items():
+                    if kind == "ceiling" and phase == "paced":
+                        continue
                     cpu0 = server.cpu()
                     client0 = time.process_time()
                     res = asyncio.run(load(server.port, n, args.duration, think))
@@ -398,8 +401,10 @@ def main() -> int:
                     print(f"  {kind:<8} sessions={n:<5} {phase:<9} flows={res.flows:<7} errors={res.errors} "
                           f"server_cpu={res.server_cpu:.1f}s client_cpu={res.client_cpu:.1f}s",
                           file=sys.stderr, flush=True)
-        finally:
+    finally:
+        for server in servers.values():
             server.close()
+    rows = {key: rows[key] for kind in SERVERS for key in rows if key[0] == kind}
 
     print()
     print(f"FastAGI 5-step menu, {COMMANDS_PER_FLOW} commands/flow, {args.duration:.0f} s per phase, "

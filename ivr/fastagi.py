@@ -23,6 +23,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTCP,
     IReactorTime,
+    ISSLTransport,
     ISystemHandle,
     ITCPTransport,
     ITransport,
@@ -64,7 +65,8 @@ class ImmediateWriter:
 
     Order is kept without looking inside the transport: after the first short or failed ``send()`` the
     rest, and every later write, go through ``transport.write()`` for good (errors then surface through
-    Twisted's own ``connectionLost``). Transports without a socket handle always use ``transport.write()``.
+    Twisted's own ``connectionLost``). Transports without a socket handle, or with TLS, always use
+    ``transport.write()``.
     """
 
     __slots__ = ("transport", "_sock")
@@ -72,7 +74,9 @@ class ImmediateWriter:
     def __init__(self, transport: ITransport) -> None:
         self.transport = transport
         handle = transport.getHandle() if ISystemHandle.providedBy(transport) else None
-        direct = ITCPTransport.providedBy(transport) and isinstance(handle, socket.socket)
+        # A TLS transport must encrypt every byte: never bypass it (FastAGI sessions never start TLS).
+        direct = (ITCPTransport.providedBy(transport) and not ISSLTransport.providedBy(transport)
+                  and isinstance(handle, socket.socket))
         self._sock: socket.socket | None = handle if direct else None
 
     @property
