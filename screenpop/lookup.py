@@ -313,6 +313,10 @@ class PopLookup:
 
         timer = self.clock.callLater(self.slow_after, partial)
         _first_fired(self.resolve(call), self.lookup_timeout, self.clock).addCallbacks(answered, failed)
+        if self.slow_after <= 0 and not state["final"]:
+            # Not in the cache and no waiting allowed: what is known goes out now, the rest follows.
+            timer.cancel()
+            partial()
         return finished
 
     # the IVR port ------------------------------------------------------------------------------

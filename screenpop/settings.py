@@ -20,9 +20,10 @@ class ScreenpopSection(ConfigModel):
         "a URL with {placeholders}, e.g. https://crm.example.com/customer?phone={ani}", default=None)
     cache_ttl: PositiveSeconds = 30.0
     cache_size: int = expected("an integer >= 1", default=10_000, ge=1)
-    # A pop never waits for the store longer than this: after it, the agent gets what is known (a partial
-    # pop) and a pop_update when the look-up answers. Raise it (e.g. 0.25) to trade speed for fewer updates.
-    slow_after: PositiveSeconds = 0.002
+    # A pop never waits for the store longer than this: a pop the cache cannot complete goes out with what
+    # is known (a partial pop) and a pop_update follows when the look-up answers. 0 (the default) sends it
+    # at once; e.g. 0.25 trades speed for fewer updates when the store is usually quick.
+    slow_after: float = expected("a number of seconds >= 0", default=0.0, ge=0.0, le=60.0)
     lookup_timeout: PositiveSeconds = 2.0
     recent_interactions: int = expected("an integer 0-50", default=5, ge=0, le=50)
     max_matches: int = expected("an integer 1-50", default=5, ge=1, le=50)

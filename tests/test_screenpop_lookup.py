@@ -415,3 +415,19 @@ def test_unique_match_is_cached_under_the_customer_id_too(store):
     assert len(found[1].customers) == 2
     ids = {str(c.id) for c in found[1].customers}
     assert not any(lookup.cache.get(LookupKey("id", i), clock.seconds()) for i in ids)
+
+
+def test_zero_slow_after_sends_what_is_known_at_once(store):
+    """With slow_after 0 (the default), a pop the cache cannot complete goes out before pop() returns,
+    marked incomplete, and the look-up's answer follows as a pop_update; a cached pop is complete at once."""
+    jobs, clock, sent = JobQueue(), Clock(), []
+    lookup = PopLookup(store, jobs, clock, slow_after=0.0, settings=ScreenpopSection())
+    lookup.pop(call(), sent.append)
+    assert [(m["type"], m["complete"]) for m in sent] == [("pop", False)]
+    jobs.run()
+    assert [(m["type"], m["complete"]) for m in sent] == [("pop", False), ("pop_update", True)]
+    assert sent[1]["customer"]["profile"]["external_id"] == "C3"
+    again: list = []
+    lookup.pop(call(call_id="1700.9"), again.append)
+    assert [(m["type"], m["complete"]) for m in again] == [("pop", True)]
+    assert clock.getDelayedCalls() == []
