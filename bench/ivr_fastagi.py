@@ -1,6 +1,6 @@
 """Benchmark: FastAGI IVR sessions over real TCP: our Twisted server against a pyst2 thread-per-connection one.
 
-Run: ``.venv/bin/python bench/ivr_fastagi.py [--sessions 100,1000] [--duration 6] [--think-ms 1000]``
+Run: ``.venv/bin/python bench/ivr_fastagi.py [--sessions 100,1000] [--duration 5] [--think-ms 1000]``
 
 Each virtual caller connects, sends an Asterisk 22 ``agi_*`` block and walks a 5-step menu (ANSWER,
 five STREAM FILE prompts each interrupted by key 1, then the queue hand-off: six SET VARIABLE), 12
@@ -19,10 +19,11 @@ scheduling delay, the same for both servers).
   subprocess, flow from the config schema, events to a counting sink.
 - baseline: ``socketserver.ThreadingTCPServer``, one thread per connection driving pyst2's
   ``asterisk.agi.AGI`` over the socket's file objects with the same 12 commands, in a subprocess.
-- ceiling (a reference, not a contender): a bare asyncio ``Protocol`` that answers each reply line with the
-  next of the same 12 pre-encoded commands and does nothing else (no parsing, no flow, no events). What it
-  reaches with the same client on the same machine bounds what any Python server can show here.
-
+- ceilings (references, not contenders): servers that answer each reply line with the next of the same 12
+  pre-encoded commands and do nothing else (no AGI parsing, no flow, no events): ``bare-tw`` on the same
+  Twisted asyncio reactor with the same ``ImmediateWriter`` as ours (so ours minus it is the cost of our
+  protocol and flow code), ``bare-aio`` a plain asyncio ``Protocol``. What they reach with the same client
+  on the same machine bounds what a Python server can show here.
 The client is one asyncio process for all. The servers run side by side and take turns phase by phase. Ends with
 ``BENCH ivr_fastagi sessions=<n> flows_per_s=<x> p99_ms=<y> ratio=<z>`` for the largest count:
 flows_per_s = ours saturated, p99_ms = ours paced, ratio = ours / baseline saturated flows/s.
@@ -145,13 +146,36 @@ BARE_COMMANDS = [b"ANSWER\n", *(f"STREAM FILE menu-{i} {ESCAPE}\n".encode() for 
                  b"SET VARIABLE CTI_IVR_PATH m1:1>m2:1>m3:1>m4:1>m5:1\n", b"SET VARIABLE CTI_NEXT queue\n"]
 
 
-class _BareSession(asyncio.Protocol):
-    """The ceiling: next pre-encoded command per line received after the environment's blank line."""
+class CommandReplay:
+    """Sans-I/O core of the ceiling servers: the next pre-encoded command for each line after the
+    environment's blank line; ``done`` once all were answered (the server then closes)."""
 
     def __init__(self) -> None:
         self.buf = b""
         self.sent = 0
         self.in_env = True
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        out: list[bytes] = []
+        for line in lines:
+            if self.in_env:
+                self.in_env = line != b""
+                if self.in_env:
+                    continue
+            if self.sent == len(BARE_COMMANDS):
+                self.done = True
+                break
+            out.append(BARE_COMMANDS[self.sent])
+            self.sent += 1
+        return out
+
+
+class _BareAsyncio(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.replay = CommandReplay()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -159,27 +183,19 @@ class _BareSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            if self.in_env:
-                self.in_env = line != b""
-                if self.in_env:
-                    continue
-            if self.sent == len(BARE_COMMANDS):
-                self.transport.close()
-                return
-            self.transport.write(BARE_COMMANDS[self.sent])
-            self.sent += 1
+        for command in self.replay.feed(data):
+            self.transport.write(command)
+        if self.replay.done:
+            self.transport.close()
 
 
-def serve_ceiling() -> None:
-    """Subprocess: the bare asyncio server; prints the port, runs until stdin closes."""
+def serve_bare_asyncio() -> None:
+    """Subprocess: the bare asyncio ceiling; prints the port, runs until stdin closes."""
     prepare_process()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(_BareSession, "127.0.0.1", 0, backlog=4096)
+        server = await loop.create_server(_BareAsyncio, "127.0.0.1", 0, backlog=4096)
         print(server.sockets[0].getsockname()[1], flush=True)
         stdin_closed = loop.create_future()
 
@@ -192,6 +208,35 @@ def serve_ceiling() -> None:
         server.close()
 
     asyncio.run(run())
+
+
+def serve_bare_twisted() -> None:
+    """Subprocess: the bare Twisted ceiling (the project's reactor, ours's writer); prints the port."""
+    from twisted.internet.protocol import Protocol, ServerFactory
+
+    from cti.reactor import install_reactor
+    from ivr.fastagi import ImmediateWriter
+
+    prepare_process()
+    reactor: Any = install_reactor()
+
+    class Bare(Protocol):
+        def connectionMade(self) -> None:
+            self.replay = CommandReplay()
+            self.writer = ImmediateWriter(self.transport)  # type: ignore[arg-type]
+
+        def dataReceived(self, data: bytes) -> None:
+            for command in self.replay.feed(data):
+                self.writer.write(command)
+            if self.replay.done:
+                self.transport.loseConnection()  # type: ignore[union-attr]
+
+    factory = ServerFactory()
+    factory.protocol = Bare
+    port = reactor.listenTCP(0, factory, backlog=4096, interface="127.0.0.1")
+    print(port.getHost().port, flush=True)
+    reactor.addReader(_StdinWatcher(reactor))
+    reactor.run()
 
 
 def serve_baseline() -> None:
@@ -383,13 +428,14 @@ class ServerProcess:
             self.proc.kill()
 
 
-SERVERS = ("ours", "baseline", "ceiling")
+SERVERS = ("ours", "baseline", "bare-tw", "bare-aio")
+CEILINGS = ("bare-tw", "bare-aio")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="100,1000", help="comma-separated concurrent caller counts")
-    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per phase")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase")
     parser.add_argument("--think-ms", type=float, default=1000.0,
                         help="paced phase: mean time a caller spends in each prompt (uniform 0.5x-1.5x)")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
@@ -400,8 +446,11 @@ def main() -> int:
     if args.serve == "baseline":
         serve_baseline()
         return 0
-    if args.serve == "ceiling":
-        serve_ceiling()
+    if args.serve == "bare-tw":
+        serve_bare_twisted()
+        return 0
+    if args.serve == "bare-aio":
+        serve_bare_asyncio()
         return 0
     prepare_process()
     with raised_group_priority() as priority:
@@ -419,7 +468,7 @@ def run(args: argparse.Namespace, priority: str) -> int:
         for n in counts:
             for phase, think in (("saturated", 0.0), ("paced", args.think_ms / 1000)):
                 for kind, server in servers.items():
-                    if kind == "ceiling" and phase == "paced":
+                    if kind in CEILINGS and phase == "paced":
                         continue
                     cpu0 = server.cpu()
                     client0 = time.process_time()
@@ -459,12 +508,12 @@ def run(args: argparse.Namespace, priority: str) -> int:
         print(f"sessions={m}: ours/baseline saturated flows/s = {o / b if b else float('inf'):.2f}x; "
               f"ours paced p99 = {percentile(rows[('ours', m, 'paced')].latencies, 0.99) * 1000:.2f} ms")
     for m in counts:
-        c = rows[("ceiling", m, "saturated")].flows / args.duration
         b = rows[("baseline", m, "saturated")].flows / args.duration
         o = rows[("ours", m, "saturated")].flows / args.duration
-        times = c / b if b else float("inf")
-        print(f"sessions={m}: ceiling (bare asyncio, same client) {c:.0f} flows/s = {times:.2f}x baseline; "
-              f"5x baseline would need {5 * b:.0f} flows/s; ours reaches {o / c if c else 0:.0%} of the ceiling")
+        tw, aio = (rows[(kind, m, "saturated")].flows / args.duration for kind in CEILINGS)
+        print(f"sessions={m}: ceilings with the same client: bare-tw {tw:.0f} flows/s = {tw / b if b else 0:.2f}x "
+              f"baseline, bare-aio {aio:.0f} = {aio / b if b else 0:.2f}x; 5x baseline would need {5 * b:.0f}; "
+              f"ours reaches {o / tw if tw else 0:.0%} of bare-tw")
     verdict_p99 = "meets" if p99 <= 10 else "misses"
     verdict_ratio = "meets" if ratio >= 5 else "misses"
     print(f"targets at {n} sessions: p99 <= 10 ms ({verdict_p99}), >= 5x baseline flows/s ({verdict_ratio})")
