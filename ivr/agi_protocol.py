@@ -211,6 +211,7 @@ def encode_command(command: AgiCommand) -> bytes:
 # --- parsing --------------------------------------------------------------------------------------------
 
 _ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]{1,64}):(?: (.*))?$")
+_ENV_LINES = re.compile(r"^(agi_[A-Za-z0-9_]{1,64}):(?: (.*))?$", re.MULTILINE)  # _ENV_LINE, over a block
 _REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
 _RESULT = re.compile(r"^result=(\S*)(?: \((.*)\))?$")
 _ENDPOS = re.compile(r"^(.*) endpos=(-?\d+)$")
@@ -291,6 +292,10 @@ class AgiServerCodec:
         try:
             if _BINARY.search(data):
                 raise AgiProtocolError("binary data")
+            if self.state == "env" and not self._env and not self._buffer:
+                fast = self._whole_environment(data)
+                if fast is not None:
+                    return fast
             if not self._buffer and data.find(b"\n") == len(data) - 1 and len(data) <= self.max_line_bytes + 1:
                 # the common case: exactly one complete reply line in this read
                 event = self._line(data[:-1].rstrip(b"\r").decode("utf-8", errors="replace"))
@@ -315,6 +320,30 @@ class AgiServerCodec:
             self.state = "closed"
             self._buffer.clear()
             raise
+
+    def _whole_environment(self, data: bytes) -> list[AgiEvent] | None:
+        """The common case: the whole environment (and maybe more) in one read, well within the limits.
+
+        Checked and split by two regular expressions over the block instead of one call per line; None
+        (nothing consumed) whenever anything is unusual, and the line-by-line path decides, with its errors.
+        """
+        end = data.find(b"\n\n")
+        if end < 0 or end + 1 > self.max_line_bytes or b"\r" in data[:end]:
+            return None
+        block = data[: end + 1].decode("utf-8", errors="replace")
+        lines = block.count("\n")
+        if lines > self.max_env_lines:
+            return None
+        pairs = _ENV_LINES.findall(block)
+        if len(pairs) != lines:  # some line is not an agi_* line
+            return None
+        self._env = {key: value.strip() for key, value in pairs}
+        self.state = "commands"
+        events: list[AgiEvent] = [AgiEnvironment(self._env)]
+        rest = data[end + 2:]
+        if rest:
+            events += self.receive_data(rest)
+        return events
 
     def _line(self, text: str) -> AgiEvent | None:
         if self.state == "env":

@@ -20,7 +20,14 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from ivr.agi_peer import ScriptedCaller, fastagi_environment
-from ivr.agi_protocol import AgiProtocolError, AgiReply, parse_reply_line, parse_reply_line_general
+from ivr.agi_protocol import (
+    AgiProtocolError,
+    AgiReply,
+    AgiServerCodec,
+    answer,
+    parse_reply_line,
+    parse_reply_line_general,
+)
 from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
 from ivr.fastagi import FastAgiFactory, ImmediateWriter, listen_fastagi
 from ivr.flow import IvrSection
@@ -452,3 +459,36 @@ def test_stream_file_reply_parsed_with_endpos() -> None:
     """STREAM FILE's ``200 result=49 endpos=4000`` gives the key code, the position and no data."""
     assert parse_reply_line("200 result=49 endpos=4000") == AgiReply(200, "49", None, 4000, "result=49")
     assert parse_reply_line("200 result=0 endpos=-1").endpos == -1
+
+
+ENV_LINES = st.sampled_from(["agi_request: agi://pbx/ivr", "agi_channel: PJSIP/1-0001", "agi_accountcode: ",
+                             "agi_accountcode:", "agi_language:  fr ", "agi_callerid: \u00e9\t+1", "agi_x:y",
+                             "bogus: 1", "agi_: 1", "agi_arg_1: a: b", "agi_channel: again", "\r", "agi_x: 1\r",
+                             "agi_" + "k" * 70 + ": 1", "agi_note: " + "v" * 40])
+
+
+@given(st.lists(ENV_LINES, max_size=12), st.sampled_from([b"", b"200 result=0\n", b"HANGUP\n", b"junk\n"]),
+       st.sampled_from([8192, 64]), st.sampled_from([256, 3]))
+@settings(max_examples=300, deadline=None)
+def test_environment_in_one_read_parses_like_line_by_line(lines: list[str], after: bytes, max_line: int,
+                                                          max_env: int) -> None:
+    """An environment block arriving in one read (parsed as a block) gives the same events, or the same
+    protocol error, as the same bytes arriving one byte at a time (parsed line by line)."""
+    data = "".join(f"{line}\n" for line in lines).encode() + b"\n" + after
+
+    def run(chunks: list[bytes]) -> tuple[list[object], str | None]:
+        codec = AgiServerCodec(max_line_bytes=max_line, max_env_lines=max_env)
+        codec.pending = answer()  # a command is outstanding, so a reply after the environment is legal
+        events: list[object] = []
+        try:
+            for chunk in chunks:
+                events += codec.receive_data(chunk)
+        except AgiProtocolError as exc:
+            return events, exc.reason
+        return events, None
+
+    whole_events, whole_error = run([data])
+    byte_events, byte_error = run([data[i:i + 1] for i in range(len(data))])
+    assert whole_error == byte_error
+    if whole_error is None:
+        assert whole_events == byte_events
