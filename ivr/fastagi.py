@@ -31,7 +31,14 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 
-from ivr.agi_protocol import AgiEnvironment, AgiProtocolError, AgiReply, AgiServerCodec, HangupNotice
+from ivr.agi_protocol import (
+    AgiCommand,
+    AgiEnvironment,
+    AgiProtocolError,
+    AgiReply,
+    AgiServerCodec,
+    HangupNotice,
+)
 from ivr.flow import IvrSection
 from ivr.interpreter import Action, EmitEvent, EndSession, IvrSession, LookupCustomer, SendCommand
 from ivr.ports import CustomerLookup, IvrEventSink, LookupResult
@@ -109,8 +116,10 @@ class FastAgiSession(Protocol):
         self.peer = "?"
         self.counted = False
         self._timer: IDelayedCall | None = None
+        self._timer_at = 0.0  # when _timer fires (kept here: the hot path need not touch the DelayedCall)
         self._deadline: float | None = None
-        self._waiting_for = ("", 0.0)
+        self._waiting_for: AgiCommand | None = None  # None: the environment
+        self._waiting_seconds = 0.0
         self._lookup: defer.Deferred[Any] | None = None
         self._closing = False
         self._writer: ImmediateWriter | None = None
@@ -139,7 +148,7 @@ class FastAgiSession(Protocol):
             transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         self._writer = ImmediateWriter(transport)  # type: ignore[arg-type]
         self.codec = AgiServerCodec(max_line_bytes=f.section.max_line_bytes)
-        self._arm(f.section.env_timeout, "no AGI environment")
+        self._arm(f.section.env_timeout, None)
 
     def dataReceived(self, data: bytes) -> None:
         if self.codec is None or self._closing:
@@ -204,7 +213,7 @@ class FastAgiSession(Protocol):
                 if self._closing or self.codec is None or self._writer is None:
                     return
                 self._writer.write(self.codec.send(action.command))
-                self._arm(self.factory.section.idle_timeout, f"no reply to {action.command.verb}")
+                self._arm(self.factory.section.idle_timeout, action.command)
             elif isinstance(action, LookupCustomer):
                 self._start_lookup(action)
             elif isinstance(action, EndSession):
@@ -242,13 +251,18 @@ class FastAgiSession(Protocol):
     # One DelayedCall per connection, moved lazily: replies only clear the deadline, so the hot path
     # (one command, one reply) creates and cancels no timers.
 
-    def _arm(self, seconds: float, what: str) -> None:
-        self._deadline = self.factory.now() + seconds
-        self._waiting_for = (what, seconds)
-        if self._timer is None or not self._timer.active():
+    def _arm(self, seconds: float, waiting_for: AgiCommand | None) -> None:
+        """Expect the reply to ``waiting_for`` (None: the environment) within ``seconds``."""
+        deadline = self.factory.now() + seconds
+        self._deadline = deadline
+        self._waiting_for = waiting_for
+        self._waiting_seconds = seconds
+        if self._timer is None:
             self._timer = self.factory.clock.callLater(seconds, self._check_deadline)
-        elif self._timer.getTime() > self._deadline:
+            self._timer_at = deadline
+        elif self._timer_at > deadline:
             self._timer.reset(seconds)
+            self._timer_at = deadline
 
     def _disarm(self) -> None:
         self._deadline = None
@@ -266,8 +280,10 @@ class FastAgiSession(Protocol):
         left = self._deadline - self.factory.now()
         if left > 0:
             self._timer = self.factory.clock.callLater(left, self._check_deadline)
+            self._timer_at = self._deadline
             return
-        what, seconds = self._waiting_for
+        command, seconds = self._waiting_for, self._waiting_seconds
+        what = "no AGI environment" if command is None else f"no reply to {command.verb}"
         self.factory.stats["timeouts"] += 1
         log.warning("FastAGI session from %s timed out: %s within %.0f s", self.peer, what, seconds)
         self._fail(f"timeout: {what}", abort=True)

@@ -492,3 +492,20 @@ def test_environment_in_one_read_parses_like_line_by_line(lines: list[str], afte
     assert whole_error == byte_error
     if whole_error is None:
         assert whole_events == byte_events
+
+
+def test_idle_timeout_shorter_than_the_environment_timeout() -> None:
+    """When idle_timeout is shorter than env_timeout, the connection's one timer is pulled in: an
+    unanswered first command still times out after idle_timeout, and no timer is left behind."""
+    srv = Server(env_timeout=30, idle_timeout=5)
+    try:
+        stuck = srv.connect(Pbx([scripted("ivr", []).env[0]]))
+        run_until(lambda: stuck.lines == ["ANSWER"])
+        srv.clock.advance(4.9)
+        assert not stuck.closed.called
+        srv.clock.advance(0.1)
+        finish(stuck)
+        assert srv.completed()[0].reason == "timeout: no reply to ANSWER"
+        assert srv.clock.getDelayedCalls() == [] and srv.factory.active == 0
+    finally:
+        srv.stop()
