@@ -151,7 +151,7 @@ class AgiCommand:
     args: tuple[str, ...] = field(default=())
 
     def line(self) -> str:
-        return " ".join([self.verb, *(quote_arg(a) for a in self.args)])
+        return " ".join([self.verb, *map(quote_arg, self.args)]) if self.args else self.verb
 
     def __str__(self) -> str:
         return self.line()
