@@ -428,7 +428,8 @@ class ServerProcess:
             self.proc.kill()
 
 
-SERVERS = ("ours", "baseline", "bare-tw", "bare-aio")
+SERVE = {"ours": serve_ours, "baseline": serve_baseline, "bare-tw": serve_bare_twisted, "bare-aio": serve_bare_asyncio}
+SERVERS = tuple(SERVE)
 CEILINGS = ("bare-tw", "bare-aio")
 
 
@@ -440,17 +441,8 @@ def main() -> int:
                         help="paced phase: mean time a caller spends in each prompt (uniform 0.5x-1.5x)")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve == "ours":
-        serve_ours()
-        return 0
-    if args.serve == "baseline":
-        serve_baseline()
-        return 0
-    if args.serve == "bare-tw":
-        serve_bare_twisted()
-        return 0
-    if args.serve == "bare-aio":
-        serve_bare_asyncio()
+    if args.serve:
+        SERVE[args.serve]()
         return 0
     prepare_process()
     with raised_group_priority() as priority:
