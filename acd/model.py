@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from config.base import ConfigModel, Loc, expected
+from config.base import ConfigModel, Loc, TimeZoneName, expected
 
 SkillName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                                  json_schema_extra={"expected": "a skill name (letters, digits, _ . -)"})]
@@ -128,16 +127,7 @@ class AcdSection(ConfigModel):
                                                                   "admin", "other"])
     offer_grace: Seconds = 10.0
     default_handle_time: float = expected("a number of seconds > 0", default=180.0, gt=0, le=86400)
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
-        return value
+    timezone: TimeZoneName = "UTC"
 
     @field_validator("not_ready_reasons")
     @classmethod

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from config.base import ConfigModel, Loc, expected
+from config.base import ConfigModel, Loc, TimeZoneName, expected
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                             json_schema_extra={"expected": "a name (letters, digits, _ . -), at most 64"})]
@@ -95,16 +94,7 @@ class CampaignSettings(ConfigModel):
     safe_harbour_message: SoundName | None = None
     machine_message: SoundName | None = None
     calling_window: CallingWindow = CallingWindow()
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
-        return value
+    timezone: TimeZoneName = "UTC"
 
     @field_validator("dial")
     @classmethod
