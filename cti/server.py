@@ -353,16 +353,14 @@ class CtiServer:
                 self._push_call(live)
                 self._record_interaction(live, event)
         elif isinstance(event, OfferNotAnswered | CallAbandoned):
+            # The offer is over (or the caller left): the agent's console sees the call end; a caller
+            # still waiting is offered afresh later, with a new pop.
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None and live.agent_id:
-                agent = live.agent_id
                 live.status = "ended"
                 self._push_call(live)
                 live.agent_id, live.agent_channel, live.pop, live.status = "", "", None, "waiting"
-                if isinstance(event, CallAbandoned):
-                    self.calls.pop((event.server, event.uniqueid), None)
-                del agent
-            elif isinstance(event, CallAbandoned):
+            if isinstance(event, CallAbandoned):
                 self.calls.pop((event.server, event.uniqueid), None)
         elif isinstance(event, QueueCallFinished):
             live = self.calls.get((event.server, event.uniqueid))
