@@ -75,10 +75,8 @@ class CallLedger:
             self.final[event.uniqueid] = "abandoned"
         elif isinstance(event, CallOverflowed) and event.action != "overflow":
             self.final[event.uniqueid] = "overflowed"
-        elif isinstance(event, CallEnded):
-            for uid in self.started:
-                if event.call_id == uid:
-                    self.ended.add(uid)
+        elif isinstance(event, CallEnded) and event.call_id in self.started:
+            self.ended.add(event.call_id)
 
     def account(self, server: CtiServer) -> dict[str, Any]:
         """Classify every call; ``lost`` lists calls that ended nowhere or sit nowhere."""

@@ -344,7 +344,8 @@ class CtiServer:
         if isinstance(event, AcdWarning):
             log.warning("acd: %s: %s", event.code, event.message)
         elif isinstance(event, AgentStateChanged):
-            self.push_to_agent(event.agent_id, self.state_message(event.agent_id))
+            if self.pusher is not None:  # no consoles (virtual runs): no snapshot to build
+                self.push_to_agent(event.agent_id, self.state_message(event.agent_id))
         elif isinstance(event, CallAnswered):
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
