@@ -5,9 +5,14 @@ I/O shell only: message rules live in ``protocol``, credentials in ``auth``, act
 Must not import the ACD, AMI or database code. Runs on the asyncio loop that Twisted's asyncio reactor
 also uses (cti/reactor.py).
 
-Outbound delivery: ``push_to_agent`` is O(1) (dict by agent id) and never awaits. A frame is written to the
-socket at once when nothing is queued ahead of it and the socket's buffer is under ``console.write_limit``;
-otherwise it waits in the connection's bounded FIFO, drained by one sender task that exists only while
+Outbound delivery: ``push_to_agent`` is O(1) (dict by agent id) and never awaits. When nothing is queued
+ahead of a frame and the socket's buffer is under ``console.write_limit``, the frame is framed at once; an
+urgent frame (a pop, a pop update, a notice, a reply) is then written to the socket at once, together with
+whatever routine frames (state, call, heartbeat, wallboard) that connection has pending, in one write; routine
+frames otherwise wait for the end of the event loop's pass, when each connection's pending frames go out in
+one write. So a burst of AMI events costs one socket write per console touched, not one per frame, and a pop
+never waits behind the rest of an AMI read. Frames always reach a client in the order they were pushed.
+Otherwise a frame waits in the connection's bounded FIFO, drained by one sender task that exists only while
 the FIFO is non-empty. A client whose
 FIFO reaches ``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees
 1006 and reconnects, getting its state and live pops again), so it never delays anyone else.
@@ -46,6 +51,10 @@ log = logging.getLogger("agent_console.hub")
 
 _Item = str | tuple[int, str]  # an encoded frame, or (close code, reason) as the last item
 
+# Pushes written at once (with the connection's pending routine frames ahead of them); every other push
+# type waits for the end of the loop pass. Replies to requests are always urgent.
+URGENT_PUSHES = frozenset({"pop", "pop_update", "notice", "preview"})
+
 
 class _Session:
     """Per-connection state, kept small: the benchmark target is <= 30 KiB per idle connection."""
@@ -81,6 +90,8 @@ class ConsoleHub:
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
+        self._unflushed: dict[int, _Session] = {}  # connections with framed, unwritten routine frames
+        self._flush_scheduled = False
         self._counters = dict.fromkeys(
             ("messages_in", "messages_out", "dropped_slow", "rate_limited", "auth_failures", "undelivered",
              "replaced", "rejected_full"), 0)
@@ -143,7 +154,7 @@ class ConsoleHub:
         if session is None:
             self._counters["undelivered"] += 1
             return
-        self._enqueue(session, encode(message))
+        self._enqueue(session, encode(message), message["type"] in URGENT_PUSHES)
 
     def push_to_supervisors(self, message: dict[str, Any]) -> None:
         """Queue ``message`` for every supervisor connection (encoded once)."""
@@ -151,8 +162,9 @@ class ConsoleHub:
         if not self._supervisors:
             return
         frame = encode(message)
+        urgent = message["type"] in URGENT_PUSHES
         for session in list(self._supervisors.values()):
-            self._enqueue(session, frame)
+            self._enqueue(session, frame, urgent)
 
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._agents
@@ -350,17 +362,24 @@ class ConsoleHub:
 
     # ---- outbound queue --------------------------------------------------------------------------
 
-    def _enqueue(self, session: _Session, frame: str) -> None:
+    def _enqueue(self, session: _Session, frame: str, urgent: bool = True) -> None:
         if session.closing:
             return
         ws = session.ws
         if (session.sender is None and ws.protocol.state is State.OPEN
                 and ws.transport.get_write_buffer_size() < self._settings.write_limit):
-            # Fast path: nothing queued ahead and the socket keeps up, so write the frame now (the same
-            # two steps websockets' send() takes before it would await drain) instead of waking a task.
+            # Fast path: nothing queued ahead and the socket keeps up: frame it now (the first step
+            # websockets' send() takes) instead of waking a task; write it now or at the end of the pass.
             ws.protocol.send_text(frame.encode("utf-8"))
-            ws.send_data()
             self._counters["messages_out"] += 1
+            if urgent:
+                self._unflushed.pop(id(session), None)
+                _write_out(ws)
+            else:
+                self._unflushed[id(session)] = session
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush)
             return
         if len(session.queue) >= self._settings.send_queue:
             self._drop_slow(session)
@@ -369,6 +388,14 @@ class ConsoleHub:
         self._counters["messages_out"] += 1
         if session.sender is None:
             session.sender = asyncio.get_running_loop().create_task(self._drain(session))
+
+    def _flush(self) -> None:
+        """End of the loop pass: write every connection's pending routine frames, one write each."""
+        self._flush_scheduled = False
+        sessions, self._unflushed = self._unflushed, {}
+        for session in sessions.values():
+            if not session.closing:
+                _write_out(session.ws)
 
     def _close(self, session: _Session, code: int, reason: str) -> None:
         """Send what is queued, then close with ``code``; nothing more is queued after this."""
@@ -413,7 +440,27 @@ class ConsoleHub:
             await asyncio.sleep(interval)
             frame = encode({"type": "heartbeat", "ts": self._clock()})
             for session in [*self._agents.values(), *self._supervisors.values()]:
-                self._enqueue(session, frame)
+                self._enqueue(session, frame, False)
+
+
+def _write_out(ws: ServerConnection) -> None:
+    """Write what the connection's protocol has framed, as one socket write (websockets' ``send_data``
+    writes each frame on its own)."""
+    chunks = ws.protocol.data_to_send()
+    if not chunks or ws.transport.is_closing():
+        return
+    if len(chunks) > 1 and all(chunks):
+        ws.transport.write(b"".join(chunks))
+        return
+    for data in chunks:
+        if data:
+            ws.transport.write(data)
+        else:  # the end of the stream (a close): let websockets half-close as it does
+            if ws.transport.can_write_eof():
+                with contextlib.suppress(Exception):
+                    ws.transport.write_eof()
+            else:
+                ws.transport.close()
 
 
 def _peer(ws: ServerConnection) -> str:

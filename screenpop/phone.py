@@ -6,6 +6,8 @@ locally); ``normalise_strict`` is what the importer stores (the number must be v
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
@@ -51,8 +53,10 @@ def normalise_strict(raw: str, region: str) -> str:
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=8192)
 def normalise_for_lookup(raw: str, region: str) -> str | None:
-    """E.164 of an ANI, or None when it cannot name a subscriber (anonymous, too short, junk)."""
+    """E.164 of an ANI, or None when it cannot name a subscriber (anonymous, too short, junk). Cached: the
+    same ANI is read at queueing, at the offer and at the interaction (phonenumbers costs ~0.1 ms a call)."""
     try:
         number, valid = _parse(raw, region)
     except PhoneError:

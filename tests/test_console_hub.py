@@ -203,6 +203,41 @@ def test_pop_goes_only_to_its_agent() -> None:
     run(body)
 
 
+def test_routine_frames_share_one_write_and_a_pop_goes_at_once_in_order() -> None:
+    """State and call frames wait for the end of the loop pass and then go out in one socket write per
+    console; a pop is written at once, with the frames pushed before it ahead of it; the client reads
+    everything in push order."""
+
+    async def body() -> None:
+        async with running() as stack:
+            a = await open_client(stack, "1001")
+            await a.wait_push("state")
+            transport = stack.hub._agents["1001"].ws.transport
+            writes: list[bytes] = []
+            write = transport.write
+
+            def counted(data: bytes) -> None:
+                writes.append(data)
+                write(data)
+
+            transport.write = counted  # type: ignore[method-assign]
+            for i in range(3):
+                stack.hub.push_to_agent("1001", {"type": "call", "call_id": f"c{i}", "status": "ringing"})
+            assert writes == []  # routine frames: not written yet
+            stack.hub.push_to_agent("1001", {**SAMPLE_POP, "type": "pop", "call_id": "c2"})
+            assert len(writes) == 1  # the three call frames and the pop, one write
+            stack.hub.push_to_agent("1001", {"type": "state", "state": "ringing"})
+            stack.hub.push_to_agent("1001", {"type": "call", "call_id": "c2", "status": "connected"})
+            assert len(writes) == 1
+            await asyncio.sleep(0)  # the end of this loop pass
+            assert len(writes) == 2
+            got = [await a.recv() for _ in range(6)]
+            assert [(m["type"], m.get("call_id")) for m in got] == [
+                ("call", "c0"), ("call", "c1"), ("call", "c2"), ("pop", "c2"), ("state", None), ("call", "c2")]
+
+    run(body)
+
+
 def test_agent_actions_enforce_state_rules() -> None:
     """Illegal actions get errors and change nothing; the legal path login, ready, offer, answer,
     hold, retrieve, hang up, dispose returns the agent to ready and records the interaction."""
