@@ -302,31 +302,24 @@ class CtiServer:
         if not self._running:
             return
         if self.dialer is not None:
-            self._reschedule_dialer()
-        deadline = self.acd.next_deadline()
-        if self._tick_call is not None and self._tick_call.active():
-            if deadline is not None and abs(self._tick_call.getTime() - deadline) < 1e-9:
-                return
-            self._tick_call.cancel()
-        self._tick_call = None
-        if deadline is not None:
-            self._tick_call = self.clock.callLater(max(0.0, deadline - self.now()), self._tick)
+            self._dialer_call = self._arm(self._dialer_call, self.dialer.next_deadline(), self._dialer_tick)
+        self._tick_call = self._arm(self._tick_call, self.acd.next_deadline(), self._tick)
+
+    def _arm(self, call: IDelayedCall | None, deadline: float | None, fire: Callable[[], None]) -> IDelayedCall | None:
+        """The timer for an engine's next deadline. A timer already set for that time or earlier is kept
+        (firing early only makes the engine find nothing due and set it again): this runs after every
+        event, and moving a timer costs more than an idle tick."""
+        if call is not None and call.active():
+            if deadline is None or call.getTime() <= deadline + 1e-9:
+                return call
+            call.cancel()
+        if deadline is None:
+            return None
+        return self.clock.callLater(max(0.0, deadline - self.now()), fire)
 
     def _tick(self) -> None:
         self._tick_call = None
         self.apply(self.acd.tick(self.now()))
-
-    def _reschedule_dialer(self) -> None:
-        assert self.dialer is not None
-        deadline = self.dialer.next_deadline()
-        call = self._dialer_call
-        if call is not None and call.active():
-            if deadline is not None and abs(call.getTime() - deadline) < 1e-9:
-                return
-            call.cancel()
-        self._dialer_call = None
-        if deadline is not None:
-            self._dialer_call = self.clock.callLater(max(0.0, deadline - self.now()), self._dialer_tick)
 
     def _dialer_tick(self) -> None:
         self._dialer_call = None
