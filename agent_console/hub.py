@@ -94,7 +94,7 @@ class ConsoleHub:
         self._flush_scheduled = False
         self._counters = dict.fromkeys(
             ("messages_in", "messages_out", "dropped_slow", "rate_limited", "auth_failures", "undelivered",
-             "replaced", "rejected_full"), 0)
+             "replaced", "rejected_full", "connections_opened", "connections_closed"), 0)
         self._hello_payload = {
             "heartbeat_interval": settings.heartbeat_interval,
             "dispositions": [d.model_dump() for d in settings.dispositions],
@@ -206,6 +206,7 @@ class ConsoleHub:
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         self._open += 1
+        self._counters["connections_opened"] += 1
         try:
             if self._open > self._settings.max_connections:
                 self._counters["rejected_full"] += 1
@@ -221,6 +222,7 @@ class ConsoleHub:
                 self._unregister(session)
         finally:
             self._open -= 1
+            self._counters["connections_closed"] += 1
 
     async def _authenticate(self, ws: ServerConnection) -> _Session | None:
         remote = _peer(ws)

@@ -14,13 +14,17 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.python.threadpool import ThreadPool
 
 from config.schema import CtiConfig
 from cti.ami.client import Connector
+from cti.gc_policy import LongLivedPolicy
 from cti.server import CtiServer
 
 log = logging.getLogger("cti.runtime")
+
+GC_TICK = 1.0  # seconds between looks at the console connections (cti.gc_policy)
 
 
 class Runtime:
@@ -38,6 +42,8 @@ class Runtime:
         self.hub: Any = None
         self.http_port: int | None = None
         self._http = http
+        self.gc_policy = LongLivedPolicy()
+        self._gc_loop: LoopingCall | None = None
 
     async def start(self) -> None:
         from agent_console.auth import Authenticator
@@ -66,8 +72,16 @@ class Runtime:
         # Start-up objects (config, flows, modules) live as long as the process: keep them out of the
         # garbage collector's full passes, which otherwise stall the loop for 100+ ms under load.
         gc.freeze()
+        if self.hub is not None:  # console connections are long-lived too: freeze them once they settle
+            self._gc_loop = LoopingCall(self._gc_tick)
+            self._gc_loop.clock = self.clock
+            self._gc_loop.start(GC_TICK, now=False)
         log.info("cti: FastAGI on %s:%d, consoles on http://%s:%s/", fa.host, self.fastagi_port.getHost().port,
                  cfg.listen.http.host, self.http_port)
+
+    def _gc_tick(self) -> None:
+        stats = self.hub.stats()
+        self.gc_policy.tick(stats["connections_opened"], stats["connections_closed"], self.clock.seconds())
 
     @property
     def fastagi_address(self) -> tuple[str, int]:
@@ -76,6 +90,8 @@ class Runtime:
         return host.host, host.port
 
     async def stop(self) -> None:
+        if self._gc_loop is not None and self._gc_loop.running:
+            self._gc_loop.stop()
         await defer.Deferred.asFuture(self.server.stop(), asyncio.get_running_loop())
         if self.hub is not None:
             await self.hub.stop()

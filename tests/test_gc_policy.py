@@ -1,0 +1,56 @@
+"""cti.gc_policy: freeze once console connections settle; collect what closed ones left, now and then."""
+
+from __future__ import annotations
+
+import gc
+
+from cti.gc_policy import GcFunctions, LongLivedPolicy
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def functions(self) -> GcFunctions:
+        return GcFunctions(freeze=lambda: self.calls.append("freeze"),
+                           unfreeze=lambda: self.calls.append("unfreeze"),
+                           collect=lambda: self.calls.append("collect") or 0)
+
+
+def test_freezes_only_after_connections_settle() -> None:
+    c = Counting()
+    p = LongLivedPolicy(settle=2.0, functions=c.functions())
+    assert p.tick(0, 0, 0.0) is None  # nothing opened
+    assert p.tick(500, 0, 1.0) is None  # connecting
+    assert p.tick(1000, 0, 2.0) is None  # still connecting
+    assert p.tick(1000, 0, 3.0) is None  # quiet for 1 s only
+    assert p.tick(1000, 0, 4.0) == "freeze"
+    assert p.tick(1000, 0, 9.0) is None  # nothing new: no second freeze
+    assert c.calls == ["freeze"]
+
+
+def test_collects_after_enough_connections_closed_then_refreezes() -> None:
+    c = Counting()
+    p = LongLivedPolicy(settle=1.0, refreeze_after=50, functions=c.functions())
+    p.tick(1000, 0, 0.0)
+    assert p.tick(1000, 0, 1.0) == "freeze"
+    # 100 agents reconnect: fewer than a quarter of 1,000 frozen -> new sessions frozen, no collection
+    p.tick(1100, 100, 2.0)
+    assert p.tick(1100, 100, 3.0) == "freeze"
+    assert "collect" not in c.calls
+    # a quarter of the frozen connections have closed since: one collection, then frozen again
+    p.tick(1300, 300, 4.0)
+    assert p.tick(1300, 300, 5.0) == "refreeze"
+    assert c.calls[-3:] == ["unfreeze", "collect", "freeze"]
+    assert p.tick(1300, 300, 6.0) is None
+
+
+def test_real_gc_functions_are_the_default() -> None:
+    p = LongLivedPolicy(settle=0.0)
+    before = gc.get_freeze_count()
+    try:
+        p.tick(1, 0, 0.0)
+        assert p.tick(1, 0, 0.0) == "freeze"
+        assert gc.get_freeze_count() >= before
+    finally:
+        gc.unfreeze()
