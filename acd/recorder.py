@@ -40,8 +40,12 @@ class Recorder:
     """Writes ACD events' rows to the database from a thread of its own."""
 
     def __init__(self, url: str, *, max_pending: int = 100_000, batch_size: int = 500,
-                 backoff: Callable[[int], float] = default_backoff, engine: Engine | None = None) -> None:
+                 backoff: Callable[[int], float] = default_backoff, engine: Engine | None = None,
+                 linger: float = 0.25) -> None:
+        """``linger``: how long the writer waits after a first row for more to share its transaction (a
+        transaction per event would cost the event loop more: the writer thread competes for the GIL)."""
         self._url = url
+        self._linger = linger
         self._engine = engine
         self._max_pending = max_pending
         self._batch_size = batch_size
@@ -50,6 +54,7 @@ class Recorder:
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._closing = False
+        self._flushing = 0
         self._close_deadline = float("inf")
         self._nonce = uuid.uuid4().hex[:10]
         self._seq = 0
@@ -75,7 +80,8 @@ class Recorder:
                               self._max_pending, self.dropped)
                 return False
             self._buffer.append(row)
-            self._cond.notify_all()
+            if len(self._buffer) == 1 or len(self._buffer) >= self._batch_size:
+                self._cond.notify_all()  # the writer waits for a first row, then for a full batch
         return True
 
     def record_all(self, events: Iterable[object]) -> None:
@@ -91,7 +97,12 @@ class Recorder:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued row is written; False if ``timeout`` passed first."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._buffer, timeout)
+            self._flushing += 1
+            self._cond.notify_all()  # no lingering: write what is there
+            try:
+                return self._cond.wait_for(lambda: not self._buffer, timeout)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 10.0) -> bool:
         """Write what is pending (retrying for up to ``timeout`` s), stop the thread; False if rows were left."""
@@ -114,6 +125,8 @@ class Recorder:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._buffer or self._closing)
+                if self._linger > 0 and not self._closing:
+                    self._cond.wait_for(self._batch_ready, self._linger)
                 if not self._buffer or (self._closing and time.monotonic() > self._close_deadline):
                     return
                 batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
@@ -166,6 +179,9 @@ class Recorder:
                                 conn.execute(insert(table), values)
                         except IntegrityError:
                             pass  # already stored by an earlier attempt
+
+    def _batch_ready(self) -> bool:
+        return len(self._buffer) >= self._batch_size or self._closing or self._flushing > 0
 
     def _describe(self, exc: BaseException) -> str:
         """Exception class and first line, with the URL's password removed."""

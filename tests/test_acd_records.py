@@ -183,3 +183,24 @@ def test_buffer_is_bounded_and_drops_are_counted(sqlite_url: str) -> None:
     assert results == [True, True, False]
     assert rec.metrics["dropped"] == 1 and rec.metrics["pending"] == 2
     assert not rec.close(timeout=0.1)
+
+
+def test_rows_recorded_together_share_one_transaction(sqlite_url: str) -> None:
+    """Rows recorded in a burst wait ``linger`` for each other and go in one transaction (the writer
+    thread wakes once, not once per row); flush() does not wait out the linger."""
+    from sqlalchemy import event
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    events = _scenario()
+    rec = Recorder(sqlite_url, engine=engine, linger=5.0)
+    try:
+        rec.record_all(events)
+        assert rec.flush(timeout=2.0)  # well before the 5 s linger
+        assert len(commits) == 1
+        assert rec.written == len([e for e in events if isinstance(e, AgentStateChanged | QueueCallFinished)])
+    finally:
+        assert rec.close()
+        engine.dispose()
