@@ -49,12 +49,12 @@ class Runtime:
         from agent_console.auth import Authenticator
         from agent_console.hub import ConsoleHub
         from cti.console_backend import ServerConsoleBackend
+        from cti.threads import end_of_pass_runner
         from ivr.fastagi import listen_fastagi
-        from screenpop.lookup import thread_runner
 
         cfg = self.cfg
         self.threadpool.start()
-        run_in_thread = thread_runner(self.reactor, self.threadpool)
+        run_in_thread = end_of_pass_runner(self.reactor, self.threadpool)
         await asyncio.get_running_loop().run_in_executor(None, self.server.open_database, run_in_thread)
         fa = cfg.listen.fastagi
         self.fastagi_port, self.fastagi_factory = listen_fastagi(
