@@ -53,16 +53,19 @@ _Item = str | tuple[int, str]  # an encoded frame, or (close code, reason) as th
 
 # Pushes written at once (with the connection's pending routine frames ahead of them); every other push
 # type waits for the end of the loop pass. Replies to requests are always urgent.
+HEARTBEAT_SLICE = 0.1  # seconds: heartbeats go out to a slice of the connections this often
+
 URGENT_PUSHES = frozenset({"pop", "pop_update", "notice", "preview"})
 
 
 class _Session:
     """Per-connection state, kept small: the benchmark target is <= 30 KiB per idle connection."""
 
-    __slots__ = ("ws", "info", "queue", "sender", "closing", "limiter")
+    __slots__ = ("ws", "info", "queue", "sender", "closing", "limiter", "slot")
 
-    def __init__(self, ws: ServerConnection, info: SessionInfo, limiter: RateLimiter) -> None:
+    def __init__(self, ws: ServerConnection, info: SessionInfo, limiter: RateLimiter, slot: int = 0) -> None:
         self.ws = ws
+        self.slot = slot  # which slice of the heartbeat interval this connection's heartbeat goes out in
         self.info = info
         self.queue: deque[_Item] = deque()
         self.sender: asyncio.Task[None] | None = None
@@ -87,6 +90,7 @@ class ConsoleHub:
         self._supervisors: dict[str, _Session] = {}
         self._open = 0
         self._ids = itertools.count(1)
+        self._slots = itertools.count(0)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
@@ -255,7 +259,8 @@ class ConsoleHub:
         now = self._clock()
         info = SessionInfo(session_id=f"s{next(self._ids)}", agent_id=identity.user_id, role=identity.role,
                            remote=remote, connected_at=now)
-        session = _Session(ws, info, RateLimiter(self._settings.rate_per_second, self._settings.rate_burst, now))
+        session = _Session(ws, info, RateLimiter(self._settings.rate_per_second, self._settings.rate_burst, now),
+                           slot=next(self._slots))
         self._register(session)
         self._enqueue(session, encode(protocol.result(
             hello.id, agent_id=info.agent_id, role=info.role, session_id=info.session_id, server_time=now,
@@ -437,12 +442,18 @@ class ConsoleHub:
             session.sender = None
 
     async def _heartbeats(self) -> None:
+        """Every connection gets a heartbeat every ``heartbeat_interval``, spread over the interval in slices
+        of about ``HEARTBEAT_SLICE`` seconds (1,000 writes at once would hold the loop for tens of ms)."""
         interval = self._settings.heartbeat_interval
+        slices = max(1, int(interval / HEARTBEAT_SLICE))
+        turn = 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval / slices)
             frame = encode({"type": "heartbeat", "ts": self._clock()})
             for session in [*self._agents.values(), *self._supervisors.values()]:
-                self._enqueue(session, frame, False)
+                if session.slot % slices == turn:
+                    self._enqueue(session, frame, False)
+            turn = (turn + 1) % slices
 
 
 def _write_out(ws: ServerConnection) -> None:

@@ -368,6 +368,25 @@ def test_heartbeats_are_sent() -> None:
     run(body)
 
 
+def test_heartbeats_are_spread_over_the_interval() -> None:
+    """With a 0.4 s interval (four 0.1 s slices), three consoles each get one heartbeat per interval, in
+    different slices rather than all in the same loop pass."""
+
+    async def body() -> None:
+        async with running(make_settings(heartbeat_interval=0.4)) as stack:
+            clients = [await open_client(stack, "1001"), await open_client(stack, "1002"),
+                       await open_client(stack, "sup", role="supervisor")]
+            arrived = []
+            for c in clients:
+                await c.wait_push("heartbeat")
+                arrived.append(time.monotonic())
+            assert max(arrived) - min(arrived) >= 0.15  # a single burst would land within a few ms
+            again = [await c.wait_push("heartbeat") for c in clients]  # the next interval reaches everyone
+            assert all(isinstance(b["ts"], float) for b in again)
+
+    run(body)
+
+
 def test_slow_client_is_dropped_and_others_unaffected() -> None:
     """A client that stops reading is disconnected once its send queue is full, and pops to another
     agent keep flowing meanwhile."""
