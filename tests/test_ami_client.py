@@ -105,6 +105,23 @@ def test_plain_login_ping_and_events(ami: tuple[AMIServerFactory, int]) -> None:
     run_until(lambda: factory.actions[-1].name == "Logoff")
 
 
+def test_actions_leave_with_one_send_at_once(ami: tuple[AMIServerFactory, int]) -> None:
+    """An action is on the wire when send() returns (no wait for the next loop iteration): the client
+    never needed Twisted's write buffer."""
+    factory, port = ami
+    h = Harness(port)
+    h.start()
+    proto = h.client._proto
+    assert proto is not None and proto.writer is not None
+    pings = [h.client.send("Ping") for _ in range(3)]
+    assert proto.writer.direct
+    assert proto.transport.dataBuffer == b"" and not proto.transport._tempDataBuffer  # type: ignore[union-attr]
+    for d in pings:
+        assert wait(d).response["Ping"] == "Pong"
+    h.stop()
+    run_until(lambda: factory.actions[-1].name == "Logoff")
+
+
 def test_md5_login(ami: tuple[AMIServerFactory, int]) -> None:
     """MD5 auth sends Challenge, then Login with Key = md5(challenge + secret) and never the secret."""
     factory, port = ami

@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from config.schema import AsteriskServer
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import ActionIdAllocator, AMIParser, Banner, EventListCollector, ParseError, encode
+from cti.immediate import ImmediateWriter
 
 __all__ = [
     "AMIClient",
@@ -147,9 +148,18 @@ class _AMIProtocol(Protocol):
     def __init__(self, client: AMIClient) -> None:
         self.client = client
         self.parser = AMIParser()
+        self.writer: ImmediateWriter | None = None
 
     def connectionMade(self) -> None:
+        # Actions leave at once (an offer's Redirect does not wait for the rest of an AMI read to be handled)
+        self.writer = ImmediateWriter(self.transport)  # type: ignore[arg-type]
         self.client._made(self)
+
+    def write(self, data: bytes) -> None:
+        if self.writer is not None:
+            self.writer.write(data)
+        elif self.transport is not None:
+            self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
         handle = self.client._item
@@ -241,7 +251,7 @@ class AMIClient:
             transport = proto.transport
             assert transport is not None
             if self.connected:
-                transport.write(encode(AMIMessage.action("Logoff", {"ActionID": self._ids.next()})))
+                proto.write(encode(AMIMessage.action("Logoff", {"ActionID": self._ids.next()})))
             self.connected = False
             transport.loseConnection()
             self._timer = self._clock.callLater(STOP_GRACE, transport.abortConnection)  # type: ignore[attr-defined]
@@ -300,7 +310,7 @@ class AMIClient:
         d: defer.Deferred[ActionResult] = defer.Deferred(canceller=lambda _d: self._forget(aid))
         timer = self._clock.callLater(seconds, self._timed_out, aid, seconds)
         self._pending[aid] = _Pending(d, timer, name)
-        proto.transport.write(data)
+        proto.write(data)
         return d
 
     def _forget(self, action_id: str) -> _Pending | None:
