@@ -261,12 +261,12 @@ class CtiServer:
         """Route one domain event to the engines and apply what they ask for."""
         self.counters["domain_events"] += 1
         now = self.now()
+        prefetch: LiveCall | None = None
         if isinstance(event, CallQueued):
             key = (event.server, event.uniqueid)
             live = self.calls.get(key)
             if live is None:
-                self.calls[key] = LiveCall(queued=event, since=now)
-                self._prefetch(event)
+                prefetch = self.calls[key] = LiveCall(queued=event, since=now)
             else:
                 live.queued = event
         elif isinstance(event, DialStarted):
@@ -278,6 +278,8 @@ class CtiServer:
         self.apply(self.acd.handle(event, now))
         if self.dialer is not None:
             self.apply(self.dialer.handle(event, now))
+        if prefetch is not None and not prefetch.agent_id:
+            self._prefetch(prefetch.queued)  # the caller waits: warm the pop (an offer at once looked it up)
 
     def apply(self, outputs: list[Any]) -> None:
         for out in outputs:
