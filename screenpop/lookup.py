@@ -186,16 +186,14 @@ class PopLookup:
         """Runs in a worker thread: the customers for ``key`` and their recent interactions."""
         s = self.settings
         if key.by == "ani":
-            customers = self.store.find_by_phone(key.value, limit=s.max_matches)
+            customers, interactions = self.store.find_by_phone_with_history(
+                key.value, limit=s.max_matches, history=s.recent_interactions)
+        elif key.by == "id":
+            customers, interactions = self.store.find_with_history("id", int(key.value), s.recent_interactions)
+        elif key.by == "account":
+            customers, interactions = self.store.find_with_history("account", key.value, s.recent_interactions)
         else:
-            if key.by == "id":
-                one = self.store.get_customer(int(key.value))
-            elif key.by == "account":
-                one = self.store.find_by_account(key.value)
-            else:
-                one = self.store.find_by_external_id(key.value)
-            customers = [one] if one else []
-        interactions = {c.id: tuple(self.store.recent_interactions(c.id, s.recent_interactions)) for c in customers}
+            customers, interactions = self.store.find_with_history("external_id", key.value, s.recent_interactions)
         return LookupOutcome(key, tuple(customers), interactions)
 
     def find(self, key: LookupKey) -> Deferred:

@@ -13,20 +13,28 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     JSON,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
     Index,
     Integer,
+    Row,
+    Select,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    bindparam,
+    case,
     func,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
@@ -44,7 +52,7 @@ from screenpop.records import (
 
 __all__ = [
     "Account", "AccountRecord", "Customer", "CustomerInput", "CustomerPhone", "CustomerRecord", "CustomerStore",
-    "Interaction", "InteractionRecord", "PhoneRecord", "StoreInputError", "UpsertOutcome", "account_key",
+    "History", "Interaction", "InteractionRecord", "PhoneRecord", "StoreInputError", "UpsertOutcome", "account_key",
 ]
 
 MAX_NAME = 100
@@ -146,25 +154,6 @@ class Interaction(Base):
 SCREENPOP_TABLES = ("customers", "customer_phones", "customer_accounts", "customer_interactions")
 
 
-def _record(c: Customer) -> CustomerRecord:
-    return CustomerRecord(
-        id=c.id, external_id=c.external_id, first_name=c.first_name, last_name=c.last_name,
-        company=c.company, email=c.email, language=c.language, segment=c.segment, notes=c.notes,
-        phones=tuple(PhoneRecord(p.e164, p.kind) for p in c.phones),
-        accounts=tuple(AccountRecord(a.number, a.product, a.status) for a in c.accounts),
-        attributes=dict(c.attributes or {}),
-    )
-
-
-def _interaction(i: Interaction) -> InteractionRecord:
-    return InteractionRecord(
-        id=i.id, call_key=i.call_key, customer_id=i.customer_id, started_at=_utc(i.started_at),  # type: ignore[arg-type]
-        ended_at=_utc(i.ended_at), direction=i.direction, ani=i.ani, dnis=i.dnis, queue=i.queue,
-        campaign=i.campaign, lead_id=i.lead_id, agent_id=i.agent_id, outcome=i.outcome,
-        disposition=i.disposition, notes=i.notes,
-    )
-
-
 def _state(c: Customer) -> tuple[Any, ...]:
     return (c.external_id, c.first_name, c.last_name, c.company, c.email, c.language, c.segment, c.notes,
             sorted((p.e164, p.kind) for p in c.phones),
@@ -191,11 +180,137 @@ _INTERACTION_LIMITS = (("call_key", 128), ("notes", MAX_NOTES), ("disposition", 
 
 _CUSTOMER_LOAD = (selectinload(Customer.phones), selectinload(Customer.accounts))
 
+History = dict[int, tuple[InteractionRecord, ...]]
+"""Each found customer's id (in the order the customers were found) -> its last interactions, newest first."""
+
+# --- Core statements for the hot paths -----------------------------------------------------------
+# Look-ups and interaction writes run in worker threads for every call, and through the GIL their CPU
+# delays the event loop: they use SQLAlchemy Core on the models' tables (no identity map, no unit of
+# work), with statements built once here (SQLAlchemy caches their compiled SQL, not their construction).
+
+_CUSTOMERS = cast(Table, Customer.__table__)
+_PHONES = cast(Table, CustomerPhone.__table__)
+_ACCOUNTS = cast(Table, Account.__table__)
+_INTERACTIONS = cast(Table, Interaction.__table__)
+_C, _P, _A, _I = _CUSTOMERS.c, _PHONES.c, _ACCOUNTS.c, _INTERACTIONS.c
+
+# In the order _customer unpacks them.
+_CUSTOMER_COLUMNS = (_C.id, _C.external_id, _C.first_name, _C.last_name, _C.company, _C.email, _C.language,
+                     _C.segment, _C.notes, _C.attributes)
+_SELECT_CUSTOMERS = select(*_CUSTOMER_COLUMNS)
+_CUSTOMERS_BY_PHONE = (
+    _SELECT_CUSTOMERS.where(_C.id.in_(select(_P.customer_id).where(_P.e164 == bindparam("e164"))))
+    .order_by(_C.id).limit(bindparam("limit", type_=Integer)))
+_CUSTOMER_BY_ACCOUNT = (_SELECT_CUSTOMERS.join_from(_CUSTOMERS, _ACCOUNTS, _A.customer_id == _C.id)
+                        .where(_A.number_key == bindparam("key")))
+_CUSTOMER_BY_EXTERNAL_ID = _SELECT_CUSTOMERS.where(_C.external_id == bindparam("external_id"))
+_CUSTOMER_BY_ID = _SELECT_CUSTOMERS.where(_C.id == bindparam("id", type_=Integer))
+# Phones and accounts of several customers at once, in id order (as the ORM relationships are).
+_PHONES_OF = (select(_P.customer_id, _P.e164, _P.kind)
+              .where(_P.customer_id.in_(bindparam("ids", expanding=True))).order_by(_P.id))
+_ACCOUNTS_OF = (select(_A.customer_id, _A.number, _A.product, _A.status)
+                .where(_A.customer_id.in_(bindparam("ids", expanding=True))).order_by(_A.id))
+
+# In the order _interaction unpacks them.
+_INTERACTION_COLUMNS = (_I.id, _I.call_key, _I.customer_id, _I.started_at, _I.ended_at, _I.direction, _I.ani,
+                        _I.dnis, _I.queue, _I.campaign, _I.lead_id, _I.agent_id, _I.outcome, _I.disposition,
+                        _I.notes)
+_NEWEST_FIRST = (_I.started_at.desc(), _I.id.desc())
+_RECENT_INTERACTIONS = (select(*_INTERACTION_COLUMNS).where(_I.customer_id == bindparam("customer_id"))
+                        .order_by(*_NEWEST_FIRST).limit(bindparam("limit", type_=Integer)))
+# The last ``limit`` interactions of each of several customers in one query (window functions: SQLite
+# 3.25+, PostgreSQL), grouped by customer, each newest first.
+_RANKED = (select(*_INTERACTION_COLUMNS,
+                  func.row_number().over(partition_by=_I.customer_id, order_by=_NEWEST_FIRST).label("pos"))
+           .where(_I.customer_id.in_(bindparam("ids", expanding=True))).subquery("ranked"))
+_RECENT_INTERACTIONS_OF = (select(*(_RANKED.c[c.name] for c in _INTERACTION_COLUMNS))
+                           .where(_RANKED.c.pos <= bindparam("limit", type_=Integer))
+                           .order_by(_RANKED.c.customer_id, _RANKED.c.pos))
+_INTERACTION_BY_CALL_KEY = select(*_INTERACTION_COLUMNS).where(_I.call_key == bindparam("call_key"))
+_COUNT_CUSTOMERS = select(func.count()).select_from(_CUSTOMERS)
+
+# Interaction writes: the columns to set come from the execute parameters (plus "key_", the call key to
+# match, and "start_", a start time that replaces the row's own only while its direction is unknown:
+# a row created by an early disposition takes the real start of the call).
+_UPDATE_INTERACTION = update(_INTERACTIONS).where(_I.call_key == bindparam("key_"))
+_UPDATE_INTERACTION_STARTED = _UPDATE_INTERACTION.values(
+    started_at=case((_I.direction == "", bindparam("start_", type_=_I.started_at.type)), else_=_I.started_at))
+_UPDATE_INTERACTION_RETURNING = _UPDATE_INTERACTION.returning(_I.id)
+_UPDATE_INTERACTION_STARTED_RETURNING = _UPDATE_INTERACTION_STARTED.returning(_I.id)
+_INTERACTION_ID = select(_I.id).where(_I.call_key == bindparam("call_key"))
+_INSERT_INTERACTION = insert(_INTERACTIONS)
+
+
+def _customer(row: Row[Any], phones: tuple[PhoneRecord, ...], accounts: tuple[AccountRecord, ...]) -> CustomerRecord:
+    cid, external_id, first_name, last_name, company, email, language, segment, notes, attributes = row
+    return CustomerRecord(
+        id=cid, external_id=external_id, first_name=first_name, last_name=last_name, company=company,
+        email=email, language=language, segment=segment, notes=notes, phones=phones, accounts=accounts,
+        attributes=dict(attributes or {}),
+    )
+
+
+def _customers(conn: Connection, rows: Sequence[Row[Any]]) -> list[CustomerRecord]:
+    """Records for customer rows (``_CUSTOMER_COLUMNS``), with their phones and accounts (one query each)."""
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    phones: dict[int, list[PhoneRecord]] = {cid: [] for cid in ids}
+    for cid, e164, kind in conn.execute(_PHONES_OF, {"ids": ids}):
+        phones[cid].append(PhoneRecord(e164, kind))
+    accounts: dict[int, list[AccountRecord]] = {cid: [] for cid in ids}
+    for cid, number, product, status in conn.execute(_ACCOUNTS_OF, {"ids": ids}):
+        accounts[cid].append(AccountRecord(number, product, status))
+    return [_customer(row, tuple(phones[row[0]]), tuple(accounts[row[0]])) for row in rows]
+
+
+def _one_customer_query(by: Literal["id", "account", "external_id"],
+                        value: str | int) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The statement and parameters finding one customer, or None when ``value`` cannot match anyone
+    (an empty or over-long account number or external id)."""
+    if by == "id":
+        return _CUSTOMER_BY_ID, {"id": int(value)}
+    if by == "account":
+        key = account_key(str(value))
+        return (_CUSTOMER_BY_ACCOUNT, {"key": key}) if key and len(key) <= MAX_KEY else None
+    if by == "external_id":
+        text = str(value)
+        return (_CUSTOMER_BY_EXTERNAL_ID, {"external_id": text}) if text and len(text) <= MAX_KEY else None
+    raise ValueError(f"unknown look-up {by!r}")
+
+
+def _one_customer(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> CustomerRecord | None:
+    row = conn.execute(stmt, params).first()
+    return _customers(conn, [row])[0] if row is not None else None
+
+
+def _interaction_row(row: Row[Any]) -> InteractionRecord:
+    (iid, call_key, customer_id, started_at, ended_at, direction, ani, dnis, queue, campaign, lead_id, agent_id,
+     outcome, disposition, notes) = row
+    return InteractionRecord(
+        id=iid, call_key=call_key, customer_id=customer_id, started_at=_utc(started_at),  # type: ignore[arg-type]
+        ended_at=_utc(ended_at), direction=direction, ani=ani, dnis=dnis, queue=queue, campaign=campaign,
+        lead_id=lead_id, agent_id=agent_id, outcome=outcome, disposition=disposition, notes=notes,
+    )
+
+
+def _history(conn: Connection, customers: Sequence[CustomerRecord], limit: int) -> History:
+    """Each customer's last ``limit`` interactions, newest first (an empty tuple for none)."""
+    found: dict[int, list[InteractionRecord]] = {c.id: [] for c in customers}
+    if limit > 0 and found:
+        if len(found) == 1:
+            rows = conn.execute(_RECENT_INTERACTIONS, {"customer_id": customers[0].id, "limit": limit})
+        else:
+            rows = conn.execute(_RECENT_INTERACTIONS_OF, {"ids": list(found), "limit": limit})
+        for row in rows:
+            found[row[2]].append(_interaction_row(row))
+    return {cid: tuple(items) for cid, items in found.items()}
+
 
 # --- the store -----------------------------------------------------------------------------------
 
 class CustomerStore:
-    """Synchronous access to customers and interactions. Thread-safe: one session per call."""
+    """Synchronous access to customers and interactions. Thread-safe: one connection (or session) per call."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -204,51 +319,63 @@ class CustomerStore:
 
     def find_by_phone(self, e164: str, limit: int = 20) -> list[CustomerRecord]:
         """Customers having this E.164 number (several people may share one), oldest first."""
-        with Session(self.engine) as s:
-            ids = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
-            rows = s.scalars(select(Customer).where(Customer.id.in_(ids)).options(*_CUSTOMER_LOAD)
-                             .order_by(Customer.id).limit(limit))
-            return [_record(c) for c in rows]
+        with self.engine.connect() as conn:
+            return _customers(conn, conn.execute(_CUSTOMERS_BY_PHONE, {"e164": e164, "limit": limit}).all())
+
+    def find_by_phone_with_history(self, e164: str, limit: int = 20,
+                                   history: int = 5) -> tuple[list[CustomerRecord], History]:
+        """``find_by_phone`` and each found customer's ``recent_interactions(id, history)``, on one connection
+        and with one query for the interactions of all of them."""
+        with self.engine.connect() as conn:
+            customers = _customers(conn, conn.execute(_CUSTOMERS_BY_PHONE, {"e164": e164, "limit": limit}).all())
+            return customers, _history(conn, customers, history)
+
+    def find_with_history(self, by: Literal["id", "account", "external_id"], value: str | int,
+                          history: int = 5) -> tuple[list[CustomerRecord], History]:
+        """One customer by store id (``get_customer``), account number (``find_by_account``) or external id
+        (``find_by_external_id``) as a list of zero or one, with its ``recent_interactions(id, history)``."""
+        query = _one_customer_query(by, value)
+        if query is None:
+            return [], {}
+        with self.engine.connect() as conn:
+            one = _one_customer(conn, *query)
+            customers = [one] if one is not None else []
+            return customers, _history(conn, customers, history)
 
     def find_by_account(self, number: str) -> CustomerRecord | None:
-        key = account_key(number)
-        if not key or len(key) > MAX_KEY:
+        query = _one_customer_query("account", number)
+        if query is None:
             return None
-        with Session(self.engine) as s:
-            c = s.scalars(select(Customer).join(Account).where(Account.number_key == key)
-                          .options(*_CUSTOMER_LOAD)).first()
-            return _record(c) if c else None
+        with self.engine.connect() as conn:
+            return _one_customer(conn, *query)
 
     def find_by_external_id(self, external_id: str) -> CustomerRecord | None:
-        if not external_id or len(external_id) > MAX_KEY:
+        query = _one_customer_query("external_id", external_id)
+        if query is None:
             return None
-        with Session(self.engine) as s:
-            c = s.scalars(select(Customer).where(Customer.external_id == external_id)
-                          .options(*_CUSTOMER_LOAD)).first()
-            return _record(c) if c else None
+        with self.engine.connect() as conn:
+            return _one_customer(conn, *query)
 
     def get_customer(self, customer_id: int) -> CustomerRecord | None:
-        with Session(self.engine) as s:
-            c = s.scalars(select(Customer).where(Customer.id == customer_id).options(*_CUSTOMER_LOAD)).first()
-            return _record(c) if c else None
+        with self.engine.connect() as conn:
+            return _one_customer(conn, _CUSTOMER_BY_ID, {"id": customer_id})
 
     def count_customers(self) -> int:
-        with Session(self.engine) as s:
-            return int(s.scalar(select(func.count()).select_from(Customer)) or 0)
+        with self.engine.connect() as conn:
+            return int(conn.execute(_COUNT_CUSTOMERS).scalar() or 0)
 
     def recent_interactions(self, customer_id: int, limit: int = 5) -> list[InteractionRecord]:
         """The customer's last ``limit`` interactions, newest first."""
         if limit <= 0:
             return []
-        with Session(self.engine) as s:
-            rows = s.scalars(select(Interaction).where(Interaction.customer_id == customer_id)
-                             .order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit))
-            return [_interaction(i) for i in rows]
+        with self.engine.connect() as conn:
+            rows = conn.execute(_RECENT_INTERACTIONS, {"customer_id": customer_id, "limit": limit})
+            return [_interaction_row(row) for row in rows]
 
     def get_interaction(self, call_key: str) -> InteractionRecord | None:
-        with Session(self.engine) as s:
-            i = s.scalars(select(Interaction).where(Interaction.call_key == call_key)).first()
-            return _interaction(i) if i else None
+        with self.engine.connect() as conn:
+            row = conn.execute(_INTERACTION_BY_CALL_KEY, {"call_key": call_key}).first()
+            return _interaction_row(row) if row is not None else None
 
     # interactions --------------------------------------------------------------------------------
 
@@ -317,23 +444,36 @@ class CustomerStore:
             _check_len(name, value if isinstance(value, str) else None, limit)
         for attempt in (1, 2):
             try:
-                with Session(self.engine) as s, s.begin():
-                    row = s.scalars(select(Interaction).where(Interaction.call_key == call_key)).first()
-                    if row is None:
-                        row = Interaction(call_key=call_key, started_at=started_at or datetime.now(UTC))
-                        s.add(row)
-                    elif started_at is not None and row.direction == "":
-                        row.started_at = started_at  # created by an early disposition: the real start wins
-                    for name, value in values.items():
-                        setattr(row, name, value)
-                    row.updated_at = datetime.now(UTC)
-                    s.flush()
-                    return row.id
+                with self.engine.begin() as conn:
+                    return self._write_interaction(conn, call_key, started_at, values)
             except IntegrityError:
                 if attempt == 2:
                     raise
                 # another thread inserted the same call_key first: go round again and update it
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _write_interaction(conn: Connection, call_key: str, started_at: datetime | None,
+                           values: dict[str, Any]) -> int:
+        """UPDATE the row of ``call_key``; when there is none, INSERT it. Returns its id."""
+        now = datetime.now(UTC)
+        params: dict[str, Any] = {**values, "updated_at": now, "key_": call_key}
+        returning = conn.dialect.update_returning
+        if started_at is None:
+            stmt = _UPDATE_INTERACTION_RETURNING if returning else _UPDATE_INTERACTION
+        else:
+            params["start_"] = started_at  # replaces the start of a row created by an early disposition
+            stmt = _UPDATE_INTERACTION_STARTED_RETURNING if returning else _UPDATE_INTERACTION_STARTED
+        if returning:
+            found = conn.execute(stmt, params).scalar()
+        elif conn.execute(stmt, params).rowcount:
+            found = conn.execute(_INTERACTION_ID, {"call_key": call_key}).scalar()
+        else:
+            found = None
+        if found is not None:
+            return int(found)
+        row = {**values, "call_key": call_key, "started_at": started_at or now, "updated_at": now}
+        return int(conn.execute(_INSERT_INTERACTION, row).inserted_primary_key[0])
 
     # import ----------------------------------------------------------------------------------------
 

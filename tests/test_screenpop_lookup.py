@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from ivr.events import IvrCompleted, PathStep
 from ivr.ports import LookupResult
 from screenpop.compose import LookupKey, PopContext
 from screenpop.context import pop_context
-from screenpop.lookup import PopLookup, TtlLruCache, thread_runner
+from screenpop.lookup import LookupOutcome, PopLookup, TtlLruCache, thread_runner
 from screenpop.settings import ScreenpopSection
 from screenpop.store import AccountRecord, CustomerInput, CustomerStore, PhoneRecord
 from screenpop.testing import database_fixtures, temporary_database
@@ -325,9 +325,9 @@ def test_partial_pop_then_update_over_real_threads(tmp_path):
     gate = threading.Event()
 
     class HeldStore(CustomerStore):
-        def find_by_phone(self, e164: str, limit: int = 20) -> list:
+        def find_by_phone_with_history(self, e164: str, limit: int = 20, history: int = 5) -> tuple:
             gate.wait(10)
-            return super().find_by_phone(e164, limit)
+            return super().find_by_phone_with_history(e164, limit, history)
 
     reactor = install_reactor()
     pool = ThreadPool(minthreads=1, maxthreads=2, name="screenpop-test")
@@ -431,3 +431,47 @@ def test_zero_slow_after_sends_what_is_known_at_once(store):
     lookup.pop(call(call_id="1700.9"), again.append)
     assert [(m["type"], m["complete"]) for m in again] == [("pop", True)]
     assert clock.getDelayedCalls() == []
+
+
+def test_load_gives_what_the_separate_store_calls_gave(store):
+    """A look-up reads the customers and their recent interactions with one store call, and its outcome is
+    what the separate calls gave (find_by_phone / get_customer / find_by_account / find_by_external_id, then
+    recent_interactions for each customer), for every key kind, with max_matches and recent_interactions."""
+    c1, c2 = (c.id for c in store.find_by_phone("+12015550123"))
+    for n in range(4):
+        store.add_interaction(f"pbx1/c1-{n}", started_at=T0 + timedelta(minutes=n % 3), direction="inbound",
+                              customer_id=c1, agent_id=f"a{n}")
+    store.add_interaction("pbx1/c2-0", started_at=T0, direction="outbound", customer_id=c2, campaign="renewals")
+    c3 = store.find_by_external_id("C3")
+
+    def separate(key: LookupKey, settings: ScreenpopSection) -> LookupOutcome:
+        if key.by == "ani":
+            customers = store.find_by_phone(key.value, limit=settings.max_matches)
+        else:
+            if key.by == "id":
+                one = store.get_customer(int(key.value))
+            elif key.by == "account":
+                one = store.find_by_account(key.value)
+            else:
+                one = store.find_by_external_id(key.value)
+            customers = [one] if one else []
+        history = {c.id: tuple(store.recent_interactions(c.id, settings.recent_interactions)) for c in customers}
+        return LookupOutcome(key, tuple(customers), history)
+
+    keys = [LookupKey("ani", "+12015550123"), LookupKey("ani", "+12125550100"), LookupKey("ani", "+14155550100"),
+            LookupKey("id", str(c1)), LookupKey("id", str(c3.id)), LookupKey("id", "999999"),
+            LookupKey("account", "acc 2"), LookupKey("account", "ACC-404"), LookupKey("account", ""),
+            LookupKey("external_id", "C3"), LookupKey("external_id", "C404"), LookupKey("external_id", "X" * 65)]
+    for settings in (SETTINGS, ScreenpopSection(recent_interactions=0), ScreenpopSection(recent_interactions=2),
+                     ScreenpopSection(max_matches=1, recent_interactions=1)):
+        lookup = PopLookup(store, JobQueue(), Clock(), settings=settings)
+        for key in keys:
+            outcome = lookup._load(key)
+            assert outcome == separate(key, settings), (key, settings)
+            assert list(outcome.interactions) == [c.id for c in outcome.customers]
+    shared = PopLookup(store, JobQueue(), Clock(), settings=SETTINGS)._load(LookupKey("ani", "+12015550123"))
+    assert shared.status == "multiple"
+    assert [i.call_key for i in shared.interactions[c1]] == ["pbx1/c1-2", "pbx1/c1-1", "pbx1/c1-3", "pbx1/c1-0"]
+    assert [i.call_key for i in shared.interactions[c2]] == ["pbx1/c2-0"]
+    with pytest.raises(ValueError):
+        PopLookup(store, JobQueue(), Clock(), settings=SETTINGS)._load(LookupKey("id", "not-a-number"))

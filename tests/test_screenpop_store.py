@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
 
 from cti.db import Base, alembic_config, make_engine, upgrade
 from screenpop.store import (
     SCREENPOP_TABLES,
+    Account,
     AccountRecord,
+    Customer,
     CustomerInput,
+    CustomerPhone,
+    CustomerRecord,
+    CustomerStore,
+    Interaction,
+    InteractionRecord,
     PhoneRecord,
     StoreInputError,
     account_key,
@@ -191,3 +201,251 @@ def test_over_long_or_nul_input_is_refused_and_nothing_written(store):
     with pytest.raises(StoreInputError, match="call_key is empty"):
         store.update_interaction("", disposition="sale")
     assert store.get_interaction("pbx1/8") is None
+
+
+# --- the Core read and write paths, against the ORM queries they replaced -------------------------
+
+def _orm_record(c: Customer) -> CustomerRecord:
+    return CustomerRecord(
+        id=c.id, external_id=c.external_id, first_name=c.first_name, last_name=c.last_name,
+        company=c.company, email=c.email, language=c.language, segment=c.segment, notes=c.notes,
+        phones=tuple(PhoneRecord(p.e164, p.kind) for p in c.phones),
+        accounts=tuple(AccountRecord(a.number, a.product, a.status) for a in c.accounts),
+        attributes=dict(c.attributes or {}),
+    )
+
+
+def _orm_interaction(i: Interaction) -> InteractionRecord:
+    def utc(v: datetime | None) -> datetime | None:
+        return None if v is None else v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    return InteractionRecord(
+        id=i.id, call_key=i.call_key, customer_id=i.customer_id, started_at=utc(i.started_at),
+        ended_at=utc(i.ended_at), direction=i.direction, ani=i.ani, dnis=i.dnis, queue=i.queue,
+        campaign=i.campaign, lead_id=i.lead_id, agent_id=i.agent_id, outcome=i.outcome,
+        disposition=i.disposition, notes=i.notes,
+    )
+
+
+LOAD = (selectinload(Customer.phones), selectinload(Customer.accounts))
+
+
+class OrmReference:
+    """The store's read paths as they were written with the ORM (the behaviour the Core ones must keep)."""
+
+    def __init__(self, store: CustomerStore) -> None:
+        self.engine = store.engine
+
+    def find_by_phone(self, e164: str, limit: int = 20) -> list[CustomerRecord]:
+        with Session(self.engine) as s:
+            ids = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
+            return [_orm_record(c) for c in s.scalars(select(Customer).where(Customer.id.in_(ids)).options(*LOAD)
+                                                      .order_by(Customer.id).limit(limit))]
+
+    def find_by_account(self, number: str) -> CustomerRecord | None:
+        key = account_key(number)
+        if not key or len(key) > 64:
+            return None
+        with Session(self.engine) as s:
+            c = s.scalars(select(Customer).join(Account).where(Account.number_key == key).options(*LOAD)).first()
+            return _orm_record(c) if c else None
+
+    def find_by_external_id(self, external_id: str) -> CustomerRecord | None:
+        if not external_id or len(external_id) > 64:
+            return None
+        with Session(self.engine) as s:
+            c = s.scalars(select(Customer).where(Customer.external_id == external_id).options(*LOAD)).first()
+            return _orm_record(c) if c else None
+
+    def get_customer(self, customer_id: int) -> CustomerRecord | None:
+        with Session(self.engine) as s:
+            c = s.scalars(select(Customer).where(Customer.id == customer_id).options(*LOAD)).first()
+            return _orm_record(c) if c else None
+
+    def recent_interactions(self, customer_id: int, limit: int = 5) -> list[InteractionRecord]:
+        if limit <= 0:
+            return []
+        with Session(self.engine) as s:
+            return [_orm_interaction(i) for i in s.scalars(
+                select(Interaction).where(Interaction.customer_id == customer_id)
+                .order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit))]
+
+    def get_interaction(self, call_key: str) -> InteractionRecord | None:
+        with Session(self.engine) as s:
+            i = s.scalars(select(Interaction).where(Interaction.call_key == call_key)).first()
+            return _orm_interaction(i) if i else None
+
+
+SHARED = "+12015550123"
+
+
+def populate(store: CustomerStore) -> list[int]:
+    """Five customers (three share a number, one has two phones and two accounts, one has NULL attributes)
+    and interactions: several per customer with a tie on started_at, none for one, some for unknown callers."""
+    ids = [o.customer_id for o in store.upsert_customers([
+        ann(),
+        CustomerInput("C2", "Bob", "Lee", phones=(PhoneRecord(SHARED),), accounts=(AccountRecord("ACC-2002"),)),
+        CustomerInput("C3", "Cy", phones=(PhoneRecord("+12125550100", "mobile"), PhoneRecord(SHARED, "home")),
+                      accounts=(AccountRecord("77-3", "loan"), AccountRecord("77-4", "card", "closed")),
+                      attributes=(("vip", "yes"), ("city", "Trenton"))),
+        CustomerInput("C4", company="Acme", phones=(PhoneRecord("+13135550100"),)),
+        CustomerInput("C5", "Di", phones=(PhoneRecord("+14155550100"),)),
+    ])]
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET attributes = 'null' WHERE external_id = 'C5'"))
+    c1, c2, _c3, c4, _c5 = ids
+    for n in range(7):  # pbx1/c1-1 and pbx1/c1-2 start at the same time: the later id comes first
+        store.add_interaction(f"pbx1/c1-{n}", started_at=T0 + timedelta(hours=1 if n == 2 else n),
+                              direction="inbound", customer_id=c1, queue="sales", agent_id=f"a{n}")
+    store.update_interaction("pbx1/c1-6", disposition="sale", notes="n", ended_at=T0 + timedelta(hours=7))
+    store.add_interaction("pbx1/c2-0", started_at=T0 - timedelta(days=3), direction="outbound", customer_id=c2,
+                          campaign="renewals", lead_id="L1")
+    store.add_interaction("pbx1/c4-0", started_at=T0, direction="inbound", customer_id=c4)
+    store.add_interaction("pbx1/c4-1", started_at=T0 + timedelta(minutes=1), direction="inbound", customer_id=c4)
+    store.add_interaction("pbx1/anon", started_at=T0 + timedelta(days=1), direction="inbound", ani="+12015550123")
+    store.update_interaction("pbx1/early", disposition="callback")
+    return [i for i in ids if i is not None]
+
+
+def test_core_reads_match_the_orm_queries_they_replace(store):
+    """find_by_phone, find_by_account, find_by_external_id, get_customer, recent_interactions and
+    get_interaction give exactly what the ORM queries gave: order, limits, phones, accounts, attributes
+    (a JSON null is {}), aware UTC datetimes, and None or [] for whatever finds nothing."""
+    ids = populate(store)
+    orm = OrmReference(store)
+    for e164, limit in itertools.product([SHARED, "+12125550100", "+13135550100", "+19995550100"], [0, 1, 2, 20]):
+        assert store.find_by_phone(e164, limit) == orm.find_by_phone(e164, limit), (e164, limit)
+    assert [c.external_id for c in store.find_by_phone(SHARED)] == ["C1", "C2", "C3"]
+    for cid in [*ids, max(ids) + 100]:
+        assert store.get_customer(cid) == orm.get_customer(cid)
+    assert store.get_customer(ids[4]).attributes == {}
+    assert store.get_customer(ids[2]).phones == (PhoneRecord("+12125550100", "mobile"), PhoneRecord(SHARED, "home"))
+    for number in ["ACC-1001", "acc 2002", "77-4", "773", "nope", "", "9" * 500]:
+        assert store.find_by_account(number) == orm.find_by_account(number), number
+    for ext in ["C1", "C3", "C5", "C9", "", "C" * 65]:
+        assert store.find_by_external_id(ext) == orm.find_by_external_id(ext), ext
+    for cid, limit in itertools.product([*ids, max(ids) + 100], [-1, 0, 1, 2, 3, 10]):
+        assert store.recent_interactions(cid, limit) == orm.recent_interactions(cid, limit), (cid, limit)
+    assert [i.call_key for i in store.recent_interactions(ids[0], 6)] == [
+        "pbx1/c1-6", "pbx1/c1-5", "pbx1/c1-4", "pbx1/c1-3", "pbx1/c1-2", "pbx1/c1-1"]
+    for key in ["pbx1/c1-6", "pbx1/c2-0", "pbx1/anon", "pbx1/early", "pbx1/none"]:
+        assert store.get_interaction(key) == orm.get_interaction(key), key
+    row = store.get_interaction("pbx1/c1-6")
+    assert row.ended_at == T0 + timedelta(hours=7) and row.ended_at.tzinfo is UTC and row.started_at.tzinfo is UTC
+    assert store.count_customers() == 5
+
+
+def test_lookups_with_history_match_the_separate_calls(store):
+    """find_by_phone_with_history and find_with_history give the customers of find_by_phone / get_customer /
+    find_by_account / find_by_external_id and, for each of them in that order, recent_interactions(id,
+    history): the one-query window over several customers keeps the per-customer order and limit."""
+    ids = populate(store)
+
+    def separate(customers: list[CustomerRecord], history: int) -> tuple[list[CustomerRecord], dict]:
+        return customers, {c.id: tuple(store.recent_interactions(c.id, history)) for c in customers}
+
+    for e164, limit, history in itertools.product([SHARED, "+13135550100", "+19995550100"], [1, 2, 20],
+                                                  [0, 1, 2, 3, 10]):
+        customers, found = store.find_by_phone_with_history(e164, limit, history)
+        assert (customers, found) == separate(store.find_by_phone(e164, limit), history), (e164, limit, history)
+        assert list(found) == [c.id for c in customers]
+    customers, found = store.find_by_phone_with_history(SHARED, 20, 3)
+    assert [[i.call_key for i in found[c.id]] for c in customers] == [
+        ["pbx1/c1-6", "pbx1/c1-5", "pbx1/c1-4"], ["pbx1/c2-0"], []]
+    assert [i.call_key for i in store.find_by_phone_with_history(SHARED, 20, 6)[1][ids[0]][4:]] == [
+        "pbx1/c1-2", "pbx1/c1-1"]
+    for history in (0, 1, 5):
+        for cid in [*ids, max(ids) + 100]:
+            one = store.get_customer(cid)
+            assert store.find_with_history("id", cid, history) == separate([one] if one else [], history)
+            assert store.find_with_history("id", str(cid), history) == separate([one] if one else [], history)
+        for number in ["ACC-1001", "77 4", "nope", "", "9" * 500]:
+            one = store.find_by_account(number)
+            assert store.find_with_history("account", number, history) == separate([one] if one else [], history)
+        for ext in ["C1", "C4", "C9", "", "C" * 65]:
+            one = store.find_by_external_id(ext)
+            assert store.find_with_history("external_id", ext, history) == separate([one] if one else [], history)
+    with pytest.raises(ValueError):
+        store.find_with_history("id", "not-a-number")
+    with pytest.raises(ValueError):
+        store.find_with_history("email", "ann@example.com")  # type: ignore[arg-type]
+
+
+def _written(store: CustomerStore, call_key: str) -> datetime:
+    with Session(store.engine) as s:
+        return s.scalars(select(Interaction.updated_at).where(Interaction.call_key == call_key)).one()
+
+
+def test_interaction_writes_keep_their_semantics(store):
+    """add_interaction sets only the non-empty fields and keeps the first start once the direction is known;
+    update_interaction sets every field given (an empty string clears), creates a row (started now, direction
+    unknown) when there is none, and every write moves updated_at; a customer that does not exist is refused."""
+    cid = store.upsert_customers([ann()])[0].customer_id
+    first = store.add_interaction("pbx1/1", started_at=T0, direction="inbound", customer_id=cid, queue="sales",
+                                  notes="first")
+    before = _written(store, "pbx1/1")
+    again = store.add_interaction("pbx1/1", started_at=T0 + timedelta(hours=1), direction="inbound", agent_id="a2",
+                                  queue="")
+    row = store.get_interaction("pbx1/1")
+    assert again == first
+    assert (row.started_at, row.queue, row.agent_id, row.notes, row.customer_id) == (T0, "sales", "a2", "first", cid)
+    assert _written(store, "pbx1/1") >= before
+    assert store.update_interaction("pbx1/1", notes="", outcome="answered") == first
+    row = store.get_interaction("pbx1/1")
+    assert (row.notes, row.outcome, row.queue) == ("", "answered", "sales")
+
+    made = datetime.now(UTC)
+    orphan = store.update_interaction("pbx1/2")
+    row = store.get_interaction("pbx1/2")
+    assert orphan != first and row.id == orphan
+    assert (row.direction, row.disposition, row.customer_id, row.ended_at) == ("", "", None, None)
+    assert made - timedelta(seconds=5) <= row.started_at <= datetime.now(UTC) + timedelta(seconds=5)
+    store.add_interaction("pbx1/2", started_at=T0, direction="", queue="q")  # direction still unknown: start taken
+    assert store.get_interaction("pbx1/2").started_at == T0
+    store.add_interaction("pbx1/2", started_at=T0 + timedelta(minutes=1), direction="outbound")
+    store.add_interaction("pbx1/2", started_at=T0 + timedelta(minutes=2), direction="inbound")
+    row = store.get_interaction("pbx1/2")
+    assert (row.started_at, row.direction, row.queue) == (T0 + timedelta(minutes=1), "inbound", "q")
+
+    with pytest.raises(IntegrityError):
+        store.add_interaction("pbx1/3", started_at=T0, direction="inbound", customer_id=cid + 1000)
+    assert store.get_interaction("pbx1/3") is None
+    with pytest.raises(IntegrityError):
+        store.update_interaction("pbx1/1", customer_id=cid + 1000)
+    assert store.get_interaction("pbx1/1").customer_id == cid
+
+
+def test_interaction_writes_without_update_returning(store, monkeypatch):
+    """On a database without UPDATE ... RETURNING the writes find the row's id with a SELECT instead."""
+    monkeypatch.setattr(store.engine.dialect, "update_returning", False)
+    early = store.update_interaction("pbx1/7", disposition="callback")
+    assert store.add_interaction("pbx1/7", started_at=T0, direction="inbound", queue="sales") == early
+    assert store.update_interaction("pbx1/7", notes="later") == early
+    row = store.get_interaction("pbx1/7")
+    assert (row.started_at, row.direction, row.queue, row.disposition, row.notes) == (
+        T0, "inbound", "sales", "callback", "later")
+    assert store.add_interaction("pbx1/8", started_at=T0, direction="inbound") != early
+
+
+def test_a_concurrent_first_write_of_the_same_call_is_retried_as_an_update(store, db_url):
+    """When another writer inserts the call's row between this write's UPDATE (no row yet) and its INSERT,
+    the INSERT's unique violation makes the write go round again and update that row (PostgreSQL: SQLite
+    serialises writers, so the race cannot happen there)."""
+    if store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: the other writer would wait for this transaction")
+    other = CustomerStore(make_engine(db_url))
+    raced: list[int] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def insert_first(conn: object, cursor: object, statement: str, parameters: object, context: object,
+                     executemany: bool) -> None:
+        if statement.startswith("INSERT INTO customer_interactions") and not raced:
+            raced.append(other.update_interaction("pbx1/9", disposition="callback"))
+
+    try:
+        iid = store.add_interaction("pbx1/9", started_at=T0, direction="inbound", queue="sales")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", insert_first)
+        other.engine.dispose()
+    assert raced == [iid]
+    row = store.get_interaction("pbx1/9")
+    assert (row.started_at, row.direction, row.queue, row.disposition) == (T0, "inbound", "sales", "callback")
