@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,12 +108,15 @@ def test_plain_login_ping_and_events(ami: tuple[AMIServerFactory, int]) -> None:
 
 def test_actions_leave_with_one_send_at_once(ami: tuple[AMIServerFactory, int]) -> None:
     """An action is on the wire when send() returns (no wait for the next loop iteration): the client
-    never needed Twisted's write buffer."""
+    never needed Twisted's write buffer, and Nagle's algorithm is off (an offer's second and third action
+    must not wait for the PBX's delayed ACK of the first)."""
     factory, port = ami
     h = Harness(port)
     h.start()
     proto = h.client._proto
     assert proto is not None and proto.writer is not None
+    sock = proto.transport.getHandle()  # type: ignore[union-attr]
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     pings = [h.client.send("Ping") for _ in range(3)]
     assert proto.writer.direct
     assert proto.transport.dataBuffer == b"" and not proto.transport._tempDataBuffer  # type: ignore[union-attr]

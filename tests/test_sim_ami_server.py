@@ -4,6 +4,7 @@ bytes in virtual time, and one run over a real TCP socket on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
+import socket
 
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import AMIParser
@@ -220,14 +221,30 @@ def test_logoff_says_goodbye_and_closes() -> None:
 
 def test_banner_login_ping_logoff_over_a_real_socket() -> None:
     """Banner, Login (split across writes), Ping and Logoff over TCP on 127.0.0.1 (ephemeral port), the
-    server on the project's asyncio reactor and an asyncio client on the same loop."""
+    server on the project's asyncio reactor and an asyncio client on the same loop; TCP_NODELAY is on."""
     import asyncio
 
     from twisted.internet import reactor
 
     pbx = Pbx(reactor, dialplan_from_data(PLAN))  # type: ignore[arg-type]
     server = AMIServer(pbx, {"cti": "cti-secret"})
-    port = reactor.listenTCP(0, AMIServerFactory(server), interface="127.0.0.1")  # type: ignore[attr-defined]
+    factory = AMIServerFactory(server)
+    nodelay: list[int] = []
+    build = factory.buildProtocol
+
+    def built(addr: object) -> object:
+        proto = build(addr)  # type: ignore[arg-type]
+        made = proto.connectionMade
+
+        def made_and_checked() -> None:
+            made()
+            nodelay.append(proto.transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        proto.connectionMade = made_and_checked  # type: ignore[method-assign]
+        return proto
+
+    factory.buildProtocol = built  # type: ignore[method-assign]
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
 
     async def client() -> tuple[bytes, bytes, bytes]:
         r, w = await asyncio.open_connection("127.0.0.1", port.getHost().port)
@@ -251,6 +268,7 @@ def test_banner_login_ping_logoff_over_a_real_socket() -> None:
     assert banner == b"Asterisk Call Manager/11.0.0\r\n"
     assert b"Message: Authentication accepted" in replies and b"ActionID: p" in replies
     assert b"Response: Goodbye" in goodbye
+    assert nodelay and nodelay[0]  # events leave as they happen (no Nagle delay), as from a real Asterisk
 
 
 def test_hostile_input_gets_errors_and_loses_nothing() -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
@@ -151,6 +151,10 @@ class _AMIProtocol(Protocol):
         self.writer: ImmediateWriter | None = None
 
     def connectionMade(self) -> None:
+        if ITCPTransport.providedBy(self.transport):
+            # An offer is several small actions in a row (Setvar, Setvar, Redirect): with Nagle's algorithm the
+            # later ones would wait for Asterisk's delayed ACK of the first, up to 40 ms.
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         # Actions leave at once (an offer's Redirect does not wait for the rest of an AMI read to be handled)
         self.writer = ImmediateWriter(self.transport)  # type: ignore[arg-type]
         self.client._made(self)
