@@ -8,6 +8,7 @@ Imports Twisted only for Deferreds; knows nothing of engines' state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -72,10 +73,9 @@ class Dispatcher:
 
     def apply(self, command: Command) -> defer.Deferred[Any] | None:
         if isinstance(command, OfferCall):
-            d = self._offer(command)
-            if self.on_offer is not None:
+            if self.on_offer is not None:  # the pop first: the screen shows the caller before the phone rings
                 self.on_offer(command)
-            return d
+            return self._offer(command)
         if isinstance(command, Setvar):
             return self._send(command, command.server, "Setvar",
                               {"Channel": command.channel, "Variable": command.name, "Value": command.value})
@@ -116,16 +116,18 @@ class Dispatcher:
         return None
 
     def _offer(self, cmd: OfferCall) -> defer.Deferred[Any]:
-        # Three actions on one AMI session are executed in order by Asterisk; the Redirect fails
-        # cleanly if the caller hung up in between, and that failure re-queues nothing by itself:
-        # the engine hears CommandFailed and decides.
-        self._send(cmd, cmd.server, "Setvar",
-                   {"Channel": cmd.channel, "Variable": "CTI_AGENT_ENDPOINT", "Value": cmd.endpoint}, report=False)
-        self._send(cmd, cmd.server, "Setvar",
-                   {"Channel": cmd.channel, "Variable": "CTI_RING_TIMEOUT", "Value": str(cmd.ring_timeout)},
-                   report=False)
-        return self._send(cmd, cmd.server, "Redirect",
-                          {"Channel": cmd.channel, "Context": "cti-agent", "Exten": cmd.agent_id, "Priority": "1"})
+        # Three actions on one AMI session, written together, are executed in order by Asterisk; the
+        # Redirect fails cleanly if the caller hung up in between, and that failure re-queues nothing by
+        # itself: the engine hears CommandFailed and decides.
+        batch = getattr(self.ami, "batch", None)
+        with batch(cmd.server) if batch is not None else contextlib.nullcontext():
+            self._send(cmd, cmd.server, "Setvar",
+                       {"Channel": cmd.channel, "Variable": "CTI_AGENT_ENDPOINT", "Value": cmd.endpoint}, report=False)
+            self._send(cmd, cmd.server, "Setvar",
+                       {"Channel": cmd.channel, "Variable": "CTI_RING_TIMEOUT", "Value": str(cmd.ring_timeout)},
+                       report=False)
+            return self._send(cmd, cmd.server, "Redirect", {
+                "Channel": cmd.channel, "Context": "cti-agent", "Exten": cmd.agent_id, "Priority": "1"})
 
     def _send(
         self, cmd: Command, server: str, action: str, fields: dict[str, str | list[str]], report: bool = True

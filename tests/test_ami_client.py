@@ -126,6 +126,24 @@ def test_actions_leave_with_one_send_at_once(ami: tuple[AMIServerFactory, int]) 
     run_until(lambda: factory.actions[-1].name == "Logoff")
 
 
+def test_a_batch_of_actions_leaves_in_one_write(ami: tuple[AMIServerFactory, int]) -> None:
+    """Actions sent inside ``batch()`` are held and written together when the block ends; each still gets
+    its own response; a batch on a pool names its server."""
+    factory, port = ami
+    h = Harness(port)
+    h.start()
+    proto = h.client._proto
+    assert proto is not None
+    with h.client.batch():
+        pings = [h.client.send("Ping") for _ in range(3)]
+        assert proto.held is not None and len(proto.held) == 3
+    assert proto.held is None
+    assert [wait(d).response["Ping"] for d in pings] == ["Pong"] * 3
+    assert [a.name for a in factory.actions[-3:]] == ["Ping"] * 3
+    h.stop()
+    run_until(lambda: factory.actions[-1].name == "Logoff")
+
+
 def test_md5_login(ami: tuple[AMIServerFactory, int]) -> None:
     """MD5 auth sends Challenge, then Login with Key = md5(challenge + secret) and never the secret."""
     factory, port = ami

@@ -87,3 +87,28 @@ def test_a_caller_offered_at_once_is_looked_up_once(tmp_path: Path) -> None:
     assert len(resolved) == len(pops) and len(set(resolved)) == len(resolved)
     stack.sim.stop()
     stack.server.stop()
+
+
+def test_the_pop_goes_out_before_the_phone_is_rung(tmp_path: Path) -> None:
+    """On an offer the agent's pop is pushed before the Redirect that rings the agent's phone is sent."""
+    stack, pushed = _stack(tmp_path, login=True)
+    order: list[tuple[str, str]] = []
+    send = stack.server.pool.send
+
+    def sent(server: str, name: str, fields: Any = None, **kw: Any) -> Deferred:
+        if name == "Redirect" and fields.get("Context") == "cti-agent":
+            uid = next(u for (_, u), live in stack.server.calls.items() if live.queued.channel == fields["Channel"])
+            order.append(("redirect", uid))
+        return send(server, name, fields, **kw)
+
+    stack.server.pool.send = sent
+    stack.server.pusher.push_to_agent = lambda agent, message: order.append(  # type: ignore[method-assign]
+        ("pop", message["uniqueid"])) if message["type"] == "pop" else None
+    stack.clock.run_until(DEMO_EPOCH + 60)
+    redirects = [i for i, (kind, _) in enumerate(order) if kind == "redirect"]
+    assert redirects
+    for i in redirects:
+        uid = order[i][1]
+        assert ("pop", uid) in order[:i], f"the pop for call {uid} was not pushed before its Redirect"
+    stack.sim.stop()
+    stack.server.stop()

@@ -26,10 +26,11 @@ seconds before the next try. Failures are logged once per streak (WARNING), repe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,7 @@ class _AMIProtocol(Protocol):
         self.client = client
         self.parser = AMIParser()
         self.writer: ImmediateWriter | None = None
+        self.held: list[bytes] | None = None  # actions of a batch, written together when it ends
 
     def connectionMade(self) -> None:
         if ITCPTransport.providedBy(self.transport):
@@ -160,7 +162,9 @@ class _AMIProtocol(Protocol):
         self.client._made(self)
 
     def write(self, data: bytes) -> None:
-        if self.writer is not None:
+        if self.held is not None:
+            self.held.append(data)
+        elif self.writer is not None:
             self.writer.write(data)
         elif self.transport is not None:
             self.transport.write(data)
@@ -286,6 +290,21 @@ class AMIClient:
         return self._send(name, fields, timeout)
 
     # internals: actions ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Actions sent inside the block leave in one write when it ends (Asterisk runs them in order)."""
+        proto = self._proto
+        if proto is None or proto.held is not None:
+            yield
+            return
+        proto.held = []
+        try:
+            yield
+        finally:
+            held, proto.held = proto.held, None
+            if held:
+                proto.write(b"".join(held))
+
     def _send(
         self, name: str, fields: dict[str, str | list[str]] | None, timeout: float | None
     ) -> defer.Deferred[ActionResult]:
@@ -635,3 +654,8 @@ class AMIClientPool:
         if client is None:
             return defer.fail(NotConnected(f"no AMI server named {server!r}"))
         return client.send(name, fields, timeout=timeout)
+
+    def batch(self, server: str) -> contextlib.AbstractContextManager[None]:
+        """``AMIClient.batch`` of that server (a no-op for an unknown name: the sends fail on their own)."""
+        client = self.clients.get(server)
+        return client.batch() if client is not None else contextlib.nullcontext()
