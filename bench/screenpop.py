@@ -149,6 +149,9 @@ def role_server(config: str) -> int:
 
     cfg = load(config)
     setup_logging("WARNING")
+    if os.environ.get("CHUNKPROBE"):
+        sys.path.insert(0, "/tmp")
+        import chunkprobe  # noqa: F401
     reactor: Any = install_reactor()
     runtime = Runtime(cfg, reactor)
     chunk = {"t": None}
@@ -251,7 +254,7 @@ def role_server(config: str) -> int:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
     serve_control(reactor, {"rss": lambda _: {"rss": rss_bytes(), "hub": runtime.hub.stats()}, "report": report,
-                            "warm": warm, "warmed": warmed, "gc": lambda _: {"n": len(gc_pauses)}})
+                            "warm": warm, "warmed": warmed, "gc": lambda _: {"n": len(gc_pauses), "lags": len(lags)}})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -550,7 +553,8 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
         consoles.read(120.0)
         time.sleep(1.0)  # let every reply drain: the connections are idle when measured
         idle = server.request("rss")
-        gc_before = server.request("gc")["n"]
+        marks = server.request("gc")
+        gc_before, lags_before = marks["n"], marks["lags"]
         if warm:
             server.request("warm")
             deadline = time.monotonic() + 120.0
@@ -603,7 +607,8 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
             "parts": {k: (1000 * percentile(v, 0.5), 1000 * percentile(v, 0.99)) for k, v in parts.items()},
             "gc": summarise_gc(srv["gc"][gc_before:]),
             "from_pbx": (1000 * percentile(from_pbx, 0.5), 1000 * percentile(from_pbx, 0.99)),
-            "lag": (1000 * percentile(srv["lags"], 0.99), 1000 * max(srv["lags"], default=0.0))}
+            "lag": (1000 * percentile(srv["lags"][lags_before:], 0.99),
+                    1000 * max(srv["lags"][lags_before:], default=0.0))}
 
 
 def summarise_gc(pauses: list[tuple[int, float]]) -> dict[str, Any]:

@@ -42,7 +42,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     """Create an engine; for SQLite, create the file's folder and enable WAL and foreign keys."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, echo=echo, pool_pre_ping=True)
+    # A pooled connection to a server is checked before use (it may have been dropped while idle); a
+    # SQLite file cannot be, so it skips that extra query per checkout.
+    engine = create_engine(url, echo=echo, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
