@@ -149,9 +149,6 @@ def role_server(config: str) -> int:
 
     cfg = load(config)
     setup_logging("WARNING")
-    if os.environ.get("CHUNKPROBE"):
-        sys.path.insert(0, "/tmp")
-        import chunkprobe  # noqa: F401
     reactor: Any = install_reactor()
     runtime = Runtime(cfg, reactor)
     chunk = {"t": None}
