@@ -255,7 +255,7 @@ def role_sim(config: str, seed: int) -> int:
     port = listen(runtime, reactor)
 
     def stop_arrivals(_: list[str]) -> dict[str, Any]:
-        runtime.driver._stopped = True  # as cti.demo.run_virtual drains: people already in calls carry on
+        runtime.driver.stop_arrivals()  # as cti.demo.run_virtual drains: people already in calls carry on
         return {"arrived": runtime.driver.counts["arrived"]}
 
     def report(_: list[str]) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def run_virtual(cfg: CtiConfig, duration: float, *, seed: int | None = None, dra
     end = DEMO_EPOCH + duration
     stack.clock.run_until(end)
     if drain > 0:
-        stack.sim.driver._stopped = True  # no new arrivals; people already in calls carry on
+        stack.sim.driver.stop_arrivals()  # no new arrivals; people already in calls carry on
         stack.clock.run_until(end + drain)
     report = stack.ledger.account(stack.server)
     report["summary"] = summary_line(stack.server, stack.ledger, stack.clock.seconds() - DEMO_EPOCH)

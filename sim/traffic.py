@@ -104,6 +104,10 @@ class TrafficDriver:
         if self.traffic is not None:
             self._next_window()
 
+    def stop_arrivals(self) -> None:
+        """No new callers from now on; people already in calls carry on (a drained run ends every call)."""
+        self._stopped = True
+
     def stop(self) -> None:
         self._stopped = True
         if self._timer is not None and self._timer.active():

@@ -22,7 +22,6 @@ from dialer.events import AttemptStarted, DialerWarning
 from dialer.service import Dialer
 from dialer.settings import CampaignSettings, DialerSection
 from dialer.store import LeadStore
-from tests.test_acd_records import pg_url  # noqa: F401  (a fresh PostgreSQL database per test)
 
 T0 = 1_767_261_600.0
 TABLES = {"dialer_leads", "dialer_attempts"}
