@@ -4,9 +4,9 @@ Must not import engine packages (acd, dialer, ivr internals) or read the wall cl
 the ``clock`` (an ``IReactorTime``: the reactor, or ``twisted.internet.task.Clock`` in tests).
 
 Async style: every method returns a ``twisted.internet.defer.Deferred`` and is called on the reactor
-thread. Store calls run through ``run_in_thread`` (``thread_runner(reactor, threadpool)`` in
-production). From asyncio code (the console hub) use ``await d.asFuture(loop)``; from Twisted
-coroutines ``await d`` works directly.
+thread. Store calls run through ``run_in_thread`` (``cti.threads.end_of_pass_runner(reactor, threadpool)``
+in the server, ``cti.threads.thread_runner`` elsewhere). From asyncio code (the console hub) use
+``await d.asFuture(loop)``; from Twisted coroutines ``await d`` works directly.
 
 Guarantees: ``pop()`` never delays the call offer (it returns at once; the pop goes out when the
 look-up finishes or after ``slow_after`` seconds, whichever is first, then a ``pop_update``
@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
+from cti.threads import ThreadRunner
 from ivr.ports import LookupResult
 from screenpop.compose import LookupKey, PopContext, compose_followup, compose_pop, lookup_keys
 from screenpop.phone import normalise_for_lookup
@@ -37,16 +36,6 @@ from screenpop.settings import ScreenpopSection
 from screenpop.store import CustomerStore
 
 log = logging.getLogger("screenpop.lookup")
-
-ThreadRunner = Callable[[Callable[[], Any]], Deferred]
-
-
-def thread_runner(reactor: IReactorFromThreads, threadpool: ThreadPool) -> ThreadRunner:
-    """The production ``run_in_thread``: run a blocking function in ``threadpool``, result on the reactor."""
-    def run(fn: Callable[[], Any]) -> Deferred:
-        return deferToThreadPool(reactor, threadpool, fn)  # type: ignore[arg-type]
-    return run
-
 
 @dataclass(frozen=True, slots=True)
 class LookupOutcome:
@@ -188,12 +177,8 @@ class PopLookup:
         if key.by == "ani":
             customers, interactions = self.store.find_by_phone_with_history(
                 key.value, limit=s.max_matches, history=s.recent_interactions)
-        elif key.by == "id":
-            customers, interactions = self.store.find_with_history("id", int(key.value), s.recent_interactions)
-        elif key.by == "account":
-            customers, interactions = self.store.find_with_history("account", key.value, s.recent_interactions)
         else:
-            customers, interactions = self.store.find_with_history("external_id", key.value, s.recent_interactions)
+            customers, interactions = self.store.find_with_history(key.by, key.value, s.recent_interactions)
         return LookupOutcome(key, tuple(customers), interactions)
 
     def find(self, key: LookupKey) -> Deferred:

@@ -11,7 +11,8 @@ from datetime import datetime
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
 from twisted.python.threadpool import ThreadPool
 
-from screenpop.lookup import PopLookup, thread_runner
+from cti.threads import thread_runner
+from screenpop.lookup import PopLookup
 from screenpop.settings import ScreenpopSection
 from screenpop.store import CustomerStore
 

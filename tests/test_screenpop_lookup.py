@@ -21,11 +21,12 @@ from twisted.python.threadpool import ThreadPool
 from cti.db import make_engine
 from cti.events import CallQueued
 from cti.reactor import install_reactor
+from cti.threads import thread_runner
 from ivr.events import IvrCompleted, PathStep
 from ivr.ports import LookupResult
 from screenpop.compose import LookupKey, PopContext
 from screenpop.context import pop_context
-from screenpop.lookup import LookupOutcome, PopLookup, TtlLruCache, thread_runner
+from screenpop.lookup import LookupOutcome, PopLookup, TtlLruCache
 from screenpop.settings import ScreenpopSection
 from screenpop.store import AccountRecord, CustomerInput, CustomerStore, PhoneRecord
 from screenpop.testing import database_fixtures, temporary_database
