@@ -51,10 +51,10 @@ log = logging.getLogger("agent_console.hub")
 
 _Item = str | tuple[int, str]  # an encoded frame, or (close code, reason) as the last item
 
-# Pushes written at once (with the connection's pending routine frames ahead of them); every other push
-# type waits for the end of the loop pass. Replies to requests are always urgent.
 HEARTBEAT_SLICE = 0.1  # seconds: heartbeats go out to a slice of the connections this often
 
+# Pushes written at once (with the connection's pending routine frames ahead of them); every other push
+# type waits for the end of the loop pass. Replies to requests are always urgent.
 URGENT_PUSHES = frozenset({"pop", "pop_update", "notice", "preview"})
 
 
@@ -90,11 +90,10 @@ class ConsoleHub:
         self._supervisors: dict[str, _Session] = {}
         self._open = 0
         self._ids = itertools.count(1)
-        self._slots = itertools.count(0)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
-        self._unflushed: dict[int, _Session] = {}  # connections with framed, unwritten routine frames
+        self._unflushed: set[_Session] = set()  # connections with framed, unwritten routine frames
         self._flush_scheduled = False
         self._counters = dict.fromkeys(
             ("messages_in", "messages_out", "dropped_slow", "rate_limited", "auth_failures", "undelivered",
@@ -257,10 +256,11 @@ class ConsoleHub:
         if ws.state.name != "OPEN":
             return None
         now = self._clock()
-        info = SessionInfo(session_id=f"s{next(self._ids)}", agent_id=identity.user_id, role=identity.role,
+        number = next(self._ids)
+        info = SessionInfo(session_id=f"s{number}", agent_id=identity.user_id, role=identity.role,
                            remote=remote, connected_at=now)
         session = _Session(ws, info, RateLimiter(self._settings.rate_per_second, self._settings.rate_burst, now),
-                           slot=next(self._slots))
+                           slot=number)
         self._register(session)
         self._enqueue(session, encode(protocol.result(
             hello.id, agent_id=info.agent_id, role=info.role, session_id=info.session_id, server_time=now,
@@ -380,10 +380,10 @@ class ConsoleHub:
             ws.protocol.send_text(frame.encode("utf-8"))
             self._counters["messages_out"] += 1
             if urgent:
-                self._unflushed.pop(id(session), None)
+                self._unflushed.discard(session)
                 _write_out(ws)
             else:
-                self._unflushed[id(session)] = session
+                self._unflushed.add(session)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush)
@@ -399,8 +399,8 @@ class ConsoleHub:
     def _flush(self) -> None:
         """End of the loop pass: write every connection's pending routine frames, one write each."""
         self._flush_scheduled = False
-        sessions, self._unflushed = self._unflushed, {}
-        for session in sessions.values():
+        sessions, self._unflushed = self._unflushed, set()
+        for session in sessions:
             if not session.closing:
                 _write_out(session.ws)
 
@@ -462,7 +462,7 @@ def _write_out(ws: ServerConnection) -> None:
     chunks = ws.protocol.data_to_send()
     if not chunks or ws.transport.is_closing():
         return
-    if len(chunks) > 1 and all(chunks):
+    if all(chunks):
         ws.transport.write(b"".join(chunks))
         return
     for data in chunks:

@@ -37,6 +37,8 @@ class ActionSender(Protocol):
         self, server: str, name: str, fields: dict[str, str | list[str]] | None = None, *, timeout: float | None = None
     ) -> defer.Deferred[ActionResult]: ...
 
+    def batch(self, server: str) -> contextlib.AbstractContextManager[None]: ...
+
 
 class Pusher(Protocol):
     def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None: ...
@@ -119,8 +121,7 @@ class Dispatcher:
         # Three actions on one AMI session, written together, are executed in order by Asterisk; the
         # Redirect fails cleanly if the caller hung up in between, and that failure re-queues nothing by
         # itself: the engine hears CommandFailed and decides.
-        batch = getattr(self.ami, "batch", None)
-        with batch(cmd.server) if batch is not None else contextlib.nullcontext():
+        with self.ami.batch(cmd.server):
             self._send(cmd, cmd.server, "Setvar",
                        {"Channel": cmd.channel, "Variable": "CTI_AGENT_ENDPOINT", "Value": cmd.endpoint}, report=False)
             self._send(cmd, cmd.server, "Setvar",
