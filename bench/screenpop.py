@@ -251,7 +251,8 @@ def role_server(config: str) -> int:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
     serve_control(reactor, {"rss": lambda _: {"rss": rss_bytes(), "hub": runtime.hub.stats()}, "report": report,
-                            "warm": warm, "warmed": warmed, "gc": lambda _: {"n": len(gc_pauses), "lags": len(lags)}})
+                            "warm": warm, "warmed": warmed,
+                            "marks": lambda _: {"gc": len(gc_pauses), "lags": len(lags)}})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -550,8 +551,8 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
         consoles.read(120.0)
         time.sleep(1.0)  # let every reply drain: the connections are idle when measured
         idle = server.request("rss")
-        marks = server.request("gc")
-        gc_before, lags_before = marks["n"], marks["lags"]
+        marks = server.request("marks")  # what the traffic adds comes after these
+        gc_before, lags_before = marks["gc"], marks["lags"]
         if warm:
             server.request("warm")
             deadline = time.monotonic() + 120.0
