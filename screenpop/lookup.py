@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,14 +65,19 @@ def ivr_customer(c: CustomerRecord) -> dict[str, str]:
 
 
 class TtlLruCache:
-    """A bounded mapping whose entries expire ``ttl`` seconds after they were stored. Pure: time is passed in."""
+    """A bounded mapping whose entries expire ``ttl`` seconds after they were stored. Pure: time is passed in.
 
-    def __init__(self, size: int, ttl: float) -> None:
+    ``tags(value)`` (optional) names what a value shows (for look-up outcomes: the customers' ids), so that
+    ``discard_tagged`` drops every entry showing one of them without scanning the whole cache."""
+
+    def __init__(self, size: int, ttl: float, tags: Callable[[Any], Iterable[Hashable]] | None = None) -> None:
         if size < 1 or ttl <= 0:
             raise ValueError("cache size must be >= 1 and ttl > 0")
         self.size = size
         self.ttl = ttl
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._tags = tags
+        self._tagged: dict[Hashable, set[Any]] = {}  # tag -> keys of the entries whose value has it
 
     def __len__(self) -> int:
         return len(self._data)
@@ -83,26 +88,41 @@ class TtlLruCache:
             return None
         stored_at, value = item
         if now - stored_at >= self.ttl:
-            del self._data[key]
+            self._drop(key)
             return None
         self._data.move_to_end(key)
         return value
 
     def put(self, key: Any, value: Any, now: float) -> None:
+        if key in self._data:
+            self._drop(key)
         self._data[key] = (now, value)
-        self._data.move_to_end(key)
+        if self._tags is not None:
+            for tag in self._tags(value):
+                self._tagged.setdefault(tag, set()).add(key)
         while len(self._data) > self.size:
-            self._data.popitem(last=False)
+            self._drop(next(iter(self._data)))
 
-    def discard_where(self, predicate: Callable[[Any], bool]) -> int:
-        """Drop every entry whose value matches; returns how many were dropped."""
-        doomed = [k for k, (_, v) in self._data.items() if predicate(v)]
+    def discard_tagged(self, tag: Hashable) -> int:
+        """Drop every entry whose value has ``tag`` (see the class's docstring); returns how many."""
+        doomed = list(self._tagged.get(tag, ()))
         for k in doomed:
-            del self._data[k]
+            self._drop(k)
         return len(doomed)
 
     def clear(self) -> None:
         self._data.clear()
+        self._tagged.clear()
+
+    def _drop(self, key: Any) -> None:
+        _, value = self._data.pop(key)
+        if self._tags is not None:
+            for tag in self._tags(value):
+                keys = self._tagged.get(tag)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._tagged[tag]
 
 
 def _fire(d: Deferred, result: object) -> None:
@@ -139,6 +159,11 @@ def _first_fired(d: Deferred, timeout: float, clock: IReactorTime) -> Deferred:
     return out
 
 
+def _customer_ids(outcome: Any) -> list[int]:
+    """The cache's tags of a look-up outcome: the ids of the customers it shows."""
+    return [c.id for c in getattr(outcome, "customers", ())]
+
+
 class PopLookup:
     """Look-ups by number, account or lead for pops (``pop``) and the IVR (``lookup``), with a shared cache."""
 
@@ -159,7 +184,7 @@ class PopLookup:
         self.settings = settings or ScreenpopSection()
         self.slow_after = slow_after
         self.lookup_timeout = lookup_timeout if lookup_timeout is not None else self.settings.lookup_timeout
-        self.cache = TtlLruCache(cache_size, cache_ttl)
+        self.cache = TtlLruCache(cache_size, cache_ttl, tags=_customer_ids)
         self._inflight: dict[LookupKey, tuple[float, list[Deferred]]] = {}
         self.store_queries = 0
 
@@ -339,7 +364,7 @@ class PopLookup:
 
     def invalidate_customer(self, customer_id: int) -> int:
         """Forget cached outcomes that show ``customer_id`` (after a new interaction or disposition)."""
-        return self.cache.discard_where(lambda o: any(c.id == customer_id for c in o.customers))
+        return self.cache.discard_tagged(customer_id)
 
     def record_interaction(self, call_key: str, **fields: Any) -> Deferred:
         """Deferred[int]: ``CustomerStore.add_interaction`` in a worker thread; refreshes the cache."""

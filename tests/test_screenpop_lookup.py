@@ -309,9 +309,28 @@ def test_cache_is_lru_with_ttl():
     cache.put("c", 3, 3.0)
     assert (cache.get("b", 3.0), cache.get("a", 3.0), cache.get("c", 3.0)) == (None, 1, 3)
     assert cache.get("a", 10.0) is None and len(cache) == 1
-    assert cache.discard_where(lambda v: v == 3) == 1 and len(cache) == 0
     with pytest.raises(ValueError):
         TtlLruCache(0, 1.0)
+
+
+def test_cache_drops_tagged_entries_and_keeps_its_index_with_evictions_and_expiry():
+    """``discard_tagged`` drops exactly the live entries whose value carries the tag; entries that were
+    replaced, evicted or expired leave nothing behind in the index."""
+    cache = TtlLruCache(3, 10.0, tags=lambda v: v)
+    cache.put("a", (1, 2), 0.0)
+    cache.put("b", (2,), 0.0)
+    cache.put("c", (3,), 0.0)
+    cache.put("a", (3,), 1.0)  # replaced: "a" no longer shows customer 1 or 2
+    assert cache.discard_tagged(1) == 0 and len(cache) == 3
+    cache.put("d", (2, 4), 2.0)  # evicts "b", the least recently used
+    assert cache.get("b", 2.0) is None
+    assert cache.discard_tagged(2) == 1 and cache.get("d", 2.0) is None
+    assert cache.get("c", 10.5) is None  # expired
+    assert cache.discard_tagged(3) == 1 and len(cache) == 0  # only "a" was left to drop
+    assert cache._tagged == {}
+    cache.put("e", (5,), 20.0)
+    cache.clear()
+    assert cache.discard_tagged(5) == 0 and cache._tagged == {}
 
 
 def _wait(d: Deferred, timeout: float = 10.0) -> Any:
