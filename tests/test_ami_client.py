@@ -6,7 +6,7 @@ import hashlib
 import logging
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ SECRET = "cti-secret"
 class Harness:
     """One client with recorded callbacks, a Clock for its timers and the real reactor for sockets."""
 
-    def __init__(self, port: int, name: str = "pbx1", **overrides: Any) -> None:
+    def __init__(self, port: int, name: str = "pbx1", on_message: Callable[[str, AMIMessage], None] | None = None,
+                 **overrides: Any) -> None:
         self.clock = task.Clock()
         self.messages: list[tuple[str, AMIMessage]] = []
         self.links: list[tuple[str, bool, str]] = []
@@ -53,7 +54,7 @@ class Harness:
         self.client = AMIClient(
             self.server,
             clock=self.clock,
-            on_message=lambda n, m: self.messages.append((n, m)),
+            on_message=on_message or (lambda n, m: self.messages.append((n, m))),
             on_connection=lambda *a: self.links.append(a),
             rng=random.Random(7),
         )
@@ -140,6 +141,38 @@ def test_a_batch_of_actions_leaves_in_one_write(ami: tuple[AMIServerFactory, int
     assert proto.held is None
     assert [wait(d).response["Ping"] for d in pings] == ["Pong"] * 3
     assert [a.name for a in factory.actions[-3:]] == ["Ping"] * 3
+    h.stop()
+    run_until(lambda: factory.actions[-1].name == "Logoff")
+
+
+def test_actions_sent_while_a_read_is_handled_leave_together_when_it_is_handled(
+        ami: tuple[AMIServerFactory, int]) -> None:
+    """What the handlers of one AMI read send (an offer for every call the read queued) is held until the
+    whole read is handled, then written at once, in order; each action still gets its own response. A
+    batch inside the read joins the read's write."""
+    factory, port = ami
+    sent: list[Any] = []
+    held_at_each_event: list[int] = []
+
+    def on_message(_server: str, msg: AMIMessage) -> None:
+        if msg.name != "UserEvent":
+            return
+        assert proto is not None and proto.held is not None  # inside the read: nothing of it has left yet
+        held_at_each_event.append(len(proto.held))
+        with h.client.batch():
+            sent.append(h.client.send("Ping", {"X": msg["N"]}))
+            sent.append(h.client.send("Ping", {"X": msg["N"] + "b"}))
+
+    h = Harness(port, on_message=on_message)
+    h.start()
+    proto = h.client._proto
+    before = len(factory.actions)
+    factory.last.send(b"".join(b"Event: UserEvent\r\nUserEvent: CTIQueued\r\nN: %d\r\n\r\n" % i for i in range(3)))
+    run_until(lambda: len(sent) == 6)
+    assert held_at_each_event == [0, 2, 4]
+    assert proto.held is None
+    assert [wait(d).response["Ping"] for d in sent] == ["Pong"] * 6
+    assert [a["X"] for a in factory.actions[before:]] == ["0", "0b", "1", "1b", "2", "2b"]
     h.stop()
     run_until(lambda: factory.actions[-1].name == "Logoff")
 

@@ -150,14 +150,14 @@ class _AMIProtocol(Protocol):
         self.client = client
         self.parser = AMIParser()
         self.writer: ImmediateWriter | None = None
-        self.held: list[bytes] | None = None  # actions of a batch, written together when it ends
+        self.held: list[bytes] | None = None  # actions of a batch or of the read being handled, written together
 
     def connectionMade(self) -> None:
         if ITCPTransport.providedBy(self.transport):
             # An offer is several small actions in a row (Setvar, Setvar, Redirect): with Nagle's algorithm the
             # later ones would wait for Asterisk's delayed ACK of the first, up to 40 ms.
             self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
-        # Actions leave at once (an offer's Redirect does not wait for the rest of an AMI read to be handled)
+        # Actions sent outside the handling of an AMI read leave at once (no wait for the next loop iteration)
         self.writer = ImmediateWriter(self.transport)  # type: ignore[arg-type]
         self.client._made(self)
 
@@ -170,9 +170,22 @@ class _AMIProtocol(Protocol):
             self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
+        # Actions sent while this read is handled (an offer's Setvar/Setvar/Redirect, for every call the read
+        # queued) are held and leave in one write when it is handled: the screen pops those calls trigger go
+        # out first (the agent's screen shows the caller before the phone rings), and one write replaces one
+        # per offer. The hold lasts the handling of one read (typically well under a millisecond).
         handle = self.client._item
-        for item in self.parser.feed(data):
-            handle(self, item)
+        outer = self.held is None
+        if outer:
+            self.held = []
+        try:
+            for item in self.parser.feed(data):
+                handle(self, item)
+        finally:
+            if outer:
+                held, self.held = self.held, None
+                if held and self.client._proto is self:
+                    self.write(b"".join(held))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.client._lost(self, reason)
@@ -292,7 +305,8 @@ class AMIClient:
     # internals: actions ------------------------------------------------------------------
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Actions sent inside the block leave in one write when it ends (Asterisk runs them in order)."""
+        """Actions sent inside the block leave in one write when it ends (Asterisk runs them in order); inside
+        the handling of an AMI read they leave with the read's other actions, when it is handled."""
         proto = self._proto
         if proto is None or proto.held is not None:
             yield
