@@ -20,10 +20,15 @@ system-wide CLOCK_MONOTONIC, so they compare across processes):
   bench/sim_load.py); ``--ivr`` runs it anyway through the demo IVR for comparison (not the BENCH line);
 - CONSOLES (``--role consoles``): ``--consoles`` websocket clients in one asyncio process, each
   authenticated with a signed token (``hello`` + ``token``), logging its agent in and going ready, then
-  stamping the arrival of every ``pop`` frame.
+  stamping the arrival of every ``pop`` frame: when the client's connection read the bytes that completed
+  the frame (``data_received``, before the websockets library parses them), and when the client's
+  ``recv()`` returned it.
 
-Latency = pop frame read by the agent's client - AMI bytes (the chunk that carried ``UserEvent
-CTIQueued``) reached the server, for every offer the ACD made on AMI input. It includes parsing, the call
+Latency = pop frame's bytes read by the agent's client - AMI bytes (the chunk that carried ``UserEvent
+CTIQueued``) read by the server, for every offer the ACD made on AMI input: both ends are stamped where a
+connection hands freshly read bytes to its protocol, before any parsing. The time the client's own
+websockets library then takes to parse the frame and wake the task waiting in ``recv()`` is printed beside
+it (``client parse to recv()``), with the latency to ``recv()`` returning. It includes parsing, the call
 tracker, the ACD decision, the AMI Redirect going out, the customer look-up in a worker thread (SQLite) and
 the frame crossing loopback. A pop must reach exactly one client, its agent's; any other is counted as
 misrouted. Memory = the server's RSS with the consoles connected, logged in and idle minus its RSS before
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -348,7 +354,8 @@ class Consoles:
     async def agent(self, url: str, agent_id: str, token: str, compression: str | None, ready: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
 
-        ws = await connect(url, max_size=2**22, open_timeout=60, ping_interval=None, compression=compression)
+        ws = await connect(url, max_size=2**22, open_timeout=60, ping_interval=None, compression=compression,
+                           create_connection=stamped_connection())
         self.connections.append(ws)
         n = 0
         for request in ({"type": "hello", "agent_id": agent_id, "token": token},
@@ -371,9 +378,26 @@ class Consoles:
                 if kind == "pop":
                     if msg.get("agent_id") != agent_id:
                         self.misrouted += 1
-                    self.pops.append((msg.get("uniqueid", ""), agent_id, t, bool(msg.get("complete"))))
+                    # ws.read_at: the latest read of this connection, the one that completed this frame or a
+                    # later one (never earlier), so the latency is never understated
+                    self.pops.append((msg.get("uniqueid", ""), agent_id, ws.read_at, bool(msg.get("complete")), t))
         finally:
             self.closed += 1
+
+
+@functools.cache
+def stamped_connection() -> type:
+    """websockets' client connection, noting when it last read bytes (``read_at``, before parsing them)."""
+    from websockets.asyncio.client import ClientConnection
+
+    class StampedConnection(ClientConnection):
+        read_at = 0.0
+
+        def data_received(self, data: bytes) -> None:
+            self.read_at = time.perf_counter()
+            super().data_received(data)
+
+    return StampedConnection
 
 
 class PlainClients:
@@ -386,13 +410,13 @@ class PlainClients:
     async def client(self, url: str, compression: str | None, ready: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
 
-        ws = await connect(url, max_size=2**22, open_timeout=60, ping_interval=None, compression=compression)
+        ws = await connect(url, max_size=2**22, open_timeout=60, ping_interval=None, compression=compression,
+                           create_connection=stamped_connection())
         self.connections.append(ws)
         ready.set()
         async for frame in ws:
-            t = time.perf_counter()
             msg = json.loads(frame)
-            self.latency.setdefault(msg["seq"], []).append(t - msg["t0"])
+            self.latency.setdefault(msg["seq"], []).append(ws.read_at - msg["t0"])  # as for our consoles
 
     def summary(self) -> dict[str, Any]:
         every = [x for xs in self.latency.values() for x in xs]
@@ -568,12 +592,13 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
             child.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    first: dict[tuple[str, str], tuple[float, bool]] = {}
-    for uid, agent, t, complete in got["pops"]:
-        first.setdefault((uid, agent), (t, complete))
-    lat, missing, untriggered, partial = [], 0, 0, 0
+    first: dict[tuple[str, str], tuple[float, bool, float]] = {}
+    for uid, agent, t, complete, t_recv in got["pops"]:
+        first.setdefault((uid, agent), (t, complete, t_recv))
+    lat, lat_recv, missing, untriggered, partial = [], [], 0, 0, 0
     from_pbx: list[float] = []
-    parts: dict[str, list[float]] = {"ami_in_to_offer": [], "offer_to_pop_pushed": [], "push_to_client": []}
+    parts: dict[str, list[float]] = {"ami_in_to_offer": [], "offer_to_pop_pushed": [], "push_to_client": [],
+                                     "client_parse_to_recv()": []}
     for uid, agent, t_ami, t_offer in srv["offers"]:
         if t_ami is None:
             untriggered += 1
@@ -584,6 +609,7 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
             missing += 1
             continue
         lat.append(pop[0] - t_ami)
+        lat_recv.append(pop[2] - t_ami)
         t_emit = s["emitted"].get(uid)
         if t_emit is not None:
             from_pbx.append(pop[0] - t_emit)
@@ -591,6 +617,7 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
         parts["ami_in_to_offer"].append(t_offer - t_ami)
         parts["offer_to_pop_pushed"].append(t_push - t_offer)
         parts["push_to_client"].append(pop[0] - t_push)
+        parts["client_parse_to_recv()"].append(pop[2] - pop[0])
     return {"compression": compression + (", cached" if warm else ""), "consoles": idle["hub"]["agents"],
             "calls": s["injected"],
             "queued": s["queued"],
@@ -599,6 +626,7 @@ def run_ours(args: argparse.Namespace, workdir: Path, template: Path, compressio
             "partial": partial, "misrouted": got["misrouted"], "pops": len(got["pops"]),
             "p50_ms": 1000 * percentile(lat, 0.5), "p99_ms": 1000 * percentile(lat, 0.99),
             "max_ms": 1000 * max(lat, default=float("nan")),
+            "recv_ms": (1000 * percentile(lat_recv, 0.5), 1000 * percentile(lat_recv, 0.99)),
             "push_us_p50": 1e6 * percentile(srv["push_s"], 0.5), "push_us_max": 1e6 * max(srv["push_s"], default=0),
             "kib_per_conn": (idle["rss"] - rss0) / 1024.0 / max(1, idle["hub"]["agents"]),
             "dropped_slow": srv["hub"]["dropped_slow"], "closed": got["closed"],
@@ -726,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['dropped_slow']} consoles dropped as slow, {r['closed']} closed")
         print("    where the time goes (p50/p99 ms): " + ", ".join(
             f"{k.replace('_', ' ')} {a:.2f}/{b:.2f}" for k, (a, b) in r["parts"].items()))
+        print(f"    to the client's recv() returning the pop (adds the client library's parsing and task hop): "
+              f"p50/p99 {r['recv_ms'][0]:.2f}/{r['recv_ms'][1]:.2f} ms")
         print(f"    from the simulated PBX emitting CTIQueued to the pop at the client (adds the simulator's own "
               f"write, the kernel queue and any time the server's loop was busy before reading): p50/p99 "
               f"{r['from_pbx'][0]:.2f}/{r['from_pbx'][1]:.2f} ms; server loop lag p99/max {r['lag'][0]:.2f}/"
