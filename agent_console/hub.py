@@ -10,12 +10,13 @@ ahead of a frame and the socket's buffer is under ``console.write_limit``, the f
 urgent frame (a pop, a pop update, a notice, a reply) is then written to the socket at once, together with
 whatever routine frames (state, call, heartbeat, wallboard) that connection has pending, in one write; routine
 frames otherwise wait for the end of the event loop's pass, when each connection's pending frames go out in
-one write. So a burst of AMI events costs one socket write per console touched, not one per frame, and a pop
-never waits behind the rest of an AMI read. Frames always reach a client in the order they were pushed.
-Otherwise a frame waits in the connection's bounded FIFO, drained by one sender task that exists only while
-the FIFO is non-empty. A client whose
-FIFO reaches ``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees
-1006 and reconnects, getting its state and live pops again), so it never delays anyone else.
+one write. A routine push to one agent is not even encoded before then (or before that connection's next
+urgent frame): during an AMI read it costs one append. So a burst of AMI events costs one socket write per
+console touched, not one per frame, and a pop never waits behind the rest of an AMI read. Frames always
+reach a client in the order they were pushed. Otherwise a frame waits in the connection's bounded FIFO,
+drained by one sender task that exists only while the FIFO is non-empty. A client whose FIFO reaches
+``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees 1006 and
+reconnects, getting its state and live pops again), so it never delays anyone else.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ URGENT_PUSHES = frozenset({"pop", "pop_update", "notice", "preview"})
 class _Session:
     """Per-connection state, kept small: the benchmark target is <= 30 KiB per idle connection."""
 
-    __slots__ = ("ws", "info", "queue", "sender", "closing", "limiter", "slot")
+    __slots__ = ("ws", "info", "queue", "sender", "closing", "limiter", "slot", "routine")
 
     def __init__(self, ws: ServerConnection, info: SessionInfo, limiter: RateLimiter, slot: int = 0) -> None:
         self.ws = ws
@@ -71,6 +72,7 @@ class _Session:
         self.sender: asyncio.Task[None] | None = None
         self.closing = False
         self.limiter = limiter
+        self.routine: list[dict[str, Any]] | None = None  # routine pushes not yet encoded (end of the pass)
 
 
 class ConsoleHub:
@@ -94,6 +96,7 @@ class ConsoleHub:
         self._heartbeat: asyncio.Task[None] | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
         self._unflushed: set[_Session] = set()  # connections with framed, unwritten routine frames
+        self._unframed: set[_Session] = set()  # connections with routine pushes not yet encoded
         self._flush_scheduled = False
         self._counters = dict.fromkeys(
             ("messages_in", "messages_out", "dropped_slow", "rate_limited", "auth_failures", "undelivered",
@@ -157,7 +160,16 @@ class ConsoleHub:
         if session is None:
             self._counters["undelivered"] += 1
             return
-        self._enqueue(session, encode(message), message["type"] in URGENT_PUSHES)
+        if message["type"] in URGENT_PUSHES:
+            self._enqueue(session, encode(message))
+        elif not session.closing:
+            # Encoded and framed at the end of the pass (or ahead of this connection's next urgent frame),
+            # so that routine pushes cost the rest of an AMI read nothing but this append.
+            if session.routine is None:
+                session.routine = []
+            session.routine.append(message)
+            self._unframed.add(session)
+            self._schedule_flush()
 
     def push_to_supervisors(self, message: dict[str, Any]) -> None:
         """Queue ``message`` for every supervisor connection (encoded once)."""
@@ -311,6 +323,7 @@ class ConsoleHub:
             del self._agents[info.agent_id]
         session.closing = True
         session.queue.clear()
+        session.routine = None
         if session.sender is not None:
             session.sender.cancel()
         try:
@@ -370,6 +383,8 @@ class ConsoleHub:
     # ---- outbound queue --------------------------------------------------------------------------
 
     def _enqueue(self, session: _Session, frame: str, urgent: bool = True) -> None:
+        if session.routine:
+            self._frame_routine(session)
         if session.closing:
             return
         ws = session.ws
@@ -384,9 +399,7 @@ class ConsoleHub:
                 _write_out(ws)
             else:
                 self._unflushed.add(session)
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._flush)
+                self._schedule_flush()
             return
         if len(session.queue) >= self._settings.send_queue:
             self._drop_slow(session)
@@ -396,9 +409,26 @@ class ConsoleHub:
         if session.sender is None:
             session.sender = asyncio.get_running_loop().create_task(self._drain(session))
 
+    def _frame_routine(self, session: _Session) -> None:
+        """Encode and frame the connection's routine pushes (in order, ahead of anything pushed after them)."""
+        messages, session.routine = session.routine, None
+        self._unframed.discard(session)
+        for message in messages or ():
+            self._enqueue(session, encode(message), False)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
-        """End of the loop pass: write every connection's pending routine frames, one write each."""
+        """End of the loop pass: frame every connection's routine pushes and write its pending routine
+        frames, one write each."""
         self._flush_scheduled = False
+        unframed, self._unframed = self._unframed, set()
+        for session in unframed:
+            if session.routine:
+                self._frame_routine(session)
         sessions, self._unflushed = self._unflushed, set()
         for session in sessions:
             if not session.closing:
@@ -408,6 +438,8 @@ class ConsoleHub:
         """Send what is queued, then close with ``code``; nothing more is queued after this."""
         if session.closing:
             return
+        if session.routine:
+            self._frame_routine(session)  # what was pushed before the close goes out before it
         session.closing = True
         session.queue.append((code, reason))
         if session.sender is None:
@@ -419,6 +451,7 @@ class ConsoleHub:
                     session.info.agent_id, len(session.queue))
         session.closing = True
         session.queue.clear()
+        session.routine = None
         transport = session.ws.transport
         sock = transport.get_extra_info("socket")
         if sock is not None:  # linger 0: reset now and free the kernel send buffer too, do not drain it

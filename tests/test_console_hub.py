@@ -221,11 +221,14 @@ def test_routine_frames_share_one_write_and_a_pop_goes_at_once_in_order() -> Non
                 write(data)
 
             transport.write = counted  # type: ignore[method-assign]
+            framed = stack.hub.stats()["messages_out"]
             for i in range(3):
                 stack.hub.push_to_agent("1001", {"type": "call", "call_id": f"c{i}", "status": "ringing"})
             assert writes == []  # routine frames: not written yet
+            assert stack.hub.stats()["messages_out"] == framed  # nor even encoded and framed
             stack.hub.push_to_agent("1001", {**SAMPLE_POP, "type": "pop", "call_id": "c2"})
             assert len(writes) == 1  # the three call frames and the pop, one write
+            assert stack.hub.stats()["messages_out"] == framed + 4
             stack.hub.push_to_agent("1001", {"type": "state", "state": "ringing"})
             stack.hub.push_to_agent("1001", {"type": "call", "call_id": "c2", "status": "connected"})
             assert len(writes) == 1
@@ -234,6 +237,26 @@ def test_routine_frames_share_one_write_and_a_pop_goes_at_once_in_order() -> Non
             got = [await a.recv() for _ in range(6)]
             assert [(m["type"], m.get("call_id")) for m in got] == [
                 ("call", "c0"), ("call", "c1"), ("call", "c2"), ("pop", "c2"), ("state", None), ("call", "c2")]
+
+    run(body)
+
+
+def test_routine_frames_pushed_before_a_replacing_login_reach_the_old_console_first() -> None:
+    """Routine pushes still waiting for the end of the pass when a newer session replaces the console go out
+    ahead of the 'replaced' notice and the close."""
+
+    async def body() -> None:
+        async with running() as stack:
+            old = await open_client(stack, "1001")
+            await old.wait_push("state")
+            stack.hub.push_to_agent("1001", {"type": "call", "call_id": "c9", "status": "ringing"})
+            await open_client(stack, "1001")  # replaces the first session
+            seen = [*old.pushes]
+            while not seen or seen[-1]["type"] != "notice":
+                seen.append(await old.recv())
+            assert [(m["type"], m.get("call_id")) for m in seen][-2:] == [("call", "c9"), ("notice", None)]
+            assert seen[-1]["notice"] == "replaced"
+            assert await old.closed() == protocol.CLOSE_REPLACED
 
     run(body)
 
