@@ -303,7 +303,7 @@ class PopLookup:
                 emit(compose_pop(call, None, None, s))
 
         def answered(outcome: LookupOutcome | None) -> None:
-            if timer.active():
+            if timer is not None and timer.active():
                 timer.cancel()
             compose = compose_followup if state["sent"] else compose_pop
             if outcome is None:
@@ -312,18 +312,18 @@ class PopLookup:
                 final(compose(call, list(outcome.customers), outcome.interactions, s, lookup_by=outcome.key))
 
         def failed(reason: Failure) -> None:
-            if timer.active():
+            if timer is not None and timer.active():
                 timer.cancel()
             if not state["final"]:
                 log.warning("customer look-up for call %s unavailable: %s", call.call_key, reason.getErrorMessage())
             compose = compose_followup if state["sent"] else compose_pop
             final(compose(call, None, None, s, unavailable=True))
 
-        timer = self.clock.callLater(self.slow_after, partial)
+        # No timer when no waiting is allowed (the default): it would only be set and cancelled on every pop.
+        timer = self.clock.callLater(self.slow_after, partial) if self.slow_after > 0 else None
         _first_fired(self.resolve(call), self.lookup_timeout, self.clock).addCallbacks(answered, failed)
-        if self.slow_after <= 0 and not state["final"]:
+        if timer is None and not state["final"]:
             # Not in the cache and no waiting allowed: what is known goes out now, the rest follows.
-            timer.cancel()
             partial()
         return finished
 
