@@ -29,10 +29,12 @@ CTIQueued``) read by the server, for every offer the ACD made on AMI input: both
 connection hands freshly read bytes to its protocol, before any parsing. The time the client's own
 websockets library then takes to parse the frame and wake the task waiting in ``recv()`` is printed beside
 it (``client parse to recv()``), with the latency to ``recv()`` returning. It includes parsing, the call
-tracker, the ACD decision, the AMI Redirect going out, the customer look-up in a worker thread (SQLite) and
-the frame crossing loopback. A pop must reach exactly one client, its agent's; any other is counted as
-misrouted. Memory = the server's RSS with the consoles connected, logged in and idle minus its RSS before
-they connected, divided by the number of consoles.
+tracker, the ACD decision, composing the pop (from the look-up cache, or a partial pop while the store is
+asked in a worker thread, completed by a ``pop_update``) and the frame crossing loopback; the offer's AMI
+actions (Setvar, Setvar, Redirect) leave after the pop, when the AMI read has been handled. A pop must
+reach exactly one client, its agent's; any other is counted as misrouted. Memory = the server's RSS with
+the consoles connected, logged in and idle minus its RSS before they connected, divided by the number of
+consoles.
 
 Baseline (``--role baseline``): a plain ``websockets`` server with the same number of clients, sending a
 pop-sized frame to all of them with ``websockets.broadcast()`` (what a hub that broadcasts pops would do):
