@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from cti.ami.message import AMIMessage  # noqa: E402
 from cti.ami.protocol import AMIParser  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "asterisk"
+FIXTURES = ROOT / "tests" / "fixtures" / "asterisk"
 FILES = ["inbound_queue", "queue_member_ops", "originate_outbound", "fastagi_ami", "hangup_redirect", "burst"]
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 CHUNK = 4096

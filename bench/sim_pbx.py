@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "asterisk"
+FIXTURES = ROOT / "tests" / "fixtures" / "asterisk"
 
 
 def burst_replay() -> tuple[float, float, int]:

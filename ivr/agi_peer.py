@@ -2,7 +2,7 @@
 
 Tests, the benchmark and simulators use it to play the PBX: ``environment()`` gives the ``agi_*`` block,
 ``reply_to(line)`` the bytes Asterisk would answer to one command line, in the exact forms of
-../shared/fixtures/asterisk/fastagi.txt (``200 result=53 endpos=...``, ``200 result= (timeout)``, ``510``,
+../tests/fixtures/asterisk/fastagi.txt (``200 result=53 endpos=...``, ``200 result= (timeout)``, ``510``,
 ``511`` on a dead channel, ``HANGUP`` after the reply of the command running at hang-up). No sockets.
 
 The caller's keypad is a list of tokens, one per input the IVR asks for:

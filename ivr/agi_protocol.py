@@ -4,7 +4,7 @@ Server side of FastAGI (Asterisk connects to us). Feed received bytes to ``AgiSe
 it returns events (``AgiEnvironment`` once, then ``AgiReply`` per command and ``HangupNotice`` when
 Asterisk sends its unsolicited ``HANGUP`` line). ``encode_command`` turns an ``AgiCommand`` into bytes.
 
-Wire rules followed (see ../shared/fixtures/asterisk/fastagi.txt and README):
+Wire rules followed (see ../tests/fixtures/asterisk/fastagi.txt and README):
 - environment: ``agi_key: value\\n`` lines ended by an empty line; values may be empty (``agi_accountcode: ``);
 - replies: ``200 result=<n>[ (<data>)][ endpos=<n>]``; ``GET DATA`` may answer ``200 result= (timeout)``;
   ``510 ...``/``511 ...`` one line; ``520-...`` multi-line usage ending with ``520 End of proper usage.``;

@@ -1,7 +1,7 @@
 """How Asterisk 22 spells channel snapshots, states and causes in AMI events. Pure tables and
 formatters; imports nothing from sim/ besides typing, no clock, no I/O.
 
-Every name, header set and order here is copied from the transcripts in shared/fixtures/asterisk.
+Every name, header set and order here is copied from the transcripts in tests/fixtures/asterisk.
 """
 
 from __future__ import annotations

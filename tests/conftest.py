@@ -18,7 +18,8 @@ from cti.reactor import install_reactor
 install_reactor()
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("CTI_FIXTURES", ROOT.parent / "shared" / "fixtures" / "asterisk"))
+# The transcripts live inside the repository: a user's fresh clone has nothing beside it.
+FIXTURES = Path(os.environ.get("CTI_FIXTURES", ROOT / "tests" / "fixtures" / "asterisk"))
 POSTGRES_URL = os.environ.get("CTI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CTI_TEST_REDIS", "redis://127.0.0.1:6379/15")
 

@@ -3,7 +3,7 @@
 Pure: no sockets, no clock, no Twisted. Both sides use it: the client parses what Asterisk sends
 (``AMIParser()``), the simulator parses actions from clients (``AMIParser(expect_banner=False)``).
 
-Wire format (as the transcripts in ``shared/fixtures/asterisk`` show): the server first sends one
+Wire format (as the transcripts in ``tests/fixtures/asterisk`` show): the server first sends one
 banner line ``Asterisk Call Manager/11.0.0\\r\\n`` with no blank line after it; then every message is
 ``Key: Value\\r\\n`` lines ended by an empty line (``\\r\\n\\r\\n``). Only CRLF ends a line; a bare LF
 can occur inside a value and is kept. A header's key is everything before the first ``": "``;
