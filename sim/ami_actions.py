@@ -18,8 +18,7 @@ from sim.ami_events import bridge_headers, snapshot
 from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.pbx import Channel, OriginateResult
 from sim.transfers import (
-    TransferError,
-    attended_transfer,
+    atxfer_feature,
     blind_transfer,
     bridge_channels,
     cancel_attended_transfer,
@@ -346,22 +345,34 @@ def action_blindtransfer(session: AMISession, msg: AMIMessage) -> None:
 
 
 def action_atxfer(session: AMISession, msg: AMIMessage) -> None:
-    request = _transfer_request(session, msg)
-    if request is None:
+    """Atxfer as Asterisk 22 answers it (main/manager.c action_atxfer): the action only queues the
+    atxfer feature code and the Exten as DTMF on the channel; whether a transfer starts is up to the
+    channel's bridge features (sim.transfers.atxfer_feature)."""
+    name = (msg.get("Channel") or "").strip()
+    exten = (msg.get("Exten") or "").strip()
+    if not name:
+        session.error(msg, "No channel specified")
         return
-    chan, context, exten = request
-    if not _bridged(chan):
-        session.error(msg, "Channel is not in a bridge")
+    if not exten:
+        session.error(msg, "No extension specified")
         return
+    chan = _find(session, name)
+    if chan is None:
+        session.error(msg, "Channel specified does not exist")
+        return
+    code = session.pbx.feature_code(chan, "atxfer")
+    if not code:
+        session.error(msg, "No attended transfer feature code found")
+        return
+    context = (msg.get("Context") or "").strip()
+    if context:
+        session.pbx.set_var(chan, "TRANSFER_CONTEXT", context)
     session.success(msg, "Atxfer successfully queued")
-    try:
-        attended_transfer(session.pbx, chan, context, exten)
-    except TransferError as exc:
-        # Asterisk has already answered: the feature fails on the channel, as a real one would.
-        log.info("Atxfer on %s failed: %s", chan.name, exc)
+    atxfer_feature(session.pbx, chan, code, exten)
 
 
 def action_cancelatxfer(session: AMISession, msg: AMIMessage) -> None:
+    """CancelAtxfer: queues the atxferabort code (it answers Success whether or not a transfer runs)."""
     name = (msg.get("Channel") or "").strip()
     if not name:
         session.error(msg, "No channel specified")
@@ -369,9 +380,6 @@ def action_cancelatxfer(session: AMISession, msg: AMIMessage) -> None:
     chan = _find(session, name)
     if chan is None:
         session.error(msg, "Channel specified does not exist")
-        return
-    if chan.atxfer is None:
-        session.error(msg, "No attended transfer in progress")
         return
     session.success(msg, "CancelAtxfer successfully queued")
     cancel_attended_transfer(session.pbx, chan)

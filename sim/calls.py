@@ -147,6 +147,9 @@ class _Dial:
         pbx.set_var(caller, "DIALEDPEERNAME", out.name)
         pbx.set_var(caller, "DIALEDPEERNUMBER", dialstring)
         out._exten = ""
+        opts = parse_app_options(self.options)
+        out.xfer_features = out.xfer_features or "t" in opts
+        caller.xfer_features = caller.xfer_features or "T" in opts
         _dial_event(pbx, "DialEnd", caller, out, [("DialStatus", "ANSWER")])
         caller.cdr_dest_channel = out.name
         bridge = pbx.bridge_create("dial", caller)
@@ -173,8 +176,30 @@ class _Dial:
         return res
 
 
+def parse_app_options(text: str) -> dict[str, str]:
+    """An application's option letters, some with an argument in parentheses (``mtb(ctx^s^1)``):
+    letter -> argument ("" when it has none), as Asterisk's ast_app_parse_options reads them."""
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(text):
+        letter = text[i]
+        i += 1
+        arg = ""
+        if i < len(text) and text[i] == "(":
+            end = text.find(")", i)
+            end = len(text) if end < 0 else end
+            arg, i = text[i + 1:end], end + 1
+        if letter.strip():
+            opts[letter] = arg
+    return opts
+
+
 def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
-    """Dial(targets[,timeout[,options]]): ring every target, bridge the first to answer."""
+    """Dial(targets[,timeout[,options]]): ring every target, bridge the first to answer.
+
+    Options followed: ``m`` (music on hold while ringing), ``t``/``T`` (the called/calling party gets
+    the DTMF transfer features), ``b(context^exten^priority)`` (a pre-dial handler on each outgoing
+    channel before it is called)."""
     targets_text, timeout, options = split_dial_args(data)
     targets = parse_dial_targets(targets_text)
     if not targets:
@@ -182,6 +207,7 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
         return -1
     for name in DIAL_VARS:
         pbx.set_var(caller, name, "")
+    opts = parse_app_options(options)
     state = _Dial(pbx, caller, options, started=pbx.clock.seconds())
     status = "CHANUNAVAIL"
     for tech, resource in targets:
@@ -198,6 +224,13 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
         _outgoing_setup(pbx, out, "AppDial")
         pbx.set_caller(out, caller.exten, caller.caller_name)
         pbx.set_connected(out, caller.caller_num, caller.caller_name)
+        if "b" in opts:
+            sub = (opts["b"].split("^") + ["s", "1"])[:3] if opts["b"] else []
+            if len(sub) == 3 and sub[0]:
+                try:
+                    pbx.run_subroutine(out, sub[0], sub[1] or "s", int(sub[2] or 1))
+                except ValueError:
+                    log.warning("%s: bad pre-dial handler %r", caller.name, opts["b"])
         try:
             pbx.call(out, resource)
         except RequestFailed as exc:
@@ -209,7 +242,7 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
     if not state.outs:
         pbx.set_var(caller, "DIALSTATUS", status)
         return 0
-    if "m" in options:
+    if "m" in opts:
         pbx.start_moh(caller)
     d = pbx.block(caller, None, cleanup=state.cleanup)
     if timeout is not None and timeout > 0:

@@ -98,6 +98,14 @@ class Channel:
         self.device_final = "NOT_INUSE"
         self.before_destroy: Callable[[Channel], None] | None = None
         self.atxfer: object | None = None  # the attended transfer this channel is doing (sim.transfers)
+        # FEATUREMAP(name) set on this channel (over features.conf), and the DTMF transfer features
+        # Dial gave it (option t: the called party, T: the calling party), kept on the channel like
+        # Asterisk's features datastore so that later bridges (an AMI Bridge after hold) have them too.
+        self.featuremap: dict[str, str] = {}
+        self.xfer_features = False
+        # The atxfer code hooked when the channel last joined a bridge ("" = none): Asterisk installs a
+        # channel's DTMF feature hooks as it enters a bridge, so a code set later is not heard.
+        self.atxfer_hook = ""
         self.pending_caller: tuple[str, str] | None = None
         self.cdr_frozen = False
         self.awaiting_media: Block | None = None

@@ -71,10 +71,12 @@ class Context:
 
 @dataclass(slots=True)
 class Dialplan:
-    """All contexts plus the ``[globals]`` variables."""
+    """All contexts plus the ``[globals]`` variables, and the PBX's ``features.conf`` [featuremap]
+    (feature name -> DTMF code) where the dialplan's scenario sets one."""
 
     contexts: dict[str, Context] = field(default_factory=dict)
     globals: dict[str, str] = field(default_factory=dict)
+    features: dict[str, str] = field(default_factory=dict)
 
     def find(self, context: str, exten: str) -> Extension | None:
         """The extension of ``context`` that ``exten`` dials, Asterisk's matching rules."""
@@ -95,6 +97,22 @@ class Dialplan:
     def exists(self, context: str, exten: str, priority: int = 1) -> bool:
         ext = self.find(context, exten)
         return ext is not None and ext.step(priority) is not None
+
+    def matches_more(self, context: str, exten: str) -> bool:
+        """ast_matchmore_extension(): could more digits after ``exten`` still dial something here?
+        (Digit collection, e.g. an attended transfer's, stops only when this is false.)"""
+        ctx = self.contexts.get(context)
+        if ctx is None:
+            return False
+        for name in ctx.extensions:
+            if not name.startswith("_"):
+                if len(name) > len(exten) and name.startswith(exten):
+                    return True
+                continue
+            for n in range(1, 21):
+                if any(pattern_matches(name, exten + d * n) for d in "0123456789*#"):
+                    return True
+        return False
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,6 +287,7 @@ def dialplan_from_data(data: object, source: str = "dialplan.yaml") -> Dialplan:
     """Build a dialplan from the YAML structure::
 
         globals: {NAME: value}
+        features: {atxfer: "*2"}       # features.conf [featuremap]; Asterisk's defaults otherwise
         contexts:
           context-name:
             "_[+0-9].":
@@ -277,7 +296,7 @@ def dialplan_from_data(data: object, source: str = "dialplan.yaml") -> Dialplan:
     """
     if not isinstance(data, dict):
         raise DialplanError(f"{source}: top level must be a mapping with 'contexts'")
-    unknown = set(data) - {"globals", "contexts"}
+    unknown = set(data) - {"globals", "contexts", "features"}
     if unknown:
         raise DialplanError(f"{source}: unknown top-level keys {sorted(unknown)}")
     dp = Dialplan()
@@ -285,6 +304,10 @@ def dialplan_from_data(data: object, source: str = "dialplan.yaml") -> Dialplan:
     if not isinstance(glob, dict):
         raise DialplanError(f"{source}: globals must be a mapping")
     dp.globals = {str(k): "" if v is None else str(v) for k, v in glob.items()}
+    features = data.get("features") or {}
+    if not isinstance(features, dict):
+        raise DialplanError(f"{source}: features must be a mapping of feature name to DTMF code")
+    dp.features = {str(k): "" if v is None else str(v) for k, v in features.items()}
     contexts = data.get("contexts")
     if not isinstance(contexts, dict):
         raise DialplanError(f"{source}: contexts must be a mapping")

@@ -48,6 +48,8 @@ def write_function(pbx: Pbx, chan: Channel, expr: str, value: str) -> None:
         chan._language = value
     elif fname == "CHANNEL" and args.strip().lower() == "accountcode":
         pbx.set_accountcode(chan, value)
+    elif fname == "FEATUREMAP":
+        chan.featuremap[args.strip().lower()] = value
     # Anything else (DEVICE_STATE, ...) is accepted and ignored, as a module-less Asterisk would warn.
 
 def read_function(pbx: Pbx, chan: Channel, fname: str, args: str) -> str:
@@ -67,6 +69,8 @@ def read_function(pbx: Pbx, chan: Channel, fname: str, args: str) -> str:
         if what == "dnid":
             return chan.dnid
         return ""
+    if fname == "FEATUREMAP":
+        return pbx.feature_code(chan, a.lower())
     if fname == "CONNECTEDLINE":
         return chan.conn_num if a.lower() in ("num", "number") else chan.conn_name
     if fname == "CHANNEL":

@@ -275,3 +275,23 @@ class MemoryNetwork:
     @property
     def open_connections(self) -> int:
         return len(self._pipes)
+
+
+class MemoryConnector:
+    """A client connector over a ``MemoryNetwork`` (the ``IConnector`` part an AMI client uses): connects
+    ``factory``'s protocol to whatever listens at ``server.host``/``server.port``."""
+
+    def __init__(self, net: MemoryNetwork, server: Any, factory: Any) -> None:
+        self.server = server
+        proto = factory.buildProtocol(None)
+        d = net.connect(server.host, server.port, proto)
+        d.addErrback(lambda failure: factory.clientConnectionFailed(self, failure))
+
+    def stopConnecting(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    def getDestination(self) -> str:
+        return f"memory:{self.server.host}:{self.server.port}"

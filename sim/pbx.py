@@ -109,6 +109,9 @@ class Pbx:
         self.endpoint_context = endpoint_context
         self.apps: dict[str, App] = {k.lower(): v for k, v in (apps or APPLICATIONS).items()}
         self.globals: dict[str, str] = dict(dialplan.globals)
+        # features.conf [featuremap]: Asterisk 22's defaults (main/features_config.c: blindxfer "#",
+        # disconnect "*", atxfer "" -- no attended transfer code unless configured), then the scenario's.
+        self.featuremap: dict[str, str] = {"blindxfer": "#", "disconnect": "*", "atxfer": "", **dialplan.features}
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
         self._listeners: list[EventListener] = []
@@ -367,6 +370,31 @@ class Pbx:
                 del chan.variables[key]
         chan.variables[name] = value
         self.chan_event("VarSet", chan, [("Variable", name), ("Value", value)], "dialplan,all")
+
+    def feature_code(self, chan: Channel, feature: str) -> str:
+        """ast_get_builtin_feature(): the channel's FEATUREMAP code for ``feature``, else features.conf's."""
+        code = chan.featuremap.get(feature)
+        return self.featuremap.get(feature, "") if code is None else code
+
+    def run_subroutine(self, chan: Channel, context: str, exten: str, priority: int = 1) -> None:
+        """A pre-dial handler (Dial option ``b(context^exten^priority)``) on the outgoing channel: its
+        priorities run at once until ``Return()``. Only applications that finish at once (Set, NoOp,
+        ...) are supported, which is what a pre-dial handler may run before the channel is called."""
+        ext = self.dialplan.find(context, exten)
+        step = ext.step(priority) if ext is not None else None
+        while step is not None:
+            if step.app.lower() == "return":
+                return
+            data = self.substitute(chan, step.data)
+            self.chan_event("Newexten", chan, [("Extension", exten), ("Application", step.app),
+                                               ("AppData", data)], "dialplan,all")
+            res = self.run_app(chan, step.app, data)
+            if isinstance(res, Deferred) or res != 0:
+                log.warning("%s: pre-dial handler %s,%s stopped at %s", chan.name, context, exten, step.app)
+                return
+            assert ext is not None
+            step = ext.step(step.number + 1)
+        log.warning("%s: pre-dial handler %s,%s,%s ended without Return()", chan.name, context, exten, priority)
 
     def write_function(self, chan: Channel, expr: str, value: str) -> None:
         write_function(self, chan, expr, value)
@@ -733,6 +761,8 @@ class Pbx:
             member._linkedid = oldest
         bridge.channels.append(chan)
         chan.bridge = bridge
+        # bridge_basic_setup_features(): the transfer hooks a channel has in this bridge are fixed now.
+        chan.atxfer_hook = self.feature_code(chan, "atxfer") if chan.xfer_features else ""
         # The CDR of a bridged channel records its peer and keeps the application it was bridged in.
         chan.cdr_frozen = True
         for member in bridge.channels:

@@ -5,6 +5,8 @@ Imports sim.pbx only; no reactor, no wall clock.
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IDelayedCall
+
 from sim.ami_events import bridge_headers, snapshot
 from sim.pbx import Bridge, Channel, Pbx, RequestFailed
 
@@ -67,6 +69,13 @@ class _Atxfer:
         self.held = held
         self.second: Bridge | None = None
         self.target: Channel | None = None
+        self.timer: IDelayedCall | None = None  # digit timeout or invalid-extension retries
+
+    def give_up(self) -> None:
+        """The extension never dialled (or the call could not start): back to the held party."""
+        self.timer = None
+        if not self.chan.dead and self.chan.atxfer is self:
+            self._back_to_caller()
 
     def on_target(self, out: Channel, what: str) -> None:
         pbx, chan = self.pbx, self.chan
@@ -82,15 +91,25 @@ class _Atxfer:
             pbx.bridge_enter(self.second, chan)
             pbx.bridge_peers_vars(self.second)
             chan.before_destroy = self.complete
+            out.before_destroy = self._target_gone
         elif what in ("busy", "congestion", "hangup"):
             out.observer = None
             if not out.dead:
                 pbx.destroy(out)
             self._back_to_caller()
 
+    def _target_gone(self, target: Channel) -> None:
+        """The consulted party hung up (STIMULUS_TRANSFER_TARGET_HANGUP while consulting): the
+        transferer goes back to the held party (bridge_basic.c consulting_exit -> TRANSFER_REBRIDGE)."""
+        if self.chan.atxfer is self and not self.chan.dead:
+            self.pbx.soon(self._back_to_caller)
+
     def _back_to_caller(self) -> None:
         """The consultation failed or was cancelled: the transferer talks to the held party again."""
         pbx, chan = self.pbx, self.chan
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
         chan.before_destroy = None
         chan.atxfer = None
         if self.second is not None and chan.bridge is self.second:
@@ -112,6 +131,7 @@ class _Atxfer:
         target = self.target
         if target is not None and not target.dead:
             target.observer = None
+            target.before_destroy = None
             if target.bridge is not None:
                 self.pbx.bridge_leave(target)
             self.pbx.softhangup(target, 16)
@@ -146,29 +166,73 @@ class _Atxfer:
         pbx.soon(pbx.bridge_destroy_if_empty, second)
 
 
-def attended_transfer(pbx: Pbx, chan: Channel, context: str, exten: str) -> None:
-    """Atxfer: ``chan`` puts its bridge on hold, calls ``exten@context`` (a Local channel); when
-    ``chan`` hangs up the held party and the target are joined (BridgeMerge + AttendedTransfer)."""
-    orig = chan.bridge
-    if orig is None or len(orig.channels) < 2:
-        raise TransferError("Channel is not in a bridge")
-    if chan.atxfer is not None:
-        raise TransferError("Atxfer already in progress")
-    held = [c for c in orig.channels if c is not chan]
-    job = _Atxfer(pbx, chan, orig, held)
-    pbx.set_var(chan, "TRANSFER_CONTEXT", context)
-    for digit in "*2":
+# DTMF digits a channel can receive (the Atxfer action queues its Exten as DTMF frames).
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+# transferdigittimeout (features.conf default 3 s): a transfer extension that could still grow is
+# dialled after this pause.
+TRANSFER_DIGIT_TIMEOUT = 3.0
+# An extension that does not exist (or is not DTMF): three tries of 3 s, each with the invalid-transfer
+# prompt, then the transferer is back with the held party. Measured on Asterisk 22.10.1: 19.8 s from
+# the Hold event to the Unhold event.
+INVALID_TRANSFER_SECONDS = 19.8
+
+
+def _pass_dtmf(pbx: Pbx, chan: Channel, digits: str) -> None:
+    """DTMF with no feature hook behind it: heard by the channel, passed on to its bridge peers."""
+    for digit in digits:
         pbx.dtmf(chan, digit, 0, begin=False)
+        for other in list(chan.bridge.channels) if chan.bridge is not None else []:
+            if other is not chan:
+                pbx.chan_event("DTMFEnd", other, [("Digit", digit), ("DurationMs", "0"), ("Direction", "Sent")],
+                               "dtmf,all")
+
+
+def atxfer_feature(pbx: Pbx, chan: Channel, code: str, exten: str) -> None:
+    """What Asterisk 22 does with the DTMF that an AMI ``Atxfer`` queues on ``chan``: the atxfer feature
+    ``code`` and then ``exten`` (main/manager.c action_atxfer).
+
+    The feature starts only where ``chan`` entered its bridge with the transfer features (Dial option
+    ``t`` for the called party, ``T`` for the caller) and that code: otherwise the digits are plain DTMF
+    passed to the other party and nothing happens. The digits then dial ``exten`` in the transfer
+    context (``TRANSFER_CONTEXT`` or the channel's own) as soon as nothing longer could match; an
+    extension that does not exist, or is not DTMF (``s``), never dials: after the invalid-transfer
+    retries the transferer is back with the held party."""
+    bridge = chan.bridge
+    if bridge is None or not code or chan.atxfer_hook != code or chan.atxfer is not None:
+        _pass_dtmf(pbx, chan, code + exten)
+        return
+    context = pbx.get_var(chan, "TRANSFER_CONTEXT") or chan.context
+    for digit in code:
+        pbx.dtmf(chan, digit, 0, begin=False)
+    held = [c for c in bridge.channels if c is not chan]
+    job = _Atxfer(pbx, chan, bridge, held)
+    chan.atxfer = job
     pbx.chan_event("Hold", chan)
     for party in held:
         pbx.start_moh(party)
     for digit in exten:
         pbx.dtmf(chan, digit, 0, begin=False)
+    dialable = set(exten) <= DTMF_DIGITS and pbx.dialplan.exists(context, exten, 1)
+    if not dialable:
+        job.timer = pbx.later(INVALID_TRANSFER_SECONDS, job.give_up)
+    elif pbx.dialplan.matches_more(context, exten):
+        job.timer = pbx.later(TRANSFER_DIGIT_TIMEOUT, _dial_target, job, context, exten)
+    else:
+        _dial_target(job, context, exten)
+
+
+def _dial_target(job: _Atxfer, context: str, exten: str) -> None:
+    """Call ``exten@context`` (a Local channel) for the consultation; when the transferer hangs up the
+    held party and the target are joined (BridgeMerge + AttendedTransfer)."""
+    pbx, chan = job.pbx, job.chan
+    job.timer = None
+    if chan.dead or chan.atxfer is not job:
+        return
     try:
         target = pbx.request("Local", f"{exten}@{context}", chan)
-    except RequestFailed as exc:
-        job._back_to_caller()
-        raise TransferError("Atxfer failed") from exc
+    except RequestFailed:
+        job.give_up()
+        return
     pbx.inherit_variables(chan, target)  # e.g. __CTI_CONSULT_DIAL for [cti-consult]
     pbx.set_var(target, "TRANSFERERNAME", chan.name)
     pbx.set_var(target, "ATTENDEDTRANSFER", chan.name)
@@ -176,16 +240,24 @@ def attended_transfer(pbx: Pbx, chan: Channel, context: str, exten: str) -> None
     job.target = target
     try:
         pbx.call(target, f"{exten}@{context}", two_caller=(chan.caller_num, chan.caller_name))
-    except RequestFailed as exc:
-        job._back_to_caller()
-        raise TransferError("Atxfer failed") from exc
+    except RequestFailed:
+        job.give_up()
+        return
     target.observer = job.on_target
-    chan.atxfer = job
+
+
+def attended_transfer(pbx: Pbx, chan: Channel, context: str, exten: str) -> None:
+    """An attended transfer as a transferer with the features would start it (the code of its hook):
+    for tests and scenarios that skip the AMI action."""
+    pbx.set_var(chan, "TRANSFER_CONTEXT", context)
+    atxfer_feature(pbx, chan, chan.atxfer_hook or pbx.feature_code(chan, "atxfer"), exten)
 
 
 def cancel_attended_transfer(pbx: Pbx, chan: Channel) -> None:
-    """CancelAtxfer: abandon ``chan``'s consultation and return it to the held party."""
+    """CancelAtxfer: the atxferabort code (``*1``) on ``chan``; with a consultation in progress it
+    hangs the consultation up and returns ``chan`` to the held party, otherwise it is plain DTMF."""
     job = chan.atxfer
     if not isinstance(job, _Atxfer):
-        raise TransferError("No attended transfer in progress")
+        _pass_dtmf(pbx, chan, "*1")
+        return
     job.cancel()

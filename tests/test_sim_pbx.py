@@ -227,7 +227,7 @@ def _consulting() -> tuple[VirtualClock, Pbx, list[AMIMessage], object, object]:
     agent = pbx.find_channel("PJSIP/1001-00000001")
     assert agent is not None
     pbx.set_var(agent, "__CTI_CONSULT_DIAL", "PJSIP/2002")
-    attended_transfer(pbx, agent, "cti-consult", "s")
+    attended_transfer(pbx, agent, "cti-consult", "0")
     clock.run_for(4)
     return clock, pbx, events, chan, agent
 
@@ -243,7 +243,7 @@ def test_consult_attended_transfer_joins_caller_and_target() -> None:
     assert [e.name for e in events if e.name in ("BridgeMerge", "AttendedTransfer")] == [
         "BridgeMerge", "AttendedTransfer"]
     assert chan.bridge is not None  # type: ignore[attr-defined]
-    assert chan.bridge is pbx.find_channel("Local/s@cti-consult-00000000;1").bridge  # type: ignore[attr-defined, union-attr]
+    assert chan.bridge is pbx.find_channel("Local/0@cti-consult-00000000;1").bridge  # type: ignore[attr-defined, union-attr]
 
 
 def test_cancelled_attended_transfer_returns_agent_to_caller() -> None:
