@@ -10,8 +10,12 @@ AMI actions on the caller's and the agent's channels, in the dialplan contexts o
   ``cti-agent-onhold``; retrieve: AMI ``Bridge`` of the two channels again;
 * blind transfer to a queue: ``Setvar CTI_QUEUE`` + ``Redirect`` to ``cti-hold`` (the ACD re-queues);
   to a number: ``Setvar CTI_TRANSFER_DIAL`` + ``Redirect`` to ``cti-transfer``;
-* attended transfer: ``Setvar __CTI_CONSULT_DIAL`` on the agent's leg + ``Atxfer`` to ``cti-consult,s``;
-  complete: ``Hangup`` of the agent's leg (Asterisk joins caller and target); cancel: ``CancelAtxfer``.
+* attended transfer: ``Setvar __CTI_CONSULT_DIAL`` on the agent's leg + ``Atxfer`` to ``cti-consult``,
+  extension ``0`` (Asterisk plays the Exten as DTMF, so it must be digits; the agent's leg has the
+  atxfer code because [cti-agent] dials it with option ``t`` and the pre-dial handler
+  [cti-agent-leg]); the caller hears music meanwhile. Complete: ``Hangup`` of the agent's leg (Asterisk
+  joins caller and target); back to the caller: ``CancelAtxfer``. The target hanging up also returns
+  the agent to the caller: the server sees the agent's leg bridged with the caller again.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ if TYPE_CHECKING:
     from cti.server import CtiServer, LiveCall
 
 log = logging.getLogger("cti.console")
+
+# The consultation's context and extension in extensions_cti.conf: AMI Atxfer plays the Exten into the
+# transfer as DTMF, so it must be digits that match at once ("s" never dials).
+CONSULT_CONTEXT = "cti-consult"
+CONSULT_EXTEN = "0"
 
 
 async def _result(d: defer.Deferred[Any]) -> Any:
@@ -183,8 +192,10 @@ class ServerConsoleBackend:
         dial = self.server.cfg.pbx.dial_string(str(params["number"]))
         await self._ami(server, "Setvar", {"Channel": live.agent_channel, "Variable": "__CTI_CONSULT_DIAL",
                                            "Value": dial})
-        await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": "cti-consult", "Exten": "s"})
+        await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": CONSULT_CONTEXT,
+                                           "Exten": CONSULT_EXTEN})
         live.status = "consulting"
+        live.consult = {"number": str(params["number"]), "state": "ringing"}
         return self._push_call(live)
 
     async def _do_attended_complete(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +209,7 @@ class ServerConsoleBackend:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
         await self._ami(live.queued.server, "CancelAtxfer", {"Channel": live.agent_channel})
-        live.status = "connected"
+        live.status, live.consult = "connected", None
         return self._push_call(live)
 
     # ---------------------------------------------------------------- after the call

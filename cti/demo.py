@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from acd.events import AgentStateChanged, CallAbandoned, CallAnswered, CallOverflowed, QueueCallFinished
-from config.schema import AsteriskServer, CtiConfig
+from config.schema import CtiConfig
 from cti.events import CallEnded, CallQueued, CallStarted
 from cti.server import CtiServer
 from dialer.events import AttemptFinished, AttemptStarted
@@ -109,25 +109,6 @@ class CallLedger:
 # ---------------------------------------------------------------------------------------------------
 # virtual time
 
-class _MemoryConnector:
-    """The AMI client's connector over a MemoryNetwork (IConnector enough for AMIClient)."""
-
-    def __init__(self, net: Any, server: AsteriskServer, factory: Any) -> None:
-        self.server = server
-        proto = factory.buildProtocol(None)
-        d = net.connect(server.host, server.port, proto)
-        d.addErrback(lambda failure: factory.clientConnectionFailed(self, failure))
-
-    def stopConnecting(self) -> None:
-        pass
-
-    def disconnect(self) -> None:
-        pass
-
-    def getDestination(self) -> str:
-        return f"memory:{self.server.host}:{self.server.port}"
-
-
 @dataclass
 class VirtualStack:
     clock: Any
@@ -164,7 +145,7 @@ def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool
     from ivr.fastagi import FastAgiFactory
     from sim.ami_server import AMIServerFactory
     from sim.clock import VirtualClock
-    from sim.memory_transport import MemoryNetwork
+    from sim.memory_transport import MemoryConnector, MemoryNetwork
     from sim.runner import build_sim
 
     cfg = with_demo_callers(cfg)
@@ -173,7 +154,7 @@ def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool
     sim = build_sim(cfg, clock, agi_connect=net.connect, seed=seed)
     pbx_cfg = sim.server or cfg.asterisk[0]
     net.listen(pbx_cfg.host, pbx_cfg.port, AMIServerFactory(sim.ami))
-    server = CtiServer(cfg, clock=clock, ami_connector=lambda s, f: _MemoryConnector(net, s, f))
+    server = CtiServer(cfg, clock=clock, ami_connector=lambda s, f: MemoryConnector(net, s, f))
     ledger = CallLedger()
     server.subscribe(ledger)
     fastagi = FastAgiFactory(cfg.ivr, server.ivr_sink, lookup=demo_customers_lookup(), clock=clock)

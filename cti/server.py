@@ -37,7 +37,7 @@ from cti.ami.message import AMIMessage
 from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.dispatch import Dispatcher
-from cti.events import AmiConnectionChanged, CallQueued, DialStarted, DomainEvent
+from cti.events import AmiConnectionChanged, CallBridged, CallQueued, DialStarted, DomainEvent
 from dialer.events import DialerEvent
 from ivr.events import CallbackRequested, IvrEvent
 from ivr.ports import RecentCompletions
@@ -88,6 +88,7 @@ class LiveCall:
     status: str = "waiting"  # waiting | ringing | connected | held | consulting | ended
     since: float = 0.0
     pop: dict[str, Any] | None = None
+    consult: dict[str, str] | None = None  # while consulting: the number and "ringing" | "talking"
 
 
 class CtiServer:
@@ -273,6 +274,8 @@ class CtiServer:
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.agent_channel = event.dest_channel
+        elif isinstance(event, CallBridged):
+            self._consultation_bridged(event)
         for listener in self._listeners:
             listener(event)
         self.apply(self.acd.handle(event, now))
@@ -280,6 +283,21 @@ class CtiServer:
             self.apply(self.dialer.handle(event, now))
         if prefetch is not None and not prefetch.agent_id:
             self._prefetch(prefetch.queued)  # the caller waits: warm the pop (an offer at once looked it up)
+
+    def _consultation_bridged(self, event: CallBridged) -> None:
+        """While an agent consults, a bridge of the agent's leg says how it goes: with the caller again
+        (the target hung up, or the consultation was cancelled or failed) the agent is back on the call;
+        with anyone else the target answered."""
+        for live in self.calls.values():
+            if live.status != "consulting" or live.queued.server != event.server \
+                    or live.agent_channel not in event.channels:
+                continue
+            if live.queued.channel in event.channels:
+                live.status, live.consult, live.since = "connected", None, event.ts
+            elif live.consult is not None:
+                live.consult = dict(live.consult, state="talking")
+            self._push_call(live)
+            return
 
     def apply(self, outputs: list[Any]) -> None:
         for out in outputs:
@@ -475,7 +493,7 @@ class CtiServer:
 
     def call_message(self, live: LiveCall) -> dict[str, Any]:
         return {"type": "call", "call_id": live.queued.call_id, "status": live.status, "since": live.since,
-                "consult": None, "queue": live.queued.queue}
+                "consult": dict(live.consult) if live.consult else None, "queue": live.queued.queue}
 
     def _push_call(self, live: LiveCall) -> None:
         if live.agent_id:

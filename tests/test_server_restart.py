@@ -7,9 +7,10 @@ from pathlib import Path
 
 from acd.events import CallAbandoned, CallAnswered
 from config.load import load_config
-from cti.demo import DEMO_EPOCH, CallLedger, _MemoryConnector, build_virtual, log_in_agents, with_demo_callers
+from cti.demo import DEMO_EPOCH, CallLedger, build_virtual, log_in_agents, with_demo_callers
 from cti.events import CallQueued
 from cti.server import CtiServer
+from sim.memory_transport import MemoryConnector
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 
@@ -28,7 +29,7 @@ def test_callers_holding_across_a_server_restart_are_routed() -> None:
     stack.server.stop()
     stack.clock.run_for(2.0)
 
-    fresh = CtiServer(cfg, clock=stack.clock, ami_connector=lambda s, f: _MemoryConnector(stack.net, s, f))
+    fresh = CtiServer(cfg, clock=stack.clock, ami_connector=lambda s, f: MemoryConnector(stack.net, s, f))
     seen: list[object] = []
     fresh.subscribe(seen.append)
     fresh.subscribe(CallLedger())
