@@ -168,7 +168,8 @@ def test_ivr_decision_wins_over_agistatus_failure_from_a_missing_prompt() -> Non
     """A prompt the PBX lacks makes res_agi end AGI() with AGISTATUS=FAILURE although the flow went on and
     decided; the shipped dialplan honours CTI_NEXT first, so the caller is transferred, not queued to the
     fallback queue (issue 11, seen on Asterisk 22.10.1)."""
-    clock, pbx, events, _ = _pbx_with_ivr(["ANSWER", 'STREAM FILE welcome ""', "SET VARIABLE CTI_TRANSFER_DIAL Local/2000@x",
+    clock, pbx, events, _ = _pbx_with_ivr(["ANSWER", 'STREAM FILE welcome ""',
+                                           "SET VARIABLE CTI_TRANSFER_DIAL Local/2000@x",
                                            "SET VARIABLE CTI_NEXT transfer"])
     pbx.inbound_call("+15550100", "+15551230001", "Jane")
     clock.run_for(10)
