@@ -81,6 +81,10 @@ PROMPT_SECONDS: dict[str, float] = {
     "silence/1": 1.0, "pls-hold-while-try": 2.4, "queue-thankyou": 1.6,
     "queue-callswaiting": 1.9, "queue-holdtime": 2.2, "pbx-invalid": 1.6, "vm-enter-num-to-call": 2.0,
     "please-try-again": 1.0, "agent-loginok": 1.0, "hello-world": 1.3,
+    # the example flows' prompts, from Debian's core sound files (GSM: 33 bytes per 20 ms frame)
+    "basic-pbx-ivr-main": 25.4, "number": 0.92, "astcc-followed-by-the-pound-key": 1.52, "auth-thankyou": 0.96,
+    "confbridge-pin": 5.14, "im-sorry": 1.04, "sorry": 1.24, "pm-invalid-option": 3.22, "privacy-incorrect": 2.66,
+    "vm-intro": 5.66, "vm-nobodyavail": 2.8,
 }
 
 # res_agi: EVERY usage text is the XML <description>, one line per <para> (markup kept, whitespace
