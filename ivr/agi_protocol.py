@@ -326,7 +326,13 @@ class AgiServerCodec:
                     return fast
             if not self._buffer and data.find(b"\n") == len(data) - 1 and len(data) <= self.max_line_bytes + 1:
                 # the common case: exactly one complete reply line in this read
-                event = self._line(*decode_line(data[:-1].rstrip(b"\r")))
+                raw = data[:-1].rstrip(b"\r")
+                encoding: Encoding = "utf-8"
+                try:  # decode_line, inlined on the hot path
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    text, encoding = raw.decode("latin-1"), "latin-1"
+                event = self._line(text, encoding)
                 return [event] if event is not None else []
             self._buffer += data
             while True:
