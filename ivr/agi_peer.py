@@ -3,7 +3,9 @@
 Tests, the benchmark and simulators use it to play the PBX: ``environment()`` gives the ``agi_*`` block,
 ``reply_to(line)`` the bytes Asterisk would answer to one command line, in the exact forms of
 ../tests/fixtures/asterisk/fastagi.txt (``200 result=53 endpos=...``, ``200 result= (timeout)``, ``510``,
-``511`` on a dead channel, ``HANGUP`` after the reply of the command running at hang-up). No sockets.
+``511`` on a dead channel, ``HANGUP`` after the reply of the command running at hang-up; a prompt in
+``missing_prompts`` gives ``STREAM FILE``'s ``200 result=-1 endpos=0`` and ``GET DATA``'s ``200 result=-1``).
+No sockets.
 
 The caller's keypad is a list of tokens, one per input the IVR asks for:
 ``"5"`` a key (taken by an escapable STREAM FILE, WAIT FOR DIGIT or GET DATA), ``"1234#"`` digits for
@@ -110,6 +112,8 @@ class ScriptedCaller:
     def _get_data(self, args: list[str]) -> str:
         if not args:
             return _USAGE
+        if args[0] in self.missing_prompts:
+            return "200 result=-1"  # Asterisk 22: the prompt cannot be opened, no digit is read
         max_digits = int(args[2]) if len(args) > 2 and args[2].isdigit() else 1024
         token = self._next_key() or ""
         if "#" in token:

@@ -8,7 +8,12 @@ Wire rules followed (see ../tests/fixtures/asterisk/fastagi.txt and README):
 - environment: ``agi_key: value\\n`` lines ended by an empty line; values may be empty (``agi_accountcode: ``);
 - replies: ``200 result=<n>[ (<data>)][ endpos=<n>]``; ``GET DATA`` may answer ``200 result= (timeout)``;
   ``510 ...``/``511 ...`` one line; ``520-...`` multi-line usage ending with ``520 End of proper usage.``;
-- ``HANGUP`` arrives on its own line after the reply of the command that was running.
+- ``HANGUP`` arrives on its own line after the reply of the command that was running;
+- bytes: Asterisk passes values through unchanged (a latin-1 trunk's caller name, a latin-1 variable), so
+  each line is decoded on its own, as UTF-8 when it is valid UTF-8, else as latin-1 (every byte one
+  character: the raw bytes stay reachable with ``AgiReply.data_bytes`` / ``AgiEnvironment.raw``);
+- ``agi_network_script`` is the URL's path and query exactly as the dialplan wrote them (res_agi does
+  not decode them): ``main%20menu`` is the flow ``main menu``.
 
 Errors (one tree, one root):
     AgiError
@@ -20,11 +25,22 @@ Limits: one line at most ``max_line_bytes``; at most ``max_env_lines`` environme
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
+
+Encoding = Literal["utf-8", "latin-1"]
+
+
+def decode_line(raw: bytes) -> tuple[str, Encoding]:
+    """One AGI line as text: UTF-8 when it is valid UTF-8, else latin-1 (which keeps every byte)."""
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
 
 
 class AgiError(Exception):
@@ -46,9 +62,14 @@ class AgiEnvironment:
     """The ``agi_*`` variables Asterisk sends first, with the parts the IVR uses."""
 
     values: Mapping[str, str]
+    latin1: frozenset[str] = frozenset()  # keys whose line was not UTF-8 and was decoded as latin-1
 
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key, default)
+
+    def raw(self, key: str) -> bytes:
+        """The value's bytes as Asterisk sent them."""
+        return self.get(key).encode("latin-1" if key in self.latin1 else "utf-8")
 
     @property
     def uniqueid(self) -> str:
@@ -80,8 +101,8 @@ class AgiEnvironment:
 
     @property
     def flow_name(self) -> str:
-        """The AGI URL path: ``agi://host:4573/<flow>?k=v`` -> ``<flow>``."""
-        return self.script.split("?", 1)[0].strip("/")
+        """The AGI URL path, URL-decoded: ``agi://host:4573/main%20menu?k=v`` -> ``main menu``."""
+        return unquote(self.script.split("?", 1)[0]).strip("/")
 
     @property
     def params(self) -> dict[str, str]:
@@ -121,10 +142,16 @@ class AgiReply:
     data: str | None = None
     endpos: int | None = None
     text: str = ""  # the line after the code (for 520: the usage lines joined by newlines)
+    encoding: Encoding = "utf-8"  # how the line was decoded (latin-1 when it was not valid UTF-8)
 
     @property
     def ok(self) -> bool:
         return self.code == 200
+
+    @property
+    def data_bytes(self) -> bytes | None:
+        """The parenthesised data as Asterisk sent it (``GET VARIABLE`` of a latin-1 value keeps its bytes)."""
+        return None if self.data is None else self.data.encode(self.encoding)
 
     @property
     def number(self) -> int | None:
@@ -273,6 +300,7 @@ class AgiServerCodec:
         self.hung_up = False
         self._buffer = bytearray()
         self._env: dict[str, str] = {}
+        self._latin1: set[str] = set()
         self._usage: list[str] | None = None
 
     def send(self, command: AgiCommand) -> bytes:
@@ -298,7 +326,13 @@ class AgiServerCodec:
                     return fast
             if not self._buffer and data.find(b"\n") == len(data) - 1 and len(data) <= self.max_line_bytes + 1:
                 # the common case: exactly one complete reply line in this read
-                event = self._line(data[:-1].rstrip(b"\r").decode("utf-8", errors="replace"))
+                raw = data[:-1].rstrip(b"\r")
+                encoding: Encoding = "utf-8"
+                try:  # decode_line, inlined on the hot path
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    text, encoding = raw.decode("latin-1"), "latin-1"
+                event = self._line(text, encoding)
                 return [event] if event is not None else []
             self._buffer += data
             while True:
@@ -313,7 +347,7 @@ class AgiServerCodec:
                 del self._buffer[: end + 1]
                 if raw.endswith(b"\r"):
                     raw = raw[:-1]
-                event = self._line(raw.decode("utf-8", errors="replace"))
+                event = self._line(*decode_line(raw))
                 if event is not None:
                     events.append(event)
         except AgiProtocolError:
@@ -330,7 +364,10 @@ class AgiServerCodec:
         end = data.find(b"\n\n")
         if end < 0 or end + 1 > self.max_line_bytes or b"\r" in data[:end]:
             return None
-        block = data[: end + 1].decode("utf-8", errors="replace")
+        try:
+            block = data[: end + 1].decode("utf-8")
+        except UnicodeDecodeError:  # some line is latin-1: the line-by-line path decodes each on its own
+            return None
         lines = block.count("\n")
         if lines > self.max_env_lines:
             return None
@@ -345,25 +382,27 @@ class AgiServerCodec:
             events += self.receive_data(rest)
         return events
 
-    def _line(self, text: str) -> AgiEvent | None:
+    def _line(self, text: str, encoding: Encoding = "utf-8") -> AgiEvent | None:
         if self.state == "env":
             if text == "":
                 if not self._env:
                     raise AgiProtocolError("empty AGI environment")
                 self.state = "commands"
-                return AgiEnvironment(self._env)
+                return AgiEnvironment(self._env, frozenset(self._latin1))
             if len(self._env) >= self.max_env_lines:
                 raise AgiProtocolError(f"more than {self.max_env_lines} environment lines")
             m = _ENV_LINE.match(text)
             if not m:
                 raise AgiProtocolError(f"not an AGI environment line: {_clip(text)}")
             self._env[m.group(1)] = (m.group(2) or "").strip()
+            if encoding == "latin-1":
+                self._latin1.add(m.group(1))
             return None
         if self._usage is not None:
             if text.startswith("520 ") or text == "520":
                 usage = "\n".join(self._usage)
                 self._usage = None
-                return self._answered(AgiReply(520, text=usage))
+                return self._answered(AgiReply(520, text=usage, encoding=encoding))
             if len(self._usage) >= self.max_usage_lines:
                 raise AgiProtocolError(f"520 usage text longer than {self.max_usage_lines} lines")
             self._usage.append(text)
@@ -376,7 +415,10 @@ class AgiServerCodec:
         if text.startswith("520-"):
             self._usage = [text[4:]]
             return None
-        return self._answered(parse_reply_line(text))
+        reply = parse_reply_line(text)
+        if encoding != "utf-8":
+            reply = dataclasses.replace(reply, encoding=encoding)
+        return self._answered(reply)
 
     def _answered(self, reply: AgiReply) -> AgiReply:
         self.pending = None

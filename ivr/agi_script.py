@@ -27,7 +27,7 @@ from typing import IO, Any
 from asterisk.agi import AGI, AGISIGHUPHangup
 
 from ivr.agi_protocol import AgiEnvironment, AgiProtocolError, AgiReply, AgiServerCodec, HangupNotice
-from ivr.events import IvrCompleted, IvrEvent
+from ivr.events import IvrCompleted, IvrEvent, PromptMissing
 from ivr.interpreter import Action, EmitEvent, IvrSession, LookupCustomer, SendCommand
 from ivr.ports import CustomerLookup, InMemoryCustomerLookup, LookupResult
 
@@ -145,6 +145,9 @@ class ScriptRunner:
             record = {"type": type(event).__name__, **dataclasses.asdict(event)}
             self.events_out.write(json.dumps(record, default=str) + "\n")
             self.events_out.flush()
+        if isinstance(event, PromptMissing):  # one process per call: once per prompt per call
+            print(f"cti-agi: flow {event.flow!r} node {event.node!r}: cannot play prompt {event.prompt!r} "
+                  "(no such sound file?); skipped", file=sys.stderr)
         if isinstance(event, IvrCompleted):
             print(f"cti-agi: flow {event.flow} uniqueid {event.uniqueid} outcome {event.outcome}"
                   + (f" queue {event.queue}" if event.queue else "") + (f" ({event.reason})" if event.reason else ""),

@@ -1,7 +1,8 @@
 """What the IVR tells the rest of the system: frozen event values. No I/O, no imports from other packages.
 
 ``IvrStarted`` when a FastAGI session begins a flow, ``IvrCompleted`` when it ends (the server stores it
-by ``uniqueid`` so the screen pop can show the caller's path), ``CallbackRequested`` for the dialer.
+by ``uniqueid`` so the screen pop can show the caller's path), ``CallbackRequested`` for the dialer,
+``PromptMissing`` when the PBX could not play a prompt the flow names (the flow skipped it).
 ``ts`` is the time the shell passed in (epoch seconds); ``server`` names the PBX the session came from.
 Secret collected values never reach these events: they are ``"****"`` in ``collected`` and in ``path``.
 """
@@ -66,3 +67,12 @@ class CallbackRequested(IvrEvent):
     queue: str = ""
     when: float | None = None
     collected: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMissing(IvrEvent):
+    """The PBX could not play ``prompt`` at ``node`` (``STREAM FILE`` / ``GET DATA`` answered ``-1`` on a live
+    channel: the sound file does not exist there). The flow skipped it; sent once per prompt per call."""
+
+    node: str = ""
+    prompt: str = ""

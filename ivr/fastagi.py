@@ -5,6 +5,10 @@ Owns the I/O policy only: who may connect (``allow_from``), how many sessions at
 reply, ``lookup_timeout`` per customer look-up), and what to do with junk (log it, close that one
 connection, keep serving). Time comes from the ``clock`` argument (``IReactorTime``; the reactor by
 default). Protocol rules live in ``ivr.agi_protocol``, flow logic in ``ivr.interpreter``.
+
+Logging: refused connections and timeouts can come in floods (a scanner, a PBX with a wrong address),
+so they go through ``WarningDigest``: one line per kind per minute with a count. A prompt the PBX cannot
+play (``PromptMissing``) is logged once per PBX and prompt, naming the flow and node where it was seen.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from ivr.agi_protocol import (
     AgiServerCodec,
     HangupNotice,
 )
+from ivr.events import PromptMissing
 from ivr.flow import IvrSection
 from ivr.interpreter import Action, EmitEvent, EndSession, IvrSession, LookupCustomer, SendCommand
 from ivr.ports import CustomerLookup, IvrEventSink, LookupResult
+from ivr.warning_digest import WarningDigest
 
 log = logging.getLogger("ivr.fastagi")
 
@@ -85,13 +91,13 @@ class FastAgiSession(Protocol):
         self.peer = getattr(peer, "host", str(peer))
         if not f.allowed(self.peer):
             f.stats["refused"] += 1
-            log.warning("FastAGI connection from %s refused: not in ivr.allow_from", self.peer)
+            f.warnings.warn("refusal", "FastAGI connection from %s refused: not in ivr.allow_from", self.peer)
             self._close(abort=True)
             return
         if f.active >= f.section.max_sessions:
             f.stats["refused"] += 1
-            log.warning("FastAGI connection from %s refused: %d sessions already (ivr.max_sessions)",
-                        self.peer, f.active)
+            f.warnings.warn("refusal", "FastAGI connection from %s refused: %d sessions already (ivr.max_sessions)",
+                            self.peer, f.active)
             self._close(abort=True)
             return
         f.active += 1
@@ -238,7 +244,8 @@ class FastAgiSession(Protocol):
         command, seconds = self._waiting_for, self._waiting_seconds
         what = "no AGI environment" if command is None else f"no reply to {command.verb}"
         self.factory.stats["timeouts"] += 1
-        log.warning("FastAGI session from %s timed out: %s within %.0f s", self.peer, what, seconds)
+        self.factory.warnings.warn("timeout", "FastAGI session from %s timed out: %s within %.0f s",
+                                   self.peer, what, seconds)
         self._fail(f"timeout: {what}", abort=True)
 
     def _fail(self, reason: str, abort: bool = False) -> None:
@@ -275,8 +282,14 @@ class FastAgiFactory(ServerFactory):
         self.server_names = dict(server_names or {})
         self.active = 0
         self.stats = {"sessions": 0, "ended": 0, "refused": 0, "protocol_errors": 0, "timeouts": 0,
-                      "unknown_flow": 0, "sink_errors": 0}
+                      "unknown_flow": 0, "sink_errors": 0, "missing_prompts": 0}
+        self.warnings = WarningDigest(log, self.clock)
+        self.missing_prompts: set[tuple[str, str]] = set()  # (PBX, prompt) already logged
         self._networks = section.allowed_networks()
+
+    def stopFactory(self) -> None:
+        """The listener stops: log the warnings still being counted, leave no timer behind."""
+        self.warnings.flush()
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -293,11 +306,23 @@ class FastAgiFactory(ServerFactory):
         return any(addr in net for net in self._networks)
 
     def emit(self, event: Any) -> None:
+        if isinstance(event, PromptMissing):
+            self._prompt_missing(event)
         try:
             self.sink(event)
         except Exception:  # one broken consumer must not break the call
             self.stats["sink_errors"] += 1
             log.exception("IVR event sink failed on %s", type(event).__name__)
+
+
+    def _prompt_missing(self, event: PromptMissing) -> None:
+        self.stats["missing_prompts"] += 1
+        key = (event.server, event.prompt)
+        if key in self.missing_prompts:
+            return
+        self.missing_prompts.add(key)
+        log.warning("IVR flow %r node %r: PBX %s cannot play prompt %r (no such sound file?); skipped. "
+                    "Logged once per prompt", event.flow, event.node, event.server, event.prompt)
 
 
 def listen_fastagi(section: IvrSection, sink: IvrEventSink, *, host: str = "127.0.0.1", port: int = 4573,

@@ -444,12 +444,17 @@ class Flow(ConfigModel):
     def edges(self, node_id: str) -> list[str]:
         return [target for _, target in self.nodes[node_id].targets()]
 
+    def prompt_names(self) -> tuple[str, ...]:
+        """Every prompt this flow names, once each, in node order: what the PBX must be able to play."""
+        return tuple(dict.fromkeys(name for node in self.nodes.values() for _, name in node.prompt_refs()))
+
 
 class IvrSection(ConfigModel):
     """The ``ivr:`` section: named flows and FastAGI server settings."""
 
-    flows: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")], Flow] = Field(
-        default_factory=dict)
+    # A flow name is the AGI URL's path, URL-decoded: "main menu" is reached as agi://host/main%20menu.
+    flows: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]([A-Za-z0-9 _-]{0,62}[A-Za-z0-9_-])?$")],
+                Flow] = Field(default_factory=dict)
     default_flow: str | None = None  # for AGI URLs without a path (agi://host:4573/)
     idle_timeout: PositiveSeconds = 120.0  # longest wait for one AGI reply (prompts included)
     env_timeout: PositiveSeconds = 10.0  # a new connection must send its agi_* block within this
@@ -471,6 +476,16 @@ class IvrSection(ConfigModel):
 
     def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.allow_from]
+
+    def prompt_uses(self) -> dict[str, list[tuple[str, str]]]:
+        """Every prompt the flows name -> the (flow, node) pairs that play it, in file order."""
+        uses: dict[str, list[tuple[str, str]]] = {}
+        for flow_name, flow in self.flows.items():
+            for node_id, node in flow.nodes.items():
+                for _, prompt in node.prompt_refs():
+                    if (flow_name, node_id) not in uses.setdefault(prompt, []):
+                        uses[prompt].append((flow_name, node_id))
+        return uses
 
     def queue_references(self) -> list[tuple[Loc, str]]:
         """Every (location, queue name) a flow hands calls to, for the cross-section check."""

@@ -7,6 +7,14 @@ reply to ``on_reply``), ``LookupCustomer`` (ask the store, feed the answer to ``
 of ``SendCommand`` / ``LookupCustomer`` / ``EndSession`` ends every list.
 
 The caller's path (node ids, kinds, digits, times) is recorded with secret values masked.
+
+A prompt the PBX cannot play never ends the flow: Asterisk answers ``STREAM FILE <missing>`` with
+``200 result=-1 endpos=0`` and ``GET DATA <missing>`` with an immediate ``200 result=-1`` (res_agi.c
+handle_streamfile / handle_getdata over app.c's ast_app_getdata_full, Asterisk 22), which is also what a
+hang-up gives. ``CHANNEL STATUS`` tells them apart: on a dead channel res_agi answers ``511`` (it is not
+a dead-channel command) after its unsolicited ``HANGUP`` line. On a live channel the prompt is missing:
+the session emits ``PromptMissing`` once, never streams that prompt again, and a collect node reads the
+digits with ``GET DATA ""`` (an empty prompt plays nothing and goes straight to reading digits).
 """
 
 from __future__ import annotations
@@ -20,7 +28,16 @@ from zoneinfo import ZoneInfo
 
 from ivr import agi_protocol as agi
 from ivr.agi_protocol import AgiCommand, AgiEnvironment, AgiReply
-from ivr.events import MASK, CallbackRequested, IvrCompleted, IvrEvent, IvrStarted, Outcome, PathStep
+from ivr.events import (
+    MASK,
+    CallbackRequested,
+    IvrCompleted,
+    IvrEvent,
+    IvrStarted,
+    Outcome,
+    PathStep,
+    PromptMissing,
+)
 from ivr.flow import (
     WEEKDAYS,
     BranchNode,
@@ -188,6 +205,8 @@ class IvrSession:
         self.queue: str | None = None
         self.completed: IvrCompleted | None = None
         self.steps = 0
+        self.node_id = ""  # the node being run
+        self.missing_prompts: set[str] = set()  # prompts this PBX could not play, each reported once
         self._now = 0.0
         self._gen: _Walk | None = None
         self._out: list[Action] = []
@@ -306,6 +325,7 @@ class IvrSession:
             if self.steps > flow.max_steps:
                 raise _FlowFailed(f"flow {self.flow_name!r} exceeded max_steps ({flow.max_steps})")
             node = flow.nodes[node_id]
+            self.node_id = node_id
             step = self._run_node(node_id, node)
             next_id: str | Outcome = yield from step
             if next_id.startswith("="):  # a terminal outcome, spelled "=queue" etc.
@@ -362,10 +382,30 @@ class IvrSession:
     def _play(self, prompts: tuple[str, ...] | None, escape: str = "") -> Generator[_Ask, Any, str]:
         """Play prompts in order; with ``escape``, stop at the first key pressed and return it."""
         for prompt in prompts or ():
+            if prompt in self.missing_prompts:
+                continue
             reply = yield from self._cmd(agi.stream_file(prompt, escape))
-            if escape and reply.number is not None and reply.number > 0:
+            if reply.result == "-1":  # the channel is alive (_cmd checked): the file is missing
+                self._prompt_missing(prompt)
+            elif escape and reply.number is not None and reply.number > 0:
                 return _key(reply.number)
         return ""
+
+    def _prompt_missing(self, prompt: str) -> None:
+        self.missing_prompts.add(prompt)
+        self._out.append(EmitEvent(PromptMissing(self.server, self._now, self.env.uniqueid, self.env.channel,
+                                                 self.flow_name, node=self.node_id, prompt=prompt)))
+
+    def _get_data(self, prompt: str, node: CollectNode) -> Generator[_Ask, Any, str]:
+        """Digits the caller typed (``""`` on timeout), playing ``prompt`` unless the PBX lacks it."""
+        timeout_ms = int(node.timeout * 1000)
+        if prompt not in self.missing_prompts:
+            reply = yield from self._cmd(agi.get_data(prompt, timeout_ms, node.max_digits))
+            if reply.result != "-1":
+                return reply.result
+            self._prompt_missing(prompt)  # -1 on a live channel: nothing was read yet, listen without it
+        reply = yield from self._cmd(agi.get_data("", timeout_ms, node.max_digits))
+        return "" if reply.result.startswith("-") else reply.result
 
     def _hang_up(self) -> Generator[_Ask, Any, str]:
         yield from self._cmd(agi.set_variable("CTI_NEXT", "hangup"))
@@ -395,8 +435,7 @@ class IvrSession:
         for _attempt in range(node.retries + 1):
             yield from self._play(retry_prompt)
             yield from self._play(node.prompt[:-1])
-            reply = yield from self._cmd(agi.get_data(node.prompt[-1], int(node.timeout * 1000), node.max_digits))
-            digits = "" if reply.result.startswith("-") else reply.result  # -1: prompt failed, no input
+            digits = yield from self._get_data(node.prompt[-1], node)
             if node.terminator == "*" and "*" in digits:
                 digits = digits.split("*", 1)[0]
             if not digits:

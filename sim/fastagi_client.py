@@ -10,6 +10,10 @@ reactor at import time, no sockets of its own (connections come from the injecte
   follows:`` + usage text + ``520 End of proper usage.``. Arguments are split like res_agi's
   ``parse_args`` (double quotes group, backslash escapes, ``""`` is an empty argument) and command
   words match case-insensitively, extra words being arguments.
+- Prompts: only ``AgiSettings.known_prompts`` (default: Asterisk's core English sounds, sim/core_sounds.py)
+  exist. ``STREAM FILE <missing>`` answers ``200 result=-1 endpos=<offset>`` at once and fails the
+  command (AGISTATUS=FAILURE at the end, the session goes on); ``GET DATA <missing>`` answers
+  ``200 result=-1`` at once, reads no digit and is a success; ``GET DATA ""`` plays nothing and listens.
 - Simulated media take simulated time on the injected clock: ``STREAM FILE`` lasts the prompt's
   length (``AgiSettings.prompts``, then ``PROMPT_SECONDS``, else ``default_prompt_s``), ``SAY *``
   ``SAY_FILE_SECONDS`` per sound file, ``GET DATA`` plays its prompt then waits up to its timeout for
@@ -74,9 +78,13 @@ DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 # Approximate lengths (seconds) of Asterisk core sounds (en, 8 kHz); a setting can override any.
 PROMPT_SECONDS: dict[str, float] = {
     "beep": 0.27, "demo-congrats": 13.4, "demo-thanks": 3.4, "vm-goodbye": 0.9, "goodbye": 0.8,
-    "welcome": 1.1, "silence/1": 1.0, "pls-hold-while-try": 2.4, "queue-thankyou": 1.6,
+    "silence/1": 1.0, "pls-hold-while-try": 2.4, "queue-thankyou": 1.6,
     "queue-callswaiting": 1.9, "queue-holdtime": 2.2, "pbx-invalid": 1.6, "vm-enter-num-to-call": 2.0,
     "please-try-again": 1.0, "agent-loginok": 1.0, "hello-world": 1.3,
+    # the example flows' prompts, from Debian's core sound files (GSM: 33 bytes per 20 ms frame)
+    "basic-pbx-ivr-main": 25.4, "number": 0.92, "astcc-followed-by-the-pound-key": 1.52, "auth-thankyou": 0.96,
+    "confbridge-pin": 5.14, "im-sorry": 1.04, "sorry": 1.24, "pm-invalid-option": 3.22, "privacy-incorrect": 2.66,
+    "vm-intro": 5.66, "vm-nobodyavail": 2.8,
 }
 
 # res_agi: EVERY usage text is the XML <description>, one line per <para> (markup kept, whitespace
@@ -794,6 +802,10 @@ class AgiSession:
             if parsed is None:
                 return _Outcome(_USAGE)
             offset = max(0, parsed)
+        if not self.settings.has_prompt(argv[2]):
+            # res_agi handle_streamfile: ast_openstream() failed -> "200 result=-1 endpos=<sample_offset>",
+            # RESULT_FAILURE (run_agi then ends with AGI_RESULT_FAILURE, as the channel is alive)
+            return _Outcome(_FAIL, f"200 result=-1 endpos={offset}\n")
         total = int(round(self.prompt_seconds(argv[2]) * SAMPLE_RATE))
         remaining = max(0, total - offset) / SAMPLE_RATE
 
@@ -813,6 +825,8 @@ class AgiSession:
         if not 4 <= len(argv) <= 5:
             return _Outcome(_USAGE)
         timeout = c_atoi(argv[4]) / 1000.0 if len(argv) == 5 else DTIMEOUT_S
+        if not self.settings.has_prompt(argv[2]):
+            return _Outcome(_FAIL, "200 result=-1 endpos=0\n")  # handle_getoption, like handle_streamfile
         total = int(round(self.prompt_seconds(argv[2]) * SAMPLE_RATE))
         return self._get_option(argv[3], timeout, total)
 
@@ -882,7 +896,11 @@ class AgiSession:
             first_wait, next_wait = RTIMEOUT_S, DTIMEOUT_S
         else:
             first_wait = next_wait = None  # "block indefinitely"
-        prompt = sum(self.prompt_seconds(p) for p in argv[2].split("&") if p)
+        if argv[2] and not self.settings.has_prompt(argv[2]):
+            # app.c ast_app_getdata_full: ast_streamfile() < 0 returns before reading; handle_getdata
+            # then writes "200 result=-1" and returns RESULT_SUCCESS. An empty prompt is not played.
+            return _Outcome(_OK, "200 result=-1\n")
+        prompt = self.prompt_seconds(argv[2]) if argv[2] else 0.0
         return self._get_data(prompt, first_wait, next_wait, max_digits)
 
     @inlineCallbacks

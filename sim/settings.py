@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from config.base import ConfigModel, Loc, TimeZoneName, expected
+from sim.core_sounds import CORE_SOUNDS_EN
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, json_schema_extra={"expected": "a probability 0-1"})]
 Seconds = Annotated[float, Field(ge=0.0, json_schema_extra={"expected": "a number of seconds >= 0"})]
@@ -126,6 +127,15 @@ class AgiSettings(ConfigModel):
     prompts: dict[str, PositiveSeconds] = expected(
         "prompt name -> length in seconds", default_factory=dict, max_length=100_000)
     version: str = expected("the Asterisk version the env block reports", default="22.10.1", min_length=1)
+    # What the PBX can play; any other name is a missing file (STREAM FILE / GET DATA answer -1 at once).
+    # Names given a length in ``prompts`` exist too; "any" makes every name exist.
+    known_prompts: frozenset[str] | Literal["any"] = expected(
+        "a list of prompt names the simulated PBX has (default: Asterisk's core English sounds), or 'any'",
+        default=CORE_SOUNDS_EN)
+
+    def has_prompt(self, name: str) -> bool:
+        """Whether the simulated PBX can open the sound ``name``."""
+        return self.known_prompts == "any" or name in self.known_prompts or name in self.prompts
 
 
 class SimSection(ConfigModel):

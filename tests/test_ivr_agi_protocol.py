@@ -188,3 +188,37 @@ def test_environment_from_request_and_dnis_parameter() -> None:
     assert AgiEnvironment({"agi_dnid": "100"}).dnis == "100"
     raw = AgiEnvironment({"agi_network_script": "main?dnis=+18005550100&lang=fr"})
     assert raw.dnis == "+18005550100" and raw.params["lang"] == "fr"  # Asterisk does not URL-encode ${EXTEN}
+
+
+def test_flow_name_is_url_decoded() -> None:
+    """``agi_network_script`` is the URL's path as written in the dialplan: ``main%20menu`` is the flow
+    ``main menu``; the query string is not part of the name and its values are decoded too."""
+    env = AgiEnvironment({"agi_network_script": "main%20menu?dnis=%2B18005550100&lang=fr"})
+    assert env.flow_name == "main menu" and env.dnis == "+18005550100" and env.params["lang"] == "fr"
+    assert AgiEnvironment({"agi_network_script": "caf%C3%A9/"}).flow_name == "café"
+    assert AgiEnvironment({"agi_request": "agi://h:4573/main%20menu?x=1"}).flow_name == "main menu"
+    assert AgiEnvironment({"agi_network_script": "a%3Fb?x=1"}).flow_name == "a?b"  # an encoded '?' is no query
+
+
+def _feed(codec: AgiServerCodec, wire: bytes, split: int | None) -> list[object]:
+    pieces = [wire] if split is None else [wire[i:i + split] for i in range(0, len(wire), split)]
+    return [event for piece in pieces for event in codec.receive_data(piece)]
+
+
+@pytest.mark.parametrize("split", [None, 1, 3])
+def test_latin1_reply_data_keeps_its_bytes(split: int | None) -> None:
+    """Each line is decoded on its own: UTF-8 when it is valid UTF-8, else latin-1, which maps every byte
+    to one character, so the raw bytes come back with ``data_bytes`` and ``encoding`` says which was used.
+    A non-UTF-8 environment value (a latin-1 trunk's caller name) never breaks the parse."""
+    codec = AgiServerCodec()
+    [env] = _feed(codec, b"agi_network: yes\nagi_calleridname: Jos\xe9\nagi_callerid: 100\n\n", split)
+    assert isinstance(env, AgiEnvironment) and env.get("agi_calleridname") == "Jos\xe9"
+    assert env.raw("agi_calleridname") == b"Jos\xe9" and env.raw("agi_callerid") == b"100"
+    codec.send(AgiCommand("GET VARIABLE", ("X",)))
+    [latin] = _feed(codec, b"200 result=1 (M\xfcller)\n", split)
+    assert isinstance(latin, AgiReply) and latin.data == "M\xfcller" and latin.encoding == "latin-1"
+    assert latin.data_bytes == b"M\xfcller"
+    codec.send(AgiCommand("GET VARIABLE", ("X",)))
+    [utf8] = _feed(codec, b"200 result=1 (M\xc3\xbcller)\n", split)
+    assert isinstance(utf8, AgiReply) and utf8.data == "M\xfcller" and utf8.encoding == "utf-8"
+    assert utf8.data_bytes == b"M\xc3\xbcller"

@@ -108,3 +108,24 @@ def test_callback_request_and_bad_setup(setup: Path) -> None:
                           input=ScriptedCaller(fastagi_environment("x")).environment(),
                           capture_output=True, cwd=setup, timeout=20)
     assert proc.returncode == 1 and b"unknown flow 'nosuch'; known: main" in proc.stderr
+
+
+def test_missing_prompts_are_reported_and_skipped(setup: Path) -> None:
+    """Script mode too: a menu and a collect whose prompts the PBX lacks still read the caller's key and
+    digits; each missing prompt is reported once on stderr, naming flow and node; a latin-1 caller name
+    in the environment does not disturb anything."""
+    caller = ScriptedCaller(fastagi_environment("x"), keys=["1", "12345#", "9999#"],
+                            missing_prompts=frozenset({"main-menu", "enter-account"}))
+    caller.env["agi_calleridname"] = "Jos\xe9"
+    proc = start(setup, "main", "--config", "cti.yaml", "--customers", "customers.json", "--events-file",
+                 "events.jsonl")
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    environment = caller.environment
+    caller.environment = lambda: environment().replace("Jos\xe9".encode(), b"Jos\xe9")  # type: ignore[method-assign]
+    converse(proc, caller)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 0 and caller.variables["CTI_ACCOUNT"] == "12345"
+    assert 'GET DATA "" 5000 16' in caller.commands
+    assert err.count("cannot play prompt") == 2
+    assert "flow 'main' node 'menu': cannot play prompt 'main-menu'" in err
+    assert [e["prompt"] for e in events_of(setup) if e["type"] == "PromptMissing"] == ["main-menu", "enter-account"]

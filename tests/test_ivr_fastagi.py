@@ -28,7 +28,7 @@ from ivr.agi_protocol import (
     parse_reply_line,
     parse_reply_line_general,
 )
-from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
+from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted, PromptMissing
 from ivr.fastagi import FastAgiFactory, ImmediateWriter, listen_fastagi
 from ivr.flow import IvrSection
 from ivr.ports import InMemoryCustomerLookup, LookupResult
@@ -306,6 +306,7 @@ def test_environment_and_idle_timeouts(server: Server) -> None:
     finish(stuck)
     done = server.completed()[0]
     assert done.outcome == "error" and done.reason == "timeout: no reply to ANSWER"
+    server.clock.advance(60)  # the timeout warnings' summary interval ends
     assert server.clock.getDelayedCalls() == [] and server.factory.active == 0
 
 
@@ -506,6 +507,81 @@ def test_idle_timeout_shorter_than_the_environment_timeout() -> None:
         srv.clock.advance(0.1)
         finish(stuck)
         assert srv.completed()[0].reason == "timeout: no reply to ANSWER"
+        srv.clock.advance(60)  # the timeout warnings' summary interval ends
         assert srv.clock.getDelayedCalls() == [] and srv.factory.active == 0
+    finally:
+        srv.stop()
+
+
+# --- floods of warnings, missing prompts, URL-encoded flow names ---------------------------------------
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ivr.fastagi" and r.levelname == "WARNING"]
+
+
+def test_silent_connections_make_one_timeout_line_per_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """200 connections that never send their environment time out together: one WARNING at once, one
+    summary with the count when the minute ends, nothing after a quiet minute, and no timer left."""
+    srv = Server()
+    try:
+        caplog.set_level("WARNING", logger="ivr.fastagi")
+        silent = [srv.connect(Pbx([])) for _ in range(200)]
+        run_until(lambda: srv.factory.active == 200)
+        srv.clock.advance(srv.section.env_timeout)
+        for pbx in silent:
+            finish(pbx)
+        assert srv.factory.stats["timeouts"] == 200
+        lines = _warnings(caplog)
+        assert len(lines) == 1 and "timed out: no AGI environment" in lines[0]
+        srv.clock.advance(60)
+        lines = _warnings(caplog)
+        assert len(lines) == 2 and lines[1].startswith("199 more FastAGI timeout warnings in the last 60 s")
+        srv.clock.advance(60)
+        assert len(_warnings(caplog)) == 2 and srv.clock.getDelayedCalls() == []
+    finally:
+        srv.stop()
+
+
+def test_refusals_are_counted_per_minute_and_flushed_when_the_listener_stops(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Refused connections (allow_from) make one line at once; the rest are counted, and a listener that
+    stops logs the count it still holds instead of losing it."""
+    srv = Server(allow_from=["10.0.0.0/8"])
+    caplog.set_level("WARNING", logger="ivr.fastagi")
+    try:
+        for _ in range(30):
+            finish(srv.connect(Pbx([])))
+        assert srv.factory.stats["refused"] == 30
+        assert _warnings(caplog) == ["FastAGI connection from 127.0.0.1 refused: not in ivr.allow_from"]
+    finally:
+        srv.stop()
+    lines = _warnings(caplog)
+    assert len(lines) == 2 and lines[1].startswith("29 more FastAGI refusal warnings")
+    assert srv.clock.getDelayedCalls() == []
+
+
+MISSING_FLOWS = {"flows": {"main menu": {"start": "acct", "nodes": {
+    "acct": {"kind": "collect", "name": "acct", "prompt": "please-enter-your", "max_digits": 4, "next": "q"},
+    "q": {"kind": "queue", "queue": "support"}}}}}
+
+
+def test_missing_prompt_is_logged_once_and_digits_are_still_collected(caplog: pytest.LogCaptureFixture) -> None:
+    """Two callers of the flow ``main menu`` (AGI URL path ``main%20menu``) reach a collect node whose prompt
+    the PBX lacks: both still enter their digits and are queued; the log names flow, node and prompt once;
+    each call emits its own PromptMissing event."""
+    srv = Server(**MISSING_FLOWS)
+    caplog.set_level("WARNING", logger="ivr.fastagi")
+    try:
+        for uniqueid, keys in (("1.1", "1234#"), ("1.2", "4321#")):
+            caller = ScriptedCaller(fastagi_environment("main%20menu", uniqueid=uniqueid), keys=[keys],
+                                    missing_prompts=frozenset({"please-enter-your"}))
+            finish(srv.connect(Pbx([caller.environment()], caller=caller)))
+        done = srv.completed()
+        assert [(d.flow, d.outcome, d.collected) for d in done] == [
+            ("main menu", "queue", {"acct": "1234"}), ("main menu", "queue", {"acct": "4321"})]
+        assert len([e for e in srv.events if isinstance(e, PromptMissing)]) == 2
+        lines = [m for m in _warnings(caplog) if "please-enter-your" in m]
+        assert lines == ["IVR flow 'main menu' node 'acct': PBX pbx1 cannot play prompt 'please-enter-your' "
+                         "(no such sound file?); skipped. Logged once per prompt"]
     finally:
         srv.stop()

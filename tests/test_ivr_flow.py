@@ -6,9 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from config.load import ConfigError, load_config, load_config_text
 from ivr.flow import IvrSection, spinning_cycles
+from sim.core_sounds import CORE_SOUNDS_EN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,3 +205,44 @@ def test_ivr_walk_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0
     assert "> SET VARIABLE CTI_TRANSFER_DIAL PJSIP/2000" in out and "outcome: transfer" in out
     assert main(["ivr-walk", str(ROOT / "config" / "examples" / "ivr_demo.yaml"), "nosuch"]) == 1
+
+
+def test_flow_lists_every_prompt_it_names() -> None:
+    """``Flow.prompt_names()`` gives each prompt of every field once, in node order;
+    ``IvrSection.prompt_uses()`` says which flow and node play each one."""
+    section = IvrSection.model_validate(yaml.safe_load("""
+        flows:
+          main menu:
+            start: m
+            nodes:
+              m: {kind: menu, prompt: [a, b], no_input_prompt: c, invalid_prompt: a, options: {"1": p}}
+              p: {kind: play, prompts: [d, b], next: c1}
+              c1: {kind: collect, name: acct, prompt: e, next: q}
+              q: {kind: queue, queue: x, prompt: f}
+          other:
+            start: h
+            nodes:
+              h: {kind: hangup, prompt: a}
+    """))
+    assert section.flows["main menu"].prompt_names() == ("a", "b", "c", "d", "e", "f")
+    assert section.flows["other"].prompt_names() == ("a",)
+    assert section.prompt_uses()["a"] == [("main menu", "m"), ("other", "h")]
+    assert section.prompt_uses()["b"] == [("main menu", "m"), ("main menu", "p")]
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "ivr_demo.yaml"])
+def test_shipped_flows_use_only_asterisk_core_sounds(name: str) -> None:
+    """Every prompt the example flows name is one of Asterisk's core English sounds, so a stock PBX plays
+    them (``welcome`` and ``please-enter-your`` are not core sounds: on Asterisk 22 they failed)."""
+    section = load_config(ROOT / "config" / "examples" / name).ivr
+    prompts = {p for flow in section.flows.values() for p in flow.prompt_names()}
+    assert prompts and prompts <= CORE_SOUNDS_EN, sorted(prompts - CORE_SOUNDS_EN)
+
+
+def test_core_sound_list_matches_the_installed_package() -> None:
+    """sim/core_sounds.py is the file list of Debian's asterisk-core-sounds-en-gsm, when it is installed."""
+    root = Path("/usr/share/asterisk/sounds/en")
+    if not root.is_dir():
+        pytest.skip("asterisk-core-sounds-en-gsm is not installed")
+    installed = {p.relative_to(root.resolve()).with_suffix("").as_posix() for p in root.resolve().rglob("*.gsm")}
+    assert installed == CORE_SOUNDS_EN

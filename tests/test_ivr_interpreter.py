@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from ivr.agi_peer import ScriptedCaller, converse, fastagi_environment
-from ivr.agi_protocol import AgiEnvironment, AgiReply
-from ivr.events import CallbackRequested, IvrCompleted, IvrStarted
+from ivr.agi_protocol import AgiCommand, AgiEnvironment, AgiReply
+from ivr.events import CallbackRequested, IvrCompleted, IvrStarted, PromptMissing
 from ivr.flow import IvrSection, flow_errors
 from ivr.interpreter import EmitEvent, EndSession, IvrSession, SendCommand, luhn_ok, schedule_state
 from ivr.ports import InMemoryCustomerLookup
@@ -332,3 +332,67 @@ def test_luhn() -> None:
     """The Luhn check accepts valid check digits only."""
     assert luhn_ok("79927398713") and luhn_ok("4539578763621486")
     assert not luhn_ok("79927398710") and not luhn_ok("") and not luhn_ok("12a4")
+
+
+COLLECT_MISSING = """
+acct:
+  kind: collect
+  name: account
+  prompt: [intro, enter]
+  min_digits: 4
+  max_digits: 8
+  timeout: 4
+  retries: 1
+  next: q
+q: {kind: queue, queue: billing}
+"""
+
+
+def test_collect_with_a_missing_prompt_still_listens() -> None:
+    """Asterisk 22 answers ``GET DATA <missing>`` at once with ``200 result=-1`` (app.c's getdata returns
+    ast_streamfile's -1 before reading a digit). On a live channel (CHANNEL STATUS says so) the IVR asks
+    again with an empty prompt, which reads the digits without playing anything; nothing counts as a timeout."""
+    caller, events, done = walk(make_flow(COLLECT_MISSING, "acct"), ["1234#"], missing=frozenset({"enter"}))
+    assert caller.commands[1:5] == ['STREAM FILE intro ""', "GET DATA enter 4000 8", "CHANNEL STATUS",
+                                    'GET DATA "" 4000 8']
+    assert done.outcome == "queue" and done.collected == {"account": "1234"}
+    assert [s.result for s in done.path] == ["ok", "queue:billing"]
+
+
+def test_collect_retry_skips_a_prompt_known_missing_and_reports_it_once() -> None:
+    """A prompt found missing is reported once per session (PromptMissing naming flow, node and prompt)
+    and not asked for again: the retry reads digits with an empty prompt straight away."""
+    caller, events, done = walk(make_flow(COLLECT_MISSING, "acct"), [None, "5678#"],
+                                missing=frozenset({"enter", "intro"}))
+    assert caller.commands[1:7] == ['STREAM FILE intro ""', "CHANNEL STATUS", "GET DATA enter 4000 8",
+                                    "CHANNEL STATUS", 'GET DATA "" 4000 8', 'GET DATA "" 4000 8']
+    missing = [e for e in events if isinstance(e, PromptMissing)]
+    assert [(e.flow, e.node, e.prompt) for e in missing] == [("f", "acct", "intro"), ("f", "acct", "enter")]
+    assert done.collected == {"account": "5678"} and [s.result for s in done.path][:2] == ["timeout", "ok"]
+
+
+def test_menu_with_a_missing_prompt_waits_for_the_key() -> None:
+    """A menu whose prompt is missing still reads the caller's key (WAIT FOR DIGIT), and the missing
+    prompt is not streamed again on the retries."""
+    caller, events, done = walk(make_flow(MENU, "m"), [None, "2"], missing=frozenset({"menu-a"}))
+    assert [c for c in caller.commands if c.startswith("STREAM FILE menu-a")] == ["STREAM FILE menu-a 0123456789*#"]
+    assert done.outcome == "queue" and done.queue == "support"
+    assert len([e for e in events if isinstance(e, PromptMissing)]) == 1
+
+
+def test_get_data_minus_one_on_a_dead_channel_is_a_hangup() -> None:
+    """``200 result=-1`` to GET DATA is also what a hang-up gives: a HANGUP line or a 511 to CHANNEL
+    STATUS (res_agi refuses non-dead commands on a dead channel) ends the flow as caller_hangup, with no
+    second GET DATA."""
+    caller, events, done = walk(make_flow(COLLECT_MISSING, "acct"), ["hangup"])
+    assert done.outcome == "caller_hangup" and not any(c.startswith('GET DATA ""') for c in caller.commands)
+    assert not [e for e in events if isinstance(e, PromptMissing)]
+    section = make_flow(COLLECT_MISSING, "acct")
+    session = IvrSession("f", section.flows["f"], AgiEnvironment(fastagi_environment("f")))
+    session.start(1.0)
+    for reply in (AgiReply(200, "0"), AgiReply(200, "0", None, 8000)):  # ANSWER, STREAM FILE intro
+        session.on_reply(reply, 1.0)
+    actions = session.on_reply(AgiReply(200, "-1"), 2.0)  # GET DATA enter
+    assert actions == [SendCommand(AgiCommand("CHANNEL STATUS"))]
+    actions = session.on_reply(AgiReply(511, text="Command Not Permitted on a dead channel or intercept routine"), 2.0)
+    assert isinstance(actions[-1], EndSession) and actions[-1].outcome == "caller_hangup"

@@ -146,7 +146,7 @@ def test_invalid_key_then_silence_then_french_support(rig: Rig) -> None:
     assert [s.result for s in done.path if s.node == "main_menu"] == ["invalid", "timeout", "timeout"]
     assert done.queue == "support" and done.language == "fr" and done.skills == {"french": 5, "support": 2}
     assert "SET VARIABLE CHANNEL(language) fr" in ch.commands
-    assert any(c.startswith("STREAM FILE custom/invalid ") for c in ch.commands)
+    assert any(c.startswith("STREAM FILE pm-invalid-option ") for c in ch.commands)
 
 
 def test_hangup_mid_menu(rig: Rig) -> None:

@@ -444,11 +444,11 @@ def test_stream_file_plays_its_length_and_ignores_other_digits() -> None:
 def test_keys_wait_for_a_listening_command() -> None:
     """A silent STREAM FILE does not consume the caller's keys; the next listening command gets them,
     timed from its own start."""
-    cmds = [b'STREAM FILE welcome ""\n', b"WAIT FOR DIGIT 5000\n"]
+    cmds = [b'STREAM FILE hello-world ""\n', b"WAIT FOR DIGIT 5000\n"]
     got, _r, chan, server, _c = run_memory(cmds, lambda c: ScriptedChannel(c, keys=[("3", 2.0)]))
-    assert lines(got) == ["200 result=0 endpos=8800", "200 result=51"]
-    assert chan.events("DTMF") == [("3", 3.1)]
-    assert server.response_times == [T0 + 1.1, T0 + 3.1]
+    assert lines(got) == ["200 result=0 endpos=10400", "200 result=51"]
+    assert chan.events("DTMF") == [("3", 3.3)]
+    assert server.response_times == [T0 + 1.3, T0 + 3.3]
 
 
 def test_get_data_variants() -> None:
@@ -568,7 +568,8 @@ def test_exit_on_hangup_ends_the_session() -> None:
     """With AGIEXITONHANGUP=yes the session ends after the HANGUP line (plus res_agi's final HANGUP)."""
     got, results, _chan, server, _c = run_memory(
         [b'STREAM FILE long ""\n', b"NOOP\n"],
-        lambda c: ScriptedChannel(c, variables={"AGIEXITONHANGUP": "yes"}, hangup_after={'STREAM FILE long ""': 1.0}))
+        lambda c: ScriptedChannel(c, variables={"AGIEXITONHANGUP": "yes"}, hangup_after={'STREAM FILE long ""': 1.0}),
+        settings=AgiSettings(prompts={"long": 2.0}))
     assert lines(got) == ["200 result=-1 endpos=8000", "HANGUP", "HANGUP"]
     assert results == ["HANGUP"] and server.lost.called
 
@@ -658,7 +659,7 @@ def test_digits_from_elsewhere_and_plain_channels(fixtures_dir: Path) -> None:
         c.callLater(1.5, ch.receive_dtmf, "7")
         return ch
 
-    got, _r, ch, *_ = run_memory([b'STREAM FILE menu "7"\n'], chan)
+    got, _r, ch, *_ = run_memory([b'STREAM FILE menu "7"\n'], chan, settings=AgiSettings(prompts={"menu": 2.0}))
     assert lines(got) == ["200 result=55 endpos=12000"]
     assert ch.dtmf_listeners == []
     one, _two, expected, _ = sessions(fixtures_dir)
@@ -678,3 +679,42 @@ def test_same_seedless_run_is_deterministic(fixtures_dir: Path) -> None:
 def test_protocol_conformance() -> None:
     """The test channel really is an AgiChannel (so these tests use the real contract)."""
     assert isinstance(ScriptedChannel(VirtualClock()), AgiChannel)
+
+
+# --- prompts the PBX does not have ----------------------------------------------------------------------
+
+def test_stream_file_of_a_missing_prompt_fails_at_once_and_the_session_goes_on() -> None:
+    """res_agi's handle_streamfile: ast_openstream fails -> ``200 result=-1 endpos=<offset>`` at once, no
+    PLAYBACKSTATUS, RESULT_FAILURE (AGIExecEnd -1 'Failure'); the session keeps serving commands but
+    AGI() ends with AGISTATUS=FAILURE. ``welcome`` is not an Asterisk core sound."""
+    cmds = [b'STREAM FILE welcome ""\n', b'STREAM FILE welcome "" 800\n', b"SET VARIABLE CTI_NEXT transfer\n"]
+    got, results, chan, server, _c = run_memory(cmds, lambda c: ScriptedChannel(c, keys=[("3", 0.5)]))
+    assert lines(got) == ["200 result=-1 endpos=0", "200 result=-1 endpos=800", "200 result=1"]
+    assert server.response_times == [T0, T0, T0]
+    assert [e[1:] for e in chan.events("AGIExecEnd")] == [(-1, "Failure"), (-1, "Failure"), (200, "Success")]
+    assert chan.events("VarSet") == [("CTI_NEXT", "transfer")] and chan.events("next_keys") == []
+    assert results == ["FAILURE"]
+
+
+def test_get_data_of_a_missing_prompt_answers_minus_one_and_an_empty_prompt_listens() -> None:
+    """res_agi's handle_getdata over ast_app_getdata_full: a prompt that cannot be opened returns -1 before
+    any digit is read -> ``200 result=-1`` at once, RESULT_SUCCESS (the session result stays SUCCESS);
+    the caller's keys wait for the next listening command. ``GET DATA ""`` plays nothing and reads digits."""
+    cmds = [b"GET DATA please-enter-your 3000 8\n", b'GET DATA "" 3000 8\n']
+    got, results, chan, server, _c = run_memory(cmds, lambda c: ScriptedChannel(c, keys=[("1234#", 1.0)]))
+    assert lines(got) == ["200 result=-1", "200 result=1234"]
+    assert server.response_times[0] == T0
+    assert [e[1] for e in chan.events("AGIExecEnd")] == [200, 200]
+    assert results == ["SUCCESS"]
+
+
+def test_known_prompts_are_configurable() -> None:
+    """``AgiSettings.known_prompts`` (default: Asterisk's core English sounds) says what exists; a prompt
+    given a length in ``prompts`` exists too; ``"any"`` makes every name play."""
+    assert "beep" in AgiSettings().known_prompts and "welcome" not in AgiSettings().known_prompts
+    cmds = [b'STREAM FILE custom/hello ""\n', b'STREAM FILE custom/menu ""\n', b'STREAM FILE beep ""\n']
+    settings = AgiSettings(known_prompts=["custom/hello"], prompts={"custom/menu": 1.0})
+    got, results, *_ = run_memory(cmds, ScriptedChannel, settings=settings)
+    assert lines(got) == ["200 result=0 endpos=16000", "200 result=0 endpos=8000", "200 result=-1 endpos=0"]
+    got, results, *_ = run_memory(cmds, ScriptedChannel, settings=AgiSettings(known_prompts="any"))
+    assert [line.split()[1] for line in lines(got)] == ["result=0"] * 3 and results == ["SUCCESS"]

@@ -162,3 +162,30 @@ def test_built_runtime_is_deterministic_for_a_seed() -> None:
     first = run()
     assert len(first) > 50
     assert first == run()
+
+
+def test_ivr_decision_wins_over_agistatus_failure_from_a_missing_prompt() -> None:
+    """A prompt the PBX lacks makes res_agi end AGI() with AGISTATUS=FAILURE although the flow went on and
+    decided; the shipped dialplan honours CTI_NEXT first, so the caller is transferred, not queued to the
+    fallback queue (issue 11, seen on Asterisk 22.10.1)."""
+    clock, pbx, events, _ = _pbx_with_ivr(["ANSWER", 'STREAM FILE welcome ""',
+                                           "SET VARIABLE CTI_TRANSFER_DIAL Local/2000@x",
+                                           "SET VARIABLE CTI_NEXT transfer"])
+    pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(10)
+    status = [e["Value"] for e in events if e.name == "VarSet" and e["Variable"] == "AGISTATUS"]
+    assert status == ["FAILURE"]
+    contexts = [e["Context"] for e in events if e.name == "Newexten"]
+    assert "cti-transfer" in contexts and "cti-fallback" not in contexts
+    assert not [e for e in events if e.name == "UserEvent"]
+
+
+def test_no_ivr_decision_still_falls_back() -> None:
+    """With no CTI_NEXT (the IVR could not run or ended without deciding) the caller goes to cti-fallback
+    whatever AGISTATUS says."""
+    clock, pbx, events, _ = _pbx_with_ivr(["ANSWER", "NOOP"])
+    pbx.inbound_call("+15550100", "+15551230001", "Jane")
+    clock.run_for(10)
+    assert [e["Value"] for e in events if e.name == "VarSet" and e["Variable"] == "AGISTATUS"] == ["SUCCESS"]
+    assert "cti-fallback" in [e["Context"] for e in events if e.name == "Newexten"]
+    assert [e["Queue"] for e in events if e.name == "UserEvent"] == ["general"]
