@@ -32,6 +32,7 @@ from acd.events import (
 )
 from acd.service import AcdService
 from config.schema import CtiConfig
+from cti import pbx_check
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
 from cti.calls import CallTracker
@@ -73,9 +74,11 @@ class Health:
     ami_detail: dict[str, str] = field(default_factory=dict)
     db: bool | None = None
     redis: bool | None = None
+    pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "db": self.db, "redis": self.redis}
+        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "db": self.db, "redis": self.redis,
+                "pbx": {k: list(v) for k, v in self.pbx.items()}}
 
 
 @dataclass
@@ -137,6 +140,7 @@ class CtiServer:
         self._wallboard_call: IDelayedCall | None = None
         self._listeners: list[Callable[[object], None]] = []
         self._running = False
+        self._pbx_needs = pbx_check.shipped_needs()
 
     # ------------------------------------------------------------------ lifecycle
     def open_database(self, run_in_thread: Any) -> None:
@@ -209,12 +213,44 @@ class CtiServer:
                 lambda result: self._resync(server, result.events),
                 lambda failure: log.warning("%s: resync failed: %s", server, failure.getErrorMessage()),
             )
+            self._check_pbx(server)
         else:
             if was:
                 log.warning("%s: AMI connection lost (%s)", server, detail)
             for event in self.tracker.connection_lost(server, now):
                 self.publish(event)
         self.publish(AmiConnectionChanged(server=server, ts=now, connected=connected, detail=detail))
+
+    def _check_pbx(self, server: str) -> None:
+        """Ask the PBX what it has (applications, functions, sounds, music classes) and report what the
+        shipped dialplan and the flows need but it lacks: logged when it changes, shown on the wallboard."""
+        keys = list(pbx_check.COMMANDS)
+        asked = [self.pool.send(server, "Command", {"Command": pbx_check.COMMANDS[k]}) for k in keys]
+
+        def got(results: list[tuple[bool, Any]]) -> None:
+            outputs = {k: (r.response.getall("Output") if ok else None)
+                       for k, (ok, r) in zip(keys, results, strict=True)}
+            problems = pbx_check.check(outputs, self._pbx_needs, self._prompt_uses()).problems()
+            if problems != self.health.pbx.get(server, []):
+                if problems:
+                    log.error("%s: the PBX lacks what the shipped dialplan or the flows need:\n  %s", server,
+                              "\n  ".join(problems))
+                else:
+                    log.info("%s: the PBX has every application, function and prompt the server needs", server)
+            self.health.pbx[server] = problems
+
+        defer.DeferredList(asked, consumeErrors=True).addCallback(got)
+
+    def _prompt_uses(self) -> dict[str, list[str]]:
+        """Every sound the PBX will be asked to play -> where it is used (flows' nodes, campaigns)."""
+        uses = {p: [f"flow {f} node {n}" for f, n in where] for p, where in self.cfg.ivr.prompt_uses().items()}
+        for c in self.cfg.dialer.campaigns:
+            for what, sound in (("safe-harbour message", c.safe_harbour_message),
+                                ("machine message", c.machine_message)):
+                if sound:
+                    uses.setdefault(str(sound), []).append(f"campaign {c.name} {what}")
+        uses.setdefault("vm-goodbye", []).append("[cti-safe-harbour] default message")
+        return uses
 
     def _resync(self, server: str, items: list[AMIMessage]) -> None:
         channels = [m for m in items if m.get("Event") == "CoreShowChannel"]

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from cti.ami.message import AMIMessage
 from sim.ami_events import bridge_headers, snapshot
 from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
+from sim.functions import FUNCTIONS
 from sim.pbx import Channel, OriginateResult
 from sim.transfers import (
     atxfer_feature,
@@ -397,6 +398,19 @@ def action_command(session: AMISession, msg: AMIMessage) -> None:
     elif command in ("core show channels", "core show calls"):
         n = len(pbx.channels)
         output = [f"{n} active channel{'s' if n != 1 else ''}", f"{pbx.processed_calls} calls processed"]
+    elif command == "core show applications":
+        names = sorted(pbx.apps, key=str.lower)
+        output = ["    -= Registered Asterisk Applications =-",
+                  *(f"{name:>22}: simulated" for name in names),
+                  f"    -= {len(names)} Applications Registered =-"]
+    elif command == "core show functions":
+        output = ["Installed Custom Functions:", "-" * 80,
+                  *(f"{name:<21} {name}(...)  simulated" for name in FUNCTIONS),
+                  f"{len(FUNCTIONS)} custom functions installed."]
+    elif command == "core show sounds":
+        output = ["Available audio files:", *sorted(pbx.sounds())]
+    elif command == "moh show classes":
+        output = ["Class: default", "\tMode: files", "\tDirectory: moh"]
     if output is None:
         session.respond(msg, "Error", [("Message", "Command output follows"), ("Output", (
             f"No such command '{command}' (type 'core show help {command}' for other possible commands)"))])

@@ -257,6 +257,13 @@ def app_voicemail(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
     return pbx.block(chan, VOICEMAIL_GREETING_SECONDS + VOICEMAIL_MESSAGE_SECONDS).addCallback(done)
 
 
+def app_return(pbx: Pbx, chan: Channel, data: str) -> int:
+    """Return() reached by the dialplan loop is outside any Gosub: app_stack warns and hangs up.
+    (Pre-dial handlers' Return() is handled by Pbx.run_subroutine.)"""
+    log.warning("%s: Return without Gosub: stack is empty", chan.name)
+    return -1
+
+
 def app_dial(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
     from sim.calls import dial
 
@@ -286,4 +293,5 @@ APPLICATIONS: dict[str, App] = {
     "WaitForSilence": app_waitforsilence,
     "VoiceMail": app_voicemail,
     "Dial": app_dial,
+    "Return": app_return,
 }

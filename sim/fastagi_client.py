@@ -994,6 +994,10 @@ class FastAGIClient:
         self.db: dict[tuple[str, str], str] = {}  # the AstDB shared by this PBX's sessions
         self.sessions = 0
 
+
+    def sound_ids(self) -> frozenset[str]:
+        """The sounds this PBX has (the AGI settings' known prompts)."""
+        return self.settings.sound_ids()
     def run(self, channel: AgiChannel, url: str, args: list[str]) -> Deferred[str]:
         """Run ``AGI(url,args...)`` on ``channel``. Fires with "SUCCESS", "FAILURE" or "HANGUP"."""
         self.sessions += 1

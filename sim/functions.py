@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from sim.pbx import Pbx
 
 
+# The dialplan functions this PBX has (what ``core show functions`` lists).
+FUNCTIONS = ("CALLERID", "CDR", "CHANNEL", "CONNECTEDLINE", "EXISTS", "FEATUREMAP", "IF", "ISNULL", "LEN")
+
+
 def builtin_var(pbx: Pbx, chan: Channel, name: str) -> str | None:
     """The read-only variables every channel has (CHANNEL, UNIQUEID, EXTEN, ...), or None."""
     return {

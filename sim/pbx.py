@@ -69,6 +69,8 @@ class AgiRunner(Protocol):
 
     def run(self, channel: Channel, url: str, args: list[str]) -> Deferred[str]: ...
 
+    def sound_ids(self) -> frozenset[str]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class OriginateResult:
@@ -370,6 +372,10 @@ class Pbx:
                 del chan.variables[key]
         chan.variables[name] = value
         self.chan_event("VarSet", chan, [("Variable", name), ("Value", value)], "dialplan,all")
+
+    def sounds(self) -> frozenset[str]:
+        """The sound files this PBX has (``core show sounds``): those its AGI client can play."""
+        return self.agi.sound_ids() if self.agi is not None else frozenset()
 
     def feature_code(self, chan: Channel, feature: str) -> str:
         """ast_get_builtin_feature(): the channel's FEATUREMAP code for ``feature``, else features.conf's."""

@@ -137,6 +137,11 @@ class AgiSettings(ConfigModel):
         """Whether the simulated PBX can open the sound ``name``."""
         return self.known_prompts == "any" or name in self.known_prompts or name in self.prompts
 
+    def sound_ids(self) -> frozenset[str]:
+        """The sounds ``core show sounds`` lists ("any" lists the core sounds and the named prompts)."""
+        known = CORE_SOUNDS_EN if self.known_prompts == "any" else self.known_prompts
+        return known | frozenset(self.prompts)
+
 
 class SimSection(ConfigModel):
     """Simulator settings: seed, clock speed, arrival rates and the people models."""

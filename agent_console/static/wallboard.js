@@ -69,9 +69,16 @@
     for (const [name, up] of Object.entries(ami)) { parts.push(["AMI " + name, up]); }
     if (health.db !== undefined && health.db !== null) { parts.push(["DB", health.db]); }
     if (health.redis !== undefined && health.redis !== null) { parts.push(["Redis", health.redis]); }
-    $("wb-health").replaceChildren(...parts.map(([label, up]) =>
+    const spans = parts.map(([label, up]) =>
       el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
-         label + (up ? " up" : " DOWN"))));
+         label + (up ? " up" : " DOWN")));
+    // What a PBX lacks for the shipped dialplan and the flows (missing modules, prompts): one line each.
+    for (const [name, problems] of Object.entries(health.pbx || {})) {
+      for (const problem of problems) {
+        spans.push(el("span", { class: "down", testid: "wb-health-pbx-problem" }, "PBX " + name + ": " + problem));
+      }
+    }
+    $("wb-health").replaceChildren(...spans);
   }
 
   setInterval(render, 1000);

@@ -339,6 +339,16 @@ class Scenarios:
         self.step("disposed", agent=console.agent_id)
 
     # ---------------------------------------------------------------------------------------
+    async def pbx_capabilities(self) -> None:
+        """At connect the server asked the PBX what it has: every application and function of the shipped
+        dialplan is there; only the two prompts the lab's "missing" flow names on purpose are missing."""
+        end = time.monotonic() + 10
+        while "lab" not in self.runtime.server.health.pbx and time.monotonic() < end:
+            await asyncio.sleep(0.2)
+        problems = self.runtime.server.wallboard()["health"]["pbx"]["lab"]
+        self.step("health", problems=problems)
+        assert len(problems) == 2 and all(p.startswith("prompt lab-no-such-prompt") for p in problems), problems
+
     async def inbound_ivr_offer_hold_hangup(self) -> None:
         """IVR over FastAGI (key 1 -> sales), CTIQueued, offer to the only ready agent with the pop before
         the phone answers, hold (the caller hears music) and retrieve, hang-up from the console, wrap-up,
@@ -499,7 +509,7 @@ class Scenarios:
         assert results == expected, f"outcomes {results} != {expected}"
 
 
-ORDER = ["inbound_ivr_offer_hold_hangup", "ring_no_answer", "blind_transfer_to_number", "blind_transfer_to_queue",
+ORDER = ["pbx_capabilities", "inbound_ivr_offer_hold_hangup", "ring_no_answer", "blind_transfer_to_number", "blind_transfer_to_queue",
          "attended_transfer_complete", "attended_transfer_back_to_caller", "attended_transfer_target_hangs_up",
          "ivr_missing_prompts", "outbound_outcomes"]
 
