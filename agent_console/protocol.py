@@ -213,10 +213,13 @@ def decode(frame: str | bytes) -> BaseModel:
         obj = json.loads(frame)
     except ValueError:
         raise ProtocolError("bad-json", "frame is not valid JSON") from None
+    except RecursionError:  # [[[[...]]]]: json nests by recursion; no message nests deeper than a few levels
+        raise ProtocolError("bad-json", "frame nests too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad-message", "a message is a JSON object")
     rid = _request_id(obj)
-    if obj.get("v") != PROTOCOL_VERSION:
+    version = obj.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1 and 1.0 == 1 in Python
         raise ProtocolError("unsupported-version", f"protocol version must be {PROTOCOL_VERSION}", rid)
     kind = obj.get("type")
     if not isinstance(kind, str):
