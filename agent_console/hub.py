@@ -114,6 +114,7 @@ class ConsoleHub:
         self._unauthenticated_by_address: dict[str, int] = {}
         self._pending = PendingChecks(settings.auth_pending, settings.auth_pending_per_address)
         self._allowed_origins = frozenset(settings.allowed_origins)
+        self._trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -247,6 +248,11 @@ class ConsoleHub:
         path = request.path.split("?", 1)[0]
         host = _request_host(request)
         if path == self._settings.path:
+            if getattr(connection, "cti_counted", False) and not connection.cti_address:  # type: ignore[attr-defined]
+                self._uncount(connection)  # from a trusted proxy: count it under the client it names now
+                if not self._count(connection, self._forwarded_client(request)):
+                    self._counters["rejected_unauthenticated"] += 1
+                    return self._response(503, "text/plain; charset=utf-8", b"Too many connections\n", host)
             if not self._origin_allowed(request.headers.get("Origin"), host):
                 self._counters["rejected_origin"] += 1
                 log.info("console websocket from %s refused: Origin not allowed", _peer(connection))
@@ -277,18 +283,26 @@ class ConsoleHub:
     # ---- websocket connections -------------------------------------------------------------------
 
     def _admit(self, conn: Any, transport: asyncio.BaseTransport) -> None:
-        """TCP accept: count the connection as not logged in, or reset it past the caps."""
-        address = _address_key(transport.get_extra_info("peername"))
-        conn.cti_address = address
-        mine = self._unauthenticated_by_address.get(address, 0)
-        if (self._unauthenticated >= self._settings.max_unauthenticated
-                or mine >= self._settings.max_unauthenticated_per_address):
+        """TCP accept: count the connection as not logged in, or reset it past the caps. A connection from a
+        trusted proxy counts in the total only until its request names the client (``_process_request``)."""
+        peer = transport.get_extra_info("peername")
+        proxy = self._is_trusted_proxy(peer)
+        if not self._count(conn, "" if proxy else _address_key(peer)):
             self._counters["rejected_unauthenticated"] += 1
             transport.abort()  # type: ignore[attr-defined]
-            return
+
+    def _count(self, conn: Any, address: str) -> bool:
+        """Count ``conn`` as not logged in from ``address`` ("": not known yet, total cap only)."""
+        mine = self._unauthenticated_by_address.get(address, 0) if address else 0
+        if (self._unauthenticated >= self._settings.max_unauthenticated
+                or mine >= self._settings.max_unauthenticated_per_address):
+            return False
+        conn.cti_address = address
         conn.cti_counted = True
         self._unauthenticated += 1
-        self._unauthenticated_by_address[address] = mine + 1
+        if address:
+            self._unauthenticated_by_address[address] = mine + 1
+        return True
 
     def _uncount(self, conn: Any) -> None:
         """The connection logged in or went away: it no longer counts against the unauthenticated caps."""
@@ -296,11 +310,31 @@ class ConsoleHub:
             return
         conn.cti_counted = False
         self._unauthenticated -= 1
+        if not conn.cti_address:
+            return
         left = self._unauthenticated_by_address.get(conn.cti_address, 1) - 1
         if left > 0:
             self._unauthenticated_by_address[conn.cti_address] = left
         else:
             self._unauthenticated_by_address.pop(conn.cti_address, None)
+
+    def _is_trusted_proxy(self, peer: Any) -> bool:
+        if not self._trusted_proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(peer[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        return any(ip in network for network in self._trusted_proxies)
+
+    def _forwarded_client(self, request: Request) -> str:
+        """The client address a trusted proxy names: the right-most X-Forwarded-For entry that is not
+        itself a trusted proxy (entries further left are whatever the client chose to send)."""
+        hops = [hop.strip() for value in request.headers.get_all("X-Forwarded-For") for hop in value.split(",")]
+        for hop in reversed(hops):
+            if not self._is_trusted_proxy((hop,)):
+                return _address_key((hop,))
+        return "?"
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         self._open += 1

@@ -5,6 +5,7 @@ Must not import the hub, websockets or anything outside ``config``/``pydantic``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -86,6 +87,10 @@ class ConsoleSection(ConfigModel):
     # allows any site (check-config warns). Clients that send no Origin (not browsers) are not affected.
     allowed_origins: list[str] = expected('origins such as "https://crm.example.com", or ["*"]',
                                           default_factory=list)
+    # Reverse proxies (TLS terminators) whose X-Forwarded-For names the client: addresses or networks.
+    # Connections from them are counted and throttled under the client's address instead of theirs.
+    trusted_proxies: list[str] = expected("IP addresses or networks such as 127.0.0.1 or 10.0.0.0/24",
+                                          default_factory=list)
     dispositions: list[DispositionCode] = Field(default_factory=lambda: list(DEFAULT_DISPOSITIONS))
     not_ready_reasons: list[Code] = Field(default_factory=lambda: list(DEFAULT_NOT_READY_REASONS))
 
@@ -104,6 +109,11 @@ class ConsoleSection(ConfigModel):
             if origin != "*" and not _ORIGIN_RE.match(origin):
                 errors.append((("allowed_origins", i), 'expected an origin such as "https://crm.example.com" '
                                '(scheme://host[:port], no path) or "*"'))
+        for i, proxy in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                errors.append((("trusted_proxies", i), "expected an IP address or network such as 10.0.0.0/24"))
         if not self.dispositions:
             errors.append((("dispositions",), "at least one disposition code is needed"))
         if len(set(self.not_ready_reasons)) != len(self.not_ready_reasons):

@@ -346,3 +346,48 @@ def test_version_must_be_the_integer_1() -> None:
 
     run(body)
 
+
+
+def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for() -> None:
+    """Behind a TLS proxy every connection comes from the proxy: with console.trusted_proxies the hub counts
+    and throttles each under the client the proxy names (the right-most X-Forwarded-For entry that is not
+    a trusted proxy, so a client cannot pick its own by sending the header), and the caps and delays hit
+    the attacking client only; a header from an untrusted address is ignored."""
+
+    async def via(stack: Stack, client: str, source: str | None = None, **extra: Any) -> Any:
+        headers = {"X-Forwarded-For": client}
+        local = {"local_addr": (source, 0)} if source else {}
+        return await connect(stack.url, open_timeout=2, additional_headers=headers, **local, **extra)
+
+    async def hello_via(stack: Stack, client: str, agent_id: str, source: str | None = None,
+                        **credentials: Any) -> dict[str, Any]:
+        c = Client(await via(stack, client, source))
+        try:
+            return await c.request("hello", agent_id=agent_id, **credentials)
+        finally:
+            await c.ws.close()
+
+    async def body() -> None:
+        settings = make_settings(trusted_proxies=["127.0.0.1"], auth_failures=3, auth_delay=30,
+                                 max_unauthenticated_per_address=3)
+        async with running(settings) as stack:
+            evil = "198.51.100.66, 203.0.113.9"  # the client made up the first entry
+            seen = [(await hello_via(stack, evil, "1001", password=f"guess-{i}"))["error_id"] for i in range(5)]
+            assert seen == ["auth-failed"] * 3 + ["auth-throttled"] * 2, seen
+            assert (await hello_via(stack, "198.51.100.66", "1001", password="pw-1001"))["type"] == "result"
+            idle, refused = [], 0
+            for _ in range(5):
+                try:
+                    idle.append(await via(stack, "203.0.113.9"))
+                except Exception:
+                    refused += 1
+            assert (len(idle), refused) == (3, 2)
+            assert (await hello_via(stack, "198.51.100.7", "1002", password="pw-1002"))["type"] == "result"
+            for ws in idle:
+                await ws.close()
+            # Not from a trusted proxy: the header is ignored, the address is the socket's own.
+            seen = [(await hello_via(stack, f"192.0.2.{i}", "1002", ATTACKER, password="nope-nope"))["error_id"]
+                    for i in range(5)]
+            assert seen == ["auth-failed"] * 3 + ["auth-throttled"] * 2, seen
+
+    run(body)
