@@ -1,4 +1,4 @@
-"""Console authentication: scrypt password hashes, HMAC-signed tokens, failure throttling. No I/O.
+"""Console authentication: scrypt password hashes, HMAC-signed tokens, login throttling. No I/O.
 
 Must not import the hub or websockets. Time is passed in (``clock``); nothing here logs a password,
 a hash or a token, and every comparison of secret material is constant-time.
@@ -16,9 +16,10 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +59,20 @@ def _b64e(data: bytes) -> str:
 
 def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def _b64d_strict(text: str) -> bytes:
+    """Decode unpadded base64url, accepting only the one canonical spelling of the bytes (the lax
+    decoder ignores junk characters and the unused bits of the last one); ValueError otherwise."""
+    if not _B64URL_RE.match(text):
+        raise ValueError("not base64url")
+    data = _b64d(text)
+    if _b64e(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data
 
 
 def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P,
@@ -111,120 +126,208 @@ def issue_token(secret: str, user_id: str, role: Role, ttl: float, now: float) -
     return f"v1.{body}.{_b64e(sig)}"
 
 
-def verify_token(secret: str, token: str, now: float) -> Identity:
-    """The identity a valid, unexpired token names; AuthError otherwise."""
+def verify_token(secret: str, token: str, now: float, max_ttl: float | None = None) -> Identity:
+    """The identity a valid, unexpired token names; AuthError otherwise. Signature and payload must be in
+    canonical base64url; a token whose lifetime (exp - iat) exceeds ``max_ttl`` is refused."""
     if len(token) > _MAX_TOKEN_CHARS:
         raise AuthError("bad-token", "token too long")
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != "v1":
         raise AuthError("bad-token", "malformed token")
-    expected_sig = hmac.new(secret.encode("utf-8"), f"v1.{parts[1]}".encode("ascii", "replace"),
-                            hashlib.sha256).digest()
     try:
-        sig = _b64d(parts[2])
+        sig = _b64d_strict(parts[2])
+        body = _b64d_strict(parts[1])
     except ValueError:
         raise AuthError("bad-token", "malformed token") from None
+    expected_sig = hmac.new(secret.encode("utf-8"), f"v1.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
     if not hmac.compare_digest(sig, expected_sig):
         raise AuthError("bad-token", "token signature does not verify")
     try:
-        payload = json.loads(_b64d(parts[1]))
-        user_id, role, exp = payload["sub"], payload["role"], payload["exp"]
+        payload = json.loads(body)
+        user_id, role, iat, exp = payload["sub"], payload["role"], payload["iat"], payload["exp"]
     except (ValueError, KeyError, TypeError):
         raise AuthError("bad-token", "malformed token payload") from None
-    if not isinstance(user_id, str) or role not in ROLES or not isinstance(exp, int):
+    if (not isinstance(user_id, str) or role not in ROLES or type(exp) is not int or type(iat) is not int
+            or exp < iat):
         raise AuthError("bad-token", "malformed token payload")
+    if max_ttl is not None and exp - iat > max_ttl + 1:  # + 1: `cti agent-token` rounds iat and exp down
+        raise AuthError("bad-token", "token lifetime exceeds console.token_max_ttl")
     if now >= exp:
         raise AuthError("token-expired", "token expired; ask for a new one (`cti agent-token`)")
     return Identity(user_id=user_id, role=role)
 
 
-class FailureThrottle:
-    """Locks an id out for ``lockout`` seconds after ``limit`` failures within that window. Pure."""
+class LoginThrottle:
+    """Growing delays after failed logins, per (id, source address) and per source address. Pure; time passed in.
 
-    def __init__(self, limit: int, lockout: float, max_ids: int = 10000) -> None:
+    Nothing is ever locked: after ``free`` failures a key must wait ``base`` seconds before its next check,
+    then twice as long after each further failure, up to ``max_delay``; an attempt during the wait is
+    refused at once without being checked (and does not count). A key is forgotten once it has been quiet
+    for ``max_delay`` seconds after its wait ended. Keying by address means that guesses from one address
+    never slow down the same id logging in from another one. Memory is bounded (oldest keys go first).
+    """
+
+    def __init__(self, free: int, base: float, max_delay: float, max_keys: int = 10000) -> None:
+        self._free = free
+        self._base = base
+        self._max = max_delay
+        self._max_keys = max_keys
+        self._keys: dict[object, tuple[int, float]] = {}  # key -> (failures, may try again at)
+
+    def wait(self, key: object, now: float) -> float:
+        """Seconds until ``key`` may be checked again (0: now)."""
+        entry = self._keys.get(key)
+        if entry is None:
+            return 0.0
+        failures, until = entry
+        if now >= until + self._max:
+            del self._keys[key]
+            return 0.0
+        return max(0.0, until - now)
+
+    def failed(self, key: object, now: float) -> None:
+        entry = self._keys.pop(key, None)
+        if entry is not None and now >= entry[1] + self._max:
+            entry = None
+        failures = (entry[0] if entry else 0) + 1
+        delay = 0.0 if failures < self._free else min(self._max, self._base * 2.0 ** (failures - self._free))
+        if len(self._keys) >= self._max_keys:
+            self._keys.pop(next(iter(self._keys)))  # bounded memory under a spray of ids or addresses
+        self._keys[key] = (failures, now + delay)
+
+    def succeeded(self, key: object) -> None:
+        self._keys.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class PendingChecks:
+    """Bounds the password checks waiting for or running scrypt: ``limit`` in all, ``per_address`` from one
+    address. Pure bookkeeping; the hub acquires before queueing a check and releases when it ends."""
+
+    def __init__(self, limit: int, per_address: int) -> None:
         self._limit = limit
-        self._lockout = lockout
-        self._max_ids = max_ids
-        self._failures: dict[str, list[float]] = {}
+        self._per_address = per_address
+        self._total = 0
+        self._by_address: dict[str, int] = {}
 
-    def locked(self, user_id: str, now: float) -> bool:
-        recent = [t for t in self._failures.get(user_id, ()) if now - t < self._lockout]
-        if recent:
-            self._failures[user_id] = recent
+    def acquire(self, address: str) -> bool:
+        mine = self._by_address.get(address, 0)
+        if self._total >= self._limit or mine >= self._per_address:
+            return False
+        self._total += 1
+        self._by_address[address] = mine + 1
+        return True
+
+    def release(self, address: str) -> None:
+        self._total -= 1
+        left = self._by_address.get(address, 1) - 1
+        if left > 0:
+            self._by_address[address] = left
         else:
-            self._failures.pop(user_id, None)
-        return len(recent) >= self._limit
+            self._by_address.pop(address, None)
 
-    def failed(self, user_id: str, now: float) -> None:
-        if user_id not in self._failures and len(self._failures) >= self._max_ids:
-            self._failures.pop(next(iter(self._failures)))  # bounded memory under a spray of ids
-        self._failures.setdefault(user_id, []).append(now)
-
-    def succeeded(self, user_id: str) -> None:
-        self._failures.pop(user_id, None)
+    @property
+    def total(self) -> int:
+        return self._total
 
 
-# Verified against when the id is unknown, so that an unknown id costs as much as a wrong password.
-_DUMMY_HASH = hash_password("not-a-real-password", n=SCRYPT_N, salt=b"\0" * 16)
+def _dummy_hash(hashes: list[str]) -> str:
+    """A hash with the work factor most of the real ones use, verified when the id is unknown, so that an
+    unknown id costs exactly what a wrong password costs (no user enumeration by timing)."""
+    params: dict[tuple[int, int, int, int], int] = {}
+    for encoded in hashes:
+        try:
+            n, r, p, _, digest = parse_hash(encoded)
+        except ValueError:
+            continue
+        params[(n, r, p, len(digest))] = params.get((n, r, p, len(digest)), 0) + 1
+    n, r, p, size = max(params, key=lambda k: params[k]) if params else (SCRYPT_N, SCRYPT_R, SCRYPT_P, 32)
+    salt = b"\0" * 16
+    digest = hashlib.scrypt(b"not-a-real-password", salt=salt, n=n, r=r, p=p, maxmem=_maxmem(n, r), dklen=size)
+    return f"scrypt${n}${r}${p}${_b64e(salt)}${_b64e(digest)}"
 
 
 class Authenticator:
     """Checks a hello's credentials: password against ``password_hashes`` (agents) or the supervisors of
-    ``settings``, or a token signed with ``settings.token_secret``.
+    ``settings``, or a token signed with ``settings.token_secret`` for an id the configuration knows.
 
-    ``verify`` is CPU-bound (scrypt, tens of milliseconds): the hub runs it in a worker thread.
+    Password checks are CPU-bound (scrypt, tens of milliseconds): the hub runs ``verify`` for them in a
+    worker thread, after asking ``password_wait`` and bounding the checks in flight. Failed checks slow
+    further ones down per (id, address) and per address (``LoginThrottle``); a token is never throttled:
+    a valid one always logs in, at the cost of one HMAC.
     """
 
     def __init__(self, settings: ConsoleSection, password_hashes: Mapping[str, str],
                  supervisor_hashes: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, agent_ids: Collection[str] | None = None) -> None:
+        """``agent_ids``: every configured agent (default: those in ``password_hashes``); a token for an id
+        that is neither one of them nor a configured supervisor is refused."""
         self._agents = password_hashes
-        sup = {a.id: a.password_hash.get_secret_value() for a in settings.supervisors}
+        sup = {a.id: a.password_hash.get_secret_value() for a in settings.supervisors if a.password_hash}
         sup.update(supervisor_hashes or {})
         self._supervisors = sup
+        self._agent_ids = frozenset(agent_ids if agent_ids is not None else password_hashes)
+        self._supervisor_ids = frozenset({a.id for a in settings.supervisors} | set(sup))
         self._secret = settings.token_secret.get_secret_value() if settings.token_secret else None
+        self._max_ttl = settings.token_max_ttl
         self._clock = clock
-        self._throttle = FailureThrottle(settings.auth_failures, settings.auth_lockout)
-        self._lock = threading.Lock()  # verify() runs in worker threads; the throttle is shared
+        self._pairs = LoginThrottle(settings.auth_failures, settings.auth_delay, settings.auth_lockout)
+        self._addresses = LoginThrottle(settings.auth_address_failures, settings.auth_delay, settings.auth_lockout)
+        self._dummy = _dummy_hash([*self._agents.values(), *self._supervisors.values()])
+        self._lock = threading.Lock()  # verify() runs in worker threads; the throttles are shared
+
+    def password_wait(self, user_id: str, address: str) -> float:
+        """Seconds before a password from ``address`` for ``user_id`` may be checked (0: now). Cheap."""
+        now = self._clock()
+        with self._lock:
+            return max(self._pairs.wait((user_id, address), now), self._addresses.wait(address, now))
 
     def verify(self, user_id: str, password: str | None = None, token: str | None = None,
-               role: Role | None = None) -> Identity:
+               role: Role | None = None, address: str = "") -> Identity:
         """The authenticated identity, or AuthError("auth-failed" | "bad-token" | "token-expired" |
-        "auth-throttled" | "token-disabled" | "bad-request"). Exactly one of password/token.
+        "auth-throttled" | "token-disabled" | "bad-request"). Exactly one of password/token. ``address``:
+        where the attempt comes from (the throttle's key, see ``LoginThrottle``).
 
         ``role`` None means "agent" for a password and "whatever the token grants" for a token; a token
         that does not grant the asked-for role fails with "bad-token"."""
         if (password is None) == (token is None):
             raise AuthError("bad-request", "give exactly one of password or token")
         now = self._clock()
-        with self._lock:
-            if self._throttle.locked(user_id, now):
-                raise AuthError("auth-throttled", "too many failed logins; try again later")
+        if token is not None:  # never throttled: forging one is hopeless, and a valid one must always work
+            return self._check_token(user_id, token, role, now)
+        assert password is not None
+        if self.password_wait(user_id, address) > 0:
+            raise AuthError("auth-throttled", "too many failed logins from your address; try again later")
         try:
-            identity = self._check(user_id, password, token, role, now)
+            identity = self._check_password(user_id, password, role)
         except AuthError:
             with self._lock:
-                self._throttle.failed(user_id, now)
+                self._pairs.failed((user_id, address), now)
+                self._addresses.failed(address, now)
             raise
         with self._lock:
-            self._throttle.succeeded(user_id)
+            self._pairs.succeeded((user_id, address))
         return identity
 
-    def _check(self, user_id: str, password: str | None, token: str | None, role: Role | None,
-               now: float) -> Identity:
-        if token is not None:
-            if self._secret is None:
-                raise AuthError("token-disabled", "token login is not enabled on this server")
-            identity = verify_token(self._secret, token, now)
-            if identity.user_id != user_id:
-                raise AuthError("bad-token", "token was issued for another id")
-            if role is not None and identity.role != role:
-                raise AuthError("bad-token", f"token does not grant the {role} role")
-            return identity
-        assert password is not None
+    def _check_token(self, user_id: str, token: str, role: Role | None, now: float) -> Identity:
+        if self._secret is None:
+            raise AuthError("token-disabled", "token login is not enabled on this server")
+        identity = verify_token(self._secret, token, now, max_ttl=self._max_ttl)
+        if identity.user_id != user_id:
+            raise AuthError("bad-token", "token was issued for another id")
+        if role is not None and identity.role != role:
+            raise AuthError("bad-token", f"token does not grant the {role} role")
+        known = self._supervisor_ids if identity.role == "supervisor" else self._agent_ids
+        if identity.user_id not in known:
+            raise AuthError("bad-token", f"no {identity.role} with this id is configured")
+        return identity
+
+    def _check_password(self, user_id: str, password: str, role: Role | None) -> Identity:
         table = self._supervisors if role == "supervisor" else self._agents
         stored = table.get(user_id)
-        ok = verify_password(password[:_MAX_PASSWORD_CHARS], stored or _DUMMY_HASH)
+        ok = verify_password(password[:_MAX_PASSWORD_CHARS], stored or self._dummy)
         if not ok or stored is None or len(password) > _MAX_PASSWORD_CHARS:
             raise AuthError("auth-failed", "unknown id or wrong password")
         return Identity(user_id=user_id, role=role or "agent")

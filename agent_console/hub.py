@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import ipaddress
 import itertools
 import json
 import logging
+import re
 import socket
 import struct
 import time
@@ -42,13 +44,30 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from agent_console import protocol
-from agent_console.auth import Authenticator, AuthError, Identity
+from agent_console.auth import Authenticator, AuthError, Identity, PendingChecks
 from agent_console.backend import ConsoleBackend, ConsoleError, SessionInfo
 from agent_console.protocol import ALLOWED, PUSH_TYPES, Hello, ProtocolError, RateLimiter, encode
 from agent_console.settings import ConsoleSection
-from agent_console.static_site import SECURITY_HEADERS, StaticSite
+from agent_console.static_site import StaticSite, security_headers
 
 log = logging.getLogger("agent_console.hub")
+
+
+class _NoFrameLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to websockets. At DEBUG websockets logs every frame (``< TEXT '{"type": "hello",
+    ... "password": ...}'``), token signatures and pops included: its DEBUG level is never enabled, whatever
+    the configured level, so frame contents never reach a log. Its INFO and higher lines (no contents) go
+    to ``agent_console.websockets``."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        return None
+
+
+_WS_LOG = _NoFrameLogger(logging.getLogger("agent_console.websockets"), {})
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 _Item = str | tuple[int, str]  # an encoded frame, or (close code, reason) as the last item
 
@@ -91,6 +110,11 @@ class ConsoleHub:
         self._agents: dict[str, _Session] = {}
         self._supervisors: dict[str, _Session] = {}
         self._open = 0
+        self._unauthenticated = 0  # connections not logged in (TCP accept to hello result), in all
+        self._unauthenticated_by_address: dict[str, int] = {}
+        self._pending = PendingChecks(settings.auth_pending, settings.auth_pending_per_address)
+        self._allowed_origins = frozenset(settings.allowed_origins)
+        self._trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -100,7 +124,8 @@ class ConsoleHub:
         self._flush_scheduled = False
         self._counters = dict.fromkeys(
             ("messages_in", "messages_out", "dropped_slow", "rate_limited", "auth_failures", "undelivered",
-             "replaced", "rejected_full", "connections_opened", "connections_closed"), 0)
+             "replaced", "rejected_full", "connections_opened", "connections_closed", "rejected_unauthenticated",
+             "rejected_origin", "auth_throttled"), 0)
         self._hello_payload = {
             "heartbeat_interval": settings.heartbeat_interval,
             "dispositions": [d.model_dump() for d in settings.dispositions],
@@ -114,13 +139,31 @@ class ConsoleHub:
         """Listen on host:port (0 = ephemeral); returns the bound port."""
         s = self._settings
         # Exact Origin values; auth is a message, not a cookie, so cross-site hijacking gains nothing anyway.
-        origins = list(s.allowed_origins) if s.allowed_origins is not None else None
         self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="console-auth")
+        hub = self
+
+        class _Connection(ServerConnection):
+            """Counts connections that have not logged in, per address and in all, from the TCP accept on;
+            past either cap the socket is reset at once (before any byte is read)."""
+
+            cti_address = ""
+            cti_counted = False
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                hub._admit(self, transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                hub._uncount(self)
+                super().connection_lost(exc)
+
         self._server = await serve(
             self._handle_connection, host, port,
             process_request=self._process_request,
+            create_connection=_Connection,
+            logger=_WS_LOG,
             compression="deflate" if s.compression == "deflate" else None,
-            origins=origins,  # type: ignore[arg-type]
+            # The Origin is checked in _process_request (the server's own origin by default).
             max_size=s.max_message_bytes,
             max_queue=8,
             write_limit=s.write_limit,
@@ -191,7 +234,8 @@ class ConsoleHub:
     def stats(self) -> dict[str, Any]:
         registered = len(self._agents) + len(self._supervisors)
         return {"connections": self._open, "agents": len(self._agents), "supervisors": len(self._supervisors),
-                "authenticating": max(0, self._open - registered), **self._counters}
+                "authenticating": max(0, self._open - registered), "unauthenticated": self._unauthenticated,
+                "password_checks": self._pending.total, **self._counters}
 
     @staticmethod
     def _check_push(message: dict[str, Any]) -> None:
@@ -202,32 +246,100 @@ class ConsoleHub:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        host = _request_host(request)
         if path == self._settings.path:
+            if getattr(connection, "cti_counted", False) and not connection.cti_address:  # type: ignore[attr-defined]
+                self._uncount(connection)  # from a trusted proxy: count it under the client it names now
+                if not self._count(connection, self._forwarded_client(request)):
+                    self._counters["rejected_unauthenticated"] += 1
+                    return self._response(503, "text/plain; charset=utf-8", b"Too many connections\n", host)
+            if not self._origin_allowed(request.headers.get("Origin"), host):
+                self._counters["rejected_origin"] += 1
+                log.info("console websocket from %s refused: Origin not allowed", _peer(connection))
+                return self._response(403, "text/plain; charset=utf-8", b"Origin not allowed\n", host)
             return None  # websocket handshake
         if path == "/healthz":
-            return self._response(200, "application/json", json.dumps(self.stats()).encode())
+            return self._response(200, "application/json", json.dumps(self.stats()).encode(), host)
         page = self._site.lookup(path)
         if page is None:
-            return self._response(404, "text/plain; charset=utf-8", b"Not Found\n")
-        return self._response(200, page.content_type, page.body)
+            return self._response(404, "text/plain; charset=utf-8", b"Not Found\n", host)
+        return self._response(200, page.content_type, page.body, host)
+
+    def _origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """A browser always sends the Origin of the page opening a websocket: accept the server's own
+        (the page came from this host), the configured ``allowed_origins``, or any with ``"*"``. No Origin
+        at all is a client that is not a browser (a page cannot leave it out), which gains nothing from it."""
+        if origin is None or "*" in self._allowed_origins or origin in self._allowed_origins:
+            return True
+        scheme, sep, rest = origin.partition("://")
+        return bool(sep) and scheme in ("http", "https") and host is not None and rest.lower() == host.lower()
 
     @staticmethod
-    def _response(status: int, content_type: str, body: bytes) -> Response:
+    def _response(status: int, content_type: str, body: bytes, host: str | None) -> Response:
         headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                           ("Connection", "close"), *SECURITY_HEADERS])
+                           ("Connection", "close"), *security_headers(host)])
         return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
     # ---- websocket connections -------------------------------------------------------------------
+
+    def _admit(self, conn: Any, transport: asyncio.BaseTransport) -> None:
+        """TCP accept: count the connection as not logged in, or reset it past the caps. A connection from a
+        trusted proxy counts in the total only until its request names the client (``_process_request``)."""
+        peer = transport.get_extra_info("peername")
+        proxy = self._is_trusted_proxy(peer)
+        if not self._count(conn, "" if proxy else _address_key(peer)):
+            self._counters["rejected_unauthenticated"] += 1
+            transport.abort()  # type: ignore[attr-defined]
+
+    def _count(self, conn: Any, address: str) -> bool:
+        """Count ``conn`` as not logged in from ``address`` ("": not known yet, total cap only)."""
+        mine = self._unauthenticated_by_address.get(address, 0) if address else 0
+        if (self._unauthenticated >= self._settings.max_unauthenticated
+                or mine >= self._settings.max_unauthenticated_per_address):
+            return False
+        conn.cti_address = address
+        conn.cti_counted = True
+        self._unauthenticated += 1
+        if address:
+            self._unauthenticated_by_address[address] = mine + 1
+        return True
+
+    def _uncount(self, conn: Any) -> None:
+        """The connection logged in or went away: it no longer counts against the unauthenticated caps."""
+        if not conn.cti_counted:
+            return
+        conn.cti_counted = False
+        self._unauthenticated -= 1
+        if not conn.cti_address:
+            return
+        left = self._unauthenticated_by_address.get(conn.cti_address, 1) - 1
+        if left > 0:
+            self._unauthenticated_by_address[conn.cti_address] = left
+        else:
+            self._unauthenticated_by_address.pop(conn.cti_address, None)
+
+    def _is_trusted_proxy(self, peer: Any) -> bool:
+        if not self._trusted_proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(peer[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        return any(ip in network for network in self._trusted_proxies)
+
+    def _forwarded_client(self, request: Request) -> str:
+        """The client address a trusted proxy names: the right-most X-Forwarded-For entry that is not
+        itself a trusted proxy (entries further left are whatever the client chose to send)."""
+        hops = [hop.strip() for value in request.headers.get_all("X-Forwarded-For") for hop in value.split(",")]
+        for hop in reversed(hops):
+            if not self._is_trusted_proxy((hop,)):
+                return _address_key((hop,))
+        return "?"
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         self._open += 1
         self._counters["connections_opened"] += 1
         try:
-            if self._open > self._settings.max_connections:
-                self._counters["rejected_full"] += 1
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.close(protocol.CLOSE_SERVER_FULL, "server full")
-                return
             session = await self._authenticate(ws)
             if session is None:
                 return
@@ -259,14 +371,25 @@ class ConsoleHub:
             await self._refuse(ws, hello.id, "unauthenticated", "the first message must be a hello")
             return None
         try:
-            identity = await self._verify(hello)
+            identity = await self._verify(hello, getattr(ws, "cti_address", "") or remote)
         except AuthError as exc:
-            self._counters["auth_failures"] += 1
-            log.info("console login refused for %s from %s: %s", hello.agent_id, remote, exc.error_id)
+            if exc.error_id == "auth-throttled":
+                self._counters["auth_throttled"] += 1
+            else:
+                self._counters["auth_failures"] += 1
+                log.info("console login refused for %s from %s: %s", hello.agent_id, remote, exc.error_id)
             await self._refuse(ws, hello.id, exc.error_id, exc.message)
             return None
         if ws.state.name != "OPEN":
             return None
+        replacing = identity.role == "agent" and identity.user_id in self._agents
+        if not replacing and len(self._agents) + len(self._supervisors) >= self._settings.max_connections:
+            self._counters["rejected_full"] += 1
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(encode(protocol.error(hello.id, "server-full", "the server is full; retry later")))
+                await ws.close(protocol.CLOSE_SERVER_FULL, "server full")
+            return None
+        self._uncount(ws)
         now = self._clock()
         number = next(self._ids)
         info = SessionInfo(session_id=f"s{number}", agent_id=identity.user_id, role=identity.role,
@@ -289,12 +412,21 @@ class ConsoleHub:
         log.info("console %s %s connected from %s (%s)", info.role, info.agent_id, remote, info.session_id)
         return session
 
-    async def _verify(self, hello: Hello) -> Identity:
-        if hello.token is not None:  # HMAC: cheap, stays on the loop
+    async def _verify(self, hello: Hello, address: str) -> Identity:
+        if hello.token is not None:  # HMAC: cheap, stays on the loop, never waits behind password checks
             return self._auth.verify(hello.agent_id, token=hello.token, role=hello.role)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._auth_pool, lambda: self._auth.verify(
-            hello.agent_id, password=hello.password, role=hello.role))
+        # A password costs a scrypt in a worker thread: refuse at once, without queueing it, when this
+        # (id, address) or address must wait after failures, or too many checks are already pending.
+        if self._auth.password_wait(hello.agent_id, address) > 0:
+            raise AuthError("auth-throttled", "too many failed logins from your address; try again later")
+        if not self._pending.acquire(address):
+            raise AuthError("auth-throttled", "too many logins are being checked; try again in a moment")
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._auth_pool, lambda: self._auth.verify(
+                hello.agent_id, password=hello.password, role=hello.role, address=address))
+        finally:
+            self._pending.release(address)
 
     async def _refuse(self, ws: ServerConnection, re: protocol.RequestId | None, error_id: str, message: str,
                       fields: list[dict[str, str]] | None = None) -> None:
@@ -507,6 +639,26 @@ def _write_out(ws: ServerConnection) -> None:
                     ws.transport.write_eof()
             else:
                 ws.transport.close()
+
+
+def _address_key(peername: Any) -> str:
+    """The source address a connection is counted and throttled under: the IP, or its /64 for IPv6 (one
+    host usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(peername[0])
+    except (TypeError, ValueError, IndexError):
+        return "?"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _request_host(request: Request) -> str | None:
+    """The request's Host header when it is a plain host[:port] (anything else is ignored)."""
+    host = request.headers.get("Host")
+    return host if host is not None and _HOST_RE.match(host) else None
 
 
 def _peer(ws: ServerConnection) -> str:

@@ -276,6 +276,8 @@ class MemoryBackend:
     def _do_schedule_callback(self, agent: AgentRecord, params: dict[str, Any]) -> dict[str, Any]:
         if agent.state == "logged_out":
             raise ConsoleError("not-logged-in", "log in first")
+        if params.get("call_id") is not None and params["call_id"] != agent.call_id:
+            raise ConsoleError("unknown-call", "a callback can name only your current or your last call")
         self._check_future(params["at"])
         entry = {**params, "agent_id": agent.agent_id, "id": f"cb-{len(self.callbacks) + 1}"}
         self.callbacks.append(entry)

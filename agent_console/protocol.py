@@ -8,10 +8,19 @@ the offending value (a frame may hold a password). Time is passed in.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -110,10 +119,22 @@ class AttendedCancel(_CallAction):
     type: Literal["attended_cancel"]
 
 
+def _in_utc_range(value: datetime) -> datetime:
+    """A callback time must exist in UTC too (9999-12-31T23:59-23:59 is in year 10000 there)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range (before year 1 or after 9999 in UTC)") from None
+    return value
+
+
+CallbackTime = Annotated[AwareDatetime, Field(strict=False), AfterValidator(_in_utc_range)]
+
+
 class CallbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
-    at: AwareDatetime  # ISO-8601 with an offset, e.g. 2025-03-01T14:30:00Z
+    at: CallbackTime  # ISO-8601 with an offset, e.g. 2025-03-01T14:30:00Z
     number: Phone
     notes: Text = ""
 
@@ -130,7 +151,7 @@ class Dispose(_Msg):
 
 class ScheduleCallback(_Msg):
     type: Literal["schedule_callback"]
-    at: Annotated[AwareDatetime, Field(strict=False)]
+    at: CallbackTime
     number: Phone
     notes: Text = ""
     call_id: Short | None = None
@@ -213,10 +234,13 @@ def decode(frame: str | bytes) -> BaseModel:
         obj = json.loads(frame)
     except ValueError:
         raise ProtocolError("bad-json", "frame is not valid JSON") from None
+    except RecursionError:  # [[[[...]]]]: json nests by recursion; no message nests deeper than a few levels
+        raise ProtocolError("bad-json", "frame nests too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad-message", "a message is a JSON object")
     rid = _request_id(obj)
-    if obj.get("v") != PROTOCOL_VERSION:
+    version = obj.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1 and 1.0 == 1 in Python
         raise ProtocolError("unsupported-version", f"protocol version must be {PROTOCOL_VERSION}", rid)
     kind = obj.get("type")
     if not isinstance(kind, str):

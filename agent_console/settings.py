@@ -5,6 +5,7 @@ Must not import the hub, websockets or anything outside ``config``/``pydantic``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from config.base import ConfigModel, Loc, PositiveSeconds, expected
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 ID_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 _HASH_RE = re.compile(r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=_-]+\$[A-Za-z0-9+/=_-]+$")
 
 Code = Annotated[str, Field(pattern=CODE_PATTERN, json_schema_extra={"expected": "a code of 1-64 letters/digits/_.-"})]
@@ -28,10 +30,12 @@ class DispositionCode(ConfigModel):
 
 
 class SupervisorAccount(ConfigModel):
-    """A supervisor who may open the wallboard with a password (tokens work without an entry here)."""
+    """A supervisor who may open the wallboard: with a password when ``password_hash`` is set, and with a
+    supervisor token (`cti agent-token ID --role supervisor`) either way. A token for an id listed neither
+    here nor in ``acd.agents`` is refused."""
 
     id: str = expected("a supervisor id of 1-64 letters/digits/_.@-", pattern=ID_PATTERN)
-    password_hash: SecretStr = expected("a hash printed by `cti agent-password`")
+    password_hash: SecretStr | None = expected("a hash printed by `cti agent-password`", default=None)
 
 
 DEFAULT_DISPOSITIONS = (
@@ -63,11 +67,30 @@ class ConsoleSection(ConfigModel):
     write_limit: int = expected("an integer 1024-16777216 (bytes)", default=65536, ge=1024, le=16777216)
     rate_per_second: float = expected("a number > 0 (messages per second)", default=10.0, gt=0)
     rate_burst: int = expected("an integer 1-1000", default=30, ge=1, le=1000)
+    # Logged-in sessions; connections that have not logged in yet are capped apart (below), so that a
+    # flood of idle sockets never keeps an agent out.
     max_connections: int = expected("an integer 1-1000000", default=10000, ge=1, le=1000000)
+    max_unauthenticated: int = expected("an integer 1-1000000", default=1024, ge=1, le=1000000)
+    max_unauthenticated_per_address: int = expected("an integer 1-100000", default=32, ge=1, le=100000)
+    # Failed password logins: after auth_failures for one (id, address), or auth_address_failures from one
+    # address, the next check waits auth_delay seconds, doubling per failure up to auth_lockout. Tokens are
+    # never throttled.
     auth_failures: int = expected("an integer 1-1000", default=5, ge=1, le=1000)
+    auth_address_failures: int = expected("an integer 1-100000", default=30, ge=1, le=100000)
+    auth_delay: PositiveSeconds = 1.0
     auth_lockout: PositiveSeconds = 60.0
+    # Password checks (scrypt) waiting or running at once, in all and from one address; more: auth-throttled.
+    auth_pending: int = expected("an integer 1-10000", default=16, ge=1, le=10000)
+    auth_pending_per_address: int = expected("an integer 1-10000", default=2, ge=1, le=10000)
     compression: Literal["none", "deflate"] = "none"
-    allowed_origins: list[str] | None = None
+    # Origins (scheme://host[:port]) whose pages may open the websocket besides the server's own; ["*"]
+    # allows any site (check-config warns). Clients that send no Origin (not browsers) are not affected.
+    allowed_origins: list[str] = expected('origins such as "https://crm.example.com", or ["*"]',
+                                          default_factory=list)
+    # Reverse proxies (TLS terminators) whose X-Forwarded-For names the client: addresses or networks.
+    # Connections from them are counted and throttled under the client's address instead of theirs.
+    trusted_proxies: list[str] = expected("IP addresses or networks such as 127.0.0.1 or 10.0.0.0/24",
+                                          default_factory=list)
     dispositions: list[DispositionCode] = Field(default_factory=lambda: list(DEFAULT_DISPOSITIONS))
     not_ready_reasons: list[Code] = Field(default_factory=lambda: list(DEFAULT_NOT_READY_REASONS))
 
@@ -82,6 +105,15 @@ class ConsoleSection(ConfigModel):
             if disposition.code in seen:
                 errors.append((("dispositions", i, "code"), f"duplicate disposition code {disposition.code!r}"))
             seen.add(disposition.code)
+        for i, origin in enumerate(self.allowed_origins):
+            if origin != "*" and not _ORIGIN_RE.match(origin):
+                errors.append((("allowed_origins", i), 'expected an origin such as "https://crm.example.com" '
+                               '(scheme://host[:port], no path) or "*"'))
+        for i, proxy in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                errors.append((("trusted_proxies", i), "expected an IP address or network such as 10.0.0.0/24"))
         if not self.dispositions:
             errors.append((("dispositions",), "at least one disposition code is needed"))
         if len(set(self.not_ready_reasons)) != len(self.not_ready_reasons):
@@ -91,7 +123,7 @@ class ConsoleSection(ConfigModel):
             if account.id in ids:
                 errors.append((("supervisors", i, "id"), f"duplicate supervisor id {account.id!r}"))
             ids.add(account.id)
-            if not _HASH_RE.match(account.password_hash.get_secret_value()):
+            if account.password_hash is not None and not _HASH_RE.match(account.password_hash.get_secret_value()):
                 errors.append((("supervisors", i, "password_hash"),
                                "not a hash made by `cti agent-password` (scrypt$n$r$p$salt$hash)"))
         return errors

@@ -25,14 +25,21 @@ PAGES = {"/": "console.html", "/console": "console.html", "/wallboard": "wallboa
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 _MAX_FILE = 2 * 1024 * 1024
 # The pages load only their own scripts and styles and talk only to this server's websocket.
-SECURITY_HEADERS = (
-    ("Content-Security-Policy",
-     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
-     "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+_CSP = ("default-src 'self'; connect-src {connect}; img-src 'self' data:; style-src 'self'; "
+        "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+_OTHER_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-cache"),
 )
+
+
+def security_headers(host: str | None) -> tuple[tuple[str, str], ...]:
+    """The headers of every HTTP response. ``host``: the request's Host (already checked to be a plain
+    host[:port]); the pages may then connect only to this server's own websocket origin, ws:// or wss://
+    (behind a TLS proxy the page is https and uses wss). Without one, ``'self'`` alone."""
+    connect = f"'self' ws://{host} wss://{host}" if host else "'self'"
+    return (("Content-Security-Policy", _CSP.format(connect=connect)), *_OTHER_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,10 +65,12 @@ def make_settings(**overrides: Any) -> ConsoleSection:
 class Stack:
     """Hub + in-memory backend on an ephemeral port."""
 
-    def __init__(self, settings: ConsoleSection, clock: Callable[[], float] = time.time, **hub_options: Any) -> None:
+    def __init__(self, settings: ConsoleSection, clock: Callable[[], float] = time.time,
+                 hashes: dict[str, str] | None = None, **hub_options: Any) -> None:
+        """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters)."""
         self.settings = settings
         self.backend = MemoryBackend(settings, AGENTS, clock, queues=["sales", "support"])
-        auth = Authenticator(settings, {a: HASHES[a] for a in AGENTS}, clock=clock)
+        auth = Authenticator(settings, hashes or {a: HASHES[a] for a in AGENTS}, clock=clock)
         self.hub = ConsoleHub(settings, self.backend, auth, clock, **hub_options)
         self.backend.attach(self.hub)
         self.port = 0
@@ -80,8 +82,8 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running(settings: ConsoleSection | None = None, clock: Callable[[], float] = time.time,
-                  **hub_options: Any) -> AsyncIterator[Stack]:
-    stack = Stack(settings or make_settings(), clock, **hub_options)
+                  hashes: dict[str, str] | None = None, **hub_options: Any) -> AsyncIterator[Stack]:
+    stack = Stack(settings or make_settings(), clock, hashes, **hub_options)
     stack.port = await stack.hub.start("127.0.0.1", 0)
     try:
         yield stack
@@ -137,8 +139,12 @@ class Client:
         return self.ws.close_code
 
 
-async def open_client(stack: Stack, agent_id: str | None = None, **hello: Any) -> Client:
-    ws = await connect(stack.url, max_size=2**22, open_timeout=5)
+async def open_client(stack: Stack, agent_id: str | None = None, *, source: str | None = None,
+                      **hello: Any) -> Client:
+    """Connect (from the loopback address ``source``, e.g. "127.0.0.2", when given) and, with an
+    ``agent_id``, log in (its test password unless a password or token is given)."""
+    local = {"local_addr": (source, 0)} if source else {}
+    ws = await connect(stack.url, max_size=2**22, open_timeout=5, **local)
     client = Client(ws)
     if agent_id is not None:
         if "token" not in hello and "password" not in hello:

@@ -101,6 +101,7 @@ def bench_config(tmp: Path, consoles: int, compression: str, ami_port: int, warm
     if warm:  # keep the warmed look-ups for the whole run
         doc.setdefault("screenpop", {})["cache_ttl"] = 3600
     doc["console"]["max_connections"] = consoles + 100
+    doc["console"]["max_unauthenticated_per_address"] = consoles + 100  # every bench console is on loopback
     sim = doc["sim"]
     sim["inbound"] = []
     sim["callers"]["patience_mean_s"] = 600

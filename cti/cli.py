@@ -44,8 +44,18 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
                 print(issue, file=sys.stderr)
             status = 1
         else:
+            _print_security_warnings(path)
             print(f"{path}: OK")
     return status
+
+
+def _print_security_warnings(path: str, cfg: object = None) -> None:
+    """Warnings that do not make the file invalid (secrets readable by all, any Origin): stderr."""
+    from config.load import load_config
+    from config.security import security_warnings
+
+    for warning in security_warnings(path, cfg or load_config(path)):  # type: ignore[arg-type]
+        print(warning, file=sys.stderr)
 
 
 def _load_or_exit(path: str) -> object:
@@ -61,6 +71,7 @@ def _load_or_exit(path: str) -> object:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load_or_exit(args.config)
+    _print_security_warnings(args.config, cfg)
     from cti.server import serve
 
     setup_logging(getattr(getattr(cfg, "log", None), "level", "INFO"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -250,17 +250,35 @@ class ServerConsoleBackend:
         return {"state": self.server.state_message(agent_id), "recorded": recorded}
 
     async def _do_schedule_callback(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        callback_id = await self._store_callback(agent_id, params, call_id=params.get("call_id"))
+        call_id = params.get("call_id")
+        if call_id is not None and call_id not in self._own_calls(agent_id):
+            raise ConsoleError("unknown-call", "a callback can name only your current or your last call")
+        callback_id = await self._store_callback(agent_id, params, call_id=call_id)
         return {"callback_id": callback_id}
+
+    def _own_calls(self, agent_id: str) -> set[str]:
+        """The calls an agent may attach a callback to: the one it is on and the last one it answered."""
+        own = set()
+        live = self.server.call_for_agent(agent_id)
+        if live is not None:
+            own.add(live.queued.call_id)
+        last = self.server.last_call.get(agent_id)
+        if last is not None:
+            own.add(last[1])
+        return own
 
     async def _store_callback(self, agent_id: str, params: dict[str, Any], call_id: str | None) -> str:
         at = params["at"]
-        if isinstance(at, str):
-            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        if at.timestamp() <= self.server.now():
+        try:
+            if isinstance(at, str):
+                at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            due = at.astimezone(UTC).timestamp()  # the store keeps UTC: a time that is not one in UTC fails here
+        except (ValueError, OverflowError):
+            raise ConsoleError("bad-callback-time", "the callback time is out of range") from None
+        if due <= self.server.now():
             raise ConsoleError("bad-callback-time", "the callback time must be in the future")
         return str(await _result(defer.maybeDeferred(
-            self.server.schedule_callback, number=str(params["number"]), due=at.timestamp(),
+            self.server.schedule_callback, number=str(params["number"]), due=due,
             notes=str(params.get("notes") or ""), agent_id=agent_id, call_id=call_id or "",
             lead_id=str(params.get("lead_id") or ""), source="agent")))
 

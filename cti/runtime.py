@@ -63,7 +63,7 @@ class Runtime:
         if self._http:
             hashes = {a.id: a.password_hash for a in cfg.acd.agents if a.password_hash}
             clock = self.clock.seconds
-            auth = Authenticator(cfg.console, hashes, clock=clock)
+            auth = Authenticator(cfg.console, hashes, clock=clock, agent_ids=[a.id for a in cfg.acd.agents])
             self.hub = ConsoleHub(cfg.console, ServerConsoleBackend(self.server), auth, clock,
                                   not_ready_reasons=cfg.acd.not_ready_reasons)
             self.http_port = await self.hub.start(cfg.listen.http.host, cfg.listen.http.port)

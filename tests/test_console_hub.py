@@ -7,12 +7,11 @@ import contextlib
 import json
 import time
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from agent_console import protocol
 from agent_console.auth import issue_token
-from agent_console.testing import SAMPLE_POP, SECRET, make_settings, open_client, run, running
+from agent_console.testing import HASHES, SAMPLE_POP, SECRET, make_settings, open_client, run, running
 
 
 def test_password_login_gets_hello_result_and_state() -> None:
@@ -53,7 +52,8 @@ def test_token_login_and_supervisor_role_from_token() -> None:
     """A token from `cti agent-token` logs in; its role (supervisor) decides what the session may do."""
 
     async def body() -> None:
-        async with running() as stack:
+        supervisors = [{"id": "sup", "password_hash": HASHES["sup"]}, {"id": "boss"}]  # boss: tokens only
+        async with running(make_settings(supervisors=supervisors)) as stack:
             token = issue_token(SECRET, "boss", "supervisor", 3600, time.time())
             client = await open_client(stack, "boss", token=token)
             wall = await client.wait_push("wallboard")
@@ -486,17 +486,18 @@ def test_junk_on_the_port_does_not_disturb_consoles() -> None:
 
 
 def test_server_full_closes_4013() -> None:
-    """Past console.max_connections a new connection is closed with 4013."""
+    """Past console.max_connections logged-in sessions a further login gets server-full and close 4013;
+    the agent already logged in may still replace its own session."""
 
     async def body() -> None:
         async with running(make_settings(max_connections=1)) as stack:
             await open_client(stack, "1001")
-            extra = await connect(stack.url)
-            try:
-                await extra.recv()
-            except Exception:
-                pass
-            assert extra.close_code == protocol.CLOSE_SERVER_FULL
+            extra = await open_client(stack)
+            reply = await extra.request("hello", agent_id="1002", password="pw-1002")
+            assert reply["error_id"] == "server-full"
+            assert await extra.closed() == protocol.CLOSE_SERVER_FULL
+            again = await open_client(stack, "1001")
+            assert (await again.request("ping"))["type"] == "result"
 
     run(body)
 

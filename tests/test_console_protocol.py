@@ -11,7 +11,7 @@ from agent_console import protocol
 from agent_console.auth import (
     Authenticator,
     AuthError,
-    FailureThrottle,
+    LoginThrottle,
     hash_password,
     issue_token,
     parse_hash,
@@ -119,9 +119,10 @@ def test_token_roundtrip_expiry_and_tamper() -> None:
 
 def test_authenticator_password_token_throttle() -> None:
     """Authenticator: agents by password, supervisors by their own table, tokens with the console secret;
-    after auth_failures failures the id is locked for auth_lockout seconds."""
+    after auth_failures failures from one address the (id, address) waits auth_delay, doubling, while the
+    same id from another address and a valid token are never slowed down."""
     now = [1000.0]
-    settings = ConsoleSection(token_secret=SECRET, auth_failures=2, auth_lockout=30,
+    settings = ConsoleSection(token_secret=SECRET, auth_failures=2, auth_delay=1, auth_lockout=30,
                               supervisors=[{"id": "sup", "password_hash": hash_password("boss", n=16)}])
     auth = Authenticator(settings, {"1001": hash_password("pw", n=16)}, clock=lambda: now[0])
     assert auth.verify("1001", password="pw").role == "agent"
@@ -135,12 +136,19 @@ def test_authenticator_password_token_throttle() -> None:
     assert info.value.error_id == "bad-token"
     for _ in range(2):
         with pytest.raises(AuthError):
-            auth.verify("1001", password="wrong")
+            auth.verify("1001", password="wrong", address="10.0.0.66")
+    assert auth.password_wait("1001", "10.0.0.66") == 1.0  # after the 2 free failures
+    now[0] += 1
+    with pytest.raises(AuthError):
+        auth.verify("1001", password="wrong", address="10.0.0.66")
+    assert auth.password_wait("1001", "10.0.0.66") == 2.0  # and the next one doubles it
     with pytest.raises(AuthError) as info:
-        auth.verify("1001", password="pw")
+        auth.verify("1001", password="pw", address="10.0.0.66")
     assert info.value.error_id == "auth-throttled"
-    now[0] += 31
-    assert auth.verify("1001", password="pw").user_id == "1001"
+    assert auth.verify("1001", password="pw", address="10.0.0.7").user_id == "1001"
+    assert auth.verify("1001", token=token, address="10.0.0.66").user_id == "1001"
+    now[0] += 2
+    assert auth.verify("1001", password="pw", address="10.0.0.66").user_id == "1001"
     with pytest.raises(AuthError) as info:
         auth.verify("ghost", password="pw")
     assert info.value.error_id == "auth-failed"
@@ -154,12 +162,20 @@ def test_token_disabled_without_secret() -> None:
     assert info.value.error_id == "token-disabled"
 
 
-def test_failure_throttle_is_bounded() -> None:
-    """The throttle forgets the oldest ids beyond max_ids, so a spray of ids cannot grow it forever."""
-    throttle = FailureThrottle(limit=1, lockout=60, max_ids=3)
+def test_login_throttle_grows_caps_forgets_and_is_bounded() -> None:
+    """Delays start after `free` failures, double up to max_delay, are forgotten after a quiet max_delay,
+    and the oldest keys go beyond max_keys, so a spray of ids cannot grow it forever."""
+    throttle = LoginThrottle(free=1, base=1.0, max_delay=8.0, max_keys=3)
+    waits = []
+    for _ in range(6):
+        throttle.failed("k", 0.0)
+        waits.append(throttle.wait("k", 0.0))
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert throttle.wait("k", 15.9) == 0.0 and len(throttle) == 1 and throttle.wait("k", 16.0) == 0.0
+    assert len(throttle) == 0
     for i in range(10):
         throttle.failed(f"id{i}", 0.0)
-    assert len(throttle._failures) == 3 and throttle.locked("id9", 1.0) and not throttle.locked("id0", 1.0)
+    assert len(throttle) == 3 and throttle.wait("id9", 0.5) == 0.5 and throttle.wait("id0", 0.5) == 0.0
 
 
 def test_settings_semantic_errors() -> None:
