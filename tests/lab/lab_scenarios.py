@@ -509,9 +509,11 @@ class Scenarios:
         assert results == expected, f"outcomes {results} != {expected}"
 
 
-ORDER = ["pbx_capabilities", "inbound_ivr_offer_hold_hangup", "ring_no_answer", "blind_transfer_to_number",
-         "blind_transfer_to_queue", "attended_transfer_complete", "attended_transfer_back_to_caller", "attended_transfer_target_hangs_up",
-         "ivr_missing_prompts", "outbound_outcomes"]
+ORDER = [
+    "pbx_capabilities", "inbound_ivr_offer_hold_hangup", "ring_no_answer", "blind_transfer_to_number",
+    "blind_transfer_to_queue", "attended_transfer_complete", "attended_transfer_back_to_caller",
+    "attended_transfer_target_hangs_up", "ivr_missing_prompts", "outbound_outcomes",
+]
 
 
 async def run(workdir: Path, only: list[str], record: Path | None) -> dict[str, Any]:
