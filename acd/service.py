@@ -314,6 +314,10 @@ class AcdService:
                                                "caller_num": call.caller_num},
         }
 
+    def tracks(self, server: str, uniqueid: str) -> bool:
+        """Whether the ACD still holds this caller (waiting, parked, offered or talking to an agent)."""
+        return (server, uniqueid) in self._calls
+
     def agent_ids(self) -> list[str]:
         return list(self._agents)
 

@@ -37,7 +37,7 @@ from cti.ami.message import AMIMessage
 from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.dispatch import Dispatcher
-from cti.events import AmiConnectionChanged, CallBridged, CallQueued, DialStarted, DomainEvent
+from cti.events import AmiConnectionChanged, CallBridged, CallEnded, CallQueued, DialStarted, DomainEvent
 from dialer.events import DialerEvent
 from ivr.events import CallbackRequested, IvrEvent
 from ivr.ports import RecentCompletions
@@ -80,7 +80,11 @@ class Health:
 
 @dataclass
 class LiveCall:
-    """What the server knows of a queued call beyond the ACD: its CallQueued and the agent leg."""
+    """What the server knows of a queued call beyond the ACD: its CallQueued and the agent leg.
+
+    One LiveCall per time in a queue: a caller who comes back to ``cti-hold`` (a blind transfer to a
+    queue, the IVR again) starts a new one, offered afresh with its own pop. ``part`` numbers the
+    agents' parts of one call (1 for the first agent who answered it, 2 after a transfer, ...)."""
 
     queued: CallQueued
     agent_id: str = ""
@@ -89,6 +93,22 @@ class LiveCall:
     since: float = 0.0
     pop: dict[str, Any] | None = None
     consult: dict[str, str] | None = None  # while consulting: the number and "ringing" | "talking"
+    part: int = 0
+
+    @property
+    def interaction_key(self) -> str:
+        """The customer_interactions key of this agent's part of the call (the call's own key for the first)."""
+        base = call_key(self.queued.server, self.queued.call_id)
+        return base if self.part <= 1 else f"{base}/{self.part}"
+
+
+@dataclass(frozen=True, slots=True)
+class HandledCall:
+    """The last call an agent answered: what its disposition refers to."""
+
+    server: str
+    call_id: str
+    interaction_key: str
 
 
 class CtiServer:
@@ -119,7 +139,8 @@ class CtiServer:
         self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self.callbacks: list[CallbackRequested] = []
-        self.last_call: dict[str, tuple[str, str]] = {}  # agent -> (server, call_id) of the last answered call
+        self.last_call: dict[str, HandledCall] = {}  # agent -> the last call answered (for its disposition)
+        self._parts: dict[tuple[str, str], int] = {}  # (server, call_id) -> agents' parts answered so far
         self.counters = {"ami_messages": 0, "domain_events": 0, "commands": 0, "acd_events": 0, "failed": 0}
         self.pusher = pusher
         self.pool = AMIClientPool(
@@ -266,16 +287,20 @@ class CtiServer:
         if isinstance(event, CallQueued):
             key = (event.server, event.uniqueid)
             live = self.calls.get(key)
-            if live is None:
-                prefetch = self.calls[key] = LiveCall(queued=event, since=now)
+            if live is not None and live.status == "waiting" and live.queued.queue == event.queue:
+                live.queued = event  # the same queueing told twice
             else:
-                live.queued = event
+                if live is not None:
+                    self._end_part(live)  # the caller is back in a queue: what an agent had of it is over
+                prefetch = self.calls[key] = LiveCall(queued=event, since=now)
         elif isinstance(event, DialStarted):
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.agent_channel = event.dest_channel
         elif isinstance(event, CallBridged):
             self._consultation_bridged(event)
+        elif isinstance(event, CallEnded) and not event.merged_into:
+            self._parts.pop((event.server, event.call_id), None)
         for listener in self._listeners:
             listener(event)
         self.apply(self.acd.handle(event, now))
@@ -363,7 +388,9 @@ class CtiServer:
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.status, live.since = "connected", event.ts
-                self.last_call[event.agent_id] = (event.server, live.queued.call_id)
+                parts = (event.server, live.queued.call_id)
+                live.part = self._parts[parts] = self._parts.get(parts, 0) + 1
+                self.last_call[event.agent_id] = HandledCall(event.server, live.queued.call_id, live.interaction_key)
                 self._push_call(live)
                 self._record_interaction(live, event)
         elif isinstance(event, OfferNotAnswered | CallAbandoned):
@@ -377,17 +404,27 @@ class CtiServer:
             if isinstance(event, CallAbandoned):
                 self.calls.pop((event.server, event.uniqueid), None)
         elif isinstance(event, QueueCallFinished):
-            live = self.calls.get((event.server, event.uniqueid))
-            if live is not None and event.outcome != "answered":
-                self.calls.pop((event.server, event.uniqueid), None)
-            elif live is not None:
-                live.status = "ended"
-                self._push_call(live)
-                self.calls.pop((event.server, event.uniqueid), None)
+            # One time in a queue is over. The LiveCall goes with it unless the caller is in a queue
+            # again already (a transfer to a queue, an overflow): that is a new time, with its own LiveCall.
+            key = (event.server, event.uniqueid)
+            live = self.calls.get(key)
+            if live is None:
+                pass
+            elif event.agent_id and live.agent_id == event.agent_id and live.status != "ringing":
+                self._end_part(live)
+                self.calls.pop(key, None)
+            elif not self.acd.tracks(event.server, event.uniqueid):
+                self.calls.pop(key, None)
         elif isinstance(event, CallOffered):
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.agent_id, live.status, live.since = event.agent_id, "ringing", event.ts
+
+    def _end_part(self, live: LiveCall) -> None:
+        """The agent's console sees its call end (once)."""
+        if live.agent_id and live.status != "ended":
+            live.status = "ended"
+            self._push_call(live)
 
     def _prefetch(self, event: CallQueued) -> None:
         """Warm the look-up cache while the caller waits, so the pop at offer time is complete at once."""
@@ -406,7 +443,7 @@ class CtiServer:
         customer = (live.pop or {}).get("customer") or {}
         outbound = bool(q.data.get("CTI_CAMPAIGN"))
         self.pop_lookup.record_interaction(
-            call_key(q.server, q.call_id), started_at=datetime.fromtimestamp(q.ts, UTC),
+            live.interaction_key, started_at=datetime.fromtimestamp(q.ts, UTC),
             direction="outbound" if outbound else "inbound", customer_id=customer.get("customer_id"),
             ani=q.caller_num, dnis=q.dnis, queue=q.queue, campaign=q.data.get("CTI_CAMPAIGN", ""),
             lead_id=q.data.get("CTI_LEAD_ID", ""), agent_id=event.agent_id, outcome="answered",
