@@ -182,6 +182,7 @@ class ServerConsoleBackend:
             await self._ami(server, "Setvar", {"Channel": channel, "Variable": "CTI_TRANSFER_DIAL", "Value": dial})
             await self._ami(server, "Redirect", {"Channel": channel, "Context": "cti-transfer", "Exten": "s",
                                                  "Priority": "1"})
+            self.server.call_log.transferred(server, live.queued.call_id)
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
         # already ended this agent's part (and the call may be ringing another agent under a new LiveCall).
         if live.status != "ended":

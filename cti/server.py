@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twisted.internet import defer
@@ -27,6 +26,7 @@ from acd.events import (
     CallAbandoned,
     CallAnswered,
     CallOffered,
+    CallOverflowed,
     OfferNotAnswered,
     QueueCallFinished,
 )
@@ -34,12 +34,13 @@ from acd.service import AcdService
 from config.schema import CtiConfig
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
+from cti.call_log import LEAD_NUMBER_VARIABLE, CallLog, InteractionWrite, InteractionWriter, call_key
 from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.dispatch import Dispatcher
-from cti.events import AmiConnectionChanged, CallBridged, CallEnded, CallQueued, DialStarted, DomainEvent
+from cti.events import AmdResult, AmiConnectionChanged, CallBridged, CallEnded, CallQueued, DialStarted, DomainEvent
 from dialer.events import DialerEvent
-from ivr.events import CallbackRequested, IvrEvent
+from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
 from ivr.ports import RecentCompletions
 
 log = logging.getLogger("cti.server")
@@ -58,11 +59,6 @@ def _duration(text: str) -> float:
     except ValueError:
         return 0.0
     return float(h * 3600 + m * 60 + sec)
-
-
-def call_key(server: str, call_id: str) -> str:
-    """The interaction key of a call across servers (the screen pop's ``call_key``): server/Linkedid."""
-    return f"{server}/{call_id}"
 
 
 @dataclass
@@ -137,6 +133,8 @@ class CtiServer:
                                  sink=self.apply, clock=clock.seconds)
         self._dialer_call: IDelayedCall | None = None
         self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
+        self.call_log = CallLog()
+        self.interactions: InteractionWriter | None = None
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self.callbacks: list[CallbackRequested] = []
         self.last_call: dict[str, HandledCall] = {}  # agent -> the last call answered (for its disposition)
@@ -176,6 +174,7 @@ class CtiServer:
         self.callback_store = CallbackStore(engine)
         self._run_in_thread = run_in_thread
         self.pop_lookup = PopLookup.from_settings(self.store, run_in_thread, self.clock, self.cfg.screenpop)
+        self.interactions = InteractionWriter(self.pop_lookup)
         if self.dialer is not None:
             from dialer.store import LeadStore
 
@@ -252,7 +251,8 @@ class CtiServer:
         channel, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
         if not channel or not uniqueid:
             return
-        names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_DNIS")
+        names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_DNIS", "CTI_CAMPAIGN",
+                 "CTI_LEAD_ID", LEAD_NUMBER_VARIABLE)
         reads = [self.pool.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
 
         def got(results: list[Any]) -> None:
@@ -284,6 +284,16 @@ class CtiServer:
         self.counters["domain_events"] += 1
         now = self.now()
         prefetch: LiveCall | None = None
+        if isinstance(event, CallQueued) and event.data.get("CTI_CAMPAIGN"):
+            number = self._customer_number(event.server, event.uniqueid, event.data)
+            if number:  # an outbound call's caller ID is the campaign's: the customer is the number dialled
+                event = replace(event, caller_num=number)
+        if isinstance(event, CallQueued | CallEnded):
+            self._log(self.call_log.handle(event, event.caller_num if isinstance(event, CallQueued) else ""))
+        elif isinstance(event, AmdResult):
+            data = {"CTI_CAMPAIGN": event.campaign, "CTI_LEAD_ID": event.lead_id,
+                    **self.tracker.variables(event.server, event.uniqueid)}
+            self._log(self.call_log.handle(event, self._customer_number(event.server, event.uniqueid, data)))
         if isinstance(event, CallQueued):
             key = (event.server, event.uniqueid)
             live = self.calls.get(key)
@@ -323,6 +333,18 @@ class CtiServer:
                 live.consult = dict(live.consult, state="talking")
             self._push_call(live)
             return
+
+    def _customer_number(self, server: str, uniqueid: str, data: dict[str, str]) -> str:
+        """The number an outbound call dialled: the dialer's channel variable, else the lead's phone."""
+        number = data.get(LEAD_NUMBER_VARIABLE) or self.tracker.variables(server, uniqueid).get(LEAD_NUMBER_VARIABLE)
+        if not number and self.dialer is not None and data.get("CTI_CAMPAIGN"):
+            number = self.dialer.lead_fields(data["CTI_CAMPAIGN"], data.get("CTI_LEAD_ID", "")).get("phone", "")
+        return number or ""
+
+    def _log(self, writes: list[InteractionWrite]) -> None:
+        if self.interactions is not None:
+            for w in writes:
+                self.interactions.write(w)
 
     def apply(self, outputs: list[Any]) -> None:
         for out in outputs:
@@ -379,6 +401,8 @@ class CtiServer:
             self.apply(self.dialer.handle(event, self.now()))  # an outbound person's agent is ringing (or not)
         if self.recorder is not None and isinstance(event, QueueCallFinished | AgentStateChanged):
             self.recorder.record(event)
+        if isinstance(event, CallAnswered | CallAbandoned | CallOverflowed):
+            self._log(self.call_log.handle(event))
         if isinstance(event, AcdWarning):
             log.warning("acd: %s: %s", event.code, event.message)
         elif isinstance(event, AgentStateChanged):
@@ -413,6 +437,8 @@ class CtiServer:
             elif event.agent_id and live.agent_id == event.agent_id and live.status != "ringing":
                 self._end_part(live)
                 self.calls.pop(key, None)
+                if live.part > 1 and event.answered_at is not None:  # a later part ends with its talk
+                    self._log([InteractionWrite(live.interaction_key, {"ended_at": event.answered_at + event.talk})])
             elif not self.acd.tracks(event.server, event.uniqueid):
                 self.calls.pop(key, None)
         elif isinstance(event, CallOffered):
@@ -436,18 +462,17 @@ class CtiServer:
         self.pop_lookup.resolve(ctx).addErrback(lambda f: log.debug("prefetch failed: %s", f.getErrorMessage()))
 
     def _record_interaction(self, live: LiveCall, event: CallAnswered) -> None:
-        """The answered call becomes an interaction of the customer (the disposition completes it)."""
-        if self.pop_lookup is None:
-            return
+        """The agent's part of the call becomes an interaction of the customer (the disposition completes
+        it). The first part is the call's own row (``cti.call_log``), which keeps the call's start."""
         q = live.queued
         customer = (live.pop or {}).get("customer") or {}
         outbound = bool(q.data.get("CTI_CAMPAIGN"))
-        self.pop_lookup.record_interaction(
-            live.interaction_key, started_at=datetime.fromtimestamp(q.ts, UTC),
-            direction="outbound" if outbound else "inbound", customer_id=customer.get("customer_id"),
-            ani=q.caller_num, dnis=q.dnis, queue=q.queue, campaign=q.data.get("CTI_CAMPAIGN", ""),
-            lead_id=q.data.get("CTI_LEAD_ID", ""), agent_id=event.agent_id, outcome="answered",
-        ).addErrback(lambda f: log.warning("interaction not recorded: %s", f.getErrorMessage()))
+        started = self.call_log.started(q.server, q.call_id) if live.part <= 1 else None
+        fields = {"direction": "outbound" if outbound else "inbound", "customer_id": customer.get("customer_id"),
+                  "ani": q.caller_num, "dnis": q.dnis, "queue": q.queue, "campaign": q.data.get("CTI_CAMPAIGN", ""),
+                  "lead_id": q.data.get("CTI_LEAD_ID", ""), "agent_id": event.agent_id, "outcome": "answered"}
+        self._log([InteractionWrite(live.interaction_key, {k: v for k, v in fields.items() if v},
+                                    started_at=started if started is not None else q.ts)])
 
     def _on_offer(self, cmd: OfferCall) -> None:
         """Compose and push the screen pop as the offer goes out (never waits for the store)."""
@@ -481,12 +506,28 @@ class CtiServer:
     def _on_ivr_forward(self, event: IvrEvent) -> None:
         for listener in self._listeners:
             listener(event)
+        if isinstance(event, IvrStarted):
+            server, call_id = self._ivr_call(event)
+            self._log(self.call_log.ivr_started(server, call_id, event.ts, event.ani, event.dnis))
+        elif isinstance(event, IvrCompleted):
+            self._log(self.call_log.ivr_completed(*self._ivr_call(event), event.outcome))
         if isinstance(event, CallbackRequested):
             self.callbacks.append(event)
             due = event.when if event.when is not None else event.ts
             self.schedule_callback(number=event.number, due=due, queue=event.queue, call_id=event.uniqueid,
                                    source="ivr").addErrback(
                 lambda f: log.error("IVR callback for call %s not stored: %s", event.uniqueid, f.getErrorMessage()))
+
+    def _ivr_call(self, event: IvrEvent) -> tuple[str, str]:
+        """The (server, call id) of an IVR session's channel. FastAGI names the PBX by its address when
+        it is not configured by name: then every PBX's channels are searched for the uniqueid."""
+        named = event.server in self.health.ami
+        for server in [event.server] if named else list(self.health.ami):
+            channel = self.tracker.channel(server, event.uniqueid)
+            if channel is not None:
+                return server, channel.linkedid or event.uniqueid
+        fallback = self.cfg.asterisk[0].name if self.cfg.asterisk else event.server
+        return (event.server if named else fallback), event.uniqueid  # a trunk channel's call is its own id
 
     def schedule_callback(self, *, number: str, due: float, source: str, queue: str = "", notes: str = "",
                           agent_id: str = "", call_id: str = "", lead_id: str = "") -> defer.Deferred[int]:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from twisted.internet.defer import Deferred, fail, succeed
 
 from agent_console.backend import ConsoleError, SessionInfo
@@ -36,8 +37,17 @@ def inline(fn: Callable[[], Any]) -> Deferred:
         return fail()
 
 
-def bench_config(url: str, *, wrapup: float = 120.0, talk: float = 600.0, campaigns: bool = False) -> Any:
-    cfg = with_demo_callers(load_config(DEMO))
+def bench_config(url: str, *, wrapup: float = 120.0, talk: float = 600.0, campaigns: bool = False,
+                 flows: dict[str, Any] | None = None, tmp: Path | None = None) -> Any:
+    """The demo config for one call at a time; ``flows``: IVR flows to add (written beside ``tmp``)."""
+    path = DEMO
+    if flows:
+        assert tmp is not None
+        raw = yaml.safe_load(DEMO.read_text())
+        raw["ivr"]["flows"].update(flows)
+        path = tmp / "bench.yaml"
+        path.write_text(yaml.safe_dump(raw))
+    cfg = with_demo_callers(load_config(path))
     agents = cfg.sim.agents.model_copy(update={
         "no_answer_prob": 0.0, "busy_prob": 0.0, "unavailable_prob": 0.0,
         "answer_delay_s": cfg.sim.agents.answer_delay_s.model_copy(update={"mean_s": 1.0, "sd_s": 0.0,
@@ -76,7 +86,7 @@ class CallBench:
                  cfg: Any = None, stack: VirtualStack | None = None, **config: Any) -> None:
         self.url = url or f"sqlite:///{tmp_path / 'bench.sqlite3'}"
         ensure_demo_customers(self.url, datetime.fromtimestamp(DEMO_EPOCH, UTC), n=customers)
-        self.cfg = cfg if cfg is not None else bench_config(self.url, **config)
+        self.cfg = cfg if cfg is not None else bench_config(self.url, tmp=tmp_path, **config)
         self.stack = stack if stack is not None else build_virtual(self.cfg, seed=seed, login_agents=False)
         self.server = self.stack.server
         self.server.open_database(inline)
@@ -101,10 +111,10 @@ class CallBench:
         return str(self.server.acd.agent_snapshot(agent_id)["state"])
 
     def arrive(self, keys: tuple[str, ...] = ("1",), caller: str = "+15550001111", patience: float = 6000.0,
-               did: str = "+18005550100") -> Channel:
+               did: str = "+18005550100", flow: str = "main") -> Channel:
         chan = self.stack.sim.driver.arrive(InboundArrival(
             at=self.stack.sim.pbx.now_epoch(), did=did, caller_num=caller, caller_name="", patience=patience,
-            keys=keys, think_time=0.3, hangup_in_ivr_after=None, flow="main"))
+            keys=keys, think_time=0.3, hangup_in_ivr_after=None, flow=flow))
         assert chan is not None
         return chan
 
