@@ -83,6 +83,13 @@ class CallLog:
             rec.outcome = f"ivr:{outcome}"
         return []
 
+    def adopted(self, server: str, call_id: str, ts: float, direction: str, fields: dict[str, Any],
+                outcome: str) -> list[InteractionWrite]:
+        """A call found with an agent after a restart (its start: when its first channel was created)."""
+        out = self._open(server, call_id, ts, direction, fields, outcome)
+        self.open[(server, call_id)].answered = outcome == "answered"
+        return out
+
     def transferred(self, server: str, call_id: str) -> list[InteractionWrite]:
         """An agent sent the call to a number (blind transfer out of the contact centre)."""
         rec = self.open.get((server, call_id))

@@ -32,6 +32,7 @@ from acd.events import (
 )
 from acd.service import AcdService
 from config.schema import CtiConfig
+from cti.agent_restore import AgentRestorer, duration
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
 from cti.call_log import LEAD_NUMBER_VARIABLE, CallLog, InteractionWrite, InteractionWriter, call_key
@@ -50,15 +51,6 @@ WALLBOARD_INTERVAL = 1.0
 
 # Dialplan contexts where a caller waits for the ACD (config/asterisk/extensions_cti.conf).
 HOLD_CONTEXTS = frozenset({"cti-hold"})
-
-
-def _duration(text: str) -> float:
-    """CoreShowChannel's ``Duration: HH:MM:SS`` in seconds (0 when absent or odd)."""
-    try:
-        h, m, sec = (int(x) for x in text.split(":"))
-    except ValueError:
-        return 0.0
-    return float(h * 3600 + m * 60 + sec)
 
 
 @dataclass
@@ -134,6 +126,7 @@ class CtiServer:
         self._dialer_call: IDelayedCall | None = None
         self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
         self.call_log = CallLog()
+        self.restorer = AgentRestorer(self)
         self.interactions: InteractionWriter | None = None
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self.callbacks: list[CallbackRequested] = []
@@ -175,6 +168,7 @@ class CtiServer:
         self._run_in_thread = run_in_thread
         self.pop_lookup = PopLookup.from_settings(self.store, run_in_thread, self.clock, self.cfg.screenpop)
         self.interactions = InteractionWriter(self.pop_lookup)
+        self.restorer.load(engine)
         if self.dialer is not None:
             from dialer.store import LeadStore
 
@@ -183,6 +177,8 @@ class CtiServer:
 
     def start(self) -> None:
         self._running = True
+        if self.recorder is None:
+            self.restorer.without_database()  # agents on calls are still restored from the PBX
         if self.dialer is not None and not self.dialer.loaded:
             self.apply(self.dialer.load_memory(self.now()))
         self.pool.start()
@@ -243,6 +239,7 @@ class CtiServer:
         for item in channels:
             if item.get("Context") in HOLD_CONTEXTS and (server, item.get("Uniqueid", "")) not in self.calls:
                 self._requeue_holding(server, item)
+        self.restorer.resynced(server, channels)
 
     def _requeue_holding(self, server: str, item: AMIMessage) -> None:
         """A caller already waiting in ``cti-hold`` that we do not know (the server restarted, or the
@@ -268,7 +265,7 @@ class CtiServer:
             now = self.now()
             log.info("%s: re-queueing caller %s found holding after a resync", server, uniqueid)
             self.publish(CallQueued(
-                server=server, ts=now - _duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
+                server=server, ts=now - duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
                 uniqueid=uniqueid, channel=channel, queue=values["CTI_QUEUE"] or (self.cfg.acd.default_queue or ""),
                 skills=values["CTI_SKILLS"], priority=priority, language=values["CTI_LANGUAGE"],
                 caller_num=item.get("CallerIDNum", ""), caller_name=item.get("CallerIDName", ""),
@@ -446,6 +443,22 @@ class CtiServer:
             if live is not None:
                 live.agent_id, live.status, live.since = event.agent_id, "ringing", event.ts
 
+    def adopt_call(self, live: LiveCall) -> None:
+        """A call found with an agent after a restart (``cti.agent_restore``): tracked as if this server had
+        offered it, with its record open and, once answered, the agent's disposition of it."""
+        q = live.queued
+        self.calls[(q.server, q.uniqueid)] = live
+        outbound = bool(q.data.get("CTI_CAMPAIGN"))
+        self._log(self.call_log.adopted(q.server, q.call_id, q.ts, "outbound" if outbound else "inbound",
+                                        {"ani": q.caller_num, "dnis": q.dnis, "queue": q.queue},
+                                        "queued" if live.status == "ringing" else "answered"))
+        if live.status != "ringing":
+            parts = (q.server, q.call_id)
+            live.part = self._parts[parts] = max(1, self._parts.get(parts, 0))
+            self.last_call[live.agent_id] = HandledCall(q.server, q.call_id, live.interaction_key)
+        self._push_call(live)
+        self._pop(live)  # the reconnecting console gets the caller's pop again (without the IVR path, lost)
+
     def _end_part(self, live: LiveCall) -> None:
         """The agent's console sees its call end (once)."""
         if live.agent_id and live.status != "ended":
@@ -481,21 +494,24 @@ class CtiServer:
             return
         live.agent_id, live.status, live.since = cmd.agent_id, "ringing", self.now()
         self._push_call(live)
+        self._pop(live)
+
+    def _pop(self, live: LiveCall) -> None:
+        """Look up and push the screen pop of ``live`` to its agent."""
         if self.pop_lookup is None:
             return
         from screenpop.context import pop_context
 
-        q = live.queued
+        q, agent_id = live.queued, live.agent_id
         lead = self.dialer.lead_fields(q.data.get("CTI_CAMPAIGN", ""), q.data.get("CTI_LEAD_ID", "")) \
             if self.dialer is not None and q.data.get("CTI_CAMPAIGN") else None
-        ctx = pop_context(q, agent_id=cmd.agent_id, now=self.now(), ivr=self.ivr_sessions.get(cmd.uniqueid),
-                          lead=lead)
+        ctx = pop_context(q, agent_id=agent_id, now=self.now(), ivr=self.ivr_sessions.get(q.uniqueid), lead=lead)
 
         def send(message: dict[str, Any]) -> None:
-            if live.agent_id != cmd.agent_id:
+            if live.agent_id != agent_id:
                 return  # the offer is over; a late look-up must not pop a stale call
             live.pop = message
-            self.push_to_agent(cmd.agent_id, message)
+            self.push_to_agent(agent_id, message)
 
         self.pop_lookup.pop(ctx, send)
 

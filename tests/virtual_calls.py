@@ -38,7 +38,7 @@ def inline(fn: Callable[[], Any]) -> Deferred:
 
 
 def bench_config(url: str, *, wrapup: float = 120.0, talk: float = 600.0, campaigns: bool = False,
-                 flows: dict[str, Any] | None = None, tmp: Path | None = None) -> Any:
+                 answer_after: float = 1.0, flows: dict[str, Any] | None = None, tmp: Path | None = None) -> Any:
     """The demo config for one call at a time; ``flows``: IVR flows to add (written beside ``tmp``)."""
     path = DEMO
     if flows:
@@ -50,8 +50,8 @@ def bench_config(url: str, *, wrapup: float = 120.0, talk: float = 600.0, campai
     cfg = with_demo_callers(load_config(path))
     agents = cfg.sim.agents.model_copy(update={
         "no_answer_prob": 0.0, "busy_prob": 0.0, "unavailable_prob": 0.0,
-        "answer_delay_s": cfg.sim.agents.answer_delay_s.model_copy(update={"mean_s": 1.0, "sd_s": 0.0,
-                                                                             "min_s": 1.0}),
+        "answer_delay_s": cfg.sim.agents.answer_delay_s.model_copy(update={"mean_s": answer_after, "sd_s": 0.0,
+                                                                             "min_s": answer_after}),
         "talk_time": cfg.sim.agents.talk_time.model_copy(update={"median_s": talk, "sigma": 0.0})})
     agi = cfg.sim.agi.model_copy(update={"default_prompt_s": 0.5})
     sim = cfg.sim.model_copy(update={"inbound": [], "agents": agents, "agi": agi})
