@@ -33,6 +33,8 @@ from cti.events import AmdResult, CallEnded, CallQueued
 
 log = logging.getLogger(__name__)
 
+#: Open calls kept at most: a call whose end never comes (its PBX's AMI never showed it) is dropped oldest first.
+MAX_OPEN = 100_000
 #: An outbound call's number variable: the dialer sets it on the customer's channel (Originate).
 LEAD_NUMBER_VARIABLE = "CTI_LEAD_NUMBER"
 
@@ -135,6 +137,8 @@ class CallLog:
         if (server, call_id) in self.open:
             return []
         rec = self.open[(server, call_id)] = CallRecord(call_key(server, call_id), ts, direction, outcome)
+        if len(self.open) > MAX_OPEN:
+            del self.open[next(iter(self.open))]
         values = {k: v for k, v in fields.items() if v}
         return [InteractionWrite(rec.key, {"direction": direction, **values}, started_at=ts)]
 
