@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from acd.events import CallOffered
-from cti.demo import _MemoryConnector
 from cti.server import CtiServer
+from sim.memory_transport import MemoryConnector
 from tests.virtual_calls import CallBench, Pushed, inline
 
 
@@ -20,7 +20,7 @@ def restart(bench: CallBench) -> CtiServer:
     bench.server.stop()
     bench.run(2.0)
     fresh = CtiServer(bench.cfg, clock=bench.clock,
-                      ami_connector=lambda s, f: _MemoryConnector(bench.stack.net, s, f))
+                      ami_connector=lambda s, f: MemoryConnector(bench.stack.net, s, f))
     fresh.open_database(inline)
     bench.server = bench.stack.server = fresh
     bench.pushed = Pushed()
