@@ -3,7 +3,9 @@
 AMI bytes -> ``AMIClientPool`` -> ``CallTracker`` -> domain events -> ``AcdService`` -> commands ->
 ``Dispatcher`` (AMI actions, console pushes) and ACD events -> recorder, consoles, wallboard.
 FastAGI -> ``ivr`` -> IVR events (kept for the screen pop; callbacks stored). Consoles -> ``ConsoleHub``
--> ``ServerConsoleBackend`` -> ACD requests and AMI call control.
+-> ``ServerConsoleBackend`` -> ACD requests and AMI call control. Domain, IVR and ACD events ->
+``cti.call_log`` -> the record of every call (customer_interactions). Start-up and each PBX's first
+resync -> ``cti.agent_restore`` -> agents back in the state they had before a restart.
 
 Time comes from the ``clock`` given (the reactor, a scaled clock for ``demo --speed``, or a virtual
 clock in tests); nothing here reads the wall clock itself.
