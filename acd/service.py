@@ -700,8 +700,9 @@ class AcdService:
         talk_end = call.talk_end if call.talk_end is not None else now
         wrapup = max(0.0, now - talk_end)
         self._counters[call.queue.name].on_handled(talk_end - answered_at + wrapup)
+        moved = {"overflow_action": "transferred", "overflow_target": call.requeued_to} if call.requeued_to else {}
         out.append(self._row(call, now, "answered", answered_at - call.entered, agent_id=call.agent_id,
-                             answered_at=answered_at, talk=talk_end - answered_at, wrapup=wrapup))
+                             answered_at=answered_at, talk=talk_end - answered_at, wrapup=wrapup, **moved))
 
     # ---------------------------------------------------------------------- event handlers
     def _on_call_queued(self, e: CallQueued, now: float, out: list[Output]) -> None:
@@ -737,6 +738,7 @@ class AcdService:
     def _detach(self, call: Call, now: float, out: list[Output], new_queue: str) -> None:
         """A caller we track re-entered the holding context (transferred back, IVR again, ...)."""
         if call.state == CallState.ON_CALL:
+            call.requeued_to = new_queue[:64]  # the agent's record says where the caller went
             self._talk_ended(call, now, out)
             return
         if call.state == CallState.OFFERED:

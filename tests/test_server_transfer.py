@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from acd.events import CallAnswered, CallOffered
+from acd.events import CallAnswered, CallOffered, QueueCallFinished
 from tests.virtual_calls import CallBench
 
 
@@ -41,6 +41,9 @@ def test_a_call_transferred_to_a_queue_is_offered_again_with_a_pop(tmp_path: Pat
     # the transferring agent disposes of the part of the call they handled
     reply = bench.act("1003", "dispose", call_id=call_id, disposition="resolved")
     assert reply["recorded"] is True and reply["state"]["state"] == "ready"
+    [first] = bench.of(QueueCallFinished, uniqueid=uid)  # the queue record of the first agent's part
+    assert (first.outcome, first.agent_id, first.queue) == ("answered", "1003", "sales")
+    assert (first.overflow_action, first.overflow_target) == ("transferred", "support")
     assert bench.state("1002") == "on_call"  # the second agent's call goes on
     assert bench.server.call_for_agent("1002") is not None
     bench.act("1002", "hangup", call_id=call_id)
