@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -92,9 +92,9 @@ class LiveCall:
         return base if self.part <= 1 else f"{base}/{self.part}"
 
 
-@dataclass(frozen=True, slots=True)
-class HandledCall:
-    """The last call an agent answered: what its disposition refers to."""
+class HandledCall(NamedTuple):
+    """The last call an agent answered: what its disposition refers to (``[1]`` is the call id, as the
+    ``(server, call_id)`` pair this was)."""
 
     server: str
     call_id: str
