@@ -8,7 +8,8 @@ a retry after a commit whose acknowledgement was lost stores nothing twice.
 
 Limit: at most ``max_pending`` rows wait in memory; past that, new rows are counted in ``dropped``
 and logged (a database that stays down for that long is an outage, not a blip). The schema is not
-created here: run ``cti.db.upgrade(url)`` first. Must not import the service or the router.
+created here: run ``cti.db.upgrade(url)`` first. ``last_agent_states`` reads the log back for a restart.
+Must not import the service or the router.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from acd.records import row_for
+from acd.records import AgentStateRecord, row_for
+from acd.restore import LastState
 from cti.db import Base, make_engine
 
 log = logging.getLogger(__name__)
@@ -190,3 +193,19 @@ class Recorder:
         if password:
             text = text.replace(str(password), "***")
         return f"{exc.__class__.__name__}: {text}"
+
+
+def last_agent_states(engine: Engine, agent_ids: Iterable[str]) -> dict[str, LastState]:
+    """The last recorded state change of each agent (blocking: call it from a worker thread). One indexed
+    query per agent, so a long history costs nothing more at start-up."""
+    table = AgentStateRecord.__table__
+    latest = (select(table.c.state, table.c.reason, table.c.changed_at, table.c.queue, table.c.uniqueid)
+              .where(table.c.agent_id == bindparam("agent")).order_by(table.c.id.desc()).limit(1))
+    out: dict[str, LastState] = {}
+    with engine.connect() as conn:
+        for agent_id in agent_ids:
+            row = conn.execute(latest, {"agent": agent_id}).first()
+            if row is not None:
+                changed = row.changed_at if row.changed_at.tzinfo else row.changed_at.replace(tzinfo=UTC)
+                out[agent_id] = LastState(agent_id, row.state, row.reason, changed.timestamp(), row.queue, row.uniqueid)
+    return out

@@ -57,6 +57,7 @@ class Call:
     dest_uniqueid: str = ""
     answered_at: float | None = None
     talk_end: float | None = None
+    requeued_to: str = ""  # the queue the caller went back to while talking (a blind transfer to a queue)
 
     @property
     def priority(self) -> int:

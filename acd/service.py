@@ -47,6 +47,7 @@ from acd.requirements import (
     parse_call_skills,
     stage_at,
 )
+from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
 from acd.runtime import (
     AVAILABLE_DEVICE_STATES,
@@ -59,7 +60,7 @@ from acd.runtime import (
     CallState,
     Decision,
 )
-from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state
+from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
 from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
 from cti.events import (
@@ -246,6 +247,58 @@ class AcdService:
 
         return self._request(now, act)
 
+    def restore(self, r: Restore, now: float) -> list[Output]:
+        """Put a logged-out agent back as it was before a server restart (``acd.restore.plan_restore``): ready,
+        not ready with its reason, in wrap-up for what is left of it, or with the call the PBX shows."""
+        a = self._agent(r.agent_id)
+
+        def act(out: list[Output]) -> None:
+            target = restored_state(a.state, r.state, a.id)
+            leg = r.leg
+            if leg is not None and leg.endpoint and ENDPOINT_RE.fullmatch(leg.endpoint) is not None:
+                self._by_endpoint.setdefault(leg.endpoint.lower(), set()).add(a.id)
+                a.endpoint = leg.endpoint
+            call = self._restored_call(leg, a, now) if leg is not None else None
+            self._set_state(a, Trigger.RESTORE, now, out, reason=r.reason, to=target)
+            a.since = r.since
+            if target == AgentState.WRAP_UP:
+                self._push(now + r.wrapup_left, "wrapup", a.id, a.gen)
+            elif target == AgentState.READY:
+                a.idle_since = r.since
+                self._match_agent(a, now, out, "restored")
+            elif call is not None and call.state == CallState.OFFERED:
+                self._push(now + call.queue.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
+
+        return self._request(now, act)
+
+    def _restored_call(self, leg: AgentLeg, a: AgentRuntime, now: float) -> Call:
+        """The ACD's record of a call the PBX shows with agent ``a`` (talking, on hold or ringing)."""
+        queue = self._queues.get(leg.queue)
+        if queue is None:
+            fallback = self.section.default_queue or self.section.queues[0].name
+            queue = self._queues[fallback]
+        skills, warnings = parse_call_skills(leg.skills)
+        data = {str(k)[:64]: str(v)[:MAX_DATA_VALUE] for k, v in list(leg.data.items())[:MAX_DATA_ITEMS]}
+        self._seq += 1
+        key = (leg.server, leg.caller_uniqueid)
+        call = Call(key, leg.call_id, leg.caller_channel, queue, skills,
+                    max(-PRIORITY_LIMIT, min(PRIORITY_LIMIT, leg.priority)), leg.entered, leg.entered, self._seq,
+                    leg.caller_num[:80], leg.dnis[:80], data, warnings)
+        call.agent_id, call.offers, call.offered_at = a.id, 1, leg.since
+        if leg.status == "ringing":
+            call.state = CallState.OFFERED
+            call.offer_ref = self._ref("acd-offer")
+            self._refs[call.offer_ref] = key
+        else:
+            call.state = CallState.ON_CALL
+            call.answered_at = leg.since
+        if leg.agent_uniqueid:
+            call.dest_uniqueid = leg.agent_uniqueid
+            self._dest[(leg.server, leg.agent_uniqueid)] = key
+        self._track(call)
+        a.call = call
+        return call
+
     def explain(self, call_key: CallKey) -> dict[str, Any]:
         """Why this call went to that agent, or why it is still waiting (see ``acd.explain``)."""
         call = self._calls.get(call_key) or self._parked.get(call_key)
@@ -314,6 +367,18 @@ class AcdService:
                                                "caller_num": call.caller_num},
         }
 
+    def wrapup_seconds(self, agent_id: str, queue: str) -> float:
+        """The wrap-up an agent gets after a call of ``queue`` (the agent's own, else the queue's)."""
+        a = self._agent(agent_id)
+        if a.cfg.wrapup is not None:
+            return float(a.cfg.wrapup)
+        q = self._queues.get(queue) or self._queues.get(self.section.default_queue or "")
+        return float(q.wrapup) if q is not None else 0.0
+
+    def tracks(self, server: str, uniqueid: str) -> bool:
+        """Whether the ACD still holds this caller (waiting, parked, offered or talking to an agent)."""
+        return (server, uniqueid) in self._calls
+
     def agent_ids(self) -> list[str]:
         return list(self._agents)
 
@@ -343,10 +408,11 @@ class AcdService:
         return a
 
     def _set_state(self, a: AgentRuntime, trigger: Trigger, now: float, out: list[Output], reason: str = "",
-                   about: Call | None = None) -> None:
+                   about: Call | None = None, to: AgentState | None = None) -> None:
         """Apply a transition of the state table, publish it, and keep the router's index right.
-        ``about`` names the call the change concerns when the agent no longer holds it."""
-        new = next_state(a.state, trigger, a.id)
+        ``about`` names the call the change concerns when the agent no longer holds it; ``to`` is the
+        state a RESTORE checked with ``restored_state``."""
+        new = to if to is not None else next_state(a.state, trigger, a.id)
         prev, since = a.state, a.since
         if (prev in STAFFED) != (new in STAFFED):
             delta = 1 if new in STAFFED else -1
@@ -634,8 +700,9 @@ class AcdService:
         talk_end = call.talk_end if call.talk_end is not None else now
         wrapup = max(0.0, now - talk_end)
         self._counters[call.queue.name].on_handled(talk_end - answered_at + wrapup)
+        moved = {"overflow_action": "transferred", "overflow_target": call.requeued_to} if call.requeued_to else {}
         out.append(self._row(call, now, "answered", answered_at - call.entered, agent_id=call.agent_id,
-                             answered_at=answered_at, talk=talk_end - answered_at, wrapup=wrapup))
+                             answered_at=answered_at, talk=talk_end - answered_at, wrapup=wrapup, **moved))
 
     # ---------------------------------------------------------------------- event handlers
     def _on_call_queued(self, e: CallQueued, now: float, out: list[Output]) -> None:
@@ -671,6 +738,7 @@ class AcdService:
     def _detach(self, call: Call, now: float, out: list[Output], new_queue: str) -> None:
         """A caller we track re-entered the holding context (transferred back, IVR again, ...)."""
         if call.state == CallState.ON_CALL:
+            call.requeued_to = new_queue[:64]  # the agent's record says where the caller went
             self._talk_ended(call, now, out)
             return
         if call.state == CallState.OFFERED:

@@ -51,6 +51,8 @@ class Trigger(StrEnum):
     OFFER_CANCELLED = "offer_cancelled"  # the caller hung up while ringing, or the offer was withdrawn
     TALK_ENDED = "talk_ended"
     WRAPUP_ENDED = "wrapup_ended"
+    # after a server restart: back to what the PBX and the state log say (``restored_state``)
+    RESTORE = "restore"
 
 
 S = AgentState
@@ -68,8 +70,21 @@ TRANSITIONS: dict[AgentState, dict[Trigger, AgentState]] = {
                 T.LOGOUT: S.LOGGED_OUT},
 }
 
+#: States a server restart may put a logged-out agent back in (the only RESTORE moves; see acd/restore.py).
+RESTORABLE = frozenset({S.READY, S.NOT_READY, S.RESERVED, S.ON_CALL, S.WRAP_UP})
+
 #: Requests an agent may make while on a call; they take effect when the call's work ends.
 DEFERRED_NOT_READY = frozenset({S.RESERVED, S.ON_CALL})
+
+
+def restored_state(state: AgentState, target: AgentState, agent_id: str = "") -> AgentState:
+    """``target`` if an agent in ``state`` may be restored to it (only a logged-out agent, only to
+    ``RESTORABLE``); else raise ``AcdError('illegal-transition')``."""
+    if state != S.LOGGED_OUT or target not in RESTORABLE:
+        raise AcdError("illegal-transition", f"agent {agent_id} cannot be restored to {target.value.replace('_', ' ')} "
+                       f"while {state.value.replace('_', ' ')}", agent_id=agent_id, state=state.value,
+                       request=T.RESTORE.value)
+    return target
 
 
 def next_state(state: AgentState, trigger: Trigger, agent_id: str = "") -> AgentState:

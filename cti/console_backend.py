@@ -182,8 +182,13 @@ class ServerConsoleBackend:
             await self._ami(server, "Setvar", {"Channel": channel, "Variable": "CTI_TRANSFER_DIAL", "Value": dial})
             await self._ami(server, "Redirect", {"Channel": channel, "Context": "cti-transfer", "Exten": "s",
                                                  "Priority": "1"})
-        live.status = "ended"
-        return self._push_call(live)
+            self.server.call_log.transferred(server, live.queued.call_id)
+        # The caller's CTIQueued may have come back before the Redirect's response: then the server has
+        # already ended this agent's part (and the call may be ringing another agent under a new LiveCall).
+        if live.status != "ended":
+            live.status = "ended"
+            self._push_call(live)
+        return {"call_id": live.queued.call_id, "status": "ended"}
 
     async def _do_attended_transfer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
@@ -218,7 +223,7 @@ class ServerConsoleBackend:
         if params["disposition"] not in codes:
             raise ConsoleError("unknown-disposition", "unknown disposition code", known=sorted(codes))
         last = self.server.last_call.get(agent_id)
-        if last is None or last[1] != params["call_id"]:
+        if last is None or last.call_id != params["call_id"]:
             raise ConsoleError("unknown-call", "that is not your last call")
         if params.get("then") == "not_ready" and not params.get("reason"):
             raise ConsoleError("invalid-params", "then=not_ready needs a reason")
@@ -234,15 +239,13 @@ class ServerConsoleBackend:
         self.server.apply(outputs)
         recorded = False
         if self.server.pop_lookup is not None:
-            from cti.server import call_key
-
             try:
                 await _result(self.server.pop_lookup.set_disposition(
-                    call_key(*last), disposition=params["disposition"], notes=params.get("notes") or "",
+                    last.interaction_key, disposition=params["disposition"], notes=params.get("notes") or "",
                     agent_id=agent_id))
                 recorded = True
             except Exception as exc:  # the agent keeps working; the failure is logged and reported
-                log.error("disposition for %s not recorded: %s", call_key(*last), exc.__class__.__name__)
+                log.error("disposition for %s not recorded: %s", last.interaction_key, exc.__class__.__name__)
         callback = params.get("callback")
         if callback:
             await self._store_callback(agent_id, callback, call_id=params["call_id"])

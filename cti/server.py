@@ -3,7 +3,9 @@
 AMI bytes -> ``AMIClientPool`` -> ``CallTracker`` -> domain events -> ``AcdService`` -> commands ->
 ``Dispatcher`` (AMI actions, console pushes) and ACD events -> recorder, consoles, wallboard.
 FastAGI -> ``ivr`` -> IVR events (kept for the screen pop; callbacks stored). Consoles -> ``ConsoleHub``
--> ``ServerConsoleBackend`` -> ACD requests and AMI call control.
+-> ``ServerConsoleBackend`` -> ACD requests and AMI call control. Domain, IVR and ACD events ->
+``cti.call_log`` -> the record of every call (customer_interactions). Start-up and each PBX's first
+resync -> ``cti.agent_restore`` -> agents back in the state they had before a restart.
 
 Time comes from the ``clock`` given (the reactor, a scaled clock for ``demo --speed``, or a virtual
 clock in tests); nothing here reads the wall clock itself.
@@ -13,9 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -27,20 +28,23 @@ from acd.events import (
     CallAbandoned,
     CallAnswered,
     CallOffered,
+    CallOverflowed,
     OfferNotAnswered,
     QueueCallFinished,
 )
 from acd.service import AcdService
 from config.schema import CtiConfig
 from cti import pbx_check
+from cti.agent_restore import AgentRestorer, duration
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
+from cti.call_log import LEAD_NUMBER_VARIABLE, CallLog, InteractionWrite, InteractionWriter, call_key
 from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.dispatch import Dispatcher
-from cti.events import AmiConnectionChanged, CallBridged, CallQueued, DialStarted, DomainEvent
+from cti.events import AmdResult, AmiConnectionChanged, CallBridged, CallEnded, CallQueued, DialStarted, DomainEvent
 from dialer.events import DialerEvent
-from ivr.events import CallbackRequested, IvrEvent
+from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
 from ivr.ports import RecentCompletions
 
 log = logging.getLogger("cti.server")
@@ -50,20 +54,6 @@ WALLBOARD_INTERVAL = 1.0
 
 # Dialplan contexts where a caller waits for the ACD (config/asterisk/extensions_cti.conf).
 HOLD_CONTEXTS = frozenset({"cti-hold"})
-
-
-def _duration(text: str) -> float:
-    """CoreShowChannel's ``Duration: HH:MM:SS`` in seconds (0 when absent or odd)."""
-    try:
-        h, m, sec = (int(x) for x in text.split(":"))
-    except ValueError:
-        return 0.0
-    return float(h * 3600 + m * 60 + sec)
-
-
-def call_key(server: str, call_id: str) -> str:
-    """The interaction key of a call across servers (the screen pop's ``call_key``): server/Linkedid."""
-    return f"{server}/{call_id}"
 
 
 @dataclass
@@ -83,7 +73,11 @@ class Health:
 
 @dataclass
 class LiveCall:
-    """What the server knows of a queued call beyond the ACD: its CallQueued and the agent leg."""
+    """What the server knows of a queued call beyond the ACD: its CallQueued and the agent leg.
+
+    One LiveCall per time in a queue: a caller who comes back to ``cti-hold`` (a blind transfer to a
+    queue, the IVR again) starts a new one, offered afresh with its own pop. ``part`` numbers the
+    agents' parts of one call (1 for the first agent who answered it, 2 after a transfer, ...)."""
 
     queued: CallQueued
     agent_id: str = ""
@@ -92,6 +86,22 @@ class LiveCall:
     since: float = 0.0
     pop: dict[str, Any] | None = None
     consult: dict[str, str] | None = None  # while consulting: the number and "ringing" | "talking"
+    part: int = 0
+
+    @property
+    def interaction_key(self) -> str:
+        """The customer_interactions key of this agent's part of the call (the call's own key for the first)."""
+        base = call_key(self.queued.server, self.queued.call_id)
+        return base if self.part <= 1 else f"{base}/{self.part}"
+
+
+class HandledCall(NamedTuple):
+    """The last call an agent answered: what its disposition refers to (``[1]`` is the call id, as the
+    ``(server, call_id)`` pair this was)."""
+
+    server: str
+    call_id: str
+    interaction_key: str
 
 
 class CtiServer:
@@ -120,9 +130,13 @@ class CtiServer:
                                  sink=self.apply, clock=clock.seconds)
         self._dialer_call: IDelayedCall | None = None
         self.ivr_sessions = RecentCompletions(forward=self._on_ivr_forward)
+        self.call_log = CallLog()
+        self.restorer = AgentRestorer(self)
+        self.interactions: InteractionWriter | None = None
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self.callbacks: list[CallbackRequested] = []
-        self.last_call: dict[str, tuple[str, str]] = {}  # agent -> (server, call_id) of the last answered call
+        self.last_call: dict[str, HandledCall] = {}  # agent -> the last call answered (for its disposition)
+        self._parts: dict[tuple[str, str], int] = {}  # (server, call_id) -> agents' parts answered so far
         self.counters = {"ami_messages": 0, "domain_events": 0, "commands": 0, "acd_events": 0, "failed": 0}
         self.pusher = pusher
         self.pool = AMIClientPool(
@@ -159,6 +173,8 @@ class CtiServer:
         self.callback_store = CallbackStore(engine)
         self._run_in_thread = run_in_thread
         self.pop_lookup = PopLookup.from_settings(self.store, run_in_thread, self.clock, self.cfg.screenpop)
+        self.interactions = InteractionWriter(self.pop_lookup)
+        self.restorer.load(engine)
         if self.dialer is not None:
             from dialer.store import LeadStore
 
@@ -167,6 +183,8 @@ class CtiServer:
 
     def start(self) -> None:
         self._running = True
+        if self.recorder is None:
+            self.restorer.without_database()  # agents on calls are still restored from the PBX
         if self.dialer is not None and not self.dialer.loaded:
             self.apply(self.dialer.load_memory(self.now()))
         self.pool.start()
@@ -259,6 +277,7 @@ class CtiServer:
         for item in channels:
             if item.get("Context") in HOLD_CONTEXTS and (server, item.get("Uniqueid", "")) not in self.calls:
                 self._requeue_holding(server, item)
+        self.restorer.resynced(server, channels)
 
     def _requeue_holding(self, server: str, item: AMIMessage) -> None:
         """A caller already waiting in ``cti-hold`` that we do not know (the server restarted, or the
@@ -267,7 +286,8 @@ class CtiServer:
         channel, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
         if not channel or not uniqueid:
             return
-        names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_DNIS")
+        names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_DNIS", "CTI_CAMPAIGN",
+                 "CTI_LEAD_ID", LEAD_NUMBER_VARIABLE)
         reads = [self.pool.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
 
         def got(results: list[Any]) -> None:
@@ -283,7 +303,7 @@ class CtiServer:
             now = self.now()
             log.info("%s: re-queueing caller %s found holding after a resync", server, uniqueid)
             self.publish(CallQueued(
-                server=server, ts=now - _duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
+                server=server, ts=now - duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
                 uniqueid=uniqueid, channel=channel, queue=values["CTI_QUEUE"] or (self.cfg.acd.default_queue or ""),
                 skills=values["CTI_SKILLS"], priority=priority, language=values["CTI_LANGUAGE"],
                 caller_num=item.get("CallerIDNum", ""), caller_name=item.get("CallerIDName", ""),
@@ -299,19 +319,33 @@ class CtiServer:
         self.counters["domain_events"] += 1
         now = self.now()
         prefetch: LiveCall | None = None
+        if isinstance(event, CallQueued) and event.data.get("CTI_CAMPAIGN"):
+            number = self._customer_number(event.server, event.uniqueid, event.data)
+            if number:  # an outbound call's caller ID is the campaign's: the customer is the number dialled
+                event = replace(event, caller_num=number)
+        if isinstance(event, CallQueued | CallEnded):
+            self._log(self.call_log.handle(event, event.caller_num if isinstance(event, CallQueued) else ""))
+        elif isinstance(event, AmdResult):
+            data = {"CTI_CAMPAIGN": event.campaign, "CTI_LEAD_ID": event.lead_id,
+                    **self.tracker.variables(event.server, event.uniqueid)}
+            self._log(self.call_log.handle(event, self._customer_number(event.server, event.uniqueid, data)))
         if isinstance(event, CallQueued):
             key = (event.server, event.uniqueid)
             live = self.calls.get(key)
-            if live is None:
-                prefetch = self.calls[key] = LiveCall(queued=event, since=now)
+            if live is not None and live.status == "waiting" and live.queued.queue == event.queue:
+                live.queued = event  # the same queueing told twice
             else:
-                live.queued = event
+                if live is not None:
+                    self._end_part(live)  # the caller is back in a queue: what an agent had of it is over
+                prefetch = self.calls[key] = LiveCall(queued=event, since=now)
         elif isinstance(event, DialStarted):
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.agent_channel = event.dest_channel
         elif isinstance(event, CallBridged):
             self._consultation_bridged(event)
+        elif isinstance(event, CallEnded) and not event.merged_into:
+            self._parts.pop((event.server, event.call_id), None)
         for listener in self._listeners:
             listener(event)
         self.apply(self.acd.handle(event, now))
@@ -334,6 +368,18 @@ class CtiServer:
                 live.consult = dict(live.consult, state="talking")
             self._push_call(live)
             return
+
+    def _customer_number(self, server: str, uniqueid: str, data: dict[str, str]) -> str:
+        """The number an outbound call dialled: the dialer's channel variable, else the lead's phone."""
+        number = data.get(LEAD_NUMBER_VARIABLE) or self.tracker.variables(server, uniqueid).get(LEAD_NUMBER_VARIABLE)
+        if not number and self.dialer is not None and data.get("CTI_CAMPAIGN"):
+            number = self.dialer.lead_fields(data["CTI_CAMPAIGN"], data.get("CTI_LEAD_ID", "")).get("phone", "")
+        return number or ""
+
+    def _log(self, writes: list[InteractionWrite]) -> None:
+        if self.interactions is not None:
+            for w in writes:
+                self.interactions.write(w)
 
     def apply(self, outputs: list[Any]) -> None:
         for out in outputs:
@@ -390,6 +436,8 @@ class CtiServer:
             self.apply(self.dialer.handle(event, self.now()))  # an outbound person's agent is ringing (or not)
         if self.recorder is not None and isinstance(event, QueueCallFinished | AgentStateChanged):
             self.recorder.record(event)
+        if isinstance(event, CallAnswered | CallAbandoned | CallOverflowed):
+            self._log(self.call_log.handle(event))
         if isinstance(event, AcdWarning):
             log.warning("acd: %s: %s", event.code, event.message)
         elif isinstance(event, AgentStateChanged):
@@ -399,7 +447,9 @@ class CtiServer:
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.status, live.since = "connected", event.ts
-                self.last_call[event.agent_id] = (event.server, live.queued.call_id)
+                parts = (event.server, live.queued.call_id)
+                live.part = self._parts[parts] = self._parts.get(parts, 0) + 1
+                self.last_call[event.agent_id] = HandledCall(event.server, live.queued.call_id, live.interaction_key)
                 self._push_call(live)
                 self._record_interaction(live, event)
         elif isinstance(event, OfferNotAnswered | CallAbandoned):
@@ -413,17 +463,45 @@ class CtiServer:
             if isinstance(event, CallAbandoned):
                 self.calls.pop((event.server, event.uniqueid), None)
         elif isinstance(event, QueueCallFinished):
-            live = self.calls.get((event.server, event.uniqueid))
-            if live is not None and event.outcome != "answered":
-                self.calls.pop((event.server, event.uniqueid), None)
-            elif live is not None:
-                live.status = "ended"
-                self._push_call(live)
-                self.calls.pop((event.server, event.uniqueid), None)
+            # One time in a queue is over. The LiveCall goes with it unless the caller is in a queue
+            # again already (a transfer to a queue, an overflow): that is a new time, with its own LiveCall.
+            key = (event.server, event.uniqueid)
+            live = self.calls.get(key)
+            if live is None:
+                pass
+            elif event.agent_id and live.agent_id == event.agent_id and live.status != "ringing":
+                self._end_part(live)
+                self.calls.pop(key, None)
+                if live.part > 1 and event.answered_at is not None:  # a later part ends with its talk
+                    self._log([InteractionWrite(live.interaction_key, {"ended_at": event.answered_at + event.talk})])
+            elif not self.acd.tracks(event.server, event.uniqueid):
+                self.calls.pop(key, None)
         elif isinstance(event, CallOffered):
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
                 live.agent_id, live.status, live.since = event.agent_id, "ringing", event.ts
+
+    def adopt_call(self, live: LiveCall) -> None:
+        """A call found with an agent after a restart (``cti.agent_restore``): tracked as if this server had
+        offered it, with its record open and, once answered, the agent's disposition of it."""
+        q = live.queued
+        self.calls[(q.server, q.uniqueid)] = live
+        outbound = bool(q.data.get("CTI_CAMPAIGN"))
+        self._log(self.call_log.adopted(q.server, q.call_id, q.ts, "outbound" if outbound else "inbound",
+                                        {"ani": q.caller_num, "dnis": q.dnis, "queue": q.queue},
+                                        "queued" if live.status == "ringing" else "answered"))
+        if live.status != "ringing":
+            parts = (q.server, q.call_id)
+            live.part = self._parts[parts] = max(1, self._parts.get(parts, 0))
+            self.last_call[live.agent_id] = HandledCall(q.server, q.call_id, live.interaction_key)
+        self._push_call(live)
+        self._pop(live)  # the reconnecting console gets the caller's pop again (without the IVR path, lost)
+
+    def _end_part(self, live: LiveCall) -> None:
+        """The agent's console sees its call end (once)."""
+        if live.agent_id and live.status != "ended":
+            live.status = "ended"
+            self._push_call(live)
 
     def _prefetch(self, event: CallQueued) -> None:
         """Warm the look-up cache while the caller waits, so the pop at offer time is complete at once."""
@@ -435,18 +513,17 @@ class CtiServer:
         self.pop_lookup.resolve(ctx).addErrback(lambda f: log.debug("prefetch failed: %s", f.getErrorMessage()))
 
     def _record_interaction(self, live: LiveCall, event: CallAnswered) -> None:
-        """The answered call becomes an interaction of the customer (the disposition completes it)."""
-        if self.pop_lookup is None:
-            return
+        """The agent's part of the call becomes an interaction of the customer (the disposition completes
+        it). The first part is the call's own row (``cti.call_log``), which keeps the call's start."""
         q = live.queued
         customer = (live.pop or {}).get("customer") or {}
         outbound = bool(q.data.get("CTI_CAMPAIGN"))
-        self.pop_lookup.record_interaction(
-            call_key(q.server, q.call_id), started_at=datetime.fromtimestamp(q.ts, UTC),
-            direction="outbound" if outbound else "inbound", customer_id=customer.get("customer_id"),
-            ani=q.caller_num, dnis=q.dnis, queue=q.queue, campaign=q.data.get("CTI_CAMPAIGN", ""),
-            lead_id=q.data.get("CTI_LEAD_ID", ""), agent_id=event.agent_id, outcome="answered",
-        ).addErrback(lambda f: log.warning("interaction not recorded: %s", f.getErrorMessage()))
+        started = self.call_log.started(q.server, q.call_id) if live.part <= 1 else None
+        fields = {"direction": "outbound" if outbound else "inbound", "customer_id": customer.get("customer_id"),
+                  "ani": q.caller_num, "dnis": q.dnis, "queue": q.queue, "campaign": q.data.get("CTI_CAMPAIGN", ""),
+                  "lead_id": q.data.get("CTI_LEAD_ID", ""), "agent_id": event.agent_id, "outcome": "answered"}
+        self._log([InteractionWrite(live.interaction_key, {k: v for k, v in fields.items() if v},
+                                    started_at=started if started is not None else q.ts)])
 
     def _on_offer(self, cmd: OfferCall) -> None:
         """Compose and push the screen pop as the offer goes out (never waits for the store)."""
@@ -455,21 +532,24 @@ class CtiServer:
             return
         live.agent_id, live.status, live.since = cmd.agent_id, "ringing", self.now()
         self._push_call(live)
+        self._pop(live)
+
+    def _pop(self, live: LiveCall) -> None:
+        """Look up and push the screen pop of ``live`` to its agent."""
         if self.pop_lookup is None:
             return
         from screenpop.context import pop_context
 
-        q = live.queued
+        q, agent_id = live.queued, live.agent_id
         lead = self.dialer.lead_fields(q.data.get("CTI_CAMPAIGN", ""), q.data.get("CTI_LEAD_ID", "")) \
             if self.dialer is not None and q.data.get("CTI_CAMPAIGN") else None
-        ctx = pop_context(q, agent_id=cmd.agent_id, now=self.now(), ivr=self.ivr_sessions.get(cmd.uniqueid),
-                          lead=lead)
+        ctx = pop_context(q, agent_id=agent_id, now=self.now(), ivr=self.ivr_sessions.get(q.uniqueid), lead=lead)
 
         def send(message: dict[str, Any]) -> None:
-            if live.agent_id != cmd.agent_id:
+            if live.agent_id != agent_id:
                 return  # the offer is over; a late look-up must not pop a stale call
             live.pop = message
-            self.push_to_agent(cmd.agent_id, message)
+            self.push_to_agent(agent_id, message)
 
         self.pop_lookup.pop(ctx, send)
 
@@ -480,12 +560,28 @@ class CtiServer:
     def _on_ivr_forward(self, event: IvrEvent) -> None:
         for listener in self._listeners:
             listener(event)
+        if isinstance(event, IvrStarted):
+            server, call_id = self._ivr_call(event)
+            self._log(self.call_log.ivr_started(server, call_id, event.ts, event.ani, event.dnis))
+        elif isinstance(event, IvrCompleted):
+            self._log(self.call_log.ivr_completed(*self._ivr_call(event), event.outcome))
         if isinstance(event, CallbackRequested):
             self.callbacks.append(event)
             due = event.when if event.when is not None else event.ts
             self.schedule_callback(number=event.number, due=due, queue=event.queue, call_id=event.uniqueid,
                                    source="ivr").addErrback(
                 lambda f: log.error("IVR callback for call %s not stored: %s", event.uniqueid, f.getErrorMessage()))
+
+    def _ivr_call(self, event: IvrEvent) -> tuple[str, str]:
+        """The (server, call id) of an IVR session's channel. FastAGI names the PBX by its address when
+        it is not configured by name: then every PBX's channels are searched for the uniqueid."""
+        named = event.server in self.health.ami
+        for server in [event.server] if named else list(self.health.ami):
+            channel = self.tracker.channel(server, event.uniqueid)
+            if channel is not None:
+                return server, channel.linkedid or event.uniqueid
+        fallback = self.cfg.asterisk[0].name if self.cfg.asterisk else event.server
+        return (event.server if named else fallback), event.uniqueid  # a trunk channel's call is its own id
 
     def schedule_callback(self, *, number: str, due: float, source: str, queue: str = "", notes: str = "",
                           agent_id: str = "", call_id: str = "", lead_id: str = "") -> defer.Deferred[int]:

@@ -220,8 +220,9 @@ class Campaign:
             self._move(a, "refused")
             return [DialerWarning(now, self.name, "bad-number", f"lead {a.lead.lead_id}: {exc}"),
                     self._finish(a, now)]
+        # CTI_LEAD_NUMBER: the channel's caller ID is the campaign's; the server records the customer's number
         variables = {"CTI_CAMPAIGN": self.name, "CTI_LEAD_ID": a.lead.lead_id, "CTI_CAMPAIGN_QUEUE": s.queue,
-                     ATTEMPT_VARIABLE: ref}
+                     "CTI_LEAD_NUMBER": a.lead.number, ATTEMPT_VARIABLE: ref}
         if s.safe_harbour_message:
             variables["CTI_SAFE_HARBOUR"] = s.safe_harbour_message
         if s.machine_message:
