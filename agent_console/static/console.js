@@ -177,6 +177,7 @@
     $("btn-not-ready").disabled = !(s === "ready" || s === "not_ready");
     $("notready-reason").disabled = !(s === "ready" || s === "not_ready" || s === "wrap_up");
     $("btn-logout").disabled = !(s === "ready" || s === "not_ready" || s === "logged_out");
+    $("btn-logout").firstChild.textContent = s === "logged_out" ? "Sign out " : "Log out ";
     renderPhone();
     renderNextStep();
     renderPop();
