@@ -381,6 +381,10 @@
     const st = call.status;
     $("call-status").textContent = CALL_LABELS[st] || st;
     $("call-status").dataset.status = st;
+    const consult = call.consult && typeof call.consult === "object" ? call.consult : null;
+    $("call-consult").hidden = !consult;
+    $("call-consult").textContent = consult ? "Consulting " + (consult.number || "") + ": " +
+      (consult.state === "talking" ? "talking (the caller is on hold)" : "ringing") : "";
     const live = st === "connected" || st === "held" || st === "consulting";
     $("btn-hangup").disabled = !live;
     $("btn-hold").hidden = st === "held";
