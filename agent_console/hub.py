@@ -131,6 +131,7 @@ class ConsoleHub:
             "dispositions": [d.model_dump() for d in settings.dispositions],
             "not_ready_reasons": list(settings.not_ready_reasons if not_ready_reasons is None else not_ready_reasons),
             "protocol": protocol.PROTOCOL_VERSION,
+            "endpoint_override": settings.allow_endpoint_override,
         }
 
     # ---- lifecycle -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ class AgentRecord:
     reason: str | None = None
     since: float = 0.0
     endpoint: str | None = None
+    home_endpoint: str = ""  # the configured phone, used when login names none
     call_id: str | None = None  # offered, connected or in wrap-up
     preview: dict[str, Any] | None = None
 
@@ -65,6 +66,8 @@ class CallRecord:
     since: float
     pop: dict[str, Any]
     consult: str | None = None
+    answered_at: float | None = None
+    held_total: float = 0.0
     transferred_to: str | None = None
     history: list[str] = field(default_factory=list)
 
@@ -78,7 +81,8 @@ class MemoryBackend:
         self._clock = clock
         now = clock()
         self.agents: dict[str, AgentRecord] = {
-            a: AgentRecord(agent_id=a, queues=tuple(q), since=now) for a, q in agents.items()}
+            a: AgentRecord(agent_id=a, queues=tuple(q), since=now, home_endpoint=f"PJSIP/{a}")
+            for a, q in agents.items()}
         self.calls: dict[str, CallRecord] = {}
         self.interactions: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
@@ -118,8 +122,8 @@ class MemoryBackend:
             return [{"type": "state", "agent_id": agent_id, "state": "logged_out", "reason": None,
                      "since": self._clock(), "endpoint": None, "call_id": None}]
         out = [self._state_message(agent)]
-        for call in self.calls.values():
-            if call.agent_id == agent_id and call.status != "ended":
+        for call in self.calls.values():  # ringing, connected, or ended and in wrap-up until disposed
+            if call.agent_id == agent_id and (call.status != "ended" or call.call_id == agent.call_id):
                 out.append({"type": "pop", **call.pop, "call_id": call.call_id})
                 out.append(self._call_message(call))
         if agent.preview is not None:
@@ -215,7 +219,11 @@ class MemoryBackend:
                 raise ConsoleError("unknown-reason", f"unknown not-ready reason {reason!r}",
                                    known=list(self._settings.not_ready_reasons))
         if action == "login":
-            agent.endpoint = params["endpoint"]
+            endpoint = params.get("endpoint") or agent.home_endpoint
+            if endpoint.lower() != agent.home_endpoint.lower() and not self._settings.allow_endpoint_override:
+                raise ConsoleError("endpoint-fixed", f"your phone is {agent.home_endpoint}; this server does not "
+                                   "allow another endpoint", endpoint=agent.home_endpoint)
+            agent.endpoint = endpoint
             reason = "login"
         if action == "logout":
             agent.endpoint = None
@@ -290,7 +298,8 @@ class MemoryBackend:
         call_id = f"lead-{lead['lead_id']}"
         now = self._clock()
         call = CallRecord(call_id=call_id, agent_id=agent.agent_id, queue=str(lead.get("campaign", "")),
-                          status="connected", since=now, pop={"direction": "outbound", "lead": lead})
+                          status="connected", since=now, pop={"direction": "outbound", "lead": lead},
+                          answered_at=now)
         self.calls[call_id] = call
         agent.call_id = call_id
         self._set_state(agent, "on_call", None)
@@ -362,16 +371,22 @@ class MemoryBackend:
 
     def _set_call(self, call: CallRecord, status: str) -> None:
         call.history.append(f"{call.status}->{status}")
-        call.status, call.since = status, self._clock()
+        now = self._clock()
+        if call.status == "held":
+            call.held_total += now - call.since
+        if status == "connected" and call.answered_at is None:
+            call.answered_at = now
+        call.status, call.since = status, now
         self._push(call.agent_id, self._call_message(call))
 
     def _state_message(self, agent: AgentRecord) -> dict[str, Any]:
         return {"type": "state", "agent_id": agent.agent_id, "state": agent.state, "reason": agent.reason,
-                "since": agent.since, "endpoint": agent.endpoint, "call_id": agent.call_id}
+                "since": agent.since, "endpoint": agent.endpoint or agent.home_endpoint, "call_id": agent.call_id}
 
     def _call_message(self, call: CallRecord) -> dict[str, Any]:
         return {"type": "call", "call_id": call.call_id, "status": call.status, "since": call.since,
-                "consult": call.consult, "queue": call.queue}
+                "consult": call.consult, "queue": call.queue, "answered_at": call.answered_at,
+                "held_total": call.held_total}
 
     def _push_state(self, agent: AgentRecord) -> None:
         self._push(agent.agent_id, self._state_message(agent))

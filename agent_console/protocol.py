@@ -68,7 +68,7 @@ class Ping(_Msg):
 
 class Login(_Msg):
     type: Literal["login"]
-    endpoint: Endpoint
+    endpoint: Endpoint | None = None  # None: the agent's configured endpoint
 
 
 class Logout(_Msg):

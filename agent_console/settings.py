@@ -93,6 +93,9 @@ class ConsoleSection(ConfigModel):
                                           default_factory=list)
     dispositions: list[DispositionCode] = Field(default_factory=lambda: list(DEFAULT_DISPOSITIONS))
     not_ready_reasons: list[Code] = Field(default_factory=lambda: list(DEFAULT_NOT_READY_REASONS))
+    # Hot desking: may an agent log the phone in at another endpoint than its configured one? Off: the
+    # console logs the configured endpoint in and shows no field for another.
+    allow_endpoint_override: bool = False
 
     def semantic_errors(self) -> list[tuple[Loc, str]]:
         errors: list[tuple[Loc, str]] = []

@@ -81,14 +81,20 @@ class ServerConsoleBackend:
         return result
 
     def resume_messages(self, agent_id: str) -> list[dict[str, Any]]:
+        """What a (re)connecting console needs to show all the agent saw: the state, the call's pop (kept
+        while ringing, on the call and through wrap-up) and the call with its timers."""
         try:
-            messages = [self.server.state_message(agent_id)]
+            state = self.server.state_message(agent_id)
         except AcdError:
             return []
+        messages = [state]
+        call_id = state.get("call_id")
+        pop = self.server.agent_pops.get(agent_id)
+        if pop is not None and state["state"] in ("reserved", "on_call", "wrap_up") \
+                and (call_id is None or pop.get("call_id") == call_id):
+            messages.append(pop)
         live = self.server.call_for_agent(agent_id)
         if live is not None:
-            if live.pop is not None:
-                messages.append(live.pop)
             messages.append(self.server.call_message(live))
         return messages
 
@@ -130,7 +136,14 @@ class ServerConsoleBackend:
 
     # ---------------------------------------------------------------- agent state
     async def _do_login(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self._acd(self.server.acd.login, agent_id, params.get("endpoint"))
+        endpoint = params.get("endpoint")
+        configured = next((a.endpoint for a in self.server.cfg.acd.agents if a.id == agent_id), None)
+        if endpoint is not None and configured is not None and endpoint.lower() == configured.lower():
+            endpoint = None
+        if endpoint is not None and not self.server.cfg.console.allow_endpoint_override:
+            raise ConsoleError("endpoint-fixed", f"your phone is {configured}; this server does not allow "
+                               "another endpoint (console.allow_endpoint_override)", endpoint=configured)
+        return self._acd(self.server.acd.login, agent_id, endpoint)
 
     async def _do_logout(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._acd(self.server.acd.logout, agent_id)
@@ -163,6 +176,7 @@ class ServerConsoleBackend:
         self._connected(live, "held")
         await self._ami(live.queued.server, "Bridge", {
             "Channel1": live.agent_channel, "Channel2": live.queued.channel, "Tone": "no"})
+        live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
         live.status = "connected"
         return self._push_call(live)
 
@@ -250,6 +264,7 @@ class ServerConsoleBackend:
         if callback:
             await self._store_callback(agent_id, callback, call_id=params["call_id"])
         self.server.last_call.pop(agent_id, None)
+        self.server.agent_pops.pop(agent_id, None)
         return {"state": self.server.state_message(agent_id), "recorded": recorded}
 
     async def _do_schedule_callback(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +314,7 @@ class ServerConsoleBackend:
         if chosen is None:
             raise ConsoleError("unknown-customer", "that customer is not one of the pop's matches")
         update = dict(pop, type="pop_update", customer=chosen, matches=[], complete=True)
-        live.pop = dict(update, type="pop")
+        live.pop = self.server.agent_pops[agent_id] = dict(update, type="pop")
         self.server.push_to_agent(agent_id, update)
         if self.server.pop_lookup is not None and chosen.get("customer_id") is not None:
             from cti.server import call_key

@@ -83,9 +83,11 @@ class LiveCall:
     agent_id: str = ""
     agent_channel: str = ""
     status: str = "waiting"  # waiting | ringing | connected | held | consulting | ended
-    since: float = 0.0
+    since: float = 0.0  # when ``status`` began (a hold's start while held)
     pop: dict[str, Any] | None = None
     consult: dict[str, str] | None = None  # while consulting: the number and "ringing" | "talking"
+    answered_at: float | None = None  # the call timer runs from here, through holds
+    held_total: float = 0.0  # seconds on hold before the current status
     part: int = 0
 
     @property
@@ -137,6 +139,9 @@ class CtiServer:
         self.callbacks: list[CallbackRequested] = []
         self.last_call: dict[str, HandledCall] = {}  # agent -> the last call answered (for its disposition)
         self._parts: dict[tuple[str, str], int] = {}  # (server, call_id) -> agents' parts answered so far
+        # agent -> the last pop it was sent (as "type": "pop"), kept while the agent is reserved, on the call
+        # or in its wrap-up, so that a console that resumes (reload, network drop) shows it again.
+        self.agent_pops: dict[str, dict[str, Any]] = {}
         self.counters = {"ami_messages": 0, "domain_events": 0, "commands": 0, "acd_events": 0, "failed": 0}
         self.pusher = pusher
         self.pool = AMIClientPool(
@@ -441,12 +446,14 @@ class CtiServer:
         if isinstance(event, AcdWarning):
             log.warning("acd: %s: %s", event.code, event.message)
         elif isinstance(event, AgentStateChanged):
+            if event.state not in ("reserved", "on_call", "wrap_up"):
+                self.agent_pops.pop(event.agent_id, None)
             if self.pusher is not None:  # no consoles (virtual runs): no snapshot to build
                 self.push_to_agent(event.agent_id, self.state_message(event.agent_id))
         elif isinstance(event, CallAnswered):
             live = self.calls.get((event.server, event.uniqueid))
             if live is not None:
-                live.status, live.since = "connected", event.ts
+                live.status, live.since, live.answered_at = "connected", event.ts, event.ts
                 parts = (event.server, live.queued.call_id)
                 live.part = self._parts[parts] = self._parts.get(parts, 0) + 1
                 self.last_call[event.agent_id] = HandledCall(event.server, live.queued.call_id, live.interaction_key)
@@ -543,12 +550,13 @@ class CtiServer:
         q, agent_id = live.queued, live.agent_id
         lead = self.dialer.lead_fields(q.data.get("CTI_CAMPAIGN", ""), q.data.get("CTI_LEAD_ID", "")) \
             if self.dialer is not None and q.data.get("CTI_CAMPAIGN") else None
-        ctx = pop_context(q, agent_id=agent_id, now=self.now(), ivr=self.ivr_sessions.get(q.uniqueid), lead=lead)
+        ctx = pop_context(q, agent_id=agent_id, now=self.now(), ivr=self.ivr_sessions.get(q.uniqueid), lead=lead,
+                          flows=self.cfg.ivr.flows)
 
         def send(message: dict[str, Any]) -> None:
             if live.agent_id != agent_id:
                 return  # the offer is over; a late look-up must not pop a stale call
-            live.pop = message
+            live.pop = self.agent_pops[agent_id] = dict(message, type="pop")  # an update is the whole pop
             self.push_to_agent(agent_id, message)
 
         self.pop_lookup.pop(ctx, send)
@@ -625,7 +633,8 @@ class CtiServer:
 
     def call_message(self, live: LiveCall) -> dict[str, Any]:
         return {"type": "call", "call_id": live.queued.call_id, "status": live.status, "since": live.since,
-                "consult": dict(live.consult) if live.consult else None, "queue": live.queued.queue}
+                "consult": dict(live.consult) if live.consult else None, "queue": live.queued.queue,
+                "answered_at": live.answered_at, "held_total": live.held_total}
 
     def _push_call(self, live: LiveCall) -> None:
         if live.agent_id:

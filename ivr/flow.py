@@ -131,6 +131,18 @@ class NodeBase(ConfigModel):
 
     kind: str = expected("a node kind: " + ", ".join(NODE_KINDS))
     description: str = ""
+    # What agents read in the screen pop's IVR path ("Main menu", "Sales"); default: display_label().
+    label: str | None = expected("a short label for agents, 1-60 characters", default=None, min_length=1,
+                                 max_length=60)
+
+    def display_label(self, node_id: str) -> str:
+        """The node's ``label``, or one made from the node: a queue's name, else the id in words."""
+        if self.label:
+            return self.label
+        queue = getattr(self, "queue", None)
+        if self.kind == "queue" and isinstance(queue, str):
+            return f"{queue.replace('_', ' ').capitalize()} queue"
+        return node_id.replace("_", " ").replace("-", " ").strip().capitalize() or node_id
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
         """(location relative to this node, node id) for every node this one can go to."""

@@ -52,6 +52,8 @@ class PopContext:
     agent_id: str = ""
     caller_name: str = ""
     ivr_path: tuple[str, ...] = ()
+    ivr_steps: tuple[str, ...] = ()  # the path in the flow's labels, for people (``ivr_path`` has node ids)
+    ivr_reason: str = ""  # what the caller chose in the IVR, in words ("Sales")
     ivr_collected: Mapping[str, str] = field(default_factory=dict)
     account: str | None = None
     customer_id: str | None = None
@@ -205,6 +207,8 @@ def compose_pop(
         "customer": matches[0] if single is not None else None,
         "matches": matches,
         "ivr": {"path": [_clip(p) for p in call.ivr_path[:MAX_IVR_PATH]],
+                "steps": [_clip(p) for p in call.ivr_steps[:MAX_IVR_PATH]],
+                "reason": _clip(call.ivr_reason),
                 "collected": masked(call.ivr_collected, settings)},
         "outbound": None,
         "crm_url": crm_link(call, single, settings),

@@ -36,7 +36,7 @@ def test_single_match_pop_carries_profile_interactions_ivr_and_link():
     assert pop["new_caller"] is False
     assert (pop["ani"], pop["ani_e164"], pop["dnis"], pop["queue"], pop["wait_seconds"]) == (
         "(201) 555-0123", "+12015550123", "8005550199", "billing", 42.3)
-    assert pop["ivr"] == {"path": ["main", "menu:2", "collect_account"],
+    assert pop["ivr"] == {"path": ["main", "menu:2", "collect_account"], "steps": [], "reason": "",
                           "collected": {"account": "ACC-1001", "pin": "****", "card_number": "****"}}
     match = pop["customer"]
     assert pop["matches"] == [match]

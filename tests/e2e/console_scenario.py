@@ -36,7 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 AGENT, PASSWORD = "1001", "demo-password"
 CUSTOMERS = 300  # demo customers seeded (enough for a realistic store, quick to write)
 DID = "+18005550100"
-TALK_S = 6.0
+TALK_S = 14.0  # long enough for a reload and a new sign-in mid-call
 DISPOSITION, NOTES = "sale", "bought the fibre upgrade (e2e)"
 
 
@@ -161,7 +161,6 @@ class Scenario:
                 await page.goto(f"http://127.0.0.1:{runtime.http_port}/")
                 await tid("login-agent").fill(AGENT)
                 await tid("login-password").fill(PASSWORD)
-                await tid("login-endpoint").fill("PJSIP/1001")
                 await tid("login-submit").click()
                 await expect(badge).to_have_attribute("data-state", "not_ready")
                 self.step("agent logged in")
@@ -190,16 +189,41 @@ class Scenario:
                 await watch.wait(lambda e: isinstance(e, CallAnswered) and e.uniqueid == uid, 15, "the answer")
                 await expect(badge).to_have_attribute("data-state", "on_call")
                 self.step("on call")
+                await page.screenshot(path=str(self.workdir / "e2e-1-on-call.png"))
+
+                # A reload mid-call: after signing in again the card, the IVR path and the call come back.
+                await page.reload()
+                await tid("login-password").fill(PASSWORD)
+                await tid("login-submit").click()
+                await expect(badge).to_have_attribute("data-state", "on_call")
+                await expect(tid("pop-customer-name")).to_have_text(caller.name)
+                await expect(tid("pop-ivr-path")).to_contain_text("Main menu: pressed 1 (Sales)")
+                await expect(tid("pop-reason")).to_have_text("Sales")
+                await expect(tid("call-status")).to_have_attribute("data-status", "connected")
+                await page.screenshot(path=str(self.workdir / "e2e-2-reloaded-on-call.png"))
+                self.step("reloaded on call", ivr_path=await tid("pop-ivr-path").inner_text(),
+                          call_timer=await tid("call-timer").inner_text())
                 await tid("btn-hold").click()  # AMI Redirect of both legs to the hold contexts
-                await expect(tid("call-status")).to_have_text("held")
+                await expect(tid("call-status")).to_have_attribute("data-status", "held")
                 await tid("btn-retrieve").click()  # AMI Bridge of the two legs again
-                await expect(tid("call-status")).to_have_text("connected")
+                await expect(tid("call-status")).to_have_attribute("data-status", "connected")
                 self.step("held and retrieved")
                 await expect(badge).to_have_attribute("data-state", "wrap_up", timeout=TALK_S * 1000 + 10_000)
                 await expect(tid("wrapup-form")).to_be_visible()
                 self.step("wrap-up (phone hung up)")
                 await tid("wrapup-disposition").select_option(DISPOSITION)
                 await tid("wrapup-notes").fill(NOTES)
+
+                # A reload in wrap-up: the card stays, and so does the form with what was typed.
+                await page.reload()
+                await tid("login-password").fill(PASSWORD)
+                await tid("login-submit").click()
+                await expect(badge).to_have_attribute("data-state", "wrap_up")
+                await expect(tid("pop-customer-name")).to_have_text(caller.name)
+                await expect(tid("wrapup-notes")).to_have_value(NOTES)
+                await expect(tid("wrapup-disposition")).to_have_value(DISPOSITION)
+                await page.screenshot(path=str(self.workdir / "e2e-3-reloaded-in-wrapup.png"))
+                self.step("reloaded in wrap-up")
                 await tid("btn-dispose").click()
                 await expect(badge).to_have_attribute("data-state", "ready")
                 await expect(tid("pop-card")).to_be_hidden()
