@@ -186,10 +186,11 @@ class MemoryBackend:
         self._push_state(agent)
 
     def no_answer(self, call_id: str) -> None:
-        """Ring-no-answer: the agent goes not-ready (reason "rona"), the call leaves the agent."""
+        """Ring-no-answer: the agent goes not-ready (reason "ring-no-answer", as the ACD sets it), the
+        call leaves the agent."""
         call = self._call(call_id)
         agent = self._agent(call.agent_id)
-        self._system(agent, "no_answer", reason="rona")
+        self._system(agent, "no_answer", reason="ring-no-answer")
         agent.call_id = None
         self._set_call(call, "ended")
         self._push_state(agent)

@@ -119,6 +119,35 @@ def test_agent_logs_in_takes_a_call_disposes_and_goes_ready() -> None:
     run(body)
 
 
+def test_a_missed_call_says_so_in_words() -> None:
+    """Ring-no-answer: the ACD's reason is "ring-no-answer" (the real server's, not "rona"): the page
+    shows the agent in words why they are not ready."""
+    from playwright.async_api import async_playwright, expect
+
+    async def body() -> None:
+        async with running(make_settings()) as stack, async_playwright() as p:
+            browser = await _browser(p)
+            page = await browser.new_page()
+            tid = page.get_by_test_id
+            await page.goto(f"http://127.0.0.1:{stack.port}/")
+            await tid("login-agent").fill("1001")
+            await tid("login-password").fill("pw-1001")
+            await tid("login-submit").click()
+            badge = tid("state-badge")
+            await expect(badge).to_have_attribute("data-state", "not_ready")
+            await tid("btn-ready").click()
+            await expect(badge).to_have_attribute("data-state", "ready")
+            stack.backend.offer_call("1001", "1700000100.7", composed_pop("1700000100.7", 1), queue="sales")
+            await expect(badge).to_have_attribute("data-state", "reserved")
+            stack.backend.no_answer("1700000100.7")
+            await expect(badge).to_have_attribute("data-state", "not_ready")
+            assert stack.backend.agents["1001"].reason == "ring-no-answer"
+            await expect(tid("state-reason")).to_have_text("missed a call")
+            await browser.close()
+
+    run(body)
+
+
 def test_multi_match_chooser_new_caller_and_wallboard() -> None:
     """Two matching customers show a chooser and choosing one fills the card; a caller with no match is a
     "new caller"; the supervisor wallboard shows agents by state live and refuses agent credentials."""

@@ -14,7 +14,10 @@
                         ended: "Ended" };
   const LOOKUP_BY = { ani: "by the calling number", account: "by the account number entered in the IVR",
                       id: "by the IVR", external_id: "by the campaign lead" };
-  const REASON_LABELS = { login: "", rona: "missed a call", preview: "" };  // system reasons in words
+  // The not-ready reasons the ACD sets itself (acd/model.py SYSTEM_REASONS), in words.
+  const REASON_LABELS = { login: "", "ring-no-answer": "missed a call", busy: "phone was busy",
+                          unreachable: "phone unreachable", "offer-failed": "a call could not be offered",
+                          preview: "" };
   const ui = {
     conn: null, agentId: null, state: "logged_out", since: 0, callId: null, endpoint: "",
     endpointOverride: false, pop: null, call: null, preview: null, dispositions: [], firstState: false,
