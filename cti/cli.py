@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cti import __version__
+from cti.cli_args import non_negative_int, positive_seconds, speed
 
 PLUGIN_MODULES = ("sim.cli", "screenpop.cli", "agent_console.cli", "acd.cli", "ivr.cli", "dialer.cli")
 DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
@@ -102,10 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the server and a simulated PBX together on loopback")
     p.add_argument("--config", default=str(DEFAULT_DEMO_CONFIG), metavar="CONFIG")
-    p.add_argument("--speed", default="1", help="run N times faster than real time; 'max': virtual time, "
-                   "as fast as the CPU allows, no consoles (prints the account of every call)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many (simulated) seconds")
-    p.add_argument("--seed", type=int, default=None, help="random seed of the people models")
+    p.add_argument("--speed", type=speed, default=1.0, help="run N times faster than real time; 'max': virtual "
+                   "time, as fast as the CPU allows, no consoles (writes the account of every call)")
+    p.add_argument("--duration", type=positive_seconds, default=None,
+                   help="stop after this many (simulated) seconds")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="random seed of the people models")
     p.add_argument("--quiet", action="store_true", help="no live summary line")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_cmd_demo)

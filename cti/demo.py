@@ -249,18 +249,9 @@ def run_demo(cfg: CtiConfig, args: argparse.Namespace) -> int:
     from cti.cli import setup_logging
 
     setup_logging("WARNING" if not getattr(args, "verbose", False) else "INFO")
-    speed = args.speed
-    if speed == "max":
+    if args.speed == "max":
         return _run_max(cfg, args)
-    try:
-        factor = float(speed)
-    except ValueError:
-        print(f"cti demo: --speed takes a number > 0 or 'max', got {speed!r}", file=sys.stderr)
-        return 2
-    if factor <= 0:
-        print("cti demo: --speed must be > 0", file=sys.stderr)
-        return 2
-    return _run_realtime(cfg, args, factor)
+    return _run_realtime(cfg, args, float(args.speed))
 
 
 def _run_max(cfg: CtiConfig, args: argparse.Namespace) -> int:

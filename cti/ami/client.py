@@ -462,6 +462,11 @@ class AMIClient:
             self._give_up(ProtocolError(f"{self.where} sent no AMI banner within {self.server.connect_timeout:g} s"))
 
     def _banner(self, banner: Banner) -> None:
+        if self._state == "stopping":
+            # stop() came while the banner was on its way (bytes already in flight when we closed): it
+            # means nothing now, and is not the mid-stream banner of a proxy reconnecting upstream
+            log.debug("%s: banner after stop() ignored", self.where)
+            return
         if self._state != "banner":
             log.warning("%s: unexpected banner %r in the middle of the stream", self.where, banner.text[:80])
             return
