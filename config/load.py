@@ -213,10 +213,34 @@ def _models_at(model: type[BaseModel], loc: Loc) -> list[type[BaseModel]]:
     return [tp for cand in candidates for tp in _unwrap(cand) if isinstance(tp, type) and issubclass(tp, BaseModel)]
 
 
-def _siblings(loc: Loc) -> list[str]:
-    """The keys allowed beside the last key of ``loc`` (for "did you mean" on an unknown key)."""
+def _fits(model: type[BaseModel], value: Any) -> bool:
+    """Whether ``value`` (a mapping from the file) can be this member of a union: its tag fields agree."""
+    if not isinstance(value, dict):
+        return True
+    for name, f in model.model_fields.items():
+        if typing.get_origin(f.annotation) is typing.Literal and name in value \
+                and value[name] not in typing.get_args(f.annotation):
+            return False
+    return True
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _siblings(loc: Loc, data: Any = None) -> list[str]:
+    """The keys allowed beside the last key of ``loc`` (for "did you mean" on an unknown key); of a union
+    (IVR node kinds), the members whose tag (``kind``) matches the file's mapping at the parent."""
     keys: list[str] = []
-    for tp in _models_at(CtiConfig, loc[:-1]):
+    models = _models_at(CtiConfig, loc[:-1])
+    parent = _value_at(data, loc[:-1])
+    models = [tp for tp in models if _fits(tp, parent)] or models
+    for tp in models:
         keys.extend(k for k in tp.model_fields if k not in keys)
         keys.extend(f.alias for f in tp.model_fields.values() if f.alias and f.alias not in keys)
     return keys
@@ -252,7 +276,7 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
             # a bad value is reported at the value's line; a bad or missing key at the key's line
             value_line = None if err["type"] in ("extra_forbidden", "missing") else lines.get((*loc, "__value__"))
             line = value_line or line_of(lines, loc)
-            issues.append(ConfigIssue(filename, line, format_loc(loc), _message(err, loc, _siblings(loc))))
+            issues.append(ConfigIssue(filename, line, format_loc(loc), _message(err, loc, _siblings(loc, data))))
         raise ConfigError(issues) from None
     for loc, msg in cfg.semantic_errors():
         issues.append(ConfigIssue(filename, line_of(lines, loc), format_loc(loc), msg))

@@ -144,7 +144,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        Path(args.out).write_text(text, encoding="utf-8")
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"{args.out}: cannot write: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
+            return 2
         print(f"{args.out}: {args.n} customers")
     return 0
 

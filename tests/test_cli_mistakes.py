@@ -54,3 +54,87 @@ def test_stopping_before_the_banner_logs_no_warning(caplog: pytest.LogCaptureFix
     assert any("banner after stop() ignored" in r.getMessage() for r in caplog.records)
 
 
+
+
+DEMO = str(DEFAULT_DEMO_CONFIG)
+
+
+def _files(tmp: Path) -> dict[str, str]:
+    """The broken inputs people hand to commands."""
+    (tmp / "empty.json").write_text("")
+    (tmp / "empty.csv").write_text("")
+    (tmp / "object.json").write_text('{"phone": "+12015550123"}')
+    (tmp / "nokey.json").write_text('[{"name": "Ann Lee"}]')
+    (tmp / "nokey.csv").write_text("external_id,first_name\nC1,Ann\n")
+    (tmp / "bad.yaml").write_text("asterisk: [\n")
+    (tmp / "binary.bin").write_bytes(b"\x00\x01\xff\xfe")
+    (tmp / "adir").mkdir()
+    return {"tmp": str(tmp), "demo": DEMO, "db": f"sqlite:///{tmp}/x.sqlite3"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/missing.json"], "missing.json: file not found"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/empty.json"], "empty.json: empty file, expected a JSON list"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/empty.csv"], "empty.csv: empty file"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/object.json"], "object.json: expected a JSON list of objects"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/nokey.json"], "has neither 'phone' nor 'account'"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/nokey.csv"], "nokey.csv:1: no 'phone' or 'account' column"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/binary.bin"], "binary.bin: not UTF-8 text"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/bad.yaml"], "bad.yaml:1: not valid JSON"),
+    (["ivr-walk", "{demo}", "--customers", "{tmp}/adir"], "adir: is a directory"),
+    (["ivr-walk", "{tmp}/missing.yaml"], "missing.yaml: file not found"),
+    (["ivr-walk", "{tmp}/bad.yaml"], "bad.yaml:2: not valid YAML"),
+    (["ivr-walk", "{demo}", "--at", "yesterday"], "is not an ISO 8601 time"),
+    (["check-config", "{tmp}/binary.bin"], "binary.bin: cannot read"),
+    (["serve", "{tmp}/missing.yaml"], "missing.yaml: file not found"),
+    (["demo", "--config", "{tmp}/bad.yaml"], "bad.yaml:2: not valid YAML"),
+    (["sim", "--config", "{tmp}/adir"], "adir: cannot read"),
+    (["customers", "import", "{tmp}/empty.csv", "--db", "{db}", "--no-progress"], "empty file"),
+    (["customers", "import", "{tmp}/missing.csv", "--db", "{db}", "--no-progress"], "no such file"),
+    (["customers", "import", "{tmp}/nokey.csv", "--db", "not-a-url", "--no-progress"], "cannot open the database"),
+    (["customers", "generate", "5", "--out", "{tmp}/no/such/dir.csv"], "dir.csv: cannot write"),
+    (["customers", "generate", "5", "--out", "{tmp}/adir"], "adir: cannot write"),
+    (["customers", "find", "--phone", "abc", "--db", "{db}"], "not a usable phone number"),
+    (["dialer-check-leads", "{tmp}/empty.csv"], "empty file"),
+    (["dialer-check-leads", "{tmp}/missing.csv"], "file not found"),
+    (["acd-staffing", "--calls-per-hour", "1e6", "--aht", "1e6"], "need more than 10000 agents"),
+    (["agent-token", "1001", "--config", "{tmp}/bad.yaml"], "not valid YAML"),
+])
+def test_mistakes_end_in_a_message_not_a_traceback(argv: list[str], message: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Missing, empty, binary or malformed files, a directory for a file, a bad database URL or an
+    impossible staffing question: each command ends with a non-zero status and a message on stderr that
+    names the file and what is wrong (an exception escaping main() would fail this test)."""
+    subs = _files(tmp_path)
+    args = [a.format(**subs) for a in argv]
+    try:
+        status = main(args)
+    except SystemExit as exc:
+        status = exc.code  # type: ignore[assignment]
+    out, err = capsys.readouterr()
+    assert status not in (0, None), out
+    assert message in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ivr-walk", DEMO, "--keys", "x"], "argument --keys: 'x' is not phone keys: 'x' is not on a phone keypad"),
+    (["ivr-walk", DEMO, "--keys", "1,2a"], "argument --keys: '2a' is not phone keys"),
+    (["acd-staffing", "--calls-per-hour", "100", "--aht", "180", "--percent", "150"],
+     "argument --percent: expected a percentage below 100, got '150'"),
+])
+def test_bad_arguments_are_refused_by_the_parser(argv: list[str], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Keys that are not on a phone keypad and a service level above 100% (which used to search staffing
+    for minutes) are refused before anything runs."""
+    err = _refused(argv, capsys)
+    assert message in err, err
+
+
+def test_ivr_walk_reads_customers_from_csv_and_keys_with_silence_and_hangup(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A customers CSV with a phone column is a valid --customers file: the caller is found by number;
+    an empty key entry is silence."""
+    (tmp_path / "c.csv").write_text("external_id,name,phone,account\nC1,Ann Lee,+15551230002,12345678\n")
+    assert main(["ivr-walk", DEMO, "--customers", str(tmp_path / "c.csv"), "--keys", ",1"]) == 0
+    out = capsys.readouterr().out
+    assert "who(found)" in out and "menu(timeout)" in out and "outcome: queue queue=sales" in out, out

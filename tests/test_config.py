@@ -127,3 +127,14 @@ def test_check_config_prints_nested_suggestions(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"{path}:4 acd.queues[0].stratgey: unknown key (did you mean 'strategy'?)"
     assert [line.split(" ", 1)[0] for line in err] == [f"{path}:{n}" for n in (4, 6, 10, 11)]
+
+
+def test_suggestion_for_an_ivr_node_comes_from_its_own_kind() -> None:
+    """Of the IVR node kinds (a union), only the node's own kind gives the suggestion: a misspelt key of a
+    queue node is not matched against a menu node's keys."""
+    doc = ("ivr:\n  flows:\n    main:\n      start: q\n      nodes:\n"
+           "        q: {kind: queue, queue: sales, optoins: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(doc, "i.yaml")
+    assert "i.yaml:6 ivr.flows.main.nodes.q.optoins: unknown key" in str(info.value)
+    assert "did you mean 'options'" not in str(info.value)
