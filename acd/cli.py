@@ -7,7 +7,6 @@ import sys
 
 from acd.erlang import agents_for_service_level, average_speed_of_answer, erlang_c, service_level
 
-
 MAX_AGENTS = 10_000
 """The largest staffing the table looks for (beyond it the numbers are surely a unit mistake)."""
 
