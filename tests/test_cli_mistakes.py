@@ -66,6 +66,7 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "object.json").write_text('{"phone": "+12015550123"}')
     (tmp / "nokey.json").write_text('[{"name": "Ann Lee"}]')
     (tmp / "nokey.csv").write_text("external_id,first_name\nC1,Ann\n")
+    (tmp / "phones.csv").write_text("external_id,phone\nC1,+12015550123\n")
     (tmp / "bad.yaml").write_text("asterisk: [\n")
     (tmp / "binary.bin").write_bytes(b"\x00\x01\xff\xfe")
     (tmp / "adir").mkdir()
@@ -91,7 +92,9 @@ def _files(tmp: Path) -> dict[str, str]:
     (["sim", "--config", "{tmp}/adir"], "adir: cannot read"),
     (["customers", "import", "{tmp}/empty.csv", "--db", "{db}", "--no-progress"], "empty file"),
     (["customers", "import", "{tmp}/missing.csv", "--db", "{db}", "--no-progress"], "no such file"),
-    (["customers", "import", "{tmp}/nokey.csv", "--db", "not-a-url", "--no-progress"], "cannot open the database"),
+    (["customers", "import", "{tmp}/nokey.csv", "--db", "{db}", "--no-progress"], "nokey.csv:1: the header has no"),
+    (["customers", "import", "{tmp}/phones.csv", "--db", "not-a-url", "--no-progress"], "cannot open the database"),
+    (["customers", "import", "{tmp}/adir", "--db", "{db}", "--no-progress"], "adir: no such file"),
     (["customers", "generate", "5", "--out", "{tmp}/no/such/dir.csv"], "dir.csv: cannot write"),
     (["customers", "generate", "5", "--out", "{tmp}/adir"], "adir: cannot write"),
     (["customers", "find", "--phone", "abc", "--db", "{db}"], "not a usable phone number"),
