@@ -97,7 +97,7 @@ def _files(tmp: Path) -> dict[str, str]:
     (["customers", "import", "{tmp}/adir", "--db", "{db}", "--no-progress"], "adir: no such file"),
     (["customers", "generate", "5", "--out", "{tmp}/no/such/dir.csv"], "dir.csv: cannot write"),
     (["customers", "generate", "5", "--out", "{tmp}/adir"], "adir: cannot write"),
-    (["customers", "find", "--phone", "abc", "--db", "{db}"], "not a usable phone number"),
+    (["customers", "find", "--phone", "abc", "--db", "{db}"], "no customer database at"),
     (["dialer-check-leads", "{tmp}/empty.csv"], "empty file"),
     (["dialer-check-leads", "{tmp}/missing.csv"], "file not found"),
     (["acd-staffing", "--calls-per-hour", "1e6", "--aht", "1e6"], "need more than 10000 agents"),
