@@ -20,12 +20,21 @@ PLUGIN_MODULES = ("sim.cli", "screenpop.cli", "agent_console.cli", "acd.cli", "i
 DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 
 
+QUIET_LIBRARIES = ("alembic", "websockets")
+"""Libraries whose INFO lines (Alembic's plugin set-up and migration context, websockets' "server listening")
+say nothing a person needs at start-up: at INFO and above they show only warnings; at DEBUG, everything."""
+
+
 def setup_logging(level: str = "INFO") -> None:
+    """Log lines to stderr; at INFO, start-up is the few lines that say what runs where (``cti.runtime``)."""
+    numeric = getattr(logging, level, logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
+        level=numeric,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING if numeric > logging.DEBUG else logging.NOTSET)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:

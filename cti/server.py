@@ -171,7 +171,7 @@ class CtiServer:
         from screenpop.store import CustomerStore
 
         url = self.cfg.database.url
-        upgrade(url)
+        self.schema = upgrade(url)  # (revision before, after): the runtime's start-up line says what changed
         self.recorder = Recorder(url)
         engine = make_engine(url, echo=self.cfg.database.echo)
         self.store = CustomerStore(engine)

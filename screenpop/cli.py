@@ -101,19 +101,11 @@ def _redacted(text: str, url: str) -> str:
 def _where(url: str, args: argparse.Namespace) -> str:
     """The database as a person should read it: password hidden, a relative SQLite path made absolute,
     and which option chose it."""
-    from sqlalchemy.engine import make_url
+    from cti.db import describe_url
 
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return "an unparseable database URL"
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        shown = f"{parsed.drivername}:///{Path(parsed.database).resolve()}"
-    else:
-        shown = parsed.render_as_string(hide_password=True)
     source = ("--db" if args.db else f"database.url of {args.config}" if args.config
               else "the default database: no --db or --config given")
-    return f"{shown} ({source})"
+    return f"{describe_url(url)} ({source})"
 
 
 def _sqlite_file(url: str) -> Path | None:
