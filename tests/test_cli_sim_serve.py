@@ -80,9 +80,9 @@ class Proc:
                 break
             self._buf += chunk
             *complete, self._buf = self._buf.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace")
-                self.lines.append(line)
+            lines = [raw.decode(errors="replace") for raw in complete]
+            self.lines.extend(lines)  # all of them: a later wait_for may look for a line after this match
+            for line in lines:
                 if regex.search(line):
                     return line
         raise AssertionError(f"no line matching {pattern!r} within {timeout} s; stderr so far:\n"
