@@ -113,10 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the server and a simulated PBX together on loopback")
     p.add_argument("--config", default=str(DEFAULT_DEMO_CONFIG), metavar="CONFIG")
     p.add_argument("--speed", type=speed, default=1.0, help="run N times faster than real time; 'max': virtual "
-                   "time, as fast as the CPU allows, no consoles (writes the account of every call)")
+                   "time, as fast as the CPU allows, no consoles (prints the account of every call)")
     p.add_argument("--duration", type=positive_seconds, default=None,
                    help="stop after this many (simulated) seconds")
     p.add_argument("--seed", type=non_negative_int, default=None, help="random seed of the people models")
+    p.add_argument("--calls", default=None, metavar="FILE",
+                   help="write the account of every call (one CSV row per inbound call and outbound attempt) "
+                   "to FILE ('-': stdout); without it --speed max prints one line per call")
     p.add_argument("--quiet", action="store_true", help="no live summary line")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_cmd_demo)
