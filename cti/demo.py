@@ -253,7 +253,9 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         print(f"cti demo: cannot prepare the database {cfg.database.url.split('://')[0]}: {exc}", file=sys.stderr)
         return 1
     if written:
-        print(f"demo: {written} customers loaded into {cfg.database.url}")
+        from cti.db import describe_url
+
+        print(f"demo: {written} customers loaded into {describe_url(cfg.database.url)}")
     clock: IReactorTime = reactor if speed == 1 else ScaledClock(reactor, speed)
     sim = build_sim(cfg, clock, seed=args.seed, speed=speed)
     try:
@@ -297,6 +299,10 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         # both are the same figures of the same moment.
         if status["show"] is not None and status["show"].active():
             status["show"].cancel()
+        if status["code"]:  # it never ran: there is nothing to account for
+            sim.stop()
+            await runtime.stop()
+            return
         figures = live_figures(runtime.server, ledger)
         elapsed = clock.seconds() - started_at
         status["final"] = (account_lines(figures, elapsed), call_rows(ledger, runtime.server.now()),
@@ -313,7 +319,7 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
                                   lambda: defer.Deferred.fromFuture(asyncio.ensure_future(shutdown())))
     reactor.run()
     if status["final"] is None:
-        return status["code"] or 1
+        return status["code"]
     lines, rows, lost = status["final"]
     if args.calls is not None and not write_calls(rows, args.calls):
         return 1
