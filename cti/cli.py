@@ -20,9 +20,10 @@ PLUGIN_MODULES = ("sim.cli", "screenpop.cli", "agent_console.cli", "acd.cli", "i
 DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 
 
-QUIET_LIBRARIES = ("alembic", "websockets")
-"""Libraries whose INFO lines (Alembic's plugin set-up and migration context, websockets' "server listening")
-say nothing a person needs at start-up: at INFO and above they show only warnings; at DEBUG, everything."""
+QUIET_LIBRARIES = ("alembic", "websockets", "agent_console.websockets")
+"""Libraries whose INFO lines (Alembic's plugin set-up and migration context, websockets' "server listening"
+and "server closing", under its own name or the hub's) say nothing a person needs: at INFO and above they
+show only warnings; at DEBUG, everything they log."""
 
 
 def setup_logging(level: str = "INFO") -> None:
