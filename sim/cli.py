@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
         runtime = build_sim(cfg, clock, agi_connect=tcp_connector(reactor), pbx_name=args.pbx,  # type: ignore[arg-type]
                             dialplan=Path(args.dialplan) if args.dialplan else None, seed=args.seed,
                             inbound=not args.no_inbound, speed=float(speed))  # type: ignore[arg-type]
-    except (ValueError, DialplanError, OSError) as exc:
+    except OSError as exc:  # the --dialplan file: missing, a directory, unreadable
+        print(f"cti sim: {exc.filename or args.dialplan}: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
+        return 1
+    except (ValueError, DialplanError) as exc:
         print(f"cti sim: {exc}", file=sys.stderr)
         return 1
     from twisted.internet.error import CannotListenError

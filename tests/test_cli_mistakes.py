@@ -5,13 +5,30 @@ with captured output; argparse refusals end in ``SystemExit(2)``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from config.load import load_config
-from cti.cli import DEFAULT_DEMO_CONFIG, main
+from cti.cli import DEFAULT_DEMO_CONFIG, QUIET_LIBRARIES, main
 from cti.demo import build_virtual
+
+
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """Commands run in this process call ``setup_logging`` (root handler, quiet library loggers): put the
+    logging configuration back so that later tests see what they would alone."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -90,6 +107,7 @@ def _files(tmp: Path) -> dict[str, str]:
     (["serve", "{tmp}/missing.yaml"], "missing.yaml: file not found"),
     (["demo", "--config", "{tmp}/bad.yaml"], "bad.yaml:2: not valid YAML"),
     (["sim", "--config", "{tmp}/adir"], "adir: cannot read"),
+    (["sim", "--dialplan", "{tmp}/missing.conf", "--duration", "1"], "missing.conf: No such file or directory"),
     (["customers", "import", "{tmp}/empty.csv", "--db", "{db}", "--no-progress"], "empty file"),
     (["customers", "import", "{tmp}/missing.csv", "--db", "{db}", "--no-progress"], "no such file"),
     (["customers", "import", "{tmp}/nokey.csv", "--db", "{db}", "--no-progress"], "nokey.csv:1: the header has no"),

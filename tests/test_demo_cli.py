@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cti.cli import main
+from tests.test_cli_mistakes import logging_restored  # noqa: F401  (autouse: main() configures logging)
 from tests.test_cli_sim_serve import DEMO, ROOT, free_port
 
 
