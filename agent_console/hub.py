@@ -175,7 +175,7 @@ class ConsoleHub:
         )
         self._heartbeat = asyncio.create_task(self._heartbeats())
         bound: int = self._server.sockets[0].getsockname()[1]
-        log.info("console hub listening on %s:%d (websocket %s)", host, bound, s.path)
+        log.debug("console hub listening on %s:%d (websocket %s)", host, bound, s.path)
         return bound
 
     async def stop(self) -> None:

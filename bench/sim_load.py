@@ -54,7 +54,7 @@ DEMO = ROOT / "config" / "examples" / "demo.yaml"
 HANDLE_S = 4.0  # answer delay + talk + wrap-up of a generated agent, roughly
 DEFAULT_RATES = (5, 10, 20, 40, 80, 160, 320)
 QUICK_RATES = (10, 40, 80)
-STILL_OPEN = ("in_ivr", "waiting", "with_agent")  # the ledger's counts of calls that have not ended
+STILL_OPEN = ("in_ivr", "waiting", "talking")  # the ledger's counts of calls that have not ended
 
 
 # --- configuration --------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ class ConfigError(Exception):
     """The configuration file is invalid; ``issues`` holds every problem found."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = issues
+        # in file order: by file, then line (issues without a line first), then key path
+        self.issues = sorted(issues, key=lambda i: (i.file, i.line or 0, i.path))
         super().__init__("\n".join(str(i) for i in issues))
 
 
@@ -190,13 +191,59 @@ def _message(err: Any, loc: Loc, siblings: list[str]) -> str:
     return f"{msg[0].lower() + msg[1:] if msg else msg}{got}"
 
 
-def _siblings(loc: Loc) -> list[str]:
-    parent = _field_at(CtiConfig, loc[:-1]) if len(loc) > 1 else None
-    types_ = _unwrap(parent.annotation) if parent is not None else [CtiConfig]
-    for tp in types_:
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            return list(tp.model_fields)
-    return []
+def _models_at(model: type[BaseModel], loc: Loc) -> list[type[BaseModel]]:
+    """The schema models that can sit at ``loc`` (through mappings, lists and unions)."""
+    candidates: list[Any] = [model]
+    for part in loc:
+        next_candidates: list[Any] = []
+        for cand in candidates:
+            for tp in _unwrap(cand):
+                origin = typing.get_origin(tp)
+                if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
+                    f = tp.model_fields.get(part)
+                    if f is not None:
+                        next_candidates.append(f.annotation)
+                elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
+                    next_candidates.extend(typing.get_args(tp)[:1])
+                elif origin is dict:
+                    args = typing.get_args(tp)
+                    if len(args) == 2:
+                        next_candidates.append(args[1])
+        candidates = next_candidates
+    return [tp for cand in candidates for tp in _unwrap(cand) if isinstance(tp, type) and issubclass(tp, BaseModel)]
+
+
+def _fits(model: type[BaseModel], value: Any) -> bool:
+    """Whether ``value`` (a mapping from the file) can be this member of a union: its tag fields agree."""
+    if not isinstance(value, dict):
+        return True
+    for name, f in model.model_fields.items():
+        if typing.get_origin(f.annotation) is typing.Literal and name in value \
+                and value[name] not in typing.get_args(f.annotation):
+            return False
+    return True
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _siblings(loc: Loc, data: Any = None) -> list[str]:
+    """The keys allowed beside the last key of ``loc`` (for "did you mean" on an unknown key); of a union
+    (IVR node kinds), the members whose tag (``kind``) matches the file's mapping at the parent."""
+    keys: list[str] = []
+    models = _models_at(CtiConfig, loc[:-1])
+    parent = _value_at(data, loc[:-1])
+    models = [tp for tp in models if _fits(tp, parent)] or models
+    for tp in models:
+        keys.extend(k for k in tp.model_fields if k not in keys)
+        keys.extend(f.alias for f in tp.model_fields.values() if f.alias and f.alias not in keys)
+    return keys
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -229,7 +276,7 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
             # a bad value is reported at the value's line; a bad or missing key at the key's line
             value_line = None if err["type"] in ("extra_forbidden", "missing") else lines.get((*loc, "__value__"))
             line = value_line or line_of(lines, loc)
-            issues.append(ConfigIssue(filename, line, format_loc(loc), _message(err, loc, _siblings(loc))))
+            issues.append(ConfigIssue(filename, line, format_loc(loc), _message(err, loc, _siblings(loc, data))))
         raise ConfigError(issues) from None
     for loc, msg in cfg.semantic_errors():
         issues.append(ConfigIssue(filename, line_of(lines, loc), format_loc(loc), msg))

@@ -14,17 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cti import __version__
+from cti.cli_args import non_negative_int, positive_seconds, speed
 
 PLUGIN_MODULES = ("sim.cli", "screenpop.cli", "agent_console.cli", "acd.cli", "ivr.cli", "dialer.cli")
 DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 
 
+QUIET_LIBRARIES = ("alembic", "websockets", "agent_console.websockets")
+"""Libraries whose INFO lines (Alembic's plugin set-up and migration context, websockets' "server listening"
+and "server closing", under its own name or the hub's) say nothing a person needs: at INFO and above they
+show only warnings; at DEBUG, everything they log."""
+
+
 def setup_logging(level: str = "INFO") -> None:
+    """Log lines to stderr; at INFO, start-up is the few lines that say what runs where (``cti.runtime``)."""
+    numeric = getattr(logging, level, logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
+        level=numeric,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING if numeric > logging.DEBUG else logging.NOTSET)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -102,10 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the server and a simulated PBX together on loopback")
     p.add_argument("--config", default=str(DEFAULT_DEMO_CONFIG), metavar="CONFIG")
-    p.add_argument("--speed", default="1", help="run N times faster than real time; 'max': virtual time, "
-                   "as fast as the CPU allows, no consoles (prints the account of every call)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many (simulated) seconds")
-    p.add_argument("--seed", type=int, default=None, help="random seed of the people models")
+    p.add_argument("--speed", type=speed, default=1.0, help="run N times faster than real time; 'max': virtual "
+                   "time, as fast as the CPU allows, no consoles (prints the account of every call)")
+    p.add_argument("--duration", type=positive_seconds, default=None,
+                   help="stop after this many (simulated) seconds")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="random seed of the people models")
+    p.add_argument("--calls", default=None, metavar="FILE",
+                   help="write the account of every call (one CSV row per inbound call and outbound attempt) "
+                   "to FILE ('-': stdout); without it --speed max prints one line per call")
     p.add_argument("--quiet", action="store_true", help="no live summary line")
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_cmd_demo)

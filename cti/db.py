@@ -65,10 +65,39 @@ def alembic_config(url: str) -> object:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (creates it from nothing)."""
+def schema_revision(url: str) -> str | None:
+    """The Alembic revision the database at ``url`` is at (None: no schema yet)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the database at ``url`` to ``revision`` (creates it from nothing); (revision before, after).
+    Alembic's own INFO lines are silenced by ``cti.cli.setup_logging``; callers say what changed."""
     from alembic import command
 
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    before = schema_revision(url) if not url.startswith("sqlite:///:memory:") else None
     command.upgrade(alembic_config(url), revision)  # type: ignore[arg-type]
+    after = schema_revision(url) if not url.startswith("sqlite:///:memory:") else revision
+    return before, after
+
+
+def describe_url(url: str) -> str:
+    """The database URL for a person: password hidden, a relative SQLite path made absolute."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "an unparseable database URL"
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return f"{parsed.drivername}:///{Path(parsed.database).resolve()}"
+    return parsed.render_as_string(hide_password=True)

@@ -8,8 +8,9 @@ Two ways to run the same stack:
 * virtual time (``--speed max``, and the tests): everything in one process over in-memory transports
   on a ``VirtualClock``, as fast as the CPU allows and deterministic (same seed, same event stream).
 
-``CallLedger`` follows every simulated caller from arrival to its end so that a run can say that no
-call was lost: each is answered, abandoned, overflowed, ended in the IVR, or still in progress.
+``CallLedger`` (``cti.demo_account``) follows every simulated caller from arrival to its end and every
+outbound attempt, so that a run can say that no call was lost and give the account of every call; the
+live line and the final account are the same figures, counted there once (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -17,93 +18,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
-from acd.events import AgentStateChanged, CallAbandoned, CallAnswered, CallOverflowed, QueueCallFinished
+from acd.events import AgentStateChanged
 from config.schema import CtiConfig
-from cti.events import CallEnded, CallQueued, CallStarted
+from cti.demo_account import (
+    CallLedger,
+    DemoFigures,
+    account_lines,
+    call_rows,
+    calls_csv,
+    format_call_lines,
+    server_known_calls,
+)
+from cti.demo_account import summary_line as figures_line
 from cti.server import CtiServer
-from dialer.events import AttemptFinished, AttemptStarted
-from ivr.events import IvrCompleted, IvrStarted
 
 log = logging.getLogger("cti.demo")
 
 DEMO_EPOCH = 1_767_261_600.0  # 2026-01-01 10:00 UTC: a fixed start keeps virtual runs reproducible
 HUMAN_AGENTS = ("1001",)  # left for a person at the browser in real-time demos
-
-
-@dataclass
-class CallLedger:
-    """Where every inbound call is: keyed by the trunk channel's uniqueid."""
-
-    started: dict[str, float] = field(default_factory=dict)
-    ivr_open: set[str] = field(default_factory=set)
-    ivr_outcome: dict[str, str] = field(default_factory=dict)
-    queued: set[str] = field(default_factory=set)
-    final: dict[str, str] = field(default_factory=dict)  # answered | abandoned | overflowed | ivr:<outcome>
-    ended: set[str] = field(default_factory=set)
-    answered_in: dict[str, float] = field(default_factory=dict)
-    # outbound (dialer) attempts, kept apart from the inbound calls above: dialled, then results by name
-    outbound: dict[str, int] = field(default_factory=lambda: {"dialled": 0})
-
-    def __call__(self, event: object) -> None:
-        if isinstance(event, AttemptStarted | AttemptFinished):
-            key = "dialled" if isinstance(event, AttemptStarted) else event.result
-            self.outbound[key] = self.outbound.get(key, 0) + 1
-            if isinstance(event, AttemptFinished) and event.late:
-                self.outbound["late"] = self.outbound.get("late", 0) + 1
-        elif isinstance(event, CallStarted):
-            if event.channel.startswith("PJSIP/trunk-") and event.context == "cti-inbound":
-                self.started.setdefault(event.uniqueid, event.ts)
-        elif isinstance(event, IvrStarted):
-            self.ivr_open.add(event.uniqueid)
-        elif isinstance(event, IvrCompleted):
-            self.ivr_open.discard(event.uniqueid)
-            self.ivr_outcome[event.uniqueid] = event.outcome
-        elif isinstance(event, CallQueued):
-            self.queued.add(event.uniqueid)
-        elif isinstance(event, CallAnswered):
-            self.answered_in[event.uniqueid] = event.wait
-        elif isinstance(event, QueueCallFinished):
-            self.final[event.uniqueid] = event.outcome
-        elif isinstance(event, CallAbandoned):
-            self.final[event.uniqueid] = "abandoned"
-        elif isinstance(event, CallOverflowed) and event.action != "overflow":
-            self.final[event.uniqueid] = "overflowed"
-        elif isinstance(event, CallEnded) and event.call_id in self.started:
-            self.ended.add(event.call_id)
-
-    def account(self, server: CtiServer) -> dict[str, Any]:
-        """Classify every call; ``lost`` lists calls that ended nowhere or sit nowhere."""
-        waiting = {c["uniqueid"] for q in server.acd.queue_stats(server.now())
-                   for c in server.acd.waiting_calls(q, server.now())}
-        with_agent = {live.queued.uniqueid for live in server.calls.values() if live.status != "waiting"}
-        counts: dict[str, int] = {"offered": len(self.started), "answered": 0, "abandoned": 0, "overflowed": 0,
-                                  "ended_in_ivr": 0, "in_ivr": 0, "waiting": 0, "with_agent": 0,
-                                  "queued_ended": 0}
-        lost: list[str] = []
-        for uid in self.started:
-            if uid in self.final:
-                counts[self.final[uid]] = counts.get(self.final[uid], 0) + 1
-            elif uid in self.ivr_open:
-                counts["in_ivr"] += 1
-            elif uid in waiting:
-                counts["waiting"] += 1
-            elif uid in with_agent:
-                counts["with_agent"] += 1
-            elif uid in self.ivr_outcome and uid not in self.queued:
-                counts["ended_in_ivr"] += 1
-            elif uid in self.queued and uid in self.ended:
-                counts["queued_ended"] += 1  # e.g. hung up in the instant between hold and the ACD
-            else:
-                lost.append(uid)
-        counts["lost"] = len(lost)
-        return {"counts": counts, "lost": lost, "outbound": dict(self.outbound)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,7 +95,7 @@ def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool
     pbx_cfg = sim.server or cfg.asterisk[0]
     net.listen(pbx_cfg.host, pbx_cfg.port, AMIServerFactory(sim.ami))
     server = CtiServer(cfg, clock=clock, ami_connector=lambda s, f: MemoryConnector(net, s, f))
-    ledger = CallLedger()
+    ledger = CallLedger.for_config(cfg)
     server.subscribe(ledger)
     fastagi = FastAgiFactory(cfg.ivr, server.ivr_sink, lookup=demo_customers_lookup(), clock=clock)
     net.listen(cfg.listen.fastagi.host, cfg.listen.fastagi.port, fastagi)
@@ -205,16 +145,30 @@ def log_in_agents(server: CtiServer, exclude: tuple[str, ...]) -> AgentBots:
     return bots
 
 
-def run_virtual(cfg: CtiConfig, duration: float, *, seed: int | None = None, drain: float = 0.0) -> dict[str, Any]:
-    """Run ``duration`` simulated seconds (then, with ``drain``, stop arrivals and let calls finish)."""
+def run_virtual(cfg: CtiConfig, duration: float, *, seed: int | None = None, drain: float = 0.0,
+                live: list[str] | None = None) -> dict[str, Any]:
+    """Run ``duration`` simulated seconds (then, with ``drain``, stop arrivals and let calls finish).
+    ``live``: gets the live line of every simulated second, as the real-time demo shows it."""
     stack = build_virtual(cfg, seed=seed)
     end = DEMO_EPOCH + duration
+    ticker: list[Any] = []
+    if live is not None:
+        def tick() -> None:
+            live.append(summary_line(stack.server, stack.ledger, stack.clock.seconds() - DEMO_EPOCH))
+            ticker[:] = [stack.clock.callLater(1.0, tick)]
+        ticker.append(stack.clock.callLater(1.0, tick))
     stack.clock.run_until(end)
     if drain > 0:
         stack.sim.driver.stop_arrivals()  # no new arrivals; people already in calls carry on
         stack.clock.run_until(end + drain)
+    for call in ticker:
+        if call.active():
+            call.cancel()
+    elapsed = stack.clock.seconds() - DEMO_EPOCH
     report = stack.ledger.account(stack.server)
-    report["summary"] = summary_line(stack.server, stack.ledger, stack.clock.seconds() - DEMO_EPOCH)
+    report["summary"] = figures_line(report["figures"], elapsed)
+    report["account"] = account_lines(report["figures"], elapsed)
+    report["calls"] = call_rows(stack.ledger, stack.server.now())
     report["stats"] = dict(stack.server.counters)
     stack.sim.stop()
     stack.server.stop()
@@ -225,21 +179,14 @@ def run_virtual(cfg: CtiConfig, duration: float, *, seed: int | None = None, dra
 # ---------------------------------------------------------------------------------------------------
 # the live summary
 
+def live_figures(server: CtiServer, ledger: CallLedger) -> DemoFigures:
+    """The figures now, cross-checked with what the server holds."""
+    return ledger.figures(server.now(), server_known_calls(server))
+
+
 def summary_line(server: CtiServer, ledger: CallLedger, elapsed: float) -> str:
-    stats = server.acd.queue_stats(server.now())
-    waiting = sum(q["waiting"] for q in stats.values())
-    answered = sum(q["answered"] for q in stats.values())
-    abandoned = sum(q["abandoned"] for q in stats.values())
-    talking = sum(1 for live in server.calls.values() if live.status in ("connected", "held"))
-    sls = [(q["service_level"], q["answered"] + q["abandoned"]) for q in stats.values()
-           if q["service_level"] is not None]
-    weight = sum(w for _, w in sls)
-    sl = f"{sum(v * w for v, w in sls) / weight:.0f}%" if weight else "-"
-    ab = f"{100.0 * abandoned / (answered + abandoned):.1f}%" if answered + abandoned else "-"
-    h, rem = divmod(int(elapsed), 3600)
-    m, s = divmod(rem, 60)
-    return (f"[{h:02d}:{m:02d}:{s:02d}] offered {len(ledger.started)} | in IVR {len(ledger.ivr_open)} | "
-            f"waiting {waiting} | talking {talking} | answered {answered} | SL {sl} | abandoned {ab}")
+    """The live line: ``cti.demo_account.summary_line`` of the figures now."""
+    return figures_line(live_figures(server, ledger), elapsed)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -249,32 +196,44 @@ def run_demo(cfg: CtiConfig, args: argparse.Namespace) -> int:
     from cti.cli import setup_logging
 
     setup_logging("WARNING" if not getattr(args, "verbose", False) else "INFO")
-    speed = args.speed
-    if speed == "max":
+    if args.speed == "max":
         return _run_max(cfg, args)
-    try:
-        factor = float(speed)
-    except ValueError:
-        print(f"cti demo: --speed takes a number > 0 or 'max', got {speed!r}", file=sys.stderr)
-        return 2
-    if factor <= 0:
-        print("cti demo: --speed must be > 0", file=sys.stderr)
-        return 2
-    return _run_realtime(cfg, args, factor)
+    return _run_realtime(cfg, args, float(args.speed))
 
 
 def _run_max(cfg: CtiConfig, args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else 600.0
     report = run_virtual(cfg, duration, seed=args.seed)
-    counts = report["counts"]
-    print(report["summary"])
-    print(" ".join(f"{k}={v}" for k, v in counts.items()))
-    if report["outbound"]["dialled"]:
-        print("outbound: " + " ".join(f"{k}={v}" for k, v in report["outbound"].items()))
-    if counts["lost"]:
+    if not write_calls(report["calls"], getattr(args, "calls", None)):
+        return 1
+    for line in report["account"]:
+        print(line)
+    if report["counts"]["lost"]:
         print(f"LOST calls: {', '.join(report['lost'][:20])}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_calls(rows: list[dict[str, str]], target: str | None) -> bool:
+    """The account of every call: one line per call on stdout, or a CSV file (``-``: CSV on stdout) that
+    the output names. False (after a message) if the file cannot be written."""
+    inbound = sum(1 for r in rows if r["direction"] == "in")
+    if target is None:
+        for line in format_call_lines(rows):
+            print(line)
+        return True
+    if target == "-":
+        sys.stdout.write(calls_csv(rows))
+        return True
+    path = Path(target)
+    try:
+        path.write_text(calls_csv(rows), encoding="utf-8")
+    except OSError as exc:
+        print(f"cti demo: cannot write {path}: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
+        return False
+    print(f"account of every call: {path.resolve()} ({inbound} inbound calls, {len(rows) - inbound} "
+          "outbound attempts, one CSV row each)")
+    return True
 
 
 def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int:
@@ -294,7 +253,9 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         print(f"cti demo: cannot prepare the database {cfg.database.url.split('://')[0]}: {exc}", file=sys.stderr)
         return 1
     if written:
-        print(f"demo: {written} customers loaded into {cfg.database.url}")
+        from cti.db import describe_url
+
+        print(f"demo: {written} customers loaded into {describe_url(cfg.database.url)}")
     clock: IReactorTime = reactor if speed == 1 else ScaledClock(reactor, speed)
     sim = build_sim(cfg, clock, seed=args.seed, speed=speed)
     try:
@@ -303,9 +264,9 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         print(f"cti demo: cannot listen for the simulated PBX's AMI: {exc}", file=sys.stderr)
         return 1
     runtime = Runtime(cfg, reactor, clock=clock)
-    ledger = CallLedger()
+    ledger = CallLedger.for_config(cfg)
     runtime.server.subscribe(ledger)
-    status = {"code": 0}
+    status: dict[str, Any] = {"code": 0, "show": None, "final": None}
     started_at = clock.seconds()
 
     def show() -> None:
@@ -313,7 +274,7 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         if not args.quiet:
             sys.stdout.write("\r" + line.ljust(110))
             sys.stdout.flush()
-        reactor.callLater(1.0, show)
+        status["show"] = reactor.callLater(1.0, show)
 
     async def start() -> None:
         await runtime.start()
@@ -334,6 +295,21 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         reactor.stop()
 
     async def shutdown() -> None:
+        # The final account is taken now, before anything stops, and its first line is the last live line:
+        # both are the same figures of the same moment.
+        if status["show"] is not None and status["show"].active():
+            status["show"].cancel()
+        if status["code"]:  # it never ran: there is nothing to account for
+            sim.stop()
+            await runtime.stop()
+            return
+        figures = live_figures(runtime.server, ledger)
+        elapsed = clock.seconds() - started_at
+        status["final"] = (account_lines(figures, elapsed), call_rows(ledger, runtime.server.now()),
+                           ledger.lost(runtime.server.now(), server_known_calls(runtime.server)))
+        if not args.quiet:
+            sys.stdout.write("\r" + figures_line(figures, elapsed).ljust(110) + "\n")
+            sys.stdout.flush()
         sim.stop()
         await runtime.stop()
         await defer.Deferred.asFuture(defer.maybeDeferred(port.stopListening), asyncio.get_running_loop())
@@ -342,8 +318,14 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
     reactor.addSystemEventTrigger("before", "shutdown",
                                   lambda: defer.Deferred.fromFuture(asyncio.ensure_future(shutdown())))
     reactor.run()
-    report = ledger.account(runtime.server)
-    print("\n" + " ".join(f"{k}={v}" for k, v in report["counts"].items()))
-    if report["outbound"]["dialled"]:
-        print("outbound: " + " ".join(f"{k}={v}" for k, v in report["outbound"].items()))
+    if status["final"] is None:
+        return status["code"]
+    lines, rows, lost = status["final"]
+    if args.calls is not None and not write_calls(rows, args.calls):
+        return 1
+    print("final account:")
+    for line in lines:
+        print(line)
+    if lost:
+        print(f"LOST calls: {', '.join(lost[:20])}", file=sys.stderr)
     return status["code"]

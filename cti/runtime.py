@@ -76,8 +76,25 @@ class Runtime:
             self._gc_loop = LoopingCall(self._gc_tick)
             self._gc_loop.clock = self.clock
             self._gc_loop.start(GC_TICK, now=False)
-        log.info("cti: FastAGI on %s:%d, consoles on http://%s:%s/", fa.host, self.fastagi_port.getHost().port,
-                 cfg.listen.http.host, self.http_port)
+        self._log_startup()
+
+    def _log_startup(self) -> None:
+        """The few start-up lines a person reads: what runs where (libraries' own lines stay at DEBUG)."""
+        from cti import __version__
+        from cti.db import describe_url
+
+        cfg = self.cfg
+        before, after = getattr(self.server, "schema", (None, None))
+        schema = (f"schema {after}" if before == after else f"schema created ({after})" if before is None
+                  else f"schema upgraded from {before} to {after}")
+        log.info("cti %s: database %s, %s", __version__, describe_url(cfg.database.url), schema)
+        pbxs = ", ".join(f"{s.name} at {s.host}:{s.port}" for s in cfg.asterisk) or "none configured"
+        log.info("cti: AMI to %s", pbxs)
+        flows = len(cfg.ivr.flows)
+        consoles = f"http://{cfg.listen.http.host}:{self.http_port}/" if self.http_port is not None else "off"
+        assert self.fastagi_port is not None
+        log.info("cti: FastAGI on %s:%d (%d flow%s), consoles on %s", cfg.listen.fastagi.host,
+                 self.fastagi_port.getHost().port, flows, "" if flows == 1 else "s", consoles)
 
     def _gc_tick(self) -> None:
         stats = self.hub.stats()

@@ -62,13 +62,14 @@ class Health:
 
     ami: dict[str, bool] = field(default_factory=dict)
     ami_detail: dict[str, str] = field(default_factory=dict)
+    ami_since: dict[str, float] = field(default_factory=dict)  # when the link last went up or down
     db: bool | None = None
     redis: bool | None = None
     pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "db": self.db, "redis": self.redis,
-                "pbx": {k: list(v) for k, v in self.pbx.items()}}
+        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "ami_since": dict(self.ami_since),
+                "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()}}
 
 
 @dataclass
@@ -171,7 +172,7 @@ class CtiServer:
         from screenpop.store import CustomerStore
 
         url = self.cfg.database.url
-        upgrade(url)
+        self.schema = upgrade(url)  # (revision before, after): the runtime's start-up line says what changed
         self.recorder = Recorder(url)
         engine = make_engine(url, echo=self.cfg.database.echo)
         self.store = CustomerStore(engine)
@@ -230,6 +231,8 @@ class CtiServer:
         self.health.ami[server] = connected
         self.health.ami_detail[server] = detail
         now = self.now()
+        if was != connected or server not in self.health.ami_since:
+            self.health.ami_since[server] = now  # the wallboard says "DOWN for 5 min: <detail>"
         if connected:
             log.info("%s: connected (%s)", server, detail)
             self.pool.send(server, "CoreShowChannels").addCallbacks(

@@ -100,7 +100,7 @@ class Dialer:
             recovered = campaign.load(stored, now)
             store.apply([e for e in recovered if isinstance(e, DialerEvent)])
             out.extend(recovered)
-            log.info("dialer: campaign %s: %d leads (%d new)", campaign.name, len(stored), added)
+            log.info("campaign %s: %d leads (%d new)", campaign.name, len(stored), added)
         self.store, self._run, self.loaded = store, run_in_thread, True
         return out
 
@@ -110,10 +110,10 @@ class Dialer:
             leads, errors = read_source(s.leads, s.demo_leads, self.base_dir)
         except LeadSourceError as exc:
             out.append(DialerWarning(now, campaign.name, "lead-source", str(exc)))
-            log.error("dialer: campaign %s: %s", campaign.name, exc)
+            log.error("campaign %s: %s", campaign.name, exc)
             return [], []
         for error in errors:
-            log.warning("dialer: campaign %s: %s", campaign.name, error)
+            log.warning("campaign %s: %s", campaign.name, error)
         if errors:
             out.append(DialerWarning(now, campaign.name, "lead-rows", f"{len(errors)} rejected rows: {errors[0]}"))
         return leads, errors
@@ -164,7 +164,7 @@ class Dialer:
         written. Returns what may be applied now."""
         for w in out:
             if isinstance(w, DialerWarning):
-                log.warning("dialer: campaign %s: %s: %s", w.campaign, w.code, w.message)
+                log.warning("campaign %s: %s: %s", w.campaign, w.code, w.message)
         events = [e for e in out if isinstance(e, DialerEvent) and not isinstance(e, DialerWarning)]
         starts = [e for e in events if isinstance(e, AttemptStarted)]
         if self.store is None or self._run is None:
@@ -193,7 +193,7 @@ class Dialer:
         def failed(failure: Failure) -> None:
             now = self.clock()
             reason = failure.getErrorMessage()
-            log.error("dialer: store write failed (%d events): %s", len(events), reason)
+            log.error("store write failed (%d events): %s", len(events), reason)
             back: list[Any] = []
             for s in starts:
                 back.extend(self.campaigns[s.campaign].not_persisted(s.ref, now, reason))
@@ -203,5 +203,5 @@ class Dialer:
         prev = self._tail if self._tail is not None else defer.succeed(None)
         d = prev.addBoth(write)  # one write at a time, in order, whatever became of the previous one
         d.addCallbacks(written, failed)
-        d.addErrback(lambda f: log.error("dialer: %s", f.getErrorMessage()))
+        d.addErrback(lambda f: log.error("%s", f.getErrorMessage()))
         self._tail = d

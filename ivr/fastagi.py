@@ -341,5 +341,5 @@ def listen_fastagi(section: IvrSection, sink: IvrEventSink, *, host: str = "127.
     factory = FastAgiFactory(section, sink, lookup, clock=clock or reactor,  # type: ignore[arg-type]
                              server_names=server_names)
     listening = reactor.listenTCP(port, factory, backlog=backlog, interface=host)  # type: ignore[union-attr]
-    log.info("FastAGI listening on %s:%d (%d flows)", host, listening.getHost().port, len(section.flows))
+    log.debug("FastAGI listening on %s:%d (%d flows)", host, listening.getHost().port, len(section.flows))
     return listening, factory

@@ -1,7 +1,9 @@
 """``cti customers ...``: import a customer CSV, generate demo customers, find a customer. Thin CLI shell.
 
 The database is ``--db URL``, else the config's ``database.url`` (``--config``), else the default
-SQLite file; it is migrated with ``cti.db.upgrade`` first. The URL's password never reaches the output.
+SQLite file; it is migrated with ``cti.db.upgrade`` first. ``import`` says which database it writes to
+(and why that one) before it starts and refuses a file whose header has no look-up key before any
+database is created; ``find`` never creates a SQLite file. The URL's password never reaches the output.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def _db_options(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[str, str]:
-    """(database URL, default region) from the options and the config; exits 2 on a bad config."""
+    """(database URL, default region) from the options and the config; exits 2 on a bad config. The URL
+    is ``--db``, else the config's ``database.url``, else the default (``DatabaseSettings``)."""
     from config.schema import CtiConfig, DatabaseSettings
 
     cfg: CtiConfig | None = None
@@ -95,6 +98,29 @@ def _redacted(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+def _where(url: str, args: argparse.Namespace) -> str:
+    """The database as a person should read it: password hidden, a relative SQLite path made absolute,
+    and which option chose it."""
+    from cti.db import describe_url
+
+    source = ("--db" if args.db else f"database.url of {args.config}" if args.config
+              else "the default database: no --db or --config given")
+    return f"{describe_url(url)} ({source})"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 def _open_store(url: str) -> Any:
     from cti.db import make_engine, upgrade
     from screenpop.store import CustomerStore
@@ -109,13 +135,22 @@ def _open_store(url: str) -> Any:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from screenpop.importer import import_csv
+    from screenpop.importer import header_problem, import_csv
 
     url, region = _settings(args)
     path = Path(args.file)
     if not path.is_file():
         print(f"{path}: no such file", file=sys.stderr)
         return 2
+    try:
+        problem = header_problem(path, args.encoding)
+    except (OSError, LookupError) as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 2
+    if problem is not None:  # refused before any database is opened or created
+        print(f"{path}:{problem[0]}: {problem[1]}", file=sys.stderr)
+        return 1
+    print(f"{path}: importing into {_where(url, args)}")
     store = _open_store(url)
     try:
         report = import_csv(path, store, progress=not args.no_progress, region=region, encoding=args.encoding)
@@ -144,7 +179,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        Path(args.out).write_text(text, encoding="utf-8")
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"{args.out}: cannot write: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
+            return 2
         print(f"{args.out}: {args.n} customers")
     return 0
 
@@ -153,6 +192,11 @@ def _cmd_find(args: argparse.Namespace) -> int:
     from screenpop.phone import normalise_for_lookup
 
     url, region = _settings(args)
+    sqlite = _sqlite_file(url)
+    if sqlite is not None and not sqlite.exists():  # a look-up must not create an empty database
+        print(f"no customer database at {_where(url, args)}; import customers first "
+              "(cti customers import FILE.csv) or name the database with --db or --config", file=sys.stderr)
+        return 2
     store = _open_store(url)
     try:
         if args.phone is not None:

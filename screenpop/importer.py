@@ -5,8 +5,9 @@ No SQL here (the store writes) and no event loop. The file is streamed; only key
 File format: UTF-8 (a BOM is fine; ``encoding=`` for others), comma-separated, a header row naming the
 columns (case and spaces ignored). The columns ``external_id`` and/or ``account`` identify a customer
 (the key is the external id, else the first account number), so importing the same file again updates
-and never duplicates. Known columns: ``external_id, first_name, last_name, company, email, language,
-segment, notes, phone, mobile, home_phone, work_phone, account, product, account_status``. Phone and
+and never duplicates. Calls find customers by phone number or account, so a header with neither a phone
+column nor an ``account`` column is refused. Known columns: ``external_id, first_name, last_name, company,
+email, language, segment, notes, phone, mobile, home_phone, work_phone, account, product, account_status``. Phone and
 account cells may list several values separated by ``;``. Any other column is kept as a customer
 attribute. A row is rejected as a whole with every reason found; the other rows still import.
 """
@@ -88,6 +89,10 @@ def check_header(header: list[str]) -> tuple[list[str], str | None]:
         return [], f"duplicate column(s) in the header: {', '.join(dupes)}"
     if "external_id" not in names and "account" not in names:
         return [], "the header needs an external_id or an account column to identify customers"
+    if "account" not in names and not set(PHONE_COLUMNS) & set(names):
+        return [], ("the header has no phone column (" + ", ".join(PHONE_COLUMNS) + ") and no account column: "
+                    "calls find customers by the caller's number or the account entered, so no call could "
+                    "ever find these customers")
     return names, None
 
 
@@ -219,6 +224,32 @@ def _rows(reader: Iterator[list[str]], line_of: list[int]) -> Iterator[tuple[int
         yield start, row, ""
 
 
+def _read_header(reader: Iterator[list[str]], line_of: list[int]) -> tuple[list[str] | None, tuple[int, str] | None]:
+    """The file's normalised column names, or (line, reason) the header cannot be used."""
+    for line, row, error in _rows(reader, line_of):
+        if error or row is None:
+            return None, (line, error)
+        if not row or all(not c.strip() for c in row):
+            continue  # blank lines before the header
+        names, problem = check_header(row)
+        if problem:
+            return None, (line, problem)
+        return names, None
+    return None, (1, "empty file: no header row")
+
+
+def header_problem(path: str | os.PathLike[str], encoding: str = "utf-8") -> tuple[int, str] | None:
+    """(line, reason) if the CSV file's header cannot be imported, else None: lets a command refuse a file
+    before it opens (or creates) a database. Raises ``OSError``/``LookupError`` like ``import_csv``."""
+    with open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
+                                errors="surrogateescape", newline="")
+        try:
+            return _read_header(csv.reader(_capped_lines(text)), [0])[1]
+        finally:
+            text.detach()
+
+
 def import_csv(
     path: str | os.PathLike[str],
     store: CustomerStore,
@@ -244,24 +275,10 @@ def import_csv(
                                 errors="surrogateescape", newline="")
         reader = csv.reader(_capped_lines(text))
         line_of = [0]
-        header: list[str] | None = None
-        for line, row, error in _rows(reader, line_of):
-            if error or row is None:
-                report.bad_rows.append((line, error))
-                if header is None:
-                    return report
-                continue
-            if header is None:
-                if not row or all(not c.strip() for c in row):
-                    continue  # blank lines before the header
-                names, problem = check_header(row)
-                if problem:
-                    report.bad_rows.append((line, problem))
-                    return report
-                header = names
-                break
+        header, bad = _read_header(reader, line_of)
         if header is None:
-            report.bad_rows.append((1, "empty file: no header row"))
+            assert bad is not None
+            report.bad_rows.append(bad)
             return report
         dupes = _DuplicateCheck()
         batch: list[tuple[int, CustomerInput]] = []

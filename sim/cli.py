@@ -8,15 +8,18 @@ import argparse
 import logging
 import sys
 
+from cti.cli_args import non_negative_int, positive_number, positive_seconds
+
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("sim", help="run the simulated Asterisk (AMI + FastAGI client + callers/agents)")
     p.add_argument("--config", default=None, metavar="CONFIG", help="configuration file (default: the demo one)")
-    p.add_argument("--speed", type=float, default=None, help="run N times faster than real time (default: sim.speed)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many simulated seconds")
-    p.add_argument("--seed", type=int, default=None, help="seed of the people models (default: sim.seed)")
+    p.add_argument("--speed", type=positive_number, default=None,
+                   help="run N times faster than real time (default: sim.speed)")
+    p.add_argument("--duration", type=positive_seconds, default=None, help="stop after this many simulated seconds")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="seed of the people models (default: sim.seed)")
     p.add_argument("--pbx", default=None, metavar="NAME", help="which asterisk: entry to impersonate")
     p.add_argument("--dialplan", default=None, metavar="FILE", help="dialplan (.yaml or extensions.conf)")
     p.add_argument("--no-inbound", action="store_true", help="no inbound traffic (outbound/manual only)")
@@ -45,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
         runtime = build_sim(cfg, clock, agi_connect=tcp_connector(reactor), pbx_name=args.pbx,  # type: ignore[arg-type]
                             dialplan=Path(args.dialplan) if args.dialplan else None, seed=args.seed,
                             inbound=not args.no_inbound, speed=float(speed))  # type: ignore[arg-type]
-    except (ValueError, DialplanError, OSError) as exc:
+    except OSError as exc:  # the --dialplan file: missing, a directory, unreadable
+        print(f"cti sim: {exc.filename or args.dialplan}: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
+        return 1
+    except (ValueError, DialplanError) as exc:
         print(f"cti sim: {exc}", file=sys.stderr)
         return 1
     from twisted.internet.error import CannotListenError

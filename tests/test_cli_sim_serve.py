@@ -23,6 +23,8 @@ import pytest
 import yaml
 from websockets.sync.client import connect
 
+from cti import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "examples" / "demo.yaml"
 SUPERVISOR = ("sup", "demo-password")  # demo.yaml's supervisor and its documented password
@@ -78,9 +80,9 @@ class Proc:
                 break
             self._buf += chunk
             *complete, self._buf = self._buf.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace")
-                self.lines.append(line)
+            lines = [raw.decode(errors="replace") for raw in complete]
+            self.lines.extend(lines)  # all of them: a later wait_for may look for a line after this match
+            for line in lines:
                 if regex.search(line):
                     return line
         raise AssertionError(f"no line matching {pattern!r} within {timeout} s; stderr so far:\n"
@@ -203,3 +205,33 @@ def test_sim_keeps_the_fastagi_connect_timeout_in_real_seconds() -> None:
     configured = cfg.sim.agi.connect_timeout_s
     assert build_sim(cfg, VirtualClock(), inbound=False).agi.settings.connect_timeout_s == configured
     assert build_sim(cfg, VirtualClock(), inbound=False, speed=20).agi.settings.connect_timeout_s == configured * 20
+
+
+@pytest.mark.timeout(30)
+def test_serve_start_up_is_a_few_lines_that_say_what_runs_where(tmp_path: Path) -> None:
+    """At INFO, ``cti serve`` starts with the lines a person reads (version and database, the PBXs, the
+    listeners, each campaign once) and nothing from the libraries: no Alembic plug-in or migration lines,
+    no websockets "server listening/closing", no doubled logger names."""
+    path, doc = write_config(tmp_path)
+    doc["dialer"] = yaml.safe_load(DEMO.read_text())["dialer"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    server = Proc("serve", str(path))
+    try:
+        server.wait_for(r"cti\.runtime: cti: FastAGI on", timeout=20)
+        code, _, err = server.terminate()
+    finally:
+        if server.popen.poll() is None:
+            server.popen.kill()
+            server.popen.communicate()
+    assert code == 0, err[-3000:]
+    info = [line.split(" INFO ", 1)[1].strip() for line in err.splitlines() if " INFO " in line]
+    db = tmp_path / "cti.sqlite3"
+    ami = doc["asterisk"][0]
+    fastagi, http = doc["listen"]["fastagi"], doc["listen"]["http"]
+    assert info == [
+        "dialer: campaign renewals: 300 leads (300 new)",
+        f"cti.runtime: cti {__version__}: database sqlite:///{db.resolve()}, schema created (0005_dialer_leads)",
+        f"cti.runtime: cti: AMI to sim at 127.0.0.1:{ami['port']}",
+        f"cti.runtime: cti: FastAGI on 127.0.0.1:{fastagi['port']} (1 flow), consoles on "
+        f"http://127.0.0.1:{http['port']}/",
+    ], err[-3000:]

@@ -86,3 +86,55 @@ def test_check_config_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["check-config", str(ROOT / "config" / "examples" / "demo.yaml")]) == 0
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 1
     assert "file not found" in capsys.readouterr().err
+
+
+NESTED = """\
+acd:
+  queues:
+    - name: sales
+      stratgey: longest_idle
+  agents:
+    - {id: "1001", name: A, endpoint: PJSIP/1001, skils: {sales: 1}}
+asterisk:
+  - name: a
+    username: u
+    secret: ${CTI_TEST_UNSET_SECRET}
+databse: {url: x}
+"""
+
+
+def test_misspelt_nested_keys_get_a_suggestion_and_errors_come_in_line_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt key inside a list item (``acd.queues[0].stratgey``) gets the same "did you mean" as a
+    top-level one, and the errors come sorted by line (an unset environment variable, found before the
+    schema is checked, takes its place by line, not first)."""
+    monkeypatch.delenv("CTI_TEST_UNSET_SECRET", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_config_text(NESTED, "n.yaml")
+    assert [str(i) for i in info.value.issues] == [
+        "n.yaml:4 acd.queues[0].stratgey: unknown key (did you mean 'strategy'?)",
+        "n.yaml:6 acd.agents[0].skils: unknown key (did you mean 'skills'?)",
+        "n.yaml:10 asterisk[0].secret: environment variable CTI_TEST_UNSET_SECRET is not set",
+        "n.yaml:11 databse: unknown key (did you mean 'database'?)",
+    ]
+
+
+def test_check_config_prints_nested_suggestions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``cti check-config`` shows the nested suggestion, one line per error in line order."""
+    path = tmp_path / "n.yaml"
+    path.write_text(NESTED)
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{path}:4 acd.queues[0].stratgey: unknown key (did you mean 'strategy'?)"
+    assert [line.split(" ", 1)[0] for line in err] == [f"{path}:{n}" for n in (4, 6, 10, 11)]
+
+
+def test_suggestion_for_an_ivr_node_comes_from_its_own_kind() -> None:
+    """Of the IVR node kinds (a union), only the node's own kind gives the suggestion: a misspelt key of a
+    queue node is not matched against a menu node's keys."""
+    doc = ("ivr:\n  flows:\n    main:\n      start: q\n      nodes:\n"
+           "        q: {kind: queue, queue: sales, optoins: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(doc, "i.yaml")
+    assert "i.yaml:6 ivr.flows.main.nodes.q.optoins: unknown key" in str(info.value)
+    assert "did you mean 'options'" not in str(info.value)

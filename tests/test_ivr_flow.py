@@ -154,12 +154,13 @@ def test_missing_prompts_checked_only_with_prompt_dir(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_and_unknown_key_are_reported_without_union_noise() -> None:
-    """A node is validated by its kind's model only, so errors read nodes.<id>.<key>."""
+    """A node is validated by its kind's model only, so errors read nodes.<id>.<key>; the "did you mean"
+    comes from that kind's keys (a hangup node has a ``prompt``)."""
     errs = errors_of(flow_doc("""\
         m: {kind: hangup, prompts: x}
         n: {kind: teleport}
     """))
-    assert "ivr.yaml:6 ivr.flows.main.nodes.m.prompts: unknown key" in errs
+    assert "ivr.yaml:6 ivr.flows.main.nodes.m.prompts: unknown key (did you mean 'prompt'?)" in errs
     assert any(e.startswith("ivr.yaml:7 ivr.flows.main.nodes.n.kind: ") and "'play'" in e for e in errs)
 
 

@@ -40,7 +40,8 @@ def test_import_reports_bad_rows_exits_1_and_imports_the_rest(tmp_path, capsys):
         f"{csv_path}:3: column phone: bad phone '555-0100': not a valid number for region US",
         f"{csv_path}:4: expected 5 columns, got 2",
     ]
-    assert out.strip() == f"{csv_path}: 4 rows read: 2 imported, 0 updated, 0 unchanged, 2 bad"
+    assert out.splitlines() == [f"{csv_path}: importing into sqlite:///{tmp_path.resolve()}/cli.sqlite3 (--db)",
+                                f"{csv_path}: 4 rows read: 2 imported, 0 updated, 0 unchanged, 2 bad"]
     assert main(["customers", "import", str(csv_path), "--db", db, "--no-progress"]) == 1
     assert capsys.readouterr().out.strip().endswith("0 imported, 0 updated, 2 unchanged, 2 bad")
     assert main(["customers", "find", "--phone", "201.555.0123", "--db", db]) == 0
@@ -74,8 +75,51 @@ def test_import_errors_exit_2_without_leaking_secrets(tmp_path, capsys, argv, me
     """A missing file, an unreachable database or a bad region exit 2 with a clear message that never
     shows the database password."""
     csv_path = tmp_path / "c.csv"
-    csv_path.write_text("external_id\nC1\n", encoding="utf-8")
+    csv_path.write_text("external_id,phone\nC1,+12015550123\n", encoding="utf-8")
     args = [a.format(tmp=tmp_path, csv=csv_path) for a in argv]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "hunter2" not in err
+
+
+def test_import_says_where_the_data_goes(tmp_path, capsys, monkeypatch):
+    """Without --db or --config, import says that it writes to the default database and where that file
+    is (an absolute path); with --config it names the config it took the URL from."""
+    monkeypatch.chdir(tmp_path)
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("external_id,phone\nC1,+12015550123\n", encoding="utf-8")
+    assert main(["customers", "import", str(csv_path), "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (f"{csv_path}: importing into sqlite:///{tmp_path.resolve()}/var/cti.sqlite3 "
+                     "(the default database: no --db or --config given)")
+    cfg = tmp_path / "cti.yaml"
+    cfg.write_text("database:\n  url: postgresql+psycopg://u:hunter2@127.0.0.1:1/x?connect_timeout=1\n")
+    assert main(["customers", "import", str(csv_path), "--config", str(cfg), "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == (f"{csv_path}: importing into postgresql+psycopg://u:***@127.0.0.1:1/x?"
+                                   f"connect_timeout=1 (database.url of {cfg})")
+    assert "hunter2" not in out + err
+
+
+@pytest.mark.parametrize("header", ["external_id,first_name,last_name", "external_id,name,email,city"])
+def test_import_refuses_a_file_without_a_look_up_key_before_creating_a_database(tmp_path, capsys, header):
+    """A CSV with neither a phone column nor an account column is refused (exit 1, the header's line and
+    why) and no database file is created: its customers could never be found by a call."""
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text(f"{header}\nC1,Ann,Lee\n", encoding="utf-8")
+    db = tmp_path / "never.sqlite3"
+    assert main(["customers", "import", str(csv_path), "--db", f"sqlite:///{db}", "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(f"{csv_path}:1: the header has no phone column (phone, mobile, home_phone, work_phone) "
+                          "and no account column")
+    assert "no call could ever find these customers" in err
+    assert out == "" and not db.exists()
+
+
+def test_find_does_not_create_a_database(tmp_path, capsys):
+    """``customers find`` on a SQLite file that does not exist says so (exit 2) instead of creating an empty
+    database and answering "not found"."""
+    db = tmp_path / "none.sqlite3"
+    assert main(["customers", "find", "--phone", "+12015550123", "--db", f"sqlite:///{db}"]) == 2
+    assert "no customer database at sqlite:///" in capsys.readouterr().err
+    assert not db.exists()

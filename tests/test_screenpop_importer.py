@@ -103,6 +103,9 @@ def test_account_owned_in_the_store_by_another_customer_is_a_bad_row(tmp_path, s
     (b"", "empty file: no header row"),
     (b"\xef\xbb\xbf\n\n  \n", "empty file: no header row"),
     (b"first_name,last_name\nAnn,Lee\n", "the header needs an external_id or an account column to identify customers"),
+    (b"external_id,first_name,city\nC1,Ann,Rome\n",
+     "the header has no phone column (phone, mobile, home_phone, work_phone) and no account column: calls find "
+     "customers by the caller's number or the account entered, so no call could ever find these customers"),
     (b"external_id,phone,Phone\nC1,,\n", "duplicate column(s) in the header: phone"),
     (b"external_id,,phone\nC1,,\n", "column 2 of the header has no name"),
     (b"external_id,n\xe4me\nC1,x\n", "header is not valid UTF-8 (is the file in another encoding? see --encoding)"),

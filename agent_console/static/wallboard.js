@@ -60,18 +60,26 @@
         el("td", { class: "num" }, formatDuration(now - (ag.since || now))), el("td", {}, ag.call_id || ""));
       return tr;
     }));
-    renderHealth(board.health || {});
+    renderHealth(board.health || {}, now);
   }
 
-  function renderHealth(health) {
+  function renderHealth(health, now) {
     const parts = [];
     const ami = health.ami || {};
-    for (const [name, up] of Object.entries(ami)) { parts.push(["AMI " + name, up]); }
-    if (health.db !== undefined && health.db !== null) { parts.push(["DB", health.db]); }
-    if (health.redis !== undefined && health.redis !== null) { parts.push(["Redis", health.redis]); }
-    const spans = parts.map(([label, up]) =>
+    const detail = health.ami_detail || {};
+    const since = health.ami_since || {};
+    for (const [name, up] of Object.entries(ami)) {
+      // a PBX that is down says for how long and why: "AMI pbx1 DOWN for 5:02: cannot connect: ..."
+      let text = "";
+      if (!up && typeof since[name] === "number") { text += " for " + formatDuration(now - since[name]); }
+      if (!up && detail[name]) { text += ": " + detail[name]; }
+      parts.push(["AMI " + name, up, text]);
+    }
+    if (health.db !== undefined && health.db !== null) { parts.push(["DB", health.db, ""]); }
+    if (health.redis !== undefined && health.redis !== null) { parts.push(["Redis", health.redis, ""]); }
+    const spans = parts.map(([label, up, text]) =>
       el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
-         label + (up ? " up" : " DOWN")));
+         label + (up ? " up" : " DOWN" + text)));
     // What a PBX lacks for the shipped dialplan and the flows (missing modules, prompts): one line each.
     for (const [name, problems] of Object.entries(health.pbx || {})) {
       for (const problem of problems) {

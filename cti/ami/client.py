@@ -21,7 +21,10 @@ Lifecycle: ``start()`` connects; after the banner it logs in (``md5``: Challenge
 When the connection drops, pending actions fail with ``ConnectionLost``, ``on_connection(name, False,
 reason)`` runs and the client reconnects with exponential backoff and jitter
 (``reconnect_initial`` .. ``reconnect_max``). A refused login waits at least ``AUTH_FAILURE_BACKOFF``
-seconds before the next try. Failures are logged once per streak (WARNING), repeats at DEBUG.
+seconds before the next try. Failures are logged once per streak (WARNING), repeats at DEBUG; while the
+server stays unreachable (connections fail), the failure 1 min, 5 min and then every 15 min into the outage
+(``STILL_DOWN_AFTER``, ``STILL_DOWN_EVERY``) is a WARNING that says for how long, and the line that says
+it is back tells how long it was down.
 """
 
 from __future__ import annotations
@@ -64,6 +67,29 @@ AUTH_FAILURE_BACKOFF = 30.0
 """Minimum seconds before retrying after the server refused our credentials."""
 STOP_GRACE = 2.0
 """Seconds stop() waits for the socket to close after Logoff before aborting it."""
+STILL_DOWN_AFTER = (60.0, 300.0)
+"""Seconds into an outage at which a WARNING says the server is still unreachable..."""
+STILL_DOWN_EVERY = 900.0
+"""...and then every this many seconds, for as long as it lasts."""
+
+
+def still_down_due(k: int) -> float:
+    """Seconds into an outage at which reminder ``k`` (0-based) is due: 60, 300, 1200, 2100, ..."""
+    if k < len(STILL_DOWN_AFTER):
+        return STILL_DOWN_AFTER[k]
+    return STILL_DOWN_AFTER[-1] + STILL_DOWN_EVERY * (k - len(STILL_DOWN_AFTER) + 1)
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``5 min``, ``1 h 20 min``: how long an outage has lasted, for people."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 OnMessage = Callable[[str, AMIMessage], None]
 OnConnection = Callable[[str, bool, str], None]
@@ -237,6 +263,8 @@ class AMIClient:
         self._proto: _AMIProtocol | None = None
         self._connector: IConnector | None = None
         self._timer: IDelayedCall | None = None  # banner wait, reconnect wait or stop grace
+        self._down_since: float | None = None  # first failure of the current outage (clock seconds)
+        self._still_down_count = 0  # reminders logged in this outage
         self._ping_call: IDelayedCall | None = None
         self._pending: dict[str, _Pending] = {}
         self._lists = EventListCollector()
@@ -266,6 +294,7 @@ class AMIClient:
         """Log off, close the connection, cancel timers; fires when the socket is closed."""
         self._cancel_timer()
         self._cancel_ping()
+        self._end_outage()
         if self._proto is not None and self._state != "stopping":
             self._state = "stopping"
             proto = self._proto
@@ -462,6 +491,11 @@ class AMIClient:
             self._give_up(ProtocolError(f"{self.where} sent no AMI banner within {self.server.connect_timeout:g} s"))
 
     def _banner(self, banner: Banner) -> None:
+        if self._state == "stopping":
+            # stop() came while the banner was on its way (bytes already in flight when we closed): it
+            # means nothing now, and is not the mid-stream banner of a proxy reconnecting upstream
+            log.debug("%s: banner after stop() ignored", self.where)
+            return
         if self._state != "banner":
             log.warning("%s: unexpected banner %r in the middle of the stream", self.where, banner.text[:80])
             return
@@ -502,8 +536,10 @@ class AMIClient:
         self._state = "ready"
         self.connected = True
         self.last_error = None
+        down_for = self._end_outage()
         if self._failures:
-            log.info("%s: logged in again after %d failed attempt(s)", self.where, self._failures)
+            took = f", down for {format_duration(down_for)}" if down_for is not None else ""
+            log.info("%s: logged in again after %d failed attempt(s)%s", self.where, self._failures, took)
         else:
             log.info("%s: logged in", self.where)
         self._failures = 0
@@ -572,13 +608,39 @@ class AMIClient:
             delay = max(delay, AUTH_FAILURE_BACKOFF * (1.0 + 0.5 * self._rng.random()))
         first_of_streak = kind != self._streak_kind
         self._streak_kind = kind
+        reminder = self._still_down(text, kind)
         if first_of_streak:
-            log.warning("%s: %s; retrying in %.1f s (further failures logged at DEBUG)", self.where, text, delay)
+            log.warning("%s: %s; retrying in %.1f s (further failures logged at DEBUG%s)", self.where, text, delay,
+                        ", with a reminder after 1 min, 5 min, then every 15 min" if kind == "connect" else "")
             self._notify(False, text)
+        elif reminder is not None:
+            log.warning("%s: %s; retrying in %.1f s", self.where, reminder, delay)
         else:
             log.debug("%s: %s (attempt %d); retrying in %.1f s", self.where, text, self._failures, delay)
         self._state = "waiting"
         self._timer = self._clock.callLater(delay, self._connect)
+
+    def _still_down(self, text: str, kind: str) -> str | None:
+        """The outage reminder, when one is due: a failure that comes 1 min, 5 min, 20 min, 35 min... into
+        the outage is logged at WARNING with how long it has lasted (the retries between stay at DEBUG).
+        Riding on the retries keeps it to the one reconnect timer; it comes at most one backoff late."""
+        now = self._clock.seconds()
+        if self._down_since is None:
+            self._down_since = now
+            self._still_down_count = 0
+            return None
+        down_for = now - self._down_since
+        if kind != "connect" or down_for < still_down_due(self._still_down_count):
+            return None  # refused logins and handshakes keep their one warning per streak (a config matter)
+        while still_down_due(self._still_down_count) <= down_for:  # one line even if a backoff jumped several
+            self._still_down_count += 1
+        return (f"still unreachable after {format_duration(down_for)} ({self._failures} failed attempt(s); "
+                f"last: {text})")
+
+    def _end_outage(self) -> float | None:
+        """Forget the outage (logged in, or stopped); how long it lasted, if there was one."""
+        since, self._down_since = self._down_since, None
+        return None if since is None else self._clock.seconds() - since
 
     def _notify(self, up: bool, detail: str) -> None:
         try:
