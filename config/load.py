@@ -123,29 +123,37 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
+def _step(candidates: list[Any], part: str | int) -> tuple[list[Any], FieldInfo | None]:
+    """One step down the schema from ``candidates`` along ``part``: the types that can sit there and,
+    for a named key, its FieldInfo (through models, lists, mappings and unions)."""
+    found: FieldInfo | None = None
+    next_candidates: list[Any] = []
+    for cand in candidates:
+        for tp in _unwrap(cand):
+            origin = typing.get_origin(tp)
+            if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
+                f = tp.model_fields.get(part)
+                if f is not None:
+                    found = f
+                    next_candidates.append(f.annotation)
+            elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
+                next_candidates.extend(typing.get_args(tp)[:1])
+            elif origin is dict:
+                args = typing.get_args(tp)
+                if len(args) == 2:
+                    next_candidates.append(args[1])
+    return next_candidates, found
+
+
 def _field_at(model: type[BaseModel], loc: Loc) -> FieldInfo | None:
     """Walk the schema along ``loc`` to the FieldInfo of its last named key."""
     candidates: list[Any] = [model]
     field: FieldInfo | None = None
     for part in loc:
-        next_candidates: list[Any] = []
-        for cand in candidates:
-            for tp in _unwrap(cand):
-                origin = typing.get_origin(tp)
-                if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
-                    f = tp.model_fields.get(part)
-                    if f is not None:
-                        field = f
-                        next_candidates.append(f.annotation)
-                elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
-                    next_candidates.extend(typing.get_args(tp)[:1])
-                elif origin is dict:
-                    args = typing.get_args(tp)
-                    if len(args) == 2:
-                        next_candidates.append(args[1])
-        if not next_candidates:
+        candidates, found = _step(candidates, part)
+        field = found or field
+        if not candidates:
             return field if part == loc[-1] else None
-        candidates = next_candidates
     return field
 
 
@@ -195,21 +203,7 @@ def _models_at(model: type[BaseModel], loc: Loc) -> list[type[BaseModel]]:
     """The schema models that can sit at ``loc`` (through mappings, lists and unions)."""
     candidates: list[Any] = [model]
     for part in loc:
-        next_candidates: list[Any] = []
-        for cand in candidates:
-            for tp in _unwrap(cand):
-                origin = typing.get_origin(tp)
-                if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
-                    f = tp.model_fields.get(part)
-                    if f is not None:
-                        next_candidates.append(f.annotation)
-                elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
-                    next_candidates.extend(typing.get_args(tp)[:1])
-                elif origin is dict:
-                    args = typing.get_args(tp)
-                    if len(args) == 2:
-                        next_candidates.append(args[1])
-        candidates = next_candidates
+        candidates, _ = _step(candidates, part)
     return [tp for cand in candidates for tp in _unwrap(cand) if isinstance(tp, type) and issubclass(tp, BaseModel)]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from config.load import ConfigIssue
 from config.schema import CtiConfig
 
 _SECRET_KEY_RE = re.compile(r"secret|password", re.IGNORECASE)
@@ -25,15 +26,11 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 
 @dataclass(frozen=True)
-class ConfigWarning:
-    file: str
-    line: int | None
-    path: str
-    message: str
+class ConfigWarning(ConfigIssue):
+    """A valid file's risk: where it is, like a ``ConfigIssue``, printed as a warning."""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where} {self.path}: warning: {self.message}" if self.path else f"{where}: warning: {self.message}"
+        return str(ConfigIssue(self.file, self.line, self.path, f"warning: {self.message}"))
 
 
 def _inline_secrets(node: yaml.Node, path: str, out: list[tuple[str, int]]) -> None:

@@ -10,13 +10,11 @@ Imports the server and the simulator; only tests import this module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from twisted.internet.defer import Deferred, fail, succeed
 
 from agent_console.backend import ConsoleError, SessionInfo
 from config.load import load_config
@@ -25,16 +23,7 @@ from cti.demo import DEMO_EPOCH, VirtualStack, build_virtual, with_demo_callers
 from screenpop.service import ensure_demo_customers
 from sim.pbx import Channel
 from sim.people import InboundArrival
-
-DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
-
-
-def inline(fn: Callable[[], Any]) -> Deferred:
-    """Runs a store call at once on the caller's thread (a virtual clock has no thread pool)."""
-    try:
-        return succeed(fn())
-    except Exception:
-        return fail()
+from tests.test_server_pops import DEMO, inline
 
 
 def bench_config(url: str, *, wrapup: float = 120.0, talk: float = 600.0, campaigns: bool = False,

@@ -93,8 +93,9 @@ class Watch:
                 fut.set_result(event)
                 self.waiters.remove((pred, fut))
 
-    async def wait(self, pred: Callable[[object], bool], timeout: float, what: str) -> Any:
-        for event in self.events:
+    async def wait(self, pred: Callable[[Any], bool], timeout: float, what: str, since: int = 0) -> Any:
+        """The first event from index ``since`` on that matches, waiting up to ``timeout`` seconds."""
+        for event in self.events[since:]:
             if pred(event):
                 return event
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()

@@ -31,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.console_scenario import Watch  # noqa: E402  (run as a script: the repository on sys.path first)
+
 DEMO = ROOT / "config" / "examples" / "demo.yaml"
 DID = "+18005550100"
 PASSWORD = "demo-password"
@@ -121,38 +125,17 @@ def lab_config(workdir: Path, ami_port: int | None = None, fastagi_port: int | N
     return cfg.model_copy(update={"listen": listen})
 
 
-class Lab:
-    """The lab's own AMI connection (the callers and customers) and the server's events."""
+class Lab(Watch):
+    """The server's events (``Watch``) and the lab's own AMI connection (the callers and customers)."""
 
     def __init__(self) -> None:
-        self.events: list[object] = []
+        super().__init__()
         self.ami_events: list[Any] = []
-        self.waiters: list[tuple[Callable[[object], bool], asyncio.Future[object]]] = []
         self.ids = itertools.count(1)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.pending: dict[str, asyncio.Future[Any]] = {}
         self.callers = itertools.count(100)
-
-    # server events ------------------------------------------------------------------------
-    def __call__(self, event: object) -> None:
-        self.events.append(event)
-        for pred, fut in list(self.waiters):
-            if not fut.done() and pred(event):
-                fut.set_result(event)
-                self.waiters.remove((pred, fut))
-
-    async def wait(self, pred: Callable[[Any], bool], timeout: float, what: str, since: int = 0) -> Any:
-        for event in self.events[since:]:
-            if pred(event):
-                return event
-        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self.waiters.append((pred, fut))
-        try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from None
 
     def mark(self) -> int:
         return len(self.events)
