@@ -573,3 +573,26 @@ def test_random_events_never_raise_and_stay_consistent(script: list) -> None:
         assert members and all(u in server.channels for u in members)
     for call in server.calls.values():
         assert call.channels and all(c.linkedid == call.linkedid for c in call.channels.values())
+
+
+def test_resync_backdates_a_channel_first_seen_by_its_duration() -> None:
+    """A channel first seen in a resync's CoreShowChannel list has lived for its Duration already: its
+    call's start (CallStarted time, Call.created) is back-dated by it, so the call's duration counts it;
+    a channel known before the outage keeps its real start."""
+    t = CallTracker()
+    feed(t, snap("Newchannel", "keep", state=6), now=100.0)
+    t.connection_lost(S, 200.0)
+    listed = [
+        AMIMessage(list(snap("CoreShowChannel", "keep").headers) + [("Duration", "00:15:00"), ("BridgeId", "")]),
+        AMIMessage(list(snap("CoreShowChannel", "new").headers) + [("Duration", "01:02:05"), ("BridgeId", "")]),
+        AMIMessage(list(snap("CoreShowChannel", "new2", "new").headers) + [("Duration", "00:00:40"), ("BridgeId", "")]),
+        AMIMessage(list(snap("CoreShowChannel", "odd").headers) + [("Duration", "junk"), ("BridgeId", "")]),
+    ]
+    events = t.resync(S, listed, 5000.0)
+    started = {e.call_id: e.ts for e in of(events, CallStarted)}
+    assert started == {"new": 5000.0 - 3725, "odd": 5000.0}
+    assert t.call(S, "new").created == 5000.0 - 3725 and t.channel(S, "new2").created == 5000.0 - 40
+    assert t.call(S, "keep").created == 100.0
+    ended = of(feed(t, snap("Hangup", "new", Cause="16"), snap("Hangup", "new2", "new", Cause="16"),
+                    snap("Hangup", "keep", Cause="16"), now=5010.0), CallEnded)
+    assert {e.call_id: e.duration for e in ended} == {"new": 3735.0, "keep": 4910.0}

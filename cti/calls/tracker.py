@@ -28,6 +28,7 @@ channel-name lists have caps; what a cap drops is counted in ``stats()``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from cti.ami.message import AMIMessage
@@ -211,15 +212,21 @@ class CallTracker:
         Listed channels are created or updated (new calls emit CallStarted, channels that went Up while we
         were away emit ChannelAnswered); stale channels not listed end with cause 0 "Vanished during AMI
         outage" (ChannelHungup, then CallEnded for calls left empty). Bridges are rebuilt from ``BridgeId``.
+        A channel first seen here has lived for its ``Duration`` (``HH:MM:SS``) already: its creation, and
+        its call's start (``Call.created``, the CallStarted time, hence CallEnded's duration) are back-dated.
         """
         st = self._servers.get(server)
         if st is None:
             st = self._servers[server] = _Server()
         out: Events = []
         for msg in channels:
+            known = msg.get("Uniqueid") in st.channels
             ch = self._snapshot(server, st, msg, now, out, _PLAIN)
             if ch is None:
                 continue
+            age = _duration(msg.get("Duration"))
+            if not known and age:
+                self._backdate(ch, now - age, out)
             self._update_all(ch, msg, now, out)
             bridge = msg.get("BridgeId") or msg.get("BridgeID") or None
             if bridge != ch.bridge_id:
@@ -392,6 +399,18 @@ class CallTracker:
             if not old.channels:
                 self._counts["merged"] += 1
                 self._finish_call(st, old, now, out, merged_into=linkedid)
+
+    @staticmethod
+    def _backdate(ch: Channel, started: float, out: Events) -> None:
+        """``ch`` (just created from a resync) began at ``started``; so did its call, if not earlier."""
+        ch.created = min(ch.created, started)
+        call = ch.call
+        if call is None or started >= call.created:
+            return
+        call.created = started
+        for pos, event in enumerate(out):
+            if isinstance(event, CallStarted) and event.call_id == call.linkedid and event.server == call.server:
+                out[pos] = dataclasses.replace(event, ts=started)
 
     def _update_all(self, ch: Channel, msg: AMIMessage, now: float, out: Events) -> None:
         """Refresh every snapshot field (resync)."""
@@ -903,6 +922,18 @@ class CallTracker:
             ch.device = device_of(new)
             st.names[new] = ch.uniqueid
         return out
+
+
+def _duration(value: str | None) -> int:
+    """Seconds of a CoreShowChannel ``Duration`` (``HH:MM:SS``; hours may pass 99); 0 if missing or junk."""
+    if not value:
+        return 0
+    seconds = 0
+    for part in value.strip().split(":"):
+        if not part.isdigit():
+            return 0
+        seconds = seconds * 60 + int(part)
+    return seconds
 
 
 def _hold(ch: Channel, msg: AMIMessage) -> None:
