@@ -507,3 +507,20 @@ def test_feed_eof_reports_unfinished_command_output_and_discarding() -> None:
     banner.feed(b"Asterisk Call Man")
     (err,) = banner.feed_eof()
     assert "banner" in err.reason and err.discarded == 17
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"Event: A\r\nKey:x: y\r\n\r\n", b"Action: Ping\r\nResponse: Success\r\n\r\n", b"Event: A\r\nN: \xff\r\n\r\n"],
+)
+def test_an_extra_crlf_after_a_message_changes_nothing(message: bytes) -> None:
+    """A stray CRLF after a message (same read or the next one) gives the same items as none at all."""
+
+    def seen(items: list[object]) -> list[object]:
+        return [(i.kind, i.name, i.headers) if isinstance(i, AMIMessage) else i for i in items]
+
+    plain = seen(AMIParser(expect_banner=False).feed(message))
+    assert seen(AMIParser(expect_banner=False).feed(message + b"\r\n")) == plain
+    parser = AMIParser(expect_banner=False)
+    assert seen(parser.feed(message) + parser.feed(b"\r\n")) == plain
+    assert parser.feed_eof() == []
