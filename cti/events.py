@@ -116,7 +116,9 @@ class CallEnded(DomainEvent):
     """The last channel of a call ended.
 
     ``hung_up_by`` is the channel that ended the conversation: the first channel to hang up while Up
-    (legs that hung up to complete a transfer do not count); if no channel was Up, the first one that
+    (legs that hung up to complete a transfer, even before Asterisk reported the transfer, and legs
+    hung up because the others left their bridge alive, e.g. moved by a Redirect, do not count);
+    if no channel was Up, the first one that
     hung up with a non-zero cause, else the first one. ``cause``/``cause_txt`` are that hangup's
     (or the first non-zero cause of the call when that one is 0). Cause 0 with ``cause_txt``
     "Vanished during AMI outage" means the call's channels disappeared while we were disconnected

@@ -382,3 +382,145 @@ def test_lazy_lookup_matches_a_fully_built_message() -> None:
     assert fresh.get("Variable") == "X"
     with pytest.raises(KeyError):
         fresh["Missing"]
+
+
+MIXED = (
+    b"Event: Newchannel\r\nCallerIDName: M\xfcller \xe9\r\nValue: caf\xc3\xa9 \xe2\x82\xac\r\n"
+    b"Channel: PJSIP/1-1\r\n\r\n"
+)
+
+
+def test_mixed_utf8_and_latin1_headers_are_decoded_each_on_its_own() -> None:
+    """A latin-1 caller name next to a UTF-8 value: each header line is decoded on its own (UTF-8 when valid,
+    else latin-1), so the UTF-8 value is not garbled; the message says which decoding each value got and
+    gives its original bytes back, in one read, one byte at a time and next to other messages."""
+    stream = b"Event: Before\r\nX: \xe2\x82\xac\r\n\r\n" + MIXED + b"Event: After\r\nY: 1\r\n\r\n"
+    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))], [MIXED]):
+        parser = AMIParser(expect_banner=False)
+        msgs = [m for c in chunks for m in parser.feed(c) if isinstance(m, AMIMessage)]
+        (msg,) = [m for m in msgs if m.name == "Newchannel"]
+        assert msg["CallerIDName"] == "Müller é" and msg.decoding("CallerIDName") == "latin-1"
+        assert msg["Value"] == "café €" and msg.decoding("value") == "utf-8"
+        assert msg.raw("CallerIDName") == b"M\xfcller \xe9" and msg.raw("Value") == b"caf\xc3\xa9 \xe2\x82\xac"
+        assert msg.decoding("Channel") == "utf-8" and msg.decoding("Missing") is None and msg.raw("Missing") is None
+    built = AMIMessage([("Action", "Setvar"), ("Value", "café")], "action")
+    assert built.decoding("Value") == "utf-8" and built.raw("Value") == "café".encode()
+
+
+def test_legacy_command_output_decodes_each_line_on_its_own() -> None:
+    """Legacy Command output with one latin-1 line keeps the other lines' UTF-8."""
+    raw = b"Response: Follows\r\nPrivilege: Command\r\nName: caf\xc3\xa9\nM\xfcller\n--END COMMAND--\r\n\r\n"
+    (msg,) = AMIParser(expect_banner=False).feed(raw)
+    assert isinstance(msg, AMIMessage) and msg.getall("Output") == ["Name: café", "Müller"]
+    assert [msg.decoding("Output"), msg.raw("Privilege")] == ["utf-8", b"Command"]
+    assert msg.headers[-1] == ("Output", "Müller") and msg._latin1 == frozenset({len(msg.headers) - 1})
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"Event: A\r\nKey:x: y\r\n\r\n",  # several colons, the first one without a space
+        b"Event: A\r\nK: v: w\r\nodd line\r\n\r\n",  # a line without colon hidden by a value with ': '
+        b"Event: A\r\n: no key: x\r\nB: 1\r\n\r\n",  # nothing before the colon
+        b"Action: Ping\r\nResponse: Success\r\n\r\n",  # action first, but a response
+        b"Event: A\r\n\r\n\r\n",  # extra CRLF after the message
+    ],
+)
+def test_odd_lines_parse_the_same_next_to_a_non_utf8_message(odd: bytes) -> None:
+    """Odd lines give the same items whether their message arrives alone or in one read with a message
+    that is not valid UTF-8 (which used to switch the whole read to another parser with other rules)."""
+    latin1 = b"Event: B\r\nName: \xff\r\n\r\n"
+
+    def seen(items: list[object]) -> list[object]:
+        return [(i.kind, i.name, i.headers) if isinstance(i, AMIMessage) else i for i in items]
+
+    alone = seen(AMIParser(expect_banner=False).feed(odd) + AMIParser(expect_banner=False).feed(latin1))
+    assert seen(AMIParser(expect_banner=False).feed(odd + latin1)) == alone
+    assert seen(AMIParser(expect_banner=False).feed(latin1 + odd)) == alone[-1:] + alone[:-1]
+
+
+def test_key_is_before_the_first_colon() -> None:
+    """'Key:x: y' is key 'Key' with value 'x: y' (as Asterisk reads it), on every path."""
+    for raw in (b"Event: A\r\nKey:x: y\r\n\r\n", b"Event: A\r\nKey:x: y\r\nN: \xff\r\n\r\n"):
+        (msg,) = AMIParser(expect_banner=False).feed(raw)
+        assert isinstance(msg, AMIMessage) and msg["Key"] == "x: y"
+
+
+def _bytes_allocated_feeding(parser: AMIParser, data: bytes) -> int:
+    """Sum over one-byte feeds of the memory each feed allocated beyond what it started with."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        total = 0
+        for i in range(len(data)):
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            parser.feed(data[i : i + 1])
+            total += max(0, tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        tracemalloc.stop()
+    return total
+
+
+def test_a_long_line_fed_one_byte_at_a_time_costs_linear_work() -> None:
+    """Feeding a long line one byte at a time allocates a constant amount per byte (the held tail grows in
+    place and only new bytes are searched): twice the line, twice the bytes allocated, and at most 1 KiB per
+    byte fed. Copying the whole tail for every byte is quadratic: ~2 GiB for the 64 KiB line here."""
+    totals = []
+    for n in (32_768, 65_536):
+        line = b"Event: Big\r\nData: " + b"x" * n
+        parser = AMIParser(expect_banner=False)
+        totals.append(_bytes_allocated_feeding(parser, line))
+        assert parser.buffered == len(line)
+        (msg,) = parser.feed(b"\r\n\r\n")
+        assert isinstance(msg, AMIMessage) and len(msg["Data"]) == n
+    assert totals[1] < 1024 * 65_536, totals
+    assert totals[1] < 2.5 * totals[0], totals
+
+
+def test_feed_eof_reports_an_unterminated_message_once() -> None:
+    """At end of stream an unterminated message is reported (one ParseError with its size, never its
+    text); complete streams, trailing blank lines and a second call report nothing."""
+    parser = AMIParser(expect_banner=False)
+    assert [m.name for m in parser.feed(b"Event: A\r\n\r\nEvent: B\r\nSecret: s3cret\r\n")] == ["A"]  # type: ignore[union-attr]
+    (err,) = parser.feed_eof()
+    assert isinstance(err, ParseError) and err.discarded == len(b"Event: B\r\nSecret: s3cret\r\n")
+    assert "message" in err.reason and "s3cret" not in err.reason
+    assert parser.feed_eof() == [] and parser.buffered == 0
+    done = AMIParser(expect_banner=False)
+    done.feed(b"Event: A\r\n\r\n\r\n")
+    assert done.feed_eof() == []
+
+
+def test_feed_eof_reports_unfinished_command_output_and_discarding() -> None:
+    """Command output without --END COMMAND-- and an over-long message being discarded are reported too."""
+    legacy = AMIParser(expect_banner=False)
+    legacy.feed(b"Response: Follows\r\nPrivilege: Command\r\nsome output\r\n\r\nmore")
+    (err,) = legacy.feed_eof()
+    assert "Command output" in err.reason and err.discarded > 0
+    big = AMIParser(max_message_bytes=100, expect_banner=False)
+    big.feed(b"Event: Big\r\nJunk: " + b"z" * 500)
+    (err,) = big.feed_eof()
+    assert "longer than 100" in err.reason and err.discarded == 500 + len(b"Event: Big\r\nJunk: ")
+    banner = AMIParser()
+    banner.feed(b"Asterisk Call Man")
+    (err,) = banner.feed_eof()
+    assert "banner" in err.reason and err.discarded == 17
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"Event: A\r\nKey:x: y\r\n\r\n", b"Action: Ping\r\nResponse: Success\r\n\r\n", b"Event: A\r\nN: \xff\r\n\r\n"],
+)
+def test_an_extra_crlf_after_a_message_changes_nothing(message: bytes) -> None:
+    """A stray CRLF after a message (same read or the next one) gives the same items as none at all."""
+
+    def seen(items: list[object]) -> list[object]:
+        return [(i.kind, i.name, i.headers) if isinstance(i, AMIMessage) else i for i in items]
+
+    plain = seen(AMIParser(expect_banner=False).feed(message))
+    assert seen(AMIParser(expect_banner=False).feed(message + b"\r\n")) == plain
+    parser = AMIParser(expect_banner=False)
+    assert seen(parser.feed(message) + parser.feed(b"\r\n")) == plain
+    assert parser.feed_eof() == []

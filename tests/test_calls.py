@@ -15,6 +15,7 @@ from cti.events import (
     CallQueued,
     CallReturnedToHold,
     CallStarted,
+    CallTransferred,
     ChannelAnswered,
     ChannelHungup,
     ChannelRinging,
@@ -573,3 +574,168 @@ def test_random_events_never_raise_and_stay_consistent(script: list) -> None:
         assert members and all(u in server.channels for u in members)
     for call in server.calls.values():
         assert call.channels and all(c.linkedid == call.linkedid for c in call.channels.values())
+
+
+def test_resync_backdates_a_channel_first_seen_by_its_duration() -> None:
+    """A channel first seen in a resync's CoreShowChannel list has lived for its Duration already: its
+    call's start (CallStarted time, Call.created) is back-dated by it, so the call's duration counts it;
+    a channel known before the outage keeps its real start."""
+    t = CallTracker()
+    feed(t, snap("Newchannel", "keep", state=6), now=100.0)
+    t.connection_lost(S, 200.0)
+    listed = [
+        AMIMessage(list(snap("CoreShowChannel", "keep").headers) + [("Duration", "00:15:00"), ("BridgeId", "")]),
+        AMIMessage(list(snap("CoreShowChannel", "new").headers) + [("Duration", "01:02:05"), ("BridgeId", "")]),
+        AMIMessage(list(snap("CoreShowChannel", "new2", "new").headers) + [("Duration", "00:00:40"), ("BridgeId", "")]),
+        AMIMessage(list(snap("CoreShowChannel", "odd").headers) + [("Duration", "junk"), ("BridgeId", "")]),
+    ]
+    events = t.resync(S, listed, 5000.0)
+    started = {e.call_id: e.ts for e in of(events, CallStarted)}
+    assert started == {"new": 5000.0 - 3725, "odd": 5000.0}
+    assert t.call(S, "new").created == 5000.0 - 3725 and t.channel(S, "new2").created == 5000.0 - 40
+    assert t.call(S, "keep").created == 100.0
+    ended = of(feed(t, snap("Hangup", "new", Cause="16"), snap("Hangup", "new2", "new", Cause="16"),
+                    snap("Hangup", "keep", Cause="16"), now=5010.0), CallEnded)
+    assert {e.call_id: e.duration for e in ended} == {"new": 3735.0, "keep": 4910.0}
+
+
+def _agent_call(t: CallTracker) -> None:
+    """Caller c (in the cti-agent Dial) talks to agent a in bridge br1 (the shape of a real offer)."""
+    feed(
+        t,
+        snap("Newchannel", "c", state=6, Context="cti-agent"),
+        snap("Newchannel", "a", "c", state=0, chan="PJSIP/agent-0001", Context="agents"),
+        snap("Newstate", "a", "c", chan="PJSIP/agent-0001", Context="agents"),
+        snap("BridgeEnter", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br1"),
+        snap("BridgeEnter", "c", BridgeUniqueid="br1"),
+    )
+
+
+def _attended_transfer(c: str = "c", a: str = "a", target: str = "t") -> AMIMessage:
+    """AttendedTransfer as Asterisk 22 writes it (hangup_redirect.txt): both transferer snapshots name the agent."""
+    headers = [("Event", "AttendedTransfer"), ("Privilege", "call,all"), ("Result", "Success")]
+    for prefix in ("OrigTransferer", "SecondTransferer"):
+        headers += [(prefix + "Channel", "PJSIP/agent-0001"), (prefix + "ChannelState", "6"),
+                    (prefix + "Uniqueid", a), (prefix + "Linkedid", c)]
+    headers += [("TransfereeChannel", f"PJSIP/{c}-0000"), ("TransfereeUniqueid", c), ("TransfereeLinkedid", c),
+                ("TransferTargetChannel", f"PJSIP/{target}-0000"), ("TransferTargetUniqueid", target),
+                ("DestType", "Bridge"), ("DestBridgeUniqueid", "br1")]
+    return AMIMessage(headers)
+
+
+def test_transferer_hanging_up_before_the_attended_transfer_event_did_not_end_the_call() -> None:
+    """Asterisk sends the transferer's Hangup BEFORE the AttendedTransfer event. The agent who completed the
+    transfer is still not the party who ended the call (the target who hangs up later is), and the transfer
+    is still reported though the agent's channel is gone."""
+    t = CallTracker()
+    _agent_call(t)
+    events = feed(
+        t,
+        snap("Hold", "a", "c", chan="PJSIP/agent-0001"),
+        snap("Newchannel", "t", "c", state=0, Context="cti-consult"),
+        snap("Newstate", "t", "c"),
+        snap("BridgeEnter", "t", "c", BridgeUniqueid="br2"),
+        snap("BridgeLeave", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br1"),
+        snap("BridgeEnter", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br2"),
+        # the agent completes: its channel leaves and hangs up, the target joins the caller, then the event
+        snap("BridgeLeave", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br2"),
+        snap("Hangup", "a", "c", chan="PJSIP/agent-0001", Cause="16", **{"Cause-txt": "Normal Clearing"}),
+        snap("BridgeLeave", "t", "c", BridgeUniqueid="br2"),
+        snap("BridgeEnter", "t", "c", BridgeUniqueid="br1"),
+        _attended_transfer(),
+        snap("BridgeLeave", "t", "c", BridgeUniqueid="br1"),
+        snap("Hangup", "t", "c", Cause="16", **{"Cause-txt": "Normal Clearing"}),
+        snap("BridgeLeave", "c", BridgeUniqueid="br1"),
+        snap("Hangup", "c", Cause="16", **{"Cause-txt": "Normal Clearing"}),
+    )
+    (transfer,) = of(events, CallTransferred)
+    assert (transfer.call_id, transfer.kind, transfer.uniqueid, transfer.channel, transfer.result) == (
+        "c", "attended", "a", "PJSIP/agent-0001", "Success")
+    (ended,) = of(events, CallEnded)
+    assert (ended.hung_up_by, ended.answered, ended.cause) == ("PJSIP/t-0000", True, 16)
+
+
+def test_channels_left_behind_by_a_dual_redirect_did_not_end_the_call() -> None:
+    """A Redirect with ExtraChannel moves two channels at once (here the caller and the consulted target,
+    out of their bridges with the agent's two legs, to meet elsewhere). Asterisk hangs up the legs left alone
+    in those bridges; neither those hang-ups nor the move make anyone the party who ended the call: the one
+    who hangs up in the new conversation did."""
+    t = CallTracker()
+    _agent_call(t)
+    events = feed(
+        t,
+        snap("Newchannel", "a2", "c", chan="PJSIP/agent-0002", Context="cti-consult"),
+        snap("Newchannel", "t", "c", state=0, Context="targets"),
+        snap("Newstate", "t", "c"),
+        snap("BridgeEnter", "a2", "c", chan="PJSIP/agent-0002", BridgeUniqueid="br2"),
+        snap("BridgeEnter", "t", "c", BridgeUniqueid="br2"),
+        # Redirect Channel=c ExtraChannel=t: both leave their bridges alive; the agent's legs are hung up
+        snap("BridgeLeave", "c", BridgeUniqueid="br1"),
+        snap("BridgeLeave", "t", "c", BridgeUniqueid="br2"),
+        snap("BridgeLeave", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br1"),
+        snap("Hangup", "a", "c", chan="PJSIP/agent-0001", Cause="16"),
+        snap("BridgeLeave", "a2", "c", chan="PJSIP/agent-0002", BridgeUniqueid="br2"),
+        snap("Hangup", "a2", "c", chan="PJSIP/agent-0002", Cause="16"),
+        snap("Newexten", "c", Context="cti-joined"),
+        snap("Newexten", "t", "c", Context="cti-joined"),
+        snap("BridgeEnter", "c", BridgeUniqueid="br3"),
+        snap("BridgeEnter", "t", "c", BridgeUniqueid="br3"),
+        snap("BridgeLeave", "c", BridgeUniqueid="br3"),
+        snap("Hangup", "c", Cause="16"),
+        snap("BridgeLeave", "t", "c", BridgeUniqueid="br3"),
+        snap("Hangup", "t", "c", Cause="16"),
+    )
+    (ended,) = of(events, CallEnded)
+    assert ended.hung_up_by == "PJSIP/c-0000"
+
+
+def test_agent_left_behind_by_a_redirect_to_the_queue_did_not_end_the_call() -> None:
+    """A caller Redirected back to the queue leaves the agent's leg alone in the Dial bridge and Asterisk hangs
+    it up; when the caller then gives up waiting, the caller ended the call, not that agent."""
+    t = CallTracker()
+    _agent_call(t)
+    events = feed(
+        t,
+        snap("BridgeLeave", "c", BridgeUniqueid="br1"),
+        snap("BridgeLeave", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br1"),
+        snap("Hangup", "a", "c", chan="PJSIP/agent-0001", Cause="16"),
+        snap("Newexten", "c", Context="cti-hold"),
+        snap("Hangup", "c", Cause="16"),
+    )
+    (ended,) = of(events, CallEnded)
+    assert (ended.hung_up_by, ended.answered) == ("PJSIP/c-0000", True)
+
+
+def test_who_hung_up_first_while_connected_ended_the_call_whatever_the_event_order() -> None:
+    """The caller hangs up in a call with the agent: whether Asterisk reports the caller's Hangup before or after
+    the agent's (who is hung up because the caller left), the caller ended the call."""
+    for caller_first in (True, False):
+        t = CallTracker()
+        _agent_call(t)
+        leave_c = snap("BridgeLeave", "c", BridgeUniqueid="br1")
+        hang_c = snap("Hangup", "c", Cause="16")
+        leave_a = snap("BridgeLeave", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br1")
+        hang_a = snap("Hangup", "a", "c", chan="PJSIP/agent-0001", Cause="16")
+        order = [leave_c, hang_c, leave_a, hang_a] if caller_first else [leave_c, leave_a, hang_a, hang_c]
+        (ended,) = of(feed(t, *order), CallEnded)
+        assert ended.hung_up_by == "PJSIP/c-0000", caller_first
+
+
+def test_hold_by_dual_redirect_then_hangups_on_hold() -> None:
+    """Console hold: a Redirect with ExtraChannel moves the caller to music and the agent's leg aside; neither
+    move ends anything. Whoever then hangs up first ended the call."""
+    for first, second, who in (("a", "c", "PJSIP/agent-0001"), ("c", "a", "PJSIP/c-0000")):
+        t = CallTracker()
+        _agent_call(t)
+        chans = {"a": ("a", "c", "PJSIP/agent-0001"), "c": ("c", "c", None)}
+        events = feed(
+            t,
+            snap("BridgeLeave", "c", BridgeUniqueid="br1"),
+            snap("BridgeLeave", "a", "c", chan="PJSIP/agent-0001", BridgeUniqueid="br1"),
+            snap("Newexten", "c", Context="cti-onhold"),
+            snap("Newexten", "a", "c", chan="PJSIP/agent-0001", Context="cti-agent-onhold"),
+            snap("Hangup", chans[first][0], chans[first][1], chan=chans[first][2], Cause="16"),
+            snap("Hangup", chans[second][0], chans[second][1], chan=chans[second][2], Cause="16"),
+        )
+        (ended,) = of(events, CallEnded)
+        assert ended.hung_up_by == who

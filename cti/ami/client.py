@@ -214,6 +214,8 @@ class _AMIProtocol(Protocol):
                     self.write(b"".join(held))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        for item in self.parser.feed_eof():  # an unterminated message is logged, not dropped silently
+            log.warning("%s: %s (%d bytes dropped)", self.client.where, item.reason, item.discarded)
         self.client._lost(self, reason)
 
 

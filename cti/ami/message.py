@@ -4,6 +4,11 @@ Asterisk repeats some keys (``Output:`` of the Command action, ``Variable:`` of 
 ``ChanVariable`` ...), so a message keeps every header in order; ``msg["Key"]`` returns the
 first value and ``msg.getall("Key")`` returns them all. Key look-up is case-insensitive,
 as Asterisk's own ``astman_get_header`` is.
+
+Decoding: the parser decodes each header line on its own, as UTF-8 when its bytes are valid UTF-8
+and as Latin-1 otherwise (a Latin-1 trunk's caller name next to a UTF-8 ``VarSet`` value), so no
+byte is ever lost or replaced. ``msg.decoding("Key")`` says which one was used for the first value
+of a key and ``msg.raw("Key")`` gives back its bytes exactly as they came off the wire.
 """
 
 from __future__ import annotations
@@ -12,12 +17,17 @@ from collections.abc import Iterator
 from typing import Literal
 
 MessageKind = Literal["response", "event", "action"]
+Decoding = Literal["utf-8", "latin-1"]
 
 
 class AMIMessage:
     """One AMI packet: a Response, an Event, or an Action (what a client sends)."""
 
     __slots__ = ("_index", "headers", "kind")
+
+    _latin1: frozenset[int] = frozenset()
+    """Positions in ``headers`` of the lines decoded as Latin-1; the parser sets it (a subclass slot)
+    on the rare messages that have such lines, every other message shares this empty default."""
 
     def __init__(self, headers: list[tuple[str, str]], kind: MessageKind | None = None) -> None:
         self.headers = headers
@@ -56,6 +66,25 @@ class AMIMessage:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._index
 
+    def decoding(self, key: str) -> Decoding | None:
+        """How the first value of ``key`` was decoded from the wire (None if there is no such key)."""
+        low = key.lower()
+        for pos, (k, _) in enumerate(self.headers):
+            if k.lower() == low:
+                return "latin-1" if pos in self._latin1 else "utf-8"
+        return None
+
+    def raw(self, key: str) -> bytes | None:
+        """The first value of ``key`` as the bytes that arrived (None if there is no such key).
+
+        Both decodings are lossless, so this is exact; a message built in code (an action) gives its
+        UTF-8 encoding, which is what ``encode()`` sends."""
+        low = key.lower()
+        for pos, (k, value) in enumerate(self.headers):
+            if k.lower() == low:
+                return value.encode("latin-1" if pos in self._latin1 else "utf-8")
+        return None
+
     def getall(self, key: str) -> list[str]:
         low = key.lower()
         return [v for k, v in self.headers if k.lower() == low]
@@ -88,7 +117,12 @@ class AMIMessage:
         return out
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, AMIMessage) and self.kind == other.kind and self.headers == other.headers
+        return (
+            isinstance(other, AMIMessage)
+            and self.kind == other.kind
+            and self.headers == other.headers
+            and self._latin1 == other._latin1
+        )
 
     def __hash__(self) -> int:
         return hash((self.kind, tuple(self.headers)))

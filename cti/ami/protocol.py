@@ -6,24 +6,37 @@ Pure: no sockets, no clock, no Twisted. Both sides use it: the client parses wha
 Wire format (as the transcripts in ``tests/fixtures/asterisk`` show): the server first sends one
 banner line ``Asterisk Call Manager/11.0.0\\r\\n`` with no blank line after it; then every message is
 ``Key: Value\\r\\n`` lines ended by an empty line (``\\r\\n\\r\\n``). Only CRLF ends a line; a bare LF
-can occur inside a value and is kept. A header's key is everything before the first ``": "``;
-further spaces belong to the value (``Output:`` lines of CLI commands start with spaces). A
-message with fewer ``": "`` than lines has an odd line: it is parsed line by line, where
-``Key:value`` and ``Key:`` are accepted and a line with no ``:`` at all is dropped with a
-``ParseError`` (which never echoes the line: it may hold a secret). (An odd line hidden by a value
-holding a second ``": "`` is kept as the header ``(line, "")``: nothing is lost either way.)
+can occur inside a value and is kept. A header's key is everything before the first ``:`` and one
+space after it is dropped (as Asterisk's ``astman_get_header`` reads it): further spaces and colons
+belong to the value (``Output:`` lines of CLI commands start with spaces, ``AppData`` holds URLs).
+``Key:value`` and ``Key:`` are accepted; a line with no ``:`` at all, or with nothing before it, is
+dropped with a ``ParseError`` (which never echoes the line: it may hold a secret). Blank lines
+between messages are ignored.
+
+Read boundaries never matter: the same bytes give the same items however they are split into
+``feed()`` calls (tests/test_ami_split_invariance.py checks it on constructed streams and on every
+transcript).
 
 Speed: ``feed()`` splits whole regions on ``\r\n\r\n`` and reads only each message's first line
 (kind and name); the header list and case-insensitive index are built on first use. Consumers that
-dispatch on ``msg.name`` and skip most events (VarSet, Newexten, ...) never pay for the rest.
+dispatch on ``msg.name`` and skip most events (VarSet, Newexten, ...) never pay for the rest. That
+fast path takes only regions that are valid UTF-8 and where every line's first ``:`` is followed by
+a space and preceded by a key (checked for the whole region at C speed: ``bytes.translate`` and a few
+counts); anything else goes line by line, with the same result. An incomplete message grows in place
+and only the new bytes are searched for the blank line, so a long message fed in tiny pieces costs
+linear time.
 
-Decoding: a message is decoded as UTF-8 (strict). If that fails, that message - and only that
-message - is decoded as Latin-1, which maps every byte to one character, so no byte is ever lost
-or replaced and decoding never raises. ``value.encode("latin-1")`` gives the original bytes back.
+Decoding: each header line is decoded on its own: as UTF-8 (strict) when its bytes are valid UTF-8,
+else as Latin-1, which maps every byte to one character, so no byte is ever lost or replaced and
+decoding never raises. ``msg.decoding(key)`` tells which one a value got and ``msg.raw(key)`` gives
+its original bytes back (see ``cti.ami.message``).
 
 Limits: a message (or the banner line) longer than ``max_message_bytes`` is dropped; the parser
 reports one ``ParseError`` with the number of bytes dropped when it has resynchronised at the next
 blank line, and parsing continues (the connection survives). Memory stays bounded while discarding.
+
+End of stream: ``feed_eof()`` reports an unterminated message (or Command output, or discarded
+bytes) left when the connection closed as one ``ParseError``, instead of dropping it silently.
 
 Legacy Command output (Asterisk < 14): ``Response: Follows`` + ``Privilege: Command`` (+ ``ActionID``)
 then raw CLI text and ``--END COMMAND--\\r\\n\\r\\n``. The raw text may even contain blank lines. It
@@ -35,7 +48,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from cti.ami.message import AMIMessage
+from cti.ami.message import AMIMessage, MessageKind
 
 __all__ = [
     "ActionIdAllocator",
@@ -55,6 +68,15 @@ _END_COMMAND = b"--END COMMAND--"
 _LEGACY_HEADERS = frozenset({"response", "privilege", "actionid"})
 BANNER_MAX_BYTES = 1024
 """A banner line longer than this is not an AMI banner (junk on the port)."""
+
+# The fast path reads a line with ``partition(": ")``, which splits where the line-by-line path
+# (``partition(":")`` then one space dropped) does only if the line's first ':' has a key before it and
+# a space after it. To check every line of a region at C speed, everything but ':', ' ' and LF is
+# deleted: each line must then start with ": " (a key with spaces or a bare LF in a value only sends
+# the region down the slow path, which is never wrong).
+_KEEP_FOR_CHECK = b": \n"
+_DELETE_FOR_CHECK = bytes(b for b in range(256) if b not in _KEEP_FOR_CHECK)
+_NO_LATIN1: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +111,35 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def _decode_lines(lines: list[bytes]) -> tuple[list[str], frozenset[int]]:
+    """Each line decoded on its own (UTF-8 if valid, else Latin-1) and the positions of the Latin-1 ones."""
+    out: list[str] = []
+    latin1: set[int] = set()
+    for pos, line in enumerate(lines):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(line.decode("latin-1"))
+            latin1.add(pos)
+    return out, frozenset(latin1)
+
+
 def _looks_like_banner(line: str) -> bool:
     return ":" not in line and "Call Manager/" in line
+
+
+class _DecodedMessage(AMIMessage):
+    """An AMIMessage with some lines decoded as Latin-1 (their positions in ``headers``)."""
+
+    __slots__ = ("_latin1",)
+
+
+def _message(headers: list[tuple[str, str]], latin1: frozenset[int], kind: MessageKind | None = None) -> AMIMessage:
+    if not latin1:
+        return AMIMessage(headers, kind)
+    msg = _DecodedMessage(headers, kind)
+    msg._latin1 = latin1
+    return msg
 
 
 class AMIParser:
@@ -98,11 +147,10 @@ class AMIParser:
 
     ``expect_banner``: the first line of the stream is the server's banner (client side). A banner
     line that turns up later at the start of a message (a concatenated capture, a proxy that
-    reconnects upstream) is also reported as a ``Banner``.
+    reconnects upstream) is also reported as a ``Banner``. Call ``feed_eof()`` when the stream ends.
     """
 
     __slots__ = (
-        "_buf",
         "_discard_reason",
         "_discarded",
         "_discarding",
@@ -110,6 +158,7 @@ class AMIParser:
         "_legacy_size",
         "_max",
         "_need_banner",
+        "_tail",
     )
 
     def __init__(self, *, max_message_bytes: int = 1_048_576, expect_banner: bool = True) -> None:
@@ -117,7 +166,9 @@ class AMIParser:
             raise ValueError("max_message_bytes must be at least 64")
         self._max = max_message_bytes
         self._need_banner = expect_banner
-        self._buf = b""
+        # An incomplete tail with no blank line in it: bytes, or a bytearray while it grows by chunks
+        # that bring no blank line (a long message in small reads costs linear time, not quadratic).
+        self._tail: bytes | bytearray = b""
         self._discarding = False
         self._discarded = 0
         self._discard_reason = ""
@@ -127,15 +178,42 @@ class AMIParser:
     @property
     def buffered(self) -> int:
         """Bytes held for an incomplete message (bounded by ``max_message_bytes``)."""
-        return len(self._buf) + self._legacy_size
+        return len(self._tail) + self._legacy_size
 
     def feed(self, data: bytes) -> list[ParsedItem]:
         """Consume ``data`` (any split, even inside ``\\r\\n``); return the items it completed."""
         out: list[ParsedItem] = []
-        buf = self._buf + data if self._buf else bytes(data)
-        self._buf = b""
+        if type(data) is not bytes:
+            data = bytes(data)
+        tail = self._tail
+        if tail and not self._discarding and not self._need_banner:
+            # Only the new bytes (and the 3 before them) can hold a blank line: the tail has none.
+            end = data.rfind(_SEP)
+            if end >= 0:
+                end += len(tail)
+            else:
+                edge = tail[-3:]
+                end = (edge + data[:3]).rfind(_SEP)
+                if end >= 0:
+                    end += len(tail) - len(edge)
+                elif len(tail) + len(data) + self._legacy_size <= self._max:
+                    if type(tail) is bytes:
+                        tail = self._tail = bytearray(tail)
+                    tail += data
+                    return out
+            buf = b"".join((tail, data))
+            self._tail = b""
+            if end < 0:
+                self._keep(buf, out)
+            else:
+                self._split(buf, end, out)
+            return out
+        if tail:
+            data = b"".join((tail, data))
+            self._tail = b""
+        buf: bytes | None = data
         if self._discarding:
-            buf = self._resync(buf, out)
+            buf = self._resync(data, out)
             if buf is None:
                 return out
         if self._need_banner:
@@ -145,14 +223,40 @@ class AMIParser:
         end = buf.rfind(_SEP)
         if end < 0:
             self._keep(buf, out)
-            return out
-        rest = buf[end + 4 :]
+        else:
+            self._split(buf, end, out)
+        return out
+
+    def _split(self, buf: bytes, end: int, out: list[ParsedItem]) -> None:
+        """Parse ``buf`` up to the blank line at ``end`` (the last one in it) and hold the rest."""
         region = buf[:end]
         if self._legacy is None and len(region) <= self._max:
             self._fast(region, out)
         else:
             self._careful(region, out)
-        self._keep(rest, out)
+        self._keep(buf[end + 4 :], out)
+
+    def feed_eof(self) -> list[ParseError]:
+        """The stream ended: report what is left unfinished (at most one ``ParseError``) and start afresh.
+
+        Left unfinished: a message with no blank line after it, Command output with no ``--END
+        COMMAND--``, bytes being discarded (an over-long message), or a missing banner line. Blank lines
+        alone are not reported."""
+        held = bytes(self._tail)
+        self._tail = b""
+        out: list[ParseError] = []
+        if self._discarding:
+            out.append(ParseError(f"{self._discard_reason} (the stream ended first)", self._discarded + len(held)))
+        elif self._legacy is not None:
+            size = self._legacy_size + len(held)
+            out.append(ParseError("the stream ended inside Command output (no --END COMMAND--)", size))
+        elif held.strip(b"\r\n"):
+            what = "the banner line" if self._need_banner else "a message"
+            out.append(ParseError(f"the stream ended inside {what} (no line end or blank line after it)", len(held)))
+        self._discarding = False
+        self._discarded = 0
+        self._legacy = None
+        self._legacy_size = 0
         return out
 
     # internals --------------------------------------------------------------------------
@@ -169,7 +273,7 @@ class AMIParser:
             if left is not None:  # the tail cannot contain a separator, but stay general
                 self._keep(left, out)
             return
-        self._buf = rest
+        self._tail = rest
 
     def _start_discarding(self, reason: str, already: int) -> None:
         self._discarding = True
@@ -183,7 +287,7 @@ class AMIParser:
             # Keep 3 bytes: the separator may be split across reads.
             keep = buf[-3:]
             self._discarded += len(buf) - len(keep)
-            self._buf = keep
+            self._tail = keep
             return None
         self._discarded += idx + 4
         out.append(ParseError(self._discard_reason, self._discarded))
@@ -202,7 +306,7 @@ class AMIParser:
                     0,
                 )
                 return self._resync(buf, out)
-            self._buf = buf
+            self._tail = buf
             return None
         self._need_banner = False
         line = _decode(buf[:idx])
@@ -213,34 +317,50 @@ class AMIParser:
         return buf[idx + 2 :]
 
     def _fast(self, region: bytes, out: list[ParsedItem]) -> None:
-        """Common case: UTF-8 messages within the limit. Each message is split off and classified
-        here; its header list is built when first used (see ``_LazyMessage``)."""
+        """Common case: UTF-8 messages within the limit whose lines all read ``Key: value``. Each message
+        is split off and classified here; its header list is built when first used (``_LazyMessage``)."""
         try:
             text = region.decode("utf-8")
         except UnicodeDecodeError:
             self._careful(region, out)
             return
-        if _FOLLOWS_S in text or "\r\n\r\n\r\n" in text or text.startswith("\r\n") or text.endswith("\r\n"):
+        if (
+            _FOLLOWS_S in text
+            or "\r\n\r\n\r\n" in text
+            or text.startswith("\r\n")
+            or text.endswith("\r\n")
+        ):
+            self._careful(region, out)
+            return
+        blocks = text.split(_SEP_S)
+        shape = region.translate(None, _DELETE_FOR_CHECK)
+        # Every line but the blank ones between messages (one per separator) starts with ": ", no key is empty.
+        if (
+            not shape.startswith(b": ")
+            or shape.count(b"\n: ") != shape.count(b"\n") - (len(blocks) - 1)
+            or b"\n:" in region
+            or region[:1] == b":"
+        ):
             self._careful(region, out)
             return
         append = out.append
         new = object.__new__
-        for block in text.split(_SEP_S):
+        for block in blocks:
             nl = block.find("\r\n")
             key, sep, value = (block if nl < 0 else block[:nl]).partition(": ")
-            # Every line must hold a ": " (Asterisk writes "Key: Value", empty values as "Key: ").
-            # Fewer ": " than lines means an odd line: the careful path reports it.
-            if not sep or block.count(": ") <= block.count("\r\n"):
-                self._block_text(block, out)
+            if not sep:  # cannot happen after the check above; stay safe
+                self._lines(block.split("\r\n"), _NO_LATIN1, out)
                 continue
             if key == "Event":
                 kind = "event"
             elif key in _FIRST_KEYS and "\nevent: " not in block.lower():
                 kind = _FIRST_KEYS[key]
                 if kind == "action" and "\nresponse: " in block.lower():
-                    kind = "response"
+                    # An action-first message with a Response: header is a response named by that header.
+                    self._lines(block.split("\r\n"), _NO_LATIN1, out)
+                    continue
             else:  # unusual header order: classify the eager way
-                self._block_text(block, out)
+                self._lines(block.split("\r\n"), _NO_LATIN1, out)
                 continue
             msg = new(_LazyMessage)
             msg._text = block
@@ -275,7 +395,7 @@ class AMIParser:
             # No "--END COMMAND--" came: a server that says Follows without the legacy trailer.
             self._legacy = None
             self._legacy_size = 0
-            out.append(_legacy_message(_decode(_SEP.join(legacy))))
+            out.append(_legacy_message(_SEP.join(legacy)))
             self._careful(block, out)
             return
         legacy.append(block)
@@ -289,34 +409,46 @@ class AMIParser:
             return
         self._legacy = None
         self._legacy_size = 0
-        out.append(_legacy_message(_decode(_SEP.join(legacy))))
+        out.append(_legacy_message(_SEP.join(legacy)))
 
     def _block(self, block: bytes, out: list[ParsedItem]) -> None:
-        self._block_text(_decode(block), out)
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            lines, latin1 = _decode_lines(block.split(b"\r\n"))
+            self._lines(lines, latin1, out)
+            return
+        self._lines(text.split("\r\n"), _NO_LATIN1, out)
 
-    def _block_text(self, text: str, out: list[ParsedItem]) -> None:
-        """One message, line by line: banner in front, 'Key:value' without space, lines without ':'."""
-        lines = text.split("\r\n")
+    def _lines(self, lines: list[str], latin1: frozenset[int], out: list[ParsedItem]) -> None:
+        """One message, line by line: banner in front, 'Key:value' without space, lines without ':'.
+        ``latin1``: positions in ``lines`` of lines that were decoded as Latin-1."""
+        first = 0
         if _looks_like_banner(lines[0]):
             out.append(Banner(lines[0]))
-            del lines[0]
+            first = 1
         headers: list[tuple[str, str]] = []
-        for number, line in enumerate(lines, 1):
+        positions: list[int] = []
+        for pos in range(first, len(lines)):
+            line = lines[pos]
             if not line:
                 continue
             key, sep, value = line.partition(":")
             if not sep or not key:
                 # Never echo the line: it may be a secret sent by a broken client.
+                size = len(line) if pos in latin1 else len(line.encode("utf-8"))
                 out.append(
                     ParseError(
-                        f"line {number} of a message has no 'Key:' ({len(line)} characters dropped)",
-                        len(line.encode("utf-8", "surrogateescape")) + 2,
+                        f"line {pos - first + 1} of a message has no 'Key:' ({len(line)} characters dropped)",
+                        size + 2,
                     )
                 )
                 continue
+            if pos in latin1:
+                positions.append(len(headers))
             headers.append((key, value[1:] if value[:1] == " " else value))
         if headers:
-            out.append(AMIMessage(headers))
+            out.append(_message(headers, frozenset(positions)))
 
 
 _FIRST_KEYS = {"Response": "response", "Action": "action"}
@@ -407,28 +539,34 @@ class _LazyMessage(_WireMessage):
         return self._index
 
 
-def _legacy_message(text: str) -> AMIMessage:
+def _legacy_message(raw: bytes) -> AMIMessage:
     """``Response: Follows`` ... ``--END COMMAND--`` -> Response with one ``Output`` per text line."""
-    text = text.rstrip("\r\n").removesuffix("--END COMMAND--")
+    raw = raw.rstrip(b"\r\n").removesuffix(_END_COMMAND)
     headers: list[tuple[str, str]] = []
+    latin1: set[int] = set()
     pos = 0
     while True:
-        nl = text.find("\r\n", pos)
+        nl = raw.find(b"\r\n", pos)
         if nl < 0:
             break
-        key, sep, value = text[pos:nl].partition(": ")
+        (line,), line_latin1 = _decode_lines([raw[pos:nl]])
+        key, sep, value = line.partition(": ")
         if not sep or key.lower() not in _LEGACY_HEADERS:
             break
+        if line_latin1:
+            latin1.add(len(headers))
         headers.append((key, value))
         pos = nl + 2
-    body = text[pos:]
-    if body.endswith("\n"):
+    body = raw[pos:]
+    if body.endswith(b"\n"):
         body = body[:-1]
-    if body.endswith("\r"):
+    if body.endswith(b"\r"):
         body = body[:-1]
     if body:
-        headers.extend(("Output", line.removesuffix("\r")) for line in body.split("\n"))
-    return AMIMessage(headers, "response")
+        lines, body_latin1 = _decode_lines([line.removesuffix(b"\r") for line in body.split(b"\n")])
+        latin1.update(len(headers) + pos for pos in body_latin1)
+        headers.extend(("Output", line) for line in lines)
+    return _message(headers, frozenset(latin1), "response")
 
 
 def encode(msg: AMIMessage) -> bytes:

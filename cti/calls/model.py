@@ -16,6 +16,8 @@ STATE_UP = 6
 
 MAX_VARS_PER_CHANNEL = 128
 MAX_NAMES_PER_CALL = 64
+MAX_HANGUPS_PER_CALL = 64
+MAX_DEPARTED_PER_BRIDGE = 16
 DEFAULT_MAX_DEVICES = 20_000
 DEFAULT_MAX_CHANNELS = 200_000
 DEFAULT_LATE_WINDOW = 20_000
@@ -64,6 +66,7 @@ class Channel:
         "ended",
         "exten",
         "language",
+        "left_by",
         "linkedid",
         "local_peer",
         "name",
@@ -109,6 +112,9 @@ class Channel:
         self.ringing = False  # ChannelRinging already emitted
         self.stale = False  # connection lost since we last heard of it
         self.transferred_away = False  # this leg handed its call over (blind/attended transfer)
+        # Channels of other legs that left this channel's last bridge alive before it did (moved away by a
+        # Redirect or a transfer); cleared when it runs dialplan again or enters a bridge.
+        self.left_by: tuple[str, ...] = ()
         self.call: Call | None = None
 
     @property
@@ -122,14 +128,33 @@ class Channel:
 
 
 class HangupRecord:
-    """The first hang-ups of a call worth remembering (who, with what cause)."""
+    """One hang-up of a call: who, with what cause, and what it tells about who ended the call.
 
-    __slots__ = ("cause", "cause_txt", "name")
+    ``left_behind``: the channel hung up alone in a bridge that other legs had left alive (moved away by
+    a Redirect, a transfer): Asterisk ended it because its partners went elsewhere, it ended nothing."""
 
-    def __init__(self, name: str, cause: int, cause_txt: str) -> None:
+    __slots__ = ("answered", "cause", "cause_txt", "left_behind", "leg", "name", "transferred", "uniqueid")
+
+    def __init__(
+        self,
+        name: str,
+        cause: int,
+        cause_txt: str,
+        uniqueid: str = "",
+        leg: str = "",
+        *,
+        answered: bool = False,
+        transferred: bool = False,
+        left_behind: bool = False,
+    ) -> None:
         self.name = name
         self.cause = cause
         self.cause_txt = cause_txt
+        self.uniqueid = uniqueid
+        self.leg = leg or uniqueid
+        self.answered = answered
+        self.transferred = transferred
+        self.left_behind = left_behind
 
 
 class Call:
@@ -142,10 +167,9 @@ class Call:
         "created",
         "ended",
         "end_event",
-        "first_hangup",
-        "first_nonzero",
-        "first_up_hangup",
+        "hangups",
         "linkedid",
+        "moved",
         "server",
         "up",
     )
@@ -160,9 +184,10 @@ class Call:
         self.up = False
         self.ended: float | None = None
         self.end_event: CallEnded | None = None
-        self.first_up_hangup: HangupRecord | None = None
-        self.first_nonzero: HangupRecord | None = None
-        self.first_hangup: HangupRecord | None = None
+        self.hangups: list[HangupRecord] = []  # in order, at most MAX_HANGUPS_PER_CALL
+        # Uniqueids and legs that handed the call over, learnt after they hung up (Asterisk may send the
+        # transferer's Hangup before the AttendedTransfer event).
+        self.moved: set[str] = set()
 
     @property
     def call_id(self) -> str:

@@ -20,6 +20,10 @@ Asterisk behaviours handled here (see the transcripts' README):
 - ``UserEvent`` headers follow the channel snapshot, which has its own ``Language`` and ``Priority``:
   the user headers are read after the ``UserEvent:`` header.
 - Caller ID ``<unknown>`` is stored as the empty string.
+- Who ended a call (``CallEnded.hung_up_by``) is decided when it ends, from every hang-up of it: a
+  transferer does not count even when its ``Hangup`` came before the ``AttendedTransfer`` event (as it
+  does on a real PBX), nor does a channel Asterisk hung up because the others left its bridge alive
+  (moved by a ``Redirect``, with ``ExtraChannel`` two at once) and that ran no dialplan since.
 
 Memory is bounded: ended channels and calls are dropped (the last ``max_ended_kept`` ended calls stay
 readable through ``call()``), device states, recently-ended ids, per-channel variables and per-call
@@ -28,6 +32,7 @@ channel-name lists have caps; what a cap drops is counted in ``stats()``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from cti.ami.message import AMIMessage
@@ -35,6 +40,8 @@ from cti.calls.model import (
     DEFAULT_LATE_WINDOW,
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_DEVICES,
+    MAX_DEPARTED_PER_BRIDGE,
+    MAX_HANGUPS_PER_CALL,
     MAX_NAMES_PER_CALL,
     MAX_VARS_PER_CHANNEL,
     STATE_RING,
@@ -74,13 +81,15 @@ Events = list[DomainEvent]
 class _Server:
     """Everything known about one Asterisk server."""
 
-    __slots__ = ("bridges", "calls", "channels", "ended_calls", "names", "recently_ended")
+    __slots__ = ("bridges", "calls", "channels", "departed", "ended_calls", "names", "recently_ended")
 
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Call] = {}
         self.names: dict[str, str] = {}  # channel name -> uniqueid
         self.bridges: dict[str, dict[str, None]] = {}  # bridge id -> ordered set of uniqueids
+        # bridge id -> uniqueids that left it while another leg stayed (a hang-up, a Redirect, a transfer)
+        self.departed: dict[str, list[str]] = {}
         self.recently_ended: dict[str, None] = {}  # ordered set, oldest first
         self.ended_calls: dict[str, Call] = {}  # oldest first
 
@@ -157,7 +166,7 @@ class CallTracker:
         self._handlers: dict[str, _Handler] = {
             "Newchannel": self._on_newchannel,
             "Newstate": self._on_newstate,
-            "Newexten": self._updating(None),  # the snapshot's Context/Exten/Priority is all there is
+            "Newexten": self._updating(_runs_dialplan),  # the snapshot's Context/Exten/Priority is all there is
             "NewCallerid": self._updating(self._set_callerid),
             "NewConnectedLine": self._updating(self._set_connected),
             "VarSet": self._on_varset,
@@ -211,15 +220,21 @@ class CallTracker:
         Listed channels are created or updated (new calls emit CallStarted, channels that went Up while we
         were away emit ChannelAnswered); stale channels not listed end with cause 0 "Vanished during AMI
         outage" (ChannelHungup, then CallEnded for calls left empty). Bridges are rebuilt from ``BridgeId``.
+        A channel first seen here has lived for its ``Duration`` (``HH:MM:SS``) already: its creation, and
+        its call's start (``Call.created``, the CallStarted time, hence CallEnded's duration) are back-dated.
         """
         st = self._servers.get(server)
         if st is None:
             st = self._servers[server] = _Server()
         out: Events = []
         for msg in channels:
+            known = msg.get("Uniqueid") in st.channels
             ch = self._snapshot(server, st, msg, now, out, _PLAIN)
             if ch is None:
                 continue
+            age = _duration(msg.get("Duration"))
+            if not known and age:
+                self._backdate(ch, now - age, out)
             self._update_all(ch, msg, now, out)
             bridge = msg.get("BridgeId") or msg.get("BridgeID") or None
             if bridge != ch.bridge_id:
@@ -393,6 +408,18 @@ class CallTracker:
                 self._counts["merged"] += 1
                 self._finish_call(st, old, now, out, merged_into=linkedid)
 
+    @staticmethod
+    def _backdate(ch: Channel, started: float, out: Events) -> None:
+        """``ch`` (just created from a resync) began at ``started``; so did its call, if not earlier."""
+        ch.created = min(ch.created, started)
+        call = ch.call
+        if call is None or started >= call.created:
+            return
+        call.created = started
+        for pos, event in enumerate(out):
+            if isinstance(event, CallStarted) and event.call_id == call.linkedid and event.server == call.server:
+                out[pos] = dataclasses.replace(event, ts=started)
+
     def _update_all(self, ch: Channel, msg: AMIMessage, now: float, out: Events) -> None:
         """Refresh every snapshot field (resync)."""
         self._set_state(ch, ami_int(msg.get("ChannelState"), ch.state), msg.get("ChannelStateDesc"), now, out)
@@ -433,15 +460,29 @@ class CallTracker:
             ch.connected_name = clean_callerid(msg.get("ConnectedLineName"))
 
     def _bridge_remove(self, st: _Server, ch: Channel) -> None:
+        """``ch`` leaves its bridge. If another leg stays, ``ch`` is remembered as having left first; if the
+        others had all left before it, ``ch.left_by`` names them (they may have been moved elsewhere)."""
         bid = ch.bridge_id
         if bid is None:
             return
         ch.bridge_id = None
         members = st.bridges.get(bid)
-        if members is not None:
-            members.pop(ch.uniqueid, None)
-            if not members:
-                del st.bridges[bid]
+        if members is None:
+            return
+        members.pop(ch.uniqueid, None)
+        channels = st.channels
+        leg = ch.leg
+        if any((channels[u].leg if u in channels else u) != leg for u in members):
+            departed = st.departed.setdefault(bid, [])
+            departed.append(ch.uniqueid)
+            if len(departed) > MAX_DEPARTED_PER_BRIDGE:
+                del departed[0]
+            ch.left_by = ()
+        else:
+            ch.left_by = tuple(u for u in st.departed.get(bid, ()) if u in channels and channels[u].leg != leg)
+        if not members:
+            del st.bridges[bid]
+            st.departed.pop(bid, None)
 
     def _end_channel(
         self,
@@ -471,15 +512,21 @@ class CallTracker:
         if call is None:
             return
         call.channels.pop(uid, None)
-        if not vanished:
-            record = None
-            if call.first_hangup is None:
-                record = HangupRecord(ch.name, cause, cause_txt)
-                call.first_hangup = record
-            if cause and call.first_nonzero is None:
-                call.first_nonzero = record or HangupRecord(ch.name, cause, cause_txt)
-            if call.first_up_hangup is None and ch.answered is not None and not ch.transferred_away:
-                call.first_up_hangup = record or HangupRecord(ch.name, cause, cause_txt)
+        if not vanished and len(call.hangups) < MAX_HANGUPS_PER_CALL:
+            channels = st.channels
+            call.hangups.append(
+                HangupRecord(
+                    ch.name,
+                    cause,
+                    cause_txt,
+                    uid,
+                    ch.leg,
+                    answered=ch.answered is not None,
+                    transferred=ch.transferred_away,
+                    # Others left its bridge alive and it ended alone right after (no dialplan in between).
+                    left_behind=any(u in channels for u in ch.left_by),
+                )
+            )
         if not call.channels:
             self._finish_call(st, call, now, out, vanished=vanished)
 
@@ -501,13 +548,28 @@ class CallTracker:
         elif vanished:
             cause, cause_txt = 0, VANISHED_TXT
         else:
-            chosen = call.first_up_hangup or call.first_nonzero or call.first_hangup
+            moved = call.moved
+            hangups = call.hangups
+            ended_it = next(
+                (
+                    r
+                    for r in hangups
+                    if r.answered
+                    and not r.transferred
+                    and not r.left_behind
+                    and r.uniqueid not in moved
+                    and r.leg not in moved
+                ),
+                None,
+            )
+            nonzero = next((r for r in hangups if r.cause), None)
+            chosen = ended_it or nonzero or (hangups[0] if hangups else None)
             cause, cause_txt = 0, ""
             if chosen is not None:
                 hung_up_by = chosen.name
                 cause, cause_txt = chosen.cause, chosen.cause_txt
-                if cause == 0 and call.first_nonzero is not None:
-                    cause, cause_txt = call.first_nonzero.cause, call.first_nonzero.cause_txt
+                if cause == 0 and nonzero is not None:
+                    cause, cause_txt = nonzero.cause, nonzero.cause_txt
         call.ended = now
         event = CallEnded(
             call.server,
@@ -689,6 +751,7 @@ class CallTracker:
             return out
         if ch.bridge_id != bid:
             self._bridge_remove(st, ch)
+        ch.left_by = ()
         members = st.bridges.setdefault(bid, {})
         connected = False
         if ch.uniqueid not in members:
@@ -719,6 +782,7 @@ class CallTracker:
 
     def _on_bridgedestroy(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
         members = st.bridges.pop(msg.get("BridgeUniqueid") or "", None)
+        st.departed.pop(msg.get("BridgeUniqueid") or "", None)
         bid = msg.get("BridgeUniqueid")
         for uid in members or ():
             ch = st.channels.get(uid)
@@ -727,22 +791,23 @@ class CallTracker:
         return []
 
     def _on_blindtransfer(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        transferer = st.channels.get(msg.get("TransfererUniqueid") or "")
-        if transferer is None:
+        party = self._transferer(st, msg, "Transferer")
+        if party is None:
             self._counts["unknown_channel"] += 1
             return []
+        call_id, uid, name = party
         result = msg.get("Result") or ""
         if result == "Success":
-            self._mark_transferred(st, transferer)
+            self._handed_over(st, uid, msg.get("TransfererLinkedid"))
         target = f"{msg.get('Extension') or ''}@{msg.get('Context') or ''}"
         return [
             CallTransferred(
                 server,
                 now,
-                transferer.linkedid,
+                call_id,
                 "blind",
-                transferer.uniqueid,
-                transferer.name,
+                uid,
+                name,
                 target,
                 result,
                 msg.get("TransfereeUniqueid") or "",
@@ -751,23 +816,24 @@ class CallTracker:
         ]
 
     def _on_attendedtransfer(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
-        orig = st.channels.get(msg.get("OrigTransfererUniqueid") or "")
-        second = st.channels.get(msg.get("SecondTransfererUniqueid") or "")
-        transferer = orig or second
-        if transferer is None:
+        # Asterisk may send the transferer's Hangup before this event: the transferer is then read from the
+        # event's own snapshot, and its hang-up is taken back from the call's record of who ended it.
+        party = self._transferer(st, msg, "OrigTransferer") or self._transferer(st, msg, "SecondTransferer")
+        if party is None:
             self._counts["unknown_channel"] += 1
             return []
+        call_id, uid, name = party
+        second_uid = msg.get("SecondTransfererUniqueid") or ""
         result = msg.get("Result") or ""
         if result == "Success":
-            for ch in (orig, second):
-                if ch is not None:
-                    self._mark_transferred(st, ch)
+            for prefix in ("OrigTransferer", "SecondTransferer"):
+                self._handed_over(st, msg.get(prefix + "Uniqueid") or "", msg.get(prefix + "Linkedid"))
         transferee_uid = msg.get("TransfereeUniqueid") or ""
         target = msg.get("TransferTargetChannel") or ""
         if not target:
             dest_type = msg.get("DestType") or ""
             if dest_type == "Bridge":
-                skip = {transferee_uid, transferer.uniqueid, second.uniqueid if second else ""}
+                skip = {transferee_uid, uid, second_uid}
                 members = st.bridges.get(msg.get("DestBridgeUniqueid") or "", {})
                 target = ",".join(st.channels[u].name for u in members if u not in skip and u in st.channels)
                 target = target or msg.get("DestBridgeUniqueid") or ""
@@ -781,16 +847,45 @@ class CallTracker:
             CallTransferred(
                 server,
                 now,
-                transferer.linkedid,
+                call_id,
                 "attended",
-                transferer.uniqueid,
-                transferer.name,
+                uid,
+                name,
                 target,
                 result,
                 transferee_uid,
                 msg.get("TransfereeChannel") or "",
             )
         ]
+
+    @staticmethod
+    def _transferer(st: _Server, msg: AMIMessage, prefix: str) -> tuple[str, str, str] | None:
+        """(call id, uniqueid, channel name) of a transfer's party: the live channel, else (it already hung
+        up) the event's snapshot of it; None if the event names no channel seen here."""
+        uid = msg.get(prefix + "Uniqueid") or ""
+        ch = st.channels.get(uid)
+        if ch is not None:
+            return ch.linkedid, ch.uniqueid, ch.name
+        if not uid or uid not in st.recently_ended:
+            return None
+        return msg.get(prefix + "Linkedid") or uid, uid, msg.get(prefix + "Channel") or ""
+
+    def _handed_over(self, st: _Server, uid: str, linkedid: str | None) -> None:
+        """``uid`` handed its call over: its hang-up (past or future, and its Local peer's) did not end it."""
+        if not uid:
+            return
+        ch = st.channels.get(uid)
+        calls = {st.calls.get(linkedid or "")}
+        legs = {uid}
+        if ch is not None:
+            self._mark_transferred(st, ch)
+            calls.add(ch.call)
+            legs.add(ch.leg)
+        for call in calls:
+            if call is None:
+                continue
+            legs.update(r.leg for r in call.hangups if r.uniqueid == uid)
+            call.moved.update(legs)
 
     @staticmethod
     def _mark_transferred(st: _Server, ch: Channel) -> None:
@@ -903,6 +998,22 @@ class CallTracker:
             ch.device = device_of(new)
             st.names[new] = ch.uniqueid
         return out
+
+
+def _duration(value: str | None) -> int:
+    """Seconds of a CoreShowChannel ``Duration`` (``HH:MM:SS``; hours may pass 99); 0 if missing or junk."""
+    if not value:
+        return 0
+    seconds = 0
+    for part in value.strip().split(":"):
+        if not part.isdigit():
+            return 0
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def _runs_dialplan(ch: Channel, msg: AMIMessage) -> None:
+    ch.left_by = ()  # it goes on in the dialplan: whatever hangs it up later is its own doing
 
 
 def _hold(ch: Channel, msg: AMIMessage) -> None:
