@@ -12,7 +12,8 @@ disposition goes on their part.
 
 Outcomes, the last one reached wins: ``ivr:<outcome>`` (``transfer``, ``voicemail``, ``hangup``,
 ``caller_hangup``, ``error``), ``queued``, ``answered``, ``abandoned`` (also a queued caller gone
-before any agent took it), ``overflowed``, ``transferred`` (the agent sent it to a number), ``machine``.
+before any agent took it), ``overflowed``, ``transferred`` (the agent sent it on to a number, blind or
+attended), ``machine``.
 
 ``InteractionWriter`` is the I/O shell: it applies the writes through the pop look-up's store calls,
 one at a time per row, so that a later write never lands before an earlier one.
@@ -93,7 +94,8 @@ class CallLog:
         return out
 
     def transferred(self, server: str, call_id: str) -> list[InteractionWrite]:
-        """An agent sent the call to a number (blind transfer out of the contact centre)."""
+        """An agent sent the call on to someone outside the queues (a blind transfer to a number, or a
+        consultation completed as an attended transfer)."""
         rec = self.open.get((server, call_id))
         if rec is not None:
             rec.outcome = "transferred"

@@ -42,7 +42,16 @@ from cti.call_log import LEAD_NUMBER_VARIABLE, CallLog, InteractionWrite, Intera
 from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.dispatch import Dispatcher
-from cti.events import AmdResult, AmiConnectionChanged, CallBridged, CallEnded, CallQueued, DialStarted, DomainEvent
+from cti.events import (
+    AmdResult,
+    AmiConnectionChanged,
+    CallBridged,
+    CallEnded,
+    CallQueued,
+    CallTransferred,
+    DialStarted,
+    DomainEvent,
+)
 from dialer.events import DialerEvent
 from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
 from ivr.ports import RecentCompletions
@@ -352,6 +361,13 @@ class CtiServer:
                 live.agent_channel = event.dest_channel
         elif isinstance(event, CallBridged):
             self._consultation_bridged(event)
+        elif isinstance(event, CallTransferred) and event.result.lower() == "success":
+            # An attended transfer completed (from the console or the phone's own keys): the caller went on
+            # to someone outside the queue, which is how this call ends for the contact centre.
+            for live in self.calls.values():
+                if live.queued.server == event.server and event.transferee_channel == live.queued.channel:
+                    self.call_log.transferred(live.queued.server, live.queued.call_id)
+                    break
         elif isinstance(event, CallEnded) and not event.merged_into:
             self._parts.pop((event.server, event.call_id), None)
         for listener in self._listeners:

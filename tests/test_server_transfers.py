@@ -132,6 +132,8 @@ def test_consultation_rings_the_target_while_the_caller_hears_music_then_complet
     members = {c.name for c in stack.caller.bridge.channels} if stack.caller.bridge else set()
     assert "Local/0@cti-consult-00000000;1" in members
     assert stack.server.acd.agent_snapshot("1001")["state"] == "wrap_up"
+    call_id = stack.server.last_call["1001"].call_id
+    assert stack.server.call_log.open[("sim", call_id)].outcome == "transferred"  # the record says so
 
 
 def test_back_to_caller_cancels_the_consultation() -> None:
