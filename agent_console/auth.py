@@ -278,6 +278,14 @@ class Authenticator:
         self._dummy = _dummy_hash([*self._agents.values(), *self._supervisors.values()])
         self._lock = threading.Lock()  # verify() runs in worker threads; the throttles are shared
 
+    def resume_token(self, identity: Identity, ttl: float) -> str | None:
+        """A token that signs ``identity`` back in for ``ttl`` seconds (capped by ``token_max_ttl``), so that
+        a console can resume after a reload without asking for the password again; None when token
+        logins are off (no ``token_secret``)."""
+        if self._secret is None:
+            return None
+        return issue_token(self._secret, identity.user_id, identity.role, min(ttl, self._max_ttl), self._clock())
+
     def password_wait(self, user_id: str, address: str) -> float:
         """Seconds before a password from ``address`` for ``user_id`` may be checked (0: now). Cheap."""
         now = self._clock()

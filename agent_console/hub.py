@@ -398,9 +398,10 @@ class ConsoleHub:
         session = _Session(ws, info, RateLimiter(self._settings.rate_per_second, self._settings.rate_burst, now),
                            slot=number)
         self._register(session)
+        resume = self._auth.resume_token(identity, self._settings.resume_ttl)
         self._enqueue(session, encode(protocol.result(
             hello.id, agent_id=info.agent_id, role=info.role, session_id=info.session_id, server_time=now,
-            **self._hello_payload)))
+            **({"resume_token": resume} if resume else {}), **self._hello_payload)))
         try:
             if info.role == "agent":
                 for message in self._backend.resume_messages(info.agent_id):

@@ -57,6 +57,8 @@ class ConsoleSection(ConfigModel):
         "a secret of at least 16 characters (use ${CTI_CONSOLE_SECRET})", default=None)
     token_default_ttl: PositiveSeconds = 8 * 3600.0
     token_max_ttl: PositiveSeconds = 7 * 24 * 3600.0
+    # The hello result's resume_token lives this long: a reloaded console tab signs itself back in with it.
+    resume_ttl: PositiveSeconds = expected("seconds a console's resume token is valid (0 < s)", default=12 * 3600.0)
     supervisors: list[SupervisorAccount] = Field(default_factory=list)
     hello_timeout: PositiveSeconds = 10.0
     heartbeat_interval: PositiveSeconds = 15.0

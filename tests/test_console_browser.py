@@ -148,6 +148,52 @@ def test_a_missed_call_says_so_in_words() -> None:
     run(body)
 
 
+def test_a_reload_mid_call_signs_back_in_without_the_password() -> None:
+    """The hello result's resume token, kept for the tab: a reload mid-call brings the agent straight back
+    to the call with the customer card, no password typed; after signing out a reload shows the sign-in."""
+    from playwright.async_api import async_playwright, expect
+
+    async def body() -> None:
+        async with running(make_settings()) as stack, async_playwright() as p:
+            browser = await _browser(p)
+            page = await browser.new_page()
+            tid = page.get_by_test_id
+            await page.goto(f"http://127.0.0.1:{stack.port}/")
+            await tid("login-agent").fill("1001")
+            await tid("login-password").fill("pw-1001")
+            await tid("login-submit").click()
+            badge = tid("state-badge")
+            await expect(badge).to_have_attribute("data-state", "not_ready")
+            await tid("btn-ready").click()
+            await expect(badge).to_have_attribute("data-state", "ready")
+            stack.backend.offer_call("1001", "1700000100.9", composed_pop("1700000100.9", 1), queue="sales")
+            stack.backend.answer("1700000100.9")
+            await expect(badge).to_have_attribute("data-state", "on_call")
+            await page.reload()
+            await expect(badge).to_have_attribute("data-state", "on_call")
+            await expect(tid("pop-customer-name")).to_have_text("Ada Lovelace")
+            await expect(tid("login-form")).to_be_hidden()
+            await tid("btn-hangup").click()
+            await expect(badge).to_have_attribute("data-state", "wrap_up")
+            await tid("wrapup-disposition").select_option("resolved")
+            await tid("btn-dispose").click()
+            await expect(badge).to_have_attribute("data-state", "ready")
+            await tid("notready-reason").select_option("lunch")
+            await tid("btn-not-ready").click()
+            await expect(badge).to_have_attribute("data-state", "not_ready")
+            await tid("btn-logout").click()
+            await expect(tid("login-form")).to_be_visible()
+            opened: list[str] = []
+            page.on("websocket", lambda ws: opened.append(ws.url))
+            await page.reload(wait_until="load")  # the page's script has run: a resume would have connected
+            await expect(tid("login-form")).to_be_visible()
+            await expect(tid("app")).to_be_hidden()
+            assert opened == [], "the page signed itself in after a sign-out"
+            await browser.close()
+
+    run(body)
+
+
 def test_multi_match_chooser_new_caller_and_wallboard() -> None:
     """Two matching customers show a chooser and choosing one fills the card; a caller with no match is a
     "new caller"; the supervisor wallboard shows agents by state live and refuses agent credentials."""

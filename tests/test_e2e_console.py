@@ -60,8 +60,9 @@ def test_one_call_from_ivr_to_disposition(report: dict[str, Any]) -> None:
 
 def test_a_reload_mid_call_and_in_wrapup_restores_the_card(report: dict[str, Any]) -> None:
     """Issue 12 item 2 over the real server: the browser reloads on the call and again in wrap-up; each
-    time, after signing in again, the server's resume brings back the customer card with the IVR path in
-    words, the call (connected, its timer counting from the answer) and, in wrap-up, the form as typed."""
+    time the tab signs back in by itself (resume token) and the server's resume brings back the customer
+    card with the IVR path in words, the call (connected, its timer counting from the answer) and, in
+    wrap-up, the form as typed."""
     assert report["ok"], _failed(report)
     steps = {s["step"]: s for s in report["steps"]}
     assert "reloaded in wrap-up" in steps

@@ -10,6 +10,8 @@
   const ignore = () => undefined;
   const AGENT_KEY = "cti.console.agent";
   const DRAFT_KEY = "cti.console.wrapup.";
+  // The hello result's resume_token, kept for this tab only: a reload signs back in with it (no password).
+  const RESUME_KEY = "cti.console.resume";
   const CALL_LABELS = { ringing: "Ringing", connected: "Connected", held: "On hold", consulting: "Consulting",
                         ended: "Ended" };
   const LOOKUP_BY = { ani: "by the calling number", account: "by the account number entered in the IVR",
@@ -38,27 +40,51 @@
       showLoginError("Enter your agent id and a password or a token.");
       return;
     }
+    signIn(agent, token ? { token: token } : { password: password }, false);
+  });
+
+  function signIn(agent, credentials, resuming) {
     $("login-error").hidden = true;
     $("login-info").hidden = true;
     $("login-submit").disabled = true;
     ui.agentId = agent;
     try { localStorage.setItem(AGENT_KEY, agent); } catch (e) { /* storage off */ }
-    const hello = token ? { agent_id: agent, token: token } : { agent_id: agent, password: password };
-    hello.client = "console";
+    const hello = Object.assign({ agent_id: agent, client: "console" }, credentials);
     if (ui.conn) { ui.conn.stop(); }
     ui.conn = new ConsoleConnection(hello, {
       onAuthenticated: authenticated,
       onAuthFailed: (err) => {
         ui.conn.stop();
+        forgetResume();
         $("login-submit").disabled = false;
-        showLoginError(err.message || "Sign-in failed");
+        if (resuming) {
+          $("login-info").textContent = "Your session ended: sign in again.";
+          $("login-info").hidden = false;
+        } else {
+          showLoginError(err.message || "Sign-in failed");
+        }
         $("login-password").focus();
       },
       onPush: push,
       onError: (err) => showError(err.message),
     }, $("conn-banner"));
     ui.conn.open();
-  });
+  }
+
+  function forgetResume() {
+    try { sessionStorage.removeItem(RESUME_KEY); } catch (e) { /* storage off */ }
+  }
+
+  // A reload of a signed-in tab: sign back in with the resume token, the server then re-sends the state,
+  // the pop, the call and its timers (docs/console-protocol.md, "Reconnect and resume").
+  (function resumeAfterReload() {
+    let saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(RESUME_KEY) || "null"); } catch (e) { saved = null; }
+    if (saved && saved.agent_id && saved.token) {
+      $("login-agent").value = saved.agent_id;
+      signIn(saved.agent_id, { token: saved.token }, true);
+    }
+  })();
 
   function showLoginError(text) {
     $("login-error").textContent = text;
@@ -66,6 +92,13 @@
   }
 
   function authenticated(res, isReconnect) {
+    if (res.resume_token) {
+      try {
+        sessionStorage.setItem(RESUME_KEY, JSON.stringify({ agent_id: res.agent_id, token: res.resume_token }));
+      } catch (e) { /* storage off: a reload asks for the password */ }
+      // Later reconnects of this page use the newest token, not the password typed once.
+      if (ui.conn) { ui.conn.hello = { agent_id: res.agent_id, token: res.resume_token, client: "console" }; }
+    }
     $("login-password").value = "";
     $("login-token").value = "";
     $("login").hidden = true;
@@ -88,6 +121,7 @@
 
   function signOut(text) {
     if (ui.conn) { ui.conn.stop(); ui.conn = null; }
+    forgetResume();
     Object.assign(ui, { state: "logged_out", since: 0, callId: null, pop: null, call: null, preview: null,
                         wrapupFor: null });
     $("action-ok").hidden = true;
