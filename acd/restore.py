@@ -20,11 +20,6 @@ from dataclasses import dataclass, field
 
 from acd.states import AgentState
 
-#: Dialplan contexts (config/asterisk/extensions_cti.conf) where a caller is with an agent.
-AGENT_CONTEXT = "cti-agent"  # Dial of the agent's phone; Exten is the agent id
-ON_HOLD_CONTEXT = "cti-onhold"  # the caller on hold by its agent (CTI_AGENT_ID)
-AGENT_ON_HOLD_CONTEXT = "cti-agent-onhold"  # the agent's leg while the caller is on hold
-
 
 @dataclass(frozen=True, slots=True)
 class LastState:

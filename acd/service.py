@@ -63,6 +63,16 @@ from acd.runtime import (
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
 from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
+from cti.contract import (
+    CTI_FLOW,
+    CTI_QUEUE,
+    CTI_VOICEMAIL_BOX,
+    HOLD_CONTEXT,
+    HOLD_RETURN_EXTEN,
+    INBOUND_CONTEXT,
+    START_EXTEN,
+    VOICEMAIL_CONTEXT,
+)
 from cti.events import (
     AmiConnectionChanged,
     CallEnded,
@@ -238,7 +248,8 @@ class AcdService:
             if previous == AgentState.RESERVED and call is not None and call.state == CallState.OFFERED:
                 a.call = None
                 self._recall(call, now, out)
-                out.append(Redirect(self._ref("acd-recall"), call.key[0], call.channel, "cti-hold", "return", 1))
+                out.append(Redirect(self._ref("acd-recall"), call.key[0], call.channel, HOLD_CONTEXT,
+                                    HOLD_RETURN_EXTEN, 1))
                 out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, a.id,
                                             "withdrawn"))
             elif previous == AgentState.WRAP_UP and call is not None:
@@ -677,18 +688,18 @@ class AcdService:
             call.queue = self._queues[action.overflow]
             call.entered = now
             call.offers = 0
-            out.append(Setvar(self._ref("acd-overflow"), server, channel, "CTI_QUEUE", action.overflow))
+            out.append(Setvar(self._ref("acd-overflow"), server, channel, CTI_QUEUE, action.overflow))
             self._enter_waiting(call, now, out, "overflow")
             return
         self._forget(call)
         ref = self._ref("acd-overflow")
         if action.voicemail is not None:
-            out.append(Setvar(ref, server, channel, "CTI_VOICEMAIL_BOX", action.voicemail))
-            out.append(Redirect(ref, server, channel, "cti-voicemail", "s", 1))
+            out.append(Setvar(ref, server, channel, CTI_VOICEMAIL_BOX, action.voicemail))
+            out.append(Redirect(ref, server, channel, VOICEMAIL_CONTEXT, START_EXTEN, 1))
         else:
-            exten = call.dnis if call.dnis and call.dnis.lstrip("+").isdigit() else "s"
-            out.append(Setvar(ref, server, channel, "CTI_FLOW", action.callback or ""))
-            out.append(Redirect(ref, server, channel, "cti-inbound", exten, 1))
+            exten = call.dnis if call.dnis and call.dnis.lstrip("+").isdigit() else START_EXTEN
+            out.append(Setvar(ref, server, channel, CTI_FLOW, action.callback or ""))
+            out.append(Redirect(ref, server, channel, INBOUND_CONTEXT, exten, 1))
 
     def _row(self, call: Call, now: float, outcome: str, wait: float, **kw: Any) -> QueueCallFinished:
         return QueueCallFinished(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.entered, outcome,

@@ -19,10 +19,25 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 
-from acd.restore import AGENT_CONTEXT, AGENT_ON_HOLD_CONTEXT, ON_HOLD_CONTEXT, AgentLeg, LastState, plan_restore
+from acd.restore import AgentLeg, LastState, plan_restore
 from acd.states import AcdError, AgentState
 from cti.ami.message import AMIMessage
 from cti.calls.model import device_of
+from cti.contract import (
+    AGENT_CONTEXT,
+    AGENT_ON_HOLD_CONTEXT,
+    CTI_AGENT_ENDPOINT,
+    CTI_AGENT_ID,
+    CTI_CAMPAIGN,
+    CTI_DNIS,
+    CTI_LANGUAGE,
+    CTI_LEAD_ID,
+    CTI_LEAD_NUMBER,
+    CTI_PRIORITY,
+    CTI_QUEUE,
+    CTI_SKILLS,
+    ON_HOLD_CONTEXT,
+)
 from cti.events import CallQueued, DeviceStateChanged
 
 if TYPE_CHECKING:
@@ -31,8 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Variables read from a caller found with an agent (set by the IVR, the ACD's offer and the dialer).
-LEG_VARIABLES = ("CTI_AGENT_ID", "CTI_AGENT_ENDPOINT", "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE",
-                 "CTI_DNIS", "CTI_CAMPAIGN", "CTI_LEAD_ID", "CTI_LEAD_NUMBER")
+LEG_VARIABLES = (CTI_AGENT_ID, CTI_AGENT_ENDPOINT, CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY, CTI_LANGUAGE,
+                 CTI_DNIS, CTI_CAMPAIGN, CTI_LEAD_ID, CTI_LEAD_NUMBER)
 RINGING_CHANNEL_STATES = frozenset({"4", "5"})  # AST_STATE_RING, AST_STATE_RINGING
 
 
@@ -74,23 +89,23 @@ def agent_legs(server: str, items: list[AMIMessage], variables: dict[str, dict[s
         if context not in (AGENT_CONTEXT, ON_HOLD_CONTEXT) or not uid:
             continue
         values = variables.get(uid, {})
-        endpoint = values.get("CTI_AGENT_ENDPOINT", "")
+        endpoint = values.get(CTI_AGENT_ENDPOINT, "")
         others = [o for o in by_linkedid.get(item.get("Linkedid", ""), []) if o is not item]
         if context == AGENT_CONTEXT:
-            agent_id = values.get("CTI_AGENT_ID") or item.get("Exten", "")
+            agent_id = values.get(CTI_AGENT_ID) or item.get("Exten", "")
             bridge = item.get("BridgeId", "")
             status = "connected" if bridge else "ringing"
             peers = [o for o in by_bridge.get(bridge, []) if o is not item] if bridge else \
                 [o for o in others if endpoint and device_of(o.get("Channel", "")).lower() == endpoint.lower()]
         else:
-            agent_id, status = values.get("CTI_AGENT_ID", ""), "held"
+            agent_id, status = values.get(CTI_AGENT_ID, ""), "held"
             peers = [o for o in others if o.get("Context") == AGENT_ON_HOLD_CONTEXT]
         if not agent_id:
             continue
         peer = peers[0] if peers else None
         entered = now - duration(item.get("Duration", ""))
         try:
-            priority = int(values.get("CTI_PRIORITY") or 0)
+            priority = int(values.get(CTI_PRIORITY) or 0)
         except ValueError:
             priority = 0
         legs.append(AgentLeg(
@@ -100,10 +115,10 @@ def agent_legs(server: str, items: list[AMIMessage], variables: dict[str, dict[s
             agent_channel=peer.get("Channel", "") if peer else "",
             endpoint=endpoint or (device_of(peer.get("Channel", "")) if peer else ""),
             since=now - duration(peer.get("Duration", "")) if peer else entered, entered=entered,
-            queue=values.get("CTI_QUEUE", ""), skills=values.get("CTI_SKILLS", ""), priority=priority,
-            language=values.get("CTI_LANGUAGE", ""),
-            caller_num=values.get("CTI_LEAD_NUMBER") or item.get("CallerIDNum", ""),
-            dnis=values.get("CTI_DNIS", ""), data={k: v for k, v in values.items() if v}))
+            queue=values.get(CTI_QUEUE, ""), skills=values.get(CTI_SKILLS, ""), priority=priority,
+            language=values.get(CTI_LANGUAGE, ""),
+            caller_num=values.get(CTI_LEAD_NUMBER) or item.get("CallerIDNum", ""),
+            dnis=values.get(CTI_DNIS, ""), data={k: v for k, v in values.items() if v}))
     return legs
 
 

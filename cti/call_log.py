@@ -30,14 +30,13 @@ from typing import Any
 from twisted.internet import defer
 
 from acd.events import CallAbandoned, CallAnswered, CallOverflowed
+from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
 from cti.events import AmdResult, CallEnded, CallQueued
 
 log = logging.getLogger(__name__)
 
 #: Open calls kept at most: a call whose end never comes (its PBX's AMI never showed it) is dropped oldest first.
 MAX_OPEN = 100_000
-#: An outbound call's number variable: the dialer sets it on the customer's channel (Originate).
-LEAD_NUMBER_VARIABLE = "CTI_LEAD_NUMBER"
 
 
 def call_key(server: str, call_id: str) -> str:
@@ -104,9 +103,9 @@ class CallLog:
     def handle(self, event: object, customer_number: str = "") -> list[InteractionWrite]:
         """Feed a domain or ACD event. ``customer_number``: for an outbound call, the number dialled."""
         if isinstance(event, CallQueued):
-            outbound = bool(event.data.get("CTI_CAMPAIGN"))
+            outbound = is_outbound(event.data)
             fields = {"ani": customer_number or event.caller_num, "dnis": event.dnis, "queue": event.queue,
-                      "campaign": event.data.get("CTI_CAMPAIGN", ""), "lead_id": event.data.get("CTI_LEAD_ID", "")}
+                      "campaign": event.data.get(CTI_CAMPAIGN, ""), "lead_id": event.data.get(CTI_LEAD_ID, "")}
             out = self._open(event.server, event.call_id, event.ts, "outbound" if outbound else "inbound", fields,
                              "queued")
             rec = self.open[(event.server, event.call_id)]

@@ -30,16 +30,24 @@ from twisted.internet import defer
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from cti.ami.client import AMIError
+from cti.contract import (
+    AGENT_ON_HOLD_CONTEXT,
+    CONSULT_CONTEXT,
+    CONSULT_EXTEN,
+    CTI_CONSULT_DIAL,
+    CTI_QUEUE,
+    CTI_TRANSFER_DIAL,
+    HOLD_CONTEXT,
+    ON_HOLD_CONTEXT,
+    START_EXTEN,
+    TRANSFER_CONTEXT,
+    inherited,
+)
 
 if TYPE_CHECKING:
     from cti.server import CtiServer, LiveCall
 
 log = logging.getLogger("cti.console")
-
-# The consultation's context and extension in extensions_cti.conf: AMI Atxfer plays the Exten into the
-# transfer as DTMF, so it must be digits that match at once ("s" never dials).
-CONSULT_CONTEXT = "cti-consult"
-CONSULT_EXTEN = "0"
 
 
 async def _result(d: defer.Deferred[Any]) -> Any:
@@ -165,8 +173,8 @@ class ServerConsoleBackend:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "connected")
         await self._ami(live.queued.server, "Redirect", {
-            "Channel": live.queued.channel, "Context": "cti-onhold", "Exten": "s", "Priority": "1",
-            "ExtraChannel": live.agent_channel, "ExtraContext": "cti-agent-onhold", "ExtraExten": "s",
+            "Channel": live.queued.channel, "Context": ON_HOLD_CONTEXT, "Exten": START_EXTEN, "Priority": "1",
+            "ExtraChannel": live.agent_channel, "ExtraContext": AGENT_ON_HOLD_CONTEXT, "ExtraExten": START_EXTEN,
             "ExtraPriority": "1"})
         live.status = "held"
         return self._push_call(live)
@@ -188,13 +196,13 @@ class ServerConsoleBackend:
             if target not in self.server.cfg.acd.queue_names():
                 raise ConsoleError("unknown-queue", f"no queue named {target[:40]!r}",
                                    known=sorted(self.server.cfg.acd.queue_names()))
-            await self._ami(server, "Setvar", {"Channel": channel, "Variable": "CTI_QUEUE", "Value": target})
-            await self._ami(server, "Redirect", {"Channel": channel, "Context": "cti-hold", "Exten": "s",
+            await self._ami(server, "Setvar", {"Channel": channel, "Variable": CTI_QUEUE, "Value": target})
+            await self._ami(server, "Redirect", {"Channel": channel, "Context": HOLD_CONTEXT, "Exten": START_EXTEN,
                                                  "Priority": "1"})
         else:
             dial = self.server.cfg.pbx.dial_string(target)
-            await self._ami(server, "Setvar", {"Channel": channel, "Variable": "CTI_TRANSFER_DIAL", "Value": dial})
-            await self._ami(server, "Redirect", {"Channel": channel, "Context": "cti-transfer", "Exten": "s",
+            await self._ami(server, "Setvar", {"Channel": channel, "Variable": CTI_TRANSFER_DIAL, "Value": dial})
+            await self._ami(server, "Redirect", {"Channel": channel, "Context": TRANSFER_CONTEXT, "Exten": START_EXTEN,
                                                  "Priority": "1"})
             self.server.call_log.transferred(server, live.queued.call_id)
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
@@ -209,7 +217,7 @@ class ServerConsoleBackend:
         self._connected(live, "connected")
         server = live.queued.server
         dial = self.server.cfg.pbx.dial_string(str(params["number"]))
-        await self._ami(server, "Setvar", {"Channel": live.agent_channel, "Variable": "__CTI_CONSULT_DIAL",
+        await self._ami(server, "Setvar", {"Channel": live.agent_channel, "Variable": inherited(CTI_CONSULT_DIAL),
                                            "Value": dial})
         await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": CONSULT_CONTEXT,
                                            "Exten": CONSULT_EXTEN})

@@ -33,11 +33,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from acd.events import CallAbandoned, CallAnswered, CallOverflowed, CallWaiting, QueueCallFinished
+from cti.contract import INBOUND_CONTEXT
 from cti.events import CallEnded, CallQueued, CallStarted
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from ivr.events import IvrCompleted, IvrStarted
 
-INBOUND_CONTEXT = "cti-inbound"
 ARRIVING_GRACE = 30.0
 """Seconds a call may take from arrival to its IVR before the account calls it lost."""
 

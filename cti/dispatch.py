@@ -28,6 +28,7 @@ from cti.commands import (
     Redirect,
     Setvar,
 )
+from cti.contract import AGENT_CONTEXT, CTI_AGENT_ENDPOINT, CTI_RING_TIMEOUT
 
 log = logging.getLogger("cti.dispatch")
 
@@ -123,12 +124,12 @@ class Dispatcher:
         # itself: the engine hears CommandFailed and decides.
         with self.ami.batch(cmd.server):
             self._send(cmd, cmd.server, "Setvar",
-                       {"Channel": cmd.channel, "Variable": "CTI_AGENT_ENDPOINT", "Value": cmd.endpoint}, report=False)
+                       {"Channel": cmd.channel, "Variable": CTI_AGENT_ENDPOINT, "Value": cmd.endpoint}, report=False)
             self._send(cmd, cmd.server, "Setvar",
-                       {"Channel": cmd.channel, "Variable": "CTI_RING_TIMEOUT", "Value": str(cmd.ring_timeout)},
+                       {"Channel": cmd.channel, "Variable": CTI_RING_TIMEOUT, "Value": str(cmd.ring_timeout)},
                        report=False)
             return self._send(cmd, cmd.server, "Redirect", {
-                "Channel": cmd.channel, "Context": "cti-agent", "Exten": cmd.agent_id, "Priority": "1"})
+                "Channel": cmd.channel, "Context": AGENT_CONTEXT, "Exten": cmd.agent_id, "Priority": "1"})
 
     def _send(
         self, cmd: Command, server: str, action: str, fields: dict[str, str | list[str]], report: bool = True

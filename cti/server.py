@@ -38,9 +38,21 @@ from cti import pbx_check
 from cti.agent_restore import AgentRestorer, duration
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
-from cti.call_log import LEAD_NUMBER_VARIABLE, CallLog, InteractionWrite, InteractionWriter, call_key
+from cti.call_log import CallLog, InteractionWrite, InteractionWriter, call_key
 from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed, OfferCall
+from cti.contract import (
+    CTI_CAMPAIGN,
+    CTI_DNIS,
+    CTI_LANGUAGE,
+    CTI_LEAD_ID,
+    CTI_LEAD_NUMBER,
+    CTI_PRIORITY,
+    CTI_QUEUE,
+    CTI_SKILLS,
+    HOLD_CONTEXTS,
+    is_outbound,
+)
 from cti.dispatch import Dispatcher
 from cti.events import (
     AmdResult,
@@ -59,10 +71,6 @@ from ivr.ports import RecentCompletions
 log = logging.getLogger("cti.server")
 
 WALLBOARD_INTERVAL = 1.0
-
-
-# Dialplan contexts where a caller waits for the ACD (config/asterisk/extensions_cti.conf).
-HOLD_CONTEXTS = frozenset({"cti-hold"})
 
 
 @dataclass
@@ -303,8 +311,8 @@ class CtiServer:
         channel, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
         if not channel or not uniqueid:
             return
-        names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_DNIS", "CTI_CAMPAIGN",
-                 "CTI_LEAD_ID", LEAD_NUMBER_VARIABLE)
+        names = (CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY, CTI_LANGUAGE, CTI_DNIS, CTI_CAMPAIGN, CTI_LEAD_ID,
+                 CTI_LEAD_NUMBER)
         reads = [self.pool.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
 
         def got(results: list[Any]) -> None:
@@ -314,17 +322,17 @@ class CtiServer:
             known = self.tracker.variables(server, uniqueid)
             data = {**{k: v for k, v in values.items() if v}, **known}
             try:
-                priority = int(values["CTI_PRIORITY"] or 0)
+                priority = int(values[CTI_PRIORITY] or 0)
             except ValueError:
                 priority = 0
             now = self.now()
             log.info("%s: re-queueing caller %s found holding after a resync", server, uniqueid)
             self.publish(CallQueued(
                 server=server, ts=now - duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
-                uniqueid=uniqueid, channel=channel, queue=values["CTI_QUEUE"] or (self.cfg.acd.default_queue or ""),
-                skills=values["CTI_SKILLS"], priority=priority, language=values["CTI_LANGUAGE"],
+                uniqueid=uniqueid, channel=channel, queue=values[CTI_QUEUE] or (self.cfg.acd.default_queue or ""),
+                skills=values[CTI_SKILLS], priority=priority, language=values[CTI_LANGUAGE],
                 caller_num=item.get("CallerIDNum", ""), caller_name=item.get("CallerIDName", ""),
-                dnis=values["CTI_DNIS"], data=data))
+                dnis=values[CTI_DNIS], data=data))
 
         defer.gatherResults(reads, consumeErrors=True).addCallbacks(
             got, lambda f: log.warning("%s: could not read the routing variables of holding caller %s: %s",
@@ -336,14 +344,14 @@ class CtiServer:
         self.counters["domain_events"] += 1
         now = self.now()
         prefetch: LiveCall | None = None
-        if isinstance(event, CallQueued) and event.data.get("CTI_CAMPAIGN"):
+        if isinstance(event, CallQueued) and is_outbound(event.data):
             number = self._customer_number(event.server, event.uniqueid, event.data)
             if number:  # an outbound call's caller ID is the campaign's: the customer is the number dialled
                 event = replace(event, caller_num=number)
         if isinstance(event, CallQueued | CallEnded):
             self._log(self.call_log.handle(event, event.caller_num if isinstance(event, CallQueued) else ""))
         elif isinstance(event, AmdResult):
-            data = {"CTI_CAMPAIGN": event.campaign, "CTI_LEAD_ID": event.lead_id,
+            data = {CTI_CAMPAIGN: event.campaign, CTI_LEAD_ID: event.lead_id,
                     **self.tracker.variables(event.server, event.uniqueid)}
             self._log(self.call_log.handle(event, self._customer_number(event.server, event.uniqueid, data)))
         if isinstance(event, CallQueued):
@@ -395,9 +403,9 @@ class CtiServer:
 
     def _customer_number(self, server: str, uniqueid: str, data: dict[str, str]) -> str:
         """The number an outbound call dialled: the dialer's channel variable, else the lead's phone."""
-        number = data.get(LEAD_NUMBER_VARIABLE) or self.tracker.variables(server, uniqueid).get(LEAD_NUMBER_VARIABLE)
-        if not number and self.dialer is not None and data.get("CTI_CAMPAIGN"):
-            number = self.dialer.lead_fields(data["CTI_CAMPAIGN"], data.get("CTI_LEAD_ID", "")).get("phone", "")
+        number = data.get(CTI_LEAD_NUMBER) or self.tracker.variables(server, uniqueid).get(CTI_LEAD_NUMBER)
+        if not number and self.dialer is not None and data.get(CTI_CAMPAIGN):
+            number = self.dialer.lead_fields(data[CTI_CAMPAIGN], data.get(CTI_LEAD_ID, "")).get("phone", "")
         return number or ""
 
     def _log(self, writes: list[InteractionWrite]) -> None:
@@ -512,7 +520,7 @@ class CtiServer:
         offered it, with its record open and, once answered, the agent's disposition of it."""
         q = live.queued
         self.calls[(q.server, q.uniqueid)] = live
-        outbound = bool(q.data.get("CTI_CAMPAIGN"))
+        outbound = is_outbound(q.data)
         self._log(self.call_log.adopted(q.server, q.call_id, q.ts, "outbound" if outbound else "inbound",
                                         {"ani": q.caller_num, "dnis": q.dnis, "queue": q.queue},
                                         "queued" if live.status == "ringing" else "answered"))
@@ -543,11 +551,11 @@ class CtiServer:
         it). The first part is the call's own row (``cti.call_log``), which keeps the call's start."""
         q = live.queued
         customer = (live.pop or {}).get("customer") or {}
-        outbound = bool(q.data.get("CTI_CAMPAIGN"))
+        outbound = is_outbound(q.data)
         started = self.call_log.started(q.server, q.call_id) if live.part <= 1 else None
         fields = {"direction": "outbound" if outbound else "inbound", "customer_id": customer.get("customer_id"),
-                  "ani": q.caller_num, "dnis": q.dnis, "queue": q.queue, "campaign": q.data.get("CTI_CAMPAIGN", ""),
-                  "lead_id": q.data.get("CTI_LEAD_ID", ""), "agent_id": event.agent_id, "outcome": "answered"}
+                  "ani": q.caller_num, "dnis": q.dnis, "queue": q.queue, "campaign": q.data.get(CTI_CAMPAIGN, ""),
+                  "lead_id": q.data.get(CTI_LEAD_ID, ""), "agent_id": event.agent_id, "outcome": "answered"}
         self._log([InteractionWrite(live.interaction_key, {k: v for k, v in fields.items() if v},
                                     started_at=started if started is not None else q.ts)])
 
@@ -567,8 +575,8 @@ class CtiServer:
         from screenpop.context import pop_context
 
         q, agent_id = live.queued, live.agent_id
-        lead = self.dialer.lead_fields(q.data.get("CTI_CAMPAIGN", ""), q.data.get("CTI_LEAD_ID", "")) \
-            if self.dialer is not None and q.data.get("CTI_CAMPAIGN") else None
+        lead = self.dialer.lead_fields(q.data.get(CTI_CAMPAIGN, ""), q.data.get(CTI_LEAD_ID, "")) \
+            if self.dialer is not None and q.data.get(CTI_CAMPAIGN) else None
         ctx = pop_context(q, agent_id=agent_id, now=self.now(), ivr=self.ivr_sessions.get(q.uniqueid), lead=lead,
                           flows=self.cfg.ivr.flows)
 

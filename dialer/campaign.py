@@ -35,6 +35,18 @@ from zoneinfo import ZoneInfo
 
 from acd.events import CallOffered, OfferNotAnswered
 from cti.commands import Command, CommandFailed, Originate, Redirect
+from cti.contract import (
+    CTI_ATTEMPT,
+    CTI_CAMPAIGN,
+    CTI_CAMPAIGN_QUEUE,
+    CTI_LEAD_ID,
+    CTI_LEAD_NUMBER,
+    CTI_MACHINE_MESSAGE,
+    CTI_SAFE_HARBOUR,
+    OUTBOUND_CONTEXT,
+    SAFE_HARBOUR_CONTEXT,
+    START_EXTEN,
+)
 from cti.events import (
     AmdResult,
     CallEnded,
@@ -51,7 +63,6 @@ from dialer.settings import CampaignSettings
 
 Output = Command | DialerEvent
 
-ATTEMPT_VARIABLE = "CTI_ATTEMPT"
 REF_PREFIX = "dial:"
 DIALLING_GRACE = 60.0  # seconds past the Originate timeout before a silent attempt is declared unknown
 
@@ -221,15 +232,15 @@ class Campaign:
             return [DialerWarning(now, self.name, "bad-number", f"lead {a.lead.lead_id}: {exc}"),
                     self._finish(a, now)]
         # CTI_LEAD_NUMBER: the channel's caller ID is the campaign's; the server records the customer's number
-        variables = {"CTI_CAMPAIGN": self.name, "CTI_LEAD_ID": a.lead.lead_id, "CTI_CAMPAIGN_QUEUE": s.queue,
-                     "CTI_LEAD_NUMBER": a.lead.number, ATTEMPT_VARIABLE: ref}
+        variables = {CTI_CAMPAIGN: self.name, CTI_LEAD_ID: a.lead.lead_id, CTI_CAMPAIGN_QUEUE: s.queue,
+                     CTI_LEAD_NUMBER: a.lead.number, CTI_ATTEMPT: ref}
         if s.safe_harbour_message:
-            variables["CTI_SAFE_HARBOUR"] = s.safe_harbour_message
+            variables[CTI_SAFE_HARBOUR] = s.safe_harbour_message
         if s.machine_message:
-            variables["CTI_MACHINE_MESSAGE"] = s.machine_message
+            variables[CTI_MACHINE_MESSAGE] = s.machine_message
         self.counts["dialled"] += 1
         self._arm(a, now + s.originate_timeout + DIALLING_GRACE)
-        return [Originate(ref=ref, server=self.server, channel=channel, context="cti-outbound", exten="s",
+        return [Originate(ref=ref, server=self.server, channel=channel, context=OUTBOUND_CONTEXT, exten=START_EXTEN,
                           priority=1, caller_id=s.caller_id, timeout_ms=int(s.originate_timeout * 1000),
                           variables=variables)]
 
@@ -251,7 +262,7 @@ class Campaign:
         """One domain event or CommandFailed; events about other calls are ignored cheaply."""
         out: list[Output] = []
         if isinstance(event, VariableSet):
-            if event.name == ATTEMPT_VARIABLE and event.value in self.attempts and event.server == self.server:
+            if event.name == CTI_ATTEMPT and event.value in self.attempts and event.server == self.server:
                 self._bind(self.attempts[event.value], event.uniqueid, event.call_id, event.channel)
             return out
         if isinstance(event, OriginateResult):
@@ -420,7 +431,7 @@ class Campaign:
             if lead is not None and lead.status == "active":
                 ref = self._ref(lead, lead.attempts)
         if ref is None and isinstance(event, CallQueued):
-            ref = event.data.get(ATTEMPT_VARIABLE)
+            ref = event.data.get(CTI_ATTEMPT)
         a = self.attempts.get(ref) if ref is not None else None
         if a is not None and isinstance(event, AmdResult | CallQueued):
             self._bind(a, event.uniqueid, event.call_id, event.channel)
@@ -468,7 +479,7 @@ class Campaign:
         a.redirected = True
         if a.channel:
             out.append(Redirect(ref=a.ref + "/safe-harbour", server=self.server, channel=a.channel,
-                                context="cti-safe-harbour", exten="s", priority=1))
+                                context=SAFE_HARBOUR_CONTEXT, exten=START_EXTEN, priority=1))
 
     def _arm(self, a: Attempt, deadline: float) -> None:
         a.deadline = deadline

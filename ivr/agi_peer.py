@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from cti.contract import INBOUND_CONTEXT
 from ivr.agi_protocol import AgiCommand, AgiReply, AgiServerCodec, HangupNotice, split_command
 from ivr.events import IvrEvent
 from ivr.interpreter import EmitEvent, IvrSession, LookupCustomer, SendCommand
@@ -40,7 +41,7 @@ def fastagi_environment(flow: str, uniqueid: str = "1795443026.0", ani: str = "+
         "agi_channel": f"PJSIP/trunk-{uniqueid.replace('.', '')[-8:]}", "agi_language": "en",
         "agi_type": "PJSIP", "agi_uniqueid": uniqueid, "agi_version": "22.10.1", "agi_callerid": ani or "unknown",
         "agi_calleridname": "Caller", "agi_callingpres": "0", "agi_callingani2": "0", "agi_callington": "0",
-        "agi_callingtns": "0", "agi_dnid": "unknown", "agi_rdnis": "unknown", "agi_context": "cti-inbound",
+        "agi_callingtns": "0", "agi_dnid": "unknown", "agi_rdnis": "unknown", "agi_context": INBOUND_CONTEXT,
         "agi_extension": "s", "agi_priority": "5", "agi_enhanced": "0.0", "agi_accountcode": "",
         "agi_threadid": "140280187893440",
     }

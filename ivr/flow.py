@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from config.base import ConfigModel, Loc, PositiveSeconds, TimeZoneName, expected
+from cti.contract import RESERVED_VARIABLES, collected_variable
 
 # --- field types ------------------------------------------------------------------------------------
 
@@ -50,12 +51,6 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")]
 SkillLevels = dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
                    Annotated[int, Field(ge=0, le=100)]]
-# Variables the dialplan contract reserves: a ``set`` node may not overwrite them.
-RESERVED_VARIABLES = frozenset({
-    "CTI_NEXT", "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_LANGUAGE", "CTI_TRANSFER_DIAL",
-    "CTI_VOICEMAIL_BOX", "CTI_DNIS", "CTI_FLOW", "CTI_AGENT_ENDPOINT", "CTI_RING_TIMEOUT", "CTI_AGENT_ID",
-    "CTI_CAMPAIGN", "CTI_LEAD_ID", "CTI_CAMPAIGN_QUEUE", "CTI_IVR_PATH",
-})
 
 
 def _one_or_many(value: Any) -> Any:
@@ -233,6 +228,9 @@ class CollectNode(_InputNode):
     def shape_errors(self) -> Iterator[tuple[Loc, str]]:
         if self.min_digits > self.max_digits:
             yield ("min_digits",), f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})"
+        if collected_variable(self.name) in RESERVED_VARIABLES:  # the hand-off sets what was entered as CTI_<NAME>
+            yield ("name",), (f"{self.name!r} would be stored as {collected_variable(self.name)}, which belongs to "
+                              "the dialplan contract; choose another name")
 
     def targets(self) -> Iterator[tuple[Loc, str]]:
         yield ("next",), self.next

@@ -26,6 +26,22 @@ from datetime import date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from cti.contract import (
+    CTI_CUSTOMER_ID,
+    CTI_IVR_PATH,
+    CTI_LANGUAGE,
+    CTI_NEXT,
+    CTI_PRIORITY,
+    CTI_QUEUE,
+    CTI_SKILLS,
+    CTI_TRANSFER_DIAL,
+    CTI_VOICEMAIL_BOX,
+    NEXT_HANGUP,
+    NEXT_QUEUE,
+    NEXT_TRANSFER,
+    NEXT_VOICEMAIL,
+    collected_variable,
+)
 from ivr import agi_protocol as agi
 from ivr.agi_protocol import AgiCommand, AgiEnvironment, AgiReply
 from ivr.events import (
@@ -366,12 +382,12 @@ class IvrSession:
         if isinstance(node, TransferNode):
             self._step(node_id, node, result=f"transfer:{node.dial}")
             yield from self._play(node.prompt)
-            yield from self._hand_off("transfer", {"CTI_TRANSFER_DIAL": node.dial})
+            yield from self._hand_off(NEXT_TRANSFER, {CTI_TRANSFER_DIAL: node.dial})
             return "=transfer"
         if isinstance(node, VoicemailNode):
             self._step(node_id, node, result=f"voicemail:{node.box}")
             yield from self._play(node.prompt)
-            yield from self._hand_off("voicemail", {"CTI_VOICEMAIL_BOX": node.box})
+            yield from self._hand_off(NEXT_VOICEMAIL, {CTI_VOICEMAIL_BOX: node.box})
             return "=voicemail"
         if isinstance(node, HangupNode):
             self._step(node_id, node)
@@ -408,7 +424,7 @@ class IvrSession:
         return "" if reply.result.startswith("-") else reply.result
 
     def _hang_up(self) -> Generator[_Ask, Any, str]:
-        yield from self._cmd(agi.set_variable("CTI_NEXT", "hangup"))
+        yield from self._cmd(agi.set_variable(CTI_NEXT, NEXT_HANGUP))
         return "=hangup"
 
     def _menu(self, node_id: str, node: MenuNode) -> Generator[_Ask, Any, str]:
@@ -514,9 +530,9 @@ class IvrSession:
         self._step(node_id, node, result=f"queue:{node.queue}")
         yield from self._play(node.prompt)
         skills = " ".join(f"{name}:{level}" for name, level in d.skills.items())
-        yield from self._hand_off("queue", {
-            "CTI_QUEUE": node.queue, "CTI_SKILLS": skills,
-            "CTI_PRIORITY": str(d.priority if d.priority is not None else 0), "CTI_LANGUAGE": d.language,
+        yield from self._hand_off(NEXT_QUEUE, {
+            CTI_QUEUE: node.queue, CTI_SKILLS: skills,
+            CTI_PRIORITY: str(d.priority if d.priority is not None else 0), CTI_LANGUAGE: d.language,
         })
         return "=queue"
 
@@ -527,13 +543,13 @@ class IvrSession:
         out.update(d.variables)
         for name, value in d.collected.items():
             if name not in d.secret:
-                out[f"CTI_{name.upper()}"] = value
+                out[collected_variable(name)] = value
         if d.customer.get("id"):
-            out["CTI_CUSTOMER_ID"] = d.customer["id"]
-        out["CTI_IVR_PATH"] = path_summary(self.path)
+            out[CTI_CUSTOMER_ID] = d.customer["id"]
+        out[CTI_IVR_PATH] = path_summary(self.path)
         for name, value in out.items():
             yield from self._cmd(agi.set_variable(name, value))
-        yield from self._cmd(agi.set_variable("CTI_NEXT", next_))
+        yield from self._cmd(agi.set_variable(CTI_NEXT, next_))
 
 
 def _key(code: int) -> str:

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from cti.cli_args import non_negative_int, positive_number, positive_seconds
+from cti.contract import CTI_FASTAGI
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     host = port.getHost()
     log.info("simulated Asterisk: AMI on %s:%d, FastAGI to %s, speed x%g", host.host, host.port,  # type: ignore[attr-defined]
-             runtime.pbx.globals["CTI_FASTAGI"], speed)
+             runtime.pbx.globals[CTI_FASTAGI], speed)
     runtime.driver.start()
     if args.duration is not None:
         clock.callLater(args.duration, reactor.stop)  # type: ignore[attr-defined]

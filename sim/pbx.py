@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from cti.ami.message import AMIMessage
+from cti.contract import INBOUND_CONTEXT
 from sim.ami_events import (
     DOWN,
     RING,
@@ -236,7 +237,7 @@ class Pbx:
         raise RequestFailed(66)
 
     def inbound_call(self, did: str, caller_num: str, caller_name: str, *, endpoint: str = "trunk",
-                     context: str = "cti-inbound", keys: KeySource | None = None,
+                     context: str = INBOUND_CONTEXT, keys: KeySource | None = None,
                      variables: Iterable[tuple[str, str]] = ()) -> Channel:
         """A call arrives from the PSTN on PJSIP endpoint ``endpoint`` for ``did``: a new channel in
         state Ring starts the dialplan at ``context,did,1`` (as chan_pjsip does for an INVITE)."""

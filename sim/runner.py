@@ -11,6 +11,7 @@ from pathlib import Path
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 
 from config.schema import AsteriskServer, CtiConfig
+from cti.contract import CTI_FASTAGI
 from sim.ami_server import AMIServer, AMIServerFactory
 from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan
 from sim.fastagi_client import Connector, FastAGIClient
@@ -62,7 +63,7 @@ def build_sim(cfg: CtiConfig, clock: IReactorTime, *, agi_connect: Connector | N
     far = PeopleFarEnds(AgentPhones(settings, rng), OutboundCustomers(settings, rng))
     agi = FastAGIClient(clock, agi_connect, settings=settings.agi)
     pbx = Pbx(clock, load_dialplan(dialplan or DEFAULT_DIALPLAN), far_ends=far, agi=agi, seed=settings.seed)
-    pbx.globals["CTI_FASTAGI"] = f"agi://{cfg.listen.fastagi.host}:{cfg.listen.fastagi.port}"
+    pbx.globals[CTI_FASTAGI] = f"agi://{cfg.listen.fastagi.host}:{cfg.listen.fastagi.port}"
     server = pick_server(cfg, pbx_name)
     user = (server.username, server.secret.get_secret_value()) if server is not None else DEFAULT_USER
     ami = AMIServer(pbx, {user[0]: user[1]})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IDelayedCall
 
 from cti.ami.message import AMIMessage
+from cti.contract import CTI_FLOW, CTI_QUEUED, CTI_RETURNED, INBOUND_CONTEXT
 from sim.far_end import FarEnd
 from sim.pbx import Channel, Pbx
 from sim.people import AgentPhones, InboundArrival, InboundTraffic, OutboundCustomers
@@ -85,7 +86,7 @@ class TrafficDriver:
     """Creates inbound calls from ``traffic`` and makes the people react to what happens to them."""
 
     def __init__(self, pbx: Pbx, traffic: InboundTraffic | None, far_ends: PeopleFarEnds | None = None, *,
-                 context: str = "cti-inbound", trunk: str = TRUNK_ENDPOINT) -> None:
+                 context: str = INBOUND_CONTEXT, trunk: str = TRUNK_ENDPOINT) -> None:
         self.pbx = pbx
         self.traffic = traffic
         self.far_ends = far_ends
@@ -137,7 +138,7 @@ class TrafficDriver:
         self.counts["arrived"] += 1
         chan = self.pbx.inbound_call(arrival.did, arrival.caller_num, arrival.caller_name, endpoint=self.trunk,
                                      context=self.context, keys=InboundCaller(arrival),
-                                     variables=[("CTI_FLOW", arrival.flow)])
+                                     variables=[(CTI_FLOW, arrival.flow)])
         self.people[chan.name] = _Person(chan, arrival)
         return chan
 
@@ -191,7 +192,7 @@ class TrafficDriver:
                 self._arm(person, arrival.hangup_in_ivr_after, "abandoned_ivr")
             elif msg.get("Application") != "AGI" and person.why == "abandoned_ivr":
                 self._disarm(person)
-        elif msg.name == "UserEvent" and msg.get("UserEvent") in ("CTIQueued", "CTIReturned"):
+        elif msg.name == "UserEvent" and msg.get("UserEvent") in (CTI_QUEUED.name, CTI_RETURNED.name):
             if person.timer is None:
                 self._arm(person, arrival.patience, "abandoned_hold")
         elif msg.name == "BridgeEnter":

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from config.load import ConfigError, load_config, load_config_text
+from cti.contract import RESERVED_VARIABLES
 from ivr.flow import IvrSection, spinning_cycles
 from sim.core_sounds import CORE_SOUNDS_EN
 
@@ -177,6 +178,30 @@ def test_reserved_variables_and_collect_names() -> None:
         e: {kind: hangup}
     """, start="l"))
     assert errs == ["ivr.yaml:6 ivr.flows.main.nodes.l.value_from: no collect node stores 'acct'"]
+
+
+def test_every_contract_variable_is_reserved_from_set_and_collect_nodes() -> None:
+    """The one reserved set (cti.contract.RESERVED_VARIABLES) is what a flow may not write: no set node
+    variable, and no collect node whose entry would be stored under one (``lead_id`` -> CTI_LEAD_ID);
+    other names are free."""
+    for name in sorted(RESERVED_VARIABLES):
+        errs = errors_of(flow_doc(f"""\
+            m: {{kind: set, variables: {{{name}: x}}, next: e}}
+            e: {{kind: hangup}}
+        """))
+        assert any(f"variables {name} belong to the dialplan contract" in e for e in errs), name
+    for name in ("queue", "lead_id", "max_hold", "customer_id", "Next"):
+        errs = errors_of(flow_doc(f"""\
+            m: {{kind: collect, name: {name}, prompt: enter, next: e}}
+            e: {{kind: hangup}}
+        """))
+        assert errs == [f"ivr.yaml:6 ivr.flows.main.nodes.m.name: {name!r} would be stored as "
+                        f"CTI_{name.upper()}, which belongs to the dialplan contract; choose another name"], name
+    load_config_text(textwrap.dedent(flow_doc("""\
+        m: {kind: collect, name: topic, prompt: enter, next: s}
+        s: {kind: set, variables: {CTI_TOPIC: x}, next: e}
+        e: {kind: hangup}
+    """)), "ivr.yaml")
 
 
 def test_queue_references_and_allow_from() -> None:

@@ -56,6 +56,24 @@ from cti.calls.model import (
     clean_callerid,
     device_of,
 )
+from cti.contract import (
+    AMDCAUSE,
+    AMDSTATUS,
+    CTI_AGENT_ID,
+    CTI_AMD,
+    CTI_CAMPAIGN,
+    CTI_DNIS,
+    CTI_LANGUAGE,
+    CTI_LEAD_ID,
+    CTI_PRIORITY,
+    CTI_QUEUE,
+    CTI_QUEUED,
+    CTI_RETURNED,
+    CTI_SKILLS,
+    DIALSTATUS,
+    USER_EVENTS,
+    VARIABLE_PREFIX,
+)
 from cti.events import (
     AmdResult,
     CallBridged,
@@ -120,6 +138,8 @@ def _keys(prefix: str) -> tuple[str, ...]:
 
 
 _PLAIN = _keys("")
+# The dialplan's UserEvent headers (lower case, as ``_user_headers`` keys them) by the variable they carry.
+_QUEUED, _RETURNED, _AMD = CTI_QUEUED.headers(), CTI_RETURNED.headers(), CTI_AMD.headers()
 _DEST = _keys("Dest")
 
 
@@ -134,7 +154,7 @@ class CallTracker:
     def __init__(
         self,
         *,
-        cti_prefix: str = "CTI_",
+        cti_prefix: str = VARIABLE_PREFIX,
         max_ended_kept: int = 0,
         max_channels: int = DEFAULT_MAX_CHANNELS,
         max_devices: int = DEFAULT_MAX_DEVICES,
@@ -926,7 +946,7 @@ class CallTracker:
 
     def _on_userevent(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
         kind = msg.get("UserEvent")
-        if kind not in ("CTIQueued", "CTIReturned", "CTIAmd"):
+        if kind not in USER_EVENTS:
             self._counts["ignored"] += 1
             return []
         out: Events = []
@@ -934,12 +954,12 @@ class CallTracker:
         if ch is None:
             return out
         body = _user_headers(msg)
-        if kind == "CTIQueued":
+        if kind == CTI_QUEUED.name:
             variables = ch.variables
             p = self.cti_prefix
 
-            def field(header: str, var: str) -> str:
-                return body.get(header) or variables.get(p + var, "")
+            def field(var: str) -> str:  # the header, else the channel's variable (under our prefix)
+                return body.get(_QUEUED[var]) or variables.get(p + var[len(VARIABLE_PREFIX):], "")
 
             out.append(
                 CallQueued(
@@ -948,17 +968,17 @@ class CallTracker:
                     ch.linkedid,
                     ch.uniqueid,
                     ch.name,
-                    field("queue", "QUEUE"),
-                    field("skills", "SKILLS"),
-                    ami_int(field("priority", "PRIORITY").strip()),
-                    field("language", "LANGUAGE"),
+                    field(CTI_QUEUE),
+                    field(CTI_SKILLS),
+                    ami_int(field(CTI_PRIORITY).strip()),
+                    field(CTI_LANGUAGE),
                     ch.caller_num,
                     ch.caller_name,
-                    field("dnis", "DNIS"),
+                    field(CTI_DNIS),
                     dict(variables),
                 )
             )
-        elif kind == "CTIReturned":
+        elif kind == CTI_RETURNED.name:
             out.append(
                 CallReturnedToHold(
                     server,
@@ -966,9 +986,9 @@ class CallTracker:
                     ch.linkedid,
                     ch.uniqueid,
                     ch.name,
-                    body.get("queue", ""),
-                    body.get("agent", ""),
-                    body.get("dialstatus", ""),
+                    body.get(_RETURNED[CTI_QUEUE], ""),
+                    body.get(_RETURNED[CTI_AGENT_ID], ""),
+                    body.get(_RETURNED[DIALSTATUS], ""),
                 )
             )
         else:
@@ -979,10 +999,10 @@ class CallTracker:
                     ch.linkedid,
                     ch.uniqueid,
                     ch.name,
-                    body.get("status", ""),
-                    body.get("cause", ""),
-                    body.get("lead", ""),
-                    body.get("campaign", ""),
+                    body.get(_AMD[AMDSTATUS], ""),
+                    body.get(_AMD[AMDCAUSE], ""),
+                    body.get(_AMD[CTI_LEAD_ID], ""),
+                    body.get(_AMD[CTI_CAMPAIGN], ""),
                 )
             )
         return out
