@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Final
 
 # ---------------------------------------------------------------------------------------------- contexts
-INBOUND_CONTEXT: Final = "cti-inbound"  # answers, runs the IVR over FastAGI, follows CTI_NEXT
+INBOUND_CONTEXT: Final = "cti-inbound"  # DIDs (and "s": the ACD's callback overflow) -> cti-ivr
+IVR_CONTEXT: Final = "cti-ivr"  # answers, runs the IVR flow over FastAGI, follows CTI_NEXT
 FALLBACK_CONTEXT: Final = "cti-fallback"  # the IVR did not decide: queue to CTI_FALLBACK_QUEUE
 HOLD_CONTEXT: Final = "cti-hold"  # callers wait with music until the ACD offers them (CTIQueued)
 AGENT_CONTEXT: Final = "cti-agent"  # the ACD's Redirect: Dial of the agent's phone; Exten is the agent id
@@ -32,7 +33,7 @@ SAFE_HARBOUR_CONTEXT: Final = "cti-safe-harbour"  # outbound humans no agent too
 
 #: Every context of the dialplan (``[globals]`` is not a context).
 CONTEXTS: Final = frozenset({
-    INBOUND_CONTEXT, FALLBACK_CONTEXT, HOLD_CONTEXT, AGENT_CONTEXT, AGENT_LEG_CONTEXT, ON_HOLD_CONTEXT,
+    INBOUND_CONTEXT, IVR_CONTEXT, FALLBACK_CONTEXT, HOLD_CONTEXT, AGENT_CONTEXT, AGENT_LEG_CONTEXT, ON_HOLD_CONTEXT,
     AGENT_ON_HOLD_CONTEXT, CONSULT_CONTEXT, TRANSFER_CONTEXT, VOICEMAIL_CONTEXT, OUTBOUND_CONTEXT,
     SAFE_HARBOUR_CONTEXT,
 })

@@ -258,3 +258,18 @@ def test_cancelled_attended_transfer_returns_agent_to_caller() -> None:
     assert agent.bridge is chan.bridge  # type: ignore[attr-defined]
     assert pbx.find_channel("PJSIP/2002-00000002") is None
     assert [e.name for e in events if e.name == "AttendedTransfer"] == []
+
+
+def test_callback_overflow_of_a_call_without_a_dialled_number_reaches_the_ivr() -> None:
+    """The ACD's callback overflow sends the caller to cti-inbound with its DNIS as the extension, or ``s``
+    when the call has none (an outbound call, one found after a restart): ``s`` exists and runs the flow
+    named by CTI_FLOW in cti-ivr (before, cti-inbound had only the DID pattern and the Redirect failed)."""
+    clock, pbx, events = _shipped(FixedFarEnds({}))
+    chan = pbx.inbound_call("s", "+15551230001", "Jane", context="cti-hold", variables=[("CTI_QUEUE", "sales")])
+    clock.run_for(3)
+    pbx.set_var(chan, "CTI_FLOW", "cb")
+    pbx.async_goto(chan, "cti-inbound", "s", 1)
+    clock.run_for(3)
+    agi = [e["AppData"] for e in events if e.name == "Newexten" and e.get("Application") == "AGI"
+           and e.get("Channel") == chan.name]
+    assert agi and agi[-1].endswith("/cb?dnis=")
