@@ -45,12 +45,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
 from cti.ami.message import AMIMessage
-from cti.ami.protocol import ActionIdAllocator, AMIParser, Banner, EventListCollector, encode
+from cti.ami.protocol import BANNER_MAX_BYTES, ActionIdAllocator, AMIParser, Banner, EventListCollector, encode
 
 __all__ = [
     "AMISession",
@@ -209,6 +210,7 @@ class AMISession:
 
     __slots__ = (
         "_auth",
+        "_banner_bytes",
         "_banner_deadline",
         "_banner_timeout",
         "_deadlines",
@@ -236,15 +238,20 @@ class AMISession:
         secret: str,
         now: float,
         auth: Literal["md5", "plain"] = "md5",
-        events: bool = True,
+        events: bool | None = True,
         banner_timeout: float = 10.0,
         login_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float = 10.0,
         action_id_prefix: str = "cti",
+        next_action_id: Callable[[], str] | None = None,
         max_message_bytes: int = 1_048_576,
     ) -> None:
-        """A session whose connection opened at ``now``. ``ping_interval=None``: no keepalive."""
+        """A session whose connection opened at ``now``. ``ping_interval=None``: no keepalive. ``events``: the
+        Login's ``Events: on``/``off``; None sends no Events header (the AMI user's default applies).
+
+        ActionIDs are ``{action_id_prefix}-{n}``, unique in the process, unless ``next_action_id`` gives them
+        (a replay of a recorded conversation uses the recorded ones)."""
         if auth not in ("md5", "plain"):
             raise ValueError(f"auth must be 'md5' or 'plain', not {auth!r}")
         self.username = username
@@ -254,7 +261,7 @@ class AMISession:
         self._login_timeout = login_timeout
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._ids = ActionIdAllocator(action_id_prefix)
+        self._ids = next_action_id or ActionIdAllocator(action_id_prefix).next
         self._parser = AMIParser(max_message_bytes=max_message_bytes)
         self._lists = EventListCollector()
         self._pending: dict[str, _Pending] = {}
@@ -263,6 +270,7 @@ class AMISession:
         self._events: list[SessionEvent] = []
         self._state = S.BANNER
         self._banner_timeout = banner_timeout
+        self._banner_bytes = 0  # read while waiting for the banner
         self._banner_deadline: float | None = now + banner_timeout
         self._ping_due: float | None = None
         self.banner: str | None = None
@@ -362,7 +370,16 @@ class AMISession:
             return
         events = self._events
         lists = self._lists
-        for item in self._parser.feed(data):
+        items = self._parser.feed(data)
+        if self._state is S.BANNER and not items:
+            # The codec stops looking for the banner past BANNER_MAX_BYTES and discards up to a blank line
+            # that a non-AMI peer may never send: say so now rather than at the banner timeout.
+            self._banner_bytes += len(data)
+            if self._banner_bytes > BANNER_MAX_BYTES:
+                self._close(CloseReason.NOT_AMI, f"does not speak AMI: no AMI banner line within "
+                            f"{BANNER_MAX_BYTES} bytes")
+            return
+        for item in items:
             if isinstance(item, AMIMessage):
                 kind = item.kind
                 if kind == "event":
@@ -424,7 +441,7 @@ class AMISession:
         self._banner_deadline = None
         self._ping_due = None
         if was_ready:
-            self._out.append(encode(AMIMessage.action("Logoff", {"ActionID": self._ids.next()})))
+            self._out.append(encode(AMIMessage.action("Logoff", {"ActionID": self._ids()})))
 
     # internals --------------------------------------------------------------------------
     def _queue(self, name: str, fields: Fields | None, now: float, timeout: float, purpose: str | None) -> str:
@@ -436,7 +453,7 @@ class AMISession:
                 raise ActionRejected("bad-action-id", "ActionID must be a non-empty string")
             action_id = value
         if action_id is None:
-            action_id = self._ids.next()
+            action_id = self._ids()
         elif action_id in self._pending:
             raise ActionRejected("duplicate-action-id", f"ActionID {action_id!r} is already waiting for a response",
                                  action_id=action_id)
@@ -466,11 +483,13 @@ class AMISession:
             self._queue("Challenge", {"AuthType": "MD5"}, now, self._login_timeout, _CHALLENGE)
         else:
             self._move(T.LOGIN)
-            self._queue("Login", {"Username": self.username, "Secret": self._secret,
-                                  "Events": self._events_flag()}, now, self._login_timeout, _LOGIN)
+            self._queue("Login", self._with_events({"Username": self.username, "Secret": self._secret}),
+                        now, self._login_timeout, _LOGIN)
 
-    def _events_flag(self) -> str:
-        return "on" if self._events_on else "off"
+    def _with_events(self, fields: Fields) -> Fields:
+        if self._events_on is not None:
+            fields["Events"] = "on" if self._events_on else "off"
+        return fields
 
     def _response(self, response: AMIMessage, now: float) -> None:
         action_id = response.action_id
@@ -508,8 +527,8 @@ class AMISession:
             challenge = response.get("Challenge") or ""
             key = hashlib.md5((challenge + self._secret).encode("utf-8")).hexdigest()
             self._move(T.LOGIN)
-            self._queue("Login", {"AuthType": "MD5", "Username": self.username, "Key": key,
-                                  "Events": self._events_flag()}, now, self._login_timeout, _LOGIN)
+            self._queue("Login", self._with_events({"AuthType": "MD5", "Username": self.username, "Key": key}),
+                        now, self._login_timeout, _LOGIN)
         elif self._state is S.LOGIN:
             self._move(T.LOGGED_IN)
             if self._ping_interval is not None:
