@@ -214,6 +214,8 @@ class AMISession:
         "_banner_deadline",
         "_banner_timeout",
         "_deadlines",
+        "_due",
+        "_due_known",
         "_events",
         "_events_on",
         "_ids",
@@ -273,6 +275,8 @@ class AMISession:
         self._banner_bytes = 0  # read while waiting for the banner
         self._banner_deadline: float | None = now + banner_timeout
         self._ping_due: float | None = None
+        self._due: float | None = None  # next_deadline(), remembered until a deadline changes
+        self._due_known = False
         self.banner: str | None = None
 
     def __repr__(self) -> str:
@@ -317,6 +321,8 @@ class AMISession:
 
     def next_deadline(self) -> float | None:
         """When ``tick()`` next has something to do (a timeout or the next Ping), or None."""
+        if self._due_known:  # the shell asks after every read: most reads change no deadline
+            return self._due
         due = self._banner_deadline
         ping = self._ping_due
         if ping is not None and (due is None or ping < due):
@@ -332,6 +338,8 @@ class AMISession:
             if due is None or deadline < due:
                 due = deadline
             break
+        self._due = due
+        self._due_known = True
         return due
 
     # time -------------------------------------------------------------------------------
@@ -339,6 +347,7 @@ class AMISession:
         """Apply what is due at ``now``: timeouts (actions fail, or the session closes) and the keepalive Ping."""
         if self._state is S.CLOSED:
             return
+        self._due_known = False
         if self._banner_deadline is not None and now >= self._banner_deadline:
             self._close(CloseReason.BANNER_TIMEOUT, f"sent no AMI banner within {self._banner_timeout:g} s")
             return
@@ -379,18 +388,22 @@ class AMISession:
                 self._close(CloseReason.NOT_AMI, f"does not speak AMI: no AMI banner line within "
                             f"{BANNER_MAX_BYTES} bytes")
             return
+        collecting = len(lists) > 0
         for item in items:
             if isinstance(item, AMIMessage):
                 kind = item.kind
-                if kind == "event":
+                if kind == "event":  # the hot path: most of the stream
                     events.append(item)
-                    if len(lists):
+                    if collecting:
                         done = lists.add(item)
                         if done is not None:
-                            response, items = done
-                            self._complete(response.action_id, response, items, now)  # type: ignore[arg-type]
-                elif kind == "response":
+                            response, list_items = done
+                            self._complete(response.action_id, response, list_items, now)  # type: ignore[arg-type]
+                            collecting = len(lists) > 0
+                    continue
+                if kind == "response":
                     self._response(item, now)
+                    collecting = len(lists) > 0
                 else:
                     events.append(InputDropped(
                         f"ignored a message with neither Event nor Response ({len(item)} headers)", 0))
@@ -432,12 +445,14 @@ class AMISession:
         """Stop waiting for ``action_id`` (the caller gave up on it): no event will come for it."""
         entry = self._pending.pop(action_id, None)
         self._lists.discard(action_id)
+        self._due_known = False
         return entry is not None
 
     def logoff(self) -> None:
         """End the session: sends Logoff if logged in; pending actions fail when the stream ends."""
         was_ready = self._state is S.READY
         self._move(T.LOGOFF)
+        self._due_known = False
         self._banner_deadline = None
         self._ping_due = None
         if was_ready:
@@ -464,6 +479,7 @@ class AMISession:
         deadline = now + timeout
         self._pending[action_id] = _Pending(name, deadline, timeout, purpose)
         heapq.heappush(self._deadlines, (deadline, action_id))
+        self._due_known = False
         self._out.append(data)
         return action_id
 
@@ -477,6 +493,7 @@ class AMISession:
             self._close(CloseReason.NOT_AMI, f"does not speak AMI (banner {banner.text[:80]!r})")
             return
         self._banner_deadline = None
+        self._due_known = False
         self.banner = banner.text
         if self._auth == "md5":
             self._move(T.CHALLENGE)
@@ -505,6 +522,7 @@ class AMISession:
         entry = self._pending.pop(action_id, None)
         if entry is None:
             return
+        self._due_known = False
         failed = response.name.lower() == "error"
         purpose = entry.purpose
         if purpose is None:
@@ -538,6 +556,7 @@ class AMISession:
     def _close(self, reason: CloseReason, detail: str) -> None:
         """End the session: every pending caller's action fails with ``closed``, then ``Closed``."""
         self._move(T.CLOSE)
+        self._due_known = False
         self._banner_deadline = None
         self._ping_due = None
         pending, self._pending = self._pending, {}
