@@ -27,7 +27,8 @@ reason)`` runs and the client reconnects with exponential backoff and jitter
 seconds before the next try. Failures are logged once per streak (WARNING), repeats at DEBUG; while the
 server stays unreachable (connections fail), the failure 1 min, 5 min and then every 15 min into the outage
 (``STILL_DOWN_AFTER``, ``STILL_DOWN_EVERY``) is a WARNING that says for how long, and the line that says
-it is back tells how long it was down.
+it is back tells how long it was down. ``state`` is the client's phase (stopped, connecting, waiting,
+stopping) or, while a socket is open, its session's state (banner, challenge, login, ready, closing, closed).
 """
 
 from __future__ import annotations
