@@ -21,6 +21,7 @@ from cti.ami.session import (
     ActionFailed,
     ActionRejected,
     ActionSucceeded,
+    AfterLogoff,
     AMISession,
     AMISessionError,
     Closed,
@@ -354,7 +355,7 @@ def test_the_transition_table_is_the_only_way_between_states() -> None:
         s.logoff()
     assert info.value.error_id == "illegal-transition" and s.state is SessionState.CLOSING
     s.receive_data(BANNER, 0.1)  # crossed our close: no Login
-    assert s.data_to_send() == b"" and s.events_received() == []
+    assert s.data_to_send() == b"" and s.events_received() == [AfterLogoff("banner")]
 
 
 def test_rejected_actions_send_nothing() -> None:

@@ -52,6 +52,7 @@ from cti.ami.session import ERRORS as SESSION_ERRORS
 from cti.ami.session import (
     ActionFailed,
     ActionSucceeded,
+    AfterLogoff,
     AMISession,
     Closed,
     CloseReason,
@@ -445,6 +446,8 @@ class AMIClient:
                     log.warning("%s: %s", self.where, event.reason)
             elif type(event) is Ready:
                 self._logged_in(event)
+            elif type(event) is AfterLogoff:
+                log.debug("%s: %s after stop() ignored", self.where, event.what)
             elif type(event) is Closed:
                 self._session_closed(event)
 

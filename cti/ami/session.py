@@ -33,6 +33,7 @@ Events out (frozen values), in the order things happened::
     ActionFailed        error-response | timeout | closed
     UnmatchedResponse   a response for no pending action (unknown or missing ActionID, or too late)
     InputDropped        bytes the codec could not read, or a message that is neither Event nor Response
+    AfterLogoff         input that crossed our logoff() and means nothing now (a banner in flight)
     Closed              the session ended; ``reason`` (``CloseReason``) says why; nothing follows it
 
 Errors (``AMISessionError``, with a stable ``error_id``)::
@@ -59,6 +60,7 @@ __all__ = [
     "ActionFailed",
     "ActionRejected",
     "ActionSucceeded",
+    "AfterLogoff",
     "CloseReason",
     "Closed",
     "InputDropped",
@@ -179,6 +181,13 @@ class InputDropped:
 
 
 @dataclass(frozen=True, slots=True)
+class AfterLogoff:
+    """Input that crossed our ``logoff()`` (``what``: ``banner``): expected, and ignored."""
+
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The session ended. ``detail`` is for people (never holds the secret); nothing follows this event."""
 
@@ -186,7 +195,8 @@ class Closed:
     detail: str
 
 
-SessionEvent = AMIMessage | Ready | ActionSucceeded | ActionFailed | UnmatchedResponse | InputDropped | Closed
+SessionEvent = (AMIMessage | Ready | ActionSucceeded | ActionFailed | UnmatchedResponse | InputDropped | AfterLogoff
+                | Closed)
 
 _CHALLENGE = "challenge"
 _LOGIN = "login"
@@ -485,7 +495,9 @@ class AMISession:
 
     def _banner(self, banner: Banner, now: float) -> None:
         if self._state is not S.BANNER:
-            if self._state is not S.CLOSING:  # in CLOSING: bytes that crossed our logoff, nothing to say
+            if self._state is S.CLOSING:  # logoff() came while the banner was on its way: not a proxy's restart
+                self._events.append(AfterLogoff("banner"))
+            else:
                 self._events.append(InputDropped(f"unexpected banner {banner.text[:80]!r} in the middle of the stream",
                                                  0))
             return
