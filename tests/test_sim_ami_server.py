@@ -1,5 +1,7 @@
-"""Tests of the simulated AMI server (sim/ami_server.py, sim/ami_actions.py): sessions driven with raw
-bytes in virtual time, and one run over a real TCP socket on 127.0.0.1."""
+"""Tests of the simulated AMI server (sim/ami_server.py, sim/ami_actions.py): sessions driven in virtual
+time, by the client's own sans-I/O AMI session (cti/ami/session.py) joined to them in memory (``Pair``,
+h11's ConnectionPair), or with raw bytes (``Conn``) where the test is about what a client would not send
+(actions before login, no ActionID, junk); and one run over a real TCP socket on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,6 +10,15 @@ import socket
 
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import AMIParser
+from cti.ami.session import (
+    ActionFailed,
+    ActionSucceeded,
+    Closed,
+    CloseReason,
+    Ready,
+    SessionEvent,
+)
+from cti.ami.session import AMISession as ClientSession
 from sim.ami_server import AMIServer, AMIServerFactory, AMISession
 from sim.clock import VirtualClock
 from sim.dialplan import dialplan_from_data
@@ -49,6 +60,76 @@ class Conn:
         return [m for m in self.messages() if m.kind == "event" and (name is None or m.name == name)]
 
 
+class Pair:
+    """The client's AMI session joined in memory to a session of the simulated server: what one sends the
+    other receives, at the virtual clock's time, until both are quiet."""
+
+    def __init__(self, server: AMIServer, clock: VirtualClock, *, auth: str = "plain", secret: str = "cti-secret",
+                 events: bool = True) -> None:
+        self.clock = clock
+        self.client = ClientSession(username="cti", secret=secret, now=clock.seconds(), auth=auth,  # type: ignore[arg-type]
+                                    events=events, ping_interval=None, action_id_prefix="pair")
+        self.events: list[SessionEvent] = []
+        self._inbox: list[bytes] = []
+        self._eof = False
+        self._pumping = False
+        self.server_side: AMISession = server.open_session(self._from_server, self._server_closed)
+        self.pump()
+
+    def _from_server(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self.pump()
+
+    def _server_closed(self) -> None:
+        self._eof = True
+        self.pump()
+
+    def pump(self) -> None:
+        if self._pumping or not hasattr(self, "server_side"):
+            return  # the server writes from inside our call (or open_session): the running pump takes it
+        self._pumping = True
+        try:
+            while True:
+                if self._inbox:
+                    data = b"".join(self._inbox)
+                    self._inbox.clear()
+                    self.client.receive_data(data, self.clock.seconds())
+                elif out := self.client.data_to_send():
+                    self.server_side.data_received(out)
+                elif self._eof:
+                    self._eof = False
+                    self.client.receive_eof("the simulated server closed the connection")
+                else:
+                    break
+            self.events.extend(self.client.events_received())
+        finally:
+            self._pumping = False
+
+    def run_for(self, seconds: float) -> None:
+        """Virtual time passes for both sides."""
+        self.clock.run_for(seconds)
+        self.client.tick(self.clock.seconds())
+        self.pump()
+
+    def send(self, action: str, **fields: str) -> ActionSucceeded | ActionFailed | None:
+        """Send ``action``; its result if it came while the pair was pumping, else None (see ``result``)."""
+        action_id = self.client.send_action(action, dict(fields), now=self.clock.seconds(), timeout=10.0)
+        self.pump()
+        return self.result(action_id)
+
+    def result(self, action_id: str) -> ActionSucceeded | ActionFailed | None:
+        for e in self.events:
+            if isinstance(e, ActionSucceeded | ActionFailed) and e.action_id == action_id:
+                return e
+        return None
+
+    def messages(self, name: str | None = None) -> list[AMIMessage]:
+        return [e for e in self.events if isinstance(e, AMIMessage) and (name is None or e.name == name)]
+
+    def closed(self) -> Closed | None:
+        return next((e for e in self.events if isinstance(e, Closed)), None)
+
+
 def _setup() -> tuple[VirtualClock, Pbx, AMIServer]:
     clock = VirtualClock()
     pbx = Pbx(clock, dialplan_from_data(PLAN))
@@ -60,50 +141,46 @@ def _login(conn: Conn) -> None:
 
 
 def test_login_then_fullybooted_and_own_successfulauth() -> None:
-    """A plain login is accepted, followed by FullyBooted then this session's own SuccessfulAuth."""
+    """The client's session logs in with a plain secret; FullyBooted then this session's own
+    SuccessfulAuth follow."""
     clock, _, server = _setup()
-    conn = Conn(server)
-    _login(conn)
-    msgs = conn.messages()
-    assert msgs[0].name == "Success" and msgs[0]["Message"] == "Authentication accepted"
-    assert [m.name for m in msgs[1:3]] == ["FullyBooted", "SuccessfulAuth"]
+    pair = Pair(server, clock)
+    assert pair.client.ready and isinstance(pair.events[0], Ready)
+    assert [m.name for m in pair.messages()[:2]] == ["FullyBooted", "SuccessfulAuth"]
 
 
 def test_wrong_secret_is_refused_after_a_second_and_closed_and_reported_elsewhere() -> None:
-    """A wrong secret: nothing for ~1 s, then Authentication failed and the connection closes; a
-    logged-in session sees InvalidPassword at once. The secret never appears in any output."""
+    """A wrong secret: nothing for ~1 s, then Authentication failed (the client's session closes with
+    auth-failed) and the server closes; a logged-in session sees InvalidPassword at once. The secret never
+    appears in any output."""
     clock, _, server = _setup()
-    watcher = Conn(server)
-    _login(watcher)
-    bad = Conn(server)
-    bad.send("Login", ActionID="x", Username="cti", Secret="wrong-secret")
-    assert bad.responses() == [] and not bad.closed
-    assert [e["AccountID"] for e in watcher.events("InvalidPassword")] == ["cti"]
-    clock.run_for(0.99)
-    assert bad.responses() == []
-    clock.run_for(0.02)
-    assert bad.responses()[0]["Message"] == "Authentication failed" and bad.closed
-    everything = b"".join(str(m.headers).encode() for m in watcher.messages() + bad.messages())
-    assert b"wrong-secret" not in everything
+    watcher = Pair(server, clock)
+    bad = Pair(server, clock, secret="wrong-secret")
+    assert bad.closed() is None and bad.client.state == "login"
+    assert [e["AccountID"] for e in watcher.messages("InvalidPassword")] == ["cti"]
+    bad.run_for(0.99)
+    assert bad.closed() is None
+    bad.run_for(0.02)
+    closed = bad.closed()
+    assert closed is not None and closed.reason is CloseReason.AUTH_FAILED and "Authentication failed" in closed.detail
+    assert bad.server_side.closed
+    everything = "".join(repr(e) for e in watcher.events + bad.events)
+    assert "wrong-secret" not in everything
 
 
 def test_md5_challenge_login_and_bad_key() -> None:
-    """Challenge + MD5 key of challenge+secret logs in; a wrong key gives ChallengeResponseFailed."""
+    """Challenge + MD5 key of challenge+secret logs in; a wrong key gives ChallengeResponseFailed to the
+    others and, after the delay, Authentication failed and the close."""
     clock, _, server = _setup()
-    watcher = Conn(server)
-    _login(watcher)
-    good = Conn(server)
-    good.send("Challenge", ActionID="c", AuthType="MD5")
-    challenge = good.responses()[0]["Challenge"]
-    key = hashlib.md5((challenge + "cti-secret").encode()).hexdigest()
-    good.send("Login", ActionID="m", AuthType="MD5", Username="cti", Key=key, Events="off")
-    assert good.responses()[1]["Message"] == "Authentication accepted"
-    bad = Conn(server)
-    bad.send("Challenge", ActionID="c", AuthType="MD5")
-    bad.send("Login", ActionID="m", AuthType="MD5", Username="cti", Key="0" * 32)
-    assert watcher.events("ChallengeResponseFailed")[0]["Response"] == "0" * 32
-    clock.run_for(2)
-    assert bad.closed and bad.responses()[-1]["Message"] == "Authentication failed"
+    watcher = Pair(server, clock)
+    good = Pair(server, clock, auth="md5", events=False)
+    assert good.client.ready and good.messages() == []  # Events: off
+    bad = Pair(server, clock, auth="md5", secret="not-it")
+    key = hashlib.md5((bad.server_side.challenge + "not-it").encode()).hexdigest()
+    assert watcher.messages("ChallengeResponseFailed")[0]["Response"] == key
+    bad.run_for(2)
+    closed = bad.closed()
+    assert closed is not None and closed.reason is CloseReason.AUTH_FAILED and bad.server_side.closed
 
 
 def test_actions_before_login_are_denied_and_unknown_actions_refused() -> None:
@@ -192,22 +269,26 @@ def test_sync_originate_holds_events_until_the_response() -> None:
 
 
 def test_core_show_channels_list_and_command() -> None:
-    """CoreShowChannels is an event list with Asterisk's shapes; Command core show version answers
-    with one Output line; an unknown CLI command is an Error of the same shape."""
+    """CoreShowChannels is an event list with Asterisk's shapes (the client's session collects it);
+    Command core show version answers with one Output line; an unknown CLI command is an Error of the
+    same shape; Logoff says goodbye and closes."""
     clock, _, server = _setup()
-    conn = Conn(server)
-    _login(conn)
-    conn.send("Originate", ActionID="o", Channel="Local/hold@sim", Context="inbound", Exten="park", Async="1")
-    clock.run_for(2)
-    conn.send("CoreShowChannels", ActionID="c")
-    items = [m for m in conn.messages() if m.action_id == "c"]
-    assert items[0]["EventList"] == "start" and items[0]["Message"] == "Channels will follow"
-    assert [m.name for m in items[1:]] == ["CoreShowChannel", "CoreShowChannel", "CoreShowChannelsComplete"]
-    assert items[-1]["ListItems"] == "2" and "Privilege" not in items[1]
-    conn.send("Command", ActionID="v", Command="core show version")
-    assert conn.responses()[-1].getall("Output")[0].startswith("Asterisk 22.10.1")
-    conn.send("Command", ActionID="n", Command="core show nosuchthing")
-    assert conn.responses()[-1]["Response"] == "Error"
+    pair = Pair(server, clock)
+    pair.send("Originate", Channel="Local/hold@sim", Context="inbound", Exten="park", Async="1")
+    pair.run_for(2)
+    listing = pair.send("CoreShowChannels")
+    assert isinstance(listing, ActionSucceeded)
+    assert listing.response["EventList"] == "start" and listing.response["Message"] == "Channels will follow"
+    assert [m.name for m in listing.events] == ["CoreShowChannel", "CoreShowChannel", "CoreShowChannelsComplete"]
+    assert listing.events[-1]["ListItems"] == "2" and "Privilege" not in listing.events[0]
+    version = pair.send("Command", Command="core show version")
+    assert isinstance(version, ActionSucceeded) and version.response.getall("Output")[0].startswith("Asterisk 22.10.1")
+    unknown = pair.send("Command", Command="core show nosuchthing")
+    assert isinstance(unknown, ActionFailed) and unknown.error_id == "error-response"
+    pair.client.logoff()
+    pair.pump()
+    assert pair.closed() == Closed(CloseReason.LOGOFF, "the simulated server closed the connection")
+    assert pair.server_side.closed
 
 
 def test_logoff_says_goodbye_and_closes() -> None:

@@ -1,8 +1,11 @@
 """Twisted AMI client: one named, reconnecting, logged-in connection per Asterisk server; actions -> Deferreds.
 
-A thin shell around the sans-I/O codec in ``cti.ami.protocol`` (all parsing and encoding happens
-there). Must not import the engines (acd, dialer, ivr, ...) or read the wall clock: timers go through
-the ``clock`` it is given, TCP/TLS through ``connector``.
+A thin shell around the sans-I/O session in ``cti.ami.session`` (banner, login, Ping, ActionID
+correlation and timeouts live there; parsing and encoding in ``cti.ami.protocol``): it feeds the session
+the bytes it reads and the clock's time, writes what the session has to send, keeps one timer at the
+session's next deadline, and turns the session's events into Deferreds, ``on_message`` and
+``on_connection`` calls. Must not import the engines (acd, dialer, ivr, ...) or read the wall clock:
+timers go through the ``clock`` it is given, TCP/TLS through ``connector``.
 
 Errors (all derive from ``AMIError``)::
 
@@ -24,17 +27,18 @@ reason)`` runs and the client reconnects with exponential backoff and jitter
 seconds before the next try. Failures are logged once per streak (WARNING), repeats at DEBUG; while the
 server stays unreachable (connections fail), the failure 1 min, 5 min and then every 15 min into the outage
 (``STILL_DOWN_AFTER``, ``STILL_DOWN_EVERY``) is a WARNING that says for how long, and the line that says
-it is back tells how long it was down.
+it is back tells how long it was down. ``state`` is the client's phase (stopped, connecting, waiting,
+stopping) or, while a socket is open, its session's state (banner, challenge, login, ready, closing, closed).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from twisted.internet import defer
@@ -44,7 +48,20 @@ from twisted.python.failure import Failure
 
 from config.schema import AsteriskServer
 from cti.ami.message import AMIMessage
-from cti.ami.protocol import ActionIdAllocator, AMIParser, Banner, EventListCollector, ParseError, encode
+from cti.ami.session import ERRORS as SESSION_ERRORS
+from cti.ami.session import (
+    ActionFailed,
+    ActionSucceeded,
+    AfterLogoff,
+    AMISession,
+    Closed,
+    CloseReason,
+    InputDropped,
+    Ready,
+    SessionEvent,
+    SessionState,
+    UnmatchedResponse,
+)
 from cti.immediate import ImmediateWriter
 
 __all__ = [
@@ -56,6 +73,7 @@ __all__ = [
     "ActionTimeout",
     "AuthenticationFailed",
     "ConnectionLost",
+    "LinkPhase",
     "NotConnected",
     "ProtocolError",
     "backoff_delay",
@@ -170,11 +188,10 @@ def default_connector(server: AsteriskServer, factory: ClientFactory) -> IConnec
 
 
 class _AMIProtocol(Protocol):
-    """Bytes in -> parser -> client; nothing else."""
+    """Bytes in -> the client's session; bytes out, held while a read is handled; nothing else."""
 
     def __init__(self, client: AMIClient) -> None:
         self.client = client
-        self.parser = AMIParser()
         self.writer: ImmediateWriter | None = None
         self.held: list[bytes] | None = None  # actions of a batch or of the read being handled, written together
 
@@ -200,13 +217,11 @@ class _AMIProtocol(Protocol):
         # queued) are held and leave in one write when it is handled: the screen pops those calls trigger go
         # out first (the agent's screen shows the caller before the phone rings), and one write replaces one
         # per offer. The hold lasts the handling of one read (typically well under a millisecond).
-        handle = self.client._item
         outer = self.held is None
         if outer:
             self.held = []
         try:
-            for item in self.parser.feed(data):
-                handle(self, item)
+            self.client._received(self, data)
         finally:
             if outer:
                 held, self.held = self.held, None
@@ -214,8 +229,6 @@ class _AMIProtocol(Protocol):
                     self.write(b"".join(held))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for item in self.parser.feed_eof():  # an unterminated message is logged, not dropped silently
-            log.warning("%s: %s (%d bytes dropped)", self.client.where, item.reason, item.discarded)
         self.client._lost(self, reason)
 
 
@@ -230,11 +243,17 @@ class _Factory(ClientFactory):
         self.client._failed(connector, reason)
 
 
-@dataclass
-class _Pending:
-    deferred: defer.Deferred[ActionResult]
-    timer: IDelayedCall
-    action: str
+class LinkPhase(StrEnum):
+    """The client's side of the lifecycle; while ``CONNECTED`` the session's state says more."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"  # a socket is open: the session logs in, is ready, or has ended
+    WAITING = "waiting"  # for the next attempt
+    STOPPING = "stopping"
+
+
+P = LinkPhase
 
 
 class AMIClient:
@@ -257,19 +276,19 @@ class AMIClient:
         self._on_message = on_message
         self._on_connection = on_connection
         self._rng = rng or random.Random()
-        self._ids = ActionIdAllocator(server.name)
-        self.connected = False
         self.banner: str | None = None
         self.last_error: AMIError | None = None
-        self._state = "stopped"  # stopped | connecting | banner | login | ready | waiting | stopping
+        self._phase = P.STOPPED
         self._proto: _AMIProtocol | None = None
+        self._session: AMISession | None = None
+        self._was_ready = False  # this connection's session logged in
+        self._deferreds: dict[str, defer.Deferred[ActionResult]] = {}  # the session's pending actions, by ActionID
+        self._due_call: IDelayedCall | None = None  # the session's next deadline (a timeout or the next Ping)
+        self._due: float | None = None
         self._connector: IConnector | None = None
-        self._timer: IDelayedCall | None = None  # banner wait, reconnect wait or stop grace
+        self._timer: IDelayedCall | None = None  # reconnect wait or stop grace
         self._down_since: float | None = None  # first failure of the current outage (clock seconds)
         self._still_down_count = 0  # reminders logged in this outage
-        self._ping_call: IDelayedCall | None = None
-        self._pending: dict[str, _Pending] = {}
-        self._lists = EventListCollector()
         self._failures = 0
         self._streak_kind = ""
         self._auth_failed = False
@@ -277,9 +296,19 @@ class AMIClient:
         self._stop_waiters: list[defer.Deferred[None]] = []
 
     @property
+    def connected(self) -> bool:
+        """Logged in (actions may be sent)."""
+        session = self._session
+        return session is not None and session.ready and self._phase is P.CONNECTED
+
+    @property
     def state(self) -> str:
-        """stopped, connecting, banner, login, ready, waiting (for the next attempt) or stopping."""
-        return self._state
+        """stopped, connecting, waiting (for the next attempt) or stopping; while connected, the session's
+        state: banner, challenge, login, ready, closing or closed (an error ended it; the socket is closing)."""
+        session = self._session
+        if self._phase is P.CONNECTED and session is not None:
+            return session.state.value
+        return self._phase.value
 
     @property
     def where(self) -> str:
@@ -288,31 +317,34 @@ class AMIClient:
     # public API -----------------------------------------------------------------------
     def start(self) -> None:
         """Connect (and keep reconnecting) until stop()."""
-        if self._state != "stopped":
+        if self._phase is not P.STOPPED:
             return
         self._connect()
 
     def stop(self) -> defer.Deferred[None]:
         """Log off, close the connection, cancel timers; fires when the socket is closed."""
         self._cancel_timer()
-        self._cancel_ping()
         self._end_outage()
-        if self._proto is not None and self._state != "stopping":
-            self._state = "stopping"
-            proto = self._proto
+        proto = self._proto
+        if proto is not None and self._phase is not P.STOPPING:
+            self._phase = P.STOPPING
             transport = proto.transport
             assert transport is not None
-            if self.connected:
-                proto.write(encode(AMIMessage.action("Logoff", {"ActionID": self._ids.next()})))
-            self.connected = False
+            session = self._session
+            if session is not None and session.state not in (SessionState.CLOSING, SessionState.CLOSED):
+                session.logoff()  # writes Logoff if logged in
+                data = session.data_to_send()
+                if data:
+                    proto.write(data)
+                self._sync_due()
             transport.loseConnection()
             self._timer = self._clock.callLater(STOP_GRACE, transport.abortConnection)  # type: ignore[attr-defined]
-        if self._state == "stopping":
+        if self._phase is P.STOPPING:
             d: defer.Deferred[None] = defer.Deferred()
             self._stop_waiters.append(d)
             return d
         connector, self._connector = self._connector, None
-        self._state = "stopped"
+        self._phase = P.STOPPED
         if connector is not None:
             try:
                 connector.stopConnecting()
@@ -327,13 +359,26 @@ class AMIClient:
 
         ``fields`` may carry its own ``ActionID`` (e.g. to match a later OriginateResponse); otherwise
         a unique one is added. Fails with ActionError, ActionTimeout, NotConnected, ConnectionLost,
-        or ValueError for a field with CR/LF in it.
+        or ValueError for a field with CR/LF in it or an ActionID already pending.
         """
-        if not self.connected:
+        session = self._session
+        proto = self._proto
+        if session is None or proto is None or not session.ready or self._phase is not P.CONNECTED:
             return defer.fail(NotConnected(f"{self.where} is not connected; {name} not sent"))
-        return self._send(name, fields, timeout)
+        seconds = timeout if timeout is not None else self.server.action_timeout
+        try:
+            now = self._clock.seconds()
+            action_id = session.send_action(name, fields, now=now, timeout=seconds)
+        except ValueError as exc:  # ActionRejected: bad or pending ActionID, CR/LF in a field; nothing sent
+            return defer.fail(exc)
+        d: defer.Deferred[ActionResult] = defer.Deferred(canceller=lambda _d: self._forget(action_id))
+        self._deferreds[action_id] = d
+        proto.write(session.data_to_send())
+        due = self._due
+        if due is None or due > now + seconds:  # else the timer already fires no later than this deadline
+            self._sync_due()
+        return d
 
-    # internals: actions ------------------------------------------------------------------
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Actions sent inside the block leave in one write when it ends (Asterisk runs them in order); inside
@@ -350,115 +395,123 @@ class AMIClient:
             if held:
                 proto.write(b"".join(held))
 
-    def _send(
-        self, name: str, fields: dict[str, str | list[str]] | None, timeout: float | None
-    ) -> defer.Deferred[ActionResult]:
-        proto = self._proto
-        if proto is None or proto.transport is None:
-            return defer.fail(NotConnected(f"{self.where} is not connected; {name} not sent"))
-        body = dict(fields or {})
-        action_id: str | None = None
-        for key in list(body):
-            if key.lower() == "actionid":
-                value = body.pop(key)
-                if not isinstance(value, str) or not value:
-                    return defer.fail(ValueError("ActionID must be a non-empty string"))
-                action_id = value
-        if action_id is None:
-            action_id = self._ids.next()
-        elif action_id in self._pending:
-            return defer.fail(ValueError(f"ActionID {action_id!r} is already waiting for a response"))
-        message = AMIMessage.action(name, {"ActionID": action_id, **body})
-        try:
-            data = encode(message)
-        except ValueError as exc:
-            return defer.fail(exc)
-        seconds = timeout if timeout is not None else self.server.action_timeout
-        aid = action_id
-        d: defer.Deferred[ActionResult] = defer.Deferred(canceller=lambda _d: self._forget(aid))
-        timer = self._clock.callLater(seconds, self._timed_out, aid, seconds)
-        self._pending[aid] = _Pending(d, timer, name)
-        proto.write(data)
-        return d
+    # internals: the session ------------------------------------------------------------------
+    def _forget(self, action_id: str) -> None:
+        """The caller cancelled the Deferred: stop waiting for the response."""
+        self._deferreds.pop(action_id, None)
+        if self._session is not None:
+            self._session.forget(action_id)
+            self._sync_due()
 
-    def _forget(self, action_id: str) -> _Pending | None:
-        pending = self._pending.pop(action_id, None)
-        if pending is not None and pending.timer.active():
-            pending.timer.cancel()
-        self._lists.discard(action_id)
-        return pending
-
-    def _timed_out(self, action_id: str, seconds: float) -> None:
-        pending = self._pending.pop(action_id, None)
-        self._lists.discard(action_id)
-        if pending is not None:
-            pending.deferred.errback(
-                ActionTimeout(f"{self.where}: no response to {pending.action} within {seconds:g} s")
-            )
-
-    def _complete(self, action_id: str, response: AMIMessage, events: list[AMIMessage]) -> None:
-        pending = self._forget(action_id)
-        if pending is None:
+    def _received(self, proto: _AMIProtocol, data: bytes) -> None:
+        session = self._session
+        if proto is not self._proto or session is None:
             return
-        if response.name.lower() == "error":
-            pending.deferred.errback(ActionError(self.name, pending.action, response))
+        session.receive_data(data, self._clock.seconds())
+        self._pump(session)
+
+    def _pump(self, session: AMISession) -> None:
+        """Write what the session has to send, act on what it reports, re-arm its timer."""
+        data = session.data_to_send()
+        if data and self._proto is not None:
+            self._proto.write(data)
+        events = session.events_received()
+        while events:
+            self._dispatch(events)
+            events = session.events_received()
+        if session is self._session:
+            self._sync_due()
+
+    def _dispatch(self, events: list[SessionEvent]) -> None:
+        on_message = self._on_message
+        name = self.name
+        for event in events:
+            if isinstance(event, AMIMessage):
+                try:
+                    on_message(name, event)
+                except Exception:
+                    log.exception("%s: on_message failed for event %s", self.where, event.name)
+            elif type(event) is ActionSucceeded:
+                d = self._deferreds.pop(event.action_id, None)
+                if d is not None:
+                    d.callback(ActionResult(event.response, list(event.events)))
+            elif type(event) is ActionFailed:
+                self._action_failed(event)
+            elif type(event) is UnmatchedResponse:
+                log.debug("%s: response %s matches no pending action", self.where, event.message.name)
+            elif type(event) is InputDropped:
+                if event.discarded:
+                    log.warning("%s: %s (%d bytes dropped)", self.where, event.reason, event.discarded)
+                else:
+                    log.warning("%s: %s", self.where, event.reason)
+            elif type(event) is Ready:
+                self._logged_in(event)
+            elif type(event) is AfterLogoff:
+                log.debug("%s: %s after stop() ignored", self.where, event.what)
+            elif type(event) is Closed:
+                self._session_closed(event)
+
+    def _action_failed(self, event: ActionFailed) -> None:
+        d = self._deferreds.pop(event.action_id, None)
+        if d is None:
+            return
+        error: AMIError
+        if event.error_id == "error-response":
+            assert event.response is not None
+            error = ActionError(self.name, event.action, event.response)
+        elif event.error_id == "timeout":
+            error = ActionTimeout(f"{self.where}: {event.detail}")
         else:
-            pending.deferred.callback(ActionResult(response, events))
+            error = ConnectionLost(f"{self.where}: connection lost ({event.detail}); {event.action} got no response")
+        d.errback(error)
 
-    def _fail_all(self, error_text: str) -> None:
-        pending, self._pending = self._pending, {}
-        self._lists.clear()
-        for p in pending.values():
-            if p.timer.active():
-                p.timer.cancel()
-        for p in pending.values():
-            p.deferred.errback(ConnectionLost(f"{error_text}; {p.action} got no response"))
-
-    # internals: incoming ------------------------------------------------------------------
-    def _item(self, proto: _AMIProtocol, item: AMIMessage | Banner | ParseError) -> None:
-        if proto is not self._proto:
-            return
-        if isinstance(item, AMIMessage):
-            kind = item.kind
-            if kind == "event":
-                self._event(item)
-            elif kind == "response":
-                self._response(item)
-            else:
-                log.warning("%s: ignored a message with neither Event nor Response (%d headers)", self.where, len(item))
-        elif isinstance(item, Banner):
-            self._banner(item)
+    def _session_closed(self, event: Closed) -> None:
+        """The session ended itself (timeout, refused login, not AMI): drop the connection; _lost() retries."""
+        if event.reason not in SESSION_ERRORS:
+            return  # the stream ended: _lost() is handling it
+        if event.reason is CloseReason.PING_TIMEOUT:
+            error: AMIError = ActionTimeout(f"{self.where}: {event.detail}; reconnecting")
+        elif event.reason is CloseReason.AUTH_FAILED:
+            error = AuthenticationFailed(f"{self.where}: {event.detail}")
+        elif event.reason is CloseReason.LOGIN_TIMEOUT:
+            error = ActionTimeout(f"{self.where}: {event.detail}")
         else:
-            log.warning("%s: %s (%d bytes dropped)", self.where, item.reason, item.discarded)
-            if self._state == "banner":
-                self._give_up(ProtocolError(f"{self.where} does not speak AMI: {item.reason}"))
+            error = ProtocolError(f"{self.where}: {event.detail}")
+        self._give_up(error)
 
-    def _event(self, event: AMIMessage) -> None:
-        try:
-            self._on_message(self.name, event)
-        except Exception:
-            log.exception("%s: on_message failed for event %s", self.where, event.name)
-        if len(self._lists):
-            done = self._lists.add(event)
-            if done is not None:
-                response, events = done
-                action_id = response.action_id
-                assert action_id is not None
-                self._complete(action_id, response, events)
+    def _sync_due(self) -> None:
+        """Keep one timer at the session's next deadline (none when it has none)."""
+        session = self._session
+        due = session.next_deadline() if session is not None else None
+        if due == self._due:
+            return
+        call = self._due_call
+        if call is not None and call.active():
+            call.cancel()
+        self._due_call = None
+        self._due = due
+        if due is not None:
+            self._due_call = self._clock.callLater(max(0.0, due - self._clock.seconds()), self._on_due, due)
 
-    def _response(self, response: AMIMessage) -> None:
-        action_id = response.action_id
-        if action_id is None or action_id not in self._pending:
-            log.debug("%s: response %s matches no pending action", self.where, response.name)
+    def _on_due(self, due: float) -> None:
+        self._due_call = None
+        self._due = None
+        session = self._session
+        if session is None:
             return
-        if self._lists.start(response):
-            return
-        self._complete(action_id, response, [])
+        session.tick(max(self._clock.seconds(), due))  # the timer was set for ``due``: float rounding aside
+        self._pump(session)
+
+    def _cancel_due(self) -> None:
+        if self._due_call is not None and self._due_call.active():
+            self._due_call.cancel()
+        self._due_call = None
+        self._due = None
 
     # internals: connection lifecycle ----------------------------------------------------
     def _connect(self) -> None:
         self._timer = None
-        self._state = "connecting"
+        self._phase = P.CONNECTING
         self._auth_failed = False
         self._attempt_error = None
         try:
@@ -471,72 +524,38 @@ class AMIClient:
         if connector is not None and connector is not self._connector:
             return
         self._connector = None
-        if self._state != "connecting":
+        if self._phase is not P.CONNECTING:
             return
         text = f"cannot connect: {reason.getErrorMessage()}"
         self.last_error = NotConnected(f"{self.where}: {text}")
         self._retry(text, "connect")
 
     def _made(self, proto: _AMIProtocol) -> None:
-        if self._state != "connecting":
+        if self._phase is not P.CONNECTING:
             assert proto.transport is not None
             proto.transport.loseConnection()
             return
+        server = self.server
         self._connector = None
         self._proto = proto
-        self._state = "banner"
-        self._timer = self._clock.callLater(self.server.connect_timeout, self._banner_timeout, proto)
+        self._phase = P.CONNECTED
+        self._was_ready = False
+        self._session = AMISession(
+            username=server.username,
+            secret=server.secret.get_secret_value(),
+            now=self._clock.seconds(),
+            auth=server.auth,
+            banner_timeout=server.connect_timeout,
+            login_timeout=server.action_timeout,
+            ping_interval=server.ping_interval,
+            ping_timeout=server.ping_timeout,
+            action_id_prefix=server.name,
+        )
+        self._sync_due()
 
-    def _banner_timeout(self, proto: _AMIProtocol) -> None:
-        self._timer = None
-        if proto is self._proto and self._state == "banner":
-            self._give_up(ProtocolError(f"{self.where} sent no AMI banner within {self.server.connect_timeout:g} s"))
-
-    def _banner(self, banner: Banner) -> None:
-        if self._state == "stopping":
-            # stop() came while the banner was on its way (bytes already in flight when we closed): it
-            # means nothing now, and is not the mid-stream banner of a proxy reconnecting upstream
-            log.debug("%s: banner after stop() ignored", self.where)
-            return
-        if self._state != "banner":
-            log.warning("%s: unexpected banner %r in the middle of the stream", self.where, banner.text[:80])
-            return
-        self._cancel_timer()
-        if "Call Manager/" not in banner.text:
-            self._give_up(ProtocolError(f"{self.where} does not speak AMI (banner {banner.text[:80]!r})"))
-            return
-        self.banner = banner.text
-        self._state = "login"
-        self._login()
-
-    def _login(self) -> None:
-        server = self.server
-        secret = server.secret.get_secret_value()
-        proto = self._proto
-        if server.auth == "md5":
-            d = self._send("Challenge", {"AuthType": "MD5"}, None)
-
-            def answer(result: ActionResult) -> defer.Deferred[ActionResult]:
-                challenge = result.response.get("Challenge") or ""
-                key = hashlib.md5((challenge + secret).encode("utf-8")).hexdigest()
-                fields: dict[str, str | list[str]] = {
-                    "AuthType": "MD5",
-                    "Username": server.username,
-                    "Key": key,
-                    "Events": "on",
-                }
-                return self._send("Login", fields, None)
-
-            d.addCallback(answer)
-        else:
-            d = self._send("Login", {"Username": server.username, "Secret": secret, "Events": "on"}, None)
-        d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(proto,))
-
-    def _logged_in(self, result: ActionResult) -> None:
-        if self._state != "login":
-            return
-        self._state = "ready"
-        self.connected = True
+    def _logged_in(self, event: Ready) -> None:
+        self.banner = event.banner
+        self._was_ready = True
         self.last_error = None
         down_for = self._end_outage()
         if self._failures:
@@ -546,23 +565,7 @@ class AMIClient:
             log.info("%s: logged in", self.where)
         self._failures = 0
         self._streak_kind = ""
-        self._schedule_ping()
         self._notify(True, f"logged in ({self.banner})")
-
-    def _login_failed(self, failure: Failure, proto: _AMIProtocol | None) -> None:
-        if proto is not self._proto or self._state != "login":
-            return  # the connection is already gone; _lost handled it
-        if failure.check(ActionError):
-            self._auth_failed = True
-            error: AMIError = AuthenticationFailed(
-                f"{self.where}: login as {self.server.username!r} refused "
-                f"({failure.value.response.get('Message') or 'error'}); check username and secret"
-            )
-        elif failure.check(AMIError):
-            error = failure.value  # type: ignore[assignment]
-        else:
-            error = ProtocolError(f"{self.where}: login failed: {failure.getErrorMessage()}")
-        self._give_up(error)
 
     def _give_up(self, error: AMIError) -> None:
         """Close this connection because of ``error``; _lost() then schedules the retry."""
@@ -576,15 +579,23 @@ class AMIClient:
     def _lost(self, proto: _AMIProtocol, reason: Failure) -> None:
         if proto is not self._proto:
             return
+        session = self._session
         self._proto = None
-        self._cancel_ping()
+        self._session = None
+        self._cancel_due()
         self._cancel_timer()
-        was_ready = self.connected
-        self.connected = False
+        was_ready = self._was_ready and self._phase is P.CONNECTED
         detail = reason.getErrorMessage()
-        self._fail_all(f"{self.where}: connection lost ({detail})")
-        if self._state == "stopping":
-            self._state = "stopped"
+        if session is not None:
+            session.receive_eof(detail)  # pending actions fail (ConnectionLost); an unterminated message is logged
+            events = session.events_received()
+            if events:
+                self._dispatch(events)
+        left, self._deferreds = self._deferreds, {}
+        for action_id, d in left.items():  # none expected: the session failed each one it held
+            d.errback(ConnectionLost(f"{self.where}: connection lost ({detail}); {action_id} got no response"))
+        if self._phase is P.STOPPING:
+            self._phase = P.STOPPED
             waiters, self._stop_waiters = self._stop_waiters, []
             for d in waiters:
                 d.callback(None)
@@ -619,7 +630,7 @@ class AMIClient:
             log.warning("%s: %s; retrying in %.1f s", self.where, reminder, delay)
         else:
             log.debug("%s: %s (attempt %d); retrying in %.1f s", self.where, text, self._failures, delay)
-        self._state = "waiting"
+        self._phase = P.WAITING
         self._timer = self._clock.callLater(delay, self._connect)
 
     def _still_down(self, text: str, kind: str) -> str | None:
@@ -649,36 +660,6 @@ class AMIClient:
             self._on_connection(self.name, up, detail)
         except Exception:
             log.exception("%s: on_connection handler failed", self.where)
-
-    # internals: keepalive -------------------------------------------------------------------
-    def _schedule_ping(self) -> None:
-        self._ping_call = self._clock.callLater(self.server.ping_interval, self._ping)
-
-    def _ping(self) -> None:
-        self._ping_call = None
-        proto = self._proto
-        if self._state != "ready" or proto is None:
-            return
-        d = self._send("Ping", None, self.server.ping_timeout)
-        d.addCallbacks(self._pong, self._ping_failed, errbackArgs=(proto,))
-
-    def _pong(self, _result: ActionResult) -> None:
-        if self._state == "ready" and self._ping_call is None:
-            self._schedule_ping()
-
-    def _ping_failed(self, failure: Failure, proto: _AMIProtocol) -> None:
-        if failure.check(ActionError):  # an answer all the same: the link is alive
-            self._pong(None)  # type: ignore[arg-type]
-        elif failure.check(ActionTimeout) and proto is self._proto:
-            self._give_up(
-                ActionTimeout(f"{self.where}: no answer to Ping within {self.server.ping_timeout:g} s; reconnecting")
-            )
-        # ConnectionLost: _lost() already handled it.
-
-    def _cancel_ping(self) -> None:
-        if self._ping_call is not None and self._ping_call.active():
-            self._ping_call.cancel()
-        self._ping_call = None
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
