@@ -3,20 +3,40 @@
 Call events name the caller channel by ``server`` and ``uniqueid`` (the ACD's call key) and carry the
 tracker's ``call_id`` (Linkedid). ``ts`` is the ACD's ``now`` when it happened. Must not import the
 service or the router.
+
+Events are built with keyword arguments only and check on construction what is cheap to check
+(non-empty ids, known states, outcomes and actions): a bad one raises ``ValueError``. They hold no
+mutable container: ``QueueCallFinished.data`` and ``AcdWarning.details`` are read-only mappings over
+a copy (``cti.events.frozen_mapping``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from acd.states import AgentState
+from cti.events import frozen_mapping, no_mapping, require
 
-@dataclass(frozen=True, slots=True)
+AGENT_STATES = frozenset(s.value for s in AgentState)
+OUTCOMES = frozenset({"answered", "abandoned", "overflowed"})
+OVERFLOW_ACTIONS = frozenset({"overflow", "voicemail", "callback"})
+
+
+def _known(event: object, name: str, allowed: frozenset[str]) -> None:
+    value = getattr(event, name)
+    if value not in allowed:
+        raise ValueError(f"{type(event).__name__}.{name} must be one of {', '.join(sorted(allowed))}, "
+                         f"got {value!r:.40}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AcdEvent:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentStateChanged(AcdEvent):
     """An agent changed state. ``since`` is when ``previous`` began; ``reason`` explains not-ready states."""
 
@@ -28,24 +48,35 @@ class AgentStateChanged(AcdEvent):
     queue: str = ""
     uniqueid: str = ""
 
+    def __post_init__(self) -> None:
+        require(self, "agent_id")
+        _known(self, "state", AGENT_STATES)
+        _known(self, "previous", AGENT_STATES)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentNotReadyPending(AcdEvent):
     """The agent asked for not-ready during a call; it takes effect when the call's work ends."""
 
     agent_id: str
     reason: str
 
+    def __post_init__(self) -> None:
+        require(self, "agent_id", "reason")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEvent(AcdEvent):
     server: str
     uniqueid: str
     call_id: str
     queue: str
 
+    def __post_init__(self) -> None:
+        require(self, "server", "uniqueid", "queue")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallWaiting(CallEvent):
     """A call entered a queue (or came back to it). ``position`` 1 is next; ``ewt`` is None if unknown."""
 
@@ -54,7 +85,7 @@ class CallWaiting(CallEvent):
     ewt: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallOffered(CallEvent):
     agent_id: str
     endpoint: str
@@ -62,13 +93,13 @@ class CallOffered(CallEvent):
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallAnswered(CallEvent):
     agent_id: str
     wait: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OfferNotAnswered(CallEvent):
     """An offer ended without a conversation (DialStatus, or ``offer-failed``/``withdrawn``); the call waits again."""
 
@@ -76,20 +107,20 @@ class OfferNotAnswered(CallEvent):
     status: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallSkillsExpanded(CallEvent):
     stage: int
     rule: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallAbandoned(CallEvent):
     wait: float
     while_ringing: bool
     agent_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallOverflowed(CallEvent):
     """Max wait reached: ``action`` is overflow (to queue ``target``), voicemail (box) or callback (flow)."""
 
@@ -97,8 +128,12 @@ class CallOverflowed(CallEvent):
     action: str
     target: str
 
+    def __post_init__(self) -> None:
+        require(self, "server", "uniqueid", "queue")
+        _known(self, "action", OVERFLOW_ACTIONS)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueCallFinished(CallEvent):
     """The record row of one queued call (one row per queue a caller waited in)."""
 
@@ -115,13 +150,22 @@ class QueueCallFinished(CallEvent):
     caller_num: str = ""
     dnis: str = ""
     priority: int = 0
-    data: dict[str, str] = field(default_factory=dict)
+    data: Mapping[str, str] = field(default_factory=no_mapping)
+
+    def __post_init__(self) -> None:
+        require(self, "server", "uniqueid", "queue")
+        _known(self, "outcome", OUTCOMES)
+        object.__setattr__(self, "data", frozen_mapping(self.data))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AcdWarning(AcdEvent):
     """Something the ACD could not do or ignored (a failed overflow Redirect, an unknown queue, ...)."""
 
     code: str
     message: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=no_mapping)
+
+    def __post_init__(self) -> None:
+        require(self, "code")
+        object.__setattr__(self, "details", frozen_mapping(self.details))

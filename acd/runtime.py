@@ -1,14 +1,15 @@
 """Live records of the ACD: calls it tracks, agents' runtime state, and raw routing decisions.
 
 Mutable slotted dataclasses owned by ``acd.service`` (the only writer); ``acd.explain`` reads them.
+A call's ``state`` moves only by the table in ``acd.call_states``.
 No I/O, no clock; must not import the service.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from acd.call_states import CallState
 from acd.model import Agent, Queue
 from acd.requirements import Requirements, SkillSet
 from acd.router import AgentChoice, CallChoice, SortKey
@@ -20,14 +21,6 @@ AVAILABLE_DEVICE_STATES = frozenset({"NOT_INUSE", "UNKNOWN"})
 BUSY_DEVICE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD"})
 RINGING_DEVICE_STATES = frozenset({"RINGING", "RINGINUSE"})
 STAFFED = frozenset({AgentState.READY, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
-
-
-class CallState(StrEnum):
-    WAITING = "waiting"
-    PARKED = "parked"  # the AMI connection of its server is down: no offer possible
-    OFFERED = "offered"
-    RECALLING = "recalling"  # the offer was withdrawn or cancelled; waiting to hear where the caller is
-    ON_CALL = "on_call"
 
 
 @dataclass(slots=True)
@@ -45,7 +38,7 @@ class Call:
     dnis: str = ""
     data: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    state: CallState = CallState.WAITING
+    state: CallState = CallState.NEW  # changed only through acd.call_states.next_call_state
     gen: int = 0
     stage: int = 0
     requirements: Requirements | None = None

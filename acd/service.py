@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from acd import explain as explaining
+from acd.call_states import CallState, CallTrigger, next_call_state
 from acd.events import (
     AcdEvent,
     AcdWarning,
@@ -57,7 +58,6 @@ from acd.runtime import (
     AgentRuntime,
     Call,
     CallKey,
-    CallState,
     Decision,
 )
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
@@ -214,7 +214,7 @@ class AcdService:
                                agent_id=a.id, allowed=list(self.section.not_ready_reasons))
             if a.state in DEFERRED_NOT_READY:
                 a.pending = reason
-                out.append(AgentNotReadyPending(now, a.id, reason))
+                out.append(AgentNotReadyPending(ts=now, agent_id=a.id, reason=reason))
                 return
             next_state(a.state, Trigger.NOT_READY, a.id)
             if a.state == AgentState.WRAP_UP:
@@ -250,8 +250,8 @@ class AcdService:
                 self._recall(call, now, out)
                 out.append(Redirect(self._ref("acd-recall"), call.key[0], call.channel, HOLD_CONTEXT,
                                     HOLD_RETURN_EXTEN, 1))
-                out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, a.id,
-                                            "withdrawn"))
+                out.append(OfferNotAnswered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                            queue=call.queue.name, agent_id=a.id, status="withdrawn"))
             elif previous == AgentState.WRAP_UP and call is not None:
                 a.call = None
                 self._record_answered(call, now, out)
@@ -297,11 +297,11 @@ class AcdService:
                     leg.caller_num[:80], leg.dnis[:80], data, warnings)
         call.agent_id, call.offers, call.offered_at = a.id, 1, leg.since
         if leg.status == "ringing":
-            call.state = CallState.OFFERED
+            self._move(call, CallTrigger.RESTORE_RINGING)
             call.offer_ref = self._ref("acd-offer")
             self._refs[call.offer_ref] = key
         else:
-            call.state = CallState.ON_CALL
+            self._move(call, CallTrigger.RESTORE_TALKING)
             call.answered_at = leg.since
         if leg.agent_uniqueid:
             call.dest_uniqueid = leg.agent_uniqueid
@@ -433,8 +433,9 @@ class AcdService:
         a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) else ""
         a.gen += 1
         call = about or a.call
-        out.append(AgentStateChanged(now, a.id, new.value, prev.value, a.reason, since,
-                                     call.queue.name if call else "", call.key[1] if call else ""))
+        out.append(AgentStateChanged(ts=now, agent_id=a.id, state=new.value, previous=prev.value, reason=a.reason,
+                                     since=since, queue=call.queue.name if call else "",
+                                     uniqueid=call.key[1] if call else ""))
         self._refresh(a)
 
     def _device_ok(self, a: AgentRuntime) -> bool:
@@ -480,6 +481,11 @@ class AcdService:
         self._match_agent(a, now, out, "agent-ready")
 
     # ------------------------------------------------------------------- internals: calls
+    @staticmethod
+    def _move(call: Call, trigger: CallTrigger) -> None:
+        """Apply a move of the call state table (``acd.call_states``); an illegal one raises and changes nothing."""
+        call.state = next_call_state(call.state, trigger, call.key[1])
+
     def _ref(self, kind: str) -> str:
         self._cmd_seq += 1
         return f"{kind}-{self._cmd_seq}"
@@ -523,19 +529,21 @@ class AcdService:
 
     def _enter_waiting(self, call: Call, now: float, out: list[Output], trigger: str) -> None:
         """(Re)queue a call: park it if its PBX is unreachable, overflow it if it waited too long, else route."""
+        q = call.queue
+        down = call.key[0] in self._down
+        waited = now - call.entered
+        overdue = not down and q.max_wait is not None and waited >= q.max_wait
+        if not overdue:  # (an overdue call overflows: _max_wait decides where it goes)
+            self._move(call, CallTrigger.PARK if down else CallTrigger.WAIT)
         call.gen += 1
         call.agent_id = ""
         call.dest_uniqueid = ""
-        q = call.queue
-        if call.key[0] in self._down:
-            call.state = CallState.PARKED
+        if down:
             self._parked[call.key] = call
             return
-        waited = now - call.entered
-        if q.max_wait is not None and waited >= q.max_wait:
+        if overdue:
             self._max_wait(call, now, out)
             return
-        call.state = CallState.WAITING
         self._place(call, stage_at(q, waited))
         after = next_stage_after(q, call.stage)
         if after is not None:
@@ -543,8 +551,9 @@ class AcdService:
         if q.max_wait is not None:
             self._push(call.entered + q.max_wait, "maxwait", call.key, call.gen)
         position = bisect_left(self._queue_order[q.name], call.sort_key) + 1
-        out.append(CallWaiting(now, call.key[0], call.key[1], call.call_id, q.name, call.priority, position,
-                               self._counters[q.name].ewt(position, self._staffed[q.name])))
+        out.append(CallWaiting(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id, queue=q.name,
+                               priority=call.priority, position=position,
+                               ewt=self._counters[q.name].ewt(position, self._staffed[q.name])))
         self._match_call(call, now, out, trigger)
 
     def _place(self, call: Call, stage: int) -> None:
@@ -566,9 +575,9 @@ class AcdService:
             self._offer(call, a, now, out, Decision(trigger, now, a.id, q.strategy, choice))
 
     def _offer(self, call: Call, a: AgentRuntime, now: float, out: list[Output], decision: Decision) -> None:
+        self._move(call, CallTrigger.OFFER)
         self._leave_waiting(call)
         q = call.queue
-        call.state = CallState.OFFERED
         call.gen += 1
         call.agent_id = a.id
         call.offers += 1
@@ -581,8 +590,8 @@ class AcdService:
         self._set_state(a, Trigger.OFFER, now, out)
         out.append(OfferCall(call.offer_ref, call.key[0], call.call_id, call.key[1], call.channel, a.id, a.endpoint,
                              q.ring_timeout, q.name))
-        out.append(CallOffered(now, call.key[0], call.key[1], call.call_id, q.name, a.id, a.endpoint,
-                               now - call.entered, call.offers))
+        out.append(CallOffered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id, queue=q.name,
+                               agent_id=a.id, endpoint=a.endpoint, wait=now - call.entered, attempt=call.offers))
         self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
         self._decisions[call.key] = decision
         self._decisions.move_to_end(call.key)
@@ -601,8 +610,8 @@ class AcdService:
         that the agent may take this very call again if it is still the first for it.
         """
         a = self._offered_agent(call)
-        out.append(OfferNotAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id,
-                                    status))
+        out.append(OfferNotAnswered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                    queue=call.queue.name, agent_id=call.agent_id, status=status))
         if a is not None:
             a.call = None
         if requeue:
@@ -629,12 +638,12 @@ class AcdService:
 
     def _recall(self, call: Call, now: float, out: list[Output]) -> None:
         """The offer is off; wait (briefly) to learn whether the caller is back on hold or gone."""
-        call.state = CallState.RECALLING
+        self._move(call, CallTrigger.RECALL)
         call.gen += 1
         self._push(now + self.section.offer_grace, "watchdog", call.key, call.gen)
 
     def _answered(self, call: Call, now: float, out: list[Output]) -> None:
-        call.state = CallState.ON_CALL
+        self._move(call, CallTrigger.ANSWER)
         call.gen += 1
         call.answered_at = now
         wait = now - call.entered
@@ -642,7 +651,8 @@ class AcdService:
         a = self._offered_agent(call)
         if a is not None and a.state == AgentState.RESERVED:
             self._set_state(a, Trigger.ANSWER, now, out)
-        out.append(CallAnswered(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.agent_id, wait))
+        out.append(CallAnswered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                queue=call.queue.name, agent_id=call.agent_id, wait=wait))
 
     def _talk_ended(self, call: Call, now: float, out: list[Output]) -> None:
         call.talk_end = now
@@ -669,8 +679,8 @@ class AcdService:
             self._release_agent(call, now, out)
         wait = now - call.entered
         self._counters[call.queue.name].on_abandoned()
-        out.append(CallAbandoned(now, call.key[0], call.key[1], call.call_id, call.queue.name, wait,
-                                 while_ringing, agent_id))
+        out.append(CallAbandoned(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                 queue=call.queue.name, wait=wait, while_ringing=while_ringing, agent_id=agent_id))
         out.append(self._row(call, now, "abandoned", wait, agent_id=agent_id))
 
     def _max_wait(self, call: Call, now: float, out: list[Output]) -> None:
@@ -680,7 +690,8 @@ class AcdService:
         wait = now - call.entered
         target = action.overflow or action.voicemail or action.callback or ""
         self._counters[q.name].on_overflowed()
-        out.append(CallOverflowed(now, call.key[0], call.key[1], call.call_id, q.name, wait, action.kind, target))
+        out.append(CallOverflowed(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id, queue=q.name,
+                                  wait=wait, action=action.kind, target=target))
         out.append(self._row(call, now, "overflowed", wait, overflow_action=action.kind, overflow_target=target))
         server, channel = call.key[0], call.channel
         if action.overflow is not None:
@@ -702,8 +713,9 @@ class AcdService:
             out.append(Redirect(ref, server, channel, INBOUND_CONTEXT, exten, 1))
 
     def _row(self, call: Call, now: float, outcome: str, wait: float, **kw: Any) -> QueueCallFinished:
-        return QueueCallFinished(now, call.key[0], call.key[1], call.call_id, call.queue.name, call.entered, outcome,
-                                 wait, offers=call.offers, caller_num=call.caller_num, dnis=call.dnis,
+        return QueueCallFinished(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                 queue=call.queue.name, entered=call.entered, outcome=outcome, wait=wait,
+                                 offers=call.offers, caller_num=call.caller_num, dnis=call.dnis,
                                  priority=call.priority, data=call.data, **kw)
 
     def _record_answered(self, call: Call, now: float, out: list[Output]) -> None:
@@ -727,8 +739,10 @@ class AcdService:
                 and queue is existing.queue:
             return  # the same UserEvent twice
         if e.queue not in self._queues:
-            out.append(AcdWarning(now, "unknown-queue", f"call queued for unknown queue {str(e.queue)[:64]!r}",
-                                  {"server": e.server, "uniqueid": e.uniqueid, "used": queue.name if queue else ""}))
+            out.append(AcdWarning(ts=now, code="unknown-queue",
+                                  message=f"call queued for unknown queue {str(e.queue)[:64]!r}",
+                                  details={"server": e.server, "uniqueid": e.uniqueid,
+                                           "used": queue.name if queue else ""}))
         if existing is not None:
             self._detach(existing, now, out, str(e.queue))
         if queue is None:
@@ -763,8 +777,9 @@ class AcdService:
         call = self._calls.get((e.server, e.uniqueid))
         if call is None:
             # not ours yet (e.g. the server restarted during an offer): treat it as a caller on hold
-            self._on_call_queued(CallQueued(e.server, e.ts, e.call_id, e.uniqueid, e.channel, e.queue, "", 0, "", "",
-                                            "", ""), now, out)
+            self._on_call_queued(CallQueued(server=e.server, ts=e.ts, call_id=e.call_id, uniqueid=e.uniqueid,
+                                            channel=e.channel, queue=e.queue, skills="", priority=0, language="",
+                                            caller_num="", caller_name="", dnis=""), now, out)
             return
         if call.state == CallState.RECALLING:
             self._enter_waiting(call, now, out, "requeued")
@@ -857,9 +872,9 @@ class AcdService:
                 return
             self._down.add(e.server)
             for call in [c for c in self._calls.values() if c.key[0] == e.server and c.state == CallState.WAITING]:
+                self._move(call, CallTrigger.PARK)
                 self._leave_waiting(call)
                 call.gen += 1
-                call.state = CallState.PARKED
                 self._parked[call.key] = call
             return
         self._down.discard(e.server)
@@ -872,14 +887,15 @@ class AcdService:
         call = self._calls.get(key) if key is not None else None
         if call is None or call.offer_ref != e.ref or call.state != CallState.OFFERED:
             if e.ref.startswith(("acd-overflow", "acd-recall")):
-                out.append(AcdWarning(now, "command-failed", f"{type(e.command).__name__} failed: {e.reason[:200]}",
-                                      {"ref": e.ref}))
+                out.append(AcdWarning(ts=now, code="command-failed",
+                                      message=f"{type(e.command).__name__} failed: {e.reason[:200]}",
+                                      details={"ref": e.ref}))
             return
         call.failures += 1
         if "no such channel" in e.reason.lower() or call.failures >= MAX_COMMAND_FAILURES:
             if call.failures >= MAX_COMMAND_FAILURES:
-                out.append(AcdWarning(now, "offer-failed", f"offers of call {call.key[1]} failed "
-                                      f"{call.failures} times; giving up", {"reason": e.reason[:200]}))
+                out.append(AcdWarning(ts=now, code="offer-failed", message=f"offers of call {call.key[1]} failed "
+                                      f"{call.failures} times; giving up", details={"reason": e.reason[:200]}))
             self._abandoned(call, now, out)
             return
         self._offer_off(call, now, out, "command-failed", requeue=True)
@@ -926,8 +942,9 @@ class AcdService:
         stage = stage_at(call.queue, now - call.entered)
         if stage != call.stage:
             self._place(call, stage)
-            out.append(CallSkillsExpanded(now, call.key[0], call.key[1], call.call_id, call.queue.name, stage,
-                                          call.queue.expansion[stage - 1].describe()))
+            out.append(CallSkillsExpanded(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                          queue=call.queue.name, stage=stage,
+                                          rule=call.queue.expansion[stage - 1].describe()))
         after = next_stage_after(call.queue, stage)
         if after is not None:
             self._push(call.entered + after, "expand", call.key, call.gen)

@@ -111,8 +111,9 @@ class Run:
         extra = f"{self.skills[int(self.rng.integers(len(self.skills)))]}:2" if self.rng.random() < 0.2 else ""
         boost = 5 if self.rng.random() < 0.1 else 0
         u = f"u{self.seq}"
-        return CallQueued("pbx", self.now, f"L{u}", u, f"PJSIP/trunk-{u}", q["name"], extra, boost, "en",
-                          "+15550000", "", "100")
+        return CallQueued(server="pbx", ts=self.now, call_id=f"L{u}", uniqueid=u, channel=f"PJSIP/trunk-{u}",
+                          queue=q["name"], skills=extra, priority=boost, language="en",
+                          caller_num="+15550000", caller_name="", dnis="100")
 
     def settle(self, out: list[Any]) -> str | None:
         """Answer and end an offered call at once (untimed); return the offer's call or agent."""
@@ -120,11 +121,13 @@ class Run:
         for o in out:
             if isinstance(o, OfferCall):
                 chosen = (o.uniqueid, o.agent_id)
-                d = (f"L{o.uniqueid}", o.uniqueid, o.channel, f"{o.uniqueid}-a", f"{o.endpoint}-1")
-                self.acd.handle(DialStarted("pbx", self.now, *d, o.endpoint), self.now)
-                res = self.acd.handle(DialEnded("pbx", self.now, *d, "ANSWER"), self.now)
+                d = {"server": "pbx", "ts": self.now, "call_id": f"L{o.uniqueid}", "uniqueid": o.uniqueid,
+                     "channel": o.channel, "dest_uniqueid": f"{o.uniqueid}-a", "dest_channel": f"{o.endpoint}-1"}
+                self.acd.handle(DialStarted(**d, dial_string=o.endpoint), self.now)
+                res = self.acd.handle(DialEnded(**d, status="ANSWER"), self.now)
                 assert any(isinstance(x, CallAnswered) for x in res)
-                self.acd.handle(ChannelHungup("pbx", self.now, d[0], o.uniqueid, o.channel, 16, ""), self.now)
+                self.acd.handle(ChannelHungup(server="pbx", ts=self.now, call_id=d["call_id"], uniqueid=o.uniqueid,
+                                              channel=o.channel, cause=16, cause_txt=""), self.now)
         return None if chosen is None else f"{chosen[0]}>{chosen[1]}"
 
     # --- the baseline: look at everything -----------------------------------------------------

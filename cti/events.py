@@ -4,75 +4,102 @@ Every event names the Asterisk ``server`` it came from; channel identities are (
 and calls are (server, linkedid). ``ts`` is the tracker's clock time (seconds, float) passed in by
 the caller, never read here. Engines (ACD, dialer, screen pops) consume these; engine-specific
 events live in their own packages (``acd/events.py``, ...).
+
+Events are built with keyword arguments only and check on construction what is cheap to check (a
+non-empty server and channel id, a known transfer kind): a bad one raises ``ValueError`` and is never
+built. No event holds a mutable container: variables are a read-only mapping over a copy
+(``frozen_mapping``), lists are tuples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
+TRANSFER_KINDS = frozenset({"blind", "attended"})
 
 
-@dataclass(frozen=True, slots=True)
+def frozen_mapping(items: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A read-only view over a copy of ``items``: the event's owner cannot change it afterwards."""
+    if not items:
+        return EMPTY_MAPPING
+    return MappingProxyType(dict(items))
+
+
+def no_mapping() -> Mapping[str, Any]:
+    """The default of a mapping field (dataclasses refuse a shared mapping as a plain default)."""
+    return EMPTY_MAPPING
+
+
+def require(event: object, *names: str) -> None:
+    """Raise ``ValueError`` unless every named field of ``event`` is a non-empty string."""
+    for name in names:
+        value = getattr(event, name)
+        if not value or not isinstance(value, str):
+            raise ValueError(f"{type(event).__name__}.{name} must be a non-empty string, got {value!r:.40}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DomainEvent:
     server: str
     ts: float
 
+    def __post_init__(self) -> None:
+        require(self, "server")
 
-@dataclass(frozen=True, slots=True)
-class CallStarted(DomainEvent):
-    """A new call (Linkedid) appeared: its first channel was created."""
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelEvent(DomainEvent):
+    """An event about one channel of a call: ``uniqueid`` names it on ``server`` (empty where Asterisk did
+    not say, e.g. the caller side of an originate's DialBegin)."""
 
     call_id: str  # Linkedid
     uniqueid: str
     channel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStarted(ChannelEvent):
+    """A new call (Linkedid) appeared: its first channel was created."""
+
     caller_num: str
     caller_name: str
     context: str
     exten: str
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelRinging(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelRinging(ChannelEvent):
     """A channel of a call is ringing (ChannelState 5 Ringing / 4 Ring, or DialBegin to it)."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
 
-
-@dataclass(frozen=True, slots=True)
-class ChannelAnswered(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelAnswered(ChannelEvent):
     """A channel went Up (ChannelState 6)."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
 
-
-@dataclass(frozen=True, slots=True)
-class DialStarted(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialStarted(ChannelEvent):
     """DialBegin: ``uniqueid`` (the caller side) dials ``dest_uniqueid`` on ``dest_channel``."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
     dest_uniqueid: str
     dest_channel: str
     dial_string: str
 
 
-@dataclass(frozen=True, slots=True)
-class DialEnded(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialEnded(ChannelEvent):
     """DialEnd with Asterisk's DialStatus: ANSWER, NOANSWER, BUSY, CHANUNAVAIL, CONGESTION, CANCEL..."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
     dest_uniqueid: str
     dest_channel: str
     status: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallBridged(DomainEvent):
     """Two or more logical legs are now in one bridge (BridgeEnter of the second channel)."""
 
@@ -82,36 +109,35 @@ class CallBridged(DomainEvent):
     channels: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class CallTransferred(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallTransferred(ChannelEvent):
     """BlindTransfer or AttendedTransfer completed.
 
     ``uniqueid``/``channel`` name the transferer (the leg that hands the call over); ``transferee_*``
     the party being transferred (usually the customer), empty if Asterisk did not say.
     """
 
-    call_id: str
     kind: str  # "blind" | "attended"
-    uniqueid: str
-    channel: str
     target: str  # extension@context, or the other bridge's channel for attended
     result: str
     transferee_uniqueid: str = ""
     transferee_channel: str = ""
 
+    def __post_init__(self) -> None:
+        require(self, "server")
+        if self.kind not in TRANSFER_KINDS:
+            raise ValueError(f"CallTransferred.kind must be blind or attended, got {self.kind!r:.40}")
 
-@dataclass(frozen=True, slots=True)
-class ChannelHungup(DomainEvent):
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelHungup(ChannelEvent):
     """One channel ended (AMI Hangup) with its cause."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
     cause: int
     cause_txt: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(DomainEvent):
     """The last channel of a call ended.
 
@@ -141,19 +167,19 @@ class CallEnded(DomainEvent):
     up: bool = False
     merged_into: str | None = None
 
+    def __post_init__(self) -> None:
+        require(self, "server", "call_id")
 
-@dataclass(frozen=True, slots=True)
-class VariableSet(DomainEvent):
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VariableSet(ChannelEvent):
     """A ``CTI_*`` channel variable was set (VarSet)."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
     name: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceStateChanged(DomainEvent):
     """DeviceStateChange of an endpoint, e.g. ``PJSIP/1001`` -> NOT_INUSE / INUSE / RINGING / UNAVAILABLE."""
 
@@ -161,17 +187,14 @@ class DeviceStateChanged(DomainEvent):
     state: str
 
 
-@dataclass(frozen=True, slots=True)
-class CallQueued(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallQueued(ChannelEvent):
     """A caller entered the holding context (dialplan ``UserEvent(CTIQueued,...)`` in ``cti-hold``).
 
     Emitted by the tracker for inbound calls after the IVR and for outbound humans alike. ``data``
     carries every ``CTI_*`` channel variable known for the channel at that moment.
     """
 
-    call_id: str
-    uniqueid: str
-    channel: str
     queue: str
     skills: str
     priority: int
@@ -179,37 +202,35 @@ class CallQueued(DomainEvent):
     caller_num: str
     caller_name: str
     dnis: str
-    data: dict[str, str] = field(default_factory=dict)
+    data: Mapping[str, str] = field(default_factory=no_mapping)
+
+    def __post_init__(self) -> None:
+        require(self, "server", "uniqueid")
+        object.__setattr__(self, "data", frozen_mapping(self.data))
 
 
-@dataclass(frozen=True, slots=True)
-class CallReturnedToHold(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallReturnedToHold(ChannelEvent):
     """An offer to an agent ended without a conversation: dialplan ``UserEvent(CTIReturned,...)`` in
     ``cti-hold,return``. ``dial_status`` is Asterisk's DIALSTATUS (NOANSWER, BUSY, CHANUNAVAIL...)."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
     queue: str
     agent_id: str
     dial_status: str
 
 
-@dataclass(frozen=True, slots=True)
-class AmdResult(DomainEvent):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AmdResult(ChannelEvent):
     """Answering-machine detection finished on an outbound call (``UserEvent(CTIAmd,...)`` in
     ``cti-outbound``). ``status`` is AMDSTATUS: HUMAN, MACHINE, NOTSURE or HANGUP; ``cause`` AMDCAUSE."""
 
-    call_id: str
-    uniqueid: str
-    channel: str
     status: str
     cause: str
     lead_id: str
     campaign: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OriginateResult(DomainEvent):
     """OriginateResponse: ``reason`` is Asterisk's code (4 answered, 5 busy, 8 congestion, 3 no answer, 0 failed)."""
 
@@ -220,7 +241,7 @@ class OriginateResult(DomainEvent):
     uniqueid: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AmiConnectionChanged(DomainEvent):
     """The AMI connection to ``server`` went up or down (for the wallboard and engines)."""
 

@@ -115,7 +115,9 @@ class Centre:
     def step(self, t: float, kind: str, data: Any) -> None:
         if kind == "arrive":
             self.state[data] = ("waiting", None)
-            self.event(CallQueued("p", t, f"c{data}", f"u{data}", f"PJSIP/t-{data}", "q", "", 0, "", "", "", ""), t)
+            self.event(CallQueued(server="p", ts=t, call_id=f"c{data}", uniqueid=f"u{data}", channel=f"PJSIP/t-{data}",
+                                  queue="q", skills="", priority=0, language="", caller_num="", caller_name="",
+                                  dnis=""), t)
             return
         if kind == "ready":
             if self.acd.agent_snapshot(data)["state"] == "logged_out":
@@ -126,14 +128,17 @@ class Centre:
         status, ref = self.state[n]
         if kind == "abandon":
             if status == "ringing":
-                self.event(DialEnded("p", t, f"c{n}", f"u{n}", f"PJSIP/t-{n}", f"u{n}a", "x", "CANCEL"), t)
+                self.event(DialEnded(server="p", ts=t, call_id=f"c{n}", uniqueid=f"u{n}", channel=f"PJSIP/t-{n}",
+                                     dest_uniqueid=f"u{n}a", dest_channel="x", status="CANCEL"), t)
             if status in ("waiting", "ringing"):
                 self.state[n] = ("gone", None)
-                self.event(ChannelHungup("p", t, f"c{n}", f"u{n}", f"PJSIP/t-{n}", 16, ""), t)
+                self.event(ChannelHungup(server="p", ts=t, call_id=f"c{n}", uniqueid=f"u{n}", channel=f"PJSIP/t-{n}",
+                                         cause=16, cause_txt=""), t)
             return
         if kind == "hangup":
             self.state[n] = ("gone", None)
-            self.event(ChannelHungup("p", t, f"c{n}", f"u{n}", f"PJSIP/t-{n}", 16, ""), t)
+            self.event(ChannelHungup(server="p", ts=t, call_id=f"c{n}", uniqueid=f"u{n}", channel=f"PJSIP/t-{n}",
+                                     cause=16, cause_txt=""), t)
             return
         if status != "ringing" or (kind != "withdrawn" and data[1].ref != ref) or \
                 (kind == "withdrawn" and data[1] != ref):
@@ -141,20 +146,23 @@ class Centre:
         if kind == "withdrawn":  # the dialplan's CTIReturned after the Redirect to cti-hold,return
             self.state[n] = ("waiting", None)
             agent = self.offers[n].agent_id
-            self.event(CallReturnedToHold("p", t, f"c{n}", f"u{n}", f"PJSIP/t-{n}", "q", agent, "CANCEL"), t)
+            self.event(CallReturnedToHold(server="p", ts=t, call_id=f"c{n}", uniqueid=f"u{n}", channel=f"PJSIP/t-{n}",
+                                          queue="q", agent_id=agent, dial_status="CANCEL"), t)
             return
         o: OfferCall = data[1]
-        dial = (f"c{n}", f"u{n}", f"PJSIP/t-{n}", f"u{n}a", f"{o.endpoint}-{n}")
+        dial = {"server": "p", "ts": t, "call_id": f"c{n}", "uniqueid": f"u{n}", "channel": f"PJSIP/t-{n}",
+                "dest_uniqueid": f"u{n}a", "dest_channel": f"{o.endpoint}-{n}"}
         if kind == "dial":
-            self.event(DialStarted("p", t, *dial, o.endpoint), t)
+            self.event(DialStarted(**dial, dial_string=o.endpoint), t)
         elif kind == "answer":
             self.state[n] = ("talking", None)
-            self.event(DialEnded("p", t, *dial, "ANSWER"), t)
+            self.event(DialEnded(**dial, status="ANSWER"), t)
             self.at(t + float(self.talk[n]), "hangup", n)
         elif kind == "noanswer":
             self.state[n] = ("waiting", None)
-            self.event(DialEnded("p", t, *dial, "NOANSWER"), t)
-            self.event(CallReturnedToHold("p", t, f"c{n}", f"u{n}", f"PJSIP/t-{n}", "q", o.agent_id, "NOANSWER"), t)
+            self.event(DialEnded(**dial, status="NOANSWER"), t)
+            self.event(CallReturnedToHold(server="p", ts=t, call_id=f"c{n}", uniqueid=f"u{n}", channel=f"PJSIP/t-{n}",
+                                          queue="q", agent_id=o.agent_id, dial_status="NOANSWER"), t)
             self.at(t + 30.0, "ready", o.agent_id)
         elif kind == "logout":
             self.feed(self.acd.logout(o.agent_id, t), t)

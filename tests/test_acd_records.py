@@ -146,7 +146,8 @@ def test_postgres_database_appearing_later_and_password_not_logged(caplog: pytes
 def test_replayed_row_is_stored_once(sqlite_url: str) -> None:
     """The same QueueCallFinished recorded twice (a retry after a lost acknowledgement) gives one row."""
     upgrade(sqlite_url)
-    row = QueueCallFinished(10.0, "pbx", "u9", "L9", "q", 1.0, "abandoned", 9.0)
+    row = QueueCallFinished(ts=10.0, server="pbx", uniqueid="u9", call_id="L9", queue="q", entered=1.0,
+                            outcome="abandoned", wait=9.0)
     rec = Recorder(sqlite_url)
     rec.record(row)
     rec.record(row)
@@ -160,7 +161,8 @@ def test_replayed_row_is_stored_once(sqlite_url: str) -> None:
 def test_buffer_is_bounded_and_drops_are_counted(sqlite_url: str) -> None:
     """Past max_pending rows (database down) new rows are refused and counted, never blocking the caller."""
     rec = Recorder(sqlite_url, max_pending=2, backoff=_fast)
-    results = [rec.record(QueueCallFinished(10.0 + i, "pbx", f"u{i}", "L", "q", 1.0, "abandoned", 9.0))
+    results = [rec.record(QueueCallFinished(ts=10.0 + i, server="pbx", uniqueid=f"u{i}", call_id="L", queue="q",
+                                            entered=1.0, outcome="abandoned", wait=9.0))
                for i in range(3)]
     assert results == [True, True, False]
     assert rec.metrics["dropped"] == 1 and rec.metrics["pending"] == 2

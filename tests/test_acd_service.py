@@ -401,8 +401,10 @@ def test_unknown_queue_uses_default_and_duplicate_userevent_is_ignored() -> None
 def test_hostile_call_fields_are_bounded() -> None:
     """A non-integer priority, a huge skills string and oversized IVR data are cut down and reported."""
     h = Harness(BASIC)
-    out = h.event(CallQueued(SERVER, h.now, "L9", "u9", "PJSIP/t-9", "billing", "x:1 " * 5000, "9" * 5000, "en",
-                             "1" * 500, "", "", {f"K{i}": "v" * 9999 for i in range(500)}))
+    out = h.event(CallQueued(server=SERVER, ts=h.now, call_id="L9", uniqueid="u9", channel="PJSIP/t-9",
+                             queue="billing", skills="x:1 " * 5000, priority="9" * 5000, language="en",
+                             caller_num="1" * 500, caller_name="", dnis="",
+                             data={f"K{i}": "v" * 9999 for i in range(500)}))
     assert of_type(out, CallWaiting)[0].priority == 0
     info = h.acd.explain((SERVER, "u9"))
     assert any("priority" in w for w in info["input_warnings"])
@@ -416,8 +418,10 @@ def test_call_ended_merged_into_keeps_call_and_final_end_abandons() -> None:
     """CallEnded with merged_into re-keys the call (not an end); the merged call's end then ends it."""
     h = Harness(BASIC)
     h.queued("u1", "billing")
-    assert h.event(CallEnded(SERVER, h.now, "Lu1", 0, "", None, False, 1.0, (), True, "M1")) == []
-    out = h.event(CallEnded(SERVER, h.now, "M1", 16, "Normal", None, False, 2.0))
+    assert h.event(CallEnded(server=SERVER, ts=h.now, call_id="Lu1", cause=0, cause_txt="", hung_up_by=None,
+                             answered=False, duration=1.0, channels=(), up=True, merged_into="M1")) == []
+    out = h.event(CallEnded(server=SERVER, ts=h.now, call_id="M1", cause=16, cause_txt="Normal", hung_up_by=None,
+                            answered=False, duration=2.0))
     assert of_type(out, CallAbandoned)
 
 

@@ -217,8 +217,9 @@ class AcdMachine(RuleBasedStateMachine):
         uid = data.draw(st.sampled_from(self._active("queued", "waiting", "returning", "offered", "talking")))
         if self.calls[uid]["status"] == "offered" and self.calls[uid]["agent"] == agent_id:
             return
-        self._apply(self.h.event(CallReturnedToHold(SERVER, self.h.now, f"L{uid}", uid, self.h.channels[uid],
-                                                    "", agent_id, status)))
+        self._apply(self.h.event(CallReturnedToHold(server=SERVER, ts=self.h.now, call_id=f"L{uid}", uniqueid=uid,
+                                                    channel=self.h.channels[uid],
+                                                    queue="", agent_id=agent_id, dial_status=status)))
         self._apply(self.h.dial_end(uid, agent_id, status))
 
     @rule(agent_id=st.sampled_from(sorted(AGENTS)),

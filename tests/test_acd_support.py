@@ -68,36 +68,42 @@ class Harness:
                data: dict[str, str] | None = None) -> list[Output]:
         channel = f"PJSIP/trunk-{uid}"
         self.channels[uid] = channel
-        return self.event(CallQueued(server, self.now, f"L{uid}", uid, channel, queue, skills, priority, "en",
-                                     f"+1555{uid}", "Caller", "100", data or {}))
+        return self.event(CallQueued(server=server, ts=self.now, call_id=f"L{uid}", uniqueid=uid, channel=channel,
+                                     queue=queue, skills=skills, priority=priority, language="en",
+                                     caller_num=f"+1555{uid}", caller_name="Caller", dnis="100", data=data or {}))
 
     def dial(self, uid: str, agent_id: str, server: str = SERVER) -> list[Output]:
-        return self.event(DialStarted(server, self.now, f"L{uid}", uid, self.channels[uid], f"{uid}-a",
-                                      f"PJSIP/{agent_id}-0001", f"PJSIP/{agent_id}"))
+        return self.event(DialStarted(server=server, ts=self.now, call_id=f"L{uid}", uniqueid=uid,
+                                      channel=self.channels[uid], dest_uniqueid=f"{uid}-a",
+                                      dest_channel=f"PJSIP/{agent_id}-0001", dial_string=f"PJSIP/{agent_id}"))
 
     def dial_end(self, uid: str, agent_id: str, status: str, server: str = SERVER) -> list[Output]:
-        return self.event(DialEnded(server, self.now, f"L{uid}", uid, self.channels[uid], f"{uid}-a",
-                                    f"PJSIP/{agent_id}-0001", status))
+        return self.event(DialEnded(server=server, ts=self.now, call_id=f"L{uid}", uniqueid=uid,
+                                    channel=self.channels[uid], dest_uniqueid=f"{uid}-a",
+                                    dest_channel=f"PJSIP/{agent_id}-0001", status=status))
 
     def answer(self, uid: str, agent_id: str) -> list[Output]:
         return self.dial(uid, agent_id) + self.dial_end(uid, agent_id, "ANSWER")
 
     def returned(self, uid: str, agent_id: str, status: str, queue: str = "") -> list[Output]:
-        return self.event(CallReturnedToHold(SERVER, self.now, f"L{uid}", uid, self.channels[uid], queue, agent_id,
-                                             status))
+        return self.event(CallReturnedToHold(server=SERVER, ts=self.now, call_id=f"L{uid}", uniqueid=uid,
+                                             channel=self.channels[uid], queue=queue, agent_id=agent_id,
+                                             dial_status=status))
 
     def hangup(self, uid: str, server: str = SERVER) -> list[Output]:
-        return self.event(ChannelHungup(server, self.now, f"L{uid}", uid, self.channels.get(uid, "x"), 16,
-                                        "Normal Clearing"))
+        return self.event(ChannelHungup(server=server, ts=self.now, call_id=f"L{uid}", uniqueid=uid,
+                                        channel=self.channels.get(uid, "x"), cause=16,
+                                        cause_txt="Normal Clearing"))
 
     def agent_hangup(self, uid: str) -> list[Output]:
-        return self.event(ChannelHungup(SERVER, self.now, f"L{uid}", f"{uid}-a", "PJSIP/x-0001", 16, "Normal"))
+        return self.event(ChannelHungup(server=SERVER, ts=self.now, call_id=f"L{uid}", uniqueid=f"{uid}-a",
+                                        channel="PJSIP/x-0001", cause=16, cause_txt="Normal"))
 
     def device(self, agent_id: str, state: str) -> list[Output]:
-        return self.event(DeviceStateChanged(SERVER, self.now, f"PJSIP/{agent_id}", state))
+        return self.event(DeviceStateChanged(server=SERVER, ts=self.now, device=f"PJSIP/{agent_id}", state=state))
 
     def ami(self, connected: bool, server: str = SERVER) -> list[Output]:
-        return self.event(AmiConnectionChanged(server, self.now, connected, "test"))
+        return self.event(AmiConnectionChanged(server=server, ts=self.now, connected=connected, detail="test"))
 
     def offers(self, out: list[Output] | None = None) -> list[tuple[str, str]]:
         """(uniqueid, agent id) of every OfferCall in ``out`` (default: everything so far)."""

@@ -147,7 +147,8 @@ def test_cti_returned_and_amd_user_events() -> None:
     t = CallTracker()
     feed(t, snap("Newchannel", "u1"))
     returned = feed(t, snap("UserEvent", "u1", UserEvent="CTIReturned", Queue="sales", Agent="a7", DialStatus="BUSY"))
-    assert returned == [CallReturnedToHold(S, 0.0, "u1", "u1", "PJSIP/u1-0000", "sales", "a7", "BUSY")]
+    assert returned == [CallReturnedToHold(server=S, ts=0.0, call_id="u1", uniqueid="u1", channel="PJSIP/u1-0000",
+                                           queue="sales", agent_id="a7", dial_status="BUSY")]
     amd = feed(
         t,
         snap(
@@ -161,7 +162,8 @@ def test_cti_returned_and_amd_user_events() -> None:
         ),
     )
     assert amd == [
-        AmdResult(S, 0.0, "u1", "u1", "PJSIP/u1-0000", "MACHINE", "INITIALSILENCE-2500-2500", "L9", "spring")
+        AmdResult(server=S, ts=0.0, call_id="u1", uniqueid="u1", channel="PJSIP/u1-0000", status="MACHINE",
+                  cause="INITIALSILENCE-2500-2500", lead_id="L9", campaign="spring")
     ]
     assert feed(t, snap("UserEvent", "u1", UserEvent="SomethingElse", Queue="x")) == []
 

@@ -42,21 +42,25 @@ def start(c: Campaign, now: float = T0, idle: int = 1) -> list[Originate]:
 
 
 def bind(c: Campaign, o: Originate, uid: str, now: float) -> list[Any]:
-    return c.handle(VariableSet(SRV, now, uid, uid, f"PJSIP/trunk-{uid}", "CTI_ATTEMPT", o.ref), now)
+    return c.handle(VariableSet(server=SRV, ts=now, call_id=uid, uniqueid=uid, channel=f"PJSIP/trunk-{uid}",
+                                name="CTI_ATTEMPT", value=o.ref), now)
 
 
 def answered(c: Campaign, o: Originate, uid: str, now: float) -> list[Any]:
     out = bind(c, o, uid, now)
-    out += c.handle(OriginateResult(SRV, now, o.ref, True, 4, f"PJSIP/trunk-{uid}", uid), now)
+    out += c.handle(OriginateResult(server=SRV, ts=now, action_id=o.ref, success=True, reason=4,
+                                    channel=f"PJSIP/trunk-{uid}", uniqueid=uid), now)
     return out
 
 
 def amd(c: Campaign, uid: str, status: str, now: float, lead: str = "") -> list[Any]:
-    return c.handle(AmdResult(SRV, now, uid, uid, f"PJSIP/trunk-{uid}", status, "", lead, "renewals"), now)
+    return c.handle(AmdResult(server=SRV, ts=now, call_id=uid, uniqueid=uid, channel=f"PJSIP/trunk-{uid}",
+                              status=status, cause="", lead_id=lead, campaign="renewals"), now)
 
 
 def hangup(c: Campaign, uid: str, now: float) -> list[Any]:
-    return c.handle(ChannelHungup(SRV, now, uid, uid, f"PJSIP/trunk-{uid}", 16, "Normal Clearing"), now)
+    return c.handle(ChannelHungup(server=SRV, ts=now, call_id=uid, uniqueid=uid, channel=f"PJSIP/trunk-{uid}",
+                                  cause=16, cause_txt="Normal Clearing"), now)
 
 
 def person(**kw: Any) -> Campaign:
@@ -71,8 +75,10 @@ def person(**kw: Any) -> Campaign:
 def agent_dial(c: Campaign, now: float, status: str | None = None) -> list[Any]:
     """The person's channel dials agent 1002 (DialBegin), or that dial ends with ``status`` (DialEnd)."""
     if status is None:
-        return c.handle(DialStarted(SRV, now, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", "PJSIP/1002"), now)
-    return c.handle(DialEnded(SRV, now, "u1", "u1", "PJSIP/trunk-u1", "a1", "PJSIP/1002-1", status), now)
+        return c.handle(DialStarted(server=SRV, ts=now, call_id="u1", uniqueid="u1", channel="PJSIP/trunk-u1",
+                                    dest_uniqueid="a1", dest_channel="PJSIP/1002-1", dial_string="PJSIP/1002"), now)
+    return c.handle(DialEnded(server=SRV, ts=now, call_id="u1", uniqueid="u1", channel="PJSIP/trunk-u1",
+                              dest_uniqueid="a1", dest_channel="PJSIP/1002-1", status=status), now)
 
 
 def finished(out: list[Any]) -> list[AttemptFinished]:
@@ -133,8 +139,9 @@ def test_human_connected_to_agent_is_done() -> None:
     answered(c, o, "u1", T0 + 10)
     out = amd(c, "u1", "HUMAN", T0 + 11.6)
     assert [type(e) for e in out] == [AttemptAnswered]
-    c.handle(CallQueued(SRV, T0 + 11.6, "u1", "u1", "PJSIP/trunk-u1", "sales", "", 0, "", "", "", "",
-                        {"CTI_ATTEMPT": o.ref}), T0 + 11.6)
+    c.handle(CallQueued(server=SRV, ts=T0 + 11.6, call_id="u1", uniqueid="u1", channel="PJSIP/trunk-u1", queue="sales",
+                        skills="", priority=0, language="", caller_num="", caller_name="", dnis="",
+                        data={"CTI_ATTEMPT": o.ref}), T0 + 11.6)
     agent_dial(c, T0 + 11.7)
     assert c.tick(T0 + 14) == []  # the agent is ringing: no safe-harbour Redirect
     agent_dial(c, T0 + 13, "ANSWER")
@@ -199,7 +206,9 @@ def test_originate_failures_by_reason_and_retry() -> None:
         uid = "u" + o.variables["CTI_LEAD_ID"]
         bind(c, o, uid, T0 + 1)
         assert hangup(c, uid, T0 + 2) == []
-        (fin,) = finished(c.handle(OriginateResult(SRV, T0 + 2, o.ref, False, reason, o.channel, None), T0 + 2))
+        (fin,
+         ) = finished(c.handle(OriginateResult(server=SRV, ts=T0 + 2, action_id=o.ref, success=False, reason=reason,
+                                               channel=o.channel, uniqueid=None), T0 + 2))
         assert (fin.result, fin.lead_status, fin.next_at) == (result, "pending", T0 + 2 + delay)
 
 
@@ -207,12 +216,15 @@ def test_busy_lead_is_redialled_when_due_until_attempts_run_out() -> None:
     """A busy lead comes back after retry_after.busy, not before; after max_attempts it is exhausted."""
     c = make(1, max_attempts=2, retry_after={"busy": 60})
     (o,) = start(c)
-    c.handle(OriginateResult(SRV, T0 + 3, o.ref, False, 5, o.channel, None), T0 + 3)
+    c.handle(OriginateResult(server=SRV, ts=T0 + 3, action_id=o.ref, success=False, reason=5, channel=o.channel,
+                             uniqueid=None), T0 + 3)
     assert start(c, T0 + 62) == []
     assert c.next_due() == T0 + 63
     (o2,) = start(c, T0 + 63)
     assert o2.ref.endswith("/2")
-    (fin,) = finished(c.handle(OriginateResult(SRV, T0 + 70, o2.ref, False, 5, o2.channel, None), T0 + 70))
+    (fin,
+     ) = finished(c.handle(OriginateResult(server=SRV, ts=T0 + 70, action_id=o2.ref, success=False, reason=5,
+                                           channel=o2.channel, uniqueid=None), T0 + 70))
     assert (fin.lead_status, fin.next_at) == ("exhausted", None)
     assert c.next_due() is None
 
@@ -221,7 +233,8 @@ def test_due_retry_goes_before_fresh_leads() -> None:
     """A lead whose retry is due is dialled before leads never tried, so retries are not starved."""
     c = make(5, retry_after={"busy": 60})
     (o,) = start(c)
-    c.handle(OriginateResult(SRV, T0 + 3, o.ref, False, 5, o.channel, None), T0 + 3)
+    c.handle(OriginateResult(server=SRV, ts=T0 + 3, action_id=o.ref, success=False, reason=5, channel=o.channel,
+                             uniqueid=None), T0 + 3)
     (again,) = start(c, T0 + 63)
     assert again.variables["CTI_LEAD_ID"] == o.variables["CTI_LEAD_ID"]
 
@@ -243,7 +256,8 @@ def test_amd_bound_by_lead_when_variable_missed() -> None:
     channel, and its Hangup ends the attempt."""
     c = make(1)
     (o,) = start(c)
-    c.handle(OriginateResult(SRV, T0 + 5, o.ref, True, 4, "PJSIP/trunk-u9", None), T0 + 5)
+    c.handle(OriginateResult(server=SRV, ts=T0 + 5, action_id=o.ref, success=True, reason=4, channel="PJSIP/trunk-u9",
+                             uniqueid=None), T0 + 5)
     amd(c, "u9", "HUMAN", T0 + 6, lead="L0")
     (fin,) = finished(hangup(c, "u9", T0 + 6.5))
     assert fin.result == "hangup" and fin.uniqueid == "u9"
@@ -254,9 +268,11 @@ def test_call_ended_merged_keeps_the_attempt() -> None:
     c = person()
     agent_dial(c, T0 + 6.1)
     agent_dial(c, T0 + 7, "ANSWER")
-    merged = CallEnded(SRV, T0 + 8, "u1", 0, "Merged into call x", None, True, 3.0, merged_into="x")
+    merged = CallEnded(server=SRV, ts=T0 + 8, call_id="u1", cause=0, cause_txt="Merged into call x", hung_up_by=None,
+                       answered=True, duration=3.0, merged_into="x")
     assert finished(c.handle(merged, T0 + 8)) == []
-    ended = CallEnded(SRV, T0 + 90, "x", 16, "", None, True, 90.0)
+    ended = CallEnded(server=SRV, ts=T0 + 90, call_id="x", cause=16, cause_txt="", hung_up_by=None, answered=True,
+                      duration=90.0)
     (fin,) = finished(c.handle(ended, T0 + 90))
     assert fin.result == "connected"
 
@@ -315,9 +331,12 @@ def test_events_of_other_calls_are_ignored() -> None:
     """Inbound calls' events and foreign OriginateResponses change nothing."""
     c = make(1)
     (o,) = start(c)
-    assert c.handle(OriginateResult(SRV, T0, "acd-7", False, 5, "x", None), T0) == []
+    assert c.handle(OriginateResult(server=SRV, ts=T0, action_id="acd-7", success=False, reason=5, channel="x",
+                                    uniqueid=None), T0) == []
     assert hangup(c, "inbound-1", T0) == []
-    assert c.handle(CallQueued(SRV, T0, "i", "i", "PJSIP/trunk-i", "sales", "", 0, "", "", "", "", {}), T0) == []
+    assert c.handle(CallQueued(server=SRV, ts=T0, call_id="i", uniqueid="i", channel="PJSIP/trunk-i", queue="sales",
+                               skills="", priority=0, language="", caller_num="", caller_name="", dnis="", data={}),
+                               T0) == []
     assert c.in_flight == 1
 
 
@@ -342,7 +361,9 @@ def test_acd_offer_holds_off_safe_harbour() -> None:
     from acd.events import CallOffered, OfferNotAnswered
 
     c = person()
-    c.handle(CallOffered(T0 + 7, SRV, "u1", "u1", "sales", "1002", "PJSIP/1002", 1.0, 1), T0 + 7)
+    c.handle(CallOffered(ts=T0 + 7, server=SRV, uniqueid="u1", call_id="u1", queue="sales", agent_id="1002",
+                         endpoint="PJSIP/1002", wait=1.0, attempt=1), T0 + 7)
     assert c.tick(T0 + 8) == []
-    out = c.handle(OfferNotAnswered(T0 + 9, SRV, "u1", "u1", "sales", "1002", "offer-failed"), T0 + 9)
+    out = c.handle(OfferNotAnswered(ts=T0 + 9, server=SRV, uniqueid="u1", call_id="u1", queue="sales", agent_id="1002",
+                                    status="offer-failed"), T0 + 9)
     assert [type(e) for e in out] == [Redirect]

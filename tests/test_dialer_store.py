@@ -98,7 +98,7 @@ def _dialer(sink: list[Any], now: list[float], idle: int = 1, **kw: Any) -> Dial
                             pace_interval=1.0)
     dialer = Dialer(section, servers=["pbx"], dial_template="PJSIP/{number}@trunk", idle_agents=lambda q: idle,
                     sink=sink.extend, clock=lambda: now[0])
-    dialer.handle(AmiConnectionChanged("pbx", now[0], True, "logged in"), now[0])
+    dialer.handle(AmiConnectionChanged(server="pbx", ts=now[0], connected=True, detail="logged in"), now[0])
     return dialer
 
 
@@ -168,8 +168,10 @@ def test_results_are_written_in_order(sqlite_url: str) -> None:
     dialer.open_store(_store(sqlite_url), runner, T0)
     (started,) = [e for e in dialer.tick(T0) if isinstance(e, AttemptStarted)]
     runner.run_all()
-    dialer.handle(OriginateResult("pbx", T0 + 5, started.ref, False, 5, "PJSIP/x", None), T0 + 5)
-    dialer.handle(OriginateResult("pbx", T0 + 5, started.ref, False, 5, "PJSIP/x", None), T0 + 5)  # duplicate
+    dialer.handle(OriginateResult(server="pbx", ts=T0 + 5, action_id=started.ref, success=False, reason=5,
+                                  channel="PJSIP/x", uniqueid=None), T0 + 5)
+    dialer.handle(OriginateResult(server="pbx", ts=T0 + 5, action_id=started.ref, success=False, reason=5,
+                                  channel="PJSIP/x", uniqueid=None), T0 + 5)  # duplicate
     runner.run_all()
     (row,) = LeadStore(make_engine(sqlite_url)).attempts("c", started.lead_id)
     assert row.result == "busy"
@@ -184,8 +186,8 @@ def test_no_dialling_while_the_pbx_is_unreachable(sqlite_url: str) -> None:
     now = [T0]
     dialer = _dialer(sink, now)
     dialer.load_memory(T0)
-    dialer.handle(AmiConnectionChanged("pbx", T0, False, "connection refused"), T0)
+    dialer.handle(AmiConnectionChanged(server="pbx", ts=T0, connected=False, detail="connection refused"), T0)
     assert dialer.tick(T0) == [] and dialer.tick(T0 + 5) == []
     assert all(lead.attempts == 0 for lead in dialer.campaigns["c"].leads.values())
-    dialer.handle(AmiConnectionChanged("pbx", T0 + 6, True, "logged in"), T0 + 6)
+    dialer.handle(AmiConnectionChanged(server="pbx", ts=T0 + 6, connected=True, detail="logged in"), T0 + 6)
     assert any(isinstance(o, Originate) for o in dialer.tick(T0 + 6))

@@ -272,7 +272,8 @@ def test_customer_identified_by_the_ivr_is_looked_up_by_id(store):
     takes the path and masked entries from the IVR's completion and the wait from the event time."""
     lookup, jobs, clock, sent = make(store)
     bob = next(c for c in store.find_by_phone("+12015550123") if c.external_id == "C2")
-    queued = CallQueued("pbx1", 100.0, call_id="1700.1", uniqueid="1700.2", channel="PJSIP/trunk-1", queue="billing",
+    queued = CallQueued(server="pbx1", ts=100.0, call_id="1700.1", uniqueid="1700.2", channel="PJSIP/trunk-1",
+                        queue="billing",
                         skills="billing:1", priority=0, language="en", caller_num="2015550123", caller_name="B LEE",
                         dnis="8005550199", data={"CTI_CUSTOMER_ID": str(bob.id), "CTI_ACCOUNT": "ACC-2"})
     ivr = IvrCompleted("pbx1", 95.0, "1700.2", "PJSIP/trunk-1", "main",
@@ -291,7 +292,8 @@ def test_customer_identified_by_the_ivr_is_looked_up_by_id(store):
 def test_outbound_context_uses_the_lead_phone(store):
     """An outbound queued call's pop context takes campaign and lead id from the channel variables and the
     customer's number from the lead, not the channel's caller ID."""
-    queued = CallQueued("pbx1", 10.0, call_id="9.1", uniqueid="9.2", channel="PJSIP/trunk-2", queue="renewals",
+    queued = CallQueued(server="pbx1", ts=10.0, call_id="9.1", uniqueid="9.2", channel="PJSIP/trunk-2",
+                        queue="renewals",
                         skills="", priority=0, language="en", caller_num="8005550000", caller_name="", dnis="",
                         data={"CTI_CAMPAIGN": "renew", "CTI_LEAD_ID": "L7"})
     ctx = pop_context(queued, agent_id="1001", now=11.0, lead={"phone": "2125550100", "name": "Cy"},

@@ -407,7 +407,8 @@ class CallTracker:
             st.ended_calls.pop(linkedid, None)
             out.append(
                 CallStarted(
-                    server, now, linkedid, ch.uniqueid, ch.name, ch.caller_num, ch.caller_name, ch.context, ch.exten
+                    server=server, ts=now, call_id=linkedid, uniqueid=ch.uniqueid, channel=ch.name,
+                    caller_num=ch.caller_num, caller_name=ch.caller_name, context=ch.context, exten=ch.exten
                 )
             )
         ch.linkedid = linkedid
@@ -457,13 +458,14 @@ class CallTracker:
                 call = ch.call
                 if call is not None:
                     call.up = True
-                out.append(ChannelAnswered(ch.server, now, ch.linkedid, ch.uniqueid, ch.name))
+                out.append(ChannelAnswered(server=ch.server, ts=now, call_id=ch.linkedid, uniqueid=ch.uniqueid,
+                                           channel=ch.name))
         elif (state == STATE_RINGING or state == STATE_RING) and not ch.ringing and ch.answered is None:
             self._ringing(ch, now, out)
 
     def _ringing(self, ch: Channel, now: float, out: Events) -> None:
         ch.ringing = True
-        out.append(ChannelRinging(ch.server, now, ch.linkedid, ch.uniqueid, ch.name))
+        out.append(ChannelRinging(server=ch.server, ts=now, call_id=ch.linkedid, uniqueid=ch.uniqueid, channel=ch.name))
 
     @staticmethod
     def _set_callerid(ch: Channel, msg: AMIMessage) -> None:
@@ -527,7 +529,8 @@ class CallTracker:
         recent[uid] = None
         if len(recent) > self.late_window:
             del recent[next(iter(recent))]
-        out.append(ChannelHungup(server, now, ch.linkedid, uid, ch.name, cause, cause_txt))
+        out.append(ChannelHungup(server=server, ts=now, call_id=ch.linkedid, uniqueid=uid, channel=ch.name,
+                                 cause=cause, cause_txt=cause_txt))
         call = ch.call
         if call is None:
             return
@@ -592,17 +595,17 @@ class CallTracker:
                     cause, cause_txt = nonzero.cause, nonzero.cause_txt
         call.ended = now
         event = CallEnded(
-            call.server,
-            now,
-            call.linkedid,
-            cause,
-            cause_txt,
-            hung_up_by,
-            call.answered is not None,
-            now - call.created,
-            tuple(call.channel_names),
-            call.up,
-            merged_into,
+            server=call.server,
+            ts=now,
+            call_id=call.linkedid,
+            cause=cause,
+            cause_txt=cause_txt,
+            hung_up_by=hung_up_by,
+            answered=call.answered is not None,
+            duration=now - call.created,
+            channels=tuple(call.channel_names),
+            up=call.up,
+            merged_into=merged_into,
         )
         call.end_event = event
         out.append(event)
@@ -683,7 +686,8 @@ class CallTracker:
             self._counts["vars_dropped"] += 1
             return out
         variables[var] = value
-        out.append(VariableSet(server, now, ch.linkedid, ch.uniqueid, ch.name, var, value))
+        out.append(VariableSet(server=server, ts=now, call_id=ch.linkedid, uniqueid=ch.uniqueid, channel=ch.name,
+                               name=var, value=value))
         return out
 
     def _on_hangup(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
@@ -714,14 +718,14 @@ class CallTracker:
         src = caller or dest
         out.append(
             DialStarted(
-                server,
-                now,
-                src.linkedid,
-                caller.uniqueid if caller else "",
-                caller.name if caller else "",
-                dest.uniqueid,
-                dest.name,
-                msg.get("DialString") or "",
+                server=server,
+                ts=now,
+                call_id=src.linkedid,
+                uniqueid=caller.uniqueid if caller else "",
+                channel=caller.name if caller else "",
+                dest_uniqueid=dest.uniqueid,
+                dest_channel=dest.name,
+                dial_string=msg.get("DialString") or "",
             )
         )
         if not dest.ringing and dest.answered is None:
@@ -747,14 +751,14 @@ class CallTracker:
             return out
         out.append(
             DialEnded(
-                server,
-                now,
-                call_id,
-                caller.uniqueid if caller else "",
-                caller.name if caller else "",
-                dest_uid,
-                dest.name if dest else msg.get("DestChannel") or "",
-                msg.get("DialStatus") or "",
+                server=server,
+                ts=now,
+                call_id=call_id,
+                uniqueid=caller.uniqueid if caller else "",
+                channel=caller.name if caller else "",
+                dest_uniqueid=dest_uid,
+                dest_channel=dest.name if dest else msg.get("DestChannel") or "",
+                status=msg.get("DialStatus") or "",
             )
         )
         return out
@@ -789,7 +793,8 @@ class CallTracker:
             if call is not None and call.answered is None:
                 call.answered = now
             names = tuple(st.channels[u].name if u in st.channels else "" for u in members)
-            out.append(CallBridged(server, now, ch.linkedid, bid, tuple(members), names))
+            out.append(CallBridged(server=server, ts=now, call_id=ch.linkedid, bridge_id=bid, uniqueids=tuple(members),
+                                   channels=names))
         return out
 
     def _on_bridgeleave(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
@@ -822,16 +827,16 @@ class CallTracker:
         target = f"{msg.get('Extension') or ''}@{msg.get('Context') or ''}"
         return [
             CallTransferred(
-                server,
-                now,
-                call_id,
-                "blind",
-                uid,
-                name,
-                target,
-                result,
-                msg.get("TransfereeUniqueid") or "",
-                msg.get("TransfereeChannel") or "",
+                server=server,
+                ts=now,
+                call_id=call_id,
+                kind="blind",
+                uniqueid=uid,
+                channel=name,
+                target=target,
+                result=result,
+                transferee_uniqueid=msg.get("TransfereeUniqueid") or "",
+                transferee_channel=msg.get("TransfereeChannel") or "",
             )
         ]
 
@@ -865,16 +870,16 @@ class CallTracker:
                 target = msg.get("DestThreewayChannel") or ""
         return [
             CallTransferred(
-                server,
-                now,
-                call_id,
-                "attended",
-                uid,
-                name,
-                target,
-                result,
-                transferee_uid,
-                msg.get("TransfereeChannel") or "",
+                server=server,
+                ts=now,
+                call_id=call_id,
+                kind="attended",
+                uniqueid=uid,
+                channel=name,
+                target=target,
+                result=result,
+                transferee_uniqueid=transferee_uid,
+                transferee_channel=msg.get("TransfereeChannel") or "",
             )
         ]
 
@@ -928,19 +933,19 @@ class CallTracker:
             self._counts["devices_evicted"] += 1
         if previous == state:
             return []
-        return [DeviceStateChanged(server, now, device, state)]
+        return [DeviceStateChanged(server=server, ts=now, device=device, state=state)]
 
     def _on_originateresponse(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
         uid = msg.get("Uniqueid")
         return [
             OriginateResult(
-                server,
-                now,
-                msg.get("ActionID") or "",
-                msg.get("Response") == "Success",
-                ami_int(msg.get("Reason")),
-                msg.get("Channel") or "",
-                None if not uid or uid == UNKNOWN else uid,
+                server=server,
+                ts=now,
+                action_id=msg.get("ActionID") or "",
+                success=msg.get("Response") == "Success",
+                reason=ami_int(msg.get("Reason")),
+                channel=msg.get("Channel") or "",
+                uniqueid=None if not uid or uid == UNKNOWN else uid,
             )
         ]
 
@@ -963,46 +968,46 @@ class CallTracker:
 
             out.append(
                 CallQueued(
-                    server,
-                    now,
-                    ch.linkedid,
-                    ch.uniqueid,
-                    ch.name,
-                    field(CTI_QUEUE),
-                    field(CTI_SKILLS),
-                    ami_int(field(CTI_PRIORITY).strip()),
-                    field(CTI_LANGUAGE),
-                    ch.caller_num,
-                    ch.caller_name,
-                    field(CTI_DNIS),
-                    dict(variables),
+                    server=server,
+                    ts=now,
+                    call_id=ch.linkedid,
+                    uniqueid=ch.uniqueid,
+                    channel=ch.name,
+                    queue=field(CTI_QUEUE),
+                    skills=field(CTI_SKILLS),
+                    priority=ami_int(field(CTI_PRIORITY).strip()),
+                    language=field(CTI_LANGUAGE),
+                    caller_num=ch.caller_num,
+                    caller_name=ch.caller_name,
+                    dnis=field(CTI_DNIS),
+                    data=dict(variables),
                 )
             )
         elif kind == CTI_RETURNED.name:
             out.append(
                 CallReturnedToHold(
-                    server,
-                    now,
-                    ch.linkedid,
-                    ch.uniqueid,
-                    ch.name,
-                    body.get(_RETURNED[CTI_QUEUE], ""),
-                    body.get(_RETURNED[CTI_AGENT_ID], ""),
-                    body.get(_RETURNED[DIALSTATUS], ""),
+                    server=server,
+                    ts=now,
+                    call_id=ch.linkedid,
+                    uniqueid=ch.uniqueid,
+                    channel=ch.name,
+                    queue=body.get(_RETURNED[CTI_QUEUE], ""),
+                    agent_id=body.get(_RETURNED[CTI_AGENT_ID], ""),
+                    dial_status=body.get(_RETURNED[DIALSTATUS], ""),
                 )
             )
         else:
             out.append(
                 AmdResult(
-                    server,
-                    now,
-                    ch.linkedid,
-                    ch.uniqueid,
-                    ch.name,
-                    body.get(_AMD[AMDSTATUS], ""),
-                    body.get(_AMD[AMDCAUSE], ""),
-                    body.get(_AMD[CTI_LEAD_ID], ""),
-                    body.get(_AMD[CTI_CAMPAIGN], ""),
+                    server=server,
+                    ts=now,
+                    call_id=ch.linkedid,
+                    uniqueid=ch.uniqueid,
+                    channel=ch.name,
+                    status=body.get(_AMD[AMDSTATUS], ""),
+                    cause=body.get(_AMD[AMDCAUSE], ""),
+                    lead_id=body.get(_AMD[CTI_LEAD_ID], ""),
+                    campaign=body.get(_AMD[CTI_CAMPAIGN], ""),
                 )
             )
         return out
