@@ -1,17 +1,19 @@
 """Explanations for supervisors: why a call went to an agent, or why it is still waiting. Pure; no I/O.
 
 The service keeps each decision raw (the router's choice with what it considered) and this module
-turns it, or a waiting call's live situation, into a JSON-ready dict. Reads the service's state;
-must not change it.
+turns it, or a waiting call's live situation, into a JSON-ready dict. Reads the service's state through
+its public read methods (``agent_records``, ``requirements_of``, ``expected_wait``, ``position``); must not
+change it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from acd.call_states import CallState
 from acd.requirements import next_stage_after
 from acd.router import AgentChoice, Considered
-from acd.runtime import Call, CallKey, CallState, Decision
+from acd.runtime import Call, CallKey, Decision
 from acd.states import AgentState
 
 if TYPE_CHECKING:
@@ -68,10 +70,10 @@ def explain(service: AcdService, key: CallKey, call: Call | None, decision: Deci
 def _waiting(service: AcdService, call: Call) -> dict[str, Any]:
     """Live answer to "why is this call still waiting"."""
     q = call.queue
-    req, _ = service._requirements(call, call.stage)
+    req = service.requirements_of(call)
     groups: dict[str, list[str]] = {"available": [], "ready_phone_busy": [], "reserved": [], "on_call": [],
                                     "wrap_up": [], "not_ready": [], "logged_out": []}
-    for a in service._ordinals:
+    for a in service.agent_records():
         if req.eligible(a.cfg.skills) is None:
             continue
         if a.state == AgentState.READY:
@@ -87,7 +89,7 @@ def _waiting(service: AcdService, call: Call) -> dict[str, Any]:
         "eligible_agents": {k: {"count": len(v), "agents": v[:MAX_LISTED]} for k, v in groups.items()},
         "next_expansion_at": call.entered + after if after is not None else None,
         "max_wait_at": call.entered + q.max_wait if q.max_wait is not None else None,
-        "ewt": service._counters[q.name].ewt(service.position(call.key) or 1, service._staffed[q.name]),
+        "ewt": service.expected_wait(q.name, service.position(call.key) or 1),
     }
     if call.state == CallState.PARKED:
         out["summary"] = f"the AMI connection to {call.key[0]} is down; routing resumes when it is back"

@@ -18,13 +18,14 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from acd import explain as explaining
-from acd.call_states import CallState, CallTrigger, next_call_state
+from acd.call_states import QUEUED, CallState, CallTrigger, next_call_state
 from acd.events import (
     AcdEvent,
     AcdWarning,
@@ -39,7 +40,7 @@ from acd.events import (
     OfferNotAnswered,
     QueueCallFinished,
 )
-from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection
+from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -60,6 +61,7 @@ from acd.runtime import (
     CallKey,
     Decision,
 )
+from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
 from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
@@ -116,7 +118,7 @@ class AcdService:
             for q in queues:
                 self._queue_agents[q].append(i)
             self._by_endpoint.setdefault(cfg.endpoint.lower(), set()).add(cfg.id)
-        self._ordinals = list(self._agents.values())
+        self._ordinals = tuple(self._agents.values())
         self._devices: dict[str, str] = {}
         self._staffed: dict[str, int] = dict.fromkeys(self._queues, 0)
         self._counters = {q.name: QueueCounters(q.service_level.seconds, section.default_handle_time)
@@ -319,12 +321,12 @@ class AcdService:
                            server=call_key[0], uniqueid=call_key[1])
         return explaining.explain(self, call_key, call, decision)
 
-    def queue_stats(self, now: float) -> dict[str, dict[str, Any]]:
-        """Per queue: waiting, longest wait, service level %, abandon %, agents by state, EWT."""
-        out: dict[str, dict[str, Any]] = {}
+    def queue_stats(self, now: float) -> dict[str, QueueStats]:
+        """Per queue (in configured order): waiting, longest wait, service level %, abandon %, agents by state, EWT."""
+        out: dict[str, QueueStats] = {}
         by_queue: dict[str, list[Call]] = {name: [] for name in self._queues}
         for call in self._calls.values():
-            if call.state in (CallState.WAITING, CallState.PARKED, CallState.RECALLING):
+            if call.state in QUEUED:
                 by_queue[call.queue.name].append(call)
         for name, q in self._queues.items():
             c = self._counters[name]
@@ -332,31 +334,27 @@ class AcdService:
             by_state = dict.fromkeys((s.value for s in AgentState), 0)
             for o in self._queue_agents[name]:
                 by_state[self._ordinals[o].state.value] += 1
-            out[name] = {
-                "waiting": len(waiting),
-                "longest_wait": max((now - call.entered for call in waiting), default=0.0),
-                "service_level": c.service_level(),
-                "service_level_target": {"percent": q.service_level.percent, "seconds": q.service_level.seconds},
-                "abandon_rate": c.abandon_rate(),
-                "answered": c.answered,
-                "abandoned": c.abandoned,
-                "overflowed": c.overflowed,
-                "average_wait": c.average_wait(),
-                "average_handle_time": c.aht,
-                "agents": by_state,
-                "ewt": c.ewt(len(waiting) + 1, self._staffed[name]),
-            }
+            out[name] = QueueStats(
+                name=name, waiting=len(waiting),
+                longest_wait=max((now - call.entered for call in waiting), default=0.0),
+                service_level=c.service_level(),
+                service_level_target=ServiceLevelTarget(percent=q.service_level.percent,
+                                                        seconds=q.service_level.seconds),
+                abandon_rate=c.abandon_rate(), answered=c.answered, abandoned=c.abandoned, overflowed=c.overflowed,
+                average_wait=c.average_wait(), average_handle_time=c.aht, agents=MappingProxyType(by_state),
+                ewt=c.ewt(len(waiting) + 1, self._staffed[name]),
+            )
         return out
 
-    def waiting_calls(self, queue: str, now: float) -> list[dict[str, Any]]:
+    def waiting_calls(self, queue: str, now: float) -> list[WaitingCall]:
         """Waiting callers of a queue in service order with position and EWT (announcements, wallboard)."""
         calls = sorted((c for c in self._calls.values() if c.queue.name == queue
                         and c.state in (CallState.WAITING, CallState.PARKED)), key=lambda c: c.sort_key)
         counters = self._counters.get(queue)
         staffed = self._staffed.get(queue, 0)
-        return [{"server": c.key[0], "uniqueid": c.key[1], "position": i, "priority": c.priority,
-                 "waited": now - c.entered, "caller_num": c.caller_num,
-                 "ewt": counters.ewt(i, staffed) if counters else None} for i, c in enumerate(calls, 1)]
+        return [WaitingCall(server=c.key[0], uniqueid=c.key[1], position=i, priority=c.priority,
+                            waited=now - c.entered, caller_num=c.caller_num,
+                            ewt=counters.ewt(i, staffed) if counters else None) for i, c in enumerate(calls, 1)]
 
     def position(self, call_key: CallKey) -> int | None:
         call = self._calls.get(call_key)
@@ -364,19 +362,18 @@ class AcdService:
             return None
         return bisect_left(self._queue_order[call.queue.name], call.sort_key) + 1
 
-    def agent_snapshot(self, agent_id: str) -> dict[str, Any]:
+    def agent_snapshot(self, agent_id: str) -> AgentSnapshot:
+        """The agent now: state, reason and since, endpoint and its device state, the call it holds."""
         a = self._agent(agent_id)
         call = a.call
-        return {
-            "id": a.id, "name": a.cfg.name, "state": a.state.value, "reason": a.reason, "since": a.since,
-            "endpoint": a.endpoint, "device_state": self._devices.get(a.endpoint.lower(), "UNKNOWN"),
-            "available": a.ordinal in self.router.agents, "pending_not_ready": a.pending,
-            "talk_today": a.talk_today, "skills": dict(a.cfg.skills), "teams": list(a.cfg.teams),
-            "queues": list(a.queues),
-            "call": None if call is None else {"server": call.key[0], "uniqueid": call.key[1],
-                                               "call_id": call.call_id, "queue": call.queue.name,
-                                               "caller_num": call.caller_num},
-        }
+        return AgentSnapshot(
+            id=a.id, name=a.cfg.name, state=a.state, reason=a.reason, since=a.since, endpoint=a.endpoint,
+            device_state=self._devices.get(a.endpoint.lower(), "UNKNOWN"),
+            available=a.ordinal in self.router.agents, pending_not_ready=a.pending, talk_today=a.talk_today,
+            skills=MappingProxyType(dict(a.cfg.skills)), teams=tuple(a.cfg.teams), queues=a.queues,
+            call=None if call is None else AgentCall(server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                                     queue=call.queue.name, caller_num=call.caller_num),
+        )
 
     def wrapup_seconds(self, agent_id: str, queue: str) -> float:
         """The wrap-up an agent gets after a call of ``queue`` (the agent's own, else the queue's)."""
@@ -392,6 +389,38 @@ class AcdService:
 
     def agent_ids(self) -> list[str]:
         return list(self._agents)
+
+    # ------------------------------------------------- live records, read-only (explanations, benchmarks)
+    # These hand out the service's own records without copying, for readers that must see everything at
+    # once and cheaply (acd/explain.py, bench/acd_route.py's scan baseline). Readers never change them.
+    def agent_records(self) -> tuple[AgentRuntime, ...]:
+        """Every agent's live record, in configuration order (``record.ordinal`` is its index)."""
+        return self._ordinals
+
+    def call_records(self) -> Iterable[Call]:
+        """The live record of every call the ACD holds (waiting, parked, offered, recalling, talking)."""
+        return self._calls.values()
+
+    def queue_config(self, name: str) -> Queue | None:
+        """The configured queue ``name`` (None if unknown)."""
+        return self._queues.get(name)
+
+    def phone_free(self, record: AgentRuntime) -> bool:
+        """Whether the agent's phone may ring (its device state is free or unknown)."""
+        return self._device_ok(record)
+
+    def last_offered(self, queue: str) -> int:
+        """The ordinal of the agent ``queue`` last offered a call to (-1: none yet); round robin starts after it."""
+        return self._rr.get(queue, -1)
+
+    def requirements_of(self, call: Call) -> Requirements:
+        """What an agent needs to take ``call`` at its current expansion stage."""
+        return self._requirements(call, call.stage)[0]
+
+    def expected_wait(self, queue: str, position: int) -> float | None:
+        """The EWT of the caller at ``position`` (1 = next) of ``queue`` with the agents working it now."""
+        counters = self._counters.get(queue)
+        return counters.ewt(position, self._staffed.get(queue, 0)) if counters is not None else None
 
     def password_hash(self, agent_id: str) -> str | None:
         return self._agent(agent_id).cfg.password_hash

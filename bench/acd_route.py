@@ -33,10 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from acd.call_states import CallState  # noqa: E402
 from acd.events import CallAnswered  # noqa: E402
 from acd.model import AcdSection  # noqa: E402
 from acd.requirements import Requirements, compile_requirements, parse_call_skills  # noqa: E402
-from acd.runtime import AgentRuntime, CallState  # noqa: E402
+from acd.runtime import AgentRuntime  # noqa: E402
 from acd.service import AcdService  # noqa: E402
 from acd.states import AgentState  # noqa: E402
 from cti.commands import OfferCall  # noqa: E402
@@ -134,18 +135,20 @@ class Run:
     def baseline_agent(self, event: CallQueued) -> str | None:
         """app_queue style: walk every agent, keep the eligible available one ranked best."""
         acd = self.acd
-        queue = acd._queues[event.queue]
+        queue = acd.queue_config(event.queue)
+        assert queue is not None
         skills, _ = parse_call_skills(event.skills)
         key = (queue.name, skills)
         req = self.req_cache.get(key)
         if req is None:  # compiled once per kind of call, as ours is: only the scan is compared
             req = self.req_cache[key] = compile_requirements(self.section, queue, skills, 0)
-        rr = acd._rr.get(queue.name, -1)
-        n = len(acd._ordinals)
+        rr = acd.last_offered(queue.name)
+        agents = acd.agent_records()
+        n = len(agents)
         best: tuple[Any, ...] | None = None
         winner: AgentRuntime | None = None
-        for a in acd._ordinals:
-            if a.state != AgentState.READY or not acd._device_ok(a):
+        for a in agents:
+            if a.state != AgentState.READY or not acd.phone_free(a):
                 continue
             for alt in req.alternatives:
                 if not alt.met_by(a.cfg.skills):
@@ -165,7 +168,7 @@ class Run:
     def baseline_call(self, a: AgentRuntime) -> str | None:
         """Walk every waiting call, keep the eligible one ranked best (priority, then first come)."""
         best = None
-        for call in self.acd._calls.values():
+        for call in self.acd.call_records():
             if call.state != CallState.WAITING or call.requirements is None:
                 continue
             if call.requirements.eligible(a.cfg.skills) is not None and (best is None or call.sort_key < best.sort_key):
@@ -205,7 +208,7 @@ class Run:
 
     def go(self, ops: int, baseline_every: int) -> None:
         acd = self.acd
-        for a in acd._ordinals:
+        for a in acd.agent_records():
             acd.login(a.id, None, self.now)
         for _ in range(self.n_waiting):  # callers arrived over the last two minutes, as in a steady queue
             self.now += 120.0 / self.n_waiting
@@ -221,7 +224,8 @@ class Run:
                 self.ticks.append(time.perf_counter_ns() - t0)
                 self.settle(out)
                 sample = i % baseline_every == 0
-                idle = [a for a in (acd._ordinals[int(j)] for j in self.rng.integers(len(acd._ordinals), size=8))
+                agents = acd.agent_records()
+                idle = [a for a in (agents[int(j)] for j in self.rng.integers(len(agents), size=8))
                         if a.state in (AgentState.NOT_READY, AgentState.WRAP_UP)]
                 if idle:
                     before = len(acd.router.calls)
@@ -237,11 +241,12 @@ class Run:
     def go_idle(self, ops: int, baseline_every: int, available: float) -> None:
         """A quiet centre: ``available`` of the agents are free and callers find one at once."""
         acd = self.acd
-        for a in acd._ordinals:
+        for a in acd.agent_records():
             acd.login(a.id, None, self.now)
-        for j in self.rng.permutation(len(acd._ordinals))[: int(available * len(acd._ordinals))]:
+        agents = acd.agent_records()
+        for j in self.rng.permutation(len(agents))[: int(available * len(agents))]:
             self.now += 0.01
-            acd.ready(acd._ordinals[int(j)].id, self.now)
+            acd.ready(agents[int(j)].id, self.now)
         busy: list[str] = []
         gc.collect()
         gc.disable()
@@ -252,7 +257,7 @@ class Run:
                 before = len(acd.router.agents)
                 self.arrive(i % baseline_every == 0)
                 if len(acd.router.agents) < before:  # an agent took it: another one comes back from wrap-up
-                    busy.append(next(a.id for a in acd._ordinals if a.state == AgentState.WRAP_UP
+                    busy.append(next(a.id for a in agents if a.state == AgentState.WRAP_UP
                                      and a.id not in busy))
                     if len(busy) > 1:
                         acd.end_wrapup(busy.pop(0), self.now)

@@ -148,7 +148,7 @@ def role_server(config: str, profile: str | None = None) -> int:
                 "counters": dict(runtime.server.counters),
                 "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                 "open": [f"{uid} {live.status}" + (f" agent {live.agent_id} "
-                                                  f"{runtime.server.acd.agent_snapshot(live.agent_id)['state']}"
+                                                  f"{runtime.server.acd.agent_snapshot(live.agent_id).state.value}"
                                                   if live.agent_id else "")
                          for (_, uid), live in list(runtime.server.calls.items())[:3] if uid not in ledger.final]}
 

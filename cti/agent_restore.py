@@ -178,7 +178,7 @@ class AgentRestorer:
         srv, acd, now = self.server, self.server.acd, self.server.now()
         legs = [leg for server_legs in self.legs.values() for leg in server_legs]
         for r in plan_restore(self.rows, legs, acd.wrapup_seconds, now):
-            if acd.agent_snapshot(r.agent_id)["state"] != AgentState.LOGGED_OUT.value:
+            if acd.agent_snapshot(r.agent_id).state != AgentState.LOGGED_OUT:
                 continue  # logged in by hand meanwhile: as they chose
             try:
                 outputs = acd.restore(r, now)
@@ -199,9 +199,9 @@ class AgentRestorer:
         from cti.server import LiveCall
 
         srv = self.server
-        call = srv.acd.agent_snapshot(agent_id)["call"]  # the ACD's queue (an unknown one falls back)
+        call = srv.acd.agent_snapshot(agent_id).call  # the ACD's queue (an unknown one falls back)
         queued = CallQueued(server=leg.server, ts=leg.entered, call_id=leg.call_id, uniqueid=leg.caller_uniqueid,
-                            channel=leg.caller_channel, queue=call["queue"] if call else leg.queue,
+                            channel=leg.caller_channel, queue=call.queue if call else leg.queue,
                             skills=leg.skills, priority=leg.priority, language=leg.language,
                             caller_num=leg.caller_num, caller_name="", dnis=leg.dnis, data=dict(leg.data))
         srv.adopt_call(LiveCall(queued=queued, agent_id=agent_id, agent_channel=leg.agent_channel, since=since,

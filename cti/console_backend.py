@@ -252,8 +252,8 @@ class ServerConsoleBackend:
         # State first: a refused transition must change nothing, the disposition included.
         acd = self.server.acd
         snap = acd.agent_snapshot(agent_id)
-        if snap["state"] != "wrap_up":
-            raise ConsoleError("illegal-transition", f"nothing to dispose while {snap['state']}")
+        if snap.state != "wrap_up":
+            raise ConsoleError("illegal-transition", f"nothing to dispose while {snap.state.value}")
         if params.get("then") == "not_ready":
             outputs = acd.not_ready(agent_id, params["reason"], self.server.now())
         else:

@@ -299,7 +299,7 @@ class CallLedger:
 def server_known_calls(server: Any) -> set[str]:
     """Uniqueids of the calls the server holds: waiting in an ACD queue or with an agent."""
     now = server.now()
-    waiting = {c["uniqueid"] for q in server.acd.queue_stats(now) for c in server.acd.waiting_calls(q, now)}
+    waiting = {c.uniqueid for q in server.acd.queue_stats(now) for c in server.acd.waiting_calls(q, now)}
     return waiting | {live.queued.uniqueid for live in server.calls.values()}
 
 

@@ -647,10 +647,9 @@ class CtiServer:
 
     def state_message(self, agent_id: str) -> dict[str, Any]:
         snap = self.acd.agent_snapshot(agent_id)
-        call = snap.get("call")
-        return {"type": "state", "agent_id": agent_id, "state": snap["state"], "reason": snap["reason"] or None,
-                "since": snap["since"], "endpoint": snap["endpoint"],
-                "call_id": call["call_id"] if call else None}
+        return {"type": "state", "agent_id": agent_id, "state": snap.state.value, "reason": snap.reason or None,
+                "since": snap.since, "endpoint": snap.endpoint,
+                "call_id": snap.call.call_id if snap.call else None}
 
     def call_for_agent(self, agent_id: str) -> LiveCall | None:
         for live in self.calls.values():
@@ -672,21 +671,19 @@ class CtiServer:
         stats = self.acd.queue_stats(now)
         queues = []
         for name, q in stats.items():
-            sl = q.get("service_level")
-            ab = q.get("abandon_rate")
-            queues.append({"name": name, "waiting": q["waiting"], "longest_wait": q["longest_wait"],
+            sl, ab = q.service_level, q.abandon_rate
+            queues.append({"name": name, "waiting": q.waiting, "longest_wait": q.longest_wait,
                            # the ACD counts in percent; the console protocol speaks fractions
                            "service_level": None if sl is None else sl / 100.0,
                            "abandon_rate": None if ab is None else ab / 100.0,
-                           "agents": q["agents"], "answered": q.get("answered", 0),
-                           "abandoned": q.get("abandoned", 0), "ewt": q.get("ewt")})
+                           "agents": dict(q.agents), "answered": q.answered,
+                           "abandoned": q.abandoned, "ewt": q.ewt})
         agents = []
         for agent_id in self.acd.agent_ids():
             snap = self.acd.agent_snapshot(agent_id)
-            call = snap.get("call")
-            agents.append({"agent_id": agent_id, "name": snap["name"], "state": snap["state"],
-                           "reason": snap["reason"] or None, "since": snap["since"],
-                           "call_id": call["call_id"] if call else None, "queues": snap["queues"]})
+            agents.append({"agent_id": agent_id, "name": snap.name, "state": snap.state.value,
+                           "reason": snap.reason or None, "since": snap.since,
+                           "call_id": snap.call.call_id if snap.call else None, "queues": list(snap.queues)})
         if self.recorder is not None:
             self.health.db = not self.recorder.metrics["db_down"]
         return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": self.health.as_dict()}

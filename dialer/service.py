@@ -49,7 +49,7 @@ class IdleAgents:
         idle = 0
         for agent_id in self._eligible.get(queue, ()):
             snap = self.acd.agent_snapshot(agent_id)
-            if snap["state"] == "ready" and snap["available"]:
+            if snap.state == "ready" and snap.available:
                 idle += 1
         return idle
 

@@ -76,8 +76,8 @@ class Centre:
                 self.check()
 
     def check(self) -> None:
-        holders = [self.acd.agent_snapshot(a)["call"] for a in self.acd.agent_ids()]
-        held = [c["uniqueid"] for c in holders if c is not None]
+        holders = [self.acd.agent_snapshot(a).call for a in self.acd.agent_ids()]
+        held = [c.uniqueid for c in holders if c is not None]
         assert len(held) == len(set(held)), "a call is held by two agents"
 
     def offer(self, o: OfferCall, now: float) -> None:
@@ -120,7 +120,7 @@ class Centre:
                                   dnis=""), t)
             return
         if kind == "ready":
-            if self.acd.agent_snapshot(data)["state"] == "logged_out":
+            if self.acd.agent_snapshot(data).state == "logged_out":
                 self.feed(self.acd.login(data, None, t), t)
             self.feed(self.acd.ready(data, t), t)
             return
@@ -238,7 +238,7 @@ def test_races_ring_no_answer_abandon_while_ringing_and_logout() -> None:
     assert len(final) == 3000 and set(outcomes) == {"answered", "abandoned"}
     ringing_abandons = [r for r in c.rows if r.outcome == "abandoned" and r.agent_id]
     assert ringing_abandons and sum(r.offers > 1 for r in c.rows) > 100
-    assert not c.acd._calls and all(c.acd.agent_snapshot(a)["call"] is None for a in c.acd.agent_ids())
+    assert not list(c.acd.call_records()) and all(c.acd.agent_snapshot(a).call is None for a in c.acd.agent_ids())
 
 
 def test_staffing_command_prints_erlang_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -150,7 +150,7 @@ def test_ring_no_answer_sets_not_ready_and_requeues_call_at_head() -> None:
     h.now += 15
     out = h.dial_end("u1", "a1", "NOANSWER")
     assert h.state("a1") == "not_ready"
-    assert h.acd.agent_snapshot("a1")["reason"] == "ring-no-answer"
+    assert h.acd.agent_snapshot("a1").reason == "ring-no-answer"
     assert of_type(out, OfferNotAnswered)[0].status == "NOANSWER"
     change = [x for x in of_type(out, AgentStateChanged) if x.agent_id == "a1"][0]
     assert (change.state, change.reason, change.uniqueid, change.queue) == ("not_ready", "ring-no-answer", "u1",
@@ -166,7 +166,7 @@ def test_chanunavail_reported_only_by_return_event() -> None:
     h.ready("a1")
     h.queued("u1", "billing")
     h.returned("u1", "a1", "CHANUNAVAIL", "billing")
-    assert h.acd.agent_snapshot("a1")["reason"] == "unreachable"
+    assert h.acd.agent_snapshot("a1").reason == "unreachable"
     assert h.acd.explain((SERVER, "u1"))["status"] == "waiting"
 
 
@@ -177,7 +177,7 @@ def test_busy_endpoint_goes_not_ready_busy() -> None:
     h.queued("u1", "billing")
     h.dial("u1", "a1")
     h.dial_end("u1", "a1", "BUSY")
-    assert h.acd.agent_snapshot("a1")["reason"] == "busy"
+    assert h.acd.agent_snapshot("a1").reason == "busy"
 
 
 def test_abandon_while_waiting_records_wait_time() -> None:
@@ -263,7 +263,7 @@ def test_pending_not_ready_applies_after_wrapup_and_end_wrapup() -> None:
     h.hangup("u1")
     h.request("end_wrapup", "a1")
     snap = h.acd.agent_snapshot("a1")
-    assert (snap["state"], snap["reason"]) == ("not_ready", "lunch")
+    assert (snap.state, snap.reason) == ("not_ready", "lunch")
     assert h.rows()[0].outcome == "answered"
 
 
@@ -352,7 +352,7 @@ def test_watchdog_without_any_news_requeues_and_agent_not_ready() -> None:
     h.queued("u1", "billing")
     out = h.advance(25)
     assert of_type(out, OfferNotAnswered)[0].status == "TIMEOUT"
-    assert h.acd.agent_snapshot("a1")["reason"] == "offer-failed"
+    assert h.acd.agent_snapshot("a1").reason == "offer-failed"
 
 
 def test_command_failed_no_such_channel_abandons_and_other_failure_requeues() -> None:
@@ -437,7 +437,7 @@ def test_queue_stats_service_level_abandon_and_ewt() -> None:
     h.queued("u3", "billing")
     h.now += 3
     stats = h.acd.queue_stats(h.now)["billing"]
-    assert stats["service_level"] == 50.0 and stats["abandon_rate"] == 50.0
-    assert stats["waiting"] == 1 and stats["longest_wait"] == 3
-    assert stats["agents"]["on_call"] == 1 and stats["ewt"] is not None
-    assert h.acd.waiting_calls("billing", h.now)[0]["position"] == 1
+    assert stats.service_level == 50.0 and stats.abandon_rate == 50.0
+    assert stats.waiting == 1 and stats.longest_wait == 3
+    assert stats.agents["on_call"] == 1 and stats.ewt is not None
+    assert h.acd.waiting_calls("billing", h.now)[0].position == 1

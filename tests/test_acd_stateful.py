@@ -249,8 +249,8 @@ class AcdMachine(RuleBasedStateMachine):
         for agent_id, skills in AGENTS.items():
             snap = self.h.acd.agent_snapshot(agent_id)
             phone_ok = self.devices.get(agent_id, "UNKNOWN") in OK_DEVICE
-            assert snap["available"] == (snap["state"] == "ready" and phone_ok)
-            if not snap["available"]:
+            assert snap.available == (snap.state == "ready" and phone_ok)
+            if not snap.available:
                 continue
             for uid, c in self.calls.items():
                 assert not (c["status"] == "waiting" and self.h.acd.explain((SERVER, uid))["status"] == "waiting"
@@ -261,10 +261,10 @@ class AcdMachine(RuleBasedStateMachine):
     def agents_hold_at_most_one_call(self) -> None:
         holders: dict[str, str] = {}
         for agent_id in AGENTS:
-            call = self.h.acd.agent_snapshot(agent_id)["call"]
+            call = self.h.acd.agent_snapshot(agent_id).call
             if call is not None:
-                assert call["uniqueid"] not in holders, f"{call['uniqueid']} held by two agents"
-                holders[call["uniqueid"]] = agent_id
+                assert call.uniqueid not in holders, f"{call.uniqueid} held by two agents"
+                holders[call.uniqueid] = agent_id
 
     def teardown(self) -> None:
         if self.down:

@@ -56,7 +56,7 @@ class Harness:
     def ready(self, *agent_ids: str) -> list[Output]:
         out: list[Output] = []
         for aid in agent_ids:
-            if self.acd.agent_snapshot(aid)["state"] == "logged_out":
+            if self.acd.agent_snapshot(aid).state == "logged_out":
                 out += self._keep(self.acd.login(aid, None, self.now))
             out += self._keep(self.acd.ready(aid, self.now))
         return out
@@ -113,4 +113,4 @@ class Harness:
         return of_type(self.log, QueueCallFinished)
 
     def state(self, agent_id: str) -> str:
-        return str(self.acd.agent_snapshot(agent_id)["state"])
+        return str(self.acd.agent_snapshot(agent_id).state)

@@ -101,17 +101,17 @@ def test_login_uses_the_configured_endpoint_and_another_only_where_allowed(tmp_p
     async def go() -> None:
         assert backend.resume_messages("1001")[0]["endpoint"] == "PJSIP/1001"  # logged out: the configured one
         result = await backend.handle(_session("1001"), "login", {"endpoint": None})
-        assert result["state"]["state"] == "not_ready" and acd.agent_snapshot("1001")["endpoint"] == "PJSIP/1001"
+        assert result["state"]["state"] == "not_ready" and acd.agent_snapshot("1001").endpoint == "PJSIP/1001"
         if allowed:
             await backend.handle(_session("1002"), "login", {"endpoint": "PJSIP/4242"})
-            assert acd.agent_snapshot("1002")["endpoint"] == "PJSIP/4242"
+            assert acd.agent_snapshot("1002").endpoint == "PJSIP/4242"
         else:
             with pytest.raises(ConsoleError) as refused:
                 await backend.handle(_session("1002"), "login", {"endpoint": "PJSIP/4242"})
             assert refused.value.error_id == "endpoint-fixed"
-            assert acd.agent_snapshot("1002")["state"] == "logged_out"
+            assert acd.agent_snapshot("1002").state == "logged_out"
             await backend.handle(_session("1002"), "login", {"endpoint": "pjsip/1002"})  # its own: fine
-            assert acd.agent_snapshot("1002")["state"] == "not_ready"
+            assert acd.agent_snapshot("1002").state == "not_ready"
 
     asyncio.run(go())
     stack.sim.stop()

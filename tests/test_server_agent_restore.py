@@ -58,19 +58,19 @@ def test_agents_come_back_as_they_were_and_get_no_second_call(tmp_path: Path, db
     bench.run(3)
     bench.ready("1002")  # sales 8: ready for the next sales call
     before = {a: bench.server.acd.agent_snapshot(a) for a in ("1002", "1003", "1004", "1005", "1006", "1007")}
-    assert [s["state"] for s in before.values()] == ["ready", "on_call", "not_ready", "on_call", "wrap_up",
+    assert [s.state for s in before.values()] == ["ready", "on_call", "not_ready", "on_call", "wrap_up",
                                                      "logged_out"]
 
     server = restart(bench)
     bench.run(5)
     after = {a: server.acd.agent_snapshot(a) for a in before}
-    assert {a: s["state"] for a, s in after.items()} == {a: s["state"] for a, s in before.items()}
-    assert after["1004"]["reason"] == "lunch"
-    assert after["1003"]["call"]["uniqueid"] == talking.uniqueid
-    assert after["1005"]["call"]["uniqueid"] == held.uniqueid
+    assert {a: s.state for a, s in after.items()} == {a: s.state for a, s in before.items()}
+    assert after["1004"].reason == "lunch"
+    assert after["1003"].call.uniqueid == talking.uniqueid
+    assert after["1005"].call.uniqueid == held.uniqueid
     assert server.call_for_agent("1003").status == "connected"
     assert server.call_for_agent("1005").status == "held"
-    assert abs(after["1006"]["since"] - before["1006"]["since"]) < 1.0  # the same wrap-up goes on
+    assert abs(after["1006"].since - before["1006"].since) < 1.0  # the same wrap-up goes on
     assert [m["status"] for m in bench.pushed.to("1005", "call")] == ["held"]  # the reconnected console's frames
     assert [m["uniqueid"] for m in bench.pushed.to("1005", "pop")] == [held.uniqueid]
 
@@ -81,7 +81,7 @@ def test_agents_come_back_as_they_were_and_get_no_second_call(tmp_path: Path, db
     bench.run(30)
     assert [o.agent_id for o in bench.of(CallOffered, uniqueid=first.uniqueid)] == ["1002"]
     assert bench.of(CallOffered, uniqueid=second.uniqueid) == []
-    assert server.acd.agent_snapshot("1003")["call"]["uniqueid"] == talking.uniqueid
+    assert server.acd.agent_snapshot("1003").call.uniqueid == talking.uniqueid
 
     # the restored calls work as calls: retrieve the held caller; hang up; dispose, also of the wrap-up
     held_call = server.call_for_agent("1005").queued.call_id

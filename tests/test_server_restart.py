@@ -23,7 +23,7 @@ def test_callers_holding_across_a_server_restart_are_routed() -> None:
     cfg = cfg.model_copy(update={"dialer": cfg.dialer.model_copy(update={"campaigns": []})})
     stack = build_virtual(cfg, seed=9, login_agents=False)
     stack.clock.run_until(DEMO_EPOCH + 240)
-    holding = {c["uniqueid"] for q in stack.server.acd.queue_stats(stack.server.now())
+    holding = {c.uniqueid for q in stack.server.acd.queue_stats(stack.server.now())
                for c in stack.server.acd.waiting_calls(q, stack.server.now())}
     assert len(holding) >= 2
     stack.server.stop()

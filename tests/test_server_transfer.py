@@ -71,7 +71,7 @@ def test_the_transferring_agent_is_not_offered_the_call_during_wrap_up(tmp_path:
     bench.run(60)
     assert bench.state("1003") == "wrap_up"
     assert [o.agent_id for o in bench.of(CallOffered, uniqueid=uid)] == ["1003"]
-    assert [c["uniqueid"] for q in ("sales",) for c in bench.server.acd.waiting_calls(q, bench.server.now())] == [uid]
+    assert [c.uniqueid for q in ("sales",) for c in bench.server.acd.waiting_calls(q, bench.server.now())] == [uid]
 
     reply = bench.act("1003", "dispose", call_id=call_id, disposition="resolved")
     assert reply["recorded"] is True

@@ -131,7 +131,7 @@ def test_consultation_rings_the_target_while_the_caller_hears_music_then_complet
     assert not stack.caller.dead and not stack.caller.moh and not target.dead
     members = {c.name for c in stack.caller.bridge.channels} if stack.caller.bridge else set()
     assert "Local/0@cti-consult-00000000;1" in members
-    assert stack.server.acd.agent_snapshot("1001")["state"] == "wrap_up"
+    assert stack.server.acd.agent_snapshot("1001").state == "wrap_up"
     call_id = stack.server.last_call["1001"].call_id
     assert stack.server.call_log.open[("sim", call_id)].outcome == "transferred"  # the record says so
 
@@ -164,7 +164,7 @@ def test_target_hanging_up_in_consultation_returns_the_agent_to_the_caller() -> 
     last = stack.calls()[-1]
     assert (last["status"], last["consult"]) == ("connected", None)
     assert not stack.caller.moh and not stack.caller.dead
-    assert stack.server.acd.agent_snapshot("1001")["state"] == "on_call"
+    assert stack.server.acd.agent_snapshot("1001").state == "on_call"
 
 
 def test_hold_retrieve_then_attended_transfer_still_works() -> None:

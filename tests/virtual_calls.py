@@ -97,7 +97,7 @@ class CallBench:
             self.server.apply(self.server.acd.ready(agent_id, now))
 
     def state(self, agent_id: str) -> str:
-        return str(self.server.acd.agent_snapshot(agent_id)["state"])
+        return str(self.server.acd.agent_snapshot(agent_id).state)
 
     def arrive(self, keys: tuple[str, ...] = ("1",), caller: str = "+15550001111", patience: float = 6000.0,
                did: str = "+18005550100", flow: str = "main") -> Channel:

@@ -167,7 +167,7 @@ class Scenario:
                 self.step("agent logged in")
                 await tid("btn-ready").click()
                 await expect(badge).to_have_attribute("data-state", "ready")
-                self.step("agent ready", acd_state=runtime.server.acd.agent_snapshot(AGENT)["state"])
+                self.step("agent ready", acd_state=runtime.server.acd.agent_snapshot(AGENT).state.value)
 
                 chan = sim.driver.arrive(InboundArrival(
                     at=sim.pbx.now_epoch(), did=DID, caller_num=caller.e164, caller_name="", patience=600.0,

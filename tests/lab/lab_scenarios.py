@@ -548,11 +548,11 @@ async def run(workdir: Path, only: list[str], record: Path | None) -> dict[str, 
             await lab.hangup_all()
             for console in consoles.values():  # every agent back to logged in, not ready, between scenarios
                 snap = runtime.server.acd.agent_snapshot(console.agent_id)
-                if snap["state"] == "wrap_up" and runtime.server.last_call.get(console.agent_id):
+                if snap.state == "wrap_up" and runtime.server.last_call.get(console.agent_id):
                     last = runtime.server.last_call[console.agent_id]
                     await console.request("dispose", call_id=last[1], disposition="resolved", then="not_ready",
                                           reason="break")
-                elif snap["state"] in ("ready", "on_call", "ringing", "reserved"):
+                elif snap.state in ("ready", "on_call", "ringing", "reserved"):
                     await console.request("not_ready", reason="break")
             await asyncio.sleep(1.0)
     finally:
