@@ -14,21 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from acd.states import AgentState
-from cti.events import frozen_mapping, no_mapping, require
+from cti.events import frozen_mapping, no_mapping, refuse_empty
 
 AGENT_STATES = frozenset(s.value for s in AgentState)
 OUTCOMES = frozenset({"answered", "abandoned", "overflowed"})
 OVERFLOW_ACTIONS = frozenset({"overflow", "voicemail", "callback"})
 
 
-def _known(event: object, name: str, allowed: frozenset[str]) -> None:
-    value = getattr(event, name)
-    if value not in allowed:
-        raise ValueError(f"{type(event).__name__}.{name} must be one of {', '.join(sorted(allowed))}, "
-                         f"got {value!r:.40}")
+def _unknown(event: object, name: str, allowed: frozenset[str]) -> NoReturn:
+    raise ValueError(f"{type(event).__name__}.{name} must be one of {', '.join(sorted(allowed))}, "
+                     f"got {getattr(event, name)!r:.40}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,9 +47,12 @@ class AgentStateChanged(AcdEvent):
     uniqueid: str = ""
 
     def __post_init__(self) -> None:
-        require(self, "agent_id")
-        _known(self, "state", AGENT_STATES)
-        _known(self, "previous", AGENT_STATES)
+        if not self.agent_id:
+            refuse_empty(self, "agent_id")
+        if self.state not in AGENT_STATES:
+            _unknown(self, "state", AGENT_STATES)
+        if self.previous not in AGENT_STATES:
+            _unknown(self, "previous", AGENT_STATES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +63,8 @@ class AgentNotReadyPending(AcdEvent):
     reason: str
 
     def __post_init__(self) -> None:
-        require(self, "agent_id", "reason")
+        if not (self.agent_id and self.reason):
+            refuse_empty(self, "agent_id", "reason")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +75,8 @@ class CallEvent(AcdEvent):
     queue: str
 
     def __post_init__(self) -> None:
-        require(self, "server", "uniqueid", "queue")
+        if not (self.server and self.uniqueid and self.queue):
+            refuse_empty(self, "server", "uniqueid", "queue")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,8 +132,10 @@ class CallOverflowed(CallEvent):
     target: str
 
     def __post_init__(self) -> None:
-        require(self, "server", "uniqueid", "queue")
-        _known(self, "action", OVERFLOW_ACTIONS)
+        if not (self.server and self.uniqueid and self.queue):
+            refuse_empty(self, "server", "uniqueid", "queue")
+        if self.action not in OVERFLOW_ACTIONS:
+            _unknown(self, "action", OVERFLOW_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,8 +158,10 @@ class QueueCallFinished(CallEvent):
     data: Mapping[str, str] = field(default_factory=no_mapping)
 
     def __post_init__(self) -> None:
-        require(self, "server", "uniqueid", "queue")
-        _known(self, "outcome", OUTCOMES)
+        if not (self.server and self.uniqueid and self.queue):
+            refuse_empty(self, "server", "uniqueid", "queue")
+        if self.outcome not in OUTCOMES:
+            _unknown(self, "outcome", OUTCOMES)
         object.__setattr__(self, "data", frozen_mapping(self.data))
 
 
@@ -167,5 +174,6 @@ class AcdWarning(AcdEvent):
     details: Mapping[str, Any] = field(default_factory=no_mapping)
 
     def __post_init__(self) -> None:
-        require(self, "code")
+        if not self.code:
+            refuse_empty(self, "code")
         object.__setattr__(self, "details", frozen_mapping(self.details))

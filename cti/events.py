@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 TRANSFER_KINDS = frozenset({"blind", "attended"})
@@ -34,12 +34,14 @@ def no_mapping() -> Mapping[str, Any]:
     return EMPTY_MAPPING
 
 
-def require(event: object, *names: str) -> None:
-    """Raise ``ValueError`` unless every named field of ``event`` is a non-empty string."""
+def refuse_empty(event: object, *names: str) -> NoReturn:
+    """Raise ``ValueError`` naming the first of ``names`` that is empty in ``event``. Events test their fields
+    inline (``if not (self.a and self.b)``: the cheap path on every event) and call this only to report."""
     for name in names:
         value = getattr(event, name)
-        if not value or not isinstance(value, str):
+        if not value:
             raise ValueError(f"{type(event).__name__}.{name} must be a non-empty string, got {value!r:.40}")
+    raise ValueError(f"{type(event).__name__}: one of {', '.join(names)} is empty")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,7 +50,8 @@ class DomainEvent:
     ts: float
 
     def __post_init__(self) -> None:
-        require(self, "server")
+        if not self.server:
+            refuse_empty(self, "server")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +127,8 @@ class CallTransferred(ChannelEvent):
     transferee_channel: str = ""
 
     def __post_init__(self) -> None:
-        require(self, "server")
+        if not self.server:
+            refuse_empty(self, "server")
         if self.kind not in TRANSFER_KINDS:
             raise ValueError(f"CallTransferred.kind must be blind or attended, got {self.kind!r:.40}")
 
@@ -168,7 +172,8 @@ class CallEnded(DomainEvent):
     merged_into: str | None = None
 
     def __post_init__(self) -> None:
-        require(self, "server", "call_id")
+        if not (self.server and self.call_id):
+            refuse_empty(self, "server", "call_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,7 +210,8 @@ class CallQueued(ChannelEvent):
     data: Mapping[str, str] = field(default_factory=no_mapping)
 
     def __post_init__(self) -> None:
-        require(self, "server", "uniqueid")
+        if not (self.server and self.uniqueid):
+            refuse_empty(self, "server", "uniqueid")
         object.__setattr__(self, "data", frozen_mapping(self.data))
 
 
