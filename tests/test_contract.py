@@ -148,7 +148,7 @@ def test_no_module_writes_out_the_contracts_strings() -> None:
 
 # ------------------------------------------------------------------------------------ outbound
 def queued(data: dict[str, str], caller: str = "+18005550100") -> CallQueued:
-    return CallQueued("pbx1", 10.0, call_id="9.1", uniqueid="9.1", channel="PJSIP/trunk-9", queue="sales",
+    return CallQueued(server="pbx1", ts=10.0, call_id="9.1", uniqueid="9.1", channel="PJSIP/trunk-9", queue="sales",
                       skills="", priority=0, language="en", caller_num=caller, caller_name="", dnis="",
                       data=data)
 
