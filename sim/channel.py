@@ -109,6 +109,10 @@ class Channel:
         self.pending_caller: tuple[str, str] | None = None
         self.cdr_frozen = False
         self.awaiting_media: Block | None = None
+        # Audio this channel sends (Playback, music on hold: a count, they can overlap) and who hears
+        # what its Local peer sends (True: frames start, False: they stop), see Pbx.voice.
+        self.playing = 0
+        self.voice_listeners: list[Callable[[bool], None]] = []
 
     # AgiChannel / snapshot attributes ----------------------------------------------------
     @property

@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from cti.ami.message import AMIMessage
 from cti.contract import INBOUND_CONTEXT
+from sim.amd import AmdSettings
 from sim.ami_events import (
     DOWN,
     RING,
@@ -99,7 +100,8 @@ class Pbx:
 
     def __init__(self, clock: IReactorTime, dialplan: Dialplan, *, far_ends: FarEndDirectory | None = None,
                  agi: AgiRunner | None = None, seed: int = 0, epoch: float | None = None,
-                 endpoint_context: str = "default", apps: dict[str, App] | None = None) -> None:
+                 endpoint_context: str = "default", apps: dict[str, App] | None = None,
+                 amd: AmdSettings | None = None, astdb: dict[tuple[str, str], str] | None = None) -> None:
         from sim.apps import APPLICATIONS
 
         self.clock = clock
@@ -117,6 +119,10 @@ class Pbx:
         self.featuremap: dict[str, str] = {"blindxfer": "#", "disconnect": "*", "atxfer": "", **dialplan.features}
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
+        # amd.conf [general] (app_amd's built-in defaults unless the wiring loads a file)
+        self.amd = amd or AmdSettings()
+        # The AstDB: (family, key) -> value; AMI DB* actions, DB() and FastAGI DATABASE commands share it.
+        self.astdb: dict[tuple[str, str], str] = {} if astdb is None else astdb
         self._listeners: list[EventListener] = []
         self._uid_seq = 0
         self._name_seq: dict[str, int] = {}
@@ -722,6 +728,10 @@ class Pbx:
         """After answering: wait up to ``timeout`` for the first media frame (see app_answer)."""
         d = self.block(chan, timeout)
         chan.awaiting_media = chan.block
+        peer = chan.peer
+        if peer is not None and not peer.dead and peer.playing:
+            # The other half is already sending audio (Playback, music): its next frame ends the wait.
+            self.soon(self.media, peer)
         return d
 
     def media(self, chan: Channel) -> None:
@@ -743,15 +753,28 @@ class Pbx:
         for listener in list(chan.dtmf_listeners):
             listener(digit)
 
+    def voice(self, chan: Channel, on: bool) -> None:
+        """``chan`` starts (``on``) or stops sending audio frames (Playback, music on hold): what the
+        other half of a Local pair hears (app_amd on a Local ;1 listens to its ;2). Nested sources count."""
+        was = chan.playing > 0
+        chan.playing = max(chan.playing + (1 if on else -1), 0)
+        now = chan.playing > 0
+        other = chan.peer
+        if was != now and other is not None and not other.dead:
+            for listener in list(other.voice_listeners):
+                listener(now)
+
     def start_moh(self, chan: Channel, klass: str = "default") -> None:
         if not chan.moh and not chan.dead:
             chan.moh = True
             self.chan_event("MusicOnHoldStart", chan, [("Class", klass or "default")])
+            self.voice(chan, True)
 
     def stop_moh(self, chan: Channel) -> None:
         if chan.moh and not chan.dead:
             chan.moh = False
             self.chan_event("MusicOnHoldStop", chan)
+            self.voice(chan, False)
 
     # bridges ---------------------------------------------------------------------------------------
     def bridge_create(self, kind: str = "action", caller: Channel | None = None) -> Bridge:
