@@ -70,11 +70,19 @@ class _Dial:
     answered_at: float = 0.0
     timer: IDelayedCall | None = None
     done: bool = False
+    rang: bool = False
 
     def on_event(self, out: Channel, what: str) -> None:
         if self.done or out.name not in self.outs:
             return
         if what == "ringing":
+            if not self.rang:
+                # app_dial: the first ringing sets RINGTIME(_MS) on the caller (time since the outgoing
+                # channel was created), then publishes the DialState.
+                self.rang = True
+                ms = int((self.pbx.clock.seconds() - out.created) * 1000)
+                self.pbx.set_var(self.caller, "RINGTIME", str(ms // 1000))
+                self.pbx.set_var(self.caller, "RINGTIME_MS", str(ms))
             _dial_event(self.pbx, "DialState", self.caller, out, [("DialStatus", "RINGING")])
         elif what == "answer":
             self._answer(out)

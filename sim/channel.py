@@ -107,6 +107,7 @@ class Channel:
         # channel's DTMF feature hooks as it enters a bridge, so a code set later is not heard.
         self.atxfer_hook = ""
         self.pending_caller: tuple[str, str] | None = None
+        self.republish_location = False  # a Gosub returned: the next snapshot update shows a Newexten
         self.cdr_frozen = False
         self.awaiting_media: Block | None = None
         # Audio this channel sends (Playback, music on hold: a count, they can overlap) and who hears
@@ -228,6 +229,9 @@ class Bridge:
     kind: str = "action"
     caller: Channel | None = None
     frozen: bool = False  # an attended transfer holds it: do not dissolve when one party leaves
+    # The hangup cause of the party whose leaving dissolves it: the others are put out with it (or
+    # AST_CAUSE_NORMAL_CLEARING), as bridge_channel.c's channel_set_cause does.
+    cause: int = 0
 
     @property
     def num_channels(self) -> int:

@@ -181,9 +181,20 @@ class Pbx:
             # next runs dialplan or hangs up, and publishes NewCallerid just after (as the transcripts show).
             chan.pending_caller = None
             chan._caller_num, chan._caller_name = pending
+        if chan.republish_location and name in ("NewCallerid", "NewConnectedLine", "NewAccountCode"):
+            self._republish_location(chan)
         self.emit(name, privilege, [*snapshot(chan), *extra])
+        if chan.republish_location and name == "Newstate":
+            self._republish_location(chan)
         if pending is not None:
             self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+
+    def _republish_location(self, chan: Channel) -> None:
+        """A snapshot update after a Gosub returned: manager_channels sees the dialplan location changed
+        since the last snapshot (Return -> the channel's own) and sends a Newexten after the Newstate."""
+        chan.republish_location = False
+        self.emit("Newexten", "dialplan,all", [*snapshot(chan), ("Extension", chan.exten),
+                                               ("Application", chan.app), ("AppData", chan.appdata)])
 
     def update_connected(self, chan: Channel, num: str, name: str) -> None:
         """The connected party changed (bridged with someone new): NewConnectedLine; for a Local ;1
@@ -326,12 +337,14 @@ class Pbx:
             self.queue_hangup(chan, cause)
 
     def inherit_variables(self, parent: Channel, child: Channel) -> None:
-        """ast_channel_inherit_variables(): ``__X`` passes on as ``__X``, ``_X`` as ``X`` (no events)."""
-        for key, value in parent.variables.items():
-            if key.startswith("__"):
-                child.variables[key] = value
-            elif key.startswith("_"):
-                child.variables[key[1:]] = value
+        """ast_channel_inherit_variables(): ``__X`` passes on as ``__X``, ``_X`` as ``X``, each published
+        as a VarSet of the child (main/channel.c ast_channel_publish_varset)."""
+        for key, value in list(parent.variables.items()):
+            if not key.startswith("_"):
+                continue
+            name = key if key.startswith("__") else key[1:]
+            child.variables[name] = value
+            self.chan_event("VarSet", child, [("Variable", name), ("Value", value)], "dialplan,all")
 
     # identity ------------------------------------------------------------------------------
     def set_caller(self, chan: Channel, num: str, name: str) -> None:
@@ -390,24 +403,41 @@ class Pbx:
         return self.featuremap.get(feature, "") if code is None else code
 
     def run_subroutine(self, chan: Channel, context: str, exten: str, priority: int = 1) -> None:
-        """A pre-dial handler (Dial option ``b(context^exten^priority)``) on the outgoing channel: its
-        priorities run at once until ``Return()``. Only applications that finish at once (Set, NoOp,
-        ...) are supported, which is what a pre-dial handler may run before the channel is called."""
+        """A pre-dial handler (Dial option ``b(context^exten^priority)``) on the outgoing channel, run as
+        app_stack's Gosub runs it: ``LOCAL(ARGC)=0``, the handler's priorities at their own location
+        until ``Return()``, then ``ARGC`` and ``GOSUB_RETVAL`` cleared and the channel back where it
+        was; its next snapshot update (Newstate) publishes that location again as a Newexten (as the
+        reference PBX showed). Only applications that finish at once (Set, NoOp, ...) are supported,
+        which is what a pre-dial handler may run before the channel is called."""
+        saved = (chan.context, chan.exten, chan.priority, chan.app, chan.appdata)
+        chan.variables["ARGC"] = "0"
+        self.chan_event("VarSet", chan, [("Variable", "LOCAL(ARGC)"), ("Value", "0")], "dialplan,all")
         ext = self.dialplan.find(context, exten)
         step = ext.step(priority) if ext is not None else None
+        returned = False
         while step is not None:
-            if step.app.lower() == "return":
-                return
+            self.set_location(chan, context, exten, step.number)
             data = self.substitute(chan, step.data)
+            chan.app, chan.appdata = step.app, data
             self.chan_event("Newexten", chan, [("Extension", exten), ("Application", step.app),
                                                ("AppData", data)], "dialplan,all")
+            if step.app.lower() == "return":
+                chan.variables.pop("ARGC", None)
+                self.chan_event("VarSet", chan, [("Variable", "ARGC"), ("Value", "")], "dialplan,all")
+                self.set_var(chan, "GOSUB_RETVAL", data)
+                returned = True
+                break
             res = self.run_app(chan, step.app, data)
             if isinstance(res, Deferred) or res != 0:
                 log.warning("%s: pre-dial handler %s,%s stopped at %s", chan.name, context, exten, step.app)
-                return
+                break
             assert ext is not None
             step = ext.step(step.number + 1)
-        log.warning("%s: pre-dial handler %s,%s,%s ended without Return()", chan.name, context, exten, priority)
+        if not returned:
+            log.warning("%s: pre-dial handler %s,%s,%s ended without Return()", chan.name, context, exten, priority)
+        self.set_location(chan, saved[0], saved[1], saved[2])
+        chan.app, chan.appdata = saved[3], saved[4]
+        chan.republish_location = True
 
     def write_function(self, chan: Channel, expr: str, value: str) -> None:
         write_function(self, chan, expr, value)
@@ -814,6 +844,8 @@ class Pbx:
         chan.bridge = None
         self.emit("BridgeLeave", "call,all", [*bridge_headers(bridge), *snapshot(chan)])
         if len(bridge.channels) <= 1 and not bridge.frozen:
+            if chan.soft or chan.dead:
+                bridge.cause = bridge.cause or chan.hangupcause
             self.soon(self._bridge_dissolve, bridge)
 
     def bridge_destroy_if_empty(self, bridge: Bridge) -> None:
@@ -831,13 +863,17 @@ class Pbx:
             if member.bridge is not bridge:
                 continue
             self.bridge_leave(member)
+            # Put out: the cause of the party that left, else normal clearing (a cause already set stays).
+            cause = 0 if member.hangupcause > 0 else (bridge.cause or 16)
             if member.block is not None:
                 # Dial caller / AMI-bridged channel: its application returns.
+                if bridge.kind == "dial" and cause:
+                    member.hangupcause = cause
                 self.unblock(member, 0 if bridge.kind == "action" else -1)
                 if bridge.kind == "dial":
-                    self.softhangup(member)
+                    self.softhangup(member, cause)
             else:
-                self.softhangup(member)
+                self.softhangup(member, cause)
         if not bridge.channels:
             del self.bridges[bridge.uniqueid]
             self.emit("BridgeDestroy", "call,all", bridge_headers(bridge))

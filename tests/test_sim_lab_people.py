@@ -264,3 +264,61 @@ def test_a_local_two_whose_one_already_plays_gets_media_at_once() -> None:
     conn.send("Originate", ActionID="o", Channel="Local/5551234@c", Application="Playback", Data="beep", Async="true")
     clock.run_for(3)
     assert times["Newexten:Wait(15)"] - times["Newexten:Answer()"] == pytest.approx(0.0)
+
+
+# --- event details of the reference PBX's lab recordings -------------------------------------------
+def _offer_to_1003(lab: Lab) -> None:
+    """A customer (555100X) put through [cti-agent] to agent 1003's lab phone, as the ACD's Redirect does."""
+    lab.conn.send("Originate", ActionID="o", Channel="Local/5551001@cti-lab-customer", Context="cti-agent",
+                  Exten="1003", Priority="1", Async="true",
+                  Variable="__CTI_DNIS=+18005550100,CTI_AGENT_ENDPOINT=Local/1003@cti-lab-phone,CTI_RING_TIMEOUT=15")
+    lab.clock.run_for(4)
+
+
+def test_the_pre_dial_handler_runs_as_a_gosub_at_its_own_location() -> None:
+    """Dial option b(cti-agent-leg^s^1) on the agent's leg: LOCAL(ARGC)=0, the handler's priorities at
+    cti-agent-leg,s,N, then ARGC and GOSUB_RETVAL cleared; the leg is back at its own location, which its
+    next Newstate publishes again as a Newexten (AppDial); the ;2 gets GOSUB_RETVAL with the variables."""
+    lab = Lab()
+    _offer_to_1003(lab)
+    one = "Local/1003@cti-lab-phone-00000001;1"
+    seq = [(m.name, m.get("Context"), m.get("Priority"),
+            m.get("Application") or m.get("Variable") or m.get("ChannelStateDesc"))
+           for _, m in lab.events if m.get("Channel") == one and m.name in ("VarSet", "Newexten", "Newstate")]
+    assert seq[:10] == [
+        ("VarSet", "cti-lab-phone", "1", "DIALEDPEERNUMBER"), ("VarSet", "cti-lab-phone", "1", "__CTI_DNIS"),
+        ("Newexten", "cti-lab-phone", "1", "AppDial"), ("VarSet", "cti-lab-phone", "1", "LOCAL(ARGC)"),
+        ("Newexten", "cti-agent-leg", "1", "Set"), ("Newexten", "cti-agent-leg", "2", "Return"),
+        ("VarSet", "cti-agent-leg", "2", "ARGC"), ("VarSet", "cti-agent-leg", "2", "GOSUB_RETVAL"),
+        ("Newstate", "cti-lab-phone", "1", "Ringing"), ("Newexten", "cti-lab-phone", "1", "AppDial")]
+    two = [m.get("Variable") for _, m in lab.events
+           if m.get("Channel") == "Local/1003@cti-lab-phone-00000001;2" and m.name == "VarSet"]
+    assert two[:3] == ["GOSUB_RETVAL", "__CTI_DNIS", "DIALEDPEERNUMBER"]
+
+
+def test_dial_sets_ringtime_at_the_first_ringing_before_the_dialstate() -> None:
+    """app_dial: RINGTIME and RINGTIME_MS are set on the caller when the first ringing arrives, just
+    before the DialState RINGING."""
+    lab = Lab()
+    _offer_to_1003(lab)
+    caller = "Local/5551001@cti-lab-customer-00000000;1"
+    names = [(m.name, m.get("Variable") or m.get("DialStatus")) for _, m in lab.events
+             if (m.get("Channel") == caller and m.name == "VarSet" and (m.get("Variable") or "").startswith("RINGTIME")
+                 and m.get("Value")) or (m.name == "DialState" and m.get("Channel") == caller)]
+    assert names == [("VarSet", "RINGTIME"), ("VarSet", "RINGTIME_MS"), ("DialState", "RINGING")]
+
+
+def test_the_caller_put_out_of_a_dial_bridge_hangs_up_with_the_leavers_cause() -> None:
+    """The agent's leg hangs up (cause 16): the caller, put out of the Dial bridge, ends with cause 16 (not
+    0), and so does its Local ;2 (HangupRequest and Hangup)."""
+    lab = Lab()
+    _offer_to_1003(lab)
+    agent = lab.pbx.find_channel("Local/1003@cti-lab-phone-00000001;1")
+    assert agent is not None and agent.bridge is not None
+    lab.action("Hangup", Channel=agent.name)
+    lab.clock.run_for(1)
+    causes = {(m.name, m.get("Channel")): m.get("Cause") for _, m in lab.events
+              if m.name in ("Hangup", "HangupRequest") and "5551001" in (m.get("Channel") or "")}
+    assert causes == {("Hangup", "Local/5551001@cti-lab-customer-00000000;1"): "16",
+                      ("HangupRequest", "Local/5551001@cti-lab-customer-00000000;2"): "16",
+                      ("Hangup", "Local/5551001@cti-lab-customer-00000000;2"): "16"}
