@@ -19,10 +19,10 @@ from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.functions import FUNCTIONS
 from sim.pbx import Channel, OriginateResult
 from sim.transfers import (
-    atxfer_feature,
     blind_transfer,
     bridge_channels,
     cancel_attended_transfer,
+    queue_atxfer,
 )
 
 if TYPE_CHECKING:
@@ -369,7 +369,7 @@ def action_atxfer(session: AMISession, msg: AMIMessage) -> None:
     if context:
         session.pbx.set_var(chan, "TRANSFER_CONTEXT", context)
     session.success(msg, "Atxfer successfully queued")
-    atxfer_feature(session.pbx, chan, code, exten)
+    queue_atxfer(session.pbx, chan, code, exten)
 
 
 def action_cancelatxfer(session: AMISession, msg: AMIMessage) -> None:

@@ -83,6 +83,10 @@ class _Dial:
                 ms = int((self.pbx.clock.seconds() - out.created) * 1000)
                 self.pbx.set_var(self.caller, "RINGTIME", str(ms // 1000))
                 self.pbx.set_var(self.caller, "RINGTIME_MS", str(ms))
+                if "m" not in parse_app_options(self.options) and self.caller.state != UP:
+                    # app_dial passes the ringing on to its caller (no music requested): a Local ;2
+                    # dialling makes its ;1 ring (the consultation channel of an attended transfer).
+                    self.pbx.indicate(self.caller, "ringing")
             _dial_event(self.pbx, "DialState", self.caller, out, [("DialStatus", "RINGING")])
         elif what == "answer":
             self._answer(out)
