@@ -840,6 +840,9 @@ class Pbx:
         bridge = chan.bridge
         if bridge is None:
             return
+        if chan.variables.get("BRIDGEPEER"):
+            # bridge_channel_internal_pull(): ast_bridge_vars_set(chan, NULL, NULL) as it leaves.
+            self.set_var(chan, "BRIDGEPEER", "")
         bridge.channels.remove(chan)
         chan.bridge = None
         self.emit("BridgeLeave", "call,all", [*bridge_headers(bridge), *snapshot(chan)])

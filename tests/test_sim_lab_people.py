@@ -322,3 +322,18 @@ def test_the_caller_put_out_of_a_dial_bridge_hangs_up_with_the_leavers_cause() -
     assert causes == {("Hangup", "Local/5551001@cti-lab-customer-00000000;1"): "16",
                       ("HangupRequest", "Local/5551001@cti-lab-customer-00000000;2"): "16",
                       ("Hangup", "Local/5551001@cti-lab-customer-00000000;2"): "16"}
+
+
+def test_a_channel_leaving_a_bridge_clears_its_bridgepeer_first() -> None:
+    """bridge_channel_internal_pull() clears BRIDGEPEER as a channel leaves: a VarSet BRIDGEPEER= just
+    before its BridgeLeave (every leave in the reference PBX's recordings)."""
+    lab = Lab()
+    _offer_to_1003(lab)
+    agent = lab.pbx.find_channel("Local/1003@cti-lab-phone-00000001;1")
+    assert agent is not None
+    lab.action("Hangup", Channel=agent.name)
+    lab.clock.run_for(1)
+    for name in (agent.name, "Local/5551001@cti-lab-customer-00000000;1"):
+        seq = [(m.name, m.get("Value")) for _, m in lab.events if m.get("Channel") == name
+               and (m.name == "BridgeLeave" or (m.name == "VarSet" and m.get("Variable") == "BRIDGEPEER"))]
+        assert seq[-2:] == [("VarSet", ""), ("BridgeLeave", None)], (name, seq)
