@@ -175,15 +175,19 @@ class _Dial:
             blk.cleanup = None
 
     def after(self, res: int) -> int:
-        """The Dial application returns: after a bridged call set the timing variables."""
+        """The Dial application returns: after a bridged call that ended (not redirected away) set the
+        timing variables; then DIALSTATUS again (app_dial's exit, as the reference PBX shows)."""
         self.done = True
         if self.answered is not None:
-            now = self.pbx.clock.seconds()
-            talked = now - self.answered_at
-            dialled = now - self.started
-            for name, value in (("ANSWEREDTIME", str(int(talked))), ("ANSWEREDTIME_MS", str(int(talked * 1000))),
-                                ("DIALEDTIME", str(int(dialled))), ("DIALEDTIME_MS", str(int(dialled * 1000)))):
-                self.pbx.set_var(self.caller, name, value)
+            if self.caller.goto_target is None:
+                now = self.pbx.clock.seconds()
+                talked = now - self.answered_at
+                dialled = now - self.started
+                for name, value in (("ANSWEREDTIME", str(int(talked))), ("ANSWEREDTIME_MS", str(int(talked * 1000))),
+                                    ("DIALEDTIME", str(int(dialled))), ("DIALEDTIME_MS", str(int(dialled * 1000)))):
+                    self.pbx.set_var(self.caller, name, value)
+            if not self.caller.dead:
+                self.pbx.set_var(self.caller, "DIALSTATUS", "ANSWER")
             return -1
         return res
 

@@ -108,6 +108,8 @@ class Channel:
         self.atxfer_hook = ""
         self.pending_caller: tuple[str, str] | None = None
         self.republish_location = False  # a Gosub returned: the next snapshot update shows a Newexten
+        # A location already published by a Newexten (a redirect out of a bridge): its first step has none.
+        self.cep_published: tuple[str, str, int] | None = None
         self.cdr_frozen = False
         self.awaiting_media: Block | None = None
         # Audio this channel sends (Playback, music on hold: a count, they can overlap) and who hears

@@ -487,8 +487,10 @@ class Pbx:
                 if not chan.cdr_frozen:
                     chan.cdr_last_app, chan.cdr_last_data = step.app, data
                     chan.cdr_dst, chan.cdr_dcontext = chan.exten, chan.context
-                self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
-                                                   ("AppData", data)], "dialplan,all")
+                if chan.cep_published != (chan.context, chan.exten, chan.priority):
+                    self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
+                                                       ("AppData", data)], "dialplan,all")
+                chan.cep_published = None
                 chan.jumped = False
                 res = self.run_app(chan, step.app, data)
                 if isinstance(res, Deferred):
@@ -638,9 +640,14 @@ class Pbx:
     def async_goto(self, chan: Channel, context: str, exten: str, priority: int) -> None:
         """Redirect: continue the channel's dialplan elsewhere (starting one if it has none)."""
         if chan.bridge is not None:
-            # The new location is set before it leaves (BridgeLeave shows it), as ast_async_goto does.
+            # The new location is set before it leaves (BridgeLeave shows it), as ast_async_goto does; the
+            # snapshot update as it leaves publishes it as a Newexten with the old application, so the
+            # first step there is no Newexten of its own (manager: Newexten only when the CEP changes).
             self.set_location(chan, context, exten, priority)
-            self.bridge_leave(chan)
+            republish = bool(chan.app)  # manager_channels: an empty application makes no Newexten
+            if republish:
+                chan.cep_published = (context, exten, priority)
+            self.bridge_leave(chan, republish=republish)
             chan.cdr_frozen, chan.cdr_dest_channel = False, ""  # a new CDR for the new destination
         if not chan.in_pbx:
             self.soon(self.start_pbx, chan, context, exten, priority)
@@ -836,13 +843,16 @@ class Pbx:
             self.set_var(a, "BRIDGEPEER", b.name)
             self.set_var(b, "BRIDGEPEER", a.name)
 
-    def bridge_leave(self, chan: Channel) -> None:
+    def bridge_leave(self, chan: Channel, republish: bool = False) -> None:
         bridge = chan.bridge
         if bridge is None:
             return
         if chan.variables.get("BRIDGEPEER"):
             # bridge_channel_internal_pull(): ast_bridge_vars_set(chan, NULL, NULL) as it leaves.
             self.set_var(chan, "BRIDGEPEER", "")
+        if republish:
+            self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", chan.app),
+                                               ("AppData", chan.appdata)], "dialplan,all")
         bridge.channels.remove(chan)
         chan.bridge = None
         self.emit("BridgeLeave", "call,all", [*bridge_headers(bridge), *snapshot(chan)])

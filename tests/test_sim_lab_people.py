@@ -337,3 +337,27 @@ def test_a_channel_leaving_a_bridge_clears_its_bridgepeer_first() -> None:
         seq = [(m.name, m.get("Value")) for _, m in lab.events if m.get("Channel") == name
                and (m.name == "BridgeLeave" or (m.name == "VarSet" and m.get("Variable") == "BRIDGEPEER"))]
         assert seq[-2:] == [("VarSet", ""), ("BridgeLeave", None)], (name, seq)
+
+
+def test_console_hold_redirect_publishes_the_new_location_as_it_leaves_the_bridge() -> None:
+    """Redirect of the bridged caller and agent leg (console hold): as each leaves the bridge, a Newexten
+    at the new location with the application it had (Dial, AppDial), then BridgeLeave; the first step
+    there makes no Newexten of its own (Newexten only when the location changes); the caller's Dial ends
+    with DIALSTATUS=ANSWER again and no ANSWEREDTIME (the bridge did not end)."""
+    lab = Lab()
+    _offer_to_1003(lab)
+    caller, agent = "Local/5551001@cti-lab-customer-00000000;1", "Local/1003@cti-lab-phone-00000001;1"
+    mark = len(lab.events)
+    lab.action("Redirect", Channel=caller, Context="cti-onhold", Exten="s", Priority="1", ExtraChannel=agent,
+               ExtraContext="cti-agent-onhold", ExtraExten="s", ExtraPriority="1")
+    lab.clock.run_for(1)
+
+    def seq(name: str) -> list[str]:
+        return [f"{m.name} {m.get('Context')},{m.get('Priority')} {m.get('Application') or m.get('Variable') or ''}"
+                for _, m in lab.events[mark:] if m.get("Channel") == name
+                and m.name in ("Newexten", "BridgeLeave", "VarSet")]
+
+    assert seq(caller) == ["VarSet cti-onhold,1 BRIDGEPEER", "Newexten cti-onhold,1 Dial", "BridgeLeave cti-onhold,1 ",
+                           "VarSet cti-onhold,1 DIALSTATUS", "Newexten cti-onhold,2 MusicOnHold"]
+    assert seq(agent) == ["VarSet cti-agent-onhold,1 BRIDGEPEER", "Newexten cti-agent-onhold,1 AppDial",
+                          "BridgeLeave cti-agent-onhold,1 ", "Newexten cti-agent-onhold,2 Wait"]
