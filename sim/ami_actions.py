@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 
 from cti.ami.message import AMIMessage
 from sim.ami_events import bridge_headers, snapshot
+from sim.ami_server import event_mask
 from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.functions import FUNCTIONS
 from sim.pbx import Channel, OriginateResult
@@ -63,7 +64,8 @@ def action_ping(session: AMISession, msg: AMIMessage) -> None:
 
 def action_events(session: AMISession, msg: AMIMessage) -> None:
     mask = (msg.get("EventMask") or "").strip().lower()
-    session.events_on = mask not in ("off", "no", "false", "0", "none", "")
+    session.event_mask = event_mask(mask)
+    session.events_on = session.event_mask != frozenset()
     session.respond(msg, "Success", [("Events", "On" if session.events_on else "Off")])
 
 

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTim
 from config.schema import AsteriskServer, CtiConfig
 from cti.contract import CTI_FASTAGI
 from sim.amd import SHIPPED_AMD_CONF, AmdSettings, load_amd_conf
-from sim.ami_server import AMIServer, AMIServerFactory
+from sim.ami_server import AMIServer, AMIServerFactory, AmiUser, manager_conf_read
 from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan, load_dialplans
 from sim.fastagi_client import Connector, FastAGIClient
 from sim.pbx import Pbx
@@ -21,6 +21,7 @@ from sim.people import AgentPhones, InboundTraffic, OutboundCustomers, root_rng
 from sim.traffic import PeopleFarEnds, TrafficDriver
 
 DEFAULT_USER = ("cti", "cti-secret")
+SHIPPED_MANAGER_CONF = Path(__file__).resolve().parent.parent / "config" / "asterisk" / "manager_cti.conf"
 
 
 @dataclass(slots=True)
@@ -74,7 +75,10 @@ def build_sim(cfg: CtiConfig, clock: IReactorTime, *, agi_connect: Connector | N
     pbx.globals[CTI_FASTAGI] = f"agi://{cfg.listen.fastagi.host}:{cfg.listen.fastagi.port}"
     server = pick_server(cfg, pbx_name)
     user = (server.username, server.secret.get_secret_value()) if server is not None else DEFAULT_USER
-    ami = AMIServer(pbx, {user[0]: user[1]})
+    # The read classes the shipped manager_cti.conf gives that user (no "agi": no AGIExec events).
+    read = manager_conf_read(SHIPPED_MANAGER_CONF.read_text(encoding="utf-8"), user[0]) \
+        if SHIPPED_MANAGER_CONF.exists() else None
+    ami = AMIServer(pbx, [AmiUser(user[0], user[1], read)])
     traffic = InboundTraffic(settings, rng) if inbound else None
     driver = TrafficDriver(pbx, traffic, far)
     return SimRuntime(clock, pbx, ami, agi, driver, server)

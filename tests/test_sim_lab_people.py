@@ -361,3 +361,42 @@ def test_console_hold_redirect_publishes_the_new_location_as_it_leaves_the_bridg
                            "VarSet cti-onhold,1 DIALSTATUS", "Newexten cti-onhold,2 MusicOnHold"]
     assert seq(agent) == ["VarSet cti-agent-onhold,1 BRIDGEPEER", "Newexten cti-agent-onhold,1 AppDial",
                           "BridgeLeave cti-agent-onhold,1 ", "Newexten cti-agent-onhold,2 Wait"]
+
+
+# --- manager read classes and the Events filter -------------------------------------------------------
+def test_sessions_get_only_the_classes_their_user_may_read_and_their_events_mask_asks_for() -> None:
+    """manager.c: an event goes to a session only if its user's ``read`` covers every class of it and the
+    Login ``Events:`` mask asks for them (the lab's own connection logs in with ``call,dtmf,user``; the
+    shipped manager_cti.conf gives the server no ``agi``, so no AGIExecStart reaches it)."""
+    from sim.ami_server import AmiUser, manager_conf_read
+
+    clock = VirtualClock()
+    pbx = Pbx(clock, load_dialplans([SHIPPED, LAB]))
+    read = manager_conf_read((ROOT / "config" / "asterisk" / "manager_cti.conf").read_text(), "cti")
+    assert read is not None and "agi" not in read and {"call", "dialplan", "user", "dtmf"} <= read
+    server = AMIServer(pbx, [AmiUser("cti", "s3cret", read)])
+    sessions = {}
+    for events in ("on", "call,dtmf,user", "off"):
+        conn = Conn(server)
+        conn.send("Login", ActionID="l", Username="cti", Secret="s3cret", Events=events)
+        sessions[events] = conn
+    pbx.emit("AGIExecStart", "agi,all", [("Channel", "x")])
+    pbx.emit("VarSet", "dialplan,all", [("Channel", "x")])
+    pbx.emit("Newchannel", "call,all", [("Channel", "x")])
+    pbx.emit("UserEvent", "user,all", [("Channel", "x")])
+    got = {k: [m.name for m in c.events() if m.name not in ("FullyBooted", "SuccessfulAuth")]
+           for k, c in sessions.items()}
+    assert got == {"on": ["VarSet", "Newchannel", "UserEvent"], "call,dtmf,user": ["Newchannel", "UserEvent"],
+                   "off": []}
+
+
+def test_build_sim_gives_its_ami_user_the_shipped_read_classes() -> None:
+    """The simulated PBX is installed as docs/asterisk.md says: its AMI user reads what manager_cti.conf
+    lets ``cti`` read."""
+    from config.load import load_config
+    from sim.runner import build_sim
+
+    cfg = load_config(ROOT / "config" / "examples" / "demo.yaml")
+    sim = build_sim(cfg, VirtualClock(), inbound=False)
+    user = sim.ami.users[cfg.asterisk[0].username]
+    assert user.read is not None and "agi" not in user.read and "call" in user.read
