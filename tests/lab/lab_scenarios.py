@@ -549,7 +549,9 @@ async def run(workdir: Path, only: list[str], record: Path | None, use_sim: bool
     await runtime.start()
     if sim is not None:
         fa_host, fa_port = ("127.0.0.1", pbx_fastagi) if pbx_fastagi else runtime.fastagi_address
-        sim.pbx.globals["CTI_FASTAGI"] = f"agi://{fa_host}:{fa_port}"
+        from cti.contract import CTI_FASTAGI
+
+        sim.pbx.globals[CTI_FASTAGI] = f"agi://{fa_host}:{fa_port}"
     result: dict[str, Any] = {"scenarios": {}}
     consoles: dict[str, Console] = {}
     try:
