@@ -338,13 +338,22 @@ class Pbx:
 
     def inherit_variables(self, parent: Channel, child: Channel) -> None:
         """ast_channel_inherit_variables(): ``__X`` passes on as ``__X``, ``_X`` as ``X``, each published
-        as a VarSet of the child (main/channel.c ast_channel_publish_varset)."""
-        for key, value in list(parent.variables.items()):
+        as a VarSet of the child (main/channel.c ast_channel_publish_varset).
+
+        Order: a channel's variable list is ``variables`` reversed (Set inserts at the head, so a Local
+        call copies the newest first), and inherited ones are inserted at the tail, in the parent's
+        list order: here they go to the front of the dict, the last one first (as the reference PBX's
+        ;2 legs show: GOSUB_RETVAL, DIALEDPEERNUMBER, then the inherited __CTI_DNIS)."""
+        inherited: list[tuple[str, str]] = []
+        for key, value in reversed(list(parent.variables.items())):
             if not key.startswith("_"):
                 continue
             name = key if key.startswith("__") else key[1:]
-            child.variables[name] = value
+            inherited.append((name, value))
             self.chan_event("VarSet", child, [("Variable", name), ("Value", value)], "dialplan,all")
+        if inherited:
+            rest = {k: v for k, v in child.variables.items() if k not in dict(inherited)}
+            child.variables = {**dict(reversed(inherited)), **rest}
 
     # identity ------------------------------------------------------------------------------
     def set_caller(self, chan: Channel, num: str, name: str) -> None:

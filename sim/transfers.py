@@ -264,9 +264,9 @@ def _dial_target(job: _Atxfer, context: str, exten: str) -> None:
     except RequestFailed:
         job.give_up()
         return
-    pbx.inherit_variables(chan, target)  # e.g. __CTI_CONSULT_DIAL for [cti-consult]
     pbx.set_var(target, "TRANSFERERNAME", chan.name)
     pbx.set_var(target, "ATTENDEDTRANSFER", chan.name)
+    pbx.inherit_variables(chan, target)  # e.g. __CTI_CONSULT_DIAL for [cti-consult]
     job.second = pbx.bridge_create("atxfer")
     job.target = target
     try:

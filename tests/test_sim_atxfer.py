@@ -175,7 +175,8 @@ def test_the_consultation_starts_as_on_the_reference_pbx_bridged_while_the_targe
     DTMF is read by the bridge), the one-digit extension dialled 3 s later (grab_transfer waits the digit
     timeout after the digit that interrupted its announcement), and the consultation channel and then the
     agent are in the consultation bridge at once, while the target still rings (DialState RINGING);
-    DialEnd ANSWER when it answers."""
+    DialEnd ANSWER when it answers. The consultation channel gets TRANSFERERNAME and ATTENDEDTRANSFER,
+    then what it inherits from the agent's leg in that leg's list order."""
     clock, pbx, conn, events, caller, agent = _call_with_agent(_shipped_plan())
     times: dict[str, float] = {}
     pbx.add_listener(lambda m: times.setdefault(f"{m.name}:{m.get('Channel') or m.get('DestChannel')}",
@@ -191,3 +192,5 @@ def test_the_consultation_starts_as_on_the_reference_pbx_bridged_while_the_targe
     dial = [(e.name, e.get("DialStatus")) for e in events if e.get("DestChannel") == consult.name]
     assert dial == [("DialState", "RINGING"), ("DialEnd", "ANSWER")]
     assert consult.state == 6 and consult.bridge is agent.bridge  # type: ignore[attr-defined]
+    varsets = [e.get("Variable") for e in events if e.name == "VarSet" and e.get("Channel") == consult.name]
+    assert varsets[:4] == ["TRANSFERERNAME", "ATTENDEDTRANSFER", "__CTI_CONSULT_DIAL", "__CTI_DNIS"]

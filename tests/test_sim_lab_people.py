@@ -278,7 +278,8 @@ def _offer_to_1003(lab: Lab) -> None:
 def test_the_pre_dial_handler_runs_as_a_gosub_at_its_own_location() -> None:
     """Dial option b(cti-agent-leg^s^1) on the agent's leg: LOCAL(ARGC)=0, the handler's priorities at
     cti-agent-leg,s,N, then ARGC and GOSUB_RETVAL cleared; the leg is back at its own location, which its
-    next Newstate publishes again as a Newexten (AppDial); the ;2 gets GOSUB_RETVAL with the variables."""
+    next Newstate publishes again as a Newexten (AppDial); the ;2 gets GOSUB_RETVAL with the variables,
+    in the ;1's list order (the reference PBX: GOSUB_RETVAL, DIALEDPEERNUMBER, the inherited __CTI_DNIS)."""
     lab = Lab()
     _offer_to_1003(lab)
     one = "Local/1003@cti-lab-phone-00000001;1"
@@ -293,7 +294,8 @@ def test_the_pre_dial_handler_runs_as_a_gosub_at_its_own_location() -> None:
         ("Newstate", "cti-lab-phone", "1", "Ringing"), ("Newexten", "cti-lab-phone", "1", "AppDial")]
     two = [m.get("Variable") for _, m in lab.events
            if m.get("Channel") == "Local/1003@cti-lab-phone-00000001;2" and m.name == "VarSet"]
-    assert two[:3] == ["GOSUB_RETVAL", "__CTI_DNIS", "DIALEDPEERNUMBER"]
+    # Set inserts at the head of the ;1's list, inheritance at its tail; the Local call copies the list.
+    assert two[:3] == ["GOSUB_RETVAL", "DIALEDPEERNUMBER", "__CTI_DNIS"]
 
 
 def test_dial_sets_ringtime_at_the_first_ringing_before_the_dialstate() -> None:
