@@ -152,7 +152,6 @@ class _Dial:
             self._drop(other, "CANCEL")
         self.answered = out
         self.answered_at = pbx.clock.seconds()
-        pbx.stop_moh(caller)
         if caller.state != UP:
             pbx.answer(caller)
         pbx.set_var(caller, "DIALSTATUS", "ANSWER")
@@ -163,6 +162,7 @@ class _Dial:
         out.xfer_features = out.xfer_features or "t" in opts
         caller.xfer_features = caller.xfer_features or "T" in opts
         _dial_event(pbx, "DialEnd", caller, out, [("DialStatus", "ANSWER")])
+        pbx.stop_moh(caller)  # the music stops as the two are bridged (after DialEnd, as the reference PBX shows)
         caller.cdr_dest_channel = out.name
         bridge = pbx.bridge_create("dial", caller)
         _outgoing_setup(pbx, out, "AppDial")

@@ -402,3 +402,16 @@ def test_build_sim_gives_its_ami_user_the_shipped_read_classes() -> None:
     sim = build_sim(cfg, VirtualClock(), inbound=False)
     user = sim.ami.users[cfg.asterisk[0].username]
     assert user.read is not None and "agi" not in user.read and "call" in user.read
+
+
+def test_dial_stops_the_callers_music_after_dialend_as_the_two_are_bridged() -> None:
+    """Dial(...,m): the caller's music stops after the DIALSTATUS/DIALEDPEER* variables and the DialEnd
+    ANSWER, just before the bridge (the reference PBX's order)."""
+    lab = Lab()
+    _offer_to_1003(lab)
+    caller = "Local/5551001@cti-lab-customer-00000000;1"
+    seq = [m.name if m.name != "VarSet" else m.get("Variable") for _, m in lab.events
+           if (m.get("Channel") == caller and m.name in ("VarSet", "MusicOnHoldStop", "BridgeEnter", "DialEnd"))]
+    start = seq.index("DIALSTATUS", seq.index("RINGTIME_MS"))
+    assert seq[start:start + 6] == ["DIALSTATUS", "DIALEDPEERNAME", "DIALEDPEERNUMBER", "DialEnd",
+                                    "MusicOnHoldStop", "BridgeEnter"]
