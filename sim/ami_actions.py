@@ -1,5 +1,5 @@
 """AMI actions of the simulated Asterisk (Originate, Redirect, Hangup, Setvar/Getvar, channel lists,
-Bridge, transfers, Command, PlayDTMF, UserEvent, Core*), answering with Asterisk 22's exact
+Bridge, transfers, Command, PlayDTMF, UserEvent, Core*, the AstDB's DB*), answering with Asterisk 22's exact
 Response/Message texts and list shapes. Each handler is ``handler(session, msg)``; a handler that
 returns a Deferred holds its session (synchronous Originate). No reactor, no wall clock.
 """
@@ -15,14 +15,15 @@ from twisted.internet.defer import Deferred
 
 from cti.ami.message import AMIMessage
 from sim.ami_events import bridge_headers, snapshot
+from sim.ami_server import event_mask
 from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.functions import FUNCTIONS
 from sim.pbx import Channel, OriginateResult
 from sim.transfers import (
-    atxfer_feature,
     blind_transfer,
     bridge_channels,
     cancel_attended_transfer,
+    queue_atxfer,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +64,8 @@ def action_ping(session: AMISession, msg: AMIMessage) -> None:
 
 def action_events(session: AMISession, msg: AMIMessage) -> None:
     mask = (msg.get("EventMask") or "").strip().lower()
-    session.events_on = mask not in ("off", "no", "false", "0", "none", "")
+    session.event_mask = event_mask(mask)
+    session.events_on = session.event_mask != frozenset()
     session.respond(msg, "Success", [("Events", "On" if session.events_on else "Off")])
 
 
@@ -369,7 +371,7 @@ def action_atxfer(session: AMISession, msg: AMIMessage) -> None:
     if context:
         session.pbx.set_var(chan, "TRANSFER_CONTEXT", context)
     session.success(msg, "Atxfer successfully queued")
-    atxfer_feature(session.pbx, chan, code, exten)
+    queue_atxfer(session.pbx, chan, code, exten)
 
 
 def action_cancelatxfer(session: AMISession, msg: AMIMessage) -> None:
@@ -443,6 +445,69 @@ def action_userevent(session: AMISession, msg: AMIMessage) -> None:
     session.pbx.emit("UserEvent", "user,all", [("UserEvent", name), *body])
 
 
+# AstDB (main/db.c manager_db*): the texts of Asterisk 22, including which errors end with a full stop.
+def action_dbput(session: AMISession, msg: AMIMessage) -> None:
+    family, key = msg.get("Family") or "", msg.get("Key") or ""
+    if not family:
+        session.error(msg, "No family specified")
+        return
+    if not key:
+        session.error(msg, "No key specified")
+        return
+    session.pbx.astdb[(family, key)] = msg.get("Val") or ""
+    session.success(msg, "Updated database successfully")
+
+
+def action_dbget(session: AMISession, msg: AMIMessage) -> None:
+    family, key = msg.get("Family") or "", msg.get("Key") or ""
+    if not family:
+        session.error(msg, "No family specified.")
+        return
+    if not key:
+        session.error(msg, "No key specified.")
+        return
+    value = session.pbx.astdb.get((family, key))
+    if value is None:
+        session.error(msg, "Database entry not found")
+        return
+    session.respond(msg, "Success", [("EventList", "start"), ("Message", "Result will follow")])
+    item = [("Event", "DBGetResponse"), ("Family", family), ("Key", key), ("Val", value)]
+    if msg.action_id is not None:
+        item.append(("ActionID", msg.action_id))
+    session.write(AMIMessage(item, "event"))
+    session.list_complete(msg, "DBGetComplete", 1)
+
+
+def action_dbdel(session: AMISession, msg: AMIMessage) -> None:
+    family, key = msg.get("Family") or "", msg.get("Key") or ""
+    if not family:
+        session.error(msg, "No family specified.")
+        return
+    if not key:
+        session.error(msg, "No key specified.")
+        return
+    if session.pbx.astdb.pop((family, key), None) is None:
+        session.error(msg, "Database entry could not be deleted")
+        return
+    session.success(msg, "Key deleted successfully")
+
+
+def action_dbdeltree(session: AMISession, msg: AMIMessage) -> None:
+    """Deletes ``/family/key`` and everything under it (``key || '/' LIKE prefix || '/%'``)."""
+    family, key = msg.get("Family") or "", msg.get("Key") or ""
+    if not family:
+        session.error(msg, "No family specified.")
+        return
+    prefix = (f"/{family}/{key}" if key else f"/{family}").lower() + "/"
+    doomed = [k for k in session.pbx.astdb if f"/{k[0]}/{k[1]}/".lower().startswith(prefix)]
+    for k in doomed:
+        del session.pbx.astdb[k]
+    if not doomed:
+        session.error(msg, "Database entry not found")
+        return
+    session.success(msg, "Key tree deleted successfully")
+
+
 def _date_time(epoch: float) -> tuple[str, str]:
     t = dt.datetime.fromtimestamp(epoch, dt.UTC)
     return t.strftime("%Y-%m-%d"), t.strftime("%H:%M:%S")
@@ -491,6 +556,10 @@ ACTIONS: dict[str, ActionHandler] = {
     "CoreStatus": action_corestatus,
     "CoreSettings": action_coresettings,
     "ListCommands": action_listcommands,
+    "DBPut": action_dbput,
+    "DBGet": action_dbget,
+    "DBDel": action_dbdel,
+    "DBDelTree": action_dbdeltree,
 }
 
 

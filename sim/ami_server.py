@@ -52,10 +52,44 @@ ActionHandler = Callable[["AMISession", AMIMessage], "Deferred[None] | None"]
 
 @dataclass(frozen=True, slots=True)
 class AmiUser:
-    """A manager.conf user: name and secret (read/write = all)."""
+    """A manager.conf user: name, secret and ``read`` classes (None: every class; write = all)."""
 
     username: str
     secret: str
+    read: frozenset[str] | None = None
+
+
+_OFF = ("off", "no", "false", "0", "none", "")
+_ON = ("on", "yes", "true", "y", "t", "1", "-1")
+
+
+def event_mask(value: str) -> frozenset[str] | None:
+    """A Login ``Events:`` / Events ``EventMask:`` value as classes: None for every class (on), the
+    empty set for none (off), else the listed classes (manager.c strings_to_mask)."""
+    v = value.strip().lower()
+    if v in _ON or v.lstrip("-").isdigit() and v not in _OFF:
+        return None
+    if v in _OFF:
+        return frozenset()
+    return frozenset(c.strip() for c in v.split(",") if c.strip())
+
+
+def event_classes(msg: AMIMessage) -> frozenset[str]:
+    """The classes of an event's ``Privilege`` header (``call,all`` -> {call})."""
+    return frozenset(c.strip().lower() for c in (msg.get("Privilege") or "").split(",")) - {"all", ""}
+
+
+def manager_conf_read(text: str, username: str) -> frozenset[str] | None:
+    """The ``read`` classes a manager.conf text gives ``username`` (None: no such user or no ``read``)."""
+    section = ""
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[] \t")
+        elif section == username and line.partition("=")[0].strip().lower() == "read":
+            value = line.partition("=")[2]
+            return frozenset(c.strip().lower() for c in value.split(",") if c.strip())
+    return None
 
 
 def _tv(epoch: float) -> str:
@@ -128,6 +162,7 @@ class AMISession:
         self.username = ""
         self.authenticated = False
         self.events_on = True
+        self.event_mask: frozenset[str] | None = None  # Events: classes (None: every class)
         self.closed = False
         self.challenge = ""
         self.session_id = f"0x{self.pbx.rng.getrandbits(44):x}"
@@ -208,6 +243,15 @@ class AMISession:
         """A PBX-wide event: send it if this session is logged in with events on."""
         if self.closed or not self.authenticated or not self.events_on:
             return
+        classes = event_classes(msg)
+        if classes:
+            # manager.c: a session gets an event only if its user may read every class of it and its
+            # Events mask asks for them.
+            user = self.server.users.get(self.username)
+            if user is not None and user.read is not None and not classes <= user.read:
+                return
+            if self.event_mask is not None and not classes <= self.event_mask:
+                return
         if self._busy:
             try:
                 self._held.append(encode(msg))
@@ -355,7 +399,8 @@ class AMISession:
             self._auth_timer.cancel()
         self._auth_timer = None
         events = (msg.get("Events") or "on").strip().lower()
-        self.events_on = events not in ("off", "no", "false", "0", "none")
+        self.event_mask = event_mask(events)
+        self.events_on = self.event_mask != frozenset()
         log.info("AMI: %s logged in from %s:%d", username, *self.remote)
         self.success(msg, "Authentication accepted")
         if self.events_on:

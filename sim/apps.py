@@ -2,8 +2,10 @@
 dialplan use). Each is ``app(pbx, channel, data) -> int | Deferred[int]``: 0 continue, -1 hang up.
 Imports sim.pbx/sim.calls and Twisted's Deferred only; no reactor, no wall clock.
 
-Durations that Asterisk gets from sound files are fixed here (PROMPT_SECONDS) so runs are
-deterministic; AMD's answer comes from the far end model (FarEnd.machine).
+Durations that Asterisk gets from sound files are fixed (the FastAGI client's table of the core
+sounds' lengths, ``sim.fastagi_client.PROMPT_SECONDS``) so runs are deterministic. AMD's answer comes
+from the far end model (FarEnd.machine) on a PJSIP channel, and from what the other half plays on a
+Local channel (sim.amd).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from sim.amd import AmdDecision, LocalAmd
 from sim.ami_events import BUSY, RING, RINGING, UP, snapshot
 from sim.dialplan import check_condition, parse_goto, split_args, split_condition
 
@@ -25,8 +28,7 @@ log = logging.getLogger(__name__)
 
 App = Callable[["Pbx", "Channel", str], "int | Deferred[int]"]
 
-# Seconds a prompt plays; anything not listed plays DEFAULT_PROMPT_SECONDS.
-PROMPT_SECONDS: dict[str, float] = {"beep": 1.0, "vm-goodbye": 1.0, "demo-congrats": 5.0}
+# A sound file not in the FastAGI client's table of lengths plays this long.
 DEFAULT_PROMPT_SECONDS = 2.0
 VOICEMAIL_GREETING_SECONDS = 3.0
 VOICEMAIL_MESSAGE_SECONDS = 6.0
@@ -40,6 +42,9 @@ PJSIP_MEDIA_WAIT = 0.02  # a real phone's first RTP packet arrives after about o
 
 
 def prompt_seconds(files: str) -> float:
+    """How long ``Playback(a&b...)`` plays: the core sounds' lengths, DEFAULT_PROMPT_SECONDS for others."""
+    from sim.fastagi_client import PROMPT_SECONDS
+
     return sum(PROMPT_SECONDS.get(f.strip(), DEFAULT_PROMPT_SECONDS) for f in files.split("&") if f.strip())
 
 
@@ -138,13 +143,14 @@ def app_playback(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
     if chan.state != UP and "noanswer" not in options:
         pbx.answer(chan)
     pbx.media(chan)
+    pbx.voice(chan, True)
 
     def done(res: int) -> int:
         if res == 0:
             pbx.set_var(chan, "PLAYBACKSTATUS", "SUCCESS")
         return res
 
-    return pbx.block(chan, prompt_seconds(files)).addCallback(done)
+    return pbx.block(chan, prompt_seconds(files), cleanup=lambda: pbx.voice(chan, False)).addCallback(done)
 
 
 def app_musiconhold(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
@@ -169,10 +175,14 @@ def app_userevent(pbx: Pbx, chan: Channel, data: str) -> int:
 
 
 def app_senddtmf(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
+    """SendDTMF(digits[,timeout_ms[,duration_ms]]): each digit for duration_ms (at least 100 ms, as
+    ast_senddigit emulates it), then timeout_ms (default 250) before the next; heard by the Local peer."""
     args = split_args(data)
     digits = [d for d in (args[0] if args else "") if d in "0123456789*#ABCDabcd"]
     target = chan.peer if chan.peer is not None and not chan.peer.dead else None
-    step = DTMF_DIGIT_MS / 1000.0 + DTMF_GAP_SECONDS
+    gap = _number(args[1], 0.0) if len(args) > 1 and args[1].strip() else 0.0
+    duration = _number(args[2], 0.0) if len(args) > 2 and args[2].strip() else 0.0
+    step = max(duration, DTMF_DIGIT_MS) / 1000.0 + (gap / 1000.0 if gap > 0 else DTMF_GAP_SECONDS)
     for i, digit in enumerate(digits):
         if target is not None:
             chan.timers.append(pbx.later(i * step, pbx.dtmf, target, digit, DTMF_DIGIT_MS, True))
@@ -215,19 +225,117 @@ def app_agi(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
 
 
 def app_amd(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
-    machine = chan.far_end is not None and chan.far_end.machine
-    status, cause, secs = (
-        ("MACHINE", "LONGGREETING-1500-1500", AMD_MACHINE_SECONDS) if machine
-        else ("HUMAN", "HUMAN-300-800", AMD_HUMAN_SECONDS)
-    )
+    """AMD([initialSilence[,greeting[,...]]]): on a Local channel app_amd hears what the other half plays
+    (sim.amd.LocalAmd, amd.conf's settings with the arguments over them); elsewhere the far end model
+    says HUMAN or MACHINE. Hung up (or redirected) meanwhile: AMDSTATUS=HANGUP, AMDCAUSE empty."""
+    peer = chan.peer if chan.tech == "Local" and chan.peer is not None and not chan.peer.dead else None
+    if peer is None:
+        machine = chan.far_end is not None and chan.far_end.machine
+        decision = (AmdDecision("MACHINE", "LONGGREETING-1500-1500") if machine
+                    else AmdDecision("HUMAN", "HUMAN-300-800"))
+        secs = AMD_MACHINE_SECONDS if machine else AMD_HUMAN_SECONDS
+        return _amd_wait(pbx, chan, lambda now: pbx.clock.seconds() + secs, lambda now: decision)[0]
+    settings = pbx.amd.with_args(split_args(data)) if data.strip() else pbx.amd
+    model = LocalAmd(settings, pbx.clock.seconds())
+    if peer.playing:
+        model.voice(True, pbx.clock.seconds())
 
-    def done(res: int) -> int:
-        if res == 0:
-            pbx.set_var(chan, "AMDSTATUS", status)
-            pbx.set_var(chan, "AMDCAUSE", cause)
-        return res
+    def heard(on: bool) -> None:
+        model.voice(on, pbx.clock.seconds())
+        reschedule()
 
-    return pbx.block(chan, secs).addCallback(done)
+    d, reschedule = _amd_wait(pbx, chan, model.due, model.decide, heard)
+    return d
+
+
+def _amd_wait(pbx: Pbx, chan: Channel, due: Callable[[float], float], decide: Callable[[float], AmdDecision],
+              heard: Callable[[bool], None] | None = None) -> tuple[Deferred[int], Callable[[], None]]:
+    """Block ``chan`` until ``due(now)`` (asked again by the returned ``reschedule``), then set what
+    ``decide(now)`` says; ``heard`` listens to the Local peer's audio meanwhile."""
+
+    def detach() -> None:
+        if heard is not None and heard in chan.voice_listeners:
+            chan.voice_listeners.remove(heard)
+
+    def finish() -> None:
+        blk.cleanup = None
+        detach()
+        decision = decide(pbx.clock.seconds())
+        pbx.set_var(chan, "AMDSTATUS", decision.status)
+        pbx.set_var(chan, "AMDCAUSE", decision.cause)
+        pbx.unblock(chan, 0, blk)
+
+    def interrupted() -> None:
+        # app_amd: ast_read() returned NULL -> "HANGUP" (set before the channel goes).
+        detach()
+        pbx.set_var(chan, "AMDSTATUS", "HANGUP")
+        pbx.set_var(chan, "AMDCAUSE", "")
+
+    def reschedule() -> None:
+        if blk.done:
+            return
+        if blk.timer is not None and blk.timer.active():
+            blk.timer.cancel()
+        now = pbx.clock.seconds()
+        blk.timer = pbx.later(due(now) - now, finish)
+
+    d = pbx.block(chan, None, cleanup=interrupted)
+    blk = chan.block
+    assert blk is not None
+    if heard is not None:
+        chan.voice_listeners.append(heard)
+    reschedule()
+    return d, reschedule
+
+
+def app_execif(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
+    """ExecIf(expr?app(args)[:app(args)]) as app_exec.c reads it: split at the first ``?`` then the
+    first ``:``; an application's arguments run from its first ``(`` to its last ``)``. An application
+    that does not exist hangs up (-1). (The deprecated ``ExecIf(expr,app,args)`` form too.)"""
+    comma, question = data.find(","), data.find("?")
+    if question < 0 or (0 <= comma < question):
+        parts = data.split(",", 2) + ["", ""]
+        log.warning("%s: Deprecated syntax found.  Please upgrade to using ExecIf(<expr>?%s(%s))",
+                    chan.name, parts[1], parts[2])
+        expr, true_app, true_data, false_app, false_data = parts[0], parts[1], parts[2], "", ""
+    else:
+        expr, remainder = data[:question], data[question + 1:]
+        if not remainder:
+            log.error("Usage: ExecIf(<expr>?<appiftrue>(<args>)[:<appiffalse>(<args)])")
+            return -1
+        true_text, _, false_text = remainder.partition(":")
+        true_app, true_data = _app_and_args(true_text)
+        false_app, false_data = _app_and_args(false_text)
+    if check_condition(expr):
+        return _exec_in_place(pbx, chan, true_app, true_data)
+    if false_app:
+        return _exec_in_place(pbx, chan, false_app, false_data)
+    return 0
+
+
+def _app_and_args(text: str) -> tuple[str, str]:
+    name, paren, rest = text.partition("(")
+    if paren and ")" in rest:
+        rest = rest[:rest.rfind(")")]
+    return name, rest
+
+
+def _exec_in_place(pbx: Pbx, chan: Channel, app: str, data: str) -> int | Deferred[int]:
+    """pbx_exec() of another application from inside one (no Newexten; the channel shows it meanwhile)."""
+    if app.lower() not in pbx.apps:
+        log.warning("%s: Could not find application! (%s)", chan.name, app)
+        return -1
+    saved = chan.app, chan.appdata
+    chan.app, chan.appdata = app, data
+    res = pbx.run_app(chan, app, data)
+
+    def restore(result: int) -> int:
+        chan.app, chan.appdata = saved
+        return result
+
+    if isinstance(res, Deferred):
+        return res.addCallback(restore)
+    return restore(res)
 
 
 def app_waitforsilence(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
@@ -290,6 +398,7 @@ APPLICATIONS: dict[str, App] = {
     "SendDTMF": app_senddtmf,
     "AGI": app_agi,
     "AMD": app_amd,
+    "ExecIf": app_execif,
     "WaitForSilence": app_waitforsilence,
     "VoiceMail": app_voicemail,
     "Dial": app_dial,

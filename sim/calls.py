@@ -70,11 +70,23 @@ class _Dial:
     answered_at: float = 0.0
     timer: IDelayedCall | None = None
     done: bool = False
+    rang: bool = False
 
     def on_event(self, out: Channel, what: str) -> None:
         if self.done or out.name not in self.outs:
             return
         if what == "ringing":
+            if not self.rang:
+                # app_dial: the first ringing sets RINGTIME(_MS) on the caller (time since the outgoing
+                # channel was created), then publishes the DialState.
+                self.rang = True
+                ms = int((self.pbx.clock.seconds() - out.created) * 1000)
+                self.pbx.set_var(self.caller, "RINGTIME", str(ms // 1000))
+                self.pbx.set_var(self.caller, "RINGTIME_MS", str(ms))
+                if "m" not in parse_app_options(self.options) and self.caller.state != UP:
+                    # app_dial passes the ringing on to its caller (no music requested): a Local ;2
+                    # dialling makes its ;1 ring (the consultation channel of an attended transfer).
+                    self.pbx.indicate(self.caller, "ringing")
             _dial_event(self.pbx, "DialState", self.caller, out, [("DialStatus", "RINGING")])
         elif what == "answer":
             self._answer(out)
@@ -140,7 +152,6 @@ class _Dial:
             self._drop(other, "CANCEL")
         self.answered = out
         self.answered_at = pbx.clock.seconds()
-        pbx.stop_moh(caller)
         if caller.state != UP:
             pbx.answer(caller)
         pbx.set_var(caller, "DIALSTATUS", "ANSWER")
@@ -151,6 +162,7 @@ class _Dial:
         out.xfer_features = out.xfer_features or "t" in opts
         caller.xfer_features = caller.xfer_features or "T" in opts
         _dial_event(pbx, "DialEnd", caller, out, [("DialStatus", "ANSWER")])
+        pbx.stop_moh(caller)  # the music stops as the two are bridged (after DialEnd, as the reference PBX shows)
         caller.cdr_dest_channel = out.name
         bridge = pbx.bridge_create("dial", caller)
         _outgoing_setup(pbx, out, "AppDial")
@@ -163,15 +175,19 @@ class _Dial:
             blk.cleanup = None
 
     def after(self, res: int) -> int:
-        """The Dial application returns: after a bridged call set the timing variables."""
+        """The Dial application returns: after a bridged call that ended (not redirected away) set the
+        timing variables; then DIALSTATUS again (app_dial's exit, as the reference PBX shows)."""
         self.done = True
         if self.answered is not None:
-            now = self.pbx.clock.seconds()
-            talked = now - self.answered_at
-            dialled = now - self.started
-            for name, value in (("ANSWEREDTIME", str(int(talked))), ("ANSWEREDTIME_MS", str(int(talked * 1000))),
-                                ("DIALEDTIME", str(int(dialled))), ("DIALEDTIME_MS", str(int(dialled * 1000)))):
-                self.pbx.set_var(self.caller, name, value)
+            if self.caller.goto_target is None:
+                now = self.pbx.clock.seconds()
+                talked = now - self.answered_at
+                dialled = now - self.started
+                for name, value in (("ANSWEREDTIME", str(int(talked))), ("ANSWEREDTIME_MS", str(int(talked * 1000))),
+                                    ("DIALEDTIME", str(int(dialled))), ("DIALEDTIME_MS", str(int(dialled * 1000)))):
+                    self.pbx.set_var(self.caller, name, value)
+            if not self.caller.dead:
+                self.pbx.set_var(self.caller, "DIALSTATUS", "ANSWER")
             return -1
         return res
 

@@ -107,8 +107,15 @@ class Channel:
         # channel's DTMF feature hooks as it enters a bridge, so a code set later is not heard.
         self.atxfer_hook = ""
         self.pending_caller: tuple[str, str] | None = None
+        self.republish_location = False  # a Gosub returned: the next snapshot update shows a Newexten
+        # A location already published by a Newexten (a redirect out of a bridge): its first step has none.
+        self.cep_published: tuple[str, str, int] | None = None
         self.cdr_frozen = False
         self.awaiting_media: Block | None = None
+        # Audio this channel sends (Playback, music on hold: a count, they can overlap) and who hears
+        # what its Local peer sends (True: frames start, False: they stop), see Pbx.voice.
+        self.playing = 0
+        self.voice_listeners: list[Callable[[bool], None]] = []
 
     # AgiChannel / snapshot attributes ----------------------------------------------------
     @property
@@ -224,6 +231,9 @@ class Bridge:
     kind: str = "action"
     caller: Channel | None = None
     frozen: bool = False  # an attended transfer holds it: do not dissolve when one party leaves
+    # The hangup cause of the party whose leaving dissolves it: the others are put out with it (or
+    # AST_CAUSE_NORMAL_CLEARING), as bridge_channel.c's channel_set_cause does.
+    cause: int = 0
 
     @property
     def num_channels(self) -> int:

@@ -346,6 +346,36 @@ def load_dialplan(path: str | Path) -> Dialplan:
     return parse_extensions_conf(text, str(p))
 
 
+def merge_dialplans(parts: list[Dialplan], sources: list[str] | None = None) -> Dialplan:
+    """Several dialplan files as one, as ``#include`` lines in extensions.conf make them: a context
+    named in two files holds the extensions of both (the same priority twice is an error), later
+    ``[globals]`` and features win."""
+    names = sources or [f"dialplan {i + 1}" for i in range(len(parts))]
+    out = Dialplan()
+    for dp, source in zip(parts, names, strict=True):
+        out.globals.update(dp.globals)
+        out.features.update(dp.features)
+        for cname, ctx in dp.contexts.items():
+            into = out.contexts.setdefault(cname, Context(cname))
+            for ename, ext in ctx.extensions.items():
+                have = into.extensions.get(ename)
+                if have is None:
+                    into.extensions[ename] = Extension(ename, list(ext.steps))
+                    continue
+                for step in ext.steps:
+                    if have.step(step.number) is not None:
+                        raise DialplanError(f"{source}: duplicate priority {step.number} for {ename}@{cname}")
+                    have.steps.append(step)
+                have.steps.sort(key=lambda s: s.number)
+    return out
+
+
+def load_dialplans(paths: list[Path]) -> Dialplan:
+    """Load and merge several dialplan files (``merge_dialplans``), e.g. the shipped dialplan and the
+    lab's people (tests/lab/extensions_lab.conf)."""
+    return merge_dialplans([load_dialplan(p) for p in paths], [str(p) for p in paths])
+
+
 DEFAULT_DIALPLAN = Path(__file__).resolve().parent / "dialplan.yaml"
 
 

@@ -85,6 +85,8 @@ PROMPT_SECONDS: dict[str, float] = {
     "basic-pbx-ivr-main": 25.4, "number": 0.92, "astcc-followed-by-the-pound-key": 1.52, "auth-thankyou": 0.96,
     "confbridge-pin": 5.14, "im-sorry": 1.04, "sorry": 1.24, "pm-invalid-option": 3.22, "privacy-incorrect": 2.66,
     "vm-intro": 5.66, "vm-nobodyavail": 2.8,
+    # the lab's people (tests/lab/extensions_lab.conf)
+    "hello": 0.8,
 }
 
 # res_agi: EVERY usage text is the XML <description>, one line per <para> (markup kept, whitespace

@@ -4,6 +4,7 @@ Pure functions over a Pbx and a Channel; no clock of their own, no I/O, no Twist
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from sim.ami_events import STATE_DESC, caller_id_string, parse_caller_id
@@ -13,9 +14,11 @@ if TYPE_CHECKING:
     from sim.channel import Channel
     from sim.pbx import Pbx
 
+log = logging.getLogger(__name__)
+
 
 # The dialplan functions this PBX has (what ``core show functions`` lists).
-FUNCTIONS = ("CALLERID", "CDR", "CHANNEL", "CONNECTEDLINE", "EXISTS", "FEATUREMAP", "IF", "ISNULL", "LEN")
+FUNCTIONS = ("CALLERID", "CDR", "CHANNEL", "CONNECTEDLINE", "DB", "EXISTS", "FEATUREMAP", "IF", "ISNULL", "LEN")
 
 
 def builtin_var(pbx: Pbx, chan: Channel, name: str) -> str | None:
@@ -33,7 +36,7 @@ def builtin_var(pbx: Pbx, chan: Channel, name: str) -> str | None:
 
 
 def write_function(pbx: Pbx, chan: Channel, expr: str, value: str) -> None:
-    """Set(FUNC(args)=value): CALLERID, CDR(userfield), CHANNEL(language|accountcode)."""
+    """Set(FUNC(args)=value): CALLERID, CDR(userfield), CHANNEL(language|accountcode), FEATUREMAP, DB."""
     fname, _, args = expr[:-1].partition("(")
     fname = fname.upper()
     if fname == "CALLERID":
@@ -54,10 +57,25 @@ def write_function(pbx: Pbx, chan: Channel, expr: str, value: str) -> None:
         pbx.set_accountcode(chan, value)
     elif fname == "FEATUREMAP":
         chan.featuremap[args.strip().lower()] = value
+    elif fname == "DB":
+        where = _db_args(chan, args)
+        if where is not None:
+            if not where[1] or where[1].startswith("/") or where[1].endswith("/") or "//" in where[1]:
+                log.warning("DB: key '%s' seems malformed", where[1])
+            pbx.astdb[where] = value
     # Anything else (DEVICE_STATE, ...) is accepted and ignored, as a module-less Asterisk would warn.
 
+def _db_args(chan: Channel, args: str) -> tuple[str, str] | None:
+    """``DB(family/key)``: family up to the first ``/``, the key is the rest (func_db.c)."""
+    family, slash, key = args.partition("/")
+    if not args or not slash:
+        log.warning("%s: DB requires an argument, DB(<family>/<key>)", chan.name)
+        return None
+    return family, key
+
+
 def read_function(pbx: Pbx, chan: Channel, fname: str, args: str) -> str:
-    """${FUNC(args)} for the functions the dialplans use: IF, CALLERID, CONNECTEDLINE, CHANNEL, LEN, CDR."""
+    """${FUNC(args)} for the functions the dialplans use: IF, CALLERID, CONNECTEDLINE, CHANNEL, LEN, CDR, DB."""
     a = args.strip()
     if fname == "IF":
         cond, iftrue, iffalse = split_condition(args)
@@ -93,6 +111,13 @@ def read_function(pbx: Pbx, chan: Channel, fname: str, args: str) -> str:
         return str(len(args))
     if fname == "CDR":
         return chan.variables.get("\0cdr_userfield", "") if a.lower() == "userfield" else ""
+    if fname == "DB":
+        # A key found is also left in DB_RESULT; a missing key reads as "" (func_db.c).
+        where = _db_args(chan, args)
+        if where is None or where not in pbx.astdb:
+            return ""
+        pbx.set_var(chan, "DB_RESULT", pbx.astdb[where])
+        return pbx.astdb[where]
     if fname == "EXISTS":
         return "1" if args else "0"
     if fname == "ISNULL":

@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from cti.ami.message import AMIMessage
 from cti.contract import INBOUND_CONTEXT
+from sim.amd import AmdSettings
 from sim.ami_events import (
     DOWN,
     RING,
@@ -99,7 +100,8 @@ class Pbx:
 
     def __init__(self, clock: IReactorTime, dialplan: Dialplan, *, far_ends: FarEndDirectory | None = None,
                  agi: AgiRunner | None = None, seed: int = 0, epoch: float | None = None,
-                 endpoint_context: str = "default", apps: dict[str, App] | None = None) -> None:
+                 endpoint_context: str = "default", apps: dict[str, App] | None = None,
+                 amd: AmdSettings | None = None, astdb: dict[tuple[str, str], str] | None = None) -> None:
         from sim.apps import APPLICATIONS
 
         self.clock = clock
@@ -117,6 +119,10 @@ class Pbx:
         self.featuremap: dict[str, str] = {"blindxfer": "#", "disconnect": "*", "atxfer": "", **dialplan.features}
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
+        # amd.conf [general] (app_amd's built-in defaults unless the wiring loads a file)
+        self.amd = amd or AmdSettings()
+        # The AstDB: (family, key) -> value; AMI DB* actions, DB() and FastAGI DATABASE commands share it.
+        self.astdb: dict[tuple[str, str], str] = {} if astdb is None else astdb
         self._listeners: list[EventListener] = []
         self._uid_seq = 0
         self._name_seq: dict[str, int] = {}
@@ -175,9 +181,20 @@ class Pbx:
             # next runs dialplan or hangs up, and publishes NewCallerid just after (as the transcripts show).
             chan.pending_caller = None
             chan._caller_num, chan._caller_name = pending
+        if chan.republish_location and name in ("NewCallerid", "NewConnectedLine", "NewAccountCode"):
+            self._republish_location(chan)
         self.emit(name, privilege, [*snapshot(chan), *extra])
+        if chan.republish_location and name == "Newstate":
+            self._republish_location(chan)
         if pending is not None:
             self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+
+    def _republish_location(self, chan: Channel) -> None:
+        """A snapshot update after a Gosub returned: manager_channels sees the dialplan location changed
+        since the last snapshot (Return -> the channel's own) and sends a Newexten after the Newstate."""
+        chan.republish_location = False
+        self.emit("Newexten", "dialplan,all", [*snapshot(chan), ("Extension", chan.exten),
+                                               ("Application", chan.app), ("AppData", chan.appdata)])
 
     def update_connected(self, chan: Channel, num: str, name: str) -> None:
         """The connected party changed (bridged with someone new): NewConnectedLine; for a Local ;1
@@ -320,12 +337,23 @@ class Pbx:
             self.queue_hangup(chan, cause)
 
     def inherit_variables(self, parent: Channel, child: Channel) -> None:
-        """ast_channel_inherit_variables(): ``__X`` passes on as ``__X``, ``_X`` as ``X`` (no events)."""
-        for key, value in parent.variables.items():
-            if key.startswith("__"):
-                child.variables[key] = value
-            elif key.startswith("_"):
-                child.variables[key[1:]] = value
+        """ast_channel_inherit_variables(): ``__X`` passes on as ``__X``, ``_X`` as ``X``, each published
+        as a VarSet of the child (main/channel.c ast_channel_publish_varset).
+
+        Order: a channel's variable list is ``variables`` reversed (Set inserts at the head, so a Local
+        call copies the newest first), and inherited ones are inserted at the tail, in the parent's
+        list order: here they go to the front of the dict, the last one first (as the reference PBX's
+        ;2 legs show: GOSUB_RETVAL, DIALEDPEERNUMBER, then the inherited __CTI_DNIS)."""
+        inherited: list[tuple[str, str]] = []
+        for key, value in reversed(list(parent.variables.items())):
+            if not key.startswith("_"):
+                continue
+            name = key if key.startswith("__") else key[1:]
+            inherited.append((name, value))
+            self.chan_event("VarSet", child, [("Variable", name), ("Value", value)], "dialplan,all")
+        if inherited:
+            rest = {k: v for k, v in child.variables.items() if k not in dict(inherited)}
+            child.variables = {**dict(reversed(inherited)), **rest}
 
     # identity ------------------------------------------------------------------------------
     def set_caller(self, chan: Channel, num: str, name: str) -> None:
@@ -384,24 +412,41 @@ class Pbx:
         return self.featuremap.get(feature, "") if code is None else code
 
     def run_subroutine(self, chan: Channel, context: str, exten: str, priority: int = 1) -> None:
-        """A pre-dial handler (Dial option ``b(context^exten^priority)``) on the outgoing channel: its
-        priorities run at once until ``Return()``. Only applications that finish at once (Set, NoOp,
-        ...) are supported, which is what a pre-dial handler may run before the channel is called."""
+        """A pre-dial handler (Dial option ``b(context^exten^priority)``) on the outgoing channel, run as
+        app_stack's Gosub runs it: ``LOCAL(ARGC)=0``, the handler's priorities at their own location
+        until ``Return()``, then ``ARGC`` and ``GOSUB_RETVAL`` cleared and the channel back where it
+        was; its next snapshot update (Newstate) publishes that location again as a Newexten (as the
+        reference PBX showed). Only applications that finish at once (Set, NoOp, ...) are supported,
+        which is what a pre-dial handler may run before the channel is called."""
+        saved = (chan.context, chan.exten, chan.priority, chan.app, chan.appdata)
+        chan.variables["ARGC"] = "0"
+        self.chan_event("VarSet", chan, [("Variable", "LOCAL(ARGC)"), ("Value", "0")], "dialplan,all")
         ext = self.dialplan.find(context, exten)
         step = ext.step(priority) if ext is not None else None
+        returned = False
         while step is not None:
-            if step.app.lower() == "return":
-                return
+            self.set_location(chan, context, exten, step.number)
             data = self.substitute(chan, step.data)
+            chan.app, chan.appdata = step.app, data
             self.chan_event("Newexten", chan, [("Extension", exten), ("Application", step.app),
                                                ("AppData", data)], "dialplan,all")
+            if step.app.lower() == "return":
+                chan.variables.pop("ARGC", None)
+                self.chan_event("VarSet", chan, [("Variable", "ARGC"), ("Value", "")], "dialplan,all")
+                self.set_var(chan, "GOSUB_RETVAL", data)
+                returned = True
+                break
             res = self.run_app(chan, step.app, data)
             if isinstance(res, Deferred) or res != 0:
                 log.warning("%s: pre-dial handler %s,%s stopped at %s", chan.name, context, exten, step.app)
-                return
+                break
             assert ext is not None
             step = ext.step(step.number + 1)
-        log.warning("%s: pre-dial handler %s,%s,%s ended without Return()", chan.name, context, exten, priority)
+        if not returned:
+            log.warning("%s: pre-dial handler %s,%s,%s ended without Return()", chan.name, context, exten, priority)
+        self.set_location(chan, saved[0], saved[1], saved[2])
+        chan.app, chan.appdata = saved[3], saved[4]
+        chan.republish_location = True
 
     def write_function(self, chan: Channel, expr: str, value: str) -> None:
         write_function(self, chan, expr, value)
@@ -451,8 +496,10 @@ class Pbx:
                 if not chan.cdr_frozen:
                     chan.cdr_last_app, chan.cdr_last_data = step.app, data
                     chan.cdr_dst, chan.cdr_dcontext = chan.exten, chan.context
-                self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
-                                                   ("AppData", data)], "dialplan,all")
+                if chan.cep_published != (chan.context, chan.exten, chan.priority):
+                    self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", step.app),
+                                                       ("AppData", data)], "dialplan,all")
+                chan.cep_published = None
                 chan.jumped = False
                 res = self.run_app(chan, step.app, data)
                 if isinstance(res, Deferred):
@@ -602,9 +649,14 @@ class Pbx:
     def async_goto(self, chan: Channel, context: str, exten: str, priority: int) -> None:
         """Redirect: continue the channel's dialplan elsewhere (starting one if it has none)."""
         if chan.bridge is not None:
-            # The new location is set before it leaves (BridgeLeave shows it), as ast_async_goto does.
+            # The new location is set before it leaves (BridgeLeave shows it), as ast_async_goto does; the
+            # snapshot update as it leaves publishes it as a Newexten with the old application, so the
+            # first step there is no Newexten of its own (manager: Newexten only when the CEP changes).
             self.set_location(chan, context, exten, priority)
-            self.bridge_leave(chan)
+            republish = bool(chan.app)  # manager_channels: an empty application makes no Newexten
+            if republish:
+                chan.cep_published = (context, exten, priority)
+            self.bridge_leave(chan, republish=republish)
             chan.cdr_frozen, chan.cdr_dest_channel = False, ""  # a new CDR for the new destination
         if not chan.in_pbx:
             self.soon(self.start_pbx, chan, context, exten, priority)
@@ -722,6 +774,10 @@ class Pbx:
         """After answering: wait up to ``timeout`` for the first media frame (see app_answer)."""
         d = self.block(chan, timeout)
         chan.awaiting_media = chan.block
+        peer = chan.peer
+        if peer is not None and not peer.dead and peer.playing:
+            # The other half is already sending audio (Playback, music): its next frame ends the wait.
+            self.soon(self.media, peer)
         return d
 
     def media(self, chan: Channel) -> None:
@@ -743,15 +799,28 @@ class Pbx:
         for listener in list(chan.dtmf_listeners):
             listener(digit)
 
+    def voice(self, chan: Channel, on: bool) -> None:
+        """``chan`` starts (``on``) or stops sending audio frames (Playback, music on hold): what the
+        other half of a Local pair hears (app_amd on a Local ;1 listens to its ;2). Nested sources count."""
+        was = chan.playing > 0
+        chan.playing = max(chan.playing + (1 if on else -1), 0)
+        now = chan.playing > 0
+        other = chan.peer
+        if was != now and other is not None and not other.dead:
+            for listener in list(other.voice_listeners):
+                listener(now)
+
     def start_moh(self, chan: Channel, klass: str = "default") -> None:
         if not chan.moh and not chan.dead:
             chan.moh = True
             self.chan_event("MusicOnHoldStart", chan, [("Class", klass or "default")])
+            self.voice(chan, True)
 
     def stop_moh(self, chan: Channel) -> None:
         if chan.moh and not chan.dead:
             chan.moh = False
             self.chan_event("MusicOnHoldStop", chan)
+            self.voice(chan, False)
 
     # bridges ---------------------------------------------------------------------------------------
     def bridge_create(self, kind: str = "action", caller: Channel | None = None) -> Bridge:
@@ -783,14 +852,22 @@ class Pbx:
             self.set_var(a, "BRIDGEPEER", b.name)
             self.set_var(b, "BRIDGEPEER", a.name)
 
-    def bridge_leave(self, chan: Channel) -> None:
+    def bridge_leave(self, chan: Channel, republish: bool = False) -> None:
         bridge = chan.bridge
         if bridge is None:
             return
+        if chan.variables.get("BRIDGEPEER"):
+            # bridge_channel_internal_pull(): ast_bridge_vars_set(chan, NULL, NULL) as it leaves.
+            self.set_var(chan, "BRIDGEPEER", "")
+        if republish:
+            self.chan_event("Newexten", chan, [("Extension", chan.exten), ("Application", chan.app),
+                                               ("AppData", chan.appdata)], "dialplan,all")
         bridge.channels.remove(chan)
         chan.bridge = None
         self.emit("BridgeLeave", "call,all", [*bridge_headers(bridge), *snapshot(chan)])
         if len(bridge.channels) <= 1 and not bridge.frozen:
+            if chan.soft or chan.dead:
+                bridge.cause = bridge.cause or chan.hangupcause
             self.soon(self._bridge_dissolve, bridge)
 
     def bridge_destroy_if_empty(self, bridge: Bridge) -> None:
@@ -808,13 +885,17 @@ class Pbx:
             if member.bridge is not bridge:
                 continue
             self.bridge_leave(member)
+            # Put out: the cause of the party that left, else normal clearing (a cause already set stays).
+            cause = 0 if member.hangupcause > 0 else (bridge.cause or 16)
             if member.block is not None:
                 # Dial caller / AMI-bridged channel: its application returns.
+                if bridge.kind == "dial" and cause:
+                    member.hangupcause = cause
                 self.unblock(member, 0 if bridge.kind == "action" else -1)
                 if bridge.kind == "dial":
-                    self.softhangup(member)
+                    self.softhangup(member, cause)
             else:
-                self.softhangup(member)
+                self.softhangup(member, cause)
         if not bridge.channels:
             del self.bridges[bridge.uniqueid]
             self.emit("BridgeDestroy", "call,all", bridge_headers(bridge))

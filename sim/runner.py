@@ -12,14 +12,16 @@ from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTim
 
 from config.schema import AsteriskServer, CtiConfig
 from cti.contract import CTI_FASTAGI
-from sim.ami_server import AMIServer, AMIServerFactory
-from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan
+from sim.amd import SHIPPED_AMD_CONF, AmdSettings, load_amd_conf
+from sim.ami_server import AMIServer, AMIServerFactory, AmiUser, manager_conf_read
+from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan, load_dialplans
 from sim.fastagi_client import Connector, FastAGIClient
 from sim.pbx import Pbx
 from sim.people import AgentPhones, InboundTraffic, OutboundCustomers, root_rng
 from sim.traffic import PeopleFarEnds, TrafficDriver
 
 DEFAULT_USER = ("cti", "cti-secret")
+SHIPPED_MANAGER_CONF = Path(__file__).resolve().parent.parent / "config" / "asterisk" / "manager_cti.conf"
 
 
 @dataclass(slots=True)
@@ -49,12 +51,13 @@ def pick_server(cfg: CtiConfig, name: str | None = None) -> AsteriskServer | Non
 
 
 def build_sim(cfg: CtiConfig, clock: IReactorTime, *, agi_connect: Connector | None = None,
-              dialplan: Path | None = None, pbx_name: str | None = None, seed: int | None = None,
+              dialplan: Path | list[Path] | None = None, pbx_name: str | None = None, seed: int | None = None,
               inbound: bool = True, speed: float = 1.0) -> SimRuntime:
     """Build (not start) a simulated PBX for ``cfg``: the AMI users of the chosen ``asterisk:`` entry,
     FastAGI to ``listen.fastagi``, people from ``sim:``. ``speed``: how much faster than real time
     ``clock`` runs against a live server (the FastAGI connect timeout is a network wait: it stays in
-    real seconds, or at x20 a 2 s timeout would give a live server 0.1 s)."""
+    real seconds, or at x20 a 2 s timeout would give a live server 0.1 s). ``dialplan``: a file, or
+    several merged as ``#include`` lines would (default: sim/dialplan.yaml, the shipped dialplan)."""
     settings = cfg.sim if seed is None else cfg.sim.model_copy(update={"seed": seed})
     if speed != 1.0:
         agi_settings = settings.agi.model_copy(update={"connect_timeout_s": settings.agi.connect_timeout_s * speed})
@@ -62,11 +65,20 @@ def build_sim(cfg: CtiConfig, clock: IReactorTime, *, agi_connect: Connector | N
     rng = root_rng(settings)
     far = PeopleFarEnds(AgentPhones(settings, rng), OutboundCustomers(settings, rng))
     agi = FastAGIClient(clock, agi_connect, settings=settings.agi)
-    pbx = Pbx(clock, load_dialplan(dialplan or DEFAULT_DIALPLAN), far_ends=far, agi=agi, seed=settings.seed)
+    if isinstance(dialplan, list | tuple):
+        plan = load_dialplans(list(dialplan))
+    else:
+        plan = load_dialplan(dialplan or DEFAULT_DIALPLAN)
+    # A PBX installed as docs/asterisk.md says: the amd.conf we ship; one AstDB for AMI, DB() and AGI.
+    amd = load_amd_conf() if SHIPPED_AMD_CONF.exists() else AmdSettings()
+    pbx = Pbx(clock, plan, far_ends=far, agi=agi, seed=settings.seed, amd=amd, astdb=agi.db)
     pbx.globals[CTI_FASTAGI] = f"agi://{cfg.listen.fastagi.host}:{cfg.listen.fastagi.port}"
     server = pick_server(cfg, pbx_name)
     user = (server.username, server.secret.get_secret_value()) if server is not None else DEFAULT_USER
-    ami = AMIServer(pbx, {user[0]: user[1]})
+    # The read classes the shipped manager_cti.conf gives that user (no "agi": no AGIExec events).
+    read = manager_conf_read(SHIPPED_MANAGER_CONF.read_text(encoding="utf-8"), user[0]) \
+        if SHIPPED_MANAGER_CONF.exists() else None
+    ami = AMIServer(pbx, [AmiUser(user[0], user[1], read)])
     traffic = InboundTraffic(settings, rng) if inbound else None
     driver = TrafficDriver(pbx, traffic, far)
     return SimRuntime(clock, pbx, ami, agi, driver, server)

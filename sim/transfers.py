@@ -70,6 +70,8 @@ class _Atxfer:
         self.second: Bridge | None = None
         self.target: Channel | None = None
         self.timer: IDelayedCall | None = None  # digit timeout or invalid-extension retries
+        self.rang = False
+        self.finished = False  # completed, or back with the held party
 
     def give_up(self) -> None:
         """The extension never dialled (or the call could not start): back to the held party."""
@@ -77,36 +79,50 @@ class _Atxfer:
         if not self.chan.dead and self.chan.atxfer is self:
             self._back_to_caller()
 
+    def consult(self) -> None:
+        """The consultation starts as soon as the target is called (bridge_basic.c imparts it into the
+        consultation bridge at once): the target and then the transferer are in the second bridge while
+        the target still rings (the transferer hears the ringback), the original bridge is held."""
+        pbx, chan, out, second = self.pbx, self.chan, self.target, self.second
+        assert out is not None and second is not None
+        pbx.bridge_enter(second, out)
+        pbx.set_var(out, "ATTENDEDTRANSFER", "")
+        self.orig.frozen = True
+        pbx.bridge_leave(chan)
+        second.frozen = True
+        pbx.bridge_enter(second, chan)
+        pbx.bridge_peers_vars(second)
+        chan.before_destroy = self.complete
+        out.before_destroy = self._target_gone
+
     def on_target(self, out: Channel, what: str) -> None:
-        pbx, chan = self.pbx, self.chan
-        if what == "answer":
+        pbx = self.pbx
+        if what == "ringing" and not self.rang:
+            self.rang = True
+            pbx.emit("DialState", "call,all", [*snapshot(out, "Dest"), ("DialStatus", "RINGING")])
+        elif what == "answer":
             out.observer = None
-            assert self.second is not None
-            pbx.bridge_enter(self.second, out)
-            pbx.set_var(out, "ATTENDEDTRANSFER", "")
             pbx.emit("DialEnd", "call,all", [*snapshot(out, "Dest"), ("DialStatus", "ANSWER")])
-            self.orig.frozen = True
-            pbx.bridge_leave(chan)
-            self.second.frozen = True
-            pbx.bridge_enter(self.second, chan)
-            pbx.bridge_peers_vars(self.second)
-            chan.before_destroy = self.complete
-            out.before_destroy = self._target_gone
         elif what in ("busy", "congestion", "hangup"):
             out.observer = None
+            out.before_destroy = None
             if not out.dead:
                 pbx.destroy(out)
-            self._back_to_caller()
+            if not self.finished:
+                self._back_to_caller()
 
     def _target_gone(self, target: Channel) -> None:
         """The consulted party hung up (STIMULUS_TRANSFER_TARGET_HANGUP while consulting): the
         transferer goes back to the held party (bridge_basic.c consulting_exit -> TRANSFER_REBRIDGE)."""
-        if self.chan.atxfer is self and not self.chan.dead:
+        if self.chan.atxfer is self and not self.chan.dead and not self.finished:
             self.pbx.soon(self._back_to_caller)
 
     def _back_to_caller(self) -> None:
         """The consultation failed or was cancelled: the transferer talks to the held party again."""
         pbx, chan = self.pbx, self.chan
+        if self.finished:
+            return
+        self.finished = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
@@ -143,8 +159,11 @@ class _Atxfer:
         """The transferer hangs up: join the held party and the target."""
         pbx, orig, second = self.pbx, self.orig, self.second
         assert second is not None
+        self.finished = True
         transferer.before_destroy = None
         transferer.atxfer = None
+        if self.target is not None and self.target.before_destroy == self._target_gone:
+            self.target.before_destroy = None
         if transferer.bridge is second:
             pbx.bridge_leave(transferer)
         for party in self.held:
@@ -171,6 +190,9 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 # transferdigittimeout (features.conf default 3 s): a transfer extension that could still grow is
 # dialled after this pause.
 TRANSFER_DIGIT_TIMEOUT = 3.0
+# The AMI Atxfer queues the feature code as DTMF frames, which the bridge reads as DTMF (emulated
+# duration and gap): the reference PBX sent Hold 0.26 s after answering an Atxfer with the code *2.
+ATXFER_CODE_DIGIT_SECONDS = 0.13
 # An extension that does not exist (or is not DTMF): three tries of 3 s, each with the invalid-transfer
 # prompt, then the transferer is back with the held party. Measured on Asterisk 22.10.1: 19.8 s from
 # the Hold event to the Unhold event.
@@ -194,9 +216,12 @@ def atxfer_feature(pbx: Pbx, chan: Channel, code: str, exten: str) -> None:
     The feature starts only where ``chan`` entered its bridge with the transfer features (Dial option
     ``t`` for the called party, ``T`` for the caller) and that code: otherwise the digits are plain DTMF
     passed to the other party and nothing happens. The digits then dial ``exten`` in the transfer
-    context (``TRANSFER_CONTEXT`` or the channel's own) as soon as nothing longer could match; an
-    extension that does not exist, or is not DTMF (``s``), never dials: after the invalid-transfer
-    retries the transferer is back with the held party."""
+    context (``TRANSFER_CONTEXT`` or the channel's own), as bridge_basic.c's grab_transfer() reads them:
+    the first digit interrupts the "transfer" announcement and ast_app_dtget() then waits
+    transferdigittimeout (3 s) for another before it looks the extension up (the reference PBX dialled a
+    one-digit extension 3.07 s after its Hold); with more digits it stops as soon as nothing longer
+    could match. An extension that does not exist, or is not DTMF (``s``), never dials: after the
+    invalid-transfer retries the transferer is back with the held party."""
     bridge = chan.bridge
     if bridge is None or not code or chan.atxfer_hook != code or chan.atxfer is not None:
         _pass_dtmf(pbx, chan, code + exten)
@@ -215,10 +240,16 @@ def atxfer_feature(pbx: Pbx, chan: Channel, code: str, exten: str) -> None:
     dialable = set(exten) <= DTMF_DIGITS and pbx.dialplan.exists(context, exten, 1)
     if not dialable:
         job.timer = pbx.later(INVALID_TRANSFER_SECONDS, job.give_up)
-    elif pbx.dialplan.matches_more(context, exten):
+    elif len(exten) == 1 or pbx.dialplan.matches_more(context, exten):
         job.timer = pbx.later(TRANSFER_DIGIT_TIMEOUT, _dial_target, job, context, exten)
     else:
         _dial_target(job, context, exten)
+
+
+def queue_atxfer(pbx: Pbx, chan: Channel, code: str, exten: str) -> None:
+    """AMI Atxfer: the code and extension are queued as DTMF; the bridge reads them after the action
+    was answered (``atxfer_feature`` once the code's digits have been read)."""
+    pbx.later(len(code) * ATXFER_CODE_DIGIT_SECONDS, atxfer_feature, pbx, chan, code, exten)
 
 
 def _dial_target(job: _Atxfer, context: str, exten: str) -> None:
@@ -233,9 +264,9 @@ def _dial_target(job: _Atxfer, context: str, exten: str) -> None:
     except RequestFailed:
         job.give_up()
         return
-    pbx.inherit_variables(chan, target)  # e.g. __CTI_CONSULT_DIAL for [cti-consult]
     pbx.set_var(target, "TRANSFERERNAME", chan.name)
     pbx.set_var(target, "ATTENDEDTRANSFER", chan.name)
+    pbx.inherit_variables(chan, target)  # e.g. __CTI_CONSULT_DIAL for [cti-consult]
     job.second = pbx.bridge_create("atxfer")
     job.target = target
     try:
@@ -244,6 +275,7 @@ def _dial_target(job: _Atxfer, context: str, exten: str) -> None:
         job.give_up()
         return
     target.observer = job.on_target
+    job.consult()
 
 
 def attended_transfer(pbx: Pbx, chan: Channel, context: str, exten: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cti.ami.message import AMIMessage
@@ -20,6 +21,9 @@ from sim.transfers import INVALID_TRANSFER_SECONDS
 from tests.test_sim_ami_server import Conn
 
 SHIPPED_DIAL = "Dial(${CTI_AGENT_ENDPOINT},${CTI_RING_TIMEOUT},mtb(cti-agent-leg^s^1))"
+# From the Atxfer to the consulted target talking: the code's digits are read (0.26 s), the one-digit
+# extension is dialled after transferdigittimeout (3 s), the target answers in 1 s.
+CONSULT_TALKING = 5
 
 
 def _shipped_plan(dial: str = SHIPPED_DIAL) -> Dialplan:
@@ -71,7 +75,7 @@ def test_atxfer_of_the_agent_leg_consults_with_music_for_the_caller_and_complete
     clock, pbx, conn, events, caller, agent = _call_with_agent(_shipped_plan())
     reply = _atxfer(conn, agent)
     assert (reply["Response"], reply["Message"]) == ("Success", "Atxfer successfully queued")
-    clock.run_for(3)
+    clock.run_for(CONSULT_TALKING)
     assert caller.moh  # type: ignore[attr-defined]
     consult = pbx.find_channel("Local/0@cti-consult-00000000;1")
     target = pbx.find_channel("PJSIP/2002-00000002")
@@ -134,7 +138,7 @@ def test_target_hanging_up_returns_the_agent_to_the_caller() -> None:
     """In consultation, the target hanging up puts the agent back with the caller (music stops)."""
     clock, pbx, conn, _, caller, agent = _call_with_agent(_shipped_plan())
     _atxfer(conn, agent)
-    clock.run_for(3)
+    clock.run_for(CONSULT_TALKING)
     target = pbx.find_channel("PJSIP/2002-00000002")
     assert target is not None
     pbx.far_hangup(target)
@@ -162,5 +166,31 @@ def test_hold_then_retrieve_keeps_the_agent_legs_transfer_features() -> None:
     clock.run_for(1)
     assert agent.bridge is caller.bridge  # type: ignore[attr-defined]
     assert _atxfer(conn, agent)["Response"] == "Success"
-    clock.run_for(3)
+    clock.run_for(CONSULT_TALKING)
     assert caller.moh and pbx.find_channel("PJSIP/2002-00000002") is not None  # type: ignore[attr-defined]
+
+
+def test_the_consultation_starts_as_on_the_reference_pbx_bridged_while_the_target_rings() -> None:
+    """As the lab's recording of Asterisk 22.10.1 shows: Hold 0.26 s after the Atxfer is answered (the code's
+    DTMF is read by the bridge), the one-digit extension dialled 3 s later (grab_transfer waits the digit
+    timeout after the digit that interrupted its announcement), and the consultation channel and then the
+    agent are in the consultation bridge at once, while the target still rings (DialState RINGING);
+    DialEnd ANSWER when it answers. The consultation channel gets TRANSFERERNAME and ATTENDEDTRANSFER,
+    then what it inherits from the agent's leg in that leg's list order."""
+    clock, pbx, conn, events, caller, agent = _call_with_agent(_shipped_plan())
+    times: dict[str, float] = {}
+    pbx.add_listener(lambda m: times.setdefault(f"{m.name}:{m.get('Channel') or m.get('DestChannel')}",
+                                                clock.seconds()))
+    start = clock.seconds()
+    _atxfer(conn, agent)
+    clock.run_for(3.5)
+    consult = pbx.find_channel("Local/0@cti-consult-00000000;1")
+    assert consult is not None and consult.state != 6 and consult.bridge is agent.bridge  # type: ignore[attr-defined]
+    assert times[f"Hold:{agent.name}"] - start == pytest.approx(0.26)  # type: ignore[attr-defined]
+    assert times[f"Newchannel:{consult.name}"] - times[f"Hold:{agent.name}"] == pytest.approx(3.0)  # type: ignore[attr-defined]
+    clock.run_for(2)
+    dial = [(e.name, e.get("DialStatus")) for e in events if e.get("DestChannel") == consult.name]
+    assert dial == [("DialState", "RINGING"), ("DialEnd", "ANSWER")]
+    assert consult.state == 6 and consult.bridge is agent.bridge  # type: ignore[attr-defined]
+    varsets = [e.get("Variable") for e in events if e.name == "VarSet" and e.get("Channel") == consult.name]
+    assert varsets[:4] == ["TRANSFERERNAME", "ATTENDEDTRANSFER", "__CTI_CONSULT_DIAL", "__CTI_DNIS"]

@@ -4,10 +4,14 @@ log in over the real websocket protocol; a lab AMI connection plays the callers 
 originating Local channels into the lab people's contexts (tests/lab/extensions_lab.conf).
 
 Run by tests/lab/test_lab.py in a process of its own (the Twisted reactor cannot be restarted):
-``python tests/lab/lab_scenarios.py --workdir DIR [--only NAME ...] [--record DIR]``. The PBX comes
-from ``CTI_LAB_AMI`` = ``host:port,username,secret``; the address the PBX reaches our FastAGI on is
-``CTI_LAB_FASTAGI`` (default ``127.0.0.1:4573``, the shipped dialplan's ``CTI_FASTAGI``). Prints one
-JSON object on the last line: ``{"scenarios": {name: {"ok", "error", "steps"}}, ...}``.
+``python tests/lab/lab_scenarios.py --workdir DIR [--only NAME ...] [--record DIR] [--sim]``. The PBX
+comes from ``CTI_LAB_AMI`` = ``host:port,username,secret``; the address the PBX reaches our FastAGI on is
+``CTI_LAB_FASTAGI`` (default ``127.0.0.1:4573``, the shipped dialplan's ``CTI_FASTAGI``). With ``--sim``
+the PBX is the simulated one (sim/), started in this process on the same reactor with the shipped
+dialplan and this folder's extensions_lab.conf, the shipped amd.conf and no traffic of its own: its AMI
+on a free loopback port, its ``CTI_FASTAGI`` pointed at the server's FastAGI listener (a free port too),
+so nothing clashes with a real Asterisk or a server on 4573. Prints one JSON object on the last line:
+``{"scenarios": {name: {"ok", "error", "steps"}}, ...}``.
 
 ``--record DIR`` writes what the server's AMI connection and the FastAGI sessions received, with their
 read boundaries (``NAME.timeline.jsonl`` as in tests/fixtures/asterisk), for new fixtures.
@@ -36,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.console_scenario import Watch  # noqa: E402  (run as a script: the repository on sys.path first)
 
 DEMO = ROOT / "config" / "examples" / "demo.yaml"
+SHIPPED_DIALPLAN = ROOT / "config" / "asterisk" / "extensions_cti.conf"
+LAB_DIALPLAN = ROOT / "tests" / "lab" / "extensions_lab.conf"
+SIM_AMI_USER, SIM_AMI_SECRET = "cti", "lab-sim-secret"
 DID = "+18005550100"
 PASSWORD = "demo-password"
 # scrypt hash of "demo-password" (the demo config's)
@@ -69,7 +76,7 @@ def lab_config(workdir: Path, ami_port: int | None = None, fastagi_port: int | N
         host, port = "127.0.0.1", ami_port
     fa_host, _, fa_port = os.environ.get("CTI_LAB_FASTAGI", "127.0.0.1:4573").rpartition(":")
     if fastagi_port is not None:
-        fa_host, fa_port = "127.0.0.1", str(fastagi_port)
+        fa_host, fa_port = "127.0.0.1", str(fastagi_port or 4573)  # 0: any free port (set below)
     leads = workdir / "leads.csv"
     with leads.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -122,6 +129,8 @@ def lab_config(workdir: Path, ami_port: int | None = None, fastagi_port: int | N
     }
     cfg = load_config_text(yaml.safe_dump(data), str(workdir / "lab.yaml"))
     listen = cfg.listen.model_copy(update={"http": cfg.listen.http.model_copy(update={"port": 0})})  # any free port
+    if fastagi_port == 0:
+        listen = listen.model_copy(update={"fastagi": listen.fastagi.model_copy(update={"port": 0})})
     return cfg.model_copy(update={"listen": listen})
 
 
@@ -499,13 +508,32 @@ ORDER = [
 ]
 
 
-async def run(workdir: Path, only: list[str], record: Path | None) -> dict[str, Any]:
+def start_sim(workdir: Path, reactor: Any) -> tuple[Any, Any]:
+    """The simulated PBX for ``--sim`` (see the module docstring); sets ``CTI_LAB_AMI`` to its AMI.
+    Returns the sim.runner.SimRuntime and its listening port."""
+    from sim.runner import build_sim, listen
+
+    os.environ["CTI_LAB_AMI"] = f"127.0.0.1:5038,{SIM_AMI_USER},{SIM_AMI_SECRET}"  # the port is chosen below
+    sim = build_sim(lab_config(workdir, fastagi_port=0), reactor, inbound=False,
+                    dialplan=[SHIPPED_DIALPLAN, LAB_DIALPLAN])
+    port = listen(sim, reactor, host="127.0.0.1", port=0)
+    os.environ["CTI_LAB_AMI"] = f"127.0.0.1:{port.getHost().port},{SIM_AMI_USER},{SIM_AMI_SECRET}"
+    return sim, port
+
+
+async def run(workdir: Path, only: list[str], record: Path | None, use_sim: bool = False) -> dict[str, Any]:
     from twisted.internet import reactor
 
     from cti.runtime import Runtime
 
     recorder: Recorder | None = None
+    sim: Any = None
+    sim_port: Any = None
     ports: dict[str, int] = {}
+    if use_sim:
+        sim, sim_port = start_sim(workdir, reactor)
+        ports["fastagi_port"] = 0
+    pbx_fastagi = 0
     if record is not None:
         # The PBX dials our FastAGI at CTI_LAB_FASTAGI: the recorder listens there and the server elsewhere.
         recorder = Recorder()
@@ -513,12 +541,17 @@ async def run(workdir: Path, only: list[str], record: Path | None) -> dict[str, 
         ports["ami_port"] = await recorder.proxy("ami", (host, port))
         ports["fastagi_port"] = 14573
         fa_host, _, fa_port = os.environ.get("CTI_LAB_FASTAGI", "127.0.0.1:4573").rpartition(":")
-        await recorder.proxy("fastagi", ("127.0.0.1", 14573), int(fa_port))
+        pbx_fastagi = await recorder.proxy("fastagi", ("127.0.0.1", 14573), 0 if use_sim else int(fa_port))
     cfg = lab_config(workdir, **ports)
     runtime = Runtime(cfg, reactor)
     lab = Lab()
     runtime.server.subscribe(lab)
     await runtime.start()
+    if sim is not None:
+        fa_host, fa_port = ("127.0.0.1", pbx_fastagi) if pbx_fastagi else runtime.fastagi_address
+        from cti.contract import CTI_FASTAGI
+
+        sim.pbx.globals[CTI_FASTAGI] = f"agi://{fa_host}:{fa_port}"
     result: dict[str, Any] = {"scenarios": {}}
     consoles: dict[str, Console] = {}
     try:
@@ -561,6 +594,9 @@ async def run(workdir: Path, only: list[str], record: Path | None) -> dict[str, 
         await runtime.stop()
         if recorder is not None and record is not None:
             recorder.write(record)
+        if sim is not None:
+            sim.stop()
+            sim_port.stopListening()
     return result
 
 
@@ -609,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--record", type=Path, default=None)
+    parser.add_argument("--sim", action="store_true", help="run against the simulated PBX (sim/), not CTI_LAB_AMI")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from cti.reactor import install_reactor
@@ -618,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def body() -> None:
         try:
-            out.update(await run(args.workdir, args.only, args.record))
+            out.update(await run(args.workdir, args.only, args.record, args.sim))
         except BaseException as exc:
             out["error"] = f"{exc.__class__.__name__}: {exc}"
             out["traceback"] = traceback.format_exc()
