@@ -61,6 +61,7 @@ from cti.events import (
     CallEnded,
     CallQueued,
     CallTransferred,
+    ChannelAnswered,
     DialStarted,
     DomainEvent,
 )
@@ -103,7 +104,9 @@ class LiveCall:
     status: str = "waiting"  # waiting | ringing | connected | held | consulting | ended
     since: float = 0.0  # when ``status`` began (a hold's start while held)
     pop: dict[str, Any] | None = None
-    consult: dict[str, str] | None = None  # while consulting: the number and "ringing" | "talking"
+    # While consulting: the number, "ringing" | "talking", and (internal, not pushed) the consultation
+    # channel bridged with the agent's leg.
+    consult: dict[str, str] | None = None
     answered_at: float | None = None  # the call timer runs from here, through holds
     held_total: float = 0.0  # seconds on hold before the current status
     part: int = 0
@@ -369,6 +372,8 @@ class CtiServer:
                 live.agent_channel = event.dest_channel
         elif isinstance(event, CallBridged):
             self._consultation_bridged(event)
+        elif isinstance(event, ChannelAnswered):
+            self._consultation_answered(event)
         elif isinstance(event, CallTransferred) and event.result.lower() == "success":
             # An attended transfer completed (from the console or the phone's own keys): the caller went on
             # to someone outside the queue, which is how this call ends for the contact centre.
@@ -389,17 +394,32 @@ class CtiServer:
     def _consultation_bridged(self, event: CallBridged) -> None:
         """While an agent consults, a bridge of the agent's leg says how it goes: with the caller again
         (the target hung up, or the consultation was cancelled or failed) the agent is back on the call;
-        with anyone else the target answered."""
+        with another channel, that is the consultation call, which Asterisk bridges while the target
+        still rings (the target talks when that channel is answered: ``_consultation_answered``)."""
         for live in self.calls.values():
             if live.status != "consulting" or live.queued.server != event.server \
                     or live.agent_channel not in event.channels:
                 continue
             if live.queued.channel in event.channels:
                 live.status, live.consult, live.since = "connected", None, event.ts
+                self._push_call(live)
             elif live.consult is not None:
-                live.consult = dict(live.consult, state="talking")
-            self._push_call(live)
+                other = next((c for c in event.channels if c != live.agent_channel), "")
+                chan = self.tracker.find_channel_by_name(event.server, other)
+                answered = chan is not None and chan.state == 6  # already Up (ChannelState 6)
+                live.consult = dict(live.consult, channel=other, state="talking" if answered else "ringing")
+                if answered:
+                    self._push_call(live)
             return
+
+    def _consultation_answered(self, event: ChannelAnswered) -> None:
+        """The consultation call was answered: the target is talking to the agent."""
+        for live in self.calls.values():
+            if live.status == "consulting" and live.consult is not None and live.queued.server == event.server \
+                    and live.consult.get("channel") == event.channel:
+                live.consult = dict(live.consult, state="talking")
+                self._push_call(live)
+                return
 
     def _customer_number(self, server: str, uniqueid: str, data: dict[str, str]) -> str:
         """The number an outbound call dialled: the dialer's channel variable, else the lead's phone."""
@@ -659,7 +679,8 @@ class CtiServer:
 
     def call_message(self, live: LiveCall) -> dict[str, Any]:
         return {"type": "call", "call_id": live.queued.call_id, "status": live.status, "since": live.since,
-                "consult": dict(live.consult) if live.consult else None, "queue": live.queued.queue,
+                "consult": {k: v for k, v in live.consult.items() if k != "channel"} if live.consult else None,
+                "queue": live.queued.queue,
                 "answered_at": live.answered_at, "held_total": live.held_total}
 
     def _push_call(self, live: LiveCall) -> None:

@@ -181,3 +181,21 @@ def test_hold_retrieve_then_attended_transfer_still_works() -> None:
     stack.run(stack.backend.handle(AGENT, "attended_complete", {}))
     stack.clock.run_for(2)
     assert not stack.caller.dead and stack.pbx.find_channel("PJSIP/2002-00000002") is not None
+
+
+def test_the_console_says_ringing_until_the_consulted_party_answers() -> None:
+    """Asterisk bridges the consultation call with the agent's leg while the target still rings: the call
+    frame says "ringing" then, and "talking" only once the consultation call is answered; a target that
+    never answers stays "ringing" (and after atxfernoanswertimeout the agent is back with the caller)."""
+    stack = _stack()
+    _consult(stack, "2003")  # never answers
+    stack.clock.run_for(6)
+    consults = [m["consult"] for m in stack.calls() if m.get("consult")]
+    assert consults and all(c == {"number": "2003", "state": "ringing"} for c in consults), consults
+
+    stack = _stack()
+    _consult(stack, "2002")  # answers 1 s after it rings
+    stack.clock.run_for(3.5)  # digit timeout (3 s) + the bridge: ringing, not yet answered
+    assert stack.calls()[-1]["consult"] == {"number": "2002", "state": "ringing"}
+    stack.clock.run_for(3)
+    assert stack.calls()[-1]["consult"] == {"number": "2002", "state": "talking"}
