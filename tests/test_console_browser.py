@@ -119,6 +119,23 @@ def test_agent_logs_in_takes_a_call_disposes_and_goes_ready() -> None:
     run(body)
 
 
+async def _ready_agent(p, port: int):
+    """A browser with agent 1001 signed in by password and ready."""
+    from playwright.async_api import expect
+
+    browser = await _browser(p)
+    page = await browser.new_page()
+    tid = page.get_by_test_id
+    await page.goto(f"http://127.0.0.1:{port}/")
+    await tid("login-agent").fill("1001")
+    await tid("login-password").fill("pw-1001")
+    await tid("login-submit").click()
+    await expect(tid("state-badge")).to_have_attribute("data-state", "not_ready")
+    await tid("btn-ready").click()
+    await expect(tid("state-badge")).to_have_attribute("data-state", "ready")
+    return browser, page
+
+
 def test_a_missed_call_says_so_in_words() -> None:
     """Ring-no-answer: the ACD's reason is "ring-no-answer" (the real server's, not "rona"): the page
     shows the agent in words why they are not ready."""
@@ -126,17 +143,9 @@ def test_a_missed_call_says_so_in_words() -> None:
 
     async def body() -> None:
         async with running(make_settings()) as stack, async_playwright() as p:
-            browser = await _browser(p)
-            page = await browser.new_page()
+            browser, page = await _ready_agent(p, stack.port)
             tid = page.get_by_test_id
-            await page.goto(f"http://127.0.0.1:{stack.port}/")
-            await tid("login-agent").fill("1001")
-            await tid("login-password").fill("pw-1001")
-            await tid("login-submit").click()
             badge = tid("state-badge")
-            await expect(badge).to_have_attribute("data-state", "not_ready")
-            await tid("btn-ready").click()
-            await expect(badge).to_have_attribute("data-state", "ready")
             stack.backend.offer_call("1001", "1700000100.7", composed_pop("1700000100.7", 1), queue="sales")
             await expect(badge).to_have_attribute("data-state", "reserved")
             stack.backend.no_answer("1700000100.7")
@@ -155,17 +164,9 @@ def test_a_reload_mid_call_signs_back_in_without_the_password() -> None:
 
     async def body() -> None:
         async with running(make_settings()) as stack, async_playwright() as p:
-            browser = await _browser(p)
-            page = await browser.new_page()
+            browser, page = await _ready_agent(p, stack.port)
             tid = page.get_by_test_id
-            await page.goto(f"http://127.0.0.1:{stack.port}/")
-            await tid("login-agent").fill("1001")
-            await tid("login-password").fill("pw-1001")
-            await tid("login-submit").click()
             badge = tid("state-badge")
-            await expect(badge).to_have_attribute("data-state", "not_ready")
-            await tid("btn-ready").click()
-            await expect(badge).to_have_attribute("data-state", "ready")
             stack.backend.offer_call("1001", "1700000100.9", composed_pop("1700000100.9", 1), queue="sales")
             stack.backend.answer("1700000100.9")
             await expect(badge).to_have_attribute("data-state", "on_call")
