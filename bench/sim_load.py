@@ -187,10 +187,12 @@ class SimProbe:
 
     def __init__(self) -> None:
         self.agi, self.offers = [], []
+        self.counted: Any = lambda msg: True  # which PBX events reach the server (its AMI user's read classes)
         self._queued: dict[str, float] = {}
 
     def on_event(self, msg: Any) -> None:
-        self.events += 1
+        if self.counted(msg):
+            self.events += 1  # an event the server's AMI user may read (no agi class: no AGIExec events)
         name = msg.name
         if name == "UserEvent" and msg.get("UserEvent") == "CTIQueued":
             self._queued.setdefault(msg.get("Channel") or "", time.perf_counter())
@@ -243,6 +245,7 @@ def role_sim(config: str, seed: int) -> int:
     from cti.cli import setup_logging
     from cti.demo import with_demo_callers
     from cti.reactor import install_reactor
+    from sim.ami_server import event_classes
     from sim.fastagi_client import tcp_connector
     from sim.runner import build_sim, listen
 
@@ -251,6 +254,10 @@ def role_sim(config: str, seed: int) -> int:
     reactor: Any = install_reactor()
     probe = SimProbe()
     runtime = build_sim(cfg, reactor, agi_connect=probe.timed_connector(tcp_connector(reactor)), seed=seed)
+    user = runtime.ami.users.get(runtime.server.username) if runtime.server is not None else None
+    readable = user.read if user is not None else None
+    if readable is not None:
+        probe.counted = lambda msg: event_classes(msg) <= readable
     runtime.pbx.add_listener(probe.on_event)
     port = listen(runtime, reactor)
 
