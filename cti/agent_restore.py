@@ -22,7 +22,7 @@ from twisted.internet import defer
 from acd.restore import AgentLeg, LastState, plan_restore
 from acd.states import AcdError, AgentState
 from cti.ami.message import AMIMessage
-from cti.calls.model import device_of
+from cti.calls.model import channel_age, device_of
 from cti.contract import (
     AGENT_CONTEXT,
     AGENT_ON_HOLD_CONTEXT,
@@ -49,15 +49,6 @@ log = logging.getLogger(__name__)
 LEG_VARIABLES = (CTI_AGENT_ID, CTI_AGENT_ENDPOINT, CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY, CTI_LANGUAGE,
                  CTI_DNIS, CTI_CAMPAIGN, CTI_LEAD_ID, CTI_LEAD_NUMBER)
 RINGING_CHANNEL_STATES = frozenset({"4", "5"})  # AST_STATE_RING, AST_STATE_RINGING
-
-
-def duration(text: str) -> float:
-    """CoreShowChannel's ``Duration: HH:MM:SS`` in seconds (0 when absent or odd)."""
-    try:
-        h, m, sec = (int(x) for x in text.split(":"))
-    except ValueError:
-        return 0.0
-    return float(h * 3600 + m * 60 + sec)
 
 
 def busy_devices(items: list[AMIMessage]) -> dict[str, str]:
@@ -103,7 +94,7 @@ def agent_legs(server: str, items: list[AMIMessage], variables: dict[str, dict[s
         if not agent_id:
             continue
         peer = peers[0] if peers else None
-        entered = now - duration(item.get("Duration", ""))
+        entered = now - channel_age(item.get("Duration"))
         try:
             priority = int(values.get(CTI_PRIORITY) or 0)
         except ValueError:
@@ -114,7 +105,7 @@ def agent_legs(server: str, items: list[AMIMessage], variables: dict[str, dict[s
             agent_uniqueid=peer.get("Uniqueid", "") if peer else "",
             agent_channel=peer.get("Channel", "") if peer else "",
             endpoint=endpoint or (device_of(peer.get("Channel", "")) if peer else ""),
-            since=now - duration(peer.get("Duration", "")) if peer else entered, entered=entered,
+            since=now - channel_age(peer.get("Duration")) if peer else entered, entered=entered,
             queue=values.get(CTI_QUEUE, ""), skills=values.get(CTI_SKILLS, ""), priority=priority,
             language=values.get(CTI_LANGUAGE, ""),
             caller_num=values.get(CTI_LEAD_NUMBER) or item.get("CallerIDNum", ""),
@@ -156,16 +147,13 @@ class AgentRestorer:
         if self.done or server in self.legs:
             return
         callers = [i for i in items if i.get("Context") in (AGENT_CONTEXT, ON_HOLD_CONTEXT) and i.get("Channel")]
-        reads = [defer.gatherResults([self.server.pool.send(server, "Getvar", {"Channel": i.get("Channel", ""),
-                                                                                "Variable": name})
-                                      for name in LEG_VARIABLES], consumeErrors=True) for i in callers]
+        reads = [self.server.pool.getvars(server, i.get("Channel", ""), LEG_VARIABLES) for i in callers]
 
         def got(results: list[Any]) -> None:
             variables = {}
             for item, (ok, values) in zip(callers, results, strict=True):
                 if ok:
-                    variables[item.get("Uniqueid", "")] = {
-                        n: str(r.response.get("Value") or "") for n, r in zip(LEG_VARIABLES, values, strict=True)}
+                    variables[item.get("Uniqueid", "")] = values
             self.legs[server] = agent_legs(server, items, variables, self.server.now())
             self._maybe_restore()
 

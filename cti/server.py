@@ -35,11 +35,12 @@ from acd.events import (
 from acd.service import AcdService
 from config.schema import CtiConfig
 from cti import pbx_check
-from cti.agent_restore import AgentRestorer, duration
+from cti.agent_restore import AgentRestorer
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
 from cti.call_log import CallLog, InteractionWrite, InteractionWriter, call_key
 from cti.calls import CallTracker
+from cti.calls.model import channel_age
 from cti.commands import Command, CommandFailed, OfferCall
 from cti.contract import (
     CTI_CAMPAIGN,
@@ -316,12 +317,10 @@ class CtiServer:
             return
         names = (CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY, CTI_LANGUAGE, CTI_DNIS, CTI_CAMPAIGN, CTI_LEAD_ID,
                  CTI_LEAD_NUMBER)
-        reads = [self.pool.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
 
-        def got(results: list[Any]) -> None:
+        def got(values: dict[str, str]) -> None:
             if (server, uniqueid) in self.calls:
                 return  # the UserEvent arrived meanwhile
-            values = {n: str(r.response.get("Value") or "") for n, r in zip(names, results, strict=True)}
             known = self.tracker.variables(server, uniqueid)
             data = {**{k: v for k, v in values.items() if v}, **known}
             try:
@@ -331,13 +330,13 @@ class CtiServer:
             now = self.now()
             log.info("%s: re-queueing caller %s found holding after a resync", server, uniqueid)
             self.publish(CallQueued(
-                server=server, ts=now - duration(item.get("Duration", "")), call_id=item.get("Linkedid", uniqueid),
+                server=server, ts=now - channel_age(item.get("Duration")), call_id=item.get("Linkedid", uniqueid),
                 uniqueid=uniqueid, channel=channel, queue=values[CTI_QUEUE] or (self.cfg.acd.default_queue or ""),
                 skills=values[CTI_SKILLS], priority=priority, language=values[CTI_LANGUAGE],
                 caller_num=item.get("CallerIDNum", ""), caller_name=item.get("CallerIDName", ""),
                 dnis=values[CTI_DNIS], data=data))
 
-        defer.gatherResults(reads, consumeErrors=True).addCallbacks(
+        self.pool.getvars(server, channel, names).addCallbacks(
             got, lambda f: log.warning("%s: could not read the routing variables of holding caller %s: %s",
                                        server, uniqueid, f.getErrorMessage()))
 

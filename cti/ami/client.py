@@ -714,6 +714,13 @@ class AMIClientPool:
             return defer.fail(NotConnected(f"no AMI server named {server!r}"))
         return client.send(name, fields, timeout=timeout)
 
+    def getvars(self, server: str, channel: str, names: tuple[str, ...]) -> defer.Deferred[dict[str, str]]:
+        """The values of ``names`` on ``channel`` (one AMI ``Getvar`` each; an unset variable is ""); fails
+        with the first failure."""
+        reads = [self.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
+        return defer.gatherResults(reads, consumeErrors=True).addCallback(
+            lambda results: {n: str(r.response.get("Value") or "") for n, r in zip(names, results, strict=True)})
+
     def batch(self, server: str) -> contextlib.AbstractContextManager[None]:
         """``AMIClient.batch`` of that server (a no-op for an unknown name: the sends fail on their own)."""
         client = self.clients.get(server)

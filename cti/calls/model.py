@@ -33,6 +33,18 @@ def ami_int(value: str | None, default: int = 0) -> int:
         return default
 
 
+def channel_age(value: str | None) -> int:
+    """Seconds of a CoreShowChannel ``Duration`` (``HH:MM:SS``; hours may pass 99); 0 if missing or junk."""
+    if not value:
+        return 0
+    seconds = 0
+    for part in value.strip().split(":"):
+        if not part.isdigit():
+            return 0
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
 def clean_callerid(value: str | None) -> str:
     return "" if value is None or value == UNKNOWN else value
 

@@ -53,6 +53,7 @@ from cti.calls.model import (
     Channel,
     HangupRecord,
     ami_int,
+    channel_age,
     clean_callerid,
     device_of,
 )
@@ -252,7 +253,7 @@ class CallTracker:
             ch = self._snapshot(server, st, msg, now, out, _PLAIN)
             if ch is None:
                 continue
-            age = _duration(msg.get("Duration"))
+            age = channel_age(msg.get("Duration"))
             if not known and age:
                 self._backdate(ch, now - age, out)
             self._update_all(ch, msg, now, out)
@@ -1023,18 +1024,6 @@ class CallTracker:
             ch.device = device_of(new)
             st.names[new] = ch.uniqueid
         return out
-
-
-def _duration(value: str | None) -> int:
-    """Seconds of a CoreShowChannel ``Duration`` (``HH:MM:SS``; hours may pass 99); 0 if missing or junk."""
-    if not value:
-        return 0
-    seconds = 0
-    for part in value.strip().split(":"):
-        if not part.isdigit():
-            return 0
-        seconds = seconds * 60 + int(part)
-    return seconds
 
 
 def _runs_dialplan(ch: Channel, msg: AMIMessage) -> None:
