@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from acd.call_states import CallState
+from acd.live import Call, CallKey, Decision
 from acd.requirements import next_stage_after
 from acd.router import AgentChoice, Considered
-from acd.runtime import Call, CallKey, Decision
 from acd.states import AgentState
 
 if TYPE_CHECKING:

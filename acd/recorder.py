@@ -8,7 +8,7 @@ a retry after a commit whose acknowledgement was lost stores nothing twice.
 
 Limit: at most ``max_pending`` rows wait in memory; past that, new rows are counted in ``dropped``
 and logged (a database that stays down for that long is an outage, not a blip). The schema is not
-created here: run ``cti.db.upgrade(url)`` first. ``last_agent_states`` reads the log back for a restart.
+created here: run ``centre.database.upgrade(url)`` first. ``last_agent_states`` reads the log back for a restart.
 Must not import the service or the router.
 """
 

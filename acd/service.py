@@ -40,6 +40,16 @@ from acd.events import (
     OfferNotAnswered,
     QueueCallFinished,
 )
+from acd.live import (
+    AVAILABLE_DEVICE_STATES,
+    BUSY_DEVICE_STATES,
+    RINGING_DEVICE_STATES,
+    STAFFED,
+    AgentRuntime,
+    Call,
+    CallKey,
+    Decision,
+)
 from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.requirements import (
     Requirements,
@@ -51,16 +61,6 @@ from acd.requirements import (
 )
 from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
-from acd.runtime import (
-    AVAILABLE_DEVICE_STATES,
-    BUSY_DEVICE_STATES,
-    RINGING_DEVICE_STATES,
-    STAFFED,
-    AgentRuntime,
-    Call,
-    CallKey,
-    Decision,
-)
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters

@@ -1,7 +1,7 @@
 """Read models of the ACD: frozen snapshots of an agent, a queue's figures and a waiting caller. No I/O.
 
 ``AcdService.agent_snapshot``, ``queue_stats`` and ``waiting_calls`` return these; the console, the
-wallboard and tools turn them into JSON at their edge (``cti/server.py``), so the console protocol's
+wallboard and tools turn them into JSON at their edge (``centre/server.py``), so the console protocol's
 shape is written in one place. Values only: tuples and read-only mappings, never the service's own
 records. Must not import the service.
 """

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
-from config.base import ConfigModel, Loc, PositiveSeconds, expected
+from cti.config_types import ConfigModel, Loc, PositiveSeconds, expected
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 ID_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"

@@ -6,12 +6,12 @@ Run: ``.venv/bin/python bench/screenpop.py [--consoles 1000] [--rate 50] [--seco
 Separate processes on loopback, one machine (all timestamps are ``time.perf_counter()``, i.e. Linux's
 system-wide CLOCK_MONOTONIC, so they compare across processes):
 
-- SERVER (``--role server``): what ``cti serve`` runs (``cti.runtime.Runtime``: AMI client, ACD, console
+- SERVER (``--role server``): what ``cti serve`` runs (``centre.process.Runtime``: AMI client, ACD, console
   hub, screen-pop look-ups on SQLite with the 3,000 demo customers, recorder). It stamps every chunk of AMI
   bytes as it reaches the AMI protocol (``dataReceived``) and notes, for every ``OfferCall`` the ACD
   issues while that chunk is being handled, (call, agent, arrival time of the chunk). It also times each
   ``push_to_agent`` of a pop (how long the event loop is held, the figure to set against ``broadcast()``);
-- SIMULATOR (``--role sim``): the simulated Asterisk (``sim.runner.build_sim`` + ``listen``) at speed 1.
+- SIMULATOR (``--role sim``): the simulated Asterisk (``centre.sim_pbx.build_sim`` + ``listen``) at speed 1.
   Calls arrive as a Poisson stream of ``--rate`` calls/s from the demo customers' numbers and start in
   ``[cti-hold]`` with the CTI_* variables an IVR would have set (queue sales/support/billing), so the
   AMI stream is the simulator's faithful one (Newchannel, VarSet, Newexten, UserEvent CTIQueued, then
@@ -150,11 +150,11 @@ def role_server(config: str) -> int:
     """``cti serve``'s Runtime, probed at the AMI protocol (bytes in) and at the hub (pop pushed)."""
     from twisted.internet import defer
 
+    from centre.cli_common import setup_logging
+    from centre.process import Runtime
     from cti.ami import client as ami_client
-    from cti.cli import setup_logging
     from cti.commands import OfferCall
     from cti.reactor import install_reactor
-    from cti.runtime import Runtime
 
     cfg = load(config)
     setup_logging("WARNING")
@@ -274,11 +274,11 @@ def role_sim(config: str, seed: int, ivr: bool) -> int:
     """The simulated Asterisk at speed 1; ``start RATE SECONDS`` begins a Poisson stream of known callers."""
     import numpy as np
 
-    from cti.cli import setup_logging
+    from centre.cli_common import setup_logging
+    from centre.sim_pbx import build_sim, listen
     from cti.reactor import install_reactor
     from screenpop.demo_data import demo_callers
     from sim.people import InboundArrival
-    from sim.runner import build_sim, listen
 
     cfg = load(config)
     setup_logging("WARNING")
@@ -495,8 +495,8 @@ def role_baseline(compression: str) -> int:
     """A plain websockets server; ``broadcast N GAP`` sends N pop-sized frames to every client."""
     from websockets.asyncio.server import broadcast, serve
 
-    from agent_console.testing import SAMPLE_POP
     from cti.reactor import install_reactor
+    from tests.console_stack import SAMPLE_POP
 
     reactor: Any = install_reactor()
     connections: set[Any] = set()
@@ -543,7 +543,7 @@ def prepare_template(workdir: Path) -> Path:
     """Migrate a SQLite file and load the demo customers once; each run starts from a copy."""
     from datetime import UTC, datetime
 
-    from screenpop.service import ensure_demo_customers
+    from centre.wiring import ensure_demo_customers
 
     path = workdir / "template.sqlite3"
     ensure_demo_customers(f"sqlite:///{path}", datetime.now(UTC), n=CUSTOMERS)

@@ -7,11 +7,11 @@ Run: ``.venv/bin/python bench/sim_load.py [--quick] [--rates 5,10,20,40,80] [--w
 
 Per step, two fresh processes on loopback:
 
-- the SERVER (``--role server``): what ``cti serve`` runs (``cti.runtime.Runtime`` on the asyncio reactor:
+- the SERVER (``--role server``): what ``cti serve`` runs (``centre.process.Runtime`` on the asyncio reactor:
   AMI client, FastAGI IVR, ACD, consoles hub, screen pop look-ups, SQLite recorder) plus the demo's
   ``AgentBots`` logging every agent in and ``CallLedger`` following every call. Its CPU (user + system, all
   threads, ``getrusage``) is the measured cost; the simulator's work does not count;
-- the SIMULATOR (``--role sim``): ``sim.runner.build_sim`` + ``listen`` (what ``cti sim`` runs) at speed 1,
+- the SIMULATOR (``--role sim``): ``centre.sim_pbx.build_sim`` + ``listen`` (what ``cti sim`` runs) at speed 1,
   inbound ``rate_per_hour`` set to the step's rate, the demo IVR flow and caller scripts; it times each
   FastAGI turnaround (its reply written -> the server's next command read) and each offer (the
   ``CTIQueued`` UserEvent emitted -> the caller's channel entering ``[cti-agent]`` after the server's
@@ -109,11 +109,11 @@ def role_server(config: str, profile: str | None = None) -> int:
 
     from twisted.internet import defer
 
+    from centre.cli_common import setup_logging
+    from centre.demo import CallLedger, log_in_agents
+    from centre.process import Runtime
     from config.load import load_config
-    from cti.cli import setup_logging
-    from cti.demo import CallLedger, log_in_agents
     from cti.reactor import install_reactor
-    from cti.runtime import Runtime
 
     cfg = load_config(config)
     setup_logging(cfg.log.level)
@@ -241,13 +241,13 @@ def role_sim(config: str, seed: int) -> int:
     """What ``cti sim`` runs at speed 1, probed; answers ``start``, ``stop-arrivals`` and ``report``."""
     import resource
 
+    from centre.cli_common import setup_logging
+    from centre.demo import with_demo_callers
+    from centre.sim_pbx import build_sim, listen
     from config.load import load_config
-    from cti.cli import setup_logging
-    from cti.demo import with_demo_callers
     from cti.reactor import install_reactor
     from sim.ami_server import event_classes
     from sim.fastagi_client import tcp_connector
-    from sim.runner import build_sim, listen
 
     cfg = with_demo_callers(load_config(config))
     setup_logging("WARNING")
@@ -262,7 +262,7 @@ def role_sim(config: str, seed: int) -> int:
     port = listen(runtime, reactor)
 
     def stop_arrivals(_: list[str]) -> dict[str, Any]:
-        runtime.driver.stop_arrivals()  # as cti.demo.run_virtual drains: people already in calls carry on
+        runtime.driver.stop_arrivals()  # as centre.demo.run_virtual drains: people already in calls carry on
         return {"arrived": runtime.driver.counts["arrived"]}
 
     def report(_: list[str]) -> dict[str, Any]:
@@ -423,7 +423,7 @@ def prepare_template(workdir: Path) -> None:
     """Migrate a SQLite file and load the demo customers once; each step starts from a copy."""
     from datetime import UTC, datetime
 
-    from screenpop.service import ensure_demo_customers
+    from centre.wiring import ensure_demo_customers
 
     ensure_demo_customers(f"sqlite:///{workdir / 'template.sqlite3'}", datetime.now(UTC))
 

@@ -1,20 +1,17 @@
-"""Database plumbing shared by every package: the declarative Base, engines, and Alembic upgrade.
+"""Database plumbing shared by every package: the declarative Base and engines.
 
 Models live with the package that owns them (``acd/records.py``, ``screenpop/store.py``, ...) and
-register on ``Base``. Schema changes go through Alembic revisions in ``cti/migrations/versions``.
+register on ``Base``. The schema of the whole product (the Alembic revisions and ``upgrade``) belongs to
+the application: ``centre/database.py``.
 This module never runs on the event loop's hot path; callers run database work in a thread pool.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase
-
-# Modules that define tables on Base; imported before Alembic compares or creates the schema.
-MODEL_MODULES = ("acd.records", "screenpop.store", "dialer.store")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -27,15 +24,6 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-
-
-def import_models() -> None:
-    for name in MODEL_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -54,40 +42,6 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
     return engine
-
-
-def alembic_config(url: str) -> object:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
-
-
-def schema_revision(url: str) -> str | None:
-    """The Alembic revision the database at ``url`` is at (None: no schema yet)."""
-    from alembic.runtime.migration import MigrationContext
-
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
-
-
-def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
-    """Bring the database at ``url`` to ``revision`` (creates it from nothing); (revision before, after).
-    Alembic's own INFO lines are silenced by ``cti.cli.setup_logging``; callers say what changed."""
-    from alembic import command
-
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    before = schema_revision(url) if not url.startswith("sqlite:///:memory:") else None
-    command.upgrade(alembic_config(url), revision)  # type: ignore[arg-type]
-    after = schema_revision(url) if not url.startswith("sqlite:///:memory:") else revision
-    return before, after
 
 
 def describe_url(url: str) -> str:

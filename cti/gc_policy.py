@@ -12,7 +12,7 @@ connections have closed since the last freeze (``refreeze_after`` of them, and a
 connections frozen), the policy unfreezes, collects once (one full pause, logged), and freezes again.
 
 ``LongLivedPolicy`` is pure bookkeeping with the ``gc`` functions passed in (tests pass fakes that count);
-``cti.runtime`` calls ``tick`` every few seconds with the hub's connection counters.
+``centre.process`` calls ``tick`` every few seconds with the hub's connection counters.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One outbound campaign as a pure engine: leads, attempts as a state table, events in, commands out.
 
 No I/O, no clock (``now`` is passed in), no Twisted, no database: must not import ``dialer.store``,
-``dialer.service`` or ``cti.server``. ``dialer.service`` feeds it ``cti.events``, ``CommandFailed`` and the
+``dialer.shell`` or ``centre.server``. ``dialer.shell`` feeds it ``cti.events``, ``CommandFailed`` and the
 ACD's CallOffered / OfferNotAnswered, and carries out what it returns (``cti.commands``, ``dialer.events``).
 
 An attempt's life (``TRANSITIONS``)::

@@ -1,6 +1,6 @@
 """Lead lists: a CSV file of leads, or the demo customers. Parsing is pure (text in, leads and errors out);
 ``read_source`` is the one function that touches the file system. Must not import the engine's shell
-(``dialer.service``), the store, Twisted or the server.
+(``dialer.shell``), the store, Twisted or the server.
 
 CSV: a header row, then one lead per row. ``number`` (or ``phone``) is required; ``id`` (or ``lead_id``)
 names the lead (default: the number); ``timezone`` (IANA) sets its calling window's zone; every other

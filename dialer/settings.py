@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from config.base import ConfigModel, Loc, TimeZoneName, expected
+from cti.config_types import ConfigModel, Loc, TimeZoneName, expected
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                             json_schema_extra={"expected": "a name (letters, digits, _ . -), at most 64"})]

@@ -2,7 +2,7 @@
 outbound campaigns' leads and attempts (which lead was dialled when, with what result).
 
 SQLAlchemy 2.0 models on ``cti.db.Base`` and small synchronous stores used from a worker thread.
-No event-loop code here; must not import the dialer's shell (``dialer.service``) or the server.
+No event-loop code here; must not import the dialer's shell (``dialer.shell``) or the server.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from config.base import ConfigModel, Loc, PositiveSeconds, TimeZoneName, expected
+from cti.config_types import ConfigModel, Loc, PositiveSeconds, TimeZoneName, expected
 from cti.contract import RESERVED_VARIABLES, collected_variable
 
 # --- field types ------------------------------------------------------------------------------------

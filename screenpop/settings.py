@@ -1,10 +1,10 @@
-"""The ``screenpop:`` configuration section. No I/O; imports only config.base and screenpop's pure helpers."""
+"""The ``screenpop:`` configuration section. No I/O; imports only cti.config_types and screenpop's pure helpers."""
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from config.base import ConfigModel, Loc, PositiveSeconds, expected
+from cti.config_types import ConfigModel, Loc, PositiveSeconds, expected
 from screenpop.crmlink import CrmTemplateError, template_fields
 from screenpop.phone import is_known_region
 

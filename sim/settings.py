@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from config.base import ConfigModel, Loc, TimeZoneName, expected
+from cti.config_types import ConfigModel, Loc, TimeZoneName, expected
 from sim.core_sounds import CORE_SOUNDS_EN
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, json_schema_extra={"expected": "a probability 0-1"})]

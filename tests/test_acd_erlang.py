@@ -243,7 +243,7 @@ def test_races_ring_no_answer_abandon_while_ringing_and_logout() -> None:
 
 def test_staffing_command_prints_erlang_table(capsys: pytest.CaptureFixture[str]) -> None:
     """`cti acd-staffing` names the fewest agents meeting the target and refuses a non-number."""
-    from cti.cli import main
+    from centre.cli import main
 
     assert main(["acd-staffing", "--calls-per-hour", "480", "--aht", "60"]) == 0
     out = capsys.readouterr().out

@@ -17,7 +17,8 @@ from sqlalchemy.engine import make_url
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.recorder import Recorder
 from acd.records import AgentStateRecord, QueueCallRecord
-from cti.db import Base, import_models, make_engine, upgrade
+from centre.database import import_models, upgrade
+from cti.db import Base, make_engine
 from tests.conftest import POSTGRES_URL
 from tests.test_acd_support import Harness, agent
 

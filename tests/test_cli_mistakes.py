@@ -1,5 +1,5 @@
 """Every ``cti`` command refuses a user's mistake (bad numbers, missing or empty files, bad YAML) with a
-clear message and a non-zero status, never a Python traceback. Commands run through ``cti.cli.main``
+clear message and a non-zero status, never a Python traceback. Commands run through ``centre.cli.main``
 with captured output; argparse refusals end in ``SystemExit(2)``."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from centre.cli import main
+from centre.cli_common import DEFAULT_DEMO_CONFIG, QUIET_LIBRARIES
+from centre.demo import build_virtual
 from config.load import load_config
-from cti.cli import DEFAULT_DEMO_CONFIG, QUIET_LIBRARIES, main
-from cti.demo import build_virtual
 
 
 @pytest.fixture(autouse=True)

@@ -57,7 +57,7 @@ class Proc:
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.popen = subprocess.Popen([sys.executable, "-m", "cti.cli", *args], cwd=ROOT, env=env,
+        self.popen = subprocess.Popen([sys.executable, "-m", "centre.cli", *args], cwd=ROOT, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: list[str] = []
         self._buf = b""
@@ -115,7 +115,7 @@ def running(config: tuple[Path, dict[str, Any]]) -> Iterator[tuple[Proc, Proc, d
     try:
         server = Proc("serve", str(path))
         procs.append(server)
-        server.wait_for(r"cti\.runtime: cti: FastAGI on", timeout=20)
+        server.wait_for(r"centre\.process: cti: FastAGI on", timeout=20)
         sim = Proc("sim", "--config", str(path), "--speed", "20", "--duration", "3600")
         procs.append(sim)
         yield sim, server, doc
@@ -154,7 +154,7 @@ def test_serve_and_sim_subprocesses_carry_calls_and_stop_on_sigterm(
     """The server logs in to the simulator's AMI, callers walk its IVR into the queues (seen on the
     wallboard), /healthz answers, and SIGTERM ends both processes with status 0 and no traceback."""
     sim, server, doc = running
-    server.wait_for(r"cti\.server: sim: connected", timeout=20)
+    server.wait_for(r"centre\.server: sim: connected", timeout=20)
     sim.wait_for(r"AMI: cti logged in", timeout=10)
     http = doc["listen"]["http"]["port"]
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=5) as resp:
@@ -182,7 +182,7 @@ def test_serve_exits_cleanly_on_sigterm_without_a_pbx(config: tuple[Path, dict[s
     path, doc = config
     server = Proc("serve", str(path))
     try:
-        server.wait_for(r"cti\.runtime: cti: FastAGI on", timeout=20)
+        server.wait_for(r"centre\.process: cti: FastAGI on", timeout=20)
         with urllib.request.urlopen(f"http://127.0.0.1:{doc['listen']['http']['port']}/healthz", timeout=5) as r:
             assert r.status == 200
         code, _, err = server.terminate()
@@ -197,9 +197,9 @@ def test_serve_exits_cleanly_on_sigterm_without_a_pbx(config: tuple[Path, dict[s
 def test_sim_keeps_the_fastagi_connect_timeout_in_real_seconds() -> None:
     """At --speed N the simulated clock runs N times faster, but connecting to a live server is a network
     wait: build_sim scales the configured connect timeout by N so that it stays the same in real seconds."""
+    from centre.sim_pbx import build_sim
     from config.load import load_config
     from sim.clock import VirtualClock
-    from sim.runner import build_sim
 
     cfg = load_config(DEMO)
     configured = cfg.sim.agi.connect_timeout_s
@@ -217,7 +217,7 @@ def test_serve_start_up_is_a_few_lines_that_say_what_runs_where(tmp_path: Path) 
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     server = Proc("serve", str(path))
     try:
-        server.wait_for(r"cti\.runtime: cti: FastAGI on", timeout=20)
+        server.wait_for(r"centre\.process: cti: FastAGI on", timeout=20)
         code, _, err = server.terminate()
     finally:
         if server.popen.poll() is None:
@@ -230,8 +230,8 @@ def test_serve_start_up_is_a_few_lines_that_say_what_runs_where(tmp_path: Path) 
     fastagi, http = doc["listen"]["fastagi"], doc["listen"]["http"]
     assert info == [
         "dialer: campaign renewals: 300 leads (300 new)",
-        f"cti.runtime: cti {__version__}: database sqlite:///{db.resolve()}, schema created (0005_dialer_leads)",
-        f"cti.runtime: cti: AMI to sim at 127.0.0.1:{ami['port']}",
-        f"cti.runtime: cti: FastAGI on 127.0.0.1:{fastagi['port']} (1 flow), consoles on "
+        f"centre.process: cti {__version__}: database sqlite:///{db.resolve()}, schema created (0005_dialer_leads)",
+        f"centre.process: cti: AMI to sim at 127.0.0.1:{ami['port']}",
+        f"centre.process: cti: FastAGI on 127.0.0.1:{fastagi['port']} (1 flow), consoles on "
         f"http://127.0.0.1:{http['port']}/",
     ], err[-3000:]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from centre.cli import main
 from config.load import ConfigError, load_config, load_config_text
-from cti.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from agent_console.testing import make_settings, open_client, run, running
+from tests.console_stack import make_settings, open_client, run, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

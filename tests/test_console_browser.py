@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent_console.testing import SAMPLE_POP, make_settings, run, running
+from tests.console_stack import SAMPLE_POP, make_settings, run, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -254,5 +254,5 @@ def test_multi_match_chooser_new_caller_and_wallboard() -> None:
 
 
 def test_sample_pop_renders() -> None:
-    """The hand-written SAMPLE_POP of agent_console.testing has the composer's keys (kept in step)."""
+    """The hand-written SAMPLE_POP of tests.console_stack has the composer's keys (kept in step)."""
     assert set(composed_pop("x", 1)) <= set(SAMPLE_POP) | {"type"}

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from agent_console.auth import verify_password, verify_token
-from agent_console.cli import parse_ttl
-from cti.cli import main
+from centre.cli import main
+from centre.cli_console import parse_ttl
 
 SECRET = "cli-secret-0123456789"
 

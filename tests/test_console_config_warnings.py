@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cti.cli import main
+from centre.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ def test_serve_prints_the_warnings_before_starting(tmp_path: Path) -> None:
     busy.listen()
     try:
         path = write(tmp_path, 0o644, fastagi=busy.getsockname()[1])
-        proc = subprocess.run([sys.executable, "-m", "cti.cli", "serve", str(path)], cwd=ROOT, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "centre.cli", "serve", str(path)], cwd=ROOT, capture_output=True,
                               text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     finally:
         busy.close()

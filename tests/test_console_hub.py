@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agent_console import protocol
 from agent_console.auth import issue_token
-from agent_console.testing import HASHES, SAMPLE_POP, SECRET, make_settings, open_client, run, running
+from tests.console_stack import HASHES, SAMPLE_POP, SECRET, make_settings, open_client, run, running
 
 
 def test_password_login_gets_hello_result_and_state() -> None:

@@ -15,10 +15,10 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from agent_console.backend import ConsoleError, SessionInfo
+from centre.console_backend import ServerConsoleBackend
+from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents, with_demo_callers
+from centre.wiring import ensure_demo_customers
 from config.load import load_config
-from cti.console_backend import ServerConsoleBackend
-from cti.demo import DEMO_EPOCH, build_virtual, log_in_agents, with_demo_callers
-from screenpop.service import ensure_demo_customers
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 
 from agent_console import protocol
 from agent_console.auth import hash_password, issue_token
-from agent_console.testing import PASSWORDS, SECRET, Client, Stack, make_settings, open_client, run, running
+from tests.console_stack import PASSWORDS, SECRET, Client, Stack, make_settings, open_client, run, running
 
 ATTACKER = "127.0.0.2"
 
@@ -260,7 +260,7 @@ def test_frame_contents_never_reach_the_debug_log() -> None:
     token = issue_token(SECRET, "1002", "agent", 3600, time.time())
 
     async def body() -> None:
-        from agent_console.testing import SAMPLE_POP
+        from tests.console_stack import SAMPLE_POP
 
         async with running() as stack:
             agent = await open_client(stack, "1001")

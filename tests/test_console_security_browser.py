@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent_console.testing import make_settings, run, running
+from tests.console_stack import make_settings, run, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

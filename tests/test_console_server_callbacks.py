@@ -1,4 +1,4 @@
-"""Callbacks through the real console backend (cti/console_backend.py) over a real websocket (issue 13,
+"""Callbacks through the real console backend (centre/console_backend.py) over a real websocket (issue 13,
 item 8): an agent cannot attach a callback to another agent's call, and a time that does not exist in
 UTC is a clean error, not an internal one."""
 
@@ -11,10 +11,10 @@ from typing import Any
 
 from agent_console.auth import Authenticator, issue_token
 from agent_console.hub import ConsoleHub
-from agent_console.testing import SECRET, Client, make_settings, run
+from centre.console_backend import ServerConsoleBackend
+from centre.demo import build_virtual, with_demo_callers
 from config.load import load_config
-from cti.console_backend import ServerConsoleBackend
-from cti.demo import build_virtual, with_demo_callers
+from tests.console_stack import SECRET, Client, make_settings, run
 from tests.test_server_pops import DEMO, inline
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from centre.call_log import CallLog
 from cti import contract
-from cti.call_log import CallLog
 from cti.contract import (
     CONTEXTS,
     CTI_LEAD_ID,

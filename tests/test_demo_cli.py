@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cti.cli import main
+from centre.cli import main
 from tests.test_cli_mistakes import logging_restored  # noqa: F401  (autouse: main() configures logging)
 from tests.test_cli_sim_serve import DEMO, ROOT, free_port
 
@@ -35,7 +35,7 @@ def test_realtime_demo_ends_with_its_last_live_line_as_the_final_account(tmp_pat
     each counted once, although the campaign's people reach the same queues), and the final account's first
     line is exactly the last live line shown, taken at the same moment before anything stopped."""
     config = _demo_config(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "cti.cli", "demo", "--config", str(config), "--speed", "20",
+    proc = subprocess.run([sys.executable, "-m", "centre.cli", "demo", "--config", str(config), "--speed", "20",
                            "--duration", "60", "--seed", "2"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=80, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]

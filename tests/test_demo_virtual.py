@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from centre.demo import DEMO_EPOCH, build_virtual, run_virtual
 from config.load import load_config
-from cti.demo import DEMO_EPOCH, build_virtual, run_virtual
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 

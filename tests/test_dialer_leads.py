@@ -91,7 +91,7 @@ def test_read_source_file_and_demo(tmp_path: Path) -> None:
 def test_cli_check_leads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``cti dialer-check-leads`` lists rejected rows and exits 1 when there are any, 0 when clean, 2 when the
     file is unusable."""
-    from cti.cli import main
+    from centre.cli import main
 
     (tmp_path / "bad.csv").write_text(CSV, encoding="utf-8")
     (tmp_path / "ok.csv").write_text("number\n+15550100100\n", encoding="utf-8")

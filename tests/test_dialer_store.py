@@ -14,13 +14,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from twisted.internet import defer
 
+from centre.database import alembic_config, import_models, upgrade
 from cti.commands import Originate
-from cti.db import Base, alembic_config, import_models, make_engine, upgrade
+from cti.db import Base, make_engine
 from cti.events import AmiConnectionChanged, OriginateResult
 from dialer.campaign import Lead
 from dialer.events import AttemptStarted, DialerWarning
-from dialer.service import Dialer
 from dialer.settings import CampaignSettings, DialerSection
+from dialer.shell import Dialer
 from dialer.store import LeadStore
 
 T0 = 1_767_261_600.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from centre.demo import DEMO_EPOCH, build_virtual
 from config.load import load_config
 from config.schema import CtiConfig
 from cti.commands import Originate
-from cti.demo import DEMO_EPOCH, build_virtual
 from dialer.events import AttemptFinished, AttemptStarted
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"

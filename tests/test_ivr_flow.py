@@ -223,7 +223,7 @@ def test_default_flow_must_exist() -> None:
 
 def test_ivr_walk_command(capsys: pytest.CaptureFixture[str]) -> None:
     """``cti ivr-walk`` walks the example flow with scripted keys and prints the commands and the outcome."""
-    from cti.cli import main
+    from centre.cli import main
 
     status = main(["ivr-walk", str(ROOT / "config" / "examples" / "ivr_demo.yaml"), "main", "--keys", "0",
                    "--at", "2026-03-03T10:00:00-05:00"])

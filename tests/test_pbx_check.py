@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from centre.demo import build_virtual
 from config.load import load_config
 from cti import pbx_check
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import AMIParser
-from cti.demo import build_virtual
 
 CLI = Path(__file__).resolve().parent / "fixtures" / "asterisk" / "cli"
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
@@ -87,7 +87,7 @@ def test_the_server_checks_the_pbx_when_it_connects(caplog: pytest.LogCaptureFix
     menu = main.nodes["menu"].model_copy(update={"prompt": ["lab-no-such-prompt"]})
     flows["main"] = main.model_copy(update={"nodes": {**main.nodes, "menu": menu}})
     cfg = cfg.model_copy(update={"ivr": cfg.ivr.model_copy(update={"flows": flows})})
-    with caplog.at_level(logging.ERROR, logger="cti.server"):
+    with caplog.at_level(logging.ERROR, logger="centre.server"):
         stack = build_virtual(cfg, seed=1, login_agents=False)
         stack.clock.run_for(3)
     health = stack.server.wallboard()["health"]["pbx"]["sim"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cti.cli import main
+from centre.cli import main
 
 BROKEN = (
     "external_id,first_name,last_name,phone,account\n"

@@ -18,8 +18,8 @@ from screenpop.demo_data import (
 )
 from screenpop.importer import import_csv
 from screenpop.store import CustomerStore
-from screenpop.testing import temporary_database
 from tests.conftest import POSTGRES_URL
+from tests.screenpop_db import temporary_database
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

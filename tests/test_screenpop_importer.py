@@ -9,8 +9,8 @@ import pytest
 
 from screenpop.importer import ImportReport, import_csv
 from screenpop.store import AccountRecord, CustomerStore, PhoneRecord
-from screenpop.testing import database_fixtures
 from tests.conftest import POSTGRES_URL
+from tests.screenpop_db import database_fixtures
 
 HEADER = b"external_id,first_name,last_name,phone,mobile,account,email,notes,city\n"
 ANN = b"C1,Ann,Lee,(201) 555-0123,,ACC-1001,ann@example.com,,Newark\n"

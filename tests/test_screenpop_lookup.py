@@ -29,8 +29,8 @@ from screenpop.context import pop_context
 from screenpop.lookup import LookupOutcome, PopLookup, TtlLruCache
 from screenpop.settings import ScreenpopSection
 from screenpop.store import AccountRecord, CustomerInput, CustomerStore, PhoneRecord
-from screenpop.testing import database_fixtures, temporary_database
 from tests.conftest import POSTGRES_URL
+from tests.screenpop_db import database_fixtures, temporary_database
 
 SETTINGS = ScreenpopSection(slow_after=0.25, lookup_timeout=2.0, cache_ttl=30.0,
                             crm_url_template="https://crm.example.com/c/{external_id}")
@@ -401,8 +401,8 @@ def test_stuck_query_is_not_joined_forever(store):
 def test_service_wiring_migrates_seeds_and_looks_up(tmp_path):
     """ensure_demo_customers migrates and seeds an empty database once; start_pop_lookup answers an IVR
     look-up of a demo caller over its own thread pool on the running reactor loop."""
+    from centre.wiring import ensure_demo_customers, start_pop_lookup
     from screenpop.demo_data import demo_callers
-    from screenpop.service import ensure_demo_customers, start_pop_lookup
 
     url = f"sqlite:///{tmp_path}/demo.sqlite3"
     assert ensure_demo_customers(url, T0, n=200, seed=9) == 200

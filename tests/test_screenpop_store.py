@@ -13,7 +13,8 @@ from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from cti.db import Base, alembic_config, make_engine, upgrade
+from centre.database import alembic_config, upgrade
+from cti.db import Base, make_engine
 from screenpop.store import (
     SCREENPOP_TABLES,
     Account,
@@ -29,8 +30,8 @@ from screenpop.store import (
     StoreInputError,
     account_key,
 )
-from screenpop.testing import database_fixtures
 from tests.conftest import POSTGRES_URL
+from tests.screenpop_db import database_fixtures
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -52,7 +53,7 @@ def _ours(obj, name, type_) -> bool:
 
 
 def test_migration_matches_models_and_downgrades(db_url):
-    """cti.db.upgrade creates exactly the tables, columns, indexes and constraints of the models (in the
+    """centre.database.upgrade creates exactly the tables, columns, indexes and constraints of the models (in the
     test's own schema on PostgreSQL); downgrading below 0003_screenpop removes them, upgrading restores them."""
     engine = make_engine(db_url)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acd.events import CallOffered
-from cti.server import CtiServer
+from centre.server import CtiServer
 from sim.memory_transport import MemoryConnector
 from tests.virtual_calls import CallBench, Pushed, inline
 
@@ -26,7 +26,7 @@ def restart(bench: CallBench) -> CtiServer:
     bench.pushed = Pushed()
     fresh.pusher = bench.pushed
     fresh.subscribe(bench.events.append)
-    from cti.console_backend import ServerConsoleBackend
+    from centre.console_backend import ServerConsoleBackend
 
     bench.backend = ServerConsoleBackend(fresh)
     fresh.start()

@@ -11,10 +11,10 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 
 from acd.events import CallOffered
+from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents, with_demo_callers
+from centre.wiring import ensure_demo_customers
 from config.load import load_config
-from cti.demo import DEMO_EPOCH, build_virtual, log_in_agents, with_demo_callers
 from cti.events import CallQueued
-from screenpop.service import ensure_demo_customers
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 

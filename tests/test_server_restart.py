@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from acd.events import CallAbandoned, CallAnswered
+from centre.demo import DEMO_EPOCH, CallLedger, build_virtual, log_in_agents, with_demo_callers
+from centre.server import CtiServer
 from config.load import load_config
-from cti.demo import DEMO_EPOCH, CallLedger, build_virtual, log_in_agents, with_demo_callers
 from cti.events import CallQueued
-from cti.server import CtiServer
 from sim.memory_transport import MemoryConnector
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"

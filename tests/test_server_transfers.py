@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from agent_console.backend import SessionInfo
+from centre.console_backend import ServerConsoleBackend
+from centre.demo import DEMO_EPOCH
+from centre.server import CtiServer
 from config.load import load_config
-from cti.console_backend import ServerConsoleBackend
-from cti.demo import DEMO_EPOCH
-from cti.server import CtiServer
 from sim.ami_server import AMIServer, AMIServerFactory
 from sim.channel import Channel
 from sim.clock import VirtualClock

@@ -395,8 +395,8 @@ def test_sessions_get_only_the_classes_their_user_may_read_and_their_events_mask
 def test_build_sim_gives_its_ami_user_the_shipped_read_classes() -> None:
     """The simulated PBX is installed as docs/asterisk.md says: its AMI user reads what manager_cti.conf
     lets ``cti`` read."""
+    from centre.sim_pbx import build_sim
     from config.load import load_config
-    from sim.runner import build_sim
 
     cfg = load_config(ROOT / "config" / "examples" / "demo.yaml")
     sim = build_sim(cfg, VirtualClock(), inbound=False)

@@ -1,10 +1,11 @@
 """Tests of the people wired to the PBX (sim/traffic.py), the FastAGI path of the shipped dialplan and
-the runtime wiring (sim/runner.py), all in virtual time with in-memory connections."""
+the runtime wiring (centre/sim_pbx.py), all in virtual time with in-memory connections."""
 
 from __future__ import annotations
 
 from twisted.internet.protocol import Factory, Protocol
 
+from centre.sim_pbx import build_sim
 from config.schema import CtiConfig
 from cti.ami.message import AMIMessage
 from sim.clock import VirtualClock
@@ -13,7 +14,6 @@ from sim.fastagi_client import FastAGIClient
 from sim.memory_transport import MemoryNetwork
 from sim.pbx import Pbx
 from sim.people import AgentPhones, InboundArrival, OutboundCustomers, root_rng
-from sim.runner import build_sim
 from sim.settings import SimSection
 from sim.traffic import InboundCaller, PeopleFarEnds, TrafficDriver
 

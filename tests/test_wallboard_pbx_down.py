@@ -27,7 +27,7 @@ def test_wallboard_health_line_says_the_pbx_is_down_for_how_long_and_why(tmp_pat
     path, doc = write_config(tmp_path)
     server = Proc("serve", str(path))
     try:
-        server.wait_for(r"cti\.runtime: cti: FastAGI on", timeout=20)
+        server.wait_for(r"centre\.process: cti: FastAGI on", timeout=20)
         server.wait_for(r"cti\.ami\.client: AMI sim .*cannot connect", timeout=10)
 
         async def body() -> None:

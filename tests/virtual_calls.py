@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from agent_console.backend import ConsoleError, SessionInfo
+from centre.console_backend import ServerConsoleBackend
+from centre.demo import DEMO_EPOCH, VirtualStack, build_virtual, with_demo_callers
+from centre.wiring import ensure_demo_customers
 from config.load import load_config
-from cti.console_backend import ServerConsoleBackend
-from cti.demo import DEMO_EPOCH, VirtualStack, build_virtual, with_demo_callers
-from screenpop.service import ensure_demo_customers
 from sim.pbx import Channel
 from sim.people import InboundArrival
 from tests.test_server_pops import DEMO, inline

@@ -46,7 +46,6 @@ from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IRea
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from config.schema import AsteriskServer
 from cti.ami.message import AMIMessage
 from cti.ami.session import ERRORS as SESSION_ERRORS
 from cti.ami.session import (
@@ -62,6 +61,7 @@ from cti.ami.session import (
     SessionState,
     UnmatchedResponse,
 )
+from cti.ami.settings import AsteriskServer
 from cti.immediate import ImmediateWriter
 
 __all__ = [

@@ -5,9 +5,9 @@ one process): ``python tests/e2e/console_scenario.py --workdir DIR``. Prints one
 line of stdout: ``{"ok": bool, "error": str | null, "steps": [...], "call": {...}, "interaction": {...},
 "queue_call": {...}, "agent_states": [...]}``; exit status 0 when the scenario ran to its end.
 
-What runs: ``cti.runtime.Runtime`` (CtiServer, FastAGI listener, console hub, DB pool) on the asyncio
+What runs: ``centre.process.Runtime`` (CtiServer, FastAGI listener, console hub, DB pool) on the asyncio
 reactor, a temporary SQLite database seeded with the demo customers, and the simulated PBX
-(``sim.runner``) serving AMI on a real TCP port. The PBX's people are made deterministic (the phone
+(``centre.sim_pbx``) serving AMI on a real TCP port. The PBX's people are made deterministic (the phone
 always answers after 1 s, talks 3 s) and no random traffic arrives: the scenario injects ONE caller, a
 known demo customer who presses 1 (sales). Chromium drives the console as agent 1001.
 
@@ -121,13 +121,13 @@ class Scenario:
         from playwright.async_api import async_playwright, expect
 
         from acd.events import CallAnswered, CallOffered
+        from centre.process import Runtime
+        from centre.sim_pbx import build_sim, listen
+        from centre.wiring import ensure_demo_customers
         from config.load import load_config
         from cti.events import AmiConnectionChanged, CallQueued
-        from cti.runtime import Runtime
         from ivr.events import IvrCompleted
-        from screenpop.service import ensure_demo_customers
         from sim.people import InboundArrival
-        from sim.runner import build_sim, listen
 
         db_url = f"sqlite:///{self.workdir / 'e2e.sqlite3'}"
         cfg = e2e_config(load_config(DEMO), db_url)

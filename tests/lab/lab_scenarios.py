@@ -1,5 +1,5 @@
 """Scenarios against a REAL Asterisk running the shipped dialplan (tests/lab/README.md says how to set
-one up): the server (``cti.runtime.Runtime``) logs in to that PBX's AMI and serves FastAGI; consoles
+one up): the server (``centre.process.Runtime``) logs in to that PBX's AMI and serves FastAGI; consoles
 log in over the real websocket protocol; a lab AMI connection plays the callers and customers by
 originating Local channels into the lab people's contexts (tests/lab/extensions_lab.conf).
 
@@ -510,8 +510,8 @@ ORDER = [
 
 def start_sim(workdir: Path, reactor: Any) -> tuple[Any, Any]:
     """The simulated PBX for ``--sim`` (see the module docstring); sets ``CTI_LAB_AMI`` to its AMI.
-    Returns the sim.runner.SimRuntime and its listening port."""
-    from sim.runner import build_sim, listen
+    Returns the centre.sim_pbx.SimRuntime and its listening port."""
+    from centre.sim_pbx import build_sim, listen
 
     os.environ["CTI_LAB_AMI"] = f"127.0.0.1:5038,{SIM_AMI_USER},{SIM_AMI_SECRET}"  # the port is chosen below
     sim = build_sim(lab_config(workdir, fastagi_port=0), reactor, inbound=False,
@@ -524,7 +524,7 @@ def start_sim(workdir: Path, reactor: Any) -> tuple[Any, Any]:
 async def run(workdir: Path, only: list[str], record: Path | None, use_sim: bool = False) -> dict[str, Any]:
     from twisted.internet import reactor
 
-    from cti.runtime import Runtime
+    from centre.process import Runtime
 
     recorder: Recorder | None = None
     sim: Any = None

@@ -19,12 +19,13 @@ from screenpop.store import CustomerStore
 
 def start_pop_lookup(database_url: str, settings: ScreenpopSection, reactor: IReactorTime,
                      threads: int = 4, migrate: bool = True) -> tuple[PopLookup, Callable[[], None]]:
-    """Migrate the database (``cti.db.upgrade``), open the store and start a dedicated thread pool.
+    """Migrate the database (``centre.database.upgrade``), open the store and start a dedicated thread pool.
 
     Returns the look-up and its ``stop()`` (stops the pool, disposes the engine; idempotent), which also
     runs when the reactor shuts down. Blocking: call before ``reactor.run()`` (or from a thread).
     """
-    from cti.db import make_engine, upgrade
+    from centre.database import upgrade
+    from cti.db import make_engine
 
     if migrate:
         upgrade(database_url)
@@ -51,7 +52,8 @@ def ensure_demo_customers(database_url: str, now: datetime, n: int = 3000, seed:
 
     Returns how many customers were written (0 when the store already had customers). Blocking.
     """
-    from cti.db import make_engine, upgrade
+    from centre.database import upgrade
+    from cti.db import make_engine
     from screenpop.demo_data import seed_store
 
     upgrade(database_url)

@@ -6,7 +6,7 @@ like ``AcdService``. Writes go to a ``LeadStore`` through one serial queue in a 
 attempt's start is written before its end); an Originate is released only when its ``AttemptStarted``
 is committed, and it reaches the server through ``sink``. Without a store (virtual demo, tests) the
 same happens synchronously in memory. Reads no clock itself (``now`` is passed in or asked of ``clock``);
-imports Twisted only for Deferreds. Must not import ``cti.server``.
+imports Twisted only for Deferreds. Must not import ``centre.server``.
 """
 
 from __future__ import annotations

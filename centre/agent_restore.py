@@ -41,7 +41,7 @@ from cti.contract import (
 from cti.events import CallQueued, DeviceStateChanged
 
 if TYPE_CHECKING:
-    from cti.server import CtiServer
+    from centre.server import CtiServer
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class AgentRestorer:
                      ", ".join(f"{a}={s}" for a, s in sorted(self.restored.items())))
 
     def _restore_call(self, agent_id: str, leg: AgentLeg, since: float) -> None:
-        from cti.server import LiveCall
+        from centre.server import LiveCall
 
         srv = self.server
         call = srv.acd.agent_snapshot(agent_id).call  # the ACD's queue (an unknown one falls back)
@@ -199,8 +199,8 @@ class AgentRestorer:
         """The call of a wrap-up that went on across the restart: what the agent's disposition is of. The
         state log keeps the caller's uniqueid, which is the call id of the calls the ACD takes (the first
         channel of a call); with several PBXs the first is assumed."""
-        from cti.call_log import call_key
-        from cti.server import HandledCall
+        from centre.call_log import call_key
+        from centre.server import HandledCall
 
         server = self.server.cfg.asterisk[0].name if self.server.cfg.asterisk else ""
         self.server.last_call[agent_id] = HandledCall(server, uniqueid, call_key(server, uniqueid))

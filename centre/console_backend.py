@@ -45,7 +45,7 @@ from cti.contract import (
 )
 
 if TYPE_CHECKING:
-    from cti.server import CtiServer, LiveCall
+    from centre.server import CtiServer, LiveCall
 
 log = logging.getLogger("cti.console")
 
@@ -325,7 +325,7 @@ class ServerConsoleBackend:
         live.pop = self.server.agent_pops[agent_id] = dict(update, type="pop")
         self.server.push_to_agent(agent_id, update)
         if self.server.pop_lookup is not None and chosen.get("customer_id") is not None:
-            from cti.server import call_key
+            from centre.server import call_key
 
             self.server.pop_lookup.set_disposition(
                 call_key(live.queued.server, live.queued.call_id), customer_id=int(chosen["customer_id"]),

@@ -1,5 +1,5 @@
 """``cti sim``: run the simulated Asterisk (AMI server, FastAGI client, people) against any CTI server.
-Only argument parsing and the reactor loop live here; the wiring is sim/runner.py.
+Only argument parsing and the reactor loop live here; the wiring is centre/sim_pbx.py.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from cti.cli_args import non_negative_int, positive_number, positive_seconds
+from centre.cli_args import non_negative_int, positive_number, positive_seconds
 from cti.contract import CTI_FASTAGI
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cti.cli import DEFAULT_DEMO_CONFIG, _load_or_exit, setup_logging
+    from centre.cli_common import DEFAULT_DEMO_CONFIG, load_or_exit, setup_logging
+    from centre.sim_pbx import build_sim, listen
     from cti.reactor import install_reactor
     from sim.clock import ScaledClock
     from sim.dialplan import DialplanError
     from sim.fastagi_client import tcp_connector
-    from sim.runner import build_sim, listen
 
-    cfg = _load_or_exit(args.config or str(DEFAULT_DEMO_CONFIG))
+    cfg = load_or_exit(args.config or str(DEFAULT_DEMO_CONFIG))
     setup_logging(cfg.log.level)  # type: ignore[attr-defined]
     speed = args.speed if args.speed is not None else cfg.sim.speed  # type: ignore[attr-defined]
     if speed == "max" or not isinstance(speed, int | float) or speed <= 0:

@@ -13,7 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from cti.cli_args import phone_keys
+from centre.cli_args import phone_keys
 
 MAX_CUSTOMERS_BYTES = 50_000_000
 """A customers file larger than this is refused (it is read whole, for a walk)."""
@@ -80,14 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from cti.cli import _load_or_exit
+    from centre.cli_common import load_or_exit
     from ivr.agi_peer import ScriptedCaller, converse, fastagi_environment
     from ivr.agi_protocol import AgiEnvironment
     from ivr.events import IvrCompleted
     from ivr.interpreter import IvrSession
     from ivr.ports import InMemoryCustomerLookup
 
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     section = cfg.ivr  # type: ignore[attr-defined]
     name = args.flow or section.default_flow
     if name not in section.flows:

@@ -17,12 +17,12 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.threadpool import ThreadPool
 
+from centre.server import CtiServer
 from config.schema import CtiConfig
 from cti.ami.client import Connector
 from cti.gc_policy import LongLivedPolicy
-from cti.server import CtiServer
 
-log = logging.getLogger("cti.runtime")
+log = logging.getLogger("centre.process")
 
 GC_TICK = 1.0  # seconds between looks at the console connections (cti.gc_policy)
 
@@ -48,7 +48,7 @@ class Runtime:
     async def start(self) -> None:
         from agent_console.auth import Authenticator
         from agent_console.hub import ConsoleHub
-        from cti.console_backend import ServerConsoleBackend
+        from centre.console_backend import ServerConsoleBackend
         from cti.threads import end_of_pass_runner
         from ivr.fastagi import listen_fastagi
 

@@ -1,7 +1,7 @@
 """``cti customers ...``: import a customer CSV, generate demo customers, find a customer. Thin CLI shell.
 
 The database is ``--db URL``, else the config's ``database.url`` (``--config``), else the default
-SQLite file; it is migrated with ``cti.db.upgrade`` first. ``import`` says which database it writes to
+SQLite file; it is migrated with ``centre.database.upgrade`` first. ``import`` says which database it writes to
 (and why that one) before it starts and refuses a file whose header has no look-up key before any
 database is created; ``find`` never creates a SQLite file. The URL's password never reaches the output.
 """
@@ -122,7 +122,8 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def _open_store(url: str) -> Any:
-    from cti.db import make_engine, upgrade
+    from centre.database import upgrade
+    from cti.db import make_engine
     from screenpop.store import CustomerStore
 
     try:

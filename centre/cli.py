@@ -7,35 +7,13 @@ modules tried are listed in ``PLUGIN_MODULES``. Each subcommand sets ``func(args
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from centre import cli_console, cli_customers, cli_ivr, cli_leads, cli_sim, cli_staffing
+from centre.cli_args import non_negative_int, positive_seconds, speed
+from centre.cli_common import DEFAULT_DEMO_CONFIG, load_or_exit, print_security_warnings, setup_logging
 from cti import __version__
-from cti.cli_args import non_negative_int, positive_seconds, speed
-
-PLUGIN_MODULES = ("sim.cli", "screenpop.cli", "agent_console.cli", "acd.cli", "ivr.cli", "dialer.cli")
-DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
-
-
-QUIET_LIBRARIES = ("alembic", "websockets", "agent_console.websockets")
-"""Libraries whose INFO lines (Alembic's plugin set-up and migration context, websockets' "server listening"
-and "server closing", under its own name or the hub's) say nothing a person needs: at INFO and above they
-show only warnings; at DEBUG, everything they log."""
-
-
-def setup_logging(level: str = "INFO") -> None:
-    """Log lines to stderr; at INFO, start-up is the few lines that say what runs where (``cti.runtime``)."""
-    numeric = getattr(logging, level, logging.INFO)
-    logging.basicConfig(
-        level=numeric,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.WARNING if numeric > logging.DEBUG else logging.NOTSET)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -55,44 +33,24 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
                 print(issue, file=sys.stderr)
             status = 1
         else:
-            _print_security_warnings(path)
+            print_security_warnings(path)
             print(f"{path}: OK")
     return status
 
 
-def _print_security_warnings(path: str, cfg: object = None) -> None:
-    """Warnings that do not make the file invalid (secrets readable by all, any Origin): stderr."""
-    from config.load import load_config
-    from config.security import security_warnings
-
-    for warning in security_warnings(path, cfg or load_config(path)):  # type: ignore[arg-type]
-        print(warning, file=sys.stderr)
-
-
-def _load_or_exit(path: str) -> object:
-    from config.load import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        raise SystemExit(1) from None
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
-    cfg = _load_or_exit(args.config)
-    _print_security_warnings(args.config, cfg)
-    from cti.server import serve
+    cfg = load_or_exit(args.config)
+    print_security_warnings(args.config, cfg)
+    from centre.server import serve
 
     setup_logging(getattr(getattr(cfg, "log", None), "level", "INFO"))
     return serve(cfg)  # type: ignore[arg-type]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cti.demo import run_demo
+    from centre.demo import run_demo
 
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     return run_demo(cfg, args)  # type: ignore[arg-type]
 
 
@@ -125,13 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_cmd_demo)
 
-    for name in PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in (cli_sim, cli_customers, cli_console, cli_staffing, cli_ivr, cli_leads):
         module.register(sub)
     return parser
 

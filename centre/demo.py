@@ -8,7 +8,7 @@ Two ways to run the same stack:
 * virtual time (``--speed max``, and the tests): everything in one process over in-memory transports
   on a ``VirtualClock``, as fast as the CPU allows and deterministic (same seed, same event stream).
 
-``CallLedger`` (``cti.demo_account``) follows every simulated caller from arrival to its end and every
+``CallLedger`` (``centre.demo_account``) follows every simulated caller from arrival to its end and every
 outbound attempt, so that a run can say that no call was lost and give the account of every call; the
 live line and the final account are the same figures, counted there once (docs/demo.md).
 """
@@ -27,8 +27,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from acd.events import AgentStateChanged
-from config.schema import CtiConfig
-from cti.demo_account import (
+from centre.demo_account import (
     CallLedger,
     DemoFigures,
     account_lines,
@@ -37,10 +36,11 @@ from cti.demo_account import (
     format_call_lines,
     server_known_calls,
 )
-from cti.demo_account import summary_line as figures_line
-from cti.server import CtiServer
+from centre.demo_account import summary_line as figures_line
+from centre.server import CtiServer
+from config.schema import CtiConfig
 
-log = logging.getLogger("cti.demo")
+log = logging.getLogger("centre.demo")
 
 DEMO_EPOCH = 1_767_261_600.0  # 2026-01-01 10:00 UTC: a fixed start keeps virtual runs reproducible
 HUMAN_AGENTS = ("1001",)  # left for a person at the browser in real-time demos
@@ -82,11 +82,11 @@ def with_demo_callers(cfg: CtiConfig, n: int = 3000, seed: int = 1) -> CtiConfig
 
 def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool = True) -> VirtualStack:
     """The whole contact centre in one process on a VirtualClock (no sockets, no database)."""
+    from centre.sim_pbx import build_sim
     from ivr.fastagi import FastAgiFactory
     from sim.ami_server import AMIServerFactory
     from sim.clock import VirtualClock
     from sim.memory_transport import MemoryConnector, MemoryNetwork
-    from sim.runner import build_sim
 
     cfg = with_demo_callers(cfg)
     clock = VirtualClock(start=DEMO_EPOCH)
@@ -185,7 +185,7 @@ def live_figures(server: CtiServer, ledger: CallLedger) -> DemoFigures:
 
 
 def summary_line(server: CtiServer, ledger: CallLedger, elapsed: float) -> str:
-    """The live line: ``cti.demo_account.summary_line`` of the figures now."""
+    """The live line: ``centre.demo_account.summary_line`` of the figures now."""
     return figures_line(live_figures(server, ledger), elapsed)
 
 
@@ -193,7 +193,7 @@ def summary_line(server: CtiServer, ledger: CallLedger, elapsed: float) -> str:
 # real time
 
 def run_demo(cfg: CtiConfig, args: argparse.Namespace) -> int:
-    from cti.cli import setup_logging
+    from centre.cli_common import setup_logging
 
     setup_logging("WARNING" if not getattr(args, "verbose", False) else "INFO")
     if args.speed == "max":
@@ -239,11 +239,11 @@ def write_calls(rows: list[dict[str, str]], target: str | None) -> bool:
 def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int:
     import asyncio
 
+    from centre.process import Runtime
+    from centre.sim_pbx import build_sim, listen
+    from centre.wiring import ensure_demo_customers
     from cti.reactor import install_reactor
-    from cti.runtime import Runtime
-    from screenpop.service import ensure_demo_customers
     from sim.clock import ScaledClock
-    from sim.runner import build_sim, listen
 
     reactor = install_reactor()
     cfg = with_demo_callers(cfg)

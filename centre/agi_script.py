@@ -31,7 +31,7 @@ from ivr.events import IvrCompleted, IvrEvent, PromptMissing
 from ivr.interpreter import Action, EmitEvent, IvrSession, LookupCustomer, SendCommand
 from ivr.ports import CustomerLookup, InMemoryCustomerLookup, LookupResult
 
-log = logging.getLogger("ivr.agi_script")
+log = logging.getLogger("centre.agi_script")
 
 
 def sync_lookup(port: CustomerLookup | None, by: str, value: str) -> LookupResult:

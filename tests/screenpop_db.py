@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, text
 
-from cti.db import make_engine, upgrade
+from centre.database import upgrade
+from cti.db import make_engine
 
 
 def _with_search_path(url: str, schema: str) -> str:
@@ -24,7 +25,7 @@ def _with_search_path(url: str, schema: str) -> str:
 @contextmanager
 def temporary_database(kind: Literal["sqlite", "postgresql"], tmp_dir: Path, postgres_url: str,
                        migrate: bool = True) -> Iterator[str]:
-    """A fresh database URL migrated to head with ``cti.db.upgrade``: a SQLite file in ``tmp_dir`` or a new
+    """A fresh database URL migrated to head with ``centre.database.upgrade``: a SQLite file in ``tmp_dir`` or a new
     PostgreSQL schema (dropped on exit, with everything in it)."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_dir}/screenpop-{uuid.uuid4().hex[:8]}.sqlite3"

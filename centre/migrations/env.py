@@ -1,11 +1,12 @@
-"""Alembic environment: runs migrations against the URL set by ``cti.db.upgrade``."""
+"""Alembic environment: runs migrations against the URL set by ``centre.database.upgrade``."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-from cti.db import Base, import_models, make_engine
+from centre.database import import_models
+from cti.db import Base, make_engine
 
 import_models()
 target_metadata = Base.metadata

@@ -4,8 +4,8 @@ AMI bytes -> ``AMIClientPool`` -> ``CallTracker`` -> domain events -> ``AcdServi
 ``Dispatcher`` (AMI actions, console pushes) and ACD events -> recorder, consoles, wallboard.
 FastAGI -> ``ivr`` -> IVR events (kept for the screen pop; callbacks stored). Consoles -> ``ConsoleHub``
 -> ``ServerConsoleBackend`` -> ACD requests and AMI call control. Domain, IVR and ACD events ->
-``cti.call_log`` -> the record of every call (customer_interactions). Start-up and each PBX's first
-resync -> ``cti.agent_restore`` -> agents back in the state they had before a restart.
+``centre.call_log`` -> the record of every call (customer_interactions). Start-up and each PBX's first
+resync -> ``centre.agent_restore`` -> agents back in the state they had before a restart.
 
 Time comes from the ``clock`` given (the reactor, a scaled clock for ``demo --speed``, or a virtual
 clock in tests); nothing here reads the wall clock itself.
@@ -33,12 +33,12 @@ from acd.events import (
     QueueCallFinished,
 )
 from acd.service import AcdService
+from centre.agent_restore import AgentRestorer
+from centre.call_log import CallLog, InteractionWrite, InteractionWriter, call_key
 from config.schema import CtiConfig
 from cti import pbx_check
-from cti.agent_restore import AgentRestorer
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
-from cti.call_log import CallLog, InteractionWrite, InteractionWriter, call_key
 from cti.calls import CallTracker
 from cti.calls.model import channel_age
 from cti.commands import Command, CommandFailed, OfferCall
@@ -70,7 +70,7 @@ from dialer.events import DialerEvent
 from ivr.events import CallbackRequested, IvrCompleted, IvrEvent, IvrStarted
 from ivr.ports import RecentCompletions
 
-log = logging.getLogger("cti.server")
+log = logging.getLogger("centre.server")
 
 WALLBOARD_INTERVAL = 1.0
 
@@ -145,9 +145,9 @@ class CtiServer:
         self.health = Health(ami={s.name: False for s in cfg.asterisk})
         self.tracker = CallTracker()
         self.acd = AcdService(cfg.acd, clock.seconds())
-        self.dialer: Any | None = None  # dialer.service.Dialer when cfg.dialer has campaigns
+        self.dialer: Any | None = None  # dialer.shell.Dialer when cfg.dialer has campaigns
         if cfg.dialer.campaigns:
-            from dialer.service import Dialer, IdleAgents
+            from dialer.shell import Dialer, IdleAgents
 
             self.dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk],
                                  dial_template=cfg.pbx.external_dial, idle_agents=IdleAgents(self.acd),
@@ -187,7 +187,8 @@ class CtiServer:
     def open_database(self, run_in_thread: Any) -> None:
         """Migrate the database and open the recorder and the customer store (leaves the loop for I/O)."""
         from acd.recorder import Recorder
-        from cti.db import make_engine, upgrade
+        from centre.database import upgrade
+        from cti.db import make_engine
         from dialer.store import CallbackStore
         from screenpop.lookup import PopLookup
         from screenpop.store import CustomerStore
@@ -535,7 +536,7 @@ class CtiServer:
                 live.agent_id, live.status, live.since = event.agent_id, "ringing", event.ts
 
     def adopt_call(self, live: LiveCall) -> None:
-        """A call found with an agent after a restart (``cti.agent_restore``): tracked as if this server had
+        """A call found with an agent after a restart (``centre.agent_restore``): tracked as if this server had
         offered it, with its record open and, once answered, the agent's disposition of it."""
         q = live.queued
         self.calls[(q.server, q.uniqueid)] = live
@@ -567,7 +568,7 @@ class CtiServer:
 
     def _record_interaction(self, live: LiveCall, event: CallAnswered) -> None:
         """The agent's part of the call becomes an interaction of the customer (the disposition completes
-        it). The first part is the call's own row (``cti.call_log``), which keeps the call's start."""
+        it). The first part is the call's own row (``centre.call_log``), which keeps the call's start."""
         q = live.queued
         customer = (live.pop or {}).get("customer") or {}
         outbound = is_outbound(q.data)
@@ -720,6 +721,6 @@ class CtiServer:
 
 def serve(cfg: CtiConfig) -> int:
     """Run the server on the asyncio reactor until interrupted."""
-    from cti.runtime import run_server
+    from centre.process import run_server
 
     return run_server(cfg)

@@ -1,0 +1,1 @@
+"""The application: the one process that wires the kernel, the engines and the hub (top floor)."""
