@@ -244,6 +244,27 @@ def test_a_client_that_closes_before_hello_leaves_nothing_behind(caplog: pytest.
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+def test_a_client_that_closes_before_the_websocket_handshake_is_uncounted() -> None:
+    """TCP connections that close before (or half-way through) the HTTP upgrade are counted as not logged in
+    while they last and uncounted when they go: none lingers to use up the per-address limit."""
+
+    async def body() -> None:
+        async with running(_settings(max_unauthenticated_per_address=3)) as h:
+            for prefix in (b"", b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"\x16\x03\x01"):
+                for _ in range(4):  # more than the per-address limit, one after the other
+                    reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
+                    writer.write(prefix)
+                    await writer.drain()
+                    writer.close()
+                    with contextlib.suppress(ConnectionError):
+                        await writer.wait_closed()
+            await h.settled()
+            assert h.hub.stats()["unauthenticated"] == 0 and h.backend.sessions == []
+            await still_serves(h)
+
+    run(body)
+
+
 def test_a_client_that_hangs_up_during_its_password_check_is_not_registered() -> None:
     """The hello arrives, the (slow) password check runs in a worker thread, and the client drops the
     connection meanwhile: when the check ends the hub registers nothing and tells the backend nothing."""
