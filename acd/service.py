@@ -916,9 +916,13 @@ class AcdService:
         call = self._calls.get(key) if key is not None else None
         if call is None or call.offer_ref != e.ref or call.state != CallState.OFFERED:
             if e.ref.startswith(("acd-overflow", "acd-recall")):
+                # the ACD no longer holds the caller (an overflow to voicemail or a callback): say which channel
+                # the PBX did not move, so that someone can find the caller
+                where = {"server": str(getattr(e.command, "server", "")),
+                         "channel": str(getattr(e.command, "channel", ""))}
                 out.append(AcdWarning(ts=now, code="command-failed",
                                       message=f"{type(e.command).__name__} failed: {e.reason[:200]}",
-                                      details={"ref": e.ref}))
+                                      details={"ref": e.ref, **where}))
             return
         call.failures += 1
         if "no such channel" in e.reason.lower() or call.failures >= MAX_COMMAND_FAILURES:

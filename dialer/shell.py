@@ -188,7 +188,8 @@ class Dialer:
             for s in starts:
                 released.extend(self.campaigns[s.campaign].persisted(s.ref, now))
             if released:
-                self.sink(released)
+                # an attempt can end right there (a number that cannot be dialled): its end is written too
+                self.sink(self._persist(released, now))
 
         def failed(failure: Failure) -> None:
             now = self.clock()

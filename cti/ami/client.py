@@ -180,7 +180,11 @@ def default_connector(server: AsteriskServer, factory: ClientFactory) -> IConnec
             trust = None
             if tls.ca_file:
                 with open(tls.ca_file, "rb") as fh:
-                    trust = ssl.Certificate.loadPEM(fh.read())
+                    pem = fh.read()
+                try:
+                    trust = ssl.Certificate.loadPEM(pem)
+                except Exception as exc:  # OpenSSL's own error says "no start line", not which file or why
+                    raise ValueError(f"tls.ca_file {tls.ca_file}: not a PEM certificate") from exc
             options = ssl.optionsForClientTLS(tls.server_name or server.host, trustRoot=trust)
         wrapped = TLSMemoryBIOFactory(options, True, factory)
         return reactor.connectTCP(server.host, server.port, wrapped, timeout=server.connect_timeout)  # type: ignore[attr-defined]
