@@ -194,8 +194,8 @@ def app_agi(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
     url = args[0].strip() if args else ""
     if pbx.agi is None or not url.startswith("agi://"):
         # Once per PBX at WARNING (a load run would otherwise log every call), then DEBUG.
-        level = logging.DEBUG if getattr(pbx, "_agi_warned", False) else logging.WARNING
-        pbx._agi_warned = True  # type: ignore[attr-defined]
+        level = logging.DEBUG if pbx.agi_warned else logging.WARNING
+        pbx.agi_warned = True
         log.log(level, "%s: AGI(%s) cannot run (no FastAGI client / not agi://)", chan.name, url)
         pbx.set_var(chan, "AGISTATUS", "FAILURE")
         return 0

@@ -157,7 +157,7 @@ class _Dial:
         pbx.set_var(caller, "DIALSTATUS", "ANSWER")
         pbx.set_var(caller, "DIALEDPEERNAME", out.name)
         pbx.set_var(caller, "DIALEDPEERNUMBER", dialstring)
-        out._exten = ""
+        out.write_exten("")
         opts = parse_app_options(self.options)
         out.xfer_features = out.xfer_features or "t" in opts
         caller.xfer_features = caller.xfer_features or "T" in opts
@@ -233,9 +233,9 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
             continue
         pbx.set_var(out, "DIALEDPEERNUMBER", resource)
         pbx.inherit_variables(caller, out)
-        out._exten = caller.exten
+        out.write_exten(caller.exten)
         # app_dial sets the outgoing channel's ids before its first dialplan event, then publishes them.
-        out._caller_num, out._caller_name = caller.exten, caller.caller_name
+        out.write_caller(caller.exten, caller.caller_name)
         out.conn_num, out.conn_name = caller.caller_num, caller.caller_name
         _outgoing_setup(pbx, out, "AppDial")
         pbx.set_caller(out, caller.exten, caller.caller_name)

@@ -113,6 +113,7 @@ class Pbx:
         self.epoch_offset = (DEFAULT_EPOCH if epoch is None else epoch) - start if start < 1e9 else 0.0
         self.endpoint_context = endpoint_context
         self.apps: dict[str, App] = {k.lower(): v for k, v in (apps or APPLICATIONS).items()}
+        self.agi_warned = False  # AGI() without a FastAGI client was logged once at WARNING
         self.globals: dict[str, str] = dict(dialplan.globals)
         # features.conf [featuremap]: Asterisk 22's defaults (main/features_config.c: blindxfer "#",
         # disconnect "*", atxfer "" -- no attended transfer code unless configured), then the scenario's.
@@ -180,7 +181,7 @@ class Pbx:
             # A Local ;2 whose ;1's connected line changed takes the new caller id when its own thread
             # next runs dialplan or hangs up, and publishes NewCallerid just after (as the transcripts show).
             chan.pending_caller = None
-            chan._caller_num, chan._caller_name = pending
+            chan.write_caller(*pending)
         if chan.republish_location and name in ("NewCallerid", "NewConnectedLine", "NewAccountCode"):
             self._republish_location(chan)
         self.emit(name, privilege, [*snapshot(chan), *extra])
@@ -223,7 +224,7 @@ class Pbx:
         if len(self.channels) >= MAX_CHANNELS:
             raise RequestFailed(34)
         chan = Channel(self, name, tech, device, self._next_uniqueid(), context, exten, state, linkedid)
-        chan._caller_num, chan._caller_name = caller
+        chan.write_caller(*caller)
         self.channels[name] = chan
         self.chan_event("Newchannel", chan)
         return chan
@@ -285,9 +286,9 @@ class Pbx:
                 two.variables[key] = value
                 self.chan_event("VarSet", two, [("Variable", key), ("Value", value)], "dialplan,all")
             two.conn_num, two.conn_name = chan.caller_num, chan.caller_name
-            two._accountcode = chan.accountcode
+            two.write_accountcode(chan.accountcode)
             if two_caller is not None or chan.conn_num or chan.conn_name:
-                two._caller_num, two._caller_name = two_caller or (chan.conn_num, chan.conn_name)
+                two.write_caller(*(two_caller or (chan.conn_num, chan.conn_name)))
                 self.chan_event("NewCallerid", two, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
             if chan.accountcode:
                 self.chan_event("NewAccountCode", two, [("OldAccountCode", "")])
@@ -357,7 +358,7 @@ class Pbx:
 
     # identity ------------------------------------------------------------------------------
     def set_caller(self, chan: Channel, num: str, name: str) -> None:
-        chan._caller_num, chan._caller_name = num, name
+        chan.write_caller(num, name)
         self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
 
     def set_connected(self, chan: Channel, num: str, name: str) -> None:
@@ -366,19 +367,19 @@ class Pbx:
 
     def set_accountcode(self, chan: Channel, code: str) -> None:
         old = chan.accountcode
-        chan._accountcode = code
+        chan.write_accountcode(code)
         self.chan_event("NewAccountCode", chan, [("OldAccountCode", old)])
 
     def set_state(self, chan: Channel, state: int) -> None:
         if chan.state == state or chan.dead:
             return
-        chan._state = state
+        chan.write_state(state)
         if state == UP and chan.answered_at is None:
             chan.answered_at = self.clock.seconds()
         self.chan_event("Newstate", chan)
 
     def set_location(self, chan: Channel, context: str, exten: str, priority: int) -> None:
-        chan._context, chan._exten, chan._priority = context, exten, priority
+        chan.write_location(context, exten, priority)
 
     # variables -------------------------------------------------------------------------------
     def get_var(self, chan: Channel, name: str) -> str | None:
@@ -523,7 +524,7 @@ class Pbx:
             self._pbx_end(chan)
             return False
         if not chan.jumped:
-            chan._priority += 1
+            chan.next_priority()
         return True
 
     def _pbx_end(self, chan: Channel) -> None:
@@ -618,7 +619,7 @@ class Pbx:
 
     # hangups -------------------------------------------------------------------------------------
     def _notify_hangup(self, chan: Channel) -> None:
-        cbs, chan._hangup_cbs = chan._hangup_cbs, []
+        cbs = chan.take_hangup_callbacks()
         for cb in cbs:
             try:
                 cb()
@@ -834,7 +835,7 @@ class Pbx:
             self.bridge_leave(chan)
         oldest = min([c.linkedid for c in bridge.channels] + [chan.linkedid], key=_uid_order)
         for member in [*bridge.channels, chan]:
-            member._linkedid = oldest
+            member.write_linkedid(oldest)
         bridge.channels.append(chan)
         chan.bridge = bridge
         # bridge_basic_setup_features(): the transfer hooks a channel has in this bridge are fixed now.
@@ -913,7 +914,7 @@ class Pbx:
             if blk.cleanup is not None:
                 blk.cleanup()
             if chan.in_pbx:
-                chan._priority += 1
+                chan.next_priority()
         chan.app = chan.appdata = ""  # pulled out of its application into the bridge
         self.bridge_enter(bridge, chan)
         if chan.in_pbx:
