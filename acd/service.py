@@ -422,6 +422,15 @@ class AcdService:
         counters = self._counters.get(queue)
         return counters.ewt(position, self._staffed.get(queue, 0)) if counters is not None else None
 
+    def eligible_agents(self, queue: str, stage: int = 0) -> tuple[str, ...]:
+        """The agents who meet ``queue``'s requirements at expansion ``stage`` (0: the queue's own skills), in
+        configuration order; () for an unknown queue. Computed on each call: a caller that asks often keeps it."""
+        q = self._queues.get(queue)
+        if q is None:
+            return ()
+        req = compile_requirements(self.section, q, (), stage)
+        return tuple(a.id for a in self._ordinals if req.eligible(a.cfg.skills) is not None)
+
     def password_hash(self, agent_id: str) -> str | None:
         return self._agent(agent_id).cfg.password_hash
 

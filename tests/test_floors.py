@@ -68,16 +68,38 @@ FLOORS: dict[str, dict[str, Edge]] = {
 # Scanned for private imports (c) and reach-ins (d) only: they sit above everything.
 USERS = ("bench",)
 
-# Private names of third-party or standard-library objects that our code may use, by attribute name.
-THIRD_PARTY_PRIVATE: dict[str, str] = {
-    "_replace": "NamedTuple's public API (named with an underscore to avoid field clashes)",
-    "_asdict": "NamedTuple's public API",
-    "_fields": "NamedTuple's public API",
+
+@dataclass(frozen=True)
+class Private:
+    """A third-party or standard-library private attribute our code may read: why, and where (empty: anywhere)."""
+
+    reason: str
+    paths: tuple[str, ...] = ()
+
+
+THIRD_PARTY_PRIVATE: dict[str, Private] = {
+    "_replace": Private("NamedTuple's public API (underscored so as not to clash with field names)"),
+    "_asdict": Private("NamedTuple's public API"),
+    "_fields": Private("NamedTuple's public API"),
+    "_SubParsersAction": Private("argparse names the type add_subparsers() returns only privately; each CLI "
+                                 "plugin's register(subparsers) is annotated with it"),
+    "_asyncioEventloop": Private("Twisted's asyncio reactor has no public accessor for its loop: read in one "
+                                 "place, cti.reactor.reactor_loop()", ("cti/reactor.py",)),
 }
 
-# Findings let through for now: (check, path, detail) -> reason.
-ONE_HOUSE = "TODO(one-house): module being restructured by another change; the integrator removes this entry"
-KNOWN: dict[tuple[str, str, str], str] = {}
+# Findings let through for now: (check, path, detail) -> reason. Every entry is TODO(one-house): its fix
+# belongs to the restructuring of centre/server.py and centre/console_backend.py under way elsewhere.
+KNOWN: dict[tuple[str, str, str], str] = {
+    ("hidden-cycle", "centre/agent_restore.py", "centre.server"):
+        "TODO(one-house): the restorer builds LiveCall and HandledCall, which live in centre/server.py, which "
+        "imports the restorer; they leave server.py (call sessions: cti/sessions.py)",
+    ("hidden-cycle", "centre/server.py", "centre.process"):
+        "TODO(one-house): centre/server.py imports centre.process in a function and centre.process imports "
+        "centre.server; the wiring and the process shell separate in the restructuring",
+    ("floor", "dialer/leads.py", "screenpop.demo_data"):
+        "TODO(one-house): the dialer's 'demo' lead source is the screen pop's demo customers; the fix is a "
+        "demo-leads source the application hands to Dialer (centre/server.py builds the Dialer)",
+}
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -330,7 +352,7 @@ def _is_own(value: ast.expr) -> bool:
     return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super"
 
 
-def check_reach_ins(sources: Mapping[str, str], allowed_names: Mapping[str, str]) -> list[Finding]:
+def check_reach_ins(sources: Mapping[str, str], allowed: Mapping[str, Private]) -> list[Finding]:
     """(d) No ``x._name`` of another object whose ``_name`` this module does not define."""
     out = []
     for path, text in sorted(sources.items()):
@@ -339,7 +361,10 @@ def check_reach_ins(sources: Mapping[str, str], allowed_names: Mapping[str, str]
         for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute) or not is_private(node.attr) or _is_own(node.value):
                 continue
-            if node.attr in own or node.attr in allowed_names:
+            if node.attr in own:
+                continue
+            grant = allowed.get(node.attr)
+            if grant is not None and (not grant.paths or path in grant.paths):
                 continue
             expr = ast.unparse(node)
             out.append(Finding("reach-in", path, node.lineno, node.attr,
@@ -388,14 +413,14 @@ def check_hidden_cycles(refs: Iterable[ImportRef], modules: Iterable[str]) -> li
 
 
 def check_tree(sources: Mapping[str, str], floors: Mapping[str, Mapping[str, Edge]],
-               users: Iterable[str] = (), allowed_names: Mapping[str, str] | None = None) -> list[Finding]:
+               users: Iterable[str] = (), allowed: Mapping[str, Private] | None = None) -> list[Finding]:
     """Every check over ``{relative path: source}``; ``users`` are scanned for (c) and (d) only."""
     users = set(users)
     refs = read_imports(sources)
     packaged = [r for r in refs if top(r.importer) not in users]
     modules = [module_name(p) for p in sources if p.split("/")[0] not in users]
     return [*check_package_cycles(packaged, floors), *check_floors(packaged, floors),
-            *check_private_imports(refs), *check_reach_ins(sources, allowed_names or {}),
+            *check_private_imports(refs), *check_reach_ins(sources, allowed or {}),
             *check_hidden_cycles(packaged, modules)]
 
 
@@ -432,7 +457,8 @@ def test_floors_are_bottom_to_top_and_documented() -> None:
             assert all(top(m) == other for m in edge.only), (pkg, other, edge.only)
     doc = (ROOT / "docs" / "architecture.md").read_text()
     assert all(f"`{pkg}/`" in doc for pkg in FLOORS)
-    assert all("TODO(one-house)" in reason for key, reason in KNOWN.items() if key[0] != "third-party")
+    assert all(reason.startswith("TODO(one-house): ") for reason in KNOWN.values())
+    assert all(p.reason for p in THIRD_PARTY_PRIVATE.values())
 
 
 # ---------------------------------------------------------------------------------------------- self-checks
@@ -484,8 +510,10 @@ def test_the_checker_flags_reach_ins_only() -> None:
               "        return self._replace(x=1).__dict__\n"  # allowlisted and dunder: fine
               "def f(acd):\n"
               "    return len(acd.router._agents)\n")        # reach-in
-    assert _checks({**BASE, "b/r.py": source, "bench/__init__.py": "", "bench/s.py": "print(x._y)\n"}) == {
-        "reach-in": ["b/r.py:4 _theirs", "b/r.py:10 _agents", "bench/s.py:1 _y"]}
+    # an allowlisted third-party private is let through only where it is allowed
+    assert _checks({**BASE, "b/r.py": source, "bench/__init__.py": "",
+                    "bench/s.py": "print(x._y, reactor._asyncioEventloop)\n"}) == {
+        "reach-in": ["b/r.py:4 _theirs", "b/r.py:10 _agents", "bench/s.py:1 _y", "bench/s.py:1 _asyncioEventloop"]}
 
 
 def test_the_checker_flags_a_cycle_hidden_by_a_function_level_import() -> None:
