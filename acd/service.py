@@ -50,7 +50,6 @@ from acd.live import (
     CallKey,
     Decision,
 )
-from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -61,6 +60,7 @@ from acd.requirements import (
 )
 from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
+from acd.settings import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters

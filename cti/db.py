@@ -1,6 +1,6 @@
 """Database plumbing shared by every package: the declarative Base and engines.
 
-Models live with the package that owns them (``acd/records.py``, ``screenpop/store.py``, ...) and
+Models live with the package that owns them (``acd/tables.py``, ``screenpop/store.py``, ...) and
 register on ``Base``. The schema of the whole product (the Alembic revisions and ``upgrade``) belongs to
 the application: ``centre/database.py``.
 This module never runs on the event loop's hot path; callers run database work in a thread pool.

@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred
 from cti.ami.message import AMIMessage
 from sim.ami_events import bridge_headers, snapshot
 from sim.ami_read_classes import event_mask
-from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.functions import FUNCTIONS
+from sim.outgoing import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.pbx import Channel, OriginateResult
 from sim.transfers import (
     blind_transfer,

@@ -1,6 +1,6 @@
 """Dialplan applications of the simulated PBX (the ones extensions_cti.conf and the transcripts'
 dialplan use). Each is ``app(pbx, channel, data) -> int | Deferred[int]``: 0 continue, -1 hang up.
-Imports sim.pbx/sim.calls and Twisted's Deferred only; no reactor, no wall clock.
+Imports sim.pbx/sim.outgoing and Twisted's Deferred only; no reactor, no wall clock.
 
 Durations that Asterisk gets from sound files are fixed (the FastAGI client's table of the core
 sounds' lengths, ``sim.fastagi_client.PROMPT_SECONDS``) so runs are deterministic. AMD's answer comes
@@ -373,7 +373,7 @@ def app_return(pbx: Pbx, chan: Channel, data: str) -> int:
 
 
 def app_dial(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
-    from sim.calls import dial
+    from sim.outgoing import dial
 
     return dial(pbx, chan, data)
 

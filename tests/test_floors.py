@@ -55,7 +55,7 @@ FLOORS: dict[str, dict[str, Edge]] = {
     "sim": {"cti": Edge("the simulated PBX speaks the kernel's AMI codec and the dialplan contract")},
     "config": {
         "cti": Edge("config types and the AMI connection's settings"),
-        "acd": Edge(ENGINE_SETTINGS, ("acd.model",)),
+        "acd": Edge(ENGINE_SETTINGS, ("acd.settings",)),
         "ivr": Edge(ENGINE_SETTINGS + " (the IVR's section is its flow schema)", ("ivr.flow",)),
         "screenpop": Edge(ENGINE_SETTINGS, ("screenpop.settings",)),
         "dialer": Edge(ENGINE_SETTINGS, ("dialer.settings",)),
