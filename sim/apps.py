@@ -20,9 +20,11 @@ from twisted.python.failure import Failure
 from sim.amd import AmdDecision, LocalAmd
 from sim.ami_events import BUSY, RING, RINGING, UP, snapshot
 from sim.dialplan import check_condition, parse_goto, split_args, split_condition
+from sim.outgoing import dial
 
 if TYPE_CHECKING:
-    from sim.pbx import Channel, Pbx
+    from sim.channel import Channel
+    from sim.pbx import Pbx
 
 log = logging.getLogger(__name__)
 
@@ -373,8 +375,6 @@ def app_return(pbx: Pbx, chan: Channel, data: str) -> int:
 
 
 def app_dial(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
-    from sim.outgoing import dial
-
     return dial(pbx, chan, data)
 
 

@@ -1,31 +1,34 @@
 """Outgoing calls of the simulated PBX: the Dial() application and AMI Originate, with Asterisk 22's
 DialBegin/DialState/DialEnd, DIALSTATUS variables, OriginateResponse reasons and bridging on answer.
-Imports sim.pbx and Twisted's Deferred only; no reactor, no wall clock.
+Drives the Pbx (sim.pbx) it is handed; imports Twisted's Deferred only; no reactor, no wall clock.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 
 from sim.ami_events import UP, Headers, parse_caller_id, snapshot
-from sim.pbx import (
+from sim.channel import Channel
+from sim.channel_requests import (
     REASON_ANSWERED,
     REASON_BUSY,
     REASON_CONGESTION,
     REASON_FAILURE,
     REASON_HANGUP,
     REASON_TIMEOUT,
-    Channel,
     OriginateResult,
-    Pbx,
     RequestFailed,
     parse_dial_targets,
     split_dial_args,
 )
+
+if TYPE_CHECKING:
+    from sim.pbx import Pbx
 
 log = logging.getLogger(__name__)
 

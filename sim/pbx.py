@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,13 +39,14 @@ from sim.ami_events import (
     cause_text,
     snapshot,
 )
+from sim.apps import APPLICATIONS, App
 from sim.channel import Block, Bridge, Channel, KeySource, Observer
-from sim.dialplan import Dialplan, DialplanError, split_args, substitute
+from sim.channel_requests import (
+    RequestFailed,
+)
+from sim.dialplan import Dialplan, DialplanError, substitute
 from sim.far_end import FarEndDirectory, parse_pjsip_dial
 from sim.functions import builtin_var, read_function, write_function
-
-if TYPE_CHECKING:
-    from sim.apps import App
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ __all__ = ["Block", "Bridge", "Channel", "KeySource", "Observer", "Pbx"]
 DEFAULT_EPOCH = 1_795_443_000.0
 APPUNLOAD = 16  # AST_SOFTHANGUP_APPUNLOAD: the Cause of the SoftHangupRequest ending a dialplan run
 MAX_CHANNELS = 100_000  # refuse to create more live channels than this (a runaway load generator)
-
-# Originate Reason codes (AST_CONTROL_*), as OriginateResponse reports them.
-REASON_FAILURE, REASON_HANGUP, REASON_TIMEOUT, REASON_ANSWERED, REASON_BUSY, REASON_CONGESTION = 0, 1, 3, 4, 5, 8
-
 
 class PbxError(Exception):
     """An AMI-level request the PBX refuses; ``str()`` is Asterisk's Message text."""
@@ -74,27 +70,6 @@ class AgiRunner(Protocol):
     def sound_ids(self) -> frozenset[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class OriginateResult:
-    """The outcome an OriginateResponse reports."""
-
-    reason: int
-    channel: Channel | None
-
-    @property
-    def success(self) -> bool:
-        return self.reason == REASON_ANSWERED
-
-
-class RequestFailed(Exception):
-    """ast_request failed: unknown technology/endpoint, or the Local extension does not exist."""
-
-    def __init__(self, cause: int, created: Channel | None = None) -> None:
-        super().__init__(cause)
-        self.cause = cause
-        self.created = created
-
-
 class Pbx:
     """The simulated Asterisk. See the module docstring for the model."""
 
@@ -102,8 +77,6 @@ class Pbx:
                  agi: AgiRunner | None = None, seed: int = 0, epoch: float | None = None,
                  endpoint_context: str = "default", apps: dict[str, App] | None = None,
                  amd: AmdSettings | None = None, astdb: dict[tuple[str, str], str] | None = None) -> None:
-        from sim.apps import APPLICATIONS
-
         self.clock = clock
         self.dialplan = dialplan
         self.far_ends = far_ends
@@ -946,26 +919,3 @@ def _name_bucket(name: str) -> int:
 def _uid_order(uid: str) -> tuple[int, int]:
     a, _, b = uid.partition(".")
     return (int(a), int(b or 0))
-
-
-def parse_dial_targets(data: str) -> list[tuple[str, str]]:
-    """``PJSIP/1001&Local/x@y`` -> [(tech, resource), ...]."""
-    out = []
-    for part in data.split("&"):
-        tech, sep, resource = part.strip().partition("/")
-        if sep and resource:
-            out.append((tech, resource))
-    return out
-
-
-def split_dial_args(data: str) -> tuple[str, float | None, str]:
-    args = split_args(data)
-    targets = args[0] if args else ""
-    timeout: float | None = None
-    if len(args) > 1 and args[1].strip():
-        try:
-            timeout = float(args[1])
-        except ValueError:
-            timeout = None
-    options = args[2] if len(args) > 2 else ""
-    return targets, timeout, options

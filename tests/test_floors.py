@@ -12,8 +12,9 @@ inside functions, under ``if TYPE_CHECKING:`` and as ``importlib.import_module("
     ``__slots__``): a heuristic for reading another object's private attributes. Third-party privates our
     code must use are allowlisted by name with a reason;
 (e) no module cycle hidden by a function-level import: a function-level import of one of our modules that
-    reaches back to the importer through module-level imports exists only to dodge a cycle. (A plain lazy
-    import, say of a heavy third-party library or of an optional engine, is fine.)
+    reaches back to the importer (through module-level or other function-level imports) exists only to
+    dodge a cycle; and no module-level cycle. (A plain lazy import, say of a heavy third-party library or
+    of an optional engine, that closes no cycle is fine; ``TYPE_CHECKING`` imports make no runtime cycle.)
 
 ``KNOWN`` lists findings let through for now, each with its reason; an entry no longer found fails the test
 so that the list only shrinks. ``TODO(one-house)`` entries are in modules being restructured elsewhere.
@@ -96,6 +97,13 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("hidden-cycle", "centre/server.py", "centre.process"):
         "TODO(one-house): centre/server.py imports centre.process in a function and centre.process imports "
         "centre.server; the wiring and the process shell separate in the restructuring",
+    ("hidden-cycle", "centre/console_backend.py", "centre.server"):
+        "TODO(one-house): the console backend takes call_key from centre/server.py, which runs centre.process, "
+        "which builds the console backend",
+    ("hidden-cycle", "centre/process.py", "centre.console_backend"):
+        "TODO(one-house): a legitimate lazy import (the process builds the console backend) on the cycle the "
+        "two entries above and below close: centre/server.py -> centre.process, centre/console_backend.py -> "
+        "centre.server; it clears when they go",
     ("floor", "dialer/leads.py", "screenpop.demo_data"):
         "TODO(one-house): the dialer's 'demo' lead source is the screen pop's demo customers; the fix is a "
         "demo-leads source the application hands to Dialer (centre/server.py builds the Dialer)",
@@ -373,14 +381,16 @@ def check_reach_ins(sources: Mapping[str, str], allowed: Mapping[str, Private]) 
 
 
 def check_hidden_cycles(refs: Iterable[ImportRef], modules: Iterable[str]) -> list[Finding]:
-    """(e) No function-level import of our module that closes a cycle of module-level imports; and no
-    module-level cycle at all."""
+    """(e) No function-level import of our module that closes a cycle of runtime imports (module-level or
+    function-level: two lazy imports can hide one cycle together); and no module-level cycle at all."""
     ours = set(modules)
-    refs = list(refs)
+    refs = [r for r in refs if not r.type_checking and r.target in ours and r.target != r.importer]
     graph: dict[str, set[str]] = {m: set() for m in ours}
+    module_level: dict[str, set[str]] = {m: set() for m in ours}
     for r in refs:
-        if not r.function_level and not r.type_checking and r.target in ours and r.target != r.importer:
-            graph[r.importer].add(r.target)
+        graph[r.importer].add(r.target)
+        if not r.function_level:
+            module_level[r.importer].add(r.target)
 
     def path_between(start: str, goal: str) -> list[str] | None:
         seen = {start}
@@ -398,11 +408,11 @@ def check_hidden_cycles(refs: Iterable[ImportRef], modules: Iterable[str]) -> li
         return None
 
     out = []
-    for component in _cycles(graph):
+    for component in _cycles(module_level):
         out.append(Finding("module-cycle", component[0].replace(".", "/") + ".py", 0, " <-> ".join(component),
                            f"module-level import cycle among {', '.join(component)}"))
     for r in refs:
-        if not r.function_level or r.target not in ours or r.target == r.importer:
+        if not r.function_level:
             continue
         trail = path_between(r.target, r.importer)
         if trail is not None:
@@ -520,6 +530,10 @@ def test_the_checker_flags_a_cycle_hidden_by_a_function_level_import() -> None:
     found = _checks({**BASE, "b/one.py": "from b import two\n",
                      "b/two.py": "def f():\n    from b.one import X\n    import json\n    return X, json\n"})
     assert found == {"hidden-cycle": ["b/two.py:2 b.one"]}
+    # two lazy imports hiding one cycle together: both are flagged
+    found = _checks({**BASE, "b/one.py": "def f():\n    from b import two\n",
+                     "b/two.py": "from b import three\n", "b/three.py": "def g():\n    from b import one\n"})
+    assert found == {"hidden-cycle": ["b/one.py:2 b.two", "b/three.py:2 b.one"]}
     # a lazy import that closes no cycle is fine; a module-level cycle is flagged as such
     assert _checks({**BASE, "b/one.py": "", "b/two.py": "def f():\n    from b import one\n"}) == {}
     found = _checks({**BASE, "b/one.py": "from b import two\n", "b/two.py": "from b import one\n"})
