@@ -101,9 +101,9 @@ KNOWN: dict[tuple[str, str, str], str] = {
         "TODO(one-house): the console backend takes call_key from centre/server.py, which runs centre.process, "
         "which builds the console backend",
     ("hidden-cycle", "centre/process.py", "centre.console_backend"):
-        "TODO(one-house): a legitimate lazy import (the process builds the console backend) on the cycle the "
-        "two entries above and below close: centre/server.py -> centre.process, centre/console_backend.py -> "
-        "centre.server; it clears when they go",
+        "TODO(one-house): a legitimate lazy import (the process builds the console backend) on the cycle that "
+        "centre/server.py -> centre.process and centre/console_backend.py -> centre.server close; it clears "
+        "when they go",
     ("floor", "dialer/leads.py", "screenpop.demo_data"):
         "TODO(one-house): the dialer's 'demo' lead source is the screen pop's demo customers; the fix is a "
         "demo-leads source the application hands to Dialer (centre/server.py builds the Dialer)",
