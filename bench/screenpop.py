@@ -165,7 +165,7 @@ def role_server(config: str) -> int:
     push_s: list[float] = []
     pushed: dict[str, float] = {}  # "uniqueid agent" -> when the pop was handed to the hub
 
-    received = ami_client._AMIProtocol.dataReceived
+    received = ami_client.AMIProtocol.dataReceived
 
     def stamped(self: Any, data: bytes) -> None:
         chunk["t"] = time.perf_counter()
@@ -174,7 +174,7 @@ def role_server(config: str) -> int:
         finally:
             chunk["t"] = None
 
-    ami_client._AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
+    ami_client.AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
 
     gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection during the run
     gc_start = {"t": 0.0}
@@ -543,7 +543,7 @@ def prepare_template(workdir: Path) -> Path:
     """Migrate a SQLite file and load the demo customers once; each run starts from a copy."""
     from datetime import UTC, datetime
 
-    from centre.wiring import ensure_demo_customers
+    from centre.screenpop_wiring import ensure_demo_customers
 
     path = workdir / "template.sqlite3"
     ensure_demo_customers(f"sqlite:///{path}", datetime.now(UTC), n=CUSTOMERS)

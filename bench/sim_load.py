@@ -246,7 +246,7 @@ def role_sim(config: str, seed: int) -> int:
     from centre.sim_pbx import build_sim, listen
     from config.load import load_config
     from cti.reactor import install_reactor
-    from sim.ami_server import event_classes
+    from sim.ami_read_classes import event_classes
     from sim.fastagi_client import tcp_connector
 
     cfg = with_demo_callers(load_config(config))
@@ -423,7 +423,7 @@ def prepare_template(workdir: Path) -> None:
     """Migrate a SQLite file and load the demo customers once; each step starts from a copy."""
     from datetime import UTC, datetime
 
-    from centre.wiring import ensure_demo_customers
+    from centre.screenpop_wiring import ensure_demo_customers
 
     ensure_demo_customers(f"sqlite:///{workdir / 'template.sqlite3'}", datetime.now(UTC))
 

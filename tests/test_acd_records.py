@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.recorder import Recorder
-from acd.records import AgentStateRecord, QueueCallRecord
+from acd.tables import AgentStateRecord, QueueCallRecord
 from centre.database import import_models, upgrade
 from cti.db import Base, make_engine
 from tests.conftest import POSTGRES_URL
@@ -94,12 +94,12 @@ def _check_rows(url: str) -> None:
 
 
 def test_sqlite_migration_matches_models(sqlite_url: str) -> None:
-    """On SQLite, 0002_acd creates exactly what acd.records declares."""
+    """On SQLite, 0002_acd creates exactly what acd.tables declares."""
     _check_migration(sqlite_url)
 
 
 def test_postgres_migration_matches_models(pg_url: str) -> None:
-    """On PostgreSQL, 0002_acd creates exactly what acd.records declares."""
+    """On PostgreSQL, 0002_acd creates exactly what acd.tables declares."""
     _check_migration(pg_url)
 
 

@@ -20,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 
 from cti.db import make_engine
 from cti.events import CallQueued
-from cti.reactor import install_reactor
+from cti.reactor import install_reactor, reactor_loop
 from cti.threads import thread_runner
 from ivr.events import IvrCompleted, PathStep
 from ivr.ports import LookupResult
@@ -337,7 +337,7 @@ def test_cache_drops_tagged_entries_and_keeps_its_index_with_evictions_and_expir
 
 def _wait(d: Deferred, timeout: float = 10.0) -> Any:
     """Run the project's asyncio reactor loop until ``d`` fires (fail after ``timeout`` seconds)."""
-    loop = install_reactor()._asyncioEventloop
+    loop = reactor_loop()
     return loop.run_until_complete(asyncio.wait_for(d.asFuture(loop), timeout))
 
 
@@ -401,7 +401,7 @@ def test_stuck_query_is_not_joined_forever(store):
 def test_service_wiring_migrates_seeds_and_looks_up(tmp_path):
     """ensure_demo_customers migrates and seeds an empty database once; start_pop_lookup answers an IVR
     look-up of a demo caller over its own thread pool on the running reactor loop."""
-    from centre.wiring import ensure_demo_customers, start_pop_lookup
+    from centre.screenpop_wiring import ensure_demo_customers, start_pop_lookup
     from screenpop.demo_data import demo_callers
 
     url = f"sqlite:///{tmp_path}/demo.sqlite3"

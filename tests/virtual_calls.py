@@ -19,9 +19,9 @@ import yaml
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.console_backend import ServerConsoleBackend
 from centre.demo import DEMO_EPOCH, VirtualStack, build_virtual, with_demo_callers
-from centre.wiring import ensure_demo_customers
+from centre.screenpop_wiring import ensure_demo_customers
 from config.load import load_config
-from sim.pbx import Channel
+from sim.channel import Channel
 from sim.people import InboundArrival
 from tests.test_server_pops import DEMO, inline
 

@@ -122,8 +122,8 @@ class Scenario:
 
         from acd.events import CallAnswered, CallOffered
         from centre.process import Runtime
+        from centre.screenpop_wiring import ensure_demo_customers
         from centre.sim_pbx import build_sim, listen
-        from centre.wiring import ensure_demo_customers
         from config.load import load_config
         from cti.events import AmiConnectionChanged, CallQueued
         from ivr.events import IvrCompleted
@@ -257,7 +257,7 @@ def read_database(db_url: str, call_id: str, server: str) -> dict[str, Any]:
     """The interaction row of the call, its ACD queued-call records and 1001's state log."""
     from sqlalchemy import select
 
-    from acd.records import AgentStateRecord, QueueCallRecord
+    from acd.tables import AgentStateRecord, QueueCallRecord
     from cti.db import make_engine
     from screenpop.store import Customer, Interaction
 
