@@ -543,7 +543,7 @@ def prepare_template(workdir: Path) -> Path:
     """Migrate a SQLite file and load the demo customers once; each run starts from a copy."""
     from datetime import UTC, datetime
 
-    from centre.screenpop_wiring import ensure_demo_customers
+    from centre.wiring import ensure_demo_customers
 
     path = workdir / "template.sqlite3"
     ensure_demo_customers(f"sqlite:///{path}", datetime.now(UTC), n=CUSTOMERS)

@@ -423,7 +423,7 @@ def prepare_template(workdir: Path) -> None:
     """Migrate a SQLite file and load the demo customers once; each step starts from a copy."""
     from datetime import UTC, datetime
 
-    from centre.screenpop_wiring import ensure_demo_customers
+    from centre.wiring import ensure_demo_customers
 
     ensure_demo_customers(f"sqlite:///{workdir / 'template.sqlite3'}", datetime.now(UTC))
 

@@ -240,8 +240,8 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
     import asyncio
 
     from centre.process import Runtime
-    from centre.screenpop_wiring import ensure_demo_customers
     from centre.sim_pbx import build_sim, listen
+    from centre.wiring import ensure_demo_customers
     from cti.reactor import install_reactor
     from sim.clock import ScaledClock
 

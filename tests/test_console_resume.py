@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.console_backend import ServerConsoleBackend
 from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents, with_demo_callers
-from centre.screenpop_wiring import ensure_demo_customers
+from centre.wiring import ensure_demo_customers
 from config.load import load_config
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"

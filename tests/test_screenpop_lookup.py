@@ -401,7 +401,7 @@ def test_stuck_query_is_not_joined_forever(store):
 def test_service_wiring_migrates_seeds_and_looks_up(tmp_path):
     """ensure_demo_customers migrates and seeds an empty database once; start_pop_lookup answers an IVR
     look-up of a demo caller over its own thread pool on the running reactor loop."""
-    from centre.screenpop_wiring import ensure_demo_customers, start_pop_lookup
+    from centre.wiring import ensure_demo_customers, start_pop_lookup
     from screenpop.demo_data import demo_callers
 
     url = f"sqlite:///{tmp_path}/demo.sqlite3"

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from acd.events import CallOffered
 from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents, with_demo_callers
-from centre.screenpop_wiring import ensure_demo_customers
+from centre.wiring import ensure_demo_customers
 from config.load import load_config
 from cti.events import CallQueued
 

@@ -19,7 +19,7 @@ import yaml
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.console_backend import ServerConsoleBackend
 from centre.demo import DEMO_EPOCH, VirtualStack, build_virtual, with_demo_callers
-from centre.screenpop_wiring import ensure_demo_customers
+from centre.wiring import ensure_demo_customers
 from config.load import load_config
 from sim.channel import Channel
 from sim.people import InboundArrival

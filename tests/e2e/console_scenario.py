@@ -122,8 +122,8 @@ class Scenario:
 
         from acd.events import CallAnswered, CallOffered
         from centre.process import Runtime
-        from centre.screenpop_wiring import ensure_demo_customers
         from centre.sim_pbx import build_sim, listen
+        from centre.wiring import ensure_demo_customers
         from config.load import load_config
         from cti.events import AmiConnectionChanged, CallQueued
         from ivr.events import IvrCompleted
