@@ -19,10 +19,19 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from acd.requirements import compile_requirements
-from acd.service import AcdService
+from acd.events import CallOffered, OfferNotAnswered
 from cti.commands import CommandFailed
-from cti.events import AmiConnectionChanged
+from cti.events import (
+    AmdResult,
+    AmiConnectionChanged,
+    CallEnded,
+    CallQueued,
+    ChannelHungup,
+    DialEnded,
+    DialStarted,
+    OriginateResult,
+    VariableSet,
+)
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning
 from dialer.leads import LeadSourceError, read_source
@@ -33,30 +42,14 @@ log = logging.getLogger("dialer")
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
-class IdleAgents:
-    """Counts the ready agents who may take a campaign queue's call at once (the queue's own skills, before
-    any expansion: a person waits 2 seconds, not the expansion steps' minutes)."""
-
-    def __init__(self, acd: AcdService) -> None:
-        self.acd = acd
-        section = acd.section
-        self._eligible: dict[str, list[str]] = {}
-        for q in section.queues:
-            req = compile_requirements(section, q, (), 0)
-            self._eligible[q.name] = [a.id for a in section.agents if req.eligible(a.skills) is not None]
-
-    def __call__(self, queue: str) -> int:
-        idle = 0
-        for agent_id in self._eligible.get(queue, ()):
-            snap = self.acd.agent_snapshot(agent_id)
-            if snap.state == "ready" and snap.available:
-                idle += 1
-        return idle
-
-
 class Dialer:
     """Every configured campaign. ``idle_agents(queue)``: ready agents for the queue now; ``sink``: where
-    outputs produced later (after a store write) go; ``clock``: the current time for those."""
+    outputs produced later (after a store write) go; ``clock``: the current time for those. An engine on
+    the server's bus (``cti.bus.Engine``): ``subscriptions`` are the events the campaigns follow."""
+
+    subscriptions: tuple[type, ...] = (CommandFailed, AmiConnectionChanged, VariableSet, OriginateResult, AmdResult,
+                                       CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,
+                                       OfferNotAnswered)
 
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
                  idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],
