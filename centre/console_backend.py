@@ -140,6 +140,15 @@ class ServerConsoleBackend:
     async def _ami(self, server: str, action: str, fields: dict[str, str | list[str]]) -> None:
         await _result(self.server.pool.send(server, action, fields))
 
+    @staticmethod
+    def _move(live: CallSession, trigger: SessionTrigger) -> bool:
+        """Move the session after its AMI action, unless the PBX's events moved it first (the caller back
+        from a consultation, the call ended): then it stays as they left it."""
+        if not live.can(trigger):
+            return False
+        live.fire(trigger)
+        return True
+
     def _push_call(self, live: CallSession) -> dict[str, Any]:
         live.since = self.server.now()
         message = self.server.call_message(live)
@@ -180,7 +189,7 @@ class ServerConsoleBackend:
             "Channel": live.queued.channel, "Context": ON_HOLD_CONTEXT, "Exten": START_EXTEN, "Priority": "1",
             "ExtraChannel": live.agent_channel, "ExtraContext": AGENT_ON_HOLD_CONTEXT, "ExtraExten": START_EXTEN,
             "ExtraPriority": "1"})
-        live.fire(SessionTrigger.HOLD)
+        self._move(live, SessionTrigger.HOLD)
         return self._push_call(live)
 
     async def _do_retrieve(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +197,8 @@ class ServerConsoleBackend:
         self._connected(live, "held")
         await self._ami(live.queued.server, "Bridge", {
             "Channel1": live.agent_channel, "Channel2": live.queued.channel, "Tone": "no"})
-        live.fire(SessionTrigger.RETRIEVE)
-        live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
+        if self._move(live, SessionTrigger.RETRIEVE):
+            live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
         return self._push_call(live)
 
     async def _do_transfer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +220,7 @@ class ServerConsoleBackend:
             self.server.call_log.transferred(server, live.queued.call_id)
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
         # already ended this agent's part (and the call may be ringing another agent in a new session).
-        if live.can(SessionTrigger.TRANSFER):
-            live.fire(SessionTrigger.TRANSFER)
+        if self._move(live, SessionTrigger.TRANSFER):
             self._push_call(live)
         return {"call_id": live.queued.call_id, "status": "ended"}
 
@@ -225,23 +233,23 @@ class ServerConsoleBackend:
                                            "Value": dial})
         await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": CONSULT_CONTEXT,
                                            "Exten": CONSULT_EXTEN})
-        live.fire(SessionTrigger.CONSULT)
-        live.consult = {"number": str(params["number"]), "state": "ringing"}
+        if self._move(live, SessionTrigger.CONSULT):
+            live.consult = {"number": str(params["number"]), "state": "ringing"}
         return self._push_call(live)
 
     async def _do_attended_complete(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
         await self._ami(live.queued.server, "Hangup", {"Channel": live.agent_channel, "Cause": "16"})
-        live.fire(SessionTrigger.COMPLETE)
+        self._move(live, SessionTrigger.COMPLETE)
         return self._push_call(live)
 
     async def _do_attended_cancel(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
         await self._ami(live.queued.server, "CancelAtxfer", {"Channel": live.agent_channel})
-        live.fire(SessionTrigger.CONSULT_ENDED)
-        live.consult = None
+        if self._move(live, SessionTrigger.CONSULT_ENDED):
+            live.consult = None
         return self._push_call(live)
 
     # ---------------------------------------------------------------- after the call

@@ -53,27 +53,33 @@ class ScreenPops(Reactive):
         # agent -> the last pop it was sent (as "type": "pop"), kept while the agent is reserved, on the
         # call or in its wrap-up.
         self.agent_pops: dict[str, dict[str, Any]] = {}
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            CallQueued: self._on_queued, CallOffered: self._on_offered, AgentStateChanged: self._on_agent_state,
+            SessionAdopted: self._on_adopted,
+        }
 
     def handle(self, event: object, now: float) -> Outputs:
-        kind = type(event)
-        if kind is CallOffered:
-            assert isinstance(event, CallOffered)
-            session = self.sessions.get(event.server, event.uniqueid)
-            if session is not None:
-                self._pop(session, now)
-        elif kind is AgentStateChanged:
-            assert isinstance(event, AgentStateChanged)
-            if event.state not in KEEP_POP:
-                self.agent_pops.pop(event.agent_id, None)
-        elif kind is CallQueued:
-            assert isinstance(event, CallQueued)
-            session = self.sessions.opened_by(event)
-            if session is not None and not session.agent_id:
-                self._prefetch(event, now)  # the caller waits: warm the pop (an offer at once looked it up)
-        elif kind is SessionAdopted:
-            assert isinstance(event, SessionAdopted)
-            self._pop(event.session, now)
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, now)
         return ()
+
+    def _on_queued(self, event: CallQueued, now: float) -> None:
+        session = self.sessions.opened_by(event)
+        if session is not None and not session.agent_id:
+            self._prefetch(event, now)  # the caller waits: warm the pop (an offer at once looked it up)
+
+    def _on_offered(self, event: CallOffered, now: float) -> None:
+        session = self.sessions.get(event.server, event.uniqueid)
+        if session is not None:
+            self._pop(session, now)
+
+    def _on_agent_state(self, event: AgentStateChanged, now: float) -> None:
+        if event.state not in KEEP_POP:
+            self.agent_pops.pop(event.agent_id, None)
+
+    def _on_adopted(self, event: SessionAdopted, now: float) -> None:
+        self._pop(event.session, now)
 
     def _prefetch(self, event: CallQueued, now: float) -> None:
         """Warm the look-up cache while the caller waits, so the pop at offer time is complete at once."""

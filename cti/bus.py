@@ -46,7 +46,8 @@ class Engine(Protocol):
 
 
 class Reactive:
-    """Base for an engine without timers (only ``subscriptions`` and ``handle`` to write)."""
+    """Base for an engine without timers (only ``subscriptions`` and ``handle`` to write). The bus asks
+    only engines that override ``next_deadline`` for their timers."""
 
     subscriptions: tuple[type, ...] = ()
 
@@ -65,10 +66,13 @@ class Routes:
 
     def __init__(self) -> None:
         self.engines: tuple[Engine, ...] = ()
+        self.timed: tuple[Engine, ...] = ()  # the engines that may have timers (not plain ``Reactive`` ones)
         self._by_type: dict[type, tuple[Engine, ...]] = {}
 
     def add(self, engine: Engine) -> None:
         self.engines = (*self.engines, engine)
+        if not (isinstance(engine, Reactive) and type(engine).next_deadline is Reactive.next_deadline):
+            self.timed = (*self.timed, engine)
         self._by_type.clear()  # resolved again on first use
 
     def for_type(self, kind: type) -> tuple[Engine, ...]:
@@ -148,7 +152,7 @@ class EventBus:
 
     def tick(self, now: float) -> None:
         """Tick every engine whose deadline has come, and carry out what they return."""
-        for engine in self.routes.engines:
+        for engine in self.routes.timed:
             deadline = engine.next_deadline()
             if deadline is not None and deadline <= now + 1e-9:
                 outputs = engine.tick(now)
@@ -158,7 +162,7 @@ class EventBus:
     def next_deadline(self) -> float | None:
         """The earliest deadline of any engine (None: no engine has one)."""
         best: float | None = None
-        for engine in self.routes.engines:
+        for engine in self.routes.timed:
             deadline = engine.next_deadline()
             if deadline is not None and (best is None or deadline < best):
                 best = deadline

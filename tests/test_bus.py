@@ -129,6 +129,10 @@ def test_routes_are_resolved_once_per_type_and_again_after_an_engine_is_added() 
     routes.add(b)
     assert routes.for_type(Child) == (a, b)
     assert routes.for_type(str) == (b,)
+    assert routes.timed == ()  # neither has timers: the bus does not ask them
+    timed = Timed(None, log)
+    routes.add(timed)
+    assert routes.timed == (timed,)
 
 
 def test_apply_hands_commands_to_the_sink_and_publishes_the_rest() -> None:
