@@ -15,7 +15,7 @@ clock in tests); nothing here reads the wall clock itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -153,7 +153,7 @@ class CtiServer:
         self.bus.publish(event, self.now())
         self._reschedule()
 
-    def apply(self, outputs: Iterable[object] | Sequence[object]) -> None:
+    def apply(self, outputs: Iterable[object]) -> None:
         """Carry out an engine's outputs (the console's ACD requests, the dialer's late ones, a restore)."""
         self.bus.apply(outputs, self.now())
         self._reschedule()
