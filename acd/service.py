@@ -151,6 +151,11 @@ class AcdService:
         self._push(self._next_midnight(now), "day", None, 0)
 
     # ---------------------------------------------------------------- public API
+    @property
+    def subscriptions(self) -> tuple[type, ...]:
+        """The events ``handle`` takes (``cti.bus.Engine``)."""
+        return tuple(self._handlers)
+
     def handle(self, event: object, now: float) -> list[Output]:
         """Feed one event (call/channel event or CommandFailed); return what to do and what happened."""
         out = self._begin(now)
@@ -626,10 +631,11 @@ class AcdService:
         self._rr[q.name] = a.ordinal
         a.call = call
         self._set_state(a, Trigger.OFFER, now, out)
-        out.append(OfferCall(call.offer_ref, call.key[0], call.call_id, call.key[1], call.channel, a.id, a.endpoint,
-                             q.ring_timeout, q.name))
+        # CallOffered before OfferCall: the screen pop (on CallOffered) goes out before the phone is rung
         out.append(CallOffered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id, queue=q.name,
                                agent_id=a.id, endpoint=a.endpoint, wait=now - call.entered, attempt=call.offers))
+        out.append(OfferCall(call.offer_ref, call.key[0], call.call_id, call.key[1], call.channel, a.id, a.endpoint,
+                             q.ring_timeout, q.name))
         self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
         self._decisions[call.key] = decision
         self._decisions.move_to_end(call.key)

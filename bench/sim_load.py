@@ -147,10 +147,10 @@ def role_server(config: str, profile: str | None = None) -> int:
         return {"cpu": cpu(), "loop_cpu": loop_cpu(), "counts": account["counts"], "lost": account["lost"][:10],
                 "counters": dict(runtime.server.counters),
                 "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                "open": [f"{uid} {live.status}" + (f" agent {live.agent_id} "
-                                                  f"{runtime.server.acd.agent_snapshot(live.agent_id).state.value}"
-                                                  if live.agent_id else "")
-                         for (_, uid), live in list(runtime.server.calls.items())[:3] if uid not in ledger.final]}
+                "open": [f"{live.queued.uniqueid} {live.state.value}" + (
+                    f" agent {live.agent_id} {runtime.server.acd.agent_snapshot(live.agent_id).state.value}"
+                    if live.agent_id else "")
+                    for live in list(runtime.server.sessions)[:3] if live.queued.uniqueid not in ledger.final]}
 
     def start() -> None:
         d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))

@@ -17,10 +17,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from twisted.internet import defer
 
+from acd.recorder import last_agent_states
 from acd.restore import AgentLeg, LastState, plan_restore
 from acd.states import AcdError, AgentState
+from centre.call_log import call_key
+from centre.call_sessions import HandledCall
 from cti.ami.message import AMIMessage
 from cti.calls.model import channel_age, device_of
 from cti.contract import (
@@ -39,6 +43,7 @@ from cti.contract import (
     ON_HOLD_CONTEXT,
 )
 from cti.events import CallQueued, DeviceStateChanged
+from cti.sessions import CallSession, SessionState
 
 if TYPE_CHECKING:
     from centre.server import CtiServer
@@ -128,10 +133,8 @@ class AgentRestorer:
             self.rows = {}
             self._maybe_restore()
 
-    def load(self, engine: Any) -> None:
+    def load(self, engine: Engine) -> None:
         """Read the state log's last row per agent. Blocking: at start-up, off the loop (``open_database``)."""
-        from acd.recorder import last_agent_states
-
         try:
             self.rows = last_agent_states(engine, self.server.acd.agent_ids())
         except Exception as exc:
@@ -184,23 +187,18 @@ class AgentRestorer:
                      ", ".join(f"{a}={s}" for a, s in sorted(self.restored.items())))
 
     def _restore_call(self, agent_id: str, leg: AgentLeg, since: float) -> None:
-        from centre.server import LiveCall
-
         srv = self.server
         call = srv.acd.agent_snapshot(agent_id).call  # the ACD's queue (an unknown one falls back)
         queued = CallQueued(server=leg.server, ts=leg.entered, call_id=leg.call_id, uniqueid=leg.caller_uniqueid,
                             channel=leg.caller_channel, queue=call.queue if call else leg.queue,
                             skills=leg.skills, priority=leg.priority, language=leg.language,
                             caller_num=leg.caller_num, caller_name="", dnis=leg.dnis, data=dict(leg.data))
-        srv.adopt_call(LiveCall(queued=queued, agent_id=agent_id, agent_channel=leg.agent_channel, since=since,
-                                status=leg.status))
+        srv.adopt_call(CallSession.restored(queued, SessionState(leg.status), agent_id=agent_id,
+                                            agent_channel=leg.agent_channel, since=since))
 
     def _restore_last_call(self, agent_id: str, uniqueid: str) -> None:
         """The call of a wrap-up that went on across the restart: what the agent's disposition is of. The
         state log keeps the caller's uniqueid, which is the call id of the calls the ACD takes (the first
         channel of a call); with several PBXs the first is assumed."""
-        from centre.call_log import call_key
-        from centre.server import HandledCall
-
         server = self.server.cfg.asterisk[0].name if self.server.cfg.asterisk else ""
         self.server.last_call[agent_id] = HandledCall(server, uniqueid, call_key(server, uniqueid))

@@ -41,10 +41,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_or_exit(args.config)
     print_security_warnings(args.config, cfg)
-    from centre.server import serve
+    from centre.process import run_server
 
     setup_logging(getattr(getattr(cfg, "log", None), "level", "INFO"))
-    return serve(cfg)  # type: ignore[arg-type]
+    return run_server(cfg)  # type: ignore[arg-type]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from twisted.internet import defer
 
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
+from centre.call_log import call_key
 from cti.ami.client import AMIError
 from cti.contract import (
     AGENT_ON_HOLD_CONTEXT,
@@ -43,9 +44,10 @@ from cti.contract import (
     TRANSFER_CONTEXT,
     inherited,
 )
+from cti.sessions import CallSession, SessionError, SessionTrigger
 
 if TYPE_CHECKING:
-    from centre.server import CtiServer, LiveCall
+    from centre.server import CtiServer
 
 log = logging.getLogger("cti.console")
 
@@ -84,6 +86,8 @@ class ServerConsoleBackend:
             result: dict[str, Any] = await handler(session.agent_id, params)
         except AcdError as exc:
             raise ConsoleError(exc.error_id, exc.message, **exc.details) from None
+        except SessionError as exc:  # the call moved meanwhile (the caller hung up, ...)
+            raise ConsoleError(exc.error_id, exc.message, status=exc.state.value) from None
         except AMIError as exc:
             raise ConsoleError("action-failed", f"the PBX refused: {_ami_reason(exc)}") from None
         return result
@@ -118,7 +122,7 @@ class ServerConsoleBackend:
         self.server.apply(fn(*args, now))
         return {"state": self.server.state_message(args[0])}
 
-    def _live(self, agent_id: str, call_id: str | None) -> LiveCall:
+    def _live(self, agent_id: str, call_id: str | None) -> CallSession:
         live = self.server.call_for_agent(agent_id)
         if live is None:
             raise ConsoleError("no-active-call", "you have no call right now")
@@ -126,21 +130,30 @@ class ServerConsoleBackend:
             raise ConsoleError("unknown-call", "that is not your current call")
         return live
 
-    def _connected(self, live: LiveCall, *allowed: str) -> None:
-        if live.status not in allowed:
-            raise ConsoleError("illegal-transition", f"not possible while the call is {live.status}",
-                               status=live.status)
+    def _connected(self, live: CallSession, *allowed: str) -> None:
+        if live.state not in allowed:
+            raise ConsoleError("illegal-transition", f"not possible while the call is {live.state.value}",
+                               status=live.state.value)
         if not live.agent_channel:
             raise ConsoleError("no-active-call", "the agent's leg of this call is not known yet")
 
     async def _ami(self, server: str, action: str, fields: dict[str, str | list[str]]) -> None:
         await _result(self.server.pool.send(server, action, fields))
 
-    def _push_call(self, live: LiveCall) -> dict[str, Any]:
+    @staticmethod
+    def _move(live: CallSession, trigger: SessionTrigger) -> bool:
+        """Move the session after its AMI action, unless the PBX's events moved it first (the caller back
+        from a consultation, the call ended): then it stays as they left it."""
+        if not live.can(trigger):
+            return False
+        live.fire(trigger)
+        return True
+
+    def _push_call(self, live: CallSession) -> dict[str, Any]:
         live.since = self.server.now()
         message = self.server.call_message(live)
         self.server.push_to_agent(live.agent_id, message)
-        return {"call_id": live.queued.call_id, "status": live.status}
+        return {"call_id": live.queued.call_id, "status": live.state.value}
 
     # ---------------------------------------------------------------- agent state
     async def _do_login(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +189,7 @@ class ServerConsoleBackend:
             "Channel": live.queued.channel, "Context": ON_HOLD_CONTEXT, "Exten": START_EXTEN, "Priority": "1",
             "ExtraChannel": live.agent_channel, "ExtraContext": AGENT_ON_HOLD_CONTEXT, "ExtraExten": START_EXTEN,
             "ExtraPriority": "1"})
-        live.status = "held"
+        self._move(live, SessionTrigger.HOLD)
         return self._push_call(live)
 
     async def _do_retrieve(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -184,8 +197,8 @@ class ServerConsoleBackend:
         self._connected(live, "held")
         await self._ami(live.queued.server, "Bridge", {
             "Channel1": live.agent_channel, "Channel2": live.queued.channel, "Tone": "no"})
-        live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
-        live.status = "connected"
+        if self._move(live, SessionTrigger.RETRIEVE):
+            live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
         return self._push_call(live)
 
     async def _do_transfer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -206,9 +219,8 @@ class ServerConsoleBackend:
                                                  "Priority": "1"})
             self.server.call_log.transferred(server, live.queued.call_id)
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
-        # already ended this agent's part (and the call may be ringing another agent under a new LiveCall).
-        if live.status != "ended":
-            live.status = "ended"
+        # already ended this agent's part (and the call may be ringing another agent in a new session).
+        if self._move(live, SessionTrigger.TRANSFER):
             self._push_call(live)
         return {"call_id": live.queued.call_id, "status": "ended"}
 
@@ -221,22 +233,23 @@ class ServerConsoleBackend:
                                            "Value": dial})
         await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": CONSULT_CONTEXT,
                                            "Exten": CONSULT_EXTEN})
-        live.status = "consulting"
-        live.consult = {"number": str(params["number"]), "state": "ringing"}
+        if self._move(live, SessionTrigger.CONSULT):
+            live.consult = {"number": str(params["number"]), "state": "ringing"}
         return self._push_call(live)
 
     async def _do_attended_complete(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
         await self._ami(live.queued.server, "Hangup", {"Channel": live.agent_channel, "Cause": "16"})
-        live.status = "ended"
+        self._move(live, SessionTrigger.COMPLETE)
         return self._push_call(live)
 
     async def _do_attended_cancel(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
         await self._ami(live.queued.server, "CancelAtxfer", {"Channel": live.agent_channel})
-        live.status, live.consult = "connected", None
+        if self._move(live, SessionTrigger.CONSULT_ENDED):
+            live.consult = None
         return self._push_call(live)
 
     # ---------------------------------------------------------------- after the call
@@ -325,8 +338,6 @@ class ServerConsoleBackend:
         live.pop = self.server.agent_pops[agent_id] = dict(update, type="pop")
         self.server.push_to_agent(agent_id, update)
         if self.server.pop_lookup is not None and chosen.get("customer_id") is not None:
-            from centre.server import call_key
-
             self.server.pop_lookup.set_disposition(
                 call_key(live.queued.server, live.queued.call_id), customer_id=int(chosen["customer_id"]),
             ).addErrback(lambda f: log.warning("customer choice not recorded: %s", f.getErrorMessage()))

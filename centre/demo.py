@@ -16,6 +16,7 @@ live line and the final account are the same figures, counted there once (docs/d
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from acd.events import AgentStateChanged
+from acd.states import AcdError
+from centre.cli_common import setup_logging
 from centre.demo_account import (
     CallLedger,
     DemoFigures,
@@ -37,8 +40,19 @@ from centre.demo_account import (
     server_known_calls,
 )
 from centre.demo_account import summary_line as figures_line
+from centre.process import Runtime
 from centre.server import CtiServer
+from centre.sim_pbx import SimRuntime, build_sim, listen
+from centre.wiring import ensure_demo_customers
 from config.schema import CtiConfig
+from cti.db import describe_url
+from cti.reactor import install_reactor
+from ivr.fastagi import FastAgiFactory
+from ivr.ports import InMemoryCustomerLookup
+from screenpop.demo_data import demo_callers
+from sim.ami_server import AMIServerFactory
+from sim.clock import ScaledClock, VirtualClock
+from sim.memory_transport import MemoryConnector, MemoryNetwork
 
 log = logging.getLogger("centre.demo")
 
@@ -51,19 +65,16 @@ HUMAN_AGENTS = ("1001",)  # left for a person at the browser in real-time demos
 
 @dataclass
 class VirtualStack:
-    clock: Any
-    net: Any
-    sim: Any
+    clock: VirtualClock
+    net: MemoryNetwork
+    sim: SimRuntime
     server: CtiServer
-    fastagi: Any
+    fastagi: FastAgiFactory
     ledger: CallLedger
 
 
-def demo_customers_lookup(n: int = 3000, seed: int = 1) -> Any:
+def demo_customers_lookup(n: int = 3000, seed: int = 1) -> InMemoryCustomerLookup:
     """The demo customers for the IVR's look-ups without a database (virtual runs)."""
-    from ivr.ports import InMemoryCustomerLookup
-    from screenpop.demo_data import demo_callers
-
     return InMemoryCustomerLookup(
         {"id": c.external_id, "name": c.name, "phone": f"{c.e164} {c.national}", "account": c.account}
         for c in demo_callers(n, seed))
@@ -71,8 +82,6 @@ def demo_customers_lookup(n: int = 3000, seed: int = 1) -> Any:
 
 def with_demo_callers(cfg: CtiConfig, n: int = 3000, seed: int = 1) -> CtiConfig:
     """The config with the simulator's known callers set to the demo customers' numbers."""
-    from screenpop.demo_data import demo_callers
-
     if cfg.sim.callers.known_customers:
         return cfg
     numbers = [c.e164 for c in demo_callers(n, seed)]
@@ -82,12 +91,6 @@ def with_demo_callers(cfg: CtiConfig, n: int = 3000, seed: int = 1) -> CtiConfig
 
 def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool = True) -> VirtualStack:
     """The whole contact centre in one process on a VirtualClock (no sockets, no database)."""
-    from centre.sim_pbx import build_sim
-    from ivr.fastagi import FastAgiFactory
-    from sim.ami_server import AMIServerFactory
-    from sim.clock import VirtualClock
-    from sim.memory_transport import MemoryConnector, MemoryNetwork
-
     cfg = with_demo_callers(cfg)
     clock = VirtualClock(start=DEMO_EPOCH)
     net = MemoryNetwork(clock)
@@ -129,8 +132,6 @@ class AgentBots:
             self.server.clock.callLater(self.back_after, self._ready, event.agent_id)
 
     def _ready(self, agent_id: str) -> None:
-        from acd.states import AcdError
-
         try:
             self.server.apply(self.server.acd.ready(agent_id, self.server.now()))
             self.returns += 1
@@ -193,8 +194,6 @@ def summary_line(server: CtiServer, ledger: CallLedger, elapsed: float) -> str:
 # real time
 
 def run_demo(cfg: CtiConfig, args: argparse.Namespace) -> int:
-    from centre.cli_common import setup_logging
-
     setup_logging("WARNING" if not getattr(args, "verbose", False) else "INFO")
     if args.speed == "max":
         return _run_max(cfg, args)
@@ -237,13 +236,6 @@ def write_calls(rows: list[dict[str, str]], target: str | None) -> bool:
 
 
 def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int:
-    import asyncio
-
-    from centre.process import Runtime
-    from centre.sim_pbx import build_sim, listen
-    from centre.wiring import ensure_demo_customers
-    from cti.reactor import install_reactor
-    from sim.clock import ScaledClock
 
     reactor = install_reactor()
     cfg = with_demo_callers(cfg)
@@ -253,8 +245,6 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         print(f"cti demo: cannot prepare the database {cfg.database.url.split('://')[0]}: {exc}", file=sys.stderr)
         return 1
     if written:
-        from cti.db import describe_url
-
         print(f"demo: {written} customers loaded into {describe_url(cfg.database.url)}")
     clock: IReactorTime = reactor if speed == 1 else ScaledClock(reactor, speed)
     sim = build_sim(cfg, clock, seed=args.seed, speed=speed)

@@ -300,7 +300,7 @@ def server_known_calls(server: Any) -> set[str]:
     """Uniqueids of the calls the server holds: waiting in an ACD queue or with an agent."""
     now = server.now()
     waiting = {c.uniqueid for q in server.acd.queue_stats(now) for c in server.acd.waiting_calls(q, now)}
-    return waiting | {live.queued.uniqueid for live in server.calls.values()}
+    return waiting | {session.queued.uniqueid for session in server.sessions}
 
 
 # ------------------------------------------------------------------------------------------ text

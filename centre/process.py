@@ -17,10 +17,18 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.threadpool import ThreadPool
 
+from agent_console.auth import Authenticator
+from agent_console.hub import ConsoleHub
+from centre.console_backend import ServerConsoleBackend
 from centre.server import CtiServer
 from config.schema import CtiConfig
+from cti import __version__
 from cti.ami.client import Connector
+from cti.db import describe_url
 from cti.gc_policy import LongLivedPolicy
+from cti.reactor import install_reactor
+from cti.threads import end_of_pass_runner
+from ivr.fastagi import FastAgiFactory, listen_fastagi
 
 log = logging.getLogger("centre.process")
 
@@ -38,20 +46,14 @@ class Runtime:
         self.server = CtiServer(cfg, clock=self.clock, ami_connector=ami_connector)
         self.threadpool = ThreadPool(minthreads=1, maxthreads=8, name="cti-db")
         self.fastagi_port: IListeningPort | None = None
-        self.fastagi_factory: Any = None
-        self.hub: Any = None
+        self.fastagi_factory: FastAgiFactory | None = None
+        self.hub: ConsoleHub | None = None
         self.http_port: int | None = None
         self._http = http
         self.gc_policy = LongLivedPolicy()
         self._gc_loop: LoopingCall | None = None
 
     async def start(self) -> None:
-        from agent_console.auth import Authenticator
-        from agent_console.hub import ConsoleHub
-        from centre.console_backend import ServerConsoleBackend
-        from cti.threads import end_of_pass_runner
-        from ivr.fastagi import listen_fastagi
-
         cfg = self.cfg
         self.threadpool.start()
         run_in_thread = end_of_pass_runner(self.reactor, self.threadpool)
@@ -80,11 +82,8 @@ class Runtime:
 
     def _log_startup(self) -> None:
         """The few start-up lines a person reads: what runs where (libraries' own lines stay at DEBUG)."""
-        from cti import __version__
-        from cti.db import describe_url
-
         cfg = self.cfg
-        before, after = getattr(self.server, "schema", (None, None))
+        before, after = self.server.schema
         schema = (f"schema {after}" if before == after else f"schema created ({after})" if before is None
                   else f"schema upgraded from {before} to {after}")
         log.info("cti %s: database %s, %s", __version__, describe_url(cfg.database.url), schema)
@@ -120,8 +119,6 @@ class Runtime:
 
 def run_server(cfg: CtiConfig) -> int:
     """``cti serve``: run until SIGINT/SIGTERM."""
-    from cti.reactor import install_reactor
-
     reactor = install_reactor()
     runtime = Runtime(cfg, reactor)
     status = {"code": 0}

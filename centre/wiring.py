@@ -1,21 +1,237 @@
-"""Wiring of the screen-pop shell for ``cti serve`` and ``cti demo``: engine, store, thread pool, PopLookup.
+"""The one wiring module: builds the server's components and the bus between them, opens the database.
 
-The one place in screenpop that creates threads and registers reactor triggers; engines never import it.
+``build_components`` makes the call tracker, the engines (ACD, dialer, sessions, pops, call log, IVR
+session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, the dispatcher, the AMI
+links and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
+
+    IVR completions, call log, sessions, ACD, dialer, pops, callbacks, agent feed, recorder, interactions
+
+(the call log and the sessions see a call before the ACD decides on it; the pops after, so that a
+caller offered at once is not looked up twice). ``open_database`` migrates the schema and gives the
+recorder, the stores and the pop look-up to the engines that use them. The process's event flow that
+drives all this is ``centre.server.CtiServer`` (the ``Process`` here).
+
+Also the screen-pop shell for ``cti serve`` and ``cti demo`` (engine, store, thread pool, PopLookup):
+the one place in screenpop's use that creates threads and registers reactor triggers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
+from sqlalchemy import Engine
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
 from twisted.python.threadpool import ThreadPool
 
-from cti.threads import thread_runner
+from acd.recorder import Recorder
+from acd.service import AcdService
+from centre.agent_feed import AgentFeed, RecorderFeed
+from centre.call_log import CallLog, InteractionWriter
+from centre.call_log_feed import CallLogFeed, InteractionSink
+from centre.call_sessions import CallSessions
+from centre.callbacks import Callbacks
+from centre.database import upgrade
+from centre.pbx_links import PbxLinks
+from centre.pops import ScreenPops
+from config.schema import CtiConfig
+from cti.ami.client import AMIClientPool, Connector
+from cti.ami.message import AMIMessage
+from cti.bus import EventBus
+from cti.calls import CallTracker
+from cti.commands import Command, CommandFailed
+from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, CTI_LEAD_NUMBER
+from cti.db import make_engine
+from cti.dispatch import Dispatcher
+from cti.threads import ThreadRunner, thread_runner
+from dialer.shell import Dialer
+from dialer.store import CallbackStore, LeadStore
+from ivr.events import IvrEvent
+from ivr.ports import RecentCompletions
+from screenpop.demo_data import seed_store
 from screenpop.lookup import PopLookup
 from screenpop.settings import ScreenpopSection
 from screenpop.store import CustomerStore
 
+CHANNEL_UP = 6  # AMI ChannelState of an answered channel
+
+
+class Process(Protocol):
+    """What the components call back into: the process's event flow (``centre.server.CtiServer``)."""
+
+    def now(self) -> float: ...
+
+    def publish(self, event: object) -> None: ...
+
+    def apply(self, outputs: Sequence[object]) -> None: ...
+
+    def on_ami_message(self, server: str, msg: AMIMessage) -> None: ...
+
+    def on_command_failed(self, failed: CommandFailed) -> None: ...
+
+    def resynced(self, server: str, channels: list[AMIMessage]) -> None: ...
+
+    def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None: ...
+
+    def push_to_supervisors(self, message: dict[str, Any]) -> None: ...
+
+    def has_consoles(self) -> bool: ...
+
+
+class IdleAgents:
+    """Counts the ready agents who may take a campaign queue's call at once (the queue's own skills, before
+    any expansion: a person waits 2 seconds, not the expansion steps' minutes). The dialer's
+    ``idle_agents``: a read of the ACD, so that the dialer needs no ACD of its own."""
+
+    def __init__(self, acd: AcdService) -> None:
+        self.acd = acd
+        self._eligible = {q.name: acd.eligible_agents(q.name) for q in acd.section.queues}
+
+    def __call__(self, queue: str) -> int:
+        idle = 0
+        for agent_id in self._eligible.get(queue, ()):
+            snap = self.acd.agent_snapshot(agent_id)
+            if snap.state == "ready" and snap.available:
+                idle += 1
+        return idle
+
+
+class CustomerNumbers:
+    """The number an outbound call dialled: the dialer's channel variable, else the lead's phone."""
+
+    def __init__(self, tracker: CallTracker, dialer: Dialer | None) -> None:
+        self.tracker = tracker
+        self.dialer = dialer
+
+    def __call__(self, server: str, uniqueid: str, data: dict[str, str]) -> str:
+        number = data.get(CTI_LEAD_NUMBER) or self.tracker.variables(server, uniqueid).get(CTI_LEAD_NUMBER)
+        if not number and self.dialer is not None and data.get(CTI_CAMPAIGN):
+            number = self.dialer.lead_fields(data[CTI_CAMPAIGN], data.get(CTI_LEAD_ID, "")).get("phone", "")
+        return number or ""
+
+
+class IvrCalls:
+    """The (server, call id) of an IVR session's channel. FastAGI names the PBX by its address when it is
+    not configured by name: then every PBX's channels are searched for the uniqueid."""
+
+    def __init__(self, cfg: CtiConfig, tracker: CallTracker) -> None:
+        self.names = [s.name for s in cfg.asterisk]
+        self.tracker = tracker
+
+    def __call__(self, event: IvrEvent) -> tuple[str, str]:
+        named = event.server in self.names
+        for server in [event.server] if named else self.names:
+            channel = self.tracker.channel(server, event.uniqueid)
+            if channel is not None:
+                return server, channel.linkedid or event.uniqueid
+        fallback = self.names[0] if self.names else event.server
+        return (event.server if named else fallback), event.uniqueid  # a trunk channel's call is its own id
+
+
+@dataclass
+class Components:
+    """Everything a server runs, built once per configuration."""
+
+    tracker: CallTracker
+    acd: AcdService
+    dialer: Dialer | None
+    ivr_sessions: RecentCompletions
+    call_log: CallLog
+    sessions: CallSessions
+    pops: ScreenPops
+    callbacks: Callbacks
+    interactions: InteractionSink
+    recorder_feed: RecorderFeed
+    pool: AMIClientPool
+    dispatcher: Dispatcher
+    links: PbxLinks
+    bus: EventBus
+    customer_number: CustomerNumbers
+
+
+def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
+                     ami_connector: Connector | None = None) -> Components:
+    """The components of one server, wired to ``process`` and to each other through the bus."""
+    tracker = CallTracker()
+    acd = AcdService(cfg.acd, clock.seconds())
+    dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,
+                    idle_agents=IdleAgents(acd), sink=process.apply, clock=clock.seconds) \
+        if cfg.dialer.campaigns else None
+    ivr_sessions = RecentCompletions()
+    call_log = CallLog()
+
+    def channel_up(server: str, name: str) -> bool:
+        channel = tracker.find_channel_by_name(server, name)
+        return channel is not None and channel.state == CHANNEL_UP
+
+    sessions = CallSessions(started=call_log.started, channel_up=channel_up, tracks=acd.tracks)
+    pops = ScreenPops(sessions, ivr=ivr_sessions, lead_fields=dialer.lead_fields if dialer is not None else None,
+                      flows=cfg.ivr.flows, push=process.push_to_agent)
+    customer_number = CustomerNumbers(tracker, dialer)
+    log_feed = CallLogFeed(call_log, customer_number=customer_number, variables=tracker.variables,
+                           ivr_call=IvrCalls(cfg, tracker))
+    callbacks = Callbacks()
+    interactions = InteractionSink()
+    recorder_feed = RecorderFeed()
+    # the pool and the links need each other: ``links`` is bound below, before any connection is made
+    pool = AMIClientPool(cfg.asterisk, clock=clock, connector=ami_connector, on_message=process.on_ami_message,
+                         on_connection=lambda server, up, detail: links.connection_changed(server, up, detail))
+    links = PbxLinks(cfg, pool=pool, tracker=tracker, sessions=sessions, publish=process.publish,
+                     resynced=process.resynced, now=process.now)
+    dispatcher = Dispatcher(pool, process, on_failed=process.on_command_failed)
+
+    def dispatch(command: Command) -> None:
+        dispatcher.apply(command)  # looked up each time: tests and benches wrap the dispatcher's apply
+
+    bus = EventBus(dispatch)
+    for engine in (ivr_sessions, log_feed, sessions, acd, dialer, pops, callbacks,
+                   AgentFeed(acd, process.has_consoles), recorder_feed, interactions):
+        if engine is not None:
+            bus.add(engine)
+    return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
+                      sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
+                      recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
+                      customer_number=customer_number)
+
+
+@dataclass
+class Database:
+    """What ``open_database`` opened."""
+
+    schema: tuple[str | None, str | None]  # (revision before, after)
+    engine: Engine
+    recorder: Recorder
+    store: CustomerStore
+    callback_store: CallbackStore
+    pop_lookup: PopLookup
+    interactions: InteractionWriter
+
+
+def open_database(c: Components, cfg: CtiConfig, run_in_thread: ThreadRunner, clock: IReactorTime) -> Database:
+    """Migrate the database, open the recorder, the stores and the pop look-up and hand them to the
+    engines (blocking: at start-up, off the loop). The dialer's leads are loaded from its store."""
+    url = cfg.database.url
+    schema = upgrade(url)
+    recorder = Recorder(url)
+    engine = make_engine(url, echo=cfg.database.echo)
+    store = CustomerStore(engine)
+    callback_store = CallbackStore(engine)
+    pop_lookup = PopLookup.from_settings(store, run_in_thread, clock, cfg.screenpop)
+    interactions = InteractionWriter(pop_lookup)
+    c.pops.lookup = pop_lookup
+    c.interactions.writer = interactions
+    c.recorder_feed.recorder = recorder
+    c.callbacks.store, c.callbacks.run = callback_store, run_in_thread
+    if c.dialer is not None:
+        c.dialer.open_store(LeadStore(engine), run_in_thread, clock.seconds())
+    c.links.health.db = True
+    return Database(schema, engine, recorder, store, callback_store, pop_lookup, interactions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the screen-pop shell on its own (``cti screenpop``, tests, benches)
 
 def start_pop_lookup(database_url: str, settings: ScreenpopSection, reactor: IReactorTime,
                      threads: int = 4, migrate: bool = True) -> tuple[PopLookup, Callable[[], None]]:
@@ -24,9 +240,6 @@ def start_pop_lookup(database_url: str, settings: ScreenpopSection, reactor: IRe
     Returns the look-up and its ``stop()`` (stops the pool, disposes the engine; idempotent), which also
     runs when the reactor shuts down. Blocking: call before ``reactor.run()`` (or from a thread).
     """
-    from centre.database import upgrade
-    from cti.db import make_engine
-
     if migrate:
         upgrade(database_url)
     store = CustomerStore(make_engine(database_url))
@@ -52,10 +265,6 @@ def ensure_demo_customers(database_url: str, now: datetime, n: int = 3000, seed:
 
     Returns how many customers were written (0 when the store already had customers). Blocking.
     """
-    from centre.database import upgrade
-    from cti.db import make_engine
-    from screenpop.demo_data import seed_store
-
     upgrade(database_url)
     store = CustomerStore(make_engine(database_url))
     try:

@@ -57,27 +57,22 @@ def _reason(failure: Failure) -> str:
 
 
 class Dispatcher:
-    """Carries out commands. ``on_offer`` is called for every OfferCall after its AMI actions are
-    sent (the server composes and pushes the screen pop there, without waiting for Asterisk)."""
+    """Carries out commands (the bus's command sink). Failures are reported through ``on_failed``."""
 
     def __init__(
         self,
         ami: ActionSender,
         pusher: Pusher | None,
         on_failed: Callable[[CommandFailed], None],
-        on_offer: Callable[[OfferCall], None] | None = None,
     ) -> None:
         self.ami = ami
         self.pusher = pusher
         self.on_failed = on_failed
-        self.on_offer = on_offer
         self.sent = 0
         self.failed = 0
 
     def apply(self, command: Command) -> defer.Deferred[Any] | None:
         if isinstance(command, OfferCall):
-            if self.on_offer is not None:  # the pop first: the screen shows the caller before the phone rings
-                self.on_offer(command)
             return self._offer(command)
         if isinstance(command, Setvar):
             return self._send(command, command.server, "Setvar",

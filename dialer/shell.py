@@ -14,13 +14,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from acd.events import CallOffered, OfferNotAnswered
 from cti.commands import CommandFailed
-from cti.events import AmiConnectionChanged
+from cti.events import (
+    AmdResult,
+    AmiConnectionChanged,
+    CallEnded,
+    CallQueued,
+    ChannelHungup,
+    DialEnded,
+    DialStarted,
+    OriginateResult,
+    VariableSet,
+)
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning
 from dialer.leads import LeadSourceError, read_source
@@ -31,47 +42,14 @@ log = logging.getLogger("dialer")
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
-class AgentAvailability(Protocol):
-    """An agent as the ACD sees it now (``acd.snapshots.AgentSnapshot`` is one)."""
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def available(self) -> bool: ...
-
-
-class AcdReads(Protocol):
-    """What the dialer reads of the ACD (``acd.service.AcdService`` has it; the application hands it over)."""
-
-    def eligible_agents(self, queue: str) -> tuple[str, ...]: ...
-
-    def agent_snapshot(self, agent_id: str) -> AgentAvailability: ...
-
-
-class IdleAgents:
-    """Counts the ready agents who may take a campaign queue's call at once (the queue's own skills, before
-    any expansion: a person waits 2 seconds, not the expansion steps' minutes)."""
-
-    def __init__(self, acd: AcdReads) -> None:
-        self.acd = acd
-        self._eligible: dict[str, tuple[str, ...]] = {}
-
-    def __call__(self, queue: str) -> int:
-        eligible = self._eligible.get(queue)
-        if eligible is None:
-            eligible = self._eligible[queue] = self.acd.eligible_agents(queue)
-        idle = 0
-        for agent_id in eligible:
-            snap = self.acd.agent_snapshot(agent_id)
-            if snap.state == "ready" and snap.available:
-                idle += 1
-        return idle
-
-
 class Dialer:
     """Every configured campaign. ``idle_agents(queue)``: ready agents for the queue now; ``sink``: where
-    outputs produced later (after a store write) go; ``clock``: the current time for those."""
+    outputs produced later (after a store write) go; ``clock``: the current time for those. An engine on
+    the server's bus (``cti.bus.Engine``): ``subscriptions`` are the events the campaigns follow."""
+
+    subscriptions: tuple[type, ...] = (CommandFailed, AmiConnectionChanged, VariableSet, OriginateResult, AmdResult,
+                                       CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,
+                                       OfferNotAnswered)
 
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
                  idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],

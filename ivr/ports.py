@@ -73,8 +73,11 @@ class InMemoryCustomerLookup:
 class RecentCompletions:
     """An ``IvrEventSink`` keeping the last ``limit`` ``IvrCompleted`` events by uniqueid (oldest dropped).
 
-    The screen pop asks ``get(uniqueid)`` for the path; other events are passed to ``forward``.
+    The screen pop asks ``get(uniqueid)`` for the path; other events are passed to ``forward``. Also an
+    engine on the server's bus (``cti.bus.Engine``: ``subscriptions``, ``handle``), with no timers.
     """
+
+    subscriptions: tuple[type, ...] = (IvrCompleted,)
 
     def __init__(self, limit: int = 10000, forward: IvrEventSink | None = None) -> None:
         self.limit = limit
@@ -83,12 +86,26 @@ class RecentCompletions:
 
     def __call__(self, event: IvrEvent) -> None:
         if isinstance(event, IvrCompleted):
-            self._items[event.uniqueid] = event
-            self._items.move_to_end(event.uniqueid)
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            self._keep(event)
         if self.forward is not None:
             self.forward(event)
+
+    def handle(self, event: object, now: float) -> list[object]:
+        if isinstance(event, IvrCompleted):
+            self._keep(event)
+        return []
+
+    def tick(self, now: float) -> list[object]:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def _keep(self, event: IvrCompleted) -> None:
+        self._items[event.uniqueid] = event
+        self._items.move_to_end(event.uniqueid)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
 
     def get(self, uniqueid: str) -> IvrCompleted | None:
         return self._items.get(uniqueid)

@@ -91,19 +91,6 @@ THIRD_PARTY_PRIVATE: dict[str, Private] = {
 # Findings let through for now: (check, path, detail) -> reason. Every entry is TODO(one-house): its fix
 # belongs to the restructuring of centre/server.py and centre/console_backend.py under way elsewhere.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("hidden-cycle", "centre/agent_restore.py", "centre.server"):
-        "TODO(one-house): the restorer builds LiveCall and HandledCall, which live in centre/server.py, which "
-        "imports the restorer; they leave server.py (call sessions: cti/sessions.py)",
-    ("hidden-cycle", "centre/server.py", "centre.process"):
-        "TODO(one-house): centre/server.py imports centre.process in a function and centre.process imports "
-        "centre.server; the wiring and the process shell separate in the restructuring",
-    ("hidden-cycle", "centre/console_backend.py", "centre.server"):
-        "TODO(one-house): the console backend takes call_key from centre/server.py, which runs centre.process, "
-        "which builds the console backend",
-    ("hidden-cycle", "centre/process.py", "centre.console_backend"):
-        "TODO(one-house): a legitimate lazy import (the process builds the console backend) on the cycle that "
-        "centre/server.py -> centre.process and centre/console_backend.py -> centre.server close; it clears "
-        "when they go",
     ("floor", "dialer/leads.py", "screenpop.demo_data"):
         "TODO(one-house): the dialer's 'demo' lead source is the screen pop's demo customers; the fix is a "
         "demo-leads source the application hands to Dialer (centre/server.py builds the Dialer)",

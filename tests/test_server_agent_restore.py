@@ -68,8 +68,8 @@ def test_agents_come_back_as_they_were_and_get_no_second_call(tmp_path: Path, db
     assert after["1004"].reason == "lunch"
     assert after["1003"].call.uniqueid == talking.uniqueid
     assert after["1005"].call.uniqueid == held.uniqueid
-    assert server.call_for_agent("1003").status == "connected"
-    assert server.call_for_agent("1005").status == "held"
+    assert server.call_for_agent("1003").state == "connected"
+    assert server.call_for_agent("1005").state == "held"
     assert abs(after["1006"].since - before["1006"].since) < 1.0  # the same wrap-up goes on
     assert [m["status"] for m in bench.pushed.to("1005", "call")] == ["held"]  # the reconnected console's frames
     assert [m["uniqueid"] for m in bench.pushed.to("1005", "pop")] == [held.uniqueid]
@@ -134,6 +134,6 @@ def test_an_offer_ringing_across_the_restart_is_answered_by_its_agent(tmp_path: 
     assert bench.state(ringing) == "reserved"
     bench.run(10)
     assert bench.state(ringing) == "on_call"
-    assert server.call_for_agent(ringing).status == "connected"
+    assert server.call_for_agent(ringing).state == "connected"
     assert [o.agent_id for o in bench.of(CallOffered, uniqueid=chan.uniqueid)] == [ringing]
     bench.close()

@@ -97,7 +97,7 @@ def test_the_pop_goes_out_before_the_phone_is_rung(tmp_path: Path) -> None:
 
     def sent(server: str, name: str, fields: Any = None, **kw: Any) -> Deferred:
         if name == "Redirect" and fields.get("Context") == "cti-agent":
-            uid = next(u for (_, u), live in stack.server.calls.items() if live.queued.channel == fields["Channel"])
+            uid = next(s.queued.uniqueid for s in stack.server.sessions if s.queued.channel == fields["Channel"])
             order.append(("redirect", uid))
         return send(server, name, fields, **kw)
 

@@ -108,7 +108,7 @@ def test_attended_transfer_plays_a_digit_extension_on_the_agents_leg() -> None:
     stack = _stack()
     _consult(stack)
     atxfer = [fields for action, fields in stack.sent if action == "Atxfer"]
-    agent_leg = stack.server.calls[("sim", stack.caller.uniqueid)].agent_channel
+    agent_leg = stack.server.sessions.get("sim", stack.caller.uniqueid).agent_channel
     assert atxfer == [{"Channel": agent_leg, "Context": "cti-consult", "Exten": "0"}]
     assert agent_leg != stack.caller.name
 
@@ -145,7 +145,7 @@ def test_back_to_caller_cancels_the_consultation() -> None:
     reply = stack.run(stack.backend.handle(AGENT, "attended_cancel", {}))
     assert reply["status"] == "connected"
     stack.clock.run_for(2)
-    agent_leg = stack.pbx.find_channel(stack.server.calls[("sim", stack.caller.uniqueid)].agent_channel)
+    agent_leg = stack.pbx.find_channel(stack.server.sessions.get("sim", stack.caller.uniqueid).agent_channel)
     assert agent_leg is not None and agent_leg.bridge is stack.caller.bridge and not stack.caller.moh
     assert stack.pbx.find_channel("PJSIP/2002-00000002") is None
     assert stack.calls()[-1]["status"] == "connected"

@@ -1,0 +1,51 @@
+"""The supervisors' wallboard: queues, agents and the server's links, as the console protocol's
+``wallboard`` frame; and ``Health``, what it shows about the links."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from acd.recorder import Recorder
+from acd.service import AcdService
+
+WALLBOARD_INTERVAL = 1.0  # seconds between wallboard pushes to the supervisors
+
+
+@dataclass
+class Health:
+    """What the wallboard shows about the server's links."""
+
+    ami: dict[str, bool] = field(default_factory=dict)
+    ami_detail: dict[str, str] = field(default_factory=dict)
+    ami_since: dict[str, float] = field(default_factory=dict)  # when the link last went up or down
+    db: bool | None = None
+    redis: bool | None = None
+    pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "ami_since": dict(self.ami_since),
+                "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()}}
+
+
+def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float) -> dict[str, Any]:
+    """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up)."""
+    stats = acd.queue_stats(now)
+    queues = []
+    for name, q in stats.items():
+        sl, ab = q.service_level, q.abandon_rate
+        queues.append({"name": name, "waiting": q.waiting, "longest_wait": q.longest_wait,
+                       # the ACD counts in percent; the console protocol speaks fractions
+                       "service_level": None if sl is None else sl / 100.0,
+                       "abandon_rate": None if ab is None else ab / 100.0,
+                       "agents": dict(q.agents), "answered": q.answered,
+                       "abandoned": q.abandoned, "ewt": q.ewt})
+    agents = []
+    for agent_id in acd.agent_ids():
+        snap = acd.agent_snapshot(agent_id)
+        agents.append({"agent_id": agent_id, "name": snap.name, "state": snap.state.value,
+                       "reason": snap.reason or None, "since": snap.since,
+                       "call_id": snap.call.call_id if snap.call else None, "queues": list(snap.queues)})
+    if recorder is not None:
+        health.db = not recorder.metrics["db_down"]
+    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": health.as_dict()}
