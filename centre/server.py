@@ -54,7 +54,7 @@ from cti.contract import (
     HOLD_CONTEXTS,
     is_outbound,
 )
-from cti.dispatch import Dispatcher
+from cti.dispatch import ActionSender, Dispatcher
 from cti.events import (
     AmdResult,
     AmiConnectionChanged,
@@ -139,7 +139,9 @@ class CtiServer:
         ami_connector: Connector | None = None,
         pusher: Any | None = None,
         use_database: bool = True,
+        ami: ActionSender | None = None,
     ) -> None:
+        """``ami``: where commands' AMI actions go (default: the AMI connections, ``self.pool``)."""
         self.cfg = cfg
         self.clock = clock
         self.health = Health(ami={s.name: False for s in cfg.asterisk})
@@ -170,7 +172,8 @@ class CtiServer:
             cfg.asterisk, clock=clock, connector=ami_connector,
             on_message=self._on_ami_message, on_connection=self._on_ami_connection,
         )
-        self.dispatcher = Dispatcher(self.pool, self, on_failed=self._on_command_failed, on_offer=self._on_offer)
+        self.dispatcher = Dispatcher(self.pool if ami is None else ami, self, on_failed=self._on_command_failed,
+                                     on_offer=self._on_offer)
         self.recorder: Any | None = None
         self.store: Any | None = None
         self.callback_store: Any | None = None
