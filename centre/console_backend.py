@@ -74,7 +74,7 @@ class ServerConsoleBackend:
         if action == "snapshot":
             if session.role != "supervisor":
                 raise ConsoleError("forbidden", "snapshot is a supervisor action")
-            return self.server.wallboard()
+            return self.supervisor_snapshot()
         if session.role != "agent":
             raise ConsoleError("forbidden", f"{action} is an agent action")
         handler = getattr(self, f"_do_{action}", None)
@@ -105,7 +105,8 @@ class ServerConsoleBackend:
         return messages
 
     def supervisor_snapshot(self) -> dict[str, Any]:
-        return self.server.wallboard()
+        """The wallboard payload: without its push ``type``, which would else replace a reply's "result"."""
+        return {k: v for k, v in self.server.wallboard().items() if k != "type"}
 
     def session_changed(self, session: SessionInfo, connected: bool) -> None:
         log.info("console %s %s (%s)", session.agent_id, "connected" if connected else "disconnected", session.role)
