@@ -41,7 +41,15 @@ from centre.server import CtiServer, LiveCall
 from config.schema import CtiConfig
 from cti.ami.client import ActionError, ActionResult
 from cti.ami.message import AMIMessage
-from cti.contract import CTI_FLOW, CTI_IVR_PATH, CTI_QUEUE, CTI_SKILLS, HOLD_CONTEXT, collected_variable
+from cti.contract import (
+    CTI_FLOW,
+    CTI_IVR_PATH,
+    CTI_QUEUE,
+    CTI_SKILLS,
+    HOLD_CONTEXT,
+    START_EXTEN,
+    collected_variable,
+)
 from cti.dispatch import ActionSender
 from screenpop.records import AccountRecord, CustomerInput, PhoneRecord
 from sim.ami_server import AMIServer, AMIServerFactory
@@ -313,7 +321,7 @@ class Stack:
         variables = [(CTI_QUEUE, queue), (CTI_SKILLS, f"{queue}:1"), (CTI_FLOW, "main"),
                      (CTI_IVR_PATH, ">".join(path))]
         variables += [(collected_variable(k), v) for k, v in (collected or {}).items()]
-        return self.pbx.inbound_call("100", caller, name, context=HOLD_CONTEXT, variables=variables)
+        return self.pbx.inbound_call(START_EXTEN, caller, name, context=HOLD_CONTEXT, variables=variables)
 
     def live(self, agent_id: str) -> LiveCall | None:
         return self.server.call_for_agent(agent_id)
