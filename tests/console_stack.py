@@ -321,7 +321,10 @@ class Stack:
         variables = [(CTI_QUEUE, queue), (CTI_SKILLS, f"{queue}:1"), (CTI_FLOW, "main"),
                      (CTI_IVR_PATH, ">".join(path))]
         variables += [(collected_variable(k), v) for k, v in (collected or {}).items()]
-        return self.pbx.inbound_call(START_EXTEN, caller, name, context=HOLD_CONTEXT, variables=variables)
+        chan = self.pbx.inbound_call(START_EXTEN, caller, name, context=HOLD_CONTEXT)
+        for variable, value in variables:  # as the IVR's SET VARIABLEs do: VarSet events the tracker keeps
+            self.pbx.set_var(chan, variable, value)
+        return chan
 
     def live(self, agent_id: str) -> LiveCall | None:
         return self.server.call_for_agent(agent_id)
