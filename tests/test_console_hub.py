@@ -267,7 +267,7 @@ def test_routine_frames_pushed_before_a_replacing_login_reach_the_old_console_fi
 def test_agent_actions_enforce_state_rules() -> None:
     """Illegal actions get errors and change nothing; the legal path login, ready, offer, answer,
     hold, retrieve, hang up, dispose returns the agent to ready and records the disposition. (The real ACD
-    says illegal-transition for ready while logged out, where the old in-memory backend said
+    says illegal-transition for ready while logged out, where the old in-memory test backend said
     not-logged-in.)"""
 
     async def body() -> None:
@@ -317,7 +317,7 @@ def test_agent_actions_enforce_state_rules() -> None:
 
 def test_preview_without_a_lead_is_refused() -> None:
     """The real server has no preview dialling yet: accepting or skipping a lead is no-preview and changes
-    nothing. (The old in-memory backend simulated previews; nothing in the server offers one.)"""
+    nothing. (The old in-memory test backend simulated previews; nothing in the server offers one.)"""
 
     async def body() -> None:
         async with running() as stack:
