@@ -18,6 +18,7 @@ when the test says (``stack.answer(agent)``); ``stack.hang_up_phone(agent)`` and
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import shutil
@@ -211,7 +212,9 @@ _TEMPLATE: list[Path] = []
 def _fresh_database(directory: Path) -> str:
     """A migrated SQLite file (migrated once per test process, then copied)."""
     if not _TEMPLATE:
-        template = Path(tempfile.mkdtemp(prefix="console-db-")) / "template.sqlite3"
+        folder = tempfile.mkdtemp(prefix="console-db-")
+        atexit.register(shutil.rmtree, folder, True)
+        template = Path(folder) / "template.sqlite3"
         upgrade(f"sqlite:///{template}")
         _TEMPLATE.append(template)
     path = directory / "console.sqlite3"
