@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from acd.call_states import CallState
-from acd.model import Agent, Queue
 from acd.requirements import Requirements, SkillSet
 from acd.router import AgentChoice, CallChoice, SortKey
+from acd.settings import Agent, Queue
 from acd.states import AgentState
 
 CallKey = tuple[str, str]  # (server, uniqueid of the caller channel)

@@ -27,8 +27,8 @@ from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from acd.records import AgentStateRecord, row_for
 from acd.restore import LastState
+from acd.tables import AgentStateRecord, row_for
 from cti.db import Base, make_engine
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from acd.model import AcdSection, Queue
+from acd.settings import AcdSection, Queue
 
 SkillSet = tuple[tuple[str, int], ...]  # ((skill, min level), ...); the first is the primary skill
 

@@ -50,7 +50,6 @@ from acd.live import (
     CallKey,
     Decision,
 )
-from acd.model import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -61,6 +60,7 @@ from acd.requirements import (
 )
 from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
+from acd.settings import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
@@ -421,6 +421,15 @@ class AcdService:
         """The EWT of the caller at ``position`` (1 = next) of ``queue`` with the agents working it now."""
         counters = self._counters.get(queue)
         return counters.ewt(position, self._staffed.get(queue, 0)) if counters is not None else None
+
+    def eligible_agents(self, queue: str, stage: int = 0) -> tuple[str, ...]:
+        """The agents who meet ``queue``'s requirements at expansion ``stage`` (0: the queue's own skills), in
+        configuration order; () for an unknown queue. Computed on each call: a caller that asks often keeps it."""
+        q = self._queues.get(queue)
+        if q is None:
+            return ()
+        req = compile_requirements(self.section, q, (), stage)
+        return tuple(a.id for a in self._ordinals if req.eligible(a.cfg.skills) is not None)
 
     def password_hash(self, agent_id: str) -> str | None:
         return self._agent(agent_id).cfg.password_hash
@@ -916,9 +925,13 @@ class AcdService:
         call = self._calls.get(key) if key is not None else None
         if call is None or call.offer_ref != e.ref or call.state != CallState.OFFERED:
             if e.ref.startswith(("acd-overflow", "acd-recall")):
+                # the ACD no longer holds the caller (an overflow to voicemail or a callback): say which channel
+                # the PBX did not move, so that someone can find the caller
+                where = {"server": str(getattr(e.command, "server", "")),
+                         "channel": str(getattr(e.command, "channel", ""))}
                 out.append(AcdWarning(ts=now, code="command-failed",
                                       message=f"{type(e.command).__name__} failed: {e.reason[:200]}",
-                                      details={"ref": e.ref}))
+                                      details={"ref": e.ref, **where}))
             return
         call.failures += 1
         if "no such channel" in e.reason.lower() or call.failures >= MAX_COMMAND_FAILURES:

@@ -77,6 +77,10 @@ HEARTBEAT_SLICE = 0.1  # seconds: heartbeats go out to a slice of the connection
 # type waits for the end of the loop pass. Replies to requests are always urgent.
 URGENT_PUSHES = frozenset({"pop", "pop_update", "notice", "preview"})
 
+# The notice a console gets when the backend could not say what it needs on (re)connecting.
+RESUME_FAILED = "resume-failed"
+RESUME_FAILED_MESSAGE = "the server could not restore this console's state; it shows what changes from now on"
+
 
 class _Session:
     """Per-connection state, kept small: the benchmark target is <= 30 KiB per idle connection."""
@@ -404,13 +408,18 @@ class ConsoleHub:
             **({"resume_token": resume} if resume else {}), **self._hello_payload)))
         try:
             if info.role == "agent":
-                for message in self._backend.resume_messages(info.agent_id):
-                    self._enqueue(session, encode(message))
+                resume = [encode(message) for message in self._backend.resume_messages(info.agent_id)]
             else:
-                self._enqueue(session, encode({"type": "wallboard", **self._backend.supervisor_snapshot()}))
-            self._backend.session_changed(info, True)
-        except Exception:  # the session stays usable; the console shows what later pushes bring
+                resume = [encode({"type": "wallboard", **self._backend.supervisor_snapshot()})]
+        except Exception:  # the session stays usable; the console shows what later pushes bring, and says so
             log.exception("console resume for %s %s failed", info.role, info.agent_id)
+            resume = [encode({"type": "notice", "notice": RESUME_FAILED, "message": RESUME_FAILED_MESSAGE})]
+        for frame in resume:
+            self._enqueue(session, frame)
+        try:
+            self._backend.session_changed(info, True)  # told even when the resume failed: it is told of the end
+        except Exception:
+            log.exception("backend session_changed failed for %s %s", info.role, info.agent_id)
         log.info("console %s %s connected from %s (%s)", info.role, info.agent_id, remote, info.session_id)
         return session
 

@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 from acd.call_states import CallState  # noqa: E402
 from acd.events import CallAnswered  # noqa: E402
 from acd.live import AgentRuntime  # noqa: E402
-from acd.model import AcdSection  # noqa: E402
 from acd.requirements import Requirements, compile_requirements, parse_call_skills  # noqa: E402
 from acd.service import AcdService  # noqa: E402
+from acd.settings import AcdSection  # noqa: E402
 from acd.states import AgentState  # noqa: E402
 from cti.commands import OfferCall  # noqa: E402
 from cti.events import CallQueued, ChannelHungup, DialEnded, DialStarted  # noqa: E402

@@ -214,14 +214,14 @@ def full_path(stream: bytes, expected_events: int, with_tracker: bool) -> tuple[
     import asyncio
     import tempfile
 
-    from cti.reactor import install_reactor
+    from cti.reactor import install_reactor, reactor_loop
 
     reactor: Any = install_reactor()
-    loop: asyncio.AbstractEventLoop = reactor._asyncioEventloop
+    loop: asyncio.AbstractEventLoop = reactor_loop()
     from twisted.internet import defer
 
-    from config.schema import AsteriskServer
     from cti.ami.client import AMIClient
+    from cti.ami.settings import AsteriskServer
 
     handle: Callable[[str, AMIMessage, float], list[Any]] | None = None
     what = "socket -> Twisted -> parser"

@@ -165,7 +165,7 @@ def role_server(config: str) -> int:
     push_s: list[float] = []
     pushed: dict[str, float] = {}  # "uniqueid agent" -> when the pop was handed to the hub
 
-    received = ami_client._AMIProtocol.dataReceived
+    received = ami_client.AMIProtocol.dataReceived
 
     def stamped(self: Any, data: bytes) -> None:
         chunk["t"] = time.perf_counter()
@@ -174,7 +174,7 @@ def role_server(config: str) -> int:
         finally:
             chunk["t"] = None
 
-    ami_client._AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
+    ami_client.AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
 
     gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection during the run
     gc_start = {"t": 0.0}

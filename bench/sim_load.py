@@ -246,7 +246,7 @@ def role_sim(config: str, seed: int) -> int:
     from centre.sim_pbx import build_sim, listen
     from config.load import load_config
     from cti.reactor import install_reactor
-    from sim.ami_server import event_classes
+    from sim.ami_read_classes import event_classes
     from sim.fastagi_client import tcp_connector
 
     cfg = with_demo_callers(load_config(config))

@@ -1,7 +1,7 @@
-"""The ``cti`` command: serve, check-config, demo, version, and subcommands other packages add.
+"""The ``cti`` command: serve, check-config, demo, version, and the subcommand groups of the other packages.
 
-A package adds subcommands by providing ``<package>/cli.py`` with ``register(subparsers)``; the
-modules tried are listed in ``PLUGIN_MODULES``. Each subcommand sets ``func(args) -> int``.
+Each group is a ``centre/cli_<name>.py`` module with ``register(subparsers)``, imported here and listed in
+``main``. Each subcommand sets ``func(args) -> int``.
 """
 
 from __future__ import annotations

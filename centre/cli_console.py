@@ -15,6 +15,8 @@ import time
 
 from agent_console.auth import hash_password, issue_token
 from agent_console.settings import ID_PATTERN, ConsoleSection
+from config.load import ConfigError, load_config
+from config.schema import CtiConfig
 
 SECRET_ENV = "CTI_CONSOLE_SECRET"
 _TTL_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -44,27 +46,40 @@ def _cmd_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def _console_settings(config_path: str | None) -> ConsoleSection | None:
-    """The console section of the config (defaults without one); None after printing the config's errors."""
-    if config_path is None:
-        return ConsoleSection()
-    from config.load import ConfigError, load_config
-
+def _load(config_path: str) -> CtiConfig | None:
+    """The configuration; None after printing its errors."""
     try:
-        return load_config(config_path).console
+        return load_config(config_path)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return None
 
 
+def _known_ids(cfg: CtiConfig, role: str) -> set[str]:
+    """Who may hold a token of ``role`` in this configuration: its agents, or its supervisors."""
+    if role == "supervisor":
+        return {s.id for s in cfg.console.supervisors}
+    return {a.id for a in cfg.acd.agents}
+
+
 def _cmd_token(args: argparse.Namespace) -> int:
     if not re.match(ID_PATTERN, args.agent_id):
         print("cti agent-token: an id has 1-64 letters, digits or _.@-", file=sys.stderr)
         return 1
-    settings = _console_settings(args.config)
-    if settings is None:
-        return 1
+    if args.config is None:
+        settings = ConsoleSection()
+        print(f"cti agent-token: without --config, {args.agent_id!r} is not checked against the configured "
+              f"{args.role}s", file=sys.stderr)
+    else:
+        cfg = _load(args.config)
+        if cfg is None:
+            return 1
+        if args.agent_id not in _known_ids(cfg, args.role):
+            print(f"cti agent-token: no {args.role} {args.agent_id!r} in {args.config} "
+                  f"({'console.supervisors' if args.role == 'supervisor' else 'acd.agents'})", file=sys.stderr)
+            return 1
+        settings = cfg.console
     secret = settings.token_secret.get_secret_value() if settings.token_secret else os.environ.get(SECRET_ENV, "")
     if len(secret) < 16:
         where = "console.token_secret in the config" if args.config else f"${SECRET_ENV}"

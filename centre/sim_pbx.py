@@ -10,10 +10,12 @@ from pathlib import Path
 
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 
-from config.schema import AsteriskServer, CtiConfig
+from config.schema import CtiConfig
+from cti.ami.settings import AsteriskServer
 from cti.contract import CTI_FASTAGI
 from sim.amd import SHIPPED_AMD_CONF, AmdSettings, load_amd_conf
-from sim.ami_server import AMIServer, AMIServerFactory, AmiUser, manager_conf_read
+from sim.ami_read_classes import manager_conf_read
+from sim.ami_server import AMIServer, AMIServerFactory, AmiUser
 from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan, load_dialplans
 from sim.fastagi_client import Connector, FastAGIClient
 from sim.pbx import Pbx

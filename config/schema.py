@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from acd.model import AcdSection
+from acd.settings import AcdSection
 from agent_console.settings import ConsoleSection
 from cti.ami.settings import AsteriskServer
 from cti.config_types import ConfigModel, HostPort, Loc, expected

@@ -1,6 +1,6 @@
 """Database plumbing shared by every package: the declarative Base and engines.
 
-Models live with the package that owns them (``acd/records.py``, ``screenpop/store.py``, ...) and
+Models live with the package that owns them (``acd/tables.py``, ``screenpop/store.py``, ...) and
 register on ``Base``. The schema of the whole product (the Alembic revisions and ``upgrade``) belongs to
 the application: ``centre/database.py``.
 This module never runs on the event loop's hot path; callers run database work in a thread pool.
@@ -9,8 +9,9 @@ This module never runs on the event loop's hot path; callers run database work i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, Pool, create_engine, event
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING = {
@@ -26,13 +27,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
-    """Create an engine; for SQLite, create the file's folder and enable WAL and foreign keys."""
+def make_engine(url: str, echo: bool = False, poolclass: type[Pool] | None = None) -> Engine:
+    """Create an engine; for SQLite, create the file's folder and enable WAL and foreign keys. ``poolclass``:
+    SQLAlchemy's default for the URL unless given (a one-shot run such as a migration takes ``NullPool``)."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     # A pooled connection to a server is checked before use (it may have been dropped while idle); a
     # SQLite file cannot be, so it skips that extra query per checkout.
-    engine = create_engine(url, echo=echo, pool_pre_ping=not url.startswith("sqlite"))
+    options: dict[str, Any] = {} if poolclass is None else {"poolclass": poolclass}
+    engine = create_engine(url, echo=echo, pool_pre_ping=not url.startswith("sqlite"), **options)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001

@@ -25,3 +25,10 @@ def install_reactor() -> IReactorCore:
     from twisted.internet import reactor
 
     return reactor  # type: ignore[return-value]
+
+
+def reactor_loop() -> asyncio.AbstractEventLoop:
+    """The asyncio loop the installed reactor runs on (installing it first). Twisted's asyncio reactor has
+    no public accessor for its loop: this is the one place that reads its attribute."""
+    loop: asyncio.AbstractEventLoop = install_reactor()._asyncioEventloop  # type: ignore[attr-defined]
+    return loop

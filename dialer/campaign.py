@@ -11,6 +11,7 @@ An attempt's life (``TRANSITIONS``)::
         human --safe-harbour--> safe_harbour --ended--> finished (abandoned)
         answered --amd-machine--> machine --ended--> finished (machine)
         dialling --originate-failed--> finished (busy | noanswer | congestion | failed)
+        persisting --persisted--> (a number that cannot be dialled) finished (invalid; never retried)
 
 The Originate of an attempt goes out only after the ``AttemptStarted`` that announced it has been made
 durable (``persisted``): a crash then leaves the lead "active" in the store, and the next start resolves
@@ -65,6 +66,8 @@ Output = Command | DialerEvent
 
 REF_PREFIX = "dial:"
 DIALLING_GRACE = 60.0  # seconds past the Originate timeout before a silent attempt is declared unknown
+
+INVALID_NUMBER = "invalid"  # the attempt's result when the lead's number cannot be dialled at all
 
 # OriginateResponse Reason codes (AST_CONTROL_*), as the transcripts show them.
 ORIGINATE_RESULTS = {5: "busy", 8: "congestion", 3: "noanswer", 1: "noanswer", 0: "failed"}
@@ -227,7 +230,7 @@ class Campaign:
         try:
             channel = s.dial_string(self.dial_template, a.lead.number)
         except ValueError as exc:
-            a.result = "failed"
+            a.result = INVALID_NUMBER  # never retried: no later attempt can make the number dialable
             self._move(a, "refused")
             return [DialerWarning(now, self.name, "bad-number", f"lead {a.lead.lead_id}: {exc}"),
                     self._finish(a, now)]
@@ -343,7 +346,9 @@ class Campaign:
         return None
 
     def next_due(self) -> float | None:
-        """When the earliest pending lead becomes due (None: no lead left to dial)."""
+        """When the earliest pending lead becomes due (None: no lead left to dial, or the campaign is disabled)."""
+        if not self.settings.enabled:
+            return None
         heads = [h for h in (self._head(self._retries), self._head(self._fresh)) if h is not None]
         return min(heads) if heads else None
 
@@ -523,7 +528,8 @@ class Campaign:
         else:
             if result == "unknown":
                 lead.unknowns += 1
-            retry = (result == "unknown" and lead.unknowns == 1) or lead.attempts < self.settings.max_attempts
+            retry = result != INVALID_NUMBER and (
+                (result == "unknown" and lead.unknowns == 1) or lead.attempts < self.settings.max_attempts)
             if retry:
                 lead.status = "pending"
                 next_at = lead.next_at = now + self.settings.retry_after.seconds(result)

@@ -106,7 +106,7 @@ def parse_leads_csv(text: str, filename: str = "<leads>") -> tuple[list[Lead], l
                 try:
                     ZoneInfo(tz)
                     zones[tz] = True
-                except (ZoneInfoNotFoundError, ValueError):
+                except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a name too long for a file
                     zones[tz] = False
             if not zones[tz]:
                 reject(line, f"unknown time zone {tz[:40]!r}")

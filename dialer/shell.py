@@ -14,13 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from acd.requirements import compile_requirements
-from acd.service import AcdService
 from cti.commands import CommandFailed
 from cti.events import AmiConnectionChanged
 from dialer.campaign import REF_PREFIX, Campaign, Output
@@ -33,21 +31,38 @@ log = logging.getLogger("dialer")
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
+class AgentAvailability(Protocol):
+    """An agent as the ACD sees it now (``acd.snapshots.AgentSnapshot`` is one)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def available(self) -> bool: ...
+
+
+class AcdReads(Protocol):
+    """What the dialer reads of the ACD (``acd.service.AcdService`` has it; the application hands it over)."""
+
+    def eligible_agents(self, queue: str) -> tuple[str, ...]: ...
+
+    def agent_snapshot(self, agent_id: str) -> AgentAvailability: ...
+
+
 class IdleAgents:
     """Counts the ready agents who may take a campaign queue's call at once (the queue's own skills, before
     any expansion: a person waits 2 seconds, not the expansion steps' minutes)."""
 
-    def __init__(self, acd: AcdService) -> None:
+    def __init__(self, acd: AcdReads) -> None:
         self.acd = acd
-        section = acd.section
-        self._eligible: dict[str, list[str]] = {}
-        for q in section.queues:
-            req = compile_requirements(section, q, (), 0)
-            self._eligible[q.name] = [a.id for a in section.agents if req.eligible(a.skills) is not None]
+        self._eligible: dict[str, tuple[str, ...]] = {}
 
     def __call__(self, queue: str) -> int:
+        eligible = self._eligible.get(queue)
+        if eligible is None:
+            eligible = self._eligible[queue] = self.acd.eligible_agents(queue)
         idle = 0
-        for agent_id in self._eligible.get(queue, ()):
+        for agent_id in eligible:
             snap = self.acd.agent_snapshot(agent_id)
             if snap.state == "ready" and snap.available:
                 idle += 1
@@ -188,7 +203,8 @@ class Dialer:
             for s in starts:
                 released.extend(self.campaigns[s.campaign].persisted(s.ref, now))
             if released:
-                self.sink(released)
+                # an attempt can end right there (a number that cannot be dialled): its end is written too
+                self.sink(self._persist(released, now))
 
         def failed(failure: Failure) -> None:
             now = self.clock()

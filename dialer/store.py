@@ -133,15 +133,19 @@ class LeadStore:
         self.engine = engine
 
     def import_leads(self, campaign: str, leads: Iterable[Lead], now: float) -> int:
-        """Add the leads the campaign does not have yet; known leads keep their progress. Returns how many
-        were added."""
+        """Add the leads the campaign does not have yet; known leads keep their progress, and a lead id listed
+        twice is added once (the first). Returns how many were added."""
         with Session(self.engine) as session, session.begin():
             known = set(session.scalars(select(DialerLead.lead_id).where(DialerLead.campaign == campaign)))
-            rows = [DialerLead(campaign=campaign, lead_id=lead.lead_id, number=lead.number,
-                               fields=json.dumps(lead.fields, ensure_ascii=False), timezone=lead.timezone,
-                               status="pending", attempts=0, unknowns=0, next_at=0.0, last_result="",
-                               updated_at=_ts(now))
-                    for lead in leads if lead.lead_id not in known]
+            rows = []
+            for lead in leads:
+                if lead.lead_id in known:
+                    continue  # stored already, or listed twice in this import (the first one counts)
+                known.add(lead.lead_id)
+                rows.append(DialerLead(campaign=campaign, lead_id=lead.lead_id, number=lead.number,
+                                       fields=json.dumps(lead.fields, ensure_ascii=False), timezone=lead.timezone,
+                                       status="pending", attempts=0, unknowns=0, next_at=0.0, last_result="",
+                                       updated_at=_ts(now)))
             session.add_all(rows)
             return len(rows)
 

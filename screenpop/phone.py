@@ -29,7 +29,7 @@ def _parse(raw: str, region: str) -> tuple[phonenumbers.PhoneNumber, bool]:
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:
-        raise PhoneError(f"not a phone number ({exc._msg})") from None
+        raise PhoneError(f"not a phone number ({exc.args[0] if exc.args else exc})") from None
     valid = phonenumbers.is_valid_number(number)
     if not valid and not text.startswith("+"):
         # A trunk may deliver an international number without its "+" (e.g. 442079460000):

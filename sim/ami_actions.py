@@ -15,10 +15,11 @@ from twisted.internet.defer import Deferred
 
 from cti.ami.message import AMIMessage
 from sim.ami_events import bridge_headers, snapshot
-from sim.ami_server import event_mask
-from sim.calls import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
+from sim.ami_read_classes import event_mask
+from sim.channel import Channel
+from sim.channel_requests import OriginateResult
 from sim.functions import FUNCTIONS
-from sim.pbx import Channel, OriginateResult
+from sim.outgoing import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.transfers import (
     blind_transfer,
     bridge_channels,

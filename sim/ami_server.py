@@ -33,6 +33,8 @@ from zope.interface import implementer
 
 from cti.ami.message import AMIMessage
 from cti.ami.protocol import AMIParser, ParseError, encode
+from sim.ami_actions import ACTIONS
+from sim.ami_read_classes import event_classes, event_mask
 from sim.pbx import Pbx
 
 log = logging.getLogger(__name__)
@@ -59,39 +61,6 @@ class AmiUser:
     read: frozenset[str] | None = None
 
 
-_OFF = ("off", "no", "false", "0", "none", "")
-_ON = ("on", "yes", "true", "y", "t", "1", "-1")
-
-
-def event_mask(value: str) -> frozenset[str] | None:
-    """A Login ``Events:`` / Events ``EventMask:`` value as classes: None for every class (on), the
-    empty set for none (off), else the listed classes (manager.c strings_to_mask)."""
-    v = value.strip().lower()
-    if v in _ON or v.lstrip("-").isdigit() and v not in _OFF:
-        return None
-    if v in _OFF:
-        return frozenset()
-    return frozenset(c.strip() for c in v.split(",") if c.strip())
-
-
-def event_classes(msg: AMIMessage) -> frozenset[str]:
-    """The classes of an event's ``Privilege`` header (``call,all`` -> {call})."""
-    return frozenset(c.strip().lower() for c in (msg.get("Privilege") or "").split(",")) - {"all", ""}
-
-
-def manager_conf_read(text: str, username: str) -> frozenset[str] | None:
-    """The ``read`` classes a manager.conf text gives ``username`` (None: no such user or no ``read``)."""
-    section = ""
-    for raw in text.splitlines():
-        line = raw.split(";", 1)[0].strip()
-        if line.startswith("["):
-            section = line.strip("[] \t")
-        elif section == username and line.partition("=")[0].strip().lower() == "read":
-            value = line.partition("=")[2]
-            return frozenset(c.strip().lower() for c in value.split(",") if c.strip())
-    return None
-
-
 def _tv(epoch: float) -> str:
     t = dt.datetime.fromtimestamp(epoch, dt.UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch * 1000) % 1000:03d}+0000"
@@ -103,8 +72,6 @@ class AMIServer:
     def __init__(self, pbx: Pbx, users: list[AmiUser] | dict[str, str], *, clock: IReactorTime | None = None,
                  auth_fail_delay: float = AUTH_FAIL_DELAY, auth_timeout: float = AUTH_TIMEOUT,
                  max_sessions: int = MAX_SESSIONS, actions: dict[str, ActionHandler] | None = None) -> None:
-        from sim.ami_actions import ACTIONS
-
         self.pbx = pbx
         self.clock = clock or pbx.clock
         if isinstance(users, dict):

@@ -1,6 +1,6 @@
 """Dialplan applications of the simulated PBX (the ones extensions_cti.conf and the transcripts'
 dialplan use). Each is ``app(pbx, channel, data) -> int | Deferred[int]``: 0 continue, -1 hang up.
-Imports sim.pbx/sim.calls and Twisted's Deferred only; no reactor, no wall clock.
+Imports sim.pbx/sim.outgoing and Twisted's Deferred only; no reactor, no wall clock.
 
 Durations that Asterisk gets from sound files are fixed (the FastAGI client's table of the core
 sounds' lengths, ``sim.fastagi_client.PROMPT_SECONDS``) so runs are deterministic. AMD's answer comes
@@ -20,9 +20,11 @@ from twisted.python.failure import Failure
 from sim.amd import AmdDecision, LocalAmd
 from sim.ami_events import BUSY, RING, RINGING, UP, snapshot
 from sim.dialplan import check_condition, parse_goto, split_args, split_condition
+from sim.outgoing import dial
 
 if TYPE_CHECKING:
-    from sim.pbx import Channel, Pbx
+    from sim.channel import Channel
+    from sim.pbx import Pbx
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +196,8 @@ def app_agi(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
     url = args[0].strip() if args else ""
     if pbx.agi is None or not url.startswith("agi://"):
         # Once per PBX at WARNING (a load run would otherwise log every call), then DEBUG.
-        level = logging.DEBUG if getattr(pbx, "_agi_warned", False) else logging.WARNING
-        pbx._agi_warned = True  # type: ignore[attr-defined]
+        level = logging.DEBUG if pbx.agi_warned else logging.WARNING
+        pbx.agi_warned = True
         log.log(level, "%s: AGI(%s) cannot run (no FastAGI client / not agi://)", chan.name, url)
         pbx.set_var(chan, "AGISTATUS", "FAILURE")
         return 0
@@ -373,8 +375,6 @@ def app_return(pbx: Pbx, chan: Channel, data: str) -> int:
 
 
 def app_dial(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
-    from sim.calls import dial
-
     return dial(pbx, chan, data)
 
 

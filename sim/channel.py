@@ -174,6 +174,36 @@ class Channel:
     def hungup(self) -> bool:
         return self.dead or self.soft
 
+    # raw writes: the Pbx (sim.pbx) makes them and publishes the matching events; others go through it --
+    def write_caller(self, num: str, name: str) -> None:
+        self._caller_num, self._caller_name = num, name
+
+    def write_accountcode(self, code: str) -> None:
+        self._accountcode = code
+
+    def write_language(self, language: str) -> None:
+        self._language = language
+
+    def write_state(self, state: int) -> None:
+        self._state = state
+
+    def write_linkedid(self, linkedid: str) -> None:
+        self._linkedid = linkedid
+
+    def write_location(self, context: str, exten: str, priority: int) -> None:
+        self._context, self._exten, self._priority = context, exten, priority
+
+    def write_exten(self, exten: str) -> None:
+        self._exten = exten
+
+    def next_priority(self) -> None:
+        self._priority += 1
+
+    def take_hangup_callbacks(self) -> list[Callable[[], None]]:
+        """The callbacks ``on_hangup`` registered, now removed (each runs once)."""
+        cbs, self._hangup_cbs = self._hangup_cbs, []
+        return cbs
+
     # variables ------------------------------------------------------------------------
     def get_var(self, name: str) -> str | None:
         return self.pbx.get_var(self, name)

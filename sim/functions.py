@@ -52,7 +52,7 @@ def write_function(pbx: Pbx, chan: Channel, expr: str, value: str) -> None:
     elif fname == "CDR" and args.strip().lower() == "userfield":
         chan.variables["\0cdr_userfield"] = value
     elif fname == "CHANNEL" and args.strip().lower() == "language":
-        chan._language = value
+        chan.write_language(value)
     elif fname == "CHANNEL" and args.strip().lower() == "accountcode":
         pbx.set_accountcode(chan, value)
     elif fname == "FEATUREMAP":

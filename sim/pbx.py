@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,13 +39,14 @@ from sim.ami_events import (
     cause_text,
     snapshot,
 )
+from sim.apps import APPLICATIONS, App
 from sim.channel import Block, Bridge, Channel, KeySource, Observer
-from sim.dialplan import Dialplan, DialplanError, split_args, substitute
+from sim.channel_requests import (
+    RequestFailed,
+)
+from sim.dialplan import Dialplan, DialplanError, substitute
 from sim.far_end import FarEndDirectory, parse_pjsip_dial
 from sim.functions import builtin_var, read_function, write_function
-
-if TYPE_CHECKING:
-    from sim.apps import App
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ __all__ = ["Block", "Bridge", "Channel", "KeySource", "Observer", "Pbx"]
 DEFAULT_EPOCH = 1_795_443_000.0
 APPUNLOAD = 16  # AST_SOFTHANGUP_APPUNLOAD: the Cause of the SoftHangupRequest ending a dialplan run
 MAX_CHANNELS = 100_000  # refuse to create more live channels than this (a runaway load generator)
-
-# Originate Reason codes (AST_CONTROL_*), as OriginateResponse reports them.
-REASON_FAILURE, REASON_HANGUP, REASON_TIMEOUT, REASON_ANSWERED, REASON_BUSY, REASON_CONGESTION = 0, 1, 3, 4, 5, 8
-
 
 class PbxError(Exception):
     """An AMI-level request the PBX refuses; ``str()`` is Asterisk's Message text."""
@@ -74,27 +70,6 @@ class AgiRunner(Protocol):
     def sound_ids(self) -> frozenset[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class OriginateResult:
-    """The outcome an OriginateResponse reports."""
-
-    reason: int
-    channel: Channel | None
-
-    @property
-    def success(self) -> bool:
-        return self.reason == REASON_ANSWERED
-
-
-class RequestFailed(Exception):
-    """ast_request failed: unknown technology/endpoint, or the Local extension does not exist."""
-
-    def __init__(self, cause: int, created: Channel | None = None) -> None:
-        super().__init__(cause)
-        self.cause = cause
-        self.created = created
-
-
 class Pbx:
     """The simulated Asterisk. See the module docstring for the model."""
 
@@ -102,8 +77,6 @@ class Pbx:
                  agi: AgiRunner | None = None, seed: int = 0, epoch: float | None = None,
                  endpoint_context: str = "default", apps: dict[str, App] | None = None,
                  amd: AmdSettings | None = None, astdb: dict[tuple[str, str], str] | None = None) -> None:
-        from sim.apps import APPLICATIONS
-
         self.clock = clock
         self.dialplan = dialplan
         self.far_ends = far_ends
@@ -113,6 +86,7 @@ class Pbx:
         self.epoch_offset = (DEFAULT_EPOCH if epoch is None else epoch) - start if start < 1e9 else 0.0
         self.endpoint_context = endpoint_context
         self.apps: dict[str, App] = {k.lower(): v for k, v in (apps or APPLICATIONS).items()}
+        self.agi_warned = False  # AGI() without a FastAGI client was logged once at WARNING
         self.globals: dict[str, str] = dict(dialplan.globals)
         # features.conf [featuremap]: Asterisk 22's defaults (main/features_config.c: blindxfer "#",
         # disconnect "*", atxfer "" -- no attended transfer code unless configured), then the scenario's.
@@ -180,7 +154,7 @@ class Pbx:
             # A Local ;2 whose ;1's connected line changed takes the new caller id when its own thread
             # next runs dialplan or hangs up, and publishes NewCallerid just after (as the transcripts show).
             chan.pending_caller = None
-            chan._caller_num, chan._caller_name = pending
+            chan.write_caller(*pending)
         if chan.republish_location and name in ("NewCallerid", "NewConnectedLine", "NewAccountCode"):
             self._republish_location(chan)
         self.emit(name, privilege, [*snapshot(chan), *extra])
@@ -223,7 +197,7 @@ class Pbx:
         if len(self.channels) >= MAX_CHANNELS:
             raise RequestFailed(34)
         chan = Channel(self, name, tech, device, self._next_uniqueid(), context, exten, state, linkedid)
-        chan._caller_num, chan._caller_name = caller
+        chan.write_caller(*caller)
         self.channels[name] = chan
         self.chan_event("Newchannel", chan)
         return chan
@@ -285,9 +259,9 @@ class Pbx:
                 two.variables[key] = value
                 self.chan_event("VarSet", two, [("Variable", key), ("Value", value)], "dialplan,all")
             two.conn_num, two.conn_name = chan.caller_num, chan.caller_name
-            two._accountcode = chan.accountcode
+            two.write_accountcode(chan.accountcode)
             if two_caller is not None or chan.conn_num or chan.conn_name:
-                two._caller_num, two._caller_name = two_caller or (chan.conn_num, chan.conn_name)
+                two.write_caller(*(two_caller or (chan.conn_num, chan.conn_name)))
                 self.chan_event("NewCallerid", two, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
             if chan.accountcode:
                 self.chan_event("NewAccountCode", two, [("OldAccountCode", "")])
@@ -357,7 +331,7 @@ class Pbx:
 
     # identity ------------------------------------------------------------------------------
     def set_caller(self, chan: Channel, num: str, name: str) -> None:
-        chan._caller_num, chan._caller_name = num, name
+        chan.write_caller(num, name)
         self.chan_event("NewCallerid", chan, [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
 
     def set_connected(self, chan: Channel, num: str, name: str) -> None:
@@ -366,19 +340,19 @@ class Pbx:
 
     def set_accountcode(self, chan: Channel, code: str) -> None:
         old = chan.accountcode
-        chan._accountcode = code
+        chan.write_accountcode(code)
         self.chan_event("NewAccountCode", chan, [("OldAccountCode", old)])
 
     def set_state(self, chan: Channel, state: int) -> None:
         if chan.state == state or chan.dead:
             return
-        chan._state = state
+        chan.write_state(state)
         if state == UP and chan.answered_at is None:
             chan.answered_at = self.clock.seconds()
         self.chan_event("Newstate", chan)
 
     def set_location(self, chan: Channel, context: str, exten: str, priority: int) -> None:
-        chan._context, chan._exten, chan._priority = context, exten, priority
+        chan.write_location(context, exten, priority)
 
     # variables -------------------------------------------------------------------------------
     def get_var(self, chan: Channel, name: str) -> str | None:
@@ -523,7 +497,7 @@ class Pbx:
             self._pbx_end(chan)
             return False
         if not chan.jumped:
-            chan._priority += 1
+            chan.next_priority()
         return True
 
     def _pbx_end(self, chan: Channel) -> None:
@@ -618,7 +592,7 @@ class Pbx:
 
     # hangups -------------------------------------------------------------------------------------
     def _notify_hangup(self, chan: Channel) -> None:
-        cbs, chan._hangup_cbs = chan._hangup_cbs, []
+        cbs = chan.take_hangup_callbacks()
         for cb in cbs:
             try:
                 cb()
@@ -834,7 +808,7 @@ class Pbx:
             self.bridge_leave(chan)
         oldest = min([c.linkedid for c in bridge.channels] + [chan.linkedid], key=_uid_order)
         for member in [*bridge.channels, chan]:
-            member._linkedid = oldest
+            member.write_linkedid(oldest)
         bridge.channels.append(chan)
         chan.bridge = bridge
         # bridge_basic_setup_features(): the transfer hooks a channel has in this bridge are fixed now.
@@ -913,7 +887,7 @@ class Pbx:
             if blk.cleanup is not None:
                 blk.cleanup()
             if chan.in_pbx:
-                chan._priority += 1
+                chan.next_priority()
         chan.app = chan.appdata = ""  # pulled out of its application into the bridge
         self.bridge_enter(bridge, chan)
         if chan.in_pbx:
@@ -945,26 +919,3 @@ def _name_bucket(name: str) -> int:
 def _uid_order(uid: str) -> tuple[int, int]:
     a, _, b = uid.partition(".")
     return (int(a), int(b or 0))
-
-
-def parse_dial_targets(data: str) -> list[tuple[str, str]]:
-    """``PJSIP/1001&Local/x@y`` -> [(tech, resource), ...]."""
-    out = []
-    for part in data.split("&"):
-        tech, sep, resource = part.strip().partition("/")
-        if sep and resource:
-            out.append((tech, resource))
-    return out
-
-
-def split_dial_args(data: str) -> tuple[str, float | None, str]:
-    args = split_args(data)
-    targets = args[0] if args else ""
-    timeout: float | None = None
-    if len(args) > 1 and args[1].strip():
-        try:
-            timeout = float(args[1])
-        except ValueError:
-            timeout = None
-    options = args[2] if len(args) > 2 else ""
-    return targets, timeout, options

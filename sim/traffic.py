@@ -13,8 +13,9 @@ from twisted.internet.interfaces import IDelayedCall
 
 from cti.ami.message import AMIMessage
 from cti.contract import CTI_FLOW, CTI_QUEUED, CTI_RETURNED, INBOUND_CONTEXT
+from sim.channel import Channel
 from sim.far_end import FarEnd
-from sim.pbx import Channel, Pbx
+from sim.pbx import Pbx
 from sim.people import AgentPhones, InboundArrival, InboundTraffic, OutboundCustomers
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,9 @@ from __future__ import annotations
 from twisted.internet.interfaces import IDelayedCall
 
 from sim.ami_events import bridge_headers, snapshot
-from sim.pbx import Bridge, Channel, Pbx, RequestFailed
+from sim.channel import Bridge, Channel
+from sim.channel_requests import RequestFailed
+from sim.pbx import Pbx
 
 
 class TransferError(Exception):

@@ -17,8 +17,8 @@ import pytest
 
 from acd.erlang import agents_for_service_level, average_speed_of_answer, erlang_c, service_level
 from acd.events import CallAnswered, QueueCallFinished
-from acd.model import AcdSection
 from acd.service import AcdService
+from acd.settings import AcdSection
 from cti.commands import OfferCall, Redirect
 from cti.events import CallQueued, CallReturnedToHold, ChannelHungup, DialEnded, DialStarted
 

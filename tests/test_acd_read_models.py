@@ -13,6 +13,7 @@ import pytest
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, WaitingCall
 from acd.states import AgentState
 from agent_console.protocol import encode
+from dialer.shell import IdleAgents
 from tests.test_acd_support import SERVER, Harness, agent
 from tests.virtual_calls import CallBench
 
@@ -102,3 +103,19 @@ def test_explain_and_the_routing_benchmark_use_the_public_read_api_only() -> Non
                     and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
                 reach_ins.append(f"{rel}:{node.lineno} {ast.unparse(node)}")
     assert reach_ins == []
+
+
+def test_eligible_agents_and_the_dialers_idle_count() -> None:
+    """``eligible_agents`` names who meets a queue's own skills (or those of a later expansion stage); the
+    dialer counts the ready, available ones among them through that public read (no ACD internals)."""
+    cfg = {"agents": [agent("a1", {"billing": 5}), agent("a2", {"billing": 1}), agent("a3", {"sales": 4})],
+           "queues": [{"name": "billing", "skills": {"billing": 2},
+                       "expansion": [{"after": 30, "lower_min_level_by": 1}]}]}
+    h = Harness(cfg)
+    assert h.acd.eligible_agents("billing") == ("a1",)
+    assert h.acd.eligible_agents("billing", stage=1) == ("a1", "a2")
+    assert h.acd.eligible_agents("nowhere") == ()
+    idle = IdleAgents(h.acd)
+    assert idle("billing") == 0
+    h.ready("a1", "a2")
+    assert idle("billing") == 1 and idle("nowhere") == 0

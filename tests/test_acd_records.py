@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.recorder import Recorder
-from acd.records import AgentStateRecord, QueueCallRecord
+from acd.tables import AgentStateRecord, QueueCallRecord
 from centre.database import import_models, upgrade
 from cti.db import Base, make_engine
 from tests.conftest import POSTGRES_URL
@@ -47,6 +47,14 @@ def _fast(attempt: int) -> float:
 @pytest.fixture()
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'acd.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL database of its own (``pg_url``, dropped after
+    the test), so the recorder's SQL is checked on both and parallel runs never share rows."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    return url
 
 
 def _check_migration(url: str) -> None:
@@ -86,12 +94,12 @@ def _check_rows(url: str) -> None:
 
 
 def test_sqlite_migration_matches_models(sqlite_url: str) -> None:
-    """On SQLite, 0002_acd creates exactly what acd.records declares."""
+    """On SQLite, 0002_acd creates exactly what acd.tables declares."""
     _check_migration(sqlite_url)
 
 
 def test_postgres_migration_matches_models(pg_url: str) -> None:
-    """On PostgreSQL, 0002_acd creates exactly what acd.records declares."""
+    """On PostgreSQL, 0002_acd creates exactly what acd.tables declares."""
     _check_migration(pg_url)
 
 
@@ -105,16 +113,16 @@ def test_postgres_recorder_writes_call_and_state_rows(pg_url: str) -> None:
     _check_rows(pg_url)
 
 
-def test_outage_buffers_retries_and_loses_nothing(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_outage_buffers_retries_and_loses_nothing(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """With the schema missing (writes fail) rows stay buffered; once it exists all are written, logged once."""
     events = _scenario()
     caplog.set_level(logging.WARNING, logger="acd.recorder")
-    rec = Recorder(sqlite_url, backoff=_fast)
+    rec = Recorder(db_url, backoff=_fast)
     rec.record_all(events)
     assert not rec.flush(timeout=0.3)
     m = rec.metrics
     assert m["failures"] >= 2 and m["db_down"] and m["pending"] == 8
-    upgrade(sqlite_url)
+    upgrade(db_url)
     assert rec.flush(timeout=20)
     assert rec.metrics["written"] == 8 and not rec.metrics["db_down"]
     rec.close()
@@ -144,24 +152,24 @@ def test_postgres_database_appearing_later_and_password_not_logged(caplog: pytes
     assert "pw-Zz9-secret" not in caplog.text and "unavailable" in caplog.text
 
 
-def test_replayed_row_is_stored_once(sqlite_url: str) -> None:
+def test_replayed_row_is_stored_once(db_url: str) -> None:
     """The same QueueCallFinished recorded twice (a retry after a lost acknowledgement) gives one row."""
-    upgrade(sqlite_url)
+    upgrade(db_url)
     row = QueueCallFinished(ts=10.0, server="pbx", uniqueid="u9", call_id="L9", queue="q", entered=1.0,
                             outcome="abandoned", wait=9.0)
-    rec = Recorder(sqlite_url)
+    rec = Recorder(db_url)
     rec.record(row)
     rec.record(row)
     assert rec.flush(timeout=20) and rec.close()
-    engine = make_engine(sqlite_url)
+    engine = make_engine(db_url)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(QueueCallRecord)).scalar_one() == 1
     engine.dispose()
 
 
-def test_buffer_is_bounded_and_drops_are_counted(sqlite_url: str) -> None:
+def test_buffer_is_bounded_and_drops_are_counted(db_url: str) -> None:
     """Past max_pending rows (database down) new rows are refused and counted, never blocking the caller."""
-    rec = Recorder(sqlite_url, max_pending=2, backoff=_fast)
+    rec = Recorder(db_url, max_pending=2, backoff=_fast)
     results = [rec.record(QueueCallFinished(ts=10.0 + i, server="pbx", uniqueid=f"u{i}", call_id="L", queue="q",
                                             entered=1.0, outcome="abandoned", wait=9.0))
                for i in range(3)]
@@ -170,17 +178,17 @@ def test_buffer_is_bounded_and_drops_are_counted(sqlite_url: str) -> None:
     assert not rec.close(timeout=0.1)
 
 
-def test_rows_recorded_together_share_one_transaction(sqlite_url: str) -> None:
+def test_rows_recorded_together_share_one_transaction(db_url: str) -> None:
     """Rows recorded in a burst wait ``linger`` for each other and go in one transaction (the writer
     thread wakes once, not once per row); flush() does not wait out the linger."""
     from sqlalchemy import event
 
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+    upgrade(db_url)
+    engine = make_engine(db_url)
     commits: list[int] = []
     event.listen(engine, "commit", lambda conn: commits.append(1))
     events = _scenario()
-    rec = Recorder(sqlite_url, engine=engine, linger=5.0)
+    rec = Recorder(db_url, engine=engine, linger=5.0)
     try:
         rec.record_all(events)
         assert rec.flush(timeout=2.0)  # well before the 5 s linger

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from acd.events import QueueCallFinished
-from acd.model import AcdSection
 from acd.service import AcdService, Output
+from acd.settings import AcdSection
 from cti.commands import OfferCall
 from cti.events import (
     AmiConnectionChanged,

@@ -14,7 +14,6 @@ import pytest
 from twisted.internet import task
 from twisted.internet.protocol import Factory, Protocol
 
-from config.schema import AsteriskServer
 from cti.ami.client import (
     ActionError,
     ActionResult,
@@ -28,6 +27,7 @@ from cti.ami.client import (
     backoff_delay,
 )
 from cti.ami.message import AMIMessage
+from cti.ami.settings import AsteriskServer
 from tests.amiserver import AMIServerFactory, AMIServerProtocol, listen, response, run_until, wait
 
 SECRET = "cti-secret"

@@ -10,8 +10,8 @@ import random
 import pytest
 from twisted.internet.protocol import Factory, Protocol
 
-from config.schema import AsteriskServer
 from cti.ami.client import AMIClient, format_duration
+from cti.ami.settings import AsteriskServer
 from tests.amiserver import AMIServerFactory, reactor, run_until, wait
 
 

@@ -14,6 +14,8 @@ from centre.cli_console import parse_ttl
 SECRET = "cli-secret-0123456789"
 
 
+SUP_HASH = "scrypt$16384$8$1$mTWabujdAIlpBWqD1Ml9iw$rzxo5IObpFvt4DK9mbkmkG--UIklEMCsu1oSMPkgv3Q"  # config/examples
+
 def test_agent_password_from_stdin_prints_verifiable_hash(monkeypatch, capsys) -> None:
     """The printed hash verifies the password read from stdin; the password itself is not printed."""
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
@@ -46,7 +48,9 @@ def test_agent_token_from_config(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("MY_CONSOLE_SECRET", SECRET)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("console:\n  token_secret: ${MY_CONSOLE_SECRET}\n  token_max_ttl: 3600\n"
-                   "  token_default_ttl: 600\n")
+                   "  token_default_ttl: 600\n  supervisors: [{id: sup, password_hash: '" + SUP_HASH + "'}]\n"
+                   "acd:\n  queues: [{name: sales, skills: {sales: 1}}]\n"
+                   "  agents: [{id: '1001', name: Ann, endpoint: PJSIP/1001, skills: {sales: 5}}]\n")
     assert main(["agent-token", "1001", "--config", str(cfg), "--ttl", "2h"]) == 1  # over the 1 h maximum
     assert "token_max_ttl" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
@@ -55,6 +59,28 @@ def test_agent_token_from_config(tmp_path, monkeypatch, capsys) -> None:
     assert "token_secret" in capsys.readouterr().err
     assert main(["agent-token", "1001", "--config", str(cfg), "--ttl", "1h"]) == 0
     assert verify_token(SECRET, capsys.readouterr().out.strip(), time.time()).user_id == "1001"
+
+
+def test_agent_token_refuses_whom_the_config_does_not_know(tmp_path, monkeypatch, capsys) -> None:
+    """With --config, a token is issued only to a configured agent (or, for --role supervisor, a configured
+    supervisor): a typo must not produce a token that logs nobody in. Without --config the id is unchecked,
+    and the command says so."""
+    monkeypatch.setenv("MY_CONSOLE_SECRET", SECRET)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("console:\n  token_secret: ${MY_CONSOLE_SECRET}\n"
+                   "  supervisors: [{id: sup, password_hash: '" + SUP_HASH + "'}]\n"
+                   "acd:\n  queues: [{name: sales, skills: {sales: 1}}]\n"
+                   "  agents: [{id: '1001', name: Ann, endpoint: PJSIP/1001, skills: {sales: 5}}]\n")
+    assert main(["agent-token", "1009", "--config", str(cfg)]) == 1
+    out = capsys.readouterr()
+    assert "no agent '1009'" in out.err and "acd.agents" in out.err and out.out == ""
+    assert main(["agent-token", "1001", "--role", "supervisor", "--config", str(cfg)]) == 1
+    assert "console.supervisors" in capsys.readouterr().err
+    assert main(["agent-token", "sup", "--role", "supervisor", "--config", str(cfg)]) == 0
+    assert verify_token(SECRET, capsys.readouterr().out.strip(), time.time()).role == "supervisor"
+    monkeypatch.setenv("CTI_CONSOLE_SECRET", SECRET)
+    assert main(["agent-token", "1009"]) == 0
+    assert "not checked" in capsys.readouterr().err
 
 
 def test_agent_token_without_secret_or_with_bad_args(monkeypatch, capsys) -> None:

@@ -33,6 +33,14 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'dialer.sqlite3'}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL database of its own (``pg_url``, dropped after
+    the test), so the store's SQL is checked on both and parallel runs never share rows."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    return url
+
+
 @pytest.mark.parametrize("which", ["sqlite", "postgresql"])
 def test_migration_matches_models_and_downgrades(which: str, request: pytest.FixtureRequest) -> None:
     """0005_dialer_leads creates exactly the models' tables, indexes and constraints on SQLite and PostgreSQL;
@@ -60,9 +68,9 @@ def _store(url: str) -> LeadStore:
     return LeadStore(make_engine(url))
 
 
-def test_import_keeps_progress(sqlite_url: str) -> None:
+def test_import_keeps_progress(db_url: str) -> None:
     """Importing the list again adds only new leads; a lead already tried keeps its attempts and status."""
-    store = _store(sqlite_url)
+    store = _store(db_url)
     assert store.import_leads("c", [Lead("a", "+15550001"), Lead("b", "+15550002", {"name": "Bo"})], T0) == 2
     store.apply([AttemptStarted(T0, "c", "a", "dial:c/a/1", 1, "+15550001")])
     assert store.import_leads("c", [Lead("a", "+15550001"), Lead("z", "+15550009")], T0 + 1) == 1
@@ -103,7 +111,7 @@ def _dialer(sink: list[Any], now: list[float], idle: int = 1, **kw: Any) -> Dial
     return dialer
 
 
-def test_originate_waits_for_the_write_and_a_crash_loses_nothing(sqlite_url: str) -> None:
+def test_originate_waits_for_the_write_and_a_crash_loses_nothing(db_url: str) -> None:
     """The Originate leaves only after AttemptStarted is committed. After a crash with the call in progress,
     a new server resolves that attempt as unknown and dials the lead again only after retry_after.unknown,
     as attempt 2 (no lead lost, none dialled twice at once)."""
@@ -111,11 +119,11 @@ def test_originate_waits_for_the_write_and_a_crash_loses_nothing(sqlite_url: str
     now = [T0]
     runner = ManualRunner()
     dialer = _dialer(sink, now)
-    dialer.open_store(_store(sqlite_url), runner, T0)
+    dialer.open_store(_store(db_url), runner, T0)
     out = dialer.tick(T0)
     (started,) = [e for e in out if isinstance(e, AttemptStarted)]
     assert not any(isinstance(o, Originate) for o in out) and sink == []
-    lead = LeadStore(make_engine(sqlite_url))
+    lead = LeadStore(make_engine(db_url))
     assert {x.lead_id: x.status for x in lead.load("c")}[started.lead_id] == "pending"  # not written yet
     runner.run_all()
     (orig,) = sink
@@ -127,7 +135,7 @@ def test_originate_waits_for_the_write_and_a_crash_loses_nothing(sqlite_url: str
     sink2: list[Any] = []
     later = [T0 + 30]
     dialer2 = _dialer(sink2, later, idle=5, retry_after={"unknown": 600})
-    recovered = dialer2.open_store(LeadStore(make_engine(sqlite_url)), ManualRunner(), T0 + 30)
+    recovered = dialer2.open_store(LeadStore(make_engine(db_url)), ManualRunner(), T0 + 30)
     assert [(e.lead_id, e.result) for e in recovered if hasattr(e, "result")] == [(started.lead_id, "unknown")]
     (attempt,) = lead.attempts("c", started.lead_id)
     assert attempt.result == "unknown" and attempt.ended_at is not None
@@ -140,13 +148,13 @@ def test_originate_waits_for_the_write_and_a_crash_loses_nothing(sqlite_url: str
     assert [(e.lead_id, e.attempt) for e in again] == [(started.lead_id, 2)]
 
 
-def test_failed_write_dials_nothing(sqlite_url: str) -> None:
+def test_failed_write_dials_nothing(db_url: str) -> None:
     """When the store cannot record the attempt, no Originate goes out and the lead stays pending."""
     sink: list[Any] = []
     now = [T0]
     runner = ManualRunner()
     dialer = _dialer(sink, now)
-    store = _store(sqlite_url)
+    store = _store(db_url)
     dialer.open_store(store, runner, T0)
 
     def broken(events: Any) -> None:
@@ -160,13 +168,13 @@ def test_failed_write_dials_nothing(sqlite_url: str) -> None:
     assert all(lead.status == "pending" and lead.attempts == 0 for lead in dialer.campaigns["c"].leads.values())
 
 
-def test_results_are_written_in_order(sqlite_url: str) -> None:
+def test_results_are_written_in_order(db_url: str) -> None:
     """An attempt's end is written after its start even when both are queued before either runs."""
     sink: list[Any] = []
     now = [T0]
     runner = ManualRunner()
     dialer = _dialer(sink, now)
-    dialer.open_store(_store(sqlite_url), runner, T0)
+    dialer.open_store(_store(db_url), runner, T0)
     (started,) = [e for e in dialer.tick(T0) if isinstance(e, AttemptStarted)]
     runner.run_all()
     dialer.handle(OriginateResult(server="pbx", ts=T0 + 5, action_id=started.ref, success=False, reason=5,
@@ -174,13 +182,13 @@ def test_results_are_written_in_order(sqlite_url: str) -> None:
     dialer.handle(OriginateResult(server="pbx", ts=T0 + 5, action_id=started.ref, success=False, reason=5,
                                   channel="PJSIP/x", uniqueid=None), T0 + 5)  # duplicate
     runner.run_all()
-    (row,) = LeadStore(make_engine(sqlite_url)).attempts("c", started.lead_id)
+    (row,) = LeadStore(make_engine(db_url)).attempts("c", started.lead_id)
     assert row.result == "busy"
-    lead = {x.lead_id: x for x in LeadStore(make_engine(sqlite_url)).load("c")}[started.lead_id]
+    lead = {x.lead_id: x for x in LeadStore(make_engine(db_url)).load("c")}[started.lead_id]
     assert (lead.status, lead.last_result, lead.next_at) == ("pending", "busy", T0 + 5 + 300)
 
 
-def test_no_dialling_while_the_pbx_is_unreachable(sqlite_url: str) -> None:
+def test_no_dialling_while_the_pbx_is_unreachable() -> None:
     """With the campaign's AMI connection down nothing is dialled (no attempt used up); once it is back,
     dialling resumes."""
     sink: list[Any] = []

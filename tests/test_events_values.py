@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from acd.events import AcdWarning, AgentStateChanged, CallOverflowed, QueueCallFinished
-from acd.records import QueueCallRecord, row_for
+from acd.tables import QueueCallRecord, row_for
 from cti.events import CallEnded, CallQueued, CallTransferred, DeviceStateChanged
 
 QUEUED: dict[str, Any] = {"server": "pbx", "ts": 1.0, "call_id": "L1", "uniqueid": "u1", "channel": "PJSIP/t-1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 from cti.gc_policy import GcFunctions, LongLivedPolicy
 
@@ -45,12 +46,34 @@ def test_collects_after_enough_connections_closed_then_refreezes() -> None:
     assert p.tick(1300, 300, 6.0) is None
 
 
-def test_real_gc_functions_are_the_default() -> None:
-    p = LongLivedPolicy(settle=0.0)
-    before = gc.get_freeze_count()
+class Node:
+    """A cycle-capable object the test can watch through a weak reference."""
+
+    def __init__(self) -> None:
+        self.me: Node | None = self
+
+
+def test_real_gc_functions_are_the_default_and_do_what_the_policy_says() -> None:
+    """With the real ``gc`` functions: a freeze moves the objects alive then out of the collector's generations
+    (a cycle that becomes garbage afterwards survives a plain ``gc.collect()``); a refreeze after enough closed
+    connections unfreezes, collects (that cycle is gone) and freezes again."""
+    gc.unfreeze()  # start from nothing frozen, whatever ran before
     try:
+        p = LongLivedPolicy(settle=0.0, refreeze_after=1)
+        cycle = Node()
+        watch = weakref.ref(cycle)
+        assert gc.get_freeze_count() == 0 and gc.is_tracked(cycle)
         p.tick(1, 0, 0.0)
         assert p.tick(1, 0, 0.0) == "freeze"
-        assert gc.get_freeze_count() >= before
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert not any(o is cycle for o in gc.get_objects())  # in the permanent generation, out of collections
+        del cycle  # the connection's cycle is garbage now, but frozen
+        gc.collect()
+        assert watch() is not None, "a frozen cycle was collected: the freeze did nothing"
+        assert p.tick(1, 0, 1.0) is None  # nothing closed, nothing opened: no action
+        assert p.tick(1, 1, 2.0) == "refreeze"
+        assert watch() is None, "the refreeze did not collect what the closed connection left"
+        assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

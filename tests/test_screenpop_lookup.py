@@ -20,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 
 from cti.db import make_engine
 from cti.events import CallQueued
-from cti.reactor import install_reactor
+from cti.reactor import install_reactor, reactor_loop
 from cti.threads import thread_runner
 from ivr.events import IvrCompleted, PathStep
 from ivr.ports import LookupResult
@@ -337,7 +337,7 @@ def test_cache_drops_tagged_entries_and_keeps_its_index_with_evictions_and_expir
 
 def _wait(d: Deferred, timeout: float = 10.0) -> Any:
     """Run the project's asyncio reactor loop until ``d`` fires (fail after ``timeout`` seconds)."""
-    loop = install_reactor()._asyncioEventloop
+    loop = reactor_loop()
     return loop.run_until_complete(asyncio.wait_for(d.asFuture(loop), timeout))
 
 

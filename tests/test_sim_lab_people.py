@@ -370,7 +370,8 @@ def test_sessions_get_only_the_classes_their_user_may_read_and_their_events_mask
     """manager.c: an event goes to a session only if its user's ``read`` covers every class of it and the
     Login ``Events:`` mask asks for them (the lab's own connection logs in with ``call,dtmf,user``; the
     shipped manager_cti.conf gives the server no ``agi``, so no AGIExecStart reaches it)."""
-    from sim.ami_server import AmiUser, manager_conf_read
+    from sim.ami_read_classes import manager_conf_read
+    from sim.ami_server import AmiUser
 
     clock = VirtualClock()
     pbx = Pbx(clock, load_dialplans([SHIPPED, LAB]))

@@ -1,13 +1,14 @@
-"""Tests of the simulated PBX core (sim/pbx.py, sim/calls.py, sim/apps.py) driven in virtual time."""
+"""Tests of the simulated PBX core (sim/pbx.py, sim/outgoing.py, sim/apps.py) driven in virtual time."""
 
 from __future__ import annotations
 
 from cti.ami.message import AMIMessage
-from sim.calls import OriginateRequest, originate
+from sim.channel_requests import REASON_ANSWERED, REASON_BUSY, REASON_FAILURE, REASON_TIMEOUT, OriginateResult
 from sim.clock import VirtualClock
 from sim.dialplan import DEFAULT_DIALPLAN, dialplan_from_data, load_dialplan
 from sim.far_end import FarEnd, FixedFarEnds
-from sim.pbx import REASON_ANSWERED, REASON_BUSY, REASON_FAILURE, REASON_TIMEOUT, OriginateResult, Pbx
+from sim.outgoing import OriginateRequest, originate
+from sim.pbx import Pbx
 
 CUSTOMERS = {
     "contexts": {

@@ -21,7 +21,7 @@ from centre.console_backend import ServerConsoleBackend
 from centre.demo import DEMO_EPOCH, VirtualStack, build_virtual, with_demo_callers
 from centre.wiring import ensure_demo_customers
 from config.load import load_config
-from sim.pbx import Channel
+from sim.channel import Channel
 from sim.people import InboundArrival
 from tests.test_server_pops import DEMO, inline
 

@@ -21,8 +21,7 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url") or ""
-    engine = make_engine(url)
-    engine.pool = pool.NullPool(engine.pool._creator)  # type: ignore[attr-defined]
+    engine = make_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -180,14 +180,18 @@ def default_connector(server: AsteriskServer, factory: ClientFactory) -> IConnec
             trust = None
             if tls.ca_file:
                 with open(tls.ca_file, "rb") as fh:
-                    trust = ssl.Certificate.loadPEM(fh.read())
+                    pem = fh.read()
+                try:
+                    trust = ssl.Certificate.loadPEM(pem)
+                except Exception as exc:  # OpenSSL's own error says "no start line", not which file or why
+                    raise ValueError(f"tls.ca_file {tls.ca_file}: not a PEM certificate") from exc
             options = ssl.optionsForClientTLS(tls.server_name or server.host, trustRoot=trust)
         wrapped = TLSMemoryBIOFactory(options, True, factory)
         return reactor.connectTCP(server.host, server.port, wrapped, timeout=server.connect_timeout)  # type: ignore[attr-defined]
     return reactor.connectTCP(server.host, server.port, factory, timeout=server.connect_timeout)  # type: ignore[attr-defined]
 
 
-class _AMIProtocol(Protocol):
+class AMIProtocol(Protocol):
     """Bytes in -> the client's session; bytes out, held while a read is handled; nothing else."""
 
     def __init__(self, client: AMIClient) -> None:
@@ -237,7 +241,7 @@ class _Factory(ClientFactory):
         self.client = client
 
     def buildProtocol(self, addr: IAddress) -> Protocol:
-        return _AMIProtocol(self.client)
+        return AMIProtocol(self.client)
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self.client._failed(connector, reason)
@@ -279,7 +283,7 @@ class AMIClient:
         self.banner: str | None = None
         self.last_error: AMIError | None = None
         self._phase = P.STOPPED
-        self._proto: _AMIProtocol | None = None
+        self._proto: AMIProtocol | None = None
         self._session: AMISession | None = None
         self._was_ready = False  # this connection's session logged in
         self._deferreds: dict[str, defer.Deferred[ActionResult]] = {}  # the session's pending actions, by ActionID
@@ -403,7 +407,7 @@ class AMIClient:
             self._session.forget(action_id)
             self._sync_due()
 
-    def _received(self, proto: _AMIProtocol, data: bytes) -> None:
+    def _received(self, proto: AMIProtocol, data: bytes) -> None:
         session = self._session
         if proto is not self._proto or session is None:
             return
@@ -530,7 +534,7 @@ class AMIClient:
         self.last_error = NotConnected(f"{self.where}: {text}")
         self._retry(text, "connect")
 
-    def _made(self, proto: _AMIProtocol) -> None:
+    def _made(self, proto: AMIProtocol) -> None:
         if self._phase is not P.CONNECTING:
             assert proto.transport is not None
             proto.transport.loseConnection()
@@ -576,7 +580,7 @@ class AMIClient:
         if proto is not None and proto.transport is not None:
             proto.transport.abortConnection()  # type: ignore[attr-defined]
 
-    def _lost(self, proto: _AMIProtocol, reason: Failure) -> None:
+    def _lost(self, proto: AMIProtocol, reason: Failure) -> None:
         if proto is not self._proto:
             return
         session = self._session

@@ -257,7 +257,7 @@ def read_database(db_url: str, call_id: str, server: str) -> dict[str, Any]:
     """The interaction row of the call, its ACD queued-call records and 1001's state log."""
     from sqlalchemy import select
 
-    from acd.records import AgentStateRecord, QueueCallRecord
+    from acd.tables import AgentStateRecord, QueueCallRecord
     from cti.db import make_engine
     from screenpop.store import Customer, Interaction
 

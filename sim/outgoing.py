@@ -1,31 +1,34 @@
 """Outgoing calls of the simulated PBX: the Dial() application and AMI Originate, with Asterisk 22's
 DialBegin/DialState/DialEnd, DIALSTATUS variables, OriginateResponse reasons and bridging on answer.
-Imports sim.pbx and Twisted's Deferred only; no reactor, no wall clock.
+Drives the Pbx (sim.pbx) it is handed; imports Twisted's Deferred only; no reactor, no wall clock.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 
 from sim.ami_events import UP, Headers, parse_caller_id, snapshot
-from sim.pbx import (
+from sim.channel import Channel
+from sim.channel_requests import (
     REASON_ANSWERED,
     REASON_BUSY,
     REASON_CONGESTION,
     REASON_FAILURE,
     REASON_HANGUP,
     REASON_TIMEOUT,
-    Channel,
     OriginateResult,
-    Pbx,
     RequestFailed,
     parse_dial_targets,
     split_dial_args,
 )
+
+if TYPE_CHECKING:
+    from sim.pbx import Pbx
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +160,7 @@ class _Dial:
         pbx.set_var(caller, "DIALSTATUS", "ANSWER")
         pbx.set_var(caller, "DIALEDPEERNAME", out.name)
         pbx.set_var(caller, "DIALEDPEERNUMBER", dialstring)
-        out._exten = ""
+        out.write_exten("")
         opts = parse_app_options(self.options)
         out.xfer_features = out.xfer_features or "t" in opts
         caller.xfer_features = caller.xfer_features or "T" in opts
@@ -233,9 +236,9 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
             continue
         pbx.set_var(out, "DIALEDPEERNUMBER", resource)
         pbx.inherit_variables(caller, out)
-        out._exten = caller.exten
+        out.write_exten(caller.exten)
         # app_dial sets the outgoing channel's ids before its first dialplan event, then publishes them.
-        out._caller_num, out._caller_name = caller.exten, caller.caller_name
+        out.write_caller(caller.exten, caller.caller_name)
         out.conn_num, out.conn_name = caller.caller_num, caller.caller_name
         _outgoing_setup(pbx, out, "AppDial")
         pbx.set_caller(out, caller.exten, caller.caller_name)
