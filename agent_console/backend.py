@@ -1,8 +1,9 @@
 """What the hub needs from the rest of the server (``ConsoleBackend``) and what it offers back
 (``ConsolePusher``), plus the session identity and the action error. No I/O.
 
-Must not import the hub, websockets, the ACD or AMI code: the real backend (ACD + AMI + screen pops)
-implements ``ConsoleBackend`` at integration; ``agent_console.memory_backend`` is the in-memory one.
+Must not import the hub, websockets, the ACD or AMI code: the one implementation of ``ConsoleBackend`` is
+the application's (``centre.console_backend``, over the ACD, the dispatcher and the screen pops); the hub's
+tests run over it too (tests/console_stack.py).
 """
 
 from __future__ import annotations

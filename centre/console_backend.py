@@ -5,6 +5,10 @@ ACD (which refuses illegal ones with a stable error id and changes nothing); cal
 AMI actions on the caller's and the agent's channels, in the dialplan contexts of
 ``config/asterisk/extensions_cti.conf``:
 
+Every AMI action is a ``cti.commands`` value applied by the server's ``Dispatcher`` (never the AMI pool
+directly): a refusal comes back as ``CommandFailed`` (the engines hear of it as of any command) and the
+agent gets ``action-failed`` ("the PBX refused: ...") with nothing changed.
+
 * hang up: ``Hangup`` of the agent's leg (Dial then ends the caller too);
 * hold: ``Redirect`` of the caller to ``cti-onhold`` (music) with the agent's leg as ExtraChannel to
   ``cti-agent-onhold``; retrieve: AMI ``Bridge`` of the two channels again;
@@ -21,6 +25,7 @@ AMI actions on the caller's and the agent's channels, in the dialplan contexts o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +35,7 @@ from twisted.internet import defer
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.call_log import call_key
-from cti.ami.client import AMIError
+from cti.commands import Atxfer, Bridge, CancelAtxfer, Command, CommandFailed, Hangup, Redirect, Setvar
 from cti.contract import (
     AGENT_ON_HOLD_CONTEXT,
     CONSULT_CONTEXT,
@@ -58,25 +63,19 @@ async def _result(d: defer.Deferred[Any]) -> Any:
     return await defer.Deferred.asFuture(d, asyncio.get_running_loop())
 
 
-def _ami_reason(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if response is not None:
-        return str(response.get("Message") or "Asterisk refused the action")
-    return str(exc) or exc.__class__.__name__
-
-
 class ServerConsoleBackend:
     """ConsoleBackend over a running ``CtiServer``."""
 
     def __init__(self, server: CtiServer) -> None:
         self.server = server
+        self._refs = itertools.count(1)
 
     # ---------------------------------------------------------------- protocol
     async def handle(self, session: SessionInfo, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "snapshot":
             if session.role != "supervisor":
                 raise ConsoleError("forbidden", "snapshot is a supervisor action")
-            return self.server.wallboard()
+            return self.supervisor_snapshot()
         if session.role != "agent":
             raise ConsoleError("forbidden", f"{action} is an agent action")
         handler = getattr(self, f"_do_{action}", None)
@@ -88,8 +87,6 @@ class ServerConsoleBackend:
             raise ConsoleError(exc.error_id, exc.message, **exc.details) from None
         except SessionError as exc:  # the call moved meanwhile (the caller hung up, ...)
             raise ConsoleError(exc.error_id, exc.message, status=exc.state.value) from None
-        except AMIError as exc:
-            raise ConsoleError("action-failed", f"the PBX refused: {_ami_reason(exc)}") from None
         return result
 
     def resume_messages(self, agent_id: str) -> list[dict[str, Any]]:
@@ -111,7 +108,8 @@ class ServerConsoleBackend:
         return messages
 
     def supervisor_snapshot(self) -> dict[str, Any]:
-        return self.server.wallboard()
+        """The wallboard payload: without its push ``type``, which would else replace a reply's "result"."""
+        return {k: v for k, v in self.server.wallboard().items() if k != "type"}
 
     def session_changed(self, session: SessionInfo, connected: bool) -> None:
         log.info("console %s %s (%s)", session.agent_id, "connected" if connected else "disconnected", session.role)
@@ -137,8 +135,15 @@ class ServerConsoleBackend:
         if not live.agent_channel:
             raise ConsoleError("no-active-call", "the agent's leg of this call is not known yet")
 
-    async def _ami(self, server: str, action: str, fields: dict[str, str | list[str]]) -> None:
-        await _result(self.server.pool.send(server, action, fields))
+    def ref(self, agent_id: str, action: str) -> str:
+        """A fresh reference for a console command (it names the agent and the action in logs)."""
+        return f"console-{agent_id}-{action}-{next(self._refs)}"
+
+    async def _apply(self, command: Command) -> None:
+        """Carry out one command through the server's dispatcher; its failure is action-failed."""
+        failed = await _result(self.server.dispatcher.apply(command))
+        if isinstance(failed, CommandFailed):
+            raise ConsoleError("action-failed", f"the PBX refused: {failed.reason}")
 
     @staticmethod
     def _move(live: CallSession, trigger: SessionTrigger) -> bool:
@@ -179,24 +184,23 @@ class ServerConsoleBackend:
     async def _do_hangup(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         channel = live.agent_channel or live.queued.channel
-        await self._ami(live.queued.server, "Hangup", {"Channel": channel, "Cause": "16"})
+        await self._apply(Hangup(self.ref(agent_id, "hangup"), live.queued.server, channel))
         return {"call_id": live.queued.call_id, "status": "ended"}
 
     async def _do_hold(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "connected")
-        await self._ami(live.queued.server, "Redirect", {
-            "Channel": live.queued.channel, "Context": ON_HOLD_CONTEXT, "Exten": START_EXTEN, "Priority": "1",
-            "ExtraChannel": live.agent_channel, "ExtraContext": AGENT_ON_HOLD_CONTEXT, "ExtraExten": START_EXTEN,
-            "ExtraPriority": "1"})
+        await self._apply(Redirect(self.ref(agent_id, "hold"), live.queued.server, live.queued.channel,
+                                   ON_HOLD_CONTEXT, START_EXTEN, extra_channel=live.agent_channel,
+                                   extra_context=AGENT_ON_HOLD_CONTEXT, extra_exten=START_EXTEN))
         self._move(live, SessionTrigger.HOLD)
         return self._push_call(live)
 
     async def _do_retrieve(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "held")
-        await self._ami(live.queued.server, "Bridge", {
-            "Channel1": live.agent_channel, "Channel2": live.queued.channel, "Tone": "no"})
+        await self._apply(Bridge(self.ref(agent_id, "retrieve"), live.queued.server, live.agent_channel,
+                                 live.queued.channel))
         if self._move(live, SessionTrigger.RETRIEVE):
             live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
         return self._push_call(live)
@@ -209,14 +213,13 @@ class ServerConsoleBackend:
             if target not in self.server.cfg.acd.queue_names():
                 raise ConsoleError("unknown-queue", f"no queue named {target[:40]!r}",
                                    known=sorted(self.server.cfg.acd.queue_names()))
-            await self._ami(server, "Setvar", {"Channel": channel, "Variable": CTI_QUEUE, "Value": target})
-            await self._ami(server, "Redirect", {"Channel": channel, "Context": HOLD_CONTEXT, "Exten": START_EXTEN,
-                                                 "Priority": "1"})
+            await self._apply(Setvar(self.ref(agent_id, "transfer"), server, channel, CTI_QUEUE, target))
+            await self._apply(Redirect(self.ref(agent_id, "transfer"), server, channel, HOLD_CONTEXT, START_EXTEN))
         else:
             dial = self.server.cfg.pbx.dial_string(target)
-            await self._ami(server, "Setvar", {"Channel": channel, "Variable": CTI_TRANSFER_DIAL, "Value": dial})
-            await self._ami(server, "Redirect", {"Channel": channel, "Context": TRANSFER_CONTEXT, "Exten": START_EXTEN,
-                                                 "Priority": "1"})
+            await self._apply(Setvar(self.ref(agent_id, "transfer"), server, channel, CTI_TRANSFER_DIAL, dial))
+            await self._apply(Redirect(self.ref(agent_id, "transfer"), server, channel, TRANSFER_CONTEXT,
+                                       START_EXTEN))
             self.server.call_log.transferred(server, live.queued.call_id)
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
         # already ended this agent's part (and the call may be ringing another agent in a new session).
@@ -229,10 +232,10 @@ class ServerConsoleBackend:
         self._connected(live, "connected")
         server = live.queued.server
         dial = self.server.cfg.pbx.dial_string(str(params["number"]))
-        await self._ami(server, "Setvar", {"Channel": live.agent_channel, "Variable": inherited(CTI_CONSULT_DIAL),
-                                           "Value": dial})
-        await self._ami(server, "Atxfer", {"Channel": live.agent_channel, "Context": CONSULT_CONTEXT,
-                                           "Exten": CONSULT_EXTEN})
+        await self._apply(Setvar(self.ref(agent_id, "attended_transfer"), server, live.agent_channel,
+                                 inherited(CTI_CONSULT_DIAL), dial))
+        await self._apply(Atxfer(self.ref(agent_id, "attended_transfer"), server, live.agent_channel,
+                                 CONSULT_CONTEXT, CONSULT_EXTEN))
         if self._move(live, SessionTrigger.CONSULT):
             live.consult = {"number": str(params["number"]), "state": "ringing"}
         return self._push_call(live)
@@ -240,14 +243,15 @@ class ServerConsoleBackend:
     async def _do_attended_complete(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
-        await self._ami(live.queued.server, "Hangup", {"Channel": live.agent_channel, "Cause": "16"})
+        await self._apply(Hangup(self.ref(agent_id, "attended_complete"), live.queued.server, live.agent_channel))
         self._move(live, SessionTrigger.COMPLETE)
         return self._push_call(live)
 
     async def _do_attended_cancel(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))
         self._connected(live, "consulting")
-        await self._ami(live.queued.server, "CancelAtxfer", {"Channel": live.agent_channel})
+        await self._apply(CancelAtxfer(self.ref(agent_id, "attended_cancel"), live.queued.server,
+                                       live.agent_channel))
         if self._move(live, SessionTrigger.CONSULT_ENDED):
             live.consult = None
         return self._push_call(live)

@@ -33,7 +33,7 @@ from cti.ami.client import Connector
 from cti.ami.message import AMIMessage
 from cti.commands import CommandFailed
 from cti.contract import is_outbound
-from cti.dispatch import Pusher
+from cti.dispatch import ActionSender, Pusher
 from cti.events import CallQueued
 from cti.sessions import CallSession
 from cti.threads import ThreadRunner
@@ -54,12 +54,14 @@ class CtiServer:
         *,
         clock: IReactorTime,
         ami_connector: Connector | None = None,
+        ami: ActionSender | None = None,
         pusher: Pusher | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.pusher = pusher
-        c = self.components = build_components(cfg, clock=clock, process=self, ami_connector=ami_connector)
+        c = self.components = build_components(cfg, clock=clock, process=self, ami_connector=ami_connector,
+                                                       ami=ami)
         self.tracker, self.acd, self.dialer, self.pool = c.tracker, c.acd, c.dialer, c.pool
         self.dispatcher, self.bus, self.sessions, self.pops = c.dispatcher, c.bus, c.sessions, c.pops
         self.call_log, self.ivr_sessions, self.links = c.call_log, c.ivr_sessions, c.links

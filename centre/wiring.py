@@ -44,7 +44,7 @@ from cti.calls import CallTracker
 from cti.commands import Command, CommandFailed
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, CTI_LEAD_NUMBER
 from cti.db import make_engine
-from cti.dispatch import Dispatcher
+from cti.dispatch import ActionSender, Dispatcher
 from cti.threads import ThreadRunner, thread_runner
 from dialer.shell import Dialer
 from dialer.store import CallbackStore, LeadStore
@@ -152,7 +152,7 @@ class Components:
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
-                     ami_connector: Connector | None = None) -> Components:
+                     ami_connector: Connector | None = None, ami: ActionSender | None = None) -> Components:
     """The components of one server, wired to ``process`` and to each other through the bus."""
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds())
@@ -180,7 +180,8 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                          on_connection=lambda server, up, detail: links.connection_changed(server, up, detail))
     links = PbxLinks(cfg, pool=pool, tracker=tracker, sessions=sessions, publish=process.publish,
                      resynced=process.resynced, now=process.now)
-    dispatcher = Dispatcher(pool, process, on_failed=process.on_command_failed)
+    # ``ami``: another way out for the AMI actions (a test's recording sender); the pool by default
+    dispatcher = Dispatcher(ami if ami is not None else pool, process, on_failed=process.on_command_failed)
 
     def dispatch(command: Command) -> None:
         dispatcher.apply(command)  # looked up each time: tests and benches wrap the dispatcher's apply

@@ -1,8 +1,10 @@
-"""What engines ask the outside world to do. Frozen values, no I/O; ``cti.dispatch`` applies them.
+"""What engines (and the console backend) ask the outside world to do. Frozen values, no I/O;
+``cti.dispatch`` applies them.
 
 AMI-level commands name the ``server`` (the Asterisk connection's configured name). Console
 commands address one agent or the supervisors. A command's failure is fed back to the engine that
-issued it as ``CommandFailed`` with the same ``ref``.
+issued it as ``CommandFailed`` with the same ``ref`` (and is what ``Dispatcher.apply``'s Deferred
+fires with, for a caller that waits on it).
 """
 
 from __future__ import annotations
@@ -26,12 +28,17 @@ class Setvar(Command):
 
 @dataclass(frozen=True, slots=True)
 class Redirect(Command):
+    """AMI Redirect of ``channel`` (and of ``extra_channel`` with it, to ``extra_context``/``extra_exten``
+    when given, else to the same place: e.g. hold sends the caller to music and the agent's leg elsewhere)."""
+
     server: str
     channel: str
     context: str
     exten: str
     priority: int = 1
     extra_channel: str | None = None
+    extra_context: str | None = None
+    extra_exten: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,35 @@ class Hangup(Command):
     server: str
     channel: str
     cause: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge(Command):
+    """AMI Bridge of two channels (retrieve from hold); ``tone``: play a courtesy tone to ``channel2``."""
+
+    server: str
+    channel1: str
+    channel2: str
+    tone: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Atxfer(Command):
+    """AMI Atxfer of ``channel`` (the leg that has the atxfer feature) to ``exten``@``context``: Asterisk
+    plays the extension as DTMF, so it must be digits."""
+
+    server: str
+    channel: str
+    context: str
+    exten: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAtxfer(Command):
+    """AMI CancelAtxfer: end the consultation started on ``channel``; it talks to its first party again."""
+
+    server: str
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)

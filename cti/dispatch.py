@@ -3,7 +3,9 @@
 The one place that turns ``cti.commands`` values into AMI actions. A command that cannot be carried
 out (AMI down, channel gone, Asterisk said Error) is reported back through ``on_failed`` as a
 ``CommandFailed`` with the command's ``ref``, so the engine that issued it can undo its state.
-Imports Twisted only for Deferreds; knows nothing of engines' state.
+``apply`` returns a Deferred that never fails: it fires with ``None`` once the command is carried out
+(its last AMI action answered Success) or with that ``CommandFailed``, for a caller that waits (the
+console backend). Imports Twisted only for Deferreds; knows nothing of engines' state.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from twisted.python.failure import Failure
 
 from cti.ami.client import ActionError, ActionResult, AMIError
 from cti.commands import (
+    Atxfer,
+    Bridge,
+    CancelAtxfer,
     Command,
     CommandFailed,
     Hangup,
@@ -71,24 +76,53 @@ class Dispatcher:
         self.sent = 0
         self.failed = 0
 
-    def apply(self, command: Command) -> defer.Deferred[Any] | None:
+    def apply(self, command: Command) -> defer.Deferred[CommandFailed | None]:
+        """Carry out ``command``. The Deferred fires with None when done, or with the ``CommandFailed``
+        also given to ``on_failed``; it never fails."""
         if isinstance(command, OfferCall):
             return self._offer(command)
+        action = self._action(command)
+        if action is not None:
+            return self._send(command, *action)
+        if isinstance(command, PushToAgent):
+            if self.pusher is not None:
+                self.pusher.push_to_agent(command.agent_id, command.message)
+            return defer.succeed(None)
+        if isinstance(command, PushToSupervisors):
+            if self.pusher is not None:
+                self.pusher.push_to_supervisors(command.message)
+            return defer.succeed(None)
+        log.error("dispatch: no handler for command %r", type(command).__name__)
+        failed = CommandFailed(ref=command.ref, command=command, reason=f"no handler for {type(command).__name__}")
+        return defer.succeed(failed)
+
+    @staticmethod
+    def _action(command: Command) -> tuple[str, str, dict[str, str | list[str]]] | None:
+        """The one AMI action (server, name, fields) of a single-action command; None for the others."""
         if isinstance(command, Setvar):
-            return self._send(command, command.server, "Setvar",
-                              {"Channel": command.channel, "Variable": command.name, "Value": command.value})
+            return command.server, "Setvar", {"Channel": command.channel, "Variable": command.name,
+                                              "Value": command.value}
         if isinstance(command, Redirect):
             fields: dict[str, str | list[str]] = {
                 "Channel": command.channel, "Context": command.context,
                 "Exten": command.exten, "Priority": str(command.priority),
             }
             if command.extra_channel:
-                fields.update({"ExtraChannel": command.extra_channel, "ExtraContext": command.context,
-                               "ExtraExten": command.exten, "ExtraPriority": str(command.priority)})
-            return self._send(command, command.server, "Redirect", fields)
+                fields.update({"ExtraChannel": command.extra_channel,
+                               "ExtraContext": command.extra_context or command.context,
+                               "ExtraExten": command.extra_exten or command.exten,
+                               "ExtraPriority": str(command.priority)})
+            return command.server, "Redirect", fields
         if isinstance(command, Hangup):
-            return self._send(command, command.server, "Hangup",
-                              {"Channel": command.channel, "Cause": str(command.cause)})
+            return command.server, "Hangup", {"Channel": command.channel, "Cause": str(command.cause)}
+        if isinstance(command, Bridge):
+            return command.server, "Bridge", {"Channel1": command.channel1, "Channel2": command.channel2,
+                              "Tone": "yes" if command.tone else "no"}
+        if isinstance(command, Atxfer):
+            return command.server, "Atxfer", {"Channel": command.channel, "Context": command.context,
+                                              "Exten": command.exten}
+        if isinstance(command, CancelAtxfer):
+            return command.server, "CancelAtxfer", {"Channel": command.channel}
         if isinstance(command, Originate):
             ofields: dict[str, str | list[str]] = {
                 "Channel": command.channel, "Context": command.context, "Exten": command.exten,
@@ -101,19 +135,10 @@ class Dispatcher:
                 ofields["Account"] = command.account
             if command.variables:
                 ofields["Variable"] = [f"{k}={v}" for k, v in command.variables.items()]
-            return self._send(command, command.server, "Originate", ofields)
-        if isinstance(command, PushToAgent):
-            if self.pusher is not None:
-                self.pusher.push_to_agent(command.agent_id, command.message)
-            return None
-        if isinstance(command, PushToSupervisors):
-            if self.pusher is not None:
-                self.pusher.push_to_supervisors(command.message)
-            return None
-        log.error("dispatch: no handler for command %r", type(command).__name__)
+            return command.server, "Originate", ofields
         return None
 
-    def _offer(self, cmd: OfferCall) -> defer.Deferred[Any]:
+    def _offer(self, cmd: OfferCall) -> defer.Deferred[CommandFailed | None]:
         # Three actions on one AMI session, written together, are executed in order by Asterisk; the
         # Redirect fails cleanly if the caller hung up in between, and that failure re-queues nothing by
         # itself: the engine hears CommandFailed and decides.
@@ -128,16 +153,17 @@ class Dispatcher:
 
     def _send(
         self, cmd: Command, server: str, action: str, fields: dict[str, str | list[str]], report: bool = True
-    ) -> defer.Deferred[Any]:
+    ) -> defer.Deferred[CommandFailed | None]:
         self.sent += 1
         d = self.ami.send(server, action, fields)
 
-        def failed(failure: Failure) -> None:
+        def failed(failure: Failure) -> CommandFailed:
             self.failed += 1
             reason = _reason(failure)
             log.warning("dispatch: %s on %s for %s failed: %s", action, server, cmd.ref, reason)
+            command_failed = CommandFailed(ref=cmd.ref, command=cmd, reason=reason)
             if report:
-                self.on_failed(CommandFailed(ref=cmd.ref, command=cmd, reason=reason))
+                self.on_failed(command_failed)
+            return command_failed
 
-        d.addErrback(failed)
-        return d
+        return d.addCallbacks(lambda _result: None, failed)

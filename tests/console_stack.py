@@ -1,30 +1,77 @@
-"""Test harness for the console hub: a real hub on 127.0.0.1:0 with the in-memory backend, and a small
-websocket client that speaks protocol v1. Used by tests/test_console_*.py and integration tests.
+"""Test harness for the console hub over the REAL engines: the hub on 127.0.0.1:0 with the production
+backend (``centre.console_backend.ServerConsoleBackend``) over a real ``CtiServer`` (ACD rules, call
+tracker, dispatcher, screen pops and callbacks on a temporary SQLite), which talks AMI to the simulated
+PBX (sim/, the shipped dialplan, over ``sim.memory_transport``) through a ``RecordingSender``: every AMI
+action a command sends is recorded, and a test may script the PBX to refuse one. Plus a small websocket
+client that speaks protocol v1. Used by tests/test_console_*.py.
 
-Not imported by the server; may import the websockets client. No ACD, AMI or database code.
+Time: the server and the PBX run on a ``WallClock``, virtual time that follows the wall clock (a pump
+task runs what is due every few milliseconds) and that a test may move ahead (``await stack.advance(s)``)
+to reach a ring timeout or a timer without sleeping; the hub reads the same time.
+
+Calls: ``stack.arrive(...)`` puts a caller into ``cti-hold`` (as the IVR leaves them, with its channel
+variables); the ACD offers it to a ready agent and the PBX rings that agent's phone, which answers only
+when the test says (``stack.answer(agent)``); ``stack.hang_up_phone(agent)`` and
+``stack.caller_hangs_up(call)`` end it from either side. Not imported by the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from twisted.internet import defer
 from websockets.asyncio.client import ClientConnection, connect
 
 from agent_console.auth import Authenticator, hash_password
 from agent_console.hub import ConsoleHub
-from agent_console.memory_backend import MemoryBackend
 from agent_console.settings import ConsoleSection
+from centre.console_backend import ServerConsoleBackend
+from centre.database import upgrade
+from centre.server import CtiServer
+from config.schema import CtiConfig
+from cti.ami.client import ActionError, ActionResult
+from cti.ami.message import AMIMessage
+from cti.contract import (
+    CTI_FLOW,
+    CTI_IVR_PATH,
+    CTI_QUEUE,
+    CTI_SKILLS,
+    HOLD_CONTEXT,
+    START_EXTEN,
+    collected_variable,
+)
+from cti.dispatch import ActionSender
+from cti.sessions import CallSession
+from screenpop.records import AccountRecord, CustomerInput, PhoneRecord
+from sim.ami_server import AMIServer, AMIServerFactory
+from sim.channel import Channel
+from sim.clock import VirtualClock
+from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan
+from sim.far_end import FarEnd, FixedFarEnds
+from sim.memory_transport import MemoryConnector, MemoryNetwork
+from sim.pbx import Pbx
 
 SECRET = "test-secret-0123456789abcdef"
 # Cheap scrypt parameters keep the tests fast; the format and the code path are the real ones.
 PASSWORDS = {"1001": "pw-1001", "1002": "pw-1002", "sup": "pw-sup"}
 HASHES = {agent: hash_password(pw, n=2**4) for agent, pw in PASSWORDS.items()}
 AGENTS = {"1001": ["sales"], "1002": ["sales", "support"]}
+PBX = "pbx1"
+AMI_USER, AMI_SECRET = "cti", "cti-secret"
+# Numbers an agent may transfer to or consult: 2001 answers after 1 s; 2003 never answers.
+TARGETS = {"2001": FarEnd("answer", ring_time=1.0), "2002": FarEnd("answer", ring_time=1.0),
+           "2003": FarEnd("noanswer")}
 
 # A pop in the shape screenpop.compose.compose_pop produces (one customer found by ANI).
 _ADA = {
@@ -51,6 +98,19 @@ SAMPLE_POP: dict[str, Any] = {
     "outbound": None, "crm_url": "https://crm.example.com/customers/C-42",
 }
 
+# The IVR flow whose labels put a caller's path in words on the pop (as config/examples/demo.yaml's).
+FLOWS: dict[str, Any] = {"main": {"description": "Test main line", "start": "who", "nodes": {
+    "who": {"kind": "lookup", "label": "Caller's number", "by": "ani", "found": "vip_check", "not_found": "menu",
+            "unavailable": "menu"},
+    "vip_check": {"kind": "branch", "label": "VIP customer",
+                  "cases": [{"var": "customer.vip", "equals": "yes", "goto": "menu"}], "default": "menu"},
+    "menu": {"kind": "menu", "label": "Main menu", "prompt": ["beep"], "options": {"1": "sales", "2": "support"},
+             "timeout": 5, "retries": 2, "invalid_prompt": "beep", "after_retries": "support"},
+    "sales": {"kind": "queue", "label": "Sales", "queue": "sales", "skills": {"sales": 3}},
+    "support": {"kind": "queue", "label": "Support", "queue": "support", "skills": {"support": 3}},
+}}}
+SALES_PATH = ("who:found", "vip_check:default", "menu:1", "sales:queue:sales")
+
 
 def make_settings(**overrides: Any) -> ConsoleSection:
     base: dict[str, Any] = {
@@ -62,33 +122,269 @@ def make_settings(**overrides: Any) -> ConsoleSection:
     return ConsoleSection.model_validate(base)
 
 
-class Stack:
-    """Hub + in-memory backend on an ephemeral port."""
+def stack_config(settings: ConsoleSection, db_url: str) -> CtiConfig:
+    """Two agents (1001 sales, 1002 sales and support), two queues, one PBX, the console's settings."""
+    return CtiConfig.model_validate({
+        "asterisk": [{"name": PBX, "host": "10.0.0.1", "port": 5038, "username": AMI_USER, "secret": AMI_SECRET}],
+        "database": {"url": db_url},
+        "ivr": {"default_flow": "main", "flows": FLOWS},
+        "acd": {"default_queue": "sales",
+                "queues": [{"name": "sales", "skills": {"sales": 1}, "wrapup": 3600, "ring_timeout": 15},
+                           {"name": "support", "skills": {"support": 1}, "wrapup": 3600, "ring_timeout": 15}],
+                "agents": [{"id": a, "name": f"Agent {a}", "endpoint": f"PJSIP/{a}",
+                            "skills": dict.fromkeys(queues, 5)} for a, queues in AGENTS.items()]},
+        "screenpop": {"crm_url_template": "https://crm.example.com/customers/{external_id}"},
+        "console": settings,
+    })
 
-    def __init__(self, settings: ConsoleSection, clock: Callable[[], float] = time.time,
-                 hashes: dict[str, str] | None = None, **hub_options: Any) -> None:
+
+class WallClock(VirtualClock):
+    """Virtual time that follows the wall clock: ``catch_up()`` (the stack's pump) runs what is due by
+    now; ``jump(seconds)`` moves it ahead for good (a ring timeout reached without sleeping)."""
+
+    def __init__(self) -> None:
+        super().__init__(start=time.time())
+        self.offset = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.offset
+
+    def catch_up(self) -> None:
+        self.run_until(max(self.rightNow, self.wall()))
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+        self.catch_up()
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One AMI action as the dispatcher sent it."""
+
+    server: str
+    action: str
+    fields: dict[str, Any]
+
+
+class RecordingSender:
+    """The server's ``ActionSender``: records every action, then passes it to the AMI connections, unless a
+    test scripted the PBX to refuse it (``refuse``): then it fails as Asterisk's ``Response: Error`` does
+    and never reaches the PBX."""
+
+    def __init__(self) -> None:
+        self.target: ActionSender | None = None
+        self.sent: list[Sent] = []
+        self._refusals: dict[str, list[str]] = {}
+
+    def refuse(self, action: str, message: str = "No such channel") -> None:
+        """The next ``action`` is answered with an error carrying ``message``."""
+        self._refusals.setdefault(action, []).append(message)
+
+    def send(self, server: str, name: str, fields: dict[str, str | list[str]] | None = None, *,
+             timeout: float | None = None) -> defer.Deferred[ActionResult]:
+        self.sent.append(Sent(server, name, dict(fields or {})))
+        refusals = self._refusals.get(name)
+        if refusals:
+            response = AMIMessage([("Response", "Error"), ("Message", refusals.pop(0))])
+            return defer.fail(ActionError(server, name, response))
+        assert self.target is not None, "the sender is not attached to the server's AMI connections"
+        return self.target.send(server, name, fields, timeout=timeout)
+
+    def batch(self, server: str) -> contextlib.AbstractContextManager[None]:
+        assert self.target is not None
+        return self.target.batch(server)
+
+    def actions(self, since: int = 0) -> list[tuple[str, dict[str, Any]]]:
+        """(action, fields) sent from index ``since`` on."""
+        return [(s.action, s.fields) for s in self.sent[since:]]
+
+
+def _inline(fn: Callable[[], Any]) -> defer.Deferred[Any]:
+    """Store calls run at once on the loop's thread (small SQLite, no thread pool to stop)."""
+    try:
+        return defer.succeed(fn())
+    except Exception:
+        return defer.fail()
+
+
+_TEMPLATE: list[Path] = []
+
+
+def _fresh_database(directory: Path) -> str:
+    """A migrated SQLite file (migrated once per test process, then copied)."""
+    if not _TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="console-db-")
+        atexit.register(shutil.rmtree, folder, True)
+        template = Path(folder) / "template.sqlite3"
+        upgrade(f"sqlite:///{template}")
+        _TEMPLATE.append(template)
+    path = directory / "console.sqlite3"
+    shutil.copyfile(_TEMPLATE[0], path)
+    return f"sqlite:///{path}"
+
+
+class Stack:
+    """Hub + the real backend, server and simulated PBX (see the module docstring)."""
+
+    def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None,
+                 **hub_options: Any) -> None:
         """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters)."""
         self.settings = settings
-        self.backend = MemoryBackend(settings, AGENTS, clock, queues=["sales", "support"])
-        auth = Authenticator(settings, hashes or {a: HASHES[a] for a in AGENTS}, clock=clock)
-        self.hub = ConsoleHub(settings, self.backend, auth, clock, **hub_options)
-        self.backend.attach(self.hub)
+        self.cfg = stack_config(settings, _fresh_database(directory))
+        self.clock = WallClock()
+        self.network = MemoryNetwork(self.clock)
+        phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
+        self.pbx = Pbx(self.clock, load_dialplan(DEFAULT_DIALPLAN), far_ends=FixedFarEnds({**phones, **TARGETS}))
+        ast = self.cfg.asterisk[0]
+        self.network.listen(ast.host, ast.port, AMIServerFactory(AMIServer(self.pbx, {AMI_USER: AMI_SECRET})))
+        self.sender = RecordingSender()
+        self.server = CtiServer(self.cfg, clock=self.clock, ami=self.sender,
+                                ami_connector=lambda s, f: MemoryConnector(self.network, s, f))
+        self.sender.target = self.server.pool
+        self.server.open_database(_inline)
+        self.backend = ServerConsoleBackend(self.server)
+        agent_ids = [a.id for a in self.cfg.acd.agents]
+        auth = Authenticator(settings, hashes or {a: HASHES[a] for a in AGENTS}, clock=self.clock.wall,
+                             agent_ids=agent_ids)
+        hub_options.setdefault("not_ready_reasons", self.cfg.acd.not_ready_reasons)
+        self.hub = ConsoleHub(settings, self.backend, auth, self.clock.wall, **hub_options)
+        self.server.pusher = self.hub
         self.port = 0
+        self.seeded: dict[str, int] = {}  # external id -> customer id
+        self._pump: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}{self.settings.path}"
 
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.server.start()
+        self._pump = asyncio.create_task(self._run_pump())
+        await self.until(lambda: self.server.health.ami.get(PBX, False), "the AMI link to the simulated PBX")
+        self.port = await self.hub.start("127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        await self.hub.stop()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        self.server.stop()
+        self.clock.run_for(1.0)  # the AMI logoff and close go through
+
+    async def _run_pump(self) -> None:
+        while True:
+            self.clock.catch_up()
+            await asyncio.sleep(0.002)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the server's (and the hub's) time ahead by ``seconds`` and let everything due run."""
+        self.clock.jump(seconds)
+        await asyncio.sleep(0)
+
+    async def until(self, condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+        """Wait (real time) until ``condition()`` holds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.002)
+
+    # ------------------------------------------------------------------ the customer store
+    def add_customer(self, external_id: str, first: str, last: str, phone: str, *, segment: str = "",
+                     email: str = "", accounts: tuple[AccountRecord, ...] = (),
+                     history: tuple[dict[str, Any], ...] = ()) -> int:
+        """A customer in the real store (and past interactions: dicts of ``started_at``, ``disposition``,
+        ``notes``, ``agent_id``), found by the pop's look-up of ``phone``."""
+        store = self.server.store
+        assert store is not None
+        (outcome,) = store.upsert_customers([CustomerInput(
+            external_id=external_id, first_name=first, last_name=last, segment=segment, email=email,
+            phones=(PhoneRecord(phone, "mobile"),), accounts=accounts)])
+        customer_id = int(outcome.customer_id)
+        store.add_interactions([{"call_key": f"old/{external_id}/{i}", "customer_id": customer_id,
+                                 "direction": "inbound", "ani": phone, "queue": "sales", "outcome": "answered",
+                                 **h} for i, h in enumerate(history)])
+        self.seeded[external_id] = customer_id
+        return customer_id
+
+    def add_ada(self) -> int:
+        """Ada Lovelace, the customer of ``SAMPLE_POP``: +15551234567, gold, one earlier call."""
+        return self.add_customer("C-42", "Ada", "Lovelace", "+15551234567", segment="gold", email="ada@example.com",
+                                 accounts=(AccountRecord("ACC-0042", "broadband", "active"),),
+                                 history=({"started_at": datetime(2025, 1, 5, 10, 0, tzinfo=UTC),
+                                           "disposition": "resolved", "notes": "billing question",
+                                           "agent_id": "1002"},))
+
+    # ------------------------------------------------------------------ calls
+    def arrive(self, caller: str = "+15551234567", name: str = "ADA L", *, queue: str = "sales",
+               path: tuple[str, ...] = SALES_PATH, collected: dict[str, str] | None = None) -> Channel:
+        """A caller the IVR queued for ``queue``: it enters ``cti-hold`` with the variables the IVR sets
+        (queue, skills, its path, what the caller entered, masked as the IVR masks it)."""
+        variables = [(CTI_QUEUE, queue), (CTI_SKILLS, f"{queue}:1"), (CTI_FLOW, "main"),
+                     (CTI_IVR_PATH, ">".join(path))]
+        variables += [(collected_variable(k), v) for k, v in (collected or {}).items()]
+        chan = self.pbx.inbound_call(START_EXTEN, caller, name, context=HOLD_CONTEXT)
+        for variable, value in variables:  # as the IVR's SET VARIABLEs do: VarSet events the tracker keeps
+            self.pbx.set_var(chan, variable, value)
+        return chan
+
+    def live(self, agent_id: str) -> CallSession | None:
+        return self.server.call_for_agent(agent_id)
+
+    def state(self, agent_id: str) -> str:
+        return str(self.server.acd.agent_snapshot(agent_id).state.value)
+
+    def phone(self, agent_id: str) -> Channel | None:
+        """The agent's phone's channel of its current call (ringing or up)."""
+        live = self.live(agent_id)
+        if live is not None and live.agent_channel:
+            return self.pbx.find_channel(live.agent_channel)
+        return next((c for c in self.pbx.ordered_channels() if c.name.startswith(f"PJSIP/{agent_id}-")
+                     and not c.dead), None)
+
+    async def ringing(self, agent_id: str) -> Channel:
+        """Wait until the agent's phone rings for an offered call."""
+        await self.until(lambda: self.phone(agent_id) is not None, f"{agent_id}'s phone to ring")
+        chan = self.phone(agent_id)
+        assert chan is not None
+        return chan
+
+    async def answer(self, agent_id: str) -> None:
+        """The agent picks the ringing phone up; returns once the server has the call connected."""
+        self.pbx.answer(await self.ringing(agent_id))
+        await self.until(lambda: self.state(agent_id) == "on_call" and (live := self.live(agent_id)) is not None
+                         and live.state == "connected", f"{agent_id} on the call")
+
+    async def connect(self, agent_id: str, **arrival: Any) -> Channel:
+        """A caller arrives for the (ready) agent, who answers: the caller's channel."""
+        caller = self.arrive(**arrival)
+        await self.answer(agent_id)
+        return caller
+
+    async def hang_up_phone(self, agent_id: str) -> None:
+        """The agent hangs the phone up (a BYE from the phone)."""
+        chan = self.phone(agent_id)
+        assert chan is not None, f"{agent_id} has no call on the phone"
+        self.pbx.far_hangup(chan)
+        await self.until(lambda: self.state(agent_id) != "on_call", f"{agent_id}'s call to end")
+
+    async def caller_hangs_up(self, caller: Channel) -> None:
+        self.pbx.far_hangup(caller)
+        await self.until(lambda: caller.dead, "the caller's channel to go")
+
 
 @contextlib.asynccontextmanager
-async def running(settings: ConsoleSection | None = None, clock: Callable[[], float] = time.time,
-                  hashes: dict[str, str] | None = None, **hub_options: Any) -> AsyncIterator[Stack]:
-    stack = Stack(settings or make_settings(), clock, hashes, **hub_options)
-    stack.port = await stack.hub.start("127.0.0.1", 0)
-    try:
-        yield stack
-    finally:
-        await stack.hub.stop()
+async def running(settings: ConsoleSection | None = None, hashes: dict[str, str] | None = None,
+                  **hub_options: Any) -> AsyncIterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="console-stack-") as directory:
+        stack = Stack(settings or make_settings(), Path(directory), hashes, **hub_options)
+        await stack.start()
+        try:
+            yield stack
+        finally:
+            await stack.stop()
 
 
 class Client:

@@ -1,23 +1,25 @@
 """The agent console as an agent uses it (issue 12, items 1-5), in a real headless Chromium (Debian's
-/usr/bin/chromium driven by Playwright) against the hub and the in-memory backend.
+/usr/bin/chromium driven by Playwright) against the hub and the production backend over the real server
+and the simulated PBX (tests/console_stack.py): pops from the real customer store and composer.
 
 Each test saves screenshots under its pytest temp dir and asserts on what is visible, not only on the DOM.
-Time: the hub and the backend read a clock the test moves forward (``Clock.advance``), so the call and hold
-timers are checked without sleeping.
+Time: the hub, the server and the page read clocks the test moves forward together (``Clock.advance``), so
+the call and hold timers are checked without sleeping.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.console_stack import make_settings, open_client, run, running
+from centre.call_log import call_key
+from screenpop.records import AccountRecord
+from tests.console_stack import PBX, Stack, make_settings, open_client, run, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -28,45 +30,35 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chr
 
 
 class Clock:
-    """Wall time plus an offset the test moves, for the server and (``page.clock``) the page alike."""
+    """Moves the stack's time (server and hub) and the page's (``page.clock``) forward together."""
 
-    def __init__(self) -> None:
-        self.offset = 0.0
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
         self.page: Any = None
 
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
     async def advance(self, seconds: float) -> None:
-        self.offset += seconds
+        await self.stack.advance(seconds)
         if self.page is not None:
             await self.page.clock.fast_forward(int(seconds * 1000))
 
 
-def rich_pop(call_id: str) -> dict[str, Any]:
-    """A pop made by the real composer for a known customer who came through the demo IVR, with a callback
-    promised on an earlier contact."""
-    from screenpop.compose import LookupKey, PopContext, compose_pop
-    from screenpop.records import AccountRecord, CustomerRecord, InteractionRecord
-    from screenpop.settings import ScreenpopSection
+ROSA_PHONE = "+16165550123"
 
-    rosa = CustomerRecord(id=42, external_id="C-42", first_name="Rosa", last_name="Rossi", segment="gold",
-                          accounts=(AccountRecord("ACC-0042", "fibre 500", "active"),
-                                    AccountRecord("ACC-0043", "mobile", "suspended")))
-    history = {42: [
-        InteractionRecord(id=2, call_key="pbx/2", customer_id=42, started_at=datetime(2025, 2, 1, 9, 30, tzinfo=UTC),
-                          direction="inbound", disposition="callback", notes="wants the upgrade price",
-                          agent_id="1002"),
-        InteractionRecord(id=1, call_key="pbx/1", customer_id=42, started_at=datetime(2025, 1, 5, 10, 0, tzinfo=UTC),
-                          direction="inbound", disposition="resolved", notes="billing question", agent_id="1003"),
-    ]}
-    call = PopContext(call_id=call_id, uniqueid=call_id, direction="inbound", ani="+16165550123", queue="sales",
-                      wait_seconds=42, caller_name="Wei Lopez",
-                      ivr_path=("who:found", "vip_check:default", "menu:1", "sales:queue:sales"),
-                      ivr_steps=("Caller's number: recognised", "VIP customer: no", "Main menu: pressed 1 (Sales)",
-                                 "Sales"),
-                      ivr_reason="Sales", ivr_collected={"account": "0042", "pin": "1234"})
-    return compose_pop(call, [rosa], history, ScreenpopSection(), lookup_by=LookupKey("ani", "+16165550123"))
+
+def add_rosa(stack: Stack) -> None:
+    """A known customer in the real store, with a callback promised on an earlier contact."""
+    stack.add_customer("C-42", "Rosa", "Rossi", ROSA_PHONE, segment="gold",
+                       accounts=(AccountRecord("ACC-0042", "fibre 500", "active"),
+                                 AccountRecord("ACC-0043", "mobile", "suspended")),
+                       history=({"started_at": datetime(2025, 1, 5, 10, 0, tzinfo=UTC), "disposition": "resolved",
+                                 "notes": "billing question", "agent_id": "1003"},
+                                {"started_at": datetime(2025, 2, 1, 9, 30, tzinfo=UTC), "disposition": "callback",
+                                 "notes": "wants the upgrade price", "agent_id": "1002"}))
+
+
+def rosa_calls(stack: Stack) -> Any:
+    """Rosa calls and comes through the IVR to sales (account entered, PIN too): the caller's channel."""
+    return stack.arrive(ROSA_PHONE, "Wei Lopez", collected={"account": "0042", "pin": "1234"})
 
 
 async def _open(p: Any, port: int, clock: Clock | None = None) -> tuple[Any, Any, list[str]]:
@@ -124,7 +116,7 @@ def test_signing_in_logs_the_configured_phone_in_and_says_what_to_do_next(tmp_pa
             await _sign_in(page, "1001", "pw-1001")
             badge = tid("state-badge")
             await expect(badge).to_have_text("Not ready")
-            assert stack.backend.agents["1001"].endpoint == "PJSIP/1001"
+            assert stack.server.acd.agent_snapshot("1001").endpoint == "PJSIP/1001"
             await expect(tid("btn-ready")).to_be_enabled()
             await expect(tid("next-step")).to_be_visible()
             await expect(tid("next-step")).to_contain_text("Press Ready (Alt+R) to take calls")
@@ -139,7 +131,7 @@ def test_signing_in_logs_the_configured_phone_in_and_says_what_to_do_next(tmp_pa
             agent = await open_client(stack, "1002")
             refused = await agent.request("login", endpoint="PJSIP/9999")
             assert refused["error_id"] == "endpoint-fixed" and "PJSIP/1002" in refused["message"]
-            assert stack.backend.agents["1002"].state == "logged_out"
+            assert stack.state("1002") == "logged_out"
             await agent.ws.close()
             await browser.close()
 
@@ -158,7 +150,7 @@ def test_signing_in_logs_the_configured_phone_in_and_says_what_to_do_next(tmp_pa
             await tid("phone-endpoint").fill("PJSIP/2002")
             await page.keyboard.press("Enter")
             await expect(tid("state-badge")).to_have_text("Not ready")
-            assert stack.backend.agents["1002"].endpoint == "PJSIP/2002"
+            assert stack.server.acd.agent_snapshot("1002").endpoint == "PJSIP/2002"
             await expect(tid("phone-form")).to_be_hidden()
             assert dialogs == []
             await browser.close()
@@ -173,20 +165,19 @@ def test_a_reload_or_a_lost_connection_restores_the_pop_timers_and_wrapup(tmp_pa
     and back) keeps them too."""
     from playwright.async_api import async_playwright, expect
 
-    clock = Clock()
-
     async def body() -> None:
         # Heartbeats far apart: jumping the page's clock must not look like a dead link.
-        async with running(make_settings(heartbeat_interval=100.0), clock=clock) as stack, \
-                async_playwright() as p:
+        async with running(make_settings(heartbeat_interval=100.0)) as stack, async_playwright() as p:
+            clock = Clock(stack)
+            add_rosa(stack)
             browser, page, dialogs = await _open(p, stack.port, clock)
             tid = page.get_by_test_id
             await _sign_in(page, "1001", "pw-1001")
             await tid("btn-ready").click()
             await expect(tid("state-badge")).to_have_text("Ready")
-            stack.backend.offer_call("1001", "c-reload", rich_pop("c-reload"), queue="sales")
+            caller = rosa_calls(stack)
             await expect(tid("pop-customer-name")).to_have_text("Rosa Rossi")
-            stack.backend.answer("c-reload")
+            await stack.answer("1001")
             await expect(tid("call-status")).to_have_text("Connected")
             await clock.advance(125)
 
@@ -223,9 +214,8 @@ def test_a_reload_or_a_lost_connection_restores_the_pop_timers_and_wrapup(tmp_pa
             await page.screenshot(path=str(tmp_path / "2-after-reconnect-in-wrapup.png"))
             await tid("btn-dispose").click()
             await expect(tid("state-badge")).to_have_text("Ready")
-            record = stack.backend.interactions[-1]
-            assert (record["call_id"], record["disposition"], record["notes"]) == (
-                "c-reload", "sale", "ordered the fibre upgrade")
+            record = stack.server.store.get_interaction(call_key(PBX, caller.linkedid))
+            assert (record.disposition, record.notes) == ("sale", "ordered the fibre upgrade")
             assert dialogs == []
             await browser.close()
 
@@ -241,11 +231,14 @@ def test_the_pop_reads_at_a_glance(tmp_path: Path) -> None:
 
     async def body() -> None:
         async with running() as stack, async_playwright() as p:
+            add_rosa(stack)
             browser, page, _ = await _open(p, stack.port)
             tid = page.get_by_test_id
             await _sign_in(page, "1001", "pw-1001")
+            await expect(tid("state-badge")).to_have_text("Not ready")
+            rosa_calls(stack)
+            await stack.advance(42)  # she waits 42 s in sales before the agent is ready
             await tid("btn-ready").click()
-            stack.backend.offer_call("1001", "c-glance", rich_pop("c-glance"), queue="sales")
             await expect(tid("pop-card")).to_be_visible()
             await expect(tid("pop-who-label")).to_have_text("Customer")
             await expect(tid("pop-customer-name")).to_have_text("Rosa Rossi")
@@ -285,17 +278,17 @@ def test_hold_shows_call_and_hold_time_one_callback_place_and_log_out_signs_out(
     in the wrap-up. Log out logs the phone out and signs the console out, without a stale message."""
     from playwright.async_api import async_playwright, expect
 
-    clock = Clock()
-
     async def body() -> None:
-        async with running(make_settings(heartbeat_interval=100.0), clock=clock) as stack, \
-                async_playwright() as p:
+        async with running(make_settings(heartbeat_interval=100.0)) as stack, async_playwright() as p:
+            clock = Clock(stack)
+            add_rosa(stack)
             browser, page, _ = await _open(p, stack.port, clock)
             tid = page.get_by_test_id
             await _sign_in(page, "1001", "pw-1001")
             await tid("btn-ready").click()
-            stack.backend.offer_call("1001", "c-hold", rich_pop("c-hold"), queue="sales")
-            stack.backend.answer("c-hold")
+            await expect(tid("state-badge")).to_have_text("Ready")
+            rosa_calls(stack)
+            await stack.answer("1001")
             await expect(tid("call-status")).to_have_text("Connected")
             await clock.advance(90)
             await tid("btn-hold").click()
@@ -330,7 +323,7 @@ def test_hold_shows_call_and_hold_time_one_callback_place_and_log_out_signs_out(
             await expect(tid("app")).to_be_hidden()
             await expect(tid("login-info")).to_contain_text("logged out")
             await expect(page.get_by_text("Wrap-up recorded.")).to_be_hidden()
-            assert stack.backend.agents["1001"].state == "logged_out"
+            assert stack.state("1001") == "logged_out"
             await page.screenshot(path=str(tmp_path / "4-logged-out.png"))
             await browser.close()
 
@@ -346,6 +339,7 @@ def test_the_console_works_from_the_keyboard_and_for_a_screen_reader(tmp_path: P
 
     async def body() -> None:
         async with running() as stack, async_playwright() as p:
+            add_rosa(stack)
             browser, page, _ = await _open(p, stack.port)
             tid = page.get_by_test_id
             await _sign_in(page, "1001", "pw-1001")
@@ -363,12 +357,12 @@ def test_the_console_works_from_the_keyboard_and_for_a_screen_reader(tmp_path: P
             await page.keyboard.press("Alt+R")
             await expect(badge).to_have_text("Ready")
 
-            stack.backend.offer_call("1001", "c-keys", rich_pop("c-keys"), queue="sales")
+            caller = rosa_calls(stack)
             announce = tid("pop-announce")
             await expect(announce).to_have_attribute("aria-live", "assertive")
             await expect(announce).to_contain_text("Incoming call from customer Rosa Rossi")
             await expect(announce).to_contain_text("reason Sales")
-            stack.backend.answer("c-keys")
+            await stack.answer("1001")
             await expect(tid("call-status")).to_have_text("Connected")
             await expect(page.get_by_role("region", name=re.compile("^Call"))).to_be_visible()
             await _focus_moves_to(page, "btn-hold")
@@ -390,7 +384,7 @@ def test_the_console_works_from_the_keyboard_and_for_a_screen_reader(tmp_path: P
             await page.get_by_label("Disposition").select_option("resolved")
             await page.keyboard.press("Control+Enter")
             await expect(badge).to_have_text("Ready")
-            assert stack.backend.interactions[-1]["notes"] == "keyboard only"
+            assert stack.server.store.get_interaction(call_key(PBX, caller.linkedid)).notes == "keyboard only"
             await page.screenshot(path=str(tmp_path / "5-keyboard-done.png"))
             snapshot = await page.locator("main").aria_snapshot()
             assert 'button "Ready' in snapshot or "button \"Ready" in snapshot, snapshot

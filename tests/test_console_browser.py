@@ -1,5 +1,7 @@
 """End to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): the agent
-console and the wallboard served by the hub, talking protocol v1 to the in-memory backend."""
+console and the wallboard served by the hub, talking protocol v1 to the production backend over the real
+server and the simulated PBX (tests/console_stack.py): pops come from the real customer store, look-up and
+composer; the phone rings and answers on the simulated PBX."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.console_stack import SAMPLE_POP, make_settings, run, running
+from centre.call_log import call_key
+from screenpop.records import AccountRecord
+from tests.console_stack import PBX, SAMPLE_POP, make_settings, run, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -20,7 +24,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chr
 def composed_pop(call_id: str, customers: int) -> dict:
     """A pop made by the real composer (screenpop.compose), with 0, 1 or 2 matching customers."""
     from screenpop.compose import PopContext, compose_pop
-    from screenpop.records import AccountRecord, CustomerRecord, InteractionRecord
+    from screenpop.records import CustomerRecord, InteractionRecord
     from screenpop.settings import ScreenpopSection
 
     people = [
@@ -62,22 +66,23 @@ def test_agent_logs_in_takes_a_call_disposes_and_goes_ready() -> None:
             await tid("login-submit").click()
             badge = tid("state-badge")
             await expect(badge).to_have_attribute("data-state", "not_ready")
-            assert stack.backend.agents["1001"].endpoint == "PJSIP/1001"
+            assert stack.server.acd.agent_snapshot("1001").endpoint == "PJSIP/1001"
             await tid("btn-ready").click()
             await expect(badge).to_have_attribute("data-state", "ready")
             await expect(tid("state-timer")).to_have_text("0:00")
 
-            stack.backend.offer_call("1001", "1700000100.5", composed_pop("1700000100.5", 1), queue="sales")
+            stack.add_ada()
+            caller = stack.arrive(collected={"account": "0042", "pin": "1234"})
             await expect(badge).to_have_attribute("data-state", "reserved")
             await expect(tid("pop-customer-name")).to_have_text("Ada Lovelace")
             await expect(tid("pop-account")).to_contain_text("ACC-0042")
             await expect(tid("pop-tier")).to_have_text("gold")
-            await expect(tid("pop-ivr-path")).to_contain_text("billing")
+            await expect(tid("pop-ivr-path")).to_contain_text("Main menu: pressed 1 (Sales)")
             await expect(tid("pop-ivr-data")).to_contain_text("****")  # the PIN arrives masked
             await expect(tid("pop-interactions")).to_contain_text("billing question")
             await expect(tid("pop-new-caller")).to_be_hidden()
 
-            stack.backend.answer("1700000100.5")
+            await stack.answer("1001")
             await expect(badge).to_have_attribute("data-state", "on_call")
             await tid("btn-hold").click()
             await expect(tid("call-status")).to_have_attribute("data-status", "held")
@@ -93,14 +98,14 @@ def test_agent_logs_in_takes_a_call_disposes_and_goes_ready() -> None:
             await tid("btn-dispose").click()
             await expect(badge).to_have_attribute("data-state", "ready")
             await expect(tid("pop-card")).to_be_hidden()
-            record = stack.backend.interactions[-1]
-            assert (record["disposition"], record["notes"]) == ("callback", "call back about the upgrade")
-            assert stack.backend.callbacks[-1]["number"] == "+15551234567"
+            record = stack.server.store.get_interaction(call_key(PBX, caller.linkedid))
+            assert (record.disposition, record.notes) == ("callback", "call back about the upgrade")
+            assert [cb.number for cb in stack.server.callback_store.pending()] == ["+15551234567"]
 
             # A disabled control forced on anyway: the server refuses and the page shows why.
             await tid("btn-hangup").evaluate("b => { b.disabled = false; b.click(); }")
-            await expect(tid("action-error")).to_contain_text("no active call")
-            assert stack.backend.agents["1001"].state == "ready"
+            await expect(tid("action-error")).to_contain_text("no call right now")
+            assert stack.state("1001") == "ready"
             await tid("notready-reason").select_option("lunch")
             await tid("btn-not-ready").click()
             await expect(tid("state-reason")).to_have_text("lunch")
@@ -146,11 +151,12 @@ def test_a_missed_call_says_so_in_words() -> None:
             browser, page = await _ready_agent(p, stack.port)
             tid = page.get_by_test_id
             badge = tid("state-badge")
-            stack.backend.offer_call("1001", "1700000100.7", composed_pop("1700000100.7", 1), queue="sales")
+            stack.arrive()
             await expect(badge).to_have_attribute("data-state", "reserved")
-            stack.backend.no_answer("1700000100.7")
+            await stack.ringing("1001")
+            await stack.advance(16)  # the queue's ring timeout (15 s) passes: the PBX stops ringing the phone
             await expect(badge).to_have_attribute("data-state", "not_ready")
-            assert stack.backend.agents["1001"].reason == "ring-no-answer"
+            assert stack.server.acd.agent_snapshot("1001").reason == "ring-no-answer"
             await expect(tid("state-reason")).to_have_text("missed a call")
             await browser.close()
 
@@ -167,8 +173,8 @@ def test_a_reload_mid_call_signs_back_in_without_the_password() -> None:
             browser, page = await _ready_agent(p, stack.port)
             tid = page.get_by_test_id
             badge = tid("state-badge")
-            stack.backend.offer_call("1001", "1700000100.9", composed_pop("1700000100.9", 1), queue="sales")
-            stack.backend.answer("1700000100.9")
+            stack.add_ada()
+            await stack.connect("1001")
             await expect(badge).to_have_attribute("data-state", "on_call")
             await page.reload()
             await expect(badge).to_have_attribute("data-state", "on_call")
@@ -227,11 +233,13 @@ def test_multi_match_chooser_new_caller_and_wallboard() -> None:
             await expect(wt("wb-agent-1002").get_by_test_id("wb-agent-state")).to_have_text("Ready")
             await expect(wt("wb-queue-support").get_by_test_id("wb-ready")).to_have_text("1")
 
-            stack.backend.offer_call("1002", "c-multi", composed_pop("c-multi", 2), queue="support")
-            stack.backend.answer("c-multi")
+            stack.add_ada()
+            charles = stack.add_customer("C-43", "Charles", "Babbage", SAMPLE_POP["ani"],
+                                         accounts=(AccountRecord("ACC-0043"),))
+            caller = await stack.connect("1002", queue="support")
             await expect(tid("pop-matches")).to_be_visible()
             await expect(tid("pop-customer-name")).to_have_text("2 possible customers")
-            await tid("match-43").click()
+            await tid(f"match-{charles}").click()
             await expect(tid("pop-customer-name")).to_have_text("Charles Babbage")
             await expect(tid("pop-matches")).to_be_hidden()
             await expect(wt("wb-agent-1002").get_by_test_id("wb-agent-state")).to_have_text("On call")
@@ -240,11 +248,14 @@ def test_multi_match_chooser_new_caller_and_wallboard() -> None:
             await tid("transfer-target").fill("sales")
             await tid("btn-transfer").click()
             await expect(tid("state-badge")).to_have_attribute("data-state", "wrap_up")
+            assert ("Redirect", {"Channel": caller.name, "Context": "cti-hold", "Exten": "s", "Priority": "1"}) \
+                in stack.sender.actions()
+            await stack.caller_hangs_up(caller)  # waiting in sales: gone before 1002 is ready again
             await tid("wrapup-disposition").select_option("resolved")
             await tid("btn-dispose").click()
             await expect(tid("state-badge")).to_have_attribute("data-state", "ready")
 
-            stack.backend.offer_call("1002", "c-new", composed_pop("c-new", 0), queue="support")
+            stack.arrive("+15559990000", queue="support")
             await expect(tid("pop-new-caller")).to_be_visible()
             await expect(tid("pop-customer-name")).to_have_text("Unknown caller")
             await expect(tid("pop-caller-name")).to_have_text("ADA L")

@@ -260,15 +260,15 @@ def test_frame_contents_never_reach_the_debug_log() -> None:
     token = issue_token(SECRET, "1002", "agent", 3600, time.time())
 
     async def body() -> None:
-        from tests.console_stack import SAMPLE_POP
-
         async with running() as stack:
+            stack.add_ada()  # the real store, look-up and composer make the pop
             agent = await open_client(stack, "1001")
             await open_client(stack, "1002", token=token)
             await agent.request("login", endpoint="PJSIP/1001")
             await agent.request("ready")
-            stack.backend.offer_call("1001", "c1", SAMPLE_POP, queue="sales")
-            await agent.wait_push("pop")
+            stack.arrive()
+            pop = await agent.wait_push("pop")
+            assert pop["customer"]["profile"]["email"] == "ada@example.com"
 
     try:
         run(body)

@@ -24,6 +24,7 @@ from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan
 from sim.far_end import FarEnd, FixedFarEnds
 from sim.memory_transport import MemoryConnector, MemoryNetwork
 from sim.pbx import Pbx
+from tests.console_stack import RecordingSender
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 AGENT = SessionInfo(session_id="s1", agent_id="1001", role="agent", remote="127.0.0.1:1", connected_at=0.0)
@@ -36,8 +37,13 @@ class Stack:
     server: CtiServer
     backend: ServerConsoleBackend
     pushed: list[dict[str, Any]]
-    sent: list[tuple[str, dict[str, Any]]]
+    sender: RecordingSender
     caller: Channel
+
+    @property
+    def sent(self) -> list[tuple[str, dict[str, Any]]]:
+        """(action, fields) of every AMI action the dispatcher sent."""
+        return self.sender.actions()
 
     def run(self, coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
         """Run one console action to its reply, the virtual clock moving while it waits on the PBX."""
@@ -69,20 +75,14 @@ def _stack() -> Stack:
     pbx = Pbx(clock, load_dialplan(DEFAULT_DIALPLAN), far_ends=phones)
     ast = cfg.asterisk[0]
     net.listen(ast.host, ast.port, AMIServerFactory(AMIServer(pbx, {ast.username: ast.secret.get_secret_value()})))
-    server = CtiServer(cfg, clock=clock, ami_connector=lambda s, f: MemoryConnector(net, s, f))
+    sender = RecordingSender()
+    server = CtiServer(cfg, clock=clock, ami_connector=lambda s, f: MemoryConnector(net, s, f), ami=sender)
+    sender.target = server.pool
     pushed: list[dict[str, Any]] = []
     server.pusher = type("Pusher", (), {
         "push_to_agent": lambda self, agent, message: pushed.append(message) if agent == "1001" else None,
         "push_to_supervisors": lambda self, message: None,
     })()
-    sent: list[tuple[str, dict[str, Any]]] = []
-    send = server.pool.send
-
-    def recorded(name: str, action: str, fields: Any = None, **kw: Any) -> Any:
-        sent.append((action, dict(fields or {})))
-        return send(name, action, fields, **kw)
-
-    server.pool.send = recorded  # type: ignore[method-assign]
     server.start()
     clock.run_for(2)
     assert server.health.ami[ast.name]
@@ -91,7 +91,7 @@ def _stack() -> Stack:
     caller = pbx.inbound_call("s", "+15551230001", "Jane Doe", context="cti-hold",
                               variables=[("CTI_QUEUE", "sales"), ("CTI_SKILLS", "sales:1")])
     clock.run_for(6)
-    stack = Stack(clock, pbx, server, ServerConsoleBackend(server), pushed, sent, caller)
+    stack = Stack(clock, pbx, server, ServerConsoleBackend(server), pushed, sender, caller)
     assert stack.calls()[-1]["status"] == "connected", stack.calls()
     return stack
 
