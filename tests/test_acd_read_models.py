@@ -13,7 +13,7 @@ import pytest
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, WaitingCall
 from acd.states import AgentState
 from agent_console.protocol import encode
-from dialer.shell import IdleAgents
+from centre.wiring import IdleAgents
 from tests.test_acd_support import SERVER, Harness, agent
 from tests.virtual_calls import CallBench
 
