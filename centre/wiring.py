@@ -34,6 +34,7 @@ from centre.call_log_feed import CallLogFeed, InteractionSink
 from centre.call_sessions import CallSessions
 from centre.callbacks import Callbacks
 from centre.database import upgrade
+from centre.demo_leads import demo_leads
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from config.schema import CtiConfig
@@ -157,7 +158,8 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds())
     dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,
-                    idle_agents=IdleAgents(acd), sink=process.apply, clock=clock.seconds) \
+                    idle_agents=IdleAgents(acd), sink=process.apply, clock=clock.seconds,
+                    demo_leads=demo_leads) \
         if cfg.dialer.campaigns else None
     ivr_sessions = RecentCompletions()
     call_log = CallLog()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -120,27 +121,18 @@ def parse_leads_csv(text: str, filename: str = "<leads>") -> tuple[list[Lead], l
     return leads, errors
 
 
-def demo_leads(n: int) -> list[Lead]:
-    """``n`` leads from the demo customers (the last ones generated, so the inbound demo callers, who are
-    drawn from the same customers, are mostly other people). Their ``external_id`` finds them in the pop."""
-    from screenpop.demo_data import generate_customers
-
-    rows = generate_customers(max(3000, n))[::-1][:n]
-    leads = []
-    for row in rows:
-        number = normalise_number(row["phone"])
-        if number is None:
-            continue
-        leads.append(Lead(row["external_id"], number, {
-            "external_id": row["external_id"], "name": f"{row['first_name']} {row['last_name']}",
-            "account": row["account"].split(";")[0], "product": row["product"], "company": row["company"]}))
-    return leads
+#: Where ``"demo"`` leads come from: ``n`` -> leads. The application hands it over (the demo's leads are its
+#: customers, which the dialer does not know).
+DemoLeads = Callable[[int], list[Lead]]
 
 
-def read_source(source: str, demo_count: int, base_dir: Path | None = None) -> tuple[list[Lead], list[str]]:
-    """The leads a campaign names: ``"demo"`` or a CSV path (relative paths from ``base_dir``)."""
+def read_source(source: str, demo_count: int, base_dir: Path | None = None,
+                demo: DemoLeads | None = None) -> tuple[list[Lead], list[str]]:
+    """The leads a campaign names: ``"demo"`` (from ``demo``) or a CSV path (relative paths from ``base_dir``)."""
     if source == "demo":
-        return demo_leads(demo_count), []
+        if demo is None:
+            raise LeadSourceError('"demo" leads: this process has no demo customers to call')
+        return demo(demo_count), []
     path = Path(source)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path

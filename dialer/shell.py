@@ -34,7 +34,7 @@ from cti.events import (
 )
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning
-from dialer.leads import LeadSourceError, read_source
+from dialer.leads import DemoLeads, LeadSourceError, read_source
 from dialer.settings import DialerSection
 
 log = logging.getLogger("dialer")
@@ -53,12 +53,14 @@ class Dialer:
 
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
                  idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],
-                 clock: Callable[[], float], base_dir: Path | None = None) -> None:
+                 clock: Callable[[], float], base_dir: Path | None = None,
+                 demo_leads: DemoLeads | None = None) -> None:
         self.section = section
         self.idle_agents = idle_agents
         self.sink = sink
         self.clock = clock
         self.base_dir = base_dir
+        self.demo_leads = demo_leads
         self.campaigns: dict[str, Campaign] = {}
         for c in section.campaigns:
             server = c.server or (servers[0] if servers else "")
@@ -100,7 +102,7 @@ class Dialer:
     def _read(self, campaign: Campaign, now: float, out: list[Output]) -> tuple[list[Any], list[str]]:
         s = campaign.settings
         try:
-            leads, errors = read_source(s.leads, s.demo_leads, self.base_dir)
+            leads, errors = read_source(s.leads, s.demo_leads, self.base_dir, self.demo_leads)
         except LeadSourceError as exc:
             out.append(DialerWarning(now, campaign.name, "lead-source", str(exc)))
             log.error("campaign %s: %s", campaign.name, exc)

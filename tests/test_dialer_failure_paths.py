@@ -13,6 +13,7 @@ import pytest
 from twisted.internet import defer
 
 from centre.database import upgrade
+from centre.demo_leads import demo_leads
 from cti.commands import CommandFailed, Originate
 from cti.db import make_engine
 from cti.events import AmiConnectionChanged, OriginateResult
@@ -209,7 +210,7 @@ def _dialer(sink: list[Any], *, enabled: bool = True, leads: str = "demo", base_
     section = DialerSection(campaigns=[CampaignSettings(name="c", queue="sales", leads=leads, demo_leads=3,
                                                         enabled=enabled)], pace_interval=1.0)
     dialer = Dialer(section, servers=[SRV], dial_template="PJSIP/{number}@trunk", idle_agents=lambda q: idle,
-                    sink=sink.extend, clock=lambda: T0, base_dir=base_dir)
+                    sink=sink.extend, clock=lambda: T0, base_dir=base_dir, demo_leads=demo_leads)
     dialer.handle(AmiConnectionChanged(server=SRV, ts=T0, connected=True, detail="logged in"), T0)
     return dialer
 

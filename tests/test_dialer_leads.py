@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from centre.demo_leads import demo_leads
 from dialer import leads as leads_mod
-from dialer.leads import LeadSourceError, demo_leads, normalise_number, parse_leads_csv, read_source
+from dialer.leads import LeadSourceError, normalise_number, parse_leads_csv, read_source
 
 CSV = """id,number,name,timezone,account
 L1,+1 (212) 555-0100,Ann Lee,America/New_York,ACC-1
@@ -83,9 +84,11 @@ def test_read_source_file_and_demo(tmp_path: Path) -> None:
     (tmp_path / "bin.csv").write_bytes(b"number\n\xff\xfe\n")
     with pytest.raises(LeadSourceError, match="not UTF-8"):
         read_source("bin.csv", 0, tmp_path)
-    demo = demo_leads(5)
-    assert len(demo) == 5 and len({x.lead_id for x in demo}) == 5
+    demo, errors = read_source("demo", 5, tmp_path, demo=demo_leads)
+    assert len(demo) == 5 and len({x.lead_id for x in demo}) == 5 and errors == []
     assert all(x.fields["external_id"] == x.lead_id and x.number.startswith("+1") for x in demo)
+    with pytest.raises(LeadSourceError, match="no demo customers"):  # a process that was handed no demo source
+        read_source("demo", 5, tmp_path)
 
 
 def test_cli_check_leads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 from twisted.internet import defer
 
 from centre.database import alembic_config, import_models, upgrade
+from centre.demo_leads import demo_leads
 from cti.commands import Originate
 from cti.db import Base, make_engine
 from cti.events import AmiConnectionChanged, OriginateResult
@@ -106,7 +107,7 @@ def _dialer(sink: list[Any], now: list[float], idle: int = 1, **kw: Any) -> Dial
     section = DialerSection(campaigns=[CampaignSettings(name="c", queue="sales", leads="demo", demo_leads=3, **kw)],
                             pace_interval=1.0)
     dialer = Dialer(section, servers=["pbx"], dial_template="PJSIP/{number}@trunk", idle_agents=lambda q: idle,
-                    sink=sink.extend, clock=lambda: now[0])
+                    sink=sink.extend, clock=lambda: now[0], demo_leads=demo_leads)
     dialer.handle(AmiConnectionChanged(server="pbx", ts=now[0], connected=True, detail="logged in"), now[0])
     return dialer
 

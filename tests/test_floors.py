@@ -91,9 +91,6 @@ THIRD_PARTY_PRIVATE: dict[str, Private] = {
 # Findings let through for now: (check, path, detail) -> reason. Every entry is TODO(one-house): its fix
 # belongs to the restructuring of centre/server.py and centre/console_backend.py under way elsewhere.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("floor", "dialer/leads.py", "screenpop.demo_data"):
-        "TODO(one-house): the dialer's 'demo' lead source is the screen pop's demo customers; the fix is a "
-        "demo-leads source the application hands to Dialer (centre/server.py builds the Dialer)",
 }
 
 
