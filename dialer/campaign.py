@@ -119,6 +119,7 @@ class Lead:
     unknowns: int = 0
     next_at: float = 0.0
     last_result: str = ""
+    last_at: float = 0.0  # when the last attempt ended
 
 
 @dataclass(slots=True)
@@ -139,6 +140,10 @@ class Attempt:
     redirected: bool = False
     ended_at: float = 0.0
     log: list[str] = field(default_factory=list)
+    dialled_at: float | None = None  # the Originate went out
+    answered_at: float | None = None
+    redirected_at: float | None = None  # the safe-harbour Redirect went out
+    amd: str = ""
 
 
 class Campaign:
@@ -242,6 +247,7 @@ class Campaign:
         if s.machine_message:
             variables[CTI_MACHINE_MESSAGE] = s.machine_message
         self.counts["dialled"] += 1
+        a.dialled_at = now
         self._arm(a, now + s.originate_timeout + DIALLING_GRACE)
         return [Originate(ref=ref, server=self.server, channel=channel, context=OUTBOUND_CONTEXT, exten=START_EXTEN,
                           priority=1, caller_id=s.caller_id, timeout_ms=int(s.originate_timeout * 1000),
@@ -295,6 +301,7 @@ class Campaign:
             return out
         if isinstance(event, AmdResult):
             status = event.status.upper()
+            a.amd = status[:16]
             trigger = "amd-machine" if status == "MACHINE" else "amd-hangup" if status == "HANGUP" else "amd-human"
             self._trigger(a, trigger, now, out)
         elif isinstance(event, CallQueued):
@@ -390,13 +397,18 @@ class Campaign:
             lead = self.leads.get(lead_id)
             if lead is None or lead.status != "pending" or lead.next_at != at:
                 continue
-            opens = self._window_opens(lead, now)
+            opens = max(self._window_opens(lead, now), self._redial_opens(lead))
             if opens > now:
                 lead.next_at = opens
                 self._schedule(lead)
                 continue
             return lead
         return None
+
+    def _redial_opens(self, lead: Lead) -> float:
+        """When the policy lets a lead whose last call was abandoned be called again (uk_ofcom: 72 h after)."""
+        hold = self.settings.redial_after_abandon()
+        return lead.last_at + hold if hold and lead.last_result == "abandoned" else 0.0
 
     def _window_opens(self, lead: Lead, now: float) -> float:
         """``now`` if the lead may be called now, else when its local calling window next opens."""
@@ -457,6 +469,8 @@ class Campaign:
         if not self._move(a, trigger):
             return
         state = a.state
+        if a.answered_at is None and state not in (S.DIALLING, S.FINISHED):
+            a.answered_at = now
         if state == S.HUMAN:
             if a.human_at is None:
                 a.human_at = now
@@ -483,6 +497,7 @@ class Campaign:
             return
         a.redirected = True
         if a.channel:
+            a.redirected_at = now
             out.append(Redirect(ref=a.ref + "/safe-harbour", server=self.server, channel=a.channel,
                                 context=SAFE_HARBOUR_CONTEXT, exten=START_EXTEN, priority=1))
 
@@ -516,12 +531,19 @@ class Campaign:
         if a.human_at is not None:
             self._humans.append(result == "abandoned" or late)
         wait = None if a.connected_at is None or a.human_at is None else a.connected_at - a.human_at
-        return self._close_lead(a.lead, a.ref, a.number, result, now, uniqueid=a.uniqueid, wait=wait, late=late)
+        ring = None if a.dialled_at is None else (a.answered_at if a.answered_at is not None else now) - a.dialled_at
+        message: bool | None = None
+        if result == "abandoned" or late:
+            message = (a.redirected_at is not None and a.human_at is not None
+                       and a.redirected_at - a.human_at <= self.settings.message_within() + 1e-6)
+        return self._close_lead(a.lead, a.ref, a.number, result, now, uniqueid=a.uniqueid, wait=wait, late=late,
+                                person=a.human_at is not None, amd=a.amd, ring=ring, message=message)
 
     def _close_lead(self, lead: Lead, ref: str, attempt: int, result: str, now: float, *, uniqueid: str = "",
-                    wait: float | None = None, late: bool = False) -> AttemptFinished:
+                    wait: float | None = None, late: bool = False, person: bool = False, amd: str = "",
+                    ring: float | None = None, message: bool | None = None) -> AttemptFinished:
         self.results[result] = self.results.get(result, 0) + 1
-        lead.last_result = result
+        lead.last_result, lead.last_at = result, now
         next_at: float | None = None
         if result == "connected":
             lead.status = "done"
@@ -537,7 +559,7 @@ class Campaign:
             else:
                 lead.status = "exhausted"
         return AttemptFinished(now, self.name, lead.lead_id, ref, attempt, result, lead.status, next_at,
-                               uniqueid, wait, late)
+                               uniqueid, wait, late, person, amd, ring, message)
 
 
 _CALL_EVENTS = frozenset({AmdResult, CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,

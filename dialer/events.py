@@ -39,7 +39,12 @@ class AttemptAnswered(DialerEvent):
 class AttemptFinished(DialerEvent):
     """An attempt ended with ``result`` (connected, busy, noanswer, congestion, machine, failed, hangup,
     abandoned, unknown); the lead is now ``lead_status`` (pending with ``next_at``, done, exhausted).
-    ``late``: a person was connected, but after the safe-harbour time (counts as abandoned)."""
+    ``late``: a person was connected, but after the safe-harbour time (counts as abandoned).
+    The compliance evidence (``dialer.compliance``): ``person``: a person answered (AMD said HUMAN or
+    NOTSURE, or the call was queued); ``amd``: the AMD verdict (HUMAN, NOTSURE, MACHINE, HANGUP; "" none);
+    ``ring_seconds``: from the Originate to the answer or the give-up (None: never dialled);
+    ``message_in_time``: of an abandoned call, whether the safe-harbour message started within the
+    policy's 2 s of the greeting (None: not abandoned)."""
 
     lead_id: str
     ref: str
@@ -50,6 +55,10 @@ class AttemptFinished(DialerEvent):
     uniqueid: str = ""
     agent_wait: float | None = None  # seconds from the person's answer to the agent's
     late: bool = False
+    person: bool = False
+    amd: str = ""
+    ring_seconds: float | None = None
+    message_in_time: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ outside look-up is the time zone in tzdata, as the other sections do.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -68,6 +68,25 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
+#: The rules a campaign is held to (``dialer.compliance`` applies them; docs/dialer.md, "The law").
+PolicyName = Literal["us_tsr", "uk_ofcom", "custom"]
+WindowKind = Literal["rolling_30d", "rolling_24h", "calendar_day"]
+LAW_CAP = 0.03  # us_tsr and uk_ofcom: at most 3% abandoned
+LAW_MIN_RING = 15.0  # us_tsr and uk_ofcom: an unanswered call rings at least 15 s
+LAW_MESSAGE_WITHIN = 2.0  # us_tsr and uk_ofcom: the recorded message starts within 2 s of the greeting
+LAW_POLICIES: dict[str, str] = {"us_tsr": "FTC TSR 16 CFR 310.4(b)(4)", "uk_ofcom": "Ofcom persistent misuse (2016)"}
+
+
+class CustomPolicy(ConfigModel):
+    """The rules of ``policy: custom`` (the cap is the campaign's ``max_abandon_rate``)."""
+
+    window: WindowKind = "rolling_24h"
+    min_ring: float = expected("seconds 0-120", default=15.0, ge=0.0, le=120.0)
+    message_within: float = expected("seconds 0.5-30", default=2.0, ge=0.5, le=30.0)
+    count_false_machines: bool = False  # people AMD took for machines count as live and abandoned
+    redial_after_abandon_hours: float = expected("hours 0-720 (0: no rule)", default=0.0, ge=0.0, le=720.0)
+
+
 class CampaignSettings(ConfigModel):
     """One outbound campaign: whom to call, through which trunk, for which ACD queue's agents."""
 
@@ -95,6 +114,11 @@ class CampaignSettings(ConfigModel):
     machine_message: SoundName | None = None
     calling_window: CallingWindow = CallingWindow()
     timezone: TimeZoneName = "UTC"
+    policy: PolicyName = "us_tsr"
+    custom: CustomPolicy = CustomPolicy()
+    amd_accuracy: float | None = expected(
+        "a fraction 0.51-1: the share of calls the AMD classifies correctly (people and machines alike)",
+        default=None, ge=0.51, le=1.0)
 
     @field_validator("dial")
     @classmethod
@@ -102,6 +126,42 @@ class CampaignSettings(ConfigModel):
         if value is not None and "{number}" not in value:
             raise ValueError("a dial string needs {number}, e.g. PJSIP/{number}@trunk")
         return value
+
+    def min_ring(self) -> float:
+        """Seconds an unanswered call must ring under the policy."""
+        return self.custom.min_ring if self.policy == "custom" else LAW_MIN_RING
+
+    def message_within(self) -> float:
+        """Seconds after the greeting within which an abandoned person must hear the message."""
+        return self.custom.message_within if self.policy == "custom" else LAW_MESSAGE_WITHIN
+
+    def redial_after_abandon(self) -> float:
+        """Seconds a number is not called again after an abandoned call (0: no such rule)."""
+        if self.policy == "uk_ofcom":
+            return 72 * 3600.0
+        return self.custom.redial_after_abandon_hours * 3600.0 if self.policy == "custom" else 0.0
+
+    def policy_errors(self) -> list[tuple[Loc, str]]:
+        """Settings the campaign's policy forbids (a ring under the minimum, a late message, a cap over the law's)."""
+        errors: list[tuple[Loc, str]] = []
+        if self.policy == "custom":
+            if self.originate_timeout < self.custom.min_ring:
+                errors.append((("originate_timeout",), f"{self.originate_timeout:g} s of ringing is under the custom "
+                               f"policy's min_ring of {self.custom.min_ring:g} s"))
+            return errors
+        law = f"{self.policy} ({LAW_POLICIES[self.policy]})"
+        if self.originate_timeout < LAW_MIN_RING:
+            errors.append((("originate_timeout",), f"{self.originate_timeout:g} s of ringing is under {law}: an "
+                           f"unanswered call must ring at least {LAW_MIN_RING:g} s (or use policy: custom)"))
+        if self.safe_harbour_after > LAW_MESSAGE_WITHIN:
+            errors.append((("safe_harbour_after",), f"{self.safe_harbour_after:g} s is over {law}: the recorded "
+                           f"message must start within {LAW_MESSAGE_WITHIN:g} s of the person's greeting"))
+        if self.max_abandon_rate > LAW_CAP:
+            errors.append((("max_abandon_rate",), f"{self.max_abandon_rate:g} is over {law}'s cap of {LAW_CAP:g}"))
+        if self.policy == "uk_ofcom" and self.amd_accuracy is None:
+            errors.append((("amd_accuracy",), "uk_ofcom counts people the AMD took for machines as abandoned: give "
+                           "the measured share of calls your AMD classifies correctly, e.g. amd_accuracy: 0.9"))
+        return errors
 
     def dial_string(self, template: str, number: str) -> str:
         """The Originate channel for ``number`` (digits with an optional leading +, nothing else)."""
@@ -124,6 +184,7 @@ class DialerSection(ConfigModel):
                 errors.append((("campaigns", i, "name"),
                                f"duplicate campaign {c.name!r} (also campaigns[{seen[c.name]}])"))
             seen.setdefault(c.name, i)
+            errors.extend((("campaigns", i, *loc), msg) for loc, msg in c.policy_errors())
         return errors
 
     def reference_errors(self, queues: list[str], servers: list[str]) -> list[tuple[Loc, str]]:

@@ -33,7 +33,8 @@ from cti.events import (
     VariableSet,
 )
 from dialer.campaign import REF_PREFIX, Campaign, Output
-from dialer.events import AttemptStarted, DialerEvent, DialerWarning
+from dialer.compliance import RETAIN, ComplianceLedger
+from dialer.events import AttemptFinished, AttemptStarted, DialerEvent, DialerWarning
 from dialer.leads import DemoLeads, LeadSourceError, read_source
 from dialer.settings import DialerSection
 
@@ -72,6 +73,9 @@ class Dialer:
         self._next_pace: float | None = None
         self._up: set[str] = set()  # Asterisk servers whose AMI is connected: campaigns dial only through those
         self.listeners: list[Callable[[object], None]] = []
+        # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
+        # rebuilt from the store on start-up; the pacer reads ``compliance.window(campaign, now)``
+        self.compliance = ComplianceLedger(section.campaigns)
 
     # ------------------------------------------------------------------ leads
     def load_memory(self, now: float) -> list[Output]:
@@ -79,7 +83,9 @@ class Dialer:
         out: list[Output] = []
         for campaign in self.campaigns.values():
             leads, errors = self._read(campaign, now, out)
-            out.extend(campaign.load(leads, now))
+            loaded = campaign.load(leads, now)
+            self._record(loaded)
+            out.extend(loaded)
             del errors
         self.loaded = True
         return out
@@ -94,6 +100,7 @@ class Dialer:
             stored = store.load(campaign.name)
             recovered = campaign.load(stored, now)
             store.apply([e for e in recovered if isinstance(e, DialerEvent)])
+            self.compliance.rebuild(campaign.name, store.ledger_entries(campaign.name, now - RETAIN, now + 1.0))
             out.extend(recovered)
             log.info("campaign %s: %d leads (%d new)", campaign.name, len(stored), added)
         self.store, self._run, self.loaded = store, run_in_thread, True
@@ -160,6 +167,7 @@ class Dialer:
         for w in out:
             if isinstance(w, DialerWarning):
                 log.warning("campaign %s: %s: %s", w.campaign, w.code, w.message)
+        self._record(out)
         events = [e for e in out if isinstance(e, DialerEvent) and not isinstance(e, DialerWarning)]
         starts = [e for e in events if isinstance(e, AttemptStarted)]
         if self.store is None or self._run is None:
@@ -169,6 +177,12 @@ class Dialer:
         if events:
             self._write(events, starts)
         return out
+
+    def _record(self, out: list[Output]) -> None:
+        for e in out:
+            if isinstance(e, AttemptFinished):
+                lead = self.campaigns[e.campaign].leads.get(e.lead_id)
+                self.compliance.record(e, lead.number if lead is not None else "")
 
     def _write(self, events: list[DialerEvent], starts: list[AttemptStarted]) -> None:
         store, run = self.store, self._run

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     select,
     update,
 )
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cti.db import Base
 from dialer.campaign import Lead
+from dialer.compliance import LedgerEntry
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted, DialerEvent
 
 
@@ -105,7 +107,8 @@ class DialerAttempt(Base):
     """One dial of a lead: written before its Originate goes out, completed with its result."""
 
     __tablename__ = "dialer_attempts"
-    __table_args__ = (Index("ix_dialer_attempts_campaign_lead", "campaign", "lead_id"),)
+    __table_args__ = (Index("ix_dialer_attempts_campaign_lead", "campaign", "lead_id"),
+                      Index("ix_dialer_attempts_campaign_ended", "campaign", "ended_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ref: Mapped[str] = mapped_column(String(200), unique=True)  # the Originate's ActionID
@@ -120,10 +123,20 @@ class DialerAttempt(Base):
     uniqueid: Mapped[str] = mapped_column(String(64), default="")
     agent_wait: Mapped[float | None] = mapped_column(Float, nullable=True)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the compliance evidence (revision 0006_dialer_compliance; dialer.compliance)
+    person: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    amd: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    ring_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message_in_time: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+def _epoch(value: datetime) -> float:
+    """Epoch seconds of a stored time (SQLite hands back naive datetimes: they are UTC)."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
 class LeadStore:
@@ -154,7 +167,8 @@ class LeadStore:
         with Session(self.engine) as session:
             rows = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign).order_by(DialerLead.id))
             return [Lead(r.lead_id, r.number, _fields(r.fields), r.timezone, r.status, r.attempts, r.unknowns,
-                         r.next_at, r.last_result) for r in rows]
+                         r.next_at, r.last_result, last_at=_epoch(r.updated_at) if r.last_result else 0.0)
+                    for r in rows]
 
     def apply(self, events: Iterable[DialerEvent]) -> None:
         """Write dialer events in one transaction (all or nothing)."""
@@ -174,6 +188,23 @@ class LeadStore:
             if lead_id is not None:
                 q = q.where(DialerAttempt.lead_id == lead_id)
             return list(session.scalars(q.order_by(DialerAttempt.id)))
+
+    def ledger_entries(self, campaign: str, start: float, end: float) -> list[LedgerEntry]:
+        """The finished attempts of the campaign that ended in ``[start, end)``, as compliance evidence (in
+        the order they ended), to rebuild ``dialer.compliance.ComplianceLedger`` and for ``cti compliance``."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(DialerAttempt).where(DialerAttempt.campaign == campaign, DialerAttempt.ended_at.is_not(None),
+                                            DialerAttempt.ended_at >= _ts(start), DialerAttempt.ended_at < _ts(end))
+                .order_by(DialerAttempt.ended_at, DialerAttempt.id))
+            out = []
+            for r in rows:
+                assert r.ended_at is not None
+                person = bool(r.person) or bool(r.late)
+                out.append(LedgerEntry(_epoch(r.ended_at), r.ref, r.lead_id, r.number, r.result, person,
+                                       r.result == "machine", r.result == "abandoned" or bool(r.late),
+                                       r.message_in_time, r.ring_seconds, r.amd))
+            return out
 
     @staticmethod
     def _lead(session: Session, campaign: str, lead_id: str) -> DialerLead:
@@ -202,6 +233,8 @@ class LeadStore:
                                 number=lead.number, started_at=_ts(e.ts))
             session.add(row)
         row.ended_at, row.result, row.late, row.agent_wait = _ts(e.ts), e.result, e.late, e.agent_wait
+        row.person, row.amd, row.ring_seconds, row.message_in_time = e.person, e.amd[:16], e.ring_seconds, \
+            e.message_in_time
         if e.uniqueid:
             row.uniqueid = e.uniqueid[:64]
 
