@@ -176,9 +176,15 @@ class _Series:
         last = self.cum[-1]
         self.cum.append(tuple(a + b for a, b in zip(last, row, strict=True)))
 
-    def counts(self, start: float, end: float) -> tuple[int, ...]:
-        """Sums over entries with ``start <= ts < end``."""
-        i, j = bisect_left(self.ts, start), bisect_left(self.ts, end)
+    def span(self, start: float, end: float, *, after: bool = False, through: bool = False) -> tuple[int, int]:
+        """Indices of the entries from ``start`` (``after``: excluded) to ``end`` (``through``: included)."""
+        i = bisect_right(self.ts, start) if after else bisect_left(self.ts, start)
+        j = bisect_right(self.ts, end) if through else bisect_left(self.ts, end)
+        return i, max(i, j)
+
+    def counts(self, start: float, end: float, *, after: bool = False, through: bool = False) -> tuple[int, ...]:
+        """Sums over the entries from ``start`` to ``end`` (by default ``start <= ts < end``)."""
+        i, j = self.span(start, end, after=after, through=through)
         return tuple(b - a for a, b in zip(self.cum[i], self.cum[j], strict=True))
 
     def prune(self, before: float, min_ring: float) -> None:
@@ -195,7 +201,8 @@ class _Series:
 class ComplianceLedger:
     """Every campaign's evidence and windows. ``settings``: the campaigns it keeps the ledger of."""
 
-    def __init__(self, settings: list[CampaignSettings]) -> None:
+    def __init__(self, settings: list[CampaignSettings], *, retain: float = RETAIN) -> None:
+        self.retain = retain  # seconds of entries kept before the latest (the export keeps everything)
         self.settings = {s.name: s for s in settings}
         self.policies = {s.name: Policy.of(s) for s in settings}
         self._series: dict[str, _Series] = {s.name: _Series() for s in settings}
@@ -212,7 +219,8 @@ class ComplianceLedger:
             return
         policy = self.policies[campaign]
         series.add(entry, policy.min_ring)
-        series.prune(entry.ts - RETAIN, policy.min_ring)
+        if math.isfinite(self.retain):
+            series.prune(entry.ts - self.retain, policy.min_ring)
 
     def rebuild(self, campaign: str, entries: list[LedgerEntry]) -> None:
         """Start the campaign's ledger afresh from stored evidence (on start-up)."""
@@ -236,17 +244,16 @@ class ComplianceLedger:
         return now - WINDOW_SECONDS[kind], now
 
     def figures(self, campaign: str, now: float, kind: WindowKind | None = None) -> Figures:
-        """The campaign's figures in the window of ``kind`` (default: its policy's) at ``now``."""
+        """The campaign's figures in the window of ``kind`` (default: its policy's) at ``now``: a rolling
+        window holds what ended in ``(now - length, now]``, a calendar day what ended from its midnight to now."""
         policy = self.policies[campaign]
         kind = kind or policy.window
         start, end = self.bounds(campaign, kind, now)
-        upto = min(now, end)
-        live, abandons, machines, attempts, short, late = self._series[campaign].counts(start, upto + 1e-6)
-        return self._figures(campaign, kind, start, end, self._elapsed(campaign, kind, start, end, now),
-                             (live, abandons, machines, attempts, short, late))
+        counts = self._series[campaign].counts(start, now, after=kind != "calendar_day", through=True)
+        return self._figures(campaign, kind, start, end, self._elapsed(campaign, kind, start, end, now), counts)
 
     def figures_between(self, campaign: str, start: float, end: float, kind: WindowKind) -> Figures:
-        """Figures of the entries with ``start <= ts < end`` (for the export's per-window totals)."""
+        """Figures of the entries with ``start <= ts < end`` (the export's per-window totals)."""
         counts = self._series[campaign].counts(start, end)
         return self._figures(campaign, kind, start, end, 1.0, counts)
 
@@ -293,12 +300,16 @@ class ComplianceLedger:
         if policy.window == "calendar_day":
             allowed = allowed_now if until <= f.end else policy.cap * expected_live  # a new day starts afresh
         else:
-            later = self.figures_between(campaign, until - WINDOW_SECONDS[policy.window], now + 1e-6, policy.window)
+            counts = self._series[campaign].counts(until - WINDOW_SECONDS[policy.window], now, after=True,
+                                                   through=True)
+            later = self._figures(campaign, policy.window, until - WINDOW_SECONDS[policy.window], until, 1.0, counts)
             allowed = min(allowed_now, policy.cap * (later.live + expected_live) - later.abandoned)
         if f.over_cap:
             allowed = min(allowed, 0.0)
         return Forecast(until, expected_live, max(0, math.floor(allowed + 1e-9)))
 
     def entries(self, campaign: str, start: float, end: float) -> list[LedgerEntry]:
+        """The entries that ended in ``[start, end)``, in time order."""
         series = self._series[campaign]
-        return series.entries[bisect_left(series.ts, start):bisect_left(series.ts, end)]
+        i, j = series.span(start, end)
+        return series.entries[i:j]

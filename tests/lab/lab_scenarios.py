@@ -124,6 +124,7 @@ def lab_config(workdir: Path, ami_port: int | None = None, fastagi_port: int | N
         "dialer": {"campaigns": [{
             "name": "labout", "queue": "outbound", "leads": str(leads), "caller_id": '"Lab" <+18005550199>',
             "max_attempts": 1, "ratio": 1.0, "originate_timeout": 10, "safe_harbour_after": 10,
+            "policy": "custom", "custom": {"min_ring": 5},  # a lab PBX: short rings, a slow message
             "calling_window": {"start": "00:00", "end": "23:59"}, "timezone": "UTC"}]},
         "console": {"token_secret": "lab-console-secret-0123456789"},
     }
