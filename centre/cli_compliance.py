@@ -17,6 +17,7 @@ import math
 import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -166,6 +167,19 @@ def _campaign(args: argparse.Namespace) -> tuple[CampaignSettings, str]:
     return found[0], args.db or cfg.database.url
 
 
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL whose file does not exist (an export never creates a database)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return None if Path(parsed.database).exists() else str(Path(parsed.database).resolve())
+
+
 def _cmd_compliance(args: argparse.Namespace) -> int:
     try:
         settings, url = _campaign(args)
@@ -184,8 +198,12 @@ def _cmd_compliance(args: argparse.Namespace) -> int:
     from cti.db import describe_url, make_engine
     from dialer.store import LeadStore
 
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        print(f"cti compliance: no database at {missing} (--db, or database.url of --config)", file=sys.stderr)
+        return 2
     try:
-        upgrade(url)
+        upgrade(url)  # as every entry point does: the evidence columns are 0006_dialer_compliance's
     except Exception as exc:  # an unreachable or unreadable database: say which, without its password
         print(f"cti compliance: cannot open {describe_url(url)}: {exc.__class__.__name__}", file=sys.stderr)
         return 2

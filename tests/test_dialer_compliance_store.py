@@ -239,3 +239,6 @@ def test_export_in_the_campaigns_zone_and_policy(sqlite_url: str, tmp_path: Path
     assert "has no campaign 'nope'; known: c" in capsys.readouterr().err
     assert main(["compliance", "c", "--from", "January", "--to", "2026-01-01", "--config", str(config)]) == 2
     assert "'January' is not a day" in capsys.readouterr().err
+    nothing = tmp_path / "none.sqlite3"
+    assert main(["compliance", "c", "--from", "2026-01-01", "--to", "2026-01-01", "--db", f"sqlite:///{nothing}"]) == 2
+    assert "no database at" in capsys.readouterr().err and not nothing.exists()
