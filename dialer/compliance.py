@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -229,6 +229,14 @@ class ComplianceLedger:
         self._series[campaign] = _Series()
         for e in sorted(entries, key=lambda x: x.ts):
             self.add(campaign, e)
+
+    def measured_amd_accuracy(self, campaign: str, accuracy: float) -> None:
+        """Use a measured AMD accuracy (a reviewed sample of recordings, a simulator's known model) instead of
+        the configured ``amd_accuracy`` from now on; figures are recomputed from the counts, nothing is lost."""
+        if not 0.5 < accuracy <= 1.0:
+            raise ValueError(f"an AMD accuracy is a fraction over 0.5 and at most 1, not {accuracy!r}")
+        if campaign in self.policies:
+            self.policies[campaign] = replace(self.policies[campaign], amd_accuracy=accuracy)
 
     # ------------------------------------------------------------------ reads
     def bounds(self, campaign: str, kind: WindowKind, now: float) -> tuple[float, float]:

@@ -117,6 +117,11 @@ def test_uk_false_machine_estimate() -> None:
     assert f.window == "rolling_24h" and f.false_machines == pytest.approx(9.375)
     assert f.rate == pytest.approx(12.375 / 94.375) and f.over_cap
     assert ledger(s, events).window("c", T0 + H) == WindowFigures(95, 13, 0.03, 1 / 24)
+    measured = ledger(s, events)
+    measured.measured_amd_accuracy("c", 1.0)  # a perfect AMD, measured: nobody taken for a machine
+    assert measured.figures("c", T0 + H).rate == pytest.approx(3 / 85)
+    with pytest.raises(ValueError, match="AMD accuracy"):
+        measured.measured_amd_accuracy("c", 0.4)
     us = ledger(settings("us_tsr"), events).figures("c", T0 + H)  # the US rule does not count them
     assert (us.false_machines, us.rate) == (0.0, 3 / 85)
 
