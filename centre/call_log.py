@@ -237,7 +237,7 @@ class InteractionWriter:
 
     def _apply(self, batch: list[InteractionWrite]) -> defer.Deferred[Any]:
         try:
-            return self.lookup.write_interactions([interaction_change(w) for w in batch])  # type: ignore[no-any-return]
+            return self.lookup.write_interactions([interaction_change(w) for w in batch])
         except Exception:
             return defer.fail()
 
