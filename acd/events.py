@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from acd.states import AgentState
-from cti.events import frozen_mapping, no_mapping, refuse_empty
+from cti.events import EMPTY_MAPPING, frozen_mapping, no_mapping, refuse_empty
 
 AGENT_STATES = frozenset(s.value for s in AgentState)
 OUTCOMES = frozenset({"answered", "abandoned", "overflowed"})
@@ -162,7 +162,8 @@ class QueueCallFinished(CallEvent):
             refuse_empty(self, "server", "uniqueid", "queue")
         if self.outcome not in OUTCOMES:
             _unknown(self, "outcome", OUTCOMES)
-        object.__setattr__(self, "data", frozen_mapping(self.data))
+        if self.data is not EMPTY_MAPPING:  # the default needs no copy
+            object.__setattr__(self, "data", frozen_mapping(self.data))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,4 +177,5 @@ class AcdWarning(AcdEvent):
     def __post_init__(self) -> None:
         if not self.code:
             refuse_empty(self, "code")
-        object.__setattr__(self, "details", frozen_mapping(self.details))
+        if self.details is not EMPTY_MAPPING:  # the default needs no copy
+            object.__setattr__(self, "details", frozen_mapping(self.details))

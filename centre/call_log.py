@@ -15,8 +15,9 @@ Outcomes, the last one reached wins: ``ivr:<outcome>`` (``transfer``, ``voicemai
 before any agent took it), ``overflowed``, ``transferred`` (the agent sent it on to a number, blind or
 attended), ``machine``.
 
-``InteractionWriter`` is the I/O shell: it applies the writes through the pop look-up's store calls,
-one at a time per row, so that a later write never lands before an earlier one.
+``InteractionWriter`` is the I/O shell: it applies the writes through the pop look-up's store calls in
+batches (the writes of ``linger`` seconds share one worker-thread job and one transaction, as the ACD
+recorder's rows do), one batch at a time and in order, so that a later write never lands before an earlier one.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from acd.events import CallAbandoned, CallAnswered, CallOverflowed
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
 from cti.events import AmdResult, CallEnded, CallQueued
+from screenpop.records import InteractionChange
+from screenpop.store import interaction_add, interaction_update
 
 log = logging.getLogger(__name__)
 
@@ -157,38 +162,105 @@ class CallLog:
         return [InteractionWrite(rec.key, fields)]
 
 
-class InteractionWriter:
-    """Applies ``InteractionWrite``s through a ``screenpop.lookup.PopLookup`` (store calls in a worker
-    thread), one at a time per row and in order. A failed write is logged; the row's next one still runs."""
+def interaction_change(w: InteractionWrite) -> InteractionChange:
+    """The store's change for a write (times are epoch seconds in the write, aware datetimes in the store).
+    Raises ``TypeError`` for a field the store does not know."""
+    fields = {k: (datetime.fromtimestamp(v, UTC) if k == "ended_at" else v) for k, v in w.fields.items()}
+    if w.started_at is not None:
+        return interaction_add(w.key, started_at=datetime.fromtimestamp(w.started_at, UTC), **fields)
+    return interaction_update(w.key, **fields)
 
-    def __init__(self, lookup: Any) -> None:
+
+class InteractionWriter:
+    """Applies ``InteractionWrite``s through a ``screenpop.lookup.PopLookup`` in batches: the writes that come
+    within ``linger`` seconds of the first one waiting (at most ``max_batch``) go in one worker-thread job and
+    one transaction (``PopLookup.write_interactions``), instead of a job and a commit each (whose CPU, through
+    the GIL, is the event loop's too). One batch runs at a time and each applies its writes in order, so a
+    row's writes land in the order they were made. A batch that fails is retried write by write, each in its
+    own transaction; a write that still fails is logged, and the writes after it still run.
+
+    ``flush()`` writes what waits at once and tells when everything written so far is done (at shutdown)."""
+
+    def __init__(self, lookup: Any, clock: IReactorTime | None = None, *, linger: float = 0.25,
+                 max_batch: int = 500) -> None:
         self.lookup = lookup
-        self._pending: dict[str, deque[InteractionWrite]] = {}  # row -> writes waiting for the one running
+        self.clock: IReactorTime = clock if clock is not None else lookup.clock
+        self.linger = linger
+        self.max_batch = max_batch
+        self._waiting: deque[InteractionWrite] = deque()
+        self._timer: IDelayedCall | None = None
+        self._busy = False  # a batch is being written
+        self._flushed: list[defer.Deferred[None]] = []  # flush() callers waiting for all writes to be done
+        self.batches = 0
+        self.failed = 0
 
     def write(self, w: InteractionWrite) -> None:
-        pending = self._pending.get(w.key)
-        if pending is not None:
-            pending.append(w)
+        self._waiting.append(w)
+        if self._busy:
             return
-        self._pending[w.key] = deque()
-        self._run(w)
+        if len(self._waiting) >= self.max_batch or self.linger <= 0:
+            self._start()
+        elif self._timer is None:
+            self._timer = self.clock.callLater(self.linger, self._start)
 
-    def _run(self, w: InteractionWrite) -> None:
-        fields = {k: (datetime.fromtimestamp(v, UTC) if k == "ended_at" else v) for k, v in w.fields.items()}
-        try:
-            if w.started_at is not None:
-                d: defer.Deferred[Any] = self.lookup.record_interaction(
-                    w.key, started_at=datetime.fromtimestamp(w.started_at, UTC), **fields)
-            else:
-                d = self.lookup.set_disposition(w.key, **fields)
-        except Exception as exc:
-            d = defer.fail(exc)
-        d.addErrback(lambda f: log.warning("interaction %s not written: %s", w.key, f.getErrorMessage()))
-        d.addBoth(lambda _: self._next(w.key))
+    def flush(self) -> defer.Deferred[None]:
+        """Write what waits now (no lingering); fires when every write made so far is written or logged."""
+        d: defer.Deferred[None] = defer.Deferred()
+        if not self._waiting and not self._busy:
+            d.callback(None)
+            return d
+        self._flushed.append(d)
+        if not self._busy:
+            self._start()
+        return d
 
-    def _next(self, key: str) -> None:
-        pending = self._pending[key]
-        if pending:
-            self._run(pending.popleft())
+    @property
+    def pending(self) -> int:
+        """Writes not applied yet (waiting, or in the batch being written)."""
+        return len(self._waiting) + (1 if self._busy else 0)
+
+    def _start(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._busy or not self._waiting:
+            return
+        batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch))]
+        self._busy = True
+        self.batches += 1
+        d = self._apply(batch)
+        if len(batch) > 1:
+            d.addErrback(self._one_by_one, batch)
         else:
-            del self._pending[key]
+            d.addErrback(self._failed, batch[0])
+        d.addBoth(self._done)
+
+    def _apply(self, batch: list[InteractionWrite]) -> defer.Deferred[Any]:
+        try:
+            return self.lookup.write_interactions([interaction_change(w) for w in batch])
+        except Exception:
+            return defer.fail()
+
+    def _one_by_one(self, failure: Failure, batch: list[InteractionWrite]) -> defer.Deferred[None]:
+        log.info("%d interaction writes failed together (%s); writing them one by one", len(batch),
+                 failure.getErrorMessage())
+        d: defer.Deferred[Any] = defer.succeed(None)
+        for w in batch:
+            d.addCallback(lambda _, w=w: self._apply([w]).addErrback(self._failed, w))
+        return d
+
+    def _failed(self, failure: Failure, w: InteractionWrite) -> None:
+        self.failed += 1
+        log.warning("interaction %s not written: %s", w.key, failure.getErrorMessage())
+
+    def _done(self, _: object) -> None:
+        self._busy = False
+        if self._waiting:
+            if self._flushed or len(self._waiting) >= self.max_batch or self.linger <= 0:
+                self._start()
+            elif self._timer is None:
+                self._timer = self.clock.callLater(self.linger, self._start)
+            return
+        flushed, self._flushed = self._flushed, []
+        for d in flushed:
+            d.callback(None)

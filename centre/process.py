@@ -33,6 +33,7 @@ from ivr.fastagi import FastAgiFactory, listen_fastagi
 log = logging.getLogger("centre.process")
 
 GC_TICK = 1.0  # seconds between looks at the console connections (cti.gc_policy)
+INTERACTIONS_FLUSH_TIMEOUT = 10.0  # seconds a stop waits for the call records still to be written
 
 
 class Runtime:
@@ -109,6 +110,11 @@ class Runtime:
         if self._gc_loop is not None and self._gc_loop.running:
             self._gc_loop.stop()
         await defer.Deferred.asFuture(self.server.stop(), asyncio.get_running_loop())
+        if self.server.interactions is not None:  # the call records still lingering for their batch
+            flushed = self.server.interactions.flush().addTimeout(INTERACTIONS_FLUSH_TIMEOUT, self.reactor)
+            flushed.addErrback(lambda f: log.error("call records not all written at shutdown (%d left): %s",
+                                                   self.server.interactions.pending, f.getErrorMessage()))
+            await defer.Deferred.asFuture(flushed, asyncio.get_running_loop())
         if self.hub is not None:
             await self.hub.stop()
         if self.fastagi_port is not None:

@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from acd.recorder import Recorder
 from centre.agent_feed import state_message
 from centre.agent_restore import AgentRestorer
+from centre.call_log import InteractionWriter
 from centre.call_sessions import HandledCall, call_message
 from centre.wallboard import WALLBOARD_INTERVAL, wallboard
 from centre.wiring import Database, build_components, open_database
@@ -124,6 +125,11 @@ class CtiServer:
     @property
     def pop_lookup(self) -> PopLookup | None:
         return self.database.pop_lookup if self.database is not None else None
+
+    @property
+    def interactions(self) -> InteractionWriter | None:
+        """The call records' writer (batches; ``flush`` at shutdown)."""
+        return self.database.interactions if self.database is not None else None
 
     @property
     def schema(self) -> tuple[str | None, str | None]:

@@ -212,7 +212,8 @@ class CallQueued(ChannelEvent):
     def __post_init__(self) -> None:
         if not (self.server and self.uniqueid):
             refuse_empty(self, "server", "uniqueid")
-        object.__setattr__(self, "data", frozen_mapping(self.data))
+        if self.data is not EMPTY_MAPPING:  # the default needs no copy
+            object.__setattr__(self, "data", frozen_mapping(self.data))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

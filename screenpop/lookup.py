@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,9 +31,9 @@ from cti.threads import ThreadRunner
 from ivr.ports import LookupResult
 from screenpop.compose import LookupKey, PopContext, compose_followup, compose_pop, lookup_keys
 from screenpop.phone import normalise_for_lookup
-from screenpop.records import CustomerRecord, InteractionRecord
+from screenpop.records import CustomerRecord, InteractionChange, InteractionRecord
 from screenpop.settings import ScreenpopSection
-from screenpop.store import CustomerStore
+from screenpop.store import CustomerStore, WrittenInteraction, interaction_update
 
 log = logging.getLogger("screenpop.lookup")
 
@@ -372,18 +372,22 @@ class PopLookup:
 
     def set_disposition(self, call_key: str, **fields: Any) -> Deferred:
         """Deferred[int]: ``CustomerStore.update_interaction`` in a worker thread (the console's
-        disposition and notes); refreshes the cache. Fails with ``StoreInputError`` on over-long input."""
-        def write() -> tuple[int, int | None]:
-            interaction_id = self.store.update_interaction(call_key, **fields)
-            row = self.store.get_interaction(call_key)
-            return interaction_id, row.customer_id if row else None
+        disposition and notes); refreshes the cache. Fails with ``StoreInputError`` on over-long input.
+        One statement finds the row's customer as it updates it (no second query)."""
+        def write() -> list[WrittenInteraction]:
+            return self.store.write_interactions([interaction_update(call_key, **fields)])
 
-        def done(result: tuple[int, int | None]) -> int:
-            if result[1] is not None:
-                self.invalidate_customer(result[1])
-            return result[0]
+        return self.run_in_thread(write).addCallback(self._written).addCallback(lambda ids: ids[0])
 
-        return self.run_in_thread(write).addCallback(done)
+    def write_interactions(self, changes: Sequence[InteractionChange]) -> Deferred:
+        """Deferred[list[int]]: ``CustomerStore.write_interactions`` (the changes in order, one transaction) in
+        one worker-thread job; refreshes the cache of every customer they touched. Fails as a whole."""
+        return self.run_in_thread(lambda: self.store.write_interactions(changes)).addCallback(self._written)
+
+    def _written(self, written: list[WrittenInteraction]) -> list[int]:
+        for customer_id in {cid for _, cid in written if cid is not None}:
+            self.invalidate_customer(customer_id)
+        return [iid for iid, _ in written]
 
     def _write(self, fn: Callable[[], int], customer_id: int | None) -> Deferred:
         def done(result: int) -> int:

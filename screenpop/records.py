@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -82,6 +83,18 @@ class InteractionRecord:
             "campaign": self.campaign, "lead_id": self.lead_id, "agent_id": self.agent_id,
             "outcome": self.outcome, "disposition": self.disposition, "notes": self.notes,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionChange:
+    """One write of an interaction row for ``CustomerStore.write_interactions`` (built by ``screenpop.store``'s
+    ``interaction_add`` and ``interaction_update``): ``values`` are the columns to set. With ``started_at`` it
+    is an add (creates the row, or completes one an early update created); without, an update (which creates
+    a row started now when there is none, so that nothing is lost)."""
+
+    call_key: str
+    values: Mapping[str, Any]
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from screenpop.records import (
     AccountRecord,
     CustomerInput,
     CustomerRecord,
+    InteractionChange,
     InteractionRecord,
     OutcomeKind,
     PhoneRecord,
@@ -52,7 +53,8 @@ from screenpop.records import (
 
 __all__ = [
     "Account", "AccountRecord", "Customer", "CustomerInput", "CustomerPhone", "CustomerRecord", "CustomerStore",
-    "History", "Interaction", "InteractionRecord", "PhoneRecord", "StoreInputError", "UpsertOutcome", "account_key",
+    "History", "Interaction", "InteractionChange", "InteractionRecord", "PhoneRecord", "StoreInputError",
+    "UpsertOutcome", "WrittenInteraction", "account_key", "interaction_add", "interaction_update",
 ]
 
 MAX_NAME = 100
@@ -235,10 +237,47 @@ _COUNT_CUSTOMERS = select(func.count()).select_from(_CUSTOMERS)
 _UPDATE_INTERACTION = update(_INTERACTIONS).where(_I.call_key == bindparam("key_"))
 _UPDATE_INTERACTION_STARTED = _UPDATE_INTERACTION.values(
     started_at=case((_I.direction == "", bindparam("start_", type_=_I.started_at.type)), else_=_I.started_at))
-_UPDATE_INTERACTION_RETURNING = _UPDATE_INTERACTION.returning(_I.id)
-_UPDATE_INTERACTION_STARTED_RETURNING = _UPDATE_INTERACTION_STARTED.returning(_I.id)
-_INTERACTION_ID = select(_I.id).where(_I.call_key == bindparam("call_key"))
+_UPDATE_INTERACTION_RETURNING = _UPDATE_INTERACTION.returning(_I.id, _I.customer_id)
+_UPDATE_INTERACTION_STARTED_RETURNING = _UPDATE_INTERACTION_STARTED.returning(_I.id, _I.customer_id)
+_INTERACTION_ID = select(_I.id, _I.customer_id).where(_I.call_key == bindparam("call_key"))
 _INSERT_INTERACTION = insert(_INTERACTIONS)
+
+
+WrittenInteraction = tuple[int, int | None]
+"""What ``write_interactions`` answers for each change: the row's id and its customer's (None: not known)."""
+
+
+def interaction_add(
+    call_key: str, *, started_at: datetime, direction: str, customer_id: int | None = None, ani: str = "",
+    dnis: str = "", queue: str = "", campaign: str = "", lead_id: str = "", agent_id: str = "", outcome: str = "",
+    disposition: str = "", notes: str = "",
+) -> InteractionChange:
+    """The change ``CustomerStore.add_interaction`` makes: only the non-empty fields are set."""
+    values: dict[str, Any] = {
+        "customer_id": customer_id, "direction": direction, "ani": ani, "dnis": dnis, "queue": queue,
+        "campaign": campaign, "lead_id": lead_id, "agent_id": agent_id, "outcome": outcome,
+        "disposition": disposition, "notes": notes,
+    }
+    return InteractionChange(call_key, {k: v for k, v in values.items() if v}, _utc(started_at))
+
+
+def interaction_update(
+    call_key: str, *, disposition: str | None = None, notes: str | None = None, agent_id: str | None = None,
+    outcome: str | None = None, ended_at: datetime | None = None, customer_id: int | None = None,
+) -> InteractionChange:
+    """The change ``CustomerStore.update_interaction`` makes: every field given is set (None leaves one alone)."""
+    values: dict[str, Any] = {"disposition": disposition, "notes": notes, "agent_id": agent_id,
+                              "outcome": outcome, "ended_at": _utc(ended_at), "customer_id": customer_id}
+    return InteractionChange(call_key, {k: v for k, v in values.items() if v is not None})
+
+
+def _check_change(change: InteractionChange) -> None:
+    _check_len("call_key", change.call_key, 128)
+    if not change.call_key:
+        raise StoreInputError("call_key is empty")
+    for name, limit in _INTERACTION_LIMITS:
+        value = change.values.get(name)
+        _check_len(name, value if isinstance(value, str) else None, limit)
 
 
 def _customer(row: Row[Any], phones: tuple[PhoneRecord, ...], accounts: tuple[AccountRecord, ...]) -> CustomerRecord:
@@ -389,12 +428,11 @@ class CustomerStore:
         ``call_key`` identifies the call across Asterisk servers, e.g. ``"<server>/<linkedid>"``.
         Returns the interaction id.
         """
-        values: dict[str, Any] = {
-            "customer_id": customer_id, "direction": direction, "ani": ani, "dnis": dnis, "queue": queue,
-            "campaign": campaign, "lead_id": lead_id, "agent_id": agent_id, "outcome": outcome,
-            "disposition": disposition, "notes": notes,
-        }
-        return self._upsert_interaction(call_key, _utc(started_at), {k: v for k, v in values.items() if v})
+        change = interaction_add(
+            call_key, started_at=started_at, direction=direction, customer_id=customer_id, ani=ani, dnis=dnis,
+            queue=queue, campaign=campaign, lead_id=lead_id, agent_id=agent_id, outcome=outcome,
+            disposition=disposition, notes=notes)
+        return self.write_interactions([change])[0][0]
 
     def update_interaction(
         self, call_key: str, *, disposition: str | None = None, notes: str | None = None,
@@ -406,9 +444,28 @@ class CustomerStore:
         A disposition must never be lost: if no interaction exists for ``call_key`` one is created
         (started now, direction unknown). Returns the interaction id.
         """
-        values: dict[str, Any] = {"disposition": disposition, "notes": notes, "agent_id": agent_id,
-                                  "outcome": outcome, "ended_at": _utc(ended_at), "customer_id": customer_id}
-        return self._upsert_interaction(call_key, None, {k: v for k, v in values.items() if v is not None})
+        change = interaction_update(call_key, disposition=disposition, notes=notes, agent_id=agent_id,
+                                    outcome=outcome, ended_at=ended_at, customer_id=customer_id)
+        return self.write_interactions([change])[0][0]
+
+    def write_interactions(self, changes: Sequence[InteractionChange]) -> list[WrittenInteraction]:
+        """Apply ``changes`` (``interaction_add``/``interaction_update``) in order in ONE transaction: a batch
+        costs one commit instead of one per change. All or nothing: an input over a limit raises
+        ``StoreInputError`` before anything is written; a database error rolls the whole batch back.
+        Returns each change's row id and customer id."""
+        for change in changes:
+            _check_change(change)
+        if not changes:
+            return []
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    return [self._write_interaction(conn, c.call_key, c.started_at, dict(c.values)) for c in changes]
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                # another thread inserted one of these call_keys first: go round again and update it
+        raise AssertionError("unreachable")
 
     def add_interactions(self, rows: Sequence[dict[str, Any]]) -> int:
         """Bulk-insert past interactions (history imports, demo data) in one transaction; rows whose
@@ -435,27 +492,10 @@ class CustomerStore:
                     inserted += 1
         return inserted
 
-    def _upsert_interaction(self, call_key: str, started_at: datetime | None, values: dict[str, Any]) -> int:
-        _check_len("call_key", call_key, 128)
-        if not call_key:
-            raise StoreInputError("call_key is empty")
-        for name, limit in _INTERACTION_LIMITS:
-            value = values.get(name)
-            _check_len(name, value if isinstance(value, str) else None, limit)
-        for attempt in (1, 2):
-            try:
-                with self.engine.begin() as conn:
-                    return self._write_interaction(conn, call_key, started_at, values)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                # another thread inserted the same call_key first: go round again and update it
-        raise AssertionError("unreachable")
-
     @staticmethod
     def _write_interaction(conn: Connection, call_key: str, started_at: datetime | None,
-                           values: dict[str, Any]) -> int:
-        """UPDATE the row of ``call_key``; when there is none, INSERT it. Returns its id."""
+                           values: dict[str, Any]) -> WrittenInteraction:
+        """UPDATE the row of ``call_key``; when there is none, INSERT it. Returns its id and customer id."""
         now = datetime.now(UTC)
         params: dict[str, Any] = {**values, "updated_at": now, "key_": call_key}
         returning = conn.dialect.update_returning
@@ -465,15 +505,15 @@ class CustomerStore:
             params["start_"] = started_at  # replaces the start of a row created by an early disposition
             stmt = _UPDATE_INTERACTION_STARTED_RETURNING if returning else _UPDATE_INTERACTION_STARTED
         if returning:
-            found = conn.execute(stmt, params).scalar()
+            found = conn.execute(stmt, params).first()
         elif conn.execute(stmt, params).rowcount:
-            found = conn.execute(_INTERACTION_ID, {"call_key": call_key}).scalar()
+            found = conn.execute(_INTERACTION_ID, {"call_key": call_key}).first()
         else:
             found = None
         if found is not None:
-            return int(found)
+            return int(found[0]), found[1]
         row = {**values, "call_key": call_key, "started_at": started_at or now, "updated_at": now}
-        return int(conn.execute(_INSERT_INTERACTION, row).inserted_primary_key[0])
+        return int(conn.execute(_INSERT_INTERACTION, row).inserted_primary_key[0]), values.get("customer_id")
 
     # import ----------------------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ POSTGRES_URL = os.environ.get("CTI_TEST_POSTGRES", "postgresql+psycopg://postgre
 REDIS_URL = os.environ.get("CTI_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
+pytest_plugins = ["tests.ami_tls"]  # the TLS fixtures (certificate, tls_ami) of the AMI client tests
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():

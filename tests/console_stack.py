@@ -291,6 +291,15 @@ class Stack:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.002)
 
+    async def record(self, key: str) -> Any:
+        """The call record ``key`` (customer_interactions) once the call records' writer has written what it
+        holds: it batches writes (``centre.call_log.InteractionWriter``)."""
+        writer = self.server.interactions
+        if writer is not None:
+            await defer.Deferred.asFuture(writer.flush(), asyncio.get_running_loop())
+        assert self.server.store is not None
+        return self.server.store.get_interaction(key)
+
     # ------------------------------------------------------------------ the customer store
     def add_customer(self, external_id: str, first: str, last: str, phone: str, *, segment: str = "",
                      email: str = "", accounts: tuple[AccountRecord, ...] = (),

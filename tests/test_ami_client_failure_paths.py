@@ -331,35 +331,12 @@ def test_an_on_connection_handler_that_raises_on_auth_failure_keeps_the_hard_bac
 pytest.importorskip("OpenSSL", reason="TLS needs pyOpenSSL (twisted[tls])")
 
 
-@pytest.fixture
-def tls_files(tmp_path: Path) -> tuple[Path, Path]:
-    from tests.test_ami_client_tls import _with_cryptography, _with_openssl
-
-    cert, key = tmp_path / "ami.pem", tmp_path / "ami.key"
-    if not (_with_cryptography(cert, key) or _with_openssl(cert, key)):
-        pytest.skip("neither the cryptography package nor the openssl command is available")
-    return cert, key
-
-
-@pytest.fixture
-def tls_server(tls_files: tuple[Path, Path]) -> Iterator[tuple[AMIServerFactory, int]]:
-    from twisted.internet import ssl
-
-    cert, key = tls_files
-    options = ssl.PrivateCertificate.loadPEM(cert.read_bytes() + key.read_bytes()).options()
-    factory = AMIServerFactory()
-    port = reactor.listenSSL(0, factory, options, interface="127.0.0.1")
-    yield factory, port.getHost().port
-    wait(port.stopListening())
-    run_until(lambda: factory.closed == len(factory.connections))  # each test stops its client
-
-
 @pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 def test_tls_with_verification_and_no_ca_file_refuses_a_self_signed_server(
-        tls_server: tuple[AMIServerFactory, int]) -> None:
+        tls_ami: tuple[AMIServerFactory, int]) -> None:
     """``tls.verify`` on (the default) without a CA file trusts the system's CAs only: a self-signed PBX
     certificate fails the handshake, the client reports it and retries, and nothing reached the server."""
-    factory, port = tls_server
+    factory, port = tls_ami
     h = Harness(port, tls={"server_name": "localhost"})
     h.client.start()
     run_until(lambda: h.client.state == "waiting")
@@ -370,10 +347,10 @@ def test_tls_with_verification_and_no_ca_file_refuses_a_self_signed_server(
 
 @pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 def test_tls_with_a_ca_file_that_is_not_a_certificate_is_a_failed_attempt_that_says_so(
-        tls_server: tuple[AMIServerFactory, int], tmp_path: Path) -> None:
+        tls_ami: tuple[AMIServerFactory, int], tmp_path: Path) -> None:
     """A CA file that exists but holds no PEM certificate (a key, a typo'd path to another file): reported
     like a failed connection naming the file, retried, never raised out of start()."""
-    _, port = tls_server
+    _, port = tls_ami
     bogus = tmp_path / "not-a-cert.pem"
     bogus.write_text("this is not a certificate\n")
     h = Harness(port, tls={"ca_file": str(bogus)})
@@ -386,10 +363,10 @@ def test_tls_with_a_ca_file_that_is_not_a_certificate_is_a_failed_attempt_that_s
 
 
 @pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
-def test_a_plain_client_at_a_tls_port_times_out_on_the_banner(tls_server: tuple[AMIServerFactory, int]) -> None:
+def test_a_plain_client_at_a_tls_port_times_out_on_the_banner(tls_ami: tuple[AMIServerFactory, int]) -> None:
     """TLS forgotten in the settings of a TLS-only AMI port: the server waits for a ClientHello and the client
     for a banner, so the banner timeout ends it as a ProtocolError; the secret is never sent in clear."""
-    factory, port = tls_server
+    factory, port = tls_ami
     h = Harness(port, connect_timeout=3.0)
     h.client.start()
     run_until(lambda: h.client.state == "banner")

@@ -214,7 +214,7 @@ def test_a_reload_or_a_lost_connection_restores_the_pop_timers_and_wrapup(tmp_pa
             await page.screenshot(path=str(tmp_path / "2-after-reconnect-in-wrapup.png"))
             await tid("btn-dispose").click()
             await expect(tid("state-badge")).to_have_text("Ready")
-            record = stack.server.store.get_interaction(call_key(PBX, caller.linkedid))
+            record = await stack.record(call_key(PBX, caller.linkedid))
             assert (record.disposition, record.notes) == ("sale", "ordered the fibre upgrade")
             assert dialogs == []
             await browser.close()
@@ -384,7 +384,7 @@ def test_the_console_works_from_the_keyboard_and_for_a_screen_reader(tmp_path: P
             await page.get_by_label("Disposition").select_option("resolved")
             await page.keyboard.press("Control+Enter")
             await expect(badge).to_have_text("Ready")
-            assert stack.server.store.get_interaction(call_key(PBX, caller.linkedid)).notes == "keyboard only"
+            assert (await stack.record(call_key(PBX, caller.linkedid))).notes == "keyboard only"
             await page.screenshot(path=str(tmp_path / "5-keyboard-done.png"))
             snapshot = await page.locator("main").aria_snapshot()
             assert 'button "Ready' in snapshot or "button \"Ready" in snapshot, snapshot

@@ -98,7 +98,7 @@ def test_agent_logs_in_takes_a_call_disposes_and_goes_ready() -> None:
             await tid("btn-dispose").click()
             await expect(badge).to_have_attribute("data-state", "ready")
             await expect(tid("pop-card")).to_be_hidden()
-            record = stack.server.store.get_interaction(call_key(PBX, caller.linkedid))
+            record = await stack.record(call_key(PBX, caller.linkedid))
             assert (record.disposition, record.notes) == ("callback", "call back about the upgrade")
             assert [cb.number for cb in stack.server.callback_store.pending()] == ["+15551234567"]
 

@@ -306,10 +306,10 @@ def test_agent_actions_enforce_state_rules() -> None:
             bad = await c.request("dispose", call_id=caller.linkedid, disposition="bogus")
             assert bad["error_id"] == "unknown-disposition"
             key = call_key(PBX, caller.linkedid)
-            assert stack.state("1001") == "wrap_up" and stack.server.store.get_interaction(key).disposition == ""
+            assert stack.state("1001") == "wrap_up" and (await stack.record(key)).disposition == ""
             done = await c.request("dispose", call_id=caller.linkedid, disposition="sale", notes="two licences")
             assert done["state"]["state"] == "ready" and done["recorded"] is True
-            record = stack.server.store.get_interaction(key)
+            record = await stack.record(key)
             assert (record.disposition, record.notes, record.agent_id) == ("sale", "two licences", "1001")
 
     run(body)
@@ -562,7 +562,7 @@ def test_dispose_to_not_ready_and_reason_override() -> None:
             assert refused["error_id"] == "invalid-params"
             refused = await c.request("dispose", call_id=d1, disposition="resolved", then="not_ready", reason="nap")
             assert refused["error_id"] == "unknown-reason"
-            assert stack.server.store.get_interaction(call_key(PBX, d1)).disposition == ""
+            assert (await stack.record(call_key(PBX, d1))).disposition == ""
             assert stack.state("1001") == "wrap_up"
             done = await c.request("dispose", call_id=d1, disposition="resolved", then="not_ready", reason="lunch")
             assert done["state"]["state"] == "not_ready" and done["state"]["reason"] == "lunch"
