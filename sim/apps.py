@@ -232,7 +232,7 @@ def app_amd(pbx: Pbx, chan: Channel, data: str) -> Deferred[int]:
     says HUMAN or MACHINE. Hung up (or redirected) meanwhile: AMDSTATUS=HANGUP, AMDCAUSE empty."""
     peer = chan.peer if chan.tech == "Local" and chan.peer is not None and not chan.peer.dead else None
     if peer is None:
-        machine = chan.far_end is not None and chan.far_end.machine
+        machine = chan.far_end is not None and chan.far_end.amd_says_machine
         decision = (AmdDecision("MACHINE", "LONGGREETING-1500-1500") if machine
                     else AmdDecision("HUMAN", "HUMAN-300-800"))
         secs = AMD_MACHINE_SECONDS if machine else AMD_HUMAN_SECONDS

@@ -21,12 +21,20 @@ class FarEnd:
     rings until the caller gives up; ``unavailable`` fails at once (endpoint not registered).
     ``talk_time``: once answered, the far end hangs up after this many seconds (None = never).
     ``machine``: an answering machine picked up (AMD() reports MACHINE).
+    ``amd_wrong``: AMD() takes this far end for what it is not (a person for a MACHINE, a machine for a
+    HUMAN), as app_amd does now and then on real calls.
     """
 
     outcome: Outcome
     ring_time: float = 0.0
     talk_time: float | None = None
     machine: bool = False
+    amd_wrong: bool = False
+
+    @property
+    def amd_says_machine(self) -> bool:
+        """What AMD() concludes about this far end."""
+        return self.machine != self.amd_wrong
 
 
 class FarEndDirectory(Protocol):

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from sim.settings import OUTCOMES, CallerSettings, InboundNumber, LogNormal, MeanSd, SimSection
+from sim.settings import OUTCOMES, CallerSettings, InboundNumber, LogNormal, MeanSd, SimSection, Uniform
 
 # Stable stream keys: never renumber, only append.
 INBOUND_KEY = 1
@@ -57,6 +57,14 @@ def child_rng(rng: np.random.Generator, *key: int) -> np.random.Generator:
 
 def _normal_at_least(dist: MeanSd, z: float) -> float:
     return max(dist.min_s, dist.mean_s + dist.sd_s * z)
+
+
+def _duration(dist: MeanSd | Uniform, z: float) -> float:
+    """A draw of ``dist`` from one standard normal variate (a uniform one through its CDF), so that either
+    kind of distribution consumes the same variates."""
+    if isinstance(dist, Uniform):
+        return dist.min_s + (dist.max_s - dist.min_s) * 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return _normal_at_least(dist, z)
 
 
 def _lognormal(dist: LogNormal, z: float) -> float:
@@ -268,12 +276,14 @@ class OutboundOutcome:
     """How a dialled customer number ends. ``ring_time``: seconds until answer (answer, machine), until
     the busy/congestion signal, or until the network gives up (noanswer). ``talk_time``: the human's
     conversation length, or the machine's greeting length. ``patience``: seconds an answered human
-    waits in silence for an agent before hanging up (0 for the others)."""
+    waits in silence for an agent before hanging up (0 for the others). ``amd_wrong``: answering-machine
+    detection will take this person for a machine, or this machine for a person."""
 
     kind: OutboundKind
     ring_time: float
     talk_time: float
     patience: float
+    amd_wrong: bool = False
 
 
 class OutboundCustomers:
@@ -296,15 +306,18 @@ class OutboundCustomers:
         u = float(gen.random())
         z = gen.standard_normal(3)
         e = float(gen.exponential(1.0))
+        amd = float(gen.random())  # drawn last: the variates before it are what they were without it
         cfg = self._cfg
         index = min(int(np.searchsorted(self._cdf, u, side="right")), len(OUTCOMES) - 1)
         kind: OutboundKind = OUTCOMES[index]  # type: ignore[assignment]
+        amd_wrong = amd >= cfg.amd_accuracy
         if kind == "answer":
-            return OutboundOutcome(kind, _normal_at_least(cfg.ring_time_s, float(z[0])),
-                                   _lognormal(cfg.talk_time, float(z[1])), e * cfg.patience_mean_s)
+            patience = cfg.silence_patience_s if cfg.silence_patience_s is not None else e * cfg.patience_mean_s
+            return OutboundOutcome(kind, _duration(cfg.ring_time_s, float(z[0])),
+                                   _lognormal(cfg.talk_time, float(z[1])), patience, amd_wrong)
         if kind == "machine":
-            return OutboundOutcome(kind, _normal_at_least(cfg.ring_time_s, float(z[0])),
-                                   _normal_at_least(cfg.machine_greeting_s, float(z[2])), 0.0)
+            return OutboundOutcome(kind, _duration(cfg.ring_time_s, float(z[0])),
+                                   _normal_at_least(cfg.machine_greeting_s, float(z[2])), 0.0, amd_wrong)
         if kind == "noanswer":
             return OutboundOutcome(kind, cfg.noanswer_ring_s, 0.0, 0.0)
         return OutboundOutcome(kind, _normal_at_least(cfg.busy_after_s, float(z[0])), 0.0, 0.0)

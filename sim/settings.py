@@ -5,9 +5,10 @@ omitted. No numpy, no Twisted; the only I/O is looking the time zone up in tzdat
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cti.config_types import ConfigModel, Loc, TimeZoneName, expected
 from sim.core_sounds import CORE_SOUNDS_EN
@@ -27,11 +28,32 @@ class MeanSd(ConfigModel):
     min_s: Seconds = 0.0
 
 
+class Uniform(ConfigModel):
+    """A duration drawn uniformly from ``[min_s, max_s]``."""
+
+    min_s: Seconds = 0.0
+    max_s: Seconds = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.max_s < self.min_s:
+            raise ValueError(f"max_s {self.max_s:g} is below min_s {self.min_s:g}")
+        return self
+
+
 class LogNormal(ConfigModel):
     """A duration drawn from a lognormal distribution given by its median and sigma (log scale)."""
 
     median_s: PositiveSeconds = 180.0
     sigma: float = expected("a log-scale sigma 0-3", default=0.6, ge=0.0, le=3.0)
+
+    @classmethod
+    def from_mean_sd(cls, mean_s: float, sd_s: float) -> LogNormal:
+        """The lognormal with this mean and standard deviation (seconds)."""
+        if mean_s <= 0 or sd_s < 0:
+            raise ValueError("a lognormal needs a mean > 0 and a standard deviation >= 0")
+        var = math.log1p((sd_s / mean_s) ** 2)
+        return cls(median_s=mean_s / math.sqrt(1.0 + (sd_s / mean_s) ** 2), sigma=math.sqrt(var))
 
 
 class InboundNumber(ConfigModel):
@@ -90,12 +112,18 @@ class OutboundSettings(ConfigModel):
     noanswer: Probability = 0.22
     congestion: Probability = 0.03
     machine: Probability = 0.12
-    ring_time_s: MeanSd = MeanSd(mean_s=10.0, sd_s=5.0, min_s=1.0)
+    ring_time_s: MeanSd | Uniform = MeanSd(mean_s=10.0, sd_s=5.0, min_s=1.0)  # before an answer (person, machine)
     busy_after_s: MeanSd = MeanSd(mean_s=2.0, sd_s=1.0, min_s=0.2)
     noanswer_ring_s: PositiveSeconds = 60.0
     talk_time: LogNormal = LogNormal(median_s=90.0, sigma=0.7)
     machine_greeting_s: MeanSd = MeanSd(mean_s=12.0, sd_s=4.0, min_s=2.0)
     patience_mean_s: PositiveSeconds = 5.0
+    # A person who answered hangs up after this many seconds of silence (from their answer) if no agent is
+    # there yet; None: exponential with mean ``patience_mean_s``.
+    silence_patience_s: PositiveSeconds | None = None
+    # How often AMD() classifies the far end right (a person as HUMAN, a machine as MACHINE); the rest of the
+    # time it says the other thing, after the time it takes to say that.
+    amd_accuracy: Probability = 1.0
 
     def sum_error(self) -> str | None:
         """Why the five outcome probabilities are unusable (they must sum to 1), or None."""

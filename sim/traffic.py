@@ -42,9 +42,13 @@ class PeopleFarEnds:
             o = self.customers.outcome(target)
             if o.kind == "answer":
                 self.outbound[target], self.talk[target] = o.patience, o.talk_time
-                return FarEnd("answer", ring_time=o.ring_time)
+                return FarEnd("answer", ring_time=o.ring_time, amd_wrong=o.amd_wrong)
+            # not a person this time: no patience or talk time left over from an earlier attempt's person
+            self.outbound.pop(target, None)
+            self.talk.pop(target, None)
             if o.kind == "machine":
-                return FarEnd("answer", ring_time=o.ring_time, talk_time=o.talk_time, machine=True)
+                return FarEnd("answer", ring_time=o.ring_time, talk_time=o.talk_time, machine=True,
+                              amd_wrong=o.amd_wrong)
             if o.kind == "noanswer":
                 return FarEnd("noanswer")
             return FarEnd(o.kind, ring_time=o.ring_time)  # busy / congestion
@@ -171,13 +175,16 @@ class TrafficDriver:
                 self._disarm(person)
                 del self.people[chan_name]
             return
-        if name == "Newchannel" and chan_name.startswith(f"PJSIP/{self.trunk}-") and person is None:
+        if person is None and chan_name.startswith(f"PJSIP/{self.trunk}-"):
+            # An outbound customer's channel. Its Newchannel goes out before the PBX gives it its far end (as
+            # ast_request() publishes the channel before the caller sets it up), so it is taken at its first
+            # event with one; an inbound caller's channel has none (``arrive`` registers it).
             chan = self.pbx.find_channel(chan_name)
-            if chan is not None and chan.far_end is not None and self.far_ends is not None:
-                number = chan.dnid
-                self.people[chan_name] = _Person(chan, None, patience=self.far_ends.outbound.get(number, 0.0),
-                                                 talk=self.far_ends.talk.get(number, 0.0))
-            return
+            if chan is None or chan.far_end is None or self.far_ends is None:
+                return
+            number = chan.dnid
+            person = self.people[chan_name] = _Person(chan, None, patience=self.far_ends.outbound.get(number, 0.0),
+                                                      talk=self.far_ends.talk.get(number, 0.0))
         if person is None:
             return
         if person.arrival is not None:

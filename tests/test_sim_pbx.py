@@ -198,6 +198,21 @@ def test_outbound_originate_into_cti_outbound_runs_amd() -> None:
             assert pbx.channels == {}
 
 
+def test_amd_can_be_wrong_about_the_far_end() -> None:
+    """FarEnd.amd_wrong: a person AMD takes for a machine is MACHINE (after a machine's 2.5 s) and hung up; a
+    machine taken for a person is HUMAN (after 1.6 s) and queued for the campaign's agents."""
+    for number, machine in (("+15557654321", False), ("+15550000000", True)):
+        far = FixedFarEnds({}, {number: FarEnd("answer", ring_time=2.0, machine=machine, amd_wrong=True)})
+        clock, pbx, events = _shipped(far)
+        originate(pbx, OriginateRequest(f"PJSIP/{number}@trunk", "cti-outbound", "s", variables=(
+            ("CTI_CAMPAIGN", "spring"), ("CTI_LEAD_ID", "42"), ("CTI_CAMPAIGN_QUEUE", "sales"))))
+        clock.run_for(10)
+        amd = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIAmd"]
+        assert [e["Status"] for e in amd] == ["HUMAN" if machine else "MACHINE"]
+        queued = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIQueued"]
+        assert bool(queued) == machine
+
+
 def test_blind_transfer_of_a_bridged_call() -> None:
     """BlindTransfer of the agent leg sends the caller to the target extension; the agent leg hangs up."""
     from sim.transfers import blind_transfer

@@ -20,7 +20,7 @@ from sim.people import (
     root_rng,
     stable_key,
 )
-from sim.settings import SimSection
+from sim.settings import LogNormal, SimSection
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
@@ -213,6 +213,47 @@ def test_outbound_outcomes_follow_probabilities() -> None:
     assert all(o.talk_time > 0 and o.patience >= 0 for o in outcomes if o.kind == "answer")
     assert all(o.talk_time == 0 and o.patience == 0 for o in outcomes if o.kind in ("busy", "congestion", "noanswer"))
     assert all(o.talk_time >= 2.0 for o in outcomes if o.kind == "machine")
+
+
+def test_outbound_ring_uniform_fixed_patience_and_amd_accuracy() -> None:
+    """The bench's model: answers ring uniformly 4-12 s, every person hangs up after exactly 2 s of silence,
+    and AMD is wrong about a tenth of people and machines."""
+    s = settings(seed=5, outbound={
+        "answer": 0.45, "machine": 0.45, "busy": 0.1, "noanswer": 0.0, "congestion": 0.0,
+        "ring_time_s": {"min_s": 4, "max_s": 12}, "silence_patience_s": 2.0, "amd_accuracy": 0.9})
+    customers = OutboundCustomers(s, root_rng(s))
+    outcomes = [customers.outcome(f"+1555{i:07d}") for i in range(20_000)]
+    answered = [o for o in outcomes if o.kind in ("answer", "machine")]
+    rings = [o.ring_time for o in answered]
+    assert 4.0 <= min(rings) < 4.1 and 11.9 < max(rings) <= 12.0
+    assert abs(statistics.fmean(rings) - 8.0) < 0.1 and abs(statistics.pstdev(rings) - 8 / 12 ** 0.5) < 0.1
+    assert {o.patience for o in outcomes if o.kind == "answer"} == {2.0}
+    for kind in ("answer", "machine"):
+        some = [o for o in answered if o.kind == kind]
+        assert abs(sum(o.amd_wrong for o in some) / len(some) - 0.1) < 0.015, kind
+    # the AMD draw comes after the others: a perfect AMD leaves every other part of the fate as it was
+    perfect = settings(seed=5, outbound={**s.outbound.model_dump(), "amd_accuracy": 1.0})
+    again = OutboundCustomers(perfect, root_rng(perfect))
+    same = [again.outcome(f"+1555{i:07d}") for i in range(2_000)]
+    assert not any(o.amd_wrong for o in same)
+    assert [(o.kind, o.ring_time, o.talk_time, o.patience) for o in same] == \
+        [(o.kind, o.ring_time, o.talk_time, o.patience) for o in outcomes[:2_000]]
+
+
+def test_lognormal_from_mean_and_sd() -> None:
+    """LogNormal.from_mean_sd(120, 60): talk times with that mean and standard deviation."""
+    s = settings(seed=9, outbound={"answer": 1.0, "busy": 0.0, "noanswer": 0.0, "congestion": 0.0, "machine": 0.0,
+                                   "talk_time": LogNormal.from_mean_sd(120, 60).model_dump()})
+    customers = OutboundCustomers(s, root_rng(s))
+    talks = [customers.outcome(f"+1555{i:07d}").talk_time for i in range(40_000)]
+    assert abs(statistics.fmean(talks) - 120) < 1.5 and abs(statistics.pstdev(talks) - 60) < 2.0
+    with pytest.raises(ValueError, match="mean > 0"):
+        LogNormal.from_mean_sd(0, 1)
+
+
+def test_uniform_ring_time_refuses_max_below_min() -> None:
+    with pytest.raises(ValueError, match="below min_s"):
+        settings(outbound={"ring_time_s": {"min_s": 12, "max_s": 4}})
 
 
 def test_outbound_fate_independent_of_dial_order() -> None:

@@ -12,6 +12,7 @@ from sim.clock import VirtualClock
 from sim.dialplan import DEFAULT_DIALPLAN, load_dialplan
 from sim.fastagi_client import FastAGIClient
 from sim.memory_transport import MemoryNetwork
+from sim.outgoing import OriginateRequest, originate
 from sim.pbx import Pbx
 from sim.people import AgentPhones, InboundArrival, OutboundCustomers, root_rng
 from sim.settings import SimSection
@@ -144,6 +145,29 @@ def test_people_far_ends_map_the_models() -> None:
     machine = far.call("trunk", "+15557654321", 0.0)
     assert machine is not None and machine.outcome == "answer" and machine.machine
     assert far.call("trunk", "", 0.0) is None
+
+
+def test_outbound_person_hangs_up_after_silence_patience() -> None:
+    """A person the dialer reached waits in cti-hold with no agent: they hang up ``silence_patience_s`` after
+    answering (the driver knows the customer's channel although its Newchannel precedes its far end)."""
+    settings = SimSection.model_validate({"outbound": {
+        "answer": 1.0, "busy": 0.0, "noanswer": 0.0, "congestion": 0.0, "machine": 0.0,
+        "ring_time_s": {"min_s": 5, "max_s": 5}, "silence_patience_s": 2.0}})
+    rng = root_rng(settings)
+    clock = VirtualClock()
+    far = PeopleFarEnds(AgentPhones(settings, rng), OutboundCustomers(settings, rng))
+    pbx = Pbx(clock, load_dialplan(DEFAULT_DIALPLAN), far_ends=far)
+    driver = TrafficDriver(pbx, None, far)
+    events: list[tuple[float, AMIMessage]] = []
+    pbx.add_listener(lambda m: events.append((clock.seconds(), m)))
+    originate(pbx, OriginateRequest("PJSIP/+15557654321@trunk", "cti-outbound", "s", variables=(
+        ("CTI_CAMPAIGN", "spring"), ("CTI_LEAD_ID", "42"), ("CTI_CAMPAIGN_QUEUE", "sales"))))
+    clock.run_for(30)
+    trunk = [(t, m) for t, m in events if m.get("Channel", "").startswith("PJSIP/trunk-")]
+    up = next(t for t, m in trunk if m.name == "Newstate" and m["ChannelState"] == "6")
+    gone = next(t for t, m in trunk if m.name == "Hangup")
+    assert up == 5.0 and gone == 7.0
+    assert driver.counts["outbound_abandoned"] == 1
 
 
 def test_built_runtime_is_deterministic_for_a_seed() -> None:
