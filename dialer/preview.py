@@ -54,12 +54,12 @@ class Previews:
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
         self.offers: dict[str, Offer] = {}  # agent id -> the lead it is looking at
-        self.dialling: dict[str, str] = {}  # attempt ref -> the agent who accepted it
+        self.dialling: dict[str, tuple[str, str]] = {}  # attempt ref -> (the agent who accepted it, lead id)
 
     def pop(self, now: float, ready_agents: Sequence[str]) -> list[Output]:
         """Give each ready agent without a preview the next lead (as many as there are leads)."""
         out: list[Output] = []
-        busy = set(self.offers) | set(self.dialling.values())
+        busy = set(self.offers) | {agent_id for agent_id, _ in self.dialling.values()}
         for agent_id in ready_agents:
             if agent_id in busy:
                 continue
@@ -90,7 +90,7 @@ class Previews:
         if started is None:  # cannot happen while the offer stands; said plainly if it does
             raise PreviewError("no-preview", "the lead is no longer available")
         assert isinstance(started, AttemptStarted) and started.ref == offer.ref
-        self.dialling[offer.ref] = agent_id
+        self.dialling[offer.ref] = (agent_id, lead_id)
         return [started, PreviewEnded(now, self.campaign.name, lead_id, offer.ref, agent_id, "accepted",
                                       release=False)]
 
@@ -127,10 +127,18 @@ class Previews:
         out: list[Output] = []
         for e in outputs:
             if isinstance(e, AttemptFinished) and e.ref in self.dialling:
-                agent_id = self.dialling.pop(e.ref)
+                agent_id, _ = self.dialling.pop(e.ref)
                 if e.result != "connected":
                     out.append(PreviewEnded(e.ts, self.campaign.name, e.lead_id, e.ref, agent_id, e.result))
         return out
+
+    def not_dialled(self, ref: str, now: float) -> list[Output]:
+        """An accepted lead could not be dialled (its attempt could not be written): the agent is freed."""
+        held = self.dialling.pop(ref, None)
+        if held is None:
+            return []
+        agent_id, lead_id = held
+        return [PreviewEnded(now, self.campaign.name, lead_id, ref, agent_id, "failed")]
 
     def showing(self, agent_id: str) -> PreviewOffered | None:
         """The preview the agent is looking at (a reconnecting console shows it again)."""

@@ -246,6 +246,9 @@ class Dialer:
             back: list[Any] = []
             for s in starts:
                 back.extend(self.campaigns[s.campaign].not_persisted(s.ref, now, reason))
+                previews = self.previews.get(s.campaign)
+                if previews is not None:
+                    back.extend(previews.not_dialled(s.ref, now))
             if back:
                 self.sink(back)
 
