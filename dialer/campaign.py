@@ -398,6 +398,10 @@ class Campaign:
             heapq.heappop(heap)
         return None
 
+    def due_leads(self, now: float) -> int:
+        """Leads waiting to be dialled and due by ``now`` (the depth of what is ready to dial)."""
+        return sum(1 for lead in self.leads.values() if lead.status == "pending" and lead.next_at <= now)
+
     def stats(self) -> dict[str, Any]:
         by_status: dict[str, int] = {}
         for lead in self.leads.values():

@@ -34,6 +34,7 @@ from cti.events import (
 )
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning, PreviewOffered
+from dialer.figures import DayFigures
 from dialer.leads import DemoLeads, LeadSourceError, read_source
 from dialer.preview import PreviewError, Previews
 from dialer.settings import DialerSection
@@ -70,6 +71,7 @@ class Dialer:
         # preview mode: ``ready_agents(queue)``, the ids of the queue's ready agents, get the leads to preview
         self.ready_agents = ready_agents
         self.previews = {name: Previews(c) for name, c in self.campaigns.items() if c.settings.mode == "preview"}
+        self.day_figures = {name: DayFigures(c.settings.timezone) for name, c in self.campaigns.items()}
         self.loaded = False
         self.store: Any | None = None
         self._run: RunInThread | None = None
@@ -201,6 +203,24 @@ class Dialer:
             follow.extend(previews.follow(out))
         return follow
 
+    def figures(self, now: float) -> list[dict[str, Any]]:
+        """Each campaign's live figures (the wallboard's ``campaigns``): today's tally (``dialer.figures``),
+        the recent abandon rate the pacer steers by (over the campaign's last ``abandon_window`` live
+        answers), leads due now, calls in flight, the pacer's last decision and the previews shown."""
+        out = []
+        for name, c in self.campaigns.items():
+            decision = c.last_decision
+            previews = self.previews.get(name)
+            out.append({
+                "campaign": name, "queue": c.settings.queue, "mode": c.settings.mode, "enabled": c.settings.enabled,
+                "today": self.day_figures[name].tally(now).as_dict(),
+                "recent_abandon_rate": c.abandon_rate(), "due_leads": c.due_leads(now), "in_flight": c.in_flight,
+                "pacing": None if decision is None else {"dial": decision.dial, "target": decision.target,
+                                                         "reason": decision.reason},
+                "previews": len(previews.offers) if previews is not None else 0,
+            })
+        return out
+
     def stats(self) -> list[dict[str, Any]]:
         return [c.stats() for c in self.campaigns.values()]
 
@@ -217,10 +237,17 @@ class Dialer:
             for s in starts:
                 out.extend(self.campaigns[s.campaign].persisted(s.ref, now))
             out.extend(self._follow(out))
+            self._observe(out, now)
             return out
         if events:
             self._write(events, starts)
+        self._observe(out, now)
         return out
+
+    def _observe(self, out: list[Output], now: float) -> None:
+        for e in out:
+            if isinstance(e, DialerEvent) and e.campaign in self.day_figures:
+                self.day_figures[e.campaign].observe(e, now)
 
     def _write(self, events: list[DialerEvent], starts: list[AttemptStarted]) -> None:
         store, run = self.store, self._run

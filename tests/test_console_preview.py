@@ -90,6 +90,20 @@ def test_skip_accept_busy_then_accept_connects_the_person_to_the_same_agent() ->
                 assert stack.server.dialer is not None
                 assert stack.server.dialer.campaigns["spring"].leads["L1"].status == "pending"
 
+                # the campaign's figures on the supervisor's wallboard (item 8)
+                sup = await open_client(stack, "sup", role="supervisor")
+                board = await sup.request("snapshot")
+                (spring,) = board["campaigns"]
+                assert spring["mode"] == "preview" and spring["queue"] == "sales"
+                today = spring["today"]
+                assert (today["dials"], today["answers"], today["live_answers"], today["contacts"]) == (2, 0, 1, 0)
+                assert spring["occupancy"] == 0.5  # 1001 on the call; 1002 not ready
+                assert spring["previews"] == 0 and spring["due_leads"] == 0 and spring["in_flight"] == 0
+                await stack.hang_up_phone("1001")
+                await stack.until(lambda: stack.server.wallboard()["campaigns"][0]["today"]["contacts"] == 1,
+                                  "the contact counted")
+                assert stack.server.wallboard()["campaigns"][0]["today"]["contact_rate"] == 0.5
+
     run(body)
 
 
