@@ -656,13 +656,13 @@ class AcdService:
     def _match_call(self, call: Call, now: float, out: list[Output], trigger: str) -> None:
         assert call.requirements is not None
         q = call.queue
-        held = self._preview_holds.get(call.data.get(CTI_ATTEMPT, ""))
+        held = self._preview_holds.pop(call.data.get(CTI_ATTEMPT, ""), None)
         if held is not None:  # a previewed lead who answered: to the agent held for it, and no other
             a = self._agents[held]
             if a.state == AgentState.RESERVED and a.call is None:
-                del self._preview_holds[call.data[CTI_ATTEMPT]]
                 self._offer(call, a, now, out, None, Trigger.PREVIEW_OFFER)
                 return
+            # the agent left meanwhile (logged out): the person goes to whoever the router finds
         choice = self.router.best_agent(call.requirements, q.strategy, self._rr.get(q.name, -1))
         if choice is not None:
             a = self._ordinals[choice.ordinal]
