@@ -19,7 +19,7 @@ NUMBERS = {"+15550001": FarEnd("answer", ring_time=1.0), "+15550002": FarEnd("bu
            "+15550003": FarEnd("answer", ring_time=1.0)}
 
 
-def _dialer(leads: Path, timeout: float = 20.0) -> dict[str, Any]:
+def preview_dialer(leads: Path, timeout: float = 20.0) -> dict[str, Any]:
     return {"pace_interval": 0.5, "campaigns": [{
         "name": "spring", "queue": "sales", "leads": str(leads), "mode": "preview", "preview_timeout": timeout,
         "caller_id": "+15550100", "calling_window": {"start": "00:00", "end": "24:00"}}]}
@@ -45,7 +45,7 @@ def test_skip_accept_busy_then_accept_connects_the_person_to_the_same_agent() ->
         with tempfile.TemporaryDirectory() as tmp:
             leads = Path(tmp) / "leads.csv"
             leads.write_text(LEADS, encoding="utf-8")
-            async with running(dialer=_dialer(leads), numbers=NUMBERS) as stack:
+            async with running(dialer=preview_dialer(leads), numbers=NUMBERS) as stack:
                 c = await _agent(stack)
                 first = await c.wait_push("preview", lambda m: m["status"] == "offered")
                 assert (first["lead_id"], first["name"], first["number"]) == ("L1", "Ann One", "+15550001")
@@ -112,7 +112,7 @@ def test_a_preview_not_answered_in_time_goes_back_and_the_agent_is_not_ready() -
         with tempfile.TemporaryDirectory() as tmp:
             leads = Path(tmp) / "leads.csv"
             leads.write_text(LEADS, encoding="utf-8")
-            async with running(dialer=_dialer(leads, timeout=10.0), numbers=NUMBERS) as stack:
+            async with running(dialer=preview_dialer(leads, timeout=10.0), numbers=NUMBERS) as stack:
                 c = await _agent(stack)
                 await c.wait_push("preview", lambda m: m["status"] == "offered" and m["lead_id"] == "L1")
                 await stack.advance(11)
