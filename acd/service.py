@@ -66,6 +66,7 @@ from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_s
 from acd.stats import QueueCounters
 from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
 from cti.contract import (
+    CTI_ATTEMPT,
     CTI_FLOW,
     CTI_QUEUE,
     CTI_VOICEMAIL_BOX,
@@ -127,6 +128,7 @@ class AcdService:
         self._by_call_id: dict[tuple[str, str], set[CallKey]] = {}
         self._dest: dict[CallKey, CallKey] = {}
         self._refs: dict[str, CallKey] = {}
+        self._preview_holds: dict[str, str] = {}  # attempt ref of a previewed lead -> the agent held for it
         self._queue_order: dict[str, list[SortKey]] = {q: [] for q in self._queues}
         self._parked: dict[CallKey, Call] = {}
         self._down: set[str] = set()
@@ -245,6 +247,47 @@ class AcdService:
             self._end_wrapup(a, now, out, Trigger.END_WRAPUP)
 
         return self._request(now, act)
+
+    def reserve_preview(self, agent_id: str, hold: str, now: float) -> list[Output]:
+        """Hold a ready agent for a preview (the dialer's preview mode): reserved, reason ``preview``, so the
+        router offers it nothing; the call queued with ``CTI_ATTEMPT`` = ``hold`` (the previewed lead's
+        attempt, once accepted and answered) is offered to this agent and no other."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            next_state(a.state, Trigger.PREVIEW, a.id)
+            if not hold:
+                raise AcdError("invalid-params", "a preview needs the attempt it holds the agent for", agent_id=a.id)
+            self._preview_holds[hold] = a.id
+            self._set_state(a, Trigger.PREVIEW, now, out, reason="preview")
+
+        return self._request(now, act)
+
+    def end_preview(self, agent_id: str, hold: str, now: float, reason: str | None = None) -> list[Output]:
+        """A preview ended without a call for the agent (skipped, timed out, the lead not reached): ready
+        again (and offered the next call), or not ready with ``reason``. Nothing happens when the agent is
+        no longer held for ``hold`` (it logged out, or the call was offered meanwhile)."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            if self._preview_holds.get(hold) != a.id:
+                return
+            del self._preview_holds[hold]
+            if a.state != AgentState.RESERVED or a.call is not None:
+                return
+            if reason:
+                a.pending = None
+                self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason)
+                return
+            a.idle_since = now
+            self._set_state(a, Trigger.PREVIEW_ENDED, now, out)
+            self._back_to_work(a, now, out)
+
+        return self._request(now, act)
+
+    def preview_hold(self, agent_id: str) -> str | None:
+        """The attempt a preview holds the agent for, or None."""
+        return next((h for h, who in self._preview_holds.items() if who == agent_id), None)
 
     def logout(self, agent_id: str, now: float) -> list[Output]:
         """Log out (not during a call). A ringing offer is withdrawn: the caller goes back to music and re-queues."""
@@ -477,7 +520,8 @@ class AcdService:
             for q in a.queues:
                 self._staffed[q] += delta
         a.state, a.since = new, now
-        a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) else ""
+        a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) \
+            or (new == AgentState.RESERVED and trigger == Trigger.PREVIEW) else ""
         a.gen += 1
         call = about or a.call
         out.append(AgentStateChanged(ts=now, agent_id=a.id, state=new.value, previous=prev.value, reason=a.reason,
@@ -616,12 +660,20 @@ class AcdService:
     def _match_call(self, call: Call, now: float, out: list[Output], trigger: str) -> None:
         assert call.requirements is not None
         q = call.queue
+        held = self._preview_holds.pop(call.data.get(CTI_ATTEMPT, ""), None)
+        if held is not None:  # a previewed lead who answered: to the agent held for it, and no other
+            a = self._agents[held]
+            if a.state == AgentState.RESERVED and a.call is None:
+                self._offer(call, a, now, out, None, Trigger.PREVIEW_OFFER)
+                return
+            # the agent left meanwhile (logged out): the person goes to whoever the router finds
         choice = self.router.best_agent(call.requirements, q.strategy, self._rr.get(q.name, -1))
         if choice is not None:
             a = self._ordinals[choice.ordinal]
             self._offer(call, a, now, out, Decision(trigger, now, a.id, q.strategy, choice))
 
-    def _offer(self, call: Call, a: AgentRuntime, now: float, out: list[Output], decision: Decision) -> None:
+    def _offer(self, call: Call, a: AgentRuntime, now: float, out: list[Output], decision: Decision | None,
+               trigger: Trigger = Trigger.OFFER) -> None:
         self._move(call, CallTrigger.OFFER)
         self._leave_waiting(call)
         q = call.queue
@@ -634,13 +686,15 @@ class AcdService:
         self._refs[call.offer_ref] = call.key
         self._rr[q.name] = a.ordinal
         a.call = call
-        self._set_state(a, Trigger.OFFER, now, out)
+        self._set_state(a, trigger, now, out)
         # CallOffered before OfferCall: the screen pop (on CallOffered) goes out before the phone is rung
         out.append(CallOffered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id, queue=q.name,
                                agent_id=a.id, endpoint=a.endpoint, wait=now - call.entered, attempt=call.offers))
         out.append(OfferCall(call.offer_ref, call.key[0], call.call_id, call.key[1], call.channel, a.id, a.endpoint,
                              q.ring_timeout, q.name))
         self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
+        if decision is None:
+            return
         self._decisions[call.key] = decision
         self._decisions.move_to_end(call.key)
         if len(self._decisions) > MAX_DECISIONS:

@@ -49,6 +49,10 @@ class Trigger(StrEnum):
     ANSWER = "answer"
     OFFER_FAILED = "offer_failed"  # ring-no-answer, busy, unreachable: not the caller's doing
     OFFER_CANCELLED = "offer_cancelled"  # the caller hung up while ringing, or the offer was withdrawn
+    # a preview (the dialer's preview mode): the agent is held for a lead it sees before it is dialled
+    PREVIEW = "preview"  # ready -> reserved (reason preview), no call yet
+    PREVIEW_OFFER = "preview_offer"  # the previewed lead answered: its call is offered to the agent held for it
+    PREVIEW_ENDED = "preview_ended"  # skipped, timed out, or the dial did not reach a person
     TALK_ENDED = "talk_ended"
     WRAPUP_ENDED = "wrapup_ended"
     # after a server restart: back to what the PBX and the state log say (``restored_state``)
@@ -62,9 +66,9 @@ T = Trigger
 TRANSITIONS: dict[AgentState, dict[Trigger, AgentState]] = {
     S.LOGGED_OUT: {T.LOGIN: S.NOT_READY},
     S.NOT_READY: {T.READY: S.READY, T.NOT_READY: S.NOT_READY, T.LOGOUT: S.LOGGED_OUT},
-    S.READY: {T.NOT_READY: S.NOT_READY, T.LOGOUT: S.LOGGED_OUT, T.OFFER: S.RESERVED},
+    S.READY: {T.NOT_READY: S.NOT_READY, T.LOGOUT: S.LOGGED_OUT, T.OFFER: S.RESERVED, T.PREVIEW: S.RESERVED},
     S.RESERVED: {T.ANSWER: S.ON_CALL, T.OFFER_FAILED: S.NOT_READY, T.OFFER_CANCELLED: S.READY,
-                 T.LOGOUT: S.LOGGED_OUT},
+                 T.LOGOUT: S.LOGGED_OUT, T.PREVIEW_OFFER: S.RESERVED, T.PREVIEW_ENDED: S.READY},
     S.ON_CALL: {T.TALK_ENDED: S.WRAP_UP},  # no logout mid-call: the agent would be free for a second call
     S.WRAP_UP: {T.WRAPUP_ENDED: S.READY, T.END_WRAPUP: S.READY, T.READY: S.READY, T.NOT_READY: S.NOT_READY,
                 T.LOGOUT: S.LOGGED_OUT},

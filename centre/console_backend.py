@@ -35,6 +35,7 @@ from twisted.internet import defer
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.call_log import call_key
+from centre.previews import preview_message
 from cti.commands import Atxfer, Bridge, CancelAtxfer, Command, CommandFailed, Hangup, Redirect, Setvar
 from cti.contract import (
     AGENT_ON_HOLD_CONTEXT,
@@ -50,6 +51,7 @@ from cti.contract import (
     inherited,
 )
 from cti.sessions import CallSession, SessionError, SessionTrigger
+from dialer.preview import PreviewError
 
 if TYPE_CHECKING:
     from centre.server import CtiServer
@@ -105,6 +107,9 @@ class ServerConsoleBackend:
         live = self.server.call_for_agent(agent_id)
         if live is not None:
             messages.append(self.server.call_message(live))
+        shown = self.server.dialer.preview_for(agent_id) if self.server.dialer is not None else None
+        if shown is not None:
+            messages.append(preview_message(shown))
         return messages
 
     def supervisor_snapshot(self) -> dict[str, Any]:
@@ -326,10 +331,29 @@ class ServerConsoleBackend:
             lead_id=str(params.get("lead_id") or ""), source="agent")))
 
     async def _do_preview_accept(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        raise ConsoleError("no-preview", "no preview lead is waiting for you")
+        """Dial the previewed lead; the person who answers is offered to this agent (who stays reserved)."""
+        dialer = self.server.dialer
+        if dialer is None:
+            raise ConsoleError("no-preview", "no preview lead is waiting for you")
+        try:
+            outputs = dialer.preview_accept(agent_id, str(params["lead_id"]), self.server.now())
+        except PreviewError as exc:
+            raise ConsoleError(exc.error_id, exc.message) from None
+        self.server.apply(outputs)
+        return {"lead_id": params["lead_id"], "status": "dialling", "state": self.server.state_message(agent_id)}
 
     async def _do_preview_skip(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        raise ConsoleError("no-preview", "no preview lead is waiting for you")
+        """The lead goes back (with the reason); the agent is ready again and gets the next one."""
+        dialer = self.server.dialer
+        if dialer is None:
+            raise ConsoleError("no-preview", "no preview lead is waiting for you")
+        try:
+            outputs = dialer.preview_skip(agent_id, str(params["lead_id"]), str(params.get("reason") or ""),
+                                          self.server.now())
+        except PreviewError as exc:
+            raise ConsoleError(exc.error_id, exc.message) from None
+        self.server.apply(outputs)
+        return {"state": self.server.state_message(agent_id)}
 
     async def _do_choose_customer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))

@@ -90,8 +90,11 @@ class PbxLinks:
         def got(results: list[tuple[bool, Any]]) -> None:
             outputs = {k: (r.response.getall("Output") if ok else None)
                        for k, (ok, r) in zip(keys, results, strict=True)}
-            problems = pbx_check.check(outputs, self._pbx_needs, self.prompt_uses()).problems()
+            report = pbx_check.check(outputs, self._pbx_needs, self.prompt_uses())
+            problems = report.problems()
             if problems != self.health.pbx.get(server, []):
+                for note in report.notes():
+                    log.info("%s: %s", server, note)
                 if problems:
                     log.error("%s: the PBX lacks what the shipped dialplan or the flows need:\n  %s", server,
                               "\n  ".join(problems))

@@ -249,7 +249,9 @@ class CtiServer:
                                                   lead_id=lead_id)
 
     def wallboard(self) -> dict[str, Any]:
-        return wallboard(self.acd, self.health, self.recorder, self.now())
+        now = self.now()
+        return wallboard(self.acd, self.health, self.recorder, now,
+                         self.dialer.figures(now) if self.dialer is not None else None)
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None

@@ -28,8 +28,16 @@ class Health:
                 "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()}}
 
 
-def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float) -> dict[str, Any]:
-    """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up)."""
+def occupancy(agents: dict[str, int]) -> float | None:
+    """The share of a queue's logged-in agents busy with calls now (on a call or in wrap-up)."""
+    logged_in = sum(n for state, n in agents.items() if state != "logged_out")
+    return (agents.get("on_call", 0) + agents.get("wrap_up", 0)) / logged_in if logged_in else None
+
+
+def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float,
+              campaigns: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up);
+    ``campaigns``: the dialer's live figures (``Dialer.figures``), each given its queue's occupancy."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -48,4 +56,9 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
                        "call_id": snap.call.call_id if snap.call else None, "queues": list(snap.queues)})
     if recorder is not None:
         health.db = not recorder.metrics["db_down"]
-    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": health.as_dict()}
+    shown = []
+    for c in campaigns or []:
+        q = stats.get(c["queue"])
+        shown.append({**c, "occupancy": occupancy(dict(q.agents)) if q is not None else None})
+    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "campaigns": shown,
+            "health": health.as_dict()}

@@ -37,6 +37,7 @@ from centre.database import upgrade
 from centre.demo_leads import demo_leads
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
+from centre.previews import PreviewHolds
 from config.schema import CtiConfig
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
@@ -91,12 +92,16 @@ class IdleAgents:
         self._eligible = {q.name: acd.eligible_agents(q.name) for q in acd.section.queues}
 
     def __call__(self, queue: str) -> int:
-        idle = 0
+        return len(self.ready(queue))
+
+    def ready(self, queue: str) -> list[str]:
+        """The ready agents who may take the queue's call at once (preview mode pops leads to them)."""
+        ready = []
         for agent_id in self._eligible.get(queue, ()):
             snap = self.acd.agent_snapshot(agent_id)
             if snap.state == "ready" and snap.available:
-                idle += 1
-        return idle
+                ready.append(agent_id)
+        return ready
 
 
 class CustomerNumbers:
@@ -157,9 +162,10 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     """The components of one server, wired to ``process`` and to each other through the bus."""
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds())
+    idle = IdleAgents(acd)
     dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,
-                    idle_agents=IdleAgents(acd), sink=process.apply, clock=clock.seconds,
-                    demo_leads=demo_leads) \
+                    idle_agents=idle, sink=process.apply, clock=clock.seconds,
+                    demo_leads=demo_leads, ready_agents=idle.ready) \
         if cfg.dialer.campaigns else None
     ivr_sessions = RecentCompletions()
     call_log = CallLog()
@@ -189,7 +195,8 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
         dispatcher.apply(command)  # looked up each time: tests and benches wrap the dispatcher's apply
 
     bus = EventBus(dispatch)
-    for engine in (ivr_sessions, log_feed, sessions, acd, dialer, pops, callbacks,
+    previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
+    for engine in (ivr_sessions, log_feed, sessions, acd, dialer, previews, pops, callbacks,
                    AgentFeed(acd, process.has_consoles), recorder_feed, interactions):
         if engine is not None:
             bus.add(engine)

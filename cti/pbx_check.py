@@ -38,6 +38,13 @@ PROVIDERS = {
     "IF": "func_logic.so",
     "CALLERID": "func_callerid.so",
     "FEATUREMAP": "features (core)",
+    "PJSIP_HEADER": "res_pjsip_header_funcs.so (with chan_pjsip)",
+}
+
+#: What the dialplan uses only on some channels, so a PBX without it still runs every call: each with
+#: why. The dialplan guards each (``CHANNEL(channeltype)``), and the check does not count it missing.
+OPTIONAL = {
+    "PJSIP_HEADER": "auto-answer headers on a campaign call to a PJSIP phone ([cti-agent-leg])",
 }
 
 _STEP = re.compile(r"^\s*(?:exten\s*=>\s*[^,]+,[^,]+|same\s*=>\s*[^,]+),\s*([A-Za-z][A-Za-z0-9_]*)\s*\(")
@@ -120,6 +127,13 @@ class PbxReport:
     missing_prompts: tuple[tuple[str, tuple[str, ...]], ...] = ()
     no_default_moh: bool = False
     unchecked: tuple[str, ...] = field(default=())
+    #: Optional applications and functions (``OPTIONAL``) the PBX lacks: not problems, said by ``notes()``.
+    missing_optional: tuple[str, ...] = field(default=())
+
+    def notes(self) -> list[str]:
+        """What the PBX lacks that only some channels need (no call fails for it)."""
+        return [f"{name} not on this PBX (optional: {OPTIONAL[name]}; load {PROVIDERS.get(name, 'its module')} "
+                f"if you use such phones)" for name in self.missing_optional]
 
     def problems(self) -> list[str]:
         out = []
@@ -145,16 +159,21 @@ def check(outputs: Mapping[str, Sequence[str] | None], needs: DialplanNeeds,
     apps_out, funcs_out = outputs.get("applications"), outputs.get("functions")
     sounds_out, moh_out = outputs.get("sounds"), outputs.get("moh")
     missing_apps: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    optional: list[str] = []
     if apps_out is not None:
         have = parse_applications(apps_out)
-        missing_apps = tuple((a, c) for a, c in sorted(needs.applications.items()) if a.lower() not in have)
+        missing_apps = tuple((a, c) for a, c in sorted(needs.applications.items())
+                             if a.lower() not in have and a not in OPTIONAL)
+        optional += [a for a in sorted(needs.applications) if a in OPTIONAL and a.lower() not in have]
     missing_funcs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     if funcs_out is not None:
         have_f = parse_functions(funcs_out)
-        missing_funcs = tuple((f, c) for f, c in sorted(needs.functions.items()) if f not in have_f)
+        missing_funcs = tuple((f, c) for f, c in sorted(needs.functions.items())
+                              if f not in have_f and f not in OPTIONAL)
+        optional += [f for f in sorted(needs.functions) if f in OPTIONAL and f not in have_f]
     missing_prompts: tuple[tuple[str, tuple[str, ...]], ...] = ()
     if sounds_out is not None:
         have_s = parse_sounds(sounds_out)
         missing_prompts = tuple((p, tuple(u)) for p, u in sorted(prompts.items()) if p not in have_s)
     no_moh = moh_out is not None and "default" not in parse_moh_classes(moh_out)
-    return PbxReport(missing_apps, missing_funcs, missing_prompts, no_moh, unchecked)
+    return PbxReport(missing_apps, missing_funcs, missing_prompts, no_moh, unchecked, tuple(optional))

@@ -226,6 +226,43 @@ class Campaign:
             out.append(AttemptStarted(now, self.name, lead.lead_id, ref, lead.attempts, lead.number))
         return out
 
+    # ------------------------------------------------------------------ preview mode (dialer.preview)
+    def take_lead(self, now: float) -> Lead | None:
+        """The next lead to dial (as ``pace`` would take it), set aside for a preview: not dialled, not
+        written (the store still has it pending, so a restart offers it again)."""
+        lead = self._next_lead(now) if self.settings.enabled else None
+        if lead is not None:
+            lead.status = "preview"
+        return lead
+
+    def next_ref(self, lead: Lead) -> str:
+        """The reference of the lead's next attempt (what a preview's accept will start)."""
+        return self._ref(lead, lead.attempts + 1)
+
+    def start_attempt(self, lead_id: str, now: float) -> AttemptStarted | None:
+        """Start an attempt of a lead set aside by ``take_lead`` (a preview accepted): as ``pace`` does."""
+        lead = self.leads.get(lead_id)
+        if lead is None or lead.status != "preview":
+            return None
+        lead.status = "active"
+        lead.attempts += 1
+        ref = self._ref(lead, lead.attempts)
+        self.attempts[ref] = Attempt(ref, lead, lead.attempts, S.PERSISTING, now)
+        return AttemptStarted(now, self.name, lead.lead_id, ref, lead.attempts, lead.number)
+
+    def put_back(self, lead_id: str, at: float | None = None) -> None:
+        """A lead set aside by ``take_lead`` goes back among the pending ones, due at ``at`` (None: where it
+        was, at the head of the leads due)."""
+        lead = self.leads.get(lead_id)
+        if lead is not None and lead.status == "preview":
+            lead.status = "pending"
+            if at is not None:
+                lead.next_at = at
+                self._schedule(lead)
+                return
+            self._seq += 1  # ahead of the leads due at the same time (a negative sequence number sorts first)
+            heapq.heappush(self._retries if lead.attempts else self._fresh, (lead.next_at, -self._seq, lead.lead_id))
+
     def persisted(self, ref: str, now: float) -> list[Output]:
         """The store holds the attempt: dial it."""
         a = self.attempts.get(ref)
@@ -367,6 +404,10 @@ class Campaign:
                 return at
             heapq.heappop(heap)
         return None
+
+    def due_leads(self, now: float) -> int:
+        """Leads waiting to be dialled and due by ``now`` (the depth of what is ready to dial)."""
+        return sum(1 for lead in self.leads.values() if lead.status == "pending" and lead.next_at <= now)
 
     def stats(self) -> dict[str, Any]:
         by_status: dict[str, int] = {}

@@ -67,3 +67,32 @@ class DialerWarning(DialerEvent):
 
     code: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewOffered(DialerEvent):
+    """Preview mode: the lead pops to ``agent_id``, who is to accept (the lead is dialled and, answered,
+    connected to this agent) or skip it before ``deadline``. ``ref`` is the attempt an accept starts (the
+    ACD holds the agent for it). Not stored: the lead stays pending in the store until it is dialled."""
+
+    lead_id: str
+    ref: str
+    agent_id: str
+    fields: dict[str, str]
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewEnded(DialerEvent):
+    """A preview is over for ``agent_id``. ``outcome``: ``accepted`` (dialled; the agent stays held for the
+    call), ``skipped`` (``reason`` says why), ``timeout``, or the dialled attempt's result when it did not
+    reach the agent (busy, noanswer, machine, ...). ``release``: the agent is to be freed, and
+    ``not_ready`` the reason to make it not ready with, if any."""
+
+    lead_id: str
+    ref: str
+    agent_id: str
+    outcome: str
+    reason: str = ""
+    release: bool = True
+    not_ready: str = ""

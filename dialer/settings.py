@@ -85,6 +85,10 @@ class CustomPolicy(ConfigModel):
     message_within: float = expected("seconds 0.5-30", default=2.0, ge=0.5, le=30.0)
     count_false_machines: bool = False  # people AMD took for machines count as live and abandoned
     redial_after_abandon_hours: float = expected("hours 0-720 (0: no rule)", default=0.0, ge=0.0, le=720.0)
+#: Dial modes: ``preview`` (an agent sees the lead first), ``progressive`` (one line per idle agent),
+#: ``predictive`` (model-based, ``dialer.pacer.pace_predictive``), ``ratio`` (``ratio`` lines per idle agent).
+DIAL_MODES = ("progressive", "predictive", "ratio", "preview")
+DialMode = Literal["progressive", "predictive", "ratio", "preview"]
 
 
 class CampaignSettings(ConfigModel):
@@ -104,7 +108,12 @@ class CampaignSettings(ConfigModel):
     originate_timeout: float = expected("seconds of ringing 5-120", default=30.0, ge=5.0, le=120.0)
     max_attempts: int = expected("attempts per lead 1-50", default=3, ge=1, le=50)
     retry_after: RetryAfter = RetryAfter()
+    mode: DialMode = expected("a dial mode: " + ", ".join(DIAL_MODES), default="progressive")
     ratio: float = expected("lines per idle agent 0.1-5 (1.0 = progressive)", default=1.0, ge=0.1, le=5.0)
+    preview_timeout: float = expected("seconds an agent has to accept or skip a preview, 5-600", default=30.0,
+                                      ge=5.0, le=600.0)
+    preview_skip_retry: float = expected("seconds before a skipped preview lead is offered again, 0-604800",
+                                         default=3600.0, ge=0.0, le=604_800.0)
     max_lines: int = expected("concurrent lines 1-10000", default=50, ge=1, le=10_000)
     max_abandon_rate: float = expected("a fraction 0-0.5 (0.03 = 3%)", default=0.03, ge=0.0, le=0.5)
     abandon_window: int = expected("human answers the abandon rate is measured over, 10-100000", default=100,

@@ -12,7 +12,7 @@ imports Twisted only for Deferreds. Must not import ``centre.server``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,10 @@ from cti.events import (
 )
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.compliance import RETAIN, ComplianceLedger
-from dialer.events import AttemptFinished, AttemptStarted, DialerEvent, DialerWarning
+from dialer.events import AttemptFinished, AttemptStarted, DialerEvent, DialerWarning, PreviewOffered
+from dialer.figures import DayFigures
 from dialer.leads import DemoLeads, LeadSourceError, read_source
+from dialer.preview import PreviewError, Previews
 from dialer.settings import DialerSection
 
 log = logging.getLogger("dialer")
@@ -55,7 +57,8 @@ class Dialer:
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
                  idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],
                  clock: Callable[[], float], base_dir: Path | None = None,
-                 demo_leads: DemoLeads | None = None) -> None:
+                 demo_leads: DemoLeads | None = None,
+                 ready_agents: Callable[[str], Sequence[str]] | None = None) -> None:
         self.section = section
         self.idle_agents = idle_agents
         self.sink = sink
@@ -66,6 +69,10 @@ class Dialer:
         for c in section.campaigns:
             server = c.server or (servers[0] if servers else "")
             self.campaigns[c.name] = Campaign(c, server=server, dial_template=dial_template)
+        # preview mode: ``ready_agents(queue)``, the ids of the queue's ready agents, get the leads to preview
+        self.ready_agents = ready_agents
+        self.previews = {name: Previews(c) for name, c in self.campaigns.items() if c.settings.mode == "preview"}
+        self.day_figures = {name: DayFigures(c.settings.timezone) for name, c in self.campaigns.items()}
         self.loaded = False
         self.store: Any | None = None
         self._run: RunInThread | None = None
@@ -133,6 +140,7 @@ class Dialer:
         out: list[Output] = []
         for campaign in self.campaigns.values():
             out.extend(campaign.handle(event, now))
+        out.extend(self._follow(out))
         return self._persist(out, now) if out else out
 
     def tick(self, now: float) -> list[Output]:
@@ -140,22 +148,85 @@ class Dialer:
         out: list[Output] = []
         for campaign in self.campaigns.values():
             out.extend(campaign.tick(now))
+        for previews in self.previews.values():
+            out.extend(previews.tick(now))
+        out.extend(self._follow(out))
         if self.loaded and (self._next_pace is None or now >= self._next_pace - 1e-9):
             self._next_pace = now + self.section.pace_interval
             for campaign in self.campaigns.values():
                 # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt
                 if campaign.server in self._up and campaign.next_due() is not None:
-                    out.extend(campaign.pace(now, self.idle_agents(campaign.settings.queue)))
+                    previews = self.previews.get(campaign.name)
+                    if previews is not None:
+                        ready = self.ready_agents(campaign.settings.queue) if self.ready_agents is not None else ()
+                        out.extend(previews.pop(now, ready))
+                    else:
+                        out.extend(campaign.pace(now, self.idle_agents(campaign.settings.queue)))
         return self._persist(out, now) if out else out
 
     def next_deadline(self) -> float | None:
         """The earliest campaign timer, or the next pacing round when a lead is (or becomes) due."""
         deadlines = [d for d in (c.next_deadline() for c in self.campaigns.values()) if d is not None]
+        deadlines += [d for d in (p.next_deadline() for p in self.previews.values()) if d is not None]
         if self.loaded:
             due = [d for d in (c.next_due() for c in self.campaigns.values()) if d is not None]
             if due:
                 deadlines.append(max(min(due), self._next_pace if self._next_pace is not None else min(due)))
         return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------ preview mode
+    def preview_accept(self, agent_id: str, lead_id: str, now: float) -> list[Output]:
+        """The agent accepts its preview: the lead is dialled (raises ``PreviewError`` if none is shown)."""
+        out = self._previews_of(agent_id).accept(agent_id, lead_id, now)
+        return self._persist(out, now)
+
+    def preview_skip(self, agent_id: str, lead_id: str, reason: str, now: float) -> list[Output]:
+        """The agent skips its preview: the lead goes back, the agent is freed."""
+        return self._previews_of(agent_id).skip(agent_id, lead_id, reason, now)
+
+    def preview_withdraw(self, agent_id: str, now: float) -> None:
+        """The agent's preview cannot be shown (the agent is no longer ready): its lead goes back."""
+        for previews in self.previews.values():
+            previews.withdraw(agent_id, now)
+
+    def preview_for(self, agent_id: str) -> PreviewOffered | None:
+        """The preview the agent is looking at, if any."""
+        for previews in self.previews.values():
+            shown = previews.showing(agent_id)
+            if shown is not None:
+                return shown
+        return None
+
+    def _previews_of(self, agent_id: str) -> Previews:
+        for previews in self.previews.values():
+            if previews.showing(agent_id) is not None:
+                return previews
+        raise PreviewError("no-preview", "no preview lead is waiting for you")
+
+    def _follow(self, out: Sequence[object]) -> list[Output]:
+        """What the previews make of attempts that finished (an accepted lead not reached frees its agent)."""
+        follow: list[Output] = []
+        for previews in self.previews.values():
+            follow.extend(previews.follow(out))
+        return follow
+
+    def figures(self, now: float) -> list[dict[str, Any]]:
+        """Each campaign's live figures (the wallboard's ``campaigns``): today's tally (``dialer.figures``),
+        the recent abandon rate the pacer steers by (over the campaign's last ``abandon_window`` live
+        answers), leads due now, calls in flight, the pacer's last decision and the previews shown."""
+        out = []
+        for name, c in self.campaigns.items():
+            decision = c.last_decision
+            previews = self.previews.get(name)
+            out.append({
+                "campaign": name, "queue": c.settings.queue, "mode": c.settings.mode, "enabled": c.settings.enabled,
+                "today": self.day_figures[name].tally(now).as_dict(),
+                "recent_abandon_rate": c.abandon_rate(), "due_leads": c.due_leads(now), "in_flight": c.in_flight,
+                "pacing": None if decision is None else {"dial": decision.dial, "target": decision.target,
+                                                         "reason": decision.reason},
+                "previews": len(previews.offers) if previews is not None else 0,
+            })
+        return out
 
     def stats(self) -> list[dict[str, Any]]:
         return [c.stats() for c in self.campaigns.values()]
@@ -173,9 +244,12 @@ class Dialer:
         if self.store is None or self._run is None:
             for s in starts:
                 out.extend(self.campaigns[s.campaign].persisted(s.ref, now))
+            out.extend(self._follow(out))
+            self._observe(out, now)
             return out
         if events:
             self._write(events, starts)
+        self._observe(out, now)
         return out
 
     def _record(self, out: list[Output]) -> None:
@@ -183,6 +257,11 @@ class Dialer:
             if isinstance(e, AttemptFinished):
                 lead = self.campaigns[e.campaign].leads.get(e.lead_id)
                 self.compliance.record(e, lead.number if lead is not None else "")
+
+    def _observe(self, out: list[Output], now: float) -> None:
+        for e in out:
+            if isinstance(e, DialerEvent) and e.campaign in self.day_figures:
+                self.day_figures[e.campaign].observe(e, now)
 
     def _write(self, events: list[DialerEvent], starts: list[AttemptStarted]) -> None:
         store, run = self.store, self._run
@@ -198,6 +277,7 @@ class Dialer:
                 released.extend(self.campaigns[s.campaign].persisted(s.ref, now))
             if released:
                 # an attempt can end right there (a number that cannot be dialled): its end is written too
+                released.extend(self._follow(released))
                 self.sink(self._persist(released, now))
 
         def failed(failure: Failure) -> None:
@@ -207,6 +287,9 @@ class Dialer:
             back: list[Any] = []
             for s in starts:
                 back.extend(self.campaigns[s.campaign].not_persisted(s.ref, now, reason))
+                previews = self.previews.get(s.campaign)
+                if previews is not None:
+                    back.extend(previews.not_dialled(s.ref, now))
             if back:
                 self.sink(back)
 

@@ -31,6 +31,7 @@ from cti.db import Base
 from dialer.campaign import Lead
 from dialer.compliance import LedgerEntry
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted, DialerEvent
+from dialer.figures import Tally, tally_attempts
 
 
 class Callback(Base):
@@ -181,6 +182,15 @@ class LeadStore:
                                     .values(answered_at=_ts(e.ts), uniqueid=e.uniqueid[:64]))
                 elif isinstance(e, AttemptFinished):
                     self._finished(session, e)
+
+    def figures(self, campaign: str, start: float, end: float) -> Tally:
+        """The campaign's figures over the attempts started in [start, end) (epoch seconds), from the
+        records (``dialer.figures``: the same definitions as the wallboard's live ones)."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(DialerAttempt.result, DialerAttempt.answered_at, DialerAttempt.late)
+                                   .where(DialerAttempt.campaign == campaign,
+                                          DialerAttempt.started_at >= _ts(start), DialerAttempt.started_at < _ts(end)))
+            return tally_attempts((result or "", answered is not None, bool(late)) for result, answered, late in rows)
 
     def attempts(self, campaign: str, lead_id: str | None = None) -> list[DialerAttempt]:
         with Session(self.engine) as session:

@@ -102,6 +102,8 @@ class Channel:
         # Dial gave it (option t: the called party, T: the calling party), kept on the channel like
         # Asterisk's features datastore so that later bridges (an AMI Bridge after hold) have them too.
         self.featuremap: dict[str, str] = {}
+        # SIP headers added to this PJSIP channel's INVITE (PJSIP_HEADER(add,...) in a pre-dial handler).
+        self.sip_headers: list[tuple[str, str]] = []
         self.xfer_features = False
         # The atxfer code hooked when the channel last joined a bridge ("" = none): Asterisk installs a
         # channel's DTMF feature hooks as it enters a bridge, so a code set later is not heard.

@@ -7,6 +7,7 @@ models (sim/people.py) are adapted to it by sim/traffic.py; tests use small fixe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -35,6 +36,20 @@ class FarEnd:
     def amd_says_machine(self) -> bool:
         """What AMD() concludes about this far end."""
         return self.machine != self.amd_wrong
+
+
+def asks_auto_answer(headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether an INVITE's headers ask the phone to answer by itself at once, as common phones read
+    them: ``Call-Info: <uri>;answer-after=0`` (Yealink, Snom, Grandstream, Fanvil, Cisco SPA, Linphone)
+    or ``Alert-Info: ...info=alert-autoanswer`` / ``Alert-Info: Ring Answer`` / ``auto answer`` (Polycom
+    and others)."""
+    for name, value in headers:
+        low = value.lower().replace(" ", "")
+        if name.lower() == "call-info" and "answer-after=0" in low:
+            return True
+        if name.lower() == "alert-info" and any(k in low for k in ("alert-autoanswer", "ringanswer", "autoanswer")):
+            return True
+    return False
 
 
 class FarEndDirectory(Protocol):

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 # The dialplan functions this PBX has (what ``core show functions`` lists).
-FUNCTIONS = ("CALLERID", "CDR", "CHANNEL", "CONNECTEDLINE", "DB", "EXISTS", "FEATUREMAP", "IF", "ISNULL", "LEN")
+FUNCTIONS = ("CALLERID", "CDR", "CHANNEL", "CONNECTEDLINE", "DB", "EXISTS", "FEATUREMAP", "IF", "ISNULL", "LEN",
+             "PJSIP_HEADER")
 
 
 def builtin_var(pbx: Pbx, chan: Channel, name: str) -> str | None:
@@ -57,6 +58,8 @@ def write_function(pbx: Pbx, chan: Channel, expr: str, value: str) -> None:
         pbx.set_accountcode(chan, value)
     elif fname == "FEATUREMAP":
         chan.featuremap[args.strip().lower()] = value
+    elif fname == "PJSIP_HEADER":
+        _pjsip_header(chan, args, value)
     elif fname == "DB":
         where = _db_args(chan, args)
         if where is not None:
@@ -64,6 +67,19 @@ def write_function(pbx: Pbx, chan: Channel, expr: str, value: str) -> None:
                 log.warning("DB: key '%s' seems malformed", where[1])
             pbx.astdb[where] = value
     # Anything else (DEVICE_STATE, ...) is accepted and ignored, as a module-less Asterisk would warn.
+
+def _pjsip_header(chan: Channel, args: str, value: str) -> None:
+    """``PJSIP_HEADER(add,Name)=value`` on a PJSIP channel before it is called (a pre-dial handler):
+    the header goes out on its INVITE. On any other channel res_pjsip_header_funcs refuses it."""
+    action, _, name = args.partition(",")
+    if chan.tech != "PJSIP":
+        log.error("This function requires a PJSIP channel.")
+        return
+    if action.strip().lower() == "add" and name.strip():
+        chan.sip_headers.append((name.strip(), value))
+    elif action.strip().lower() == "remove":
+        chan.sip_headers[:] = [(n, v) for n, v in chan.sip_headers if n.lower() != name.strip().lower()]
+
 
 def _db_args(chan: Channel, args: str) -> tuple[str, str] | None:
     """``DB(family/key)``: family up to the first ``/``, the key is the rest (func_db.c)."""

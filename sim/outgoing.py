@@ -205,8 +205,13 @@ def parse_app_options(text: str) -> dict[str, str]:
         i += 1
         arg = ""
         if i < len(text) and text[i] == "(":
-            end = text.find(")", i)
-            end = len(text) if end < 0 else end
+            # Nested parentheses belong to the argument (``b(ctx^s^1(arg))``), as app.c's parse_options reads.
+            depth, end = 0, len(text)
+            for j in range(i, len(text)):
+                depth += {"(": 1, ")": -1}.get(text[j], 0)
+                if depth == 0:
+                    end = j
+                    break
             arg, i = text[i + 1:end], end + 1
         if letter.strip():
             opts[letter] = arg
@@ -217,8 +222,8 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
     """Dial(targets[,timeout[,options]]): ring every target, bridge the first to answer.
 
     Options followed: ``m`` (music on hold while ringing), ``t``/``T`` (the called/calling party gets
-    the DTMF transfer features), ``b(context^exten^priority)`` (a pre-dial handler on each outgoing
-    channel before it is called)."""
+    the DTMF transfer features), ``b(context^exten^priority[(arg1^...)])`` (a pre-dial handler on each
+    outgoing channel before it is called, with its Gosub arguments)."""
     targets_text, timeout, options = split_dial_args(data)
     targets = parse_dial_targets(targets_text)
     if not targets:
@@ -244,10 +249,12 @@ def dial(pbx: Pbx, caller: Channel, data: str) -> int | Deferred[int]:
         pbx.set_caller(out, caller.exten, caller.caller_name)
         pbx.set_connected(out, caller.caller_num, caller.caller_name)
         if "b" in opts:
-            sub = (opts["b"].split("^") + ["s", "1"])[:3] if opts["b"] else []
+            where, _, args = opts["b"].partition("(")
+            sub = (where.split("^") + ["s", "1"])[:3] if where else []
             if len(sub) == 3 and sub[0]:
                 try:
-                    pbx.run_subroutine(out, sub[0], sub[1] or "s", int(sub[2] or 1))
+                    pbx.run_subroutine(out, sub[0], sub[1] or "s", int(sub[2] or 1),
+                                       args.removesuffix(")").split("^") if args.removesuffix(")") else [])
                 except ValueError:
                     log.warning("%s: bad pre-dial handler %r", caller.name, opts["b"])
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -45,7 +45,7 @@ from sim.channel_requests import (
     RequestFailed,
 )
 from sim.dialplan import Dialplan, DialplanError, substitute
-from sim.far_end import FarEndDirectory, parse_pjsip_dial
+from sim.far_end import FarEndDirectory, asks_auto_answer, parse_pjsip_dial
 from sim.functions import builtin_var, read_function, write_function
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,9 @@ class Pbx:
         self.device_state(chan, "RINGING")
         self.signal(chan, "ringing")
         if far.outcome != "noanswer":
-            chan.timers.append(self.later(far.ring_time, self._far_outcome, chan))
+            # A phone asked to auto-answer (a campaign's call, the headers of [cti-agent-leg]) answers at once.
+            auto = far.outcome == "answer" and asks_auto_answer(chan.sip_headers)
+            chan.timers.append(self.later(0.0 if auto else far.ring_time, self._far_outcome, chan))
 
     def _far_outcome(self, chan: Channel) -> None:
         far = chan.far_end
@@ -385,16 +387,22 @@ class Pbx:
         code = chan.featuremap.get(feature)
         return self.featuremap.get(feature, "") if code is None else code
 
-    def run_subroutine(self, chan: Channel, context: str, exten: str, priority: int = 1) -> None:
-        """A pre-dial handler (Dial option ``b(context^exten^priority)``) on the outgoing channel, run as
-        app_stack's Gosub runs it: ``LOCAL(ARGC)=0``, the handler's priorities at their own location
-        until ``Return()``, then ``ARGC`` and ``GOSUB_RETVAL`` cleared and the channel back where it
-        was; its next snapshot update (Newstate) publishes that location again as a Newexten (as the
-        reference PBX showed). Only applications that finish at once (Set, NoOp, ...) are supported,
-        which is what a pre-dial handler may run before the channel is called."""
+    def run_subroutine(self, chan: Channel, context: str, exten: str, priority: int = 1,
+                       args: Sequence[str] = ()) -> None:
+        """A pre-dial handler (Dial option ``b(context^exten^priority[(arg1^...)])``) on the outgoing
+        channel, run as app_stack's Gosub runs it: ``LOCAL(ARG1)``... then ``LOCAL(ARGC)``, the
+        handler's priorities at their own location until ``Return()``, then ``ARGC``, the ``ARGn`` (last
+        first) and ``GOSUB_RETVAL`` cleared and the channel back where it was (the order a real 22.10.1
+        shows); its next snapshot update (Newstate) publishes that location again as a Newexten (as the
+        reference PBX showed). Only applications that finish at once (Set, NoOp, GotoIf, ...) are
+        supported, which is what a pre-dial handler may run before the channel is called."""
         saved = (chan.context, chan.exten, chan.priority, chan.app, chan.appdata)
-        chan.variables["ARGC"] = "0"
-        self.chan_event("VarSet", chan, [("Variable", "LOCAL(ARGC)"), ("Value", "0")], "dialplan,all")
+        names = [f"ARG{i + 1}" for i in range(len(args))]
+        for name, value in zip(names, args, strict=True):
+            chan.variables[name] = value
+            self.chan_event("VarSet", chan, [("Variable", f"LOCAL({name})"), ("Value", value)], "dialplan,all")
+        chan.variables["ARGC"] = str(len(args))
+        self.chan_event("VarSet", chan, [("Variable", "LOCAL(ARGC)"), ("Value", str(len(args)))], "dialplan,all")
         ext = self.dialplan.find(context, exten)
         step = ext.step(priority) if ext is not None else None
         returned = False
@@ -405,15 +413,23 @@ class Pbx:
             self.chan_event("Newexten", chan, [("Extension", exten), ("Application", step.app),
                                                ("AppData", data)], "dialplan,all")
             if step.app.lower() == "return":
-                chan.variables.pop("ARGC", None)
-                self.chan_event("VarSet", chan, [("Variable", "ARGC"), ("Value", "")], "dialplan,all")
+                for name in ["ARGC", *reversed(names)]:
+                    chan.variables.pop(name, None)
+                    self.chan_event("VarSet", chan, [("Variable", name), ("Value", "")], "dialplan,all")
                 self.set_var(chan, "GOSUB_RETVAL", data)
                 returned = True
                 break
+            chan.jumped = False
             res = self.run_app(chan, step.app, data)
             if isinstance(res, Deferred) or res != 0:
                 log.warning("%s: pre-dial handler %s,%s stopped at %s", chan.name, context, exten, step.app)
                 break
+            if chan.jumped:  # a Goto/GotoIf inside the handler
+                chan.jumped = False
+                context, exten = chan.context, chan.exten
+                ext = self.dialplan.find(context, exten)
+                step = ext.step(chan.priority) if ext is not None else None
+                continue
             assert ext is not None
             step = ext.step(step.number + 1)
         if not returned:

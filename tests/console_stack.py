@@ -122,9 +122,10 @@ def make_settings(**overrides: Any) -> ConsoleSection:
     return ConsoleSection.model_validate(base)
 
 
-def stack_config(settings: ConsoleSection, db_url: str) -> CtiConfig:
-    """Two agents (1001 sales, 1002 sales and support), two queues, one PBX, the console's settings."""
-    return CtiConfig.model_validate({
+def stack_config(settings: ConsoleSection, db_url: str, dialer: dict[str, Any] | None = None) -> CtiConfig:
+    """Two agents (1001 sales, 1002 sales and support), two queues, one PBX, the console's settings (and
+    the ``dialer:`` section given, if any)."""
+    return CtiConfig.model_validate({**({"dialer": dialer} if dialer is not None else {}),
         "asterisk": [{"name": PBX, "host": "10.0.0.1", "port": 5038, "username": AMI_USER, "secret": AMI_SECRET}],
         "database": {"url": db_url},
         "ivr": {"default_flow": "main", "flows": FLOWS},
@@ -226,15 +227,20 @@ def _fresh_database(directory: Path) -> str:
 class Stack:
     """Hub + the real backend, server and simulated PBX (see the module docstring)."""
 
-    def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None,
+    def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None, *,
+                 dialer: dict[str, Any] | None = None, numbers: dict[str, FarEnd] | None = None,
                  **hub_options: Any) -> None:
-        """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters)."""
+        """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters);
+        ``dialer``: a ``dialer:`` section; ``numbers``:
+        how the outbound numbers it dials answer (through the trunk)."""
         self.settings = settings
-        self.cfg = stack_config(settings, _fresh_database(directory))
+        self.directory = directory
+        self.cfg = stack_config(settings, _fresh_database(directory), dialer)
         self.clock = WallClock()
         self.network = MemoryNetwork(self.clock)
         phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
-        self.pbx = Pbx(self.clock, load_dialplan(DEFAULT_DIALPLAN), far_ends=FixedFarEnds({**phones, **TARGETS}))
+        self.pbx = Pbx(self.clock, load_dialplan(DEFAULT_DIALPLAN),
+                       far_ends=FixedFarEnds({**phones, **TARGETS}, by_number=numbers))
         ast = self.cfg.asterisk[0]
         self.network.listen(ast.host, ast.port, AMIServerFactory(AMIServer(self.pbx, {AMI_USER: AMI_SECRET})))
         self.sender = RecordingSender()
@@ -386,9 +392,10 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running(settings: ConsoleSection | None = None, hashes: dict[str, str] | None = None,
-                  **hub_options: Any) -> AsyncIterator[Stack]:
+                  **options: Any) -> AsyncIterator[Stack]:
+    """``options``: the Stack's (``dialer``, ``numbers``, the hub's options)."""
     with tempfile.TemporaryDirectory(prefix="console-stack-") as directory:
-        stack = Stack(settings or make_settings(), Path(directory), hashes, **hub_options)
+        stack = Stack(settings or make_settings(), Path(directory), hashes, **options)
         await stack.start()
         try:
             yield stack

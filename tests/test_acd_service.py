@@ -441,3 +441,33 @@ def test_queue_stats_service_level_abandon_and_ewt() -> None:
     assert stats.waiting == 1 and stats.longest_wait == 3
     assert stats.agents["on_call"] == 1 and stats.ewt is not None
     assert h.acd.waiting_calls("billing", h.now)[0].position == 1
+
+
+def test_a_preview_holds_the_agent_for_its_lead_and_ends_to_ready_or_not_ready() -> None:
+    """reserve_preview: reserved with reason preview, offered nothing else; the call queued with the held
+    attempt goes to that agent even though another is ready and idle longer; end_preview frees an agent
+    still held (ready, or not ready with the reason) and does nothing for a hold already used or stale."""
+    h = Harness(BASIC)
+    h.ready("a1", "a2")
+    h.now += 5
+    h.ready("a3")
+    h.request("reserve_preview", "a3", "dial:c/L1/1")
+    assert (h.state("a3"), h.acd.agent_snapshot("a3").reason) == ("reserved", "preview")
+    assert h.acd.preview_hold("a3") == "dial:c/L1/1"
+    with pytest.raises(AcdError, match="cannot preview while reserved"):
+        h.request("reserve_preview", "a3", "dial:c/L2/1")
+    out = h.queued("u1", "billing", data={"CTI_ATTEMPT": "dial:c/L1/1"})
+    assert h.offers(out) == [("u1", "a3")]  # not a2, who has waited longest
+    assert h.acd.preview_hold("a3") is None
+    assert h.request("end_preview", "a3", "dial:c/L1/1") == []  # the hold was used by the offer
+    assert h.state("a3") == "reserved" and h.acd.agent_snapshot("a3").reason == ""
+
+    h.request("reserve_preview", "a1", "dial:c/L2/1")
+    out = h.queued("u2", "billing")  # an inbound call: not to the held agent
+    assert h.offers(out) == [("u2", "a2")]
+    h.acd.end_preview("a1", "dial:c/L2/1", h.now, reason="preview-timeout")
+    assert (h.state("a1"), h.acd.agent_snapshot("a1").reason) == ("not_ready", "preview-timeout")
+    h.request("ready", "a1")
+    h.request("reserve_preview", "a1", "dial:c/L3/1")
+    h.request("end_preview", "a1", "dial:c/L3/1")
+    assert h.state("a1") == "ready"

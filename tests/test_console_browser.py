@@ -6,13 +6,16 @@ composer; the phone rings and answers on the simulated PBX."""
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from centre.call_log import call_key
 from screenpop.records import AccountRecord
-from tests.console_stack import PBX, SAMPLE_POP, make_settings, run, running
+from tests.console_stack import PBX, SAMPLE_POP, make_settings, open_client, run, running
+from tests.test_console_preview import LEADS, NUMBERS, preview_dialer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -267,3 +270,51 @@ def test_multi_match_chooser_new_caller_and_wallboard() -> None:
 def test_sample_pop_renders() -> None:
     """The hand-written SAMPLE_POP of tests.console_stack has the composer's keys (kept in step)."""
     assert set(composed_pop("x", 1)) <= set(SAMPLE_POP) | {"type"}
+
+
+def test_preview_lead_in_the_console_and_campaign_figures_on_the_wallboard() -> None:
+    """Preview mode in the real pages: the lead pops in the console's preview panel; Skip shows the next
+    one; Call now dials it (a busy number: the next lead pops); the wallboard's campaign row counts the dial
+    and says how many previews are shown."""
+    from playwright.async_api import async_playwright, expect
+
+    async def body() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            leads = Path(tmp) / "leads.csv"
+            leads.write_text(LEADS, encoding="utf-8")
+            async with running(dialer=preview_dialer(leads), numbers=NUMBERS) as stack, async_playwright() as p:
+                other = await open_client(stack, "1002")
+                await other.request("login")
+                await other.request("not_ready", reason="break")
+                browser = await _browser(p)
+                wall = await browser.new_page()
+                await wall.goto(f"http://127.0.0.1:{stack.port}/wallboard")
+                wt = wall.get_by_test_id
+                await wt("login-agent").fill("sup")
+                await wt("login-password").fill("pw-sup")
+                await wt("login-submit").click()
+                row = wt("wb-campaign-spring")
+                await expect(row).to_be_visible()
+                await expect(row.get_by_test_id("wb-dials")).to_have_text("0")
+
+                page = await browser.new_page()
+                tid = page.get_by_test_id
+                await page.goto(f"http://127.0.0.1:{stack.port}/")
+                await tid("login-agent").fill("1001")
+                await tid("login-password").fill("pw-1001")
+                await tid("login-submit").click()
+                await tid("btn-ready").click()
+                await expect(tid("preview-panel")).to_be_visible()
+                await expect(tid("preview-details")).to_contain_text("Ann One")
+                await expect(row.get_by_test_id("wb-pacer")).to_have_text("1 shown")
+                await tid("preview-skip-reason").fill("wrong time")
+                await tid("btn-preview-skip").click()
+                await expect(tid("preview-details")).to_contain_text("Bob Two")
+                await tid("btn-preview-accept").click()
+                await expect(row.get_by_test_id("wb-dials")).to_have_text("1")
+                await expect(tid("preview-details")).to_contain_text("Cy Three")  # L2 was busy: the next one
+                assert stack.server.dialer is not None
+                assert stack.server.dialer.campaigns["spring"].leads["L1"].status == "pending"
+                await browser.close()
+
+    run(body)

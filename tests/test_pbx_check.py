@@ -37,6 +37,19 @@ def test_the_shipped_dialplan_needs_what_it_uses() -> None:
         assert app in needs.applications, app
     assert "cti-outbound" in needs.applications["AMD"]
     assert needs.functions["FEATUREMAP"] == ("cti-agent-leg",)
+    assert needs.functions["PJSIP_HEADER"] == ("cti-agent-leg",)
+
+
+def test_pjsip_header_is_optional_on_a_pbx_without_chan_pjsip() -> None:
+    """The recorded 22.10.1 has no chan_pjsip, so no PJSIP_HEADER(): the dialplan only uses it on a
+    PJSIP phone's leg (auto-answer), so it is a note, not a problem; any other missing function still is."""
+    assert "PJSIP_HEADER" not in pbx_check.parse_functions(output("functions"))
+    report = pbx_check.check(real_outputs(), pbx_check.shipped_needs(), {})
+    assert report.problems() == []
+    assert report.missing_optional == ("PJSIP_HEADER",)
+    assert "res_pjsip_header_funcs" in report.notes()[0]
+    needs = pbx_check.dialplan_needs("[x]\nexten => s,1,Set(NOSUCHFUNC(a)=1)\n")
+    assert pbx_check.check(real_outputs(), needs, {}).missing_functions == (("NOSUCHFUNC", ("x",)),)
 
 
 def test_a_complete_pbx_has_no_problem_with_the_demo_flows() -> None:

@@ -20,7 +20,7 @@ from sim.pbx import Pbx
 from sim.transfers import INVALID_TRANSFER_SECONDS
 from tests.test_sim_ami_server import Conn
 
-SHIPPED_DIAL = "Dial(${CTI_AGENT_ENDPOINT},${CTI_RING_TIMEOUT},mtb(cti-agent-leg^s^1))"
+SHIPPED_DIAL = "Dial(${CTI_AGENT_ENDPOINT},${CTI_RING_TIMEOUT},mtb(cti-agent-leg^s^1(${CTI_CAMPAIGN})))"
 # From the Atxfer to the consulted target talking: the code's digits are read (0.26 s), the one-digit
 # extension is dialled after transferdigittimeout (3 s), the target answers in 1 s.
 CONSULT_TALKING = 5

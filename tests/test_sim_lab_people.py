@@ -276,8 +276,9 @@ def _offer_to_1003(lab: Lab) -> None:
 
 
 def test_the_pre_dial_handler_runs_as_a_gosub_at_its_own_location() -> None:
-    """Dial option b(cti-agent-leg^s^1) on the agent's leg: LOCAL(ARGC)=0, the handler's priorities at
-    cti-agent-leg,s,N, then ARGC and GOSUB_RETVAL cleared; the leg is back at its own location, which its
+    """Dial option b(cti-agent-leg^s^1()) on an inbound call's agent leg (no CTI_CAMPAIGN, no argument):
+    LOCAL(ARGC)=0, the handler's priorities at cti-agent-leg,s,N (1, 2, then the jump to 6, as a real
+    22.10.1 showed), then ARGC and GOSUB_RETVAL cleared; the leg is back at its own location, which its
     next Newstate publishes again as a Newexten (AppDial); the ;2 gets GOSUB_RETVAL with the variables,
     in the ;1's list order (the reference PBX: GOSUB_RETVAL, DIALEDPEERNUMBER, the inherited __CTI_DNIS)."""
     lab = Lab()
@@ -286,11 +287,12 @@ def test_the_pre_dial_handler_runs_as_a_gosub_at_its_own_location() -> None:
     seq = [(m.name, m.get("Context"), m.get("Priority"),
             m.get("Application") or m.get("Variable") or m.get("ChannelStateDesc"))
            for _, m in lab.events if m.get("Channel") == one and m.name in ("VarSet", "Newexten", "Newstate")]
-    assert seq[:10] == [
+    assert seq[:11] == [
         ("VarSet", "cti-lab-phone", "1", "DIALEDPEERNUMBER"), ("VarSet", "cti-lab-phone", "1", "__CTI_DNIS"),
         ("Newexten", "cti-lab-phone", "1", "AppDial"), ("VarSet", "cti-lab-phone", "1", "LOCAL(ARGC)"),
-        ("Newexten", "cti-agent-leg", "1", "Set"), ("Newexten", "cti-agent-leg", "2", "Return"),
-        ("VarSet", "cti-agent-leg", "2", "ARGC"), ("VarSet", "cti-agent-leg", "2", "GOSUB_RETVAL"),
+        ("Newexten", "cti-agent-leg", "1", "Set"), ("Newexten", "cti-agent-leg", "2", "GotoIf"),
+        ("Newexten", "cti-agent-leg", "6", "Return"),
+        ("VarSet", "cti-agent-leg", "6", "ARGC"), ("VarSet", "cti-agent-leg", "6", "GOSUB_RETVAL"),
         ("Newstate", "cti-lab-phone", "1", "Ringing"), ("Newexten", "cti-lab-phone", "1", "AppDial")]
     two = [m.get("Variable") for _, m in lab.events
            if m.get("Channel") == "Local/1003@cti-lab-phone-00000001;2" and m.name == "VarSet"]

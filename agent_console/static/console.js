@@ -196,7 +196,9 @@
   }
 
   function onPreview(msg) {
-    ui.preview = msg;
+    // status "offered": a lead to accept or skip; any other status (accepted, skipped, timeout, busy, ...)
+    // ends the preview (docs/console-protocol.md, preview mode)
+    ui.preview = !msg.status || msg.status === "offered" ? msg : null;
     render();
   }
 
@@ -438,8 +440,8 @@
     const lead = ui.preview;
     $("preview-panel").hidden = !lead;
     if (!lead) { return; }
-    const rows = Object.entries(lead).filter(([k, v]) => k !== "type" && k !== "v" && v !== null &&
-                                                          typeof v !== "object");
+    const hidden = new Set(["type", "v", "status", "deadline"]);
+    const rows = Object.entries(lead).filter(([k, v]) => !hidden.has(k) && v !== null && typeof v !== "object");
     $("preview-details").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   }
 

@@ -1,4 +1,5 @@
-// Supervisor wallboard: live queues (waiting, longest wait, SL%, abandon%, agents by state), agents, health.
+// Supervisor wallboard: live queues (waiting, longest wait, SL%, abandon%, agents by state), campaigns (dials,
+// answers, contacts, abandonment, occupancy, leads due, the pacer's decision), agents, health.
 // Renders "wallboard" pushes (docs/console-protocol.md); the hub sends one right after every (re)connect.
 "use strict";
 
@@ -49,6 +50,22 @@
         el("td", { class: "num", testid: "wb-ready" }, a.ready || 0),
         el("td", { class: "num" }, (a.on_call || 0) + (a.reserved || 0)),
         el("td", { class: "num" }, a.wrap_up || 0), el("td", { class: "num" }, a.not_ready || 0));
+      return tr;
+    }));
+    const campaigns = board.campaigns || [];
+    $("wb-campaigns-panel").hidden = campaigns.length === 0;
+    $("wb-campaign-rows").replaceChildren(...campaigns.map((c) => {
+      const t = c.today || {};
+      const pacer = c.mode === "preview" ? c.previews + " shown"
+        : (c.pacing ? c.pacing.reason + " (" + c.pacing.dial + " now)" : "\u2014");
+      const tr = el("tr", { testid: "wb-campaign-" + c.campaign });
+      tr.append(el("td", {}, c.campaign + (c.enabled === false ? " (off)" : "")), el("td", {}, c.mode || ""),
+        el("td", { class: "num", testid: "wb-dials" }, num(t.dials)), el("td", { class: "num" }, num(t.answers)),
+        el("td", { class: "num", testid: "wb-contacts" }, num(t.contacts)), el("td", { class: "num" }, pct(t.contact_rate)),
+        el("td", { class: "num", testid: "wb-abandon-today" }, pct(t.abandon_rate)),
+        el("td", { class: "num" }, pct(c.recent_abandon_rate)), el("td", { class: "num" }, pct(c.occupancy)),
+        el("td", { class: "num" }, num(c.due_leads)), el("td", { class: "num" }, num(c.in_flight)),
+        el("td", { testid: "wb-pacer" }, pacer));
       return tr;
     }));
     $("wb-agent-rows").replaceChildren(...(board.agents || []).map((ag) => {

@@ -158,7 +158,8 @@ class Lab(Watch):
         self.reader, self.writer = await asyncio.open_connection(host, port)
         self.parser = AMIParser(expect_banner=True)
         asyncio.ensure_future(self._read())
-        reply = await self.action("Login", Username=user, Secret=secret, Events="call,dtmf,user")
+        # dialplan: the Newexten/VarSet of the agent leg's pre-dial handler (the outbound scenario checks it)
+        reply = await self.action("Login", Username=user, Secret=secret, Events="call,dtmf,user,dialplan")
         assert reply.get("Response") == "Success", "the lab's AMI login failed"
 
     async def _read(self) -> None:
@@ -482,11 +483,21 @@ class Scenarios:
         three = self.c["1003"]
         m = three.mark()
         ev = self.lab.mark()
+        ami = len(self.lab.ami_events)
         await three.ready()
         pop = await three.frame_after(m, lambda f: f["type"] == "pop", 40, "the person's pop")
         await three.frame_after(m, lambda f: f["type"] == "call" and f["status"] == "connected", 15,
                                 "1003 connected to the person")
         self.step("person connected", lead=(pop.get("lead") or {}).get("lead_id"))
+        # Auto-answer (issue 15): [cti-agent] hands the campaign to the pre-dial handler, which runs on the
+        # agent's leg and, the leg being a Local channel and not PJSIP, skips the auto-answer headers.
+        leg = [e for e in self.lab.ami_events[ami:]
+               if str(e.get("Channel") or "").startswith("Local/1003@cti-lab-phone-")]
+        args = [e.get("Value") for e in leg if e.name == "VarSet" and e.get("Variable") == "LOCAL(ARG1)"]
+        steps = [e.get("Priority") for e in leg if e.name == "Newexten" and e.get("Context") == "cti-agent-leg"]
+        self.step("agent leg's pre-dial handler", args=args, priorities=steps)
+        assert args[:1] == ["labout"], f"the handler's argument: {args}"
+        assert steps[:4] == ["1", "2", "3", "6"], f"the handler's steps: {steps}"
         await three.ok("hangup")
         await self.dispose(three, pop)
         results: dict[str, str] = {}
