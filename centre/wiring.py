@@ -28,6 +28,7 @@ from twisted.python.threadpool import ThreadPool
 
 from acd.recorder import Recorder
 from acd.service import AcdService
+from acd.states import AgentState
 from centre.agent_feed import AgentFeed, RecorderFeed
 from centre.call_log import CallLog, InteractionWriter
 from centre.call_log_feed import CallLogFeed, InteractionSink
@@ -47,6 +48,8 @@ from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, CTI_LEAD_NUMBER
 from cti.db import make_engine
 from cti.dispatch import ActionSender, Dispatcher
 from cti.threads import ThreadRunner, thread_runner
+from dialer.pacer import AgentOutlook
+from dialer.settings import CampaignSettings
 from dialer.shell import Dialer
 from dialer.store import CallbackStore, LeadStore
 from ivr.events import IvrEvent
@@ -97,6 +100,62 @@ class IdleAgents:
             if snap.state == "ready" and snap.available:
                 idle += 1
         return idle
+
+
+class AgentOutlooks:
+    """The dialer's ``outlook(queue, now)``: a campaign queue's agents as outbound may count them, read from
+    the ACD's public reads (``eligible_agents`` at the queue's own skills, ``agent_snapshot``, ``queue_stats``).
+
+    Ready agents; the age of each busy agent's call (an agent whose phone rings: age 0) and wrap-up, from
+    the snapshot's ``since``; and blending (``blend_threshold`` of the queue's campaign): the agents also
+    take inbound calls, and inbound comes first while its service level is at risk (callers waiting in a
+    queue those agents serve, or a queue's service level under its target): then outbound may use only
+    the free agents beyond the threshold (Bhulai and Koole 2003), and every inbound caller waiting for
+    them holds one more agent back. Callers waiting in the campaign queue itself (the campaign subtracts
+    its own people) count as inbound too."""
+
+    def __init__(self, acd: AcdService, campaigns: Sequence[CampaignSettings]) -> None:
+        self.acd = acd
+        queues = [q.name for q in acd.section.queues]
+        self._eligible = {q: acd.eligible_agents(q) for q in queues}
+        outbound = {c.queue for c in campaigns}
+        self._threshold: dict[str, int] = {}
+        for c in campaigns:
+            if c.blend_threshold is not None:
+                self._threshold[c.queue] = max(self._threshold.get(c.queue, 0), c.blend_threshold)
+        # per blended campaign queue: the inbound queues its agents also serve
+        self._inbound: dict[str, tuple[str, ...]] = {}
+        for q in self._threshold:
+            mine = set(self._eligible.get(q, ()))
+            self._inbound[q] = tuple(p for p in queues if p not in outbound and mine & set(self._eligible[p]))
+
+    def __call__(self, queue: str, now: float) -> AgentOutlook:
+        ready = 0
+        talk: list[float] = []
+        wrap: list[float] = []
+        agents = self._eligible.get(queue, ())
+        for agent_id in agents:
+            snap = self.acd.agent_snapshot(agent_id)
+            if snap.state == AgentState.READY:
+                ready += 1 if snap.available else 0
+            elif snap.state == AgentState.RESERVED:
+                talk.append(0.0)
+            elif snap.state == AgentState.ON_CALL:
+                talk.append(max(0.0, now - snap.since))
+            elif snap.state == AgentState.WRAP_UP:
+                wrap.append(max(0.0, now - snap.since))
+        threshold = self._threshold.get(queue)
+        if threshold is None:
+            return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap))
+        stats = self.acd.queue_stats(now)
+        waiting = sum(stats[p].waiting for p in self._inbound[queue])
+        at_risk = waiting > 0 or any(
+            stats[p].service_level is not None and stats[p].service_level < stats[p].service_level_target.percent
+            for p in self._inbound[queue])
+        own = stats[queue].waiting if queue in stats else 0
+        return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap),
+                            reserve=(threshold if at_risk else 0) + waiting, blended=len(agents),
+                            queue_waiting=own)
 
 
 class CustomerNumbers:
@@ -158,7 +217,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds())
     dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,
-                    idle_agents=IdleAgents(acd), sink=process.apply, clock=clock.seconds,
+                    outlook=AgentOutlooks(acd, cfg.dialer.campaigns), sink=process.apply, clock=clock.seconds,
                     demo_leads=demo_leads) \
         if cfg.dialer.campaigns else None
     ivr_sessions = RecentCompletions()

@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from acd.events import CallOffered, OfferNotAnswered
+from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import CommandFailed
 from cti.events import (
     AmdResult,
@@ -35,6 +35,7 @@ from cti.events import (
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning
 from dialer.leads import DemoLeads, LeadSourceError, read_source
+from dialer.pacer import AgentOutlook
 from dialer.settings import DialerSection
 
 log = logging.getLogger("dialer")
@@ -42,21 +43,31 @@ log = logging.getLogger("dialer")
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
+#: What the dialer reads of the ACD for a campaign queue at a time: its agents' outlook (ready agents,
+#: ages of the calls and wrap-ups of the busy ones, what blending reserves). ``centre.wiring`` builds it.
+Outlook = Callable[[str, float], AgentOutlook]
+
+
 class Dialer:
-    """Every configured campaign. ``idle_agents(queue)``: ready agents for the queue now; ``sink``: where
-    outputs produced later (after a store write) go; ``clock``: the current time for those. An engine on
-    the server's bus (``cti.bus.Engine``): ``subscriptions`` are the events the campaigns follow."""
+    """Every configured campaign. ``outlook(queue, now)``: the queue's agents as outbound may count them
+    (or, simpler, ``idle_agents(queue)``: ready agents for the queue now); ``sink``: where outputs produced
+    later (after a store write) go; ``clock``: the current time for those. An engine on the server's bus
+    (``cti.bus.Engine``): ``subscriptions`` are the events the campaigns follow (``QueueCallFinished``: the
+    talk and wrap-up times the predictive pacer learns)."""
 
     subscriptions: tuple[type, ...] = (CommandFailed, AmiConnectionChanged, VariableSet, OriginateResult, AmdResult,
                                        CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,
-                                       OfferNotAnswered)
+                                       OfferNotAnswered, QueueCallFinished)
 
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
-                 idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],
+                 idle_agents: Callable[[str], int] | None = None, sink: Callable[[list[Any]], None],
                  clock: Callable[[], float], base_dir: Path | None = None,
-                 demo_leads: DemoLeads | None = None) -> None:
+                 demo_leads: DemoLeads | None = None, outlook: Outlook | None = None) -> None:
+        if outlook is None and idle_agents is None:
+            raise ValueError("the dialer needs outlook= (or idle_agents=) to know the campaign queues' agents")
         self.section = section
         self.idle_agents = idle_agents
+        self.outlook = outlook
         self.sink = sink
         self.clock = clock
         self.base_dir = base_dir
@@ -138,8 +149,17 @@ class Dialer:
             for campaign in self.campaigns.values():
                 # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt
                 if campaign.server in self._up and campaign.next_due() is not None:
-                    out.extend(campaign.pace(now, self.idle_agents(campaign.settings.queue)))
+                    out.extend(campaign.pace(now, self._agents(campaign.settings.queue, now)))
+                    decision = campaign.last_decision
+                    if decision is not None and decision.dial and log.isEnabledFor(logging.DEBUG):
+                        log.debug("campaign %s pacing: %s", campaign.name, decision.explain)
         return self._persist(out, now) if out else out
+
+    def _agents(self, queue: str, now: float) -> AgentOutlook | int:
+        if self.outlook is not None:
+            return self.outlook(queue, now)
+        assert self.idle_agents is not None
+        return self.idle_agents(queue)
 
     def next_deadline(self) -> float | None:
         """The earliest campaign timer, or the next pacing round when a lead is (or becomes) due."""
