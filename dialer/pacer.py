@@ -190,13 +190,10 @@ def free_probabilities(ages: Sequence[float], durations: FloatArray, then: Float
     mean = float(d.mean()) if len(d) else 60.0
     for i, a in enumerate(ages):
         alive = d[np.searchsorted(d, a, side="right"):]
-        if len(alive) == 0:
-            rest = np.array([mean * math.log(2.0)])  # the median of an exponential of that mean
-            rest_ok = 1.0 - math.exp(-horizon / max(mean, 1e-9))
-            if nxt is None:
-                out[i] = rest_ok
-            else:
-                out[i] = rest_ok * float(np.searchsorted(nxt, horizon - rest[0], side="right")) / len(nxt)
+        if len(alive) == 0:  # older than every sample: the rest is exponential with the samples' mean
+            after = np.zeros(1) if nxt is None else nxt
+            slack = horizon - after[after < horizon]
+            out[i] = float((1.0 - np.exp(-slack / max(mean, 1e-9))).sum()) / len(after)
             continue
         remaining = alive - a
         if nxt is None:
@@ -268,7 +265,7 @@ class Model:
         self.agent_pmf = agent_pmf  # free agents (after the reserve), index = count
         self.flight_pmf = flight_pmf  # people from the calls in flight
         self.q0 = q0
-        self._base = self._excess(0)
+        self._base = self._excess(0)  # (E[(D_0 - F)+], P(D_0 > F), E[D_0])
 
     def _excess(self, k: int) -> tuple[float, float, float]:
         """(E[(D_k - F)+], P(D_k > F), E[D_k])."""
@@ -288,7 +285,8 @@ class Model:
         if k <= 0 or self.q0 <= 0:
             rate = 0.0
         else:
-            rate = max(0.0, e - self._base[0]) / (k * self.q0)
+            people = e_d - self._base[2]  # = k q0 but for the binomial's truncated tails
+            rate = max(0.0, e - self._base[0]) / people if people > 1e-12 else 0.0
         return Forecast(k, min(1.0, rate), p_over, e_d, e)
 
 
