@@ -241,7 +241,8 @@ class Campaign:
             p = s.predictive
             params = PredictiveParams(max_lines=s.max_lines, safe_harbour=s.safe_harbour_after,
                                       target_share=p.target_share, fallback_share=p.fallback_share,
-                                      amd_accuracy=p.amd_accuracy, count_amd_misses=p.count_amd_misses)
+                                      amd_accuracy=p.amd_accuracy, count_amd_misses=p.count_amd_misses,
+                                      warmup=p.min_samples)
             decision = pace_predictive(agents=outlook, flight=self.flight(now),
                                        measures=self.measures.snapshot(self.abandon_rate(), len(self._humans)),
                                        window=window or self.window_figures(), params=params)
@@ -627,7 +628,8 @@ def _priors(s: CampaignSettings) -> Priors:
     p = s.predictive
     return Priors(answer_prob=p.prior_answer_rate, human_share=p.prior_human_share, talk_mean=p.prior_talk,
                   talk_sd=p.prior_talk / 2.0, wrap=p.prior_wrap, answer_time=p.prior_answer_time,
-                  ring_timeout=s.originate_timeout, connect=p.prior_answer_time + 2.0, min_samples=p.min_samples)
+                  ring_timeout=s.originate_timeout, connect=p.prior_answer_time + 2.0,
+                  connect_quantile=p.horizon_quantile, min_samples=p.min_samples)
 
 
 _CALL_EVENTS = frozenset({AmdResult, CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,

@@ -28,6 +28,7 @@ class Priors:
     answer_time: float = 8.0
     ring_timeout: float = 30.0
     connect: float = 10.0
+    connect_quantile: float = 0.25  # the pacer's horizon: this quantile of dial-to-person times (early people)
     min_samples: int = 30
 
 
@@ -99,7 +100,7 @@ class CampaignMeasures:
             fail_times=self._samples(self.fail_times, self._prior_fail),
             talk=self._samples(self.talk, self._prior_talk),
             wrap=self._samples(self.wrap, self._prior_wrap),
-            connect=float(np.median(connect)),
+            connect=float(np.quantile(connect, p.connect_quantile)), results=len(self.answered),
             recent_rate=recent_rate, recent_n=recent_n)
 
     def figures(self) -> dict[str, float | int]:

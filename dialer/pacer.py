@@ -156,6 +156,7 @@ class DialMeasures:
     connect: float
     recent_rate: float | None = None
     recent_n: int = 0
+    results: int = 0  # dials with a result measured so far (the priors' weight fades with them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +172,8 @@ class PredictiveParams:
     fallback_share: float = 0.2
     amd_accuracy: float = 1.0
     count_amd_misses: bool = True
-    min_live: int = 50  # live answers in the window before its figures steer the budget
     feedback_min: int = 20  # recent answers before the measured rate corrects the budget
+    warmup: int = 30  # dial results to measure (progressive) before the model dials ahead
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,9 +295,9 @@ def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, st
     """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why."""
     aim = params.target_share * w.cap
     e = min(max(w.elapsed_fraction, 0.0), 1.0)
-    if w.live < params.min_live:
+    if e <= 0.0 or w.live <= 0:
         return aim, "window-young"
-    rest = w.live * (1.0 - e) / max(e, 1e-9)
+    rest = w.live * (1.0 - e) / e  # the live answers still to come, at the pace so far
     rest = max(rest, 0.05 * w.live, 1.0)  # a full (rolling) window still takes new answers
     budget = (aim * (w.live + rest) - w.abandoned) / rest
     return min(max(budget, 0.0), w.cap), "window-budget"
@@ -342,7 +343,7 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         "amd_accuracy": acc, "window": {"live": window.live, "abandoned": window.abandoned, "cap": window.cap,
                                         "elapsed": round(window.elapsed_fraction, 4)},
         "budget": round(budget, 5), "budget_basis": basis, "feedback": round(feedback, 3),
-        "recent_rate": m.recent_rate, "allowed": round(allowed, 5), "room": room,
+        "recent_rate": m.recent_rate, "results": m.results, "allowed": round(allowed, 5), "room": room,
     }
 
     def decided(dial: int, reason: str, fc: Forecast | None) -> PacingDecision:
@@ -359,10 +360,10 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         return decided(0, "no-agents", None)
     if room == 0:
         return decided(0, "max-lines", None)
-    if allowed < params.fallback_share * window.cap or q0 <= 0:
-        # the window's budget is nearly gone: one line per agent ready now, no extra lines
+    if allowed < params.fallback_share * window.cap or q0 <= 0 or m.results < params.warmup:
+        # the window's budget is nearly gone (or nothing measured yet): one line per agent ready now
         dial = max(0, min(room, free_now - flight.count))
-        return decided(dial, "progressive-fallback", None)
+        return decided(dial, "progressive-fallback" if m.results >= params.warmup else "warm-up", None)
     model = Model(agent_pmf, poisson_binomial(q_flight), q0)
     lo, hi = 0, room
     # beyond people = three times every agent we could have, the answer is surely no

@@ -84,8 +84,10 @@ class PredictiveSettings(ConfigModel):
     amd_accuracy: float = expected("the share of answering-machine verdicts that are right, 0.5-1", default=1.0,
                                    ge=0.5, le=1.0)
     count_amd_misses: bool = True  # a person AMD takes for a machine counts as abandoned (Ofcom)
-    min_samples: int = expected("measurements before priors stop counting, 1-10000", default=30, ge=1,
-                                le=10_000)
+    min_samples: int = expected("measurements before priors stop counting (and dial results measured "
+                                "progressively before dialling ahead), 1-10000", default=30, ge=1, le=10_000)
+    horizon_quantile: float = expected("the quantile of dial-to-person times the pacer plans for, 0.05-0.95 "
+                                       "(lower: more careful)", default=0.25, ge=0.05, le=0.95)
     prior_answer_rate: float = expected("the answer probability assumed until measured, 0.01-1", default=0.25,
                                         ge=0.01, le=1.0)
     prior_human_share: float = expected("the share of answers that are people until measured, 0.01-1",
