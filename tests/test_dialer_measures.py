@@ -1,0 +1,59 @@
+"""What a campaign measures for its pacer, through the events it already follows (pure, time passed in), and
+how each mode paces with it."""
+
+from __future__ import annotations
+
+from acd.events import QueueCallFinished
+from cti.events import OriginateResult
+from dialer.pacer import AgentOutlook, WindowFigures
+from dialer.settings import PredictiveSettings
+from tests.test_dialer_campaign import SRV, T0, amd, answered, make, start
+
+
+def _finished(queue: str, talk: float, wrap: float) -> QueueCallFinished:
+    return QueueCallFinished(ts=T0 + 300, server=SRV, uniqueid="x1", call_id="x1", queue=queue, entered=T0,
+                             outcome="answered", wait=1.0, agent_id="1002", answered_at=T0 + 1, talk=talk,
+                             wrapup=wrap)
+
+
+def test_answers_amd_verdicts_and_durations_are_measured() -> None:
+    """An answer after 6 s and a person 1.5 s later, a machine, a busy after 3 s, and one talk of 100 s with
+    10 s of wrap-up in the campaign's queue (another queue's call is not the campaign's)."""
+    c = make(3)
+    o1, o2, o3 = start(c, idle=3)
+    answered(c, o1, "u1", T0 + 6)
+    amd(c, "u1", "HUMAN", T0 + 7.5)
+    answered(c, o2, "u2", T0 + 9)
+    amd(c, "u2", "MACHINE", T0 + 12)
+    c.handle(OriginateResult(server=SRV, ts=T0 + 3, action_id=o3.ref, success=False, reason=5, channel="",
+                             uniqueid=""), T0 + 3)
+    c.handle(_finished("sales", 100.0, 10.0), T0 + 300)
+    c.handle(_finished("support", 999.0, 99.0), T0 + 300)
+    m = c.measures
+    assert list(m.answered) == [True, True, False]
+    assert list(m.answer_times) == [6.0, 9.0] and list(m.fail_times) == [3.0]
+    assert list(m.human) == [True, False]
+    assert list(m.connect) == [7.5]
+    assert (list(m.talk), list(m.wrap)) == ([100.0], [10.0])
+
+
+def test_modes_pace_differently() -> None:
+    """The same moment (4 ready agents, 2 agents near the end of their wrap-up) in each mode: progressive dials
+    one line per ready agent, ratio 2 twice that, predictive (measured: 20% answer) more, preview none."""
+    agents = AgentOutlook(ready=4, wrap_ages=(9.5, 9.5))
+    dials = {}
+    for mode, extra in (("progressive", {}), ("ratio", {"ratio": 2.0}), ("predictive", {}), ("preview", {})):
+        c = make(100, mode=mode, predictive=PredictiveSettings(min_samples=10, prior_answer_rate=0.2,
+                                                                 prior_human_share=0.99), **extra)
+        for i in range(10):
+            c.measures.on_dial_result(i < 2, 5.0 if i < 2 else 30.0)  # 20% answered
+        dials[mode] = len(c.pace(T0, agents, WindowFigures(0, 0, 0.03, 0.0)))
+        assert c.last_decision is not None and c.last_decision.explain["mode"] == mode
+    assert dials["progressive"] == 4 and dials["ratio"] == 8 and dials["preview"] == 0
+    assert dials["predictive"] > 6, dials
+
+
+def test_a_count_of_idle_agents_still_paces() -> None:
+    """Callers that know only how many agents are idle (tests, tools) pass an int."""
+    c = make(5)
+    assert len(c.pace(T0, 2)) == 2
