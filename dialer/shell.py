@@ -35,7 +35,7 @@ from cti.events import (
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.events import AttemptStarted, DialerEvent, DialerWarning
 from dialer.leads import DemoLeads, LeadSourceError, read_source
-from dialer.pacer import AgentOutlook
+from dialer.pacer import AgentOutlook, WindowFigures
 from dialer.settings import DialerSection
 
 log = logging.getLogger("dialer")
@@ -46,6 +46,9 @@ RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 #: What the dialer reads of the ACD for a campaign queue at a time: its agents' outlook (ready agents,
 #: ages of the calls and wrap-ups of the busy ones, what blending reserves). ``centre.wiring`` builds it.
 Outlook = Callable[[str, float], AgentOutlook]
+#: The abandonment so far in a campaign's policy window (``campaign, now``), e.g. from the compliance ledger;
+#: None (or no such read): the campaign's own ``abandon_window``.
+Windows = Callable[[str, float], WindowFigures | None]
 
 
 class Dialer:
@@ -62,12 +65,14 @@ class Dialer:
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
                  idle_agents: Callable[[str], int] | None = None, sink: Callable[[list[Any]], None],
                  clock: Callable[[], float], base_dir: Path | None = None,
-                 demo_leads: DemoLeads | None = None, outlook: Outlook | None = None) -> None:
+                 demo_leads: DemoLeads | None = None, outlook: Outlook | None = None,
+                 windows: Windows | None = None) -> None:
         if outlook is None and idle_agents is None:
             raise ValueError("the dialer needs outlook= (or idle_agents=) to know the campaign queues' agents")
         self.section = section
         self.idle_agents = idle_agents
         self.outlook = outlook
+        self.windows = windows
         self.sink = sink
         self.clock = clock
         self.base_dir = base_dir
@@ -149,7 +154,8 @@ class Dialer:
             for campaign in self.campaigns.values():
                 # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt
                 if campaign.server in self._up and campaign.next_due() is not None:
-                    out.extend(campaign.pace(now, self._agents(campaign.settings.queue, now)))
+                    window = self.windows(campaign.name, now) if self.windows is not None else None
+                    out.extend(campaign.pace(now, self._agents(campaign.settings.queue, now), window))
                     decision = campaign.last_decision
                     if decision is not None and decision.dial and log.isEnabledFor(logging.DEBUG):
                         log.debug("campaign %s pacing: %s", campaign.name, decision.explain)
