@@ -107,12 +107,12 @@ class AgentOutlooks:
     the ACD's public reads (``eligible_agents`` at the queue's own skills, ``agent_snapshot``, ``queue_stats``).
 
     Ready agents; the age of each busy agent's call (an agent whose phone rings: age 0) and wrap-up, from
-    the snapshot's ``since``; and blending (``blend_threshold`` of the queue's campaign): the agents also
-    take inbound calls, and inbound comes first while its service level is at risk (callers waiting in a
-    queue those agents serve, or a queue's service level under its target): then outbound may use only
-    the free agents beyond the threshold (Bhulai and Koole 2003), and every inbound caller waiting for
-    them holds one more agent back. Callers waiting in the campaign queue itself (the campaign subtracts
-    its own people) count as inbound too."""
+    the snapshot's ``since``. Inbound callers already waiting for these agents (in the other queues they
+    serve, and in the campaign queue itself: the campaign subtracts its own people) take them first, so
+    each holds one agent back. Blending (``blend_threshold`` of the queue's campaign): inbound comes first
+    while its service level is at risk (callers waiting in a queue those agents serve, or a queue's
+    service level under its target): then outbound may use only the free agents beyond the threshold
+    (a threshold rule in the spirit of Bhulai and Koole 2003)."""
 
     def __init__(self, acd: AcdService, campaigns: Sequence[CampaignSettings]) -> None:
         self.acd = acd
@@ -123,9 +123,9 @@ class AgentOutlooks:
         for c in campaigns:
             if c.blend_threshold is not None:
                 self._threshold[c.queue] = max(self._threshold.get(c.queue, 0), c.blend_threshold)
-        # per blended campaign queue: the inbound queues its agents also serve
+        # per campaign queue: the other (inbound) queues its agents also serve
         self._inbound: dict[str, tuple[str, ...]] = {}
-        for q in self._threshold:
+        for q in outbound:
             mine = set(self._eligible.get(q, ()))
             self._inbound[q] = tuple(p for p in queues if p not in outbound and mine & set(self._eligible[p]))
 
@@ -144,18 +144,21 @@ class AgentOutlooks:
                 talk.append(max(0.0, now - snap.since))
             elif snap.state == AgentState.WRAP_UP:
                 wrap.append(max(0.0, now - snap.since))
-        threshold = self._threshold.get(queue)
-        if threshold is None:
+        if queue not in self._inbound:  # not a campaign queue
             return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap))
         stats = self.acd.queue_stats(now)
-        waiting = sum(stats[p].waiting for p in self._inbound[queue])
-        at_risk = waiting > 0 or any(
-            stats[p].service_level is not None and stats[p].service_level < stats[p].service_level_target.percent
-            for p in self._inbound[queue])
+        inbound = self._inbound[queue]
+        waiting = sum(stats[p].waiting for p in inbound)
         own = stats[queue].waiting if queue in stats else 0
-        return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap),
-                            reserve=(threshold if at_risk else 0) + waiting, blended=len(agents),
-                            queue_waiting=own)
+        threshold = self._threshold.get(queue)
+        reserve = waiting
+        if threshold is not None:
+            at_risk = waiting > 0 or any(
+                stats[p].service_level is not None and stats[p].service_level < stats[p].service_level_target.percent
+                for p in inbound)
+            reserve += threshold if at_risk else 0
+        return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap), reserve=reserve,
+                            blended=len(agents) if threshold is not None else 0, queue_waiting=own)
 
 
 class CustomerNumbers:

@@ -13,7 +13,7 @@ predicted abandon probability keeps the policy window's projected rate under its
 
 * agents: ``F = ready + sum(Bernoulli(p_i)) - reserve``, where ``p_i`` is the probability that the
   agent busy for ``a_i`` seconds (talk, or wrap-up) is free within the horizon ``h``, from the empirical
-  talk and wrap-up times (``P(T + W <= a + h | T > a)``); ``reserve``: agents blending keeps for inbound;
+  talk and wrap-up times (``P(T + W <= a + h | T > a)``); ``reserve``: agents inbound takes first;
 * people: ``D = sum(Bernoulli(q_j)) + Binomial(k, q0)``: each call in flight becomes a person needing
   an agent with ``q_j`` (ringing at age ``r``: ``P(answer | no answer by r) x P(human | answer)``; AMD
   running: ``P(human | answer)``; a person waiting: 1), each new call with ``q0 = P(answer) P(human)``;
@@ -106,15 +106,15 @@ class WindowFigures:
 class AgentOutlook:
     """The campaign queue's agents as outbound may count them now: ``ready`` (free now), the ages of the
     calls (``talk_ages``, an agent whose phone rings for a call counts as a call of age 0) and wrap-ups
-    (``wrap_ages``) of the agents busy now, and ``reserve``: agents the inbound side keeps (blending:
-    the threshold and inbound callers waiting for blended agents; 0 when the campaign does not blend)."""
+    (``wrap_ages``) of the agents busy now, and ``reserve``: agents the inbound side takes first (inbound
+    callers waiting for these agents in other queues, and blending's threshold while inbound is at risk)."""
 
     ready: int
     talk_ages: tuple[float, ...] = ()
     wrap_ages: tuple[float, ...] = ()
     reserve: int = 0
     blended: int = 0  # agents that also take inbound calls (for the explanation)
-    queue_waiting: int = 0  # blending: callers waiting in the campaign queue itself (the campaign's own among them)
+    queue_waiting: int = 0  # callers waiting in the campaign queue itself (the campaign's own people among them)
 
     @classmethod
     def idle_only(cls, ready: int) -> AgentOutlook:
@@ -314,11 +314,11 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
     p_wrap = free_probabilities(agents.wrap_ages, m.wrap, None, horizon)
     busy_p = np.concatenate([p_talk, p_wrap])
     expected_free = float(busy_p.sum())
-    # free agents at the horizon, less the reserve blending keeps for inbound
+    # free agents at the horizon, less those inbound takes first
     raw = poisson_binomial(busy_p)
     total = np.zeros(agents.ready + len(raw), dtype=np.float64)
     total[agents.ready:] = raw
-    # blending: inbound callers waiting in the campaign queue (those not the campaign's own) come first too
+    # inbound callers waiting in the campaign queue itself (those not the campaign's own) come first too
     reserve = max(0, agents.reserve) + max(0, agents.queue_waiting - flight.waiting)
     agent_pmf = np.concatenate([[total[:reserve + 1].sum()], total[reserve + 1:]]) if reserve else total
     q_ring = answer_given_ringing(flight.ringing_ages, m) * m.human_share

@@ -64,15 +64,15 @@ def test_blending_holds_agents_back_while_inbound_waits() -> None:
     assert c.decide(h.now, busy).dial == 0  # progressive: 2 ready - 2 held back
     assert c.decide(h.now, quiet).dial == 2
     assert c.last_decision is not None and c.last_decision.explain["idle"] == 2
-    # without blending, the same moment leaves both ready agents to outbound
-    assert AgentOutlooks(h.acd, [campaign()])("sales", h.now).reserve == 0
+    # without blending, the waiting caller still takes an agent first, but no threshold is kept
+    assert AgentOutlooks(h.acd, [campaign()])("sales", h.now).reserve == 1
 
 
-def test_callers_waiting_in_the_campaign_queue_itself_are_inbound_for_a_blended_campaign() -> None:
-    """A blended campaign's own queue may take inbound callers too: those waiting there, less the campaign's own
-    people, are held back as well."""
+def test_callers_waiting_in_the_campaign_queue_itself_count() -> None:
+    """A campaign's own queue may take inbound callers too: those waiting there, less the campaign's own people
+    (the campaign knows them), are held back as well."""
     h = Harness(CFG)
-    look = AgentOutlooks(h.acd, [campaign(blend_threshold=0)])
+    look = AgentOutlooks(h.acd, [campaign()])
     h.queued("u1", "sales")
     h.queued("u2", "sales")
     o = look("sales", h.now)
