@@ -4,9 +4,11 @@ how each mode paces with it."""
 from __future__ import annotations
 
 from acd.events import QueueCallFinished
-from cti.events import OriginateResult
+from centre.demo_leads import demo_leads
+from cti.events import AmiConnectionChanged, OriginateResult
 from dialer.pacer import AgentOutlook, WindowFigures
-from dialer.settings import PredictiveSettings
+from dialer.settings import CampaignSettings, DialerSection, PredictiveSettings
+from dialer.shell import Dialer
 from tests.test_dialer_campaign import SRV, T0, amd, answered, make, start
 
 
@@ -57,3 +59,31 @@ def test_a_count_of_idle_agents_still_paces() -> None:
     """Callers that know only how many agents are idle (tests, tools) pass an int."""
     c = make(5)
     assert len(c.pace(T0, 2)) == 2
+
+
+def test_the_dialer_hands_each_campaign_its_outlook_and_window() -> None:
+    """The shell asks ``outlook(queue, now)`` and ``windows(campaign, now)`` each pacing round and paces with
+    them: a window at its cap holds a predictive campaign to progressive (no extra lines)."""
+    section = DialerSection(campaigns=[CampaignSettings(name="c", queue="sales", leads="demo", demo_leads=50,
+                                                        mode="predictive",
+                                                        predictive=PredictiveSettings(min_samples=1))])
+    asked: list[tuple[str, float]] = []
+
+    def outlook(queue: str, now: float) -> AgentOutlook:
+        asked.append((queue, now))
+        return AgentOutlook(ready=5)
+
+    def windows(campaign: str, now: float) -> WindowFigures:
+        return WindowFigures(live=1000, abandoned=35, cap=0.03, elapsed_fraction=0.9)
+
+    dialer = Dialer(section, servers=[SRV], dial_template="PJSIP/{number}@trunk", outlook=outlook, windows=windows,
+                    sink=lambda out: None, clock=lambda: T0, demo_leads=demo_leads)
+    dialer.handle(AmiConnectionChanged(server=SRV, ts=T0, connected=True, detail="up"), T0)
+    dialer.load_memory(T0)
+    dialer.campaigns["c"].measures.on_dial_result(True, 5.0)
+    dialer.tick(T0)
+    decision = dialer.campaigns["c"].last_decision
+    assert asked == [("sales", T0)]
+    assert decision is not None and (decision.dial, decision.reason) == (5, "progressive-fallback")
+    assert decision.explain["window"] == {"live": 1000, "abandoned": 35, "cap": 0.03, "elapsed": 0.9}
+    assert dialer.stats()[0]["pacing_explain"]["reason"] == "progressive-fallback"
