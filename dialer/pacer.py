@@ -25,7 +25,10 @@ predicted abandon probability keeps the policy window's projected rate under its
   answers expected in the rest of the window), at most ``c``, less the abandons AMD makes by taking a
   person for a machine, and cut further when the recently measured rate runs over it (feedback);
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
-  no extra lines), and with nobody ready and nobody expected free it dials nothing.
+  no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
+  dial results are measured it paces progressively too (the priors may be far off);
+* the horizon ``h`` is a low quantile of the measured dial-to-person times (``DialMeasures.connect``)
+  plus the safe-harbour seconds: people who answer early meet fewer freed agents.
 
 Every decision carries its explanation (``PacingDecision.explain``), loggable like the ACD router's.
 """
