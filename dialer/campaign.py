@@ -214,7 +214,7 @@ class Campaign:
     def flight(self, now: float) -> CallsInFlight:
         """The calls in flight as the predictive pacer sees them (an agent's phone ringing holds its own)."""
         ringing: list[float] = []
-        detecting = waiting = 0
+        detecting = waiting = offered = 0
         for a in self.attempts.values():
             if a.state in (S.PERSISTING, S.DIALLING):
                 ringing.append(now - (a.dialled_at if a.dialled_at is not None else a.started))
@@ -222,7 +222,9 @@ class Campaign:
                 detecting += 1
             elif a.state == S.HUMAN:
                 waiting += 1
-        return CallsInFlight(tuple(ringing), detecting, waiting)
+            elif a.state == S.RINGING:
+                offered += 1
+        return CallsInFlight(tuple(ringing), detecting, waiting, offered)
 
     def window_figures(self) -> WindowFigures:
         """The abandonment over the campaign's ``abandon_window`` (its last answers by a person), as the

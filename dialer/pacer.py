@@ -129,11 +129,13 @@ class AgentOutlook:
 class CallsInFlight:
     """The campaign's calls that need a line and no agent yet: ``ringing_ages`` (dialled, no answer yet:
     seconds since dialled), ``detecting`` (answered, AMD running), ``waiting`` (a person waiting for an
-    agent). Calls an agent's phone already rings for are not here (their agent is not free either)."""
+    agent). Calls an agent's phone already rings for count only as lines (``offered``, for ``max_lines``):
+    their agent is not free either."""
 
     ringing_ages: tuple[float, ...] = ()
     detecting: int = 0
     waiting: int = 0
+    offered: int = 0  # people an agent's phone rings for: they use a line (``max_lines``), not a free agent
 
     @property
     def count(self) -> int:
@@ -336,7 +338,7 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
     if m.recent_rate is not None and m.recent_n >= params.feedback_min and m.recent_rate > budget > 0:
         feedback = max(0.25, budget / m.recent_rate)
     allowed = budget * feedback - amd_rate * person
-    room = max(0, params.max_lines - flight.count)
+    room = max(0, params.max_lines - flight.count - flight.offered)
     explain: dict[str, Any] = {
         "mode": "predictive", "ready": agents.ready, "busy": len(busy_p), "expected_free": round(expected_free, 3),
         "reserve": reserve, "blended": agents.blended, "horizon": round(horizon, 2),
