@@ -101,6 +101,7 @@ class CampaignMeasures:
             talk=self._samples(self.talk, self._prior_talk),
             wrap=self._samples(self.wrap, self._prior_wrap),
             connect=float(np.quantile(connect, p.connect_quantile)), results=len(self.answered),
+            answers=sum(self.answered),
             recent_rate=recent_rate, recent_n=recent_n)
 
     def figures(self) -> dict[str, float | int]:

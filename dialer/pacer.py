@@ -16,7 +16,9 @@ predicted abandon probability keeps the policy window's projected rate under its
   talk and wrap-up times (``P(T + W <= a + h | T > a)``); ``reserve``: agents inbound takes first;
 * people: ``D = sum(Bernoulli(q_j)) + Binomial(k, q0)``: each call in flight becomes a person needing
   an agent with ``q_j`` (ringing at age ``r``: ``P(answer | no answer by r) x P(human | answer)``; AMD
-  running: ``P(human | answer)``; a person waiting: 1), each new call with ``q0 = P(answer) P(human)``;
+  running: ``P(human | answer)``; a person waiting: 1), each new call with ``q0 = P(answer) P(human)``
+  (``P(answer)`` at its upper confidence bound over the results measured: a few lucky results do not
+  launch a flood);
 * the ``k`` new calls' abandon probability is ``(E[(D_k - F)+] - E[(D_0 - F)+]) / (k q0)`` (they come
   after the calls in flight): increasing in ``k``, so the largest ``k`` under the target is a bisection;
 * the target is what the window can still afford: with ``live`` answers and ``abandoned`` so far, a
@@ -26,7 +28,7 @@ predicted abandon probability keeps the policy window's projected rate under its
   person for a machine, and cut further when the recently measured rate runs over it (feedback);
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
   no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
-  dial results are measured it paces progressively too (the priors may be far off);
+  answers are measured it paces progressively too (the priors may be far off);
 * the horizon ``h`` is a low quantile of the measured dial-to-person times (``DialMeasures.connect``)
   plus the safe-harbour seconds: people who answer early meet fewer freed agents.
 
@@ -162,6 +164,7 @@ class DialMeasures:
     recent_rate: float | None = None
     recent_n: int = 0
     results: int = 0  # dials with a result measured so far (the priors' weight fades with them)
+    answers: int = 0  # of them answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,8 @@ class PredictiveParams:
     amd_accuracy: float = 1.0
     count_amd_misses: bool = True
     feedback_min: int = 20  # recent answers before the measured rate corrects the budget
-    warmup: int = 30  # dial results to measure (progressive) before the model dials ahead
+    warmup: int = 30  # answers to measure (progressive) before the model dials ahead
+    confidence_z: float = 1.64  # plan for the answer probability this many standard errors over the measured
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,7 +304,7 @@ def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, st
     """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why."""
     aim = params.target_share * w.cap
     e = min(max(w.elapsed_fraction, 0.0), 1.0)
-    if e <= 0.0 or w.live <= 0:
+    if e < 1e-6 or w.live <= 0:
         return aim, "window-young"
     rest = w.live * (1.0 - e) / e  # the live answers still to come, at the pace so far
     rest = max(rest, 0.05 * w.live, 1.0)  # a full (rolling) window still takes new answers
@@ -328,7 +332,11 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
     agent_pmf = np.concatenate([[total[:reserve + 1].sum()], total[reserve + 1:]]) if reserve else total
     q_ring = answer_given_ringing(flight.ringing_ages, m) * m.human_share
     q_flight = np.concatenate([q_ring, np.full(flight.detecting, m.human_share), np.ones(flight.waiting)])
-    q0 = m.answer_prob * m.human_share
+    # plan for more answers than measured while few are: the measured rate's upper confidence bound
+    n = max(m.results, 1)
+    answer_prob = min(1.0, m.answer_prob + params.confidence_z * math.sqrt(m.answer_prob * (1 - m.answer_prob) / n
+                                                                            + 1.0 / (4.0 * n * n)))
+    q0 = answer_prob * m.human_share
     acc = min(max(params.amd_accuracy, 0.5), 1.0)
     # the true share of persons among answers, from AMD's verdicts and its accuracy
     person = 1.0 if acc >= 1.0 else min(1.0, max(0.0, (m.human_share - (1.0 - acc)) / (2.0 * acc - 1.0)))
@@ -344,11 +352,13 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         "reserve": reserve, "blended": agents.blended, "horizon": round(horizon, 2),
         "in_flight": flight.count, "ringing": len(flight.ringing_ages), "detecting": flight.detecting,
         "waiting": flight.waiting, "expected_people_in_flight": round(float(q_flight.sum()), 3),
-        "answer_prob": round(m.answer_prob, 4), "human_share": round(m.human_share, 4), "q0": round(q0, 4),
+        "answer_prob": round(m.answer_prob, 4), "answer_prob_planned": round(answer_prob, 4),
+        "human_share": round(m.human_share, 4), "q0": round(q0, 4),
         "amd_accuracy": acc, "window": {"live": window.live, "abandoned": window.abandoned, "cap": window.cap,
                                         "elapsed": round(window.elapsed_fraction, 4)},
         "budget": round(budget, 5), "budget_basis": basis, "feedback": round(feedback, 3),
-        "recent_rate": m.recent_rate, "results": m.results, "allowed": round(allowed, 5), "room": room,
+        "recent_rate": m.recent_rate, "results": m.results, "answers": m.answers, "allowed": round(allowed, 5),
+        "room": room,
     }
 
     def decided(dial: int, reason: str, fc: Forecast | None) -> PacingDecision:
@@ -365,10 +375,11 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         return decided(0, "no-agents", None)
     if room == 0:
         return decided(0, "max-lines", None)
-    if allowed < params.fallback_share * window.cap or q0 <= 0 or m.results < params.warmup:
-        # the window's budget is nearly gone (or nothing measured yet): one line per agent ready now
+    warm = m.answers >= params.warmup
+    if allowed < params.fallback_share * window.cap or q0 <= 0 or not warm:
+        # the window's budget is nearly gone (or too little measured yet): one line per agent ready now
         dial = max(0, min(room, free_now - flight.count))
-        return decided(dial, "progressive-fallback" if m.results >= params.warmup else "warm-up", None)
+        return decided(dial, "progressive-fallback" if warm else "warm-up", None)
     model = Model(agent_pmf, poisson_binomial(q_flight), q0)
     lo, hi = 0, room
     # beyond people = three times every agent we could have, the answer is surely no

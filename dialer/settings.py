@@ -84,7 +84,7 @@ class PredictiveSettings(ConfigModel):
     amd_accuracy: float = expected("the share of answering-machine verdicts that are right, 0.5-1", default=1.0,
                                    ge=0.5, le=1.0)
     count_amd_misses: bool = True  # a person AMD takes for a machine counts as abandoned (Ofcom)
-    min_samples: int = expected("measurements before priors stop counting (and dial results measured "
+    min_samples: int = expected("measurements before priors stop counting (and answers measured "
                                 "progressively before dialling ahead), 1-10000", default=30, ge=1, le=10_000)
     horizon_quantile: float = expected("the quantile of dial-to-person times the pacer plans for, 0.05-0.95 "
                                        "(lower: more careful)", default=0.25, ge=0.05, le=0.95)

@@ -47,8 +47,8 @@ def test_modes_pace_differently() -> None:
     for mode, extra in (("progressive", {}), ("ratio", {"ratio": 2.0}), ("predictive", {}), ("preview", {})):
         c = make(100, mode=mode, predictive=PredictiveSettings(min_samples=10, prior_answer_rate=0.2,
                                                                  prior_human_share=0.99), **extra)
-        for i in range(10):
-            c.measures.on_dial_result(i < 2, 5.0 if i < 2 else 30.0)  # 20% answered
+        for i in range(50):
+            c.measures.on_dial_result(i < 10, 5.0 if i < 10 else 30.0)  # 20% answered
         dials[mode] = len(c.pace(T0, agents, WindowFigures(0, 0, 0.03, 0.0)))
         assert c.last_decision is not None and c.last_decision.explain["mode"] == mode
     assert dials["progressive"] == 4 and dials["ratio"] == 8 and dials["preview"] == 0

@@ -31,7 +31,8 @@ def measures(answer: float = 0.2, human: float = 1.0, talk: float = 120.0, wrap:
     """Fixed measures: every call talks ``talk`` s then wraps ``wrap`` s; answers after 5 s, failures at 30 s."""
     return DialMeasures(answer_prob=answer, human_share=human, answer_times=np.full(50, 5.0),
                         fail_times=np.full(50, 30.0), talk=np.full(50, talk), wrap=np.full(50, wrap), connect=8.0,
-                        recent_rate=recent, recent_n=recent_n, results=results)
+                        recent_rate=recent, recent_n=recent_n, results=results,
+                        answers=int(results * answer))
 
 
 def decide(ready: int = 10, talk: tuple[float, ...] = (), wrap: tuple[float, ...] = (), reserve: int = 0,
@@ -92,13 +93,15 @@ def test_predictive_dials_more_lines_than_agents_under_the_cap() -> None:
     assert reason == "predicted"
     assert 10 < dial < 50
     assert 0.0 < float(why["predicted_abandon"]) <= 0.8 * 0.03  # type: ignore[arg-type]
-    assert why["q0"] == 0.2 and why["ready"] == 10 and why["dial"] == dial
+    assert why["ready"] == 10 and why["dial"] == dial
+    # 20% measured over 1000 results: planned at its upper confidence bound, 22%
+    assert why["answer_prob"] == 0.2 and why["answer_prob_planned"] == pytest.approx(0.2208, abs=1e-4)
 
 
 def test_warm_up_is_progressive_until_dials_are_measured() -> None:
-    """Before ``warmup`` dial results are measured the priors may be far off: one line per ready agent."""
-    assert decide(ready=10, m=measures(results=29), warmup=30)[:2] == (10, "warm-up")
-    assert decide(ready=10, m=measures(results=30), warmup=30)[1] == "predicted"
+    """Before ``warmup`` answers are measured the priors may be far off: one line per ready agent."""
+    assert decide(ready=10, m=measures(results=145), warmup=30)[:2] == (10, "warm-up")  # 29 answers
+    assert decide(ready=10, m=measures(results=150), warmup=30)[1] == "predicted"
 
 
 def test_nobody_ready_nobody_expected_free_no_call() -> None:
