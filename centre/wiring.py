@@ -28,6 +28,7 @@ from twisted.python.threadpool import ThreadPool
 
 from acd.recorder import Recorder
 from acd.service import AcdService
+from acd.states import AgentState
 from centre.agent_feed import AgentFeed, RecorderFeed
 from centre.call_log import CallLog, InteractionWriter
 from centre.call_log_feed import CallLogFeed, InteractionSink
@@ -48,6 +49,8 @@ from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, CTI_LEAD_NUMBER
 from cti.db import make_engine
 from cti.dispatch import ActionSender, Dispatcher
 from cti.threads import ThreadRunner, thread_runner
+from dialer.pacer import AgentOutlook
+from dialer.settings import CampaignSettings
 from dialer.shell import Dialer
 from dialer.store import CallbackStore, LeadStore
 from ivr.events import IvrEvent
@@ -102,6 +105,65 @@ class IdleAgents:
             if snap.state == "ready" and snap.available:
                 ready.append(agent_id)
         return ready
+
+
+class AgentOutlooks:
+    """The dialer's ``outlook(queue, now)``: a campaign queue's agents as outbound may count them, read from
+    the ACD's public reads (``eligible_agents`` at the queue's own skills, ``agent_snapshot``, ``queue_stats``).
+
+    Ready agents; the age of each busy agent's call (an agent whose phone rings: age 0) and wrap-up, from
+    the snapshot's ``since``. Inbound callers already waiting for these agents (in the other queues they
+    serve, and in the campaign queue itself: the campaign subtracts its own people) take them first, so
+    each holds one agent back. Blending (``blend_threshold`` of the queue's campaign): inbound comes first
+    while its service level is at risk (callers waiting in a queue those agents serve, or a queue's
+    service level under its target): then outbound may use only the free agents beyond the threshold
+    (a threshold rule in the spirit of Bhulai and Koole 2003)."""
+
+    def __init__(self, acd: AcdService, campaigns: Sequence[CampaignSettings]) -> None:
+        self.acd = acd
+        queues = [q.name for q in acd.section.queues]
+        self._eligible = {q: acd.eligible_agents(q) for q in queues}
+        outbound = {c.queue for c in campaigns}
+        self._threshold: dict[str, int] = {}
+        for c in campaigns:
+            if c.blend_threshold is not None:
+                self._threshold[c.queue] = max(self._threshold.get(c.queue, 0), c.blend_threshold)
+        # per campaign queue: the other (inbound) queues its agents also serve
+        self._inbound: dict[str, tuple[str, ...]] = {}
+        for q in outbound:
+            mine = set(self._eligible.get(q, ()))
+            self._inbound[q] = tuple(p for p in queues if p not in outbound and mine & set(self._eligible[p]))
+
+    def __call__(self, queue: str, now: float) -> AgentOutlook:
+        ready = 0
+        talk: list[float] = []
+        wrap: list[float] = []
+        agents = self._eligible.get(queue, ())
+        for agent_id in agents:
+            snap = self.acd.agent_snapshot(agent_id)
+            if snap.state == AgentState.READY:
+                ready += 1 if snap.available else 0
+            elif snap.state == AgentState.RESERVED:
+                talk.append(0.0)
+            elif snap.state == AgentState.ON_CALL:
+                talk.append(max(0.0, now - snap.since))
+            elif snap.state == AgentState.WRAP_UP:
+                wrap.append(max(0.0, now - snap.since))
+        if queue not in self._inbound:  # not a campaign queue
+            return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap))
+        stats = self.acd.queue_stats(now)
+        inbound = self._inbound[queue]
+        waiting = sum(stats[p].waiting for p in inbound)
+        own = stats[queue].waiting if queue in stats else 0
+        threshold = self._threshold.get(queue)
+        reserve = waiting
+        if threshold is not None:
+            at_risk = waiting > 0 or any(
+                stats[p].service_level is not None and stats[p].service_level < stats[p].service_level_target.percent
+                for p in inbound)
+            reserve += threshold if at_risk else 0
+        return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap), reserve=reserve,
+                            blended=len(agents) if threshold is not None else 0, queue_waiting=own)
 
 
 class CustomerNumbers:
@@ -164,8 +226,8 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     acd = AcdService(cfg.acd, clock.seconds())
     idle = IdleAgents(acd)
     dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,
-                    idle_agents=idle, sink=process.apply, clock=clock.seconds,
-                    demo_leads=demo_leads, ready_agents=idle.ready) \
+                    idle_agents=idle, outlook=AgentOutlooks(acd, cfg.dialer.campaigns), sink=process.apply,
+                    clock=clock.seconds, demo_leads=demo_leads, ready_agents=idle.ready) \
         if cfg.dialer.campaigns else None
     ivr_sessions = RecentCompletions()
     call_log = CallLog()

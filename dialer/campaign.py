@@ -34,7 +34,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from acd.events import CallOffered, OfferNotAnswered
+from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import Command, CommandFailed, Originate, Redirect
 from cti.contract import (
     CTI_ATTEMPT,
@@ -59,7 +59,16 @@ from cti.events import (
     VariableSet,
 )
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted, DialerEvent, DialerWarning
-from dialer.pacer import PacingDecision, pace
+from dialer.measures import CampaignMeasures, Priors
+from dialer.pacer import (
+    AgentOutlook,
+    CallsInFlight,
+    PacingDecision,
+    PredictiveParams,
+    WindowFigures,
+    pace,
+    pace_predictive,
+)
 from dialer.settings import CampaignSettings
 
 Output = Command | DialerEvent
@@ -170,6 +179,7 @@ class Campaign:
         self.counts: dict[str, int] = {"dialled": 0, "ignored": 0}
         self.results: dict[str, int] = {}
         self.last_decision: PacingDecision | None = None
+        self.measures = CampaignMeasures(_priors(settings))
 
     # ------------------------------------------------------------------ leads
     def load(self, leads: Iterable[Lead], now: float) -> list[Output]:
@@ -205,15 +215,64 @@ class Campaign:
             return None
         return sum(self._humans) / len(self._humans)
 
-    def pace(self, now: float, idle_agents: int) -> list[Output]:
+    def flight(self, now: float) -> CallsInFlight:
+        """The calls in flight as the predictive pacer sees them (an agent's phone ringing holds its own)."""
+        ringing: list[float] = []
+        detecting = waiting = offered = 0
+        for a in self.attempts.values():
+            if a.state in (S.PERSISTING, S.DIALLING):
+                ringing.append(now - (a.dialled_at if a.dialled_at is not None else a.started))
+            elif a.state == S.ANSWERED:
+                detecting += 1
+            elif a.state == S.HUMAN:
+                waiting += 1
+            elif a.state == S.RINGING:
+                offered += 1
+        return CallsInFlight(tuple(ringing), detecting, waiting, offered)
+
+    def window_figures(self) -> WindowFigures:
+        """The abandonment over the campaign's ``abandon_window`` (its last answers by a person), as the
+        pacer's policy window. (The compliance ledger's per-policy windows replace this source.)"""
+        n, cap = len(self._humans), self.settings.abandon_window
+        return WindowFigures(live=n, abandoned=sum(self._humans), cap=self.settings.max_abandon_rate,
+                             elapsed_fraction=min(1.0, n / cap) if cap else 1.0)
+
+    def decide(self, now: float, agents: int | AgentOutlook, window: WindowFigures | None = None) -> PacingDecision:
+        """The pacing decision of the campaign's mode (no side effect but ``last_decision``)."""
+        s = self.settings
+        outlook = AgentOutlook.idle_only(agents) if isinstance(agents, int) else agents
+        own = sum(1 for a in self.attempts.values() if a.state == S.HUMAN)
+        idle = max(0, outlook.ready - outlook.reserve - max(0, outlook.queue_waiting - own))
+        if s.mode == "predictive":
+            p = s.predictive
+            params = PredictiveParams(max_lines=s.max_lines, safe_harbour=s.safe_harbour_after,
+                                      target_share=p.target_share, fallback_share=p.fallback_share,
+                                      amd_accuracy=p.amd_accuracy, count_amd_misses=p.count_amd_misses,
+                                      warmup=p.min_samples)
+            decision = pace_predictive(agents=outlook, flight=self.flight(now),
+                                       measures=self.measures.snapshot(self.abandon_rate(), len(self._humans)),
+                                       window=window or self.window_figures(), params=params)
+        elif s.mode == "preview":
+            decision = PacingDecision(0, 0, 0.0, "preview", {"mode": "preview"})  # an agent's accept dials
+        else:
+            ratio = s.ratio if s.mode == "ratio" else 1.0
+            decision = pace(idle_agents=idle, in_flight=self.in_flight, ratio=ratio, abandon_rate=self.abandon_rate(),
+                            max_abandon_rate=s.max_abandon_rate, max_lines=s.max_lines)
+            decision = PacingDecision(decision.dial, decision.target, decision.ratio, decision.reason,
+                                      {"mode": s.mode, "idle": idle, "reserve": outlook.reserve,
+                                       "in_flight": self.in_flight, "abandon_rate": self.abandon_rate(),
+                                       "dial": decision.dial, "reason": decision.reason})
+        self.last_decision = decision
+        return decision
+
+    def pace(self, now: float, agents: int | AgentOutlook, window: WindowFigures | None = None) -> list[Output]:
         """Start as many attempts as the pacer allows now. Returns ``AttemptStarted`` events: persist each,
-        then call ``persisted(ref)`` to get its Originate (or ``not_persisted`` to put the lead back)."""
+        then call ``persisted(ref)`` to get its Originate (or ``not_persisted`` to put the lead back).
+        ``agents``: the campaign queue's agents (an ``AgentOutlook``, or a count of idle agents);
+        ``window``: the policy window's figures (default: the campaign's own ``abandon_window``)."""
         if not self.settings.enabled:
             return []
-        decision = pace(idle_agents=idle_agents, in_flight=self.in_flight, ratio=self.settings.ratio,
-                        abandon_rate=self.abandon_rate(), max_abandon_rate=self.settings.max_abandon_rate,
-                        max_lines=self.settings.max_lines)
-        self.last_decision = decision
+        decision = self.decide(now, agents, window)
         out: list[Output] = []
         for _ in range(decision.dial):
             lead = self._next_lead(now)
@@ -307,6 +366,10 @@ class Campaign:
     def handle(self, event: object, now: float) -> list[Output]:
         """One domain event or CommandFailed; events about other calls are ignored cheaply."""
         out: list[Output] = []
+        if isinstance(event, QueueCallFinished):
+            if event.queue == self.settings.queue and event.outcome == "answered":
+                self.measures.on_handled(event.talk, event.wrapup)
+            return out
         if isinstance(event, VariableSet):
             if event.name == CTI_ATTEMPT and event.value in self.attempts and event.server == self.server:
                 self._bind(self.attempts[event.value], event.uniqueid, event.call_id, event.channel)
@@ -417,7 +480,9 @@ class Campaign:
         return {"campaign": self.name, "queue": self.settings.queue, "leads": by_status,
                 "dialled": self.counts["dialled"], "results": dict(self.results), "in_flight": self.in_flight,
                 "open": len(self.attempts), "abandon_rate": rate, "humans": len(self._humans),
-                "pacing": None if self.last_decision is None else self.last_decision.reason}
+                "pacing": None if self.last_decision is None else self.last_decision.reason,
+                "mode": self.settings.mode,
+                "pacing_explain": None if self.last_decision is None else dict(self.last_decision.explain)}
 
     # ------------------------------------------------------------------ internals
     def _ref(self, lead: Lead, attempt: int) -> str:
@@ -507,8 +572,10 @@ class Campaign:
     def _trigger(self, a: Attempt, trigger: str, now: float, out: list[Output]) -> None:
         if trigger == "ended" and a.state == S.DIALLING:
             return  # the channel failed before the OriginateResponse that says why; wait for it
+        before = a.state
         if not self._move(a, trigger):
             return
+        self._measure(a, before, trigger, now)
         state = a.state
         if a.answered_at is None and state not in (S.DIALLING, S.FINISHED):
             a.answered_at = now
@@ -532,6 +599,23 @@ class Campaign:
             self._move(a, "ended")
         if a.state == S.FINISHED:
             out.append(self._finish(a, now))
+
+    def _measure(self, a: Attempt, before: AttemptState, trigger: str, now: float) -> None:
+        """What the pacer learns from a move: answered or not (and after how long), AMD's verdict, the delay
+        from dial to a person waiting."""
+        m = self.measures
+        since = now - (a.dialled_at if a.dialled_at is not None else a.started)
+        if before == S.DIALLING:
+            if a.state != S.FINISHED:
+                m.on_dial_result(True, since)
+            elif trigger == "originate-failed":
+                m.on_dial_result(False, since)
+        if trigger in ("amd-human", "amd-machine"):
+            m.on_amd(trigger == "amd-human")
+        elif trigger == "queued" and not any(t.startswith("amd-") for t in a.log[:-1]):
+            m.on_amd(True)  # no AMD verdict seen: a person reached the queue
+        if a.state == S.HUMAN and a.human_at is None:
+            m.on_person(since)
 
     def _safe_harbour(self, a: Attempt, now: float, out: list[Output]) -> None:
         if not self._move(a, "safe-harbour"):
@@ -601,6 +685,14 @@ class Campaign:
                 lead.status = "exhausted"
         return AttemptFinished(now, self.name, lead.lead_id, ref, attempt, result, lead.status, next_at,
                                uniqueid, wait, late, person, amd, ring, message)
+
+
+def _priors(s: CampaignSettings) -> Priors:
+    p = s.predictive
+    return Priors(answer_prob=p.prior_answer_rate, human_share=p.prior_human_share, talk_mean=p.prior_talk,
+                  talk_sd=p.prior_talk / 2.0, wrap=p.prior_wrap, answer_time=p.prior_answer_time,
+                  ring_timeout=s.originate_timeout, connect=p.prior_answer_time + 2.0,
+                  connect_quantile=p.horizon_quantile, min_samples=p.min_samples)
 
 
 _CALL_EVENTS = frozenset({AmdResult, CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dialer.events import AttemptFinished
+from dialer.pacer import WindowFigures
 from dialer.settings import LAW_CAP, CampaignSettings, WindowKind
 
 DAY = 86400.0
@@ -32,20 +33,6 @@ WINDOW_SECONDS: dict[str, float] = {"rolling_30d": 30 * DAY, "rolling_24h": DAY}
 POLICY_WINDOW: dict[str, WindowKind] = {"us_tsr": "rolling_30d", "uk_ofcom": "rolling_24h"}
 WINDOWS: tuple[WindowKind, ...] = ("rolling_30d", "rolling_24h", "calendar_day")
 RETAIN = 32 * DAY  # entries older than this (before the latest) are dropped: no window reaches them
-
-
-@dataclass(frozen=True, slots=True)
-class WindowFigures:
-    """What the pacer needs of the policy's window (identical to the pacer branch's ``dialer.pacer``
-    definition; defined here until that lands on main). ``abandoned`` and ``live`` include the estimated
-    false machines where the policy counts them; ``elapsed_fraction``: how much of the judged window the
-    figures cover (a calendar day: the time since midnight; a rolling window: the time since the ledger's
-    first entry, capped at 1)."""
-
-    live: int
-    abandoned: int
-    cap: float
-    elapsed_fraction: float
 
 
 @dataclass(frozen=True, slots=True)

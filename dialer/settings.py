@@ -85,10 +85,43 @@ class CustomPolicy(ConfigModel):
     message_within: float = expected("seconds 0.5-30", default=2.0, ge=0.5, le=30.0)
     count_false_machines: bool = False  # people AMD took for machines count as live and abandoned
     redial_after_abandon_hours: float = expected("hours 0-720 (0: no rule)", default=0.0, ge=0.0, le=720.0)
+
 #: Dial modes: ``preview`` (an agent sees the lead first), ``progressive`` (one line per idle agent),
 #: ``predictive`` (model-based, ``dialer.pacer.pace_predictive``), ``ratio`` (``ratio`` lines per idle agent).
 DIAL_MODES = ("progressive", "predictive", "ratio", "preview")
 DialMode = Literal["progressive", "predictive", "ratio", "preview"]
+
+
+class PredictiveSettings(ConfigModel):
+    """The predictive pacer's knobs: what it aims at, and what it assumes until it has measured."""
+
+    target_share: float = expected("the share of the abandon cap to aim at, 0.3-1 (0.8: 2.4% of a 3% cap)",
+                                   default=0.8, ge=0.3, le=1.0)
+    fallback_share: float = expected("the share of the cap under which the window's remaining budget makes "
+                                     "the pacer fall back to progressive, 0-1", default=0.2, ge=0.0, le=1.0)
+    amd_accuracy: float = expected("the share of answering-machine verdicts that are right, 0.5-1", default=1.0,
+                                   ge=0.5, le=1.0)
+    count_amd_misses: bool = True  # a person AMD takes for a machine counts as abandoned (Ofcom)
+    min_samples: int = expected("measurements before priors stop counting (and answers measured "
+                                "progressively before dialling ahead), 1-10000", default=30, ge=1, le=10_000)
+    horizon_quantile: float = expected("the quantile of dial-to-person times the pacer plans for, 0.05-0.95 "
+                                       "(lower: more careful)", default=0.25, ge=0.05, le=0.95)
+    prior_answer_rate: float = expected("the answer probability assumed until measured, 0.01-1", default=0.25,
+                                        ge=0.01, le=1.0)
+    prior_human_share: float = expected("the share of answers that are people until measured, 0.01-1",
+                                        default=0.85, ge=0.01, le=1.0)
+    prior_talk: float = expected("seconds of talk assumed until measured, 1-7200", default=120.0, ge=1.0, le=7200.0)
+    prior_wrap: float = expected("seconds of wrap-up assumed until measured, 0-3600", default=10.0, ge=0.0,
+                                 le=3600.0)
+    prior_answer_time: float = expected("seconds from dial to answer assumed until measured, 0.5-120",
+                                        default=8.0, ge=0.5, le=120.0)
+
+    @model_validator(mode="after")
+    def _shares(self) -> PredictiveSettings:
+        if self.fallback_share >= self.target_share:
+            raise ValueError(f"fallback_share ({self.fallback_share}) must be below target_share "
+                             f"({self.target_share}): the pacer falls back before it reaches its aim")
+        return self
 
 
 class CampaignSettings(ConfigModel):
@@ -114,6 +147,10 @@ class CampaignSettings(ConfigModel):
                                       ge=5.0, le=600.0)
     preview_skip_retry: float = expected("seconds before a skipped preview lead is offered again, 0-604800",
                                          default=3600.0, ge=0.0, le=604_800.0)
+    predictive: PredictiveSettings = PredictiveSettings()
+    blend_threshold: int | None = expected(
+        "blended agents kept free for inbound, 0-1000 (unset: the campaign's agents are not blended)",
+        default=None, ge=0, le=1000)
     max_lines: int = expected("concurrent lines 1-10000", default=50, ge=1, le=10_000)
     max_abandon_rate: float = expected("a fraction 0-0.5 (0.03 = 3%)", default=0.03, ge=0.0, le=0.5)
     abandon_window: int = expected("human answers the abandon rate is measured over, 10-100000", default=100,
@@ -128,6 +165,21 @@ class CampaignSettings(ConfigModel):
     amd_accuracy: float | None = expected(
         "a fraction 0.51-1: the share of calls the AMD classifies correctly (people and machines alike)",
         default=None, ge=0.51, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_means_ratio_mode(cls, data: object) -> object:
+        """A campaign written before modes existed with a ratio other than 1 keeps dialling that ratio."""
+        if isinstance(data, dict) and "mode" not in data and data.get("ratio") not in (None, 1, 1.0):
+            return {**data, "mode": "ratio"}
+        return data
+
+    @model_validator(mode="after")
+    def _ratio_only_in_ratio_mode(self) -> CampaignSettings:
+        if self.mode in ("progressive", "predictive") and self.ratio != 1.0:
+            raise ValueError(f"ratio ({self.ratio}) applies to mode: ratio; mode {self.mode} paces by itself "
+                             "(remove ratio, or set mode: ratio)")
+        return self
 
     @field_validator("dial")
     @classmethod

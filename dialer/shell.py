@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from acd.events import CallOffered, OfferNotAnswered
+from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import CommandFailed
 from cti.events import (
     AmdResult,
@@ -37,6 +37,7 @@ from dialer.compliance import RETAIN, ComplianceLedger
 from dialer.events import AttemptFinished, AttemptStarted, DialerEvent, DialerWarning, PreviewOffered
 from dialer.figures import DayFigures
 from dialer.leads import DemoLeads, LeadSourceError, read_source
+from dialer.pacer import AgentOutlook, WindowFigures
 from dialer.preview import PreviewError, Previews
 from dialer.settings import DialerSection
 
@@ -45,22 +46,37 @@ log = logging.getLogger("dialer")
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
+#: What the dialer reads of the ACD for a campaign queue at a time: its agents' outlook (ready agents,
+#: ages of the calls and wrap-ups of the busy ones, what blending reserves). ``centre.wiring`` builds it.
+Outlook = Callable[[str, float], AgentOutlook]
+#: The abandonment so far in a campaign's policy window (``campaign, now``), e.g. from the compliance ledger;
+#: None (or no such read): the campaign's own ``abandon_window``.
+Windows = Callable[[str, float], WindowFigures | None]
+
+
 class Dialer:
-    """Every configured campaign. ``idle_agents(queue)``: ready agents for the queue now; ``sink``: where
-    outputs produced later (after a store write) go; ``clock``: the current time for those. An engine on
-    the server's bus (``cti.bus.Engine``): ``subscriptions`` are the events the campaigns follow."""
+    """Every configured campaign. ``outlook(queue, now)``: the queue's agents as outbound may count them
+    (or, simpler, ``idle_agents(queue)``: ready agents for the queue now); ``sink``: where outputs produced
+    later (after a store write) go; ``clock``: the current time for those. An engine on the server's bus
+    (``cti.bus.Engine``): ``subscriptions`` are the events the campaigns follow (``QueueCallFinished``: the
+    talk and wrap-up times the predictive pacer learns)."""
 
     subscriptions: tuple[type, ...] = (CommandFailed, AmiConnectionChanged, VariableSet, OriginateResult, AmdResult,
                                        CallQueued, DialStarted, DialEnded, ChannelHungup, CallEnded, CallOffered,
-                                       OfferNotAnswered)
+                                       OfferNotAnswered, QueueCallFinished)
 
     def __init__(self, section: DialerSection, *, servers: list[str], dial_template: str,
-                 idle_agents: Callable[[str], int], sink: Callable[[list[Any]], None],
+                 idle_agents: Callable[[str], int] | None = None, sink: Callable[[list[Any]], None],
                  clock: Callable[[], float], base_dir: Path | None = None,
-                 demo_leads: DemoLeads | None = None,
+                 demo_leads: DemoLeads | None = None, outlook: Outlook | None = None,
+                 windows: Windows | None = None,
                  ready_agents: Callable[[str], Sequence[str]] | None = None) -> None:
+        if outlook is None and idle_agents is None:
+            raise ValueError("the dialer needs outlook= (or idle_agents=) to know the campaign queues' agents")
         self.section = section
         self.idle_agents = idle_agents
+        self.outlook = outlook
+        self.windows = windows
         self.sink = sink
         self.clock = clock
         self.base_dir = base_dir
@@ -83,6 +99,8 @@ class Dialer:
         # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
         # rebuilt from the store on start-up; the pacer reads ``compliance.window(campaign, now)``
         self.compliance = ComplianceLedger(section.campaigns)
+        if self.windows is None:  # the policy's window as the ledger keeps it (rebuilt from the store at start)
+            self.windows = self.compliance.window
 
     # ------------------------------------------------------------------ leads
     def load_memory(self, now: float) -> list[Output]:
@@ -161,8 +179,18 @@ class Dialer:
                         ready = self.ready_agents(campaign.settings.queue) if self.ready_agents is not None else ()
                         out.extend(previews.pop(now, ready))
                     else:
-                        out.extend(campaign.pace(now, self.idle_agents(campaign.settings.queue)))
+                        window = self.windows(campaign.name, now) if self.windows is not None else None
+                        out.extend(campaign.pace(now, self._agents(campaign.settings.queue, now), window))
+                        decision = campaign.last_decision
+                        if decision is not None and decision.dial and log.isEnabledFor(logging.DEBUG):
+                            log.debug("campaign %s pacing: %s", campaign.name, decision.explain)
         return self._persist(out, now) if out else out
+
+    def _agents(self, queue: str, now: float) -> AgentOutlook | int:
+        if self.outlook is not None:
+            return self.outlook(queue, now)
+        assert self.idle_agents is not None
+        return self.idle_agents(queue)
 
     def next_deadline(self) -> float | None:
         """The earliest campaign timer, or the next pacing round when a lead is (or becomes) due."""

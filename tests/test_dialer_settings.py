@@ -91,3 +91,35 @@ def test_dial_string_refuses_non_numbers() -> None:
     for bad in ("1234&PJSIP/evil", "12", "555 1234", ""):
         with pytest.raises(ValueError):
             c.dial_string("PJSIP/{number}@trunk", bad)
+
+
+def test_dial_modes_and_their_defaults() -> None:
+    """``mode`` is progressive by default; predictive, ratio and preview are accepted, anything else is an
+    error naming the modes. A campaign written with a ratio other than 1 (before modes) is a ratio campaign."""
+    c = load_config_text(GOOD + CONTEXT, "d.yaml").dialer.campaigns[0]
+    assert (c.mode, c.blend_threshold, c.predictive.target_share) == ("progressive", None, 0.8)
+    for mode in ("progressive", "predictive", "ratio", "preview"):
+        assert CampaignSettings(name="a", queue="q", leads="demo", mode=mode).mode == mode
+    assert CampaignSettings(name="a", queue="q", leads="demo", ratio=1.5).mode == "ratio"
+    text = GOOD.replace("      leads: demo\n", "      leads: demo\n      mode: turbo\n") + CONTEXT
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "d.yaml")
+    issues = [str(i) for i in info.value.issues]
+    assert any(i.startswith("d.yaml:6 dialer.campaigns[0].mode:") and "predictive" in i for i in issues), issues
+
+
+@pytest.mark.parametrize(("value", "expect"), [
+    ("mode: predictive\n      ratio: 2", "ratio (2.0) applies to mode: ratio"),
+    ("predictive: {target_share: 0.1}", "predictive.target_share: expected the share of the abandon cap"),
+    ("predictive: {target_share: 0.5, fallback_share: 0.6}", "predictive: fallback_share (0.6) must be below"),
+    ("predictive: {amd_accuracy: 0.3}", "predictive.amd_accuracy: expected the share of answering-machine"),
+    ("predictive: {horizon_quantile: 1}", "predictive.horizon_quantile: expected the quantile"),
+    ("blend_threshold: -1", "blend_threshold: expected blended agents kept free for inbound"),
+])
+def test_bad_mode_settings_are_explained(value: str, expect: str) -> None:
+    """Predictive knobs and blending are validated with what was expected, at their key."""
+    text = "\n".join([*GOOD.splitlines()[:5], "      " + value]) + "\n" + CONTEXT
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "d.yaml")
+    issues = [str(i) for i in info.value.issues]
+    assert any(expect in i and "dialer.campaigns[0]" in i for i in issues), issues
