@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -85,6 +86,7 @@ class DialerLead(Base):
     __table_args__ = (
         UniqueConstraint("campaign", "lead_id", name="uq_dialer_leads_campaign_lead"),
         Index("ix_dialer_leads_campaign_status", "campaign", "status"),
+        Index("ix_dialer_leads_campaign_number", "campaign", "number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -92,7 +94,7 @@ class DialerLead(Base):
     lead_id: Mapped[str] = mapped_column(String(64))
     number: Mapped[str] = mapped_column(String(40))
     fields: Mapped[str] = mapped_column(Text, default="{}")  # JSON object of strings
-    timezone: Mapped[str] = mapped_column(String(64), default="")
+    timezone: Mapped[str] = mapped_column(Text, default="")  # IANA zones, space-separated (0007_dialer_dnc)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     unknowns: Mapped[int] = mapped_column(Integer, default=0)
@@ -122,6 +124,65 @@ class DialerAttempt(Base):
     late: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class DncNumber(Base):
+    """A number on the internal do-not-call list (revision 0007_dialer_dnc): never dialled by any campaign.
+    ``source``: where it came from (``import:FILE``, ``disposition:AGENT``, ...)."""
+
+    __tablename__ = "dialer_dnc"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    source: Mapped[str] = mapped_column(String(120), default="")
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DncStore:
+    """Synchronous access to the do-not-call list (call it from a thread pool, or from the CLI)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, numbers: Iterable[str], source: str, now: float) -> int:
+        """Add the numbers not on the list yet, in one transaction; returns how many were added."""
+        wanted = list(dict.fromkeys(n[:40] for n in numbers if n))
+        if not wanted:
+            return 0
+        with Session(self.engine) as session, session.begin():
+            known: set[str] = set()
+            for i in range(0, len(wanted), IN_CHUNK):
+                part = wanted[i:i + IN_CHUNK]
+                known.update(session.scalars(select(DncNumber.number).where(DncNumber.number.in_(part))))
+            rows = [DncNumber(number=n, source=source[:120], added_at=_ts(now)) for n in wanted if n not in known]
+            session.add_all(rows)
+            return len(rows)
+
+    def numbers(self) -> set[str]:
+        with Session(self.engine) as session:
+            return set(session.scalars(select(DncNumber.number)))
+
+    def blocked(self, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` are on the list."""
+        wanted = list(dict.fromkeys(numbers))
+        found: set[str] = set()
+        with Session(self.engine) as session:
+            for i in range(0, len(wanted), IN_CHUNK):
+                part = wanted[i:i + IN_CHUNK]
+                found.update(session.scalars(select(DncNumber.number).where(DncNumber.number.in_(part))))
+        return found
+
+
+IN_CHUNK = 500  # values per SQL IN (...) list
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """What one import chunk did: leads added, and those skipped with why (lead id -> reason)."""
+
+    added: int
+    known: list[str]  # lead ids the campaign has already (a re-import): not an error
+    skipped: dict[str, str]  # lead id -> reason (a number already in the campaign, on the do-not-call list)
+
+
 def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -148,6 +209,48 @@ class LeadStore:
                                        updated_at=_ts(now)))
             session.add_all(rows)
             return len(rows)
+
+    def import_chunk(self, campaign: str, leads: list[Lead], now: float) -> ChunkResult:
+        """Add one chunk of leads in one transaction (all or nothing: a crash leaves whole chunks, and running
+        the import again adds only what is missing). Skipped: a lead id the campaign has (``known``), a number
+        the campaign has under another id or earlier in the chunk, a number on the do-not-call list."""
+        ids = [lead.lead_id for lead in leads]
+        numbers = list(dict.fromkeys(lead.number for lead in leads))
+        with Session(self.engine) as session, session.begin():
+            known_ids: set[str] = set()
+            owner: dict[str, str] = {}
+            blocked: set[str] = set()
+            for i in range(0, max(len(ids), len(numbers)), IN_CHUNK):
+                part_ids, part_numbers = ids[i:i + IN_CHUNK], numbers[i:i + IN_CHUNK]
+                if part_ids:
+                    known_ids.update(session.scalars(select(DialerLead.lead_id).where(
+                        DialerLead.campaign == campaign, DialerLead.lead_id.in_(part_ids))))
+                if part_numbers:
+                    for number, lead_id in session.execute(select(DialerLead.number, DialerLead.lead_id).where(
+                            DialerLead.campaign == campaign, DialerLead.number.in_(part_numbers))):
+                        owner.setdefault(number, lead_id)
+                    blocked.update(session.scalars(select(DncNumber.number).where(
+                        DncNumber.number.in_(part_numbers))))
+            rows: list[DialerLead] = []
+            known: list[str] = []
+            skipped: dict[str, str] = {}
+            for lead in leads:
+                if lead.lead_id in known_ids:
+                    known.append(lead.lead_id)
+                elif lead.number in blocked:
+                    skipped[lead.lead_id] = f"{lead.number} is on the do-not-call list"
+                elif lead.number in owner:
+                    skipped[lead.lead_id] = f"{lead.number} is already in campaign {campaign!r} (lead " \
+                                            f"{owner[lead.number]!r})"
+                else:
+                    owner[lead.number] = lead.lead_id
+                    known_ids.add(lead.lead_id)
+                    rows.append(DialerLead(campaign=campaign, lead_id=lead.lead_id, number=lead.number,
+                                           fields=json.dumps(lead.fields, ensure_ascii=False),
+                                           timezone=lead.timezone, status="pending", attempts=0, unknowns=0,
+                                           next_at=0.0, last_result="", updated_at=_ts(now)))
+            session.add_all(rows)
+            return ChunkResult(len(rows), known, skipped)
 
     def load(self, campaign: str) -> list[Lead]:
         """Every lead of the campaign as last written (in insertion order)."""

@@ -230,7 +230,7 @@ def test_serve_start_up_is_a_few_lines_that_say_what_runs_where(tmp_path: Path) 
     fastagi, http = doc["listen"]["fastagi"], doc["listen"]["http"]
     assert info == [
         "dialer: campaign renewals: 300 leads (300 new)",
-        f"centre.process: cti {__version__}: database sqlite:///{db.resolve()}, schema created (0005_dialer_leads)",
+        f"centre.process: cti {__version__}: database sqlite:///{db.resolve()}, schema created (0007_dialer_dnc)",
         f"centre.process: cti: AMI to sim at 127.0.0.1:{ami['port']}",
         f"centre.process: cti: FastAGI on 127.0.0.1:{fastagi['port']} (1 flow), consoles on "
         f"http://127.0.0.1:{http['port']}/",
