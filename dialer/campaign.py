@@ -66,6 +66,7 @@ Output = Command | DialerEvent
 
 REF_PREFIX = "dial:"
 DNC_STATUS = "dnc"  # a lead never dialled because its number is on the do-not-call list (in memory only)
+FINISHED_STATUSES = frozenset({"done", "exhausted", DNC_STATUS})
 RATE_WINDOW = 300.0  # seconds of recent dials the run-out warning measures the dial rate over
 SUPPLY_CHECK_EVERY = 30.0  # seconds between run-out checks
 MAX_WINDOW_STEPS = 8  # zones of one number whose windows have not met after this many steps: retry in a day
@@ -220,15 +221,41 @@ class Campaign:
         self._schedule(known)
         return True
 
+    def refill(self, leads: Iterable[Lead]) -> int:
+        """The hopper: take pending leads read from the store that are not in memory yet (those already here
+        are as the campaign knows them, fresher than the store); returns how many were added."""
+        added = 0
+        for lead in leads:
+            if lead.lead_id in self.leads or lead.status != "pending":
+                continue
+            self.leads[lead.lead_id] = lead
+            self._schedule(lead)
+            added += 1
+        return added
+
+    def evict_finished(self) -> int:
+        """Forget leads that will not be dialled again (done, exhausted, on the do-not-call list): the store
+        keeps them. Returns how many."""
+        gone = [k for k, lead in self.leads.items() if lead.status in FINISHED_STATUSES]
+        for lead_id in gone:
+            del self.leads[lead_id]
+        return len(gone)
+
+    def pending(self) -> int:
+        """Leads in memory waiting for a dial (the hopper's depth)."""
+        return sum(1 for lead in self.leads.values() if lead.status == "pending")
+
     def dialable(self, now: float, horizon: float) -> int:
-        """Leads that may be dialled before ``now + horizon`` (pending, due by then, not on the do-not-call list)."""
+        """Leads in memory that may be dialled before ``now + horizon`` (pending, due by then, not on the
+        do-not-call list)."""
         until = now + horizon
         return sum(1 for lead in self.leads.values()
                    if lead.status == "pending" and lead.next_at <= until and lead.number not in self.dnc)
 
-    def supply_warning(self, now: float) -> list[Output]:
-        """A ``leads-running-out`` warning when, at the dial rate of the last minutes, the leads dialable within
-        ``run_out_warning`` minutes will be used up before then (once, until the supply recovers)."""
+    def supply_warning(self, now: float, dialable: int | None = None) -> list[Output]:
+        """A ``leads-running-out`` warning when, at the dial rate of the last minutes, the ``dialable`` leads
+        (those due within ``run_out_warning`` minutes, in the store; default: those in memory) will be used up
+        before then (once, until the supply recovers)."""
         minutes = self.settings.run_out_warning
         if minutes <= 0 or now < self._next_supply_check:
             return []
@@ -238,7 +265,7 @@ class Campaign:
         per_minute = len(self._dials) / (RATE_WINDOW / 60.0)
         if per_minute <= 0:
             return []
-        left = self.dialable(now, minutes * 60.0)
+        left = self.dialable(now, minutes * 60.0) if dialable is None else dialable
         short = left < per_minute * minutes
         warn = short and not self._running_out
         self._running_out = short

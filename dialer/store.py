@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     select,
     update,
 )
@@ -47,7 +48,9 @@ class Callback(Base):
     call_id: Mapped[str] = mapped_column(String(160), default="")
     lead_id: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(16))  # ivr | agent
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | dialled | done | cancelled
+    # pending | queued (a campaign will dial it: ``campaign``, ``lead_id``) | dialled | done | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    campaign: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the campaign dialling it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -252,12 +255,79 @@ class LeadStore:
             session.add_all(rows)
             return ChunkResult(len(rows), known, skipped)
 
-    def load(self, campaign: str) -> list[Lead]:
-        """Every lead of the campaign as last written (in insertion order)."""
+    def load(self, campaign: str, limit: int | None = None) -> list[Lead]:
+        """Every lead of the campaign as last written (in insertion order); with ``limit``, the hopper's start:
+        the leads with an attempt open, then at most ``limit`` pending leads, earliest due first."""
         with Session(self.engine) as session:
-            rows = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign).order_by(DialerLead.id))
-            return [Lead(r.lead_id, r.number, _fields(r.fields), r.timezone, r.status, r.attempts, r.unknowns,
-                         r.next_at, r.last_result) for r in rows]
+            q = select(DialerLead).where(DialerLead.campaign == campaign)
+            if limit is None:
+                return [_lead(r) for r in session.scalars(q.order_by(DialerLead.id))]
+            active = session.scalars(q.where(DialerLead.status == "active").order_by(DialerLead.id))
+            pending = session.scalars(q.where(DialerLead.status == "pending")
+                                      .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
+            return [_lead(r) for r in active] + [_lead(r) for r in pending]
+
+    def refill(self, campaign: str, limit: int, until: float) -> tuple[list[Lead], int]:
+        """The hopper's refill: at most ``limit`` pending leads, earliest due first; and how many pending leads
+        not on the do-not-call list are due by ``until`` (the supply the run-out warning weighs)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign,
+                                                            DialerLead.status == "pending")
+                                   .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
+            leads = [_lead(r) for r in rows]
+            due = session.scalar(select(func.count()).select_from(DialerLead).where(
+                DialerLead.campaign == campaign, DialerLead.status == "pending", DialerLead.next_at <= until,
+                ~DialerLead.number.in_(select(DncNumber.number))))
+            return leads, int(due or 0)
+
+    def dnc_numbers(self) -> set[str]:
+        """The do-not-call list."""
+        with Session(self.engine) as session:
+            return set(session.scalars(select(DncNumber.number)))
+
+    def add_dnc(self, number: str, source: str, now: float) -> bool:
+        """Put a number on the do-not-call list (an agent's disposition); False if it was there."""
+        return DncStore(self.engine).add([number], source, now) == 1
+
+    def claim_callbacks(self, queues: dict[str, str], until: float, now: float) -> list[tuple[str, Lead, float]]:
+        """Scheduled callbacks for the campaigns (campaign -> its ACD queue): those queued for them already
+        (a restart), and the pending ones due by ``until`` for a lead of a campaign or for a campaign's queue,
+        now claimed. A callback's lead is the campaign's lead of that id, else a new lead ``cb<id>``; it is
+        stored before it is returned. Returns (campaign, lead, due)."""
+        by_queue = {q: c for c, q in queues.items()}
+        out: list[tuple[str, Lead, float]] = []
+        with Session(self.engine) as session, session.begin():
+            rows = session.scalars(select(Callback).where(
+                ((Callback.status == "queued") & Callback.campaign.in_(list(queues)))
+                | ((Callback.status == "pending") & (Callback.due_at <= _ts(until)))).order_by(Callback.due_at))
+            for cb in rows:
+                campaign = cb.campaign if cb.status == "queued" else ""
+                row: DialerLead | None = None
+                if not campaign and cb.lead_id:
+                    row = session.scalars(select(DialerLead).where(DialerLead.lead_id == cb.lead_id,
+                                                                   DialerLead.campaign.in_(list(queues)))
+                                          .order_by(DialerLead.id)).first()
+                    campaign = row.campaign if row is not None else ""
+                campaign = campaign or by_queue.get(cb.queue, "")
+                if not campaign:
+                    continue  # not a campaign's (an inbound queue's, or an agent's own): left to others
+                if row is None:
+                    lead_id = cb.lead_id if cb.status == "queued" else (cb.lead_id or f"cb{cb.id}")
+                    row = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign,
+                                                                   DialerLead.lead_id == lead_id)).one_or_none()
+                if row is None:
+                    fields = {"callback_notes": cb.notes, "callback_agent": cb.agent_id, "callback_source": cb.source}
+                    row = DialerLead(campaign=campaign, lead_id=cb.lead_id or f"cb{cb.id}", number=cb.number,
+                                     fields=json.dumps(fields, ensure_ascii=False), timezone="", status="pending",
+                                     attempts=0, unknowns=0, next_at=0.0, last_result="", updated_at=_ts(now))
+                    session.add(row)
+                due = cb.due_at.replace(tzinfo=cb.due_at.tzinfo or UTC).timestamp()
+                if row.status != "active":
+                    row.status, row.next_at, row.updated_at = "pending", due, _ts(now)
+                cb.status, cb.campaign, cb.lead_id = "queued", campaign, row.lead_id
+                session.flush()
+                out.append((campaign, _lead(row), due))
+        return out
 
     def apply(self, events: Iterable[DialerEvent]) -> None:
         """Write dialer events in one transaction (all or nothing)."""
@@ -287,6 +357,8 @@ class LeadStore:
         return row
 
     def _started(self, session: Session, e: AttemptStarted) -> None:
+        session.execute(update(Callback).where(Callback.status == "queued", Callback.campaign == e.campaign,
+                                               Callback.lead_id == e.lead_id).values(status="dialled"))
         lead = self._lead(session, e.campaign, e.lead_id)
         lead.status, lead.attempts, lead.updated_at = "active", e.attempt, _ts(e.ts)
         session.add(DialerAttempt(ref=e.ref, campaign=e.campaign, lead_id=e.lead_id, attempt=e.attempt,
@@ -307,6 +379,11 @@ class LeadStore:
         row.ended_at, row.result, row.late, row.agent_wait = _ts(e.ts), e.result, e.late, e.agent_wait
         if e.uniqueid:
             row.uniqueid = e.uniqueid[:64]
+
+
+def _lead(r: DialerLead) -> Lead:
+    return Lead(r.lead_id, r.number, _fields(r.fields), r.timezone, r.status, r.attempts, r.unknowns, r.next_at,
+                r.last_result)
 
 
 def _fields(text: str) -> dict[str, str]:

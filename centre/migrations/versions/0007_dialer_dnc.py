@@ -1,5 +1,5 @@
 """Dialer: the do-not-call list; a lead's time zones (several for a number spanning zones); look-up of a
-campaign's leads by number (duplicate filtering at import).
+campaign's leads by number (duplicate filtering at import); the campaign dialling a scheduled callback.
 
 Revision ID: 0007_dialer_dnc
 Revises: 0005_dialer_leads (re-chain onto 0006_dialer_compliance when that revision lands)
@@ -30,9 +30,12 @@ def upgrade() -> None:
     with op.batch_alter_table("dialer_leads") as batch:
         batch.alter_column("timezone", type_=sa.Text(), existing_type=sa.String(length=64), existing_nullable=False)
     op.create_index("ix_dialer_leads_campaign_number", "dialer_leads", ["campaign", "number"])
+    op.add_column("callbacks", sa.Column("campaign", sa.String(length=64), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("callbacks") as batch:
+        batch.drop_column("campaign")
     op.drop_index("ix_dialer_leads_campaign_number", table_name="dialer_leads")
     with op.batch_alter_table("dialer_leads") as batch:
         batch.alter_column("timezone", type_=sa.String(length=64), existing_type=sa.Text(), existing_nullable=False)
