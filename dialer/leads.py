@@ -33,6 +33,9 @@ NUMBER_RE = re.compile(r"\+?[0-9]{3,20}")
 _PUNCTUATION = str.maketrans("", "", " -().\t")
 
 
+STORE_ONLY = "store"  # a campaign's ``leads:`` when its leads come only from ``cti leads import``
+
+
 class LeadSourceError(Exception):
     """The lead source as a whole is unusable (missing file, too large, no number column)."""
 
@@ -174,7 +177,10 @@ DemoLeads = Callable[[int], list[Lead]]
 
 def read_source(source: str, demo_count: int, base_dir: Path | None = None,
                 demo: DemoLeads | None = None) -> tuple[list[Lead], list[str]]:
-    """The leads a campaign names: ``"demo"`` (from ``demo``) or a CSV path (relative paths from ``base_dir``)."""
+    """The leads a campaign names: ``"demo"`` (from ``demo``), ``"store"`` (none here: only those ``cti leads
+    import`` put in the database) or a CSV path (relative paths from ``base_dir``)."""
+    if source == STORE_ONLY:
+        return [], []
     if source == "demo":
         if demo is None:
             raise LeadSourceError('"demo" leads: this process has no demo customers to call')

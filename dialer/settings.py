@@ -85,7 +85,8 @@ class CampaignSettings(ConfigModel):
     name: Name = expected("a campaign name (letters, digits, _ . -)")
     queue: Name = expected("the ACD queue whose agents take this campaign's calls")
     enabled: bool = True
-    leads: str = expected('"demo" (the demo customers) or the path of a CSV file of leads', min_length=1,
+    leads: str = expected('"demo" (the demo customers), "store" (only leads imported with cti leads import) or '
+                          'the path of a CSV file of leads', min_length=1,
                           max_length=4096)
     demo_leads: int = expected("a number of demo leads 1-100000", default=300, ge=1, le=100_000)
     server: Name | None = expected("the Asterisk server (asterisk[].name) to dial through; default the first",

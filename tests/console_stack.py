@@ -122,9 +122,11 @@ def make_settings(**overrides: Any) -> ConsoleSection:
     return ConsoleSection.model_validate(base)
 
 
-def stack_config(settings: ConsoleSection, db_url: str) -> CtiConfig:
-    """Two agents (1001 sales, 1002 sales and support), two queues, one PBX, the console's settings."""
+def stack_config(settings: ConsoleSection, db_url: str, dialer: dict[str, Any] | None = None) -> CtiConfig:
+    """Two agents (1001 sales, 1002 sales and support), two queues, one PBX, the console's settings (and a
+    ``dialer`` section when given)."""
     return CtiConfig.model_validate({
+        **({"dialer": dialer} if dialer is not None else {}),
         "asterisk": [{"name": PBX, "host": "10.0.0.1", "port": 5038, "username": AMI_USER, "secret": AMI_SECRET}],
         "database": {"url": db_url},
         "ivr": {"default_flow": "main", "flows": FLOWS},
@@ -227,10 +229,11 @@ class Stack:
     """Hub + the real backend, server and simulated PBX (see the module docstring)."""
 
     def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None,
-                 **hub_options: Any) -> None:
-        """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters)."""
+                 dialer: dict[str, Any] | None = None, **hub_options: Any) -> None:
+        """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters); ``dialer``:
+        a dialer section for the server."""
         self.settings = settings
-        self.cfg = stack_config(settings, _fresh_database(directory))
+        self.cfg = stack_config(settings, _fresh_database(directory), dialer)
         self.clock = WallClock()
         self.network = MemoryNetwork(self.clock)
         phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
@@ -377,9 +380,9 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running(settings: ConsoleSection | None = None, hashes: dict[str, str] | None = None,
-                  **hub_options: Any) -> AsyncIterator[Stack]:
+                  dialer: dict[str, Any] | None = None, **hub_options: Any) -> AsyncIterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="console-stack-") as directory:
-        stack = Stack(settings or make_settings(), Path(directory), hashes, **hub_options)
+        stack = Stack(settings or make_settings(), Path(directory), hashes, dialer, **hub_options)
         await stack.start()
         try:
             yield stack
