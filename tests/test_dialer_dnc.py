@@ -288,3 +288,32 @@ def test_run_out_warning() -> None:
     (w,) = c2.supply_warning(NOON_NY + 180)
     assert isinstance(w, DialerWarning) and w.code == "leads-running-out" and "12 dialable" in w.message
     assert c2.supply_warning(NOON_NY + 240) == []  # once
+
+
+# ---------------------------------------------------------------- an agent's "do not call" disposition
+def test_do_not_call_disposition_puts_the_number_on_the_list() -> None:
+    """A disposition with ``dnc: true`` puts the call's number on the list (the store and the running
+    campaigns); another disposition does not."""
+    from tests.console_stack import make_settings, open_client, run, running
+
+    dispositions = [{"code": "resolved", "label": "Resolved"},
+                    {"code": "do-not-call", "label": "Do not call", "dnc": True}]
+    dialer = {"campaigns": [{"name": "c", "queue": "sales", "leads": "store"}]}
+
+    async def body() -> None:
+        async with running(make_settings(dispositions=dispositions), dialer=dialer) as stack:
+            c = await open_client(stack)
+            await c.request("hello", agent_id="1001", password="pw-1001")
+            await c.request("login", endpoint="PJSIP/1001")
+            await c.request("ready")
+            for number, code in (("+13125550100", "resolved"), ("+12127365000", "do-not-call")):
+                caller = await stack.connect("1001", caller=number)
+                await stack.caller_hangs_up(caller)
+                await c.wait_push("state", lambda m: m["state"] == "wrap_up")
+                done = await c.request("dispose", call_id=caller.linkedid, disposition=code)
+                assert done["state"]["state"] == "ready", done
+            store = stack.server.dialer.store
+            assert store is not None and store.dnc_numbers() == {"+12127365000"}
+            assert stack.server.dialer.campaigns["c"].dnc == {"+12127365000"}
+
+    run(body)
