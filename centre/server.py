@@ -243,7 +243,7 @@ class CtiServer:
                                                   lead_id=lead_id)
 
     def wallboard(self) -> dict[str, Any]:
-        return wallboard(self.acd, self.health, self.recorder, self.now())
+        return wallboard(self.acd, self.health, self.recorder, self.now(), self.components.agent_feed.warnings())
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None

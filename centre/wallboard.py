@@ -28,8 +28,10 @@ class Health:
                 "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()}}
 
 
-def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float) -> dict[str, Any]:
-    """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up)."""
+def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float,
+              warnings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up;
+    ``warnings``: the dialer's latest, for the supervisors)."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -48,4 +50,5 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
                        "call_id": snap.call.call_id if snap.call else None, "queues": list(snap.queues)})
     if recorder is not None:
         health.db = not recorder.metrics["db_down"]
-    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": health.as_dict()}
+    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": health.as_dict(),
+            "warnings": list(warnings or [])}

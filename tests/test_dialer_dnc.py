@@ -315,5 +315,9 @@ def test_do_not_call_disposition_puts_the_number_on_the_list() -> None:
             store = stack.server.dialer.store
             assert store is not None and store.dnc_numbers() == {"+12127365000"}
             assert stack.server.dialer.campaigns["c"].dnc == {"+12127365000"}
+            # the dialer's warnings reach the supervisors' wallboard frame
+            stack.server.apply([DialerWarning(stack.server.now(), "c", "leads-running-out", "12 dialable leads")])
+            (warning,) = stack.server.wallboard()["warnings"]
+            assert (warning["campaign"], warning["code"]) == ("c", "leads-running-out")
 
     run(body)
