@@ -175,6 +175,7 @@ class DncStore:
 
 
 IN_CHUNK = 500  # values per SQL IN (...) list
+CLAIM_LIMIT = 500  # callbacks looked at per claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +300,9 @@ class LeadStore:
         with Session(self.engine) as session, session.begin():
             rows = session.scalars(select(Callback).where(
                 ((Callback.status == "queued") & Callback.campaign.in_(list(queues)))
-                | ((Callback.status == "pending") & (Callback.due_at <= _ts(until)))).order_by(Callback.due_at))
+                | ((Callback.status == "pending") & (Callback.due_at <= _ts(until))
+                   & (Callback.queue.in_(list(by_queue)) | (Callback.lead_id != ""))))
+                .order_by(Callback.due_at).limit(CLAIM_LIMIT))
             for cb in rows:
                 campaign = cb.campaign if cb.status == "queued" else ""
                 row: DialerLead | None = None
