@@ -31,7 +31,7 @@ class Health:
 def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float,
               warnings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up;
-    ``warnings``: the dialer's latest, for the supervisors)."""
+    ``warnings``: the dialer's latest, for the supervisors, as ``warnings`` when there are any)."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -50,5 +50,7 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
                        "call_id": snap.call.call_id if snap.call else None, "queues": list(snap.queues)})
     if recorder is not None:
         health.db = not recorder.metrics["db_down"]
-    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": health.as_dict(),
-            "warnings": list(warnings or [])}
+    frame = {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "health": health.as_dict()}
+    if warnings:  # only when there are some: the frame is otherwise as it always was
+        frame["warnings"] = list(warnings)
+    return frame
