@@ -26,7 +26,7 @@ and by the ``CTIAmd`` UserEvent's lead and campaign.
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,6 +67,7 @@ Output = Command | DialerEvent
 REF_PREFIX = "dial:"
 DNC_STATUS = "dnc"  # a lead never dialled because its number is on the do-not-call list (in memory only)
 FINISHED_STATUSES = frozenset({"done", "exhausted", DNC_STATUS})
+EVICTED_KEPT = 10_000  # finished leads whose fields stay readable after the hopper let them go
 RATE_WINDOW = 300.0  # seconds of recent dials the run-out warning measures the dial rate over
 SUPPLY_CHECK_EVERY = 30.0  # seconds between run-out checks
 MAX_WINDOW_STEPS = 8  # zones of one number whose windows have not met after this many steps: retry in a day
@@ -165,6 +166,7 @@ class Campaign:
         self._fresh: list[tuple[float, int, str]] = []
         self._callbacks: list[tuple[float, int, str]] = []  # scheduled callbacks: dialled first, at their time
         self._callback_due: dict[str, float] = {}  # lead -> its callback's time, until it is dialled
+        self._evicted: OrderedDict[str, Lead] = OrderedDict()  # the latest leads the hopper let go, for lead_fields
         self.dnc: set[str] = set()  # numbers never to dial (checked when a lead is taken)
         self._dials: deque[float] = deque()  # when recent attempts started (the dial rate for run-out warnings)
         self._next_supply_check = 0.0
@@ -196,7 +198,7 @@ class Campaign:
 
     def lead_fields(self, lead_id: str) -> dict[str, str]:
         """The lead's fields for the screen pop (``phone`` is the number dialled)."""
-        lead = self.leads.get(lead_id)
+        lead = self.leads.get(lead_id) or self._evicted.get(lead_id)
         if lead is None:
             return {}
         return {**lead.fields, "phone": lead.number, "lead_id": lead.lead_id}
@@ -238,7 +240,9 @@ class Campaign:
         keeps them. Returns how many."""
         gone = [k for k, lead in self.leads.items() if lead.status in FINISHED_STATUSES]
         for lead_id in gone:
-            del self.leads[lead_id]
+            self._evicted[lead_id] = self.leads.pop(lead_id)  # its fields stay readable a while (pops, records)
+        while len(self._evicted) > EVICTED_KEPT:
+            self._evicted.popitem(last=False)
         return len(gone)
 
     def pending(self) -> int:
