@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -264,21 +265,22 @@ class LeadStore:
             if limit is None:
                 return [_lead(r) for r in session.scalars(q.order_by(DialerLead.id))]
             active = session.scalars(q.where(DialerLead.status == "active").order_by(DialerLead.id))
-            pending = session.scalars(q.where(DialerLead.status == "pending")
+            pending = session.scalars(q.where(DialerLead.status == "pending", _not_dnc())
                                       .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
             return [_lead(r) for r in active] + [_lead(r) for r in pending]
 
     def refill(self, campaign: str, limit: int, until: float) -> tuple[list[Lead], int]:
-        """The hopper's refill: at most ``limit`` pending leads, earliest due first; and how many pending leads
-        not on the do-not-call list are due by ``until`` (the supply the run-out warning weighs)."""
+        """The hopper's refill: at most ``limit`` pending leads not on the do-not-call list (those never come back
+        to take room), earliest due first; and how many of them are due by ``until`` (the supply the run-out
+        warning weighs)."""
         with Session(self.engine) as session:
             rows = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign,
-                                                            DialerLead.status == "pending")
+                                                            DialerLead.status == "pending", _not_dnc())
                                    .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
             leads = [_lead(r) for r in rows]
             due = session.scalar(select(func.count()).select_from(DialerLead).where(
                 DialerLead.campaign == campaign, DialerLead.status == "pending", DialerLead.next_at <= until,
-                ~DialerLead.number.in_(select(DncNumber.number))))
+                _not_dnc()))
             return leads, int(due or 0)
 
     def dnc_numbers(self) -> set[str]:
@@ -382,6 +384,11 @@ class LeadStore:
         row.ended_at, row.result, row.late, row.agent_wait = _ts(e.ts), e.result, e.late, e.agent_wait
         if e.uniqueid:
             row.uniqueid = e.uniqueid[:64]
+
+
+def _not_dnc() -> Any:
+    """A lead whose number is not on the do-not-call list (a WHERE clause)."""
+    return ~DialerLead.number.in_(select(DncNumber.number))
 
 
 def _lead(r: DialerLead) -> Lead:

@@ -321,3 +321,18 @@ def test_do_not_call_disposition_puts_the_number_on_the_list() -> None:
             assert (warning["campaign"], warning["code"]) == ("c", "leads-running-out")
 
     run(body)
+
+
+def test_leads_on_the_dnc_list_never_take_room_in_the_hopper(db_url: str) -> None:
+    """A hopper of 2 whose first leads are on the do-not-call list still dials the third."""
+    leads, dnc = stores(db_url)
+    leads.import_chunk("c", [Lead(f"L{i}", f"+1212736{5000 + i:04d}") for i in range(3)], T0)
+    dnc.add(["+12127365000", "+12127365001"], "test", T0)
+    section = DialerSection(campaigns=[settings(hopper=2, timezone="America/New_York")])
+    d = Dialer(section, servers=["pbx"], dial_template="PJSIP/{number}@t", idle_agents=lambda q: 3,
+               sink=lambda out: None, clock=lambda: NOON_NY)
+    d.open_store(leads, Inline(), NOON_NY)
+    d.handle(AmiConnectionChanged(server="pbx", ts=NOON_NY, connected=True, detail="up"), NOON_NY)
+    out = d.tick(NOON_NY)
+    assert [o.lead_id for o in out if isinstance(o, AttemptStarted)] == ["L2"]
+    leads.engine.dispose()
