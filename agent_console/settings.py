@@ -27,6 +27,7 @@ class DispositionCode(ConfigModel):
     code: Code
     label: str = expected("a label shown on the console", min_length=1, max_length=80)
     callback: bool = False  # the console offers callback scheduling with this code
+    dnc: bool = False  # "do not call": the call's number goes on the dialer's do-not-call list
 
 
 class SupervisorAccount(ConfigModel):

@@ -42,6 +42,7 @@ class HandledCall(NamedTuple):
     server: str
     call_id: str
     interaction_key: str
+    number: str = ""  # the customer's number (a "do not call" disposition puts it on the do-not-call list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,8 @@ class CallSessions(Reactive):
         session.since = session.answered_at = event.ts
         parts = (event.server, session.queued.call_id)
         session.part = self._parts[parts] = self._parts.get(parts, 0) + 1
-        self.last_call[event.agent_id] = HandledCall(event.server, session.queued.call_id, interaction_key(session))
+        self.last_call[event.agent_id] = HandledCall(event.server, session.queued.call_id, interaction_key(session),
+                                                   session.queued.caller_num)
         return [frame(session), self._interaction(session, event.agent_id)]
 
     def _interaction(self, session: CallSession, agent_id: str) -> InteractionWrite:

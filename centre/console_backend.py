@@ -293,9 +293,24 @@ class ServerConsoleBackend:
         callback = params.get("callback")
         if callback:
             await self._store_callback(agent_id, callback, call_id=params["call_id"])
+        if any(d.dnc for d in self.server.cfg.console.dispositions if d.code == params["disposition"]):
+            await self._do_not_call(agent_id, last.number)
         self.server.last_call.pop(agent_id, None)
         self.server.agent_pops.pop(agent_id, None)
         return {"state": self.server.state_message(agent_id), "recorded": recorded}
+
+    async def _do_not_call(self, agent_id: str, number: str) -> None:
+        """A "do not call" disposition: the call's number on the do-not-call list (the campaigns stop dialling
+        it at once; the store keeps it). A failure is logged; the agent's disposition stands."""
+        dialer = self.server.dialer
+        if not number or dialer is None:
+            log.warning("do-not-call disposition by %s: %s", agent_id,
+                        "no number for the call" if not number else "no dialer to tell")
+            return
+        try:
+            await _result(dialer.block_number(number, f"disposition:{agent_id}", self.server.now()))
+        except Exception as exc:
+            log.error("do-not-call number from %s not stored: %s", agent_id, exc.__class__.__name__)
 
     async def _do_schedule_callback(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         call_id = params.get("call_id")

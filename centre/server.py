@@ -251,7 +251,8 @@ class CtiServer:
     def wallboard(self) -> dict[str, Any]:
         now = self.now()
         return wallboard(self.acd, self.health, self.recorder, now,
-                         self.dialer.figures(now) if self.dialer is not None else None)
+                         self.dialer.figures(now) if self.dialer is not None else None,
+                         warnings=self.components.agent_feed.warnings())
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None

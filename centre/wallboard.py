@@ -35,9 +35,11 @@ def occupancy(agents: dict[str, int]) -> float | None:
 
 
 def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float,
-              campaigns: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              campaigns: list[dict[str, Any]] | None = None, *,
+              warnings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up);
-    ``campaigns``: the dialer's live figures (``Dialer.figures``), each given its queue's occupancy."""
+    ``campaigns``: the dialer's live figures (``Dialer.figures``), each given its queue's occupancy;
+    ``warnings``: the dialer's latest, for the supervisors, as ``warnings`` when there are any."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -60,5 +62,8 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
     for c in campaigns or []:
         q = stats.get(c["queue"])
         shown.append({**c, "occupancy": occupancy(dict(q.agents)) if q is not None else None})
-    return {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "campaigns": shown,
-            "health": health.as_dict()}
+    frame = {"type": "wallboard", "ts": now, "queues": queues, "agents": agents, "campaigns": shown,
+             "health": health.as_dict()}
+    if warnings:  # only when there are some: the frame is otherwise as it always was
+        frame["warnings"] = list(warnings)
+    return frame

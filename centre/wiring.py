@@ -217,6 +217,7 @@ class Components:
     links: PbxLinks
     bus: EventBus
     customer_number: CustomerNumbers
+    agent_feed: AgentFeed
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
@@ -258,14 +259,15 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
 
     bus = EventBus(dispatch)
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
-    for engine in (ivr_sessions, log_feed, sessions, acd, dialer, previews, pops, callbacks,
-                   AgentFeed(acd, process.has_consoles), recorder_feed, interactions):
+    agent_feed = AgentFeed(acd, process.has_consoles)
+    for engine in (ivr_sessions, log_feed, sessions, acd, dialer, previews, pops, callbacks, agent_feed,
+                   recorder_feed, interactions):
         if engine is not None:
             bus.add(engine)
     return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
-                      customer_number=customer_number)
+                      customer_number=customer_number, agent_feed=agent_feed)
 
 
 @dataclass

@@ -26,7 +26,7 @@ and by the ``CTIAmd`` UserEvent's lead and campaign.
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -74,6 +74,12 @@ from dialer.settings import CampaignSettings
 Output = Command | DialerEvent
 
 REF_PREFIX = "dial:"
+DNC_STATUS = "dnc"  # a lead never dialled because its number is on the do-not-call list (in memory only)
+FINISHED_STATUSES = frozenset({"done", "exhausted", DNC_STATUS})
+EVICTED_KEPT = 10_000  # finished leads whose fields stay readable after the hopper let them go
+RATE_WINDOW = 300.0  # seconds of recent dials the run-out warning measures the dial rate over
+SUPPLY_CHECK_EVERY = 30.0  # seconds between run-out checks
+MAX_WINDOW_STEPS = 8  # zones of one number whose windows have not met after this many steps: retry in a day
 DIALLING_GRACE = 60.0  # seconds past the Originate timeout before a silent attempt is declared unknown
 
 INVALID_NUMBER = "invalid"  # the attempt's result when the lead's number cannot be dialled at all
@@ -172,6 +178,13 @@ class Campaign:
         # and fresh leads
         self._retries: list[tuple[float, int, str]] = []
         self._fresh: list[tuple[float, int, str]] = []
+        self._callbacks: list[tuple[float, int, str]] = []  # scheduled callbacks: dialled first, at their time
+        self._callback_due: dict[str, float] = {}  # lead -> its callback's time, until it is dialled
+        self._evicted: OrderedDict[str, Lead] = OrderedDict()  # the latest leads the hopper let go, for lead_fields
+        self.dnc: set[str] = set()  # numbers never to dial (checked when a lead is taken)
+        self._dials: deque[float] = deque()  # when recent attempts started (the dial rate for run-out warnings)
+        self._next_supply_check = 0.0
+        self._running_out = False
         self._timers: list[tuple[float, int, str]] = []  # (deadline, seq, ref)
         self._seq = 0
         self._zones: dict[str, ZoneInfo] = {}
@@ -200,10 +213,86 @@ class Campaign:
 
     def lead_fields(self, lead_id: str) -> dict[str, str]:
         """The lead's fields for the screen pop (``phone`` is the number dialled)."""
-        lead = self.leads.get(lead_id)
+        lead = self.leads.get(lead_id) or self._evicted.get(lead_id)
         if lead is None:
             return {}
         return {**lead.fields, "phone": lead.number, "lead_id": lead.lead_id}
+
+    def block_numbers(self, numbers: Iterable[str]) -> None:
+        """Numbers on the do-not-call list: a pending lead with one of them is never taken again."""
+        self.dnc.update(numbers)
+
+    def schedule_callback(self, lead: Lead, due: float) -> bool:
+        """A scheduled callback: the lead (a known one, or new) is dialled at ``due`` (or when its window opens),
+        ahead of retries and fresh leads, whatever attempts it has used. False when the lead has an attempt open
+        (the callback is for later: ask again after it ends)."""
+        known = self.leads.get(lead.lead_id)
+        if known is not None and known.status == "active":
+            return False
+        if known is None:
+            self.leads[lead.lead_id] = known = lead
+        elif lead.fields:
+            known.fields.update(lead.fields)
+        known.status, known.next_at = "pending", due
+        self._callback_due[known.lead_id] = due
+        self._schedule(known)
+        return True
+
+    def refill(self, leads: Iterable[Lead]) -> int:
+        """The hopper: take pending leads read from the store that are not in memory yet (those already here
+        are as the campaign knows them, fresher than the store); returns how many were added."""
+        added = 0
+        for lead in leads:
+            if lead.lead_id in self.leads or lead.status != "pending":
+                continue
+            self.leads[lead.lead_id] = lead
+            self._schedule(lead)
+            added += 1
+        return added
+
+    def evict_finished(self) -> int:
+        """Forget leads that will not be dialled again (done, exhausted, on the do-not-call list): the store
+        keeps them. Returns how many."""
+        gone = [k for k, lead in self.leads.items() if lead.status in FINISHED_STATUSES]
+        for lead_id in gone:
+            self._evicted[lead_id] = self.leads.pop(lead_id)  # its fields stay readable a while (pops, records)
+        while len(self._evicted) > EVICTED_KEPT:
+            self._evicted.popitem(last=False)
+        return len(gone)
+
+    def pending(self) -> int:
+        """Leads in memory waiting for a dial (the hopper's depth)."""
+        return sum(1 for lead in self.leads.values() if lead.status == "pending")
+
+    def dialable(self, now: float, horizon: float) -> int:
+        """Leads in memory that may be dialled before ``now + horizon`` (pending, due by then, not on the
+        do-not-call list)."""
+        until = now + horizon
+        return sum(1 for lead in self.leads.values()
+                   if lead.status == "pending" and lead.next_at <= until and lead.number not in self.dnc)
+
+    def supply_warning(self, now: float, dialable: int | None = None) -> list[Output]:
+        """A ``leads-running-out`` warning when, at the dial rate of the last minutes, the ``dialable`` leads
+        (those due within ``run_out_warning`` minutes, in the store; default: those in memory) will be used up
+        before then (once, until the supply recovers)."""
+        minutes = self.settings.run_out_warning
+        if minutes <= 0 or now < self._next_supply_check:
+            return []
+        self._next_supply_check = now + SUPPLY_CHECK_EVERY
+        while self._dials and self._dials[0] < now - RATE_WINDOW:
+            self._dials.popleft()
+        per_minute = len(self._dials) / (RATE_WINDOW / 60.0)
+        if per_minute <= 0:
+            return []
+        left = self.dialable(now, minutes * 60.0) if dialable is None else dialable
+        short = left < per_minute * minutes
+        warn = short and not self._running_out
+        self._running_out = short
+        if not warn:
+            return []
+        return [DialerWarning(now, self.name, "leads-running-out",
+                              f"{left} dialable leads left at {per_minute:.1f} dials a minute: out within "
+                              f"{left / per_minute:.0f} minutes")]
 
     # ------------------------------------------------------------------ pacing
     @property
@@ -280,9 +369,13 @@ class Campaign:
                 break
             lead.status = "active"
             lead.attempts += 1
+            if self.settings.run_out_warning > 0:
+                self._dials.append(now)
             ref = self._ref(lead, lead.attempts)
             self.attempts[ref] = Attempt(ref, lead, lead.attempts, S.PERSISTING, now)
             out.append(AttemptStarted(now, self.name, lead.lead_id, ref, lead.attempts, lead.number))
+        while self._dials and self._dials[0] < now - RATE_WINDOW:
+            self._dials.popleft()
         return out
 
     # ------------------------------------------------------------------ preview mode (dialer.preview)
@@ -456,7 +549,8 @@ class Campaign:
         """When the earliest pending lead becomes due (None: no lead left to dial, or the campaign is disabled)."""
         if not self.settings.enabled:
             return None
-        heads = [h for h in (self._head(self._retries), self._head(self._fresh)) if h is not None]
+        heads = [h for h in (self._head(self._callbacks), self._head(self._retries), self._head(self._fresh))
+                 if h is not None]
         return min(heads) if heads else None
 
     def _head(self, heap: list[tuple[float, int, str]]) -> float | None:
@@ -490,12 +584,14 @@ class Campaign:
 
     def _schedule(self, lead: Lead) -> None:
         self._seq += 1
-        heapq.heappush(self._retries if lead.attempts else self._fresh, (lead.next_at, self._seq, lead.lead_id))
+        heap = (self._callbacks if lead.lead_id in self._callback_due else
+                self._retries if lead.attempts else self._fresh)
+        heapq.heappush(heap, (lead.next_at, self._seq, lead.lead_id))
 
     def _next_lead(self, now: float) -> Lead | None:
-        """A due retry, else the next fresh lead, inside its calling window (leads outside it are pushed to when
-        it opens)."""
-        return self._take(self._retries, now) or self._take(self._fresh, now)
+        """A due scheduled callback, else a due retry, else the next fresh lead, inside its calling window (leads
+        outside it are pushed to when it opens) and not on the do-not-call list."""
+        return self._take(self._callbacks, now) or self._take(self._retries, now) or self._take(self._fresh, now)
 
     def _take(self, heap: list[tuple[float, int, str]], now: float) -> Lead | None:
         while heap and heap[0][0] <= now:
@@ -503,11 +599,16 @@ class Campaign:
             lead = self.leads.get(lead_id)
             if lead is None or lead.status != "pending" or lead.next_at != at:
                 continue
+            if lead.number in self.dnc:
+                lead.status = DNC_STATUS
+                self.counts["dnc"] = self.counts.get("dnc", 0) + 1
+                continue
             opens = max(self._window_opens(lead, now), self._redial_opens(lead))
             if opens > now:
                 lead.next_at = opens
                 self._schedule(lead)
                 continue
+            self._callback_due.pop(lead.lead_id, None)
             return lead
         return None
 
@@ -517,15 +618,28 @@ class Campaign:
         return lead.last_at + hold if hold and lead.last_result == "abandoned" else 0.0
 
     def _window_opens(self, lead: Lead, now: float) -> float:
-        """``now`` if the lead may be called now, else when its local calling window next opens."""
-        tz_name = lead.timezone or self.settings.timezone
-        zone = self._zones.get(tz_name)
+        """``now`` if the lead may be called now, else when its local calling window next opens. A lead with
+        several zones (a number spanning zones) may be called only inside the window in every one of them."""
+        zones = [self._zone(name) for name in (lead.timezone.split() or [self.settings.timezone])]
+        at = now
+        for _ in range(MAX_WINDOW_STEPS):
+            opens = max(self._zone_opens(zone, at) for zone in zones)
+            if opens == at:
+                return at
+            at = opens
+        return max(at, now + 86400.0)  # the zones' windows do not meet soon: look again in a day
+
+    def _zone(self, name: str) -> ZoneInfo:
+        zone = self._zones.get(name)
         if zone is None:
             try:
-                zone = ZoneInfo(tz_name)
+                zone = ZoneInfo(name)
             except (ValueError, KeyError, OSError):
                 zone = ZoneInfo(self.settings.timezone)
-            self._zones[tz_name] = zone
+            self._zones[name] = zone
+        return zone
+
+    def _zone_opens(self, zone: ZoneInfo, now: float) -> float:
         local = datetime.fromtimestamp(now, zone)
         start, end = self.settings.calling_window.bounds()
         minute = local.hour * 60 + local.minute

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
+from phonenumbers import timezone as number_timezones
+
 from dialer.campaign import Lead
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a lead file larger than this is refused whole
@@ -30,6 +33,9 @@ NUMBER_RE = re.compile(r"\+?[0-9]{3,20}")
 _PUNCTUATION = str.maketrans("", "", " -().\t")
 
 
+STORE_ONLY = "store"  # a campaign's ``leads:`` when its leads come only from ``cti leads import``
+
+
 class LeadSourceError(Exception):
     """The lead source as a whole is unusable (missing file, too large, no number column)."""
 
@@ -38,6 +44,49 @@ def normalise_number(raw: str) -> str | None:
     """``+1 (555) 010-0100`` -> ``+15550100100``; None when it is not a phone number."""
     number = raw.strip().translate(_PUNCTUATION)
     return number if NUMBER_RE.fullmatch(number) else None
+
+
+def e164(raw: str, region: str) -> str | None:
+    """``(555) 010-0100`` in region US -> ``+15550100100``: the number in E.164, or None when it is not a valid
+    number (``region``: ISO 3166 code for numbers written without a leading +)."""
+    text = raw.strip()
+    if not text or len(text) > 40:
+        return None
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def number_zones(number: str) -> list[str]:
+    """The IANA time zones an E.164 number may ring in (phonenumbers' data; several for a number whose area
+    spans zones); [] when unknown."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return []
+    zones = [z for z in number_timezones.time_zones_for_number(parsed) if z != "Etc/Unknown"]
+    return sorted(z for z in set(zones) if is_zone(z))
+
+
+_ZONES: dict[str, bool] = {}
+
+
+def is_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this system can load."""
+    known = _ZONES.get(name)
+    if known is None:
+        try:
+            ZoneInfo(name)
+            known = True
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a name too long for a file
+            known = False
+        if len(_ZONES) < 10_000:
+            _ZONES[name] = known
+    return known
 
 
 def parse_leads_csv(text: str, filename: str = "<leads>") -> tuple[list[Lead], list[str]]:
@@ -128,7 +177,10 @@ DemoLeads = Callable[[int], list[Lead]]
 
 def read_source(source: str, demo_count: int, base_dir: Path | None = None,
                 demo: DemoLeads | None = None) -> tuple[list[Lead], list[str]]:
-    """The leads a campaign names: ``"demo"`` (from ``demo``) or a CSV path (relative paths from ``base_dir``)."""
+    """The leads a campaign names: ``"demo"`` (from ``demo``), ``"store"`` (none here: only those ``cti leads
+    import`` put in the database) or a CSV path (relative paths from ``base_dir``)."""
+    if source == STORE_ONLY:
+        return [], []
     if source == "demo":
         if demo is None:
             raise LeadSourceError('"demo" leads: this process has no demo customers to call')

@@ -46,16 +46,27 @@ class RetryAfter(ConfigModel):
         return float(getattr(self, result))
 
 
+#: The outer limits of any calling window, local time (the US TSR's 8 a.m.-9 p.m.): a window reaching outside
+#: them is refused at config load.
+EARLIEST_CALL = "08:00"
+LATEST_CALL = "21:00"
+
+
 class CallingWindow(ConfigModel):
-    """Local hours during which a lead may be called (in the lead's time zone, else the campaign's)."""
+    """Local hours during which a lead may be called (in the lead's time zone, else the campaign's); never
+    outside 08:00-21:00. A lead whose number spans several zones is called only when it is inside the window
+    in every one of them."""
 
     start: ClockTime = "09:00"
-    end: ClockTime = "21:00"
+    end: ClockTime = "20:00"
 
     @model_validator(mode="after")
     def _ordered(self) -> CallingWindow:
         if _minutes(self.start) >= _minutes(self.end):
             raise ValueError(f"the window must end after it starts: {self.start}-{self.end}")
+        if _minutes(self.start) < _minutes(EARLIEST_CALL) or _minutes(self.end) > _minutes(LATEST_CALL):
+            raise ValueError(f"the window {self.start}-{self.end} reaches outside {EARLIEST_CALL}-{LATEST_CALL} "
+                             "local time, the hours in which calling is allowed")
         return self
 
     def bounds(self) -> tuple[int, int]:
@@ -130,7 +141,8 @@ class CampaignSettings(ConfigModel):
     name: Name = expected("a campaign name (letters, digits, _ . -)")
     queue: Name = expected("the ACD queue whose agents take this campaign's calls")
     enabled: bool = True
-    leads: str = expected('"demo" (the demo customers) or the path of a CSV file of leads', min_length=1,
+    leads: str = expected('"demo" (the demo customers), "store" (only leads imported with cti leads import) or '
+                          'the path of a CSV file of leads', min_length=1,
                           max_length=4096)
     demo_leads: int = expected("a number of demo leads 1-100000", default=300, ge=1, le=100_000)
     server: Name | None = expected("the Asterisk server (asterisk[].name) to dial through; default the first",
@@ -160,6 +172,8 @@ class CampaignSettings(ConfigModel):
     machine_message: SoundName | None = None
     calling_window: CallingWindow = CallingWindow()
     timezone: TimeZoneName = "UTC"
+    hopper: int = expected("dialable leads kept ready in memory 1-100000", default=500, ge=1, le=100_000)
+    run_out_warning: float = expected("minutes 0-1440 (0: never warn)", default=15.0, ge=0.0, le=1440.0)
     policy: PolicyName = "us_tsr"
     custom: CustomPolicy = CustomPolicy()
     amd_accuracy: float | None = expected(
@@ -236,6 +250,10 @@ class DialerSection(ConfigModel):
 
     campaigns: list[CampaignSettings] = Field(default_factory=list, max_length=100)
     pace_interval: float = expected("seconds between pacing decisions 0.1-10", default=1.0, ge=0.1, le=10.0)
+    default_region: str = expected("the ISO 3166 region of lead numbers written without +, e.g. US or GB",
+                                   default="US", pattern=r"^[A-Z]{2}$")
+    dnc_refresh: float = expected("seconds between re-reads of the do-not-call list 1-3600", default=30.0,
+                                  ge=1.0, le=3600.0)
 
     def semantic_errors(self) -> list[tuple[Loc, str]]:
         errors: list[tuple[Loc, str]] = []

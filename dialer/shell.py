@@ -43,6 +43,9 @@ from dialer.settings import DialerSection
 
 log = logging.getLogger("dialer")
 
+UPKEEP_EVERY = 5.0  # seconds between refills of the hoppers (and reads of the do-not-call list and callbacks)
+CALLBACK_LEAD = 60.0  # a scheduled callback is claimed for its campaign this many seconds before it is due
+
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
@@ -95,6 +98,9 @@ class Dialer:
         self._tail: defer.Deferred[Any] | None = None
         self._next_pace: float | None = None
         self._up: set[str] = set()  # Asterisk servers whose AMI is connected: campaigns dial only through those
+        self._next_upkeep = 0.0  # when the hopper, the do-not-call list and the callbacks are next read
+        self._next_dnc = 0.0
+        self._upkeep_running = False
         self.listeners: list[Callable[[object], None]] = []
         # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
         # rebuilt from the store on start-up; the pacer reads ``compliance.window(campaign, now)``
@@ -116,20 +122,100 @@ class Dialer:
         return out
 
     def open_store(self, store: Any, run_in_thread: RunInThread, now: float) -> list[Output]:
-        """Blocking (start-up, before the server runs): add new leads to the store, load every lead as the
-        store has it, and write the recovery of attempts a crash left open. Later writes use ``run_in_thread``."""
+        """Blocking (start-up, before the server runs): add new leads to the store, load the hopper of each
+        campaign (the leads with an attempt open, and the next ``hopper`` pending ones), write the recovery of
+        attempts a crash left open, read the do-not-call list and the callbacks queued for the campaigns.
+        Later reads and writes use ``run_in_thread``."""
         out: list[Output] = []
+        dnc = store.dnc_numbers()
         for campaign in self.campaigns.values():
             leads, _ = self._read(campaign, now, out)
             added = store.import_leads(campaign.name, leads, now)
-            stored = store.load(campaign.name)
+            stored = store.load(campaign.name, campaign.settings.hopper)
+            campaign.block_numbers(dnc)
             recovered = campaign.load(stored, now)
             store.apply([e for e in recovered if isinstance(e, DialerEvent)])
             self.compliance.rebuild(campaign.name, store.ledger_entries(campaign.name, now - RETAIN, now + 1.0))
             out.extend(recovered)
             log.info("campaign %s: %d leads (%d new)", campaign.name, len(stored), added)
+        for name, lead, due in store.claim_callbacks(self._queues(), now + CALLBACK_LEAD, now):
+            self.campaigns[name].schedule_callback(lead, due)
         self.store, self._run, self.loaded = store, run_in_thread, True
+        self._next_dnc = now + self.section.dnc_refresh
+        self._next_upkeep = now + UPKEEP_EVERY
         return out
+
+    def _queues(self) -> dict[str, str]:
+        return {c.name: c.settings.queue for c in self.campaigns.values() if c.settings.enabled}
+
+    def block_number(self, number: str, source: str, now: float) -> defer.Deferred[Any]:
+        """Put ``number`` on the do-not-call list: at once for every campaign, and in the store (the Deferred
+        fires when it is written; at once without a store)."""
+        for campaign in self.campaigns.values():
+            campaign.block_numbers([number])
+        store, run = self.store, self._run
+        if store is None or run is None:
+            return defer.succeed(False)
+        return self._serial(lambda: store.add_dnc(number, source, now))
+
+    def _serial(self, job: Callable[[], Any]) -> defer.Deferred[Any]:
+        """Run ``job`` in the store's thread after every write queued before it (reads see those writes)."""
+        run = self._run
+        assert run is not None
+        result: defer.Deferred[Any] = defer.Deferred()
+        prev = self._tail if self._tail is not None else defer.succeed(None)
+
+        def go(_: object) -> defer.Deferred[Any]:
+            return run(job)
+
+        d = prev.addBoth(go)
+        d.addBoth(lambda r: result.callback(r) if not isinstance(r, Failure) else result.errback(r))
+        self._tail = d
+        return result
+
+    def _upkeep(self, now: float) -> None:
+        """In the store's thread: refill each campaign's hopper, count its supply, re-read the do-not-call list
+        (every ``dnc_refresh`` s) and claim the callbacks due soon; then hand them to the campaigns."""
+        store = self.store
+        if store is None or self._upkeep_running:
+            return
+        self._upkeep_running = True
+        read_dnc = now >= self._next_dnc
+        if read_dnc:
+            self._next_dnc = now + self.section.dnc_refresh
+        plans = {c.name: (c.settings.hopper, now + c.settings.run_out_warning * 60.0)
+                 for c in self.campaigns.values() if c.settings.enabled}
+        queues = self._queues()
+
+        def job() -> tuple[dict[str, tuple[list[Any], int]], set[str] | None, list[Any]]:
+            refills = {name: store.refill(name, size, until) for name, (size, until) in plans.items()}
+            dnc = store.dnc_numbers() if read_dnc else None
+            return refills, dnc, store.claim_callbacks(queues, now + CALLBACK_LEAD, now)
+
+        def done(result: tuple[dict[str, tuple[list[Any], int]], set[str] | None, list[Any]]) -> None:
+            self._upkeep_running = False
+            refills, dnc, callbacks = result
+            at = self.clock()
+            out: list[Any] = []
+            for name, (leads, supply) in refills.items():
+                campaign = self.campaigns[name]
+                if dnc is not None:
+                    campaign.block_numbers(dnc)
+                campaign.refill(leads)  # before the eviction: a lead finished since the read is still known
+                campaign.evict_finished()
+                out.extend(campaign.supply_warning(at, supply))
+            for name, lead, due in callbacks:
+                self.campaigns[name].schedule_callback(lead, due)
+            for w in out:
+                log.warning("campaign %s: %s: %s", w.campaign, w.code, w.message)
+            if out:
+                self.sink(out)
+
+        def failed(failure: Failure) -> None:
+            self._upkeep_running = False
+            log.error("dialer: reading the store failed: %s", failure.getErrorMessage())
+
+        self._serial(job).addCallbacks(done, failed)
 
     def _read(self, campaign: Campaign, now: float, out: list[Output]) -> tuple[list[Any], list[str]]:
         s = campaign.settings
@@ -169,6 +255,9 @@ class Dialer:
         for previews in self.previews.values():
             out.extend(previews.tick(now))
         out.extend(self._follow(out))
+        if self.store is not None and now >= self._next_upkeep:
+            self._next_upkeep = now + UPKEEP_EVERY
+            self._upkeep(now)
         if self.loaded and (self._next_pace is None or now >= self._next_pace - 1e-9):
             self._next_pace = now + self.section.pace_interval
             for campaign in self.campaigns.values():
@@ -196,6 +285,8 @@ class Dialer:
         """The earliest campaign timer, or the next pacing round when a lead is (or becomes) due."""
         deadlines = [d for d in (c.next_deadline() for c in self.campaigns.values()) if d is not None]
         deadlines += [d for d in (p.next_deadline() for p in self.previews.values()) if d is not None]
+        if self.store is not None:
+            deadlines.append(self._next_upkeep)
         if self.loaded:
             due = [d for d in (c.next_due() for c in self.campaigns.values()) if d is not None]
             if due:

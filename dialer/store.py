@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     select,
     update,
 )
@@ -49,7 +52,9 @@ class Callback(Base):
     call_id: Mapped[str] = mapped_column(String(160), default="")
     lead_id: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(16))  # ivr | agent
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | dialled | done | cancelled
+    # pending | queued (a campaign will dial it: ``campaign``, ``lead_id``) | dialled | done | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    campaign: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the campaign dialling it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -88,6 +93,7 @@ class DialerLead(Base):
     __table_args__ = (
         UniqueConstraint("campaign", "lead_id", name="uq_dialer_leads_campaign_lead"),
         Index("ix_dialer_leads_campaign_status", "campaign", "status"),
+        Index("ix_dialer_leads_campaign_number", "campaign", "number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -95,7 +101,7 @@ class DialerLead(Base):
     lead_id: Mapped[str] = mapped_column(String(64))
     number: Mapped[str] = mapped_column(String(40))
     fields: Mapped[str] = mapped_column(Text, default="{}")  # JSON object of strings
-    timezone: Mapped[str] = mapped_column(String(64), default="")
+    timezone: Mapped[str] = mapped_column(Text, default="")  # IANA zones, space-separated (0007_dialer_dnc)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     unknowns: Mapped[int] = mapped_column(Integer, default=0)
@@ -131,6 +137,66 @@ class DialerAttempt(Base):
     message_in_time: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
+class DncNumber(Base):
+    """A number on the internal do-not-call list (revision 0007_dialer_dnc): never dialled by any campaign.
+    ``source``: where it came from (``import:FILE``, ``disposition:AGENT``, ...)."""
+
+    __tablename__ = "dialer_dnc"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    source: Mapped[str] = mapped_column(String(120), default="")
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DncStore:
+    """Synchronous access to the do-not-call list (call it from a thread pool, or from the CLI)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, numbers: Iterable[str], source: str, now: float) -> int:
+        """Add the numbers not on the list yet, in one transaction; returns how many were added."""
+        wanted = list(dict.fromkeys(n[:40] for n in numbers if n))
+        if not wanted:
+            return 0
+        with Session(self.engine) as session, session.begin():
+            known: set[str] = set()
+            for i in range(0, len(wanted), IN_CHUNK):
+                part = wanted[i:i + IN_CHUNK]
+                known.update(session.scalars(select(DncNumber.number).where(DncNumber.number.in_(part))))
+            rows = [DncNumber(number=n, source=source[:120], added_at=_ts(now)) for n in wanted if n not in known]
+            session.add_all(rows)
+            return len(rows)
+
+    def numbers(self) -> set[str]:
+        with Session(self.engine) as session:
+            return set(session.scalars(select(DncNumber.number)))
+
+    def blocked(self, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` are on the list."""
+        wanted = list(dict.fromkeys(numbers))
+        found: set[str] = set()
+        with Session(self.engine) as session:
+            for i in range(0, len(wanted), IN_CHUNK):
+                part = wanted[i:i + IN_CHUNK]
+                found.update(session.scalars(select(DncNumber.number).where(DncNumber.number.in_(part))))
+        return found
+
+
+IN_CHUNK = 500  # values per SQL IN (...) list
+CLAIM_LIMIT = 500  # callbacks looked at per claim
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """What one import chunk did: leads added, and those skipped with why (lead id -> reason)."""
+
+    added: int
+    known: list[str]  # lead ids the campaign has already (a re-import): not an error
+    skipped: dict[str, str]  # lead id -> reason (a number already in the campaign, on the do-not-call list)
+
+
 def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -163,13 +229,124 @@ class LeadStore:
             session.add_all(rows)
             return len(rows)
 
-    def load(self, campaign: str) -> list[Lead]:
-        """Every lead of the campaign as last written (in insertion order)."""
+    def import_chunk(self, campaign: str, leads: list[Lead], now: float) -> ChunkResult:
+        """Add one chunk of leads in one transaction (all or nothing: a crash leaves whole chunks, and running
+        the import again adds only what is missing). Skipped: a lead id the campaign has (``known``), a number
+        the campaign has under another id or earlier in the chunk, a number on the do-not-call list."""
+        ids = [lead.lead_id for lead in leads]
+        numbers = list(dict.fromkeys(lead.number for lead in leads))
+        with Session(self.engine) as session, session.begin():
+            known_ids: set[str] = set()
+            owner: dict[str, str] = {}
+            blocked: set[str] = set()
+            for i in range(0, max(len(ids), len(numbers)), IN_CHUNK):
+                part_ids, part_numbers = ids[i:i + IN_CHUNK], numbers[i:i + IN_CHUNK]
+                if part_ids:
+                    known_ids.update(session.scalars(select(DialerLead.lead_id).where(
+                        DialerLead.campaign == campaign, DialerLead.lead_id.in_(part_ids))))
+                if part_numbers:
+                    for number, lead_id in session.execute(select(DialerLead.number, DialerLead.lead_id).where(
+                            DialerLead.campaign == campaign, DialerLead.number.in_(part_numbers))):
+                        owner.setdefault(number, lead_id)
+                    blocked.update(session.scalars(select(DncNumber.number).where(
+                        DncNumber.number.in_(part_numbers))))
+            rows: list[DialerLead] = []
+            known: list[str] = []
+            skipped: dict[str, str] = {}
+            for lead in leads:
+                if lead.lead_id in known_ids:
+                    known.append(lead.lead_id)
+                elif lead.number in blocked:
+                    skipped[lead.lead_id] = f"{lead.number} is on the do-not-call list"
+                elif lead.number in owner:
+                    skipped[lead.lead_id] = f"{lead.number} is already in campaign {campaign!r} (lead " \
+                                            f"{owner[lead.number]!r})"
+                else:
+                    owner[lead.number] = lead.lead_id
+                    known_ids.add(lead.lead_id)
+                    rows.append(DialerLead(campaign=campaign, lead_id=lead.lead_id, number=lead.number,
+                                           fields=json.dumps(lead.fields, ensure_ascii=False),
+                                           timezone=lead.timezone, status="pending", attempts=0, unknowns=0,
+                                           next_at=0.0, last_result="", updated_at=_ts(now)))
+            session.add_all(rows)
+            return ChunkResult(len(rows), known, skipped)
+
+    def load(self, campaign: str, limit: int | None = None) -> list[Lead]:
+        """Every lead of the campaign as last written (in insertion order); with ``limit``, the hopper's start:
+        the leads with an attempt open, then at most ``limit`` pending leads, earliest due first."""
         with Session(self.engine) as session:
-            rows = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign).order_by(DialerLead.id))
-            return [Lead(r.lead_id, r.number, _fields(r.fields), r.timezone, r.status, r.attempts, r.unknowns,
-                         r.next_at, r.last_result, last_at=_epoch(r.updated_at) if r.last_result else 0.0)
-                    for r in rows]
+            q = select(DialerLead).where(DialerLead.campaign == campaign)
+            if limit is None:
+                return [_lead(r) for r in session.scalars(q.order_by(DialerLead.id))]
+            active = session.scalars(q.where(DialerLead.status == "active").order_by(DialerLead.id))
+            pending = session.scalars(q.where(DialerLead.status == "pending", _not_dnc())
+                                      .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
+            return [_lead(r) for r in active] + [_lead(r) for r in pending]
+
+    def refill(self, campaign: str, limit: int, until: float) -> tuple[list[Lead], int]:
+        """The hopper's refill: at most ``limit`` pending leads not on the do-not-call list (those never come back
+        to take room), earliest due first; and how many of them are due by ``until`` (the supply the run-out
+        warning weighs)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign,
+                                                            DialerLead.status == "pending", _not_dnc())
+                                   .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
+            leads = [_lead(r) for r in rows]
+            due = session.scalar(select(func.count()).select_from(DialerLead).where(
+                DialerLead.campaign == campaign, DialerLead.status == "pending", DialerLead.next_at <= until,
+                _not_dnc()))
+            return leads, int(due or 0)
+
+    def dnc_numbers(self) -> set[str]:
+        """The do-not-call list."""
+        with Session(self.engine) as session:
+            return set(session.scalars(select(DncNumber.number)))
+
+    def add_dnc(self, number: str, source: str, now: float) -> bool:
+        """Put a number on the do-not-call list (an agent's disposition); False if it was there."""
+        return DncStore(self.engine).add([number], source, now) == 1
+
+    def claim_callbacks(self, queues: dict[str, str], until: float, now: float) -> list[tuple[str, Lead, float]]:
+        """Scheduled callbacks for the campaigns (campaign -> its ACD queue): those queued for them already
+        (a restart), and the pending ones due by ``until`` for a lead of a campaign or for a campaign's queue,
+        now claimed. A callback's lead is the campaign's lead of that id, else a new lead ``cb<id>``; it is
+        stored before it is returned. Returns (campaign, lead, due)."""
+        by_queue = {q: c for c, q in queues.items()}
+        out: list[tuple[str, Lead, float]] = []
+        with Session(self.engine) as session, session.begin():
+            rows = session.scalars(select(Callback).where(
+                ((Callback.status == "queued") & Callback.campaign.in_(list(queues)))
+                | ((Callback.status == "pending") & (Callback.due_at <= _ts(until))
+                   & (Callback.queue.in_(list(by_queue)) | (Callback.lead_id != ""))))
+                .order_by(Callback.due_at).limit(CLAIM_LIMIT))
+            for cb in rows:
+                campaign = cb.campaign if cb.status == "queued" else ""
+                row: DialerLead | None = None
+                if not campaign and cb.lead_id:
+                    row = session.scalars(select(DialerLead).where(DialerLead.lead_id == cb.lead_id,
+                                                                   DialerLead.campaign.in_(list(queues)))
+                                          .order_by(DialerLead.id)).first()
+                    campaign = row.campaign if row is not None else ""
+                campaign = campaign or by_queue.get(cb.queue, "")
+                if not campaign:
+                    continue  # not a campaign's (an inbound queue's, or an agent's own): left to others
+                if row is None:
+                    lead_id = cb.lead_id if cb.status == "queued" else (cb.lead_id or f"cb{cb.id}")
+                    row = session.scalars(select(DialerLead).where(DialerLead.campaign == campaign,
+                                                                   DialerLead.lead_id == lead_id)).one_or_none()
+                if row is None:
+                    fields = {"callback_notes": cb.notes, "callback_agent": cb.agent_id, "callback_source": cb.source}
+                    row = DialerLead(campaign=campaign, lead_id=cb.lead_id or f"cb{cb.id}", number=cb.number,
+                                     fields=json.dumps(fields, ensure_ascii=False), timezone="", status="pending",
+                                     attempts=0, unknowns=0, next_at=0.0, last_result="", updated_at=_ts(now))
+                    session.add(row)
+                due = cb.due_at.replace(tzinfo=cb.due_at.tzinfo or UTC).timestamp()
+                if row.status != "active":
+                    row.status, row.next_at, row.updated_at = "pending", due, _ts(now)
+                cb.status, cb.campaign, cb.lead_id = "queued", campaign, row.lead_id
+                session.flush()
+                out.append((campaign, _lead(row), due))
+        return out
 
     def apply(self, events: Iterable[DialerEvent]) -> None:
         """Write dialer events in one transaction (all or nothing)."""
@@ -225,6 +402,8 @@ class LeadStore:
         return row
 
     def _started(self, session: Session, e: AttemptStarted) -> None:
+        session.execute(update(Callback).where(Callback.status == "queued", Callback.campaign == e.campaign,
+                                               Callback.lead_id == e.lead_id).values(status="dialled"))
         lead = self._lead(session, e.campaign, e.lead_id)
         lead.status, lead.attempts, lead.updated_at = "active", e.attempt, _ts(e.ts)
         session.add(DialerAttempt(ref=e.ref, campaign=e.campaign, lead_id=e.lead_id, attempt=e.attempt,
@@ -247,6 +426,16 @@ class LeadStore:
             e.message_in_time
         if e.uniqueid:
             row.uniqueid = e.uniqueid[:64]
+
+
+def _not_dnc() -> Any:
+    """A lead whose number is not on the do-not-call list (a WHERE clause)."""
+    return ~DialerLead.number.in_(select(DncNumber.number))
+
+
+def _lead(r: DialerLead) -> Lead:
+    return Lead(r.lead_id, r.number, _fields(r.fields), r.timezone, r.status, r.attempts, r.unknowns, r.next_at,
+                r.last_result, last_at=_epoch(r.updated_at) if r.last_result else 0.0)
 
 
 def _fields(text: str) -> dict[str, str]:

@@ -8,11 +8,13 @@ agent is made not ready (``preview-timeout``)."""
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from sim.far_end import FarEnd
 from tests.console_stack import Client, Stack, open_client, run, running
+from tests.dial_windows import noon_zone
 
 LEADS = "id,number,name\nL1,+15550001,Ann One\nL2,+15550002,Bob Two\nL3,+15550003,Cy Three\n"
 NUMBERS = {"+15550001": FarEnd("answer", ring_time=1.0), "+15550002": FarEnd("busy", ring_time=1.0),
@@ -22,7 +24,8 @@ NUMBERS = {"+15550001": FarEnd("answer", ring_time=1.0), "+15550002": FarEnd("bu
 def preview_dialer(leads: Path, timeout: float = 20.0) -> dict[str, Any]:
     return {"pace_interval": 0.5, "campaigns": [{
         "name": "spring", "queue": "sales", "leads": str(leads), "mode": "preview", "preview_timeout": timeout,
-        "caller_id": "+15550100", "calling_window": {"start": "00:00", "end": "24:00"}}]}
+        "caller_id": "+15550100", "calling_window": {"start": "09:00", "end": "20:00"},
+        "timezone": noon_zone(time.time())}]}
 
 
 async def _agent(stack: Stack) -> Client:

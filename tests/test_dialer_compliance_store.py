@@ -84,7 +84,7 @@ class Runner:
 
 def make_dialer(sink: list[Any], now: list[float], **kw: Any) -> Dialer:
     c = CampaignSettings(name="c", queue="sales", leads="demo", demo_leads=4, max_attempts=5,
-                         calling_window={"start": "00:00", "end": "24:00"}, **kw)
+                         calling_window={"start": "08:00", "end": "21:00"}, **kw)  # T0 is 10:00 UTC
     dialer = Dialer(DialerSection(campaigns=[c]), servers=["pbx"], dial_template="PJSIP/{number}@trunk",
                     idle_agents=lambda q: 4, sink=sink.extend, clock=lambda: now[0], demo_leads=demo_leads)
     dialer.handle(AmiConnectionChanged(server="pbx", ts=now[0], connected=True, detail="logged in"), now[0])

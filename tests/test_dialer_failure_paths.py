@@ -141,15 +141,20 @@ def test_an_unusable_time_zone_near_closing_time_is_not_called_late() -> None:
     outside it in UTC; with the campaign in Tokyo's zone the same instant is 10:30, inside. The fallback follows
     the campaign's zone exactly, both ways."""
     at = datetime(2026, 1, 2, 1, 30, tzinfo=ZoneInfo("UTC")).timestamp()
-    ny, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="America/New_York")
+    window = {"start": "09:00", "end": "21:00"}
+    ny, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="America/New_York",
+                     calling_window=window)
     assert len(of(dial(ny, at), Originate)) == 1
-    ny_late, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="America/New_York")
+    ny_late, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="America/New_York",
+                          calling_window=window)
     assert of(dial(ny_late, at + 3600), Originate) == []  # 21:30 in New York: closed
-    tokyo, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="Asia/Tokyo")
+    tokyo, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="Asia/Tokyo",
+                        calling_window=window)
     assert len(of(dial(tokyo, at), Originate)) == 1
+    at = datetime(2026, 1, 2, 8, 30, tzinfo=ZoneInfo("UTC")).timestamp()
     utc_only, _ = campaign(Lead("L", "+15550100100", timezone="Nowhere/Land"), timezone="Asia/Tokyo",
-                           calling_window={"start": "00:00", "end": "09:00"})
-    assert of(dial(utc_only, at), Originate) == []  # 01:30 UTC would be inside; 10:30 Tokyo is not
+                           calling_window={"start": "08:00", "end": "09:00"})
+    assert of(dial(utc_only, at), Originate) == []  # 08:30 UTC would be inside; 17:30 Tokyo is not
 
 
 def test_csv_rows_with_unusable_time_zones_are_refused_not_fatal() -> None:

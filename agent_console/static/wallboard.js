@@ -77,10 +77,10 @@
         el("td", { class: "num" }, formatDuration(now - (ag.since || now))), el("td", {}, ag.call_id || ""));
       return tr;
     }));
-    renderHealth(board.health || {}, now);
+    renderHealth(board.health || {}, now, board.warnings || []);
   }
 
-  function renderHealth(health, now) {
+  function renderHealth(health, now, warnings) {
     const parts = [];
     const ami = health.ami || {};
     const detail = health.ami_detail || {};
@@ -102,6 +102,10 @@
       for (const problem of problems) {
         spans.push(el("span", { class: "down", testid: "wb-health-pbx-problem" }, "PBX " + name + ": " + problem));
       }
+    }
+    // The dialer's latest warnings (a campaign about to run out of leads, ...): the newest three.
+    for (const w of warnings.slice(-3)) {
+      spans.push(el("span", { class: "down", testid: "wb-dialer-warning" }, "Campaign " + w.campaign + ": " + w.message));
     }
     $("wb-health").replaceChildren(...spans);
   }
