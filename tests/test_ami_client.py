@@ -463,3 +463,33 @@ def test_replayed_transcript_reaches_on_message(ami: tuple[AMIServerFactory, int
     names = [m.name for _, m in h.messages[1:]]
     assert names.count("VarSet") == 84 and names.count("AgentConnect") == 1
     h.stop()
+
+
+def test_getvars_fails_with_the_refused_getvar_itself() -> None:
+    """``AMIClientPool.getvars`` of a channel that has gone fails with that Getvar's ActionError (its message is
+    Asterisk's), not a FirstError wrapper whose message is a repr with a traceback; a channel that is there
+    gives every variable, unset ones as ""."""
+    factory = AMIServerFactory()
+    port = listen(factory)
+    values = {"CTI_QUEUE": "sales"}
+
+    def getvar(proto: AMIServerProtocol, action: AMIMessage) -> None:
+        if action.get("Channel") == "PJSIP/gone-00000001":
+            proto.send(response(action, "Error", Message="No such channel"))
+        else:
+            proto.send(response(action, Variable=action.get("Variable", ""),
+                                Value=values.get(action.get("Variable", ""), "")))
+
+    factory.handlers["getvar"] = getvar
+    clock = task.Clock()
+    server = AsteriskServer(name="pbx1", port=port.getHost().port, username="cti", secret=SECRET, auth="plain")
+    pool = AMIClientPool([server], clock=clock, on_message=lambda n, m: None, on_connection=lambda *a: None)
+    pool.start()
+    run_until(lambda: pool["pbx1"].connected)
+    assert wait(pool.getvars("pbx1", "PJSIP/here-00000002", ("CTI_QUEUE", "CTI_SKILLS"))) == {
+        "CTI_QUEUE": "sales", "CTI_SKILLS": ""}
+    with pytest.raises(ActionError) as info:
+        wait(pool.getvars("pbx1", "PJSIP/gone-00000001", ("CTI_QUEUE", "CTI_SKILLS")))
+    assert info.value.response["Message"] == "No such channel"
+    wait(pool.stop())
+    wait(port.stopListening())

@@ -722,8 +722,14 @@ class AMIClientPool:
         """The values of ``names`` on ``channel`` (one AMI ``Getvar`` each; an unset variable is ""); fails
         with the first failure."""
         reads = [self.send(server, "Getvar", {"Channel": channel, "Variable": name}) for name in names]
-        return defer.gatherResults(reads, consumeErrors=True).addCallback(
-            lambda results: {n: str(r.response.get("Value") or "") for n, r in zip(names, results, strict=True)})
+
+        def first_failure(failure: Failure) -> Failure:
+            """The failed Getvar itself (``gatherResults`` wraps it in a FirstError, whose message is a repr)."""
+            return failure.value.subFailure if failure.check(defer.FirstError) else failure
+
+        return defer.gatherResults(reads, consumeErrors=True).addCallbacks(
+            lambda results: {n: str(r.response.get("Value") or "") for n, r in zip(names, results, strict=True)},
+            first_failure)
 
     def batch(self, server: str) -> contextlib.AbstractContextManager[None]:
         """``AMIClient.batch`` of that server (a no-op for an unknown name: the sends fail on their own)."""
