@@ -39,11 +39,12 @@ def print_security_warnings(path: str, cfg: CtiConfig | None = None) -> None:
         print(warning, file=sys.stderr)
 
 
-def load_or_exit(path: str) -> CtiConfig:
-    """The configuration at ``path``, or every error printed as ``file:line key.path: message`` and exit 1."""
+def load_or_exit(path: str, status: int = 1) -> CtiConfig:
+    """The configuration at ``path``, or every error printed as ``file:line key.path: message`` and exit with
+    ``status``."""
     try:
         return load_config(path)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(status) from None

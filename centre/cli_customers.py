@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from centre.cli_common import load_or_exit
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("customers", help="customer store: import a CSV, generate demo customers, find")
@@ -68,16 +70,7 @@ def _settings(args: argparse.Namespace) -> tuple[str, str]:
     is ``--db``, else the config's ``database.url``, else the default (``DatabaseSettings``)."""
     from config.schema import CtiConfig, DatabaseSettings
 
-    cfg: CtiConfig | None = None
-    if args.config:
-        from config.load import ConfigError, load_config
-
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                print(issue, file=sys.stderr)
-            raise SystemExit(2) from None
+    cfg: CtiConfig | None = load_or_exit(args.config, status=2) if args.config else None
     url = args.db or (cfg.database.url if cfg else DatabaseSettings().url)
     region = (args.region or (cfg.screenpop.default_region if cfg else "US")).upper()
     from screenpop.phone import is_known_region

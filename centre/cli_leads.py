@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from centre.cli_common import load_or_exit
 from dialer.leads import LeadSourceError, read_source
 
 
@@ -80,16 +81,7 @@ def _settings(args: argparse.Namespace) -> tuple[str, str, Any]:
     """(database URL, default region, config or None); exits 2 on a bad config or region."""
     from config.schema import CtiConfig, DatabaseSettings
 
-    cfg: CtiConfig | None = None
-    if args.config:
-        from config.load import ConfigError, load_config
-
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                print(issue, file=sys.stderr)
-            raise SystemExit(2) from None
+    cfg: CtiConfig | None = load_or_exit(args.config, status=2) if args.config else None
     url = args.db or (cfg.database.url if cfg else DatabaseSettings().url)
     region = (args.region or (cfg.dialer.default_region if cfg else "US")).upper()
     import phonenumbers
