@@ -113,6 +113,29 @@ def _print_report(path: str, report: Any, what: str) -> None:
     print(report.summary(path, what))
 
 
+def _import_file(path: Path, url: str, what: str, run: Callable[[Path, Any], Any]) -> int:
+    """Run one file import (``run(path, engine)`` -> its report) against the database at ``url``: exit 2 for a
+    file that is missing or unreadable, 1 for one refused whole or with bad rows, 0 when every row went in."""
+    from dialer.lead_import import LeadFileError
+
+    if not path.is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    engine = _engine(url)
+    try:
+        report = run(path, engine)
+    except LeadFileError as exc:
+        print(f"{path}: {exc}; nothing imported", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    _print_report(str(path), report, what)
+    return 1 if report.bad else 0
+
+
 def _exits(cmd: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         return cmd(args)
@@ -125,7 +148,7 @@ def _cmd_leads_import(args: argparse.Namespace) -> int:
 
 
 def _leads_import(args: argparse.Namespace) -> int:
-    from dialer.lead_import import LeadFileError, import_leads, parse_mapping
+    from dialer.lead_import import import_leads, parse_mapping
     from dialer.store import LeadStore
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.campaign):
@@ -144,24 +167,9 @@ def _leads_import(args: argparse.Namespace) -> int:
         known = ", ".join(c.name for c in cfg.dialer.campaigns) or "none configured"
         print(f"{args.config}: no campaign {args.campaign!r} (campaigns: {known})", file=sys.stderr)
         return 2
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"{path}: no such file", file=sys.stderr)
-        return 2
-    engine = _engine(url)
-    try:
-        report = import_leads(path, LeadStore(engine), args.campaign, now=time.time(), mapping=mapping,
-                              region=region, chunk=args.chunk, progress=not args.no_progress)
-    except LeadFileError as exc:
-        print(f"{path}: {exc}; nothing imported", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    _print_report(str(path), report, "leads")
-    return 1 if report.bad else 0
+    return _import_file(Path(args.file), url, "leads", lambda path, engine: import_leads(
+        path, LeadStore(engine), args.campaign, now=time.time(), mapping=mapping, region=region, chunk=args.chunk,
+        progress=not args.no_progress))
 
 
 def _cmd_dnc_import(args: argparse.Namespace) -> int:
@@ -169,25 +177,10 @@ def _cmd_dnc_import(args: argparse.Namespace) -> int:
 
 
 def _dnc_import(args: argparse.Namespace) -> int:
-    from dialer.lead_import import LeadFileError, import_dnc
+    from dialer.lead_import import import_dnc
     from dialer.store import DncStore
 
     url, region, _ = _settings(args)
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"{path}: no such file", file=sys.stderr)
-        return 2
-    engine = _engine(url)
-    try:
-        report = import_dnc(path, DncStore(engine), now=time.time(), source=args.source or f"import:{path.name}",
-                            region=region, column=args.column, progress=not args.no_progress)
-    except LeadFileError as exc:
-        print(f"{path}: {exc}; nothing imported", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror or exc.__class__.__name__}", file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    _print_report(str(path), report, "numbers")
-    return 1 if report.bad else 0
+    return _import_file(Path(args.file), url, "numbers", lambda path, engine: import_dnc(
+        path, DncStore(engine), now=time.time(), source=args.source or f"import:{path.name}", region=region,
+        column=args.column, progress=not args.no_progress))
