@@ -189,6 +189,18 @@ CLAIM_LIMIT = 500  # callbacks looked at per claim
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedCallback:
+    """A scheduled callback a campaign is to dial: its lead, when it is due, the agent who owns it ("" none:
+    any agent of the campaign) and its notes."""
+
+    campaign: str
+    lead: Lead
+    due: float
+    owner: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkResult:
     """What one import chunk did: leads added, and those skipped with why (lead id -> reason)."""
 
@@ -306,13 +318,14 @@ class LeadStore:
         """Put a number on the do-not-call list (an agent's disposition); False if it was there."""
         return DncStore(self.engine).add([number], source, now) == 1
 
-    def claim_callbacks(self, queues: dict[str, str], until: float, now: float) -> list[tuple[str, Lead, float]]:
+    def claim_callbacks(self, queues: dict[str, str], until: float, now: float) -> list[ClaimedCallback]:
         """Scheduled callbacks for the campaigns (campaign -> its ACD queue): those queued for them already
         (a restart), and the pending ones due by ``until`` for a lead of a campaign or for a campaign's queue,
         now claimed. A callback's lead is the campaign's lead of that id, else a new lead ``cb<id>``; it is
-        stored before it is returned. Returns (campaign, lead, due)."""
+        stored before it is returned. A callback an agent scheduled (``agent_id``) is that agent's own: the
+        campaign offers it to its owner first (``ClaimedCallback.owner``)."""
         by_queue = {q: c for c, q in queues.items()}
-        out: list[tuple[str, Lead, float]] = []
+        out: list[ClaimedCallback] = []
         with Session(self.engine) as session, session.begin():
             rows = session.scalars(select(Callback).where(
                 ((Callback.status == "queued") & Callback.campaign.in_(list(queues)))
@@ -345,7 +358,8 @@ class LeadStore:
                     row.status, row.next_at, row.updated_at = "pending", due, _ts(now)
                 cb.status, cb.campaign, cb.lead_id = "queued", campaign, row.lead_id
                 session.flush()
-                out.append((campaign, _lead(row), due))
+                out.append(ClaimedCallback(campaign, _lead(row), due, cb.agent_id,
+                                           cb.notes or ""))
         return out
 
     def apply(self, events: Iterable[DialerEvent]) -> None:

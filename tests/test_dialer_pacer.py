@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.pacer import pace
+from dialer.pacer import WindowFigures, pace, step_of, window_over_cap
 
 
 def _pace(idle: int, flying: int, rate: float | None = None, ratio: float = 1.0, cap: float = 0.03,
@@ -44,10 +44,38 @@ def test_abandon_rate_over_cap_throttles() -> None:
     assert _pace(10, 0, rate=0.03, ratio=2.0) == (20, "paced")  # at the cap is not over it
 
 
-def test_throttled_campaign_keeps_one_line() -> None:
-    """Far over the cap, a campaign with nothing in flight still keeps one line up; with one in flight, none."""
-    assert _pace(2, 0, rate=0.9) == (1, "throttled")
+def test_throttled_to_less_than_a_line_steps_down_to_preview() -> None:
+    """Far over the cap, the throttle leaves less than one line: with nothing in flight the campaign steps down
+    to preview (no line dialled, each idle agent gets a lead to accept) instead of keeping one line going; with
+    one in flight, it waits for it."""
+    d = pace(idle_agents=2, in_flight=0, ratio=1.0, abandon_rate=0.9, max_abandon_rate=0.03, max_lines=50)
+    assert (d.dial, d.reason, d.previews) == (0, "preview-fallback", 2)
     assert _pace(2, 1, rate=0.9) == (0, "throttled")
+
+
+def test_a_window_over_the_cap_steps_down_to_preview() -> None:
+    """The policy window measured over its cap (31 abandoned of 1000 live answers, cap 3%): nothing is dialled,
+    whatever the recent rate or the ratio, and every idle agent is to get a preview; at the cap exactly, the
+    campaign paces as usual."""
+    over = WindowFigures(live=1000, abandoned=31, cap=0.03, elapsed_fraction=1.0)
+    for ratio in (1.0, 2.5):
+        d = pace(idle_agents=4, in_flight=2, ratio=ratio, abandon_rate=0.0, max_abandon_rate=0.03, max_lines=50,
+                 window=over)
+        assert (d.dial, d.reason, d.previews, d.target) == (0, "preview-fallback", 4, 2)
+    at_cap = WindowFigures(live=1000, abandoned=30, cap=0.03, elapsed_fraction=1.0)
+    d = pace(idle_agents=4, in_flight=0, ratio=1.0, abandon_rate=0.0, max_abandon_rate=0.03, max_lines=50,
+             window=at_cap)
+    assert (d.dial, d.reason, d.previews) == (4, "paced", 0)
+    assert not window_over_cap(WindowFigures(0, 0, 0.03, 0.0))
+
+
+def test_steps_name_the_mode_a_decision_paces_in() -> None:
+    assert step_of("predictive", "predicted") == "predictive"
+    assert step_of("predictive", "progressive-fallback") == "progressive"
+    assert step_of("predictive", "warm-up") == "progressive"
+    assert step_of("predictive", "preview-fallback") == "preview"
+    assert step_of("ratio", "throttled") == "ratio"
+    assert step_of("progressive", "preview-fallback") == "preview"
 
 
 def test_max_lines_caps() -> None:
@@ -66,13 +94,17 @@ def test_bad_ratio_is_refused() -> None:
        rate=st.none() | st.floats(0.0, 1.0), cap=st.floats(0.0, 0.5), max_lines=st.integers(1, 1000))
 def test_never_more_than_idle_times_ratio(idle: int, flying: int, ratio: float, rate: float | None, cap: float,
                                           max_lines: int) -> None:
-    """Whatever the inputs, lines up after dialling never exceed max(idle x ratio, 1 when throttled), nor
-    max_lines, and nothing is dialled without an idle agent."""
+    """Whatever the inputs, lines up after dialling never exceed idle x ratio, nor max_lines, nothing is
+    dialled without an idle agent, and a step down to preview dials nothing and previews every idle agent."""
     d = pace(idle_agents=idle, in_flight=flying, ratio=ratio, abandon_rate=rate, max_abandon_rate=cap,
              max_lines=max_lines)
     assert d.dial >= 0
     if idle == 0:
         assert d.dial == 0
         return
-    bound = max(int(idle * ratio + 1e-9), 1 if d.reason == "throttled" else 0)
+    bound = int(idle * ratio + 1e-9)
     assert flying + d.dial <= max(flying, min(bound, max_lines))
+    if d.reason == "preview-fallback":
+        assert d.dial == 0 and d.previews == idle
+    else:
+        assert d.previews == 0
