@@ -4,16 +4,19 @@ Two pacers:
 
 ``pace`` (modes ``progressive`` and ``ratio``) dials at most ``ratio`` lines per idle eligible agent
 (progressive: 1.0), counting calls already in flight against that budget. When the measured abandon
-rate is over the cap, the ratio is cut to ``min(ratio, 1) * cap / rate``. It steps down to preview
-(``preview-fallback``: nothing dialled ahead, each idle agent is given a lead to accept) when the policy
-window as measured is over its cap, or when the throttle leaves less than one line. Why preview, and not
-the one throttled line kept going earlier "to keep measuring": a line no agent is held for can still
-abandon (its agent taken by another call, or slow to answer), and with the window over the cap every
-further abandon is one more over the law; a previewed lead is dialled only when its agent accepts it,
-and that agent is held for the call, so it cannot be abandoned for want of an agent. Previews measure
-too (their answers count as live answers), and every person they connect brings the rate back down, so
-the window recovers faster than under a throttled line. (People AMD takes for machines are dropped in
-every mode while the dialplan runs AMD on every call: the step-down cannot help with those.)
+rate is over the cap, the ratio is cut to ``min(ratio, 1) * cap / rate``; a throttled campaign keeps one
+line going when nothing is in flight and an agent is idle, so that it keeps measuring, as long as its
+policy window can afford it. When the window cannot (``window_spent``: it would end at or over its cap
+even if nothing more were abandoned), the campaign steps down to preview (``preview-fallback``): nothing
+is dialled, each idle agent is given a lead to accept instead. Why preview rather than that one throttled
+line: a line no agent is held for can still be abandoned (its agent taken by another call, or slow to
+answer), and with the window spent every further abandon is one over the law; a previewed lead is dialled
+only when its agent accepts it, and that agent is held for the call, so it cannot be abandoned for want
+of an agent. Previews still measure (their answers are live answers), and every person they connect brings
+the window's rate down, so it recovers sooner than under a throttled line. While the window has budget
+left, a high recent rate only throttles: the window absorbs the one line, and stepping down on a few early
+abandons (1 in 20 is 5%) would stall a campaign for nothing. (People AMD takes for machines are dropped in
+every mode while the dialplan runs AMD on every call: the step down cannot help with those.)
 
 ``pace_predictive`` (mode ``predictive``) forecasts, from what the campaign has measured, how many of
 the people its calls reach will find no agent free, and launches the largest number of calls whose
@@ -94,9 +97,12 @@ def step_of(mode: str, reason: str) -> str:
     return mode
 
 
-def window_over_cap(w: WindowFigures) -> bool:
-    """The policy window as measured is over its cap (abandoned / live answers > cap)."""
-    return w.live > 0 and w.abandoned > w.cap * w.live + 1e-9
+def window_spent(w: WindowFigures) -> bool:
+    """The policy window would end at or over its cap even if nothing more were abandoned (its abandons
+    over its live answers so far and those the rest of it should bring at the pace so far): one more abandon
+    is one over the law."""
+    projected = window_projection(w)
+    return projected is not None and w.abandoned > 0 and projected >= w.cap - 1e-12
 
 
 def pace(*, idle_agents: int, in_flight: int, ratio: float, abandon_rate: float | None,
@@ -106,14 +112,14 @@ def pace(*, idle_agents: int, in_flight: int, ratio: float, abandon_rate: float 
     ``idle_agents``: ready agents who could take the campaign's call right now; ``in_flight``: calls
     dialled or answered and not yet with an agent; ``abandon_rate``: recent abandoned / answered by a
     person (None until measured); ``window``: the policy window's figures (None: not known). Steps down
-    to preview (``preview-fallback``, ``previews`` = the idle agents) when the window is over its cap, or
-    when the throttle leaves less than one line and none is in flight (see the module's docstring).
+    to preview (``preview-fallback``, ``previews`` = the idle agents) when the window is spent (see the
+    module's docstring).
     """
     if ratio <= 0 or max_lines <= 0:
         raise ValueError("ratio and max_lines must be > 0")
     idle = max(0, idle_agents)
     flying = max(0, in_flight)
-    if window is not None and window_over_cap(window):
+    if window is not None and window_spent(window):
         return PacingDecision(0, flying, 0.0, PREVIEW_FALLBACK, previews=idle)
     if idle == 0:
         return PacingDecision(0, 0, 0.0, "no-agents")
@@ -123,10 +129,8 @@ def pace(*, idle_agents: int, in_flight: int, ratio: float, abandon_rate: float 
         assert abandon_rate is not None
         effective = min(ratio, 1.0) * (max_abandon_rate / abandon_rate)
     target = math.floor(idle * effective + 1e-9)
-    if throttled and target == 0:
-        if flying == 0:
-            return PacingDecision(0, 0, round(effective, 4), PREVIEW_FALLBACK, previews=idle)
-        return PacingDecision(0, flying, round(effective, 4), "throttled")
+    if throttled and target == 0 and flying == 0:
+        target = 1
     reason = "throttled" if throttled else "paced"
     if target > max_lines:
         target, reason = max_lines, "max-lines"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.pacer import WindowFigures, pace, step_of, window_over_cap
+from dialer.pacer import WindowFigures, pace, step_of, window_spent
 
 
 def _pace(idle: int, flying: int, rate: float | None = None, ratio: float = 1.0, cap: float = 0.03,
@@ -44,29 +44,30 @@ def test_abandon_rate_over_cap_throttles() -> None:
     assert _pace(10, 0, rate=0.03, ratio=2.0) == (20, "paced")  # at the cap is not over it
 
 
-def test_throttled_to_less_than_a_line_steps_down_to_preview() -> None:
-    """Far over the cap, the throttle leaves less than one line: with nothing in flight the campaign steps down
-    to preview (no line dialled, each idle agent gets a lead to accept) instead of keeping one line going; with
-    one in flight, it waits for it."""
-    d = pace(idle_agents=2, in_flight=0, ratio=1.0, abandon_rate=0.9, max_abandon_rate=0.03, max_lines=50)
-    assert (d.dial, d.reason, d.previews) == (0, "preview-fallback", 2)
+def test_throttled_campaign_keeps_one_line() -> None:
+    """Far over the cap, a campaign with nothing in flight still keeps one line up while its window can afford
+    it; with one in flight, none."""
+    assert _pace(2, 0, rate=0.9) == (1, "throttled")
     assert _pace(2, 1, rate=0.9) == (0, "throttled")
 
 
-def test_a_window_over_the_cap_steps_down_to_preview() -> None:
-    """The policy window measured over its cap (31 abandoned of 1000 live answers, cap 3%): nothing is dialled,
-    whatever the recent rate or the ratio, and every idle agent is to get a preview; at the cap exactly, the
-    campaign paces as usual."""
-    over = WindowFigures(live=1000, abandoned=31, cap=0.03, elapsed_fraction=1.0)
-    for ratio in (1.0, 2.5):
-        d = pace(idle_agents=4, in_flight=2, ratio=ratio, abandon_rate=0.0, max_abandon_rate=0.03, max_lines=50,
-                 window=over)
+def test_a_spent_window_steps_down_to_preview() -> None:
+    """The policy window full (rolling) at 32 abandoned of 1000 live answers, cap 3%: even with no further
+    abandon (and the 5% more answers a full rolling window still takes) it ends over the cap: nothing is
+    dialled, whatever the recent rate or the ratio, and every idle agent is to get a preview instead (the
+    throttle's one line too). At 32 of 1000 with half the window to come, or at 31 of 1000 when full (2.95%
+    with the answers still to come), the campaign paces as usual."""
+    spent = WindowFigures(live=1000, abandoned=32, cap=0.03, elapsed_fraction=1.0)
+    for ratio, rate in ((1.0, 0.0), (2.5, 0.01), (1.0, 0.9)):
+        d = pace(idle_agents=4, in_flight=2, ratio=ratio, abandon_rate=rate, max_abandon_rate=0.03, max_lines=50,
+                 window=spent)
         assert (d.dial, d.reason, d.previews, d.target) == (0, "preview-fallback", 4, 2)
-    at_cap = WindowFigures(live=1000, abandoned=30, cap=0.03, elapsed_fraction=1.0)
-    d = pace(idle_agents=4, in_flight=0, ratio=1.0, abandon_rate=0.0, max_abandon_rate=0.03, max_lines=50,
-             window=at_cap)
-    assert (d.dial, d.reason, d.previews) == (4, "paced", 0)
-    assert not window_over_cap(WindowFigures(0, 0, 0.03, 0.0))
+    for room in (WindowFigures(1000, 32, 0.03, 0.5), WindowFigures(1000, 31, 0.03, 1.0)):
+        d = pace(idle_agents=4, in_flight=0, ratio=1.0, abandon_rate=0.0, max_abandon_rate=0.03, max_lines=50,
+                 window=room)
+        assert (d.dial, d.reason, d.previews) == (4, "paced", 0)
+    assert not window_spent(WindowFigures(0, 0, 0.03, 0.0))
+    assert window_spent(WindowFigures(100, 4, 0.03, 1.0)) and not window_spent(WindowFigures(20, 1, 0.03, 0.01))
 
 
 def test_steps_name_the_mode_a_decision_paces_in() -> None:
@@ -94,15 +95,15 @@ def test_bad_ratio_is_refused() -> None:
        rate=st.none() | st.floats(0.0, 1.0), cap=st.floats(0.0, 0.5), max_lines=st.integers(1, 1000))
 def test_never_more_than_idle_times_ratio(idle: int, flying: int, ratio: float, rate: float | None, cap: float,
                                           max_lines: int) -> None:
-    """Whatever the inputs, lines up after dialling never exceed idle x ratio, nor max_lines, nothing is
-    dialled without an idle agent, and a step down to preview dials nothing and previews every idle agent."""
+    """Whatever the inputs, lines up after dialling never exceed max(idle x ratio, 1 when throttled), nor
+    max_lines, and nothing is dialled without an idle agent."""
     d = pace(idle_agents=idle, in_flight=flying, ratio=ratio, abandon_rate=rate, max_abandon_rate=cap,
              max_lines=max_lines)
     assert d.dial >= 0
     if idle == 0:
         assert d.dial == 0
         return
-    bound = int(idle * ratio + 1e-9)
+    bound = max(int(idle * ratio + 1e-9), 1 if d.reason == "throttled" else 0)
     assert flying + d.dial <= max(flying, min(bound, max_lines))
     if d.reason == "preview-fallback":
         assert d.dial == 0 and d.previews == idle
