@@ -197,6 +197,7 @@ class Campaign:
         self._handed_over: set[str] = set()  # owned callbacks given to the whole campaign, until dialled
         self.step = settings.mode  # the mode the last decision paced in (``dialer.pacer.step_of``)
         self._evicted: OrderedDict[str, Lead] = OrderedDict()  # the latest leads the hopper let go, for lead_fields
+        self._ended_calls: OrderedDict[str, str] = OrderedDict()  # call id -> lead of the latest finished attempts
         self.dnc: set[str] = set()  # numbers never to dial (checked when a lead is taken)
         self._dials: deque[float] = deque()  # when recent attempts started (the dial rate for run-out warnings)
         self._next_supply_check = 0.0
@@ -878,8 +879,20 @@ class Campaign:
             return "hangup", False
         return "abandoned" if a.redirected or (a.ended_at - a.human_at) >= window else "hangup", False
 
+    def lead_of_call(self, call_id: str) -> str | None:
+        """The lead whose attempt is (or recently was) the call ``call_id`` (an agent's callback on that call
+        is for that lead)."""
+        ref = self._by_call.get(call_id)
+        if ref is not None and ref in self.attempts:
+            return self.attempts[ref].lead.lead_id
+        return self._ended_calls.get(call_id)
+
     def _finish(self, a: Attempt, now: float) -> AttemptFinished:
         self.attempts.pop(a.ref, None)
+        if a.call_id:
+            self._ended_calls[a.call_id] = a.lead.lead_id
+            while len(self._ended_calls) > EVICTED_KEPT:
+                self._ended_calls.popitem(last=False)
         if self._by_uid.get(a.uniqueid) == a.ref:
             del self._by_uid[a.uniqueid]
         if self._by_call.get(a.call_id) == a.ref:

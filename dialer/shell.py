@@ -233,6 +233,15 @@ class Dialer:
             out.append(DialerWarning(now, campaign.name, "lead-rows", f"{len(errors)} rejected rows: {errors[0]}"))
         return leads, errors
 
+    def lead_of_call(self, call_id: str) -> tuple[str, str] | None:
+        """(campaign, lead) of the campaign call ``call_id`` (open, or among the latest finished), else None:
+        an agent's callback on that call is for that lead (``centre.callbacks``)."""
+        for name, c in self.campaigns.items():
+            lead_id = c.lead_of_call(call_id)
+            if lead_id is not None:
+                return name, lead_id
+        return None
+
     def lead_fields(self, campaign: str, lead_id: str) -> dict[str, str]:
         c = self.campaigns.get(campaign)
         return c.lead_fields(lead_id) if c is not None else {}

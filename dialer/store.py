@@ -65,12 +65,14 @@ class CallbackStore:
         self.engine = engine
 
     def add(self, *, number: str, due: float, source: str, queue: str = "", notes: str = "", agent_id: str = "",
-            call_id: str = "", lead_id: str = "", now: float) -> int:
+            call_id: str = "", lead_id: str = "", campaign: str = "", now: float) -> int:
+        """A callback, pending. ``campaign`` with ``lead_id``: that campaign's lead (an agent's callback on a
+        campaign call); ``agent_id``: the agent who owns it (the campaign offers it to that agent first)."""
         if len(notes) > 4000:
             raise ValueError("notes are limited to 4000 characters")
         row = Callback(number=number[:40], due_at=datetime.fromtimestamp(due, UTC), queue=queue[:80], notes=notes,
                        agent_id=agent_id[:64], call_id=call_id[:160], lead_id=lead_id[:64], source=source,
-                       status="pending", created_at=datetime.fromtimestamp(now, UTC))
+                       status="pending", campaign=campaign[:64], created_at=datetime.fromtimestamp(now, UTC))
         with Session(self.engine) as session, session.begin():
             session.add(row)
             session.flush()
@@ -333,7 +335,9 @@ class LeadStore:
                    & (Callback.queue.in_(list(by_queue)) | (Callback.lead_id != ""))))
                 .order_by(Callback.due_at).limit(CLAIM_LIMIT))
             for cb in rows:
-                campaign = cb.campaign if cb.status == "queued" else ""
+                # queued: the campaign dialling it; pending: the campaign of its lead, when it was scheduled on
+                # a campaign's call
+                campaign = cb.campaign if cb.status == "queued" or (cb.lead_id and cb.campaign in queues) else ""
                 row: DialerLead | None = None
                 if not campaign and cb.lead_id:
                     row = session.scalars(select(DialerLead).where(DialerLead.lead_id == cb.lead_id,

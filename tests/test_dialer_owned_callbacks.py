@@ -5,15 +5,25 @@ dials it like any callback, ahead of fresh leads, with a warning saying so."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from twisted.internet import defer
 
+from centre.database import upgrade
 from cti.commands import Originate
+from cti.db import make_engine
+from cti.events import AmiConnectionChanged
 from dialer.campaign import Campaign, Lead
 from dialer.events import AttemptStarted, DialerWarning, PreviewEnded, PreviewOffered
 from dialer.preview import PREVIEW_TIMEOUT_REASON, Previews
-from dialer.settings import CampaignSettings
+from dialer.settings import CampaignSettings, DialerSection
+from dialer.shell import Dialer
+from dialer.store import Callback, CallbackStore, LeadStore
 
 T0 = 1_767_261_600.0  # 2026-01-01 10:00 UTC
 GRACE = 600.0
@@ -127,3 +137,101 @@ def test_scheduling_again_changes_nothing_and_a_new_time_moves_it() -> None:
     owned = c.owned_callback("cb1")
     assert owned is not None and owned.due == T0 + 900
     assert c.next_due() == 0.0  # the fresh leads (due since ever)
+
+
+# ---------------------------------------------------------------- the shell over a real store: restarts
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'callbacks.sqlite3'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def _inline(job: Callable[[], Any]) -> defer.Deferred[Any]:
+    """The store's thread pool's stand-in: the job runs at once, in order."""
+    return defer.maybeDeferred(job)
+
+
+class Server:
+    """One server's dialer over the store (a restart is a new one), ``ready`` its campaign queue's ready agents."""
+
+    def __init__(self, store: LeadStore, now: float, ready: list[str]) -> None:
+        section = DialerSection(campaigns=[CampaignSettings(name="spring", queue="sales", leads="store",
+                                                            callback_owner_grace=GRACE)])
+        self.now = now
+        self.ready = ready
+        self.sunk: list[Any] = []
+        self.dialer = Dialer(section, servers=["pbx"], dial_template="PJSIP/{number}@trunk",
+                             idle_agents=lambda queue: len(self.ready), sink=self.sunk.extend, clock=lambda: self.now,
+                             ready_agents=lambda queue: list(self.ready))
+        self.dialer.open_store(store, _inline, now)
+        self.dialer.handle(AmiConnectionChanged(server="pbx", ts=now, connected=True, detail="up"), now)
+        self.campaign = self.dialer.campaigns["spring"]
+
+    def tick(self, now: float) -> list[Any]:
+        self.now = now
+        out = self.dialer.tick(now) + self.sunk
+        self.sunk.clear()
+        return out
+
+
+def _statuses(store: LeadStore) -> list[str]:
+    with Session(store.engine) as session:
+        return list(session.scalars(select(Callback.status)))
+
+
+def test_a_restart_neither_loses_nor_duplicates_an_owned_callback(db_url: str) -> None:
+    upgrade(db_url)
+    store = LeadStore(make_engine(db_url))
+    callbacks = CallbackStore(store.engine)
+    callbacks.add(number="+15559990001", due=T0 + 30, source="agent", queue="sales", agent_id="a1",
+                  notes="the May renewal", now=T0)
+    first = Server(store, T0, ready=["a2"])  # a1 is not ready; a2 is
+    (lead_id,) = [lead_id for lead_id in first.campaign.leads if lead_id.startswith("cb")]
+    owned = first.campaign.owned_callback(lead_id)
+    assert owned is not None and (owned.agent_id, owned.due, owned.notes) == ("a1", T0 + 30, "the May renewal")
+    for t in range(0, 120, 5):  # due, but nobody else gets it
+        out = first.tick(T0 + t)
+        assert not [e for e in out if isinstance(e, PreviewOffered | AttemptStarted)], out
+    assert _statuses(store) == ["queued"]
+
+    # the server restarts: the callback is a1's still, once
+    second = Server(store, T0 + 130, ready=["a2"])
+    assert second.campaign.owned_callbacks() == 1 and second.campaign.owned_callback(lead_id) is not None
+    for t in (130, 140):  # the hopper's read (every 5 s) hands the queued callback over again: no change
+        assert not [e for e in second.tick(T0 + t) if isinstance(e, PreviewOffered | AttemptStarted)]
+    assert second.campaign.owned_callbacks() == 1
+    second.ready.append("a1")
+    shown = [e for e in second.tick(T0 + 150) if isinstance(e, PreviewOffered)]
+    assert [(e.agent_id, e.lead_id, e.callback_due) for e in shown] == [("a1", lead_id, T0 + 30)]
+    out = second.dialer.preview_accept("a1", lead_id, T0 + 155) + second.sunk
+    assert [o.variables["CTI_LEAD_ID"] for o in out if isinstance(o, Originate)] == [lead_id]
+    assert _statuses(store) == ["dialled"]
+
+    # and again: the callback was dialled; it is nobody's to offer, and not claimed again
+    third = Server(store, T0 + 200, ready=["a1", "a2"])
+    assert third.campaign.owned_callbacks() == 0
+    assert not [e for e in third.tick(T0 + 200) if isinstance(e, PreviewOffered)]
+    assert _statuses(store) == ["dialled"]
+    store.engine.dispose()
+
+
+def test_an_absent_owner_hands_the_callback_to_the_campaign_after_the_grace(db_url: str) -> None:
+    upgrade(db_url)
+    store = LeadStore(make_engine(db_url))
+    CallbackStore(store.engine).add(number="+15559990001", due=T0 + 30, source="agent", queue="sales",
+                                    agent_id="a1", now=T0)
+    server = Server(store, T0, ready=["a2"])
+    dialled_at = None
+    warnings: list[DialerWarning] = []
+    for t in range(0, int(GRACE) + 120, 5):
+        out = server.tick(T0 + t)
+        warnings += [e for e in out if isinstance(e, DialerWarning) and e.code == "callback-to-campaign"]
+        if dialled_at is None and [o for o in out if isinstance(o, Originate)]:
+            dialled_at = T0 + t
+    assert dialled_at is not None and T0 + 30 + GRACE <= dialled_at <= T0 + 30 + GRACE + 5
+    assert len(warnings) == 1 and "agent a1" in warnings[0].message
+    assert _statuses(store) == ["dialled"]
+    store.engine.dispose()
