@@ -81,6 +81,7 @@ EVICTED_KEPT = 10_000  # finished leads whose fields stay readable after the hop
 RATE_WINDOW = 300.0  # seconds of recent dials the run-out warning measures the dial rate over
 SUPPLY_CHECK_EVERY = 30.0  # seconds between run-out checks
 MAX_WINDOW_STEPS = 8  # zones of one number whose windows have not met after this many steps: retry in a day
+STEP_WARNING_EVERY = 60.0  # seconds: at most one pacing-step warning (to or from preview) per campaign
 DIALLING_GRACE = 60.0  # seconds past the Originate timeout before a silent attempt is declared unknown
 
 INVALID_NUMBER = "invalid"  # the attempt's result when the lead's number cannot be dialled at all
@@ -196,6 +197,8 @@ class Campaign:
         self._owned: dict[str, OwnedCallback] = {}  # lead -> its callback an agent owns (in no heap meanwhile)
         self._handed_over: set[str] = set()  # owned callbacks given to the whole campaign, until dialled
         self.step = settings.mode  # the mode the last decision paced in (``dialer.pacer.step_of``)
+        self._next_step_warning = 0.0
+        self._reported_step = settings.mode  # the step the last pacing-step warning named
         self._evicted: OrderedDict[str, Lead] = OrderedDict()  # the latest leads the hopper let go, for lead_fields
         self._ended_calls: OrderedDict[str, str] = OrderedDict()  # call id -> lead of the latest finished attempts
         self.dnc: set[str] = set()  # numbers never to dial (checked when a lead is taken)
@@ -460,13 +463,20 @@ class Campaign:
             return []
         decision = self.decide(now, agents, window)
         out: list[Output] = []
-        if decision.step != self.step:
-            w = decision.explain.get("window") or {}
-            out.append(DialerWarning(now, self.name, "pacing-step",
-                                     f"pacing {self.step} -> {decision.step} ({decision.reason}; window "
-                                     f"{w.get('abandoned')} abandoned of {w.get('live')} live answers, cap "
-                                     f"{w.get('cap')})"))
-            self.step = decision.step
+        self.step = decision.step
+        if self.step != self._reported_step:
+            # the operator hears of a step down to preview and back (the wallboard shows every step), at most
+            # once a minute should the budget hover at the edge (then the step it is at a minute later)
+            if "preview" not in (self._reported_step, self.step):
+                self._reported_step = self.step
+            elif now >= self._next_step_warning:
+                self._next_step_warning = now + STEP_WARNING_EVERY
+                w = decision.explain.get("window") or {}
+                out.append(DialerWarning(now, self.name, "pacing-step",
+                                         f"pacing {self._reported_step} -> {self.step} ({decision.reason}; window "
+                                         f"{w.get('abandoned')} abandoned of {w.get('live')} live answers, cap "
+                                         f"{w.get('cap')})"))
+                self._reported_step = self.step
         for _ in range(decision.dial):
             lead = self._next_lead(now)
             if lead is None:

@@ -103,3 +103,22 @@ def test_the_dialer_hands_each_campaign_its_outlook_and_window() -> None:
     assert step.code == "pacing-step" and "progressive -> preview" in step.message
     figures = dialer.figures(T0 + 1)[0]
     assert (figures["step"], figures["previews"], figures["pacing"]["reason"]) == ("preview", 5, "preview-fallback")
+
+
+def test_a_step_down_to_preview_and_back_is_told_at_most_once_a_minute() -> None:
+    """A progressive campaign whose window is spent steps down to preview (a pacing-step warning); back and
+    forth within the minute, nothing more is said (the wallboard shows the step); a minute on, the step it
+    is at then."""
+    c = make(100)
+    spent = WindowFigures(live=100, abandoned=4, cap=0.03, elapsed_fraction=1.0)
+    fine = WindowFigures(live=0, abandoned=0, cap=0.03, elapsed_fraction=0.0)
+
+    def told(now: float, window: WindowFigures) -> list[str]:
+        return [e.message.split(" (")[0] for e in c.pace(now, 5, window) if isinstance(e, DialerWarning)]
+
+    assert told(T0, spent) == ["pacing progressive -> preview"]
+    assert c.step == "preview" and c.last_decision is not None and c.last_decision.previews == 5
+    assert told(T0 + 1, fine) == [] and c.step == "progressive"
+    assert told(T0 + 2, spent) == [] and told(T0 + 3, fine) == []
+    assert told(T0 + 61, fine) == ["pacing preview -> progressive"]
+    assert told(T0 + 62, fine) == []
