@@ -360,8 +360,11 @@ class Dialer:
     def _follow(self, out: Sequence[object]) -> list[Output]:
         """What the previews make of attempts that finished (an accepted lead not reached frees its agent)."""
         follow: list[Output] = []
+        if not out:
+            return follow
         for previews in self.previews.values():
-            follow.extend(previews.follow(out))
+            if previews.dialling:
+                follow.extend(previews.follow(out))
         return follow
 
     def figures(self, now: float) -> list[dict[str, Any]]:
