@@ -664,7 +664,9 @@ class Campaign:
 
     def next_deadline(self) -> float | None:
         """The earliest timer: a person's safe harbour, a silent attempt's watchdog, an owned callback's grace."""
-        grace = min((o.expires for o in self._owned.values()), default=None)
+        # (a callback shown to its owner meanwhile waits for the answer: no timer, or it would fire at once)
+        grace = min((o.expires for lead_id, o in self._owned.items()
+                     if lead_id in self.leads and self.leads[lead_id].status == "pending"), default=None)
         while self._timers:
             deadline, _, ref = self._timers[0]
             a = self.attempts.get(ref)

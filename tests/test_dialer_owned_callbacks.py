@@ -59,6 +59,7 @@ def test_not_offered_before_it_is_due_and_then_only_to_its_owner() -> None:
     assert isinstance(e, PreviewOffered) and e.callback_due == T0 + 60 and e.callback_notes.startswith("call about")
     assert e.fields["name"] == "Owed" and e.ref == "dial:spring/cb1/1"
     assert p.offer_callbacks(T0 + 61, ["a1"]) == []  # shown already
+    assert c.next_deadline() is None  # no grace timer while its owner looks at it
     # accept: dialled as any attempt; the agent stays held for the person (PreviewEnded without release)
     started, ended = p.accept("a1", "cb1", T0 + 65)
     assert isinstance(started, AttemptStarted) and started.lead_id == "cb1"
