@@ -4,6 +4,7 @@ bus, and the agent console's requests)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from twisted.internet import defer
 
@@ -20,10 +21,13 @@ class Callbacks(Reactive):
 
     subscriptions = (CallbackRequested,)
 
-    def __init__(self) -> None:
+    def __init__(self, lead_of_call: Callable[[str], tuple[str, str] | None] | None = None) -> None:
         self.store: CallbackStore | None = None
         self.run: ThreadRunner | None = None
         self.requested: list[CallbackRequested] = []  # the IVR's requests, in order
+        # (campaign, lead) of a campaign's call (``dialer.shell.Dialer.lead_of_call``): an agent's callback on
+        # that call is for that lead, and the campaign offers it to the agent first
+        self.lead_of_call = lead_of_call
 
     def handle(self, event: object, now: float) -> Outputs:
         assert isinstance(event, CallbackRequested)
@@ -36,11 +40,17 @@ class Callbacks(Reactive):
 
     def schedule(self, *, number: str, due: float, source: str, now: float, queue: str = "", notes: str = "",
                  agent_id: str = "", call_id: str = "", lead_id: str = "") -> defer.Deferred[int]:
-        """Store a callback (never lost: it is written before the caller or agent is told it is scheduled)."""
+        """Store a callback (never lost: it is written before the caller or agent is told it is scheduled). One
+        on a campaign's call (``call_id``) without a lead is for that call's lead, in that campaign."""
         store, run = self.store, self.run
         if store is None or run is None:
             return defer.fail(RuntimeError("no database: callbacks cannot be stored"))
+        campaign = ""
+        if call_id and self.lead_of_call is not None:
+            found = self.lead_of_call(call_id)
+            if found is not None and (not lead_id or lead_id == found[1]):
+                campaign, lead_id = found
         d: defer.Deferred[int] = run(lambda: store.add(number=number, due=due, source=source, queue=queue,
                                                        notes=notes, agent_id=agent_id, call_id=call_id,
-                                                       lead_id=lead_id, now=now))
+                                                       lead_id=lead_id, campaign=campaign, now=now))
         return d

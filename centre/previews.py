@@ -1,4 +1,5 @@
-"""Preview mode in the application: the dialer's previews become ACD holds and console pushes.
+"""Previews in the application (preview mode, a campaign stepped down to preview, an agent's own callbacks):
+the dialer's previews become ACD holds and console pushes.
 
 An engine on the bus (``cti.bus.Engine``): on ``PreviewOffered`` it holds the agent in the ACD for the
 lead's attempt (``AcdService.reserve_preview``: reserved, reason ``preview``) and pushes the ``preview``
@@ -23,10 +24,12 @@ log = logging.getLogger("cti.previews")
 
 
 def preview_message(e: PreviewOffered) -> dict[str, Any]:
-    """The console's ``preview`` frame for a lead shown to an agent."""
+    """The console's ``preview`` frame for a lead shown to an agent (``callback``: the agent's own scheduled
+    callback, with when it was due and its notes; null for a campaign's lead)."""
+    callback = None if e.callback_due is None else {"due": e.callback_due, "notes": e.callback_notes}
     return {"type": "preview", "status": "offered", "lead_id": e.lead_id, "campaign": e.campaign,
             "number": e.fields.get("phone", ""), "name": e.fields.get("name", ""), "fields": dict(e.fields),
-            "deadline": e.deadline}
+            "deadline": e.deadline, "callback": callback}
 
 
 class PreviewHolds:

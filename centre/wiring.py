@@ -243,7 +243,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     customer_number = CustomerNumbers(tracker, dialer)
     log_feed = CallLogFeed(call_log, customer_number=customer_number, variables=tracker.variables,
                            ivr_call=IvrCalls(cfg, tracker))
-    callbacks = Callbacks()
+    callbacks = Callbacks(lead_of_call=dialer.lead_of_call if dialer is not None else None)
     interactions = InteractionSink()
     recorder_feed = RecorderFeed()
     # the pool and the links need each other: ``links`` is bound below, before any connection is made

@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -68,6 +68,7 @@ from dialer.pacer import (
     WindowFigures,
     pace,
     pace_predictive,
+    step_of,
 )
 from dialer.settings import CampaignSettings
 
@@ -80,6 +81,7 @@ EVICTED_KEPT = 10_000  # finished leads whose fields stay readable after the hop
 RATE_WINDOW = 300.0  # seconds of recent dials the run-out warning measures the dial rate over
 SUPPLY_CHECK_EVERY = 30.0  # seconds between run-out checks
 MAX_WINDOW_STEPS = 8  # zones of one number whose windows have not met after this many steps: retry in a day
+STEP_WARNING_EVERY = 60.0  # seconds: at most one pacing-step warning (to or from preview) per campaign
 DIALLING_GRACE = 60.0  # seconds past the Originate timeout before a silent attempt is declared unknown
 
 INVALID_NUMBER = "invalid"  # the attempt's result when the lead's number cannot be dialled at all
@@ -138,6 +140,18 @@ class Lead:
 
 
 @dataclass(slots=True)
+class OwnedCallback:
+    """A scheduled callback an agent owns: offered to that agent (a preview aimed at it) from ``due``; if the
+    agent has not taken it by ``expires`` (``callback_owner_grace`` after it is due, or after the lead's
+    calling window opens), the whole campaign dials it like any callback."""
+
+    agent_id: str
+    due: float
+    expires: float
+    notes: str = ""
+
+
+@dataclass(slots=True)
 class Attempt:
     ref: str
     lead: Lead
@@ -180,7 +194,13 @@ class Campaign:
         self._fresh: list[tuple[float, int, str]] = []
         self._callbacks: list[tuple[float, int, str]] = []  # scheduled callbacks: dialled first, at their time
         self._callback_due: dict[str, float] = {}  # lead -> its callback's time, until it is dialled
+        self._owned: dict[str, OwnedCallback] = {}  # lead -> its callback an agent owns (in no heap meanwhile)
+        self._handed_over: set[str] = set()  # owned callbacks given to the whole campaign, until dialled
+        self.step = settings.mode  # the mode the last decision paced in (``dialer.pacer.step_of``)
+        self._next_step_warning = 0.0
+        self._reported_step = settings.mode  # the step the last pacing-step warning named
         self._evicted: OrderedDict[str, Lead] = OrderedDict()  # the latest leads the hopper let go, for lead_fields
+        self._ended_calls: OrderedDict[str, str] = OrderedDict()  # call id -> lead of the latest finished attempts
         self.dnc: set[str] = set()  # numbers never to dial (checked when a lead is taken)
         self._dials: deque[float] = deque()  # when recent attempts started (the dial rate for run-out warnings)
         self._next_supply_check = 0.0
@@ -222,21 +242,96 @@ class Campaign:
         """Numbers on the do-not-call list: a pending lead with one of them is never taken again."""
         self.dnc.update(numbers)
 
-    def schedule_callback(self, lead: Lead, due: float) -> bool:
+    def schedule_callback(self, lead: Lead, due: float, owner: str = "", notes: str = "") -> bool:
         """A scheduled callback: the lead (a known one, or new) is dialled at ``due`` (or when its window opens),
-        ahead of retries and fresh leads, whatever attempts it has used. False when the lead has an attempt open
-        (the callback is for later: ask again after it ends)."""
+        ahead of retries and fresh leads, whatever attempts it has used. With ``owner`` (an agent's own
+        callback) it is offered to that agent only (``callback_for``) until ``callback_owner_grace`` seconds
+        after it is due, then to the whole campaign (``tick``). False when the lead has an attempt open or is
+        shown to an agent (the callback is for later: ask again after it ends). Idempotent: the store hands a
+        callback it has queued over again at each read."""
         known = self.leads.get(lead.lead_id)
-        if known is not None and known.status == "active":
+        if known is not None and known.status in ("active", "preview"):
             return False
+        lead_id = lead.lead_id
+        if owner and lead_id in self._handed_over:
+            owner = ""  # its owner's grace is over already: the campaign's
+        if known is not None and known.status == "pending":
+            held = self._owned.get(lead_id)
+            if (held is not None and held.due == due and held.agent_id == owner) or \
+                    (not owner and held is None and self._callback_due.get(lead_id) == due):
+                return True  # scheduled already
         if known is None:
-            self.leads[lead.lead_id] = known = lead
+            self.leads[lead_id] = known = lead
         elif lead.fields:
             known.fields.update(lead.fields)
         known.status, known.next_at = "pending", due
-        self._callback_due[known.lead_id] = due
+        if owner:
+            self._callback_due.pop(lead_id, None)
+            self._owned[lead_id] = OwnedCallback(owner, due, due + self.settings.callback_owner_grace, notes)
+            return True
+        self._owned.pop(lead_id, None)
+        self._callback_due[lead_id] = due
         self._schedule(known)
         return True
+
+    def owned_callback(self, lead_id: str) -> OwnedCallback | None:
+        """The owned callback of a lead, if it has one waiting for its agent."""
+        return self._owned.get(lead_id)
+
+    def owned_callbacks(self) -> int:
+        """Agents' own callbacks waiting for their owners (the wallboard's count)."""
+        return len(self._owned)
+
+    def owners_due(self, now: float) -> set[str]:
+        """The agents with a callback of theirs due by ``now`` and not shown to them yet."""
+        return {o.agent_id for lead_id, o in self._owned.items()
+                if o.due <= now and lead_id in self.leads and self.leads[lead_id].status == "pending"}
+
+    def callback_for(self, agent_id: str, now: float) -> Lead | None:
+        """The agent's own callback due by ``now`` (earliest first) whose lead may be called now, set aside for
+        a preview aimed at that agent (as ``take_lead``); None when it has none."""
+        if not self.settings.enabled:
+            return None
+        mine = sorted((o.due, lead_id) for lead_id, o in self._owned.items() if o.agent_id == agent_id and o.due <= now)
+        for _, lead_id in mine:
+            lead = self.leads.get(lead_id)
+            if lead is None or lead.status != "pending":
+                continue
+            if lead.number in self.dnc:
+                lead.status = DNC_STATUS
+                self.counts["dnc"] = self.counts.get("dnc", 0) + 1
+                del self._owned[lead_id]
+                continue
+            if max(self._window_opens(lead, now), self._redial_opens(lead)) > now:
+                continue  # outside its window: its grace starts again when the window opens (``tick``)
+            lead.status = "preview"
+            return lead
+        return None
+
+    def _release_owned(self, now: float, out: list[Output]) -> None:
+        """Owned callbacks whose owner did not take them within the grace go to the whole campaign."""
+        for lead_id, o in list(self._owned.items()):
+            lead = self.leads.get(lead_id)
+            if lead is None:
+                del self._owned[lead_id]
+                continue
+            if o.due > now or lead.status != "pending":
+                continue
+            opens = max(self._window_opens(lead, now), self._redial_opens(lead))
+            if opens > now:  # the lead may not be called now: its owner gets the grace once it may
+                o.expires = max(o.expires, opens + self.settings.callback_owner_grace)
+                continue
+            if now < o.expires:
+                continue
+            del self._owned[lead_id]
+            self._handed_over.add(lead_id)
+            self._callback_due[lead_id] = o.due
+            lead.next_at = o.due
+            self._schedule(lead)
+            self.counts["callbacks_handed_over"] = self.counts.get("callbacks_handed_over", 0) + 1
+            out.append(DialerWarning(now, self.name, "callback-to-campaign",
+                                     f"lead {lead_id}: agent {o.agent_id} did not take its callback due "
+                                     f"{now - o.due:.0f} s ago: any agent of the campaign gets it now"))
 
     def refill(self, leads: Iterable[Lead]) -> int:
         """The hopper: take pending leads read from the store that are not in memory yet (those already here
@@ -345,12 +440,17 @@ class Campaign:
             decision = PacingDecision(0, 0, 0.0, "preview", {"mode": "preview"})  # an agent's accept dials
         else:
             ratio = s.ratio if s.mode == "ratio" else 1.0
+            w = window or self.window_figures()
             decision = pace(idle_agents=idle, in_flight=self.in_flight, ratio=ratio, abandon_rate=self.abandon_rate(),
-                            max_abandon_rate=s.max_abandon_rate, max_lines=s.max_lines)
-            decision = PacingDecision(decision.dial, decision.target, decision.ratio, decision.reason,
-                                      {"mode": s.mode, "idle": idle, "reserve": outlook.reserve,
-                                       "in_flight": self.in_flight, "abandon_rate": self.abandon_rate(),
-                                       "dial": decision.dial, "reason": decision.reason})
+                            max_abandon_rate=s.max_abandon_rate, max_lines=s.max_lines, window=w)
+            decision = replace(decision, explain={
+                "mode": s.mode, "idle": idle, "reserve": outlook.reserve, "in_flight": self.in_flight,
+                "abandon_rate": self.abandon_rate(), "dial": decision.dial, "reason": decision.reason,
+                "previews": decision.previews,
+                "window": {"live": w.live, "abandoned": w.abandoned, "cap": w.cap,
+                           "elapsed": round(w.elapsed_fraction, 4)}})
+        decision = replace(decision, step=step_of(s.mode, decision.reason))
+        decision.explain["step"] = decision.step
         self.last_decision = decision
         return decision
 
@@ -363,12 +463,27 @@ class Campaign:
             return []
         decision = self.decide(now, agents, window)
         out: list[Output] = []
+        self.step = decision.step
+        if self.step != self._reported_step:
+            # the operator hears of a step down to preview and back (the wallboard shows every step), at most
+            # once a minute should the budget hover at the edge (then the step it is at a minute later)
+            if "preview" not in (self._reported_step, self.step):
+                self._reported_step = self.step
+            elif now >= self._next_step_warning:
+                self._next_step_warning = now + STEP_WARNING_EVERY
+                w = decision.explain.get("window") or {}
+                out.append(DialerWarning(now, self.name, "pacing-step",
+                                         f"pacing {self._reported_step} -> {self.step} ({decision.reason}; window "
+                                         f"{w.get('abandoned')} abandoned of {w.get('live')} live answers, cap "
+                                         f"{w.get('cap')})"))
+                self._reported_step = self.step
         for _ in range(decision.dial):
             lead = self._next_lead(now)
             if lead is None:
                 break
             lead.status = "active"
             lead.attempts += 1
+            self._handed_over.discard(lead.lead_id)
             if self.settings.run_out_warning > 0:
                 self._dials.append(now)
             ref = self._ref(lead, lead.attempts)
@@ -398,6 +513,9 @@ class Campaign:
             return None
         lead.status = "active"
         lead.attempts += 1
+        self._owned.pop(lead_id, None)
+        self._handed_over.discard(lead_id)
+        self._callback_due.pop(lead_id, None)
         ref = self._ref(lead, lead.attempts)
         self.attempts[ref] = Attempt(ref, lead, lead.attempts, S.PERSISTING, now)
         return AttemptStarted(now, self.name, lead.lead_id, ref, lead.attempts, lead.number)
@@ -408,6 +526,12 @@ class Campaign:
         lead = self.leads.get(lead_id)
         if lead is not None and lead.status == "preview":
             lead.status = "pending"
+            owned = self._owned.get(lead_id)
+            if owned is not None:  # still its owner's: due again at ``at`` (a skip), else as it was
+                if at is not None:
+                    lead.next_at = owned.due = at
+                    owned.expires = at + self.settings.callback_owner_grace
+                return
             if at is not None:
                 lead.next_at = at
                 self._schedule(lead)
@@ -521,6 +645,8 @@ class Campaign:
     def tick(self, now: float) -> list[Output]:
         """Fire due timers: safe harbour for people still waiting, and the watchdog of silent attempts."""
         out: list[Output] = []
+        if self._owned:
+            self._release_owned(now, out)
         while self._timers and self._timers[0][0] <= now:
             deadline, _, ref = heapq.heappop(self._timers)
             a = self.attempts.get(ref)
@@ -537,13 +663,17 @@ class Campaign:
         return out
 
     def next_deadline(self) -> float | None:
+        """The earliest timer: a person's safe harbour, a silent attempt's watchdog, an owned callback's grace."""
+        # (a callback shown to its owner meanwhile waits for the answer: no timer, or it would fire at once)
+        grace = min((o.expires for lead_id, o in self._owned.items()
+                     if lead_id in self.leads and self.leads[lead_id].status == "pending"), default=None)
         while self._timers:
             deadline, _, ref = self._timers[0]
             a = self.attempts.get(ref)
             if a is not None and a.deadline == deadline:
-                return deadline
+                return deadline if grace is None else min(deadline, grace)
             heapq.heappop(self._timers)
-        return None
+        return grace
 
     def next_due(self) -> float | None:
         """When the earliest pending lead becomes due (None: no lead left to dial, or the campaign is disabled)."""
@@ -551,6 +681,8 @@ class Campaign:
             return None
         heads = [h for h in (self._head(self._callbacks), self._head(self._retries), self._head(self._fresh))
                  if h is not None]
+        heads += [o.due for lead_id, o in self._owned.items()
+                  if lead_id in self.leads and self.leads[lead_id].status == "pending"]
         return min(heads) if heads else None
 
     def _head(self, heap: list[tuple[float, int, str]]) -> float | None:
@@ -575,7 +707,7 @@ class Campaign:
                 "dialled": self.counts["dialled"], "results": dict(self.results), "in_flight": self.in_flight,
                 "open": len(self.attempts), "abandon_rate": rate, "humans": len(self._humans),
                 "pacing": None if self.last_decision is None else self.last_decision.reason,
-                "mode": self.settings.mode,
+                "mode": self.settings.mode, "step": self.step, "owned_callbacks": len(self._owned),
                 "pacing_explain": None if self.last_decision is None else dict(self.last_decision.explain)}
 
     # ------------------------------------------------------------------ internals
@@ -597,8 +729,8 @@ class Campaign:
         while heap and heap[0][0] <= now:
             at, _, lead_id = heapq.heappop(heap)
             lead = self.leads.get(lead_id)
-            if lead is None or lead.status != "pending" or lead.next_at != at:
-                continue
+            if lead is None or lead.status != "pending" or lead.next_at != at or lead_id in self._owned:
+                continue  # gone, taken, moved, or an agent's own callback (``callback_for``)
             if lead.number in self.dnc:
                 lead.status = DNC_STATUS
                 self.counts["dnc"] = self.counts.get("dnc", 0) + 1
@@ -759,8 +891,20 @@ class Campaign:
             return "hangup", False
         return "abandoned" if a.redirected or (a.ended_at - a.human_at) >= window else "hangup", False
 
+    def lead_of_call(self, call_id: str) -> str | None:
+        """The lead whose attempt is (or recently was) the call ``call_id`` (an agent's callback on that call
+        is for that lead)."""
+        ref = self._by_call.get(call_id)
+        if ref is not None and ref in self.attempts:
+            return self.attempts[ref].lead.lead_id
+        return self._ended_calls.get(call_id)
+
     def _finish(self, a: Attempt, now: float) -> AttemptFinished:
         self.attempts.pop(a.ref, None)
+        if a.call_id:
+            self._ended_calls[a.call_id] = a.lead.lead_id
+            while len(self._ended_calls) > EVICTED_KEPT:
+                self._ended_calls.popitem(last=False)
         if self._by_uid.get(a.uniqueid) == a.ref:
             del self._by_uid[a.uniqueid]
         if self._by_call.get(a.call_id) == a.ref:

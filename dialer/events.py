@@ -71,8 +71,9 @@ class DialerWarning(DialerEvent):
 
 @dataclass(frozen=True, slots=True)
 class PreviewOffered(DialerEvent):
-    """Preview mode: the lead pops to ``agent_id``, who is to accept (the lead is dialled and, answered,
-    connected to this agent) or skip it before ``deadline``. ``ref`` is the attempt an accept starts (the
+    """Preview mode (or a campaign stepped down to preview, or an agent's own callback): the lead pops to
+    ``agent_id``, who is to accept (the lead is dialled and, answered, connected to this agent) or skip it
+    before ``deadline``. ``ref`` is the attempt an accept starts (the
     ACD holds the agent for it). Not stored: the lead stays pending in the store until it is dialled."""
 
     lead_id: str
@@ -80,6 +81,8 @@ class PreviewOffered(DialerEvent):
     agent_id: str
     fields: dict[str, str]
     deadline: float
+    callback_due: float | None = None  # an agent's own scheduled callback (offered to it alone): when it was due
+    callback_notes: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
+from dialer.pacer import PacingDecision
 
 ANSWERED_RESULTS = frozenset({"connected", "abandoned", "hangup", "machine"})
 
@@ -96,3 +98,13 @@ class DayFigures:
     def tally(self, now: float) -> Tally:
         """Today's tally at ``now`` (a new, empty one after midnight)."""
         return self._at(now)
+
+
+def pacing_figures(decision: PacingDecision | None) -> dict[str, Any] | None:
+    """The pacer's last decision as the wallboard shows it: lines to dial, lines up, the reason, the mode it
+    paced in (``step``: the campaign's mode, or the step down: ``progressive``, ``preview``) and the agents
+    it gave previews to instead of lines (None before the first decision)."""
+    if decision is None:
+        return None
+    return {"dial": decision.dial, "target": decision.target, "reason": decision.reason, "step": decision.step,
+            "previews": decision.previews}

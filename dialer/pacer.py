@@ -4,8 +4,19 @@ Two pacers:
 
 ``pace`` (modes ``progressive`` and ``ratio``) dials at most ``ratio`` lines per idle eligible agent
 (progressive: 1.0), counting calls already in flight against that budget. When the measured abandon
-rate is over the cap, the ratio is cut to ``min(ratio, 1) * cap / rate``; a throttled campaign still
-keeps one line going when nothing is in flight and an agent is idle, so that it keeps measuring.
+rate is over the cap, the ratio is cut to ``min(ratio, 1) * cap / rate``; a throttled campaign keeps one
+line going when nothing is in flight and an agent is idle, so that it keeps measuring, as long as its
+policy window can afford it. When the window cannot (``window_spent``: it would end at or over its cap
+even if nothing more were abandoned), the campaign steps down to preview (``preview-fallback``): nothing
+is dialled, each idle agent is given a lead to accept instead. Why preview rather than that one throttled
+line: a line no agent is held for can still be abandoned (its agent taken by another call, or slow to
+answer), and with the window spent every further abandon is one over the law; a previewed lead is dialled
+only when its agent accepts it, and that agent is held for the call, so it cannot be abandoned for want
+of an agent. Previews still measure (their answers are live answers), and every person they connect brings
+the window's rate down, so it recovers sooner than under a throttled line. While the window has budget
+left, a high recent rate only throttles: the window absorbs the one line, and stepping down on a few early
+abandons (1 in 20 is 5%) would stall a campaign for nothing. (People AMD takes for machines are dropped in
+every mode while the dialplan runs AMD on every call: the step down cannot help with those.)
 
 ``pace_predictive`` (mode ``predictive``) forecasts, from what the campaign has measured, how many of
 the people its calls reach will find no agent free, and launches the largest number of calls whose
@@ -29,6 +40,12 @@ predicted abandon probability keeps the policy window's projected rate under its
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
   no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
   answers are measured it paces progressively too (the priors may be far off);
+* when the budget is gone (``allowed <= 0``: the window is at its aim, or projected over the cap, even with
+  no further abandon; or AMD's dropped people alone use it up) it steps down to preview
+  (``preview-fallback``): no line is dialled ahead or progressively, each ready agent (beyond the reserve)
+  is given a lead to accept instead. The pacer keeps no state: each decision reads the window afresh, so
+  when the budget recovers (previews add live answers without abandons; a rolling window drops old ones)
+  progressive, then predictive pacing resume by themselves;
 * the horizon ``h`` is a low quantile of the measured dial-to-person times (``DialMeasures.connect``)
   plus the safe-harbour seconds: people who answer early meet fewer freed agents.
 
@@ -48,30 +65,62 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
+#: The reason of a decision that steps down to preview: nothing is dialled, ready agents get previews.
+PREVIEW_FALLBACK = "preview-fallback"
+#: The reason of a predictive decision that paces progressively (the budget nearly gone; the warm-up).
+PROGRESSIVE_REASONS = frozenset({"progressive-fallback", "warm-up"})
+
+
 @dataclass(frozen=True, slots=True)
 class PacingDecision:
     """``dial``: calls to place now; ``target``: lines the campaign should have up; ``reason`` says why;
-    ``explain``: the inputs and the predictions behind it (empty for the progressive pacer)."""
+    ``explain``: the inputs and the predictions behind it (empty for the progressive pacer);
+    ``previews``: ready agents to give a lead as a preview instead (``preview-fallback``); ``step``: the
+    mode this decision paces in (the campaign's mode, or the one it stepped down to; "" unknown)."""
 
     dial: int
     target: int
     ratio: float
     reason: str  # no-agents | full | throttled | paced | max-lines | predicted | progressive-fallback | ...
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
+    previews: int = 0
+    step: str = ""
+
+
+def step_of(mode: str, reason: str) -> str:
+    """The mode a decision of a campaign in ``mode`` paces in: ``preview`` after a step down to preview,
+    ``progressive`` after a predictive campaign's fall back, else the campaign's own mode."""
+    if reason == PREVIEW_FALLBACK:
+        return "preview"
+    if mode == "predictive" and reason in PROGRESSIVE_REASONS:
+        return "progressive"
+    return mode
+
+
+def window_spent(w: WindowFigures) -> bool:
+    """The policy window would end at or over its cap even if nothing more were abandoned (its abandons
+    over its live answers so far and those the rest of it should bring at the pace so far): one more abandon
+    is one over the law."""
+    projected = window_projection(w)
+    return projected is not None and w.abandoned > 0 and projected >= w.cap - 1e-12
 
 
 def pace(*, idle_agents: int, in_flight: int, ratio: float, abandon_rate: float | None,
-         max_abandon_rate: float, max_lines: int) -> PacingDecision:
+         max_abandon_rate: float, max_lines: int, window: WindowFigures | None = None) -> PacingDecision:
     """The pacing decision for one campaign.
 
     ``idle_agents``: ready agents who could take the campaign's call right now; ``in_flight``: calls
     dialled or answered and not yet with an agent; ``abandon_rate``: recent abandoned / answered by a
-    person (None until measured).
+    person (None until measured); ``window``: the policy window's figures (None: not known). Steps down
+    to preview (``preview-fallback``, ``previews`` = the idle agents) when the window is spent (see the
+    module's docstring).
     """
     if ratio <= 0 or max_lines <= 0:
         raise ValueError("ratio and max_lines must be > 0")
     idle = max(0, idle_agents)
     flying = max(0, in_flight)
+    if window is not None and window_spent(window):
+        return PacingDecision(0, flying, 0.0, PREVIEW_FALLBACK, previews=idle)
     if idle == 0:
         return PacingDecision(0, 0, 0.0, "no-agents")
     effective = ratio
@@ -312,6 +361,15 @@ def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, st
     return min(max(budget, 0.0), w.cap), "window-budget"
 
 
+def window_projection(w: WindowFigures) -> float | None:
+    """The window's rate at its end if nothing more were abandoned (None: nothing measured yet)."""
+    e = min(max(w.elapsed_fraction, 0.0), 1.0)
+    if e < 1e-6 or w.live <= 0:
+        return None
+    rest = max(w.live * (1.0 - e) / e, 0.05 * w.live, 1.0)
+    return w.abandoned / (w.live + rest)
+
+
 def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: DialMeasures,
                     window: WindowFigures, params: PredictiveParams) -> PacingDecision:
     """The predictive decision for one campaign (see the module's docstring)."""
@@ -342,6 +400,7 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
     person = 1.0 if acc >= 1.0 else min(1.0, max(0.0, (m.human_share - (1.0 - acc)) / (2.0 * acc - 1.0)))
     amd_rate = (1.0 - acc) if params.count_amd_misses else 0.0  # persons AMD drops as machines
     budget, basis = window_budget(window, params)
+    projected = window_projection(window)
     feedback = 1.0
     if m.recent_rate is not None and m.recent_n >= params.feedback_min and m.recent_rate > budget > 0:
         feedback = max(0.25, budget / m.recent_rate)
@@ -358,7 +417,8 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
                                         "elapsed": round(window.elapsed_fraction, 4)},
         "budget": round(budget, 5), "budget_basis": basis, "feedback": round(feedback, 3),
         "recent_rate": m.recent_rate, "results": m.results, "answers": m.answers, "allowed": round(allowed, 5),
-        "room": room,
+        "room": room, "projected_rate": None if projected is None else round(projected, 5),
+        "amd_share": round(amd_rate * person, 5),
     }
 
     def decided(dial: int, reason: str, fc: Forecast | None) -> PacingDecision:
@@ -371,6 +431,11 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         return PacingDecision(dial, lines, round(ratio, 3), reason, explain)
 
     free_now = max(0, agents.ready - reserve)
+    if allowed <= 1e-9:
+        # the budget is gone: no line the agents are not held for; ready agents get previews instead
+        explain["previews"] = free_now
+        explain.update(dial=0, reason=PREVIEW_FALLBACK)
+        return PacingDecision(0, flight.count, 0.0, PREVIEW_FALLBACK, explain, previews=free_now)
     if free_now == 0 and expected_free - reserve <= 1e-9:
         return decided(0, "no-agents", None)
     if room == 0:

@@ -17,6 +17,12 @@ the agent in the ACD, reserved with reason ``preview``, for the attempt ``ref`` 
 
 A preview is not written to the store: the lead stays pending there until an accept starts its attempt,
 so a restart pops it again rather than losing it.
+
+Previews serve three purposes, with the same accept / skip / time-out: a campaign in ``mode: preview``
+(``pop``); any other campaign stepped down to preview by its pacer (``preview-fallback``: ``pop`` with the
+decision's count of agents); and an agent's own scheduled callback (``offer_callback``: aimed at that agent
+alone, whatever the campaign's mode; skipped, it stays the agent's, due again after ``preview_skip_retry``;
+timed out, it waits for the agent until its grace is over, ``Campaign.tick``).
 """
 
 from __future__ import annotations
@@ -56,23 +62,51 @@ class Previews:
         self.offers: dict[str, Offer] = {}  # agent id -> the lead it is looking at
         self.dialling: dict[str, tuple[str, str]] = {}  # attempt ref -> (the agent who accepted it, lead id)
 
-    def pop(self, now: float, ready_agents: Sequence[str]) -> list[Output]:
-        """Give each ready agent without a preview the next lead (as many as there are leads)."""
+    def busy(self) -> set[str]:
+        """The agents looking at a preview or held for one they accepted."""
+        return set(self.offers) | {agent_id for agent_id, _ in self.dialling.values()}
+
+    def pop(self, now: float, ready_agents: Sequence[str], limit: int | None = None) -> list[Output]:
+        """Give each ready agent without a preview the next lead (as many as there are leads; at most ``limit``
+        new previews)."""
         out: list[Output] = []
-        busy = set(self.offers) | {agent_id for agent_id, _ in self.dialling.values()}
+        busy = self.busy()
         for agent_id in ready_agents:
+            if limit is not None and len(out) >= limit:
+                break
             if agent_id in busy:
                 continue
             lead = self.campaign.take_lead(now)
             if lead is None:
                 break
-            ref = self.campaign.next_ref(lead)
-            deadline = now + self.campaign.settings.preview_timeout
-            event = PreviewOffered(now, self.campaign.name, lead.lead_id, ref, agent_id,
-                                   self.campaign.lead_fields(lead.lead_id), deadline)
-            self.offers[agent_id] = Offer(lead.lead_id, ref, deadline, event)
-            out.append(event)
+            out.append(self._show(agent_id, lead.lead_id, now))
         return out
+
+    def offer_callbacks(self, now: float, ready_agents: Sequence[str]) -> list[Output]:
+        """Give each ready agent without a preview its own callback due by ``now``, if it has one."""
+        out: list[Output] = []
+        owners = self.campaign.owners_due(now)
+        if not owners:
+            return out
+        busy = self.busy()
+        for agent_id in ready_agents:
+            if agent_id not in owners or agent_id in busy:
+                continue
+            lead = self.campaign.callback_for(agent_id, now)
+            if lead is not None:
+                out.append(self._show(agent_id, lead.lead_id, now))
+        return out
+
+    def _show(self, agent_id: str, lead_id: str, now: float) -> PreviewOffered:
+        lead = self.campaign.leads[lead_id]
+        ref = self.campaign.next_ref(lead)
+        deadline = now + self.campaign.settings.preview_timeout
+        owned = self.campaign.owned_callback(lead_id)
+        event = PreviewOffered(now, self.campaign.name, lead_id, ref, agent_id, self.campaign.lead_fields(lead_id),
+                               deadline, callback_due=None if owned is None else owned.due,
+                               callback_notes="" if owned is None else owned.notes)
+        self.offers[agent_id] = Offer(lead_id, ref, deadline, event)
+        return event
 
     def _offer(self, agent_id: str, lead_id: str) -> Offer:
         offer = self.offers.get(agent_id)

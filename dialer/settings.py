@@ -159,6 +159,9 @@ class CampaignSettings(ConfigModel):
                                       ge=5.0, le=600.0)
     preview_skip_retry: float = expected("seconds before a skipped preview lead is offered again, 0-604800",
                                          default=3600.0, ge=0.0, le=604_800.0)
+    callback_owner_grace: float = expected(
+        "seconds 0-86400 an agent's own callback waits, once due, for that agent (logged in and ready) before any "
+        "agent of the campaign may take it", default=900.0, ge=0.0, le=86_400.0)
     predictive: PredictiveSettings = PredictiveSettings()
     blend_threshold: int | None = expected(
         "blended agents kept free for inbound, 0-1000 (unset: the campaign's agents are not blended)",

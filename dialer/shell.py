@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from cti.events import (
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.compliance import RETAIN, ComplianceLedger
 from dialer.events import AttemptFinished, AttemptStarted, DialerEvent, DialerWarning, PreviewOffered
-from dialer.figures import DayFigures
+from dialer.figures import DayFigures, pacing_figures
 from dialer.leads import DemoLeads, LeadSourceError, read_source
 from dialer.pacer import AgentOutlook, WindowFigures
 from dialer.preview import PreviewError, Previews
@@ -88,9 +89,10 @@ class Dialer:
         for c in section.campaigns:
             server = c.server or (servers[0] if servers else "")
             self.campaigns[c.name] = Campaign(c, server=server, dial_template=dial_template)
-        # preview mode: ``ready_agents(queue)``, the ids of the queue's ready agents, get the leads to preview
+        # previews: ``ready_agents(queue)``, the ids of the queue's ready agents, get the leads to preview (in
+        # preview mode, when a campaign's pacer steps down to preview, and an agent its own callbacks)
         self.ready_agents = ready_agents
-        self.previews = {name: Previews(c) for name, c in self.campaigns.items() if c.settings.mode == "preview"}
+        self.previews = {name: Previews(c) for name, c in self.campaigns.items()}
         self.day_figures = {name: DayFigures(c.settings.timezone) for name, c in self.campaigns.items()}
         self.loaded = False
         self.store: Any | None = None
@@ -138,8 +140,8 @@ class Dialer:
             self.compliance.rebuild(campaign.name, store.ledger_entries(campaign.name, now - RETAIN, now + 1.0))
             out.extend(recovered)
             log.info("campaign %s: %d leads (%d new)", campaign.name, len(stored), added)
-        for name, lead, due in store.claim_callbacks(self._queues(), now + CALLBACK_LEAD, now):
-            self.campaigns[name].schedule_callback(lead, due)
+        for cb in store.claim_callbacks(self._queues(), now + CALLBACK_LEAD, now):
+            self.campaigns[cb.campaign].schedule_callback(cb.lead, cb.due, cb.owner, cb.notes)
         self.store, self._run, self.loaded = store, run_in_thread, True
         self._next_dnc = now + self.section.dnc_refresh
         self._next_upkeep = now + UPKEEP_EVERY
@@ -204,8 +206,8 @@ class Dialer:
                 campaign.refill(leads)  # before the eviction: a lead finished since the read is still known
                 campaign.evict_finished()
                 out.extend(campaign.supply_warning(at, supply))
-            for name, lead, due in callbacks:
-                self.campaigns[name].schedule_callback(lead, due)
+            for cb in callbacks:
+                self.campaigns[cb.campaign].schedule_callback(cb.lead, cb.due, cb.owner, cb.notes)
             for w in out:
                 log.warning("campaign %s: %s: %s", w.campaign, w.code, w.message)
             if out:
@@ -230,6 +232,15 @@ class Dialer:
         if errors:
             out.append(DialerWarning(now, campaign.name, "lead-rows", f"{len(errors)} rejected rows: {errors[0]}"))
         return leads, errors
+
+    def lead_of_call(self, call_id: str) -> tuple[str, str] | None:
+        """(campaign, lead) of the campaign call ``call_id`` (open, or among the latest finished), else None:
+        an agent's callback on that call is for that lead (``centre.callbacks``)."""
+        for name, c in self.campaigns.items():
+            lead_id = c.lead_of_call(call_id)
+            if lead_id is not None:
+                return name, lead_id
+        return None
 
     def lead_fields(self, campaign: str, lead_id: str) -> dict[str, str]:
         c = self.campaigns.get(campaign)
@@ -263,17 +274,41 @@ class Dialer:
             for campaign in self.campaigns.values():
                 # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt
                 if campaign.server in self._up and campaign.next_due() is not None:
-                    previews = self.previews.get(campaign.name)
-                    if previews is not None:
-                        ready = self.ready_agents(campaign.settings.queue) if self.ready_agents is not None else ()
-                        out.extend(previews.pop(now, ready))
-                    else:
-                        window = self.windows(campaign.name, now) if self.windows is not None else None
-                        out.extend(campaign.pace(now, self._agents(campaign.settings.queue, now), window))
-                        decision = campaign.last_decision
-                        if decision is not None and decision.dial and log.isEnabledFor(logging.DEBUG):
-                            log.debug("campaign %s pacing: %s", campaign.name, decision.explain)
+                    out.extend(self._pace(campaign, now))
         return self._persist(out, now) if out else out
+
+    def _pace(self, campaign: Campaign, now: float) -> list[Output]:
+        """One campaign's pacing round: its agents' own callbacks due first (each to its owner, as a preview),
+        then its mode: previews for the ready agents (preview mode, or the pacer stepped down to preview), or
+        the lines the pacer allows."""
+        out: list[Output] = []
+        previews = self.previews[campaign.name]
+        queue = campaign.settings.queue
+        ready: list[str] | None = None
+
+        def ready_now() -> list[str]:
+            nonlocal ready
+            if ready is None:
+                ready = list(self.ready_agents(queue)) if self.ready_agents is not None else []
+            return ready
+
+        if campaign.owners_due(now):
+            out.extend(previews.offer_callbacks(now, ready_now()))
+        if campaign.settings.mode == "preview":
+            out.extend(previews.pop(now, ready_now()))
+            return out
+        window = self.windows(campaign.name, now) if self.windows is not None else None
+        agents = self._agents(queue, now)
+        if out:  # agents just shown their callbacks are held when the bus applies it: not ready for a line now
+            agents = (max(0, agents - len(out)) if isinstance(agents, int)
+                      else replace(agents, ready=max(0, agents.ready - len(out))))
+        out.extend(campaign.pace(now, agents, window))
+        decision = campaign.last_decision
+        if decision is not None and decision.previews > 0:
+            out.extend(previews.pop(now, ready_now(), limit=decision.previews))
+        if decision is not None and (decision.dial or decision.previews) and log.isEnabledFor(logging.DEBUG):
+            log.debug("campaign %s pacing: %s", campaign.name, decision.explain)
+        return out
 
     def _agents(self, queue: str, now: float) -> AgentOutlook | int:
         if self.outlook is not None:
@@ -325,14 +360,19 @@ class Dialer:
     def _follow(self, out: Sequence[object]) -> list[Output]:
         """What the previews make of attempts that finished (an accepted lead not reached frees its agent)."""
         follow: list[Output] = []
+        if not out:
+            return follow
         for previews in self.previews.values():
-            follow.extend(previews.follow(out))
+            if previews.dialling:
+                follow.extend(previews.follow(out))
         return follow
 
     def figures(self, now: float) -> list[dict[str, Any]]:
         """Each campaign's live figures (the wallboard's ``campaigns``): today's tally (``dialer.figures``),
         the recent abandon rate the pacer steers by (over the campaign's last ``abandon_window`` live
-        answers), leads due now, calls in flight, the pacer's last decision and the previews shown."""
+        answers), leads due now, calls in flight, the pacer's last decision, the mode it paces in now
+        (``step``: the campaign's mode, or the step down to progressive or preview), the agents' own callbacks
+        waiting for their owners and the previews shown."""
         out = []
         for name, c in self.campaigns.items():
             decision = c.last_decision
@@ -341,8 +381,7 @@ class Dialer:
                 "campaign": name, "queue": c.settings.queue, "mode": c.settings.mode, "enabled": c.settings.enabled,
                 "today": self.day_figures[name].tally(now).as_dict(),
                 "recent_abandon_rate": c.abandon_rate(), "due_leads": c.due_leads(now), "in_flight": c.in_flight,
-                "pacing": None if decision is None else {"dial": decision.dial, "target": decision.target,
-                                                         "reason": decision.reason},
+                "pacing": pacing_figures(decision), "step": c.step, "owned_callbacks": c.owned_callbacks(),
                 "previews": len(previews.offers) if previews is not None else 0,
             })
         return out

@@ -65,12 +65,14 @@ class CallbackStore:
         self.engine = engine
 
     def add(self, *, number: str, due: float, source: str, queue: str = "", notes: str = "", agent_id: str = "",
-            call_id: str = "", lead_id: str = "", now: float) -> int:
+            call_id: str = "", lead_id: str = "", campaign: str = "", now: float) -> int:
+        """A callback, pending. ``campaign`` with ``lead_id``: that campaign's lead (an agent's callback on a
+        campaign call); ``agent_id``: the agent who owns it (the campaign offers it to that agent first)."""
         if len(notes) > 4000:
             raise ValueError("notes are limited to 4000 characters")
         row = Callback(number=number[:40], due_at=datetime.fromtimestamp(due, UTC), queue=queue[:80], notes=notes,
                        agent_id=agent_id[:64], call_id=call_id[:160], lead_id=lead_id[:64], source=source,
-                       status="pending", created_at=datetime.fromtimestamp(now, UTC))
+                       status="pending", campaign=campaign[:64], created_at=datetime.fromtimestamp(now, UTC))
         with Session(self.engine) as session, session.begin():
             session.add(row)
             session.flush()
@@ -186,6 +188,18 @@ class DncStore:
 
 IN_CHUNK = 500  # values per SQL IN (...) list
 CLAIM_LIMIT = 500  # callbacks looked at per claim
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedCallback:
+    """A scheduled callback a campaign is to dial: its lead, when it is due, the agent who owns it ("" none:
+    any agent of the campaign) and its notes."""
+
+    campaign: str
+    lead: Lead
+    due: float
+    owner: str = ""
+    notes: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +320,14 @@ class LeadStore:
         """Put a number on the do-not-call list (an agent's disposition); False if it was there."""
         return DncStore(self.engine).add([number], source, now) == 1
 
-    def claim_callbacks(self, queues: dict[str, str], until: float, now: float) -> list[tuple[str, Lead, float]]:
+    def claim_callbacks(self, queues: dict[str, str], until: float, now: float) -> list[ClaimedCallback]:
         """Scheduled callbacks for the campaigns (campaign -> its ACD queue): those queued for them already
         (a restart), and the pending ones due by ``until`` for a lead of a campaign or for a campaign's queue,
         now claimed. A callback's lead is the campaign's lead of that id, else a new lead ``cb<id>``; it is
-        stored before it is returned. Returns (campaign, lead, due)."""
+        stored before it is returned. A callback an agent scheduled (``agent_id``) is that agent's own: the
+        campaign offers it to its owner first (``ClaimedCallback.owner``)."""
         by_queue = {q: c for c, q in queues.items()}
-        out: list[tuple[str, Lead, float]] = []
+        out: list[ClaimedCallback] = []
         with Session(self.engine) as session, session.begin():
             rows = session.scalars(select(Callback).where(
                 ((Callback.status == "queued") & Callback.campaign.in_(list(queues)))
@@ -320,7 +335,9 @@ class LeadStore:
                    & (Callback.queue.in_(list(by_queue)) | (Callback.lead_id != ""))))
                 .order_by(Callback.due_at).limit(CLAIM_LIMIT))
             for cb in rows:
-                campaign = cb.campaign if cb.status == "queued" else ""
+                # queued: the campaign dialling it; pending: the campaign of its lead, when it was scheduled on
+                # a campaign's call
+                campaign = cb.campaign if cb.status == "queued" or (cb.lead_id and cb.campaign in queues) else ""
                 row: DialerLead | None = None
                 if not campaign and cb.lead_id:
                     row = session.scalars(select(DialerLead).where(DialerLead.lead_id == cb.lead_id,
@@ -345,7 +362,8 @@ class LeadStore:
                     row.status, row.next_at, row.updated_at = "pending", due, _ts(now)
                 cb.status, cb.campaign, cb.lead_id = "queued", campaign, row.lead_id
                 session.flush()
-                out.append((campaign, _lead(row), due))
+                out.append(ClaimedCallback(campaign, _lead(row), due, cb.agent_id,
+                                           cb.notes or ""))
         return out
 
     def apply(self, events: Iterable[DialerEvent]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from acd.events import QueueCallFinished
 from centre.demo_leads import demo_leads
 from cti.events import AmiConnectionChanged, OriginateResult
+from dialer.events import AttemptStarted, DialerWarning, PreviewOffered
 from dialer.pacer import AgentOutlook, WindowFigures
 from dialer.settings import CampaignSettings, DialerSection, PredictiveSettings
 from dialer.shell import Dialer
@@ -63,21 +64,24 @@ def test_a_count_of_idle_agents_still_paces() -> None:
 
 def test_the_dialer_hands_each_campaign_its_outlook_and_window() -> None:
     """The shell asks ``outlook(queue, now)`` and ``windows(campaign, now)`` each pacing round and paces with
-    them: a window at its cap holds a predictive campaign to progressive (no extra lines)."""
+    them: a window whose budget is nearly spent holds a predictive campaign to progressive (no extra lines);
+    a window with no budget left steps it down to preview (nothing dialled, the ready agents get leads)."""
     section = DialerSection(campaigns=[CampaignSettings(name="c", queue="sales", leads="demo", demo_leads=50,
                                                         mode="predictive",
                                                         predictive=PredictiveSettings(min_samples=1))])
     asked: list[tuple[str, float]] = []
+    window = [WindowFigures(live=1000, abandoned=45, cap=0.03, elapsed_fraction=0.5)]
 
     def outlook(queue: str, now: float) -> AgentOutlook:
         asked.append((queue, now))
         return AgentOutlook(ready=5)
 
     def windows(campaign: str, now: float) -> WindowFigures:
-        return WindowFigures(live=1000, abandoned=35, cap=0.03, elapsed_fraction=0.9)
+        return window[0]
 
     dialer = Dialer(section, servers=[SRV], dial_template="PJSIP/{number}@trunk", outlook=outlook, windows=windows,
-                    sink=lambda out: None, clock=lambda: T0, demo_leads=demo_leads)
+                    sink=lambda out: None, clock=lambda: T0, demo_leads=demo_leads,
+                    ready_agents=lambda queue: ["a1", "a2", "a3", "a4", "a5"])
     dialer.handle(AmiConnectionChanged(server=SRV, ts=T0, connected=True, detail="up"), T0)
     dialer.load_memory(T0)
     dialer.campaigns["c"].measures.on_dial_result(True, 5.0)
@@ -85,5 +89,36 @@ def test_the_dialer_hands_each_campaign_its_outlook_and_window() -> None:
     decision = dialer.campaigns["c"].last_decision
     assert asked == [("sales", T0)]
     assert decision is not None and (decision.dial, decision.reason) == (5, "progressive-fallback")
-    assert decision.explain["window"] == {"live": 1000, "abandoned": 35, "cap": 0.03, "elapsed": 0.9}
+    assert decision.explain["window"] == {"live": 1000, "abandoned": 45, "cap": 0.03, "elapsed": 0.5}
     assert dialer.stats()[0]["pacing_explain"]["reason"] == "progressive-fallback"
+    assert dialer.figures(T0)[0]["step"] == "progressive"
+
+    window[0] = WindowFigures(live=1000, abandoned=35, cap=0.03, elapsed_fraction=0.9)
+    out = dialer.tick(T0 + 1)
+    decision = dialer.campaigns["c"].last_decision
+    assert decision is not None and (decision.dial, decision.reason, decision.previews) == (0, "preview-fallback", 5)
+    assert not [o for o in out if isinstance(o, AttemptStarted)]
+    assert [o.agent_id for o in out if isinstance(o, PreviewOffered)] == ["a1", "a2", "a3", "a4", "a5"]
+    (step,) = [o for o in out if isinstance(o, DialerWarning)]
+    assert step.code == "pacing-step" and "progressive -> preview" in step.message
+    figures = dialer.figures(T0 + 1)[0]
+    assert (figures["step"], figures["previews"], figures["pacing"]["reason"]) == ("preview", 5, "preview-fallback")
+
+
+def test_a_step_down_to_preview_and_back_is_told_at_most_once_a_minute() -> None:
+    """A progressive campaign whose window is spent steps down to preview (a pacing-step warning); back and
+    forth within the minute, nothing more is said (the wallboard shows the step); a minute on, the step it
+    is at then."""
+    c = make(100)
+    spent = WindowFigures(live=100, abandoned=4, cap=0.03, elapsed_fraction=1.0)
+    fine = WindowFigures(live=0, abandoned=0, cap=0.03, elapsed_fraction=0.0)
+
+    def told(now: float, window: WindowFigures) -> list[str]:
+        return [e.message.split(" (")[0] for e in c.pace(now, 5, window) if isinstance(e, DialerWarning)]
+
+    assert told(T0, spent) == ["pacing progressive -> preview"]
+    assert c.step == "preview" and c.last_decision is not None and c.last_decision.previews == 5
+    assert told(T0 + 1, fine) == [] and c.step == "progressive"
+    assert told(T0 + 2, spent) == [] and told(T0 + 3, fine) == []
+    assert told(T0 + 61, fine) == ["pacing preview -> progressive"]
+    assert told(T0 + 62, fine) == []

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.pacer import pace
+from dialer.pacer import WindowFigures, pace, step_of, window_spent
 
 
 def _pace(idle: int, flying: int, rate: float | None = None, ratio: float = 1.0, cap: float = 0.03,
@@ -45,9 +45,38 @@ def test_abandon_rate_over_cap_throttles() -> None:
 
 
 def test_throttled_campaign_keeps_one_line() -> None:
-    """Far over the cap, a campaign with nothing in flight still keeps one line up; with one in flight, none."""
+    """Far over the cap, a campaign with nothing in flight still keeps one line up while its window can afford
+    it; with one in flight, none."""
     assert _pace(2, 0, rate=0.9) == (1, "throttled")
     assert _pace(2, 1, rate=0.9) == (0, "throttled")
+
+
+def test_a_spent_window_steps_down_to_preview() -> None:
+    """The policy window full (rolling) at 32 abandoned of 1000 live answers, cap 3%: even with no further
+    abandon (and the 5% more answers a full rolling window still takes) it ends over the cap: nothing is
+    dialled, whatever the recent rate or the ratio, and every idle agent is to get a preview instead (the
+    throttle's one line too). At 32 of 1000 with half the window to come, or at 31 of 1000 when full (2.95%
+    with the answers still to come), the campaign paces as usual."""
+    spent = WindowFigures(live=1000, abandoned=32, cap=0.03, elapsed_fraction=1.0)
+    for ratio, rate in ((1.0, 0.0), (2.5, 0.01), (1.0, 0.9)):
+        d = pace(idle_agents=4, in_flight=2, ratio=ratio, abandon_rate=rate, max_abandon_rate=0.03, max_lines=50,
+                 window=spent)
+        assert (d.dial, d.reason, d.previews, d.target) == (0, "preview-fallback", 4, 2)
+    for room in (WindowFigures(1000, 32, 0.03, 0.5), WindowFigures(1000, 31, 0.03, 1.0)):
+        d = pace(idle_agents=4, in_flight=0, ratio=1.0, abandon_rate=0.0, max_abandon_rate=0.03, max_lines=50,
+                 window=room)
+        assert (d.dial, d.reason, d.previews) == (4, "paced", 0)
+    assert not window_spent(WindowFigures(0, 0, 0.03, 0.0))
+    assert window_spent(WindowFigures(100, 4, 0.03, 1.0)) and not window_spent(WindowFigures(20, 1, 0.03, 0.01))
+
+
+def test_steps_name_the_mode_a_decision_paces_in() -> None:
+    assert step_of("predictive", "predicted") == "predictive"
+    assert step_of("predictive", "progressive-fallback") == "progressive"
+    assert step_of("predictive", "warm-up") == "progressive"
+    assert step_of("predictive", "preview-fallback") == "preview"
+    assert step_of("ratio", "throttled") == "ratio"
+    assert step_of("progressive", "preview-fallback") == "preview"
 
 
 def test_max_lines_caps() -> None:
@@ -76,3 +105,7 @@ def test_never_more_than_idle_times_ratio(idle: int, flying: int, ratio: float, 
         return
     bound = max(int(idle * ratio + 1e-9), 1 if d.reason == "throttled" else 0)
     assert flying + d.dial <= max(flying, min(bound, max_lines))
+    if d.reason == "preview-fallback":
+        assert d.dial == 0 and d.previews == idle
+    else:
+        assert d.previews == 0

@@ -133,23 +133,41 @@ def test_max_lines_is_respected() -> None:
     assert decide(ready=50, max_lines=20, flight=CallsInFlight(ringing_ages=(1.0,) * 20))[:2] == (0, "max-lines")
 
 
-def test_window_near_the_cap_falls_back_to_progressive() -> None:
+def test_window_near_the_cap_falls_back_to_progressive_then_steps_down_to_preview() -> None:
     """Cap 3%, aim 2.4%. Halfway through the window at 2.3%, the rest may run at 2.5%: predictive. Halfway
-    at 2.9%, the rest must run at 1.9% to end at the aim: fewer lines. With 90% of the window gone at 2.9%,
-    no budget is left: one line per ready agent (no extra lines), less the calls in flight; over the cap
-    in a full rolling window, the same."""
+    at 2.9%, the rest must run at 1.9% to end at the aim: fewer lines. Halfway at 4.5%, the rest may run at
+    0.3%, under the fallback share (0.6%): one line per ready agent (no extra lines), less the calls in flight.
+    With 90% of the window gone at 2.9%, no budget is left: nothing is dialled, not even progressively, and
+    the ready agents are to get previews; over the cap in a full rolling window, the same."""
     ok = decide(ready=10, window=WindowFigures(1000, 23, 0.03, 0.5))
     assert ok[1] == "predicted" and ok[0] > 10
     assert ok[2]["budget"] == pytest.approx(0.025)
     tight = decide(ready=10, window=WindowFigures(1000, 29, 0.03, 0.5))
     assert tight[1] == "predicted" and 10 < tight[0] < ok[0]
     assert tight[2]["budget"] == pytest.approx(0.019)
-    near = decide(ready=10, window=WindowFigures(1000, 29, 0.03, 0.9),
-                  flight=CallsInFlight(ringing_ages=(1.0, 1.0)))
-    assert near[:2] == (8, "progressive-fallback")
-    assert near[2]["budget_basis"] == "window-budget" and near[2]["budget"] == 0.0
+    low = decide(ready=10, window=WindowFigures(1000, 45, 0.03, 0.5), flight=CallsInFlight(ringing_ages=(1.0, 1.0)))
+    assert low[:2] == (8, "progressive-fallback")
+    assert low[2]["budget"] == pytest.approx(0.003)
+    near = pace_predictive(agents=AgentOutlook(10), flight=CallsInFlight(ringing_ages=(1.0, 1.0)),
+                           measures=measures(), window=WindowFigures(1000, 29, 0.03, 0.9),
+                           params=PredictiveParams(max_lines=1000))
+    assert (near.dial, near.reason, near.previews, near.target) == (0, "preview-fallback", 10, 2)
+    assert near.explain["budget_basis"] == "window-budget" and near.explain["budget"] == 0.0
+    assert near.explain["allowed"] <= 0 and near.explain["previews"] == 10
     over = decide(ready=10, window=WindowFigures(1000, 40, 0.03, 1.0))
-    assert over[:2] == (10, "progressive-fallback")
+    assert over[:2] == (0, "preview-fallback")
+    assert over[2]["projected_rate"] == pytest.approx(40 / 1050, abs=1e-5)  # over the cap even with no further abandon
+    # the reserve (inbound first) is not given previews either
+    assert decide(ready=10, reserve=3, window=WindowFigures(1000, 40, 0.03, 1.0))[2]["previews"] == 7
+
+
+def test_the_budget_recovering_resumes_pacing() -> None:
+    """The pacer keeps no state: the same full rolling window at 3.1% (preview); after 240 more live answers
+    without an abandon (previews connect people) at 2.5%, the rest may run at 0.4%: progressive; 500 more:
+    2.1%, predictive."""
+    assert decide(ready=10, window=WindowFigures(1000, 31, 0.03, 1.0))[1] == "preview-fallback"
+    assert decide(ready=10, window=WindowFigures(1240, 31, 0.03, 1.0))[1] == "progressive-fallback"
+    assert decide(ready=10, window=WindowFigures(1500, 31, 0.03, 1.0))[1] == "predicted"
 
 
 def test_window_well_under_the_cap_affords_more() -> None:
@@ -175,10 +193,11 @@ def test_blending_reserve_is_left_to_inbound() -> None:
 
 
 def test_amd_misses_count_against_the_budget() -> None:
-    """AMD 99% right: 1% of people are dropped as machines, which the pacing budget pays for; at 90% the
-    dropped people alone are over the cap: progressive."""
+    """AMD 99% right: 1% of people are dropped as machines, which the pacing budget pays for; at 98% they
+    leave 0.4% of the 2.4% aimed at: progressive; at 90% the dropped people alone are over the cap: preview."""
     assert decide(ready=10, amd_accuracy=0.99)[0] < decide(ready=10)[0]
-    assert decide(ready=10, amd_accuracy=0.9)[1] == "progressive-fallback"
+    assert decide(ready=10, amd_accuracy=0.98)[1] == "progressive-fallback"
+    assert decide(ready=10, amd_accuracy=0.9)[1] == "preview-fallback"
     assert decide(ready=10, amd_accuracy=0.9, count_amd_misses=False)[1] == "predicted"
 
 
@@ -237,3 +256,7 @@ def test_predictive_decision_bounds(ready: int, talk: list[float], wrap: list[fl
         assert d.explain["predicted_abandon"] <= d.explain["allowed"] + 1e-9
     if d.reason == "progressive-fallback":
         assert flight.count + d.dial <= max(ready - reserve, flight.count)
+    if d.reason == "preview-fallback":
+        assert d.dial == 0 and d.previews == max(0, ready - reserve) and d.explain["allowed"] <= 0
+    else:
+        assert d.previews == 0

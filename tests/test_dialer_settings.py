@@ -98,6 +98,7 @@ def test_dial_modes_and_their_defaults() -> None:
     error naming the modes. A campaign written with a ratio other than 1 (before modes) is a ratio campaign."""
     c = load_config_text(GOOD + CONTEXT, "d.yaml").dialer.campaigns[0]
     assert (c.mode, c.blend_threshold, c.predictive.target_share) == ("progressive", None, 0.8)
+    assert c.callback_owner_grace == 900.0  # an agent's own callback waits 15 minutes for its owner
     for mode in ("progressive", "predictive", "ratio", "preview"):
         assert CampaignSettings(name="a", queue="q", leads="demo", mode=mode).mode == mode
     assert CampaignSettings(name="a", queue="q", leads="demo", ratio=1.5).mode == "ratio"
@@ -115,6 +116,8 @@ def test_dial_modes_and_their_defaults() -> None:
     ("predictive: {amd_accuracy: 0.3}", "predictive.amd_accuracy: expected the share of answering-machine"),
     ("predictive: {horizon_quantile: 1}", "predictive.horizon_quantile: expected the quantile"),
     ("blend_threshold: -1", "blend_threshold: expected blended agents kept free for inbound"),
+    ("callback_owner_grace: -5", "callback_owner_grace: expected seconds 0-86400 an agent's own callback waits"),
+    ("callback_owner_grace: 90000", "callback_owner_grace: expected seconds 0-86400"),
 ])
 def test_bad_mode_settings_are_explained(value: str, expect: str) -> None:
     """Predictive knobs and blending are validated with what was expected, at their key."""
