@@ -309,3 +309,14 @@ def build_registry(sources: MetricSources) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def exported_names() -> set[str]:
+    """Every sample name a scrape can hold: ours (a counter's with ``_total``) and the standard collectors'."""
+    names = {f"{n}_total" if i.kind == "counter" else n for n, i in METRICS.items()}
+    standard = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=standard)
+    PlatformCollector(registry=standard)
+    GCCollector(registry=standard)
+    names.update(s.name for family in standard.collect() for s in family.samples)
+    return names

@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from sqlalchemy import Engine, text
 
 from centre.metrics import MetricSources, build_registry
@@ -226,12 +227,14 @@ class OpsEndpoint:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
                 return
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            line, *fields = head.decode("latin-1").split("\r\n")
+            parts = line.split()
             if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
                 return
             method, target = parts[0], parts[1]
+            accept = next((f.split(":", 1)[1].strip() for f in fields if f.lower().startswith("accept:")), "")
             self.requests += 1
-            status, ctype, body = await self._answer(method, target.split("?", 1)[0])
+            status, ctype, body = await self._answer(method, target.split("?", 1)[0], accept)
             headers = (f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
                        "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n")
@@ -242,12 +245,13 @@ class OpsEndpoint:
         finally:
             writer.close()
 
-    async def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+    async def _answer(self, method: str, path: str, accept: str) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain; charset=utf-8", b"only GET and HEAD\n"
         if path == "/metrics":
             await self.readiness.check()
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            encode, ctype = choose_encoder(accept)  # the Prometheus text format, or OpenMetrics when asked
+            return 200, ctype, encode(self.registry)
         if path == "/healthz":
             return 200, "application/json", _json({"status": "alive", "loop_lag_seconds": self.lag()})
         if path == "/readyz":
