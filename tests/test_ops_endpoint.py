@@ -256,8 +256,9 @@ def test_every_metric_has_a_name_by_the_conventions_and_a_line_in_the_operations
 
 
 def _exprs(node: Any) -> list[str]:
+    """The panels' queries (``expr``) and the variables' (``definition``)."""
     if isinstance(node, dict):
-        found = [node["expr"]] if isinstance(node.get("expr"), str) else []
+        found = [node[k] for k in ("expr", "definition") if isinstance(node.get(k), str)]
         return found + [e for v in node.values() for e in _exprs(v)]
     if isinstance(node, list):
         return [e for v in node for e in _exprs(v)]
@@ -277,5 +278,9 @@ def test_the_grafana_dashboard_queries_only_metrics_the_server_exports() -> None
             assert name in exported, f"{expr!r} uses {name}, which the server does not export"
             used.add(name)
     assert {"cti_queue_waiting_calls", "cti_agents", "cti_ami_connection_up", "cti_ready"} <= used
-    uids = [p.get("id") for p in dashboard["panels"]]
-    assert len(uids) == len(set(uids))
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dashboard["panels"]:  # each panel has a place and, but for rows, the data source variable
+        assert {"h", "w", "x", "y"} <= set(p["gridPos"]) and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}" and p["targets"]
