@@ -81,6 +81,10 @@ def _failure(exc: BaseException) -> str:
     return f"unreachable ({type(exc).__name__})"
 
 
+async def _awaitable(run: Callable[[], Any]) -> Any:
+    return await run()  # ``run`` may raise at once (a check still hanging) or return an awaitable
+
+
 class _Probe:
     """One dependency's check: single flight, bounded, its result reused for ``cache`` seconds."""
 
@@ -104,7 +108,7 @@ class _Probe:
 
     async def _once(self) -> Check:
         try:
-            await asyncio.wait_for(self.run(), self.timeout)
+            await asyncio.wait_for(_awaitable(self.run), self.timeout)
             result = Check(True, "ok")
         except Exception as exc:  # any failure is "down", said without its message
             result = Check(False, _failure(exc))
@@ -125,6 +129,7 @@ class Readiness:
         self.last: Report | None = None
         self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cti-readiness")
         self._redis: Any = None
+        self._db_job: asyncio.Future[None] | None = None
         self._db = _Probe("database", self._select_one, timeout, cache) if engine is not None else None
         self._redis_probe = _Probe("redis", self._ping, timeout, cache) if redis_url else None
         self._redis_url = redis_url
@@ -142,12 +147,16 @@ class Readiness:
     def _select_one(self) -> Any:
         engine = self.engine
         assert engine is not None
+        job = self._db_job
+        if job is not None and not job.done():  # the last query still hangs: still down, and no queue of them
+            raise TimeoutError("the last check has not returned")
 
         def query() -> None:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
-        return asyncio.get_running_loop().run_in_executor(self._threads, query)
+        self._db_job = asyncio.get_running_loop().run_in_executor(self._threads, query)
+        return asyncio.shield(self._db_job)  # a timeout gives up waiting; the thread's query runs its course
 
     async def _ping(self) -> None:
         if self._redis is None:
@@ -156,6 +165,12 @@ class Readiness:
             self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=self._redis_probe.timeout,
                                             socket_timeout=self._redis_probe.timeout)
         await self._redis.ping()
+
+    async def wait_idle(self) -> None:
+        """Until the database query in its thread (if one still runs) has returned."""
+        if self._db_job is not None:
+            with contextlib.suppress(Exception):
+                await self._db_job
 
     async def close(self) -> None:
         if self._redis is not None:

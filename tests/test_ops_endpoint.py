@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from centre.metrics import METRICS, exported_names
-from centre.ops_http import OpsEndpoint, Readiness, ops_endpoint
+from centre.ops_http import Check, OpsEndpoint, Readiness, ops_endpoint
 from centre.wallboard import Health
 from config.schema import MetricsSettings
 from tests.console_stack import AMI_SECRET, PASSWORDS, SECRET, Stack, open_client, run, running
@@ -284,3 +284,37 @@ def test_the_grafana_dashboard_queries_only_metrics_the_server_exports() -> None
         assert {"h", "w", "x", "y"} <= set(p["gridPos"]) and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
         if p["type"] != "row":
             assert p["datasource"]["uid"] == "${datasource}" and p["targets"]
+
+
+def test_a_database_that_never_answers_is_down_in_check_timeout_and_holds_one_thread_only() -> None:
+    """A socket that accepts and never speaks: the check gives up after ``check_timeout``; the next check,
+    while that query still hangs, says down at once instead of queueing another one; when the socket goes,
+    checks run again."""
+
+    async def body() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)
+
+        mute = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = mute.sockets[0].getsockname()[1]
+        engine = create_engine(f"postgresql+psycopg://cti:s3cret-pw@127.0.0.1:{port}/test",
+                               connect_args={"connect_timeout": 30})
+        readiness = Readiness(Health(), engine=engine, redis_url=None, timeout=0.3, cache=0.0)
+        try:
+            first = await readiness.check()
+            assert first.down == ["database"] and first.database == Check(False, "no answer in time")
+            second = await readiness.check()
+            assert second.database == Check(False, "no answer in time") and len(accepted) == 1
+            mute.close()
+            for writer in accepted:  # the hung query gets its end of stream: its thread is free again
+                writer.close()
+            await asyncio.wait_for(readiness.wait_idle(), 10)
+            third = await readiness.check()
+            assert third.database is not None and third.database.detail == "unreachable (OperationalError)"
+        finally:
+            await readiness.close()
+            engine.dispose()
+
+    run(body)
