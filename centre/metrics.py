@@ -206,12 +206,11 @@ class CtiCollector(Collector):
 
     @staticmethod
     def _agents(server: CtiServer, put: Callable[..., None]) -> None:
-        by_state = dict.fromkeys((s.value for s in AgentState), 0)
-        acd = server.acd
-        for agent_id in acd.agent_ids():
-            by_state[acd.agent_snapshot(agent_id).state.value] += 1
+        by_state = dict.fromkeys(AgentState, 0)
+        for record in server.acd.agent_records():  # the live records, read only: no snapshot per agent
+            by_state[record.state] += 1
         for state, n in by_state.items():
-            put("cti_agents", n, state)
+            put("cti_agents", n, state.value)
         counts = server.event_counts
         if counts is not None:
             for state, n in counts.agent_states.items():
