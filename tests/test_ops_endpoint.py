@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from centre.ops_http import Check, OpsEndpoint, Readiness, ops_endpoint
 from centre.wallboard import Health
 from config.schema import MetricsSettings
 from tests.console_stack import AMI_SECRET, PASSWORDS, SECRET, Stack, open_client, run, running
+from tests.test_console_preview import LEADS, NUMBERS, preview_dialer
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = MetricsSettings(port=0, check_cache=0.0, check_timeout=2.0)
@@ -316,5 +318,43 @@ def test_a_database_that_never_answers_is_down_in_check_timeout_and_holds_one_th
         finally:
             await readiness.close()
             engine.dispose()
+
+    run(body)
+
+
+def test_dialler_metrics_follow_a_preview_campaign_and_its_attempts() -> None:
+    """A preview campaign (tests/test_console_preview.py's): the lead shown to the ready agent is a gauge;
+    the attempt dialled and its busy result are counters, by campaign and result."""
+
+    async def body() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            leads = Path(tmp) / "leads.csv"
+            leads.write_text(LEADS, encoding="utf-8")
+            async with running(dialer=preview_dialer(leads), numbers=NUMBERS) as stack:
+                ops, port = await started(stack)
+                try:
+                    other = await open_client(stack, "1002")
+                    await other.request("login")
+                    await other.request("not_ready", reason="break")
+                    agent = await open_client(stack, "1001")
+                    await agent.request("login")
+                    await agent.request("ready")
+                    await agent.wait_push("preview", lambda p: p["status"] == "offered" and p["lead_id"] == "L1")
+                    m = await scrape(port)
+                    assert value(m, "cti_dialer_campaign_enabled", campaign="spring") == 1
+                    assert value(m, "cti_dialer_previews_shown", campaign="spring") == 1
+                    assert value(m, "cti_dialer_attempts_total", campaign="spring") == 0
+                    await agent.request("preview_skip", lead_id="L1")
+                    await agent.wait_push("preview", lambda p: p["status"] == "offered" and p["lead_id"] == "L2")
+                    await agent.request("preview_accept", lead_id="L2")  # the number is busy
+                    await agent.wait_push("preview", lambda p: p["status"] == "busy")
+                    m = await scrape(port)
+                    assert value(m, "cti_dialer_attempts_total", campaign="spring") == 1
+                    assert value(m, "cti_dialer_attempt_results_total", campaign="spring", result="busy") == 1
+                    assert value(m, "cti_dialer_attempt_results_total", campaign="spring", result="connected") == 0
+                    assert value(m, "cti_dialer_calls_in_flight", campaign="spring") == 0
+                    assert not [k for k in m if "+1555" in str(k) or "L2" in str(k)]  # no number, no lead id
+                finally:
+                    await ops.stop()
 
     run(body)
