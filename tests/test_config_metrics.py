@@ -3,9 +3,12 @@ file, line, key path and what was expected."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from config.load import ConfigError, load_config_text
+from config.load import ConfigError, load_config, load_config_text
+from config.security import security_warnings
 
 
 def issues(text: str) -> list[str]:
@@ -42,3 +45,14 @@ def test_the_port_must_not_be_one_the_server_already_listens_on() -> None:
     # another address, or any free port: fine
     assert load_config_text("listen:\n  http: {host: 10.0.0.2, port: 9188}\nmetrics: {}\n").metrics is not None
     assert load_config_text("listen:\n  http: {port: 8080}\nmetrics: {port: 0}\n").metrics is not None
+
+
+def test_an_endpoint_beyond_loopback_is_warned_about_without_echoing_anything_secret(tmp_path: Path) -> None:
+    path = tmp_path / "ops.yaml"
+    path.write_text("metrics: {host: 0.0.0.0}\n")
+    path.chmod(0o600)
+    (warning,) = security_warnings(path, load_config(path))
+    assert str(warning).startswith(f"{path} metrics.host: warning: /metrics, /healthz and /readyz have no "
+                                   "authentication and listen on 0.0.0.0")
+    path.write_text("metrics: {}\n")
+    assert security_warnings(path, load_config(path)) == []
