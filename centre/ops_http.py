@@ -119,6 +119,10 @@ class _Probe:
         return result
 
 
+async def _checked(probe: _Probe | None) -> Check | None:
+    return await probe.check() if probe is not None else None
+
+
 class Readiness:
     """``check()`` -> ``Report``; ``last``: the latest report (the metrics' ``cti_ready``, ``cti_db_up``)."""
 
@@ -137,8 +141,7 @@ class Readiness:
     async def check(self) -> Report:
         ami = {name: Check(bool(up), self.health.ami_detail.get(name, "not connected yet"))
                for name, up in self.health.ami.items()}
-        database = await self._db.check() if self._db is not None else None
-        redis = await self._redis_probe.check() if self._redis_probe is not None else None
+        database, redis = await asyncio.gather(_checked(self._db), _checked(self._redis_probe))  # side by side
         down = [f"ami:{name}" for name, c in ami.items() if not c.up]
         down += [name for name, c in (("database", database), ("redis", redis)) if c is not None and not c.up]
         self.last = Report(ami, database, redis, down)

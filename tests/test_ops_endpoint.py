@@ -358,3 +358,26 @@ def test_dialler_metrics_follow_a_preview_campaign_and_its_attempts() -> None:
                     await ops.stop()
 
     run(body)
+
+
+def test_each_server_has_a_registry_of_its_own() -> None:
+    """Two servers in one process (as in these tests): two registries, each with its own figures, and
+    prometheus_client's global registry untouched."""
+    from prometheus_client import REGISTRY, generate_latest
+    from twisted.internet.task import Clock
+
+    from centre.metrics import MetricSources, build_registry
+    from centre.server import CtiServer
+    from config.schema import CtiConfig
+
+    def server(queue: str) -> CtiServer:
+        return CtiServer(CtiConfig.model_validate({"acd": {"queues": [{"name": queue, "skills": {"s": 1}}]}}),
+                         clock=Clock())
+
+    before = {m.name for m in REGISTRY.collect()}
+    first, second = (parse(generate_latest(build_registry(MetricSources(server(q)))).decode())
+                     for q in ("north", "south"))
+    assert value(first, "cti_queue_waiting_calls", queue="north") == 0
+    assert value(first, "cti_queue_waiting_calls", queue="south") is None
+    assert value(second, "cti_queue_waiting_calls", queue="south") == 0
+    assert {m.name for m in REGISTRY.collect()} == before and not any(n.startswith("cti_") for n in before)
