@@ -225,7 +225,11 @@ class OpsEndpoint:
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD)
+        try:
+            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD)
+        except OSError as exc:  # said as the configuration names it (``cti serve could not start: ...``)
+            raise OSError(exc.errno, f"the metrics listener (metrics.host, metrics.port) cannot listen on "
+                                     f"{host}:{port}: {exc.strerror or exc}") from None
         self.lag.start()
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as text_string_to_openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
@@ -243,6 +244,10 @@ def test_the_endpoint_answers_only_its_paths_and_methods() -> None:
                 assert await asyncio.wait_for(reader.read(), 5) == b""
                 writer.close()
                 assert (await get(port, "/healthz"))[0] == 200  # and it still serves
+                taken = ops_endpoint(stack.server, SETTINGS)  # the same port again: an error that says where
+                with pytest.raises(OSError, match=rf"metrics listener .* cannot listen on 127\.0\.0\.1:{port}: "):
+                    await taken.start("127.0.0.1", port)
+                await taken.stop()
             finally:
                 await ops.stop()
 
