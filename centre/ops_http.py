@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -88,9 +89,11 @@ async def _awaitable(run: Callable[[], Any]) -> Any:
 class _Probe:
     """One dependency's check: single flight, bounded, its result reused for ``cache`` seconds."""
 
-    def __init__(self, name: str, run: Callable[[], Any], timeout: float, cache: float) -> None:
+    def __init__(self, name: str, run: Callable[[], Any], timeout: float, cache: float,
+                 hide: tuple[str, ...] = ()) -> None:
         self.name = name
         self.run = run  # returns an awaitable
+        self.hide = tuple(h for h in hide if h)  # never in the log, should a driver quote them
         self.timeout = timeout
         self.cache = cache
         self.last: Check | None = None
@@ -107,14 +110,20 @@ class _Probe:
         return result
 
     async def _once(self) -> Check:
+        why = ""
         try:
             await asyncio.wait_for(_awaitable(self.run), self.timeout)
             result = Check(True, "ok")
-        except Exception as exc:  # any failure is "down", said without its message
+        except Exception as exc:  # any failure is "down", said without its message (the log has it)
             result = Check(False, _failure(exc))
+            why = " ".join(str(exc).split())[:300]
+            for secret in self.hide:
+                why = why.replace(secret, "***")
         if self.last is None or self.last.up != result.up:
-            (log.info if result.up else log.warning)("readiness: %s %s", self.name,
-                                                    "reachable" if result.up else f"down: {result.detail}")
+            if result.up:
+                log.info("readiness: %s reachable", self.name)
+            else:
+                log.warning("readiness: %s down: %s%s", self.name, result.detail, f": {why}" if why else "")
         self.last, self._at, self._flight = result, time.monotonic(), None
         return result
 
@@ -134,8 +143,10 @@ class Readiness:
         self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cti-readiness")
         self._redis: Any = None
         self._db_job: asyncio.Future[None] | None = None
-        self._db = _Probe("database", self._select_one, timeout, cache) if engine is not None else None
-        self._redis_probe = _Probe("redis", self._ping, timeout, cache) if redis_url else None
+        self._db = _Probe("database", self._select_one, timeout, cache,
+                          hide=(engine.url.password or "",)) if engine is not None else None
+        self._redis_probe = _Probe("redis", self._ping, timeout, cache,
+                                   hide=(urlsplit(redis_url).password or "",)) if redis_url else None
         self._redis_url = redis_url
 
     async def check(self) -> Report:

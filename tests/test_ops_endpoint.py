@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -175,7 +176,10 @@ def test_readyz_turns_503_when_the_ami_link_drops_and_200_once_logged_in_again()
     run(body)
 
 
-def test_readyz_checks_a_real_redis_and_says_when_it_is_down_without_its_password() -> None:
+def test_readyz_checks_a_real_redis_and_says_when_it_is_down_without_its_password(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="centre.ops_http")
+
     async def body() -> None:
         async with running() as stack:
             ops, port = await started(stack, redis_url=REDIS)
@@ -196,15 +200,17 @@ def test_readyz_checks_a_real_redis_and_says_when_it_is_down_without_its_passwor
                 assert_no_secret(raw)
                 m = await scrape(port)
                 assert value(m, "cti_redis_up") == 0
+                assert "readiness: redis down: unreachable (" in caplog.text and "s3cret" not in caplog.text
             finally:
                 await ops.stop()
 
     run(body)
 
 
-def test_readyz_says_the_database_is_down_when_it_cannot_be_reached() -> None:
+def test_readyz_says_the_database_is_down_when_it_cannot_be_reached(caplog: pytest.LogCaptureFixture) -> None:
     """A PostgreSQL URL (with a password) on a port where nothing listens: 503, the database down, in words
-    that carry neither the URL nor the password."""
+    that carry neither the URL nor the password; the log says why, without the password."""
+    caplog.set_level(logging.INFO, logger="centre.ops_http")
 
     async def body() -> None:
         engine = create_engine("postgresql+psycopg://cti:s3cret-pw@127.0.0.1:1/test",
@@ -217,6 +223,8 @@ def test_readyz_says_the_database_is_down_when_it_cannot_be_reached() -> None:
             assert report.database is not None and report.database.detail == "unreachable (OperationalError)"
             text = json.dumps(report.as_dict())
             assert "s3cret" not in text and "127.0.0.1:1" not in text
+            assert "readiness: database down: unreachable (OperationalError): " in caplog.text
+            assert "s3cret" not in caplog.text
         finally:
             await readiness.close()
             engine.dispose()
