@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from agent_console.auth import Authenticator
 from agent_console.hub import ConsoleHub
 from centre.console_backend import ServerConsoleBackend
+from centre.ops_http import OpsEndpoint, ops_endpoint
 from centre.server import CtiServer
 from config.schema import CtiConfig
 from cti import __version__
@@ -51,6 +52,8 @@ class Runtime:
         self.hub: ConsoleHub | None = None
         self.http_port: int | None = None
         self._http = http
+        self.ops: OpsEndpoint | None = None  # /metrics, /healthz, /readyz (the ``metrics:`` section)
+        self.ops_port: int | None = None
         self.gc_policy = LongLivedPolicy()
         self._gc_loop: LoopingCall | None = None
 
@@ -71,6 +74,11 @@ class Runtime:
                                   not_ready_reasons=cfg.acd.not_ready_reasons)
             self.http_port = await self.hub.start(cfg.listen.http.host, cfg.listen.http.port)
             self.server.pusher = self.hub
+        if cfg.metrics is not None:
+            self.ops = ops_endpoint(self.server, cfg.metrics, redis_url=cfg.redis.url if cfg.redis else None,
+                                    hub_stats=self.hub.stats if self.hub is not None else None,
+                                    fastagi=self.fastagi_factory)
+            self.ops_port = await self.ops.start(cfg.metrics.host, cfg.metrics.port)
         self.server.start()
         # Start-up objects (config, flows, modules) live as long as the process: keep them out of the
         # garbage collector's full passes, which otherwise stall the loop for 100+ ms under load.
@@ -95,6 +103,9 @@ class Runtime:
         assert self.fastagi_port is not None
         log.info("cti: FastAGI on %s:%d (%d flow%s), consoles on %s", cfg.listen.fastagi.host,
                  self.fastagi_port.getHost().port, flows, "" if flows == 1 else "s", consoles)
+        if cfg.metrics is not None:
+            log.info("cti: metrics on http://%s:%d/metrics, health checks on /healthz and /readyz", cfg.metrics.host,
+                     self.ops_port)
 
     def _gc_tick(self) -> None:
         stats = self.hub.stats()
@@ -117,6 +128,8 @@ class Runtime:
             await defer.Deferred.asFuture(flushed, asyncio.get_running_loop())
         if self.hub is not None:
             await self.hub.stop()
+        if self.ops is not None:
+            await self.ops.stop()
         if self.fastagi_port is not None:
             await defer.Deferred.asFuture(defer.maybeDeferred(self.fastagi_port.stopListening),
                                           asyncio.get_running_loop())

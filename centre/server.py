@@ -15,6 +15,7 @@ clock in tests); nothing here reads the wall clock itself.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -27,6 +28,7 @@ from centre.agent_feed import state_message
 from centre.agent_restore import AgentRestorer
 from centre.call_log import InteractionWriter
 from centre.call_sessions import HandledCall, call_message
+from centre.event_counts import EventCounts
 from centre.wallboard import WALLBOARD_INTERVAL, wallboard
 from centre.wiring import Database, build_components, open_database
 from config.schema import CtiConfig
@@ -69,7 +71,7 @@ class CtiServer:
         self.health = c.links.health
         self.restorer = AgentRestorer(self)
         self.database: Database | None = None
-        self._ami_messages = 0
+        self._ami_messages: defaultdict[str, int] = defaultdict(int)  # by PBX
         self._failed = 0
         self._tick_call: IDelayedCall | None = None
         self._wallboard_call: IDelayedCall | None = None
@@ -138,12 +140,22 @@ class CtiServer:
 
     @property
     def counters(self) -> dict[str, int]:
-        return {"ami_messages": self._ami_messages, "events": self.bus.counters["events"],
+        return {"ami_messages": sum(self._ami_messages.values()), "events": self.bus.counters["events"],
                 "commands": self.bus.counters["commands"], "failed": self._failed}
+
+    @property
+    def ami_messages(self) -> dict[str, int]:
+        """AMI messages read, by PBX (``centre.metrics``)."""
+        return dict(self._ami_messages)
+
+    @property
+    def event_counts(self) -> EventCounts | None:
+        """The bus's counts of queue, agent, AMI link and dialler events (``centre.event_counts``)."""
+        return self.components.event_counts
 
     # ------------------------------------------------------------------ events in
     def on_ami_message(self, server: str, msg: AMIMessage) -> None:
-        self._ami_messages += 1
+        self._ami_messages[server] += 1
         try:
             events = self.tracker.handle(server, msg, self.now())
         except Exception:  # the tracker must never take the connection down

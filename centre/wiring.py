@@ -36,6 +36,7 @@ from centre.call_sessions import CallSessions
 from centre.callbacks import Callbacks
 from centre.database import upgrade
 from centre.demo_leads import demo_leads
+from centre.event_counts import EventCounts
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
@@ -218,6 +219,7 @@ class Components:
     bus: EventBus
     customer_number: CustomerNumbers
     agent_feed: AgentFeed
+    event_counts: EventCounts | None = None  # what ``centre.metrics`` exports as counters
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
@@ -264,10 +266,14 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                    recorder_feed, interactions):
         if engine is not None:
             bus.add(engine)
+    # last: it only counts (the event types it takes cost the rest nothing)
+    event_counts = EventCounts(queues=acd.section.queue_names(), servers=[s.name for s in cfg.asterisk],
+                               campaigns=[c.name for c in cfg.dialer.campaigns])
+    bus.add(event_counts)
     return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
-                      customer_number=customer_number, agent_feed=agent_feed)
+                      customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts)
 
 
 @dataclass

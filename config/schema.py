@@ -15,7 +15,7 @@ from pydantic import Field
 from acd.settings import AcdSection
 from agent_console.settings import ConsoleSection
 from cti.ami.settings import AsteriskServer
-from cti.config_types import ConfigModel, HostPort, Loc, expected
+from cti.config_types import ConfigModel, HostPort, Loc, PositiveSeconds, expected
 from dialer.settings import DialerSection
 from ivr.flow import IvrSection
 from screenpop.settings import ScreenpopSection
@@ -41,6 +41,21 @@ class ListenSettings(ConfigModel):
 
     fastagi: HostPort = HostPort(port=4573)
     http: HostPort = HostPort(port=8080)
+
+
+class MetricsSettings(ConfigModel):
+    """The operations listener (``centre.ops_http``): Prometheus ``/metrics``, ``/healthz`` and ``/readyz`` on
+    a port of its own, on loopback unless told otherwise (the figures are for the monitoring host, not for
+    the consoles' network). Absent: no such listener."""
+
+    host: str = expected("an address to listen on, such as 127.0.0.1 or 0.0.0.0", default="127.0.0.1",
+                         pattern=r"^[A-Za-z0-9_.:-]{1,253}$")
+    port: int = expected("an integer 0-65535 (0: any free port)", default=9188, ge=0, le=65535)
+    # /readyz (and each scrape) checks the database and Redis: each check waits at most this long...
+    check_timeout: PositiveSeconds = expected("a number of seconds > 0 (a readiness check's wait)", default=2.0)
+    # ... and its result is reused for this long (a burst of probes costs the database one query)
+    check_cache: float = expected("a number of seconds >= 0 (how long a check's result is reused)", default=1.0,
+                                  ge=0, le=300)
 
 
 class PbxSettings(ConfigModel):
@@ -77,6 +92,7 @@ class CtiConfig(ConfigModel):
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings | None = None
     listen: ListenSettings = ListenSettings()
+    metrics: MetricsSettings | None = None
     pbx: PbxSettings = PbxSettings()
     log: LogSettings = LogSettings()
     ivr: IvrSection = IvrSection()
@@ -110,5 +126,17 @@ def cross_section_errors(cfg: CtiConfig) -> list[tuple[Loc, str]]:
             if queue not in queue_names:
                 errors.append((("ivr", *loc), f"unknown queue {queue!r}; known: {', '.join(sorted(queue_names))}"))
     servers = [s.name for s in cfg.asterisk]
+    errors.extend(metrics_errors(cfg))
     errors.extend((("dialer", *loc), msg) for loc, msg in cfg.dialer.reference_errors(sorted(queue_names), servers))
     return errors
+
+
+def metrics_errors(cfg: CtiConfig) -> list[tuple[Loc, str]]:
+    """The operations listener must not take a port the server already listens on."""
+    m = cfg.metrics
+    if m is None or m.port == 0:
+        return []
+    for name, where in (("http", cfg.listen.http), ("fastagi", cfg.listen.fastagi)):
+        if where.port == m.port and (where.host == m.host or "0.0.0.0" in (where.host, m.host)):
+            return [(("metrics", "port"), f"port {m.port} is listen.{name}'s already: choose another")]
+    return []

@@ -1,5 +1,6 @@
 """Security warnings about a valid configuration file: secrets written inline in a file everyone may read,
-and a console websocket open to pages of any site. ``cti check-config`` and ``cti serve`` print them.
+a console websocket open to pages of any site, and the operations endpoint (no authentication) beyond
+loopback. ``cti check-config`` and ``cti serve`` print them.
 
 Reads the file and its permission bits; never prints a secret's value. Does not validate (``config.load``
 does); a file that does not load gets no warnings.
@@ -85,4 +86,9 @@ def security_warnings(path: str | os.PathLike[str], cfg: CtiConfig) -> list[Conf
             name, None, "console.allowed_origins",
             f'"*" lets a page of any site use an agent\'s browser to reach the console websocket on '
             f"{cfg.listen.http.host}: list the origins that need it instead"))
+    if cfg.metrics is not None and not _is_loopback(cfg.metrics.host):
+        warnings.append(ConfigWarning(
+            name, None, "metrics.host",
+            f"/metrics, /healthz and /readyz have no authentication and listen on {cfg.metrics.host}: let only "
+            "the monitoring host reach that port (firewall), or keep it on loopback behind a proxy"))
     return warnings

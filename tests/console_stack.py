@@ -242,7 +242,8 @@ class Stack:
         self.pbx = Pbx(self.clock, load_dialplan(DEFAULT_DIALPLAN),
                        far_ends=FixedFarEnds({**phones, **TARGETS}, by_number=numbers))
         ast = self.cfg.asterisk[0]
-        self.network.listen(ast.host, ast.port, AMIServerFactory(AMIServer(self.pbx, {AMI_USER: AMI_SECRET})))
+        self.ami_server = AMIServer(self.pbx, {AMI_USER: AMI_SECRET})
+        self.ami_listener = self.network.listen(ast.host, ast.port, AMIServerFactory(self.ami_server))
         self.sender = RecordingSender()
         self.server = CtiServer(self.cfg, clock=self.clock, ami=self.sender,
                                 ami_connector=lambda s, f: MemoryConnector(self.network, s, f))
@@ -278,6 +279,17 @@ class Stack:
                 await self._pump
         self.server.stop()
         self.clock.run_for(1.0)  # the AMI logoff and close go through
+
+    def stop_ami(self) -> None:
+        """The PBX's manager interface goes away: its sessions close and nothing listens on its port."""
+        self.ami_listener.stopListening()
+        for session in list(self.ami_server.sessions):
+            session.close()
+
+    def start_ami(self) -> None:
+        """The manager interface listens again (the server's AMI client reconnects after its backoff)."""
+        ast = self.cfg.asterisk[0]
+        self.ami_listener = self.network.listen(ast.host, ast.port, AMIServerFactory(self.ami_server))
 
     async def _run_pump(self) -> None:
         while True:
