@@ -50,6 +50,7 @@ def register_store_commands(subparsers: argparse._SubParsersAction) -> None:  # 
                    help="file columns for number, id and timezone, e.g. number=Phone,timezone=TZ,id=Ref")
     _db_options(p)
     p.add_argument("--chunk", type=int, default=1000, help="rows per transaction (default 1000)")
+    _encoding_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_leads_import)
 
@@ -61,8 +62,27 @@ def register_store_commands(subparsers: argparse._SubParsersAction) -> None:  # 
     p.add_argument("--column", help="the CSV column holding the numbers (default number or phone)")
     p.add_argument("--source", help="where the list comes from (default: import:FILE)")
     _db_options(p)
+    _encoding_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_dnc_import)
+
+
+def _encoding_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoding", default="utf-8",
+                   help="the file's text encoding, e.g. cp1252 or latin-1 (default utf-8; a BOM is fine); a row "
+                        "that is not text in it is refused with its line number")
+
+
+def _bad_encoding(name: str) -> bool:
+    """Print why ``--encoding`` is refused (an unknown codec) and say so."""
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        print(f"--encoding: unknown encoding {name[:40]!r} (e.g. utf-8, cp1252, latin-1)", file=sys.stderr)
+        return True
+    return False
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -162,6 +182,8 @@ def _leads_import(args: argparse.Namespace) -> int:
     if args.chunk < 1:
         print("--chunk must be at least 1", file=sys.stderr)
         return 2
+    if _bad_encoding(args.encoding):
+        return 2
     url, region, cfg = _settings(args)
     if cfg is not None and args.campaign not in {c.name for c in cfg.dialer.campaigns}:
         known = ", ".join(c.name for c in cfg.dialer.campaigns) or "none configured"
@@ -169,7 +191,7 @@ def _leads_import(args: argparse.Namespace) -> int:
         return 2
     return _import_file(Path(args.file), url, "leads", lambda path, engine: import_leads(
         path, LeadStore(engine), args.campaign, now=time.time(), mapping=mapping, region=region, chunk=args.chunk,
-        progress=not args.no_progress))
+        encoding=args.encoding, progress=not args.no_progress))
 
 
 def _cmd_dnc_import(args: argparse.Namespace) -> int:
@@ -180,7 +202,9 @@ def _dnc_import(args: argparse.Namespace) -> int:
     from dialer.lead_import import import_dnc
     from dialer.store import DncStore
 
+    if _bad_encoding(args.encoding):
+        return 2
     url, region, _ = _settings(args)
     return _import_file(Path(args.file), url, "numbers", lambda path, engine: import_dnc(
         path, DncStore(engine), now=time.time(), source=args.source or f"import:{path.name}", region=region,
-        column=args.column, progress=not args.no_progress))
+        column=args.column, encoding=args.encoding, progress=not args.no_progress))

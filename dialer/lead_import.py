@@ -20,9 +20,10 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dialer.campaign import Lead
 from dialer.leads import LEAD_ID_RE, MAX_COLUMNS, MAX_VALUE, e164, is_zone, number_zones
@@ -89,8 +90,9 @@ def _columns(header: list[str], mapping: dict[str, str]) -> dict[str, int]:
     return found
 
 
-def _rows(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str]]:
-    """(line, cells or None, error) per CSV row, the header included."""
+def _rows(text: IO[str], encoding: str = "utf-8") -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line, cells or None, error) per CSV row, the header included. A row with bytes that are not text in
+    ``encoding`` (read with ``surrogateescape``) is an error naming the encoding, never silently altered."""
     reader = csv.reader(text)
     line = 1
     while True:
@@ -102,7 +104,12 @@ def _rows(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str]]:
             yield line, None, f"unreadable row: {exc}"
             line = reader.line_num + 1
             continue
-        yield line, row, ""
+        try:
+            "".join(row).encode("utf-8")
+        except UnicodeEncodeError:
+            yield line, None, f"not valid {encoding} text (another encoding? see --encoding)"
+        else:
+            yield line, row, ""
         line = reader.line_num + 1
 
 
@@ -130,19 +137,52 @@ def lead_from_row(row: list[str], names: list[str], cols: dict[str, int], region
     return Lead(lead_id, number, fields, " ".join(zones)), ""
 
 
-def import_leads(path: str | os.PathLike[str], store: LeadStore, campaign: str, *, now: float,
-                 mapping: dict[str, str] | None = None, region: str = "US", chunk: int = CHUNK,
-                 progress: bool = False, progress_file: IO[str] | None = None) -> ImportReport:
-    """Import the CSV file's leads into ``campaign`` (see the module docstring). Raises ``LeadFileError`` for a
-    file that cannot be imported at all (before anything is written), ``OSError`` when it cannot be read."""
+class _Reading:
+    """A CSV file being imported: its rows (``_rows``) and the progress bar, advanced by the bytes read each
+    time a chunk has been written (``chunk_written``) and to the end by ``_reading`` when the rows are done."""
+
+    def __init__(self, rows: Iterator[tuple[int, list[str] | None, str]], raw: IO[bytes], bar: Any) -> None:
+        self.rows = rows
+        self._raw = raw
+        self._bar = bar
+        self._done = 0
+
+    def chunk_written(self) -> None:
+        self.advance(self._raw.tell())
+
+    def advance(self, pos: int) -> None:
+        self._bar.update(pos - self._done)
+        self._done = pos
+
+
+@contextmanager
+def _reading(path: str | os.PathLike[str], desc: str, *, encoding: str, progress: bool,
+             progress_file: IO[str] | None) -> Iterator[_Reading]:
+    """Open the file for ``_rows`` (UTF-8 with or without a BOM, or ``encoding``) with a progress bar in bytes."""
     from tqdm import tqdm
 
-    report = ImportReport()
     size = Path(path).stat().st_size
-    with open(path, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc=f"leads {campaign}",
-                                        disable=not progress, file=progress_file or sys.stderr) as bar:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        rows = _rows(text)
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    with open(path, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=not progress,
+                                        file=progress_file or sys.stderr) as bar:
+        text = io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape", newline="")
+        reading = _Reading(_rows(text, encoding), raw, bar)
+        yield reading
+        reading.advance(size)
+        text.detach()
+
+
+def import_leads(path: str | os.PathLike[str], store: LeadStore, campaign: str, *, now: float,
+                 mapping: dict[str, str] | None = None, region: str = "US", chunk: int = CHUNK,
+                 encoding: str = "utf-8", progress: bool = False,
+                 progress_file: IO[str] | None = None) -> ImportReport:
+    """Import the CSV file's leads into ``campaign`` (see the module docstring). Raises ``LeadFileError`` for a
+    file that cannot be imported at all (before anything is written), ``OSError`` when it cannot be read,
+    ``LookupError`` for an unknown ``encoding``."""
+    report = ImportReport()
+    with _reading(path, f"leads {campaign}", encoding=encoding, progress=progress,
+                  progress_file=progress_file) as reading:
+        rows = reading.rows
         names: list[str] | None = None
         cols: dict[str, int] = {}
         for line, row, error in rows:
@@ -156,7 +196,6 @@ def import_leads(path: str | os.PathLike[str], store: LeadStore, campaign: str, 
         batch: list[tuple[int, Lead]] = []
         seen_ids: dict[str, int] = {}
         seen_numbers: dict[str, int] = {}
-        done = 0
         for line, row, error in rows:
             if row is not None and not any(cell.strip() for cell in row):
                 continue
@@ -178,12 +217,8 @@ def import_leads(path: str | os.PathLike[str], store: LeadStore, campaign: str, 
             batch.append((line, lead))
             if len(batch) >= chunk:
                 _flush(store, campaign, batch, report, now)
-                pos = raw.tell()
-                bar.update(pos - done)
-                done = pos
+                reading.chunk_written()
         _flush(store, campaign, batch, report, now)
-        bar.update(size - done)
-        text.detach()
     return report
 
 
@@ -202,23 +237,17 @@ def _flush(store: LeadStore, campaign: str, batch: list[tuple[int, Lead]], repor
 
 
 def import_dnc(path: str | os.PathLike[str], store: DncStore, *, now: float, source: str, region: str = "US",
-               column: str | None = None, chunk: int = CHUNK, progress: bool = False,
+               column: str | None = None, chunk: int = CHUNK, encoding: str = "utf-8", progress: bool = False,
                progress_file: IO[str] | None = None) -> ImportReport:
     """Add the numbers of a do-not-call list file to the store: one number per line, or a CSV file whose
     header names a ``number``/``phone`` column (or ``column``). Each chunk is one transaction."""
-    from tqdm import tqdm
-
     report = ImportReport()
-    size = Path(path).stat().st_size
-    with open(path, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc="do-not-call",
-                                        disable=not progress, file=progress_file or sys.stderr) as bar:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        rows = _rows(text)
+    with _reading(path, "do-not-call", encoding=encoding, progress=progress,
+                  progress_file=progress_file) as reading:
         col: int | None = 0
         batch: list[str] = []
         first = True
-        done = 0
-        for line, row, error in rows:
+        for line, row, error in reading.rows:
             if row is not None and not any(cell.strip() for cell in row):
                 continue
             if first:
@@ -245,12 +274,8 @@ def import_dnc(path: str | os.PathLike[str], store: DncStore, *, now: float, sou
             batch.append(number)
             if len(batch) >= chunk:
                 _flush_dnc(store, batch, report, now, source)
-                pos = raw.tell()
-                bar.update(pos - done)
-                done = pos
+                reading.chunk_written()
         _flush_dnc(store, batch, report, now, source)
-        bar.update(size - done)
-        text.detach()
     return report
 
 

@@ -148,6 +148,30 @@ def test_dnc_import_of_a_plain_list_and_a_csv(db_url: str, tmp_path: Path) -> No
     dnc.engine.dispose()
 
 
+def test_a_file_in_another_encoding_is_refused_by_row_or_read_with_encoding(sqlite_url: str, tmp_path: Path) -> None:
+    """A cp1252 name (what a spreadsheet exports) is never silently altered: without --encoding its row is refused
+    with its line and the encoding named; with encoding="cp1252" the name is kept as written."""
+    leads, dnc = stores(sqlite_url)
+    path = tmp_path / "leads.csv"
+    path.write_bytes("number,name\n+14155552671,Zoë Müller\n+13125550100,Ann\n".encode("cp1252"))
+    report = import_leads(path, leads, "c", now=T0)
+    assert (report.rows, report.added) == (2, 1)
+    assert report.bad == [(2, "not valid utf-8 text (another encoding? see --encoding)")]
+    report = import_leads(path, leads, "c", now=T0, encoding="cp1252")
+    assert (report.added, report.known, report.bad) == (1, 1, [])
+    assert {lead.fields["name"] for lead in leads.load("c")} == {"Zoë Müller", "Ann"}
+    header = tmp_path / "header.csv"
+    header.write_bytes("número\n+14155552671\n".encode("cp1252"))
+    with pytest.raises(LeadFileError, match="line 1: not valid utf-8 text"):
+        import_leads(header, leads, "d", now=T0)
+    listing = tmp_path / "dnc.csv"
+    listing.write_bytes("name,phone\nJosé,+14155552672\n".encode("cp1252"))
+    assert import_dnc(listing, dnc, now=T0, source="t").bad == [
+        (2, "not valid utf-8 text (another encoding? see --encoding)")]
+    assert import_dnc(listing, dnc, now=T0, source="t", encoding="cp1252").added == 1
+    leads.engine.dispose()
+
+
 def test_cli_leads_and_dnc_import(tmp_path: Path) -> None:
     """The commands as a user runs them: bad rows on stderr with file:line, a summary, exit 1 when rows were
     refused; a re-import adds nothing."""
@@ -173,6 +197,8 @@ def test_cli_leads_and_dnc_import(tmp_path: Path) -> None:
     assert "0 leads added, 2 known already" in again.stdout
     bad = cti("leads", "import", "c", str(tmp_path / "leads.csv"), "--map", "colour=Red", "--db", db)
     assert bad.returncode == 2 and "unknown field 'colour'" in bad.stderr
+    bad = cti("dnc", "import", str(tmp_path / "dnc.txt"), "--db", db, "--encoding", "klingon")
+    assert bad.returncode == 2 and "--encoding: unknown encoding 'klingon'" in bad.stderr
 
 
 # ---------------------------------------------------------------- windows in the lead's zones
