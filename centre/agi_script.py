@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from asterisk.agi import AGI, AGISIGHUPHangup
 
-from ivr.agi_protocol import AgiEnvironment, AgiProtocolError, AgiReply, AgiServerCodec, HangupNotice
+from ivr.agi_protocol import AgiEnvironment, AgiProtocolError, AgiReply, AgiServerCodec, HangupNotice, decode_line
 from ivr.events import IvrCompleted, IvrEvent, PromptMissing
 from ivr.interpreter import Action, EmitEvent, IvrSession, LookupCustomer, SendCommand
 from ivr.ports import CustomerLookup, InMemoryCustomerLookup, LookupResult
@@ -76,6 +76,19 @@ def database_lookup(cfg: Any) -> CustomerLookup | None:
     return PopLookup.from_settings(store, lambda fn: maybeDeferred(fn), task.Clock(), cfg.screenpop)
 
 
+def environment_of(values: dict[str, str]) -> AgiEnvironment:
+    """The environment pyst2 read (from stdin decoded with surrogateescape) as the FastAGI codec gives it: each
+    value UTF-8 when its bytes are, else latin-1 (``AgiEnvironment.latin1``), no byte lost or replaced."""
+    decoded: dict[str, str] = {}
+    latin1: set[str] = set()
+    for key, value in values.items():
+        text, encoding = decode_line(value.encode("utf-8", errors="surrogateescape"))
+        decoded[key] = text
+        if encoding == "latin-1":
+            latin1.add(key)
+    return AgiEnvironment(decoded, frozenset(latin1))
+
+
 class ScriptRunner:
     """Drives one ``IvrSession`` over a pyst2 ``AGI`` object (blocking, one caller per process)."""
 
@@ -122,8 +135,8 @@ class ScriptRunner:
         actions: list[Action] = []
         while True:
             line = self.agi.stdin.readline(self.max_line_bytes + 1)
-            if isinstance(line, str):
-                line = line.encode("utf-8", errors="replace")
+            if isinstance(line, str):  # stdin decoded with surrogateescape: the bytes Asterisk sent, unchanged
+                line = line.encode("utf-8", errors="surrogateescape")
             if not line:
                 return self.session.on_failure("stdin closed by Asterisk", time.time())
             try:
@@ -167,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="cti-agi %(levelname)s: %(message)s")
-    if stdin is None:  # Asterisk may send non-UTF-8 caller names: never crash on them
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    with open(os.devnull, "w") as quiet:  # pyst2 echoes the environment and every command to stderr
+    if stdin is None:  # Asterisk may send non-UTF-8 caller names: keep their bytes (the codec decodes each line)
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+    with open(os.devnull, "w", errors="surrogateescape") as quiet:  # pyst2 echoes the environment and commands
         agi = AGI(stdin=stdin, stdout=stdout or sys.stdout, stderr=quiet)
         return _run(agi, args)
 
@@ -186,7 +199,7 @@ def _run(agi: AGI, args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"cti-agi: {issue}", file=sys.stderr)
         return 1
-    env = AgiEnvironment(dict(agi.env))
+    env = environment_of(agi.env)
     name = args.flow or env.flow_name or cfg.ivr.default_flow or ""
     flow = cfg.ivr.flows.get(name)
     if flow is None:

@@ -129,3 +129,16 @@ def test_missing_prompts_are_reported_and_skipped(setup: Path) -> None:
     assert err.count("cannot play prompt") == 2
     assert "flow 'main' node 'menu': cannot play prompt 'main-menu'" in err
     assert [e["prompt"] for e in events_of(setup) if e["type"] == "PromptMissing"] == ["main-menu", "enter-account"]
+
+
+def test_environment_keeps_latin1_bytes() -> None:
+    """What pyst2 reads from stdin (decoded with surrogateescape) becomes the environment the FastAGI codec
+    would give: a latin-1 caller name keeps its byte (raw), a UTF-8 one is UTF-8, nothing is replaced."""
+    from centre.agi_script import environment_of
+
+    latin1 = b"Jos\xe9".decode("utf-8", errors="surrogateescape")
+    env = environment_of({"agi_calleridname": latin1, "agi_callerid": "+15551230002",
+                          "agi_dnid": "Zoë".encode().decode("utf-8", errors="surrogateescape")})
+    assert env.get("agi_calleridname") == "José" and env.raw("agi_calleridname") == b"Jos\xe9"
+    assert env.latin1 == frozenset({"agi_calleridname"})
+    assert env.get("agi_dnid") == "Zoë" and env.raw("agi_dnid") == "Zoë".encode()
