@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from acd.events import CallAbandoned, CallAnswered, CallOffered, OfferNotAnswered, QueueCallFinished
@@ -205,6 +205,8 @@ class CallSessions(Reactive):
             return ()
         session.fire(T.OFFER)
         session.agent_id, session.since = event.agent_id, event.ts
+        if event.queue != session.queued.queue:  # overflowed while waiting: the call is now that queue's
+            session.queued = replace(session.queued, queue=event.queue)
         return [frame(session)]
 
     def _on_answered(self, event: CallAnswered, now: float) -> Outputs:

@@ -86,3 +86,38 @@ def test_the_transferring_agent_is_not_offered_the_call_during_wrap_up(tmp_path:
     assert bench.state("1003") == "on_call"
     assert bench.server.call_for_agent("1003") is not None
     bench.close()
+
+
+def test_an_overflowed_call_is_offered_and_recorded_in_the_queue_it_overflowed_to(tmp_path: Path) -> None:
+    """sales overflows to support after 20 s: the support agent's call frame and pop name support, not sales,
+    and the answered interaction is support's."""
+    from acd.settings import MaxWaitAction
+    from tests.virtual_calls import bench_config
+
+    url = f"sqlite:///{tmp_path / 'cti.sqlite3'}"
+    cfg = bench_config(url)
+    queues = [q.model_copy(update={"max_wait": 20.0, "on_max_wait": MaxWaitAction(overflow="support")})
+              if q.name == "sales" else q for q in cfg.acd.queues]
+    cfg = cfg.model_copy(update={"acd": cfg.acd.model_copy(update={"queues": queues})})
+    bench = CallBench(tmp_path, url=url, cfg=cfg)
+    chan = bench.arrive(keys=("1",))  # sales
+    bench.run(30)  # nobody ready: overflowed to support
+    mark = len(bench.pushed.frames)
+    bench.ready("1002")  # sales 8, support 3
+    bench.run(10)
+    [offer] = bench.of(CallOffered, uniqueid=chan.uniqueid)
+    assert (offer.agent_id, offer.queue) == ("1002", "support")
+    calls = bench.pushed.to("1002", "call", mark)
+    assert calls and {c["queue"] for c in calls} == {"support"}
+    pops = bench.pushed.to("1002", "pop", mark)
+    assert pops and pops[-1]["queue"] == "support"
+    assert bench.state("1002") == "on_call"
+    call_id = bench.server.call_for_agent("1002").queued.call_id
+    bench.act("1002", "hangup", call_id=call_id)
+    bench.run(3)
+    assert bench.act("1002", "dispose", call_id=call_id, disposition="resolved")["recorded"] is True
+    rows = bench.of(QueueCallFinished, uniqueid=chan.uniqueid)
+    assert [(r.queue, r.outcome) for r in rows] == [("sales", "overflowed"), ("support", "answered")]
+    part = bench.server.store.get_interaction(f"sim/{call_id}")
+    assert part is not None and part.queue == "support"
+    bench.close()
