@@ -124,7 +124,8 @@ def test_updates_are_coalesced_to_one_per_min_interval() -> None:
     assert len(sent) == 4  # at most one per 0.2 s after the snapshot (at 0.2, 0.4, 0.6, 0.8 s)
     assert sent[-1][1]["seq"] == 4
     last, waiting = sent[-1][1], counts[-1]
-    assert last["set"] == [[["waiting"], waiting], *([["windows", w, "offered"], waiting]
+    assert last["set"] == [[["waiting"], waiting], [["longest_wait"], round(last["ts"] - T0, 3)],
+                           *([["windows", w, "offered"], waiting]
                                                      for w in ("day", "interval", "15m", "30m"))]
     assert last["unset"] == []
 
