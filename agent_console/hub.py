@@ -229,6 +229,16 @@ class ConsoleHub:
         for session in list(self._supervisors.values()):
             self._enqueue(session, frame, urgent)
 
+    def push_to_session(self, session_id: str, message: dict[str, Any]) -> bool:
+        """Queue ``message`` for one supervisor session (the statistics it subscribed to); routine, written
+        at the end of the loop's pass. False when that session is gone."""
+        self._check_push(message)
+        session = self._supervisors.get(session_id)
+        if session is None or session.closing:
+            return False
+        self._enqueue(session, encode(message), False)
+        return True
+
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._agents
 

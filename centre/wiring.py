@@ -4,7 +4,8 @@
 session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, the dispatcher, the AMI
 links and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
 
-    IVR completions, call log, sessions, ACD, dialer, pops, callbacks, agent feed, recorder, interactions
+    IVR completions, call log, sessions, ACD, dialer, pops, callbacks, agent feed, recorder, interactions,
+    statistics (``kpi``: it counts what the others did)
 
 (the call log and the sessions see a call before the ACD decides on it; the pops after, so that a
 caller offered at once is not looked up twice). ``open_database`` migrates the schema and gives the
@@ -36,6 +37,7 @@ from centre.call_sessions import CallSessions
 from centre.callbacks import Callbacks
 from centre.database import upgrade
 from centre.demo_leads import demo_leads
+from centre.kpi_restore import recorded_events
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
@@ -55,6 +57,10 @@ from dialer.shell import Dialer
 from dialer.store import CallbackStore, LeadStore
 from ivr.events import IvrEvent
 from ivr.ports import RecentCompletions
+from kpi.core import KpiCore
+from kpi.engine import KpiEngine
+from kpi.rebuild import since as rebuild_since
+from kpi.settings import KpiSettings, Target
 from screenpop.demo_data import seed_store
 from screenpop.lookup import PopLookup
 from screenpop.settings import ScreenpopSection
@@ -218,6 +224,23 @@ class Components:
     bus: EventBus
     customer_number: CustomerNumbers
     agent_feed: AgentFeed
+    kpi: KpiEngine | None = None
+
+
+def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
+    """The statistics engine of a configuration: the centre's time zone, the queues' service-level targets,
+    their agents (``eligible_agents`` at the queue's own skills), the teams, the campaigns."""
+    teams: dict[str, list[str]] = {}
+    for a in cfg.acd.agents:
+        for team in a.teams:
+            teams.setdefault(team, []).append(a.id)
+    settings = KpiSettings(
+        timezone=cfg.acd.timezone,
+        targets={q.name: Target(q.service_level.percent, q.service_level.seconds) for q in cfg.acd.queues},
+        members={q.name: acd.eligible_agents(q.name) for q in cfg.acd.queues},
+        teams={t: tuple(ids) for t, ids in teams.items()})
+    return KpiEngine(KpiCore(settings, queues=[q.name for q in cfg.acd.queues], agents=[a.id for a in cfg.acd.agents],
+                             campaigns=[c.name for c in cfg.dialer.campaigns]))
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
@@ -260,14 +283,15 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     bus = EventBus(dispatch)
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
     agent_feed = AgentFeed(acd, process.has_consoles)
+    kpi = kpi_engine(cfg, acd)
     for engine in (ivr_sessions, log_feed, sessions, acd, dialer, previews, pops, callbacks, agent_feed,
-                   recorder_feed, interactions):
+                   recorder_feed, interactions, kpi):
         if engine is not None:
             bus.add(engine)
     return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
-                      customer_number=customer_number, agent_feed=agent_feed)
+                      customer_number=customer_number, agent_feed=agent_feed, kpi=kpi)
 
 
 @dataclass
@@ -301,6 +325,10 @@ def open_database(c: Components, cfg: CtiConfig, run_in_thread: ThreadRunner, cl
     if c.dialer is not None:
         c.dialer.open_store(LeadStore(engine), run_in_thread, clock.seconds())
     c.links.health.db = True
+    if c.kpi is not None:  # the statistics since midnight, rebuilt from the records (not reset by a restart)
+        now = clock.seconds()
+        ks = c.kpi.core.settings
+        c.kpi.rebuild(recorded_events(engine, rebuild_since(now, ks.timezone, ks.interval, ks.bucket)), now)
     return Database(schema, engine, recorder, store, callback_store, pop_lookup, interactions)
 
 

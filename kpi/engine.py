@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from cti.bus import Outputs, Reactive
 from kpi.core import KpiCore
+from kpi.rebuild import replay
 
 
 class KpiEngine(Reactive):
@@ -23,6 +24,4 @@ class KpiEngine(Reactive):
 
     def rebuild(self, events: Iterable[object], now: float) -> int:
         """Count the events the stored records stand for (``kpi.rebuild.replay``), before live ones."""
-        from kpi.rebuild import replay
-
         return replay(self.core, events, now)
