@@ -33,10 +33,13 @@ def test_every_engine_is_an_engine_and_each_event_meets_them_in_order() -> None:
     assert all(isinstance(e, Engine) for e in routes.engines)
     log_feed = next(e for e in routes.engines if isinstance(e, CallLogFeed))
     sink = next(e for e in routes.engines if isinstance(e, InteractionSink))
-    # the call log and the sessions see a caller before the ACD decides; the pops after the dialer
-    assert routes.for_type(CallQueued) == (log_feed, server.sessions, server.acd, server.dialer, server.pops)
+    kpi = server.components.kpi
+    assert kpi is not None
+    # the call log and the sessions see a caller before the ACD decides; the pops after the dialer; the
+    # statistics last (they count what the others did)
+    assert routes.for_type(CallQueued) == (log_feed, server.sessions, server.acd, server.dialer, server.pops, kpi)
     # the call frame, then the dialer, then the pop (all before the OfferCall that follows CallOffered)
-    assert routes.for_type(CallOffered) == (server.sessions, server.dialer, server.pops)
+    assert routes.for_type(CallOffered) == (server.sessions, server.dialer, server.pops, kpi)
     assert routes.for_type(CallAnswered)[:2] == (log_feed, server.sessions)
     assert routes.for_type(CommandFailed) == (server.acd, server.dialer)
     assert routes.for_type(IvrCompleted)[:2] == (server.ivr_sessions, log_feed)
