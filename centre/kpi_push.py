@@ -29,12 +29,12 @@ class KpiPush:
     """The feed of ``core`` for the hub's supervisor sessions. ``pusher()``: the hub, or None without one."""
 
     def __init__(self, core: KpiCore, clock: IReactorTime, pusher: Callable[[], SessionPusher | None], *,
-                 min_interval: float = 0.2, refresh: float = 1.0) -> None:
+                 min_interval: float = 0.2, refresh: float = 1.0, team_interval: float = 1.0) -> None:
         self.core = core
         self.clock = clock
         self.pusher = pusher
         self.feed = Feed(core.figures, self._known, epoch=uuid.uuid4().hex[:12], min_interval=min_interval,
-                         refresh=refresh)
+                         refresh=refresh, intervals={"team": team_interval})
         self._call: IDelayedCall | None = None
         self._topics = frozenset(core.topics())
 

@@ -31,7 +31,7 @@ from dialer.figures import Tally
 from ivr.events import CallbackRequested
 from kpi import definitions as d
 from kpi.settings import KpiSettings, Target
-from kpi.windows import SLIDING, WINDOW_NAMES, Calendar, Windows
+from kpi.windows import SLIDING, SLIDING_INDEX, WINDOW_NAMES, Calendar, Windows
 
 CallKey = tuple[str, str]  # (server, caller's uniqueid)
 IDLE_STATES = frozenset({"ready", "not_ready", "logged_out"})
@@ -77,6 +77,13 @@ class AgentLive:
     iv_times: dict[str, float] = field(default_factory=dict)
     iv_key: float = 0.0
     segments: deque[tuple[float, float, str]] = field(default_factory=deque)  # the last 30 minutes'
+    seg_base: int = 0  # the number of segments dropped from the left of ``segments``
+    # per sliding window: seconds by key of the segments from ``sl_first`` (an absolute index) on
+    sl_sums: list[dict[str, float]] = field(default_factory=lambda: [{} for _ in SLIDING])
+    sl_first: list[int] = field(default_factory=lambda: [0 for _ in SLIDING])
+    figures: dict[str, Any] | None = None  # the agent's figures as last made (``KpiCore.agent_figures``)
+    figures_at: float = 0.0
+    stale: bool = True  # something happened to the agent since
 
     @property
     def key(self) -> str:
@@ -96,8 +103,12 @@ class KpiCore:
     """Live statistics of the queues, agents (by team) and campaigns named in ``settings`` and ``campaigns``."""
 
     def __init__(self, settings: KpiSettings, *, queues: Iterable[str], agents: Iterable[str],
-                 campaigns: Iterable[str] = ()) -> None:
+                 campaigns: Iterable[str] = (), agent_refresh: float = 5.0) -> None:
+        """``agent_refresh``: an agent's figures are made again on its events, and otherwise every this many
+        seconds (its times in state and occupancy move with time: a team of 20 agents would else be made
+        afresh at each publication)."""
         self.settings = settings
+        self.agent_refresh = agent_refresh
         self.cal = Calendar(settings.timezone, settings.interval, settings.bucket)
         self.queues: dict[str, QueueLive] = {}
         for name in queues:
@@ -183,7 +194,7 @@ class KpiCore:
         if a is not None:
             a.call = {"call_id": e.call_id, "caller": self._callers.get((e.server, e.uniqueid), ""),
                       "queue": e.queue, "since": e.ts, "status": "ringing"}
-            self.dirty.update(a.topics)
+            self._touch(a)
 
     def _answered(self, e: CallAnswered, now: float) -> None:
         key = (e.server, e.uniqueid)
@@ -202,7 +213,7 @@ class KpiCore:
             a.counters.add(e.ts, d.A_ANSWERED)
             a.call = {"call_id": e.call_id, "caller": self._callers.get(key, ""), "queue": e.queue, "since": e.ts,
                       "status": "talking"}
-            self.dirty.update(a.topics)
+            self._touch(a)
 
     def _abandoned(self, e: CallAbandoned, now: float) -> None:
         key = (e.server, e.uniqueid)
@@ -251,7 +262,7 @@ class KpiCore:
         if a is not None:
             a.counters.add(e.ts, d.A_HANDLED)
             a.counters.add(e.ts, d.A_HANDLE, handle)
-            self.dirty.update(a.topics)
+            self._touch(a)
 
     def _hold(self, e: CallHoldChanged, now: float) -> None:
         key = (e.server, e.uniqueid)
@@ -278,6 +289,7 @@ class KpiCore:
         if a is not None:
             a.counters.add(ts, d.A_HOLDS)
             a.counters.add(ts, d.A_HOLD, held)
+            self._touch(a)
 
     def _callback(self, e: CallbackRequested, now: float) -> None:
         q = self.queues.get(e.queue)
@@ -313,6 +325,10 @@ class KpiCore:
         self._move(a, e.state, e.reason if e.state == "not_ready" else "", e.ts)
         if e.state in IDLE_STATES:
             a.call = None
+        self._touch(a)
+
+    def _touch(self, a: AgentLive) -> None:
+        a.stale = True
         self.dirty.update(a.topics)
 
     def _move(self, a: AgentLive, state: str, reason: str, since: float) -> None:
@@ -335,11 +351,31 @@ class KpiCore:
                 if a.iv_key != cal.iv_start:
                     a.iv_times, a.iv_key = {}, cal.iv_start
                 a.iv_times[key] = a.iv_times.get(key, 0.0) + end - max(start, cal.iv_start)
-        segments = a.segments
-        segments.append((start, end, key))
-        horizon = cal.now - max(SLIDING.values())
-        while segments and segments[0][1] <= horizon:
+        a.segments.append((start, end, key))
+        for sums in a.sl_sums:
+            sums[key] = sums.get(key, 0.0) + end - start
+        self._slide(a, cal.now)
+
+    @staticmethod
+    def _slide(a: AgentLive, now: float) -> None:
+        """Take the segments that ended before each sliding window out of its sums; drop those out of all."""
+        segments, base = a.segments, a.seg_base
+        for w, span in enumerate(SLIDING.values()):
+            lo = now - span
+            first, sums = a.sl_first[w], a.sl_sums[w]
+            while first - base < len(segments) and segments[first - base][1] <= lo:
+                start, end, key = segments[first - base]
+                left = sums[key] - (end - start)
+                if left > 1e-6:
+                    sums[key] = left
+                else:
+                    del sums[key]
+                first += 1
+            a.sl_first[w] = first
+        keep = min(a.sl_first)
+        while a.seg_base < keep:
             segments.popleft()
+            a.seg_base += 1
 
     # ------------------------------------------------------------------ figures out
     def figures(self, topic: str, now: float) -> dict[str, Any]:
@@ -363,10 +399,17 @@ class KpiCore:
                 "windows": {w: d.queue_figures(q.counters.window(w), self.settings) for w in WINDOW_NAMES}}
 
     def agent_figures(self, agent_id: str, now: float) -> dict[str, Any]:
+        """The agent's figures: made again after its events, else every ``agent_refresh`` seconds."""
         a = self.agents[agent_id]
+        if a.figures is None or a.stale or not 0 <= now - a.figures_at < self.agent_refresh:
+            a.figures, a.figures_at, a.stale = self._agent_figures(a, now), now, False
+        return a.figures
+
+    def _agent_figures(self, a: AgentLive, now: float) -> dict[str, Any]:
+        agent_id = a.agent_id
         windows = {w: d.agent_figures(a.counters.window(w), self.state_times(a, w, now)) for w in WINDOW_NAMES}
         day_nr = windows["day"]["not_ready"]
-        return {"agent_id": agent_id, "state": a.state, "reason": a.reason or None, "since": a.since,
+        return {"agent_id": agent_id, "at": now, "state": a.state, "reason": a.reason or None, "since": a.since,
                 "time_in_state": round(max(0.0, now - a.since), 3), "call": dict(a.call) if a.call else None,
                 **d.adherence(day_nr, self.settings.not_ready_limits), "windows": windows}
 
@@ -399,11 +442,15 @@ class KpiCore:
             times = dict(a.iv_times) if a.iv_key == cal.iv_start else {}
             lo = cal.iv_start
         else:
+            self._slide(a, now)
+            w = SLIDING_INDEX[window]
             lo = now - SLIDING[window]
-            times = {}
-            for start, end, key in a.segments:
-                if end > lo:
-                    times[key] = times.get(key, 0.0) + end - max(start, lo)
+            times = dict(a.sl_sums[w])
+            i = a.sl_first[w] - a.seg_base
+            if i < len(a.segments):  # the oldest segment in the window may have begun before it
+                start, _, key = a.segments[i]
+                if start < lo:
+                    times[key] -= lo - start
         if now > max(a.since, lo):
             times[a.key] = times.get(a.key, 0.0) + now - max(a.since, lo)
         return times

@@ -5,7 +5,8 @@ A *stream* per topic (``queue:<name>``, ``team:<name>``, ``campaign:<name>``) sh
 * a new subscriber gets a ``stats_snapshot`` (the stream's last published figures and their ``seq``),
   then ``stats_delta`` frames, each with the next ``seq``: the paths that changed (``set``: ``[path,
   value]`` pairs, a path being the list of keys from the top) and those that went away (``unset``);
-* updates are coalesced: a stream publishes at most once per ``min_interval`` seconds (when its figures
+* updates are coalesced: a stream publishes at most once per ``min_interval`` seconds (0.2 s; a team's, 1 s:
+  ``intervals``) (when its figures
   changed, or every ``refresh`` seconds for the figures that move with time: waits, times in state,
   sliding windows), so a burst of events costs a subscriber one frame;
 * a reconnecting client subscribes with ``resume`` (the ``epoch`` and last ``seq`` it applied): it gets
@@ -35,15 +36,40 @@ def flatten(figures: Mapping[str, Any], prefix: Path = ()) -> dict[Path, Any]:
     out: dict[Path, Any] = {}
     for k, v in figures.items():
         path = (*prefix, k)
-        if isinstance(v, Mapping) and v:
+        if type(v) is dict and v:
             out.update(flatten(v, path))
         else:
             out[path] = v
     return out
 
 
+def diff_nested(old: Mapping[str, Any], new: Mapping[str, Any], prefix: list[str],
+                changed: list[list[Any]], gone: list[list[str]]) -> None:
+    """Append to ``changed`` (``[path, value]``) and ``gone`` (paths) what differs from ``old`` to ``new``;
+    equal subtrees are skipped whole (one C-level comparison)."""
+    for k, v in new.items():
+        if k in old:
+            was = old[k]
+            if was == v and type(was) is type(v):
+                continue
+            if type(v) is dict and type(was) is dict and v and was:
+                diff_nested(was, v, [*prefix, k], changed, gone)
+                continue
+        if type(v) is dict and v:
+            changed.extend([[list(p), x] for p, x in flatten(v, (*prefix, k)).items()])
+        else:
+            changed.append([[*prefix, k], v])
+    for k in old:
+        if k not in new:
+            was = old[k]
+            if type(was) is dict and was:
+                gone.extend([list(p) for p in flatten(was, (*prefix, k))])
+            else:
+                gone.append([*prefix, k])
+
+
 def diff(old: Mapping[Path, Any], new: Mapping[Path, Any]) -> tuple[list[list[Any]], list[list[str]]]:
-    """(set, unset): what changed from ``old`` to ``new``."""
+    """(set, unset): what changed from ``old`` to ``new`` (flat: by path)."""
     changed = [[list(p), v] for p, v in new.items() if p not in old or old[p] != v or type(old[p]) is not type(v)]
     gone = [list(p) for p in old if p not in new]
     return changed, gone
@@ -85,10 +111,10 @@ class Stream:
     topic: str
     seq: int = 0
     figures: dict[str, Any] | None = None  # the last published (nested)
-    flat: dict[Path, Any] = field(default_factory=dict)
     history: deque[Message] = field(default_factory=deque)
     sent_at: float = float("-inf")
     subscribers: set[str] = field(default_factory=set)
+    min_interval: float = 0.2
 
 
 class Feed:
@@ -96,8 +122,12 @@ class Feed:
     ``known(topic)`` says whether a topic exists; ``epoch`` names this server's run (seqs restart with it)."""
 
     def __init__(self, figures: Callable[[str, float], dict[str, Any]], known: Callable[[str], bool], *,
-                 epoch: str, min_interval: float = 0.2, refresh: float = 1.0, history: int = 600) -> None:
+                 epoch: str, min_interval: float = 0.2, refresh: float = 1.0, history: int = 600,
+                 intervals: Mapping[str, float] | None = None) -> None:
+        """``intervals``: ``min_interval`` by topic kind where it differs (``{"team": 1.0}``: a team's figures
+        are its agents', made again at most once a second)."""
         self.figures = figures
+        self.intervals = dict(intervals or {})
         self.known = known
         self.epoch = epoch
         self.min_interval = min_interval
@@ -120,7 +150,8 @@ class Feed:
         for topic in topics:
             stream = self.streams.get(topic)
             if stream is None:
-                stream = self.streams[topic] = Stream(topic)
+                interval = self.intervals.get(topic.partition(":")[0], self.min_interval)
+                stream = self.streams[topic] = Stream(topic, min_interval=interval)
             if stream.figures is None:
                 self._publish(stream, now)
             stream.subscribers.add(session)
@@ -173,7 +204,7 @@ class Feed:
         due a refresh, at most one per stream per ``min_interval``. ``dirty`` topics sent are removed from it."""
         out: list[tuple[str, Message]] = []
         for stream in self.streams.values():
-            if not stream.subscribers or now - stream.sent_at < self.min_interval:
+            if not stream.subscribers or now - stream.sent_at < stream.min_interval:
                 continue
             if stream.topic in dirty or now - stream.sent_at >= self.refresh:
                 dirty.discard(stream.topic)
@@ -186,12 +217,14 @@ class Feed:
         """Make the stream's figures now; the delta from the last ones (None: nothing changed, or the first)."""
         self.counters["evaluations"] += 1
         figures = self.figures(stream.topic, now)
-        flat = flatten(figures)
         stream.sent_at = now
-        first = stream.figures is None
-        changed, gone = diff(stream.flat, flat)
-        stream.figures, stream.flat = figures, flat
-        if first or not (changed or gone):
+        old, stream.figures = stream.figures, figures
+        if old is None:
+            return None
+        changed: list[list[Any]] = []
+        gone: list[list[str]] = []
+        diff_nested(old, figures, [], changed, gone)
+        if not (changed or gone):
             return None
         stream.seq += 1
         delta = {"type": DELTA, "topic": stream.topic, "epoch": self.epoch, "seq": stream.seq, "ts": now,

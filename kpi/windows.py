@@ -49,9 +49,12 @@ class Calendar:
 
 
 class Windows:
-    """One counter vector per period for one queue, agent or campaign."""
+    """One counter vector per period for one queue, agent or campaign. The sliding windows keep running
+    sums (added to as events come, the buckets that leave subtracted as time passes), so reading one is
+    O(fields); max fields are taken over the buckets on reading."""
 
-    __slots__ = ("cal", "n", "maxes", "day", "day_key", "iv", "iv_key", "buckets")
+    __slots__ = ("cal", "n", "maxes", "day", "day_key", "iv", "iv_key", "buckets", "runs", "firsts", "at",
+                 "last_max")
 
     def __init__(self, cal: Calendar, n: int, maxes: tuple[int, ...] = ()) -> None:
         self.cal = cal
@@ -62,6 +65,34 @@ class Windows:
         self.iv = [0.0] * n
         self.iv_key = cal.iv_start
         self.buckets: dict[int, list[float]] = {}
+        self.runs = [[0.0] * n for _ in SLIDING]  # per sliding window: the sums of its buckets
+        self.at = cal.bucket_now  # the bucket the running sums are up to
+        self.firsts = [self.at - int(span // cal.bucket) + 1 for span in SLIDING.values()]
+        self.last_max = -1  # the latest bucket a max field was set in
+
+    def _expire(self) -> None:
+        """Bring the running sums to the calendar's now: subtract the buckets that left each window."""
+        cal = self.cal
+        now = cal.bucket_now
+        self.at = now
+        buckets = self.buckets
+        for w, span in enumerate(SLIDING.values()):
+            first = now - int(span // cal.bucket) + 1
+            old = self.firsts[w]
+            if first <= old:
+                continue
+            run = self.runs[w]
+            if first - old <= len(buckets):
+                gone = [buckets[b] for b in range(old, first) if b in buckets]
+            else:
+                gone = [vec for b, vec in buckets.items() if old <= b < first]
+            for vec in gone:
+                for i, v in enumerate(vec):
+                    if v:
+                        run[i] -= v
+            self.firsts[w] = first
+        if len(buckets) > 2 * cal.span:
+            self.prune()
 
     def add(self, ts: float, field: int, value: float = 1.0) -> None:
         """Count ``value`` in ``field`` at time ``ts`` (<= the calendar's now)."""
@@ -76,12 +107,17 @@ class Windows:
                 self.iv[field] += value
         b = int(ts // cal.bucket)
         if b > cal.bucket_now - cal.span:
+            if self.at != cal.bucket_now:
+                self._expire()
             vec = self.buckets.get(b)
             if vec is None:
                 vec = self.buckets[b] = [0.0] * self.n
-                if len(self.buckets) > 2 * cal.span:
-                    self.prune()
             vec[field] += value
+            firsts = self.firsts
+            runs = self.runs
+            for w in range(len(firsts)):
+                if b >= firsts[w]:
+                    runs[w][field] += value
 
     def add_max(self, ts: float, field: int, value: float) -> None:
         """Keep the largest ``value`` of ``field`` (a max field) at time ``ts``."""
@@ -96,14 +132,17 @@ class Windows:
                 self.iv[field] = max(self.iv[field], value)
         b = int(ts // cal.bucket)
         if b > cal.bucket_now - cal.span:
+            if self.at != cal.bucket_now:
+                self._expire()
             vec = self.buckets.get(b)
             if vec is None:
                 vec = self.buckets[b] = [0.0] * self.n
             vec[field] = max(vec[field], value)
+            self.last_max = max(self.last_max, b)
 
     def prune(self) -> None:
-        """Drop buckets older than 30 minutes."""
-        first = self.cal.bucket_now - self.cal.span + 1
+        """Drop buckets older than the longest window."""
+        first = min(self.firsts)
         for b in [b for b in self.buckets if b < first]:
             del self.buckets[b]
 
@@ -114,14 +153,16 @@ class Windows:
             return list(self.day) if self.day_key == cal.day_start else [0.0] * self.n
         if name == "interval":
             return list(self.iv) if self.iv_key == cal.iv_start else [0.0] * self.n
-        first = cal.bucket_now - int(SLIDING[name] / cal.bucket) + 1
-        out = [0.0] * self.n
-        top = {i: 0.0 for i in self.maxes}
-        for b, vec in self.buckets.items():
-            if first <= b <= cal.bucket_now:
-                out = [x + y for x, y in zip(out, vec, strict=True)]
-                for i in top:
-                    top[i] = max(top[i], vec[i])
-        for i, v in top.items():
-            out[i] = v
+        if self.at != cal.bucket_now:
+            self._expire()
+        w = SLIDING_INDEX[name]
+        out = list(self.runs[w])
+        if self.maxes:
+            first = self.firsts[w]
+            for i in self.maxes:
+                out[i] = 0.0 if self.last_max < first else \
+                    max((vec[i] for b, vec in self.buckets.items() if b >= first), default=0.0)
         return out
+
+
+SLIDING_INDEX = {name: i for i, name in enumerate(SLIDING)}
