@@ -60,7 +60,7 @@ from ivr.ports import RecentCompletions
 from kpi.core import KpiCore
 from kpi.engine import KpiEngine
 from kpi.rebuild import since as rebuild_since
-from kpi.settings import KpiSettings, Target
+from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
 from screenpop.demo_data import seed_store
 from screenpop.lookup import PopLookup
 from screenpop.settings import ScreenpopSection
@@ -228,14 +228,18 @@ class Components:
 
 
 def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
-    """The statistics engine of a configuration: the centre's time zone, the queues' service-level targets,
-    their agents (``eligible_agents`` at the queue's own skills), the teams, the campaigns."""
+    """The statistics engine of a configuration: its ``statistics:`` section, the centre's time zone, the
+    queues' service-level targets, their agents (``eligible_agents`` at the queue's own skills), the teams,
+    the campaigns."""
     teams: dict[str, list[str]] = {}
     for a in cfg.acd.agents:
         for team in a.teams:
             teams.setdefault(team, []).append(a.id)
+    st = cfg.statistics
     settings = KpiSettings(
-        timezone=cfg.acd.timezone,
+        timezone=cfg.acd.timezone, interval=st.interval_minutes * 60.0, short_abandon=st.short_abandon,
+        abandons=AbandonsInServiceLevel(st.service_level_abandons),
+        not_ready_limits={r: m * 60.0 for r, m in st.not_ready_limits.items()},
         targets={q.name: Target(q.service_level.percent, q.service_level.seconds) for q in cfg.acd.queues},
         members={q.name: acd.eligible_agents(q.name) for q in cfg.acd.queues},
         teams={t: tuple(ids) for t, ids in teams.items()})

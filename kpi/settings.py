@@ -1,5 +1,7 @@
 """What the statistics are computed against: the centre's time zone, the interval, the short-abandon
-threshold, the service-level definition, the queues' targets, the not-ready allowances. Plain values."""
+threshold, the service-level definition, the queues' targets, the not-ready allowances. ``StatsSection`` is
+the configuration file's ``statistics:`` section; ``KpiSettings`` the values the core runs on (the
+application makes them from the section, the ACD's time zone, queues and teams)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Literal
+
+from pydantic import Field
+
+from cti.config_types import ConfigModel, Loc, expected
 
 
 class AbandonsInServiceLevel(StrEnum):
@@ -59,3 +66,17 @@ class KpiSettings:
 
     def target(self, queue: str) -> Target:
         return self.targets.get(queue) or Target()
+
+
+class StatsSection(ConfigModel):
+    """The ``statistics:`` section: the definitions' knobs (``kpi.definitions``)."""
+
+    short_abandon: float = expected("seconds >= 0: callers who hang up sooner are short abandons, counted apart",
+                                    default=5.0, ge=0, le=600)
+    service_level_abandons: Literal["counted", "excluded", "after_target"] = "counted"
+    interval_minutes: Literal[5, 10, 15, 30, 60] = 15
+    not_ready_limits: dict[str, float] = Field(default_factory=dict)  # reason -> allowed minutes per day
+
+    def semantic_errors(self) -> list[tuple[Loc, str]]:
+        return [(("not_ready_limits", reason), "expected minutes >= 0")
+                for reason, minutes in self.not_ready_limits.items() if minutes < 0]

@@ -68,6 +68,7 @@ FLOORS: dict[str, dict[str, Edge]] = {
         "dialer": Edge(ENGINE_SETTINGS, ("dialer.settings",)),
         "agent_console": Edge(ENGINE_SETTINGS, ("agent_console.settings",)),
         "sim": Edge(ENGINE_SETTINGS, ("sim.settings",)),
+        "kpi": Edge(ENGINE_SETTINGS, ("kpi.settings",)),
     },
     "centre": {pkg: Edge("the application wires every package into processes") for pkg in
                ("cti", "acd", "ivr", "screenpop", "dialer", "kpi", "agent_console", "sim", "config")},

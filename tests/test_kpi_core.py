@@ -18,11 +18,14 @@ from acd.events import (
     CallWaiting,
     QueueCallFinished,
 )
+from acd.service import AcdService
+from centre.wiring import kpi_engine
+from config.schema import CtiConfig
 from cti.events import CallHoldChanged, CallQueued
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from ivr.events import CallbackRequested
 from kpi.core import KpiCore
-from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
+from kpi.settings import AbandonsInServiceLevel, KpiSettings, StatsSection, Target
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # an interval starts here
 S = "pbx"
@@ -227,3 +230,19 @@ def test_campaign_figures_use_the_dialers_definitions() -> None:
     day = k.figures("campaign:c", T0 + 100)["windows"]["day"]
     assert day == {"dials": 5, "answers": 4, "live_answers": 3, "contacts": 2, "abandons": 2, "machines": 1,
                    "contact_rate": 0.4, "abandon_rate": pytest.approx(2 / 3)}
+
+
+def test_the_statistics_section_configures_the_engine() -> None:
+    cfg = CtiConfig.model_validate({
+        "acd": {"timezone": "Europe/Paris", "agents": [{"id": "a1", "name": "A", "endpoint": "PJSIP/a1",
+                                                       "skills": {"s": 1}, "teams": ["red"]}],
+                "queues": [{"name": "q", "skills": {"s": 1}, "service_level": {"percent": 90, "seconds": 30}}]},
+        "statistics": {"short_abandon": 8, "service_level_abandons": "after_target", "interval_minutes": 30,
+                       "not_ready_limits": {"break": 20}}})
+    settings = kpi_engine(cfg, AcdService(cfg.acd, T0)).core.settings
+    assert (settings.timezone, settings.interval, settings.short_abandon, settings.abandons) == \
+        ("Europe/Paris", 1800.0, 8.0, AbandonsInServiceLevel.AFTER_TARGET)
+    assert settings.not_ready_limits == {"break": 1200.0} and settings.target("q") == Target(90, 30)
+    assert settings.members == {"q": ("a1",)} and settings.teams == {"red": ("a1",)}
+    with pytest.raises(ValueError, match="interval_minutes"):
+        StatsSection.model_validate({"interval_minutes": 7})
