@@ -247,9 +247,10 @@ class KpiCore:
         if talking is not None and talking.queue == e.queue:
             self._end_hold(key, talking, e.ts)
             del self._talking[key]
+        if key not in self._where and key not in self._talking:
+            self._callers.pop(key, None)  # (unless the caller is in a queue again, or with an agent)
         if e.outcome != "answered":
             return
-        self._callers.pop(key, None)
         handle = e.talk + e.wrapup
         q = self.queues.get(e.queue)
         if q is not None:
