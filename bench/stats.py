@@ -18,15 +18,17 @@ is not timed.
    Baseline, named: **per-event full snapshot**: after each event, the figures of every topic the event
    touched are made at once (a push per event, no coalescing: what a wallboard that recomputes on every
    update costs), on the first ``--baseline-events`` events. Ratio = baseline / ours (engine + feed).
-2. Update latency (``p99_ms``): the stream's first ``--live`` seconds replayed in real time on the asyncio
-   reactor through the real bus (``cti.bus.EventBus`` with ``kpi.engine.KpiEngine``), the push shell
-   (``centre.kpi_push.KpiPush``) and the real console hub (``agent_console.hub.ConsoleHub``) on loopback,
-   with one supervisor websocket client (same process, same loop: its parsing is counted too) subscribed
-   to every queue. Latency = the client's receipt of the first ``stats_delta`` whose ``offered`` count
-   includes a caller - that caller's ``CallWaiting`` event published on the bus (``time.perf_counter``).
-   It includes coalescing (``min_interval`` 0.2 s), the figures, the diff, the hub and loopback; it starts
-   at the bus, not at the AMI bytes: the AMI read -> ACD event path is bench/screenpop.py's (AMI in ->
-   the ACD's offer) and is not repeated here.
+2. Update latency (``p99_ms``): the same centre run live for ``--live`` seconds in real time on one asyncio
+   loop: its events go onto a real bus (``cti.bus.EventBus``) carrying the real ACD and, after it, the KPI
+   engine, as ``centre.wiring`` orders them; the push shell (``centre.kpi_push.KpiPush``) and the real
+   console hub (``agent_console.hub.ConsoleHub``) on loopback, with one supervisor websocket client (same
+   process, same loop: its parsing is counted too) subscribed to every queue. Latency = the client's
+   receipt of the first ``stats_delta`` whose ``offered`` count includes a caller - the moment that
+   caller's ``CallQueued`` (what the call tracker makes of the PBX's ``UserEvent CTIQueued``) was put on
+   the bus (``time.perf_counter``). It includes the ACD's routing of every event, coalescing
+   (``min_interval`` 0.2 s), the figures, the diff, the hub and loopback. It does not include reading and
+   parsing the AMI bytes into that event (bench/ami_parse.py and bench/screenpop.py measure that path:
+   microseconds per event, a few ms p99 to the ACD's offer).
 
 Ends with ``BENCH stats us_per_event=<x> p99_ms=<y> ratio=<z> feed_core_pct=<f>``: ``us_per_event`` is the
 engine's (what each event costs); the feed's cost is per frame (how many topics are watched, how often
@@ -52,7 +54,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from acd.events import CallAnswered, CallWaiting  # noqa: E402
 from acd.service import AcdService  # noqa: E402
 from acd.settings import AcdSection  # noqa: E402
 from cti.commands import OfferCall  # noqa: E402
@@ -87,100 +88,133 @@ def centre(n_agents: int, n_queues: int, seed: int) -> tuple[dict[str, Any], Kpi
     return {"agents": agents, "queues": queues}, settings
 
 
-def stream(cfg: dict[str, Any], subscriptions: tuple[type, ...], rate: float, seconds: float, seed: int
-           ) -> list[tuple[object, float]]:
-    """(event, now) of everything the KPI engine subscribes to, in order, from the ACD driven by a simulated
-    centre for ``seconds`` of virtual time."""
-    rng = random.Random(seed)
-    acd = AcdService(AcdSection.model_validate(cfg), T0)
-    out: list[tuple[object, float]] = []
-    kinds = subscriptions
-    todo: list[tuple[float, int, str, Any]] = []  # (time, seq, what, args)
-    seq = 0
+class Centre:
+    """A simulated centre around the real ACD: arrivals, phones, callers, holds and breaks on a heap of
+    timed actions. Virtual (``record``): everything the KPI engine subscribes to is recorded; live
+    (``attach``): the inputs go onto a real bus that carries the ACD and the KPI engine."""
 
-    def at(t: float, what: str, *args: Any) -> None:
-        nonlocal seq
-        seq += 1
-        heapq.heappush(todo, (t, seq, what, args))
+    def __init__(self, cfg: dict[str, Any], rate: float, seconds: float, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.acd = AcdService(AcdSection.model_validate(cfg), T0)
+        self.todo: list[tuple[float, int, str, Any]] = []  # (time, seq, what, args)
+        self.seq = 0
+        self.answered: set[str] = set()
+        self.offered: dict[str, str] = {}  # caller -> agent it rings
+        self.ids = [a["id"] for a in cfg["agents"]]
+        self.queues = [q["name"] for q in cfg["queues"]]
+        self.out: list[tuple[object, float]] = []
+        self.kinds: tuple[type, ...] = ()
+        self.bus: Any = None
+        self.injected: Any = None  # called with each event put in (live: the latency's start)
+        t, n = T0, 0
+        while t < T0 + seconds:
+            t += self.rng.expovariate(rate)
+            n += 1
+            self.at(t, "arrive", f"c{n}", self.rng.choice(self.queues))
+        for k in range(int(seconds)):
+            self.at(T0 + k + 0.5, "break", None)
 
-    answered: set[str] = set()
-    offered: dict[str, str] = {}  # caller -> agent it rings
-    ids = [a["id"] for a in cfg["agents"]]
-    queues = [q["name"] for q in cfg["queues"]]
+    def record(self, kinds: tuple[type, ...]) -> list[tuple[object, float]]:
+        self.kinds = kinds
+        self.start()
+        self.step(float("inf"))
+        return self.out
 
-    def feed(outputs: list[object], now: float) -> None:
+    def attach(self, bus: Any) -> None:
+        """Live: inputs onto ``bus`` (with the ACD and the KPI engine on it); its commands come to ``command``."""
+        self.bus = bus
+        self.start()
+
+    def command(self, command: object) -> None:
+        if isinstance(command, OfferCall):
+            self.offered[command.uniqueid] = command.agent_id
+            self.at(self.now + 1.0, "answer", command.uniqueid, command.agent_id)
+
+    def at(self, t: float, what: str, *args: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.todo, (t, self.seq, what, args))
+
+    def outputs(self, outputs: list[object], now: float) -> None:
+        if self.bus is not None:
+            self.bus.apply(outputs, now)
+            return
         for o in outputs:
-            if isinstance(o, kinds):
-                out.append((o, now))
-            elif isinstance(o, OfferCall):
-                offered[o.uniqueid] = o.agent_id
-                at(now + 1.0, "answer", o.uniqueid, o.agent_id)
+            if isinstance(o, self.kinds):
+                self.out.append((o, now))
+            else:
+                self.command(o)
 
-    def handle(event: object, now: float) -> None:
-        if isinstance(event, kinds):
-            out.append((event, now))
-        feed(acd.handle(event, now), now)
+    def inject(self, event: object, now: float) -> None:
+        if self.bus is not None:
+            self.bus.publish(event, now)
+            if self.injected is not None:
+                self.injected(event)
+            return
+        if isinstance(event, self.kinds):
+            self.out.append((event, now))
+        self.outputs(self.acd.handle(event, now), now)
 
-    now = T0
-    for aid in ids:
-        feed(acd.login(aid, None, now), now)
-        feed(acd.ready(aid, now), now)
-    t = T0
-    n = 0
-    while t < T0 + seconds:
-        t += rng.expovariate(rate)
-        n += 1
-        at(t, "arrive", f"c{n}", rng.choice(queues))
-    for k in range(int(seconds)):
-        at(T0 + k + 0.5, "break", None)
-    while todo:
-        when, _, what, args = heapq.heappop(todo)
-        deadline = acd.next_deadline()
-        while deadline is not None and deadline <= when:
-            feed(acd.tick(deadline), deadline)
+    def start(self) -> None:
+        self.now = T0
+        for aid in self.ids:
+            self.outputs(self.acd.login(aid, None, T0), T0)
+            self.outputs(self.acd.ready(aid, T0), T0)
+
+    def step(self, until: float) -> None:
+        """Carry out what is due up to ``until`` (the ACD's timers included)."""
+        todo, acd, rng = self.todo, self.acd, self.rng
+        while todo and todo[0][0] <= until:
+            when, _, what, args = heapq.heappop(todo)
             deadline = acd.next_deadline()
-        now = when
-        if what == "arrive":
-            uid, q = args
-            handle(CallQueued(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}", queue=q,
-                              skills="", priority=0, language="en", caller_num=f"+1555{uid[1:]}", caller_name="",
-                              dnis="100"), now)
-            at(now + rng.expovariate(1 / 60), "patience", uid)
-        elif what == "answer":
-            uid, agent = args
-            if offered.get(uid) != agent:
-                continue
-            handle(DialStarted(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}",
-                               dest_uniqueid=f"{uid}-a", dest_channel=f"PJSIP/{agent}-1", dial_string=""), now)
-            handle(DialEnded(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}",
-                             dest_uniqueid=f"{uid}-a", dest_channel=f"PJSIP/{agent}-1", status="ANSWER"), now)
-            answered.add(uid)
-            talk = rng.expovariate(1 / 12)
-            if rng.random() < 0.1 and talk > 7:
-                at(now + 1, "hold", uid, agent, True)
-                at(now + 6, "hold", uid, agent, False)
-            at(now + talk, "hangup", uid)
-        elif what == "hold":
-            uid, agent, held = args
-            handle(CallHoldChanged(server=S, ts=now, call_id=uid, uniqueid=uid, queue="", agent_id=agent,
-                                   held=held), now)
-        elif what == "patience":
-            if args[0] not in answered:
-                at(now, "hangup", args[0])
-        elif what == "hangup":
-            uid = args[0]
-            if offered.pop(uid, None) is None and uid in answered:
-                continue
-            handle(ChannelHungup(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}", cause=16,
-                                 cause_txt="Normal Clearing"), now)
-        elif what == "break":
-            aid = rng.choice(ids)
-            if acd.agent_snapshot(aid).state == "ready":
-                feed(acd.not_ready(aid, "break", now), now)
-                at(now + 60, "back", aid)
-        elif what == "back":
-            feed(acd.ready(args[0], now), now)
-    return out
+            while deadline is not None and deadline <= when:
+                self.now = deadline
+                if self.bus is not None:
+                    self.bus.tick(deadline)
+                else:
+                    self.outputs(acd.tick(deadline), deadline)
+                deadline = acd.next_deadline()
+            now = self.now = when
+            if what == "arrive":
+                uid, q = args
+                self.inject(CallQueued(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}",
+                                       queue=q, skills="", priority=0, language="en", caller_num=f"+1555{uid[1:]}",
+                                       caller_name="", dnis="100"), now)
+                self.at(now + rng.expovariate(1 / 60), "patience", uid)
+            elif what == "answer":
+                uid, agent = args
+                if self.offered.get(uid) != agent:
+                    continue
+                self.inject(DialStarted(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}",
+                                        dest_uniqueid=f"{uid}-a", dest_channel=f"PJSIP/{agent}-1", dial_string=""),
+                            now)
+                self.inject(DialEnded(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}",
+                                      dest_uniqueid=f"{uid}-a", dest_channel=f"PJSIP/{agent}-1", status="ANSWER"), now)
+                self.answered.add(uid)
+                talk = rng.expovariate(1 / 12)
+                if rng.random() < 0.1 and talk > 7:
+                    self.at(now + 1, "hold", uid, agent, True)
+                    self.at(now + 6, "hold", uid, agent, False)
+                self.at(now + talk, "hangup", uid)
+            elif what == "hold":
+                uid, agent, held = args
+                self.inject(CallHoldChanged(server=S, ts=now, call_id=uid, uniqueid=uid, queue="", agent_id=agent,
+                                            held=held), now)
+            elif what == "patience":
+                if args[0] not in self.answered:
+                    self.at(now, "hangup", args[0])
+            elif what == "hangup":
+                uid = args[0]
+                if self.offered.pop(uid, None) is None and uid in self.answered:
+                    continue
+                self.inject(ChannelHungup(server=S, ts=now, call_id=uid, uniqueid=uid, channel=f"SIP/trunk-{uid}",
+                                          cause=16, cause_txt="Normal Clearing"), now)
+            elif what == "break":
+                aid = rng.choice(self.ids)
+                if acd.agent_snapshot(aid).state == "ready":
+                    self.outputs(acd.not_ready(aid, "break", now), now)
+                    self.at(now + 60, "back", aid)
+            elif what == "back":
+                self.outputs(acd.ready(args[0], now), now)
 
 
 # --- 1. CPU per event -------------------------------------------------------------------------------------
@@ -277,8 +311,8 @@ class Delayed:
         self.handle.cancel()
 
 
-async def latency(events: list[tuple[object, float]], settings: KpiSettings, n_queues: int, n_agents: int,
-                  live: float) -> tuple[list[float], dict[str, Any]]:
+async def latency(cfg: dict[str, Any], settings: KpiSettings, args: argparse.Namespace
+                  ) -> tuple[list[float], dict[str, Any]]:
     from websockets.asyncio.client import connect
 
     from agent_console.auth import Authenticator, issue_token
@@ -293,11 +327,13 @@ async def latency(events: list[tuple[object, float]], settings: KpiSettings, n_q
     console = ConsoleSection.model_validate({"token_secret": secret, "supervisors": [{"id": "sup"}],
                                              "send_queue": 10000})
     loop = asyncio.get_running_loop()
-    base = events[0][1]
-    clock = LoopClock(loop, base - 3.0)  # the stream starts 3 s after the clock (set-up time)
-    core = new_core(settings, n_queues, n_agents)
-    bus = EventBus(lambda command: None)
-    bus.add(KpiEngine(core))
+    clock = LoopClock(loop, T0 - 3.0)  # the centre starts 3 s after the clock (set-up time)
+    centre_ = Centre(cfg, args.rate, args.live, args.seed + 1)
+    core = new_core(settings, args.queues, args.agents)
+    bus = EventBus(centre_.command)
+    bus.add(centre_.acd)
+    bus.add(KpiEngine(core))  # last, as centre.wiring adds it
+    centre_.attach(bus)
     hub_ref: list[ConsoleHub] = []
     push = KpiPush(core, clock, lambda: hub_ref[0] if hub_ref else None)  # type: ignore[arg-type]
 
@@ -315,13 +351,14 @@ async def latency(events: list[tuple[object, float]], settings: KpiSettings, n_q
             if not connected:
                 push.drop(session.session_id)
 
-    hub = ConsoleHub(console, Backend(), Authenticator(console, {}, agent_ids=[]), clock=time.time)  # type: ignore[arg-type]
+    hub = ConsoleHub(console, Backend(), Authenticator(console, {}, agent_ids=[]),  # type: ignore[arg-type]
+                     clock=time.time)
     hub_ref.append(hub)
     port = await hub.start("127.0.0.1", 0)
     ws = await connect(f"ws://127.0.0.1:{port}{console.path}", max_size=2**24)
     await ws.send(json.dumps({"v": 1, "type": "hello", "id": 1, "agent_id": "sup", "role": "supervisor",
                               "token": issue_token(secret, "sup", "supervisor", 3600, time.time())}))
-    topics = [f"queue:q{q:03d}" for q in range(n_queues)]
+    topics = [f"queue:q{q:03d}" for q in range(args.queues)]
     await ws.send(json.dumps({"v": 1, "type": "subscribe", "id": 2, "topics": topics}))
     figures: dict[str, dict[str, Any]] = {}
     while True:
@@ -333,6 +370,22 @@ async def latency(events: list[tuple[object, float]], settings: KpiSettings, n_q
     pending: dict[str, list[tuple[int, float]]] = {t: [] for t in topics}  # topic -> (offered count, published)
     samples: list[float] = []
     deltas = 0
+
+    def injected(event: object) -> None:
+        """A caller's CallQueued went onto the bus (the ACD queued it at once: its queue counts it now)."""
+        if type(event) is CallQueued:
+            q = core.queues[event.queue]
+            pending[q.topic].append((int(q.counters.day[0]), stamps[-1]))
+
+    stamps = [0.0]
+    centre_.injected = injected
+    inject = centre_.inject
+
+    def stamped(event: object, now: float) -> None:
+        stamps[-1] = time.perf_counter()
+        inject(event, now)
+
+    centre_.inject = stamped  # type: ignore[method-assign]
 
     async def read() -> None:
         nonlocal deltas
@@ -352,20 +405,14 @@ async def latency(events: list[tuple[object, float]], settings: KpiSettings, n_q
     reader = asyncio.ensure_future(read())
     gc.collect()
     gc.freeze()  # what the server does after start-up (cti.gc_policy): full passes skip what lives long
-    todo = [(e, now) for e, now in events if now - base <= live]
-    i = 0
     cpu = time.process_time()
-    while i < len(todo):
-        due = clock.seconds()
-        while i < len(todo) and todo[i][1] <= due:
-            event, now = todo[i]
-            stamp = time.perf_counter()
-            bus.publish(event, now)
-            if type(event) is CallWaiting and event.queue:
-                q = core.queues[event.queue]
-                pending[q.topic].append((int(q.counters.day[0]), stamp))
-            i += 1
+    lags: list[float] = []
+    end = T0 + args.live
+    while clock.seconds() < end:
+        t = time.perf_counter()
+        centre_.step(clock.seconds())
         await asyncio.sleep(0.002)
+        lags.append(time.perf_counter() - t - 0.002)
     await asyncio.sleep(1.0)  # the last updates
     cpu = time.process_time() - cpu
     reader.cancel()
@@ -373,8 +420,8 @@ async def latency(events: list[tuple[object, float]], settings: KpiSettings, n_q
     push.stop()
     await hub.stop()
     lost = sum(len(v) for v in pending.values())
-    return samples, {"events": len(todo), "deltas": deltas, "unmatched": lost, "cpu_s": cpu,
-                     "answered": sum(1 for e, _ in todo if isinstance(e, CallAnswered))}
+    return samples, {"events": bus.counters["events"], "deltas": deltas, "unmatched": lost, "cpu_s": cpu,
+                     "lag_p99_ms": pct(lags, 99) * 1000}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -399,7 +446,7 @@ def main() -> None:
         args.seconds, args.live, args.baseline_events = 30.0, 10.0, 100
     cfg, settings = centre(args.agents, args.queues, args.seed)
     t = time.perf_counter()
-    events = stream(cfg, KpiCore.SUBSCRIPTIONS, args.rate, args.seconds, args.seed)
+    events = Centre(cfg, args.rate, args.seconds, args.seed).record(KpiCore.SUBSCRIPTIONS)
     gen = time.perf_counter() - t
     kinds: dict[str, int] = {}
     for e, _ in events:
@@ -430,11 +477,12 @@ def main() -> None:
     print(f"{label:<58}{base:>10.2f}")
     print(f"{'  (per-event snapshot of the touched topics only)':<58}{touched:>10.2f}")
     print(f"{'  ratio baseline / ours':<58}{base / ours:>10.1f}")
-    samples, info = asyncio.run(latency(events, settings, args.queues, args.agents, args.live))
+    samples, info = asyncio.run(latency(cfg, settings, args))
     ms = [s * 1000 for s in samples]
     print()
-    print(f"latency, CallWaiting on the bus -> the supervisor's stats_delta ({args.live:g} s replayed in real time, "
-          f"{info['events']} events, {info['deltas']} deltas, {len(ms)} callers matched, {info['unmatched']} not)")
+    print(f"latency, a caller's CallQueued on the bus -> the supervisor's stats_delta counting it ({args.live:g} s "
+          f"live at {args.rate:g} calls/s: {info['events']} bus events, {info['deltas']} deltas, {len(ms)} callers "
+          f"matched, {info['unmatched']} not; loop lag p99 {info['lag_p99_ms']:.1f} ms)")
     print(f"  p50 {pct(ms, 50):.1f} ms   p90 {pct(ms, 90):.1f} ms   p99 {pct(ms, 99):.1f} ms   "
           f"max {max(ms, default=0):.1f} ms   (mean {statistics.fmean(ms) if ms else float('nan'):.1f} ms; "
           f"process CPU {info['cpu_s']:.1f} s)")
