@@ -17,6 +17,9 @@ reach a client in the order they were pushed. Otherwise a frame waits in the con
 drained by one sender task that exists only while the FIFO is non-empty. A client whose FIFO reaches
 ``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees 1006 and
 reconnects, getting its state and live pops again), so it never delays anyone else.
+
+Supervisors' statistics subscriptions (``subscribe``/``unsubscribe``, answered by the backend) are pushed to
+one session each: ``push_to_session`` (routine frames, like the wallboard).
 """
 
 from __future__ import annotations
