@@ -18,7 +18,7 @@ from kpi.feed import Feed
 
 log = logging.getLogger("centre.server")
 
-POLL = 0.025  # seconds between looks at the feed while someone is subscribed
+POLL = 0.01  # seconds between looks at the feed while someone is subscribed (a stream due waits at most this)
 
 
 class SessionPusher(Protocol):
