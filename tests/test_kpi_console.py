@@ -57,7 +57,8 @@ def test_snapshot_then_deltas_follow_agents_and_calls_and_resume_after_a_reconne
             assert figures["windows"]["day"]["service_level"] == 1.0
             await stack.caller_hangs_up(caller)
 
-            await sup.ws.close()  # the supervisor goes away; the call's end happens meanwhile
+            await sup.ws.close()  # the supervisor goes away (its subscriptions with it); the call ends meanwhile
+            await stack.until(lambda: not stack.server.kpi.feed.sessions, "the subscriptions dropped")  # type: ignore[union-attr]
             await agent.request("ready")  # (ends wrap-up: the call's record, its handle time)
             sup2 = await open_client(stack, "sup", role="supervisor")
             reply = await sup2.request("subscribe", topics=["queue:sales"],

@@ -5,19 +5,25 @@ opens its database."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from acd.recorder import Recorder
 from centre.database import upgrade
 from centre.kpi_restore import recorded_events
 from cti.db import make_engine
+from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
+from dialer.store import DialerAttempt
 from kpi.core import KpiCore
 from kpi.rebuild import replay, since
 from kpi.settings import KpiSettings, Target
 from tests.test_acd_support import Harness, agent
+from tests.test_server_agent_restore import restart
+from tests.virtual_calls import CallBench
 
 T0 = 1_772_445_600.0  # 2026-03-02 10:00 UTC: an interval starts here
 CFG = {"agents": [agent("a1", {"s": 1}, teams=["red"]), agent("a2", {"s": 1}, teams=["red"])],
@@ -115,9 +121,6 @@ def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
     """The whole server on the simulated PBX: calls answered, a hold (console), one abandon; stopped and
     started again on the same database, the new server's figures since midnight are the old one's (but the
     holds: the records hold none)."""
-    from tests.test_server_agent_restore import restart
-    from tests.virtual_calls import CallBench
-
     bench = CallBench(tmp_path, customers=50, wrapup=5.0, talk=40.0)
     try:
         bench.ready("1003")
@@ -146,3 +149,42 @@ def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
         assert after["offered"] >= 2 and after["answered"] >= 1
     finally:
         bench.close()
+
+
+def test_campaign_figures_rebuilt_from_the_dial_attempts(db_url: str) -> None:
+    """The dialer's attempts as stored (started, a person answered, ended with a result) give the campaign
+    figures its events gave live."""
+    def utc(ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, UTC)
+
+    live = KpiCore(KpiSettings(), queues=[], agents=[], campaigns=["renewals"])
+    rows = []
+    outcomes = [("connected", True, False), ("connected", True, True), ("machine", False, False),
+                ("busy", False, False), ("abandoned", True, False), ("", False, False)]  # the last: still ringing
+    for i, (result, person, late) in enumerate(outcomes):
+        start = T0 - 600 + 120 * i  # across 10:00
+        live.observe(AttemptStarted(start, "renewals", f"l{i}", f"r{i}", 1, "+15550001"), start)
+        answered = start + 10 if person else None
+        if answered is not None:
+            live.observe(AttemptAnswered(answered, "renewals", f"l{i}", f"r{i}", f"u{i}"), answered)
+        ended = start + 40 if result else None
+        if ended is not None:
+            live.observe(AttemptFinished(ended, "renewals", f"l{i}", f"r{i}", 1, result, "done", None, late=late),
+                         ended)
+        rows.append(DialerAttempt(ref=f"r{i}", campaign="renewals", lead_id=f"l{i}", attempt=1, number="+15550001",
+                                  started_at=utc(start), answered_at=None if answered is None else utc(answered),
+                                  ended_at=None if ended is None else utc(ended), result=result, late=late,
+                                  person=person))
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session, session.begin():
+            session.add_all(rows)
+        now = T0 + 300
+        rebuilt = KpiCore(KpiSettings(), queues=[], agents=[], campaigns=["renewals"])
+        replay(rebuilt, recorded_events(engine, since(now, "UTC", 900.0, 10.0)), now)
+    finally:
+        engine.dispose()
+    assert rebuilt.figures("campaign:renewals", now) == live.figures("campaign:renewals", now)
+    day = live.figures("campaign:renewals", now)["windows"]["day"]
+    assert (day["dials"], day["answers"], day["live_answers"], day["contacts"], day["abandons"]) == (6, 4, 3, 2, 2)
