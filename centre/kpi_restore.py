@@ -1,6 +1,7 @@
 """The stored records the statistics are rebuilt from after a restart (``kpi.rebuild``), read back as the
 events that wrote them: ``acd_queue_calls`` rows as ``QueueCallFinished``, ``acd_agent_states`` rows as
-``AgentStateChanged``, ``dialer_attempts`` rows as the dialer's attempt events. Blocking (SQL): at start-up,
+``AgentStateChanged``, ``dialer_attempts`` rows as the dialer's attempt events, the IVR's rows of
+``callbacks`` as ``CallbackRequested``. Blocking (SQL): at start-up,
 off the loop. SQLite and PostgreSQL alike (SQLite hands back naive datetimes: they are UTC)."""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from sqlalchemy import Engine, or_, select
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.tables import AgentStateRecord, QueueCallRecord, utc
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
-from dialer.store import DialerAttempt
+from dialer.store import Callback, DialerAttempt
+from ivr.events import CallbackRequested
 
 
 def _epoch(value: datetime) -> float:
@@ -20,7 +22,8 @@ def _epoch(value: datetime) -> float:
 
 
 def recorded_events(engine: Engine, since: float) -> list[object]:
-    """The records of queue calls that ended, agent state changes and dial attempts since ``since``."""
+    """The records of queue calls that ended, agent state changes, dial attempts and callbacks the IVR took
+    since ``since``."""
     out: list[object] = []
     start = utc(since)
     q, a, d = QueueCallRecord, AgentStateRecord, DialerAttempt
@@ -48,4 +51,8 @@ def recorded_events(engine: Engine, since: float) -> list[object]:
             if r["ended_at"] is not None and r["result"]:
                 out.append(AttemptFinished(_epoch(r["ended_at"]), r["campaign"], r["lead_id"], r["ref"], r["attempt"],
                                            r["result"], "", None, late=bool(r["late"])))
+        c = Callback
+        for r in conn.execute(select(c).where(c.source == "ivr", c.created_at >= start).order_by(c.id)).mappings():
+            out.append(CallbackRequested(server="", ts=_epoch(r["created_at"]), uniqueid=r["call_id"], channel="",
+                                         flow="", number=r["number"], queue=r["queue"]))
     return out

@@ -6,9 +6,9 @@ agent state log, ``dialer_attempts``) come in as the events that wrote them (``Q
 queue-call record back into the live events it summarises (the caller entering the queue, being answered,
 abandoning or overflowing, the record itself), at the times they happened; ``replay`` feeds them to the
 core in time order, through the same ``observe`` as live events: the figures rebuilt are those counted
-live. What the records do not hold is not rebuilt: holds (``CallHoldChanged``) and the IVR's callback
-requests (its callbacks are in the dialer's store without their queue's figures), and callers still
-waiting (the ACD queues them again from the PBX, and the core counts them then).
+live (the IVR's callback requests come from the ``callbacks`` table, created when they were asked for).
+What the records do not hold is not rebuilt: holds (``CallHoldChanged``), and callers still waiting (the
+ACD queues them again from the PBX, and the core counts them then).
 
 ``since(now, settings)``: how far back the records are needed (local midnight, or 30 minutes back when
 that is earlier).

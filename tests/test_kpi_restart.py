@@ -17,7 +17,7 @@ from centre.database import upgrade
 from centre.kpi_restore import recorded_events
 from cti.db import make_engine
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
-from dialer.store import DialerAttempt
+from dialer.store import CallbackStore, DialerAttempt
 from kpi.core import KpiCore
 from kpi.rebuild import replay, since
 from kpi.settings import KpiSettings, Target
@@ -151,9 +151,9 @@ def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
         bench.close()
 
 
-def test_campaign_figures_rebuilt_from_the_dial_attempts(db_url: str) -> None:
+def test_campaign_figures_and_ivr_callbacks_rebuilt_from_their_records(db_url: str) -> None:
     """The dialer's attempts as stored (started, a person answered, ended with a result) give the campaign
-    figures its events gave live."""
+    figures its events gave live; the callbacks callers asked for in the IVR count for their queue again."""
     def utc(ts: float) -> datetime:
         return datetime.fromtimestamp(ts, UTC)
 
@@ -180,11 +180,15 @@ def test_campaign_figures_rebuilt_from_the_dial_attempts(db_url: str) -> None:
     try:
         with Session(engine) as session, session.begin():
             session.add_all(rows)
+        callbacks = CallbackStore(engine)
+        callbacks.add(number="+15550002", due=T0 + 3600, source="ivr", queue="q", call_id="u9", now=T0 - 30)
+        callbacks.add(number="+15550003", due=T0 + 3600, source="agent", queue="q", agent_id="a1", now=T0 - 20)
         now = T0 + 300
-        rebuilt = KpiCore(KpiSettings(), queues=[], agents=[], campaigns=["renewals"])
+        rebuilt = KpiCore(KpiSettings(), queues=["q"], agents=[], campaigns=["renewals"])
         replay(rebuilt, recorded_events(engine, since(now, "UTC", 900.0, 10.0)), now)
     finally:
         engine.dispose()
     assert rebuilt.figures("campaign:renewals", now) == live.figures("campaign:renewals", now)
+    assert rebuilt.figures("queue:q", now)["windows"]["day"]["callbacks"] == 1  # the IVR's (as counted live)
     day = live.figures("campaign:renewals", now)["windows"]["day"]
     assert (day["dials"], day["answers"], day["live_answers"], day["contacts"], day["abandons"]) == (6, 4, 3, 2, 2)
