@@ -17,6 +17,9 @@ reach a client in the order they were pushed. Otherwise a frame waits in the con
 drained by one sender task that exists only while the FIFO is non-empty. A client whose FIFO reaches
 ``console.send_queue`` frames is too slow: it is aborted (no close frame; the client sees 1006 and
 reconnects, getting its state and live pops again), so it never delays anyone else.
+
+Supervisors' statistics subscriptions (``subscribe``/``unsubscribe``, answered by the backend) are pushed to
+one session each: ``push_to_session`` (routine frames, like the wallboard).
 """
 
 from __future__ import annotations
@@ -228,6 +231,16 @@ class ConsoleHub:
         urgent = message["type"] in URGENT_PUSHES
         for session in list(self._supervisors.values()):
             self._enqueue(session, frame, urgent)
+
+    def push_to_session(self, session_id: str, message: dict[str, Any]) -> bool:
+        """Queue ``message`` for one supervisor session (the statistics it subscribed to); routine, written
+        at the end of the loop's pass. False when that session is gone."""
+        self._check_push(message)
+        session = self._supervisors.get(session_id)
+        if session is None or session.closing:
+            return False
+        self._enqueue(session, encode(message), False)
+        return True
 
     def is_connected(self, agent_id: str) -> bool:
         return agent_id in self._agents

@@ -179,10 +179,32 @@ class Snapshot(_Msg):
     type: Literal["snapshot"]
 
 
+# A statistics topic: queue:<name>, team:<name> or campaign:<name> (docs/console-protocol.md, "Live statistics").
+Topic = Annotated[str, Field(min_length=3, max_length=80, pattern=r"^(queue|team|campaign):[A-Za-z0-9_.@ -]{1,64}$")]
+
+
+class ResumePoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    epoch: Annotated[str, Field(min_length=1, max_length=64)]
+    seq: Annotated[int, Field(ge=0, le=2**53)]
+
+
+class Subscribe(_Msg):
+    type: Literal["subscribe"]
+    topics: Annotated[list[Topic], Field(min_length=1, max_length=500)]
+    resume: Annotated[dict[Topic, ResumePoint], Field(max_length=500)] | None = None
+
+
+class Unsubscribe(_Msg):
+    type: Literal["unsubscribe"]
+    topics: Annotated[list[Topic], Field(min_length=1, max_length=500)]
+
+
 MESSAGE_MODELS: tuple[type[_Msg], ...] = (
     Hello, Ping, Login, Logout, Ready, NotReady, HangupCall, Hold, Retrieve, Transfer, AttendedTransfer,
     AttendedComplete, AttendedCancel, Dispose, ScheduleCallback, PreviewAccept, PreviewSkip, ChooseCustomer,
-    Snapshot,
+    Snapshot, Subscribe, Unsubscribe,
 )
 _REQUEST: TypeAdapter[_Msg] = TypeAdapter(
     Annotated[Union[MESSAGE_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
@@ -194,10 +216,11 @@ AGENT_ACTIONS = frozenset({
     "attended_complete", "attended_cancel", "dispose", "schedule_callback", "preview_accept", "preview_skip",
     "choose_customer",
 })
-SUPERVISOR_ACTIONS = frozenset({"snapshot"})
+SUPERVISOR_ACTIONS = frozenset({"snapshot", "subscribe", "unsubscribe"})
 ALLOWED: dict[str, frozenset[str]] = {"agent": AGENT_ACTIONS | {"ping"}, "supervisor": SUPERVISOR_ACTIONS | {"ping"}}
 # Server pushes (``type`` of messages that are not replies); other packages push these through the hub.
-PUSH_TYPES = frozenset({"state", "pop", "pop_update", "call", "preview", "wallboard", "heartbeat", "notice"})
+PUSH_TYPES = frozenset({"state", "pop", "pop_update", "call", "preview", "wallboard", "heartbeat", "notice",
+                        "stats_snapshot", "stats_delta"})
 
 
 class ProtocolError(Exception):

@@ -50,6 +50,7 @@ from cti.contract import (
     TRANSFER_CONTEXT,
     inherited,
 )
+from cti.events import CallHoldChanged
 from cti.sessions import CallSession, SessionError, SessionTrigger
 from dialer.preview import PreviewError
 
@@ -78,6 +79,8 @@ class ServerConsoleBackend:
             if session.role != "supervisor":
                 raise ConsoleError("forbidden", "snapshot is a supervisor action")
             return self.supervisor_snapshot()
+        if action in ("subscribe", "unsubscribe"):
+            return self._statistics(session, action, params)
         if session.role != "agent":
             raise ConsoleError("forbidden", f"{action} is an agent action")
         handler = getattr(self, f"_do_{action}", None)
@@ -118,6 +121,19 @@ class ServerConsoleBackend:
 
     def session_changed(self, session: SessionInfo, connected: bool) -> None:
         log.info("console %s %s (%s)", session.agent_id, "connected" if connected else "disconnected", session.role)
+        if not connected and session.role == "supervisor" and self.server.kpi is not None:
+            self.server.kpi.drop(session.session_id)
+
+    def _statistics(self, session: SessionInfo, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A supervisor's subscriptions to the live statistics (``centre.kpi_push``)."""
+        if session.role != "supervisor":
+            raise ConsoleError("forbidden", f"{action} is a supervisor action")
+        kpi = self.server.kpi
+        if kpi is None:
+            raise ConsoleError("unknown-topic", "this server keeps no statistics")
+        if action == "unsubscribe":
+            return kpi.unsubscribe(session.session_id, params["topics"])
+        return kpi.subscribe(session.session_id, params["topics"], params.get("resume"))
 
     # ---------------------------------------------------------------- helpers
     def _acd(self, fn: Any, *args: Any) -> dict[str, Any]:
@@ -198,7 +214,8 @@ class ServerConsoleBackend:
         await self._apply(Redirect(self.ref(agent_id, "hold"), live.queued.server, live.queued.channel,
                                    ON_HOLD_CONTEXT, START_EXTEN, extra_channel=live.agent_channel,
                                    extra_context=AGENT_ON_HOLD_CONTEXT, extra_exten=START_EXTEN))
-        self._move(live, SessionTrigger.HOLD)
+        if self._move(live, SessionTrigger.HOLD):
+            self._held(live, True)
         return self._push_call(live)
 
     async def _do_retrieve(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +225,14 @@ class ServerConsoleBackend:
                                  live.queued.channel))
         if self._move(live, SessionTrigger.RETRIEVE):
             live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
+            self._held(live, False)
         return self._push_call(live)
+
+    def _held(self, live: CallSession, held: bool) -> None:
+        """Tell the bus (the statistics count holds)."""
+        q = live.queued
+        self.server.publish(CallHoldChanged(server=q.server, ts=self.server.now(), call_id=q.call_id,
+                                            uniqueid=q.uniqueid, queue=q.queue, agent_id=live.agent_id, held=held))
 
     async def _do_transfer(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         live = self._live(agent_id, params.get("call_id"))

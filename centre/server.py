@@ -29,6 +29,7 @@ from centre.agent_restore import AgentRestorer
 from centre.call_log import InteractionWriter
 from centre.call_sessions import HandledCall, call_message
 from centre.event_counts import EventCounts
+from centre.kpi_push import KpiPush, SessionPusher
 from centre.wallboard import WALLBOARD_INTERVAL, wallboard
 from centre.wiring import Database, build_components, open_database
 from config.schema import CtiConfig
@@ -70,6 +71,7 @@ class CtiServer:
         self.call_log, self.ivr_sessions, self.links = c.call_log, c.ivr_sessions, c.links
         self.health = c.links.health
         self.restorer = AgentRestorer(self)
+        self.kpi = KpiPush(c.kpi.core, clock, self._session_pusher) if c.kpi is not None else None
         self.database: Database | None = None
         self._ami_messages: defaultdict[str, int] = defaultdict(int)  # by PBX
         self._failed = 0
@@ -99,6 +101,8 @@ class CtiServer:
             if call is not None and call.active():
                 call.cancel()
         self._tick_call = self._wallboard_call = None
+        if self.kpi is not None:
+            self.kpi.stop()
         d = self.pool.stop()
         if self.recorder is not None:
             self.recorder.close()
@@ -226,6 +230,10 @@ class CtiServer:
                 self.pusher.push_to_agent(agent_id, message)
             except Exception:
                 log.exception("push to agent %s failed", agent_id)
+
+    def _session_pusher(self) -> SessionPusher | None:
+        """The hub, when it can push to one session (the statistics' subscriptions)."""
+        return self.pusher if hasattr(self.pusher, "push_to_session") else None  # type: ignore[return-value]
 
     def push_to_supervisors(self, message: dict[str, Any]) -> None:
         if self.pusher is not None:

@@ -4,7 +4,8 @@
 session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, the dispatcher, the AMI
 links and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
 
-    IVR completions, call log, sessions, ACD, dialer, pops, callbacks, agent feed, recorder, interactions
+    IVR completions, call log, sessions, ACD, dialer, pops, callbacks, agent feed, recorder, interactions,
+    statistics (``kpi``: it counts what the others did)
 
 (the call log and the sessions see a call before the ACD decides on it; the pops after, so that a
 caller offered at once is not looked up twice). ``open_database`` migrates the schema and gives the
@@ -37,6 +38,7 @@ from centre.callbacks import Callbacks
 from centre.database import upgrade
 from centre.demo_leads import demo_leads
 from centre.event_counts import EventCounts
+from centre.kpi_restore import recorded_events
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
@@ -56,6 +58,10 @@ from dialer.shell import Dialer
 from dialer.store import CallbackStore, LeadStore
 from ivr.events import IvrEvent
 from ivr.ports import RecentCompletions
+from kpi.core import KpiCore
+from kpi.engine import KpiEngine
+from kpi.rebuild import since as rebuild_since
+from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
 from screenpop.demo_data import seed_store
 from screenpop.lookup import PopLookup
 from screenpop.settings import ScreenpopSection
@@ -220,6 +226,27 @@ class Components:
     customer_number: CustomerNumbers
     agent_feed: AgentFeed
     event_counts: EventCounts | None = None  # what ``centre.metrics`` exports as counters
+    kpi: KpiEngine | None = None
+
+
+def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
+    """The statistics engine of a configuration: its ``statistics:`` section, the centre's time zone, the
+    queues' service-level targets, their agents (``eligible_agents`` at the queue's own skills), the teams,
+    the campaigns."""
+    teams: dict[str, list[str]] = {}
+    for a in cfg.acd.agents:
+        for team in a.teams:
+            teams.setdefault(team, []).append(a.id)
+    st = cfg.statistics
+    settings = KpiSettings(
+        timezone=cfg.acd.timezone, interval=st.interval_minutes * 60.0, short_abandon=st.short_abandon,
+        abandons=AbandonsInServiceLevel(st.service_level_abandons),
+        not_ready_limits={r: m * 60.0 for r, m in st.not_ready_limits.items()},
+        targets={q.name: Target(q.service_level.percent, q.service_level.seconds) for q in cfg.acd.queues},
+        members={q.name: acd.eligible_agents(q.name) for q in cfg.acd.queues},
+        teams={t: tuple(ids) for t, ids in teams.items()})
+    return KpiEngine(KpiCore(settings, queues=[q.name for q in cfg.acd.queues], agents=[a.id for a in cfg.acd.agents],
+                             campaigns=[c.name for c in cfg.dialer.campaigns]))
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
@@ -262,8 +289,9 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     bus = EventBus(dispatch)
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
     agent_feed = AgentFeed(acd, process.has_consoles)
+    kpi = kpi_engine(cfg, acd)
     for engine in (ivr_sessions, log_feed, sessions, acd, dialer, previews, pops, callbacks, agent_feed,
-                   recorder_feed, interactions):
+                   recorder_feed, interactions, kpi):
         if engine is not None:
             bus.add(engine)
     # last: it only counts (the event types it takes cost the rest nothing)
@@ -273,7 +301,8 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
-                      customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts)
+                      customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts,
+                      kpi=kpi)
 
 
 @dataclass
@@ -307,6 +336,10 @@ def open_database(c: Components, cfg: CtiConfig, run_in_thread: ThreadRunner, cl
     if c.dialer is not None:
         c.dialer.open_store(LeadStore(engine), run_in_thread, clock.seconds())
     c.links.health.db = True
+    if c.kpi is not None:  # the statistics since midnight, rebuilt from the records (not reset by a restart)
+        now = clock.seconds()
+        ks = c.kpi.core.settings
+        c.kpi.rebuild(recorded_events(engine, rebuild_since(now, ks.timezone, ks.interval, ks.bucket)), now)
     return Database(schema, engine, recorder, store, callback_store, pop_lookup, interactions)
 
 

@@ -18,6 +18,7 @@ from cti.ami.settings import AsteriskServer
 from cti.config_types import ConfigModel, HostPort, Loc, PositiveSeconds, expected
 from dialer.settings import DialerSection
 from ivr.flow import IvrSection
+from kpi.settings import StatsSection
 from screenpop.settings import ScreenpopSection
 from sim.settings import SimSection
 
@@ -101,6 +102,7 @@ class CtiConfig(ConfigModel):
     console: ConsoleSection = ConsoleSection()
     dialer: DialerSection = DialerSection()
     sim: SimSection = SimSection()
+    statistics: StatsSection = StatsSection()
 
     def semantic_errors(self) -> list[tuple[Loc, str]]:
         errors: list[tuple[Loc, str]] = []
@@ -110,7 +112,7 @@ class CtiConfig(ConfigModel):
                 errors.append((("asterisk", i, "name"),
                                f"duplicate server name {server.name!r} (also asterisk[{seen[server.name]}])"))
             seen.setdefault(server.name, i)
-        for section in ("pbx", "ivr", "acd", "screenpop", "console", "dialer", "sim"):
+        for section in ("pbx", "ivr", "acd", "screenpop", "console", "dialer", "sim", "statistics"):
             model = getattr(self, section)
             errors.extend(((section, *loc), msg) for loc, msg in model.semantic_errors())
         errors.extend(cross_section_errors(self))

@@ -254,3 +254,19 @@ class AmiConnectionChanged(DomainEvent):
 
     connected: bool
     detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallHoldChanged(DomainEvent):
+    """An agent put a queued caller on hold (``held``) or took them back: the caller's ``uniqueid`` and
+    ``call_id``, the ``queue`` and ``agent_id`` of the agent's part (the console's hold and retrieve)."""
+
+    call_id: str
+    uniqueid: str
+    queue: str
+    agent_id: str
+    held: bool
+
+    def __post_init__(self) -> None:
+        if not (self.server and self.uniqueid):
+            refuse_empty(self, "server", "uniqueid")

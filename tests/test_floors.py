@@ -52,6 +52,12 @@ FLOORS: dict[str, dict[str, Edge]] = {
                   "ivr": Edge("a pop shows what the caller did in the IVR (its events, flows, look-up results)")},
     "dialer": {"cti": KERNEL,
                "acd": Edge("a campaign follows its offers to agents through the ACD's events", ("acd.events",))},
+    "kpi": {"cti": KERNEL,
+            "acd": Edge("the statistics count the ACD's events (calls waiting, answered, abandoned; agent states)",
+                        ("acd.events",)),
+            "dialer": Edge("a campaign's figures are the dialer's events, tallied by the dialer's own definitions",
+                           ("dialer.events", "dialer.figures")),
+            "ivr": Edge("callbacks requested in the IVR count for their queue", ("ivr.events",))},
     "agent_console": {"cti": KERNEL},
     "sim": {"cti": Edge("the simulated PBX speaks the kernel's AMI codec and the dialplan contract")},
     "config": {
@@ -62,9 +68,10 @@ FLOORS: dict[str, dict[str, Edge]] = {
         "dialer": Edge(ENGINE_SETTINGS, ("dialer.settings",)),
         "agent_console": Edge(ENGINE_SETTINGS, ("agent_console.settings",)),
         "sim": Edge(ENGINE_SETTINGS, ("sim.settings",)),
+        "kpi": Edge(ENGINE_SETTINGS, ("kpi.settings",)),
     },
     "centre": {pkg: Edge("the application wires every package into processes") for pkg in
-               ("cti", "acd", "ivr", "screenpop", "dialer", "agent_console", "sim", "config")},
+               ("cti", "acd", "ivr", "screenpop", "dialer", "kpi", "agent_console", "sim", "config")},
 }
 # Scanned for private imports (c) and reach-ins (d) only: they sit above everything.
 USERS = ("bench",)

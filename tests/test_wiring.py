@@ -33,11 +33,14 @@ def test_every_engine_is_an_engine_and_each_event_meets_them_in_order() -> None:
     assert all(isinstance(e, Engine) for e in routes.engines)
     log_feed = next(e for e in routes.engines if isinstance(e, CallLogFeed))
     sink = next(e for e in routes.engines if isinstance(e, InteractionSink))
-    # the call log and the sessions see a caller before the ACD decides; the pops after the dialer
-    assert routes.for_type(CallQueued) == (log_feed, server.sessions, server.acd, server.dialer, server.pops)
+    kpi = server.components.kpi
+    assert kpi is not None
+    # the call log and the sessions see a caller before the ACD decides; the pops after the dialer; the
+    # statistics after them (they count what the others did)
+    assert routes.for_type(CallQueued) == (log_feed, server.sessions, server.acd, server.dialer, server.pops, kpi)
     # the call frame, then the dialer, then the pop (all before the OfferCall that follows CallOffered); the
     # metrics' counters last (they only count)
-    assert routes.for_type(CallOffered) == (server.sessions, server.dialer, server.pops, server.event_counts)
+    assert routes.for_type(CallOffered) == (server.sessions, server.dialer, server.pops, kpi, server.event_counts)
     assert routes.engines[-1] is server.event_counts and server.event_counts not in routes.for_type(CallQueued)
     assert routes.for_type(CallAnswered)[:2] == (log_feed, server.sessions)
     assert routes.for_type(CommandFailed) == (server.acd, server.dialer)

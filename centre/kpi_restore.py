@@ -1,0 +1,58 @@
+"""The stored records the statistics are rebuilt from after a restart (``kpi.rebuild``), read back as the
+events that wrote them: ``acd_queue_calls`` rows as ``QueueCallFinished``, ``acd_agent_states`` rows as
+``AgentStateChanged``, ``dialer_attempts`` rows as the dialer's attempt events, the IVR's rows of
+``callbacks`` as ``CallbackRequested``. Blocking (SQL): at start-up,
+off the loop. SQLite and PostgreSQL alike (SQLite hands back naive datetimes: they are UTC)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, or_, select
+
+from acd.events import AgentStateChanged, QueueCallFinished
+from acd.tables import AgentStateRecord, QueueCallRecord, utc
+from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
+from dialer.store import Callback, DialerAttempt
+from ivr.events import CallbackRequested
+
+
+def _epoch(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def recorded_events(engine: Engine, since: float) -> list[object]:
+    """The records of queue calls that ended, agent state changes, dial attempts and callbacks the IVR took
+    since ``since``."""
+    out: list[object] = []
+    start = utc(since)
+    q, a, d = QueueCallRecord, AgentStateRecord, DialerAttempt
+    with engine.connect() as conn:
+        for r in conn.execute(select(q).where(q.ended_at >= start).order_by(q.id)).mappings():
+            out.append(QueueCallFinished(
+                ts=_epoch(r["ended_at"]), server=r["server"], uniqueid=r["uniqueid"], call_id=r["call_id"],
+                queue=r["queue"], entered=_epoch(r["entered_at"]), outcome=r["outcome"], wait=r["wait"],
+                agent_id=r["agent_id"], answered_at=None if r["answered_at"] is None else _epoch(r["answered_at"]),
+                talk=r["talk"], wrapup=r["wrapup"], offers=r["offers"], overflow_action=r["overflow_action"],
+                overflow_target=r["overflow_target"], caller_num=r["caller_num"], dnis=r["dnis"],
+                priority=r["priority"]))
+        for r in conn.execute(select(a).where(a.changed_at >= start).order_by(a.id)).mappings():
+            ts = _epoch(r["changed_at"])
+            out.append(AgentStateChanged(ts=ts, agent_id=r["agent_id"], state=r["state"], previous=r["previous"],
+                                         reason=r["reason"], since=ts - r["previous_seconds"], queue=r["queue"],
+                                         uniqueid=r["uniqueid"]))
+        rows = conn.execute(select(d).where(or_(d.started_at >= start, d.ended_at >= start)).order_by(d.id))
+        for r in rows.mappings():
+            started = _epoch(r["started_at"])
+            out.append(AttemptStarted(started, r["campaign"], r["lead_id"], r["ref"], r["attempt"], r["number"]))
+            if r["answered_at"] is not None:
+                out.append(AttemptAnswered(_epoch(r["answered_at"]), r["campaign"], r["lead_id"], r["ref"],
+                                           r["uniqueid"]))
+            if r["ended_at"] is not None and r["result"]:
+                out.append(AttemptFinished(_epoch(r["ended_at"]), r["campaign"], r["lead_id"], r["ref"], r["attempt"],
+                                           r["result"], "", None, late=bool(r["late"])))
+        c = Callback
+        for r in conn.execute(select(c).where(c.source == "ivr", c.created_at >= start).order_by(c.id)).mappings():
+            out.append(CallbackRequested(server="", ts=_epoch(r["created_at"]), uniqueid=r["call_id"], channel="",
+                                         flow="", number=r["number"], queue=r["queue"]))
+    return out

@@ -1,0 +1,194 @@
+"""Statistics survive a restart (issue #16, item 1): the figures rebuilt from the stored records (written by
+the real recorder to SQLite and PostgreSQL, read back by ``centre.kpi_restore``) are the figures counted
+live, for every queue, team and campaign, across an interval boundary; and the server rebuilds them when it
+opens its database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from acd.recorder import Recorder
+from centre.database import upgrade
+from centre.kpi_restore import recorded_events
+from cti.db import make_engine
+from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
+from dialer.store import CallbackStore, DialerAttempt
+from kpi.core import KpiCore
+from kpi.rebuild import replay, since
+from kpi.settings import KpiSettings, Target
+from tests.test_acd_support import Harness, agent
+from tests.test_server_agent_restore import restart
+from tests.virtual_calls import CallBench
+
+T0 = 1_772_445_600.0  # 2026-03-02 10:00 UTC: an interval starts here
+CFG = {"agents": [agent("a1", {"s": 1}, teams=["red"]), agent("a2", {"s": 1}, teams=["red"])],
+       "queues": [{"name": "q", "skills": {"s": 1}, "wrapup": 5}]}
+
+
+class Recording(Harness):
+    """The ACD harness, keeping the events it was given too (the statistics count both)."""
+
+    def __init__(self) -> None:
+        super().__init__(CFG, now=T0 - 100)
+        self.seen: list[Any] = []
+
+    def event(self, ev: object) -> list[Any]:
+        self.seen.append(ev)
+        return super().event(ev)
+
+    def _keep(self, out: list[Any]) -> list[Any]:
+        self.seen.extend(out)
+        return super()._keep(out)
+
+
+def new_core() -> KpiCore:
+    settings = KpiSettings(targets={"q": Target(80, 20)}, members={"q": ("a1", "a2")}, teams={"red": ("a1", "a2")})
+    return KpiCore(settings, queues=["q"], agents=["a1", "a2"])
+
+
+def scenario() -> Recording:
+    h = Recording()
+    h.ready("a1")
+    h.request("login", "a2", None)  # not ready yet
+    h.queued("u1", "q")
+    h.advance(2)
+    h.answer("u1", "a1")
+    h.queued("u2", "q")  # nobody free
+    h.advance(25)
+    h.ready("a2")
+    h.answer("u2", "a2")  # after 25 s: outside the 20 s target
+    h.queued("u3", "q")
+    h.queued("u4", "q")
+    h.advance(2)
+    h.hangup("u4")  # a short abandon
+    h.advance(6)
+    h.hangup("u3")  # abandoned after 8 s
+    h.advance(60)  # past 10:00: the next interval
+    h.hangup("u1")
+    h.advance(5)  # wrap-up ends: u1's record
+    h.request("not_ready", "a1", "break")
+    h.advance(40)
+    h.hangup("u2")
+    h.advance(5)
+    h.advance(30)
+    h.request("ready", "a1")
+    h.advance(10)
+    return h
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kpi.sqlite3'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def test_the_figures_rebuilt_from_the_records_are_those_counted_live(db_url: str) -> None:
+    h = scenario()
+    live = new_core()
+    for ev in h.seen:
+        if hasattr(ev, "ts"):
+            live.observe(ev, ev.ts)
+    now = h.now
+    assert live.figures("queue:q", now)["windows"]["day"]["handled"] == 2
+    upgrade(db_url)
+    recorder = Recorder(db_url, linger=0)
+    recorder.record_all(h.log)
+    assert recorder.flush(10) and recorder.close()
+    engine = make_engine(db_url)
+    try:
+        records = recorded_events(engine, since(now, "UTC", 900.0, 10.0))
+    finally:
+        engine.dispose()
+    rebuilt = new_core()
+    assert replay(rebuilt, records, now) > 0
+    for topic in live.topics():
+        assert rebuilt.figures(topic, now) == live.figures(topic, now), topic
+    day = live.figures("queue:q", now)["windows"]
+    assert (day["day"]["offered"], day["day"]["answered"], day["day"]["abandoned"], day["day"]["short_abandoned"]) \
+        == (4, 2, 1, 1)
+    assert (day["interval"]["offered"], day["interval"]["handled"]) == (0, 2)  # offered before 10:00, ended after
+    assert day["day"]["service_level"] == 0.333333  # 1 in target / (2 answered + 1 abandoned)
+
+
+def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
+    """The whole server on the simulated PBX: calls answered, a hold (console), one abandon; stopped and
+    started again on the same database, the new server's figures since midnight are the old one's (but the
+    holds: the records hold none)."""
+    bench = CallBench(tmp_path, customers=50, wrapup=5.0, talk=40.0)
+    try:
+        bench.ready("1003")
+        bench.arrive(keys=("1",))  # sales -> 1003
+        bench.run(20)
+        live = bench.server.call_for_agent("1003")
+        assert live is not None
+        bench.act("1003", "hold", call_id=live.queued.call_id)
+        bench.run(5)
+        bench.act("1003", "retrieve", call_id=live.queued.call_id)
+        bench.run(60)  # talk ends, wrap-up ends
+        bench.arrive(keys=("1",), patience=15.0)
+        bench.ready("1002")
+        bench.run(120)
+        old = bench.server.kpi
+        assert old is not None
+        now = bench.server.now()
+        before = old.core.figures("queue:sales", now)["windows"]["day"]
+        assert before["handled"] >= 1 and before["holds"] == 1 and before["avg_hold"] is not None
+        fresh = restart(bench)
+        assert fresh.kpi is not None
+        after = fresh.kpi.core.figures("queue:sales", now)["windows"]["day"]
+        unrecorded = ("holds", "avg_hold", "max_hold")
+        assert {k: v for k, v in after.items() if k not in unrecorded} \
+            == {k: v for k, v in before.items() if k not in unrecorded}
+        assert after["offered"] >= 2 and after["answered"] >= 1
+    finally:
+        bench.close()
+
+
+def test_campaign_figures_and_ivr_callbacks_rebuilt_from_their_records(db_url: str) -> None:
+    """The dialer's attempts as stored (started, a person answered, ended with a result) give the campaign
+    figures its events gave live; the callbacks callers asked for in the IVR count for their queue again."""
+    def utc(ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, UTC)
+
+    live = KpiCore(KpiSettings(), queues=[], agents=[], campaigns=["renewals"])
+    rows = []
+    outcomes = [("connected", True, False), ("connected", True, True), ("machine", False, False),
+                ("busy", False, False), ("abandoned", True, False), ("", False, False)]  # the last: still ringing
+    for i, (result, person, late) in enumerate(outcomes):
+        start = T0 - 600 + 120 * i  # across 10:00
+        live.observe(AttemptStarted(start, "renewals", f"l{i}", f"r{i}", 1, "+15550001"), start)
+        answered = start + 10 if person else None
+        if answered is not None:
+            live.observe(AttemptAnswered(answered, "renewals", f"l{i}", f"r{i}", f"u{i}"), answered)
+        ended = start + 40 if result else None
+        if ended is not None:
+            live.observe(AttemptFinished(ended, "renewals", f"l{i}", f"r{i}", 1, result, "done", None, late=late),
+                         ended)
+        rows.append(DialerAttempt(ref=f"r{i}", campaign="renewals", lead_id=f"l{i}", attempt=1, number="+15550001",
+                                  started_at=utc(start), answered_at=None if answered is None else utc(answered),
+                                  ended_at=None if ended is None else utc(ended), result=result, late=late,
+                                  person=person))
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session, session.begin():
+            session.add_all(rows)
+        callbacks = CallbackStore(engine)
+        callbacks.add(number="+15550002", due=T0 + 3600, source="ivr", queue="q", call_id="u9", now=T0 - 30)
+        callbacks.add(number="+15550003", due=T0 + 3600, source="agent", queue="q", agent_id="a1", now=T0 - 20)
+        now = T0 + 300
+        rebuilt = KpiCore(KpiSettings(), queues=["q"], agents=[], campaigns=["renewals"])
+        replay(rebuilt, recorded_events(engine, since(now, "UTC", 900.0, 10.0)), now)
+    finally:
+        engine.dispose()
+    assert rebuilt.figures("campaign:renewals", now) == live.figures("campaign:renewals", now)
+    assert rebuilt.figures("queue:q", now)["windows"]["day"]["callbacks"] == 1  # the IVR's (as counted live)
+    day = live.figures("campaign:renewals", now)["windows"]["day"]
+    assert (day["dials"], day["answers"], day["live_answers"], day["contacts"], day["abandons"]) == (6, 4, 3, 2, 2)
