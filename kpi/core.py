@@ -59,6 +59,8 @@ class QueueLive:
     counters: Windows
     waiting: dict[CallKey, float] = field(default_factory=dict)  # caller -> when it entered
     agents: dict[str, int] = field(default_factory=dict)  # state -> agents of the queue in it
+    # interval index -> (its version in ``counters.hist_version``, its figures as last made)
+    history_made: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -113,7 +115,7 @@ class KpiCore:
         self.queues: dict[str, QueueLive] = {}
         for name in queues:
             self.queues[name] = QueueLive(name, queue_topic(name), settings.target(name),
-                                          Windows(self.cal, d.Q_FIELDS, d.Q_MAXES),
+                                          Windows(self.cal, d.Q_FIELDS, d.Q_MAXES, history=True),
                                           agents=dict.fromkeys(sorted(AGENT_STATES), 0))
         member_of: dict[str, list[str]] = {}
         for q, ids in settings.members.items():
@@ -397,7 +399,26 @@ class KpiCore:
                 "longest_wait": None if oldest is None else round(max(0.0, now - oldest), 3),
                 "agents": dict(q.agents),
                 "target": {"percent": q.target.percent, "seconds": q.target.seconds},
-                "windows": {w: d.queue_figures(q.counters.window(w), self.settings) for w in WINDOW_NAMES}}
+                "windows": {w: d.queue_figures(q.counters.window(w), self.settings) for w in WINDOW_NAMES},
+                "history": self.queue_history(q)}
+
+    def queue_history(self, q: QueueLive) -> dict[str, Any]:
+        """Today's figures per interval (``d.interval_figures``), for the day's curve: ``interval`` (seconds),
+        ``day_start`` (local midnight, epoch seconds) and ``intervals`` by index from midnight (as a string:
+        interval k covers ``day_start + k * interval`` on); an interval in which nothing counted is absent.
+        An interval's figures are made again only when it changed."""
+        c, made = q.counters, q.history_made
+        intervals = c.intervals()
+        if len(made) > len(intervals) or any(k not in intervals for k in made):
+            made.clear()  # a new day
+        out: dict[str, Any] = {}
+        for k, vec in sorted(intervals.items()):
+            version = c.hist_version.get(k, 0)
+            cached = made.get(k)
+            if cached is None or cached[0] != version:
+                cached = made[k] = (version, d.interval_figures(vec, self.settings))
+            out[str(k)] = cached[1]
+        return {"interval": self.cal.interval, "day_start": self.cal.day_start, "intervals": out}
 
     def agent_figures(self, agent_id: str, now: float) -> dict[str, Any]:
         """The agent's figures: made again after its events, else every ``agent_refresh`` seconds."""
