@@ -96,6 +96,7 @@ def test_wallboard_tiles_thresholds_agents_and_layouts(tmp_path: Path) -> None:
             page = await context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
             wt = page.get_by_test_id
             await page.goto(f"http://127.0.0.1:{stack.port}/wallboard")
             await wt("login-agent").fill("sup")

@@ -75,12 +75,21 @@
     if (msg.type === "wallboard") {
       board = msg;
       ensureSubscribed();
-      render();
+      scheduleRender();
     } else if (msg.type === "stats_delta") {
       if (pending.has(msg.topic)) { pending.get(msg.topic).push(msg); return; }
       take(msg);
-      render();
+      scheduleRender();
     }
+  }
+
+  // Frames come in bursts (a delta per topic, the wallboard push): the page is drawn once per frame, and
+  // at least once a second (the timers) by the interval below, also in a background tab.
+  let renderQueued = false;
+  function scheduleRender() {
+    if (renderQueued) { return; }
+    renderQueued = true;
+    requestAnimationFrame(() => { renderQueued = false; render(); });
   }
 
   // ------------------------------------------------------------------ live statistics
@@ -115,7 +124,7 @@
         pending.delete(t);
         for (const d of held) { take(d); }
       }
-      render();
+      scheduleRender();
     }, (err) => {
       for (const t of topics) { pending.delete(t); }
       if (err.error_id === "unknown-topic") {
