@@ -59,8 +59,10 @@ class QueueLive:
     counters: Windows
     waiting: dict[CallKey, float] = field(default_factory=dict)  # caller -> when it entered
     agents: dict[str, int] = field(default_factory=dict)  # state -> agents of the queue in it
-    # interval index -> (its version in ``counters.hist_version``, its figures as last made)
+    # interval index -> (its version in ``counters.hist_version``, its figures as last made), of the day
+    # that began at ``history_day``
     history_made: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    history_day: float = 0.0
 
 
 @dataclass(slots=True)
@@ -409,8 +411,9 @@ class KpiCore:
         An interval's figures are made again only when it changed."""
         c, made = q.counters, q.history_made
         intervals = c.intervals()
-        if len(made) > len(intervals) or any(k not in intervals for k in made):
-            made.clear()  # a new day
+        if q.history_day != self.cal.day_start:  # a new day
+            made.clear()
+            q.history_day = self.cal.day_start
         out: dict[str, Any] = {}
         for k, vec in sorted(intervals.items()):
             version = c.hist_version.get(k, 0)

@@ -184,6 +184,21 @@ def test_the_days_history_per_interval_for_the_sparkline() -> None:
     assert (h2["day_start"], h2["intervals"]) == (tomorrow, {"0": {"offered": 1, "answered": 0, "abandoned": 0,
                                                                     "service_level": None}})
     assert "history" not in k.figures("team:t", tomorrow + 31)["agents"]["a1"]  # queues only
+    c.answer("n", tomorrow + 40, tomorrow + 30)
+    assert k.figures("queue:q", tomorrow + 41)["history"]["intervals"]["0"]["answered"] == 1
+
+
+def test_the_history_of_a_new_day_is_not_the_days_before() -> None:
+    """The same interval index and the same number of changes on two days: the figures are the new day's."""
+    k = core()
+    c = Calls(k)
+    midnight = T0 - 10 * 3600
+    c.enter("a", midnight + 10)
+    assert k.figures("queue:q", midnight + 11)["history"]["intervals"]["0"]["offered"] == 1
+    c.ev(CallbackRequested(server=S, ts=midnight + 86400 + 10, uniqueid="b", channel="x", flow="f", number="+1",
+                           queue="q"))  # one change in interval 0 of the next day: a callback, nothing offered
+    assert k.figures("queue:q", midnight + 86400 + 11)["history"]["intervals"]["0"] == {
+        "offered": 0, "answered": 0, "abandoned": 0, "service_level": None}
 
 
 def test_sliding_windows_drop_what_is_older_than_their_span() -> None:
