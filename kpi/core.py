@@ -59,10 +59,10 @@ class QueueLive:
     counters: Windows
     waiting: dict[CallKey, float] = field(default_factory=dict)  # caller -> when it entered
     agents: dict[str, int] = field(default_factory=dict)  # state -> agents of the queue in it
-    # interval index -> (its version in ``counters.hist_version``, its figures as last made), of the day
-    # that began at ``history_day``
-    history_made: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    history_day: float = 0.0
+    # the day's history as last made (interval index as a string -> its figures), of the day that began at
+    # ``history_day``: only the intervals changed since are made again
+    history_made: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history_day: float | None = None
 
 
 @dataclass(slots=True)
@@ -409,19 +409,17 @@ class KpiCore:
         ``day_start`` (local midnight, epoch seconds) and ``intervals`` by index from midnight (as a string:
         interval k covers ``day_start + k * interval`` on); an interval in which nothing counted is absent.
         An interval's figures are made again only when it changed."""
-        c, made = q.counters, q.history_made
+        c = q.counters
         intervals = c.intervals()
-        if q.history_day != self.cal.day_start:  # a new day
-            made.clear()
-            q.history_day = self.cal.day_start
-        out: dict[str, Any] = {}
-        for k, vec in sorted(intervals.items()):
-            version = c.hist_version.get(k, 0)
-            cached = made.get(k)
-            if cached is None or cached[0] != version:
-                cached = made[k] = (version, d.interval_figures(vec, self.settings))
-            out[str(k)] = cached[1]
-        return {"interval": self.cal.interval, "day_start": self.cal.day_start, "intervals": out}
+        changed = c.take_changed()
+        if q.history_day != self.cal.day_start:  # a new day (or the first look): all of it
+            q.history_day, q.history_made, changed = self.cal.day_start, {}, set(intervals)
+        if changed:
+            out = dict(q.history_made)  # a new dict: the one last published is not changed under the feed
+            for k in sorted(changed):
+                out[str(k)] = d.interval_figures(intervals[k], self.settings)
+            q.history_made = out
+        return {"interval": self.cal.interval, "day_start": self.cal.day_start, "intervals": q.history_made}
 
     def agent_figures(self, agent_id: str, now: float) -> dict[str, Any]:
         """The agent's figures: made again after its events, else every ``agent_refresh`` seconds."""

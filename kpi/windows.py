@@ -56,7 +56,7 @@ class Windows:
     O(fields); max fields are taken over the buckets on reading."""
 
     __slots__ = ("cal", "n", "maxes", "day", "day_key", "iv", "iv_key", "buckets", "runs", "firsts", "at",
-                 "last_max", "history", "hist_key", "hist_version")
+                 "last_max", "history", "hist_key", "hist_changed")
 
     def __init__(self, cal: Calendar, n: int, maxes: tuple[int, ...] = (), *, history: bool = False) -> None:
         """``history``: keep the day's per-interval vectors too (``intervals``)."""
@@ -72,11 +72,11 @@ class Windows:
         self.at = cal.bucket_now  # the bucket the running sums are up to
         self.firsts = [self.at - int(span // cal.bucket) + 1 for span in SLIDING.values()]
         self.last_max = -1  # the latest bucket a max field was set in
-        # interval index from local midnight -> its counters (None: no history kept); the day it is of;
-        # per index, a count of the changes (so a reader may cache what it made of an unchanged interval)
+        # interval index from local midnight -> its counters (None: no history kept); the day it is of; the
+        # indices changed since the reader last took them (``take_changed``: it makes only those again)
         self.history: dict[int, list[float]] | None = {} if history else None
         self.hist_key = cal.day_start
-        self.hist_version: dict[int, int] = {}
+        self.hist_changed: set[int] = set()
 
     def _expire(self) -> None:
         """Bring the running sums to the calendar's now: subtract the buckets that left each window."""
@@ -134,14 +134,19 @@ class Windows:
         assert hist is not None
         if self.hist_key != cal.day_start:
             hist.clear()
-            self.hist_version.clear()
+            self.hist_changed.clear()
             self.hist_key = cal.day_start
         k = int((ts - cal.day_start) // cal.interval)
         vec = hist.get(k)
         if vec is None:
             vec = hist[k] = [0.0] * self.n
         vec[field] += value
-        self.hist_version[k] = self.hist_version.get(k, 0) + 1
+        self.hist_changed.add(k)
+
+    def take_changed(self) -> set[int]:
+        """The intervals of today changed since the last call (for the one reader that caches their figures)."""
+        changed, self.hist_changed = self.hist_changed, set()
+        return changed if self.hist_key == self.cal.day_start else set()
 
     def intervals(self) -> dict[int, list[float]]:
         """Today's intervals that counted something (by index from local midnight; sum fields only, the max
