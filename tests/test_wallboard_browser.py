@@ -35,7 +35,8 @@ OVERFLOW_JS = """() => {
   for (const card of cards) {
     if (card.offsetParent === null) continue;
     const box = card.getBoundingClientRect();
-    if (card.scrollWidth > card.clientWidth + 1) out.push(card.className + ' scrolls ' + card.scrollWidth + '>' + card.clientWidth);
+    if (card.scrollWidth > card.clientWidth + 1)
+      out.push(card.className + ' scrolls ' + card.scrollWidth + '>' + card.clientWidth);
     for (const child of card.querySelectorAll('*')) {
       if (child.offsetParent === null) continue;
       const r = child.getBoundingClientRect();
@@ -184,6 +185,18 @@ def test_wallboard_tiles_thresholds_agents_and_layouts(tmp_path: Path) -> None:
             await expect(page.locator("body")).to_have_attribute("data-beeps", "2")
             figures = await in_step(stack, page, "queue:sales")
             await expect(sales.get_by_test_id("wb-offered")).to_have_text(str(figures["windows"]["day"]["offered"]))
+
+            # A longest-wait threshold on support: crossed once its caller has waited more than 1 s.
+            await support.get_by_test_id("wb-thresholds").locator("summary").click()
+            await support.get_by_test_id("wb-th-longest").fill("1")
+            await support.get_by_test_id("wb-th-save").click()
+            assert await support.get_attribute("data-alert") == "false"
+            stack.arrive("+15550003333", "DEE", queue="support")
+            await expect(support).to_have_attribute("data-alert", "true", timeout=8000)
+            await expect(support.get_by_test_id("wb-alert-text")).to_contain_text("longest wait 0:0")
+            await expect(support.get_by_test_id("wb-alert-text")).to_contain_text("(over 0:01)")
+            await expect(wt("wb-announce")).to_contain_text("Threshold crossed: support: longest wait")
+            await expect(page.locator("body")).to_have_attribute("data-beeps", "3")
 
             # A phone, 390 px wide: one column, no horizontal scrolling, no card content overflowing.
             await expect(wt("conn-banner")).to_be_hidden(timeout=8000)  # "Connection restored." goes
