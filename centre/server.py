@@ -272,7 +272,7 @@ class CtiServer:
         now = self.now()
         return wallboard(self.acd, self.health, self.recorder, now,
                          self.dialer.figures(now) if self.dialer is not None else None,
-                         warnings=self.components.agent_feed.warnings())
+                         warnings=self.components.agent_feed.warnings(), pops=self.agent_pops)
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None

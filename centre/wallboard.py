@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,30 @@ def occupancy(agents: dict[str, int]) -> float | None:
     return (agents.get("on_call", 0) + agents.get("wrap_up", 0)) / logged_in if logged_in else None
 
 
+def caller_of(pop: Mapping[str, Any] | None, number: str) -> str:
+    """Who a call is with, for a person to read: the customer's name when the pop found one customer (or the
+    campaign lead's name), else the caller's name as the network gave it, else the number (never a call id)."""
+    if pop:
+        customer = pop.get("customer") or {}
+        lead = (pop.get("outbound") or {}).get("lead") or {}
+        for name in ((customer.get("profile") or {}).get("name"), lead.get("name")):
+            if name and str(name).strip():
+                return str(name).strip()
+        name = str(pop.get("caller_name") or "").strip()
+        if name:
+            return name
+        number = number or str(pop.get("ani") or "")
+    return number
+
+
 def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float,
               campaigns: list[dict[str, Any]] | None = None, *,
-              warnings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              warnings: list[dict[str, Any]] | None = None,
+              pops: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up);
     ``campaigns``: the dialer's live figures (``Dialer.figures``), each given its queue's occupancy;
-    ``warnings``: the dialer's latest, for the supervisors, as ``warnings`` when there are any."""
+    ``warnings``: the dialer's latest, for the supervisors, as ``warnings`` when there are any; ``pops``:
+    agent -> the pop it was last sent (an agent's ``call`` then names the caller as the pop does)."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -53,9 +72,17 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
     agents = []
     for agent_id in acd.agent_ids():
         snap = acd.agent_snapshot(agent_id)
+        call = None
+        if snap.call is not None:
+            pop = (pops or {}).get(agent_id)
+            if pop is not None and pop.get("call_id") not in (snap.call.call_id, snap.call.uniqueid):
+                pop = None  # the pop of another call
+            call = {"caller": caller_of(pop, snap.call.caller_num), "number": snap.call.caller_num,
+                    "queue": snap.call.queue}
         agents.append({"agent_id": agent_id, "name": snap.name, "state": snap.state.value,
                        "reason": snap.reason or None, "since": snap.since,
-                       "call_id": snap.call.call_id if snap.call else None, "queues": list(snap.queues)})
+                       "call_id": snap.call.call_id if snap.call else None, "call": call,
+                       "queues": list(snap.queues)})
     if recorder is not None:
         health.db = not recorder.metrics["db_down"]
     shown = []

@@ -59,6 +59,10 @@ class QueueLive:
     counters: Windows
     waiting: dict[CallKey, float] = field(default_factory=dict)  # caller -> when it entered
     agents: dict[str, int] = field(default_factory=dict)  # state -> agents of the queue in it
+    # the day's history as last made (interval index as a string -> its figures), of the day that began at
+    # ``history_day``: only the intervals changed since are made again
+    history_made: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history_day: float | None = None
 
 
 @dataclass(slots=True)
@@ -113,7 +117,7 @@ class KpiCore:
         self.queues: dict[str, QueueLive] = {}
         for name in queues:
             self.queues[name] = QueueLive(name, queue_topic(name), settings.target(name),
-                                          Windows(self.cal, d.Q_FIELDS, d.Q_MAXES),
+                                          Windows(self.cal, d.Q_FIELDS, d.Q_MAXES, history=True),
                                           agents=dict.fromkeys(sorted(AGENT_STATES), 0))
         member_of: dict[str, list[str]] = {}
         for q, ids in settings.members.items():
@@ -397,7 +401,25 @@ class KpiCore:
                 "longest_wait": None if oldest is None else round(max(0.0, now - oldest), 3),
                 "agents": dict(q.agents),
                 "target": {"percent": q.target.percent, "seconds": q.target.seconds},
-                "windows": {w: d.queue_figures(q.counters.window(w), self.settings) for w in WINDOW_NAMES}}
+                "windows": {w: d.queue_figures(q.counters.window(w), self.settings) for w in WINDOW_NAMES},
+                "history": self.queue_history(q)}
+
+    def queue_history(self, q: QueueLive) -> dict[str, Any]:
+        """Today's figures per interval (``d.interval_figures``), for the day's curve: ``interval`` (seconds),
+        ``day_start`` (local midnight, epoch seconds) and ``intervals`` by index from midnight (as a string:
+        interval k covers ``day_start + k * interval`` on); an interval in which nothing counted is absent.
+        An interval's figures are made again only when it changed."""
+        c = q.counters
+        intervals = c.intervals()
+        changed = c.take_changed()
+        if q.history_day != self.cal.day_start:  # a new day (or the first look): all of it
+            q.history_day, q.history_made, changed = self.cal.day_start, {}, set(intervals)
+        if changed:
+            out = dict(q.history_made)  # a new dict: the one last published is not changed under the feed
+            for k in sorted(changed):
+                out[str(k)] = d.interval_figures(intervals[k], self.settings)
+            q.history_made = out
+        return {"interval": self.cal.interval, "day_start": self.cal.day_start, "intervals": q.history_made}
 
     def agent_figures(self, agent_id: str, now: float) -> dict[str, Any]:
         """The agent's figures: made again after its events, else every ``agent_refresh`` seconds."""

@@ -24,6 +24,9 @@ Queue figures:
 * ``asa`` = total wait of the answered calls / answered;
 * ``aht`` = (talk + hold + wrap-up) / handled, where talk + hold is answer to hang-up (the ACD's ``talk``)
   and wrap-up the agent's after it; a call is *handled* when its record is written (wrap-up over);
+* ``history``: the same ``offered``, ``answered``, ``abandoned`` and ``service_level`` per interval of the
+  day (``interval_figures``; by the event's time, so a call is offered in one interval and answered in the
+  next as above);
 * ``avg_hold`` = hold seconds / holds, ``max_hold`` the longest single hold;
 * ``transfers``: answered calls the agent sent on to a queue (the record's ``overflow_action``
   ``transferred``); ``callbacks``: callbacks requested (the IVR's ``CallbackRequested`` naming the queue,
@@ -83,6 +86,13 @@ def queue_figures(c: Sequence[float], settings: KpiSettings) -> dict[str, Any]:
         "max_hold": round(c[Q_HOLD_MAX], 3) if c[Q_HOLDS] else None,
         "transfers": int(c[Q_TRANSFERS]), "callbacks": int(c[Q_CALLBACKS]),
     }
+
+
+def interval_figures(c: Sequence[float], settings: KpiSettings) -> dict[str, Any]:
+    """One interval of the day's history (the wallboard's sparkline): offered, answered, abandoned and the
+    service level, by the definitions above."""
+    return {"offered": int(c[Q_OFFERED]), "answered": int(c[Q_ANSWERED]), "abandoned": int(c[Q_ABANDONED]),
+            "service_level": service_level(c, settings.abandons)}
 
 
 def in_target(wait: float, target: Target) -> bool:

@@ -5,6 +5,8 @@ last 15 and 30 minutes. Pure; time is passed in. Adding is O(1); reading a slidi
 ``Calendar`` knows the periods at ``now`` (the day's and the interval's bounds in the centre's time zone,
 recomputed only when ``now`` leaves the cached interval). ``Windows`` holds one counter vector per period;
 an event whose time is before the current day (or interval) counts only in the windows it falls in.
+A ``Windows`` made with ``history=True`` also keeps one vector per interval of the current day (by its index
+from local midnight, the event's time deciding), for the day's curve (a wallboard's sparkline).
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ class Windows:
     O(fields); max fields are taken over the buckets on reading."""
 
     __slots__ = ("cal", "n", "maxes", "day", "day_key", "iv", "iv_key", "buckets", "runs", "firsts", "at",
-                 "last_max")
+                 "last_max", "history", "hist_key", "hist_changed")
 
-    def __init__(self, cal: Calendar, n: int, maxes: tuple[int, ...] = ()) -> None:
+    def __init__(self, cal: Calendar, n: int, maxes: tuple[int, ...] = (), *, history: bool = False) -> None:
+        """``history``: keep the day's per-interval vectors too (``intervals``)."""
         self.cal = cal
         self.n = n
         self.maxes = maxes
@@ -69,6 +72,11 @@ class Windows:
         self.at = cal.bucket_now  # the bucket the running sums are up to
         self.firsts = [self.at - int(span // cal.bucket) + 1 for span in SLIDING.values()]
         self.last_max = -1  # the latest bucket a max field was set in
+        # interval index from local midnight -> its counters (None: no history kept); the day it is of; the
+        # indices changed since the reader last took them (``take_changed``: it makes only those again)
+        self.history: dict[int, list[float]] | None = {} if history else None
+        self.hist_key = cal.day_start
+        self.hist_changed: set[int] = set()
 
     def _expire(self) -> None:
         """Bring the running sums to the calendar's now: subtract the buckets that left each window."""
@@ -101,6 +109,8 @@ class Windows:
             if self.day_key != cal.day_start:
                 self.day, self.day_key = [0.0] * self.n, cal.day_start
             self.day[field] += value
+            if self.history is not None:
+                self._add_history(ts, field, value)
             if ts >= cal.iv_start:
                 if self.iv_key != cal.iv_start:
                     self.iv, self.iv_key = [0.0] * self.n, cal.iv_start
@@ -118,6 +128,32 @@ class Windows:
             for w in range(len(firsts)):
                 if b >= firsts[w]:
                     runs[w][field] += value
+
+    def _add_history(self, ts: float, field: int, value: float) -> None:
+        cal, hist = self.cal, self.history
+        assert hist is not None
+        if self.hist_key != cal.day_start:
+            hist.clear()
+            self.hist_changed.clear()
+            self.hist_key = cal.day_start
+        k = int((ts - cal.day_start) // cal.interval)
+        vec = hist.get(k)
+        if vec is None:
+            vec = hist[k] = [0.0] * self.n
+        vec[field] += value
+        self.hist_changed.add(k)
+
+    def take_changed(self) -> set[int]:
+        """The intervals of today changed since the last call (for the one reader that caches their figures)."""
+        changed, self.hist_changed = self.hist_changed, set()
+        return changed if self.hist_key == self.cal.day_start else set()
+
+    def intervals(self) -> dict[int, list[float]]:
+        """Today's intervals that counted something (by index from local midnight; sum fields only, the max
+        fields are not kept per interval): the vectors themselves, not copies."""
+        if self.history is None or self.hist_key != self.cal.day_start:
+            return {}
+        return self.history
 
     def add_max(self, ts: float, field: int, value: float) -> None:
         """Keep the largest ``value`` of ``field`` (a max field) at time ``ts``."""

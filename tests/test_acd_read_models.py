@@ -45,7 +45,8 @@ def console_frames(tmp_path: Path) -> dict[str, str]:
 
 def test_console_and_wallboard_frames_keep_their_bytes(tmp_path: Path) -> None:
     """The state and wallboard frames built from the typed snapshots are byte for byte the frames the server
-    sent when the ACD returned dicts (recorded from that code in the same scenario; docs/console-protocol.md)."""
+    sent when the ACD returned dicts (recorded from that code in the same scenario; docs/console-protocol.md),
+    plus each agent's ``call`` (caller and queue, for the wallboard page), added since."""
     frames = console_frames(tmp_path)
     assert frames == json.loads(GOLDEN.read_text())
     wall = json.loads(frames["wallboard"])

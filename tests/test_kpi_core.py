@@ -154,6 +154,53 @@ def test_a_call_spanning_midnight_in_the_centres_time_zone() -> None:
     assert k2.figures("queue:q", midnight + 1)["windows"]["day"]["offered"] == 0  # a new day, nothing yet
 
 
+def test_the_days_history_per_interval_for_the_sparkline() -> None:
+    """Per interval since local midnight, by the event's time: offered in one, answered in the next; an
+    interval without calls is absent; a new day starts empty; the figures equal the interval window's."""
+    k = core()
+    scenario(k)  # 10:00-10:05: the 10:00 interval (index 40 of 15 minutes)
+    c = Calls(k)
+    c.enter("x", T0 + 890)
+    c.answer("x", T0 + 905, T0 + 890)  # offered at 10:14:50, answered at 10:15:05 (index 41)
+    c.enter("w", T0 + 2 * 3600)
+    c.answer("w", T0 + 2 * 3600 + 40, T0 + 2 * 3600)  # 12:00: answered after the target
+    f = k.figures("queue:q", T0 + 2 * 3600 + 60)
+    h = f["history"]
+    midnight = T0 - 10 * 3600
+    assert (h["interval"], h["day_start"]) == (900.0, midnight)
+    assert h["intervals"] == {
+        "40": {"offered": 7, "answered": 2, "abandoned": 2, "service_level": 0.25},
+        "41": {"offered": 0, "answered": 1, "abandoned": 0, "service_level": 1.0},
+        "48": {"offered": 1, "answered": 1, "abandoned": 0, "service_level": 0.0}}
+    assert {k2: v for k2, v in f["windows"]["interval"].items() if k2 in h["intervals"]["48"]} \
+        == h["intervals"]["48"]
+    before = h["intervals"]["40"]
+    assert k.figures("queue:q", T0 + 2 * 3600 + 61)["history"]["intervals"]["40"] is before  # unchanged: not made again
+    c.enter("v", T0 + 2 * 3600 + 70)
+    assert k.figures("queue:q", T0 + 2 * 3600 + 71)["history"]["intervals"]["48"]["offered"] == 2
+    tomorrow = midnight + 86400
+    c.enter("n", tomorrow + 30)
+    h2 = k.figures("queue:q", tomorrow + 31)["history"]
+    assert (h2["day_start"], h2["intervals"]) == (tomorrow, {"0": {"offered": 1, "answered": 0, "abandoned": 0,
+                                                                    "service_level": None}})
+    assert "history" not in k.figures("team:t", tomorrow + 31)["agents"]["a1"]  # queues only
+    c.answer("n", tomorrow + 40, tomorrow + 30)
+    assert k.figures("queue:q", tomorrow + 41)["history"]["intervals"]["0"]["answered"] == 1
+
+
+def test_the_history_of_a_new_day_is_not_the_days_before() -> None:
+    """The same interval index and the same number of changes on two days: the figures are the new day's."""
+    k = core()
+    c = Calls(k)
+    midnight = T0 - 10 * 3600
+    c.enter("a", midnight + 10)
+    assert k.figures("queue:q", midnight + 11)["history"]["intervals"]["0"]["offered"] == 1
+    c.ev(CallbackRequested(server=S, ts=midnight + 86400 + 10, uniqueid="b", channel="x", flow="f", number="+1",
+                           queue="q"))  # one change in interval 0 of the next day: a callback, nothing offered
+    assert k.figures("queue:q", midnight + 86400 + 11)["history"]["intervals"]["0"] == {
+        "offered": 0, "answered": 0, "abandoned": 0, "service_level": None}
+
+
 def test_sliding_windows_drop_what_is_older_than_their_span() -> None:
     k = core()
     c = Calls(k)

@@ -126,7 +126,8 @@ def test_updates_are_coalesced_to_one_per_min_interval() -> None:
     last, waiting = sent[-1][1], counts[-1]
     assert last["set"] == [[["waiting"], waiting], [["longest_wait"], round(last["ts"] - T0, 3)],
                            *([["windows", w, "offered"], waiting]
-                                                     for w in ("day", "interval", "15m", "30m"))]
+                                                     for w in ("day", "interval", "15m", "30m")),
+                           [["history", "intervals", "40", "offered"], waiting]]  # 10:00 UTC: the 41st 15 minutes
     assert last["unset"] == []
 
 
