@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import Command, CommandFailed, Originate, Redirect
 from cti.contract import (
+    AMD_OFF,
     CTI_ATTEMPT,
     CTI_CAMPAIGN,
     CTI_CAMPAIGN_QUEUE,
@@ -44,6 +45,7 @@ from cti.contract import (
     CTI_LEAD_NUMBER,
     CTI_MACHINE_MESSAGE,
     CTI_SAFE_HARBOUR,
+    CTI_USE_AMD,
     OUTBOUND_CONTEXT,
     SAFE_HARBOUR_CONTEXT,
     START_EXTEN,
@@ -336,7 +338,7 @@ class Campaign:
             p = s.predictive
             params = PredictiveParams(max_lines=s.max_lines, safe_harbour=s.safe_harbour_after,
                                       target_share=p.target_share, fallback_share=p.fallback_share,
-                                      amd_accuracy=p.amd_accuracy, count_amd_misses=p.count_amd_misses,
+                                      amd_accuracy=self._amd_accuracy(), count_amd_misses=p.count_amd_misses,
                                       warmup=p.min_samples)
             decision = pace_predictive(agents=outlook, flight=self.flight(now),
                                        measures=self.measures.snapshot(self.abandon_rate(), len(self._humans)),
@@ -353,6 +355,14 @@ class Campaign:
                                        "dial": decision.dial, "reason": decision.reason})
         self.last_decision = decision
         return decision
+
+    def _amd_accuracy(self) -> float:
+        """The AMD accuracy the pacer plans with: 1 without AMD (no person is taken for a machine), else the
+        campaign's measured ``amd_accuracy`` (the one its policy counts the misses with), else the pacer's own."""
+        s = self.settings
+        if not s.amd:
+            return 1.0
+        return s.amd_accuracy if s.amd_accuracy is not None else s.predictive.amd_accuracy
 
     def pace(self, now: float, agents: int | AgentOutlook, window: WindowFigures | None = None) -> list[Output]:
         """Start as many attempts as the pacer allows now. Returns ``AttemptStarted`` events: persist each,
@@ -435,6 +445,8 @@ class Campaign:
             variables[CTI_SAFE_HARBOUR] = s.safe_harbour_message
         if s.machine_message:
             variables[CTI_MACHINE_MESSAGE] = s.machine_message
+        if not s.amd:
+            variables[CTI_USE_AMD] = AMD_OFF  # cti-outbound skips AMD(): every answer waits for an agent
         self.counts["dialled"] += 1
         a.dialled_at = now
         self._arm(a, now + s.originate_timeout + DIALLING_GRACE)
@@ -756,8 +768,11 @@ class Campaign:
         if "amd-machine" in a.log:
             return "machine", False
         if a.human_at is None:
-            return "hangup", False
-        return "abandoned" if a.redirected or (a.ended_at - a.human_at) >= window else "hangup", False
+            return "hangup", False  # answered, gone before AMD said anything: not known to be a person
+        # A person answered and got no agent: abandoned, whether the safe-harbour message played or they hung
+        # up first in the silence (the law counts a person who got neither an agent nor a message; the dialer
+        # cannot see when the greeting ended, so it does not grant itself the seconds after it).
+        return "abandoned", False
 
     def _finish(self, a: Attempt, now: float) -> AttemptFinished:
         self.attempts.pop(a.ref, None)
