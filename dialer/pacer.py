@@ -24,7 +24,8 @@ predicted abandon probability keeps the policy window's projected rate under its
 * the target is what the window can still afford: with ``live`` answers and ``abandoned`` so far, a
   fraction ``elapsed`` of the window gone and the cap ``c``, the rest of the window may abandon at
   ``(t c (live + rest) - abandoned) / rest`` (``t``: the share of the cap aimed at, ``rest`` the live
-  answers expected in the rest of the window), at most ``c``, less the abandons AMD makes by taking a
+  answers expected in the rest of the window, at most ``live`` again: the campaign may stop well before its
+  window ends, so early abandons are paid back soon), at most ``c``, less the abandons AMD makes by taking a
   person for a machine, and cut further when the recently measured rate runs over it (feedback);
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
   no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
@@ -306,7 +307,10 @@ def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, st
     e = min(max(w.elapsed_fraction, 0.0), 1.0)
     if e < 1e-6 or w.live <= 0:
         return aim, "window-young"
-    rest = w.live * (1.0 - e) / e  # the live answers still to come, at the pace so far
+    # the live answers still to come, at the pace so far, but never more than as many again as so far: the
+    # campaign may stop (end of the shift, leads used up) long before its window ends, so abandons already made
+    # are paid back soon, not spread over a day that may not come
+    rest = min(w.live * (1.0 - e) / e, float(w.live))
     rest = max(rest, 0.05 * w.live, 1.0)  # a full (rolling) window still takes new answers
     budget = (aim * (w.live + rest) - w.abandoned) / rest
     return min(max(budget, 0.0), w.cap), "window-budget"
