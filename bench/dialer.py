@@ -299,6 +299,8 @@ class Result:
     wall: float = 0.0
     results: dict[str, int] = field(default_factory=dict)
     cpu: float = 0.0  # CPU seconds of the run (this process)
+    abandons: int = 0  # people abandoned, counted (without the uk_ofcom estimate)
+    machines: int = 0  # MACHINE verdicts
     # the same run as the dialer's compliance ledger counts it: (live answers, abandons, machine verdicts)
     ledger: tuple[int, int, int] | None = None
     pacing: dict[str, int] = field(default_factory=dict)  # the campaign's pacing decisions' reasons, sampled
@@ -316,6 +318,7 @@ def figures(mode: str, tally: Tally, model: Model, wall: float) -> Result:
     n = len(tally.humans)
     return Result(
         mode, True, dials=tally.dials, contacts=tally.contacts, live=n,
+        abandons=sum(1 for _, a in tally.humans if a), machines=tally.machines,
         abandoned=sum(1 for _, a in tally.humans if a) + share * n,
         abandon_day=worst_day(tally.humans, tally.start, tally.end, share),
         abandon_24h=worst_window(tally.humans, tally.start, tally.end, DAY, share),

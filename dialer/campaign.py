@@ -338,7 +338,8 @@ class Campaign:
             p = s.predictive
             params = PredictiveParams(max_lines=s.max_lines, safe_harbour=s.safe_harbour_after,
                                       target_share=p.target_share, fallback_share=p.fallback_share,
-                                      amd_accuracy=self._amd_accuracy(), count_amd_misses=p.count_amd_misses,
+                                      amd_accuracy=self._amd_accuracy(),
+                                      count_amd_misses=p.count_amd_misses and s.counts_amd_misses(),
                                       warmup=p.min_samples)
             decision = pace_predictive(agents=outlook, flight=self.flight(now),
                                        measures=self.measures.snapshot(self.abandon_rate(), len(self._humans)),
@@ -358,7 +359,8 @@ class Campaign:
 
     def _amd_accuracy(self) -> float:
         """The AMD accuracy the pacer plans with: 1 without AMD (no person is taken for a machine), else the
-        campaign's measured ``amd_accuracy`` (the one its policy counts the misses with), else the pacer's own."""
+        campaign's measured ``amd_accuracy`` (the one its policy counts the misses with), else the pacer's own.
+        (The misses count against the budget only under a policy that counts them: ``counts_amd_misses``.)"""
         s = self.settings
         if not s.amd:
             return 1.0
@@ -736,11 +738,14 @@ class Campaign:
                 m.on_dial_result(True, since)
             elif trigger == "originate-failed":
                 m.on_dial_result(False, since)
+        # a person from now on: waiting for an agent, or an agent's phone already ringing for them (the ACD can
+        # offer before the campaign sees the call queued, as it does at once without AMD and with agents free)
+        person = a.human_at is None and a.state in (S.HUMAN, S.RINGING)
         if trigger in ("amd-human", "amd-machine"):
             m.on_amd(trigger == "amd-human")
-        elif trigger == "queued" and not any(t.startswith("amd-") for t in a.log[:-1]):
+        elif person and not any(t.startswith("amd-") for t in a.log[:-1]):
             m.on_amd(True)  # no AMD verdict seen: a person reached the queue
-        if a.state == S.HUMAN and a.human_at is None:
+        if person:
             m.on_person(since)
 
     def _safe_harbour(self, a: Attempt, now: float, out: list[Output]) -> None:

@@ -100,7 +100,8 @@ class CampaignMeasures:
             fail_times=self._samples(self.fail_times, self._prior_fail),
             talk=self._samples(self.talk, self._prior_talk),
             wrap=self._samples(self.wrap, self._prior_wrap),
-            connect=float(np.quantile(connect, p.connect_quantile)), results=len(self.answered),
+            connect=float(np.quantile(connect, p.connect_quantile)), connect_times=connect,
+            connect_quantile=p.connect_quantile, results=len(self.answered),
             answers=sum(self.answered),
             recent_rate=recent_rate, recent_n=recent_n)
 

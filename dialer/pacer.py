@@ -31,7 +31,9 @@ predicted abandon probability keeps the policy window's projected rate under its
   no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
   answers are measured it paces progressively too (the priors may be far off);
 * the horizon ``h`` is a low quantile of the measured dial-to-person times (``DialMeasures.connect``)
-  plus the safe-harbour seconds: people who answer early meet fewer freed agents.
+  plus the safe-harbour seconds: people who answer early meet fewer freed agents; the people earlier still
+  (that quantile's share of them) are weighed at their own horizons (``person_horizons``), so that an agent
+  whose wrap-up ends just before ``h`` is not counted on for a person who answers in a few seconds.
 
 Every decision carries its explanation (``PacingDecision.explain``), loggable like the ACD router's.
 """
@@ -166,6 +168,9 @@ class DialMeasures:
     recent_n: int = 0
     results: int = 0  # dials with a result measured so far (the priors' weight fades with them)
     answers: int = 0  # of them answered
+    # the dial-to-person times ``connect`` is a quantile of (empty: only ``connect`` is known), and that quantile
+    connect_times: FloatArray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    connect_quantile: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,24 @@ def free_probabilities(ages: Sequence[float], durations: FloatArray, then: Float
             counts = np.searchsorted(nxt, horizon - remaining, side="right")
             out[i] = float(counts.sum()) / (len(remaining) * len(nxt))
     return out
+
+
+EARLY_POINTS = 4  # quantiles of the dial-to-person times under the planned one that the agents' outlook weighs
+
+
+def person_horizons(m: DialMeasures, safe_harbour: float) -> list[tuple[float, float]]:
+    """(horizon, weight) pairs over which a busy agent's chance to be free for a new call's person is averaged:
+    a person comes ``T`` seconds after the dial and needs an agent by ``T + safe_harbour``. The pacer plans for
+    the ``connect_quantile`` of ``T`` (``connect``); the people who come earlier than that (that share of
+    them) are weighed at ``EARLY_POINTS`` quantiles under it, so an agent freed just before the planned horizon
+    is not counted on for them. Without the measured times: the planned horizon alone."""
+    planned = max(0.0, m.connect) + safe_harbour
+    q = min(max(m.connect_quantile, 0.0), 1.0)
+    if len(m.connect_times) == 0 or q <= 0.0:
+        return [(planned, 1.0)]
+    levels = q * (np.arange(EARLY_POINTS) + 0.5) / EARLY_POINTS
+    early = np.minimum(np.quantile(m.connect_times, levels), max(0.0, m.connect)) + safe_harbour
+    return [(float(h), q / EARLY_POINTS) for h in early] + [(planned, 1.0 - q)]
 
 
 def answer_given_ringing(ages: Sequence[float], m: DialMeasures) -> FloatArray:
@@ -323,9 +346,10 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         raise ValueError("max_lines must be > 0")
     m = measures
     horizon = max(0.0, m.connect) + params.safe_harbour
-    p_talk = free_probabilities(agents.talk_ages, m.talk, m.wrap, horizon)
-    p_wrap = free_probabilities(agents.wrap_ages, m.wrap, None, horizon)
-    busy_p = np.concatenate([p_talk, p_wrap])
+    busy_p = np.zeros(len(agents.talk_ages) + len(agents.wrap_ages), dtype=np.float64)
+    for h, weight in person_horizons(m, params.safe_harbour):
+        busy_p += weight * np.concatenate([free_probabilities(agents.talk_ages, m.talk, m.wrap, h),
+                                           free_probabilities(agents.wrap_ages, m.wrap, None, h)])
     expected_free = float(busy_p.sum())
     # free agents at the horizon, less those inbound takes first
     raw = poisson_binomial(busy_p)

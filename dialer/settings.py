@@ -240,6 +240,11 @@ class CampaignSettings(ConfigModel):
             errors.extend(self._amd_errors(law))
         return errors
 
+    def counts_amd_misses(self) -> bool:
+        """Whether the policy counts the people AMD takes for machines as abandoned (uk_ofcom; custom with
+        ``count_false_machines``)."""
+        return self.policy == "uk_ofcom" or (self.policy == "custom" and self.custom.count_false_machines)
+
     def abandon_cap(self) -> float:
         """The abandon rate the campaign must stay under (the law's 3% for us_tsr and uk_ofcom)."""
         return self.max_abandon_rate if self.policy == "custom" else min(self.max_abandon_rate, LAW_CAP)
