@@ -24,9 +24,10 @@ predicted abandon probability keeps the policy window's projected rate under its
 * the target is what the window can still afford: with ``live`` answers and ``abandoned`` so far, a
   fraction ``elapsed`` of the window gone and the cap ``c``, the rest of the window may abandon at
   ``(t c (live + rest) - abandoned) / rest`` (``t``: the share of the cap aimed at, ``rest`` the live
-  answers expected in the rest of the window, at most ``live`` again: the campaign may stop well before its
-  window ends, so early abandons are paid back soon), at most ``c``, less the abandons AMD makes by taking a
-  person for a machine, and cut further when the recently measured rate runs over it (feedback);
+  answers expected in the rest of the window, at most ``live`` again, or ``10 / c`` while fewer: the campaign
+  may stop well before its window ends, so early abandons are paid back soon), at most ``c``, less the
+  abandons AMD makes by taking a person for a machine, and cut further when the recently measured rate
+  runs over it (feedback);
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
   no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
   answers are measured it paces progressively too (the priors may be far off);
@@ -324,16 +325,20 @@ class Model:
         return Forecast(k, min(1.0, rate), p_over, e_d, e)
 
 
+PAYBACK_ABANDONS = 10.0  # the window budget pays early abandons back within max(live, this / cap) answers
+
+
 def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, str]:
     """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why."""
     aim = params.target_share * w.cap
     e = min(max(w.elapsed_fraction, 0.0), 1.0)
     if e < 1e-6 or w.live <= 0:
         return aim, "window-young"
-    # the live answers still to come, at the pace so far, but never more than as many again as so far: the
-    # campaign may stop (end of the shift, leads used up) long before its window ends, so abandons already made
-    # are paid back soon, not spread over a day that may not come
-    rest = min(w.live * (1.0 - e) / e, float(w.live))
+    # the live answers still to come, at the pace so far, but never more than as many again as so far (or than
+    # it takes to measure the cap at all, ``PAYBACK_ABANDONS`` abandons' worth): the campaign may stop (end of
+    # the shift, leads used up) long before its window ends, so abandons already made are paid back soon, not
+    # spread over days that may not come
+    rest = min(w.live * (1.0 - e) / e, max(float(w.live), PAYBACK_ABANDONS / max(w.cap, 1e-6)))
     rest = max(rest, 0.05 * w.live, 1.0)  # a full (rolling) window still takes new answers
     budget = (aim * (w.live + rest) - w.abandoned) / rest
     return min(max(budget, 0.0), w.cap), "window-budget"
