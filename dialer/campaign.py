@@ -336,7 +336,7 @@ class Campaign:
         idle = max(0, outlook.ready - outlook.reserve - max(0, outlook.queue_waiting - own))
         if s.mode == "predictive":
             p = s.predictive
-            params = PredictiveParams(max_lines=s.max_lines, safe_harbour=s.safe_harbour_after,
+            params = PredictiveParams(max_lines=s.max_lines, safe_harbour=self.measures.patience(s.safe_harbour_after),
                                       target_share=p.target_share, fallback_share=p.fallback_share,
                                       amd_accuracy=self._amd_accuracy(),
                                       count_amd_misses=p.count_amd_misses and s.counts_amd_misses(),
@@ -789,6 +789,8 @@ class Campaign:
         result, late = self._outcome(a)
         if a.human_at is not None:
             self._humans.append(result == "abandoned" or late)
+            if result == "abandoned" and not a.redirected:
+                self.measures.on_giveup(now - a.human_at)  # hung up in the silence: how long they waited
         wait = None if a.connected_at is None or a.human_at is None else a.connected_at - a.human_at
         ring = None if a.dialled_at is None else (a.answered_at if a.answered_at is not None else now) - a.dialled_at
         message: bool | None = None

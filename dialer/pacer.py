@@ -25,7 +25,8 @@ predicted abandon probability keeps the policy window's projected rate under its
   fraction ``elapsed`` of the window gone and the cap ``c``, the rest of the window may abandon at
   ``(t c (live + rest) - abandoned) / rest`` (``t``: the share of the cap aimed at, ``rest`` the live
   answers expected in the rest of the window, at most ``live`` again, or ``10 / c`` while fewer: the campaign
-  may stop well before its window ends, so early abandons are paid back soon), at most ``c``, less the
+  may stop well before its window ends, so early abandons are paid back soon; and the window's expected
+  abandons ``cap_z`` Poisson deviations under its cap's count: few answers, few abandons), at most ``c``, less the
   abandons AMD makes by taking a person for a machine, and cut further when the recently measured rate
   runs over it (feedback);
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
@@ -190,6 +191,7 @@ class PredictiveParams:
     feedback_min: int = 20  # recent answers before the measured rate corrects the budget
     warmup: int = 30  # answers to measure (progressive) before the model dials ahead
     confidence_z: float = 1.64  # plan for the answer probability this many standard errors over the measured
+    cap_z: float = 2.0  # keep the window's abandons this many standard deviations (Poisson) under the cap
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -328,19 +330,35 @@ class Model:
 PAYBACK_ABANDONS = 10.0  # the window budget pays early abandons back within max(live, this / cap) answers
 
 
+def abandons_under(cap_count: float, z: float) -> float:
+    """The mean number of abandons ``m`` whose Poisson count stays under ``cap_count`` with ``z`` standard
+    deviations to spare (``m + z sqrt(m) = cap_count``)."""
+    if cap_count <= 0:
+        return 0.0
+    root = (-z + math.sqrt(z * z + 4.0 * cap_count)) / 2.0
+    return max(0.0, root) ** 2
+
+
 def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, str]:
-    """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why."""
+    """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why.
+
+    Abandons are a count: a window with few live answers (a small team, a low answer rate) goes over the cap
+    with one unlucky abandon, so the window's expected abandons are kept ``cap_z`` Poisson standard deviations
+    under the cap's count (``abandons_under``) as well as under the aim; with thousands of answers the aim rules."""
     aim = params.target_share * w.cap
     e = min(max(w.elapsed_fraction, 0.0), 1.0)
     if e < 1e-6 or w.live <= 0:
-        return aim, "window-young"
+        total = PAYBACK_ABANDONS / max(w.cap, 1e-6)  # nothing measured: as many answers as measure the cap
+        return min(aim, abandons_under(w.cap * total, params.cap_z) / total), "window-young"
     # the live answers still to come, at the pace so far, but never more than as many again as so far (or than
     # it takes to measure the cap at all, ``PAYBACK_ABANDONS`` abandons' worth): the campaign may stop (end of
     # the shift, leads used up) long before its window ends, so abandons already made are paid back soon, not
     # spread over days that may not come
     rest = min(w.live * (1.0 - e) / e, max(float(w.live), PAYBACK_ABANDONS / max(w.cap, 1e-6)))
     rest = max(rest, 0.05 * w.live, 1.0)  # a full (rolling) window still takes new answers
-    budget = (aim * (w.live + rest) - w.abandoned) / rest
+    total = w.live + rest
+    target = min(aim * total, abandons_under(w.cap * total, params.cap_z))
+    budget = (target - w.abandoned) / rest
     return min(max(budget, 0.0), w.cap), "window-budget"
 
 

@@ -16,11 +16,13 @@ from dialer.pacer import (
     Model,
     PredictiveParams,
     WindowFigures,
+    abandons_under,
     answer_given_ringing,
     binomial,
     free_probabilities,
     pace_predictive,
     poisson_binomial,
+    window_budget,
 )
 
 YOUNG = WindowFigures(live=0, abandoned=0, cap=0.03, elapsed_fraction=0.0)
@@ -134,16 +136,18 @@ def test_max_lines_is_respected() -> None:
 
 
 def test_window_near_the_cap_falls_back_to_progressive() -> None:
-    """Cap 3%, aim 2.4%. Halfway through the window at 2.3%, the rest may run at 2.5%: predictive. Halfway
-    at 2.9%, the rest must run at 1.9% to end at the aim: fewer lines. With 90% of the window gone at 2.9%,
+    """Cap 3%, aim 2.4%. Halfway through the window at 2.3%, the window's 2000 answers may take 46.4 abandons
+    (two Poisson deviations under its 60 at the cap, less than the aim's 48): the rest may run at 2.34%:
+    predictive. Halfway at 2.9%, the rest must run at 1.74%: fewer lines. With 90% of the window gone at 2.9%,
     no budget is left: one line per ready agent (no extra lines), less the calls in flight; over the cap
     in a full rolling window, the same."""
     ok = decide(ready=10, window=WindowFigures(1000, 23, 0.03, 0.5))
     assert ok[1] == "predicted" and ok[0] > 10
-    assert ok[2]["budget"] == pytest.approx(0.025)
+    assert abandons_under(60, 2.0) == pytest.approx(46.38, abs=0.01)
+    assert ok[2]["budget"] == pytest.approx((abandons_under(60, 2.0) - 23) / 1000, abs=1e-5)
     tight = decide(ready=10, window=WindowFigures(1000, 29, 0.03, 0.5))
     assert tight[1] == "predicted" and 10 < tight[0] < ok[0]
-    assert tight[2]["budget"] == pytest.approx(0.019)
+    assert tight[2]["budget"] == pytest.approx((abandons_under(60, 2.0) - 29) / 1000, abs=1e-5)
     near = decide(ready=10, window=WindowFigures(1000, 29, 0.03, 0.9),
                   flight=CallsInFlight(ringing_ages=(1.0, 1.0)))
     assert near[:2] == (8, "progressive-fallback")
@@ -160,10 +164,11 @@ def test_window_well_under_the_cap_affords_more() -> None:
 
 
 def test_measured_rate_over_the_budget_slows_down() -> None:
-    """The recent measured rate at 6% while the budget is 2.4%: the model is trusted less (feedback)."""
+    """The recent measured rate at 6% while the budget is 1.6% (a young window): the model is trusted less
+    (feedback: budget / rate)."""
     plain = decide(ready=10)
     corrected = decide(ready=10, m=measures(recent=0.06, recent_n=100))
-    assert corrected[2]["feedback"] == pytest.approx(0.4)
+    assert corrected[2]["feedback"] == pytest.approx(plain[2]["budget"] / 0.06, abs=1e-3)
     assert corrected[0] < plain[0]
     assert decide(ready=10, m=measures(recent=0.06, recent_n=5))[0] == plain[0]  # too few to steer
 
@@ -237,3 +242,17 @@ def test_predictive_decision_bounds(ready: int, talk: list[float], wrap: list[fl
         assert d.explain["predicted_abandon"] <= d.explain["allowed"] + 1e-9
     if d.reason == "progressive-fallback":
         assert flight.count + d.dial <= max(ready - reserve, flight.count)
+
+
+def test_few_answers_leave_room_for_few_abandons() -> None:
+    """Abandons are a count: a window of 50 answers at 3% may hold 1.5, so the pacer aims at the 0.34 whose
+    Poisson count stays two deviations under it (1.35% for the 25 answers to come, not the aim's 2.4%); after
+    one abandon nothing is left (progressive); a young window plans for 10 / cap answers (1.6%); with
+    thousands of answers the aim rules."""
+    p = PredictiveParams(max_lines=10)
+    few, basis = window_budget(WindowFigures(25, 0, 0.03, 0.5), p)
+    assert basis == "window-budget" and few == pytest.approx(abandons_under(1.5, 2.0) / 25) and 0.013 < few < 0.014
+    assert window_budget(WindowFigures(25, 1, 0.03, 0.5), p)[0] == 0.0
+    young, basis = window_budget(WindowFigures(0, 0, 0.03, 0.0), p)
+    assert basis == "window-young" and young == pytest.approx(abandons_under(10.0, 2.0) / (10 / 0.03))
+    assert window_budget(WindowFigures(100_000, 2400, 0.03, 0.5), p)[0] == pytest.approx(0.024)
