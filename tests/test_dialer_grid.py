@@ -35,11 +35,11 @@ GRID: list[tuple[Point, float, bool]] = [
     (Point(0.05, 0.40, 1.00, 5, "us_tsr"), 2.0, False),
     (Point(0.60, 0.40, 0.70, 5, "uk_ofcom"), 1.5, True),
     (Point(0.05, 0.00, 1.00, 300, "uk_ofcom"), 3 / 60, False),
-    (Point(0.60, 0.00, 0.70, 300, "us_tsr"), 6 / 60, False),
+    (Point(0.60, 0.00, 0.70, 300, "us_tsr"), 5 / 60, False),
     (Point(0.05, 0.40, 0.70, 300, "uk_ofcom"), 3 / 60, False),
-    (Point(0.60, 0.40, 1.00, 300, "us_tsr"), 6 / 60, False),
-    (Point(0.20, 0.20, 0.85, 50, "us_tsr"), 15 / 60, True),
-    (Point(0.20, 0.20, 0.85, 50, "uk_ofcom"), 15 / 60, True),
+    (Point(0.60, 0.40, 1.00, 300, "us_tsr"), 5 / 60, False),
+    (Point(0.20, 0.20, 0.85, 50, "us_tsr"), 12 / 60, True),
+    (Point(0.20, 0.20, 0.85, 50, "uk_ofcom"), 12 / 60, True),
 ]
 
 
