@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from cti.commands import Originate
@@ -94,7 +94,8 @@ def test_never_outside_the_window_on_the_dnc_list_or_twice_at_once(
 UK_T0 = 1_767_261_600.0  # 2026-01-01 10:00 UTC
 OUTCOMES = ("busy", "noanswer", "machine", "safe-harbour", "silence", "connected", "late", "amd-hangup")
 uk_step = st.tuples(
-    st.floats(0, 40 * 3600),  # time passing before this step (up to 40 h: retries land inside and after 72 h)
+    # time passing before this step: minutes to hours, or a jump to either side of 72 h
+    st.one_of(st.floats(0, 6 * 3600), st.floats(70 * 3600, 74 * 3600)),
     st.integers(0, 4),  # idle agents
     st.lists(st.sampled_from(NUMBERS[:6]), max_size=1),  # numbers put on the do-not-call list now
     st.lists(st.sampled_from(OUTCOMES), max_size=4),  # how the open attempts end now, oldest first
@@ -144,8 +145,11 @@ def _end(c: Campaign, ref: str, uid: str, outcome: str, now: float) -> list[Any]
     return out
 
 
-@settings(max_examples=120, deadline=None)
-@given(steps=st.lists(uk_step, min_size=1, max_size=30), abandoned_retry_h=st.floats(0, 100),
+@settings(max_examples=200, deadline=None)
+# the boundary, always: a lead abandoned (safe harbour) and due again after 1 h is looked at 71.5 h and 72 h later
+@example(steps=[(0.0, 1, [], []), (0.0, 0, [], ["safe-harbour"]), (71.5 * 3600, 1, [], []), (0.5 * 3600, 1, [], [])],
+         abandoned_retry_h=1.0, zones=[""], mode="progressive")
+@given(steps=st.lists(uk_step, min_size=1, max_size=30), abandoned_retry_h=st.floats(0, 80),
        zones=st.lists(lead_zones, min_size=1, max_size=6), mode=st.sampled_from(["progressive", "predictive"]))
 def test_uk_never_redials_within_72_hours_of_an_abandon(steps: list[Any], abandoned_retry_h: float,
                                                         zones: list[str], mode: str) -> None:
@@ -179,6 +183,8 @@ def test_uk_never_redials_within_72_hours_of_an_abandon(steps: list[Any], abando
                 last = abandoned_at.get(number)
                 assert last is None or now >= last + 72 * 3600, \
                     f"{lead_id} dialled {(now - last) / 3600:.1f} h after an abandoned call"
+                if last is not None:
+                    event("a number dialled again after an abandoned call")
                 assert number not in dnc, f"{lead_id} dialled on the do-not-call list"
                 assert inside(now, zone_of[lead_id], (8 * 60, 21 * 60)), f"{lead_id} dialled outside its window"
                 assert lead_id not in open_refs, f"{lead_id} dialled twice at once"
@@ -192,4 +198,5 @@ def test_uk_never_redials_within_72_hours_of_an_abandon(steps: list[Any], abando
                     del open_refs[e.lead_id]
                     if e.result == "abandoned" or e.late:
                         abandoned_at[c.leads[e.lead_id].number] = e.ts
+                        event("an abandoned call")
         now += 60.0  # the calls above took their seconds
