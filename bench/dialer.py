@@ -14,11 +14,15 @@ with AMD 90% accurate, people hang up on silence 2 s after they answer, agents' 
 Figures per mode, computed here from the dialer's and the ACD's own events (not from a compliance ledger):
 
 * dials: attempts dialled; contacts: people an agent answered (the ACD's CallAnswered on the campaign's queue);
-* abandonment: of the calls a person answered (AMD not MACHINE), those not connected to an agent within the
-  safe-harbour time (abandoned, hung up waiting, or connected late); ``--policy uk_ofcom`` adds the people AMD
-  took for machines, estimated from the measured machine verdicts and the given AMD accuracy. Per day (worst
-  calendar day from the start) and over the worst rolling 24 h window (with a run of 24 h or less, both are
-  the whole run);
+* abandonment, counted as the compliance ledger counts it (``dialer.compliance.LedgerEntry``: the same rules,
+  applied here to the same ``AttemptFinished`` events): of the calls a person answered (AMD HUMAN or NOTSURE,
+  or queued; with ``--no-amd`` every answer), those not connected to an agent within the safe-harbour time
+  (the safe-harbour message, a hang-up before any agent, or connected late); ``--policy uk_ofcom`` adds the
+  people AMD took for machines, estimated from the machine verdicts and the given AMD accuracy
+  (``dialer.compliance.false_machines``). Per day (worst calendar day from the start) and over the worst
+  rolling 24 h window (with a run of 24 h or less, both are the whole run). A campaign its policy refuses
+  (``CampaignSettings.policy_errors``: under uk_ofcom, an AMD whose misses alone reach the cap) is reported
+  as unavailable, with the reason;
 * occupancy: (talk + wrap-up) / logged-in time, over every agent; contacts per agent hour (logged in);
 * wall time of the run (``--jobs N`` runs modes in parallel processes: faster, but each one's wall time then
   shares the CPU).
@@ -56,6 +60,8 @@ from acd.settings import AcdSection  # noqa: E402
 from centre.demo import build_virtual  # noqa: E402
 from config.load import load_config  # noqa: E402
 from config.schema import CtiConfig  # noqa: E402
+from dialer.compliance import LedgerEntry  # noqa: E402
+from dialer.compliance import false_machines as ledger_false_machines  # noqa: E402
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted  # noqa: E402
 from dialer.settings import CampaignSettings, DialerSection  # noqa: E402
 from sim.settings import LogNormal, SimSection  # noqa: E402
@@ -78,6 +84,7 @@ RING_TIMEOUT_S = 25.0
 BUSY_SHARE = 0.05
 SILENCE_PATIENCE_S = 2.0
 SAFE_HARBOUR_S = 2.0
+PACING_SAMPLE_S = 60.0  # the campaign's pacing decision is looked at once a simulated minute
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class Model:
     answer_rate: float = 0.15  # share of dials answered, by a person or a machine
     machine_rate: float = 0.10  # share of answers that are machines
     amd_accuracy: float = 0.90
+    amd: bool = True  # False: the campaign's amd: false (no AMD(), every answer goes to an agent)
     policy: str = "us_tsr"
     seed: int = 1
     hours: float = 8.0
@@ -123,6 +131,7 @@ def campaign_settings(model: Model, mode: str, leads: Path) -> CampaignSettings:
         "safe_harbour_after": SAFE_HARBOUR_S, "calling_window": {"start": "08:00", "end": "21:00"},
         "timezone": "UTC", "caller_id": '"Bench" <+18005550100>',
         "ratio": model.ratio if mode == "ratio" else 1.0,
+        "amd": model.amd, "amd_accuracy": model.amd_accuracy,
     }
     fields = CampaignSettings.model_fields
     if "policy" in fields:
@@ -132,10 +141,15 @@ def campaign_settings(model: Model, mode: str, leads: Path) -> CampaignSettings:
     elif mode not in ("progressive", "ratio"):
         raise ValueError("no 'mode' setting in dialer.settings.CampaignSettings yet")
     try:
-        return CampaignSettings.model_validate(data)
+        settings = CampaignSettings.model_validate(data)
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"the dialer refuses it: {errors}") from None
+    refused = settings.policy_errors()  # what config load refuses (config.load runs the same check)
+    if refused:
+        raise ValueError("the policy refuses it: " + "; ".join(f"{'.'.join(map(str, loc))}: {msg}"
+                                                             for loc, msg in refused))
+    return settings
 
 
 def sim_settings(model: Model) -> SimSection:
@@ -197,6 +211,7 @@ class Tally:
     live: dict[str, float] = field(default_factory=dict)  # ref -> when the person answered
     # (answered at, abandoned?) of every finished attempt a person answered
     humans: list[tuple[float, bool]] = field(default_factory=list)
+    machines: int = 0  # MACHINE verdicts (the ledger's ``machine``)
     results: dict[str, int] = field(default_factory=dict)
     state_time: dict[str, float] = field(default_factory=dict)  # agent state -> seconds, every agent
     current: dict[str, tuple[str, float]] = field(default_factory=dict)  # agent -> (state, since)
@@ -212,8 +227,10 @@ class Tally:
             if event.campaign == CAMPAIGN and event.ts <= self.end:
                 self.results[event.result] = self.results.get(event.result, 0) + 1
                 answered = self.live.pop(event.ref, None)
-                if answered is not None:
-                    self.humans.append((answered, event.result != "connected" or event.late))
+                entry = LedgerEntry.of(event)  # live, abandoned and machine exactly as the compliance ledger says
+                if entry.person:
+                    self.humans.append((event.ts if answered is None else answered, entry.abandoned))
+                self.machines += entry.machine
         elif isinstance(event, CallAnswered):
             if event.queue == QUEUE and event.ts < self.end:
                 self.contacts += 1
@@ -236,18 +253,6 @@ class Tally:
 def abandon_rate(humans: list[tuple[float, bool]], extra_live: float = 0.0, extra_abandoned: float = 0.0) -> float:
     live = len(humans) + extra_live
     return 0.0 if live <= 0 else (sum(1 for _, a in humans if a) + extra_abandoned) / live
-
-
-def false_machines(machines: int, answered: int, accuracy: float, machine_rate: float) -> float:
-    """People AMD took for machines, estimated from the machine verdicts among all answers and AMD's accuracy
-    (verdicts = a * machines + (1 - a) * people); with an accuracy near 1/2, from the given machine share."""
-    if answered <= 0:
-        return 0.0
-    if abs(1.0 - 2.0 * accuracy) < 0.05:
-        people = answered * (1.0 - machine_rate)
-    else:
-        people = (machines - accuracy * answered) / (1.0 - 2.0 * accuracy)
-    return max(0.0, min(float(answered), people)) * (1.0 - accuracy)
 
 
 def worst_window(humans: list[tuple[float, bool]], start: float, end: float, width: float,
@@ -293,6 +298,12 @@ class Result:
     per_agent_hour: float = 0.0
     wall: float = 0.0
     results: dict[str, int] = field(default_factory=dict)
+    cpu: float = 0.0  # CPU seconds of the run (this process)
+    abandons: int = 0  # people abandoned, counted (without the uk_ofcom estimate)
+    machines: int = 0  # MACHINE verdicts
+    # the same run as the dialer's compliance ledger counts it: (live answers, abandons, machine verdicts)
+    ledger: tuple[int, int, int] | None = None
+    pacing: dict[str, int] = field(default_factory=dict)  # the campaign's pacing decisions' reasons, sampled
 
 
 def figures(mode: str, tally: Tally, model: Model, wall: float) -> Result:
@@ -300,22 +311,28 @@ def figures(mode: str, tally: Tally, model: Model, wall: float) -> Result:
     t = tally.state_time
     logged_in = sum(v for k, v in t.items() if k != "logged_out")
     busy = t.get("on_call", 0.0) + t.get("wrap_up", 0.0)
-    # not live: MACHINE verdicts, and answers that hung up before AMD said anything (a person AMD was taking
-    # for a machine gives up after 2 s of silence, before a machine's verdict at 2.5 s)
-    machines = tally.results.get("machine", 0) + tally.results.get("hangup", 0)
+    # uk_ofcom: the people AMD took for machines, estimated as the ledger does, added to live and abandoned
     share = 0.0
-    if model.policy == "uk_ofcom" and tally.humans:
-        share = false_machines(machines, machines + len(tally.humans), model.amd_accuracy,
-                               model.machine_rate) / len(tally.humans)
+    if model.policy == "uk_ofcom" and model.amd and tally.humans:
+        share = ledger_false_machines(len(tally.humans), tally.machines, model.amd_accuracy) / len(tally.humans)
     n = len(tally.humans)
     return Result(
         mode, True, dials=tally.dials, contacts=tally.contacts, live=n,
+        abandons=sum(1 for _, a in tally.humans if a), machines=tally.machines,
         abandoned=sum(1 for _, a in tally.humans if a) + share * n,
         abandon_day=worst_day(tally.humans, tally.start, tally.end, share),
         abandon_24h=worst_window(tally.humans, tally.start, tally.end, DAY, share),
         occupancy=busy / logged_in if logged_in else 0.0,
         per_agent_hour=tally.contacts / (logged_in / 3600.0) if logged_in else 0.0,
         wall=wall, results=dict(sorted(tally.results.items())))
+
+
+def ledger_counts(stack: Any, start: float, end: float) -> tuple[int, int, int]:
+    """(live answers, abandons, machine verdicts) of the attempts that ended in ``[start, end]`` as the dialer's
+    own compliance ledger counts them."""
+    dialer = stack.server.components.dialer
+    f = dialer.compliance.figures_between(CAMPAIGN, start, end + 1e-6, "calendar_day")
+    return f.live_answers, f.abandons, f.machines
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -327,18 +344,28 @@ def run_mode(base: CtiConfig, model: Model, mode: str, leads: Path) -> Result:
     except ValueError as exc:
         return Result(mode, False, reason=str(exc))
     cfg = bench_config(base, model, campaign)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stack = build_virtual(cfg, seed=model.seed)
     tally = Tally(start=stack.clock.seconds(), end=stack.clock.seconds() + model.seconds)
     tally.current.update({a: ("logged_out", tally.start) for a in stack.server.acd.agent_ids()})
     stack.server.subscribe(tally)
     for agent in stack.server.acd.agent_ids():  # agents logged in before the listener came
         tally.current[agent] = (stack.server.acd.agent_snapshot(agent).state, tally.start)
-    stack.clock.run_until(tally.end)
+    dialer = stack.server.components.dialer
+    assert dialer is not None
+    pacing: dict[str, int] = {}
+    while stack.clock.seconds() < tally.end:  # a minute at a time, noting how the campaign paces
+        stack.clock.run_until(min(tally.end, stack.clock.seconds() + PACING_SAMPLE_S))
+        decision = dialer.campaigns[CAMPAIGN].last_decision
+        if decision is not None:
+            pacing[decision.reason] = pacing.get(decision.reason, 0) + 1
     wall = time.perf_counter() - t0
+    ledger = ledger_counts(stack, tally.start, tally.end)
     stack.sim.stop()
     stack.server.stop()
-    return figures(mode, tally, model, wall)
+    result = figures(mode, tally, model, wall)
+    result.cpu, result.ledger, result.pacing = time.process_time() - c0, ledger, pacing
+    return result
 
 
 def table(results: list[Result], model: Model) -> list[str]:
@@ -354,9 +381,11 @@ def table(results: list[Result], model: Model) -> list[str]:
                      f"{100 * r.abandon_day:>6.2f} {100 * r.abandon_24h:>6.2f} {100 * r.occupancy:>6.1f}% "
                      f"{r.per_agent_hour:>9.2f} {r.wall:>7.1f}")
     lines.append("")
-    lines.append("live: answered by a person (AMD not MACHINE); aband.: not with an agent within "
-                 f"{SAFE_HARBOUR_S:g} s of the answer" + (" + people AMD took for machines (estimated)"
-                                                          if model.policy == "uk_ofcom" else ""))
+    who = "every answer (no AMD: the dialer cannot tell machines)" if not model.amd else \
+        "answered by a person (AMD not MACHINE)"
+    lines.append(f"live: {who}; aband.: not with an agent within {SAFE_HARBOUR_S:g} s of the person's answer "
+                 "(safe-harbour message, or hung up first)" + (" + people AMD took for machines (estimated)"
+                                                                if model.policy == "uk_ofcom" and model.amd else ""))
     if one_day:
         lines.append(f"day % and 24h %: one run of {model.hours:g} h, so both are the whole run")
     for r in results:
@@ -385,6 +414,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Model, list[str], int]:
     p.add_argument("--answer-rate", type=float, default=0.15, help="share of dials answered (person or machine)")
     p.add_argument("--machine-rate", type=float, default=0.10, help="share of answers that are machines")
     p.add_argument("--amd-accuracy", type=float, default=0.90, help="share of AMD verdicts that are right")
+    p.add_argument("--no-amd", action="store_true", help="the campaign's amd: false (every answer to an agent)")
     p.add_argument("--policy", choices=POLICIES, default="us_tsr")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--hours", type=float, default=None, help="simulated hours (default 8; --quick 0.25)")
@@ -409,7 +439,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Model, list[str], int]:
         if not 0.0 <= value <= 1.0:
             p.error(f"--{name} must be 0-1")
     return Model(agents=agents, answer_rate=a.answer_rate, machine_rate=a.machine_rate,
-                 amd_accuracy=a.amd_accuracy, policy=a.policy, seed=a.seed, hours=hours, ratio=a.ratio), modes, a.jobs
+                 amd_accuracy=a.amd_accuracy, amd=not a.no_amd, policy=a.policy, seed=a.seed, hours=hours,
+                 ratio=a.ratio), modes, a.jobs
 
 
 def _progress(result: Result) -> None:
@@ -426,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/dialer.py: {exc}", file=sys.stderr)
         return 2
     print(f"dialer bench: {model.agents} agents, {model.hours:g} h, answers {model.answer_rate:.0%} of dials "
-          f"(machines {model.machine_rate:.0%} of answers, AMD {model.amd_accuracy:.0%} right), busy "
+          f"(machines {model.machine_rate:.0%} of answers, "
+          f"{f'AMD {model.amd_accuracy:.0%} right' if model.amd else 'no AMD'}), busy "
           f"{BUSY_SHARE:.0%}, talk lognormal {TALK_MEAN_S:g}+-{TALK_SD_S:g} s, wrap-up {WRAPUP_S:g} s, ring "
           f"{RING_MIN_S:g}-{RING_MAX_S:g} s, ring timeout {RING_TIMEOUT_S:g} s, patience {SILENCE_PATIENCE_S:g} s, "
           f"policy {model.policy}, seed {model.seed}", flush=True)

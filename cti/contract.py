@@ -72,11 +72,14 @@ CTI_LEAD_ID: Final = "CTI_LEAD_ID"  # the dialer's Originate: the lead, within i
 CTI_CAMPAIGN_QUEUE: Final = "CTI_CAMPAIGN_QUEUE"  # the dialer's Originate: cti-outbound queues humans there
 CTI_MACHINE_MESSAGE: Final = "CTI_MACHINE_MESSAGE"  # the dialer's Originate (optional): for answering machines
 CTI_SAFE_HARBOUR: Final = "CTI_SAFE_HARBOUR"  # the dialer's Originate (optional): cti-safe-harbour's message
+CTI_USE_AMD: Final = "CTI_USE_AMD"  # the dialer's Originate: "0" (amd: false) skips AMD() in cti-outbound
+#: The value of ``CTI_USE_AMD`` that turns answering-machine detection off for the call (anything else: AMD runs).
+AMD_OFF: Final = "0"
 #: Every variable the dialplan reads or sets, globals included.
 DIALPLAN_VARIABLES: Final = GLOBAL_VARIABLES | frozenset({
     CTI_FLOW, CTI_DNIS, CTI_NEXT, CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY, CTI_LANGUAGE, CTI_TRANSFER_DIAL,
     CTI_VOICEMAIL_BOX, CTI_AGENT_ENDPOINT, CTI_RING_TIMEOUT, CTI_AGENT_ID, CTI_CONSULT_DIAL, CTI_CAMPAIGN,
-    CTI_LEAD_ID, CTI_CAMPAIGN_QUEUE, CTI_MACHINE_MESSAGE, CTI_SAFE_HARBOUR,
+    CTI_LEAD_ID, CTI_CAMPAIGN_QUEUE, CTI_MACHINE_MESSAGE, CTI_SAFE_HARBOUR, CTI_USE_AMD,
 })
 
 # Set on the channel for the server only (the dialplan never reads them).

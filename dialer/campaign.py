@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import Command, CommandFailed, Originate, Redirect
 from cti.contract import (
+    AMD_OFF,
     CTI_ATTEMPT,
     CTI_CAMPAIGN,
     CTI_CAMPAIGN_QUEUE,
@@ -44,6 +45,7 @@ from cti.contract import (
     CTI_LEAD_NUMBER,
     CTI_MACHINE_MESSAGE,
     CTI_SAFE_HARBOUR,
+    CTI_USE_AMD,
     OUTBOUND_CONTEXT,
     SAFE_HARBOUR_CONTEXT,
     START_EXTEN,
@@ -429,9 +431,10 @@ class Campaign:
         idle = max(0, outlook.ready - outlook.reserve - max(0, outlook.queue_waiting - own))
         if s.mode == "predictive":
             p = s.predictive
-            params = PredictiveParams(max_lines=s.max_lines, safe_harbour=s.safe_harbour_after,
+            params = PredictiveParams(max_lines=s.max_lines, safe_harbour=self.measures.patience(s.safe_harbour_after),
                                       target_share=p.target_share, fallback_share=p.fallback_share,
-                                      amd_accuracy=p.amd_accuracy, count_amd_misses=p.count_amd_misses,
+                                      amd_accuracy=self._amd_accuracy(),
+                                      count_amd_misses=p.count_amd_misses and s.counts_amd_misses(),
                                       warmup=p.min_samples)
             decision = pace_predictive(agents=outlook, flight=self.flight(now),
                                        measures=self.measures.snapshot(self.abandon_rate(), len(self._humans)),
@@ -453,6 +456,15 @@ class Campaign:
         decision.explain["step"] = decision.step
         self.last_decision = decision
         return decision
+
+    def _amd_accuracy(self) -> float:
+        """The AMD accuracy the pacer plans with: 1 without AMD (no person is taken for a machine), else the
+        campaign's measured ``amd_accuracy`` (the one its policy counts the misses with), else the pacer's own.
+        (The misses count against the budget only under a policy that counts them: ``counts_amd_misses``.)"""
+        s = self.settings
+        if not s.amd:
+            return 1.0
+        return s.amd_accuracy if s.amd_accuracy is not None else s.predictive.amd_accuracy
 
     def pace(self, now: float, agents: int | AgentOutlook, window: WindowFigures | None = None) -> list[Output]:
         """Start as many attempts as the pacer allows now. Returns ``AttemptStarted`` events: persist each,
@@ -559,6 +571,8 @@ class Campaign:
             variables[CTI_SAFE_HARBOUR] = s.safe_harbour_message
         if s.machine_message:
             variables[CTI_MACHINE_MESSAGE] = s.machine_message
+        if not s.amd:
+            variables[CTI_USE_AMD] = AMD_OFF  # cti-outbound skips AMD(): every answer waits for an agent
         self.counts["dialled"] += 1
         a.dialled_at = now
         self._arm(a, now + s.originate_timeout + DIALLING_GRACE)
@@ -856,11 +870,14 @@ class Campaign:
                 m.on_dial_result(True, since)
             elif trigger == "originate-failed":
                 m.on_dial_result(False, since)
+        # a person from now on: waiting for an agent, or an agent's phone already ringing for them (the ACD can
+        # offer before the campaign sees the call queued, as it does at once without AMD and with agents free)
+        person = a.human_at is None and a.state in (S.HUMAN, S.RINGING)
         if trigger in ("amd-human", "amd-machine"):
             m.on_amd(trigger == "amd-human")
-        elif trigger == "queued" and not any(t.startswith("amd-") for t in a.log[:-1]):
+        elif person and not any(t.startswith("amd-") for t in a.log[:-1]):
             m.on_amd(True)  # no AMD verdict seen: a person reached the queue
-        if a.state == S.HUMAN and a.human_at is None:
+        if person:
             m.on_person(since)
 
     def _safe_harbour(self, a: Attempt, now: float, out: list[Output]) -> None:
@@ -888,8 +905,11 @@ class Campaign:
         if "amd-machine" in a.log:
             return "machine", False
         if a.human_at is None:
-            return "hangup", False
-        return "abandoned" if a.redirected or (a.ended_at - a.human_at) >= window else "hangup", False
+            return "hangup", False  # answered, gone before AMD said anything: not known to be a person
+        # A person answered and got no agent: abandoned, whether the safe-harbour message played or they hung
+        # up first in the silence (the law counts a person who got neither an agent nor a message; the dialer
+        # cannot see when the greeting ended, so it does not grant itself the seconds after it).
+        return "abandoned", False
 
     def lead_of_call(self, call_id: str) -> str | None:
         """The lead whose attempt is (or recently was) the call ``call_id`` (an agent's callback on that call
@@ -913,6 +933,8 @@ class Campaign:
         result, late = self._outcome(a)
         if a.human_at is not None:
             self._humans.append(result == "abandoned" or late)
+            if result == "abandoned" and not a.redirected:
+                self.measures.on_giveup(now - a.human_at)  # hung up in the silence: how long they waited
         wait = None if a.connected_at is None or a.human_at is None else a.connected_at - a.human_at
         ring = None if a.dialled_at is None else (a.answered_at if a.answered_at is not None else now) - a.dialled_at
         message: bool | None = None

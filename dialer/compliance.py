@@ -52,9 +52,9 @@ class Policy:
     def of(cls, s: CampaignSettings) -> Policy:
         if s.policy == "custom":
             return cls("custom", s.max_abandon_rate, s.custom.window, s.min_ring(), s.message_within(),
-                       s.custom.count_false_machines, s.amd_accuracy, s.redial_after_abandon())
+                       s.counts_amd_misses() and s.amd, s.amd_accuracy, s.redial_after_abandon())
         return cls(s.policy, LAW_CAP, POLICY_WINDOW[s.policy], s.min_ring(), s.message_within(),
-                   s.policy == "uk_ofcom", s.amd_accuracy, s.redial_after_abandon())
+                   s.counts_amd_misses() and s.amd, s.amd_accuracy, s.redial_after_abandon())
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@ import numpy as np
 
 from dialer.pacer import DialMeasures, FloatArray
 
+GIVEUP_MIN = 5  # people who hung up waiting, measured before their waits shorten the pacer's horizon
+GIVEUP_QUANTILE = 0.25  # of their waits, the one the pacer plans for (lower: more careful)
+
 
 @dataclass(frozen=True, slots=True)
 class Priors:
@@ -55,6 +58,7 @@ class CampaignMeasures:
         self.talk: deque[float] = deque(maxlen=keep)
         self.wrap: deque[float] = deque(maxlen=keep)
         self.connect: deque[float] = deque(maxlen=keep)
+        self.giveups: deque[float] = deque(maxlen=keep)  # seconds people waited for an agent before hanging up
         n = max(1, p.min_samples)
         self._prior_talk = _lognormal_quantiles(p.talk_mean, p.talk_sd, n)
         self._prior_wrap = np.full(n, p.wrap)
@@ -71,6 +75,18 @@ class CampaignMeasures:
 
     def on_person(self, seconds_since_dial: float) -> None:
         self.connect.append(max(0.0, seconds_since_dial))
+
+    def on_giveup(self, waited: float) -> None:
+        """A person hung up waiting for an agent, ``waited`` seconds after they became a person."""
+        self.giveups.append(max(0.0, waited))
+
+    def patience(self, safe_harbour: float) -> float:
+        """The seconds a person may be counted on to wait for an agent: the safe-harbour time, or less when the
+        people who hang up in the silence do so sooner (the ``GIVEUP_QUANTILE`` of their waits, once
+        ``GIVEUP_MIN`` are measured): they are abandoned too."""
+        if len(self.giveups) < GIVEUP_MIN:
+            return safe_harbour
+        return min(safe_harbour, float(np.quantile(np.fromiter(self.giveups, dtype=np.float64), GIVEUP_QUANTILE)))
 
     def on_handled(self, talk: float, wrap: float) -> None:
         self.talk.append(max(0.0, talk))
@@ -100,7 +116,8 @@ class CampaignMeasures:
             fail_times=self._samples(self.fail_times, self._prior_fail),
             talk=self._samples(self.talk, self._prior_talk),
             wrap=self._samples(self.wrap, self._prior_wrap),
-            connect=float(np.quantile(connect, p.connect_quantile)), results=len(self.answered),
+            connect=float(np.quantile(connect, p.connect_quantile)), connect_times=connect,
+            connect_quantile=p.connect_quantile, results=len(self.answered),
             answers=sum(self.answered),
             recent_rate=recent_rate, recent_n=recent_n)
 

@@ -35,19 +35,25 @@ predicted abandon probability keeps the policy window's projected rate under its
 * the target is what the window can still afford: with ``live`` answers and ``abandoned`` so far, a
   fraction ``elapsed`` of the window gone and the cap ``c``, the rest of the window may abandon at
   ``(t c (live + rest) - abandoned) / rest`` (``t``: the share of the cap aimed at, ``rest`` the live
-  answers expected in the rest of the window), at most ``c``, less the abandons AMD makes by taking a
-  person for a machine, and cut further when the recently measured rate runs over it (feedback);
+  answers expected in the rest of the window, at most ``live`` again, or ``10 / c`` while fewer: the campaign
+  may stop well before its window ends, so early abandons are paid back soon; and the window's expected
+  abandons ``cap_z`` Poisson deviations under its cap's count: few answers, few abandons), at most ``c``, less the
+  abandons AMD makes by taking a person for a machine, and cut further when the recently measured rate
+  runs over it (feedback);
 * when that budget is nearly gone the pacer falls back to progressive (one line per agent ready now,
   no extra lines), and with nobody ready and nobody expected free it dials nothing; until ``warmup``
   answers are measured it paces progressively too (the priors may be far off);
-* when the budget is gone (``allowed <= 0``: the window is at its aim, or projected over the cap, even with
-  no further abandon; or AMD's dropped people alone use it up) it steps down to preview
-  (``preview-fallback``): no line is dialled ahead or progressively, each ready agent (beyond the reserve)
-  is given a lead to accept instead. The pacer keeps no state: each decision reads the window afresh, so
+* when the window is spent (``window_spent``: it would end at or over the cap even with no further abandon)
+  it steps down to preview (``preview-fallback``): no line is dialled ahead or progressively, each ready
+  agent (beyond the reserve) is given a lead to accept instead. A budget that is merely used up (the window
+  at its aim, or AMD's dropped people using it) falls back to progressive, whose lines each have an agent
+  ready now. The pacer keeps no state: each decision reads the window afresh, so
   when the budget recovers (previews add live answers without abandons; a rolling window drops old ones)
   progressive, then predictive pacing resume by themselves;
 * the horizon ``h`` is a low quantile of the measured dial-to-person times (``DialMeasures.connect``)
-  plus the safe-harbour seconds: people who answer early meet fewer freed agents.
+  plus the safe-harbour seconds: people who answer early meet fewer freed agents; the people earlier still
+  (that quantile's share of them) are weighed at their own horizons (``person_horizons``), so that an agent
+  whose wrap-up ends just before ``h`` is not counted on for a person who answers in a few seconds.
 
 Every decision carries its explanation (``PacingDecision.explain``), loggable like the ACD router's.
 """
@@ -214,6 +220,9 @@ class DialMeasures:
     recent_n: int = 0
     results: int = 0  # dials with a result measured so far (the priors' weight fades with them)
     answers: int = 0  # of them answered
+    # the dial-to-person times ``connect`` is a quantile of (empty: only ``connect`` is known), and that quantile
+    connect_times: FloatArray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    connect_quantile: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +241,7 @@ class PredictiveParams:
     feedback_min: int = 20  # recent answers before the measured rate corrects the budget
     warmup: int = 30  # answers to measure (progressive) before the model dials ahead
     confidence_z: float = 1.64  # plan for the answer probability this many standard errors over the measured
+    cap_z: float = 2.0  # keep the window's abandons this many standard deviations (Poisson) under the cap
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -261,6 +271,24 @@ def free_probabilities(ages: Sequence[float], durations: FloatArray, then: Float
             counts = np.searchsorted(nxt, horizon - remaining, side="right")
             out[i] = float(counts.sum()) / (len(remaining) * len(nxt))
     return out
+
+
+EARLY_POINTS = 4  # quantiles of the dial-to-person times under the planned one that the agents' outlook weighs
+
+
+def person_horizons(m: DialMeasures, safe_harbour: float) -> list[tuple[float, float]]:
+    """(horizon, weight) pairs over which a busy agent's chance to be free for a new call's person is averaged:
+    a person comes ``T`` seconds after the dial and needs an agent by ``T + safe_harbour``. The pacer plans for
+    the ``connect_quantile`` of ``T`` (``connect``); the people who come earlier than that (that share of
+    them) are weighed at ``EARLY_POINTS`` quantiles under it, so an agent freed just before the planned horizon
+    is not counted on for them. Without the measured times: the planned horizon alone."""
+    planned = max(0.0, m.connect) + safe_harbour
+    q = min(max(m.connect_quantile, 0.0), 1.0)
+    if len(m.connect_times) == 0 or q <= 0.0:
+        return [(planned, 1.0)]
+    levels = q * (np.arange(EARLY_POINTS) + 0.5) / EARLY_POINTS
+    early = np.minimum(np.quantile(m.connect_times, levels), max(0.0, m.connect)) + safe_harbour
+    return [(float(h), q / EARLY_POINTS) for h in early] + [(planned, 1.0 - q)]
 
 
 def answer_given_ringing(ages: Sequence[float], m: DialMeasures) -> FloatArray:
@@ -349,15 +377,38 @@ class Model:
         return Forecast(k, min(1.0, rate), p_over, e_d, e)
 
 
+PAYBACK_ABANDONS = 10.0  # the window budget pays early abandons back within max(live, this / cap) answers
+
+
+def abandons_under(cap_count: float, z: float) -> float:
+    """The mean number of abandons ``m`` whose Poisson count stays under ``cap_count`` with ``z`` standard
+    deviations to spare (``m + z sqrt(m) = cap_count``)."""
+    if cap_count <= 0:
+        return 0.0
+    root = (-z + math.sqrt(z * z + 4.0 * cap_count)) / 2.0
+    return max(0.0, root) ** 2
+
+
 def window_budget(w: WindowFigures, params: PredictiveParams) -> tuple[float, str]:
-    """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why."""
+    """The abandon rate the rest of the window may run at (before AMD's share and the feedback), and why.
+
+    Abandons are a count: a window with few live answers (a small team, a low answer rate) goes over the cap
+    with one unlucky abandon, so the window's expected abandons are kept ``cap_z`` Poisson standard deviations
+    under the cap's count (``abandons_under``) as well as under the aim; with thousands of answers the aim rules."""
     aim = params.target_share * w.cap
     e = min(max(w.elapsed_fraction, 0.0), 1.0)
     if e < 1e-6 or w.live <= 0:
-        return aim, "window-young"
-    rest = w.live * (1.0 - e) / e  # the live answers still to come, at the pace so far
+        total = PAYBACK_ABANDONS / max(w.cap, 1e-6)  # nothing measured: as many answers as measure the cap
+        return min(aim, abandons_under(w.cap * total, params.cap_z) / total), "window-young"
+    # the live answers still to come, at the pace so far, but never more than as many again as so far (or than
+    # it takes to measure the cap at all, ``PAYBACK_ABANDONS`` abandons' worth): the campaign may stop (end of
+    # the shift, leads used up) long before its window ends, so abandons already made are paid back soon, not
+    # spread over days that may not come
+    rest = min(w.live * (1.0 - e) / e, max(float(w.live), PAYBACK_ABANDONS / max(w.cap, 1e-6)))
     rest = max(rest, 0.05 * w.live, 1.0)  # a full (rolling) window still takes new answers
-    budget = (aim * (w.live + rest) - w.abandoned) / rest
+    total = w.live + rest
+    target = min(aim * total, abandons_under(w.cap * total, params.cap_z))
+    budget = (target - w.abandoned) / rest
     return min(max(budget, 0.0), w.cap), "window-budget"
 
 
@@ -377,9 +428,10 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         raise ValueError("max_lines must be > 0")
     m = measures
     horizon = max(0.0, m.connect) + params.safe_harbour
-    p_talk = free_probabilities(agents.talk_ages, m.talk, m.wrap, horizon)
-    p_wrap = free_probabilities(agents.wrap_ages, m.wrap, None, horizon)
-    busy_p = np.concatenate([p_talk, p_wrap])
+    busy_p = np.zeros(len(agents.talk_ages) + len(agents.wrap_ages), dtype=np.float64)
+    for h, weight in person_horizons(m, params.safe_harbour):
+        busy_p += weight * np.concatenate([free_probabilities(agents.talk_ages, m.talk, m.wrap, h),
+                                           free_probabilities(agents.wrap_ages, m.wrap, None, h)])
     expected_free = float(busy_p.sum())
     # free agents at the horizon, less those inbound takes first
     raw = poisson_binomial(busy_p)
@@ -431,8 +483,9 @@ def pace_predictive(*, agents: AgentOutlook, flight: CallsInFlight, measures: Di
         return PacingDecision(dial, lines, round(ratio, 3), reason, explain)
 
     free_now = max(0, agents.ready - reserve)
-    if allowed <= 1e-9:
-        # the budget is gone: no line the agents are not held for; ready agents get previews instead
+    if window_spent(window):
+        # the window would end over its cap even with no further abandon: no line the agents are not held
+        # for; ready agents get previews instead (a budget merely used up falls back to progressive below)
         explain["previews"] = free_now
         explain.update(dial=0, reason=PREVIEW_FALLBACK)
         return PacingDecision(0, flight.count, 0.0, PREVIEW_FALLBACK, explain, previews=free_now)

@@ -179,6 +179,7 @@ class CampaignSettings(ConfigModel):
     run_out_warning: float = expected("minutes 0-1440 (0: never warn)", default=15.0, ge=0.0, le=1440.0)
     policy: PolicyName = "us_tsr"
     custom: CustomPolicy = CustomPolicy()
+    amd: bool = True  # false: no answering-machine detection (CTI_AMD=0), every answer goes to an agent
     amd_accuracy: float | None = expected(
         "a fraction 0.51-1: the share of calls the AMD classifies correctly (people and machines alike)",
         default=None, ge=0.51, le=1.0)
@@ -226,6 +227,8 @@ class CampaignSettings(ConfigModel):
             if self.originate_timeout < self.custom.min_ring:
                 errors.append((("originate_timeout",), f"{self.originate_timeout:g} s of ringing is under the custom "
                                f"policy's min_ring of {self.custom.min_ring:g} s"))
+            if self.custom.count_false_machines and self.amd and self.amd_accuracy is not None:
+                errors.extend(self._amd_errors("the custom policy (count_false_machines)"))
             return errors
         law = f"{self.policy} ({LAW_POLICIES[self.policy]})"
         if self.originate_timeout < LAW_MIN_RING:
@@ -236,10 +239,38 @@ class CampaignSettings(ConfigModel):
                            f"message must start within {LAW_MESSAGE_WITHIN:g} s of the person's greeting"))
         if self.max_abandon_rate > LAW_CAP:
             errors.append((("max_abandon_rate",), f"{self.max_abandon_rate:g} is over {law}'s cap of {LAW_CAP:g}"))
-        if self.policy == "uk_ofcom" and self.amd_accuracy is None:
-            errors.append((("amd_accuracy",), "uk_ofcom counts people the AMD took for machines as abandoned: give "
-                           "the measured share of calls your AMD classifies correctly, e.g. amd_accuracy: 0.9"))
+        if self.policy == "uk_ofcom" and self.amd:
+            errors.extend(self._amd_errors(law))
         return errors
+
+    def counts_amd_misses(self) -> bool:
+        """Whether the policy counts the people AMD takes for machines as abandoned (uk_ofcom; custom with
+        ``count_false_machines``)."""
+        return self.policy == "uk_ofcom" or (self.policy == "custom" and self.custom.count_false_machines)
+
+    def abandon_cap(self) -> float:
+        """The abandon rate the campaign must stay under (the law's 3% for us_tsr and uk_ofcom)."""
+        return self.max_abandon_rate if self.policy == "custom" else min(self.max_abandon_rate, LAW_CAP)
+
+    def usable_abandon_share(self) -> float:
+        """The abandon rate the campaign plans to use: the predictive pacer's ``target_share`` of the cap."""
+        return self.predictive.target_share * self.abandon_cap()
+
+    def _amd_errors(self, law: str) -> list[tuple[Loc, str]]:
+        """A policy that counts the people AMD takes for machines as abandoned (uk_ofcom): the AMD's accuracy
+        must be known, and its mistakes alone must leave room under the cap."""
+        if self.amd_accuracy is None:
+            return [(("amd_accuracy",), f"{self.policy} counts people the AMD took for machines as abandoned: give the "
+                     "measured share of calls your AMD classifies correctly (e.g. amd_accuracy: 0.99), or set "
+                     "amd: false (every answer goes to an agent)")]
+        misses, usable = 1.0 - self.amd_accuracy, self.usable_abandon_share()
+        if misses >= usable - 1e-12:
+            return [(("amd_accuracy",), f"an AMD {self.amd_accuracy:g} accurate hangs up on {misses:.1%} of the "
+                     f"people who answer, which {law} counts as abandoned: that alone is at or over the "
+                     f"{usable:.1%} the campaign may use (predictive.target_share {self.predictive.target_share:g} "
+                     f"of the {self.abandon_cap():.1%} cap), so no pacing keeps it legal; set amd: false (every "
+                     f"answer goes to an agent) or measure an AMD more than {1.0 - usable:.1%} accurate")]
+        return []
 
     def dial_string(self, template: str, number: str) -> str:
         """The Originate channel for ``number`` (digits with an optional leading +, nothing else)."""

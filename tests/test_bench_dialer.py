@@ -1,4 +1,5 @@
-"""bench/dialer.py: its quick mode runs as one command and ends with its BENCH line; its figures."""
+"""bench/dialer.py: its quick mode runs as one command and ends with its BENCH line; its figures, counted as the
+compliance ledger and the campaign count them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.dialer import DAY, false_machines, worst_day, worst_window
+from bench.dialer import CAMPAIGN, DAY, Tally, worst_day, worst_window
+from cti.commands import Originate
+from cti.events import DialEnded, DialStarted
+from dialer.campaign import Campaign, Lead
+from dialer.compliance import ComplianceLedger
+from dialer.compliance import false_machines as ledger_false_machines
+from dialer.events import AttemptFinished, AttemptStarted
+from dialer.settings import CampaignSettings
+from tests.test_dialer_campaign import SRV, T0, amd, answered, hangup
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_LINE = re.compile(r"^BENCH dialer agents=8 answer_rate=0\.15 abandon_pct=[0-9.]+ occupancy=[0-9.]+ "
@@ -41,13 +50,46 @@ def test_bad_answer_rate_is_refused() -> None:
     assert done.returncode == 2 and "--answer-rate must be 0-0.95" in done.stderr
 
 
-def test_false_machines_estimate() -> None:
-    """People AMD took for machines, from the verdicts: 1000 answers of which 100 machines, AMD 90% right ->
-    180 MACHINE verdicts, of which 90 people."""
-    assert false_machines(180, 1000, 0.9, 0.1) == pytest.approx(90.0)
-    assert false_machines(100, 1000, 1.0, 0.1) == pytest.approx(0.0)
-    assert false_machines(500, 1000, 0.5, 0.1) == pytest.approx(450.0)  # no information: the given share
-    assert false_machines(0, 0, 0.9, 0.1) == 0.0
+def test_the_bench_counts_as_the_ledger_and_the_campaign() -> None:
+    """The bench's abandonment, the compliance ledger's and the campaign's own rate (its pacer's feedback) count
+    the same calls: a person who hangs up in the silence before any agent is abandoned in all three (it used to be
+    ``hangup``, an abandon for the bench only), as is one who hears the safe-harbour message; a person connected
+    in time is live and not abandoned; a MACHINE verdict and a call gone before AMD said anything are not live."""
+    s = CampaignSettings(name=CAMPAIGN, queue="sales", leads="demo", policy="uk_ofcom", amd_accuracy=0.99)
+    c = Campaign(s, server=SRV, dial_template="PJSIP/{number}@trunk")
+    c.load([Lead(f"L{i}", f"+1555000{i:04d}") for i in range(5)], T0)
+    out: list[object] = []
+    for e in c.pace(T0, 5):
+        assert isinstance(e, AttemptStarted)
+        out.append(e)
+        for o in c.persisted(e.ref, T0):
+            assert isinstance(o, Originate)
+            out += answered(c, o, "u" + o.variables["CTI_LEAD_ID"][1:], T0 + 5)
+    out += amd(c, "u0", "HUMAN", T0 + 6) + hangup(c, "u0", T0 + 6.5)  # hangs up in the silence
+    out += amd(c, "u1", "HUMAN", T0 + 6) + c.tick(T0 + 8) + hangup(c, "u1", T0 + 12)  # safe-harbour message
+    out += amd(c, "u2", "MACHINE", T0 + 7) + hangup(c, "u2", T0 + 20)
+    out += hangup(c, "u3", T0 + 6)  # gone before AMD said anything
+    out += amd(c, "u4", "HUMAN", T0 + 6)
+    out += c.handle(DialStarted(server=SRV, ts=T0 + 6.5, call_id="u4", uniqueid="u4", channel="PJSIP/trunk-u4",
+                                dest_uniqueid="a4", dest_channel="PJSIP/1002-4", dial_string="PJSIP/1002"), T0 + 6.5)
+    out += c.handle(DialEnded(server=SRV, ts=T0 + 7, call_id="u4", uniqueid="u4", channel="PJSIP/trunk-u4",
+                              dest_uniqueid="a4", dest_channel="PJSIP/1002-4", status="ANSWER"), T0 + 7)
+    out += hangup(c, "u4", T0 + 90)
+    tally = Tally(start=T0, end=T0 + 100)
+    ledger = ComplianceLedger([s])
+    for e in out:
+        tally(e)
+        if isinstance(e, AttemptFinished):
+            ledger.record(e)
+    results = {e.lead_id: e.result for e in out if isinstance(e, AttemptFinished)}
+    assert results == {"L0": "abandoned", "L1": "abandoned", "L2": "machine", "L3": "hangup", "L4": "connected"}
+    f = ledger.figures(CAMPAIGN, T0 + 100)
+    assert (len(tally.humans), sum(a for _, a in tally.humans), tally.machines) == (3, 2, 1)
+    assert (f.live_answers, f.abandons, f.machines) == (3, 2, 1)
+    assert c.abandon_rate() == pytest.approx(2 / 3)
+    # uk_ofcom adds the people AMD took for machines, estimated the same way by both
+    share = ledger_false_machines(3, 1, 0.99) / 3
+    assert f.abandoned == pytest.approx(2 + 3 * share) and f.live == pytest.approx(3 + 3 * share)
 
 
 def test_worst_window_and_day() -> None:

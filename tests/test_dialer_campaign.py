@@ -187,13 +187,15 @@ def test_late_connection_counts_as_abandoned() -> None:
     assert c.abandon_rate() == 1.0
 
 
-def test_person_hanging_up_inside_the_window_is_not_an_abandon() -> None:
-    """A person who hangs up before the safe-harbour time ends as ``hangup``, counted in the rate's
-    denominator only."""
+def test_person_hanging_up_in_the_silence_is_an_abandon() -> None:
+    """A person (AMD said HUMAN) who hangs up before any agent, even inside the safe-harbour seconds, got
+    neither an agent nor a message: ``abandoned`` (the law's reading; the dialer cannot see when the greeting
+    ended, the verdict comes after it), in the campaign's rate, and retried after ``retry_after.abandoned``."""
     c = person()
     (fin,) = finished(hangup(c, "u1", T0 + 7))
-    assert fin.result == "hangup"
-    assert c.abandon_rate() == 0.0
+    assert (fin.result, fin.person, fin.message_in_time) == ("abandoned", True, False)
+    assert fin.next_at == T0 + 7 + c.settings.retry_after.abandoned
+    assert c.abandon_rate() == 1.0
 
 
 def test_originate_failures_by_reason_and_retry() -> None:
@@ -260,7 +262,7 @@ def test_amd_bound_by_lead_when_variable_missed() -> None:
                              uniqueid=None), T0 + 5)
     amd(c, "u9", "HUMAN", T0 + 6, lead="L0")
     (fin,) = finished(hangup(c, "u9", T0 + 6.5))
-    assert fin.result == "hangup" and fin.uniqueid == "u9"
+    assert fin.result == "abandoned" and fin.uniqueid == "u9"  # a person who got no agent
 
 
 def test_call_ended_merged_keeps_the_attempt() -> None:

@@ -217,10 +217,10 @@ def issues(text: str) -> list[str]:
 @pytest.mark.parametrize("policy", ["us_tsr", "uk_ofcom"])
 def test_ring_under_15_seconds_is_refused(policy: str) -> None:
     """Under us_tsr and uk_ofcom an originate_timeout under 15 s is refused at its own line and key path."""
-    found = issues(campaign_yaml(f"policy: {policy}", "amd_accuracy: 0.9", "originate_timeout: 10"))
+    found = issues(campaign_yaml(f"policy: {policy}", "amd_accuracy: 0.99", "originate_timeout: 10"))
     assert any(i.startswith("d.yaml:8 dialer.campaigns[0].originate_timeout: 10 s of ringing is under "
                             f"{policy}") and "at least 15 s" in i for i in found), found
-    load_config_text(campaign_yaml(f"policy: {policy}", "amd_accuracy: 0.9", "originate_timeout: 15"), "d.yaml")
+    load_config_text(campaign_yaml(f"policy: {policy}", "amd_accuracy: 0.99", "originate_timeout: 15"), "d.yaml")
 
 
 def test_default_policy_is_us_tsr_and_its_other_rules() -> None:
@@ -281,3 +281,40 @@ def test_uk_rule_holds_for_a_lead_loaded_from_the_store() -> None:
     c2.load([Lead("L8", "+15550008888", attempts=1, next_at=T0 + H, last_result="busy", last_at=T0)], T0)
     (o,) = [x for x in start(c2, T0 + H) if isinstance(x, Originate)]
     assert o.ref.endswith("L8/2")
+
+
+def test_uk_amd_whose_misses_alone_reach_the_cap_is_refused() -> None:
+    """Under uk_ofcom the people AMD takes for machines are abandons: an AMD 90% accurate abandons 10% of the
+    people by itself, over the 2.4% (target_share 0.8 of 3%) a campaign may use, so the config is refused at the
+    amd_accuracy line, saying to turn AMD off or measure a better one. Below that share it is accepted, and
+    with amd: false no accuracy is needed at all; us_tsr does not count AMD's misses and takes any accuracy."""
+    found = issues(campaign_yaml("policy: uk_ofcom", "amd_accuracy: 0.9"))
+    assert any(i.startswith("d.yaml:7 dialer.campaigns[0].amd_accuracy: an AMD 0.9 accurate hangs up on 10.0% of "
+                            "the people") and "set amd: false" in i and "more than 97.6% accurate" in i
+               for i in found), found
+    assert any("amd_accuracy" in i for i in issues(campaign_yaml("policy: uk_ofcom", "amd_accuracy: 0.976")))
+    assert any("amd_accuracy" in i for i in issues(campaign_yaml(
+        "policy: uk_ofcom", "amd_accuracy: 0.985", "predictive: {target_share: 0.4, fallback_share: 0.1}")))
+    load_config_text(campaign_yaml("policy: uk_ofcom", "amd_accuracy: 0.985"), "d.yaml")
+    cfg = load_config_text(campaign_yaml("policy: uk_ofcom", "amd: false"), "d.yaml")
+    assert cfg.dialer.campaigns[0].amd is False
+    load_config_text(campaign_yaml("policy: uk_ofcom", "amd: false", "amd_accuracy: 0.7"), "d.yaml")
+    load_config_text(campaign_yaml("policy: us_tsr", "amd_accuracy: 0.7"), "d.yaml")
+    custom = ("policy: custom", "max_abandon_rate: 0.05", "custom: {count_false_machines: true}")
+    assert any("amd_accuracy" in i for i in issues(campaign_yaml(*custom, "amd_accuracy: 0.95")))
+    load_config_text(campaign_yaml(*custom, "amd_accuracy: 0.97"), "d.yaml")
+
+
+def test_amd_off_is_sent_with_the_originate_and_the_pacer_plans_without_misses() -> None:
+    """amd: false sets CTI_USE_AMD=0 on the Originate (cti-outbound then skips AMD()); the default sends none.
+    The pacer plans with the campaign's amd_accuracy, and with no misses at all when AMD is off."""
+    on = make(1, policy="uk_ofcom", amd_accuracy=0.99)
+    (o,) = start(on)
+    assert "CTI_USE_AMD" not in o.variables
+    assert on.decide(T0, 1).reason == "progressive-fallback" or on.settings.mode != "predictive"
+    off = make(1, policy="uk_ofcom", amd=False, mode="predictive")
+    (o,) = start(off)
+    assert o.variables["CTI_USE_AMD"] == "0"
+    assert off.decide(T0, 3).explain["amd_accuracy"] == 1.0
+    measured = make(1, policy="uk_ofcom", amd_accuracy=0.99, mode="predictive")
+    assert measured.decide(T0, 3).explain["amd_accuracy"] == 0.99

@@ -213,6 +213,28 @@ def test_amd_can_be_wrong_about_the_far_end() -> None:
         assert bool(queued) == machine
 
 
+def test_amd_off_queues_every_answer_at_once() -> None:
+    """CTI_USE_AMD=0 (a campaign with amd: false): cti-outbound skips AMD() as the shipped dialplan does, so
+    no CTIAmd and no AMD wait: a person and a machine alike are queued for the campaign's agents as soon as
+    they answer; any other value (and none) runs AMD()."""
+    for number, machine in (("+15557654321", False), ("+15550000000", True)):
+        far = FixedFarEnds({}, {number: FarEnd("answer", ring_time=2.0, machine=machine)})
+        clock, pbx, events = _shipped(far)
+        originate(pbx, OriginateRequest(f"PJSIP/{number}@trunk", "cti-outbound", "s", variables=(
+            ("CTI_CAMPAIGN", "spring"), ("CTI_LEAD_ID", "42"), ("CTI_CAMPAIGN_QUEUE", "sales"),
+            ("CTI_USE_AMD", "0"))))
+        clock.run_for(2.1)
+        assert not [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIAmd"]
+        queued = [e for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIQueued"]
+        assert [e["Queue"] for e in queued] == ["sales"]
+    far = FixedFarEnds({}, {"+15550000000": FarEnd("answer", ring_time=2.0, machine=True)})
+    clock, pbx, events = _shipped(far)
+    originate(pbx, OriginateRequest("PJSIP/+15550000000@trunk", "cti-outbound", "s", variables=(
+        ("CTI_CAMPAIGN", "spring"), ("CTI_LEAD_ID", "42"), ("CTI_CAMPAIGN_QUEUE", "sales"), ("CTI_USE_AMD", "1"))))
+    clock.run_for(10)
+    assert [e["Status"] for e in events if e.name == "UserEvent" and e["UserEvent"] == "CTIAmd"] == ["MACHINE"]
+
+
 def test_blind_transfer_of_a_bridged_call() -> None:
     """BlindTransfer of the agent leg sends the caller to the target extension; the agent leg hangs up."""
     from sim.transfers import blind_transfer
