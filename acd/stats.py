@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 AHT_SMOOTHING = 0.1  # weight of the newest handle time in the moving average
 ARRIVAL_MEMORY = 900.0  # seconds: the time constant of the measured arrival rate
+MIN_WATCHED = 60.0  # seconds: a rate over less time reads one early caller as a flood
 
 
 @dataclass(slots=True)
 class ArrivalRate:
     """Arrivals per second, exponentially weighted with time constant ``memory`` (a 15-minute memory
     follows the day's peaks): each arrival counts ``exp(-age / memory)``. Until ``memory`` seconds have been
-    watched, the weight is over the time watched, so the first minutes are not read as a quiet queue."""
+    watched, the weight is over the time watched (at least a minute), so the first minutes are not read as
+    a quiet queue."""
 
     memory: float = ARRIVAL_MEMORY
     started: float | None = None
@@ -33,13 +35,11 @@ class ArrivalRate:
         self._decay(now)
         self.weight += 1.0
 
-    def rate(self, now: float) -> float | None:
-        """Arrivals per second (None until a minute has been watched: too little to say)."""
+    def rate(self, now: float) -> float:
+        """Arrivals per second (in the first minute: the arrivals so far, over a minute)."""
         self._decay(now)
         assert self.started is not None
-        watched = now - self.started
-        if watched < 60.0:
-            return None
+        watched = max(now - self.started, MIN_WATCHED)
         return self.weight / (self.memory * -math.expm1(-watched / self.memory))
 
     def _decay(self, now: float) -> None:

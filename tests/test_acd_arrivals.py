@@ -16,11 +16,15 @@ CFG = {"agents": [agent("s1", {"sales": 5})],
 
 
 def test_rate_follows_callers_and_ignores_a_campaigns_people() -> None:
-    """Nothing to say in the first minute; then one caller every 30 s reads as 1/30 per second (the first
-    minutes are not diluted by the 15-minute memory); a campaign's people in the same queue do not count,
-    and another queue's rate is its own."""
+    """In the first minute, the callers so far over a minute; then one caller every 30 s reads as 1/30 per
+    second (the first minutes are not diluted by the 15-minute memory); a campaign's people in the same
+    queue do not count, and another queue's rate is its own."""
     h = Harness(CFG)
-    assert h.acd.queue_stats(h.now)["sales"].arrival_rate is None
+    assert h.acd.queue_stats(h.now)["sales"].arrival_rate == 0.0
+    h.queued("early", "sales")
+    h.advance(10)
+    assert h.acd.queue_stats(h.now)["sales"].arrival_rate == pytest.approx(1 / 60, rel=0.05)
+    h.advance(20)
     for i in range(40):
         h.queued(f"c{i}", "sales")
         h.queued(f"p{i}", "sales", data={CTI_CAMPAIGN: "renewals"})
