@@ -127,10 +127,10 @@ class AgentOutlooks:
     Callers who have not arrived yet take these agents too: one arriving while a campaign's call rings takes
     the free agent the pacer dialled for, and the person who answers finds none (abandoned). So the reserve
     also holds the agents that the callers expected within the pacer's horizon (the mean dial-to-person time
-    and the safe-harbour seconds: the agents it counts on) take,
-    from each queue's measured arrival rate (``QueueStats.arrival_rate``): ``callers_reserve``, exceeded
-    with probability under ``ARRIVALS_RISK``. For the campaign queue's own callers and those of every queue
-    its agents serve, with or without blending: a queue that takes no callers reserves nothing."""
+    and the safe-harbour seconds: the agents it counts on) take, from each queue's measured arrival rate
+    (``QueueStats.arrival_rate``): ``callers_reserve``, exceeded with probability under ``ARRIVALS_RISK``.
+    For the campaign queue's own callers and those of every queue its agents serve, with or without
+    blending: a queue that takes no callers reserves nothing."""
 
     def __init__(self, acd: AcdService, campaigns: Sequence[CampaignSettings],
                  connect: Callable[[str], float | None] | None = None) -> None:
@@ -192,7 +192,6 @@ class AgentOutlooks:
             reserve += threshold if at_risk else 0
         return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap), reserve=reserve,
                             blended=len(agents) if threshold is not None else 0, queue_waiting=own)
-
 
     def _callers_reserve(self, queue: str, stats: Mapping[str, QueueStats]) -> int:
         """Agents to leave for the callers expected within the pacer's horizon, the time from dial to a person
