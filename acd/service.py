@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -67,6 +67,7 @@ from acd.stats import QueueCounters
 from cti.commands import Command, CommandFailed, OfferCall, Redirect, Setvar
 from cti.contract import (
     CTI_ATTEMPT,
+    CTI_CAMPAIGN,
     CTI_FLOW,
     CTI_QUEUE,
     CTI_VOICEMAIL_BOX,
@@ -99,6 +100,11 @@ MAX_DECISIONS = 10_000
 PRIORITY_LIMIT = 1000
 
 
+def campaign_person(data: Mapping[str, str]) -> bool:
+    """A campaign's person (the dialer's Originate names its campaign), not a caller."""
+    return bool(data.get(CTI_CAMPAIGN))
+
+
 class AcdService:
     """The ACD. Create one per process with the ``acd:`` section and the current time."""
 
@@ -124,6 +130,8 @@ class AcdService:
         self._staffed: dict[str, int] = dict.fromkeys(self._queues, 0)
         self._counters = {q.name: QueueCounters(q.service_level.seconds, section.default_handle_time)
                           for q in section.queues}
+        for counters in self._counters.values():
+            counters.arrivals.watch(now)
         self._calls: dict[CallKey, Call] = {}
         self._by_call_id: dict[tuple[str, str], set[CallKey]] = {}
         self._dest: dict[CallKey, CallKey] = {}
@@ -394,7 +402,7 @@ class AcdService:
                                                         seconds=q.service_level.seconds),
                 abandon_rate=c.abandon_rate(), answered=c.answered, abandoned=c.abandoned, overflowed=c.overflowed,
                 average_wait=c.average_wait(), average_handle_time=c.aht, agents=MappingProxyType(by_state),
-                ewt=c.ewt(len(waiting) + 1, self._staffed[name]),
+                ewt=c.ewt(len(waiting) + 1, self._staffed[name]), arrival_rate=c.arrivals.rate(now),
             )
         return out
 
@@ -859,6 +867,8 @@ class AcdService:
             warnings.append(f"ignored priority {str(e.priority)[:20]!r}: not an integer")
         call = Call(key, e.call_id, e.channel, queue, skills, boost, now, now, self._seq,
                     str(e.caller_num or "")[:80], str(e.dnis or "")[:80], data, warnings)
+        if existing is None and not campaign_person(data):
+            self._counters[queue.name].arrivals.on_arrival(now)
         self._track(call)
         self._enter_waiting(call, now, out, "call-arrived")
 

@@ -56,7 +56,8 @@ class ServiceLevelTarget:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueStats:
     """A queue's figures of the day. Rates are in percent (None before any answered or abandoned call);
-    ``agents`` counts the queue's agents by state value; ``ewt`` is None while no agent works the queue."""
+    ``agents`` counts the queue's agents by state value; ``ewt`` is None while no agent works the queue;
+    ``arrival_rate``: callers entering the queue per second lately (a campaign's people not counted)."""
 
     name: str
     waiting: int
@@ -71,6 +72,7 @@ class QueueStats:
     average_handle_time: float
     agents: Mapping[str, int]
     ewt: float | None
+    arrival_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,9 +6,47 @@ Must not import the service or the router.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 AHT_SMOOTHING = 0.1  # weight of the newest handle time in the moving average
+ARRIVAL_MEMORY = 900.0  # seconds: the time constant of the measured arrival rate
+MIN_WATCHED = 60.0  # seconds: a rate over less time reads one early caller as a flood
+
+
+@dataclass(slots=True)
+class ArrivalRate:
+    """Arrivals per second, exponentially weighted with time constant ``memory`` (a 15-minute memory
+    follows the day's peaks): each arrival counts ``exp(-age / memory)``. Until ``memory`` seconds have been
+    watched, the weight is over the time watched (at least a minute), so the first minutes are not read as
+    a quiet queue."""
+
+    memory: float = ARRIVAL_MEMORY
+    started: float | None = None
+    weight: float = 0.0  # the decayed count, as of ``at``
+    at: float = 0.0
+
+    def watch(self, now: float) -> None:
+        """Start the clock (the first read or arrival starts it otherwise)."""
+        if self.started is None:
+            self.started, self.at = now, now
+
+    def on_arrival(self, now: float) -> None:
+        self._decay(now)
+        self.weight += 1.0
+
+    def rate(self, now: float) -> float:
+        """Arrivals per second (in the first minute: the arrivals so far, over a minute)."""
+        self._decay(now)
+        assert self.started is not None
+        watched = max(now - self.started, MIN_WATCHED)
+        return self.weight / (self.memory * -math.expm1(-watched / self.memory))
+
+    def _decay(self, now: float) -> None:
+        self.watch(now)
+        if now > self.at:
+            self.weight *= math.exp(-(now - self.at) / self.memory)
+            self.at = now
 
 
 @dataclass(slots=True)
@@ -20,6 +58,7 @@ class QueueCounters:
     abandoned: int = 0
     overflowed: int = 0
     wait_answered: float = 0.0
+    arrivals: ArrivalRate = field(default_factory=ArrivalRate)  # callers, not the campaigns' people
 
     def on_answered(self, wait: float) -> None:
         self.answered += 1

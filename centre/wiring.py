@@ -18,7 +18,8 @@ the one place in screenpop's use that creates threads and registers reactor trig
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from twisted.python.threadpool import ThreadPool
 
 from acd.recorder import Recorder
 from acd.service import AcdService
+from acd.snapshots import QueueStats
 from acd.states import AgentState
 from centre.agent_feed import AgentFeed, RecorderFeed
 from centre.call_log import CallLog, InteractionWriter
@@ -68,6 +70,9 @@ from screenpop.settings import ScreenpopSection
 from screenpop.store import CustomerStore
 
 CHANNEL_UP = 6  # AMI ChannelState of an answered channel
+ARRIVALS_RISK = 0.1  # blending: the callers expected while a call rings take more than the reserve this rarely
+AMD_SECONDS = 2.0  # from an answer to AMD's verdict, until measured (as the dialer's priors assume)
+MIN_CONNECTS = 10  # people measured before their mean dial-to-person time replaces the prior
 
 
 class Process(Protocol):
@@ -124,10 +129,28 @@ class AgentOutlooks:
     each holds one agent back. Blending (``blend_threshold`` of the queue's campaign): inbound comes first
     while its service level is at risk (callers waiting in a queue those agents serve, or a queue's
     service level under its target): then outbound may use only the free agents beyond the threshold
-    (a threshold rule in the spirit of Bhulai and Koole 2003)."""
+    (a threshold rule in the spirit of Bhulai and Koole 2003).
 
-    def __init__(self, acd: AcdService, campaigns: Sequence[CampaignSettings]) -> None:
+    Callers who have not arrived yet take these agents too: one arriving while a campaign's call rings takes
+    the free agent the pacer dialled for, and the person who answers finds none (abandoned). So the reserve
+    also holds the agents that the callers expected within the pacer's horizon (the mean dial-to-person time
+    and the safe-harbour seconds: the agents it counts on) take, from each queue's measured arrival rate
+    (``QueueStats.arrival_rate``): ``callers_reserve``, exceeded with probability under ``ARRIVALS_RISK``.
+    For the campaign queue's own callers and those of every queue its agents serve, with or without
+    blending: a queue that takes no callers reserves nothing."""
+
+    def __init__(self, acd: AcdService, campaigns: Sequence[CampaignSettings],
+                 connect: Callable[[str], float | None] | None = None) -> None:
         self.acd = acd
+        #: mean seconds from dial to a person of the queue's campaigns (None: not measured yet): the horizon
+        #: of the callers' forecast (``centre.wiring.ConnectTimes``; the campaigns' priors until then)
+        self.connect = connect
+        self._connect: dict[str, float] = {}  # the campaigns' prior dial-to-person seconds
+        self._harbour: dict[str, float] = {}
+        for c in campaigns:
+            prior = c.predictive.prior_answer_time + AMD_SECONDS
+            self._connect[c.queue] = max(self._connect.get(c.queue, 0.0), prior)
+            self._harbour[c.queue] = max(self._harbour.get(c.queue, 0.0), c.safe_harbour_after)
         queues = [q.name for q in acd.section.queues]
         self._eligible = {q: acd.eligible_agents(q) for q in queues}
         outbound = {c.queue for c in campaigns}
@@ -137,9 +160,14 @@ class AgentOutlooks:
                 self._threshold[c.queue] = max(self._threshold.get(c.queue, 0), c.blend_threshold)
         # per campaign queue: the other (inbound) queues its agents also serve
         self._inbound: dict[str, tuple[str, ...]] = {}
+        # per campaign queue: every queue whose callers may take its agents (its own callers too), with the
+        # agents of that queue who are not the campaign's (a caller takes one of them first, if one is free)
+        self._takers: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
         for q in outbound:
             mine = set(self._eligible.get(q, ()))
             self._inbound[q] = tuple(p for p in queues if p not in outbound and mine & set(self._eligible[p]))
+            self._takers[q] = tuple((p, tuple(a for a in self._eligible[p] if a not in mine))
+                                    for p in (q, *self._inbound[q]))
 
     def __call__(self, queue: str, now: float) -> AgentOutlook:
         ready = 0
@@ -163,7 +191,7 @@ class AgentOutlooks:
         waiting = sum(stats[p].waiting for p in inbound)
         own = stats[queue].waiting if queue in stats else 0
         threshold = self._threshold.get(queue)
-        reserve = waiting
+        reserve = waiting + self._callers_reserve(queue, stats)
         if threshold is not None:
             at_risk = waiting > 0 or any(
                 stats[p].service_level is not None and stats[p].service_level < stats[p].service_level_target.percent
@@ -171,6 +199,58 @@ class AgentOutlooks:
             reserve += threshold if at_risk else 0
         return AgentOutlook(ready=ready, talk_ages=tuple(talk), wrap_ages=tuple(wrap), reserve=reserve,
                             blended=len(agents) if threshold is not None else 0, queue_waiting=own)
+
+    def _callers_reserve(self, queue: str, stats: Mapping[str, QueueStats]) -> int:
+        """Agents to leave for the callers expected within the pacer's horizon, the time from dial to a person
+        and the safe-harbour seconds (see ``callers_reserve``)."""
+        measured = self.connect(queue) if self.connect is not None else None
+        horizon = (measured if measured is not None else self._connect[queue]) + self._harbour[queue]
+        expected = []
+        for q, others in self._takers[queue]:
+            rate = stats[q].arrival_rate
+            if rate:
+                expected.append((rate * horizon, sum(1 for a in others if self._free(a))))
+        return callers_reserve(expected, ARRIVALS_RISK)
+
+    def _free(self, agent_id: str) -> bool:
+        snap = self.acd.agent_snapshot(agent_id)
+        return snap.state == AgentState.READY and snap.available
+
+
+def callers_reserve(expected: Sequence[tuple[float, int]], risk: float) -> int:
+    """The fewest agents that the callers arriving within the horizon take more of only with probability
+    under ``risk``. ``expected``: per queue, (callers expected to arrive, its other agents free now): its
+    callers arrive as a Poisson stream and the first ``free`` of them take those other agents; the rest
+    take the campaign's. The agents taken are counted as Poisson with the mean of the sum."""
+    mean = 0.0
+    for lam, free in expected:
+        # E[(N - free)+] for N ~ Poisson(lam) = lam - free + sum_{n < free} (free - n) P(N = n)
+        p, below = math.exp(-lam), 0.0
+        for n in range(free):
+            below += (free - n) * p
+            p *= lam / (n + 1)
+        mean += max(0.0, lam - free + below)
+    if mean <= 0.0:
+        return 0
+    reserve, p = 0, math.exp(-mean)
+    tail = 1.0 - p  # P(more than ``reserve`` taken)
+    while tail > risk:
+        reserve += 1
+        p *= mean / reserve
+        tail -= p
+    return reserve
+
+
+class ConnectTimes:
+    """The mean seconds from dial to a person of a campaign queue's campaigns, as they measured them (None
+    until ``MIN_CONNECTS`` people are): the horizon of ``AgentOutlooks``' forecast of callers."""
+
+    def __init__(self, dialer: Dialer) -> None:
+        self.dialer = dialer
+
+    def __call__(self, queue: str) -> float | None:
+        times = [t for c in self.dialer.campaigns.values() if c.settings.queue == queue for t in c.measures.connect]
+        return sum(times) / len(times) if len(times) >= MIN_CONNECTS else None
 
 
 class CustomerNumbers:
@@ -255,10 +335,13 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds())
     idle = IdleAgents(acd)
+    outlooks = AgentOutlooks(acd, cfg.dialer.campaigns)
     dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,
-                    idle_agents=idle, outlook=AgentOutlooks(acd, cfg.dialer.campaigns), sink=process.apply,
+                    idle_agents=idle, outlook=outlooks, sink=process.apply,
                     clock=clock.seconds, demo_leads=demo_leads, ready_agents=idle.ready) \
         if cfg.dialer.campaigns else None
+    if dialer is not None:
+        outlooks.connect = ConnectTimes(dialer)
     ivr_sessions = RecentCompletions()
     call_log = CallLog()
 

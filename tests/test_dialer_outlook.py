@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from acd.events import QueueCallFinished
-from centre.wiring import AgentOutlooks
+from centre.wiring import AgentOutlooks, callers_reserve
 from cti.commands import OfferCall
+from cti.contract import CTI_CAMPAIGN
 from dialer.campaign import Campaign
 from dialer.pacer import AgentOutlook
 from dialer.settings import CampaignSettings
@@ -33,7 +36,7 @@ def test_outlook_counts_ready_agents_and_ages_busy_ones() -> None:
     assert look("sales", h.now) == AgentOutlook(ready=0)
     h.ready("s1", "s2", "b1", "sup")
     assert look("sales", h.now) == AgentOutlook(ready=3)
-    (offer,) = of_type(h.queued("u1", "sales"), OfferCall)
+    (offer,) = of_type(h.queued("u1", "sales", data={CTI_CAMPAIGN: "c"}), OfferCall)  # the campaign's person
     assert look("sales", h.now) == AgentOutlook(ready=2, talk_ages=(0.0,))
     h.advance(2)
     h.answer("u1", offer.agent_id)
@@ -54,6 +57,7 @@ def test_blending_holds_agents_back_while_inbound_waits() -> None:
     what is left (here: two ready, two held back, none left)."""
     h = Harness(CFG)
     look = AgentOutlooks(h.acd, [campaign(blend_threshold=1)])
+    h.advance(3600)  # a quiet hour: one caller now is not a flood (no callers are forecast)
     h.ready("s1", "s2")
     quiet = look("sales", h.now)
     assert (quiet.ready, quiet.reserve, quiet.blended) == (2, 0, 3)
@@ -77,3 +81,43 @@ def test_callers_waiting_in_the_campaign_queue_itself_count() -> None:
     h.queued("u2", "sales")
     o = look("sales", h.now)
     assert (o.ready, o.queue_waiting) == (0, 2)
+
+
+def test_callers_expected_while_a_call_rings_are_reserved() -> None:
+    """Callers arrive at the campaign queue (a caller a minute, measured by the ACD): one arriving while a
+    campaign's call rings would take the agent the pacer dialled for, so the outlook reserves the agents
+    they take over the horizon (the campaigns' prior dial-to-person time, 10 s, and 2 s of safe harbour:
+    0.2 expected, one agent to keep the risk under 10%). A campaign's own people do not count; a queue
+    with a free agent of its own absorbs its callers."""
+    h = Harness(CFG)
+    look = AgentOutlooks(h.acd, [campaign()])
+    h.ready("s1", "s2", "b1", "sup")
+    assert look("sales", h.now).reserve == 0
+    for i in range(15):
+        h.queued(f"p{i}", "sales", data={CTI_CAMPAIGN: "c"})  # the campaign's people: not callers
+        h.hangup(f"p{i}")
+        h.advance(60)
+    assert look("sales", h.now).reserve == 0
+    for i in range(15):
+        h.queued(f"u{i}", "support")  # 'sup' (not a campaign agent) is free: it takes them
+        h.hangup(f"u{i}")
+        h.advance(60)
+    assert look("sales", h.now).reserve == 0
+    for i in range(15):
+        h.queued(f"s{i}", "sales")
+        h.hangup(f"s{i}")
+        h.advance(60)
+    assert h.acd.queue_stats(h.now)["sales"].arrival_rate == pytest.approx(0.0107, abs=0.001)  # 15 min memory
+    assert look("sales", h.now).reserve == 1
+    look.connect = lambda queue: 58.0  # measured: people answer later, more callers meanwhile (0.64 expected)
+    assert look("sales", h.now).reserve == 2
+
+
+def test_callers_reserve_is_a_poisson_tail() -> None:
+    """The fewest agents the expected callers take more of with probability under the risk; callers first
+    take their queue's other free agents."""
+    assert callers_reserve([], 0.1) == 0
+    assert callers_reserve([(0.05, 0)], 0.1) == 0  # P(one caller) = 4.9%
+    assert callers_reserve([(0.2, 0)], 0.1) == 1  # P(two) = 1.8%
+    assert callers_reserve([(0.2, 1)], 0.1) == 0  # the queue's own free agent takes the first
+    assert callers_reserve([(1.0, 0), (1.0, 0)], 0.1) == 4  # Poisson(2): P(> 3) = 14%, P(> 4) = 5.3%
