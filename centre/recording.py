@@ -56,6 +56,7 @@ class Recording:
     path: str
     state: str = "starting"  # starting, recording, paused, stopped, failed
     pauses: list[dict[str, Any]] = field(default_factory=list)
+    asked_by: str = ""  # the agent whose MixMonitorMute is under way (its event may come before the response)
 
     @property
     def paused(self) -> bool:
@@ -166,7 +167,7 @@ class Recordings(Reactive):
             rec.state = "recording"
             return self._frames(rec)
         if event.what in ("muted", "unmuted"):
-            return self.set_paused(rec, event.what == "muted", event.ts, "pbx")
+            return self.set_paused(rec, event.what == "muted", event.ts, rec.asked_by or "pbx")
         return self._ended(rec, event.ts)  # stopped
 
     def _on_failed(self, failed: CommandFailed) -> Outputs:
