@@ -31,6 +31,8 @@ from cti.ami.message import AMIMessage
 
 if TYPE_CHECKING:
     from sim.ami_server import AMISession
+    from sim.channel import Channel
+    from sim.pbx import Pbx
 
 MONITOR_DIR = "/var/spool/asterisk/monitor"  # ast_config_AST_MONITOR_DIR of a default install
 _TRUE = ("yes", "true", "y", "t", "1", "on")
@@ -51,6 +53,43 @@ def filename(file: str) -> str:
     return path
 
 
+def start(pbx: Pbx, chan: Channel, file: str, options: str) -> bool:
+    """``mixmonitor_exec``: False (nothing happens) without a file and without r()/t(); else the recording
+    runs, MIXMONITOR_FILENAME is set and MixMonitorStart published."""
+    if not file and not _options_name_files(options):
+        return False
+    path = filename(file) if file else ""
+    pbx.set_var(chan, "MIXMONITOR_FILENAME", path)
+    chan.mixmonitors.append(path)
+    chan.audiohooks = True
+    return True
+
+
+def stop(pbx: Pbx, chan: Channel) -> bool:
+    """``stop_mixmonitor_full``: False when no MixMonitor runs; else the newest stops (MixMonitorStop)."""
+    if not chan.mixmonitors:
+        return False
+    chan.mixmonitors.pop()
+    return True
+
+
+def app_mixmonitor(pbx: Pbx, chan: Channel, data: str) -> int:
+    """The dialplan application MixMonitor(file[,options[,command]]): -1 (hang up) when it cannot start."""
+    file, _, rest = data.partition(",")
+    options = rest.partition(",")[0]
+    if not start(pbx, chan, file.strip(), options.strip()):
+        return -1
+    pbx.chan_event("MixMonitorStart", chan)
+    return 0
+
+
+def app_stopmixmonitor(pbx: Pbx, chan: Channel, data: str) -> int:
+    """StopMixMonitor([MixMonitorID]): always 0 (``stop_mixmonitor_exec``)."""
+    if stop(pbx, chan):
+        pbx.chan_event("MixMonitorStop", chan)
+    return 0
+
+
 def action_mixmonitor(session: AMISession, msg: AMIMessage) -> None:
     name = (msg.get("Channel") or "").strip()
     if not name:
@@ -60,15 +99,9 @@ def action_mixmonitor(session: AMISession, msg: AMIMessage) -> None:
     if chan is None:
         session.error(msg, "No such channel")
         return
-    file = (msg.get("File") or "").strip()
-    options = (msg.get("Options") or "").strip()
-    if not file and not _options_name_files(options):
+    if not start(session.pbx, chan, (msg.get("File") or "").strip(), (msg.get("Options") or "").strip()):
         session.error(msg, "Could not start monitoring channel")
         return
-    path = filename(file) if file else ""
-    session.pbx.set_var(chan, "MIXMONITOR_FILENAME", path)
-    chan.mixmonitors.append(path)
-    chan.audiohooks = True
     session.success(msg)
     session.pbx.chan_event("MixMonitorStart", chan)
 
@@ -110,9 +143,8 @@ def action_stopmixmonitor(session: AMISession, msg: AMIMessage) -> None:
     if chan is None:
         session.error(msg, "No such channel")
         return
-    if not chan.mixmonitors:
+    if not stop(session.pbx, chan):
         session.error(msg, "Could not stop monitoring channel")
         return
-    chan.mixmonitors.pop()
     session.success(msg)
     session.pbx.chan_event("MixMonitorStop", chan)

@@ -132,3 +132,18 @@ def test_purge_deletes_only_expired_recordings_and_marks_their_interactions(
     cfg.write_text(f"database:\n  url: {url}\nrecording:\n  path: {tmp_path}/nope/{{call_id}}-{{part}}.wav\n")
     assert main(["recordings", "purge", "--config", str(cfg)]) == 2
     assert "Asterisk writes the recordings on the PBX host" in capsys.readouterr().err
+
+
+def test_the_pbx_check_asks_for_app_mixmonitor_when_calls_are_recorded() -> None:
+    """With a recording policy the connect-time check needs MixMonitor: the real 22.10.1 (recorded ``core show
+    applications``) has it; without it the problem names app_mixmonitor.so. Without recording it is not asked."""
+    from cti import pbx_check
+    from tests.test_pbx_check import output, real_outputs
+
+    assert "MixMonitor" not in pbx_check.shipped_needs().applications
+    needs = pbx_check.shipped_needs(recording=True)
+    assert pbx_check.check(real_outputs(), needs, {}).problems() == []
+    outputs = real_outputs()
+    outputs["applications"] = [line for line in output("applications") if "MixMonitor:" not in line]
+    problems = pbx_check.check(outputs, needs, {}).problems()
+    assert len(problems) == 1 and "MixMonitor" in problems[0] and "app_mixmonitor.so" in problems[0]

@@ -102,3 +102,31 @@ def test_relative_file_goes_under_the_monitor_directory_and_hangup_sends_no_stop
     conn.send("Hangup", ActionID="h", Channel=name)
     clock.run_for(1)
     assert conn.events("Hangup") and not conn.events("MixMonitorStop")
+
+
+def test_dialplan_mixmonitor_and_core_show_applications() -> None:
+    """The dialplan applications of the same module (MixMonitor(file,options), StopMixMonitor()) publish the
+    same events; ``core show applications`` lists both, as the real PBX does with app_mixmonitor loaded."""
+    from cti.ami.message import AMIMessage as Msg
+    from sim.ami_server import AMIServer
+    from sim.clock import VirtualClock
+    from sim.dialplan import dialplan_from_data
+    from sim.pbx import Pbx
+
+    clock = VirtualClock()
+    plan = {"contexts": {"sim": {"hold": ["Answer()", "Wait(120)"]},
+                         "rec": {"s": ["Answer()", "MixMonitor(/var/spool/asterisk/monitor/x.wav,b)", "Wait(1)",
+                                       "StopMixMonitor()", "Wait(60)"]}}}
+    pbx = Pbx(clock, dialplan_from_data(plan))
+    server = AMIServer(pbx, {"cti": "cti-secret"})
+    conn = Conn(server)
+    _login(conn)
+    conn.send("Originate", ActionID="o", Channel="Local/hold@sim", Context="rec", Exten="s", Priority="1",
+              Async="true")
+    clock.run_for(3)
+    assert [e.name for e in conn.messages() if isinstance(e, Msg) and e.name.startswith("MixMonitor")] == [
+        "MixMonitorStart", "MixMonitorStop"]
+    conn.send("Command", ActionID="c", Command="core show applications")
+    lines = conn.responses()[-1].getall("Output")
+    names = {line.split(":")[0].strip().lower() for line in lines}  # the sim lists its names in lower case
+    assert {"mixmonitor", "stopmixmonitor"} <= names
