@@ -36,6 +36,7 @@ from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.call_log import call_key
 from centre.previews import preview_message
+from centre.recording import recording_message
 from cti.commands import (
     Atxfer,
     Bridge,
@@ -120,6 +121,9 @@ class ServerConsoleBackend:
         live = self.server.call_for_agent(agent_id)
         if live is not None:
             messages.append(self.server.call_message(live))
+            rec = self.server.recordings.for_session(live) if self.server.recordings is not None else None
+            if rec is not None:
+                messages.append(recording_message(rec))
         shown = self.server.dialer.preview_for(agent_id) if self.server.dialer is not None else None
         if shown is not None:
             messages.append(preview_message(shown))

@@ -13,8 +13,9 @@ The decision and the file name are ``cti.recording``'s (pure). This engine:
 * keeps the pause intervals (``paused``/``resumed`` from the console, or a MixMonitorMute seen on the
   channel) and writes them on the interaction (``recording_pauses``: ``[{"from", "to", "by"}]``, epoch
   seconds) each time one opens or closes, for audit: what was muted is silence in the file;
-* when the agent's part is over (``QueueCallFinished``) and the caller's channel is still up (a transfer),
-  stops the recording; a hangup ends it (Asterisk sends no MixMonitorStop then) and closes an open pause.
+* when the agent is off the call (``AgentStateChanged`` from ``on_call``) and the caller's channel is still
+  up (a transfer), stops the recording; a hangup ends it (Asterisk sends no MixMonitorStop then) and closes
+  an open pause.
 
 The supervisors get the same ``recording`` frame with the agent id and the file path.
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from acd.events import CallAnswered, QueueCallFinished
+from acd.events import AgentStateChanged, CallAnswered
 from centre.call_log import InteractionWrite
 from centre.call_sessions import interaction_key
 from cti.bus import Outputs, Reactive
@@ -77,7 +78,7 @@ class Recordings(Reactive):
     ``channel_up(server, name)``: whether the tracker still has that channel; ``policies``: queue and
     campaign names to their policy (unset ones absent)."""
 
-    subscriptions = (CallAnswered, RecordingChanged, CommandFailed, QueueCallFinished, ChannelHungup)
+    subscriptions = (CallAnswered, RecordingChanged, CommandFailed, AgentStateChanged, ChannelHungup)
 
     def __init__(self, section: RecordingSection, *, queue_policies: dict[str, str],
                  campaign_policies: dict[str, str], session_of: Callable[[str, str], CallSession | None],
@@ -126,8 +127,8 @@ class Recordings(Reactive):
             return self._on_changed(event, now)
         if isinstance(event, CommandFailed):
             return self._on_failed(event)
-        if isinstance(event, QueueCallFinished):
-            return self._on_finished(event)
+        if isinstance(event, AgentStateChanged):
+            return self._on_agent(event)
         if isinstance(event, ChannelHungup):
             return self._on_hungup(event)
         return ()
@@ -182,13 +183,17 @@ class Recordings(Reactive):
         del self._active[(rec.server, rec.uniqueid)]
         return [InteractionWrite(rec.key, {"recording_path": ""}), *self._frames(rec)]
 
-    def _on_finished(self, event: QueueCallFinished) -> Outputs:
-        rec = self._active.get((event.server, event.uniqueid))
-        if rec is None or rec.agent_id != event.agent_id:
+    def _on_agent(self, event: AgentStateChanged) -> Outputs:
+        """The agent is off the call (wrap-up, ...): its part is over. A caller still there went on elsewhere
+        (a transfer): the recording stops, so the next part (or a third party) is not in this file."""
+        if event.previous != "on_call" or event.state == "on_call":
             return ()
-        if rec.state in ACTIVE and self.channel_up(rec.server, rec.channel):  # the caller went on elsewhere
+        rec = next((r for r in self._active.values() if r.agent_id == event.agent_id), None)
+        if rec is None:
+            return ()
+        if rec.state in ACTIVE and self.channel_up(rec.server, rec.channel):
             return [StopRecording(self._ref(rec), rec.server, rec.channel), *self._ended(rec, event.ts)]
-        return ()
+        return self._ended(rec, event.ts)
 
     def _on_hungup(self, event: ChannelHungup) -> Outputs:
         rec = self._active.get((event.server, event.uniqueid))

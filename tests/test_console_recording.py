@@ -128,3 +128,42 @@ def test_percent_policy_records_the_calls_its_hash_picks() -> None:
             assert recorded == decide("percent 50", call_id)
 
     run(body)
+
+
+def test_a_transfer_stops_the_first_part_and_the_next_agent_gets_a_file_of_its_own() -> None:
+    """1001 (recording paused) transfers the caller to the support queue: StopMixMonitor on the caller's
+    channel (the caller goes on), the open pause closes; 1002 answers: a new MixMonitor, ``-2.wav``, on the
+    second part's interaction. A reconnecting console is told its call's recording state."""
+
+    async def body() -> None:
+        async with running(recording={"queues": {"sales": "all", "support": "all"}}) as stack:
+            other = await open_client(stack, "1002")
+            await other.request("login")
+            await other.request("not_ready", reason="break")
+            c, caller = await _on_call(stack)
+            await c.wait_push("recording", lambda m: m["state"] == "recording")
+            assert (await c.request("recording_pause"))["recording"] == "paused"
+            resumed = stack.backend.resume_messages("1001")
+            assert {"type": "recording", "call_id": caller.linkedid, "state": "paused"}.items() <= \
+                next(m for m in resumed if m["type"] == "recording").items()
+            mark = len(stack.sender.sent)
+            await c.request("transfer", to="queue", target="support")
+            await c.wait_push("recording", lambda m: m["state"] == "stopped")
+            assert ("StopMixMonitor", {"Channel": caller.name}) in stack.sender.actions(mark)
+            await stack.until(lambda: caller.mixmonitors == [], "the first part's MixMonitor to stop")
+            await other.request("ready")
+            await stack.ringing("1002")
+            await stack.answer("1002")
+            frame = await other.wait_push("recording", lambda m: m["state"] == "recording")
+            assert frame["call_id"] == caller.linkedid
+            starts = [f["File"] for a, f in stack.sender.actions(mark) if a == "MixMonitor"]
+            assert len(starts) == 1 and starts[0].endswith(f"/{caller.linkedid}-2.wav")
+            assert caller.mixmonitors == starts
+            first = stack.server.store.recording_of(f"pbx1/{caller.linkedid}")  # type: ignore[union-attr]
+            await stack.record(f"pbx1/{caller.linkedid}/2")
+            first = stack.server.store.recording_of(f"pbx1/{caller.linkedid}")  # type: ignore[union-attr]
+            second = stack.server.store.recording_of(f"pbx1/{caller.linkedid}/2")  # type: ignore[union-attr]
+            assert first is not None and first.path.endswith("-1.wav") and first.pauses[0]["to"] is not None
+            assert second is not None and second.path == starts[0] and not second.pauses
+
+    run(body)
