@@ -147,3 +147,14 @@ def test_the_pbx_check_asks_for_app_mixmonitor_when_calls_are_recorded() -> None
     outputs["applications"] = [line for line in output("applications") if "MixMonitor:" not in line]
     problems = pbx_check.check(outputs, needs, {}).problems()
     assert len(problems) == 1 and "MixMonitor" in problems[0] and "app_mixmonitor.so" in problems[0]
+
+
+def test_a_campaigns_policy_wins_over_its_queues_then_the_default() -> None:
+    from centre.recording import Recordings
+
+    rec = Recordings(RecordingSection(default_policy="percent 5"), queue_policies={"sales": "all"},
+                     campaign_policies={"renewals": "none"}, session_of=lambda s, u: None,
+                     channel_up=lambda s, n: True)
+    assert rec.policy("sales", "renewals") == "none"
+    assert rec.policy("sales", "other") == "all" and rec.policy("sales") == "all"
+    assert rec.policy("support") == "percent 5"
