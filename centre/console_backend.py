@@ -314,7 +314,7 @@ class ServerConsoleBackend:
         live = self._live(agent_id, params.get("call_id"))
         recordings = self.server.recordings
         rec = recordings.for_session(live) if recordings is not None else None
-        if rec is None or rec.state not in ("starting", "recording", "paused"):
+        if recordings is None or rec is None or rec.state not in ("starting", "recording", "paused"):
             raise ConsoleError("not-recording", "this call is not being recorded")
         if rec.paused != paused:
             rec.asked_by = agent_id
@@ -323,7 +323,7 @@ class ServerConsoleBackend:
                                                 live.queued.server, live.queued.channel, paused))
             finally:
                 rec.asked_by = ""
-            self.server.apply(recordings.set_paused(rec, paused, self.server.now(), agent_id))  # type: ignore[union-attr]
+            self.server.apply(recordings.set_paused(rec, paused, self.server.now(), agent_id))
         return {"call_id": live.queued.call_id, "recording": rec.state}
 
     # ---------------------------------------------------------------- after the call

@@ -6,6 +6,10 @@ pause it; a ``none`` queue's call is not recorded; a refused MixMonitor is ``fai
 
 from __future__ import annotations
 
+import asyncio
+
+from twisted.internet import defer
+
 from cti.recording import decide
 from tests.console_stack import Client, Stack, open_client, run, running
 
@@ -165,5 +169,28 @@ def test_a_transfer_stops_the_first_part_and_the_next_agent_gets_a_file_of_its_o
             second = stack.server.store.recording_of(f"pbx1/{caller.linkedid}/2")  # type: ignore[union-attr]
             assert first is not None and first.path.endswith("-1.wav") and first.pauses[0]["to"] is not None
             assert second is not None and second.path == starts[0] and not second.pauses
+
+    run(body)
+
+
+def test_a_mute_seen_on_the_channel_is_kept_as_a_pause_by_the_pbx() -> None:
+    """Someone else muted the recording (another AMI client, a dialplan): the MixMonitorMute event pauses it
+    on the console and on the interaction, with ``by`` ``pbx``; the agent's resume then closes it."""
+
+    async def body() -> None:
+        async with running(recording=RECORDED) as stack:
+            c, caller = await _on_call(stack)
+            await c.wait_push("recording", lambda m: m["state"] == "recording")
+            assert stack.sender.target is not None
+            await defer.Deferred.asFuture(stack.sender.target.send(
+                "pbx1", "MixMonitorMute", {"Channel": caller.name, "Direction": "both", "State": "1"}),
+                asyncio.get_running_loop())
+            await c.wait_push("recording", lambda m: m["state"] == "paused")
+            assert (await c.request("recording_resume"))["recording"] == "recording"
+            key = f"pbx1/{caller.linkedid}"
+            await stack.record(key)
+            stored = stack.server.store.recording_of(key)  # type: ignore[union-attr]
+            assert stored is not None and [p["by"] for p in stored.pauses or []] == ["pbx"]
+            assert stored.pauses[0]["to"] is not None  # type: ignore[index]
 
     run(body)
