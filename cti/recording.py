@@ -62,8 +62,11 @@ class RecordingSection(ConfigModel):
     path: str = Field(default="/var/spool/asterisk/monitor/cti/{date}/{call_id}-{part}.wav", max_length=200)
     retention_days: int = expected("a number of days 1-3650", default=90, ge=1, le=3650)
     default_policy: RecordingPolicy = expected(POLICY_EXPECTED, default="none")
-    options: str = expected('MixMonitor options: letters only ("b": record only while bridged, the default)',
-                            default="b", pattern=r"^[abcdnS]{0,8}$")
+    # MixMonitor's options that keep one mixed file the server names: a (append), b (only while bridged: hold
+    # music is not recorded), c, p/P (beep at start/stop), B or B(seconds) (a periodic beep; needs
+    # func_periodic_hook). Not d (deletes the file), m, r, t, i: they would take the file elsewhere.
+    options: str = expected('MixMonitor options of a b c p P B B(seconds), e.g. "b" (the default: only while bridged)',
+                            default="b", max_length=20, pattern=r"^([abcpP]|B(\([0-9]{1,4}\))?)*$")
 
     @field_validator("path")
     @classmethod
