@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cti.config_types import ConfigModel, Loc, TimeZoneName, expected
+from cti.recording import POLICY_EXPECTED, RecordingPolicy
 
 SkillName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                                  json_schema_extra={"expected": "a skill name (letters, digits, _ . -)"})]
@@ -97,6 +98,8 @@ class Queue(ConfigModel):
     on_max_wait: MaxWaitAction | None = None
     strategy: Strategy = "longest_idle"
     expansion: list[ExpansionStep] = Field(default_factory=list)
+    # all | none | percent N; unset: recording.default_policy
+    recording: RecordingPolicy | None = expected(POLICY_EXPECTED, default=None)
 
     @model_validator(mode="after")
     def _max_wait_pair(self) -> Queue:

@@ -100,6 +100,16 @@ class Retrieve(_CallAction):
     type: Literal["retrieve"]
 
 
+class RecordingPause(_CallAction):
+    """Pause the call's recording (PCI DSS: while the customer reads a card number): silence is recorded."""
+
+    type: Literal["recording_pause"]
+
+
+class RecordingResume(_CallAction):
+    type: Literal["recording_resume"]
+
+
 class Transfer(_CallAction):
     type: Literal["transfer"]
     to: Literal["queue", "number"]
@@ -205,6 +215,7 @@ MESSAGE_MODELS: tuple[type[_Msg], ...] = (
     Hello, Ping, Login, Logout, Ready, NotReady, HangupCall, Hold, Retrieve, Transfer, AttendedTransfer,
     AttendedComplete, AttendedCancel, Dispose, ScheduleCallback, PreviewAccept, PreviewSkip, ChooseCustomer,
     Snapshot, Subscribe, Unsubscribe,
+    RecordingPause, RecordingResume,
 )
 _REQUEST: TypeAdapter[_Msg] = TypeAdapter(
     Annotated[Union[MESSAGE_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
@@ -215,12 +226,14 @@ AGENT_ACTIONS = frozenset({
     "login", "logout", "ready", "not_ready", "hangup", "hold", "retrieve", "transfer", "attended_transfer",
     "attended_complete", "attended_cancel", "dispose", "schedule_callback", "preview_accept", "preview_skip",
     "choose_customer",
+    "recording_pause", "recording_resume",
 })
 SUPERVISOR_ACTIONS = frozenset({"snapshot", "subscribe", "unsubscribe"})
 ALLOWED: dict[str, frozenset[str]] = {"agent": AGENT_ACTIONS | {"ping"}, "supervisor": SUPERVISOR_ACTIONS | {"ping"}}
 # Server pushes (``type`` of messages that are not replies); other packages push these through the hub.
 PUSH_TYPES = frozenset({"state", "pop", "pop_update", "call", "preview", "wallboard", "heartbeat", "notice",
-                        "stats_snapshot", "stats_delta"})
+                        "stats_snapshot", "stats_delta",
+                        "recording"})
 
 
 class ProtocolError(Exception):

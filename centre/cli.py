@@ -10,7 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from centre import cli_compliance, cli_console, cli_customers, cli_ivr, cli_leads, cli_sim, cli_staffing
+from centre import (
+    cli_compliance,
+    cli_console,
+    cli_customers,
+    cli_ivr,
+    cli_leads,
+    cli_recordings,
+    cli_sim,
+    cli_staffing,
+)
 from centre.cli_args import non_negative_int, positive_seconds, speed
 from centre.cli_common import DEFAULT_DEMO_CONFIG, load_or_exit, print_security_warnings, setup_logging
 from cti import __version__
@@ -83,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_cmd_demo)
 
-    for module in (cli_sim, cli_customers, cli_console, cli_staffing, cli_ivr, cli_leads, cli_compliance):
+    for module in (cli_sim, cli_customers, cli_console, cli_staffing, cli_ivr, cli_leads, cli_compliance,
+                   cli_recordings):
         module.register(sub)
     return parser
 

@@ -36,7 +36,18 @@ from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from centre.call_log import call_key
 from centre.previews import preview_message
-from cti.commands import Atxfer, Bridge, CancelAtxfer, Command, CommandFailed, Hangup, Redirect, Setvar
+from centre.recording import recording_message
+from cti.commands import (
+    Atxfer,
+    Bridge,
+    CancelAtxfer,
+    Command,
+    CommandFailed,
+    Hangup,
+    MuteRecording,
+    Redirect,
+    Setvar,
+)
 from cti.contract import (
     AGENT_ON_HOLD_CONTEXT,
     CONSULT_CONTEXT,
@@ -110,6 +121,9 @@ class ServerConsoleBackend:
         live = self.server.call_for_agent(agent_id)
         if live is not None:
             messages.append(self.server.call_message(live))
+            rec = self.server.recordings.for_session(live) if self.server.recordings is not None else None
+            if rec is not None:
+                messages.append(recording_message(rec))
         shown = self.server.dialer.preview_for(agent_id) if self.server.dialer is not None else None
         if shown is not None:
             messages.append(preview_message(shown))
@@ -284,6 +298,33 @@ class ServerConsoleBackend:
         if self._move(live, SessionTrigger.CONSULT_ENDED):
             live.consult = None
         return self._push_call(live)
+
+    # ---------------------------------------------------------------- recording (PCI DSS pauses)
+    async def _do_recording_pause(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._recording_mute(agent_id, params, True)
+
+    async def _do_recording_resume(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._recording_mute(agent_id, params, False)
+
+    async def _recording_mute(self, agent_id: str, params: dict[str, Any], paused: bool) -> dict[str, Any]:
+        """AMI MixMonitorMute (both directions) of the caller's channel: only the agent on the call may, and
+        only a call being recorded. Once Asterisk said Success the pause interval opens (or closes) on the
+        interaction and the consoles get the ``recording`` frame; asking for the state it is in changes
+        nothing and sends nothing."""
+        live = self._live(agent_id, params.get("call_id"))
+        recordings = self.server.recordings
+        rec = recordings.for_session(live) if recordings is not None else None
+        if recordings is None or rec is None or rec.state not in ("starting", "recording", "paused"):
+            raise ConsoleError("not-recording", "this call is not being recorded")
+        if rec.paused != paused:
+            rec.asked_by = agent_id
+            try:
+                await self._apply(MuteRecording(self.ref(agent_id, "recording_pause" if paused else "recording_resume"),
+                                                live.queued.server, live.queued.channel, paused))
+            finally:
+                rec.asked_by = ""
+            self.server.apply(recordings.set_paused(rec, paused, self.server.now(), agent_id))
+        return {"call_id": live.queued.call_id, "recording": rec.state}
 
     # ---------------------------------------------------------------- after the call
     async def _do_dispose(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:

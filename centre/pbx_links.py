@@ -57,7 +57,9 @@ class PbxLinks:
         self.resynced = resynced
         self.now = now
         self.health = Health(ami={s.name: False for s in cfg.asterisk})
-        self._pbx_needs = pbx_check.shipped_needs()
+        policies = [cfg.recording.default_policy, *(q.recording for q in cfg.acd.queues),
+                    *(c.recording for c in cfg.dialer.campaigns)]
+        self._pbx_needs = pbx_check.shipped_needs(recording=any(p not in (None, "none") for p in policies))
 
     def connection_changed(self, server: str, connected: bool, detail: str) -> None:
         health = self.health

@@ -68,6 +68,7 @@ class CtiServer:
                                                        ami=ami)
         self.tracker, self.acd, self.dialer, self.pool = c.tracker, c.acd, c.dialer, c.pool
         self.dispatcher, self.bus, self.sessions, self.pops = c.dispatcher, c.bus, c.sessions, c.pops
+        self.recordings = c.recordings
         self.call_log, self.ivr_sessions, self.links = c.call_log, c.ivr_sessions, c.links
         self.health = c.links.health
         self.restorer = AgentRestorer(self)

@@ -4,7 +4,7 @@
 session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, the dispatcher, the AMI
 links and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
 
-    IVR completions, call log, sessions, ACD, dialer, pops, callbacks, agent feed, recorder, interactions,
+    IVR completions, call log, sessions, ACD, recordings, dialer, pops, callbacks, agent feed, recorder, interactions,
     statistics (``kpi``: it counts what the others did)
 
 (the call log and the sessions see a call before the ACD decides on it; the pops after, so that a
@@ -44,6 +44,7 @@ from centre.kpi_restore import recorded_events
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
+from centre.recording import Recordings
 from config.schema import CtiConfig
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
@@ -307,6 +308,7 @@ class Components:
     agent_feed: AgentFeed
     event_counts: EventCounts | None = None  # what ``centre.metrics`` exports as counters
     kpi: KpiEngine | None = None
+    recordings: Recordings | None = None  # call recording (``centre.recording``)
 
 
 def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
@@ -350,6 +352,10 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
         return channel is not None and channel.state == CHANNEL_UP
 
     sessions = CallSessions(started=call_log.started, channel_up=channel_up, tracks=acd.tracks)
+    recordings = Recordings(
+        cfg.recording, queue_policies={q.name: q.recording for q in cfg.acd.queues if q.recording},
+        campaign_policies={c.name: c.recording for c in cfg.dialer.campaigns if c.recording},
+        session_of=sessions.get, channel_up=lambda server, name: tracker.find_channel_by_name(server, name) is not None)
     pops = ScreenPops(sessions, ivr=ivr_sessions, lead_fields=dialer.lead_fields if dialer is not None else None,
                       flows=cfg.ivr.flows, push=process.push_to_agent)
     customer_number = CustomerNumbers(tracker, dialer)
@@ -373,7 +379,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
     agent_feed = AgentFeed(acd, process.has_consoles)
     kpi = kpi_engine(cfg, acd)
-    for engine in (ivr_sessions, log_feed, sessions, acd, dialer, previews, pops, callbacks, agent_feed,
+    for engine in (ivr_sessions, log_feed, sessions, acd, recordings, dialer, previews, pops, callbacks, agent_feed,
                    recorder_feed, interactions, kpi):
         if engine is not None:
             bus.add(engine)
@@ -385,7 +391,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
                       customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts,
-                      kpi=kpi)
+                      kpi=kpi, recordings=recordings)
 
 
 @dataclass

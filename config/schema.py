@@ -16,6 +16,7 @@ from acd.settings import AcdSection
 from agent_console.settings import ConsoleSection
 from cti.ami.settings import AsteriskServer
 from cti.config_types import ConfigModel, HostPort, Loc, PositiveSeconds, expected
+from cti.recording import RecordingSection
 from dialer.settings import DialerSection
 from ivr.flow import IvrSection
 from kpi.settings import StatsSection
@@ -103,6 +104,7 @@ class CtiConfig(ConfigModel):
     dialer: DialerSection = DialerSection()
     sim: SimSection = SimSection()
     statistics: StatsSection = StatsSection()
+    recording: RecordingSection = RecordingSection()
 
     def semantic_errors(self) -> list[tuple[Loc, str]]:
         errors: list[tuple[Loc, str]] = []

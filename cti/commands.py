@@ -108,6 +108,35 @@ class OfferCall(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class StartRecording(Command):
+    """AMI MixMonitor of ``channel`` into ``file`` (absolute, with its extension) with MixMonitor ``options``
+    (``b``: only while bridged). Asterisk answers MixMonitorStart on success."""
+
+    server: str
+    channel: str
+    file: str
+    options: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MuteRecording(Command):
+    """AMI MixMonitorMute of ``channel``'s recordings, both directions: ``muted`` pauses (silence is
+    written), False resumes. Asterisk answers MixMonitorMute with State 1/0."""
+
+    server: str
+    channel: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording(Command):
+    """AMI StopMixMonitor of ``channel`` (every MixMonitor on it); Asterisk answers MixMonitorStop."""
+
+    server: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class PushToAgent(Command):
     agent_id: str
     message: dict[str, Any]

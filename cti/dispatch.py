@@ -26,12 +26,15 @@ from cti.commands import (
     Command,
     CommandFailed,
     Hangup,
+    MuteRecording,
     OfferCall,
     Originate,
     PushToAgent,
     PushToSupervisors,
     Redirect,
     Setvar,
+    StartRecording,
+    StopRecording,
 )
 from cti.contract import AGENT_CONTEXT, CTI_AGENT_ENDPOINT, CTI_RING_TIMEOUT
 
@@ -123,6 +126,16 @@ class Dispatcher:
                                               "Exten": command.exten}
         if isinstance(command, CancelAtxfer):
             return command.server, "CancelAtxfer", {"Channel": command.channel}
+        if isinstance(command, StartRecording):
+            rfields: dict[str, str | list[str]] = {"Channel": command.channel, "File": command.file}
+            if command.options:
+                rfields["Options"] = command.options
+            return command.server, "MixMonitor", rfields
+        if isinstance(command, MuteRecording):
+            return command.server, "MixMonitorMute", {"Channel": command.channel, "Direction": "both",
+                                                      "State": "1" if command.muted else "0"}
+        if isinstance(command, StopRecording):
+            return command.server, "StopMixMonitor", {"Channel": command.channel}
         if isinstance(command, Originate):
             ofields: dict[str, str | list[str]] = {
                 "Channel": command.channel, "Context": command.context, "Exten": command.exten,

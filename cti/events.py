@@ -142,6 +142,15 @@ class ChannelHungup(ChannelEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingChanged(ChannelEvent):
+    """A MixMonitor event on a channel: ``what`` is ``started`` (MixMonitorStart), ``stopped``
+    (MixMonitorStop: StopMixMonitor only; a hangup ends a recording without one) or ``muted``/``unmuted``
+    (MixMonitorMute, State 1/0)."""
+
+    what: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(DomainEvent):
     """The last channel of a call ended.
 

@@ -39,7 +39,10 @@ PROVIDERS = {
     "CALLERID": "func_callerid.so",
     "FEATUREMAP": "features (core)",
     "PJSIP_HEADER": "res_pjsip_header_funcs.so (with chan_pjsip)",
+    "MixMonitor": "app_mixmonitor.so",
 }
+
+RECORDING_USE = "call recording: AMI MixMonitor"
 
 #: What the dialplan uses only on some channels, so a PBX without it still runs every call: each with
 #: why. The dialplan guards each (``CHANNEL(channeltype)``), and the check does not count it missing.
@@ -84,8 +87,12 @@ def dialplan_needs(text: str) -> DialplanNeeds:
     return DialplanNeeds({k: tuple(v) for k, v in apps.items()}, {k: tuple(v) for k, v in funcs.items()})
 
 
-def shipped_needs() -> DialplanNeeds:
-    return dialplan_needs(SHIPPED_DIALPLAN.read_text(encoding="utf-8"))
+def shipped_needs(recording: bool = False) -> DialplanNeeds:
+    """What the shipped dialplan needs; with ``recording`` also MixMonitor (the server sends it over AMI)."""
+    needs = dialplan_needs(SHIPPED_DIALPLAN.read_text(encoding="utf-8"))
+    if recording:
+        needs = DialplanNeeds({**needs.applications, "MixMonitor": (RECORDING_USE,)}, needs.functions)
+    return needs
 
 
 def parse_applications(lines: Iterable[str]) -> set[str]:

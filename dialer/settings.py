@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cti.config_types import ConfigModel, Loc, TimeZoneName, expected
+from cti.recording import POLICY_EXPECTED, RecordingPolicy
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                             json_schema_extra={"expected": "a name (letters, digits, _ . -), at most 64"})]
@@ -173,6 +174,8 @@ class CampaignSettings(ConfigModel):
     safe_harbour_after: float = expected("seconds 0.5-30", default=2.0, ge=0.5, le=30.0)
     safe_harbour_message: SoundName | None = None
     machine_message: SoundName | None = None
+    # all | none | percent N of the answered calls; unset: the queue's policy, else recording.default_policy
+    recording: RecordingPolicy | None = expected(POLICY_EXPECTED, default=None)
     calling_window: CallingWindow = CallingWindow()
     timezone: TimeZoneName = "UTC"
     hopper: int = expected("dialable leads kept ready in memory 1-100000", default=500, ge=1, le=100_000)

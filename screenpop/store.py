@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import (
     JSON,
@@ -62,6 +62,7 @@ MAX_NOTES = 4000
 MAX_KEY = 64
 MAX_SHORT = 64
 MAX_ATTRIBUTE_VALUE = 1000
+MAX_RECORDING_PATH = 255
 
 
 class StoreInputError(ValueError):
@@ -151,6 +152,11 @@ class Interaction(Base):
     disposition: Mapped[str] = mapped_column(String(MAX_SHORT), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # the call's recording (centre.recording): the file Asterisk writes, the pauses for audit
+    # ([{"from", "to", "by"}], epoch seconds) and when the retention purge deleted the file
+    recording_path: Mapped[str] = mapped_column(String(MAX_RECORDING_PATH), default="", server_default="")
+    recording_pauses: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    recording_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 SCREENPOP_TABLES = ("customers", "customer_phones", "customer_accounts", "customer_interactions")
@@ -178,7 +184,7 @@ def _check_len(name: str, value: str | None, limit: int) -> None:
 
 _INTERACTION_LIMITS = (("call_key", 128), ("notes", MAX_NOTES), ("disposition", MAX_SHORT), ("agent_id", MAX_SHORT),
                        ("queue", MAX_SHORT), ("campaign", MAX_SHORT), ("lead_id", MAX_SHORT), ("outcome", 32),
-                       ("direction", 8), ("ani", 32), ("dnis", 32))
+                       ("direction", 8), ("ani", 32), ("dnis", 32), ("recording_path", MAX_RECORDING_PATH))
 
 _CUSTOMER_LOAD = (selectinload(Customer.phones), selectinload(Customer.accounts))
 
@@ -230,6 +236,17 @@ _RECENT_INTERACTIONS_OF = (select(*(_RANKED.c[c.name] for c in _INTERACTION_COLU
                            .order_by(_RANKED.c.customer_id, _RANKED.c.pos))
 _INTERACTION_BY_CALL_KEY = select(*_INTERACTION_COLUMNS).where(_I.call_key == bindparam("call_key"))
 _COUNT_CUSTOMERS = select(func.count()).select_from(_CUSTOMERS)
+_RECORDING_OF = select(_I.call_key, _I.recording_path, _I.recording_pauses, _I.recording_purged_at).where(
+    _I.call_key == bindparam("call_key"))
+
+
+class RecordingRow(NamedTuple):
+    """An interaction's recording as stored (reports and the supervisor's agent view read it by call key)."""
+
+    call_key: str
+    path: str
+    pauses: list[dict[str, Any]] | None
+    purged_at: datetime | None
 
 # Interaction writes: the columns to set come from the execute parameters (plus "key_", the call key to
 # match, and "start_", a start time that replaces the row's own only while its direction is unknown:
@@ -264,10 +281,12 @@ def interaction_add(
 def interaction_update(
     call_key: str, *, disposition: str | None = None, notes: str | None = None, agent_id: str | None = None,
     outcome: str | None = None, ended_at: datetime | None = None, customer_id: int | None = None,
+    recording_path: str | None = None, recording_pauses: list[dict[str, Any]] | None = None,
 ) -> InteractionChange:
     """The change ``CustomerStore.update_interaction`` makes: every field given is set (None leaves one alone)."""
     values: dict[str, Any] = {"disposition": disposition, "notes": notes, "agent_id": agent_id,
-                              "outcome": outcome, "ended_at": _utc(ended_at), "customer_id": customer_id}
+                              "outcome": outcome, "ended_at": _utc(ended_at), "customer_id": customer_id,
+                              "recording_path": recording_path, "recording_pauses": recording_pauses}
     return InteractionChange(call_key, {k: v for k, v in values.items() if v is not None})
 
 
@@ -514,6 +533,26 @@ class CustomerStore:
             return int(found[0]), found[1]
         row = {**values, "call_key": call_key, "started_at": started_at or now, "updated_at": now}
         return int(conn.execute(_INSERT_INTERACTION, row).inserted_primary_key[0]), values.get("customer_id")
+
+    # recordings --------------------------------------------------------------------------------------
+
+    def recording_of(self, call_key: str) -> RecordingRow | None:
+        """The recording of one interaction: (call key, path, pauses, purged at); None without one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_RECORDING_OF, {"call_key": call_key}).first()
+        return RecordingRow(*row) if row is not None and row[1] else None
+
+    def mark_recordings_purged(self, paths: Sequence[str], when: datetime) -> int:
+        """The retention purge deleted these files: their interactions say so (``recording_purged_at``; the
+        path stays, for audit). Returns the rows marked."""
+        marked = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(paths), 500):
+                chunk = list(paths[start:start + 500])
+                marked += conn.execute(update(_INTERACTIONS).where(
+                    _I.recording_path.in_(chunk), _I.recording_purged_at.is_(None)).values(
+                    recording_purged_at=_utc(when))).rowcount or 0
+        return marked
 
     # import ----------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from sim.ami_read_classes import event_mask
 from sim.channel import Channel
 from sim.channel_requests import OriginateResult
 from sim.functions import FUNCTIONS
+from sim.mixmonitor import action_mixmonitor, action_mixmonitormute, action_stopmixmonitor
 from sim.outgoing import DEFAULT_ORIGINATE_TIMEOUT, OriginateRequest, originate
 from sim.transfers import (
     blind_transfer,
@@ -561,6 +562,9 @@ ACTIONS: dict[str, ActionHandler] = {
     "DBGet": action_dbget,
     "DBDel": action_dbdel,
     "DBDelTree": action_dbdeltree,
+    "MixMonitor": action_mixmonitor,
+    "MixMonitorMute": action_mixmonitormute,
+    "StopMixMonitor": action_stopmixmonitor,
 }
 
 

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from sim.amd import AmdDecision, LocalAmd
 from sim.ami_events import BUSY, RING, RINGING, UP, snapshot
 from sim.dialplan import check_condition, parse_goto, split_args, split_condition
+from sim.mixmonitor import app_mixmonitor, app_stopmixmonitor
 from sim.outgoing import dial
 
 if TYPE_CHECKING:
@@ -402,5 +403,7 @@ APPLICATIONS: dict[str, App] = {
     "WaitForSilence": app_waitforsilence,
     "VoiceMail": app_voicemail,
     "Dial": app_dial,
+    "MixMonitor": app_mixmonitor,
+    "StopMixMonitor": app_stopmixmonitor,
     "Return": app_return,
 }

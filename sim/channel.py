@@ -97,6 +97,8 @@ class Channel:
         self.timers: list[IDelayedCall] = []
         self.device_final = "NOT_INUSE"
         self.before_destroy: Callable[[Channel], None] | None = None
+        self.mixmonitors: list[str] = []  # files of the MixMonitors running on it, oldest first (sim.mixmonitor)
+        self.audiohooks = False  # an audiohook list exists (once a MixMonitor was attached, as in Asterisk)
         self.atxfer: object | None = None  # the attended transfer this channel is doing (sim.transfers)
         # FEATUREMAP(name) set on this channel (over features.conf), and the DTMF transfer features
         # Dial gave it (option t: the called party, T: the calling party), kept on the channel like

@@ -122,9 +122,25 @@ def make_settings(**overrides: Any) -> ConsoleSection:
     return ConsoleSection.model_validate(base)
 
 
-def stack_config(settings: ConsoleSection, db_url: str, dialer: dict[str, Any] | None = None) -> CtiConfig:
+def stack_config(settings: ConsoleSection, db_url: str, dialer: dict[str, Any] | None = None,
+                 recording: dict[str, Any] | None = None) -> CtiConfig:
     """Two agents (1001 sales, 1002 sales and support), two queues, one PBX, the console's settings (and
-    the ``dialer:`` section given, if any)."""
+    the ``dialer:`` section given, if any; ``recording``: the ``recording:`` section, its ``queues`` key
+    giving the queues' policies)."""
+    recording = dict(recording or {})
+    policies = recording.pop("queues", {})
+    cfg = _stack_config(settings, db_url, dialer)
+    if not policies and not recording:
+        return cfg
+    data = cfg.model_dump(exclude_unset=True)
+    data["recording"] = recording
+    for q in data["acd"]["queues"]:
+        if q["name"] in policies:
+            q["recording"] = policies[q["name"]]
+    return CtiConfig.model_validate(data)
+
+
+def _stack_config(settings: ConsoleSection, db_url: str, dialer: dict[str, Any] | None = None) -> CtiConfig:
     return CtiConfig.model_validate({**({"dialer": dialer} if dialer is not None else {}),
         "asterisk": [{"name": PBX, "host": "10.0.0.1", "port": 5038, "username": AMI_USER, "secret": AMI_SECRET}],
         "database": {"url": db_url},
@@ -229,13 +245,13 @@ class Stack:
 
     def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None, *,
                  dialer: dict[str, Any] | None = None, numbers: dict[str, FarEnd] | None = None,
-                 **hub_options: Any) -> None:
+                 recording: dict[str, Any] | None = None, **hub_options: Any) -> None:
         """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters);
         ``dialer``: a ``dialer:`` section; ``numbers``:
         how the outbound numbers it dials answer (through the trunk)."""
         self.settings = settings
         self.directory = directory
-        self.cfg = stack_config(settings, _fresh_database(directory), dialer)
+        self.cfg = stack_config(settings, _fresh_database(directory), dialer, recording)
         self.clock = WallClock()
         self.network = MemoryNetwork(self.clock)
         phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
@@ -405,7 +421,7 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running(settings: ConsoleSection | None = None, hashes: dict[str, str] | None = None,
                   **options: Any) -> AsyncIterator[Stack]:
-    """``options``: the Stack's (``dialer``, ``numbers``, the hub's options)."""
+    """``options``: the Stack's (``dialer``, ``numbers``, ``recording``, the hub's options)."""
     with tempfile.TemporaryDirectory(prefix="console-stack-") as directory:
         stack = Stack(settings or make_settings(), Path(directory), hashes, **options)
         await stack.start()

@@ -43,7 +43,10 @@ def test_every_engine_is_an_engine_and_each_event_meets_them_in_order() -> None:
     assert routes.for_type(CallOffered) == (server.sessions, server.dialer, server.pops, kpi, server.event_counts)
     assert routes.engines[-1] is server.event_counts and server.event_counts not in routes.for_type(CallQueued)
     assert routes.for_type(CallAnswered)[:2] == (log_feed, server.sessions)
-    assert routes.for_type(CommandFailed) == (server.acd, server.dialer)
+    assert routes.for_type(CommandFailed) == (server.acd, server.recordings, server.dialer)
+    # the recordings after the sessions: the session numbers the agent's part its file is named by
+    answered = routes.for_type(CallAnswered)
+    assert answered.index(server.sessions) < answered.index(server.recordings)
     assert routes.for_type(IvrCompleted)[:2] == (server.ivr_sessions, log_feed)
     assert routes.for_type(InteractionWrite) == (sink,)
     assert server.pops in routes.for_type(AgentStateChanged)

@@ -91,6 +91,7 @@ from cti.events import (
     DialStarted,
     DomainEvent,
     OriginateResult,
+    RecordingChanged,
     VariableSet,
 )
 
@@ -205,6 +206,9 @@ class CallTracker:
             "OriginateResponse": self._on_originateresponse,
             "UserEvent": self._on_userevent,
             "Rename": self._on_rename,
+            "MixMonitorStart": self._on_mixmonitor,
+            "MixMonitorStop": self._on_mixmonitor,
+            "MixMonitorMute": self._on_mixmonitor,
             "Hold": self._updating(_hold),
             "Unhold": self._updating(_unhold),
         }
@@ -696,6 +700,20 @@ class CallTracker:
         ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
         if ch is not None:
             self._end_channel(server, st, ch, ami_int(msg.get("Cause")), msg.get("Cause-txt") or "", now, out)
+        return out
+
+    def _on_mixmonitor(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
+        """MixMonitorStart/Stop/Mute (app_mixmonitor, class call): a recording on a channel changed."""
+        out: Events = []
+        ch = self._snapshot(server, st, msg, now, out, _PLAIN, create=False)
+        if ch is None:
+            return out
+        if msg.name == "MixMonitorMute":
+            what = "muted" if (msg.get("State") or "").strip() == "1" else "unmuted"
+        else:
+            what = "started" if msg.name == "MixMonitorStart" else "stopped"
+        out.append(RecordingChanged(server=server, ts=now, call_id=ch.linkedid, uniqueid=ch.uniqueid,
+                                    channel=ch.name, what=what))
         return out
 
     def _on_localbridge(self, server: str, st: _Server, msg: AMIMessage, now: float) -> Events:
