@@ -26,7 +26,8 @@ def state_message(acd: AcdService, agent_id: str) -> dict[str, Any]:
     """The console's ``state`` frame of an agent (``AcdError`` for an unknown agent)."""
     snap = acd.agent_snapshot(agent_id)
     return {"type": "state", "agent_id": agent_id, "state": snap.state.value, "reason": snap.reason or None,
-            "since": snap.since, "endpoint": snap.endpoint, "call_id": snap.call.call_id if snap.call else None}
+            "since": snap.since, "endpoint": snap.endpoint, "call_id": snap.call.call_id if snap.call else None,
+            "by": snap.by or None}
 
 
 class AgentFeed(Reactive):
