@@ -343,6 +343,7 @@ class AcdService:
                 if not isinstance(level, int) or not 1 <= level <= 10:
                     raise AcdError("bad-skill", f"skill {name[:40]!r}: a level is 1-10", agent_id=a.id)
             a.cfg = a.cfg.model_copy(update={"skills": dict(skills)})
+            self.router.agents.remove(a.ordinal)  # out of the index: _match_agent looks for a call first
             self.router.agents.set_skills(a.ordinal, skills)
             queues = tuple(q.name for q in self.section.queues if compile_requirements(
                 self.section, q, (), len(q.expansion)).eligible(a.cfg.skills) is not None)
