@@ -281,7 +281,7 @@ class AcdService:
             if a.state != AgentState.RESERVED or a.call is not None:
                 return
             if reason:
-                a.pending = None
+                a.pending, a.pending_by = None, ""  # not ready now (a supervisor's pending one is met)
                 self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason)
                 return
             a.idle_since = now
@@ -794,7 +794,7 @@ class AcdService:
             return
         reason = AGENT_FAULTS.get(status)
         if reason is not None:
-            a.pending = None
+            a.pending, a.pending_by = None, ""  # not ready now (a supervisor's pending one is met)
             self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call)
         else:
             self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)

@@ -88,3 +88,21 @@ def test_forced_log_out_withdraws_a_ringing_offer_and_waits_for_a_call() -> None
     h.advance(10)  # the wrap-up ends on its own
     snap = h.acd.agent_snapshot("a2")
     assert (snap.state, snap.by) == ("logged_out", "sup")
+
+
+def test_a_forced_not_ready_pending_on_a_ringing_offer_is_met_by_ring_no_answer() -> None:
+    """Ringing when forced: a ring-no-answer makes the agent not ready anyway; nothing stale is left pending
+    (the agent's own not ready afterwards is its own)."""
+    h = Harness(CFG)
+    h.ready("a1")
+    h.queued("u1", "sales")
+    h.request("force_not_ready", "a1", "meeting", "sup")
+    assert h.acd.agent_snapshot("a1").pending_by == "sup"
+    h.dial("u1", "a1")
+    h.dial_end("u1", "a1", "NOANSWER")
+    snap = h.acd.agent_snapshot("a1")
+    assert (snap.state, snap.reason, snap.pending_by) == ("not_ready", "ring-no-answer", "")
+    h.request("ready", "a1")  # offered the same caller again (reserved): the agent's own not ready is pending
+    h.request("not_ready", "a1", "lunch")
+    snap = h.acd.agent_snapshot("a1")
+    assert (snap.state, snap.pending_not_ready, snap.pending_by) == ("reserved", "lunch", "")
