@@ -387,7 +387,9 @@ class Dialer:
         except ValidationError as exc:
             problem = exc.errors(include_input=False, include_url=False)[0]
             field = ".".join(str(p) for p in problem["loc"]) or "campaign"
-            error_id = "bad-cap" if field == "max_abandon_rate" else "bad-mode" if field in ("mode", "ratio") \
+            # a whole-model error is about mode and ratio together (ratio belongs to mode: ratio)
+            error_id = "bad-cap" if field == "max_abandon_rate" else "bad-mode" \
+                if field in ("mode", "ratio") or ({"mode", "ratio"} & set(update) and not problem["loc"]) \
                 else "invalid-change"
             raise CampaignChangeError(error_id, f"{field}: {problem['msg']}") from None
         for loc, message in new.policy_errors():
