@@ -345,3 +345,19 @@ def test_audit_rows_on_postgresql(pg_url: str) -> None:
             assert rows[1].reason.startswith("unknown-skill: ")
             assert stack.server.database is not None and stack.server.database.engine.dialect.name == "postgresql"
     run(body)
+
+
+def test_a_refused_originate_is_action_failed_and_audited() -> None:
+    async def body() -> None:
+        async with running() as stack:
+            await ready(stack, "1001")
+            await stack.connect("1001")
+            sup = await supervisor(stack)
+            stack.sender.refuse("Originate", "Originate failed")
+            reply = await sup.request("monitor", agent_id="1001", mode="barge")
+            assert reply["error_id"] == "action-failed" and "Originate failed" in reply["message"]
+            (row,) = audit(stack)
+            assert (row.action, row.result, row.params) == ("monitor", "refused", {"agent_id": "1001", "mode": "barge"})
+            assert row.reason.startswith("action-failed: ")
+            assert stack.state("1001") == "on_call"
+    run(body)
