@@ -75,6 +75,9 @@ class AgentRuntime:
     pending: str | None = None
     gen: int = 0
     queues: tuple[str, ...] = ()
+    by: str = ""  # the supervisor who put the agent in its current state ("" : the agent or the ACD)
+    pending_by: str = ""  # the supervisor whose not ready is pending (``pending``): the agent cannot cancel it
+    pending_logout: str = ""  # the supervisor whose log-out is pending until the call's work ends
 
     @property
     def id(self) -> str:

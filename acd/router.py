@@ -120,6 +120,29 @@ class AgentIndex:
         for s, level in self.skills[ordinal].items():
             _discard(self._idle[s][level], key)
 
+    def set_skills(self, ordinal: int, skills: Mapping[str, int]) -> None:
+        """Give an agent other skills (a supervisor's change): every index follows at once; an available
+        agent stays available (with its idle time), filed under its new skills."""
+        entry = self._entry.get(ordinal)
+        if entry is not None:
+            self.remove(ordinal)
+        for s, level in self.skills[ordinal].items():
+            for lvl in range(1, level + 1):
+                self.static_counts[s][lvl] -= 1
+            self._levels[s][ordinal] = 0
+        new = dict(skills)
+        self.skills[ordinal] = new
+        for s, level in new.items():
+            if s not in self._idle:  # a skill no agent had: its index entries now
+                self._idle[s] = [[] for _ in range(MAX_LEVEL + 1)]
+                self.static_counts[s] = [0] * (MAX_LEVEL + 2)
+                self._levels[s] = np.zeros(self.size, dtype=np.int8)
+            for lvl in range(1, level + 1):
+                self.static_counts[s][lvl] += 1
+            self._levels[s][ordinal] = level
+        if entry is not None:
+            self.add(ordinal, entry[0], float(self._talk_at[ordinal]))
+
     def count(self, skill: str, min_level: int) -> int:
         levels = self._idle.get(skill)
         if levels is None:

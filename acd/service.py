@@ -98,6 +98,8 @@ MAX_DATA_VALUE = 256
 MAX_COMMAND_FAILURES = 5
 MAX_DECISIONS = 10_000
 PRIORITY_LIMIT = 1000
+#: The not-ready reason of a supervisor's ``force_not_ready`` when it names none of the configured ones.
+SUPERVISOR_REASON = "supervisor"
 
 
 def campaign_person(data: Mapping[str, str]) -> bool:
@@ -215,7 +217,8 @@ class AcdService:
 
         def act(out: list[Output]) -> None:
             next_state(a.state, Trigger.READY, a.id)
-            a.pending = None
+            if not a.pending_by:  # a supervisor's pending not ready stays: the wrap-up ends into it
+                a.pending = None
             if a.state == AgentState.WRAP_UP:
                 self._end_wrapup(a, now, out, Trigger.READY)
             else:
@@ -234,12 +237,14 @@ class AcdService:
                 raise AcdError("unknown-reason", f"unknown not-ready reason {reason[:40]!r}",
                                agent_id=a.id, allowed=list(self.section.not_ready_reasons))
             if a.state in DEFERRED_NOT_READY:
-                a.pending = reason
-                out.append(AgentNotReadyPending(ts=now, agent_id=a.id, reason=reason))
+                if not a.pending_by:  # a supervisor's pending not ready wins over the agent's own
+                    a.pending = reason
+                out.append(AgentNotReadyPending(ts=now, agent_id=a.id, reason=a.pending or reason))
                 return
             next_state(a.state, Trigger.NOT_READY, a.id)
             if a.state == AgentState.WRAP_UP:
-                a.pending = reason
+                if not a.pending_by:
+                    a.pending = reason
                 self._end_wrapup(a, now, out, Trigger.NOT_READY)
             else:
                 self._set_state(a, Trigger.NOT_READY, now, out, reason=reason)
@@ -284,7 +289,7 @@ class AcdService:
             if a.state != AgentState.RESERVED or a.call is not None:
                 return
             if reason:
-                a.pending = None
+                a.pending, a.pending_by = None, ""  # not ready now (a supervisor's pending one is met)
                 self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason)
                 return
             a.idle_since = now
@@ -300,25 +305,86 @@ class AcdService:
     def logout(self, agent_id: str, now: float) -> list[Output]:
         """Log out (not during a call). A ringing offer is withdrawn: the caller goes back to music and re-queues."""
         a = self._agent(agent_id)
+        return self._request(now, lambda out: self._logout(a, now, out))
+
+    # ------------------------------------------------------------------ a supervisor's requests
+    def force_not_ready(self, agent_id: str, reason: str, by: str, now: float) -> list[Output]:
+        """A supervisor (``by``) puts the agent not ready with ``reason`` (a configured reason, or
+        ``supervisor``). Ready or not ready: at once. Ringing, on a call or in its wrap-up: when that work ends
+        (the agent keeps its wrap-up to finish the call, and cannot cancel it with ``ready``). The state
+        shows who (``AgentSnapshot.by``)."""
+        a = self._agent(agent_id)
 
         def act(out: list[Output]) -> None:
-            next_state(a.state, Trigger.LOGOUT, a.id)
-            call = a.call
-            previous = a.state
-            a.pending = None
-            self._set_state(a, Trigger.LOGOUT, now, out, reason="logout")
-            if previous == AgentState.RESERVED and call is not None and call.state == CallState.OFFERED:
-                a.call = None
-                self._recall(call, now, out)
-                out.append(Redirect(self._ref("acd-recall"), call.key[0], call.channel, HOLD_CONTEXT,
-                                    HOLD_RETURN_EXTEN, 1))
-                out.append(OfferNotAnswered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
-                                            queue=call.queue.name, agent_id=a.id, status="withdrawn"))
-            elif previous == AgentState.WRAP_UP and call is not None:
-                a.call = None
-                self._record_answered(call, now, out)
+            if reason not in self.section.not_ready_reasons and reason != SUPERVISOR_REASON:
+                raise AcdError("unknown-reason", f"unknown not-ready reason {reason[:40]!r}", agent_id=a.id,
+                               allowed=[*self.section.not_ready_reasons, SUPERVISOR_REASON])
+            if a.state in DEFERRED_NOT_READY or a.state == AgentState.WRAP_UP:
+                a.pending, a.pending_by = reason, by
+                out.append(AgentNotReadyPending(ts=now, agent_id=a.id, reason=reason))
+                return
+            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason, by=by)
 
         return self._request(now, act)
+
+    def force_logout(self, agent_id: str, by: str, now: float) -> list[Output]:
+        """A supervisor (``by``) logs the agent out: at once when it is not on a call (a ringing offer is
+        withdrawn, as ``logout``); on a call or in its wrap-up, when that work ends (returns no output then)."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            if a.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+                a.pending_logout = by
+                return
+            self._logout(a, now, out, by)
+
+        return self._request(now, act)
+
+    def set_skills(self, agent_id: str, skills: dict[str, int], now: float) -> list[Output]:
+        """Replace the agent's skills and levels (a supervisor's change) for this process: the router uses
+        them for its next decision, and a ready agent is offered at once a waiting call it may now take. The
+        configuration stays the source of truth: a restart brings back the configured skills."""
+        a = self._agent(agent_id)
+
+        def act(out: list[Output]) -> None:
+            for name, level in skills.items():
+                if not isinstance(level, int) or not 1 <= level <= 10:
+                    raise AcdError("bad-skill", f"skill {name[:40]!r}: a level is 1-10", agent_id=a.id)
+            a.cfg = a.cfg.model_copy(update={"skills": dict(skills)})
+            self.router.agents.remove(a.ordinal)  # out of the index: _match_agent looks for a call first
+            self.router.agents.set_skills(a.ordinal, skills)
+            queues = tuple(q.name for q in self.section.queues if compile_requirements(
+                self.section, q, (), len(q.expansion)).eligible(a.cfg.skills) is not None)
+            if queues != a.queues:
+                staffed = int(a.state in STAFFED)
+                for q in a.queues:
+                    self._queue_agents[q].remove(a.ordinal)
+                    self._staffed[q] -= staffed
+                for q in queues:
+                    insort(self._queue_agents[q], a.ordinal)
+                    self._staffed[q] += staffed
+                a.queues = queues
+            a.gen += 1
+            self._match_agent(a, now, out, "skills-changed")
+
+        return self._request(now, act)
+
+    def _logout(self, a: AgentRuntime, now: float, out: list[Output], by: str = "") -> None:
+        next_state(a.state, Trigger.LOGOUT, a.id)
+        call = a.call
+        previous = a.state
+        a.pending, a.pending_by, a.pending_logout = None, "", ""
+        self._set_state(a, Trigger.LOGOUT, now, out, reason="logout", by=by)
+        if previous == AgentState.RESERVED and call is not None and call.state == CallState.OFFERED:
+            a.call = None
+            self._recall(call, now, out)
+            out.append(Redirect(self._ref("acd-recall"), call.key[0], call.channel, HOLD_CONTEXT,
+                                HOLD_RETURN_EXTEN, 1))
+            out.append(OfferNotAnswered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
+                                        queue=call.queue.name, agent_id=a.id, status="withdrawn"))
+        elif previous == AgentState.WRAP_UP and call is not None:
+            a.call = None
+            self._record_answered(call, now, out)
 
     def restore(self, r: Restore, now: float) -> list[Output]:
         """Put a logged-out agent back as it was before a server restart (``acd.restore.plan_restore``): ready,
@@ -431,6 +497,7 @@ class AcdService:
             device_state=self._devices.get(a.endpoint.lower(), "UNKNOWN"),
             available=a.ordinal in self.router.agents, pending_not_ready=a.pending, talk_today=a.talk_today,
             skills=MappingProxyType(dict(a.cfg.skills)), teams=tuple(a.cfg.teams), queues=a.queues,
+            by=a.by, pending_by=a.pending_by or a.pending_logout,
             call=None if call is None else AgentCall(server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
                                                      queue=call.queue.name, caller_num=call.caller_num),
         )
@@ -517,7 +584,7 @@ class AcdService:
         return a
 
     def _set_state(self, a: AgentRuntime, trigger: Trigger, now: float, out: list[Output], reason: str = "",
-                   about: Call | None = None, to: AgentState | None = None) -> None:
+                   about: Call | None = None, to: AgentState | None = None, by: str = "") -> None:
         """Apply a transition of the state table, publish it, and keep the router's index right.
         ``about`` names the call the change concerns when the agent no longer holds it; ``to`` is the
         state a RESTORE checked with ``restored_state``."""
@@ -527,7 +594,7 @@ class AcdService:
             delta = 1 if new in STAFFED else -1
             for q in a.queues:
                 self._staffed[q] += delta
-        a.state, a.since = new, now
+        a.state, a.since, a.by = new, now, by
         a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) \
             or (new == AgentState.RESERVED and trigger == Trigger.PREVIEW) else ""
         a.gen += 1
@@ -562,18 +629,21 @@ class AcdService:
     def _back_to_work(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
         """After READY: honour a not-ready asked for during the call, else look for a caller."""
         if a.pending is not None:
-            reason, a.pending = a.pending, None
-            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason)
+            reason, a.pending, by, a.pending_by = a.pending, None, a.pending_by, ""
+            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason, by=by)
         else:
             self._match_agent(a, now, out, "agent-ready")
 
     def _end_wrapup(self, a: AgentRuntime, now: float, out: list[Output], trigger: Trigger) -> None:
+        if a.pending_logout:  # a supervisor's log-out waited for the call's work to end
+            self._logout(a, now, out, a.pending_logout)
+            return
         call, a.call = a.call, None
         if call is not None:
             self._record_answered(call, now, out)
-        if a.pending is not None and trigger != Trigger.READY:
-            reason, a.pending = a.pending, None
-            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason)
+        if a.pending is not None and (trigger != Trigger.READY or a.pending_by):
+            reason, a.pending, by, a.pending_by = a.pending, None, a.pending_by, ""
+            self._set_state(a, Trigger.NOT_READY, now, out, reason=reason, by=by)
             return
         a.idle_since = now
         self._set_state(a, trigger, now, out)
@@ -732,7 +802,7 @@ class AcdService:
             return
         reason = AGENT_FAULTS.get(status)
         if reason is not None:
-            a.pending = None
+            a.pending, a.pending_by = None, ""  # not ready now (a supervisor's pending one is met)
             self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call)
         else:
             self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)

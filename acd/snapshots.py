@@ -43,6 +43,8 @@ class AgentSnapshot:
     teams: tuple[str, ...]
     queues: tuple[str, ...]
     call: AgentCall | None
+    by: str = ""  # the supervisor who forced the current state (not ready, logged out), else ""
+    pending_by: str = ""  # the supervisor whose not ready or log-out waits for the call's work to end
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

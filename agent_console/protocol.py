@@ -211,11 +211,65 @@ class Unsubscribe(_Msg):
     topics: Annotated[list[Topic], Field(min_length=1, max_length=500)]
 
 
+# ---------------------------------------------------------------- supervisor actions (audited)
+SkillName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+SkillLevel = Annotated[int, Field(ge=1, le=10)]
+CampaignName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class ForceNotReady(_Msg):
+    type: Literal["force_not_ready"]
+    agent_id: Id
+    reason: Id = "supervisor"  # a configured not-ready reason, or "supervisor"
+
+
+class ForceLogout(_Msg):
+    type: Literal["force_logout"]
+    agent_id: Id
+
+
+class SetSkills(_Msg):
+    type: Literal["set_skills"]
+    agent_id: Id
+    skills: Annotated[dict[SkillName, SkillLevel], Field(max_length=64)]  # the agent's whole new set
+
+
+class Monitor(_Msg):
+    type: Literal["monitor"]
+    agent_id: Id
+    mode: Literal["listen", "whisper", "barge"] = "listen"
+
+
+class PauseCampaign(_Msg):
+    type: Literal["pause_campaign"]
+    campaign: CampaignName
+
+
+class ResumeCampaign(_Msg):
+    type: Literal["resume_campaign"]
+    campaign: CampaignName
+
+
+class SetCampaign(_Msg):
+    type: Literal["set_campaign"]
+    campaign: CampaignName
+    mode: Annotated[str, Field(min_length=1, max_length=20)] | None = None  # one of the dial modes
+    max_abandon_rate: Annotated[float, Field(strict=False, ge=0.0, le=1.0)] | None = None
+    ratio: Annotated[float, Field(strict=False, ge=0.1, le=5.0)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> SetCampaign:
+        if self.mode is None and self.max_abandon_rate is None and self.ratio is None:
+            raise ValueError("give mode, max_abandon_rate or ratio")
+        return self
+
+
 MESSAGE_MODELS: tuple[type[_Msg], ...] = (
     Hello, Ping, Login, Logout, Ready, NotReady, HangupCall, Hold, Retrieve, Transfer, AttendedTransfer,
     AttendedComplete, AttendedCancel, Dispose, ScheduleCallback, PreviewAccept, PreviewSkip, ChooseCustomer,
     Snapshot, Subscribe, Unsubscribe,
     RecordingPause, RecordingResume,
+    ForceNotReady, ForceLogout, SetSkills, Monitor, PauseCampaign, ResumeCampaign, SetCampaign,
 )
 _REQUEST: TypeAdapter[_Msg] = TypeAdapter(
     Annotated[Union[MESSAGE_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
@@ -228,7 +282,10 @@ AGENT_ACTIONS = frozenset({
     "choose_customer",
     "recording_pause", "recording_resume",
 })
-SUPERVISOR_ACTIONS = frozenset({"snapshot", "subscribe", "unsubscribe"})
+#: Supervisors' actions on agents and campaigns: each one is audited (centre/audit.py).
+AUDITED_ACTIONS = frozenset({"force_not_ready", "force_logout", "set_skills", "monitor", "pause_campaign",
+                             "resume_campaign", "set_campaign"})
+SUPERVISOR_ACTIONS = frozenset({"snapshot", "subscribe", "unsubscribe"}) | AUDITED_ACTIONS
 ALLOWED: dict[str, frozenset[str]] = {"agent": AGENT_ACTIONS | {"ping"}, "supervisor": SUPERVISOR_ACTIONS | {"ping"}}
 # Server pushes (``type`` of messages that are not replies); other packages push these through the hub.
 PUSH_TYPES = frozenset({"state", "pop", "pop_update", "call", "preview", "wallboard", "heartbeat", "notice",

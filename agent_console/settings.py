@@ -37,6 +37,9 @@ class SupervisorAccount(ConfigModel):
 
     id: str = expected("a supervisor id of 1-64 letters/digits/_.@-", pattern=ID_PATTERN)
     password_hash: SecretStr | None = expected("a hash printed by `cti agent-password`", default=None)
+    endpoint: str | None = expected("the supervisor's phone, a dial string such as PJSIP/2001 (monitor, whisper "
+                                    "and barge ring it)", default=None,
+                                    pattern=r"^[A-Za-z0-9_]{1,20}/[^\s,|&]{1,80}$")
 
 
 DEFAULT_DISPOSITIONS = (

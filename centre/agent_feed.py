@@ -25,8 +25,11 @@ STATE_FRAME = "state"  # the ref of the state-frame pushes
 def state_message(acd: AcdService, agent_id: str) -> dict[str, Any]:
     """The console's ``state`` frame of an agent (``AcdError`` for an unknown agent)."""
     snap = acd.agent_snapshot(agent_id)
-    return {"type": "state", "agent_id": agent_id, "state": snap.state.value, "reason": snap.reason or None,
-            "since": snap.since, "endpoint": snap.endpoint, "call_id": snap.call.call_id if snap.call else None}
+    frame = {"type": "state", "agent_id": agent_id, "state": snap.state.value, "reason": snap.reason or None,
+             "since": snap.since, "endpoint": snap.endpoint, "call_id": snap.call.call_id if snap.call else None}
+    if snap.by:  # a supervisor forced this state: the console says who
+        frame["by"] = snap.by
+    return frame
 
 
 class AgentFeed(Reactive):

@@ -34,9 +34,11 @@ from twisted.internet import defer
 
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
+from agent_console.protocol import AUDITED_ACTIONS
 from centre.call_log import call_key
 from centre.previews import preview_message
 from centre.recording import recording_message
+from centre.supervisor_actions import SupervisorActions
 from cti.commands import (
     Atxfer,
     Bridge,
@@ -83,6 +85,7 @@ class ServerConsoleBackend:
     def __init__(self, server: CtiServer) -> None:
         self.server = server
         self._refs = itertools.count(1)
+        self.supervisor = SupervisorActions(server, self._apply, self.ref)  # the audited supervisor actions
 
     # ---------------------------------------------------------------- protocol
     async def handle(self, session: SessionInfo, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +95,8 @@ class ServerConsoleBackend:
             return self.supervisor_snapshot()
         if action in ("subscribe", "unsubscribe"):
             return self._statistics(session, action, params)
+        if action in AUDITED_ACTIONS:
+            return await self.supervisor.handle(session, action, params)
         if session.role != "agent":
             raise ConsoleError("forbidden", f"{action} is an agent action")
         handler = getattr(self, f"_do_{action}", None)

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine
 def import_models() -> None:
     """Register every package's tables on ``cti.db.Base`` (Alembic compares them with the schema)."""
     import acd.tables  # noqa: F401
+    import centre.audit  # noqa: F401
     import dialer.store  # noqa: F401
     import screenpop.store  # noqa: F401
 

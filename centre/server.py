@@ -74,6 +74,7 @@ class CtiServer:
         self.restorer = AgentRestorer(self)
         self.kpi = KpiPush(c.kpi.core, clock, self._session_pusher) if c.kpi is not None else None
         self.database: Database | None = None
+        self.run_in_thread: ThreadRunner | None = None  # the database's thread runner, once it is open
         self._ami_messages: defaultdict[str, int] = defaultdict(int)  # by PBX
         self._failed = 0
         self._tick_call: IDelayedCall | None = None
@@ -84,6 +85,7 @@ class CtiServer:
     def open_database(self, run_in_thread: ThreadRunner) -> None:
         """Migrate the database and open the recorder and the stores (leaves the loop for I/O)."""
         self.database = open_database(self.components, self.cfg, run_in_thread, self.clock)
+        self.run_in_thread = run_in_thread
         self.restorer.load(self.database.engine)
 
     def start(self) -> None:

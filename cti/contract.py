@@ -30,12 +30,13 @@ TRANSFER_CONTEXT: Final = "cti-transfer"  # IVR transfer node and console blind 
 VOICEMAIL_CONTEXT: Final = "cti-voicemail"  # IVR voicemail node and the ACD's voicemail overflow
 OUTBOUND_CONTEXT: Final = "cti-outbound"  # the dialer's Originate: AMD, humans to cti-hold
 SAFE_HARBOUR_CONTEXT: Final = "cti-safe-harbour"  # outbound humans no agent took in time
+SPY_CONTEXT: Final = "cti-spy"  # a supervisor's phone, Originated: ChanSpy on CTI_SPY_CHANNEL (listen/whisper/barge)
 
 #: Every context of the dialplan (``[globals]`` is not a context).
 CONTEXTS: Final = frozenset({
     INBOUND_CONTEXT, IVR_CONTEXT, FALLBACK_CONTEXT, HOLD_CONTEXT, AGENT_CONTEXT, AGENT_LEG_CONTEXT, ON_HOLD_CONTEXT,
     AGENT_ON_HOLD_CONTEXT, CONSULT_CONTEXT, TRANSFER_CONTEXT, VOICEMAIL_CONTEXT, OUTBOUND_CONTEXT,
-    SAFE_HARBOUR_CONTEXT,
+    SAFE_HARBOUR_CONTEXT, SPY_CONTEXT,
 })
 #: Contexts where a caller waits for the ACD (a resync re-queues the unknown ones).
 HOLD_CONTEXTS: Final = frozenset({HOLD_CONTEXT})
@@ -46,6 +47,10 @@ HOLD_RETURN_EXTEN: Final = "return"  # cti-hold,return: an offer ended unanswere
 #: AMI Atxfer plays its Exten into the transfer as DTMF, so the consultation's extension must be digits
 #: that match at once ("s" never dials).
 CONSULT_EXTEN: Final = "0"
+#: cti-spy's extensions, one per way of joining an agent's call; each runs ChanSpy with fixed options (q quiet,
+#: w whisper to the agent, B barge: talk to both; E: end when the agent's channel hangs up; S: end at once when
+#: there is no such channel), so no option travels in a channel variable.
+SPY_EXTENS: Final = {"listen": "listen", "whisper": "whisper", "barge": "barge"}
 
 # ------------------------------------------------------------------------------- variables: [globals]
 CTI_FASTAGI: Final = "CTI_FASTAGI"  # the server's FastAGI URL (agi://host:port)
@@ -75,11 +80,12 @@ CTI_SAFE_HARBOUR: Final = "CTI_SAFE_HARBOUR"  # the dialer's Originate (optional
 CTI_USE_AMD: Final = "CTI_USE_AMD"  # the dialer's Originate: "0" (amd: false) skips AMD() in cti-outbound
 #: The value of ``CTI_USE_AMD`` that turns answering-machine detection off for the call (anything else: AMD runs).
 AMD_OFF: Final = "0"
+CTI_SPY_CHANNEL: Final = "CTI_SPY_CHANNEL"  # a supervisor's Originate into cti-spy: the agent's channel to spy on
 #: Every variable the dialplan reads or sets, globals included.
 DIALPLAN_VARIABLES: Final = GLOBAL_VARIABLES | frozenset({
     CTI_FLOW, CTI_DNIS, CTI_NEXT, CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY, CTI_LANGUAGE, CTI_TRANSFER_DIAL,
     CTI_VOICEMAIL_BOX, CTI_AGENT_ENDPOINT, CTI_RING_TIMEOUT, CTI_AGENT_ID, CTI_CONSULT_DIAL, CTI_CAMPAIGN,
-    CTI_LEAD_ID, CTI_CAMPAIGN_QUEUE, CTI_MACHINE_MESSAGE, CTI_SAFE_HARBOUR, CTI_USE_AMD,
+    CTI_LEAD_ID, CTI_CAMPAIGN_QUEUE, CTI_MACHINE_MESSAGE, CTI_SAFE_HARBOUR, CTI_USE_AMD, CTI_SPY_CHANNEL,
 })
 
 # Set on the channel for the server only (the dialplan never reads them).

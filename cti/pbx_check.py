@@ -27,6 +27,7 @@ COMMANDS = {
 PROVIDERS = {
     "AGI": "res_agi.so",
     "AMD": "app_amd.so (loads only with /etc/asterisk/amd.conf: copy config/asterisk/amd.conf)",
+    "ChanSpy": "app_chanspy.so",
     "Dial": "app_dial.so",
     "MusicOnHold": "res_musiconhold.so",
     "Playback": "app_playback.so",

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
@@ -40,7 +41,7 @@ from dialer.figures import DayFigures, pacing_figures
 from dialer.leads import DemoLeads, LeadSourceError, read_source
 from dialer.pacer import AgentOutlook, WindowFigures
 from dialer.preview import PreviewError, Previews
-from dialer.settings import DialerSection
+from dialer.settings import DIAL_MODES, LAW_CAP, LAW_POLICIES, CampaignSettings, DialerSection
 
 log = logging.getLogger("dialer")
 
@@ -56,6 +57,17 @@ Outlook = Callable[[str, float], AgentOutlook]
 #: The abandonment so far in a campaign's policy window (``campaign, now``), e.g. from the compliance ledger;
 #: None (or no such read): the campaign's own ``abandon_window``.
 Windows = Callable[[str, float], WindowFigures | None]
+
+
+class CampaignChangeError(Exception):
+    """A supervisor's change to a campaign was refused and changed nothing; ``error_id`` is stable
+    (``unknown-campaign``, ``campaign-disabled``, ``bad-mode``, ``bad-cap``, ``over-legal-cap``, ``invalid-change``)."""
+
+    def __init__(self, error_id: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+        self.message = message
+        self.details = details
 
 
 class Dialer:
@@ -104,6 +116,7 @@ class Dialer:
         self._next_dnc = 0.0
         self._upkeep_running = False
         self.listeners: list[Callable[[object], None]] = []
+        self.paused: set[str] = set()  # campaigns a supervisor paused (``pause``/``resume``)
         # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
         # rebuilt from the store on start-up; the pacer reads ``compliance.window(campaign, now)``
         self.compliance = ComplianceLedger(section.campaigns)
@@ -328,10 +341,81 @@ class Dialer:
                 deadlines.append(max(min(due), self._next_pace if self._next_pace is not None else min(due)))
         return min(deadlines) if deadlines else None
 
+    # ------------------------------------------------------------------ a supervisor's changes at run time
+    def pause(self, name: str) -> None:
+        """Stop dialling the campaign at once: no new attempt, preview or callback dial starts (the pacer is not
+        asked, an accepted preview is refused); calls in flight go on and their results are kept. For this
+        process: a restart runs the campaign as configured."""
+        campaign = self._campaign(name)
+        if campaign.settings.enabled:
+            campaign.settings = campaign.settings.model_copy(update={"enabled": False})
+            self.paused.add(name)
+
+    def resume(self, name: str) -> None:
+        """Dial a paused campaign again (at the next pacing round). A campaign disabled in the configuration
+        is not started here (``CampaignChangeError`` ``campaign-disabled``)."""
+        campaign = self._campaign(name)
+        if name not in self.paused:
+            if not campaign.settings.enabled:
+                raise CampaignChangeError("campaign-disabled", f"campaign {name} is disabled in the configuration")
+            return
+        self.paused.discard(name)
+        campaign.settings = campaign.settings.model_copy(update={"enabled": True})
+        self._next_pace = None  # pace at the next tick
+
+    def change(self, name: str, *, mode: str | None = None, max_abandon_rate: float | None = None,
+               ratio: float | None = None) -> CampaignSettings:
+        """Change a campaign's dial mode, abandon cap or ratio for this process (the next pacing round uses
+        them), validated as the configuration is: a mode not in ``DIAL_MODES`` (``bad-mode``), a cap over the
+        campaign policy's legal one (``over-legal-cap``, naming the law) or out of range (``bad-cap``).
+        Leaving ``ratio`` mode sets the ratio back to 1. Returns the new settings."""
+        campaign = self._campaign(name)
+        old = campaign.settings
+        update: dict[str, Any] = {}
+        if mode is not None:
+            if mode not in DIAL_MODES:
+                raise CampaignChangeError("bad-mode", f"{mode[:20]!r} is not a dial mode ({', '.join(DIAL_MODES)})")
+            update["mode"] = mode
+            if mode != "ratio" and ratio is None:
+                update["ratio"] = 1.0
+        if ratio is not None:
+            update["ratio"] = ratio
+        if max_abandon_rate is not None:
+            update["max_abandon_rate"] = max_abandon_rate
+        try:
+            new = CampaignSettings.model_validate({**old.model_dump(), **update})
+        except ValidationError as exc:
+            problem = exc.errors(include_input=False, include_url=False)[0]
+            field = ".".join(str(p) for p in problem["loc"]) or "campaign"
+            # a whole-model error is about mode and ratio together (ratio belongs to mode: ratio)
+            error_id = "bad-cap" if field == "max_abandon_rate" else "bad-mode" \
+                if field in ("mode", "ratio") or ({"mode", "ratio"} & set(update) and not problem["loc"]) \
+                else "invalid-change"
+            raise CampaignChangeError(error_id, f"{field}: {problem['msg']}") from None
+        for loc, message in new.policy_errors():
+            if loc == ("max_abandon_rate",):
+                raise CampaignChangeError("over-legal-cap", message, law=LAW_POLICIES.get(new.policy, new.policy),
+                                          legal_cap=LAW_CAP)
+        campaign.settings = new
+        if new.policy == "custom" and name in self.compliance.policies:  # the custom policy's cap is the campaign's
+            self.compliance.policies[name] = replace(self.compliance.policies[name], cap=new.max_abandon_rate)
+        return new
+
+    def _campaign(self, name: str) -> Campaign:
+        campaign = self.campaigns.get(name)
+        if campaign is None:
+            raise CampaignChangeError("unknown-campaign", f"no campaign named {name[:64]!r}",
+                                      known=sorted(self.campaigns))
+        return campaign
+
     # ------------------------------------------------------------------ preview mode
     def preview_accept(self, agent_id: str, lead_id: str, now: float) -> list[Output]:
-        """The agent accepts its preview: the lead is dialled (raises ``PreviewError`` if none is shown)."""
-        out = self._previews_of(agent_id).accept(agent_id, lead_id, now)
+        """The agent accepts its preview: the lead is dialled (raises ``PreviewError`` if none is shown, or
+        ``campaign-paused`` while a supervisor paused the campaign: the agent may skip it)."""
+        previews = self._previews_of(agent_id)
+        if previews.campaign.name in self.paused:
+            raise PreviewError("campaign-paused", "the campaign is paused by a supervisor: nothing is dialled now")
+        out = previews.accept(agent_id, lead_id, now)
         return self._persist(out, now)
 
     def preview_skip(self, agent_id: str, lead_id: str, reason: str, now: float) -> list[Output]:
@@ -379,6 +463,7 @@ class Dialer:
             previews = self.previews.get(name)
             out.append({
                 "campaign": name, "queue": c.settings.queue, "mode": c.settings.mode, "enabled": c.settings.enabled,
+                "paused": name in self.paused, "max_abandon_rate": c.settings.max_abandon_rate,
                 "today": self.day_figures[name].tally(now).as_dict(),
                 "recent_abandon_rate": c.abandon_rate(), "due_leads": c.due_leads(now), "in_flight": c.in_flight,
                 "pacing": pacing_figures(decision), "step": c.step, "owned_callbacks": c.owned_callbacks(),

@@ -375,6 +375,36 @@ def app_return(pbx: Pbx, chan: Channel, data: str) -> int:
     return -1
 
 
+def app_chanspy(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
+    """ChanSpy(prefix,options) as app_chanspy runs it on one channel: answer the spy if it is not up, find the
+    first other live channel whose name starts with ``prefix`` (case-insensitive, in Asterisk's container
+    order), raise ``ChanSpyStart`` (Spyer*/Spyee* snapshots) and stay there until either side hangs up, then
+    ``ChanSpyStop``. With no such channel, option ``S`` ends the application at once (without it ChanSpy keeps
+    waiting for one). The audio (q quiet, w whisper, B barge) is not modelled: the events are what the server
+    sees."""
+    args = split_args(data)
+    prefix = args[0].strip().lower() if args else ""
+    options = args[1] if len(args) > 1 else ""
+    if chan.state != UP:
+        pbx.answer(chan)
+    target = next((c for c in pbx.ordered_channels() if c is not chan and not c.dead and not c.soft
+                   and c.name.lower().startswith(prefix)), None)
+    if target is None:
+        return 0 if "S" in options else pbx.block(chan, None)
+    pbx.emit("ChanSpyStart", "call,all", [*snapshot(chan, "Spyer"), *snapshot(target, "Spyee")])
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        if not stopped:
+            stopped.append(True)
+            pbx.emit("ChanSpyStop", "call,all", [*snapshot(chan, "Spyer"), *snapshot(target, "Spyee")])
+
+    d = pbx.block(chan, None, cleanup=stop)
+    blk = chan.block
+    target.on_hangup(lambda: pbx.soon(pbx.unblock, chan, 0, blk))  # E (or S, none left): the spy goes on
+    return d
+
+
 def app_dial(pbx: Pbx, chan: Channel, data: str) -> int | Deferred[int]:
     return dial(pbx, chan, data)
 
@@ -406,4 +436,5 @@ APPLICATIONS: dict[str, App] = {
     "MixMonitor": app_mixmonitor,
     "StopMixMonitor": app_stopmixmonitor,
     "Return": app_return,
+    "ChanSpy": app_chanspy,
 }

@@ -69,6 +69,8 @@ HASHES = {agent: hash_password(pw, n=2**4) for agent, pw in PASSWORDS.items()}
 AGENTS = {"1001": ["sales"], "1002": ["sales", "support"]}
 PBX = "pbx1"
 AMI_USER, AMI_SECRET = "cti", "cti-secret"
+# The supervisor's own phone (monitor, whisper, barge ring it): it answers after half a second.
+SUPERVISOR_PHONE = "PJSIP/2100"
 # Numbers an agent may transfer to or consult: 2001 answers after 1 s; 2003 never answers.
 TARGETS = {"2001": FarEnd("answer", ring_time=1.0), "2002": FarEnd("answer", ring_time=1.0),
            "2003": FarEnd("noanswer")}
@@ -115,7 +117,7 @@ SALES_PATH = ("who:found", "vip_check:default", "menu:1", "sales:queue:sales")
 def make_settings(**overrides: Any) -> ConsoleSection:
     base: dict[str, Any] = {
         "token_secret": SECRET,
-        "supervisors": [{"id": "sup", "password_hash": HASHES["sup"]}],
+        "supervisors": [{"id": "sup", "password_hash": HASHES["sup"], "endpoint": SUPERVISOR_PHONE}],
         "hello_timeout": 2.0,
     }
     base.update(overrides)
@@ -245,18 +247,22 @@ class Stack:
 
     def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None, *,
                  dialer: dict[str, Any] | None = None, numbers: dict[str, FarEnd] | None = None,
-                 recording: dict[str, Any] | None = None, **hub_options: Any) -> None:
+                 recording: dict[str, Any] | None = None, db_url: str | None = None, **hub_options: Any) -> None:
         """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters);
         ``dialer``: a ``dialer:`` section; ``numbers``:
-        how the outbound numbers it dials answer (through the trunk)."""
+        how the outbound numbers it dials answer (through the trunk); ``db_url``: a database of the test's
+        (default: a fresh SQLite file)."""
         self.settings = settings
         self.directory = directory
-        self.cfg = stack_config(settings, _fresh_database(directory), dialer, recording)
+        if db_url is not None:  # another database (PostgreSQL), migrated here
+            upgrade(db_url)
+        self.cfg = stack_config(settings, db_url or _fresh_database(directory), dialer, recording)
         self.clock = WallClock()
         self.network = MemoryNetwork(self.clock)
         phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
         self.pbx = Pbx(self.clock, load_dialplan(DEFAULT_DIALPLAN),
-                       far_ends=FixedFarEnds({**phones, **TARGETS}, by_number=numbers))
+                       far_ends=FixedFarEnds({**phones, **TARGETS, "2100": FarEnd("answer", ring_time=0.5)},
+                                             by_number=numbers))
         ast = self.cfg.asterisk[0]
         self.ami_server = AMIServer(self.pbx, {AMI_USER: AMI_SECRET})
         self.ami_listener = self.network.listen(ast.host, ast.port, AMIServerFactory(self.ami_server))
@@ -421,7 +427,7 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running(settings: ConsoleSection | None = None, hashes: dict[str, str] | None = None,
                   **options: Any) -> AsyncIterator[Stack]:
-    """``options``: the Stack's (``dialer``, ``numbers``, ``recording``, the hub's options)."""
+    """``options``: the Stack's (``dialer``, ``numbers``, ``recording``, ``db_url``, the hub's options)."""
     with tempfile.TemporaryDirectory(prefix="console-stack-") as directory:
         stack = Stack(settings or make_settings(), Path(directory), hashes, **options)
         await stack.start()

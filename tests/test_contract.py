@@ -65,10 +65,13 @@ def test_the_dialplan_has_exactly_the_contracts_contexts(path: Path) -> None:
 @DIALPLANS
 def test_the_extensions_the_server_sends_channels_to_exist(path: Path) -> None:
     """``s`` in every context the server Redirects or Originates into, ``return`` in cti-hold, ``0`` in
-    cti-consult; an agent id matches cti-agent and a dialled number cti-inbound."""
+    cti-consult, the spy modes in cti-spy; an agent id matches cti-agent and a dialled number cti-inbound."""
     dp = load_dialplan(path)
-    for context in CONTEXTS - {contract.INBOUND_CONTEXT, contract.AGENT_CONTEXT, contract.CONSULT_CONTEXT}:
+    for context in CONTEXTS - {contract.INBOUND_CONTEXT, contract.AGENT_CONTEXT, contract.CONSULT_CONTEXT,
+                               contract.SPY_CONTEXT}:
         assert dp.find(context, contract.START_EXTEN) is not None, context
+    for exten in contract.SPY_EXTENS.values():
+        assert dp.find(contract.SPY_CONTEXT, exten) is not None, exten
     assert dp.find(contract.HOLD_CONTEXT, contract.HOLD_RETURN_EXTEN) is not None
     assert dp.find(contract.CONSULT_CONTEXT, contract.CONSULT_EXTEN) is not None
     assert dp.find(contract.AGENT_CONTEXT, "alice01") is not None

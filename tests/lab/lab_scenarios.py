@@ -128,7 +128,9 @@ def lab_config(workdir: Path, ami_port: int | None = None, fastagi_port: int | N
             "policy": "custom", "custom": {"min_ring": 5},  # a lab PBX: short rings, a slow message
             # windows never reach outside 08:00-21:00: a zone where it is about noon lets the lab dial at any hour
             "calling_window": {"start": "09:00", "end": "20:00"}, "timezone": noon_zone(time.time())}]},
-        "console": {"token_secret": "lab-console-secret-0123456789"},
+        # the supervisor's phone: 2100 answers after a second (cti-lab-target)
+        "console": {"token_secret": "lab-console-secret-0123456789", "supervisors": [
+            {"id": "sup", "password_hash": PASSWORD_HASH, "endpoint": "Local/2100@cti-lab-target"}]},
     }
     cfg = load_config_text(yaml.safe_dump(data), str(workdir / "lab.yaml"))
     listen = cfg.listen.model_copy(update={"http": cfg.listen.http.model_copy(update={"port": 0})})  # any free port
@@ -239,8 +241,8 @@ class Lab(Watch):
 class Console:
     """One agent console over the real websocket protocol."""
 
-    def __init__(self, url: str, agent_id: str) -> None:
-        self.url, self.agent_id = url, agent_id
+    def __init__(self, url: str, agent_id: str, role: str = "agent") -> None:
+        self.url, self.agent_id, self.role = url, agent_id, role
         self.frames: list[dict[str, Any]] = []
         self.replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
@@ -250,7 +252,7 @@ class Console:
 
         self.ws = await websockets.connect(self.url, origin=self.url.replace("ws://", "http://").rsplit("/", 1)[0])
         asyncio.ensure_future(self._read())
-        hello = await self.request("hello", agent_id=self.agent_id, password=PASSWORD)
+        hello = await self.request("hello", agent_id=self.agent_id, password=PASSWORD, role=self.role)
         assert hello["type"] == "result", hello
 
     async def _read(self) -> None:
@@ -476,6 +478,45 @@ class Scenarios:
         await self.lab.bridged_with(chan, "Local/2002@cti-lab-target-", timeout=15)
         self.step("transferred as the flow decided")
 
+    async def supervisor_whisper(self) -> None:
+        """A supervisor whispers to an agent on a call: the server Originates the supervisor's phone (2100)
+        into the shipped [cti-spy]; once it answers, ChanSpy (app_chanspy, options qwES) spies on the agent's
+        channel (ChanSpyStart: the supervisor's channel the spyer, the agent's the spyee). The supervisor hangs
+        up (ChanSpyStop) and the call goes on."""
+        one = self.c["1001"]
+        sup = Console(one.url, "sup", role="supervisor")
+        await sup.open()
+        try:
+            await one.ready()
+            chan, pop = await self.offered_call(one, one.mark())
+            live = self.runtime.server.call_for_agent("1001")
+            assert live is not None and live.agent_channel
+            ami = len(self.lab.ami_events)
+            reply = await sup.ok("monitor", agent_id="1001", mode="whisper")
+            assert reply["channel"] == live.agent_channel, reply
+            start = await self._ami_event(ami, "ChanSpyStart", 15)
+            spyer = str(start.get("SpyerChannel") or "")
+            self.step("supervisor spying", spyer=spyer, spyee=start.get("SpyeeChannel"), exten=start.get("SpyerExten"))
+            assert start.get("SpyeeChannel") == live.agent_channel, start
+            assert spyer.startswith("Local/2100@cti-lab-target-"), spyer
+            await self.lab.action("Hangup", Channel=spyer, Cause="16")
+            await self._ami_event(ami, "ChanSpyStop", 10)
+            assert self.runtime.server.acd.agent_snapshot("1001").state == "on_call"
+            self.step("supervisor gone, the call goes on")
+            await one.ok("hangup")
+            await self.dispose(one, pop)
+        finally:
+            await sup.close()
+
+    async def _ami_event(self, since: int, name: str, timeout: float) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in self.lab.ami_events[since:]:
+                if e.name == name:
+                    return e
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {name} within {timeout:g} s")
+
     async def outbound_outcomes(self) -> None:
         """The campaign dials its five leads through the shipped [cti-outbound]: the person goes to agent
         1003 with the lead's pop; busy, congestion, no answer and the answering machine are recorded
@@ -518,7 +559,7 @@ class Scenarios:
 ORDER = [
     "pbx_capabilities", "inbound_ivr_offer_hold_hangup", "ring_no_answer", "blind_transfer_to_number",
     "blind_transfer_to_queue", "attended_transfer_complete", "attended_transfer_back_to_caller",
-    "attended_transfer_target_hangs_up", "ivr_missing_prompts", "outbound_outcomes",
+    "attended_transfer_target_hangs_up", "ivr_missing_prompts", "supervisor_whisper", "outbound_outcomes",
 ]
 
 

@@ -2,7 +2,7 @@
 deleted it (centre/recording.py, ``cti recordings purge``).
 
 Revision ID: 0008_call_recording
-Revises: 0007_dialer_dnc (if another 0008 lands first, re-chain this one onto it: it only adds columns)
+Revises: 0007_dialer_dnc
 Create Date: 2026-12-05
 """
 
