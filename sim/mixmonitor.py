@@ -90,14 +90,21 @@ def app_stopmixmonitor(pbx: Pbx, chan: Channel, data: str) -> int:
     return 0
 
 
-def action_mixmonitor(session: AMISession, msg: AMIMessage) -> None:
+def _channel(session: AMISession, msg: AMIMessage) -> Channel | None:
+    """The action's ``Channel``, or None after answering the error Asterisk gives (none named; no such channel)."""
     name = (msg.get("Channel") or "").strip()
     if not name:
         session.error(msg, "No channel specified")
-        return
+        return None
     chan = session.pbx.find_channel(name)
     if chan is None:
         session.error(msg, "No such channel")
+    return chan
+
+
+def action_mixmonitor(session: AMISession, msg: AMIMessage) -> None:
+    chan = _channel(session, msg)
+    if chan is None:
         return
     if not start(session.pbx, chan, (msg.get("File") or "").strip(), (msg.get("Options") or "").strip()):
         session.error(msg, "Could not start monitoring channel")
@@ -114,17 +121,15 @@ def action_mixmonitormute(session: AMISession, msg: AMIMessage) -> None:
     if direction.lower() not in DIRECTIONS:
         session.error(msg, "Invalid direction specified. Must be read, write or both")
         return
-    name = (msg.get("Channel") or "").strip()
-    if not name:
+    if not (msg.get("Channel") or "").strip():
         session.error(msg, "No channel specified")
         return
     state = (msg.get("State") or "").strip()
     if not state:
         session.error(msg, "No state specified")
         return
-    chan = session.pbx.find_channel(name)
+    chan = _channel(session, msg)
     if chan is None:
-        session.error(msg, "No such channel")
         return
     if not chan.audiohooks or (msg.get("MixMonitorID") or "").strip():
         session.error(msg, "Cannot set mute flag")
@@ -135,13 +140,8 @@ def action_mixmonitormute(session: AMISession, msg: AMIMessage) -> None:
 
 
 def action_stopmixmonitor(session: AMISession, msg: AMIMessage) -> None:
-    name = (msg.get("Channel") or "").strip()
-    if not name:
-        session.error(msg, "No channel specified")
-        return
-    chan = session.pbx.find_channel(name)
+    chan = _channel(session, msg)
     if chan is None:
-        session.error(msg, "No such channel")
         return
     if not stop(session.pbx, chan):
         session.error(msg, "Could not stop monitoring channel")
