@@ -93,7 +93,8 @@ def test_agent_actions_from_the_wallboard(tmp_path: Path) -> None:
             await form.get_by_test_id("wb-skill-add").click()
             await form.get_by_test_id("wb-skill-name").nth(1).fill("spanish")
             await form.get_by_test_id("wb-skills-save").click()
-            await expect(status).to_contain_text("\u2715 Could not change Agent 1002's skills: no agent or queue has skill 'spanish'")
+            await expect(status).to_contain_text(
+                "\u2715 Could not change Agent 1002's skills: no agent or queue has skill 'spanish'")
             await expect(wt("wb-action-toast")).to_have_attribute("data-kind", "error")
             await form.get_by_test_id("wb-skill-name").nth(1).fill("sales")
             await form.get_by_test_id("wb-skill-level").nth(1).fill("2")

@@ -518,8 +518,10 @@
     form.append(err, buttons);
     const showRatio = () => { ratioField.hidden = mode.value !== "ratio"; };
     mode.addEventListener("change", showRatio);
-    box.addEventListener("toggle", () => {
-      if (!box.open) { return; }
+    // prefilled as it opens (on the click itself: the "toggle" event comes later, after what one typed)
+    const summary = box.querySelector("summary");
+    summary.addEventListener("click", () => {
+      if (box.open) { return; }
       const c = campaignOf(name) || {};
       mode.value = DIAL_MODES.includes(c.mode) ? c.mode : "progressive";
       cap.value = typeof c.max_abandon_rate === "number" ? String(+(c.max_abandon_rate * 100).toFixed(2)) : "";
