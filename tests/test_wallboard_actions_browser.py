@@ -168,6 +168,7 @@ def test_agent_actions_from_the_wallboard(tmp_path: Path) -> None:
             toast = await wt("wb-action-toast").bounding_box()
             assert toast and toast["x"] >= 0 and toast["x"] + toast["width"] <= 390, toast
             await no_overflow(page, 390)
+            await page.screenshot(path=str(tmp_path / "wallboard-actions-mobile.png"))
             await page.keyboard.press("Escape")
             await expect(menu).to_be_hidden()
             assert errors == [], errors
