@@ -171,6 +171,11 @@ def test_agent_actions_from_the_wallboard(tmp_path: Path) -> None:
             await page.screenshot(path=str(tmp_path / "wallboard-actions-mobile.png"))
             await page.keyboard.press("Escape")
             await expect(menu).to_be_hidden()
+            await expect(row1.get_by_test_id("wb-agent-actions")).to_be_focused()  # focus back on the row
+            await wt("wb-action-dismiss").click()
+            await expect(wt("wb-action-toast")).to_have_attribute("data-kind", "")
+            await expect(status).to_have_text("")
+            await expect(wt("wb-action-dismiss")).to_be_hidden()
             assert errors == [], errors
             await browser.close()
             DOCS_IMG.mkdir(exist_ok=True)

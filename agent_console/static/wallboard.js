@@ -692,11 +692,13 @@
     const toast = $("wb-action-toast");
     const p = $("wb-action-status");
     toast.dataset.kind = ok ? "ok" : "error";
+    $("wb-action-dismiss").hidden = false;
     p.textContent = (ok ? "\u2713 " : "\u2715 ") + text;
   }
   $("wb-action-dismiss").addEventListener("click", () => {
     $("wb-action-toast").dataset.kind = "";
     $("wb-action-status").textContent = "";
+    $("wb-action-dismiss").hidden = true;  // nothing to dismiss: out of the tab order too
   });
 
   // Send one action; the button is disabled while it is on its way. ``done(result)`` gives the words.
