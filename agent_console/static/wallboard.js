@@ -6,6 +6,10 @@
 // campaigns and agents there are), the agents' states and calls, the campaigns' pacer and the links' health.
 // Thresholds per queue are set here and kept in this browser (localStorage); a crossing turns the tile to
 // the warning colour, says so in words and beeps once (WebAudio).
+// Supervisor actions: each agent row has an Actions menu (force not ready, log out, edit skills; listen,
+// whisper, barge on a call), each campaign tile Pause/Resume and a mode/cap form; every outcome (or the
+// server's refusal, in its words) goes to one ARIA live region. Log out and barge ask again in the page.
+// The "recording" push puts a recording indicator (a dot and words) on the agent's call.
 "use strict";
 
 (function () {
@@ -52,7 +56,8 @@
     hello.client = "wallboard";
     if (conn) { conn.stop(); }
     conn = new ConsoleConnection(hello, {
-      onAuthenticated: () => {
+      onAuthenticated: (res) => {
+        notReadyReasons = (res && res.not_ready_reasons) || [];
         $("login-password").value = "";
         $("login").hidden = true;
         $("app").hidden = false;
@@ -75,6 +80,9 @@
     if (msg.type === "wallboard") {
       board = msg;
       ensureSubscribed();
+      scheduleRender();
+    } else if (msg.type === "recording" && msg.agent_id) {
+      recordings.set(msg.agent_id, { call_id: msg.call_id, state: msg.state });
       scheduleRender();
     } else if (msg.type === "stats_delta") {
       if (pending.has(msg.topic)) { pending.get(msg.topic).push(msg); return; }
@@ -451,65 +459,427 @@
   }
 
   // ------------------------------------------------------------------ campaign tiles
+  const campaignTiles = new Map();  // campaign -> {tile, head, facts, pause, paused badge, change form}
+  const DIAL_MODES = ["progressive", "predictive", "ratio", "preview"];
+
+  function campaignTile(name) {
+    let t = campaignTiles.get(name);
+    if (t) { return t; }
+    const tile = el("article", { class: "tile campaign", testid: "wb-campaign-" + name, "aria-labelledby": "wb-c-" + name });
+    const head = el("header", { class: "tile-head" });
+    const facts = el("dl", { class: "tile-facts" });
+    const controls = el("div", { class: "campaign-controls" });
+    const pause = el("button", { type: "button", testid: "wb-campaign-pause" }, "Pause");
+    pause.addEventListener("click", () => {
+      const c = campaignOf(name);
+      const paused = !!(c && c.paused);
+      act(pause, paused ? "resume_campaign" : "pause_campaign", { campaign: name },
+          paused ? "resume campaign " + name : "pause campaign " + name,
+          (res) => res.paused ? "Campaign " + name + " paused: no new dials (calls in progress go on)."
+            : "Campaign " + name + " resumed: dialling again from the next pacing round.");
+    });
+    const change = campaignForm(name);
+    controls.append(pause, change);
+    tile.append(head, facts, controls);
+    t = { tile, head, facts, pause, change };
+    campaignTiles.set(name, t);
+    return t;
+  }
+
+  const campaignOf = (name) => ((board && board.campaigns) || []).find((c) => c.campaign === name) || null;
+
+  // Change the dial mode, the abandon cap (a percentage here, a fraction on the wire) or the ratio. The page
+  // checks the cap's range (0-50%); the law's cap (e.g. 3% under the FTC TSR) is the server's to check.
+  function campaignForm(name) {
+    const box = el("details", { class: "campaign-change", testid: "wb-campaign-change" });
+    box.append(el("summary", {}, "Change mode or cap"));
+    const form = el("form", { class: "th-form", novalidate: "" });
+    const field = (label, input, hint) => {
+      const lab = el("label", { class: "th-field" });
+      lab.append(el("span", {}, label), input);
+      if (hint) { lab.append(el("span", { class: "muted small" }, hint)); }
+      form.append(lab);
+      return lab;
+    };
+    const mode = el("select", { testid: "wb-campaign-mode" });
+    for (const m of DIAL_MODES) { mode.append(el("option", { value: m }, m)); }
+    const cap = el("input", { type: "number", min: "0", max: "50", step: "0.1", inputmode: "decimal",
+                              testid: "wb-campaign-cap", "aria-describedby": "wb-cap-err-" + name });
+    const ratio = el("input", { type: "number", min: "0.1", max: "5", step: "0.1", inputmode: "decimal",
+                                testid: "wb-campaign-ratio" });
+    field("Dial mode", mode);
+    field("Abandon cap", cap, "% of live answers");
+    const ratioField = field("Ratio", ratio, "lines per agent");
+    const err = el("p", { class: "field-error", id: "wb-cap-err-" + name, testid: "wb-campaign-cap-error" });
+    err.hidden = true;
+    const buttons = el("div", { class: "row" });
+    const submit = el("button", { type: "submit", testid: "wb-campaign-save" }, "Apply");
+    buttons.append(submit);
+    form.append(err, buttons);
+    const showRatio = () => { ratioField.hidden = mode.value !== "ratio"; };
+    mode.addEventListener("change", showRatio);
+    // prefilled as it opens (on the click itself: the "toggle" event comes later, after what one typed)
+    const summary = box.querySelector("summary");
+    summary.addEventListener("click", () => {
+      if (box.open) { return; }
+      const c = campaignOf(name) || {};
+      mode.value = DIAL_MODES.includes(c.mode) ? c.mode : "progressive";
+      cap.value = typeof c.max_abandon_rate === "number" ? String(+(c.max_abandon_rate * 100).toFixed(2)) : "";
+      ratio.value = typeof c.ratio === "number" ? String(c.ratio) : "";
+      err.hidden = true;
+      cap.removeAttribute("aria-invalid");
+      showRatio();
+    });
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const c = campaignOf(name) || {};
+      const fields = { campaign: name };
+      const problem = (text) => { err.textContent = text; err.hidden = false; cap.setAttribute("aria-invalid", "true"); cap.focus(); };
+      err.hidden = true;
+      cap.removeAttribute("aria-invalid");
+      if (mode.value !== c.mode) { fields.mode = mode.value; }
+      if (cap.value.trim() !== "") {
+        const v = Number(cap.value);
+        if (!isFinite(v) || v < 0 || v > 50) { problem("The abandon cap is a percentage from 0 to 50."); return; }
+        const fraction = Number((v / 100).toFixed(6));
+        if (fraction !== c.max_abandon_rate) { fields.max_abandon_rate = fraction; }
+      }
+      if (mode.value === "ratio" && ratio.value.trim() !== "") {
+        const r = Number(ratio.value);
+        if (!isFinite(r) || r < 0.1 || r > 5) { problem("The ratio is from 0.1 to 5."); return; }
+        if (r !== c.ratio) { fields.ratio = r; }
+      }
+      if (Object.keys(fields).length === 1) { showResult(true, "Campaign " + name + ": nothing to change."); return; }
+      act(submit, "set_campaign", fields, "change campaign " + name, (res) => {
+        box.open = false;
+        return "Campaign " + name + ": mode " + res.mode + (res.mode === "ratio" ? " (ratio " + res.ratio + ")" : "") +
+          ", abandon cap " + pct(res.max_abandon_rate) + ".";
+      });
+    });
+    box.append(form);
+    return box;
+  }
+
   function renderCampaigns() {
     const campaigns = board.campaigns || [];
     $("wb-campaigns-panel").hidden = campaigns.length === 0;
-    $("wb-campaign-tiles").replaceChildren(...campaigns.map((c) => {
+    const container = $("wb-campaign-tiles");
+    const shown = campaigns.map((c) => {
+      const t = campaignTile(c.campaign);
       const f = figuresOf("campaign:" + c.campaign);
       const day = f ? ((f.windows || {}).day || {}) : (c.today || {});
-      const tile = el("article", { class: "tile campaign", testid: "wb-campaign-" + c.campaign });
-      const head = el("header", { class: "tile-head" });
-      head.append(el("h3", {}, c.campaign),
-        el("span", { class: "badge mode", "data-enabled": c.enabled === false ? "false" : "true" },
-           (c.enabled === false ? "off \u00B7 " : "") + (c.step && c.step !== c.mode ? c.mode + " \u2192 " + c.step : (c.mode || ""))));
-      const facts = el("dl", { class: "tile-facts" });
-      const add = (label, value, testid) => { const [box, v] = fact(label, testid); v.textContent = value; facts.append(box); };
+      const modeText = (c.enabled === false && !c.paused ? "off \u00B7 " : "") +
+        (c.step && c.step !== c.mode ? c.mode + " \u2192 " + c.step : (c.mode || ""));
+      const head = [el("h3", { id: "wb-c-" + c.campaign }, c.campaign),
+        el("span", { class: "badge mode", "data-enabled": c.enabled === false ? "false" : "true", testid: "wb-campaign-mode-badge" }, modeText)];
+      if (c.paused) { head.push(el("span", { class: "badge paused", testid: "wb-campaign-paused" }, "\u2016 Paused")); }
+      const key = JSON.stringify([c.campaign, modeText, !!c.paused]);
+      if (t.head.dataset.key !== key) { t.head.replaceChildren(...head); t.head.dataset.key = key; }
+      t.tile.dataset.paused = c.paused ? "true" : "false";
+      set(t.pause, c.paused ? "\u25B6 Resume" : "\u2016 Pause");
+      t.pause.setAttribute("aria-label", (c.paused ? "Resume" : "Pause") + " campaign " + c.campaign);
+      const facts = [];
+      const add = (label, value, testid) => { const [box, v] = fact(label, testid); v.textContent = value; facts.push(box); };
       add("Dials", num(day.dials), "wb-dials");
       add("Answers", num(day.answers), "wb-answers");
       add("Contacts", num(day.contacts), "wb-contacts");
       add("Contact rate", pct(day.contact_rate), "wb-contact-rate");
       add("Abandoned today", pct(day.abandon_rate), "wb-abandon-today");
       add("Abandoned (recent)", pct(c.recent_abandon_rate), "wb-abandon-recent");
+      add("Abandon cap", pct(c.max_abandon_rate), "wb-cap");
       add("Occupancy", pct(c.occupancy), "wb-occupancy");
       add("Leads due", num(c.due_leads), "wb-due");
       add("In flight", num(c.in_flight), "wb-inflight");
       const pacer = c.mode === "preview" ? c.previews + " shown"
         : (c.pacing ? c.pacing.reason + " (" + c.pacing.dial + " now)" : DASH);
       add("Pacer", pacer, "wb-pacer");
-      tile.append(head, facts);
-      return tile;
-    }));
+      t.facts.replaceChildren(...facts);
+      return t.tile;
+    });
+    if (container.children.length !== shown.length || shown.some((n, i) => container.children[i] !== n)) {
+      container.replaceChildren(...shown);
+    }
   }
 
   // ------------------------------------------------------------------ agents
+  const agentRows = new Map();  // agent -> {tr, who, stateCell, timer, callCell, menuButton}
+
+  function agentRow(id) {
+    let r = agentRows.get(id);
+    if (r) { return r; }
+    const tr = el("tr", { testid: "wb-agent-" + id });
+    const who = el("td", { class: "agent-name", "data-label": "Agent" });
+    const stateCell = el("td", { class: "agent-state", "data-label": "State" });
+    const timer = el("td", { class: "num agent-time", "data-label": "Time", testid: "wb-agent-time" });
+    const callCell = el("td", { class: "agent-call", "data-label": "Call", testid: "wb-agent-call" });
+    const actions = el("td", { class: "agent-actions" });
+    const menuButton = el("button", { type: "button", class: "menu-button", testid: "wb-agent-actions",
+                                      "aria-haspopup": "dialog", "aria-expanded": "false", "aria-controls": "wb-agent-menu" },
+                          "Actions \u25BE");
+    menuButton.addEventListener("click", () => (menuAgent === id ? closeMenu() : openMenu(id)));
+    actions.append(menuButton);
+    tr.append(who, stateCell, timer, callCell, actions);
+    r = { tr, who, stateCell, timer, callCell, menuButton, key: "" };
+    agentRows.set(id, r);
+    return r;
+  }
+
   function renderAgents(now) {
     const agents = board.agents || [];
     const counts = {};
-    $("wb-agent-rows").replaceChildren(...agents.map((ag) => {
+    const shown = agents.map((ag) => {
       counts[ag.state] = (counts[ag.state] || 0) + 1;
-      const tr = el("tr", { testid: "wb-agent-" + ag.agent_id, "data-state": ag.state });
-      const who = el("td", { class: "agent-name", "data-label": "Agent" }, ag.name || ag.agent_id);
-      const stateCell = el("td", { class: "agent-state", "data-label": "State" });
-      const badge = el("span", { class: "badge", "data-state": ag.state });
-      badge.append(el("span", { class: "icon", "aria-hidden": "true" }, STATE_ICONS[ag.state] || "\u2022"),
-                   el("span", { testid: "wb-agent-state" }, STATE_LABELS[ag.state] || ag.state));
-      stateCell.append(badge);
-      if (ag.reason) { stateCell.append(el("span", { class: "reason", testid: "wb-agent-reason" }, ag.reason)); }
-      const timer = el("td", { class: "num agent-time", "data-label": "Time", testid: "wb-agent-time" },
-                       formatDuration(now - (ag.since || now)));
-      const callCell = el("td", { class: "agent-call", "data-label": "Call", testid: "wb-agent-call" });
-      if (ag.call) {
-        callCell.append(el("span", { class: "caller", testid: "wb-agent-caller" }, ag.call.caller || "unknown caller"));
-        if (ag.call.number && ag.call.number !== ag.call.caller) {
-          callCell.append(el("span", { class: "muted small number" }, ag.call.number));
+      const r = agentRow(ag.agent_id);
+      const name = ag.name || ag.agent_id;
+      r.tr.dataset.state = ag.state;
+      r.menuButton.setAttribute("aria-label", "Actions for " + name);
+      const rec = recordingOf(ag);
+      const key = JSON.stringify([name, ag.state, ag.reason, ag.call, rec]);
+      if (key !== r.key) {
+        r.key = key;
+        set(r.who, name);
+        const badge = el("span", { class: "badge", "data-state": ag.state });
+        badge.append(el("span", { class: "icon", "aria-hidden": "true" }, STATE_ICONS[ag.state] || "\u2022"),
+                     el("span", { testid: "wb-agent-state" }, STATE_LABELS[ag.state] || ag.state));
+        r.stateCell.replaceChildren(badge);
+        if (ag.reason) { r.stateCell.append(el("span", { class: "reason", testid: "wb-agent-reason" }, ag.reason)); }
+        r.callCell.replaceChildren();
+        if (ag.call) {
+          r.callCell.append(el("span", { class: "caller", testid: "wb-agent-caller" }, ag.call.caller || "unknown caller"));
+          if (ag.call.number && ag.call.number !== ag.call.caller) {
+            r.callCell.append(el("span", { class: "muted small number" }, ag.call.number));
+          }
+          if (ag.call.queue) { r.callCell.append(el("span", { class: "queue-tag", testid: "wb-agent-queue" }, ag.call.queue)); }
         }
-        if (ag.call.queue) { callCell.append(el("span", { class: "queue-tag", testid: "wb-agent-queue" }, ag.call.queue)); }
+        if (rec) {  // a dot and words: never the colour alone
+          const tag = el("span", { class: "rec", "data-rec": rec, testid: "wb-agent-rec" });
+          tag.append(el("span", { class: "rec-dot", "aria-hidden": "true" }, rec === "paused" ? "\u2016" : "\u25CF"),
+                     el("span", {}, rec === "paused" ? "Recording paused" : "Recording"));
+          r.callCell.append(tag);
+        }
       }
-      tr.append(who, stateCell, timer, callCell);
-      return tr;
-    }));
+      set(r.timer, formatDuration(now - (ag.since || now)));
+      return r.tr;
+    });
+    const body = $("wb-agent-rows");
+    if (body.children.length !== shown.length || shown.some((n, i) => body.children[i] !== n)) {
+      body.replaceChildren(...shown);
+    }
     const order = ["ready", "reserved", "on_call", "wrap_up", "not_ready", "logged_out"];
     set($("wb-agent-counts"), order.filter((s) => counts[s]).map((s) => counts[s] + " " + (STATE_LABELS[s] || s).toLowerCase()).join(" \u00B7 "));
+    if (menuAgent) { updateMenu(); }
+  }
+
+  // ------------------------------------------------------------------ supervisor actions
+  let notReadyReasons = [];     // from the hello result
+  const knownSkills = new Map();  // agent -> {skill: level}, as the server last confirmed them (set_skills)
+  const recordings = new Map();   // agent -> {call_id, state}, from the "recording" pushes
+  let menuAgent = null;           // the agent whose actions menu is open
+  let menuParts = null;
+
+  // "recording" or "paused" while the agent's current call is recorded, else null.
+  function recordingOf(ag) {
+    const rec = recordings.get(ag.agent_id);
+    if (!rec || !ag.call_id || rec.call_id !== ag.call_id) { return null; }
+    return rec.state === "recording" || rec.state === "paused" ? rec.state : null;
+  }
+
+  const agentOf = (id) => ((board && board.agents) || []).find((a) => a.agent_id === id) || null;
+  const agentName = (id) => { const a = agentOf(id); return (a && a.name) || id; };
+
+  // The outcome of an action, in words (and an icon: never the colour alone), in the live region.
+  function showResult(ok, text) {
+    const toast = $("wb-action-toast");
+    const p = $("wb-action-status");
+    toast.dataset.kind = ok ? "ok" : "error";
+    $("wb-action-dismiss").hidden = false;
+    p.textContent = (ok ? "\u2713 " : "\u2715 ") + text;
+  }
+  $("wb-action-dismiss").addEventListener("click", () => {
+    $("wb-action-toast").dataset.kind = "";
+    $("wb-action-status").textContent = "";
+    $("wb-action-dismiss").hidden = true;  // nothing to dismiss: out of the tab order too
+  });
+
+  // Send one action; the button is disabled while it is on its way. ``done(result)`` gives the words.
+  function act(button, type, fields, what, done) {
+    if (!conn || !conn.authenticated) { showResult(false, "Could not " + what + ": not connected to the server."); return; }
+    if (button) { button.disabled = true; }
+    conn.request(type, fields).then((res) => {
+      if (button) { button.disabled = false; }
+      showResult(true, done(res));
+      scheduleRender();
+    }, (err) => {
+      if (button) { button.disabled = false; }
+      showResult(false, "Could not " + what + ": " + (err.message || err.error_id || "refused") + ".");
+    });
+  }
+
+  function openMenu(id) {
+    closeMenu(false);
+    menuAgent = id;
+    const name = agentName(id);
+    const menu = $("wb-agent-menu");
+    const title = el("h3", { id: "wb-agent-menu-title" });
+    const close = el("button", { type: "button", class: "menu-close", testid: "wb-menu-close", "aria-label": "Close" }, "\u2715");
+    close.addEventListener("click", () => closeMenu());
+    const head = el("header", { class: "tile-head" });
+    head.append(title, close);
+
+    // force not ready, with a reason (default "supervisor")
+    const nr = el("form", { class: "menu-row" });
+    const reason = el("select", { testid: "wb-nr-reason", "aria-label": "Not-ready reason" });
+    reason.append(el("option", { value: "" }, "Reason: supervisor"));
+    for (const r of notReadyReasons) { reason.append(el("option", { value: r }, r)); }
+    const nrButton = el("button", { type: "submit", testid: "wb-act-not-ready" }, "\u2016 Force not ready");
+    nr.append(reason, nrButton);
+    nr.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const fields = { agent_id: id };
+      if (reason.value) { fields.reason = reason.value; }
+      act(nrButton, "force_not_ready", fields, "set " + name + " not ready", (res) => {
+        closeMenu();
+        const why = res.state && res.state.reason ? " (" + res.state.reason + ")" : "";
+        return res.pending ? name + " will be not ready" + why + " when this call's work ends."
+          : name + " is now not ready" + why + ".";
+      });
+    });
+
+    const logout = el("button", { type: "button", testid: "wb-act-logout" }, "\u25CB Log out\u2026");
+    logout.addEventListener("click", () => confirmStep("Log " + name + " out?", "Log out", () =>
+      act(null, "force_logout", { agent_id: id }, "log " + name + " out", (res) => {
+        closeMenu();
+        return res.pending ? name + " will be logged out when this call's work ends." : name + " is now logged out.";
+      })));
+    const skills = el("button", { type: "button", testid: "wb-act-skills", "aria-expanded": "false" }, "\u270E Edit skills\u2026");
+    const basic = el("div", { class: "menu-row" });
+    basic.append(logout, skills);
+
+    // listen / whisper / barge: only while the agent is on a call
+    const monitor = el("div", { class: "menu-row", role: "group", "aria-label": "Monitor the call", testid: "wb-monitor" });
+    const verbs = { listen: "listen to", whisper: "whisper to", barge: "barge into" };
+    for (const [mode, label] of [["listen", "Listen"], ["whisper", "Whisper"], ["barge", "Barge\u2026"]]) {
+      const b = el("button", { type: "button", testid: "wb-act-" + mode }, "\u260E " + label);
+      const send = () => act(b, "monitor", { agent_id: id, mode: mode }, verbs[mode] + " " + name + "'s call", (res) => {
+        closeMenu();
+        return "Calling your phone (" + res.endpoint + ") to " + verbs[mode] + " " + name + "'s call: answer it to join.";
+      });
+      b.addEventListener("click", mode === "barge"
+        ? () => confirmStep("Barge into " + name + "'s call? The caller and the agent will both hear you.", "Barge", send)
+        : send);
+      monitor.append(b);
+    }
+
+    const confirm = el("div", { class: "menu-confirm", role: "group", testid: "wb-confirm", "aria-labelledby": "wb-confirm-text" });
+    confirm.hidden = true;
+    const form = skillsForm(id, name);
+    form.hidden = true;
+    skills.addEventListener("click", () => {
+      form.hidden = !form.hidden;
+      skills.setAttribute("aria-expanded", form.hidden ? "false" : "true");
+      if (!form.hidden) { const first = form.querySelector("input"); if (first) { first.focus(); } }
+    });
+    menu.replaceChildren(head, nr, basic, monitor, confirm, form);
+    menuParts = { title, monitor, confirm, nrButton, logout, name };
+    menu.hidden = false;
+    const row = agentRows.get(id);
+    if (row) { row.menuButton.setAttribute("aria-expanded", "true"); }
+    updateMenu();
+    nrButton.focus();
+  }
+
+  // A confirmation inside the page (no window.confirm): the action runs only on the second click.
+  function confirmStep(question, yesLabel, run) {
+    const box = menuParts.confirm;
+    const yes = el("button", { type: "button", class: "stop", testid: "wb-confirm-yes" }, yesLabel);
+    const no = el("button", { type: "button", testid: "wb-confirm-no" }, "Cancel");
+    yes.addEventListener("click", () => { box.hidden = true; run(); });
+    no.addEventListener("click", () => { box.hidden = true; });
+    box.replaceChildren(el("p", { id: "wb-confirm-text" }, question), yes, no);
+    box.hidden = false;
+    yes.focus();
+  }
+
+  function updateMenu() {
+    const ag = agentOf(menuAgent);
+    if (!ag || !menuParts) { closeMenu(); return; }
+    set(menuParts.title, menuParts.name + " \u00B7 " + (STATE_LABELS[ag.state] || ag.state) + (ag.reason ? " (" + ag.reason + ")" : ""));
+    menuParts.monitor.hidden = ag.state !== "on_call";
+    const out = ag.state === "logged_out";
+    menuParts.nrButton.disabled = out;
+    menuParts.logout.disabled = out;
+  }
+
+  function closeMenu(refocus) {
+    const id = menuAgent;
+    menuAgent = null;
+    menuParts = null;
+    $("wb-agent-menu").hidden = true;
+    $("wb-agent-menu").replaceChildren();
+    const row = id ? agentRows.get(id) : null;
+    if (row) {
+      row.menuButton.setAttribute("aria-expanded", "false");
+      if (refocus !== false) { row.menuButton.focus(); }
+    }
+  }
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && menuAgent) { closeMenu(); } });
+
+  // The agent's whole new set of skills: name and level (1-10) rows, prefilled with what the server last
+  // confirmed for this agent on this page (the wallboard push carries queues, not skills).
+  function skillsForm(id, name) {
+    const form = el("form", { class: "skills-form", testid: "wb-skills-form", novalidate: "" });
+    form.append(el("p", { class: "muted small" }, "The agent's whole set of skills (levels 1-10). Until the server restarts: " +
+                          "the configuration keeps the lasting ones."));
+    const rows = el("div", { class: "skill-rows" });
+    const addRow = (skill, level) => {
+      const row = el("div", { class: "skill-row", testid: "wb-skill-row" });
+      const n = el("input", { testid: "wb-skill-name", "aria-label": "Skill", maxlength: "64", pattern: "[A-Za-z0-9_.\\-]{1,64}",
+                              placeholder: "skill" });
+      const l = el("input", { type: "number", min: "1", max: "10", step: "1", inputmode: "numeric", testid: "wb-skill-level",
+                              "aria-label": "Level" });
+      n.value = skill || "";
+      l.value = level ? String(level) : "5";
+      const remove = el("button", { type: "button", testid: "wb-skill-remove", "aria-label": "Remove this skill" }, "\u2715");
+      remove.addEventListener("click", () => row.remove());
+      row.append(n, l, remove);
+      rows.append(row);
+    };
+    const known = knownSkills.get(id);
+    if (known && Object.keys(known).length) {
+      for (const [s, lv] of Object.entries(known)) { addRow(s, lv); }
+    } else { addRow("", 5); }
+    const err = el("p", { class: "field-error", testid: "wb-skills-error", role: "alert" });
+    err.hidden = true;
+    const buttons = el("div", { class: "row" });
+    const more = el("button", { type: "button", testid: "wb-skill-add" }, "+ Add skill");
+    more.addEventListener("click", () => addRow("", 5));
+    const save = el("button", { type: "submit", class: "go", testid: "wb-skills-save" }, "Save skills");
+    buttons.append(more, save);
+    form.append(rows, err, buttons);
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const skills = {};
+      err.hidden = true;
+      for (const row of rows.querySelectorAll(".skill-row")) {
+        const [n, l] = row.querySelectorAll("input");
+        const s = n.value.trim();
+        if (!s && !l.value.trim()) { continue; }
+        const level = Number(l.value);
+        let problem = null;
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(s)) { problem = "A skill name is letters, digits, '.', '_' or '-'."; }
+        else if (s in skills) { problem = "Skill " + s + " is listed twice."; }
+        else if (!Number.isInteger(level) || level < 1 || level > 10) { problem = "The level of " + s + " is a whole number from 1 to 10."; }
+        if (problem) { err.textContent = problem; err.hidden = false; n.focus(); return; }
+        skills[s] = level;
+      }
+      act(save, "set_skills", { agent_id: id, skills: skills }, "change " + name + "'s skills", (res) => {
+        knownSkills.set(id, res.skills || skills);
+        closeMenu();
+        const list = Object.entries(res.skills || {}).map(([s, lv]) => s + " " + lv).join(", ") || "none";
+        return name + "'s skills: " + list + "; works " + ((res.queues || []).join(", ") || "no queue") + ".";
+      });
+    });
+    return form;
   }
 
   // ------------------------------------------------------------------ health, sound, announcements
@@ -606,6 +976,6 @@
     renderHealth(board.health || {}, now, board.warnings || []);
   }
 
-  window.CTI_WALLBOARD = { streams: streams, thresholds: () => thresholds, beeps: () => beeps };
+  window.CTI_WALLBOARD = { streams: streams, thresholds: () => thresholds, beeps: () => beeps, recordings: recordings };
   setInterval(render, 1000);
 })();
