@@ -106,6 +106,11 @@ class Recordings(Reactive):
     def __len__(self) -> int:
         return len(self._active)
 
+    def states_by_agent(self) -> dict[str, tuple[str, str]]:
+        """agent -> (call id, state) of the recordings under way (for the wallboard: a screen opened in the
+        middle of a recorded call shows it at once, not from its next change)."""
+        return {rec.agent_id: (rec.call_id, rec.state) for rec in self._active.values() if rec.state in ACTIVE}
+
     # ------------------------------------------------------------------ console
     def set_paused(self, rec: Recording, paused: bool, now: float, by: str) -> Outputs:
         """The pause state Asterisk confirmed (the console's MixMonitorMute answered Success, or its event):

@@ -275,7 +275,8 @@ class CtiServer:
         now = self.now()
         return wallboard(self.acd, self.health, self.recorder, now,
                          self.dialer.figures(now) if self.dialer is not None else None,
-                         warnings=self.components.agent_feed.warnings(), pops=self.agent_pops)
+                         warnings=self.components.agent_feed.warnings(), pops=self.agent_pops,
+                         recordings=self.recordings.states_by_agent() if self.recordings is not None else None)
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None

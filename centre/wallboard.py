@@ -54,11 +54,13 @@ def caller_of(pop: Mapping[str, Any] | None, number: str) -> str:
 def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: float,
               campaigns: list[dict[str, Any]] | None = None, *,
               warnings: list[dict[str, Any]] | None = None,
-              pops: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+              pops: Mapping[str, Mapping[str, Any]] | None = None,
+              recordings: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up);
     ``campaigns``: the dialer's live figures (``Dialer.figures``), each given its queue's occupancy;
     ``warnings``: the dialer's latest, for the supervisors, as ``warnings`` when there are any; ``pops``:
-    agent -> the pop it was last sent (an agent's ``call`` then names the caller as the pop does)."""
+    agent -> the pop it was last sent (an agent's ``call`` then names the caller as the pop does);
+    ``recordings``: agent -> (call id, state) of the recordings under way (its ``call`` then has ``recording``)."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -79,6 +81,9 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
                 pop = None  # the pop of another call
             call = {"caller": caller_of(pop, snap.call.caller_num), "number": snap.call.caller_num,
                     "queue": snap.call.queue}
+            rec = (recordings or {}).get(agent_id)
+            if rec is not None and rec[0] == snap.call.call_id:
+                call["recording"] = rec[1]  # starting, recording or paused
         agents.append({"agent_id": agent_id, "name": snap.name, "state": snap.state.value,
                        "reason": snap.reason or None, "since": snap.since,
                        "call_id": snap.call.call_id if snap.call else None, "call": call,

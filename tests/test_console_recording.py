@@ -45,6 +45,9 @@ def test_recorded_queue_starts_mixmonitor_on_answer_and_pauses_for_a_card_number
             assert caller.mixmonitors == [path]  # the simulated PBX records that file
             seen = await sup.wait_push("recording", lambda m: m["state"] == "recording")
             assert (seen["agent_id"], seen["path"]) == ("1001", path)
+            # a wallboard opened now sees it too, in the agent's call (not only from the next push)
+            [agent] = [a for a in stack.server.wallboard()["agents"] if a["agent_id"] == "1001"]
+            assert agent["call"]["recording"] == "recording"
 
             mark = len(stack.sender.sent)
             reply = await c.request("recording_pause")

@@ -678,10 +678,12 @@
   let menuParts = null;
 
   // "recording" or "paused" while the agent's current call is recorded, else null.
+  // The latest "recording" push for the call wins; else the wallboard frame's own (a screen opened
+  // in the middle of a recorded call).
   function recordingOf(ag) {
     const rec = recordings.get(ag.agent_id);
-    if (!rec || !ag.call_id || rec.call_id !== ag.call_id) { return null; }
-    return rec.state === "recording" || rec.state === "paused" ? rec.state : null;
+    const state = rec && ag.call_id && rec.call_id === ag.call_id ? rec.state : (ag.call && ag.call.recording);
+    return state === "recording" || state === "paused" ? state : null;
   }
 
   const agentOf = (id) => ((board && board.agents) || []).find((a) => a.agent_id === id) || null;
