@@ -28,6 +28,8 @@ from cti.config_types import Loc
 # memory, or never ends. Aliases may add at most this many values to those written in the file.
 ALIAS_BUDGET = 100_000
 MAX_DEPTH = 64  # nesting of mappings and lists; a valid configuration nests about ten deep
+MAX_INT_DIGITS = 1000  # Python refuses to convert more than 4300 (a ValueError inside the YAML constructor)
+_INT_TAG = "tag:yaml.org,2002:int"
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_WORDS = ("secret", "password", "token", "key")
 
@@ -118,6 +120,9 @@ def graph_problem(root: yaml.Node) -> tuple[int, Loc, str] | None:
             continue
         if key in size:
             continue
+        if node.tag == _INT_TAG and isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_INT_DIGITS:
+            return (node.start_mark.line + 1, _path_to(root, node),
+                    f"a number of {len(node.value)} digits (at most {MAX_INT_DIGITS})")
         on_path.add(key)
         stack.append((node, True))
         for _, child in _children(node):
@@ -344,6 +349,8 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
         line = mark.line + 1 if mark is not None else None
         problem_text = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([ConfigIssue(filename, line, "", f"not valid YAML: {problem_text}")]) from None
+    except ValueError as exc:  # a constructor's conversion that slipped past the checks above
+        raise ConfigError([ConfigIssue(filename, None, "", f"not valid YAML: {exc}")]) from None
     except RecursionError:  # the composer recurses per level: [[[[...]]]] a thousand deep
         raise ConfigError([ConfigIssue(filename, None, "", f"not valid YAML here: nests more than {MAX_DEPTH} "
                                        "levels deep")]) from None

@@ -8,6 +8,7 @@ settings: derandomized (the same examples on every run, so CI is reproducible) a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, settings
@@ -53,8 +54,13 @@ def junk(max_size: int = 2000) -> st.SearchStrategy[bytes]:
     return st.binary(max_size=max_size)
 
 
+# CTI_FUZZ_SCALE=20 runs twenty times the examples, with fresh random ones (a deeper run by hand; CI keeps 1).
+SCALE = float(os.environ.get("CTI_FUZZ_SCALE", "1"))
+
+
 def fuzz_settings(max_examples: int, deadline_ms: int = 2000) -> settings:
     """Reproducible (derandomized) with a per-example deadline: a hang or a slow path fails the test."""
-    return settings(max_examples=max_examples, derandomize=True, deadline=deadline_ms, database=None,
+    return settings(max_examples=max(1, int(max_examples * SCALE)), derandomize=SCALE == 1, deadline=deadline_ms,
+                    database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])

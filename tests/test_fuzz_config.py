@@ -66,6 +66,7 @@ hostile = st.sampled_from([
 @example(text="a: &a [*a]\n")  # RecursionError before
 @example(text="x: " + "[" * 3000 + "]" * 3000 + "\n")  # RecursionError before
 @example(text="- " * 2000 + "1\n")  # RecursionError before
+@example(text="x: " + "9" * 5000 + "\n" + SEEDS[0].decode())  # ValueError from int() in the YAML constructor
 def test_loader_returns_a_config_or_clear_issues(text: str) -> None:
     check(text)
 
