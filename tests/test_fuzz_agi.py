@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -36,6 +37,8 @@ TRANSCRIPT = (Path(FIXTURES) / "fastagi.txt").read_bytes()
 ENV_BLOCK = TRANSCRIPT[: TRANSCRIPT.index(b"\n\n") + 2]
 REPLY_LINES = [line for line in TRANSCRIPT[len(ENV_BLOCK):].split(b"\n") if line][:40]
 MAX_LINE = 256
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def feed(codec: AgiServerCodec, data: bytes, cuts: list[int]) -> tuple[list[object], str | None]:

@@ -24,6 +24,8 @@ EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 SEEDS = [p.read_bytes() for p in EXAMPLES]
 NAME = "fuzz.yaml"
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def bomb(levels: int, width: int = 9, key: str = "lol") -> str:
     """The "billion laughs": each anchor a list of ``width`` aliases of the one before."""

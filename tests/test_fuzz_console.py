@@ -11,6 +11,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -23,6 +24,8 @@ from tests.fuzzing import fuzz_settings, mutate, mutated
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_VALUE = "pw-SECRET-4242"
 ERROR_IDS = {"bad-frame", "bad-json", "bad-message", "unsupported-version", "unknown-type", "invalid-params"}
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def documented_frames() -> list[str]:
@@ -58,7 +61,25 @@ FRAMES = [frame.replace('"..."', f'"{SECRET_VALUE}"') for frame in documented_fr
 assert len(FRAMES) >= 14
 SEEDS = [f.encode() for f in FRAMES]
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=80)
+    | st.sampled_from(["2026-03-01T14:30:00Z", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "sales",
+                       "queue:sales", "PJSIP/1001", "+15551230002", "", "\u0000", "\ud800"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12)
+
+
+@st.composite
+def edited_objects(draw: st.DrawFn) -> str:
+    """A valid frame with one field replaced by (or one field added with) any JSON value."""
+    obj = json.loads(draw(st.sampled_from(FRAMES)))
+    key = draw(st.sampled_from([*obj, "extra", "callback", "resume", "skills"]))
+    obj[key] = draw(json_values)
+    return json.dumps(obj)
+
+
 frames = st.one_of(
+    edited_objects(),
     st.text(max_size=200),
     mutated(SEEDS, 5).map(lambda b: b.decode("utf-8", "replace")),
     st.sampled_from(SEEDS).flatmap(lambda s: mutate(s, 2)),  # bytes: binary frames

@@ -42,6 +42,8 @@ LEADS = [
 ]
 DNC = [b"number\n2125550100\n+442079460000\n", b"2125550100\n2125550101\n"]
 
+pytestmark = pytest.mark.timeout(60)
+
 
 class Stores:
     def __init__(self) -> None:

@@ -376,6 +376,8 @@ class AMIParser:
                 continue
             while block.startswith(b"\r\n"):
                 block = block[2:]
+            while block.endswith(b"\r\n"):  # a region cut between overlapping separators ("\r\n" * 3)
+                block = block[:-2]
             if not block:
                 continue
             if len(block) > self._max:
