@@ -121,3 +121,17 @@ def test_mutated_streams_parse_the_same_at_any_split(data: bytes, cut_points: li
     """Junk and mutated transcripts give the same items whatever the read boundaries."""
     whole = snapshot(parse_split(data, [], expect_banner=banner))
     assert snapshot(parse_split(data, cut_points, expect_banner=banner)) == whole
+
+
+@pytest.mark.parametrize("line", [b"Key:x y", b"Key:x y: z", b"Application:\x00 AppDial2", b"K:\xc3\xa9 \xc3\xa9"])
+def test_a_header_without_a_space_after_its_colon_reads_the_same_on_both_paths(line: bytes) -> None:
+    """Found by the split fuzz: "Key:x y" (no space after the first ':' but one later) was the key "Key:x y"
+    on the fast path and "Key" = "x y" line by line (a leading blank line, another read boundary)."""
+    data = b"Event: Newexten\r\n" + line + b"\r\nUniqueid: 1.2\r\n\r\n"
+    fast = AMIParser(expect_banner=False).feed(data)
+    careful = AMIParser(expect_banner=False).feed(b"\r\n" + data)
+    assert snapshot(fast) == snapshot(careful)
+    key = line.split(b":")[0].decode()
+    again = AMIParser(expect_banner=False).feed(data)[0]
+    assert isinstance(again, AMIMessage) and isinstance(careful[0], AMIMessage)
+    assert again.get(key) == careful[0].get(key) and again.get("Uniqueid") == "1.2"
