@@ -156,7 +156,9 @@ def test_interpreter_ends_every_call_whatever_the_replies(flow: str, replies: li
                 actions += session.on_hangup(now)
         if not events:  # half a 520 block: the rest never comes
             actions = session.on_failure("idle timeout", now)
-    assert session.completed is not None and session.completed.outcome
+    done = session.completed
+    assert done is not None and done.outcome
+    assert done.outcome != "error" or done.reason.strip()  # an error says what went wrong
     assert session.on_reply(AgiReply(200, "1"), now) == [] and session.on_hangup(now) == []
 
 
