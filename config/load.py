@@ -172,6 +172,32 @@ def _path_to(root: yaml.Node, target: yaml.Node) -> Loc:
     return ()
 
 
+def duplicate_keys(root: yaml.Node) -> list[tuple[Loc, int, str]]:
+    """(key path, line, message) of each key written twice in one mapping: YAML keeps only the last one, so
+    the first would be ignored without a word. Each node is visited once (aliases share theirs)."""
+    out: list[tuple[Loc, int, str]] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, Loc]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                    line = key_node.start_mark.line + 1
+                    if key_node.value in first:
+                        out.append(((*loc, key_node.value), line,
+                                    f"duplicate key (also on line {first[key_node.value]}); YAML would keep only "
+                                    "the last one"))
+                    else:
+                        first[key_node.value] = line
+        stack.extend((child, (*loc, k)) for k, child in _children(node) if k is not None)
+    return out
+
+
 def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
     """Line of ``loc``, or of its nearest ancestor that is in the file."""
     probe = tuple(loc)
@@ -364,6 +390,8 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
     env_issues: list[tuple[Loc, str]] = []
     data = _expand_env(data, (), env_issues)
     issues = [ConfigIssue(filename, line_of(lines, loc), format_loc(loc), msg) for loc, msg in env_issues]
+    if root is not None:
+        issues += [ConfigIssue(filename, line, format_loc(loc), msg) for loc, line, msg in duplicate_keys(root)]
     try:
         cfg = CtiConfig.model_validate(data)
     except ValidationError as exc:

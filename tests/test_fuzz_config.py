@@ -103,3 +103,12 @@ def test_a_file_that_is_not_utf8_is_refused_with_a_reason(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and "UnicodeDecodeError" in str(info.value)
+
+
+def test_a_key_written_twice_is_an_error_naming_both_lines() -> None:
+    """YAML keeps the last of two equal keys; the loader says so instead of ignoring the first in silence."""
+    text = SEEDS[0].decode().replace("    username: cti\n", "    username: cti\n    username: other\n", 1)
+    result = check(text)
+    assert isinstance(result, ConfigError)
+    line = text.splitlines().index("    username: other") + 1
+    assert f"{NAME}:{line} asterisk[0].username: duplicate key (also on line {line - 1})" in str(result)
