@@ -23,7 +23,7 @@ from centre.database import upgrade
 from cti.db import make_engine
 from dialer.lead_import import LeadFileError, import_dnc, import_leads, parse_mapping
 from dialer.store import DncStore, LeadStore
-from screenpop.importer import import_csv
+from screenpop.importer import header_problem, import_csv
 from screenpop.store import CustomerStore
 from tests.fuzzing import fuzz_settings, junk, mutated
 
@@ -92,7 +92,11 @@ def check_rows(rows: list[tuple[int, str]], data: bytes) -> None:
 @example(data=CUSTOMERS[0] + b"C3," + b"x" * 200_000 + b"\n")  # a field over csv's limit
 def test_customer_import_reports_every_bad_row(data: bytes) -> None:
     s = stores()
-    report = import_csv(s.write(data), s.customers)
+    path = s.write(data)
+    problem = header_problem(path)  # what `cti customers import` checks before it opens the database
+    assert problem is None or (problem[0] >= 1 and problem[1].strip())
+    report = import_csv(path, s.customers)
+    assert (problem is None) or report.bad_rows[0] == problem
     check_rows(report.bad_rows, data)
     assert report.imported + report.updated + report.skipped + len(report.bad_rows) >= report.rows_read - 1
 
