@@ -23,6 +23,13 @@ from pydantic.fields import FieldInfo
 from config.schema import CtiConfig
 from cti.config_types import Loc
 
+# YAML aliases share a node, so a short file can stand for billions of values ("billion laughs") or for a
+# value that contains itself; walking that (line numbers, ${ENV}, validation) takes exponential time and
+# memory, or never ends. Aliases may add at most this many values to those written in the file.
+ALIAS_BUDGET = 100_000
+MAX_DEPTH = 64  # nesting of mappings and lists; a valid configuration nests about ten deep
+MAX_INT_DIGITS = 1000  # Python refuses to convert more than 4300 (a ValueError inside the YAML constructor)
+_INT_TAG = "tag:yaml.org,2002:int"
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_WORDS = ("secret", "password", "token", "key")
 
@@ -77,6 +84,118 @@ def _line_map(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _line_map(item, (*loc, i), out)
+
+
+def _children(node: yaml.Node) -> list[tuple[str | int | None, yaml.Node]]:
+    """(key or index, child) of a collection node; a mapping's key nodes come with the key None."""
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[str | int | None, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.tag)
+            out += [(None, key_node), (str(key), value_node)]
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return list(enumerate(node.value))
+    return []
+
+
+def graph_problem(root: yaml.Node) -> tuple[int, Loc, str] | None:
+    """(line, key path, what is wrong) if the composed YAML is a value that contains itself, nests deeper
+    than ``MAX_DEPTH`` or, through aliases, stands for ``ALIAS_BUDGET`` values more than the file holds.
+
+    Linear in the number of distinct nodes (sizes and heights are counted once per node, not per alias)
+    and without recursion, so a bomb is refused in milliseconds."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            kids = [child for _, child in _children(node)]
+            size[key] = 1 + sum(size[id(c)] for c in kids)
+            height[key] = 1 + max((height[id(c)] for c in kids), default=0)
+            continue
+        if key in size:
+            continue
+        if node.tag == _INT_TAG and isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_INT_DIGITS:
+            return (node.start_mark.line + 1, _path_to(root, node),
+                    f"a number of {len(node.value)} digits (at most {MAX_INT_DIGITS})")
+        on_path.add(key)
+        stack.append((node, True))
+        for _, child in _children(node):
+            if id(child) in on_path:
+                return (child.start_mark.line + 1, _path_to(root, child),
+                        "a value contains itself through an alias (a recursive anchor); write it out instead")
+            if id(child) not in size:
+                stack.append((child, False))
+    if height[id(root)] > MAX_DEPTH:
+        node, loc = _descend(root, lambda n: height[id(n)], MAX_DEPTH)
+        return node.start_mark.line + 1, loc, f"nests more than {MAX_DEPTH} levels deep"
+    if size[id(root)] > len(size) + ALIAS_BUDGET:
+        node, loc = _descend(root, lambda n: size[id(n)], None, ALIAS_BUDGET)
+        return (node.start_mark.line + 1, loc,
+                f"aliases expand this value to {size[id(node)]:,} values (more than {ALIAS_BUDGET:,} beyond "
+                "those written in the file: an alias bomb?); write the values out instead")
+    return None
+
+
+def _descend(root: yaml.Node, measure: typing.Callable[[yaml.Node], int], steps: int | None,
+             floor: int = 0) -> tuple[yaml.Node, Loc]:
+    """From ``root``, follow the child with the largest ``measure`` (``steps`` times, or while it exceeds
+    ``floor``); the node reached and its key path."""
+    node, loc = root, ()
+    while steps is None or len(loc) < steps:
+        kids = [(k, c) for k, c in _children(node) if k is not None]
+        if not kids:
+            break
+        k, child = max(kids, key=lambda kc: measure(kc[1]))
+        if steps is None and measure(child) <= floor:
+            break
+        node, loc = child, (*loc, k)
+    return node, loc  # type: ignore[return-value]
+
+
+def _path_to(root: yaml.Node, target: yaml.Node) -> Loc:
+    """Key path of the first occurrence of ``target`` under ``root`` (breadth first, each node once)."""
+    seen = {id(root)}
+    queue: list[tuple[yaml.Node, Loc]] = [(root, ())]
+    for node, loc in queue:
+        if node is target:
+            return loc
+        for k, child in _children(node):
+            if k is not None and id(child) not in seen:
+                seen.add(id(child))
+                queue.append((child, (*loc, k)))
+    return ()
+
+
+def duplicate_keys(root: yaml.Node) -> list[tuple[Loc, int, str]]:
+    """(key path, line, message) of each key written twice in one mapping: YAML keeps only the last one, so
+    the first would be ignored without a word. Each node is visited once (aliases share theirs)."""
+    out: list[tuple[Loc, int, str]] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, Loc]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                    line = key_node.start_mark.line + 1
+                    if key_node.value in first:
+                        out.append(((*loc, key_node.value), line,
+                                    f"duplicate key (also on line {first[key_node.value]}); YAML would keep only "
+                                    "the last one"))
+                    else:
+                        first[key_node.value] = line
+        stack.extend((child, (*loc, k)) for k, child in _children(node) if k is not None)
+    return out
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
@@ -246,12 +365,21 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        problem = graph_problem(root) if root is not None else None
+        if problem is not None:
+            line, loc, what = problem
+            raise ConfigError([ConfigIssue(filename, line, format_loc(loc), what)])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(filename, line, "", f"not valid YAML: {problem}")]) from None
+        problem_text = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(filename, line, "", f"not valid YAML: {problem_text}")]) from None
+    except ValueError as exc:  # a constructor's conversion that slipped past the checks above
+        raise ConfigError([ConfigIssue(filename, None, "", f"not valid YAML: {exc}")]) from None
+    except RecursionError:  # the composer recurses per level: [[[[...]]]] a thousand deep
+        raise ConfigError([ConfigIssue(filename, None, "", f"not valid YAML here: nests more than {MAX_DEPTH} "
+                                       "levels deep")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -262,6 +390,8 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
     env_issues: list[tuple[Loc, str]] = []
     data = _expand_env(data, (), env_issues)
     issues = [ConfigIssue(filename, line_of(lines, loc), format_loc(loc), msg) for loc, msg in env_issues]
+    if root is not None:
+        issues += [ConfigIssue(filename, line, format_loc(loc), msg) for loc, line, msg in duplicate_keys(root)]
     try:
         cfg = CtiConfig.model_validate(data)
     except ValidationError as exc:

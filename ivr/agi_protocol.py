@@ -242,6 +242,7 @@ _ENV_LINES = re.compile(r"^(agi_[A-Za-z0-9_]{1,64}):(?: (.*))?$", re.MULTILINE) 
 _REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
 _RESULT = re.compile(r"^result=(\S*)(?: \((.*)\))?$")
 _ENDPOS = re.compile(r"^(.*) endpos=(-?\d+)$")
+_MAX_ENDPOS_DIGITS = 20  # an off_t; int() of a longer run is slow and, past 4300 digits, raises ValueError
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control bytes other than tab, LF, CR
 
 
@@ -252,7 +253,8 @@ def parse_reply_line(text: str) -> AgiReply:
         if rest.lstrip("-").isdecimal():  # "200 result=1"
             return AgiReply(200, rest, None, None, text[4:])
         result, sep, pos = rest.partition(" endpos=")  # "200 result=49 endpos=4000" (STREAM FILE)
-        if sep and result.lstrip("-").isdecimal() and (pos[1:] if pos[:1] == "-" else pos).isdecimal():
+        if sep and result.lstrip("-").isdecimal() and (pos[1:] if pos[:1] == "-" else pos).isdecimal() \
+                and len(pos) <= _MAX_ENDPOS_DIGITS:
             return AgiReply(200, result, None, int(pos), text[4:11 + len(result)])
     return parse_reply_line_general(text)
 
@@ -268,6 +270,8 @@ def parse_reply_line_general(text: str) -> AgiReply:
     endpos: int | None = None
     e = _ENDPOS.match(rest)
     if e:
+        if len(e.group(2)) > _MAX_ENDPOS_DIGITS:
+            raise AgiProtocolError(f"200 reply with an endpos of {len(e.group(2))} digits {_clip(text)}")
         rest, endpos = e.group(1), int(e.group(2))
     r = _RESULT.match(rest)
     if not r:
@@ -302,6 +306,11 @@ class AgiServerCodec:
         self._env: dict[str, str] = {}
         self._latin1: set[str] = set()
         self._usage: list[str] | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete line (bounded by ``max_line_bytes``)."""
+        return len(self._buffer)
 
     def send(self, command: AgiCommand) -> bytes:
         """Bytes for ``command``; it becomes the outstanding command."""

@@ -376,6 +376,8 @@ class AMIParser:
                 continue
             while block.startswith(b"\r\n"):
                 block = block[2:]
+            while block.endswith(b"\r\n"):  # a region cut between overlapping separators ("\r\n" * 3)
+                block = block[:-2]
             if not block:
                 continue
             if len(block) > self._max:
@@ -477,15 +479,20 @@ class _LazyMessage(_WireMessage):
 
     Most events are dispatched on their name alone (``kind`` and ``name`` are set when the message is
     split off) and many are never read further (VarSet, Newexten, ...), so building every header list
-    up front is wasted work. The first access to anything else parses the text (every line holds
-    ``": "``, checked by the parser) and turns the object into a ``_ParsedMessage``, which has the same
+    up front is wasted work. The first access to anything else parses the text (every line holds a
+    ``:`` after a key, checked by the parser) and turns the object into a ``_ParsedMessage``, which has the same
     layout. Behaviour is the same as an ``AMIMessage`` built from the same headers.
     """
 
     __slots__ = ()
 
     def _parse(self) -> None:
-        headers = [line.partition(": ")[::2] for line in self._text.split("\r\n")]
+        lines = self._text.split("\r\n")
+        headers = [line.partition(": ")[::2] for line in lines]
+        for i, (key, _) in enumerate(headers):
+            if ":" in key:  # "Key:x y": its first ':' has no space after it; read it as the careful path does
+                key, _, value = lines[i].partition(":")
+                headers[i] = (key, value[1:] if value[:1] == " " else value)
         # Built back to front so that the FIRST value of a repeated key wins (as setdefault would).
         index = {key.lower(): value for key, value in reversed(headers)}
         _HEADERS_SLOT.__set__(self, headers)
@@ -507,7 +514,7 @@ class _LazyMessage(_WireMessage):
             pos = text.find("\r\n" + probe)
             if pos < 0:
                 low = "\r\n" + text.lower()
-                if low.find("\r\n" + probe.lower()) < 0:
+                if low.find("\r\n" + key.lower() + ":") < 0:  # not even "Key:x" (no space after ':')
                     return None
                 self._parse()
                 return self._index.get(key.lower())
