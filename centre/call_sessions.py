@@ -27,7 +27,7 @@ from cti.bus import Outputs, Reactive
 from cti.commands import PushToAgent
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
 from cti.events import CallBridged, CallEnded, CallQueued, CallTransferred, ChannelAnswered, DialStarted
-from cti.sessions import CallSession, SessionError, SessionState, SessionTrigger
+from cti.sessions import CallSession, SessionError, SessionState, SessionTrigger, end_hold
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +262,18 @@ class CallSessions(Reactive):
         if session is None:
             pass
         elif event.agent_id and session.agent_id == event.agent_id and session.state is not S.RINGING:
+            talk_end = event.answered_at + event.talk if event.answered_at is not None else event.ts
+            if session.state is S.HELD:  # the call ended on hold: that hold ends with it
+                end_hold(session, talk_end)
             self._end_part(session, out)
             del self._calls[key]
+            fields: dict[str, Any] = {}
             if session.part > 1 and event.answered_at is not None:  # a later part ends with its talk
-                out.append(InteractionWrite(interaction_key(session), {"ended_at": event.answered_at + event.talk}))
+                fields["ended_at"] = talk_end
+            if session.holds:  # the part's holds (the hold statistics are rebuilt from them)
+                fields.update(hold_seconds=session.held_total, hold_count=session.holds, hold_max=session.hold_max)
+            if fields:
+                out.append(InteractionWrite(interaction_key(session), fields))
         elif not self.tracks(event.server, event.uniqueid):
             del self._calls[key]
         return out

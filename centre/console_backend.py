@@ -64,7 +64,7 @@ from cti.contract import (
     inherited,
 )
 from cti.events import CallHoldChanged
-from cti.sessions import CallSession, SessionError, SessionTrigger
+from cti.sessions import CallSession, SessionError, SessionTrigger, end_hold
 from dialer.preview import PreviewError
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class ServerConsoleBackend:
         await self._apply(Bridge(self.ref(agent_id, "retrieve"), live.queued.server, live.agent_channel,
                                  live.queued.channel))
         if self._move(live, SessionTrigger.RETRIEVE):
-            live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
+            end_hold(live, self.server.now())  # since: when the hold began
             self._held(live, False)
         return self._push_call(live)
 
