@@ -43,6 +43,7 @@ class HandledCall(NamedTuple):
     call_id: str
     interaction_key: str
     number: str = ""  # the customer's number (a "do not call" disposition puts it on the do-not-call list)
+    queue: str = ""  # the queue it came through
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,7 @@ class CallSessions(Reactive):
         parts = (event.server, session.queued.call_id)
         session.part = self._parts[parts] = self._parts.get(parts, 0) + 1
         self.last_call[event.agent_id] = HandledCall(event.server, session.queued.call_id, interaction_key(session),
-                                                   session.queued.caller_num)
+                                                   session.queued.caller_num, session.queued.queue)
         return [frame(session), self._interaction(session, event.agent_id)]
 
     def _interaction(self, session: CallSession, agent_id: str) -> InteractionWrite:
@@ -294,6 +295,7 @@ class CallSessions(Reactive):
         if not ringing:
             parts = (q.server, q.call_id)
             session.part = self._parts[parts] = max(1, self._parts.get(parts, 0))
-            self.last_call[session.agent_id] = HandledCall(q.server, q.call_id, interaction_key(session))
+            self.last_call[session.agent_id] = HandledCall(q.server, q.call_id, interaction_key(session),
+                                                           queue=q.queue)
         # the reconnecting console gets the call frame, then the caller's pop again (without the IVR path, lost)
         return [frame(session), SessionAdopted(session, "queued" if ringing else "answered")]

@@ -63,7 +63,7 @@ from cti.contract import (
     TRANSFER_CONTEXT,
     inherited,
 )
-from cti.events import CallHoldChanged
+from cti.events import AgentCallbackScheduled, CallHoldChanged
 from cti.sessions import CallSession, SessionError, SessionTrigger, end_hold
 from dialer.preview import PreviewError
 
@@ -410,10 +410,23 @@ class ServerConsoleBackend:
             raise ConsoleError("bad-callback-time", "the callback time is out of range") from None
         if due <= self.server.now():
             raise ConsoleError("bad-callback-time", "the callback time must be in the future")
-        return str(await _result(defer.maybeDeferred(
+        callback_id = await _result(defer.maybeDeferred(
             self.server.schedule_callback, number=str(params["number"]), due=due,
             notes=str(params.get("notes") or ""), agent_id=agent_id, call_id=call_id or "",
-            lead_id=str(params.get("lead_id") or ""), source="agent")))
+            lead_id=str(params.get("lead_id") or ""), source="agent"))
+        queue = self._queue_of(agent_id, call_id) if call_id else ""
+        if queue:  # stored: the statistics count it for the call's queue
+            self.server.publish(AgentCallbackScheduled(ts=self.server.now(), queue=queue, agent_id=agent_id,
+                                                       call_id=call_id or ""))
+        return str(callback_id)
+
+    def _queue_of(self, agent_id: str, call_id: str) -> str:
+        """The queue of the agent's current or last call ``call_id`` ("" when neither is that call)."""
+        live = self.server.call_for_agent(agent_id)
+        if live is not None and live.queued.call_id == call_id:
+            return live.queued.queue
+        last = self.server.last_call.get(agent_id)
+        return last.queue if last is not None and last.call_id == call_id else ""
 
     async def _do_preview_accept(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Dial the previewed lead; the person who answers is offered to this agent (who stays reserved)."""

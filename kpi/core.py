@@ -25,7 +25,7 @@ from acd.events import (
     CallWaiting,
     QueueCallFinished,
 )
-from cti.events import CallHoldChanged, CallQueued
+from cti.events import AgentCallbackScheduled, CallHoldChanged, CallQueued
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from dialer.figures import Tally
 from ivr.events import CallbackRequested
@@ -158,7 +158,8 @@ class KpiCore:
             CallAnswered: self._answered, CallAbandoned: self._abandoned, CallOverflowed: self._overflowed,
             QueueCallFinished: self._finished, AgentStateChanged: self._agent, CallHoldChanged: self._hold,
             HoldsRecorded: self._holds_recorded,
-            CallbackRequested: self._callback, AttemptStarted: self._attempt, AttemptAnswered: self._attempt,
+            CallbackRequested: self._callback, AgentCallbackScheduled: self._callback,
+            AttemptStarted: self._attempt, AttemptAnswered: self._attempt,
             AttemptFinished: self._attempt,
         }
         self.events = 0
@@ -166,7 +167,8 @@ class KpiCore:
     #: the event types the core counts (the engine subscribes to these)
     SUBSCRIPTIONS: tuple[type, ...] = (
         CallQueued, CallWaiting, CallOffered, CallAnswered, CallAbandoned, CallOverflowed, QueueCallFinished,
-        AgentStateChanged, CallHoldChanged, CallbackRequested, AttemptStarted, AttemptAnswered, AttemptFinished)
+        AgentStateChanged, CallHoldChanged, CallbackRequested, AgentCallbackScheduled, AttemptStarted,
+        AttemptAnswered, AttemptFinished)
 
     def topics(self) -> list[str]:
         return [*(q.topic for q in self.queues.values()), *(team_topic(t) for t in self.teams),
@@ -326,7 +328,7 @@ class KpiCore:
             a.counters.add(e.ts, d.A_HOLD, e.seconds)
             self._touch(a)
 
-    def _callback(self, e: CallbackRequested, now: float) -> None:
+    def _callback(self, e: CallbackRequested | AgentCallbackScheduled, now: float) -> None:
         q = self.queues.get(e.queue)
         if q is not None:
             q.counters.add(e.ts, d.Q_CALLBACKS)

@@ -142,7 +142,7 @@ def test_the_figures_rebuilt_from_the_records_are_those_counted_live(db_url: str
 def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
     """The whole server on the simulated PBX: calls answered, a hold (console), one abandon; stopped and
     started again on the same database, the new server's figures since midnight are the old one's, holds
-    included."""
+    and the callbacks the agent scheduled on its call included."""
     bench = CallBench(tmp_path, customers=50, wrapup=5.0, talk=40.0)
     try:
         bench.ready("1003")
@@ -153,7 +153,12 @@ def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
         bench.act("1003", "hold", call_id=live.queued.call_id)
         bench.run(5)
         bench.act("1003", "retrieve", call_id=live.queued.call_id)
+        later = datetime.fromtimestamp(bench.server.now() + 3600, UTC).isoformat()
+        bench.act("1003", "schedule_callback", at=later, number="+15550009", call_id=live.queued.call_id)
         bench.run(60)  # talk ends, wrap-up ends
+        # on the last call, once it is over; and one on no call (no queue: not counted)
+        bench.act("1003", "schedule_callback", at=later, number="+15550010", call_id=live.queued.call_id)
+        bench.act("1003", "schedule_callback", at=later, number="+15550011")
         bench.arrive(keys=("1",), patience=15.0)
         bench.ready("1002")
         bench.run(120)
@@ -162,6 +167,7 @@ def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
         now = bench.server.now()
         before = old.core.figures("queue:sales", now)["windows"]["day"]
         assert before["handled"] >= 1 and before["holds"] == 1 and before["avg_hold"] is not None
+        assert before["callbacks"] == 2  # the agent's, on its call (the console's), counted for the call's queue
         fresh = restart(bench)
         assert fresh.kpi is not None
         after = fresh.kpi.core.figures("queue:sales", now)["windows"]["day"]
