@@ -26,7 +26,15 @@ from centre.call_log import InteractionWrite, call_key
 from cti.bus import Outputs, Reactive
 from cti.commands import PushToAgent
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
-from cti.events import CallBridged, CallEnded, CallQueued, CallTransferred, ChannelAnswered, DialStarted
+from cti.events import (
+    CallBridged,
+    CallEnded,
+    CallQueued,
+    CallTransferred,
+    CallTransferredOut,
+    ChannelAnswered,
+    DialStarted,
+)
 from cti.sessions import CallSession, SessionError, SessionState, SessionTrigger, end_hold
 
 log = logging.getLogger(__name__)
@@ -189,6 +197,7 @@ class CallSessions(Reactive):
             return ()
         for session in self._calls.values():
             if session.queued.server == event.server and event.transferee_channel == session.queued.channel:
+                session.transferred_out = True
                 return [SessionTransferred(session.queued.server, session.queued.call_id)]
         return ()
 
@@ -273,6 +282,10 @@ class CallSessions(Reactive):
                 fields["ended_at"] = talk_end
             if session.holds:  # the part's holds (the hold statistics are rebuilt from them)
                 fields.update(hold_seconds=session.held_total, hold_count=session.holds, hold_max=session.hold_max)
+            if session.transferred_out and event.overflow_action != "transferred":  # (not back to a queue)
+                fields["transferred_at"] = event.ts
+                out.append(CallTransferredOut(ts=event.ts, queue=event.queue, agent_id=event.agent_id,
+                                              server=event.server, uniqueid=event.uniqueid, call_id=event.call_id))
             if fields:
                 out.append(InteractionWrite(interaction_key(session), fields))
         elif not self.tracks(event.server, event.uniqueid):

@@ -269,6 +269,7 @@ class ServerConsoleBackend:
             await self._apply(Redirect(self.ref(agent_id, "transfer"), server, channel, TRANSFER_CONTEXT,
                                        START_EXTEN))
             self.server.call_log.transferred(server, live.queued.call_id)
+            live.transferred_out = True  # the queue's transfers count it when the part ends
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
         # already ended this agent's part (and the call may be ringing another agent in a new session).
         if self._move(live, SessionTrigger.TRANSFER):

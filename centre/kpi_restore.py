@@ -5,8 +5,8 @@ events that wrote them: ``acd_queue_calls`` rows as ``QueueCallFinished``, ``acd
 ``AgentCallbackScheduled`` for the queue of their part of that call, the agents' parts of calls
 (``customer_interactions``) that had holds as ``HoldsRecorded`` (at the part's end: the call's end for the
 first part, its talk's end for a later one; a first part whose call has not ended yet, at the call's
-start). Blocking (SQL): at start-up, off the loop. SQLite and PostgreSQL alike (SQLite hands back naive
-datetimes: they are UTC)."""
+start), and those that went on to an outside number as ``CallTransferredOut``. Blocking (SQL): at
+start-up, off the loop. SQLite and PostgreSQL alike (SQLite hands back naive datetimes: they are UTC)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, or_, select
 
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.tables import AgentStateRecord, QueueCallRecord, utc
-from cti.events import AgentCallbackScheduled
+from cti.events import AgentCallbackScheduled, CallTransferredOut
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from dialer.store import Callback, DialerAttempt
 from ivr.events import CallbackRequested
@@ -83,4 +83,8 @@ def recorded_events(engine: Engine, since: float) -> list[object]:
             out.append(HoldsRecorded(ts=_epoch(r["at"]), queue=r["queue"], agent_id=r["agent_id"],
                                      seconds=float(r["hold_seconds"]), count=int(r["hold_count"]),
                                      longest=float(r["hold_max"])))
+        rows = conn.execute(select(i.transferred_at, i.queue, i.agent_id).where(i.transferred_at >= start)
+                            .order_by(i.id))
+        for r in rows.mappings():
+            out.append(CallTransferredOut(ts=_epoch(r["transferred_at"]), queue=r["queue"], agent_id=r["agent_id"]))
     return out

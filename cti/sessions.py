@@ -106,6 +106,7 @@ class CallSession:
     held_total: float = 0.0
     holds: int = 0  # the holds ended so far (``held_total`` is theirs)
     hold_max: float = 0.0  # the longest of them
+    transferred_out: bool = False  # the agent sent the caller on to an outside number (blind or attended)
     part: int = 0
     pop: dict[str, Any] | None = None
     _state: SessionState = field(default=S.WAITING, init=False)

@@ -25,7 +25,7 @@ from acd.events import (
     CallWaiting,
     QueueCallFinished,
 )
-from cti.events import AgentCallbackScheduled, CallHoldChanged, CallQueued
+from cti.events import AgentCallbackScheduled, CallHoldChanged, CallQueued, CallTransferredOut
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from dialer.figures import Tally
 from ivr.events import CallbackRequested
@@ -157,7 +157,7 @@ class KpiCore:
             CallQueued: self._queued, CallWaiting: self._waiting, CallOffered: self._offered,
             CallAnswered: self._answered, CallAbandoned: self._abandoned, CallOverflowed: self._overflowed,
             QueueCallFinished: self._finished, AgentStateChanged: self._agent, CallHoldChanged: self._hold,
-            HoldsRecorded: self._holds_recorded,
+            HoldsRecorded: self._holds_recorded, CallTransferredOut: self._transferred_out,
             CallbackRequested: self._callback, AgentCallbackScheduled: self._callback,
             AttemptStarted: self._attempt, AttemptAnswered: self._attempt,
             AttemptFinished: self._attempt,
@@ -167,8 +167,8 @@ class KpiCore:
     #: the event types the core counts (the engine subscribes to these)
     SUBSCRIPTIONS: tuple[type, ...] = (
         CallQueued, CallWaiting, CallOffered, CallAnswered, CallAbandoned, CallOverflowed, QueueCallFinished,
-        AgentStateChanged, CallHoldChanged, CallbackRequested, AgentCallbackScheduled, AttemptStarted,
-        AttemptAnswered, AttemptFinished)
+        AgentStateChanged, CallHoldChanged, CallbackRequested, AgentCallbackScheduled, CallTransferredOut,
+        AttemptStarted, AttemptAnswered, AttemptFinished)
 
     def topics(self) -> list[str]:
         return [*(q.topic for q in self.queues.values()), *(team_topic(t) for t in self.teams),
@@ -312,6 +312,12 @@ class KpiCore:
             a.counters.add(ts, d.A_HOLDS)
             a.counters.add(ts, d.A_HOLD, held)
             self._touch(a)
+
+    def _transferred_out(self, e: CallTransferredOut, now: float) -> None:
+        q = self.queues.get(e.queue)
+        if q is not None:
+            q.counters.add(e.ts, d.Q_TRANSFERS)
+            self.dirty.add(q.topic)
 
     def _holds_recorded(self, e: HoldsRecorded, now: float) -> None:
         if e.count <= 0:

@@ -142,7 +142,7 @@ def test_the_figures_rebuilt_from_the_records_are_those_counted_live(db_url: str
 def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
     """The whole server on the simulated PBX: calls answered, a hold (console), one abandon; stopped and
     started again on the same database, the new server's figures since midnight are the old one's, holds
-    and the callbacks the agent scheduled on its call included."""
+    the callbacks the agent scheduled on its call and a blind transfer to a number included."""
     bench = CallBench(tmp_path, customers=50, wrapup=5.0, talk=40.0)
     try:
         bench.ready("1003")
@@ -162,12 +162,20 @@ def test_a_restarted_server_shows_the_figures_it_had(tmp_path: Path) -> None:
         bench.arrive(keys=("1",), patience=15.0)
         bench.ready("1002")
         bench.run(120)
+        bench.arrive(keys=("1",))  # taken by an agent, who sends the caller on to an outside number
+        bench.run(20)
+        agent_on_call = next(a for a in ("1002", "1003") if bench.server.call_for_agent(a) is not None)
+        out = bench.server.call_for_agent(agent_on_call)
+        assert out is not None
+        bench.act(agent_on_call, "transfer", call_id=out.queued.call_id, to="number", target="2001")
+        bench.run(60)
         old = bench.server.kpi
         assert old is not None
         now = bench.server.now()
         before = old.core.figures("queue:sales", now)["windows"]["day"]
         assert before["handled"] >= 1 and before["holds"] == 1 and before["avg_hold"] is not None
         assert before["callbacks"] == 2  # the agent's, on its call (the console's), counted for the call's queue
+        assert before["transfers"] == 1  # the blind transfer to a number
         fresh = restart(bench)
         assert fresh.kpi is not None
         after = fresh.kpi.core.figures("queue:sales", now)["windows"]["day"]
