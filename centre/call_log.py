@@ -165,7 +165,8 @@ class CallLog:
 def interaction_change(w: InteractionWrite) -> InteractionChange:
     """The store's change for a write (times are epoch seconds in the write, aware datetimes in the store).
     Raises ``TypeError`` for a field the store does not know."""
-    fields = {k: (datetime.fromtimestamp(v, UTC) if k == "ended_at" else v) for k, v in w.fields.items()}
+    fields = {k: (datetime.fromtimestamp(v, UTC) if k in ("ended_at", "transferred_at") else v)
+              for k, v in w.fields.items()}
     if w.started_at is not None:
         return interaction_add(w.key, started_at=datetime.fromtimestamp(w.started_at, UTC), **fields)
     return interaction_update(w.key, **fields)

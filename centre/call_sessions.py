@@ -26,8 +26,16 @@ from centre.call_log import InteractionWrite, call_key
 from cti.bus import Outputs, Reactive
 from cti.commands import PushToAgent
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
-from cti.events import CallBridged, CallEnded, CallQueued, CallTransferred, ChannelAnswered, DialStarted
-from cti.sessions import CallSession, SessionError, SessionState, SessionTrigger
+from cti.events import (
+    CallBridged,
+    CallEnded,
+    CallQueued,
+    CallTransferred,
+    CallTransferredOut,
+    ChannelAnswered,
+    DialStarted,
+)
+from cti.sessions import CallSession, SessionError, SessionState, SessionTrigger, end_hold
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,7 @@ class HandledCall(NamedTuple):
     call_id: str
     interaction_key: str
     number: str = ""  # the customer's number (a "do not call" disposition puts it on the do-not-call list)
+    queue: str = ""  # the queue it came through
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +197,7 @@ class CallSessions(Reactive):
             return ()
         for session in self._calls.values():
             if session.queued.server == event.server and event.transferee_channel == session.queued.channel:
+                session.transferred_out = True
                 return [SessionTransferred(session.queued.server, session.queued.call_id)]
         return ()
 
@@ -222,7 +232,7 @@ class CallSessions(Reactive):
         parts = (event.server, session.queued.call_id)
         session.part = self._parts[parts] = self._parts.get(parts, 0) + 1
         self.last_call[event.agent_id] = HandledCall(event.server, session.queued.call_id, interaction_key(session),
-                                                   session.queued.caller_num)
+                                                   session.queued.caller_num, session.queued.queue)
         return [frame(session), self._interaction(session, event.agent_id)]
 
     def _interaction(self, session: CallSession, agent_id: str) -> InteractionWrite:
@@ -262,10 +272,22 @@ class CallSessions(Reactive):
         if session is None:
             pass
         elif event.agent_id and session.agent_id == event.agent_id and session.state is not S.RINGING:
+            talk_end = event.answered_at + event.talk if event.answered_at is not None else event.ts
+            if session.state is S.HELD:  # the call ended on hold: that hold ends with it
+                end_hold(session, talk_end)
             self._end_part(session, out)
             del self._calls[key]
+            fields: dict[str, Any] = {}
             if session.part > 1 and event.answered_at is not None:  # a later part ends with its talk
-                out.append(InteractionWrite(interaction_key(session), {"ended_at": event.answered_at + event.talk}))
+                fields["ended_at"] = talk_end
+            if session.holds:  # the part's holds (the hold statistics are rebuilt from them)
+                fields.update(hold_seconds=session.held_total, hold_count=session.holds, hold_max=session.hold_max)
+            if session.transferred_out and event.overflow_action != "transferred":  # (not back to a queue)
+                fields["transferred_at"] = event.ts
+                out.append(CallTransferredOut(ts=event.ts, queue=event.queue, agent_id=event.agent_id,
+                                              server=event.server, uniqueid=event.uniqueid, call_id=event.call_id))
+            if fields:
+                out.append(InteractionWrite(interaction_key(session), fields))
         elif not self.tracks(event.server, event.uniqueid):
             del self._calls[key]
         return out
@@ -286,6 +308,7 @@ class CallSessions(Reactive):
         if not ringing:
             parts = (q.server, q.call_id)
             session.part = self._parts[parts] = max(1, self._parts.get(parts, 0))
-            self.last_call[session.agent_id] = HandledCall(q.server, q.call_id, interaction_key(session))
+            self.last_call[session.agent_id] = HandledCall(q.server, q.call_id, interaction_key(session),
+                                                           queue=q.queue)
         # the reconnecting console gets the call frame, then the caller's pop again (without the IVR path, lost)
         return [frame(session), SessionAdopted(session, "queued" if ringing else "answered")]

@@ -63,8 +63,8 @@ from cti.contract import (
     TRANSFER_CONTEXT,
     inherited,
 )
-from cti.events import CallHoldChanged
-from cti.sessions import CallSession, SessionError, SessionTrigger
+from cti.events import AgentCallbackScheduled, CallHoldChanged
+from cti.sessions import CallSession, SessionError, SessionTrigger, end_hold
 from dialer.preview import PreviewError
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class ServerConsoleBackend:
         await self._apply(Bridge(self.ref(agent_id, "retrieve"), live.queued.server, live.agent_channel,
                                  live.queued.channel))
         if self._move(live, SessionTrigger.RETRIEVE):
-            live.held_total += max(0.0, self.server.now() - live.since)  # since: when the hold began
+            end_hold(live, self.server.now())  # since: when the hold began
             self._held(live, False)
         return self._push_call(live)
 
@@ -269,6 +269,7 @@ class ServerConsoleBackend:
             await self._apply(Redirect(self.ref(agent_id, "transfer"), server, channel, TRANSFER_CONTEXT,
                                        START_EXTEN))
             self.server.call_log.transferred(server, live.queued.call_id)
+            live.transferred_out = True  # the queue's transfers count it when the part ends
         # The caller's CTIQueued may have come back before the Redirect's response: then the server has
         # already ended this agent's part (and the call may be ringing another agent in a new session).
         if self._move(live, SessionTrigger.TRANSFER):
@@ -410,10 +411,23 @@ class ServerConsoleBackend:
             raise ConsoleError("bad-callback-time", "the callback time is out of range") from None
         if due <= self.server.now():
             raise ConsoleError("bad-callback-time", "the callback time must be in the future")
-        return str(await _result(defer.maybeDeferred(
+        callback_id = await _result(defer.maybeDeferred(
             self.server.schedule_callback, number=str(params["number"]), due=due,
             notes=str(params.get("notes") or ""), agent_id=agent_id, call_id=call_id or "",
-            lead_id=str(params.get("lead_id") or ""), source="agent")))
+            lead_id=str(params.get("lead_id") or ""), source="agent"))
+        queue = self._queue_of(agent_id, call_id) if call_id else ""
+        if queue:  # stored: the statistics count it for the call's queue
+            self.server.publish(AgentCallbackScheduled(ts=self.server.now(), queue=queue, agent_id=agent_id,
+                                                       call_id=call_id or ""))
+        return str(callback_id)
+
+    def _queue_of(self, agent_id: str, call_id: str) -> str:
+        """The queue of the agent's current or last call ``call_id`` ("" when neither is that call)."""
+        live = self.server.call_for_agent(agent_id)
+        if live is not None and live.queued.call_id == call_id:
+            return live.queued.queue
+        last = self.server.last_call.get(agent_id)
+        return last.queue if last is not None and last.call_id == call_id else ""
 
     async def _do_preview_accept(self, agent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Dial the previewed lead; the person who answers is offered to this agent (who stays reserved)."""

@@ -1,20 +1,27 @@
 """The stored records the statistics are rebuilt from after a restart (``kpi.rebuild``), read back as the
 events that wrote them: ``acd_queue_calls`` rows as ``QueueCallFinished``, ``acd_agent_states`` rows as
 ``AgentStateChanged``, ``dialer_attempts`` rows as the dialer's attempt events, the IVR's rows of
-``callbacks`` as ``CallbackRequested``. Blocking (SQL): at start-up,
-off the loop. SQLite and PostgreSQL alike (SQLite hands back naive datetimes: they are UTC)."""
+``callbacks`` as ``CallbackRequested`` and the agents' (scheduled from the console on a call) as
+``AgentCallbackScheduled`` for the queue of their part of that call, the agents' parts of calls
+(``customer_interactions``) that had holds as ``HoldsRecorded`` (at the part's end: the call's end for the
+first part, its talk's end for a later one; a first part whose call has not ended yet, at the call's
+start), and those that went on to an outside number as ``CallTransferredOut``. Blocking (SQL): at
+start-up, off the loop. SQLite and PostgreSQL alike (SQLite hands back naive datetimes: they are UTC)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, func, or_, select
 
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.tables import AgentStateRecord, QueueCallRecord, utc
+from cti.events import AgentCallbackScheduled, CallTransferredOut
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from dialer.store import Callback, DialerAttempt
 from ivr.events import CallbackRequested
+from kpi.core import HoldsRecorded
+from screenpop.store import Interaction
 
 
 def _epoch(value: datetime) -> float:
@@ -55,4 +62,29 @@ def recorded_events(engine: Engine, since: float) -> list[object]:
         for r in conn.execute(select(c).where(c.source == "ivr", c.created_at >= start).order_by(c.id)).mappings():
             out.append(CallbackRequested(server="", ts=_epoch(r["created_at"]), uniqueid=r["call_id"], channel="",
                                          flow="", number=r["number"], queue=r["queue"]))
+        i = Interaction
+        rows = conn.execute(select(c.created_at, c.agent_id, c.call_id).where(
+            c.source == "agent", c.created_at >= start, c.call_id != "", c.agent_id != "").order_by(c.id))
+        for r in rows.mappings():
+            # counted live for the queue of the agent's part of that call: its interaction row (written when
+            # the agent answered), keyed <server>/<call id>[/<part>]
+            call_id = r["call_id"]
+            queue = conn.execute(select(i.queue).where(
+                i.agent_id == r["agent_id"], i.queue != "",
+                or_(i.call_key.endswith(f"/{call_id}", autoescape=True),
+                    i.call_key.contains(f"/{call_id}/", autoescape=True))).order_by(i.id.desc()).limit(1)).scalar()
+            if queue:
+                out.append(AgentCallbackScheduled(ts=_epoch(r["created_at"]), queue=queue, agent_id=r["agent_id"],
+                                                  call_id=call_id))
+        at = func.coalesce(i.ended_at, i.started_at)
+        rows = conn.execute(select(at.label("at"), i.queue, i.agent_id, i.hold_seconds, i.hold_count, i.hold_max)
+                            .where(i.hold_count > 0, at >= start).order_by(i.id))
+        for r in rows.mappings():
+            out.append(HoldsRecorded(ts=_epoch(r["at"]), queue=r["queue"], agent_id=r["agent_id"],
+                                     seconds=float(r["hold_seconds"]), count=int(r["hold_count"]),
+                                     longest=float(r["hold_max"])))
+        rows = conn.execute(select(i.transferred_at, i.queue, i.agent_id).where(i.transferred_at >= start)
+                            .order_by(i.id))
+        for r in rows.mappings():
+            out.append(CallTransferredOut(ts=_epoch(r["transferred_at"]), queue=r["queue"], agent_id=r["agent_id"]))
     return out

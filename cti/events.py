@@ -279,3 +279,28 @@ class CallHoldChanged(DomainEvent):
     def __post_init__(self) -> None:
         if not (self.server and self.uniqueid):
             refuse_empty(self, "server", "uniqueid")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallTransferredOut:
+    """An agent's part of a queue's call ended with the caller sent on to an outside number (a blind
+    transfer to a number, an attended transfer completed): the statistics count it in the queue's transfers
+    (as a transfer to a queue, at the part's end)."""
+
+    ts: float
+    queue: str
+    agent_id: str
+    server: str = ""
+    uniqueid: str = ""
+    call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentCallbackScheduled:
+    """An agent scheduled a callback from the console on a call of ``queue`` (``call_id``), once it was stored
+    (the statistics count it in the queue's callbacks requested, as the IVR's ``CallbackRequested``)."""
+
+    ts: float
+    queue: str
+    agent_id: str
+    call_id: str = ""

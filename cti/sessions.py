@@ -93,8 +93,9 @@ class CallSession:
     ``since``: when the state began (a hold's start while held). ``consult``: while consulting, the
     number, ``"ringing" | "talking"`` and (internal, not pushed) the consultation ``channel``.
     ``answered_at``: the call timer runs from here, through holds. ``held_total``: seconds on hold
-    before the current state. ``part`` numbers the agents' parts of one call (1 for the first agent who
-    answered it, 2 after a transfer, ...). ``pop``: the last screen pop its agent was sent."""
+    before the current state (``holds`` of them, the longest ``hold_max``). ``part`` numbers the
+    agents' parts of one call (1 for the first agent who answered it, 2 after a transfer, ...). ``pop``:
+    the last screen pop its agent was sent."""
 
     queued: CallQueued
     agent_id: str = ""
@@ -103,6 +104,9 @@ class CallSession:
     consult: dict[str, str] | None = None
     answered_at: float | None = None
     held_total: float = 0.0
+    holds: int = 0  # the holds ended so far (``held_total`` is theirs)
+    hold_max: float = 0.0  # the longest of them
+    transferred_out: bool = False  # the agent sent the caller on to an outside number (blind or attended)
     part: int = 0
     pop: dict[str, Any] | None = None
     _state: SessionState = field(default=S.WAITING, init=False)
@@ -132,3 +136,13 @@ class CallSession:
 
     def can(self, trigger: SessionTrigger) -> bool:
         return trigger in TRANSITIONS[self._state]
+
+
+def end_hold(session: CallSession, now: float) -> float:
+    """The session's hold (begun at ``since``) ends at ``now``: counted in ``held_total``, ``holds`` and
+    ``hold_max``; returns its seconds."""
+    held = max(0.0, now - session.since)
+    session.held_total += held
+    session.holds += 1
+    session.hold_max = max(session.hold_max, held)
+    return held

@@ -25,7 +25,7 @@ from acd.events import (
     CallWaiting,
     QueueCallFinished,
 )
-from cti.events import CallHoldChanged, CallQueued
+from cti.events import AgentCallbackScheduled, CallHoldChanged, CallQueued, CallTransferredOut
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from dialer.figures import Tally
 from ivr.events import CallbackRequested
@@ -103,6 +103,19 @@ class Talking:
     held_since: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HoldsRecorded:
+    """An agent's part of a call, as stored (``kpi.rebuild``): its holds, counted as their ends were live
+    (``count`` holds, ``seconds`` on hold in all, the longest ``longest``), at ``ts`` (the part's end)."""
+
+    ts: float
+    queue: str
+    agent_id: str
+    seconds: float
+    count: int
+    longest: float
+
+
 class KpiCore:
     """Live statistics of the queues, agents (by team) and campaigns named in ``settings`` and ``campaigns``."""
 
@@ -144,7 +157,9 @@ class KpiCore:
             CallQueued: self._queued, CallWaiting: self._waiting, CallOffered: self._offered,
             CallAnswered: self._answered, CallAbandoned: self._abandoned, CallOverflowed: self._overflowed,
             QueueCallFinished: self._finished, AgentStateChanged: self._agent, CallHoldChanged: self._hold,
-            CallbackRequested: self._callback, AttemptStarted: self._attempt, AttemptAnswered: self._attempt,
+            HoldsRecorded: self._holds_recorded, CallTransferredOut: self._transferred_out,
+            CallbackRequested: self._callback, AgentCallbackScheduled: self._callback,
+            AttemptStarted: self._attempt, AttemptAnswered: self._attempt,
             AttemptFinished: self._attempt,
         }
         self.events = 0
@@ -152,7 +167,8 @@ class KpiCore:
     #: the event types the core counts (the engine subscribes to these)
     SUBSCRIPTIONS: tuple[type, ...] = (
         CallQueued, CallWaiting, CallOffered, CallAnswered, CallAbandoned, CallOverflowed, QueueCallFinished,
-        AgentStateChanged, CallHoldChanged, CallbackRequested, AttemptStarted, AttemptAnswered, AttemptFinished)
+        AgentStateChanged, CallHoldChanged, CallbackRequested, AgentCallbackScheduled, CallTransferredOut,
+        AttemptStarted, AttemptAnswered, AttemptFinished)
 
     def topics(self) -> list[str]:
         return [*(q.topic for q in self.queues.values()), *(team_topic(t) for t in self.teams),
@@ -249,7 +265,8 @@ class KpiCore:
             self._leave(key)
         talking = self._talking.get(key)
         if talking is not None and talking.queue == e.queue:
-            self._end_hold(key, talking, e.ts)
+            # a call that ended on hold: the hold ended with the talk (not the wrap-up)
+            self._end_hold(key, talking, e.answered_at + e.talk if e.answered_at is not None else e.ts)
             del self._talking[key]
         if key not in self._where and key not in self._talking:
             self._callers.pop(key, None)  # (unless the caller is in a queue again, or with an agent)
@@ -296,7 +313,28 @@ class KpiCore:
             a.counters.add(ts, d.A_HOLD, held)
             self._touch(a)
 
-    def _callback(self, e: CallbackRequested, now: float) -> None:
+    def _transferred_out(self, e: CallTransferredOut, now: float) -> None:
+        q = self.queues.get(e.queue)
+        if q is not None:
+            q.counters.add(e.ts, d.Q_TRANSFERS)
+            self.dirty.add(q.topic)
+
+    def _holds_recorded(self, e: HoldsRecorded, now: float) -> None:
+        if e.count <= 0:
+            return
+        q = self.queues.get(e.queue)
+        if q is not None:
+            q.counters.add(e.ts, d.Q_HOLDS, e.count)
+            q.counters.add(e.ts, d.Q_HOLD, e.seconds)
+            q.counters.add_max(e.ts, d.Q_HOLD_MAX, e.longest)
+            self.dirty.add(q.topic)
+        a = self.agents.get(e.agent_id)
+        if a is not None:
+            a.counters.add(e.ts, d.A_HOLDS, e.count)
+            a.counters.add(e.ts, d.A_HOLD, e.seconds)
+            self._touch(a)
+
+    def _callback(self, e: CallbackRequested | AgentCallbackScheduled, now: float) -> None:
         q = self.queues.get(e.queue)
         if q is not None:
             q.counters.add(e.ts, d.Q_CALLBACKS)

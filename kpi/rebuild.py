@@ -7,8 +7,10 @@ queue-call record back into the live events it summarises (the caller entering t
 abandoning or overflowing, the record itself), at the times they happened; ``replay`` feeds them to the
 core in time order, through the same ``observe`` as live events: the figures rebuilt are those counted
 live (the IVR's callback requests come from the ``callbacks`` table, created when they were asked for).
-What the records do not hold is not rebuilt: holds (``CallHoldChanged``), and callers still waiting (the
-ACD queues them again from the PBX, and the core counts them then).
+Holds (``CallHoldChanged`` live) come back as ``HoldsRecorded``: an agent's part's holds as stored with
+it, counted at the part's end (the same day's figures; a hold that ended in an earlier interval or sliding
+bucket than its part is counted in the part's). What the records do not hold is not rebuilt: callers still
+waiting (the ACD queues them again from the PBX, and the core counts them then).
 
 ``since(now, settings)``: how far back the records are needed (local midnight, or 30 minutes back when
 that is earlier).

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -157,6 +158,13 @@ class Interaction(Base):
     recording_path: Mapped[str] = mapped_column(String(MAX_RECORDING_PATH), default="", server_default="")
     recording_pauses: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     recording_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # the agent's part's holds, written when the part ends (the hold statistics are rebuilt from them):
+    # seconds on hold in all, how many holds, the longest
+    hold_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    hold_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hold_max: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # when the agent's part went on to an outside number (the queue's transfers are rebuilt from it)
+    transferred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 SCREENPOP_TABLES = ("customers", "customer_phones", "customer_accounts", "customer_interactions")
@@ -282,11 +290,15 @@ def interaction_update(
     call_key: str, *, disposition: str | None = None, notes: str | None = None, agent_id: str | None = None,
     outcome: str | None = None, ended_at: datetime | None = None, customer_id: int | None = None,
     recording_path: str | None = None, recording_pauses: list[dict[str, Any]] | None = None,
+    hold_seconds: float | None = None, hold_count: int | None = None, hold_max: float | None = None,
+    transferred_at: datetime | None = None,
 ) -> InteractionChange:
     """The change ``CustomerStore.update_interaction`` makes: every field given is set (None leaves one alone)."""
     values: dict[str, Any] = {"disposition": disposition, "notes": notes, "agent_id": agent_id,
                               "outcome": outcome, "ended_at": _utc(ended_at), "customer_id": customer_id,
-                              "recording_path": recording_path, "recording_pauses": recording_pauses}
+                              "recording_path": recording_path, "recording_pauses": recording_pauses,
+                              "hold_seconds": hold_seconds, "hold_count": hold_count, "hold_max": hold_max,
+                              "transferred_at": _utc(transferred_at)}
     return InteractionChange(call_key, {k: v for k, v in values.items() if v is not None})
 
 

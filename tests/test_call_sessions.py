@@ -65,7 +65,7 @@ def test_a_call_answered_and_finished() -> None:
     h(answered())
     assert session.state == S.CONNECTED and session.answered_at == 105.0 and session.part == 1
     assert session.agent_channel == "PJSIP/1001-1"
-    assert h.sessions.last_call["1001"] == ("pbx", "c-u1", "pbx/c-u1", "555")  # the number: for a DNC disposition
+    assert h.sessions.last_call["1001"] == ("pbx", "c-u1", "pbx/c-u1", "555", "sales")  # number: for a DNC disposition
     [write] = h.writes()
     assert write.key == "pbx/c-u1" and write.started_at == 90.0  # the call's start, from the call log
     assert write.fields["agent_id"] == "1001" and write.fields["outcome"] == "answered"

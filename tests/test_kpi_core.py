@@ -21,10 +21,10 @@ from acd.events import (
 from acd.service import AcdService
 from centre.wiring import kpi_engine
 from config.schema import CtiConfig
-from cti.events import CallHoldChanged, CallQueued
+from cti.events import AgentCallbackScheduled, CallHoldChanged, CallQueued, CallTransferredOut
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from ivr.events import CallbackRequested
-from kpi.core import KpiCore
+from kpi.core import HoldsRecorded, KpiCore
 from kpi.settings import AbandonsInServiceLevel, KpiSettings, StatsSection, Target
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # an interval starts here
@@ -293,3 +293,31 @@ def test_the_statistics_section_configures_the_engine() -> None:
     assert settings.members == {"q": ("a1",)} and settings.teams == {"red": ("a1",)}
     with pytest.raises(ValueError, match="interval_minutes"):
         StatsSection.model_validate({"interval_minutes": 7})
+
+
+def test_holds_outside_transfers_and_agents_callbacks() -> None:
+    """Two holds on one part (the second until the caller hangs up: it ends with the talk, not the wrap-up)
+    give the figures the part's stored holds give on a rebuild; a transfer to a number and a callback an
+    agent scheduled on a call count for the queue."""
+    live, rebuilt = core(), core()
+    c = Calls(live)
+    c.enter("h", T0)
+    c.answer("h", T0 + 5, T0)
+    c.hold("h", T0 + 10, True)
+    c.hold("h", T0 + 14, False)  # 4 s
+    c.hold("h", T0 + 20, True)  # until the hangup at T0 + 35: 15 s
+    c.finish("h", T0 + 45, T0, T0 + 5, talk=30)  # wrap-up 10 s
+    c.ev(CallTransferredOut(ts=T0 + 50, queue="q", agent_id="a1"))
+    c.ev(AgentCallbackScheduled(ts=T0 + 55, queue="q", agent_id="a1", call_id="h"))
+    day = live.figures("queue:q", T0 + 60)["windows"]["day"]
+    assert (day["holds"], day["avg_hold"], day["max_hold"], day["transfers"], day["callbacks"]) \
+        == (2, 9.5, 15.0, 1, 1)
+    r = Calls(rebuilt)
+    r.enter("h", T0)
+    r.answer("h", T0 + 5, T0)
+    r.finish("h", T0 + 45, T0, T0 + 5, talk=30)
+    r.ev(HoldsRecorded(ts=T0 + 35, queue="q", agent_id="a1", seconds=19.0, count=2, longest=15.0))
+    r.ev(CallTransferredOut(ts=T0 + 50, queue="q", agent_id="a1"))
+    r.ev(AgentCallbackScheduled(ts=T0 + 55, queue="q", agent_id="a1", call_id="h"))
+    for topic in live.topics():
+        assert rebuilt.figures(topic, T0 + 60) == live.figures(topic, T0 + 60), topic

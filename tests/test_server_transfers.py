@@ -17,6 +17,7 @@ from centre.console_backend import ServerConsoleBackend
 from centre.demo import DEMO_EPOCH
 from centre.server import CtiServer
 from config.load import load_config
+from cti.events import CallTransferredOut
 from sim.ami_server import AMIServer, AMIServerFactory
 from sim.channel import Channel
 from sim.clock import VirtualClock
@@ -199,3 +200,19 @@ def test_the_console_says_ringing_until_the_consulted_party_answers() -> None:
     assert stack.calls()[-1]["consult"] == {"number": "2002", "state": "ringing"}
     stack.clock.run_for(3)
     assert stack.calls()[-1]["consult"] == {"number": "2002", "state": "talking"}
+
+
+def test_an_attended_transfer_completed_counts_in_the_queues_transfers_when_the_part_ends() -> None:
+    """The agent's part ends (wrap-up over) with the caller sent on to an outside number: the statistics get
+    ``CallTransferredOut`` for the queue (a transfer to a queue is the ACD's record's own)."""
+    stack = _stack()
+    seen: list[CallTransferredOut] = []
+    stack.server.bus.subscribe(lambda e: seen.append(e) if isinstance(e, CallTransferredOut) else None)
+    _consult(stack)
+    stack.clock.run_for(5)
+    stack.run(stack.backend.handle(AGENT, "attended_complete", {}))
+    stack.clock.run_for(2)
+    assert seen == []  # the part ends with its wrap-up
+    stack.clock.run_for(120)
+    assert [(e.queue, e.agent_id) for e in seen] == [(stack.server.last_call["1001"].queue, "1001")]
+    assert seen[0].queue
