@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cti.csv_lines import OVERSIZE, capped_lines
 from dialer.campaign import Lead
 from dialer.leads import LEAD_ID_RE, MAX_COLUMNS, MAX_VALUE, e164, is_zone, number_zones
 from dialer.store import DncStore, LeadStore
@@ -33,7 +34,6 @@ MAPPED = ("number", "id", "timezone")  # what a mapping may name
 DEFAULT_COLUMNS = {"number": ("number", "phone"), "id": ("id", "lead_id"), "timezone": ("timezone", "tz")}
 CHUNK = 1000  # rows per transaction
 MAX_LINE = 64 * 1024  # characters in one physical line; a longer line is skipped (read in chunks) and refused
-_OVERSIZE = "\x00line-too-long"
 
 
 class LeadFileError(Exception):
@@ -91,27 +91,10 @@ def _columns(header: list[str], mapping: dict[str, str]) -> dict[str, int]:
     return found
 
 
-def _capped_lines(text: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
-    """The physical lines of ``text``, never holding more than ``limit`` characters of one in memory: an
-    over-long line is read to its end in chunks and replaced by a one-cell marker row."""
-    while True:
-        line = text.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit and not line.endswith("\n"):
-            while True:
-                rest = text.readline(limit)
-                if not rest or rest.endswith("\n"):
-                    break
-            yield f'"{_OVERSIZE}"\n'
-            continue
-        yield line
-
-
 def _rows(text: IO[str], encoding: str = "utf-8") -> Iterator[tuple[int, list[str] | None, str]]:
     """(line, cells or None, error) per CSV row, the header included. A row with bytes that are not text in
     ``encoding`` (read with ``surrogateescape``) is an error naming the encoding, never silently altered."""
-    reader = csv.reader(_capped_lines(text))
+    reader = csv.reader(capped_lines(text, MAX_LINE))
     line = 1
     while True:
         try:
@@ -122,7 +105,7 @@ def _rows(text: IO[str], encoding: str = "utf-8") -> Iterator[tuple[int, list[st
             yield line, None, f"unreadable row: {exc}"
             line = reader.line_num + 1
             continue
-        if row == [_OVERSIZE]:
+        if row == [OVERSIZE]:
             yield line, None, f"line longer than {MAX_LINE} characters"
             line = reader.line_num + 1
             continue

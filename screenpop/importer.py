@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from cti.csv_lines import OVERSIZE, capped_lines
 from screenpop.phone import PhoneError, normalise_strict
 from screenpop.records import AccountRecord, CustomerInput, PhoneRecord
 from screenpop.store import MAX_NOTES, CustomerStore, account_key
@@ -39,7 +40,6 @@ MAX_ATTRIBUTE_VALUE = 1000
 MAX_CELL = 1000  # phone and account cells
 MAX_VALUES_PER_CELL = 10
 MAX_LINE = 1 << 20  # characters in one physical line; longer lines are skipped and reported
-_OVERSIZE = "\x00line-too-long"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .\-/]*$")
 
@@ -184,23 +184,6 @@ class _DuplicateCheck:
         return None
 
 
-def _capped_lines(text: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
-    """The physical lines of ``text``, never holding more than ``limit`` characters of one line in memory:
-    an over-long line is read to its end in chunks and replaced by a one-cell marker row."""
-    while True:
-        line = text.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit and not line.endswith("\n"):
-            while True:
-                rest = text.readline(limit)
-                if not rest or rest.endswith("\n"):
-                    break
-            yield f'"{_OVERSIZE}"\n'
-            continue
-        yield line
-
-
 def _rows(reader: Iterator[list[str]], line_of: list[int]) -> Iterator[tuple[int, list[str] | None, str]]:
     """(first line of the row, fields or None, csv error) for each row after the header."""
     reader_obj = reader
@@ -218,7 +201,7 @@ def _rows(reader: Iterator[list[str]], line_of: list[int]) -> Iterator[tuple[int
             yield start, None, f"unreadable CSV row: {text}"
             continue
         line_of[0] = reader_obj.line_num  # type: ignore[attr-defined]
-        if row == [_OVERSIZE]:
+        if row == [OVERSIZE]:
             yield start, None, f"line longer than {MAX_LINE} characters"
             continue
         yield start, row, ""
@@ -245,7 +228,7 @@ def header_problem(path: str | os.PathLike[str], encoding: str = "utf-8") -> tup
         text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
                                 errors="surrogateescape", newline="")
         try:
-            return _read_header(csv.reader(_capped_lines(text)), [0])[1]
+            return _read_header(csv.reader(capped_lines(text, MAX_LINE)), [0])[1]
         finally:
             text.detach()
 
@@ -273,7 +256,7 @@ def import_csv(
                                         disable=not progress, file=progress_file or sys.stderr) as bar:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
                                 errors="surrogateescape", newline="")
-        reader = csv.reader(_capped_lines(text))
+        reader = csv.reader(capped_lines(text, MAX_LINE))
         line_of = [0]
         header, bad = _read_header(reader, line_of)
         if header is None:
