@@ -41,7 +41,9 @@ def _inline_secrets(node: yaml.Node, path: str, out: list[tuple[str, int]]) -> N
             key = str(key_node.value)
             child = f"{path}.{key}" if path else key
             if isinstance(value_node, yaml.ScalarNode) and isinstance(value_node.value, str):
-                value: str | None = value_node.value if _SECRET_KEY_RE.search(key) else None
+                # a string only: ``secret: true`` (an IVR collect node's "mask the digits") is a flag, not a secret
+                is_text = value_node.tag == "tag:yaml.org,2002:str"
+                value: str | None = value_node.value if is_text and _SECRET_KEY_RE.search(key) else None
                 url = _URL_PASSWORD_RE.match(value_node.value) if key == "url" else None
                 if url is not None:
                     value = url.group(1)  # the password in user:password@

@@ -102,3 +102,15 @@ def test_serve_prints_the_warnings_before_starting(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f"{path}:6 asterisk[0].secret: warning:" in proc.stderr
     assert "ami-inline-s3cret" not in proc.stderr
+
+
+def test_a_secret_flag_is_not_a_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An IVR collect node's ``secret: true`` (mask the digits in records) is a flag, not a secret written
+    inline: the shipped IVR example, world-readable, checks OK with no warning about it."""
+    example = Path(__file__).resolve().parent.parent / "config" / "examples" / "ivr_demo.yaml"
+    path = tmp_path / "ivr.yaml"
+    path.write_text(example.read_text())
+    path.chmod(0o644)
+    assert "secret: true" in path.read_text()
+    assert main(["check-config", str(path)]) == 0
+    assert ".secret: warning" not in capsys.readouterr().err
