@@ -1,7 +1,7 @@
 """Benchmark (issue #16): the statistics engine's CPU per event and the update latency to a supervisor.
 
 Run: ``.venv/bin/python bench/stats.py [--agents 2000] [--queues 100] [--rate 100] [--seconds 120] [--live 30]``
-(about a minute; ``--quick`` for a smaller run)
+(about 80 s; ``--quick`` for a smaller run)
 
 The event stream: the real ACD (``acd.service.AcdService``, sans-I/O, virtual time) with ``--agents`` agents
 and ``--queues`` queues (each agent has 5 of the queues' skills; teams of 20 agents), fed by a simulated
@@ -18,22 +18,40 @@ is not timed.
    Baseline, named: **per-event full snapshot**: after each event, the figures of every topic the event
    touched are made at once (a push per event, no coalescing: what a wallboard that recomputes on every
    update costs), on the first ``--baseline-events`` events. Ratio = baseline / ours (engine + feed).
-2. Update latency (``p99_ms``): the same centre run live for ``--live`` seconds in real time on one asyncio
-   loop: its events go onto a real bus (``cti.bus.EventBus``) carrying the real ACD and, after it, the KPI
-   engine, as ``centre.wiring`` orders them; the push shell (``centre.kpi_push.KpiPush``) and the real
-   console hub (``agent_console.hub.ConsoleHub``) on loopback, with one supervisor websocket client (same
-   process, same loop: its parsing is counted too) subscribed to every queue. Latency = the client's
-   receipt of the first ``stats_delta`` whose ``offered`` count includes a caller - the moment that
-   caller's ``CallQueued`` (what the call tracker makes of the PBX's ``UserEvent CTIQueued``) was put on
-   the bus (``time.perf_counter``). It includes the ACD's routing of every event, coalescing
-   (``min_interval`` 0.2 s), the figures, the diff, the hub and loopback. It does not include reading and
-   parsing the AMI bytes into that event (bench/ami_parse.py and bench/screenpop.py measure that path:
-   microseconds per event, a few ms p99 to the ACD's offer).
+2. Update latency (``p99_ms``), end to end from the AMI event, in three processes on loopback (the machinery
+   of bench/screenpop.py: its configuration, ``bench._procs``' JSON-lines children, its stamped websocket
+   connection; every stamp is ``time.perf_counter()``, Linux's CLOCK_MONOTONIC, comparable across processes):
+   - SIMULATOR (``--role sim``): the simulated Asterisk (``centre.sim_pbx.build_sim`` + ``listen``) at speed 1,
+     ``--rate`` calls/s (Poisson) for ``--live`` seconds, each caller put in ``[cti-hold]`` with the CTI_*
+     variables of one of the ``--queues`` queues drawn at random (the AMI stream is the simulator's own:
+     Newchannel, VarSet, ``UserEvent CTIQueued``, then the offer's Redirect, Dial, answer after ~1 s, talk
+     ~12 s, hang up; patience 60 s);
+   - SERVER (``--role server``): ``centre.process.Runtime`` (what ``cti serve`` runs) with the same
+     ``--agents`` agents and queues as the stream above, every agent logged in and ready by the demo's
+     simulated agents (``centre.demo.log_in_agents``: ``cti demo``'s, no console per agent). It stamps every
+     chunk of AMI bytes where the AMI protocol receives it (``dataReceived``) and, on the bus, notes each
+     caller counted offered in a queue (``CallWaiting`` into a queue it is not already in: the KPI engine's
+     rule) with the arrival of the chunk being handled, i.e. the chunk carrying that caller's CTIQueued;
+   - SUPERVISOR (``--role supervisor``): one websocket client, a supervisor with a signed token, subscribed
+     (``subscribe``) to every queue topic; per ``stats_delta`` it notes when its connection read the bytes
+     that completed the frame (before parsing) and the queue's ``windows.day.offered`` after applying it.
+   Matching: per queue, the k-th caller the server's bus counted offered is the one the supervisor first
+   sees when the queue's offered count (minus its snapshot's) reaches k. It is exact when the counts agree,
+   which the bench checks per queue: CTIQueued sent by the simulator = read by the server = counted on its
+   bus = the server's KPI offered = the supervisor's final offered, and no caller left unseen. Latency = the
+   supervisor's read of that delta - the server's read of the AMI chunk. It includes parsing, the call
+   tracker, the ACD, the KPI engine, coalescing (``min_interval`` 0.2 s), the diff, the hub and loopback.
+   A run "keeps up" when those counts agree, no caller is left unseen, the simulator was never 1 s behind
+   its arrival schedule and the server's event loop lag (a 5 ms timer) stayed under 250 ms p99; each
+   process's CPU share during the arrivals is printed. When a run does not keep up, the bench runs again at
+   half the rate (down to ``--min-rate``) and prints the largest rate that kept up.
 
-Ends with ``BENCH stats us_per_event=<x> p99_ms=<y> ratio=<z> feed_core_pct=<f>``: ``us_per_event`` is the
-engine's (what each event costs); the feed's cost is per frame (how many topics are watched, how often
+Ends with ``BENCH stats us_per_event=<x> p99_ms=<y> ratio=<z> feed_core_pct=<f> rate=<r> samples=<n>
+kept_up=<yes|no>`` (and ``kept_rate=``/``kept_p99_ms=`` when the asked rate did not keep up): ``us_per_event``
+is the engine's (what each event costs); the feed's cost is per frame (how many topics are watched, how often
 they change), given as the share of one core it took with every topic watched; ``ratio`` = the per-event
-full snapshot / (engine + feed) per event.
+full snapshot / (engine + feed) per event; ``p99_ms`` the end-to-end latency at ``--rate``.
+``--quick``: 200 agents, 20 queues, 20 calls/s for 5 s (about 15 s).
 """
 
 from __future__ import annotations
@@ -94,8 +112,7 @@ def centre(n_agents: int, n_queues: int, seed: int) -> tuple[dict[str, Any], Kpi
 
 class Centre:
     """A simulated centre around the real ACD: arrivals, phones, callers, holds and breaks on a heap of
-    timed actions. Virtual (``record``): everything the KPI engine subscribes to is recorded; live
-    (``attach``): the inputs go onto a real bus that carries the ACD and the KPI engine."""
+    timed actions, in virtual time; everything the KPI engine subscribes to is recorded (``record``)."""
 
     def __init__(self, cfg: dict[str, Any], rate: float, seconds: float, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -108,8 +125,6 @@ class Centre:
         self.queues = [q["name"] for q in cfg["queues"]]
         self.out: list[tuple[object, float]] = []
         self.kinds: tuple[type, ...] = ()
-        self.bus: Any = None
-        self.injected: Any = None  # called with each event put in (live: the latency's start)
         t, n = T0, 0
         while t < T0 + seconds:
             t += self.rng.expovariate(rate)
@@ -124,11 +139,6 @@ class Centre:
         self.step(float("inf"))
         return self.out
 
-    def attach(self, bus: Any) -> None:
-        """Live: inputs onto ``bus`` (with the ACD and the KPI engine on it); its commands come to ``command``."""
-        self.bus = bus
-        self.start()
-
     def command(self, command: object) -> None:
         if isinstance(command, OfferCall):
             self.offered[command.uniqueid] = command.agent_id
@@ -139,9 +149,6 @@ class Centre:
         heapq.heappush(self.todo, (t, self.seq, what, args))
 
     def outputs(self, outputs: list[object], now: float) -> None:
-        if self.bus is not None:
-            self.bus.apply(outputs, now)
-            return
         for o in outputs:
             if isinstance(o, self.kinds):
                 self.out.append((o, now))
@@ -149,11 +156,6 @@ class Centre:
                 self.command(o)
 
     def inject(self, event: object, now: float) -> None:
-        if self.bus is not None:
-            self.bus.publish(event, now)
-            if self.injected is not None:
-                self.injected(event)
-            return
         if isinstance(event, self.kinds):
             self.out.append((event, now))
         self.outputs(self.acd.handle(event, now), now)
@@ -172,10 +174,7 @@ class Centre:
             deadline = acd.next_deadline()
             while deadline is not None and deadline <= when:
                 self.now = deadline
-                if self.bus is not None:
-                    self.bus.tick(deadline)
-                else:
-                    self.outputs(acd.tick(deadline), deadline)
+                self.outputs(acd.tick(deadline), deadline)
                 deadline = acd.next_deadline()
             now = self.now = when
             if what == "arrive":
