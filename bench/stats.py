@@ -553,26 +553,9 @@ def run_e2e(args: argparse.Namespace, cfg: dict[str, Any], rate: float, seconds:
         for child in reversed(children):
             child.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    by_topic: dict[str, list[tuple[float, int]]] = {}
-    for topic, t, offered in got["deltas"]:
-        by_topic.setdefault(topic, []).append((t, offered - got["base"].get(topic, 0)))
-    counted: dict[str, int] = {}
-    samples: list[float] = []
-    untriggered = unmatched = 0
-    for queue, t_ami in srv["entries"]:
-        topic = f"queue:{queue}"
-        k = counted[topic] = counted.get(topic, 0) + 1  # this caller is the k-th counted in its queue
-        seen = next((t for t, n in by_topic.get(topic, ()) if n >= k), None)
-        if seen is None:
-            unmatched += 1
-        elif t_ami is None:
-            untriggered += 1
-        else:
-            samples.append(seen - t_ami)
-    final = {t: max((n for _, n in v), default=0) for t, v in by_topic.items()}
-    kpi = {t: n - got["base"].get(t, 0) for t, n in srv["offered"].items()}
-    mismatched = sorted(t for t in set(kpi) | set(counted) | set(final)
-                        if not kpi.get(t, 0) == counted.get(t, 0) == final.get(t, 0))
+    m = match(srv["entries"], got["base"], got["deltas"], srv["offered"])
+    samples, unmatched, untriggered, mismatched = m["samples"], m["unmatched"], m["untriggered"], m["mismatched"]
+    kpi, final = m["kpi"], m["final"]
     lags = srv["lags"][lags0:]
     kept = (s["queued"] == srv["queued"] == len(srv["entries"]) and not mismatched and unmatched == 0
             and s["behind"] < 1.0 and pct(lags, 99) < 0.25)
@@ -582,6 +565,36 @@ def run_e2e(args: argparse.Namespace, cfg: dict[str, Any], rate: float, seconds:
             "untriggered": untriggered, "samples": samples, "deltas": len(got["deltas"]),
             "behind_s": s["behind"], "lag_p99_ms": 1000 * pct(lags, 99), "lag_max_ms": 1000 * max(lags, default=0),
             "cpu_pct": {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in cpu0}, "states": srv["states"], "kept": kept}
+
+
+def match(entries: list[tuple[str, float | None]], base: dict[str, int], deltas: list[tuple[str, float, int]],
+          offered: dict[str, int]) -> dict[str, Any]:
+    """Pair each caller counted offered on the server's bus (``entries``: queue, AMI chunk read at, in bus
+    order) with the first supervisor delta (topic, read at, offered) whose offered count, less the
+    subscription's snapshot (``base``), includes it: the k-th caller of a queue with the first count >= k.
+    ``offered``: the server's KPI offered per topic at the end. Topics whose counts disagree are listed."""
+    by_topic: dict[str, list[tuple[float, int]]] = {}
+    for topic, t, n in deltas:
+        by_topic.setdefault(topic, []).append((t, n - base.get(topic, 0)))
+    counted: dict[str, int] = {}
+    samples: list[float] = []
+    untriggered = unmatched = 0
+    for queue, t_ami in entries:
+        topic = f"queue:{queue}"
+        k = counted[topic] = counted.get(topic, 0) + 1
+        seen = next((t for t, n in by_topic.get(topic, ()) if n >= k), None)
+        if seen is None:
+            unmatched += 1
+        elif t_ami is None:
+            untriggered += 1
+        else:
+            samples.append(seen - t_ami)
+    final = {t: max((n for _, n in v), default=0) for t, v in by_topic.items()}
+    kpi = {t: n - base.get(t, 0) for t, n in offered.items()}
+    mismatched = sorted(t for t in set(kpi) | set(counted) | set(final)
+                        if not kpi.get(t, 0) == counted.get(t, 0) == final.get(t, 0))
+    return {"samples": samples, "unmatched": unmatched, "untriggered": untriggered, "mismatched": mismatched,
+            "kpi": kpi, "final": final}
 
 
 def show_e2e(r: dict[str, Any]) -> None:
