@@ -340,6 +340,16 @@ def role_server(config: str) -> int:
             chunk["t"] = None
 
     ami_client.AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
+    gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
+
+    gc.callbacks.append(on_gc)
 
     def on_event(e: object) -> None:
         kind = type(e)
@@ -386,7 +396,7 @@ def role_server(config: str) -> int:
             states[st] = states.get(st, 0) + 1
         return to_file(Path(config).with_name("server-report.json"), {
             "entries": entries, "queued": queued[0], "offered": offered, "lags": lags, "states": states,
-            "cpu": time.process_time()})
+            "gc": gc_pauses, "cpu": time.process_time()})
 
     def start() -> None:
         d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))
@@ -396,7 +406,7 @@ def role_server(config: str) -> int:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
     serve_control(reactor, {"report": report, "cpu": lambda _: {"cpu": time.process_time(),
-                                                                 "lags": len(lags)}})
+                                                                 "lags": len(lags), "gc": len(gc_pauses)}})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -539,7 +549,8 @@ def run_e2e(args: argparse.Namespace, cfg: dict[str, Any], rate: float, seconds:
         sup.read(60.0)
         time.sleep(1.0)
         cpu0 = {c.name: c.request("cpu")["cpu"] for c in children}
-        lags0 = server.request("cpu")["lags"]
+        marks = server.request("cpu")
+        lags0, gc0 = marks["lags"], marks["gc"]
         wall0 = time.perf_counter()
         sim.request(f"start {rate} {seconds}")
         time.sleep(seconds)
@@ -564,7 +575,9 @@ def run_e2e(args: argparse.Namespace, cfg: dict[str, Any], rate: float, seconds:
             "client_offered": sum(final.values()), "mismatched": mismatched, "unmatched": unmatched,
             "untriggered": untriggered, "samples": samples, "deltas": len(got["deltas"]),
             "behind_s": s["behind"], "lag_p99_ms": 1000 * pct(lags, 99), "lag_max_ms": 1000 * max(lags, default=0),
-            "cpu_pct": {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in cpu0}, "states": srv["states"], "kept": kept}
+            "cpu_pct": {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in cpu0}, "states": srv["states"], "kept": kept,
+            "gc": {g: (len(ts), 1000 * max(ts, default=0.0)) for g in (0, 1, 2)
+                   for ts in [[t for gen, t in srv["gc"][gc0:] if gen == g]]}}
 
 
 def match(entries: list[tuple[str, float | None]], base: dict[str, int], deltas: list[tuple[str, float, int]],
@@ -610,6 +623,8 @@ def show_e2e(r: dict[str, Any]) -> None:
     print(f"    CPU (of one core) during the arrivals: {cpu}; server loop lag p99/max {r['lag_p99_ms']:.1f}/"
           f"{r['lag_max_ms']:.0f} ms; simulator behind schedule at most {r['behind_s']:.2f} s; agents "
           f"{r['states']}; kept up: {'yes' if r['kept'] else 'NO'}")
+    print("    server garbage collections from the arrivals' start (count, longest ms): "
+          + ", ".join(f"gen{g} {n} {longest:.1f}" for g, (n, longest) in r["gc"].items()))
 
 
 def pct(values: list[float], p: float) -> float:
