@@ -396,7 +396,8 @@ def role_server(config: str) -> int:
             states[st] = states.get(st, 0) + 1
         return to_file(Path(config).with_name("server-report.json"), {
             "entries": entries, "queued": queued[0], "offered": offered, "lags": lags, "states": states,
-            "gc": gc_pauses, "cpu": time.process_time()})
+            "gc": gc_pauses, "frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects()),
+            "cpu": time.process_time()})
 
     def start() -> None:
         d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))
@@ -547,7 +548,9 @@ def run_e2e(args: argparse.Namespace, cfg: dict[str, Any], rate: float, seconds:
                     tmp / "supervisor.log")
         children.append(sup)
         sup.read(60.0)
-        time.sleep(1.0)
+        # quiet for longer than the server's GC policy waits before freezing what lives long (cti.gc_policy:
+        # 2 s after the last connection opened, looked at every second), as a server up before the traffic is
+        time.sleep(3.5)
         cpu0 = {c.name: c.request("cpu")["cpu"] for c in children}
         marks = server.request("cpu")
         lags0, gc0 = marks["lags"], marks["gc"]
@@ -576,6 +579,7 @@ def run_e2e(args: argparse.Namespace, cfg: dict[str, Any], rate: float, seconds:
             "untriggered": untriggered, "samples": samples, "deltas": len(got["deltas"]),
             "behind_s": s["behind"], "lag_p99_ms": 1000 * pct(lags, 99), "lag_max_ms": 1000 * max(lags, default=0),
             "cpu_pct": {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in cpu0}, "states": srv["states"], "kept": kept,
+            "frozen": srv["frozen"], "tracked": srv["tracked"],
             "gc": {g: (len(ts), 1000 * max(ts, default=0.0)) for g in (0, 1, 2)
                    for ts in [[t for gen, t in srv["gc"][gc0:] if gen == g]]}}
 
@@ -624,7 +628,8 @@ def show_e2e(r: dict[str, Any]) -> None:
           f"{r['lag_max_ms']:.0f} ms; simulator behind schedule at most {r['behind_s']:.2f} s; agents "
           f"{r['states']}; kept up: {'yes' if r['kept'] else 'NO'}")
     print("    server garbage collections from the arrivals' start (count, longest ms): "
-          + ", ".join(f"gen{g} {n} {longest:.1f}" for g, (n, longest) in r["gc"].items()))
+          + ", ".join(f"gen{g} {n} {longest:.1f}" for g, (n, longest) in r["gc"].items())
+          + f"; at the end {r['frozen']} objects frozen (cti.gc_policy), {r['tracked']} tracked besides")
 
 
 def pct(values: list[float], p: float) -> float:
