@@ -43,8 +43,11 @@ is not timed.
    tracker, the ACD, the KPI engine, coalescing (``min_interval`` 0.2 s), the diff, the hub and loopback.
    A run "keeps up" when those counts agree, no caller is left unseen, the simulator was never 1 s behind
    its arrival schedule and the server's event loop lag (a 5 ms timer) stayed under 250 ms p99; each
-   process's CPU share during the arrivals is printed. When a run does not keep up, the bench runs again at
-   half the rate (down to ``--min-rate``) and prints the largest rate that kept up.
+   process's CPU share during the arrivals is printed, with the server's garbage collections (a full one
+   walks every object the traffic left alive; the arrivals start once the server's GC policy,
+   ``cti.gc_policy``, has frozen what was alive before them, as on a server up before the traffic).
+   When a run does not keep up, the bench runs again at half the rate (down to ``--min-rate``) and prints
+   the largest rate that kept up.
 
 Ends with ``BENCH stats us_per_event=<x> p99_ms=<y> ratio=<z> feed_core_pct=<f> rate=<r> samples=<n>
 kept_up=<yes|no>`` (and ``kept_rate=``/``kept_p99_ms=`` when the asked rate did not keep up): ``us_per_event``
