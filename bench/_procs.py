@@ -154,3 +154,39 @@ def serve_control(reactor: Any, handlers: dict[str, Handler]) -> None:
                 reactor.stop()
 
     stdio.StandardIO(Control(), reactor=reactor)
+
+
+def stamp_ami_chunks() -> dict[str, float | None]:
+    """Stamp every chunk of AMI bytes as the server's AMI protocol receives it: the returned dict's ``"t"`` is
+    that chunk's arrival (``time.perf_counter``) while the chunk is being handled, else None."""
+    from cti.ami import client as ami_client
+
+    chunk: dict[str, float | None] = {"t": None}
+    received = ami_client.AMIProtocol.dataReceived
+
+    def stamped(self: object, data: bytes) -> None:
+        chunk["t"] = time.perf_counter()
+        try:
+            received(self, data)  # type: ignore[arg-type]
+        finally:
+            chunk["t"] = None
+
+    ami_client.AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
+    return chunk
+
+
+def record_gc_pauses() -> list[tuple[int, float]]:
+    """(generation, seconds) of every garbage collection from now on, appended as they end."""
+    import gc
+
+    pauses: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(on_gc)
+    return pauses

@@ -68,7 +68,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench._procs import Child, ChildError, emit, free_port, serve_control  # noqa: E402
+from bench._procs import (  # noqa: E402
+    Child,
+    ChildError,
+    emit,
+    free_port,
+    record_gc_pauses,
+    serve_control,
+    stamp_ami_chunks,
+)
 
 DEMO = ROOT / "config" / "examples" / "demo.yaml"
 CUSTOMERS = 3000
@@ -152,7 +160,6 @@ def role_server(config: str) -> int:
 
     from centre.cli_common import setup_logging
     from centre.process import Runtime
-    from cti.ami import client as ami_client
     from cti.commands import OfferCall
     from cti.reactor import install_reactor
 
@@ -160,32 +167,13 @@ def role_server(config: str) -> int:
     setup_logging("WARNING")
     reactor: Any = install_reactor()
     runtime = Runtime(cfg, reactor)
-    chunk = {"t": None}
     offers: list[tuple[str, str, float | None, float]] = []  # uniqueid, agent, AMI chunk arrival, offer issued
     push_s: list[float] = []
     pushed: dict[str, float] = {}  # "uniqueid agent" -> when the pop was handed to the hub
 
-    received = ami_client.AMIProtocol.dataReceived
+    chunk = stamp_ami_chunks()
 
-    def stamped(self: Any, data: bytes) -> None:
-        chunk["t"] = time.perf_counter()
-        try:
-            received(self, data)
-        finally:
-            chunk["t"] = None
-
-    ami_client.AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
-
-    gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection during the run
-    gc_start = {"t": 0.0}
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            gc_start["t"] = time.perf_counter()
-        else:
-            gc_pauses.append((info["generation"], time.perf_counter() - gc_start["t"]))
-
-    gc.callbacks.append(on_gc)
+    gc_pauses = record_gc_pauses()  # (generation, seconds) of every collection
     apply = runtime.server.dispatcher.apply
 
     def dispatch(command: Any) -> Any:

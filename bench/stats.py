@@ -79,7 +79,15 @@ sys.path.insert(0, str(ROOT))
 
 from acd.service import AcdService  # noqa: E402
 from acd.settings import AcdSection  # noqa: E402
-from bench._procs import Child, ChildError, emit, free_port, serve_control  # noqa: E402
+from bench._procs import (  # noqa: E402
+    Child,
+    ChildError,
+    emit,
+    free_port,
+    record_gc_pauses,
+    serve_control,
+    stamp_ami_chunks,
+)
 from bench.screenpop import bench_config, from_file, load, stamped_connection, to_file  # noqa: E402
 from cti.commands import OfferCall  # noqa: E402
 from cti.events import CallHoldChanged, CallQueued, ChannelHungup, DialEnded, DialStarted  # noqa: E402
@@ -321,38 +329,18 @@ def role_server(config: str) -> int:
     from centre.cli_common import setup_logging
     from centre.demo import log_in_agents
     from centre.process import Runtime
-    from cti.ami import client as ami_client
     from cti.reactor import install_reactor
 
     cfg = load(config)
     setup_logging("WARNING")
     reactor: Any = install_reactor()
     runtime = Runtime(cfg, reactor)
-    chunk: dict[str, float | None] = {"t": None}
     entries: list[tuple[str, float | None]] = []  # (queue, arrival of the AMI chunk being handled) in bus order
     where: dict[tuple[str, str], str] = {}  # caller -> the queue it waits in
     queued = [0]
     lags: list[float] = []
-    received = ami_client.AMIProtocol.dataReceived
-
-    def stamped(self: Any, data: bytes) -> None:
-        chunk["t"] = time.perf_counter()
-        try:
-            received(self, data)
-        finally:
-            chunk["t"] = None
-
-    ami_client.AMIProtocol.dataReceived = stamped  # type: ignore[method-assign]
-    gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection
-    gc_start = [0.0]
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            gc_start[0] = time.perf_counter()
-        else:
-            gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
-
-    gc.callbacks.append(on_gc)
+    chunk = stamp_ami_chunks()
+    gc_pauses = record_gc_pauses()  # (generation, seconds) of every collection
 
     def on_event(e: object) -> None:
         kind = type(e)
