@@ -1,10 +1,34 @@
 """Erlang C queueing formulas (M/M/N): probability of waiting, service level, average speed of answer,
-agents needed. Pure numpy; no I/O. Used for staffing figures and to check the ACD against theory.
+agents needed; scalar, and vectorised over agent counts (``erlang_c_many``, ``erlang_c_figures``). Pure
+numpy; no I/O. Used for staffing figures (``acd.staffing``) and to check the ACD against theory.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """Steady-state figures of a queue for one staffing level, each over all arrivals (Erlang C or A).
+
+    ``p_wait``: an arrival finds every agent busy; ``p_abandon``: the caller hangs up before an answer (0
+    in Erlang C); ``service_level``: answered within the threshold (abandons count against it: the KPI's
+    ``counted`` definition); ``asa``: mean wait of the answered callers, seconds; ``mean_wait``: mean time
+    in queue of every caller, the abandoning ones until they hang up; ``occupancy``: the agents' busy
+    fraction (carried load / agents). An overloaded Erlang C queue (traffic >= agents) has ``p_wait`` 1,
+    ``service_level`` 0, waits ``inf`` and occupancy 1."""
+
+    agents: int
+    p_wait: float
+    p_abandon: float
+    service_level: float
+    asa: float
+    mean_wait: float
+    occupancy: float
 
 
 def erlang_c(traffic: float, agents: int) -> float:
@@ -49,3 +73,32 @@ def agents_for_service_level(rate: float, aht: float, percent: float, target_sec
             return agents
         agents += 1
     raise ValueError("no staffing up to max_agents reaches the target")
+
+
+def erlang_c_many(traffic: float, agents: np.ndarray) -> np.ndarray:
+    """``erlang_c(traffic, n)`` for every ``n`` of the integer array ``agents`` at once (one Erlang B
+    recursion up to the largest); 1.0 where ``n <= traffic``."""
+    counts = np.asarray(agents, dtype=np.int64)
+    top = int(counts.max(initial=0))
+    blocking = np.ones(top + 1)
+    b = 1.0
+    for k in range(1, top + 1):
+        b = traffic * b / (k + traffic * b)
+        blocking[k] = b
+    n = counts.astype(np.float64)
+    b_n = blocking[np.clip(counts, 0, top)]
+    stable = (counts > 0) & (n > traffic)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(stable, n * b_n / (n - traffic * (1.0 - b_n)), 1.0)
+    return c if traffic > 0 else np.where(counts > 0, 0.0, 1.0)
+
+
+def erlang_c_figures(rate: float, aht: float, agents: int, target_seconds: float) -> QueueFigures:
+    """Erlang C figures for ``rate`` calls/s, handle time ``aht`` s and ``agents`` agents."""
+    traffic = rate * aht
+    if agents <= 0 or traffic >= agents:
+        return QueueFigures(max(agents, 0), 1.0, 0.0, 0.0, math.inf, math.inf, 1.0)
+    c = float(erlang_c_many(traffic, np.array([agents]))[0])
+    wait = c * aht / (agents - traffic)
+    sl = 1.0 - c * math.exp(-(agents - traffic) * target_seconds / aht)
+    return QueueFigures(agents, c, 0.0, sl, wait, wait, traffic / agents)
