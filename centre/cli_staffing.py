@@ -173,8 +173,8 @@ def _week(text: str | None, zone: ZoneInfo) -> tuple[float, float]:
 
 
 def _from_records(args: argparse.Namespace) -> tuple[list[_QueuePlan], int]:
-    from config.schema import DatabaseSettings
     from centre.staffing_records import past_calls, state_changes
+    from config.schema import DatabaseSettings
     from cti.db import describe_url, make_engine
 
     cfg = load_or_exit(args.config, status=2) if args.config else None
