@@ -227,6 +227,12 @@ def _from_records(args: argparse.Namespace) -> tuple[list[_QueuePlan], int]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    if not args.from_records:
+        stray = [o for o, v in (("--week-of", args.week_of), ("--db", args.db), ("--tz", args.tz),
+                                ("--config", args.config), ("--aht", args.aht)) if v is not None]
+        if stray:
+            print(f"cti staffing: {', '.join(stray)}: only with --from-records", file=sys.stderr)
+            return 2
     try:
         if args.from_records:
             plans, interval_minutes = _from_records(args)

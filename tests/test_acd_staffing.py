@@ -337,8 +337,8 @@ def test_staffing_command_from_records(records_db: str, capsys: pytest.CaptureFi
 
 
 def test_staffing_command_from_a_forecast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The table names the model and target and gives one line per interval; CSV and JSON carry the same
-    numbers; a bad row exits 2 naming file:line; `cti acd-staffing` still works."""
+    """The table names the model and target and gives one line per interval; CSV carries the same numbers;
+    a bad row exits 2 naming file:line, so does a records option; `cti acd-staffing` still works."""
     from centre.cli import main
 
     path = tmp_path / "forecast.csv"
@@ -358,5 +358,7 @@ def test_staffing_command_from_a_forecast(tmp_path: Path, capsys: pytest.Capture
     assert f"{path}:2: calls: expected a number, got 'lots'" in capsys.readouterr().err
     assert main(["staffing", "--forecast", str(tmp_path / "none.csv")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    assert main(["staffing", "--forecast", str(path), "--week-of", "2026-11-23"]) == 2
+    assert "--week-of: only with --from-records" in capsys.readouterr().err
     assert main(["acd-staffing", "--calls-per-hour", "200", "--aht", "180"]) == 0
     assert "-> 14 agents" in capsys.readouterr().out
