@@ -1,5 +1,5 @@
 """Erlang C queueing formulas (M/M/N): probability of waiting, service level, average speed of answer,
-agents needed; scalar, and vectorised over agent counts (``erlang_c_many``, ``erlang_c_figures``). Pure
+agents needed; scalar, and vectorised over agent counts (``erlang_c_many``, ``erlang_c_table``). Pure
 numpy; no I/O. Used for staffing figures (``acd.staffing``) and to check the ACD against theory.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -102,3 +103,28 @@ def erlang_c_figures(rate: float, aht: float, agents: int, target_seconds: float
     wait = c * aht / (agents - traffic)
     sl = 1.0 - c * math.exp(-(agents - traffic) * target_seconds / aht)
     return QueueFigures(agents, c, 0.0, sl, wait, wait, traffic / agents)
+
+
+class ErlangCTable(NamedTuple):
+    """Erlang C figures for a range of agent counts, one array each (index i: ``agents[i]``)."""
+
+    agents: np.ndarray
+    p_wait: np.ndarray
+    service_level: np.ndarray
+    asa: np.ndarray
+    occupancy: np.ndarray
+
+
+def erlang_c_table(rate: float, aht: float, agents: np.ndarray, target_seconds: float) -> ErlangCTable:
+    """Erlang C for every count of ``agents`` at once (``rate`` calls/s, ``aht`` s): probability of waiting,
+    service level within ``target_seconds``, ASA (inf when overloaded) and occupancy (capped at 1)."""
+    counts = np.asarray(agents, dtype=np.int64)
+    traffic, n = rate * aht, counts.astype(np.float64)
+    c = erlang_c_many(traffic, counts)
+    stable = n > traffic
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        spare = np.where(stable, n - traffic, 1.0)
+        sl = np.where(stable, 1.0 - c * np.exp(-spare * target_seconds / aht), 0.0)
+        asa = np.where(stable, c * aht / spare, np.inf)
+        occupancy = np.where(n > 0, np.minimum(traffic / np.maximum(n, 1.0), 1.0), 1.0)
+    return ErlangCTable(counts, c, sl, asa, occupancy)

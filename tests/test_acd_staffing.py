@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert
 
-from acd.erlang import erlang_c, erlang_c_figures, erlang_c_many, service_level
+from acd.erlang import erlang_c, erlang_c_figures, erlang_c_many, erlang_c_table, service_level
 from acd.erlang_a import erlang_a
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.staffing import ForecastInterval, Model, ServiceTarget, agents_needed, staffing_plan
@@ -63,6 +63,11 @@ def test_erlang_c_classic_example_service_level_and_asa() -> None:
     assert f13.asa == pytest.approx(c13 * 180 / 3) and round(f13.asa, 1) == 17.1
     assert f13.occupancy == pytest.approx(10 / 13) and f13.p_abandon == 0
     assert agents_needed(Model.ERLANG_C, rate, 180, None, ServiceTarget(80, 20)).agents == 14
+    table = erlang_c_table(rate, 180, np.arange(8, 17), 20)
+    assert table.service_level[5] == pytest.approx(f13.service_level) and table.asa[5] == pytest.approx(f13.asa)
+    assert table.service_level[6] == pytest.approx(f14.service_level) and table.occupancy[5] == pytest.approx(10 / 13)
+    assert list(table.service_level[:3]) == [0.0, 0.0, 0.0] and np.isinf(table.asa[:3]).all()
+    assert np.all(np.diff(table.service_level) >= 0)
     assert service_level(rate, 180, 14, 20) == pytest.approx(f14.service_level)
 
 
