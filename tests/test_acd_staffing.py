@@ -303,11 +303,8 @@ def test_forecast_from_calls_and_logged_in_agents() -> None:
     assert only_a2 == pytest.approx({"2026-11-23 09:00": 10 / 15, "2026-11-23 09:15": 5 / 15})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def records_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database holding RECORDS in the ACD's tables: a SQLite file, or a PostgreSQL database of its own."""
-    url: str = (f"sqlite:///{tmp_path}/records.sqlite3" if request.param == "sqlite"
-                else request.getfixturevalue("pg_url"))
+def fill_records(url: str) -> str:
+    """``url`` with RECORDS in the ACD's tables."""
     engine = make_engine(url)
     try:
         QueueCallRecord.metadata.create_all(engine, tables=[QueueCallRecord.__table__, AgentStateRecord.__table__])
@@ -319,6 +316,14 @@ def records_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database holding RECORDS: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        return fill_records(f"sqlite:///{tmp_path}/records.sqlite3")
+    return fill_records(request.getfixturevalue("pg_url"))
 
 
 def test_staffing_command_from_records(records_db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -339,6 +344,41 @@ def test_staffing_command_from_records(records_db: str, capsys: pytest.CaptureFi
     assert support["intervals"] == [] and any("--aht" in n for n in support["notes"])
     assert main(["staffing", "--from-records", "--db", records_db, "--week-of", "2026-12-10", "--tz", "UTC"]) == 2
     assert "no queue calls in the records for the week of 2026-12-07 (UTC)" in capsys.readouterr().err
+
+
+CONFIG = """\
+database:
+  url: {url}
+acd:
+  timezone: Europe/Paris
+  agents:
+    - {{id: a1, name: A, endpoint: PJSIP/a1, skills: {{sales: 1}}}}
+    - {{id: a2, name: B, endpoint: PJSIP/a2, skills: {{support: 1}}}}
+  queues:
+    - {{name: sales, skills: {{sales: 1}}, service_level: {{percent: 90, seconds: 30}}}}
+    - {{name: support, skills: {{support: 1}}}}
+statistics:
+  interval_minutes: 30
+"""
+
+
+def test_staffing_command_from_records_with_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --config: the database, time zone, interval length and each queue's target come from it, and a
+    queue's logged-in agents are its members only."""
+    from centre.cli import main
+
+    url = fill_records(f"sqlite:///{tmp_path}/records.sqlite3")
+    config = tmp_path / "centre.yaml"
+    config.write_text(CONFIG.format(url=url))
+    assert main(["staffing", "--from-records", "--config", str(config), "--week-of", "2026-11-23", "--queue", "sales",
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["interval_minutes"] == 30 and len(out["queues"]) == 1
+    sales = out["queues"][0]
+    assert sales["target"] == {"percent": 90, "seconds": 30, "max_abandon": None} and sales["notes"] == []
+    (only,) = sales["intervals"]
+    assert (only["start"], only["calls"], only["logged_in"]) == ("2026-11-23 09:00", 5, 1.0)
+    assert erlang_c_figures(5 / 1800, 160, only["agents"], 30).service_level >= 0.9
 
 
 def test_staffing_command_from_a_forecast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
