@@ -42,10 +42,16 @@ def erlang_c(traffic: float, agents: int) -> float:
         return 1.0
     if traffic <= 0:
         return 0.0
-    b = np.float64(1.0)
+    b = erlang_b(traffic, agents)
+    return float(agents * b / (agents - traffic * (1.0 - b)))
+
+
+def erlang_b(traffic: float, agents: int) -> float:
+    """Erlang B blocking probability by the recursion B(k) = a B(k-1) / (k + a B(k-1)) (stable)."""
+    b = 1.0
     for k in range(1, agents + 1):
         b = traffic * b / (k + traffic * b)
-    return float(agents * b / (agents - traffic * (1.0 - b)))
+    return b
 
 
 def service_level(rate: float, aht: float, agents: int, target_seconds: float) -> float:

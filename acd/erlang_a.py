@@ -17,20 +17,12 @@ import math
 
 import numpy as np
 
-from acd.erlang import QueueFigures
+from acd.erlang import QueueFigures, erlang_b
 
 MAX_QUEUE_STATES = 2_000_000
 """The most queue lengths one evaluation sums over (memory ~ 50 bytes each): a finite but huge patience
 with more calls than the agents can take makes the queue grow to ``(lam - n mu) / theta``; past this, treat
 the patience as endless (Erlang C) or check the units."""
-
-
-def erlang_b(traffic: float, agents: int) -> float:
-    """Erlang B blocking probability by the recursion B(k) = a B(k-1) / (k + a B(k-1)) (stable)."""
-    b = 1.0
-    for k in range(1, agents + 1):
-        b = traffic * b / (k + traffic * b)
-    return b
 
 
 def _log_weights(x: float, y: float) -> np.ndarray:
