@@ -497,3 +497,18 @@ def test_load_gives_what_the_separate_store_calls_gave(store):
     assert [i.call_key for i in shared.interactions[c2]] == ["pbx1/c2-0"]
     with pytest.raises(ValueError):
         PopLookup(store, JobQueue(), Clock(), settings=SETTINGS)._load(LookupKey("id", "not-a-number"))
+
+
+def test_cache_drops_expired_entries_as_new_ones_come_in():
+    """A busy cache holds about (puts per second x ttl) entries, not its size: expired entries at the least
+    recently used end go when a new one is stored (fewer objects for the garbage collector to walk)."""
+    cache = TtlLruCache(10_000, 30.0, tags=lambda v: (v,))
+    for i in range(3000):  # 100 look-ups a second for 30 s of simulated time
+        cache.put(f"k{i}", i, i / 100)
+    assert len(cache) == 3000  # nothing expired yet
+    for i in range(3000, 9000):  # another minute
+        cache.put(f"k{i}", i, i / 100)
+    assert 2990 <= len(cache) <= 3001
+    assert cache.get("k8999", 90.0) == 8999 and cache.get("k5000", 90.0) is None
+    assert cache.discard_tagged(8998) == 1  # the tag index follows the expiry
+    assert cache.discard_tagged(100) == 0
