@@ -1,0 +1,318 @@
+"""``cti whatif``: a recorded range replayed through the simulator, in virtual time, under the configuration
+it ran with and under a changed one, measured side by side with what really happened (docs/whatif.md).
+
+* ``replay``: the whole centre (``centre.demo.build_virtual``: the simulated PBX, the real server) on a
+  virtual clock that starts at the range's start; no random callers: the recorded ones
+  (``sim.recorded_traffic.RecordedArrivals`` over ``centre.whatif_records.arrivals``); the agents log in, go
+  ready and not ready, and log out when the records say they did (``StaffingReplay``), an agent the changed
+  configuration adds is logged in and ready for the whole range, an agent it removes is gone; after a
+  ring-no-answer an agent is back to ready after the recorded median delay. After the range's end the calls
+  still in progress finish (no new callers) and their records are written.
+* ``measure``: the same figures, by ``kpi.definitions``, for the records and for each replay: per queue and
+  in all, ``service_level``, ``asa``, ``abandon_rate`` (short abandons apart, as the live statistics count
+  them) and the agents' ``occupancy``; a call counts in the range (and in the interval) it entered its queue.
+* ``check``: whether the unchanged replay reproduces the records within the stated tolerance.
+* ``report_lines`` and ``write_charts`` (matplotlib, Agg, imported when a chart is drawn): the output.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from acd.events import AgentStateChanged, QueueCallFinished
+from acd.states import AcdError
+from centre.demo import build_virtual
+from centre.server import CtiServer
+from centre.whatif_records import ArrivalModel, Staffing, Step
+from config.schema import CtiConfig
+from kpi import definitions as d
+from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
+from sim.recorded_traffic import CallerEndsCalls, RecordedArrivals
+
+DRAIN_LIMIT = 4 * 3600.0  # seconds after the range's end for the calls in progress to finish
+WHATIF_BY = "whatif"
+
+
+def kpi_settings(cfg: CtiConfig) -> KpiSettings:
+    """The statistics' settings of a configuration (targets, short abandons, how abandons count in the SL)."""
+    st = cfg.statistics
+    return KpiSettings(timezone=cfg.acd.timezone, interval=st.interval_minutes * 60.0, short_abandon=st.short_abandon,
+                       abandons=AbandonsInServiceLevel(st.service_level_abandons),
+                       targets={q.name: Target(q.service_level.percent, q.service_level.seconds)
+                                for q in cfg.acd.queues})
+
+
+# ---------------------------------------------------------------------------------------------------
+# measuring
+
+@dataclass
+class Figures:
+    """One side's figures: per queue and ``all`` (``kpi.definitions.queue_figures``), the occupancy of all
+    the agents, and the service level per interval (``intervals``: their starts)."""
+
+    queues: dict[str, dict[str, Any]]
+    occupancy: float | None
+    intervals: list[float]
+    sl_by_interval: dict[str, list[float | None]]
+    stays: int = 0
+
+
+def _count(c: list[float], s: QueueCallFinished, settings: KpiSettings) -> None:
+    """One queue stay into a counter vector, as ``kpi.core.KpiCore`` counts its events."""
+    target = settings.target(s.queue)
+    c[d.Q_OFFERED] += 1
+    if s.outcome == "answered":
+        c[d.Q_ANSWERED] += 1
+        c[d.Q_WAIT_ANSWERED] += s.wait
+        if d.in_target(s.wait, target):
+            c[d.Q_ANSWERED_IN_SL] += 1
+        c[d.Q_HANDLED] += 1
+        c[d.Q_HANDLE] += s.talk + s.wrapup
+    elif s.outcome == "abandoned":
+        if s.wait < settings.short_abandon:
+            c[d.Q_SHORT_ABANDONED] += 1
+        else:
+            c[d.Q_ABANDONED] += 1
+            if d.in_target(s.wait, target):
+                c[d.Q_ABANDONED_IN_SL] += 1
+    else:
+        c[d.Q_OVERFLOWED] += 1
+
+
+def occupancy(states: Iterable[AgentStateChanged], start: float, end: float,
+              before: Iterable[AgentStateChanged] = ()) -> float | None:
+    """Busy (reserved, on call, wrap-up) over working (those and ready) seconds of all agents in ``[start,
+    end)``, from the state log (``before``: each agent's last change before ``start``)."""
+    seconds: dict[str, float] = {}
+    last: dict[str, AgentStateChanged] = {c.agent_id: c for c in before}
+
+    def add(state: str, lo: float, hi: float) -> None:
+        lo, hi = max(lo, start), min(hi, end)
+        if hi > lo:
+            seconds[state] = seconds.get(state, 0.0) + hi - lo
+
+    for c in states:
+        add(c.previous, c.since, c.ts)
+        last[c.agent_id] = c
+    for c in last.values():
+        add(c.state, c.ts, end)
+    return d.agent_figures([0.0] * d.A_FIELDS, seconds)["occupancy"]
+
+
+def measure(stays: Iterable[QueueCallFinished], states: Iterable[AgentStateChanged], settings: KpiSettings,
+            start: float, end: float, queues: Sequence[str], before: Iterable[AgentStateChanged] = ()) -> Figures:
+    """The figures of the queue stays that entered a queue in ``[start, end)`` and of the agents' states."""
+    zone = ZoneInfo(settings.timezone)
+    local = datetime.fromtimestamp(start, zone)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=zone).timestamp()
+    first = midnight + (start - midnight) // settings.interval * settings.interval
+    intervals = [first + i * settings.interval for i in range(int((end - first) // settings.interval) + 1)
+                 if first + i * settings.interval < end]
+    names = ["all", *queues]
+    totals = {n: [0.0] * d.Q_FIELDS for n in names}
+    per_interval = {n: [[0.0] * d.Q_FIELDS for _ in intervals] for n in names}
+    n_stays = 0
+    for s in stays:
+        if not start <= s.entered < end:
+            continue
+        n_stays += 1
+        i = min(int((s.entered - first) // settings.interval), len(intervals) - 1)
+        for name in ("all", s.queue):
+            if name in totals:
+                _count(totals[name], s, settings)
+                _count(per_interval[name][i], s, settings)
+    figures = {n: d.queue_figures(c, settings) for n, c in totals.items()}
+    sl = {n: [d.service_level(c, settings.abandons) for c in rows] for n, rows in per_interval.items()}
+    return Figures(figures, occupancy(states, start, end, before), intervals, sl, n_stays)
+
+
+# ---------------------------------------------------------------------------------------------------
+# replaying
+
+class StaffingReplay:
+    """The agents' recorded steps on a replay's server, at their times; the agents ``added`` logged in and
+    ready at the start; after a ring-no-answer (the ACD's not ready) an agent is back after ``return_after``."""
+
+    def __init__(self, server: CtiServer, staffing: Staffing, start: float, added: Iterable[str] = ()) -> None:
+        self.server = server
+        self.known = set(server.acd.agent_ids())
+        self.return_after = staffing.return_after
+        self.refused = 0
+        steps = [s for s in staffing.steps if s.agent_id in self.known]
+        steps += [Step(start, a, action) for a in sorted(set(added) & self.known) for action in ("login", "ready")]
+        steps.sort(key=lambda s: s.at)
+        self._calls = [server.clock.callLater(max(0.0, at - server.now()), self._steps, list(group))
+                       for at, group in itertools.groupby(steps, key=lambda s: s.at)]
+        server.subscribe(self._on_event)
+
+    def stop(self) -> None:
+        for call in self._calls:
+            if call.active():
+                call.cancel()
+
+    def _steps(self, steps: list[Step]) -> None:
+        for step in steps:
+            self._do(step.agent_id, step.action, step.reason)
+
+    def _do(self, agent_id: str, action: str, reason: str = "") -> None:
+        acd, now = self.server.acd, self.server.now()
+        try:
+            if action == "login":
+                out = acd.login(agent_id, None, now)
+            elif action == "ready":
+                out = acd.ready(agent_id, now)
+            elif action == "logout":
+                out = acd.force_logout(agent_id, WHATIF_BY, now)  # on a call: when its work ends
+            elif reason in acd.section.not_ready_reasons:
+                out = acd.not_ready(agent_id, reason, now)
+            else:  # a supervisor's not ready, or a reason this configuration does not have
+                out = acd.force_not_ready(agent_id, "supervisor", WHATIF_BY, now)
+        except AcdError:
+            self.refused += 1  # e.g. ready while the replay has the agent on a call: the ACD decides
+            return
+        self.server.apply(out)
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, AgentStateChanged) and event.state == "not_ready" and event.previous == "reserved":
+            self._calls.append(self.server.clock.callLater(self.return_after, self._do, event.agent_id, "ready"))
+
+
+@dataclass
+class Replay:
+    """What one replay produced: its queue stays and agent state changes, and the callers' counts."""
+
+    stays: list[QueueCallFinished] = field(default_factory=list)
+    states: list[AgentStateChanged] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+    left_waiting: int = 0
+
+
+def replay(cfg: CtiConfig, model: ArrivalModel, staffing: Staffing, start: float, end: float, *,
+           added: Iterable[str] = (), seed: int = 0) -> Replay:
+    """Run ``cfg``'s centre over ``[start, end)`` in virtual time with the recorded callers and agents."""
+    quiet = cfg.sim.model_copy(update={"inbound": []})
+    cfg = cfg.model_copy(update={"sim": quiet})
+    stack = build_virtual(cfg, seed=seed, login_agents=False, start=start)
+    out = Replay()
+
+    def keep(event: object) -> None:
+        if isinstance(event, QueueCallFinished):
+            out.stays.append(event)
+        elif isinstance(event, AgentStateChanged):
+            out.states.append(event)
+
+    stack.server.subscribe(keep)
+    pbx = stack.sim.pbx
+    pbx.far_ends = CallerEndsCalls(pbx.far_ends)
+    callers = RecordedArrivals(pbx, [c for c in model.calls if start <= c.at < end])
+    staff = StaffingReplay(stack.server, staffing, start, added)
+    callers.start()
+    stack.clock.run_until(end)
+    while callers.people and stack.clock.seconds() < end + DRAIN_LIMIT:
+        stack.clock.run_for(60.0)
+    wrapup = max((q.wrapup for q in cfg.acd.queues), default=0.0)
+    stack.clock.run_for(wrapup + 30.0)  # the last wrap-ups end: their records
+    out.left_waiting = len(callers.people)
+    out.counts = dict(callers.counts)
+    out.refused = staff.refused
+    staff.stop()
+    callers.stop()
+    stack.sim.stop()
+    stack.server.stop()
+    stack.clock.run_for(5.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# the comparison
+
+@dataclass(frozen=True)
+class Check:
+    sl_diff: float | None  # percentage points, |unchanged - recorded|
+    abandon_diff: float | None
+    sl_tolerance: float
+    abandon_tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return (self.sl_diff is None or self.sl_diff <= self.sl_tolerance) \
+            and (self.abandon_diff is None or self.abandon_diff <= self.abandon_tolerance)
+
+    def line(self) -> str:
+        def pts(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:.1f} pts"
+        verdict = "OK" if self.ok else "NOT within tolerance"
+        return (f"check: the unchanged replay reproduces the recorded SL within {pts(self.sl_diff)} (tolerance "
+                f"{self.sl_tolerance:g} pts), abandonment within {pts(self.abandon_diff)} (tolerance "
+                f"{self.abandon_tolerance:g} pts): {verdict}")
+
+
+def _pct_diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(abs(a - b) * 100.0, 3)
+
+
+def check(recorded: Figures, unchanged: Figures, sl_tolerance: float, abandon_tolerance: float) -> Check:
+    """Whether the unchanged replay's SL and abandonment (in all) are within the tolerances (points) of the
+    records'."""
+    r, u = recorded.queues["all"], unchanged.queues["all"]
+    return Check(_pct_diff(r["service_level"], u["service_level"]), _pct_diff(r["abandon_rate"], u["abandon_rate"]),
+                 sl_tolerance, abandon_tolerance)
+
+
+COLUMNS = ("recorded", "unchanged", "changed")
+
+
+def _fmt(value: float | None, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value * scale:.1f}"
+
+
+def table_lines(sides: Sequence[Figures], names: Sequence[str] = COLUMNS) -> list[str]:
+    """The side-by-side table: per queue and in all, offered, SL, ASA, abandonment, AHT; then occupancy."""
+    head = f"{'queue':<12} {'figure':<12}" + "".join(f"{n:>12}" for n in names)
+    lines = [head, "-" * len(head)]
+    rows = (("offered", "offered", None), ("SL %", "service_level", 100.0), ("ASA s", "asa", 1.0),
+            ("abandon %", "abandon_rate", 100.0), ("AHT s", "aht", 1.0))
+    for queue in sides[0].queues:
+        for i, (label, key, scale) in enumerate(rows):
+            cells = [side.queues.get(queue, {}).get(key) for side in sides]
+            text = [str(c if c is not None else "-") if scale is None else _fmt(c, scale) for c in cells]
+            lines.append(f"{queue if i == 0 else '':<12} {label:<12}" + "".join(f"{t:>12}" for t in text))
+    lines.append(f"{'agents':<12} {'occupancy %':<12}" + "".join(f"{_fmt(s.occupancy, 100.0):>12}" for s in sides))
+    return lines
+
+
+def write_charts(out: Path, sides: Sequence[Figures], names: Sequence[str] = COLUMNS, timezone: str = "UTC") -> Path:
+    """``sl_per_interval.png`` in ``out``: the service level per interval, in all and per queue, one line per
+    side. Returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    panels = list(sides[0].sl_by_interval)
+    zone = ZoneInfo(timezone)
+    times = [datetime.fromtimestamp(t, zone) for t in sides[0].intervals]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        for side, name in zip(sides, names, strict=True):
+            values = [float("nan") if v is None else v * 100.0 for v in side.sl_by_interval.get(panel, [])]
+            ax.plot(times[:len(values)], values, marker="o", markersize=3, label=name)
+        ax.set_title(f"service level per interval: {panel}")
+        ax.set_ylabel("SL %")
+        ax.set_ylim(0, 105)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="lower left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path = out / "sl_per_interval.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
