@@ -1,0 +1,151 @@
+"""``cti whatif`` (issue #17, item 4): a recorded hour (the demo centre in virtual time, its records written
+by the real recorder to SQLite) replayed under its own configuration reproduces the recorded figures within
+the stated tolerance, and under half the agents gives a clearly worse service level; the models read from
+the records (patience with censoring, the agents' own steps) on small hand-made records."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from acd.events import AgentStateChanged, QueueCallFinished
+from centre.cli import main
+from centre.cli_common import DEFAULT_DEMO_CONFIG
+from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents
+from centre.whatif import Check, Figures, check, occupancy
+from centre.whatif_records import RecordedRange, Step, arrivals, staffing
+from config.load import load_config
+from tests.test_server_pops import inline
+
+HOUR = 3600.0
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """An hour of the demo centre (no campaign) recorded to SQLite; its configuration, and one with every
+    other agent removed."""
+    tmp = tmp_path_factory.mktemp("whatif")
+    url = f"sqlite:///{tmp / 'day.sqlite3'}"
+    raw = yaml.safe_load(DEFAULT_DEMO_CONFIG.read_text())
+    raw.pop("dialer")
+    raw["database"]["url"] = url
+    base, half = tmp / "base.yaml", tmp / "half.yaml"
+    base.write_text(yaml.safe_dump(raw))
+    raw["acd"]["agents"] = raw["acd"]["agents"][::2]
+    half.write_text(yaml.safe_dump(raw))
+    stack = build_virtual(load_config(base), seed=3, login_agents=False)
+    stack.server.open_database(inline)  # before the agents log in: their log is recorded
+    log_in_agents(stack.server, exclude=())
+    stack.clock.run_until(DEMO_EPOCH + HOUR)
+    stack.sim.driver.stop_arrivals()
+    stack.clock.run_for(1800)
+    stack.sim.stop()
+    stack.server.stop()  # the recorder writes what it holds
+    stack.clock.run_for(5)
+    return base, half, tmp
+
+
+def test_the_unchanged_replay_reproduces_the_recorded_hour_and_half_the_agents_do_worse(
+        recorded: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    base, half, tmp = recorded
+    code = main(["whatif", "--from", "2026-01-01T10:00Z", "--to", "2026-01-01T11:00Z", "--base-config", str(base),
+                 "--config", str(half), "--out", str(tmp / "charts"), "--strict"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    check_line = next(line for line in out.splitlines() if line.startswith("check:"))
+    assert check_line.endswith(": OK") and "tolerance 5 pts" in check_line, check_line
+    rows = {}
+    queue = ""
+    for line in out.splitlines():
+        m = re.match(r"(\S*)\s+(offered|SL %|ASA s|abandon %|occupancy %)\s+(\S+)\s+(\S+)\s+(\S+)$", line)
+        if m:
+            queue = m.group(1) or queue
+            rows[(queue, m.group(2))] = [float(v) for v in m.group(3, 4, 5)]
+    offered = rows[("all", "offered")]
+    assert offered[0] > 150 and offered[0] == offered[1] == offered[2]  # every recorded caller, replayed
+    recorded_sl, same_sl, half_sl = rows[("all", "SL %")]
+    assert abs(recorded_sl - same_sl) <= 5.0
+    assert half_sl < recorded_sl - 25  # half the agents: clearly worse
+    assert rows[("all", "abandon %")][2] > rows[("all", "abandon %")][0] + 10
+    assert rows[("all", "ASA s")][2] > 2 * rows[("all", "ASA s")][0]
+    assert rows[("agents", "occupancy %")][2] > rows[("agents", "occupancy %")][0]
+    chart = tmp / "charts" / "sl_per_interval.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_calls_in_the_range_is_said(recorded: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    base, half, _ = recorded
+    assert main(["whatif", "--from", "2025-06-01", "--to", "2025-06-01", "--base-config", str(base),
+                 "--config", str(half)]) == 1
+    assert "no inbound call entered a queue between 2025-06-01 00:00 UTC and 2025-06-02 00:00 UTC" \
+        in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# the models, on hand-made records
+
+def stay(uid: str, entered: float, outcome: str, wait: float, talk: float = 0.0, queue: str = "q") -> QueueCallFinished:
+    return QueueCallFinished(ts=entered + wait + talk, server="s", uniqueid=uid, call_id=f"L{uid}", queue=queue,
+                             entered=entered, outcome=outcome, wait=wait, agent_id="a" if talk else "",
+                             answered_at=entered + wait if outcome == "answered" else None, talk=talk, wrapup=5.0,
+                             offers=1, overflow_action="", overflow_target="", caller_num=f"+1555{uid}",
+                             dnis="+18005550100", priority=0)
+
+
+def change(ts: float, agent: str, state: str, previous: str, reason: str = "", since: float | None = None
+           ) -> AgentStateChanged:
+    return AgentStateChanged(ts=ts, agent_id=agent, state=state, previous=previous, reason=reason,
+                             since=ts if since is None else since, queue="", uniqueid="")
+
+
+def test_patience_is_the_wait_of_an_abandon_and_beyond_the_wait_of_the_others() -> None:
+    rec = RecordedRange(0.0, 1000.0, stays=[
+        stay("1", 10, "answered", 20, talk=100), stay("2", 20, "abandoned", 30), stay("3", 30, "abandoned", 50),
+        stay("4", 40, "overflowed", 100), stay("1", 200, "abandoned", 5, queue="other")])  # "1" again: a later stay
+    model = arrivals(rec, seed=1)
+    assert [c.caller_num for c in model.calls] == ["+15551", "+15552", "+15553", "+15554"]
+    assert model.abandons == 2 and model.patience_mean == pytest.approx((20 + 30 + 50 + 100) / 2)
+    answered, gone, gone2, overflowed = model.calls
+    assert (gone.patience, gone2.patience) == (30, 50)
+    assert answered.patience is not None and answered.patience > 20 and answered.talk == 100
+    assert overflowed.patience is not None and overflowed.patience > 100
+    assert overflowed.talk == 100  # drawn from the queue's recorded talk times
+    assert arrivals(rec, seed=1) == model  # seeded
+    nobody_left = arrivals(RecordedRange(0.0, 100.0, stays=[stay("1", 10, "answered", 20, talk=60)]))
+    assert nobody_left.patience_mean is None and nobody_left.calls[0].patience is None
+
+
+def test_the_agents_own_steps_are_replayed_not_what_the_acd_did_to_them() -> None:
+    rec = RecordedRange(100.0, 1000.0, before={"b": change(50, "b", "ready", "not_ready"),
+                                               "c": change(60, "c", "logged_out", "not_ready")}, states=[
+        change(100, "a", "not_ready", "logged_out", "login"),
+        change(101, "a", "ready", "not_ready"),
+        change(200, "a", "reserved", "ready"),
+        change(215, "a", "not_ready", "reserved", "no-answer"),  # ring-no-answer: the ACD's
+        change(240, "a", "ready", "not_ready", since=215),  # back after 25 s: the model's return delay
+        change(300, "a", "reserved", "ready"), change(303, "a", "on_call", "reserved"),
+        change(400, "a", "wrap_up", "on_call"), change(410, "a", "ready", "wrap_up"),
+        change(500, "a", "not_ready", "ready", "lunch"), change(800, "a", "logged_out", "not_ready", "logout")])
+    s = staffing(rec)
+    assert s.steps == [Step(100, "b", "login"), Step(100, "b", "ready"), Step(100, "a", "login"),
+                       Step(101, "a", "ready"), Step(500, "a", "not_ready", "lunch"), Step(800, "a", "logout")]
+    assert s.agents == {"a", "b"} and s.return_after == 25
+
+
+def test_occupancy_and_the_tolerance_check() -> None:
+    states = [change(100, "a", "ready", "not_ready"), change(160, "a", "on_call", "ready", since=100),
+                change(220, "a", "ready", "on_call", since=160)]
+    assert occupancy(states, 100, 400) == pytest.approx(60 / 300)
+    assert occupancy(states, 100, 190) == pytest.approx(30 / 90)  # clipped to the range
+
+    def side(sl: float, ab: float) -> Figures:
+        return Figures({"all": {"service_level": sl, "abandon_rate": ab}}, None, [], {})
+
+    assert check(side(0.80, 0.05), side(0.77, 0.06), 5, 3).ok
+    bad = check(side(0.80, 0.05), side(0.70, 0.06), 5, 3)
+    assert not bad.ok and bad.line().endswith("SL within 10.0 pts (tolerance 5 pts), abandonment within 1.0 pts "
+                                              "(tolerance 3 pts): NOT within tolerance")
+    assert Check(None, None, 5, 3).ok
