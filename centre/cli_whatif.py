@@ -19,8 +19,8 @@ ABANDON_TOLERANCE = 3.0  # percentage points its abandonment may differ
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
-    from centre.whatif import check, kpi_settings, measure, replay, table_lines, write_charts
-    from centre.whatif_records import arrivals, read_range, staffing
+    from centre.whatif import check, table_lines, what_if, write_charts
+    from centre.whatif_records import first_stays, read_range
     from cti.db import describe_url, make_engine
 
     if not args.base_config:
@@ -49,36 +49,37 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.dispose()
-    model = arrivals(rec, seed=args.seed)
-    if not model.calls:
+    if not first_stays(rec.stays, rec.outbound):
         print(f"cti whatif: no inbound call entered a queue between {_show(start, zone)} and {_show(end, zone)} "
               f"in {describe_url(url)}", file=sys.stderr)
         return 1
-    staff = staffing(rec)
-    settings = kpi_settings(base)
-    queues = [q.name for q in base.acd.queues]
-    queues += [q for q in sorted({s.queue for s in rec.stays}) if q not in queues]
-    recorded = measure(rec.stays, rec.states, settings, start, end, queues, before=rec.before.values())
-    added = {a.id for a in changed.acd.agents} - {a.id for a in base.acd.agents}
-    same = replay(base, model, staff, start, end, seed=args.seed)
-    other = replay(changed, model, staff, start, end, added=added, seed=args.seed)
-    unchanged = measure(same.stays, same.states, settings, start, end, queues)
-    what_if = measure(other.stays, other.states, kpi_settings(changed), start, end, queues)
+    result = what_if(rec, base, changed, seed=args.seed, runs=args.runs)
+    model, staff = result.model, result.staffing
     patience = "nobody abandoned: callers never give up" if model.patience_mean is None else \
         f"patience exponential, mean {model.patience_mean:.0f} s (from {model.abandons} abandons)"
-    print(f"what-if {_show(start, zone)} .. {_show(end, zone)}: {len(model.calls)} recorded callers replayed; "
+    runs = f" ({args.runs} replays of each, seeds {args.seed}..{args.seed + args.runs - 1}, pooled)" \
+        if args.runs > 1 else ""
+    print(f"what-if {_show(start, zone)} .. {_show(end, zone)}: {len(model.calls)} recorded callers replayed{runs}; "
           f"{patience}; {len(staff.agents)} agents staffed as recorded"
-          + (f", {len(added)} added (logged in and ready all along)" if added else ""))
+          + (f", {len(result.added)} added (logged in and ready all along)" if result.added else ""))
     print(f"columns: recorded = {describe_url(url)}; unchanged = {args.base_config} replayed; "
           f"changed = {args.config} replayed")
-    for line in table_lines([recorded, unchanged, what_if]):
+    sides = [result.recorded, result.unchanged, result.changed]
+    for line in table_lines(sides):
         print(line)
-    result = check(recorded, unchanged, args.sl_tolerance, args.abandon_tolerance)
-    print(result.line())
+    verdict = check(result.recorded, result.unchanged, args.sl_tolerance, args.abandon_tolerance)
+    print(verdict.line())
     if args.out:
-        path = write_charts(Path(args.out), [recorded, unchanged, what_if], timezone=base.acd.timezone)
+        path = write_charts(Path(args.out), sides, timezone=base.acd.timezone)
         print(f"chart: {path.resolve()}")
-    return 0 if result.ok or not args.strict else 3
+    return 0 if verdict.ok or not args.strict else 3
+
+
+def _runs(text: str) -> int:
+    value = non_negative_int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected 1 to 100 runs, got {text[:20]!r}")
+    return value
 
 
 def _show(ts: float, zone: ZoneInfo) -> str:
@@ -98,7 +99,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--db", default=None, metavar="URL", help="the records' database (default: the base "
                    "configuration's database.url)")
     p.add_argument("--out", default=None, metavar="DIR", help="write the charts (PNG) to DIR")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the replay's random draws")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the replay's random draws (the "
+                   "simulated phones' answer delays and ring-no-answers, the censored patience draws)")
+    p.add_argument("--runs", type=_runs, default=1, help="replay each configuration N times (seeds SEED, "
+                   "SEED+1, ...) and pool the figures: less noise, N times the time (default 1)")
     p.add_argument("--sl-tolerance", type=positive_number, default=SL_TOLERANCE,
                    help=f"points the unchanged replay's SL may differ from the records' (default {SL_TOLERANCE:g})")
     p.add_argument("--abandon-tolerance", type=positive_number, default=ABANDON_TOLERANCE,

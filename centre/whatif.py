@@ -29,7 +29,7 @@ from acd.events import AgentStateChanged, QueueCallFinished
 from acd.states import AcdError
 from centre.demo import build_virtual
 from centre.server import CtiServer
-from centre.whatif_records import ArrivalModel, Staffing, Step
+from centre.whatif_records import ArrivalModel, RecordedRange, Staffing, Step, arrivals, staffing
 from config.schema import CtiConfig
 from kpi import definitions as d
 from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
@@ -61,6 +61,7 @@ class Figures:
     intervals: list[float]
     sl_by_interval: dict[str, list[float | None]]
     stays: int = 0
+    runs: int = 1  # replays pooled (``offered`` per run is ``offered / runs``)
 
 
 def _count(c: list[float], s: QueueCallFinished, settings: KpiSettings) -> None:
@@ -85,10 +86,10 @@ def _count(c: list[float], s: QueueCallFinished, settings: KpiSettings) -> None:
         c[d.Q_OVERFLOWED] += 1
 
 
-def occupancy(states: Iterable[AgentStateChanged], start: float, end: float,
-              before: Iterable[AgentStateChanged] = ()) -> float | None:
-    """Busy (reserved, on call, wrap-up) over working (those and ready) seconds of all agents in ``[start,
-    end)``, from the state log (``before``: each agent's last change before ``start``)."""
+def state_seconds(states: Iterable[AgentStateChanged], start: float, end: float,
+                  before: Iterable[AgentStateChanged] = ()) -> dict[str, float]:
+    """Seconds all agents spent in each state in ``[start, end)``, from one run's state log (``before``: each
+    agent's last change before ``start``)."""
     seconds: dict[str, float] = {}
     last: dict[str, AgentStateChanged] = {c.agent_id: c for c in before}
 
@@ -102,12 +103,19 @@ def occupancy(states: Iterable[AgentStateChanged], start: float, end: float,
         last[c.agent_id] = c
     for c in last.values():
         add(c.state, c.ts, end)
+    return seconds
+
+
+def occupancy(seconds: dict[str, float]) -> float | None:
+    """Busy (reserved, on call, wrap-up) over working (those and ready) seconds (``kpi.definitions``)."""
     return d.agent_figures([0.0] * d.A_FIELDS, seconds)["occupancy"]
 
 
-def measure(stays: Iterable[QueueCallFinished], states: Iterable[AgentStateChanged], settings: KpiSettings,
-            start: float, end: float, queues: Sequence[str], before: Iterable[AgentStateChanged] = ()) -> Figures:
-    """The figures of the queue stays that entered a queue in ``[start, end)`` and of the agents' states."""
+def measure(stays: Iterable[QueueCallFinished], state_runs: Sequence[Iterable[AgentStateChanged]],
+            settings: KpiSettings, start: float, end: float, queues: Sequence[str],
+            before: Iterable[AgentStateChanged] = ()) -> Figures:
+    """The figures of the queue stays that entered a queue in ``[start, end)`` and of the agents' states, one
+    state log per run (several replays pooled: their figures are the pooled ratios)."""
     zone = ZoneInfo(settings.timezone)
     local = datetime.fromtimestamp(start, zone)
     midnight = datetime(local.year, local.month, local.day, tzinfo=zone).timestamp()
@@ -129,7 +137,11 @@ def measure(stays: Iterable[QueueCallFinished], states: Iterable[AgentStateChang
                 _count(per_interval[name][i], s, settings)
     figures = {n: d.queue_figures(c, settings) for n, c in totals.items()}
     sl = {n: [d.service_level(c, settings.abandons) for c in rows] for n, rows in per_interval.items()}
-    return Figures(figures, occupancy(states, start, end, before), intervals, sl, n_stays)
+    seconds: dict[str, float] = {}
+    for states in state_runs:
+        for state, secs in state_seconds(states, start, end, before).items():
+            seconds[state] = seconds.get(state, 0.0) + secs
+    return Figures(figures, occupancy(seconds), intervals, sl, n_stays, max(1, len(state_runs)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,6 +242,43 @@ def replay(cfg: CtiConfig, model: ArrivalModel, staffing: Staffing, start: float
     return out
 
 
+@dataclass
+class WhatIf:
+    """The three sides of a what-if and what they were made of."""
+
+    recorded: Figures
+    unchanged: Figures
+    changed: Figures
+    model: ArrivalModel  # the first run's
+    staffing: Staffing
+    added: frozenset[str]  # agents the changed configuration adds (logged in and ready all along)
+    replays: list[Replay]  # unchanged and changed, run by run
+
+
+def what_if(rec: RecordedRange, base: CtiConfig, changed: CtiConfig, *, seed: int = 0, runs: int = 1) -> WhatIf:
+    """The records' figures, and those of ``runs`` replays of ``base`` and of ``changed`` (run ``i`` with seed
+    ``seed + i``, both configurations on the same callers: the same patience and talk draws)."""
+    staff = staffing(rec)
+    settings = kpi_settings(base)
+    queues = [q.name for q in base.acd.queues]
+    queues += [q for q in sorted({s.queue for s in rec.stays}) if q not in queues]
+    recorded = measure(rec.stays, [rec.states], settings, rec.start, rec.end, queues, before=rec.before.values())
+    added = frozenset({a.id for a in changed.acd.agents} - {a.id for a in base.acd.agents})
+    same: list[Replay] = []
+    other: list[Replay] = []
+    models = [arrivals(rec, seed=seed + i) for i in range(runs)]
+    for i, model in enumerate(models):
+        same.append(replay(base, model, staff, rec.start, rec.end, seed=seed + i))
+        other.append(replay(changed, model, staff, rec.start, rec.end, added=added, seed=seed + i))
+
+    def pooled(side: list[Replay], cfg: CtiConfig) -> Figures:
+        return measure([s for r in side for s in r.stays], [r.states for r in side], kpi_settings(cfg),
+                       rec.start, rec.end, queues)
+
+    return WhatIf(recorded, pooled(same, base), pooled(other, changed), models[0], staff, added,
+                  [x for pair in zip(same, other, strict=True) for x in pair])
+
+
 # ---------------------------------------------------------------------------------------------------
 # the comparison
 
@@ -282,7 +331,9 @@ def table_lines(sides: Sequence[Figures], names: Sequence[str] = COLUMNS) -> lis
     for queue in sides[0].queues:
         for i, (label, key, scale) in enumerate(rows):
             cells = [side.queues.get(queue, {}).get(key) for side in sides]
-            text = [str(c if c is not None else "-") if scale is None else _fmt(c, scale) for c in cells]
+            if key == "offered":  # per run
+                cells = [None if c is None else round(c / side.runs, 1) for c, side in zip(cells, sides, strict=True)]
+            text = [("-" if c is None else f"{c:g}") if scale is None else _fmt(c, scale) for c in cells]
             lines.append(f"{queue if i == 0 else '':<12} {label:<12}" + "".join(f"{t:>12}" for t in text))
     lines.append(f"{'agents':<12} {'occupancy %':<12}" + "".join(f"{_fmt(s.occupancy, 100.0):>12}" for s in sides))
     return lines

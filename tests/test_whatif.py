@@ -15,7 +15,7 @@ from acd.events import AgentStateChanged, QueueCallFinished
 from centre.cli import main
 from centre.cli_common import DEFAULT_DEMO_CONFIG
 from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents
-from centre.whatif import Check, Figures, check, occupancy
+from centre.whatif import Check, Figures, check, occupancy, state_seconds
 from centre.whatif_records import RecordedRange, Step, arrivals, staffing
 from config.load import load_config
 from tests.test_server_pops import inline
@@ -138,8 +138,9 @@ def test_the_agents_own_steps_are_replayed_not_what_the_acd_did_to_them() -> Non
 def test_occupancy_and_the_tolerance_check() -> None:
     states = [change(100, "a", "ready", "not_ready"), change(160, "a", "on_call", "ready", since=100),
                 change(220, "a", "ready", "on_call", since=160)]
-    assert occupancy(states, 100, 400) == pytest.approx(60 / 300)
-    assert occupancy(states, 100, 190) == pytest.approx(30 / 90)  # clipped to the range
+    assert state_seconds(states, 100, 400) == {"ready": 240, "on_call": 60}
+    assert occupancy(state_seconds(states, 100, 400)) == pytest.approx(60 / 300)
+    assert occupancy(state_seconds(states, 100, 190)) == pytest.approx(30 / 90)  # clipped to the range
 
     def side(sl: float, ab: float) -> Figures:
         return Figures({"all": {"service_level": sl, "abandon_rate": ab}}, None, [], {})
