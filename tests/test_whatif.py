@@ -15,9 +15,10 @@ from acd.events import AgentStateChanged, QueueCallFinished
 from centre.cli import main
 from centre.cli_common import DEFAULT_DEMO_CONFIG
 from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents
-from centre.whatif import Check, Figures, check, occupancy, state_seconds
-from centre.whatif_records import RecordedRange, Step, arrivals, staffing
+from centre.whatif import Check, Figures, check, kpi_settings, measure, occupancy, replay, state_seconds
+from centre.whatif_records import RecordedRange, Step, arrivals, read_range, staffing
 from config.load import load_config
+from cti.db import make_engine
 from tests.test_server_pops import inline
 
 HOUR = 3600.0
@@ -150,3 +151,34 @@ def test_occupancy_and_the_tolerance_check() -> None:
     assert not bad.ok and bad.line().endswith("SL within 10.0 pts (tolerance 5 pts), abandonment within 1.0 pts "
                                               "(tolerance 3 pts): NOT within tolerance")
     assert Check(None, None, 5, 3).ok
+
+
+def test_with_the_recorded_phones_the_replay_is_the_recorded_hour(recorded: tuple[Path, Path, Path]) -> None:
+    """The recording's own simulator seed: the agents' phones answer (and fail to) as they did, so what is
+    left of the replay (callers put in their queue at their times, their patience and talk, the agents' steps)
+    gives the recorded figures."""
+    base, _, _ = recorded
+    cfg = load_config(base)
+    engine = make_engine(cfg.database.url)
+    try:
+        rec = read_range(engine, DEMO_EPOCH, DEMO_EPOCH + HOUR)
+    finally:
+        engine.dispose()
+    settings = kpi_settings(cfg)
+    queues = [q.name for q in cfg.acd.queues]
+    truth = measure(rec.stays, [rec.states], settings, rec.start, rec.end, queues, before=rec.before.values())
+    run = replay(cfg, arrivals(rec, seed=3), staffing(rec), rec.start, rec.end, seed=3)
+    again = measure(run.stays, [run.states], settings, rec.start, rec.end, queues)
+    assert run.left_waiting == 0 and run.counts["arrived"] == truth.queues["all"]["offered"] > 150
+    # call by call: the same agent, the same outcome, the same wait
+    for want in rec.stays:
+        same_caller = [x for x in run.stays if x.caller_num == want.caller_num]
+        got = min(same_caller, key=lambda x: abs(x.entered - want.entered))
+        assert got.entered == pytest.approx(want.entered, abs=0.5)
+        assert (got.queue, got.outcome, got.agent_id) == (want.queue, want.outcome, want.agent_id), want
+        assert got.wait == pytest.approx(want.wait, abs=0.05) and got.talk == pytest.approx(want.talk, abs=0.05)
+    for queue in ("all", *queues):
+        got, want = again.queues[queue], truth.queues[queue]
+        for figure in ("offered", "answered", "abandoned", "service_level", "asa", "aht"):
+            assert got[figure] == pytest.approx(want[figure], abs=0.01), (queue, figure)
+    assert again.occupancy == pytest.approx(truth.occupancy, abs=0.001)
