@@ -70,8 +70,8 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     verdict = check(result.recorded, result.unchanged, args.sl_tolerance, args.abandon_tolerance)
     print(verdict.line())
     if args.out:
-        path = write_charts(Path(args.out), sides, timezone=base.acd.timezone)
-        print(f"chart: {path.resolve()}")
+        for path in write_charts(Path(args.out), sides, timezone=base.acd.timezone):
+            print(f"chart: {path.resolve()}")
     return 0 if verdict.ok or not args.strict else 3
 
 

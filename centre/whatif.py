@@ -339,9 +339,11 @@ def table_lines(sides: Sequence[Figures], names: Sequence[str] = COLUMNS) -> lis
     return lines
 
 
-def write_charts(out: Path, sides: Sequence[Figures], names: Sequence[str] = COLUMNS, timezone: str = "UTC") -> Path:
-    """``sl_per_interval.png`` in ``out``: the service level per interval, in all and per queue, one line per
-    side. Returns its path."""
+def write_charts(out: Path, sides: Sequence[Figures], names: Sequence[str] = COLUMNS,
+                 timezone: str = "UTC") -> list[Path]:
+    """The charts, PNG files in ``out``: ``sl_per_interval.png`` (the service level per interval, in all and
+    per queue, one line per side) and ``summary.png`` (SL, abandonment and occupancy in all, one bar per side).
+    Returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,7 +365,24 @@ def write_charts(out: Path, sides: Sequence[Figures], names: Sequence[str] = COL
     axes[0, 0].legend(loc="lower left")
     fig.autofmt_xdate()
     fig.tight_layout()
-    path = out / "sl_per_interval.png"
-    fig.savefig(path, dpi=100)
+    per_interval = out / "sl_per_interval.png"
+    fig.savefig(per_interval, dpi=100)
     plt.close(fig)
-    return path
+
+    figures = (("SL %", lambda f: f.queues["all"]["service_level"]),
+               ("abandon %", lambda f: f.queues["all"]["abandon_rate"]), ("occupancy %", lambda f: f.occupancy))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(sides)
+    for i, (side, name) in enumerate(zip(sides, names, strict=True)):
+        values = [(get(side) or 0.0) * 100.0 for _, get in figures]
+        bars = ax.bar([x + i * width for x in range(len(figures))], values, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks([x + width * (len(sides) - 1) / 2 for x in range(len(figures))], [label for label, _ in figures])
+    ax.set_ylim(0, 110)
+    ax.set_title("in all")
+    ax.legend()
+    fig.tight_layout()
+    summary = out / "summary.png"
+    fig.savefig(summary, dpi=100)
+    plt.close(fig)
+    return [per_interval, summary]

@@ -73,8 +73,9 @@ def test_the_unchanged_replay_reproduces_the_recorded_hour_and_half_the_agents_d
     assert rows[("all", "abandon %")][2] > rows[("all", "abandon %")][0] + 10
     assert rows[("all", "ASA s")][2] > 2 * rows[("all", "ASA s")][0]
     assert rows[("agents", "occupancy %")][2] > rows[("agents", "occupancy %")][0]
-    chart = tmp / "charts" / "sl_per_interval.png"
-    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for chart in ("sl_per_interval.png", "summary.png"):
+        assert (tmp / "charts" / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"chart: {tmp / 'charts' / chart}" in out
 
 
 def test_no_calls_in_the_range_is_said(recorded: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
