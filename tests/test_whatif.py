@@ -15,10 +15,21 @@ from acd.events import AgentStateChanged, QueueCallFinished
 from centre.cli import main
 from centre.cli_common import DEFAULT_DEMO_CONFIG
 from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents
-from centre.whatif import Check, Figures, check, kpi_settings, measure, occupancy, replay, state_seconds
-from centre.whatif_records import RecordedRange, Step, arrivals, read_range, staffing
+from centre.whatif import (
+    Check,
+    Figures,
+    StaffingReplay,
+    check,
+    kpi_settings,
+    measure,
+    occupancy,
+    replay,
+    state_seconds,
+)
+from centre.whatif_records import RecordedRange, Staffing, Step, arrivals, read_range, staffing
 from config.load import load_config
 from cti.db import make_engine
+from sim.recorded_traffic import CallerEndsCalls, RecordedArrivals, RecordedCall
 from tests.test_server_pops import inline
 
 HOUR = 3600.0
@@ -183,3 +194,48 @@ def test_with_the_recorded_phones_the_replay_is_the_recorded_hour(recorded: tupl
         for figure in ("offered", "answered", "abandoned", "service_level", "asa", "aht"):
             assert got[figure] == pytest.approx(want[figure], abs=0.01), (queue, figure)
     assert again.occupancy == pytest.approx(truth.occupancy, abs=0.001)
+
+
+def test_the_agents_steps_on_the_replays_server(recorded: tuple[Path, Path, Path]) -> None:
+    """Recorded steps at their times (an unknown agent's dropped, a refused one counted), an added agent logged in
+    and ready from the start, and back to ready after a ring-no-answer after the recorded delay."""
+    base, _, _ = recorded
+    cfg = load_config(base)
+    never = cfg.sim.agents.model_copy(update={"no_answer_prob": 1.0, "busy_prob": 0.0, "unavailable_prob": 0.0})
+    cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"agents": never, "inbound": []})})
+    stack = build_virtual(cfg, seed=1, login_agents=False)
+    server, t0 = stack.server, stack.clock.seconds()
+    changes: list[AgentStateChanged] = []
+    server.subscribe(lambda e: changes.append(e) if isinstance(e, AgentStateChanged) and e.agent_id == "1002"
+                     else None)
+    steps = [Step(t0 + 10, "1002", "login"), Step(t0 + 10, "1002", "ready"), Step(t0 + 20, "9999", "login"),
+             Step(t0 + 30, "1002", "not_ready", "lunch"), Step(t0 + 31, "1002", "not_ready", "no-such-reason"),
+             Step(t0 + 40, "1003", "ready"),  # 1003 never logged in: refused
+             Step(t0 + 45, "1002", "ready")]
+    staff = StaffingReplay(server, Staffing(steps, frozenset({"1002"}), return_after=7.0), t0, added=["1005"])
+    pbx = stack.sim.pbx
+    pbx.far_ends = CallerEndsCalls(pbx.far_ends)
+    callers = RecordedArrivals(pbx, [RecordedCall(t0 + 50, "+18005550100", "+15550001", "sales", 0, None, 10.0)])
+    callers.start()
+
+    def state(agent: str) -> tuple[str, str]:
+        snap = server.acd.agent_snapshot(agent)
+        return str(snap.state), snap.reason
+
+    stack.clock.run_for(1)
+    assert state("1005") == ("ready", "") and state("1002")[0] == "logged_out"
+    stack.clock.run_for(10)
+    assert state("1002") == ("ready", "")
+    stack.clock.run_for(19.5)
+    assert state("1002") == ("not_ready", "lunch")
+    stack.clock.run_for(1)
+    assert state("1002") == ("not_ready", "supervisor")  # a reason the configuration lacks
+    stack.clock.run_for(60)
+    assert staff.refused == 1 and state("1003")[0] == "logged_out"
+    missed = next(c for c in changes if c.state == "not_ready" and c.previous == "reserved")
+    back = next(c for c in changes if c.ts > missed.ts)
+    assert back.state == "ready" and back.ts - missed.ts == pytest.approx(7.0)
+    callers.stop()
+    staff.stop()
+    stack.sim.stop()
+    server.stop()
