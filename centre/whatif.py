@@ -271,11 +271,11 @@ def what_if(rec: RecordedRange, base: CtiConfig, changed: CtiConfig, *, seed: in
         same.append(replay(base, model, staff, rec.start, rec.end, seed=seed + i))
         other.append(replay(changed, model, staff, rec.start, rec.end, added=added, seed=seed + i))
 
-    def pooled(side: list[Replay], cfg: CtiConfig) -> Figures:
-        return measure([s for r in side for s in r.stays], [r.states for r in side], kpi_settings(cfg),
+    def pooled(side: list[Replay]) -> Figures:  # by the base configuration's targets: one yardstick for all
+        return measure([s for r in side for s in r.stays], [r.states for r in side], settings,
                        rec.start, rec.end, queues)
 
-    return WhatIf(recorded, pooled(same, base), pooled(other, changed), models[0], staff, added,
+    return WhatIf(recorded, pooled(same), pooled(other), models[0], staff, added,
                   [x for pair in zip(same, other, strict=True) for x in pair])
 
 
