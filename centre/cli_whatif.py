@@ -19,7 +19,7 @@ ABANDON_TOLERANCE = 3.0  # percentage points its abandonment may differ
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
-    from centre.whatif import check, table_lines, what_if, write_charts
+    from centre.whatif import DRAIN_LIMIT, check, table_lines, what_if, write_charts
     from centre.whatif_records import first_stays, read_range
     from cti.db import describe_url, make_engine
 
@@ -67,6 +67,11 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     sides = [result.recorded, result.unchanged, result.changed]
     for line in table_lines(sides):
         print(line)
+    for name, side in (("unchanged", result.replays[0::2]), ("changed", result.replays[1::2])):
+        refused, left = sum(r.refused for r in side), sum(r.left_waiting for r in side)
+        if refused or left:
+            print(f"{name} replay: {refused} recorded agent steps the ACD refused there (e.g. ready while on a "
+                  f"call), {left} callers still waiting {DRAIN_LIMIT / 3600:g} h after the end")
     verdict = check(result.recorded, result.unchanged, args.sl_tolerance, args.abandon_tolerance)
     print(verdict.line())
     if args.out:

@@ -12,7 +12,7 @@ it ran with and under a changed one, measured side by side with what really happ
   in all, ``service_level``, ``asa``, ``abandon_rate`` (short abandons apart, as the live statistics count
   them) and the agents' ``occupancy``; a call counts in the range (and in the interval) it entered its queue.
 * ``check``: whether the unchanged replay reproduces the records within the stated tolerance.
-* ``report_lines`` and ``write_charts`` (matplotlib, Agg, imported when a chart is drawn): the output.
+* ``table_lines`` and ``write_charts`` (matplotlib, Agg, imported when a chart is drawn): the output.
 """
 
 from __future__ import annotations
