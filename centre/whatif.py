@@ -149,13 +149,20 @@ def measure(stays: Iterable[QueueCallFinished], state_runs: Sequence[Iterable[Ag
 
 class StaffingReplay:
     """The agents' recorded steps on a replay's server, at their times; the agents ``added`` logged in and
-    ready at the start; after a ring-no-answer (the ACD's not ready) an agent is back after ``return_after``."""
+    ready at the start; after a ring-no-answer (the ACD's not ready) an agent is back after ``return_after``.
+
+    A step the replay's ACD cannot take at its time because the agent is on a call there (and was not in the
+    records) waits for it: a log-in until a deferred log-out has happened, a ready until the agent's work ends
+    in a (deferred) not ready; the agent's next recorded step replaces a step that waits. Other refused steps
+    are counted (``refused``) and dropped."""
 
     def __init__(self, server: CtiServer, staffing: Staffing, start: float, added: Iterable[str] = ()) -> None:
         self.server = server
         self.known = set(server.acd.agent_ids())
         self.return_after = staffing.return_after
         self.refused = 0
+        self.deferred = 0
+        self._waiting: dict[str, list[str]] = {}  # agent -> the steps ("login", "ready") waiting for its work to end
         steps = [s for s in staffing.steps if s.agent_id in self.known]
         steps += [Step(start, a, action) for a in sorted(set(added) & self.known) for action in ("login", "ready")]
         steps.sort(key=lambda s: s.at)
@@ -174,6 +181,7 @@ class StaffingReplay:
 
     def _do(self, agent_id: str, action: str, reason: str = "") -> None:
         acd, now = self.server.acd, self.server.now()
+        before = self._waiting.pop(agent_id, [])  # a later step replaces those that wait
         try:
             if action == "login":
                 out = acd.login(agent_id, None, now)
@@ -186,13 +194,33 @@ class StaffingReplay:
             else:  # a supervisor's not ready, or a reason this configuration does not have
                 out = acd.force_not_ready(agent_id, "supervisor", WHATIF_BY, now)
         except AcdError:
-            self.refused += 1  # e.g. ready while the replay has the agent on a call: the ACD decides
+            if action in ("login", "ready") and str(acd.agent_snapshot(agent_id).state) in ("reserved", "on_call"):
+                # a ready right after a log-in that waits: both wait
+                self._waiting[agent_id] = ["login", "ready"] if before == ["login"] and action == "ready" else [action]
+                self.deferred += 1
+            else:
+                self.refused += 1
             return
         self.server.apply(out)
 
     def _on_event(self, event: object) -> None:
-        if isinstance(event, AgentStateChanged) and event.state == "not_ready" and event.previous == "reserved":
-            self._calls.append(self.server.clock.callLater(self.return_after, self._do, event.agent_id, "ready"))
+        if not isinstance(event, AgentStateChanged):
+            return
+        agent_id = event.agent_id
+        waiting = self._waiting.get(agent_id, [""])[0]
+        if event.state == "not_ready" and event.previous == "reserved":
+            self._waiting.pop(agent_id, None)
+            self._calls.append(self.server.clock.callLater(self.return_after, self._do, agent_id, "ready"))
+        elif (waiting == "login" and event.state == "logged_out") \
+                or (waiting == "ready" and event.state == "not_ready"):
+            self._calls.append(self.server.clock.callLater(0.0, self._resume, agent_id))
+        elif waiting == "ready" and event.state == "ready":
+            self._waiting.pop(agent_id, None)
+
+    def _resume(self, agent_id: str) -> None:
+        """The steps that waited for the agent's work to end, now."""
+        for action in self._waiting.pop(agent_id, []):
+            self._do(agent_id, action)
 
 
 @dataclass

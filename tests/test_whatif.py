@@ -254,3 +254,40 @@ def test_the_agents_steps_on_the_replays_server(recorded: tuple[Path, Path, Path
     staff.stop()
     stack.sim.stop()
     server.stop()
+
+
+def test_a_step_the_agent_cannot_take_on_a_call_waits_for_its_work_to_end(recorded: tuple[Path, Path, Path]) -> None:
+    """Recorded: lunch, then ready 20 s later. Replayed with the agent on a call then: the lunch waits for the
+    call's work to end (the ACD's pending not ready), and so does the ready (not lost: the agent would else stay
+    at lunch for the rest of the range); a log-out and log-in again while on a call, likewise."""
+    base, _, _ = recorded
+    cfg = load_config(base)
+    always = cfg.sim.agents.model_copy(update={"no_answer_prob": 0.0, "busy_prob": 0.0, "unavailable_prob": 0.0})
+    cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"agents": always, "inbound": []})})
+    stack = build_virtual(cfg, seed=1, login_agents=False)
+    server, t0 = stack.server, stack.clock.seconds()
+    steps = [Step(t0 + 1, "1003", "login"), Step(t0 + 1, "1003", "ready"),
+             Step(t0 + 30, "1003", "not_ready", "lunch"), Step(t0 + 50, "1003", "ready"),
+             Step(t0 + 200, "1003", "logout"), Step(t0 + 220, "1003", "login"), Step(t0 + 220, "1003", "ready")]
+    staff = StaffingReplay(server, Staffing(steps, frozenset({"1003"}), return_after=20.0), t0)
+    pbx = stack.sim.pbx
+    pbx.far_ends = CallerEndsCalls(pbx.far_ends)
+    callers = RecordedArrivals(pbx, [RecordedCall(t0 + 10, "+18005550100", "+15550001", "sales", 0, None, 100.0),
+                                     RecordedCall(t0 + 190, "+18005550100", "+15550002", "sales", 0, None, 100.0)])
+    callers.start()
+
+    def state() -> str:
+        return str(server.acd.agent_snapshot("1003").state)
+
+    stack.clock.run_for(60)
+    assert state() == "on_call" and staff.deferred == 1
+    stack.clock.run_for(120)  # the call ended at ~115, its wrap-up (10 s) ended in lunch, and lunch in ready
+    assert state() == "ready" and staff.refused == 0
+    stack.clock.run_for(40)  # 220: on the second call, with a log-out pending: the log-in and ready wait
+    assert state() == "on_call" and staff.deferred == 3
+    stack.clock.run_for(120)
+    assert state() == "ready" and staff.refused == 0
+    callers.stop()
+    staff.stop()
+    stack.sim.stop()
+    server.stop()
