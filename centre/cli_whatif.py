@@ -40,6 +40,11 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         print("cti whatif: --to must be after --from", file=sys.stderr)
         return 2
     url = args.db or base.database.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:") \
+            and not Path(url[len("sqlite:///"):]).is_file():
+        print(f"cti whatif: no database file {url[len('sqlite:///'):]} (the records are read, never created)",
+              file=sys.stderr)
+        return 1
     engine = make_engine(url)
     try:
         rec = read_range(engine, start, end)

@@ -291,3 +291,28 @@ def test_a_step_the_agent_cannot_take_on_a_call_waits_for_its_work_to_end(record
     staff.stop()
     stack.sim.stop()
     server.stop()
+
+
+def test_mistakes_are_said(recorded: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    base, half, tmp = recorded
+    common = ["whatif", "--config", str(half)]
+    assert main([*common, "--from", "yesterday", "--to", "2026-01-01", "--base-config", str(base)]) == 2
+    assert "'yesterday' is not a day (YYYY-MM-DD) nor an ISO time" in capsys.readouterr().err
+    assert main([*common, "--from", "2026-01-02", "--to", "2026-01-01", "--base-config", str(base)]) == 2
+    assert "--to must be after --from" in capsys.readouterr().err
+    monkeypatch.delenv("CTI_CONFIG", raising=False)
+    from centre.cli import build_parser
+
+    args = build_parser().parse_args([*common, "--from", "2026-01-01", "--to", "2026-01-01"])
+    assert args.func(args) == 2
+    assert "pass --base-config FILE" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp / 'missing' / 'none.sqlite3'}"
+    assert main([*common, "--from", "2026-01-01", "--to", "2026-01-01", "--base-config", str(base),
+                 "--db", missing]) == 1
+    assert "no database file" in capsys.readouterr().err and not (tmp / "missing").exists()
+    empty = tmp / "empty.sqlite3"
+    empty.touch()
+    assert main([*common, "--from", "2026-01-01", "--to", "2026-01-01", "--base-config", str(base),
+                 "--db", f"sqlite:///{empty}"]) == 1
+    assert "cannot read the records from sqlite:///" in capsys.readouterr().err
