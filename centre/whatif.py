@@ -18,7 +18,7 @@ it ran with and under a changed one, measured side by side with what really happ
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +46,18 @@ def kpi_settings(cfg: CtiConfig) -> KpiSettings:
                        abandons=AbandonsInServiceLevel(st.service_level_abandons),
                        targets={q.name: Target(q.service_level.percent, q.service_level.seconds)
                                 for q in cfg.acd.queues})
+
+
+def wrapup_timer(cfg: CtiConfig) -> Callable[[str, str], float | None]:
+    """``(queue, agent) -> seconds``: the wrap-up the ACD gives an agent's call of a queue (the agent's own
+    ``wrapup``, else the queue's; None for a queue the configuration does not have)."""
+    queues = {q.name: float(q.wrapup) for q in cfg.acd.queues}
+    agents = {a.id: float(a.wrapup) for a in cfg.acd.agents if a.wrapup is not None}
+
+    def timer(queue: str, agent_id: str) -> float | None:
+        return agents.get(agent_id, queues.get(queue))
+
+    return timer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,6 +235,30 @@ class StaffingReplay:
             self._do(agent_id, action)
 
 
+class EarlyWrapups:
+    """A call whose agent ended its wrap-up before the timer in the records (``RecordedCall.wrapup``): its
+    wrap-up in the replay, whoever's it is, ends as soon (into the agent's pending not ready, if any)."""
+
+    def __init__(self, server: CtiServer, callers: RecordedArrivals) -> None:
+        self.server = server
+        self.callers = callers
+        self.ended = 0
+        server.subscribe(self._on_event)
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, AgentStateChanged) and event.state == "wrap_up":
+            call = self.callers.by_uniqueid.get(event.uniqueid)
+            if call is not None and call.wrapup is not None:
+                self.server.clock.callLater(call.wrapup, self._end, event.agent_id, event.ts)
+
+    def _end(self, agent_id: str, since: float) -> None:
+        acd = self.server.acd
+        snap = acd.agent_snapshot(agent_id)
+        if str(snap.state) == "wrap_up" and snap.since == since:  # the same wrap-up, not over yet
+            self.ended += 1
+            self.server.apply(acd.end_wrapup(agent_id, self.server.now()))
+
+
 @dataclass
 class Replay:
     """What one replay produced: its queue stays and agent state changes, and the callers' counts."""
@@ -252,6 +288,7 @@ def replay(cfg: CtiConfig, model: ArrivalModel, staffing: Staffing, start: float
     pbx = stack.sim.pbx
     pbx.far_ends = CallerEndsCalls(pbx.far_ends)
     callers = RecordedArrivals(pbx, [c for c in model.calls if start <= c.at < end])
+    EarlyWrapups(stack.server, callers)
     staff = StaffingReplay(stack.server, staffing, start, added)
     callers.start()
     stack.clock.run_until(end)
@@ -294,7 +331,7 @@ def what_if(rec: RecordedRange, base: CtiConfig, changed: CtiConfig, *, seed: in
     added = frozenset({a.id for a in changed.acd.agents} - {a.id for a in base.acd.agents})
     same: list[Replay] = []
     other: list[Replay] = []
-    models = [arrivals(rec, seed=seed + i) for i in range(runs)]
+    models = [arrivals(rec, seed=seed + i, wrapup_timer=wrapup_timer(base)) for i in range(runs)]
     for i, model in enumerate(models):
         same.append(replay(base, model, staff, rec.start, rec.end, seed=seed + i))
         other.append(replay(changed, model, staff, rec.start, rec.end, added=added, seed=seed + i))

@@ -12,7 +12,8 @@ The models are pure:
   talk times, seeded); its patience. Patience is exponential, its mean estimated from the range (maximum
   likelihood with censoring: the waits of all first stays over the number that abandoned); an abandoned call's
   patience is its wait; an answered or overflowed caller would have waited at least its wait, so its patience
-  is that wait plus a draw of the exponential beyond it (memoryless), seeded.
+  is that wait plus a draw of the exponential beyond it (memoryless), seeded. A wrap-up the agent ended
+  before the queue's timer is kept with the call (the replay ends it as soon); others are the timer's.
 * ``staffing``: the agents' own steps as recorded (log in, ready, not ready with its reason, log out) at their
   times, and how long an agent took to come back to ready after a ring-no-answer made it not ready (the
   median). What the ACD did to them (offers, calls, wrap-ups, a ring-no-answer) is not a step: the replay's
@@ -22,7 +23,7 @@ The models are pure:
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,6 +38,7 @@ from sim.recorded_traffic import RecordedCall
 DEFAULT_TALK = 180.0  # seconds, when a queue has no recorded talk time at all
 DEFAULT_RETURN = 20.0  # seconds back to ready after a ring-no-answer, when the range shows none
 STREAM_ROWS = 2000
+EARLY = 0.5  # seconds: a wrap-up this much shorter than the queue's was ended by the agent
 
 
 def epoch(value: datetime) -> float:
@@ -110,8 +112,11 @@ def first_stays(stays: Iterable[QueueCallFinished], outbound: set[tuple[str, str
     return sorted(first.values(), key=lambda s: (s.entered, s.uniqueid))
 
 
-def arrivals(rec: RecordedRange, seed: int = 0) -> ArrivalModel:
-    """The recorded callers as the simulator replays them (see the module's docstring)."""
+def arrivals(rec: RecordedRange, seed: int = 0, wrapup_timer: Callable[[str, str], float | None] | None = None
+             ) -> ArrivalModel:
+    """The recorded callers as the simulator replays them (see the module's docstring). ``wrapup_timer(queue,
+    agent)``: the wrap-up seconds of the configuration the range ran with; an answered call whose wrap-up
+    ended sooner (the agent ended it) keeps its wrap-up, to be ended as soon in the replay."""
     stays = first_stays(rec.stays, rec.outbound)
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
     abandons = sum(1 for s in stays if s.outcome == "abandoned")
@@ -135,8 +140,10 @@ def arrivals(rec: RecordedRange, seed: int = 0) -> ArrivalModel:
         else:
             pool = talks.get(s.queue) or every
             talk = pool[min(int(pick * len(pool)), len(pool) - 1)] if pool else DEFAULT_TALK
+        timer = wrapup_timer(s.queue, s.agent_id) if wrapup_timer is not None else None
+        early = s.wrapup if s.outcome == "answered" and timer is not None and s.wrapup < timer - EARLY else None
         calls.append(RecordedCall(at=s.entered, did=s.dnis, caller_num=s.caller_num, queue=s.queue,
-                                  priority=s.priority, patience=patience, talk=max(0.5, talk)))
+                                  priority=s.priority, patience=patience, talk=max(0.5, talk), wrapup=early))
     return ArrivalModel(calls, mean, abandons)
 
 

@@ -32,7 +32,8 @@ class RecordedCall:
     """One recorded inbound caller, as the replay needs it.
 
     ``at``: epoch seconds it entered its first queue; ``patience``: seconds it waits in queue before it
-    hangs up (None: it never gives up); ``talk``: seconds from an agent's answer to its hang-up."""
+    hangs up (None: it never gives up); ``talk``: seconds from an agent's answer to its hang-up; ``wrapup``:
+    seconds of after-call work when the agent ended it before the queue's timer did (None: the timer)."""
 
     at: float
     did: str
@@ -42,6 +43,7 @@ class RecordedCall:
     patience: float | None
     talk: float
     flow: str = ""
+    wrapup: float | None = None
 
 
 class CallerEndsCalls:
@@ -77,6 +79,7 @@ class RecordedArrivals:
         self.calls = sorted(calls, key=lambda c: (c.at, c.caller_num))
         self.trunk = trunk
         self.people: dict[str, _Caller] = {}
+        self.by_uniqueid: dict[str, RecordedCall] = {}  # every caller that arrived, by its channel's uniqueid
         self.counts: dict[str, int] = {"arrived": 0, "abandoned_hold": 0, "hung_up_after_talk": 0}
         self._pending: list[IDelayedCall] = []
         pbx.add_listener(self._on_event)
@@ -103,6 +106,7 @@ class RecordedArrivals:
         chan = self.pbx.inbound_call(call.did, call.caller_num, "", endpoint=self.trunk, context=HOLD_CONTEXT,
                                      variables=variables, exten="s")
         self.people[chan.name] = _Caller(call, chan)
+        self.by_uniqueid[chan.uniqueid] = call
         return chan
 
     # reactions --------------------------------------------------------------------------------

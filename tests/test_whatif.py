@@ -17,6 +17,7 @@ from centre.cli_common import DEFAULT_DEMO_CONFIG
 from centre.demo import DEMO_EPOCH, build_virtual, log_in_agents
 from centre.whatif import (
     Check,
+    EarlyWrapups,
     Figures,
     StaffingReplay,
     check,
@@ -144,6 +145,9 @@ def test_patience_is_the_wait_of_an_abandon_and_beyond_the_wait_of_the_others() 
     assert arrivals(rec, seed=1) == model  # seeded
     nobody_left = arrivals(RecordedRange(0.0, 100.0, stays=[stay("1", 10, "answered", 20, talk=60)]))
     assert nobody_left.patience_mean is None and nobody_left.calls[0].patience is None
+    # stay()'s wrap-up is 5 s: under a 10 s timer the agent ended it, under a 5 s one the timer did
+    assert [c.wrapup for c in arrivals(rec, seed=1, wrapup_timer=lambda q, a: 10.0).calls] == [5.0, None, None, None]
+    assert [c.wrapup for c in arrivals(rec, seed=1, wrapup_timer=lambda q, a: 5.0).calls] == [None] * 4
 
 
 def test_the_agents_own_steps_are_replayed_not_what_the_acd_did_to_them() -> None:
@@ -316,3 +320,29 @@ def test_mistakes_are_said(recorded: tuple[Path, Path, Path], capsys: pytest.Cap
     assert main([*common, "--from", "2026-01-01", "--to", "2026-01-01", "--base-config", str(base),
                  "--db", f"sqlite:///{empty}"]) == 1
     assert "cannot read the records from sqlite:///" in capsys.readouterr().err
+
+
+def test_a_wrap_up_the_agent_ended_early_ends_as_early(recorded: tuple[Path, Path, Path]) -> None:
+    base, _, _ = recorded
+    cfg = load_config(base)
+    always = cfg.sim.agents.model_copy(update={"no_answer_prob": 0.0, "busy_prob": 0.0, "unavailable_prob": 0.0})
+    cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"agents": always, "inbound": []})})
+    stack = build_virtual(cfg, seed=1, login_agents=False)
+    server, t0 = stack.server, stack.clock.seconds()
+    changes: list[AgentStateChanged] = []
+    server.subscribe(lambda e: changes.append(e) if isinstance(e, AgentStateChanged) else None)
+    server.apply(server.acd.login("1003", None, t0))
+    server.apply(server.acd.ready("1003", t0))
+    pbx = stack.sim.pbx
+    pbx.far_ends = CallerEndsCalls(pbx.far_ends)
+    callers = RecordedArrivals(pbx, [
+        RecordedCall(t0 + 10, "+18005550100", "+15550001", "sales", 0, None, 20.0, wrapup=3.0),
+        RecordedCall(t0 + 100, "+18005550100", "+15550002", "sales", 0, None, 20.0)])  # the timer's (10 s)
+    early = EarlyWrapups(server, callers)
+    callers.start()
+    stack.clock.run_for(200)
+    ended = [e.ts - e.since for e in changes if e.state == "ready" and e.previous == "wrap_up"]
+    assert ended == [pytest.approx(3.0), pytest.approx(10.0)] and early.ended == 1
+    callers.stop()
+    stack.sim.stop()
+    server.stop()
