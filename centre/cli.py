@@ -19,6 +19,7 @@ from centre import (
     cli_recordings,
     cli_sim,
     cli_staffing,
+    cli_whatif,
 )
 from centre.cli_args import non_negative_int, positive_seconds, speed
 from centre.cli_common import DEFAULT_DEMO_CONFIG, load_or_exit, print_security_warnings, setup_logging
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     for module in (cli_sim, cli_customers, cli_console, cli_staffing, cli_ivr, cli_leads, cli_compliance,
-                   cli_recordings):
+                   cli_recordings, cli_whatif):
         module.register(sub)
     return parser
 

@@ -89,10 +89,12 @@ def with_demo_callers(cfg: CtiConfig, n: int = 3000, seed: int = 1) -> CtiConfig
     return cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"callers": callers})})
 
 
-def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool = True) -> VirtualStack:
-    """The whole contact centre in one process on a VirtualClock (no sockets, no database)."""
+def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool = True,
+                  start: float = DEMO_EPOCH) -> VirtualStack:
+    """The whole contact centre in one process on a VirtualClock (no sockets, no database), its clock at
+    ``start`` (epoch seconds)."""
     cfg = with_demo_callers(cfg)
-    clock = VirtualClock(start=DEMO_EPOCH)
+    clock = VirtualClock(start=start)
     net = MemoryNetwork(clock)
     sim = build_sim(cfg, clock, agi_connect=net.connect, seed=seed)
     pbx_cfg = sim.server or cfg.asterisk[0]

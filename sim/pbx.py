@@ -229,16 +229,18 @@ class Pbx:
 
     def inbound_call(self, did: str, caller_num: str, caller_name: str, *, endpoint: str = "trunk",
                      context: str = INBOUND_CONTEXT, keys: KeySource | None = None,
-                     variables: Iterable[tuple[str, str]] = ()) -> Channel:
+                     variables: Iterable[tuple[str, str]] = (), exten: str | None = None) -> Channel:
         """A call arrives from the PSTN on PJSIP endpoint ``endpoint`` for ``did``: a new channel in
-        state Ring starts the dialplan at ``context,did,1`` (as chan_pjsip does for an INVITE)."""
+        state Ring starts the dialplan at ``context,did,1`` (as chan_pjsip does for an INVITE), or at
+        ``context,exten,1`` when ``exten`` is given (an endpoint whose context sends every call to ``s``)."""
+        start = exten if exten is not None else did
         chan = self._alloc(f"PJSIP/{endpoint}-{self._next_suffix('PJSIP')}", "PJSIP", f"PJSIP/{endpoint}",
-                           context, did, RING, caller=(caller_num, caller_name))
+                           context, start, RING, caller=(caller_num, caller_name))
         chan.dnid = did
         chan.keys = keys
         chan.variables.update(variables)
         self.processed_calls += 1
-        self.soon(self.start_pbx, chan, context, did, 1)
+        self.soon(self.start_pbx, chan, context, start, 1)
         return chan
 
     def call(self, chan: Channel, dialstring: str, two_caller: tuple[str, str] | None = None) -> None:
