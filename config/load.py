@@ -361,9 +361,29 @@ def _siblings(loc: Loc, data: Any = None) -> list[str]:
 
 # --- entry points ------------------------------------------------------------------------------
 
+def flow_too_deep(text: str) -> int | None:
+    """The line where ``[``/``{`` brackets nest deeper than ``MAX_DEPTH``, or None. PyYAML's scanner costs per
+    token in proportion to the flow depth, so ``[[[[...]]]]`` thousands deep takes seconds before the
+    composer could refuse it; the tokens are read here only until the depth passes the limit."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        kind = type(token)
+        if kind is yaml.FlowSequenceStartToken or kind is yaml.FlowMappingStartToken:
+            depth += 1
+            if depth > MAX_DEPTH:
+                return int(token.start_mark.line) + 1
+        elif kind is yaml.FlowSequenceEndToken or kind is yaml.FlowMappingEndToken:
+            depth -= 1
+    return None
+
+
 def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
     try:
+        deep = flow_too_deep(text)
+        if deep is not None:
+            raise ConfigError([ConfigIssue(filename, deep, "", f"not valid YAML here: nests more than {MAX_DEPTH} "
+                                           "levels deep")])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         problem = graph_problem(root) if root is not None else None
         if problem is not None:
