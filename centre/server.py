@@ -276,7 +276,14 @@ class CtiServer:
         return wallboard(self.acd, self.health, self.recorder, now,
                          self.dialer.figures(now) if self.dialer is not None else None,
                          warnings=self.components.agent_feed.warnings(), pops=self.agent_pops,
-                         recordings=self.recordings.states_by_agent() if self.recordings is not None else None)
+                         recordings=self.recordings.states_by_agent() if self.recordings is not None else None,
+                         writers_down=self.database_writers_down())
+
+    def database_writers_down(self) -> bool:
+        """Whether a writer of records other than the ACD recorder cannot reach the database (they keep their
+        writes and retry): the call records, the dialer's store."""
+        writer = self.interactions
+        return (writer is not None and writer.down) or (self.dialer is not None and self.dialer.store_down)
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None
