@@ -108,6 +108,8 @@ class CtiServer:
             self.kpi.stop()
         d = self.pool.stop()
         if self.recorder is not None:
+            # the rows of calls whose wrap-up the stop cuts short (a restart restores the wrap-up, not the call)
+            self.recorder.record_all(self.acd.close_records(self.now()))
             self.recorder.close()
         return d
 

@@ -3,7 +3,8 @@
 ``TcpProxy(host, port)`` listens on a free loopback port and relays each connection to ``host:port`` (one
 thread per direction). ``cut()`` drops every relayed connection and from then on accepts and at once closes
 new ones (the client sees a connection closed by the server, as with a database restarting); ``restore()``
-relays again. ``close()`` stops it. Only tests import this module.
+relays again; ``wait_refused(n)`` waits for the n-th refused connection. ``close()`` stops it. Only tests
+import this module.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class TcpProxy:
         self.upstream = (host, port)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._open: set[socket.socket] = set()
         self._cut = False
         self._closed = False
@@ -37,6 +38,11 @@ class TcpProxy:
         with self._lock:
             self._cut = False
 
+    def wait_refused(self, n: int, timeout: float) -> bool:
+        """Wait until ``n`` connections in all were refused while cut (a client retrying); False past ``timeout``."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self.refused >= n, timeout)
+
     def close(self) -> None:
         self._closed = True
         self.cut()
@@ -53,6 +59,7 @@ class TcpProxy:
                 cut = self._cut
                 if cut:
                     self.refused += 1
+                    self._lock.notify_all()
             if cut:
                 _shut(client)
                 continue
