@@ -44,6 +44,7 @@ log = logging.getLogger("centre.ops_http")
 MAX_HEAD = 8192  # bytes of a request's line and headers
 REQUEST_TIMEOUT = 5.0  # seconds to send them
 LAG_INTERVAL = 1.0  # seconds between looks at the loop's lag
+REDIS_WATCH = 5.0  # seconds between Redis checks made for the wallboard (scrapes and /readyz check it too)
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -156,7 +157,23 @@ class Readiness:
         down = [f"ami:{name}" for name, c in ami.items() if not c.up]
         down += [name for name, c in (("database", database), ("redis", redis)) if c is not None and not c.up]
         self.last = Report(ami, database, redis, down)
+        if redis is not None:
+            self.health.redis = redis.up  # the wallboard's health line
         return self.last
+
+    @property
+    def watches_redis(self) -> bool:
+        return self._redis_probe is not None
+
+    async def watch_redis(self, interval: float = REDIS_WATCH) -> None:
+        """Check Redis every ``interval`` s until cancelled, so that the wallboard says it is down (once in the
+        log, when it goes down and when it is back) even when nobody scrapes the metrics."""
+        probe = self._redis_probe
+        assert probe is not None
+        while True:
+            redis = await probe.check()
+            self.health.redis = redis.up
+            await asyncio.sleep(interval)
 
     def _select_one(self) -> Any:
         engine = self.engine
@@ -234,6 +251,7 @@ class OpsEndpoint:
         self.lag = lag
         self.requests = 0
         self._server: asyncio.Server | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
         try:
@@ -242,11 +260,18 @@ class OpsEndpoint:
             raise OSError(exc.errno, f"the metrics listener (metrics.host, metrics.port) cannot listen on "
                                      f"{host}:{port}: {exc.strerror or exc}") from None
         self.lag.start()
+        if self.readiness.watches_redis:
+            self._watch = asyncio.ensure_future(self.readiness.watch_redis())
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound
 
     async def stop(self) -> None:
         self.lag.stop()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch
+            self._watch = None
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
