@@ -97,8 +97,17 @@ class CallLog:
                 outcome: str) -> list[InteractionWrite]:
         """A call found with an agent after a restart (its start: when its first channel was created)."""
         out = self._open(server, call_id, ts, direction, fields, outcome)
-        self.open[(server, call_id)].answered = outcome == "answered"
+        rec = self.open[(server, call_id)]
+        rec.answered = outcome == "answered"
+        if rec.outcome == "unknown":  # known as left open by the last run (``left_open``): now we know more
+            rec.outcome = outcome
         return out
+
+    def left_open(self, server: str, call_id: str, started_at: float) -> None:
+        """A call whose row the last run opened and never closed, still on the PBX after a restart: its end
+        closes the row (outcome ``unknown`` unless this run learns more). Writes nothing now: the row exists."""
+        if (server, call_id) not in self.open:
+            self.open[(server, call_id)] = CallRecord(call_key(server, call_id), started_at, "", "unknown")
 
     def transferred(self, server: str, call_id: str) -> list[InteractionWrite]:
         """An agent sent the call on to someone outside the queues (a blind transfer to a number, or a
