@@ -55,7 +55,10 @@ def test_thirty_seconds_without_the_database_routing_goes_on_and_every_record_is
 
     proxy.cut()
     bench.act("1003", "hangup", call_id=first)
-    bench.run(5)  # wrap-up over: ready again
+    bench.run(0.5)
+    assert bench.act("1003", "dispose", call_id=first, disposition="resolved", notes="during the outage")[
+        "recorded"], "the disposition made while the database is down was not kept"
+    bench.run(5)
     during = bench.arrive(keys=("1",))  # routed and answered while the database is down
     bench.run(15)
     assert bench.of(CallAnswered, uniqueid=during.uniqueid), "routing stopped without the database"
@@ -85,6 +88,8 @@ def test_thirty_seconds_without_the_database_routing_goes_on_and_every_record_is
     assert sorted(found) == sorted((f"sim/{c}", o, True) for c, o in calls.items()), found
     queue_calls = rows(direct, "select call_id, outcome from acd_queue_calls")
     assert sorted(queue_calls) == sorted(calls.items()), queue_calls  # one each: none lost, none twice
+    assert rows(direct, f"select disposition, notes from customer_interactions where call_key = 'sim/{first}'") \
+        == [("resolved", "during the outage")]
     states = rows(direct, "select count(*), count(distinct record_uid) from acd_agent_states where agent_id='1003'")
     assert states[0][0] == states[0][1] >= 6  # ready, ringing, on call, wrap-up, ... twice: each once
 
