@@ -54,15 +54,15 @@ from dialer.settings import DIAL_MODES, LAW_CAP, LAW_POLICIES, CampaignSettings,
 log = logging.getLogger("dialer")
 
 UPKEEP_EVERY = 5.0  # seconds between refills of the hoppers (and reads of the do-not-call list and callbacks)
+CALLBACK_LEAD = 60.0  # a scheduled callback is claimed for its campaign this many seconds before it is due
+
+RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
 def store_backoff(attempt: int) -> float:
     """Seconds before the ``attempt``-th retry of writes held while the store is unreachable: 0.5 s doubling
     up to 30 s."""
     return float(min(30.0, 0.5 * 2 ** min(attempt - 1, 10)))
-CALLBACK_LEAD = 60.0  # a scheduled callback is claimed for its campaign this many seconds before it is due
-
-RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
 #: What the dialer reads of the ACD for a campaign queue at a time: its agents' outlook (ready agents,
