@@ -21,6 +21,7 @@ class Health:
     ami_detail: dict[str, str] = field(default_factory=dict)
     ami_since: dict[str, float] = field(default_factory=dict)  # when the link last went up or down
     db: bool | None = None
+    db_check: bool | None = None  # the last readiness check of the database (centre.ops_http), None: none yet
     redis: bool | None = None
     pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
 
@@ -91,7 +92,7 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
                        "call_id": snap.call.call_id if snap.call else None, "call": call,
                        "queues": list(snap.queues)})
     if recorder is not None:
-        health.db = not (recorder.metrics["db_down"] or writers_down)
+        health.db = not (recorder.metrics["db_down"] or writers_down or health.db_check is False)
     shown = []
     for c in campaigns or []:
         q = stats.get(c["queue"])
