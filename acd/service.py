@@ -386,6 +386,17 @@ class AcdService:
             a.call = None
             self._record_answered(call, now, out)
 
+    def close_records(self, now: float) -> list[Output]:
+        """At shutdown: the records (``QueueCallFinished``) of the answered calls whose agents are still in
+        wrap-up, their wrap-up cut short at ``now``. A restart gives the agent its wrap-up back but not the
+        call, so without this their rows would never be written. Calling it again returns nothing."""
+        out: list[Output] = []
+        for a in self._agents.values():
+            if a.state == AgentState.WRAP_UP and a.call is not None:
+                call, a.call = a.call, None
+                self._record_answered(call, now, out)
+        return out
+
     def restore(self, r: Restore, now: float) -> list[Output]:
         """Put a logged-out agent back as it was before a server restart (``acd.restore.plan_restore``): ready,
         not ready with its reason, in wrap-up for what is left of it, or with the call the PBX shows."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from acd.events import CallAbandoned, CallAnswered, CallOverflowed
+from acd.recorder import default_backoff
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
+from cti.db import is_unavailable
 from cti.events import AmdResult, CallEnded, CallQueued
 from screenpop.records import InteractionChange
 from screenpop.store import interaction_add, interaction_update
@@ -94,8 +97,17 @@ class CallLog:
                 outcome: str) -> list[InteractionWrite]:
         """A call found with an agent after a restart (its start: when its first channel was created)."""
         out = self._open(server, call_id, ts, direction, fields, outcome)
-        self.open[(server, call_id)].answered = outcome == "answered"
+        rec = self.open[(server, call_id)]
+        rec.answered = outcome == "answered"
+        if rec.outcome == "unknown":  # known as left open by the last run (``left_open``): now we know more
+            rec.outcome = outcome
         return out
+
+    def left_open(self, server: str, call_id: str, started_at: float) -> None:
+        """A call whose row the last run opened and never closed, still on the PBX after a restart: its end
+        closes the row (outcome ``unknown`` unless this run learns more). Writes nothing now: the row exists."""
+        if (server, call_id) not in self.open:
+            self.open[(server, call_id)] = CallRecord(call_key(server, call_id), started_at, "", "unknown")
 
     def transferred(self, server: str, call_id: str) -> list[InteractionWrite]:
         """An agent sent the call on to someone outside the queues (a blind transfer to a number, or a
@@ -183,21 +195,39 @@ class InteractionWriter:
     ``flush()`` writes what waits at once and tells when everything written so far is done (at shutdown)."""
 
     def __init__(self, lookup: Any, clock: IReactorTime | None = None, *, linger: float = 0.25,
-                 max_batch: int = 500) -> None:
+                 max_batch: int = 500, max_pending: int = 100_000,
+                 backoff: Callable[[int], float] = default_backoff) -> None:
         self.lookup = lookup
         self.clock: IReactorTime = clock if clock is not None else lookup.clock
         self.linger = linger
         self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.backoff = backoff
         self._waiting: deque[InteractionWrite] = deque()
         self._timer: IDelayedCall | None = None
         self._busy = False  # a batch is being written
         self._flushed: list[defer.Deferred[None]] = []  # flush() callers waiting for all writes to be done
+        self._retry: IDelayedCall | None = None  # the next try while the database is unreachable
+        self._attempt = 0  # failed tries in this outage
+        self._down_since: float | None = None
         self.batches = 0
         self.failed = 0
+        self.dropped = 0
+
+    @property
+    def down(self) -> bool:
+        """The database could not be reached at the last try (writes are waiting for it)."""
+        return self._down_since is not None
 
     def write(self, w: InteractionWrite) -> None:
+        if len(self._waiting) >= self.max_pending:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("interaction writes: %d waiting for the database, %d dropped so far", self.max_pending,
+                          self.dropped)
+            return
         self._waiting.append(w)
-        if self._busy:
+        if self._busy or self._retry is not None:
             return
         if len(self._waiting) >= self.max_batch or self.linger <= 0:
             self._start()
@@ -211,6 +241,9 @@ class InteractionWriter:
             d.callback(None)
             return d
         self._flushed.append(d)
+        if self._retry is not None:  # do not wait for the backoff: try now, once
+            self._retry.cancel()
+            self._retry = None
         if not self._busy:
             self._start()
         return d
@@ -230,10 +263,7 @@ class InteractionWriter:
         self._busy = True
         self.batches += 1
         d = self._apply(batch)
-        if len(batch) > 1:
-            d.addErrback(self._one_by_one, batch)
-        else:
-            d.addErrback(self._failed, batch[0])
+        d.addCallbacks(self._reached, self._batch_failed, errbackArgs=(batch,))
         d.addBoth(self._done)
 
     def _apply(self, batch: list[InteractionWrite]) -> defer.Deferred[Any]:
@@ -242,13 +272,59 @@ class InteractionWriter:
         except Exception:
             return defer.fail()
 
+    def _reached(self, _: object) -> None:
+        if self._down_since is not None:
+            log.warning("database back for interaction writes after %.1f s and %d failed tries",
+                        self.clock.seconds() - self._down_since, self._attempt)
+        self._down_since, self._attempt = None, 0
+
+    def _batch_failed(self, failure: Failure, batch: list[InteractionWrite]) -> defer.Deferred[None] | None:
+        if is_unavailable(failure.value):
+            self._unreachable(failure, batch)
+            return None
+        if len(batch) > 1:
+            return self._one_by_one(failure, batch)
+        self._failed(failure, batch[0])
+        return None
+
+    def _unreachable(self, failure: Failure, writes: list[InteractionWrite]) -> None:
+        """The database could not be reached: ``writes`` go back to the head of the queue, in order."""
+        self._waiting.extendleft(reversed(writes))
+        self._attempt += 1
+        if self._down_since is None:
+            self._down_since = self.clock.seconds()
+            log.warning("database unavailable for interaction writes (%s: %s); keeping them and retrying",
+                        failure.type.__name__ if failure.type else "error",
+                        failure.getErrorMessage().splitlines()[0][:200] if failure.getErrorMessage() else "")
+        if self._flushed:  # shutting down: the try flush() asked for failed too; say what is left
+            left = len(self._waiting)
+            self._waiting.clear()
+            self.failed += left
+            log.error("%d interaction writes not written: the database is unavailable", left)
+            return
+        self._retry = self.clock.callLater(self.backoff(self._attempt), self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if not self._busy:
+            self._start()
+
     def _one_by_one(self, failure: Failure, batch: list[InteractionWrite]) -> defer.Deferred[None]:
         log.info("%d interaction writes failed together (%s); writing them one by one", len(batch),
                  failure.getErrorMessage())
+        cut: list[bool] = []  # set once the database turned out unreachable: the rest went back to the queue
         d: defer.Deferred[Any] = defer.succeed(None)
-        for w in batch:
-            d.addCallback(lambda _, w=w: self._apply([w]).addErrback(self._failed, w))
+        for i, w in enumerate(batch):
+            d.addCallback(lambda _, i=i, w=w: None if cut else self._apply([w]).addErrback(self._one_failed, batch,
+                                                                                           i, cut))
         return d
+
+    def _one_failed(self, failure: Failure, batch: list[InteractionWrite], i: int, cut: list[bool]) -> None:
+        if is_unavailable(failure.value):
+            cut.append(True)
+            self._unreachable(failure, batch[i:])
+        else:
+            self._failed(failure, batch[i])
 
     def _failed(self, failure: Failure, w: InteractionWrite) -> None:
         self.failed += 1
@@ -256,6 +332,8 @@ class InteractionWriter:
 
     def _done(self, _: object) -> None:
         self._busy = False
+        if self._retry is not None:
+            return  # the database is unreachable: the retry timer starts the next batch
         if self._waiting:
             if self._flushed or len(self._waiting) >= self.max_batch or self.linger <= 0:
                 self._start()

@@ -35,7 +35,7 @@ from twisted.internet import defer
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from agent_console.protocol import AUDITED_ACTIONS
-from centre.call_log import call_key
+from centre.call_log import InteractionWrite, call_key
 from centre.previews import preview_message
 from centre.recording import recording_message
 from centre.supervisor_actions import SupervisorActions
@@ -63,6 +63,7 @@ from cti.contract import (
     TRANSFER_CONTEXT,
     inherited,
 )
+from cti.db import is_unavailable
 from cti.events import AgentCallbackScheduled, CallHoldChanged
 from cti.sessions import CallSession, SessionError, SessionTrigger, end_hold
 from dialer.preview import PreviewError
@@ -353,14 +354,24 @@ class ServerConsoleBackend:
             outputs = acd.ready(agent_id, self.server.now())
         self.server.apply(outputs)
         recorded = False
-        if self.server.pop_lookup is not None:
+        fields = {"disposition": params["disposition"], "notes": params.get("notes") or "", "agent_id": agent_id}
+        writer = self.server.interactions
+        if writer is not None and writer.down:
+            # the database is unreachable: the disposition waits with the call's records, in order, and is
+            # written when it is back (never lost, never before the row it updates)
+            writer.write(InteractionWrite(last.interaction_key, fields))
+            recorded = True
+        elif self.server.pop_lookup is not None:
             try:
-                await _result(self.server.pop_lookup.set_disposition(
-                    last.interaction_key, disposition=params["disposition"], notes=params.get("notes") or "",
-                    agent_id=agent_id))
+                await _result(self.server.pop_lookup.set_disposition(last.interaction_key, **fields))
                 recorded = True
             except Exception as exc:  # the agent keeps working; the failure is logged and reported
-                log.error("disposition for %s not recorded: %s", last.interaction_key, exc.__class__.__name__)
+                if writer is not None and is_unavailable(exc):
+                    writer.write(InteractionWrite(last.interaction_key, fields))
+                    recorded = True
+                    log.warning("disposition for %s kept until the database is back", last.interaction_key)
+                else:
+                    log.error("disposition for %s not recorded: %s", last.interaction_key, exc.__class__.__name__)
         callback = params.get("callback")
         if callback:
             await self._store_callback(agent_id, callback, call_id=params["call_id"])

@@ -289,6 +289,8 @@ class CtiCollector(Collector):
             put("cti_db_rows_pending", m["pending"], "acd_records")
         writer = server.interactions
         if writer is not None:
+            put("cti_db_writer_up", 0 if writer.down else 1, "interactions")
+            put("cti_db_rows_dropped", writer.dropped, "interactions")
             put("cti_db_write_failures", writer.failed, "interactions")
             put("cti_db_rows_pending", writer.pending, "interactions")
         last = self.sources.checks.last if self.sources.checks is not None else None

@@ -44,6 +44,7 @@ log = logging.getLogger("centre.ops_http")
 MAX_HEAD = 8192  # bytes of a request's line and headers
 REQUEST_TIMEOUT = 5.0  # seconds to send them
 LAG_INTERVAL = 1.0  # seconds between looks at the loop's lag
+HEALTH_WATCH = 5.0  # seconds between the database and Redis checks made for the wallboard (scrapes and /readyz too)
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -156,7 +157,27 @@ class Readiness:
         down = [f"ami:{name}" for name, c in ami.items() if not c.up]
         down += [name for name, c in (("database", database), ("redis", redis)) if c is not None and not c.up]
         self.last = Report(ami, database, redis, down)
+        self._show(database, redis)
         return self.last
+
+    def _show(self, database: Check | None, redis: Check | None) -> None:
+        """The wallboard's health line: Redis as checked; the database's check beside its writers'."""
+        if database is not None:
+            self.health.db_check = database.up
+        if redis is not None:
+            self.health.redis = redis.up
+
+    @property
+    def watches(self) -> bool:
+        return self._db is not None or self._redis_probe is not None
+
+    async def watch(self, interval: float = HEALTH_WATCH) -> None:
+        """Check the database and Redis every ``interval`` s until cancelled, so that the wallboard says when
+        one is down (and the log, once when it goes down and once when it is back) even when nobody scrapes
+        the metrics and nothing is being written."""
+        while True:
+            self._show(*await asyncio.gather(_checked(self._db), _checked(self._redis_probe)))
+            await asyncio.sleep(interval)
 
     def _select_one(self) -> Any:
         engine = self.engine
@@ -234,6 +255,7 @@ class OpsEndpoint:
         self.lag = lag
         self.requests = 0
         self._server: asyncio.Server | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
         try:
@@ -242,11 +264,18 @@ class OpsEndpoint:
             raise OSError(exc.errno, f"the metrics listener (metrics.host, metrics.port) cannot listen on "
                                      f"{host}:{port}: {exc.strerror or exc}") from None
         self.lag.start()
+        if self.readiness.watches:
+            self._watch = asyncio.ensure_future(self.readiness.watch())
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound
 
     async def stop(self) -> None:
         self.lag.stop()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch
+            self._watch = None
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ from centre.call_log import InteractionWriter
 from centre.call_sessions import HandledCall, call_message
 from centre.event_counts import EventCounts
 from centre.kpi_push import KpiPush, SessionPusher
+from centre.left_open import LeftOpenRecords
 from centre.wallboard import WALLBOARD_INTERVAL, wallboard
 from centre.wiring import Database, build_components, open_database
 from config.schema import CtiConfig
@@ -72,6 +73,7 @@ class CtiServer:
         self.call_log, self.ivr_sessions, self.links = c.call_log, c.ivr_sessions, c.links
         self.health = c.links.health
         self.restorer = AgentRestorer(self)
+        self.left_open = LeftOpenRecords(c.call_log, self.now)
         self.kpi = KpiPush(c.kpi.core, clock, self._session_pusher) if c.kpi is not None else None
         self.database: Database | None = None
         self.run_in_thread: ThreadRunner | None = None  # the database's thread runner, once it is open
@@ -87,9 +89,11 @@ class CtiServer:
         self.database = open_database(self.components, self.cfg, run_in_thread, self.clock)
         self.run_in_thread = run_in_thread
         self.restorer.load(self.database.engine)
+        self.left_open.store, self.left_open.run_in_thread = self.database.store, run_in_thread
 
     def start(self) -> None:
         self._running = True
+        self.left_open.started_at = self.now()
         if self.database is None:
             self.restorer.without_database()  # agents on calls are still restored from the PBX
         if self.dialer is not None and not self.dialer.loaded:
@@ -108,6 +112,8 @@ class CtiServer:
             self.kpi.stop()
         d = self.pool.stop()
         if self.recorder is not None:
+            # the rows of calls whose wrap-up the stop cuts short (a restart restores the wrap-up, not the call)
+            self.recorder.record_all(self.acd.close_records(self.now()))
             self.recorder.close()
         return d
 
@@ -196,6 +202,7 @@ class CtiServer:
 
     def resynced(self, server: str, channels: list[AMIMessage]) -> None:
         self.restorer.resynced(server, channels)
+        self.left_open.resynced(server, channels)
 
     def adopt_call(self, session: CallSession) -> None:
         """A call found with an agent after a restart (``centre.agent_restore``): tracked as if this server had
@@ -276,7 +283,14 @@ class CtiServer:
         return wallboard(self.acd, self.health, self.recorder, now,
                          self.dialer.figures(now) if self.dialer is not None else None,
                          warnings=self.components.agent_feed.warnings(), pops=self.agent_pops,
-                         recordings=self.recordings.states_by_agent() if self.recordings is not None else None)
+                         recordings=self.recordings.states_by_agent() if self.recordings is not None else None,
+                         writers_down=self.database_writers_down())
+
+    def database_writers_down(self) -> bool:
+        """Whether a writer of records other than the ACD recorder cannot reach the database (they keep their
+        writes and retry): the call records, the dialer's store."""
+        writer = self.interactions
+        return (writer is not None and writer.down) or (self.dialer is not None and self.dialer.store_down)
 
     def _wallboard_tick(self) -> None:
         self._wallboard_call = None

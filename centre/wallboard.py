@@ -21,6 +21,7 @@ class Health:
     ami_detail: dict[str, str] = field(default_factory=dict)
     ami_since: dict[str, float] = field(default_factory=dict)  # when the link last went up or down
     db: bool | None = None
+    db_check: bool | None = None  # the last readiness check of the database (centre.ops_http), None: none yet
     redis: bool | None = None
     pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
 
@@ -55,12 +56,14 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
               campaigns: list[dict[str, Any]] | None = None, *,
               warnings: list[dict[str, Any]] | None = None,
               pops: Mapping[str, Mapping[str, Any]] | None = None,
-              recordings: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+              recordings: Mapping[str, tuple[str, str]] | None = None,
+              writers_down: bool = False) -> dict[str, Any]:
     """The ``wallboard`` frame at ``now`` (the recorder, when there is one, says whether the database is up);
     ``campaigns``: the dialer's live figures (``Dialer.figures``), each given its queue's occupancy;
     ``warnings``: the dialer's latest, for the supervisors, as ``warnings`` when there are any; ``pops``:
     agent -> the pop it was last sent (an agent's ``call`` then names the caller as the pop does);
-    ``recordings``: agent -> (call id, state) of the recordings under way (its ``call`` then has ``recording``)."""
+    ``recordings``: agent -> (call id, state) of the recordings under way (its ``call`` then has ``recording``);
+    ``writers_down``: another of the database's writers (the call records, the dialer's store) cannot reach it."""
     stats = acd.queue_stats(now)
     queues = []
     for name, q in stats.items():
@@ -89,7 +92,7 @@ def wallboard(acd: AcdService, health: Health, recorder: Recorder | None, now: f
                        "call_id": snap.call.call_id if snap.call else None, "call": call,
                        "queues": list(snap.queues)})
     if recorder is not None:
-        health.db = not recorder.metrics["db_down"]
+        health.db = not (recorder.metrics["db_down"] or writers_down or health.db_check is False)
     shown = []
     for c in campaigns or []:
         q = stats.get(c["queue"])

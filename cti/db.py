@@ -58,3 +58,16 @@ def describe_url(url: str) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         return f"{parsed.drivername}:///{Path(parsed.database).resolve()}"
     return parsed.render_as_string(hide_password=True)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error says the database could not be reached (refused, dropped, timed out, a
+    connection the pool had that died) rather than that the statement was wrong: the first is worth retrying
+    as it is, the second never is."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+    if isinstance(exc, (DisconnectionError, OSError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))

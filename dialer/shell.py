@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import CommandFailed
+from cti.db import is_unavailable
 from cti.events import (
     AmdResult,
     AmiConnectionChanged,
@@ -36,7 +37,14 @@ from cti.events import (
 )
 from dialer.campaign import REF_PREFIX, Campaign, Output
 from dialer.compliance import RETAIN, ComplianceLedger
-from dialer.events import AttemptFinished, AttemptStarted, DialerEvent, DialerWarning, PreviewOffered
+from dialer.events import (
+    AttemptAnswered,
+    AttemptFinished,
+    AttemptStarted,
+    DialerEvent,
+    DialerWarning,
+    PreviewOffered,
+)
 from dialer.figures import DayFigures, pacing_figures
 from dialer.leads import DemoLeads, LeadSourceError, read_source
 from dialer.pacer import AgentOutlook, WindowFigures
@@ -49,6 +57,12 @@ UPKEEP_EVERY = 5.0  # seconds between refills of the hoppers (and reads of the d
 CALLBACK_LEAD = 60.0  # a scheduled callback is claimed for its campaign this many seconds before it is due
 
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
+
+
+def store_backoff(attempt: int) -> float:
+    """Seconds before the ``attempt``-th retry of writes held while the store is unreachable: 0.5 s doubling
+    up to 30 s."""
+    return float(min(30.0, 0.5 * 2 ** min(attempt - 1, 10)))
 
 
 #: What the dialer reads of the ACD for a campaign queue at a time: its agents' outlook (ready agents,
@@ -115,6 +129,12 @@ class Dialer:
         self._next_upkeep = 0.0  # when the hopper, the do-not-call list and the callbacks are next read
         self._next_dnc = 0.0
         self._upkeep_running = False
+        # the store unreachable (cti.db.is_unavailable): no dialling; the results of attempts already written
+        # are held, in order, and written before anything else at the next try (``_retry_at``, with backoff)
+        self._store_down_since: float | None = None
+        self._store_failures = 0
+        self._held: list[DialerEvent] = []
+        self._retry_at: float | None = None
         self.listeners: list[Callable[[object], None]] = []
         self.paused: set[str] = set()  # campaigns a supervisor paused (``pause``/``resume``)
         # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
@@ -209,6 +229,7 @@ class Dialer:
 
         def done(result: tuple[dict[str, tuple[list[Any], int]], set[str] | None, list[Any]]) -> None:
             self._upkeep_running = False
+            self._store_reached()
             refills, dnc, callbacks = result
             at = self.clock()
             out: list[Any] = []
@@ -228,7 +249,10 @@ class Dialer:
 
         def failed(failure: Failure) -> None:
             self._upkeep_running = False
-            log.error("dialer: reading the store failed: %s", failure.getErrorMessage())
+            if is_unavailable(failure.value):
+                self._store_unreachable(failure)
+            else:
+                log.error("dialer: reading the store failed: %s", failure.getErrorMessage())
 
         self._serial(job).addCallbacks(done, failed)
 
@@ -282,11 +306,15 @@ class Dialer:
         if self.store is not None and now >= self._next_upkeep:
             self._next_upkeep = now + UPKEEP_EVERY
             self._upkeep(now)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._write([], [])  # the held results, on their own
         if self.loaded and (self._next_pace is None or now >= self._next_pace - 1e-9):
             self._next_pace = now + self.section.pace_interval
             for campaign in self.campaigns.values():
-                # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt
-                if campaign.server in self._up and campaign.next_due() is not None:
+                # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt;
+                # nor while the store is: no attempt may start that is not written first
+                if campaign.server in self._up and not self.store_down and campaign.next_due() is not None:
                     out.extend(self._pace(campaign, now))
         return self._persist(out, now) if out else out
 
@@ -335,6 +363,8 @@ class Dialer:
         deadlines += [d for d in (p.next_deadline() for p in self.previews.values()) if d is not None]
         if self.store is not None:
             deadlines.append(self._next_upkeep)
+        if self._retry_at is not None:
+            deadlines.append(self._retry_at)
         if self.loaded:
             due = [d for d in (c.next_due() for c in self.campaigns.values()) if d is not None]
             if due:
@@ -506,14 +536,44 @@ class Dialer:
             if isinstance(e, DialerEvent) and e.campaign in self.day_figures:
                 self.day_figures[e.campaign].observe(e, now)
 
+    @property
+    def store_down(self) -> bool:
+        """The store could not be reached at the last try: no dialling, finished attempts' results held."""
+        return self._store_down_since is not None
+
+    def _store_unreachable(self, failure: Failure) -> None:
+        """Log the outage once; arm the next try of the held writes (with backoff)."""
+        self._store_failures += 1
+        if self._store_down_since is None:
+            self._store_down_since = self.clock()
+            log.warning("dialer: the store is unavailable (%s: %s); no dialling until it is back, results kept",
+                        failure.type.__name__ if failure.type else "error",
+                        (failure.getErrorMessage().splitlines() or [""])[0][:200])
+        if self._held:
+            self._retry_at = self.clock() + store_backoff(self._store_failures)
+
+    def _store_reached(self) -> None:
+        if self._store_down_since is not None:
+            log.warning("dialer: the store is back after %.1f s and %d failed tries",
+                        self.clock() - self._store_down_since, self._store_failures)
+        self._store_down_since, self._store_failures = None, 0
+
     def _write(self, events: list[DialerEvent], starts: list[AttemptStarted]) -> None:
         store, run = self.store, self._run
         assert store is not None and run is not None
+        taken: list[DialerEvent] = []  # the results held from an earlier try, written first
 
         def write(_: object) -> defer.Deferred[Any]:
-            return run(lambda: store.apply(events))
+            taken.extend(self._held)
+            self._held.clear()
+            batch = taken + events
+            if not batch:
+                return defer.succeed(None)
+            return run(lambda: store.apply(batch))
 
         def written(_: object) -> None:
+            if taken or events:
+                self._store_reached()
             now = self.clock()
             released: list[Any] = []
             for s in starts:
@@ -526,7 +586,14 @@ class Dialer:
         def failed(failure: Failure) -> None:
             now = self.clock()
             reason = failure.getErrorMessage()
-            log.error("store write failed (%d events): %s", len(events), reason)
+            if is_unavailable(failure.value):
+                # keep what happened to attempts already written (not those this write would have started)
+                started = {s.ref for s in starts}
+                self._held[:0] = taken + [e for e in events if isinstance(e, (AttemptAnswered, AttemptFinished))
+                                          and e.ref not in started]
+                self._store_unreachable(failure)
+            else:
+                log.error("store write failed (%d events): %s", len(events) + len(taken), reason)
             back: list[Any] = []
             for s in starts:
                 back.extend(self.campaigns[s.campaign].not_persisted(s.ref, now, reason))

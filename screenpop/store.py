@@ -546,6 +546,31 @@ class CustomerStore:
         row = {**values, "call_key": call_key, "started_at": started_at or now, "updated_at": now}
         return int(conn.execute(_INSERT_INTERACTION, row).inserted_primary_key[0]), values.get("customer_id")
 
+    # records a previous run left open --------------------------------------------------------------
+
+    def interactions_left_open(self, prefix: str, before: datetime) -> list[tuple[str, datetime]]:
+        """(call key, started at) of the interactions whose key starts with ``prefix`` (``<server>/``), started
+        before ``before``, that have no end: calls a server that stopped or crashed never saw end."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_I.call_key, _I.started_at).where(
+                _I.ended_at.is_(None), _I.started_at < _utc(before),
+                _I.call_key.like(f"{escaped}%", escape="\\")))
+            return [(str(k), cast(datetime, _utc(started))) for k, started in rows]
+
+    def close_interactions(self, keys: Sequence[str], ended_at: datetime, outcome: str) -> int:
+        """End these interactions at ``ended_at`` (those still open only); ``outcome`` where they have none yet.
+        Returns the rows closed."""
+        closed = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                where = (_I.call_key.in_(chunk), _I.ended_at.is_(None))
+                conn.execute(update(_INTERACTIONS).where(*where, _I.outcome == "").values(outcome=outcome))
+                closed += conn.execute(update(_INTERACTIONS).where(*where).values(
+                    ended_at=_utc(ended_at))).rowcount or 0
+        return closed
+
     # recordings --------------------------------------------------------------------------------------
 
     def recording_of(self, call_key: str) -> RecordingRow | None:

@@ -1,9 +1,10 @@
 """The call records' writer (``centre.call_log.InteractionWriter``) over a real store (SQLite and PostgreSQL):
 the writes of ``linger`` seconds share one worker-thread job and one transaction, a row's writes land in
 the order they were made, a batch that fails is retried write by write (only the bad write is lost, and
-logged), and ``flush`` writes what waits at once. Worker-thread jobs go through ``JobQueue`` (run when
-the test says so); the linger is timed by ``task.Clock``; transactions are counted by SQLAlchemy's
-``commit`` event on the store's engine."""
+logged), ``flush`` writes what waits at once, and a database that cannot be reached (a PostgreSQL URL where
+nothing listens) loses nothing: the writes wait in order and are retried with backoff. Worker-thread jobs
+go through ``JobQueue`` (run when the test says so); the linger is timed by ``task.Clock``; transactions
+are counted by SQLAlchemy's ``commit`` event on the store's engine."""
 
 from __future__ import annotations
 
@@ -137,3 +138,61 @@ def lookup_outcome_for(store: CustomerStore, customer_id: int | None) -> LookupO
     customer = store.get_customer(int(customer_id or 0))
     assert customer is not None
     return LookupOutcome(LookupKey("id", str(customer.id)), (customer,))
+
+
+def unreachable() -> CustomerStore:
+    """A store whose PostgreSQL cannot be reached (nothing listens on port 1): every call is refused."""
+    from sqlalchemy import create_engine
+
+    return CustomerStore(create_engine("postgresql+psycopg://cti@127.0.0.1:1/test",
+                                       connect_args={"connect_timeout": 2}))
+
+
+def test_writes_made_while_the_database_is_unreachable_wait_in_order_and_are_retried_with_backoff(
+        empty_store: CustomerStore, caplog: pytest.LogCaptureFixture) -> None:
+    """Refused connections: nothing is lost, the writes keep their order, tries come 0.5, 1, 2 s apart, the
+    outage is logged once when it starts and once when it ends, ``down`` says so meanwhile."""
+    writer, jobs, clock, _ = make(empty_store)
+    writer.lookup.store = unreachable()
+    with caplog.at_level(logging.INFO, logger="centre.call_log"):
+        writer.write(opened("sim/1", outcome="queued"))
+        writer.write(InteractionWrite("sim/1", {"outcome": "answered", "agent_id": "1003"}))
+        clock.advance(0.25)
+        for n, wait in enumerate((0.5, 1.0, 2.0)):
+            jobs.run()
+            assert writer.down and writer.pending == 2 + n and not jobs.jobs
+            writer.write(InteractionWrite("sim/1", {"ended_at": T0 + 60}))  # made during the outage: after them
+            clock.advance(wait - 0.01)
+            assert not jobs.jobs, "tried again before its backoff"
+            clock.advance(0.01)
+        writer.lookup.store = empty_store
+        jobs.run()
+    assert not writer.down and writer.pending == 0 and writer.failed == 0
+    row = empty_store.get_interaction("sim/1")
+    assert row is not None and (row.outcome, row.agent_id) == ("answered", "1003") and row.ended_at is not None
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 2 and "unavailable" in said[0] and "back" in said[1] and "3 failed tries" in said[1], said
+
+
+def test_a_flush_while_the_database_is_unreachable_tries_once_then_says_what_was_not_written(
+        empty_store: CustomerStore, caplog: pytest.LogCaptureFixture) -> None:
+    """At shutdown the writer does not wait out its backoff: it tries at once; still refused, it logs how many
+    writes it could not make and the flush fires (the process can stop). Past ``max_pending`` the newest
+    writes are dropped and counted."""
+    writer, jobs, clock, _ = make(empty_store)
+    writer.max_pending = 2
+    writer.lookup.store = unreachable()
+    writer.write(opened("sim/1"))
+    clock.advance(0.25)
+    jobs.run()
+    assert writer.down
+    writer.write(opened("sim/2"))
+    writer.write(opened("sim/3"))  # over the limit: dropped
+    assert writer.dropped == 1 and writer.pending == 2
+    with caplog.at_level(logging.INFO, logger="centre.call_log"):
+        done = writer.flush()
+        assert len(jobs.jobs) == 1 and not done.called
+        jobs.run()
+    assert done.called and writer.pending == 0 and writer.failed == 2
+    assert any("2 interaction writes not written" in r.getMessage() for r in caplog.records)
+    assert clock.getDelayedCalls() == []

@@ -66,10 +66,11 @@ class Proc:
         self.lines: list[str] = []
         self._buf = b""
 
-    def wait_for(self, pattern: str, timeout: float) -> str:
-        """The first stderr line matching ``pattern`` (already seen or arriving within ``timeout`` s)."""
+    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> str:
+        """The first stderr line matching ``pattern`` (already seen, from line ``since`` on, or arriving within
+        ``timeout`` s)."""
         regex = re.compile(pattern)
-        for line in self.lines:
+        for line in self.lines[since:]:
             if regex.search(line):
                 return line
         assert self.popen.stderr is not None
