@@ -1,4 +1,4 @@
-"""The statistics' definitions, in one place (the live engine and, later, the reports use these): what
+"""The statistics' definitions, in one place (the live engine and the interval reports, ``kpi.report``, use these): what
 each counter counts, and the figures made of them. Pure functions over counter vectors.
 
 A *counter vector* is a list of floats indexed by the ``Q_*`` (queue) or ``A_*`` (agent) constants below;
@@ -97,6 +97,43 @@ def interval_figures(c: Sequence[float], settings: KpiSettings) -> dict[str, Any
 
 def in_target(wait: float, target: Target) -> bool:
     return wait <= target.seconds
+
+
+# ---- what an event adds to a queue's (or agent's) counters: (field, value) pairs, for the live core and the
+# interval reports alike (one implementation of the counting rules)
+Counts = tuple[tuple[int, float], ...]
+
+
+def answered_counts(wait: float, target: Target) -> Counts:
+    """A caller answered after ``wait`` seconds in the queue."""
+    if in_target(wait, target):
+        return ((Q_ANSWERED, 1.0), (Q_WAIT_ANSWERED, wait), (Q_ANSWERED_IN_SL, 1.0))
+    return ((Q_ANSWERED, 1.0), (Q_WAIT_ANSWERED, wait))
+
+
+def abandoned_counts(wait: float, short_abandon: float, target: Target) -> Counts:
+    """A caller who hung up after ``wait`` seconds: a short abandon within ``short_abandon``, else an abandon
+    (and one within the target, for ``AbandonsInServiceLevel.AFTER_TARGET``)."""
+    if wait < short_abandon:
+        return ((Q_SHORT_ABANDONED, 1.0),)
+    if in_target(wait, target):
+        return ((Q_ABANDONED, 1.0), (Q_ABANDONED_IN_SL, 1.0))
+    return ((Q_ABANDONED, 1.0),)
+
+
+def overflowed_counts(action: str) -> Counts:
+    """A caller sent out of the queue (``action`` ``callback``: also a callback)."""
+    return ((Q_OVERFLOWED, 1.0), (Q_CALLBACKS, 1.0)) if action == "callback" else ((Q_OVERFLOWED, 1.0),)
+
+
+def handled_counts(talk: float, wrapup: float, overflow_action: str) -> Counts:
+    """An answered call's record written (wrap-up over): handled, its handle time, a transfer to a queue."""
+    out: Counts = ((Q_HANDLED, 1.0), (Q_HANDLE, talk + wrapup))
+    return (*out, (Q_TRANSFERS, 1.0)) if overflow_action == "transferred" else out
+
+
+def agent_handled_counts(talk: float, wrapup: float) -> Counts:
+    return ((A_HANDLED, 1.0), (A_HANDLE, talk + wrapup))
 
 
 def agent_figures(c: Sequence[float], times: Mapping[str, float]) -> dict[str, Any]:
