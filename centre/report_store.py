@@ -82,7 +82,8 @@ def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Callable[[
                     .where(_between(t.ended_at), t.result != ""),
                     lambda r, row: r.attempt(row[0], row[1], "finished", row[2], bool(row[3]))))
     if kind == "disposition":
-        out.append((select(epoch(engine, i.started_at), i.disposition).where(_between(i.started_at), i.disposition != ""),
+        out.append((select(epoch(engine, i.started_at), i.disposition)
+                    .where(_between(i.started_at), i.disposition != ""),
                     lambda r, row: r.disposition(row[0], row[1])))
     return out
 
