@@ -40,9 +40,16 @@ def _times(rows: Sequence[Mapping[str, Any]], zone: ZoneInfo) -> list[datetime]:
 def _time_axis(ax: Any, zone: ZoneInfo, span: float) -> None:
     import matplotlib.dates as mdates
 
-    fmt = "%H:%M" if span <= 2 * 86400 else "%d %b"
+    fmt = "%H:%M" if span <= 86400 + 3600 else "%d %b %H:%M" if span <= 3 * 86400 else "%d %b"
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone, maxticks=12))
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=zone))
     ax.set_xlabel(f"local time ({zone.key})")
+
+
+def _integers(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _width(rows: Sequence[Mapping[str, Any]]) -> float:
@@ -59,8 +66,10 @@ def service_level_chart(rows: Sequence[Mapping[str, Any]], queue: str, timezone:
     x = _times(rows, zone)
     ax.bar(x, [r["offered"] for r in rows], width=_width(rows), align="edge", color="#c7c7c7", label="offered")
     ax.set_ylabel("offered calls per interval")
+    _integers(ax)
     ax2 = ax.twinx()
-    ax2.plot(x, [None if r["service_level"] is None else 100 * r["service_level"] for r in rows], marker=".",
+    middles = [datetime.fromtimestamp((r["start"] + r["end"]) / 2, zone) for r in rows]
+    ax2.plot(middles, [None if r["service_level"] is None else 100 * r["service_level"] for r in rows], marker=".",
              color="#1f77b4", label="service level")
     target = rows[0]["target_percent"] if rows else 80.0
     seconds = rows[0]["target_seconds"] if rows else 20.0
@@ -88,6 +97,7 @@ def staffing_chart(rows: Sequence[Mapping[str, Any]], queue: str, timezone: str)
             antialiased=False, label="required (Erlang C)")
     ax.step(x, [r["staffed"] for r in rows], where="post", color="#1f77b4", linewidth=1.5, label="logged in")
     ax.set_ylabel("agents")
+    _integers(ax)
     ax.set_ylim(bottom=0)
     if rows:
         _time_axis(ax, zone, rows[-1]["end"] - rows[0]["start"])
@@ -124,7 +134,7 @@ def timeline_chart(segments: Mapping[str, Sequence[tuple[float, float, str]]], s
     ax.set_title("Agent states over time")
     handles = [Patch(color=c, label=s.replace("_", " ")) for s, c in STATE_COLOURS.items()]
     handles.append(Patch(color=NOT_READY_COLOUR, label="not ready"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=5, fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize="small")
     return _png(fig)
 
 
