@@ -1,9 +1,10 @@
 """The interval reports' reads: the stored records (``acd_queue_calls``, ``acd_agent_states``,
-``dialer_attempts``, ``callbacks``, ``customer_interactions``) streamed into ``kpi.report.IntervalReport``
-one local day at a time, each event by its own time column (a call offered by ``entered_at``, answered by
-``answered_at``, ended by ``ended_at``), so a year's report holds one day's records and the periods still
-open, never the year. Times come back from the database as epoch seconds (no datetime parsing per row).
-Blocking (SQL); SQLite and PostgreSQL alike (SQLite keeps naive UTC datetimes).
+``dialer_attempts``, ``callbacks``, ``customer_interactions``) fed to ``kpi.report.IntervalReport`` one local
+day at a time (a day's rows at once, as columns), each event by its own time column (a call offered by
+``entered_at``, answered by ``answered_at``, ended by ``ended_at``; indexed by ``0012_report_indexes``), so a
+year's report holds one day's records and the periods still open, never the year. Times come back from the
+database as epoch seconds (no datetime parsing per row). Blocking (SQL); SQLite and PostgreSQL alike (SQLite
+keeps naive UTC datetimes).
 
 Also ``state_segments`` (an agent state timeline for the charts) and ``export_records`` (a table's raw rows
 as CSV, streamed).
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, Connection, Engine, Float, and_, bindparam, cast, func, select
 from sqlalchemy.sql import Select
 
@@ -40,7 +42,7 @@ def epoch(engine: Engine, col: Any) -> ColumnElement[float]:
     """``col`` (a datetime column) as epoch seconds, computed by the database (rounded to the millisecond:
     SQLite's Julian days carry float noise that would put 10:15:00 in the 10:00 quarter)."""
     if engine.dialect.name == "sqlite":
-        return func.round((func.julianday(col) - 2440587.5) * 86400.0, 3)
+        return func.round((func.julianday(col) - 2440587.5) * 86400.0, 3, type_=Float)
     return cast(func.extract("epoch", col), Float)
 
 
@@ -48,43 +50,67 @@ def _between(col: Any) -> ColumnElement[bool]:
     return and_(col >= bindparam("lo", type_=col.type), col < bindparam("hi", type_=col.type))
 
 
-def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Callable[[IntervalReport, Any], None]]]:
-    """The queries a report of ``kind`` runs per chunk, each with how its rows are fed."""
+Feed = Callable[[IntervalReport, list[Any]], None]
+
+
+def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
+    """The queries a report of ``kind`` runs per chunk, each with how its columns are fed."""
     q, a, i, c, t = QueueCallRecord, AgentStateRecord, Interaction, Callback, DialerAttempt
-    out: list[tuple[Select[Any], Callable[[IntervalReport, Any], None]]] = []
+    out: list[tuple[Select[Any], Feed]] = []
     if kind == "queue":
-        out.append((select(epoch(engine, q.entered_at), q.queue).where(_between(q.entered_at)),
-                    lambda r, row: r.offered(row[0], row[1])))
         out.append((select(epoch(engine, i.transferred_at), i.queue).where(_between(i.transferred_at)),
-                    lambda r, row: r.transferred_out(row[0], row[1])))
+                    lambda r, cols: r.transferred_out(*cols)))
         out.append((select(epoch(engine, c.created_at), c.queue).where(_between(c.created_at), c.source == "ivr"),
-                    lambda r, row: r.callback(row[0], row[1])))
+                    lambda r, cols: r.callback(*cols)))
     if kind in ("queue", "agent", "team"):
-        out.append((select(epoch(engine, q.answered_at), q.queue, q.agent_id, q.wait)
-                    .where(_between(q.answered_at), q.outcome == "answered"),
-                    lambda r, row: r.answered(row[0], row[1], row[2], row[3])))
-        out.append((select(epoch(engine, q.ended_at), q.queue, q.agent_id, q.outcome, q.wait, q.talk, q.wrapup,
-                           q.overflow_action).where(_between(q.ended_at)),
-                    lambda r, row: r.ended(*row)))
+        # one read of the queue calls: those entered, answered or ended in the chunk (mostly all three)
+        out.append((select(epoch(engine, q.entered_at), epoch(engine, q.answered_at), epoch(engine, q.ended_at),
+                           q.wait, q.talk, q.wrapup, q.queue, q.agent_id, q.outcome, q.overflow_action)
+                    .where(_between(q.entered_at) | _between(q.answered_at) | _between(q.ended_at)),
+                    _feed_calls))
         ended = func.coalesce(i.ended_at, i.started_at)
         out.append((select(epoch(engine, ended), i.queue, i.agent_id, i.hold_seconds, i.hold_count, i.hold_max)
                     .where(i.hold_count > 0, (_between(i.ended_at) | (i.ended_at.is_(None) & _between(i.started_at)))),
-                    lambda r, row: r.holds(row[0], row[1], row[2], float(row[3]), int(row[4]), float(row[5]))))
+                    lambda r, cols: r.holds(*cols)))
         out.append((select(epoch(engine, a.changed_at), a.agent_id, a.state, a.previous, a.reason, a.previous_seconds)
                     .where(_between(a.changed_at)).order_by(a.changed_at, a.id),
-                    lambda r, row: r.state(*row)))
+                    lambda r, cols: r.states(*cols)))
     if kind == "campaign":
         out.append((select(epoch(engine, t.started_at), t.campaign).where(_between(t.started_at)),
-                    lambda r, row: r.attempt(row[0], row[1], "started")))
+                    lambda r, cols: r.attempts_started(*cols)))
         out.append((select(epoch(engine, t.answered_at), t.campaign).where(_between(t.answered_at)),
-                    lambda r, row: r.attempt(row[0], row[1], "answered")))
+                    lambda r, cols: r.attempts_answered(*cols)))
         out.append((select(epoch(engine, t.ended_at), t.campaign, t.result, t.late)
                     .where(_between(t.ended_at), t.result != ""),
-                    lambda r, row: r.attempt(row[0], row[1], "finished", row[2], bool(row[3]))))
+                    lambda r, cols: r.attempts_finished(*cols)))
     if kind == "disposition":
         out.append((select(epoch(engine, i.started_at), i.disposition)
                     .where(_between(i.started_at), i.disposition != ""),
-                    lambda r, row: r.disposition(row[0], row[1])))
+                    lambda r, cols: r.dispositions(*cols)))
+    return out
+
+
+def _feed_calls(r: IntervalReport, cols: list[Any]) -> None:
+    entered, answered, ended, wait, talk, wrapup, queue, agent, outcome, action = cols
+    r.offered(entered, queue)
+    done = outcome == "answered"
+    r.answered(answered[done], queue[done], agent[done], wait[done])
+    r.ended(ended, queue, agent, outcome, wait, talk, wrapup, action)
+
+
+def _columns(rows: list[Any], stmt: Select[Any]) -> list[Any]:
+    """A chunk's rows as columns: numbers (times as epoch seconds) as float arrays (NULL: NaN), the others as
+    object arrays."""
+    types = [c.type.python_type if hasattr(c.type, "python_type") else object for c in stmt.selected_columns]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(types)
+    out: list[Any] = []
+    for col, kind in zip(cols, types, strict=True):
+        if kind in (float, int):
+            out.append(np.array(col, dtype=float))
+        else:
+            arr = np.empty(len(col), dtype=object)
+            arr[:] = col
+            out.append(arr)
     return out
 
 
@@ -105,9 +131,10 @@ def _agent_callbacks(conn: Connection, report: IntervalReport, lo: datetime, hi:
     """Callbacks agents scheduled on a call: counted for the queue of their part of that call (as live)."""
     c = Callback
     rows = conn.execute(select(epoch(conn.engine, c.created_at), c.agent_id, c.call_id).where(
-        c.source == "agent", c.created_at >= lo, c.created_at < hi, c.call_id != "", c.agent_id != ""))
-    for ts, agent, call_id in rows.all():
-        report.callback(ts, agent_callback_queue(conn, agent, call_id))
+        c.source == "agent", c.created_at >= lo, c.created_at < hi, c.call_id != "", c.agent_id != "")).all()
+    if rows:
+        report.callback(np.array([r[0] for r in rows], dtype=float),
+                        np.array([agent_callback_queue(conn, r[1], r[2]) for r in rows], dtype=object))
 
 
 def chunks(periods: Periods, start: float, end: float) -> Iterator[tuple[float, float]]:
@@ -128,15 +155,14 @@ def run_report(engine: Engine, kind: str, settings: KpiSettings, period: str, st
     with engine.connect() as conn:
         if kind in ("queue", "agent", "team"):
             _prime_states(conn, report, start)
-        stream = conn.execution_options(stream_results=True, yield_per=YIELD_PER)
         for lo, hi in chunks(report.periods, start, end):
+            report.begin_chunk(lo, hi)
             params = {"lo": utc(lo), "hi": utc(hi)}
             for stmt, feed in statements:
-                for row in stream.execute(stmt, params):
-                    feed(report, row)
+                feed(report, _columns(conn.execute(stmt, params).all(), stmt))
             if kind == "queue":
                 _agent_callbacks(conn, report, params["lo"], params["hi"])
-            report.close_chunk(hi)
+            report.end_chunk()
             yield from report.flush(hi)
             if progress is not None:
                 progress(lo, hi)

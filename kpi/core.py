@@ -221,8 +221,9 @@ class KpiCore:
         self._leave(key)
         q = self.queues.get(e.queue)
         if q is not None:
-            for i, v in d.answered_counts(e.wait, q.target):
-                q.counters.add(e.ts, i, v)
+            for i, v in d.answered_counts(e.wait, q.target.seconds):
+                if v:
+                    q.counters.add(e.ts, i, v)
             self.dirty.add(q.topic)
         self._talking[key] = Talking(e.queue, e.agent_id)
         a = self.agents.get(e.agent_id)
@@ -239,8 +240,9 @@ class KpiCore:
         q = self.queues.get(e.queue)
         if q is None:
             return
-        for i, v in d.abandoned_counts(e.wait, self.settings.short_abandon, q.target):
-            q.counters.add(e.ts, i, v)
+        for i, v in d.abandoned_counts(e.wait, self.settings.short_abandon, q.target.seconds):
+            if v:
+                q.counters.add(e.ts, i, v)
         self.dirty.add(q.topic)
 
     def _overflowed(self, e: CallOverflowed, now: float) -> None:
@@ -248,7 +250,8 @@ class KpiCore:
         q = self.queues.get(e.queue)
         if q is not None:
             for i, v in d.overflowed_counts(e.action):
-                q.counters.add(e.ts, i, v)
+                if v:
+                    q.counters.add(e.ts, i, v)
             self.dirty.add(q.topic)
 
     def _finished(self, e: QueueCallFinished, now: float) -> None:
@@ -267,7 +270,8 @@ class KpiCore:
         q = self.queues.get(e.queue)
         if q is not None:
             for i, v in d.handled_counts(e.talk, e.wrapup, e.overflow_action):
-                q.counters.add(e.ts, i, v)
+                if v:
+                    q.counters.add(e.ts, i, v)
             self.dirty.add(q.topic)
         a = self.agents.get(e.agent_id)
         if a is not None:

@@ -8,6 +8,9 @@ the periods still open (a day, or a week) in memory.
 Periods are in the centre's time zone: a 23-hour day (spring forward) has 92 quarter hours, a 25-hour day
 (fall back) 100, the hour repeated twice told apart by its UTC offset (``ReportRow.start`` is epoch seconds).
 
+The records come in as columns (numpy arrays, a chunk's rows at once) and the counting rules of
+``kpi.definitions`` are applied to whole columns (they are written as arithmetic for that).
+
 Each record counts at its event's time, as live (``kpi.definitions``): a call is offered when it enters the
 queue, answered when answered, abandoned or overflowed, handled (handle time, transfer) when its record is
 written; an agent state's seconds go to the periods they fall in (split at the periods' bounds).
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from dialer.figures import Tally
 from kpi import definitions as d
@@ -82,18 +87,33 @@ class ReportRow:
     figures: Mapping[str, Any]
 
 
-@dataclass(slots=True)
-class _Open:
-    """An agent's state since ``since`` (the segment not yet counted)."""
+Column = Any  # a numpy array: one value per record
 
-    state: str
-    reason: str
-    since: float
+
+def _objects(values: Any) -> np.ndarray:
+    return values if isinstance(values, np.ndarray) else np.array(list(values), dtype=object)
+
+
+class _Sums:
+    """Sums by (entity, period, column) for the periods of one chunk, growing as entities and columns appear."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, entities: int, periods: int, columns: int) -> None:
+        self.data = np.zeros((max(8, entities), periods, max(1, columns)))
+
+    def fit(self, entities: int, columns: int) -> None:
+        e, p, c = self.data.shape
+        if entities > e or columns > c:
+            grown = np.zeros((max(e, 2 * entities), p, max(c, columns + 4)))
+            grown[:e, :, :c] = self.data
+            self.data = grown
 
 
 class IntervalReport:
-    """Accumulates one report over [start, end). Feed records in time order, chunk by chunk (all the events
-    of a chunk, any order within it), then ``close_chunk(chunk_end)`` and take ``flush(chunk_end)``."""
+    """Accumulates one report over [start, end). Feed it the records chunk by chunk in time order, a chunk
+    within one local day (``begin_chunk``; every event of the chunk, as columns: numpy arrays, one value per
+    record, any order; the agent states in time order), then ``end_chunk`` and take ``flush``."""
 
     def __init__(self, kind: str, settings: KpiSettings, period: str, start: float, end: float) -> None:
         if kind not in KINDS:
@@ -104,179 +124,319 @@ class IntervalReport:
         self.settings = settings
         self.periods = Periods(settings.timezone, period)
         self.start, self.end = start, end
-        self.vecs: dict[tuple[float, str], list[float]] = {}  # (period start, entity) -> counters
-        self.times: dict[tuple[float, str], dict[str, float]] = {}  # agent/team/queue-staffing: seconds by state
-        self.ends: dict[float, float] = {}  # period start -> its end
-        self.open: dict[str, _Open] = {}  # agent -> its state not yet counted
-        self.member_of: dict[str, tuple[str, ...]] = {}
-        groups = settings.members if kind == "queue" else settings.teams if kind == "team" else {}
-        for group, ids in groups.items():
-            for a in ids:
-                self.member_of[a] = (*self.member_of.get(a, ()), group)
         self.size = {"queue": d.Q_FIELDS + 1, "agent": d.A_FIELDS, "team": d.A_FIELDS, "campaign": 6,
                      "disposition": 1}[kind]
+        self.names: list[str] = []  # entity index -> name
+        self.index: dict[str, int] = {}
+        self.keys: list[str] = []  # times column -> state key (``not_ready:<reason>`` for not ready)
+        self.key_index: dict[str, int] = {}
+        groups = settings.members if kind == "queue" else settings.teams if kind == "team" else {}
+        self.member_of: dict[str, list[str]] = {}
+        for group, ids in groups.items():
+            for a in ids:
+                self.member_of.setdefault(a, []).append(group)
+        self.open: dict[str, tuple[str, float]] = {}  # agent -> (its state key, since): not yet counted
+        # the chunk: its bounds, its local day, its periods' bounds, its sums
+        self.lo = self.hi = self.ds = 0.0
+        self.step = self.periods.step
+        self.starts = self.ends = np.zeros(0)
+        self.sums = _Sums(0, 1, self.size)
+        self.times = _Sums(0, 1, 0)
+        # periods counted, not yet flushed: start -> (end, counters by entity, times by entity)
+        self.pending: dict[float, tuple[float, np.ndarray, np.ndarray]] = {}
         self.rows = 0
 
-    # ------------------------------------------------------------------ counting
-    def _vec(self, ts: float, entity: str) -> list[float]:
-        start, end = self.periods.bounds(ts)
-        key = (start, entity)
-        vec = self.vecs.get(key)
-        if vec is None:
-            vec = self.vecs[key] = [0.0] * self.size
-            self.ends[start] = end
-        return vec
+    # ------------------------------------------------------------------ chunks
+    def begin_chunk(self, lo: float, hi: float) -> None:
+        """The next records are those of [lo, hi), within one local day, after the last chunk's."""
+        self.lo, self.hi = lo, hi
+        self.ds, de = self.periods.day(lo)
+        if hi > de:
+            raise ValueError("a chunk must lie within one local day")
+        if self.periods.period in ("day", "week"):
+            ps, pe = self.periods.bounds(lo)
+            self.starts, self.ends, self.step = np.array([ps]), np.array([pe]), float("inf")
+        else:
+            self.starts = self.ds + self.periods.step * np.arange(int(np.ceil((de - self.ds) / self.periods.step)))
+            self.ends = np.minimum(self.starts + self.periods.step, de)
+        n = len(self.starts)
+        self.sums = _Sums(len(self.names), n, self.size)
+        self.times = _Sums(len(self.names), n, len(self.keys))
 
-    def _add(self, ts: float, entity: str, counts: d.Counts) -> None:
-        if self.start <= ts < self.end:
-            vec = self._vec(ts, entity)
-            for i, v in counts:
-                vec[i] += v
-
-    def _entities(self, agent: str, queue: str) -> tuple[str, ...]:
-        """Who an agent's event counts for in this report: the agent, or its teams."""
-        if self.kind == "agent":
-            return (agent,) if agent else ()
-        return self.member_of.get(agent, ()) if self.kind == "team" else ()
-
-    def offered(self, ts: float, queue: str) -> None:
-        """A caller entered ``queue``."""
-        if self.kind == "queue":
-            self._add(ts, queue, ((d.Q_OFFERED, 1.0),))
-
-    def answered(self, ts: float, queue: str, agent: str, wait: float) -> None:
-        if self.kind == "queue":
-            self._add(ts, queue, d.answered_counts(wait, self.settings.target(queue)))
-        for e in self._entities(agent, queue):
-            self._add(ts, e, ((d.A_ANSWERED, 1.0),))
-
-    def ended(self, ts: float, queue: str, agent: str, outcome: str, wait: float, talk: float, wrapup: float,
-              overflow_action: str) -> None:
-        """A queue-call record written at ``ts`` (its end): an abandon or overflow then, or an answered call
-        handled."""
-        if outcome == "answered":
-            if self.kind == "queue":
-                self._add(ts, queue, d.handled_counts(talk, wrapup, overflow_action))
-            for e in self._entities(agent, queue):
-                self._add(ts, e, d.agent_handled_counts(talk, wrapup))
-        elif self.kind == "queue":
-            if outcome == "abandoned":
-                self._add(ts, queue, d.abandoned_counts(wait, self.settings.short_abandon, self.settings.target(queue)))
+    def end_chunk(self) -> None:
+        """Count every agent's state up to the chunk's end and keep the chunk's periods for ``flush``."""
+        if self.open:
+            agents = list(self.open)
+            keys = [self.open[a][0] for a in agents]
+            since = np.array([self.open[a][1] for a in agents])
+            self._segments(_objects(agents), since, np.full(len(agents), self.hi), keys)
+            for a in agents:
+                self.open[a] = (self.open[a][0], max(self.open[a][1], self.hi))
+        e = len(self.names)
+        for p, start in enumerate(self.starts.tolist()):
+            sums = self.sums.data[:e, p, :]
+            times = self.times.data[:e, p, :len(self.keys)]
+            if not sums.any() and not times.any():
+                continue
+            old = self.pending.get(start)
+            if old is None:
+                self.pending[start] = (float(self.ends[p]), sums.copy(), times.copy())
             else:
-                self._add(ts, queue, d.overflowed_counts(overflow_action or "overflow"))
+                merged_s = np.zeros((e, self.size))
+                merged_s[:old[1].shape[0]] = old[1]
+                merged_s += sums
+                merged_t = np.zeros((e, len(self.keys)))
+                merged_t[:old[2].shape[0], :old[2].shape[1]] = old[2]
+                merged_t += times
+                if self.kind == "queue":  # the longest hold is a max, not a sum
+                    merged_s[:old[1].shape[0], d.Q_HOLD_MAX] = np.maximum(old[1][:, d.Q_HOLD_MAX],
+                                                                         sums[:old[1].shape[0], d.Q_HOLD_MAX])
+                self.pending[start] = (old[0], merged_s, merged_t)
 
-    def holds(self, ts: float, queue: str, agent: str, seconds: float, count: int, longest: float) -> None:
-        """An agent's part of a call ended at ``ts`` with ``count`` holds (``seconds`` in all)."""
-        if count <= 0 or not self.start <= ts < self.end:
+    # ------------------------------------------------------------------ counting
+    def _entity(self, names: np.ndarray) -> np.ndarray:
+        """Entity indices of ``names`` (new names get new indices)."""
+        uniq, inverse = np.unique(names, return_inverse=True)
+        idx = np.empty(len(uniq), dtype=np.int64)
+        for i, name in enumerate(uniq.tolist()):
+            k = self.index.get(name)
+            if k is None:
+                k = self.index[name] = len(self.names)
+                self.names.append(name)
+            idx[i] = k
+        self.sums.fit(len(self.names), self.size)
+        self.times.fit(len(self.names), len(self.keys))
+        return idx[inverse]
+
+    def _period(self, ts: np.ndarray) -> np.ndarray:
+        if self.step == float("inf"):
+            return np.zeros(len(ts), dtype=np.int64)
+        return np.minimum(((ts - self.ds) // self.step).astype(np.int64), len(self.starts) - 1)
+
+    def _inside(self, ts: np.ndarray) -> np.ndarray:
+        return (ts >= max(self.lo, self.start)) & (ts < min(self.hi, self.end))
+
+    def _count(self, ts: Column, names: Column, counts: d.Counts) -> None:
+        """Add ``counts`` (``kpi.definitions``' pairs of field and value, per record or for all) at ``ts``."""
+        ts = np.asarray(ts, dtype=float)
+        keep = self._inside(ts)
+        if not keep.any():
             return
+        e = self._entity(_objects(names)[keep])
+        p = self._period(ts[keep])
+        for field, value in counts:
+            v = value[keep] if isinstance(value, np.ndarray) else value
+            np.add.at(self.sums.data, (e, p, field), v)
+
+    def _by_member(self, agents: Column, *columns: Column) -> tuple[np.ndarray, ...]:
+        """The records of ``agents`` once per entity an agent's event counts for in this report (the agent,
+        or each of its teams): (entities, columns...)."""
+        agents = _objects(agents)
+        if self.kind == "agent":
+            keep = agents != ""
+            return (agents[keep], *(np.asarray(c)[keep] for c in columns))
+        rows: list[int] = []
+        names: list[str] = []
+        for i, a in enumerate(agents.tolist()):
+            for group in self.member_of.get(a, ()):
+                rows.append(i)
+                names.append(group)
+        take = np.array(rows, dtype=np.int64)
+        return (_objects(names), *(np.asarray(c)[take] for c in columns))
+
+    def offered(self, ts: Column, queue: Column) -> None:
+        """Callers entered ``queue``."""
         if self.kind == "queue":
-            vec = self._vec(ts, queue)
-            vec[d.Q_HOLDS] += count
-            vec[d.Q_HOLD] += seconds
-            vec[d.Q_HOLD_MAX] = max(vec[d.Q_HOLD_MAX], longest)
-        for e in self._entities(agent, queue):
-            self._add(ts, e, ((d.A_HOLDS, float(count)), (d.A_HOLD, seconds)))
+            self._count(ts, queue, ((d.Q_OFFERED, 1.0),))
 
-    def transferred_out(self, ts: float, queue: str) -> None:
+    def answered(self, ts: Column, queue: Column, agent: Column, wait: Column) -> None:
         if self.kind == "queue":
-            self._add(ts, queue, ((d.Q_TRANSFERS, 1.0),))
+            wait = np.asarray(wait, dtype=float)
+            self._count(ts, queue, d.answered_counts(wait, self._targets(queue)))
+        elif self.kind in ("agent", "team"):
+            names, t = self._by_member(agent, ts)
+            self._count(t, names, ((d.A_ANSWERED, 1.0),))
 
-    def callback(self, ts: float, queue: str) -> None:
-        """A callback requested for ``queue`` (from the IVR, or by an agent on a call of it)."""
-        if self.kind == "queue" and queue:
-            self._add(ts, queue, ((d.Q_CALLBACKS, 1.0),))
+    def _targets(self, queue: Column) -> np.ndarray:
+        q = _objects(queue)
+        uniq, inverse = np.unique(q, return_inverse=True)
+        return np.array([self.settings.target(name).seconds for name in uniq.tolist()], dtype=float)[inverse]
 
-    def attempt(self, ts: float, campaign: str, step: str, result: str = "", late: bool = False) -> None:
-        """A dial attempt's ``step``: ``started``, ``answered`` (a person) or ``finished`` (with its result),
-        by the dialer's own definitions (``dialer.figures.Tally``)."""
+    def ended(self, ts: Column, queue: Column, agent: Column, outcome: Column, wait: Column, talk: Column,
+              wrapup: Column, overflow_action: Column) -> None:
+        """Queue-call records written at ``ts`` (their ends): abandons and overflows then, or answered calls
+        handled."""
+        ts, outcome = np.asarray(ts, dtype=float), _objects(outcome)
+        talk, wrapup = np.asarray(talk, dtype=float), np.asarray(wrapup, dtype=float)
+        action = _objects(overflow_action)
+        done = outcome == "answered"
+        if self.kind == "queue":
+            q, w = _objects(queue), np.asarray(wait, dtype=float)
+            self._count(ts[done], q[done], d.handled_counts(talk[done], wrapup[done], action[done]))
+            ab = outcome == "abandoned"
+            self._count(ts[ab], q[ab], d.abandoned_counts(w[ab], self.settings.short_abandon, self._targets(q[ab])))
+            over = ~done & ~ab
+            act = np.where(action[over] == "", "overflow", action[over])
+            self._count(ts[over], q[over], d.overflowed_counts(act))
+        elif self.kind in ("agent", "team"):
+            names, t, tk, wr = self._by_member(_objects(agent)[done], ts[done], talk[done], wrapup[done])
+            self._count(t, names, d.agent_handled_counts(tk, wr))
+
+    def holds(self, ts: Column, queue: Column, agent: Column, seconds: Column, count: Column, longest: Column) -> None:
+        """Agents' parts of calls that ended at ``ts`` with ``count`` holds (``seconds`` in all)."""
+        ts, count = np.asarray(ts, dtype=float), np.asarray(count, dtype=float)
+        seconds, longest = np.asarray(seconds, dtype=float), np.asarray(longest, dtype=float)
+        some = count > 0
+        if self.kind == "queue":
+            q = _objects(queue)[some]
+            self._count(ts[some], q, ((d.Q_HOLDS, count[some]), (d.Q_HOLD, seconds[some])))
+            keep = self._inside(ts[some])
+            if keep.any():
+                e = self._entity(q[keep])
+                np.maximum.at(self.sums.data, (e, self._period(ts[some][keep]), d.Q_HOLD_MAX), longest[some][keep])
+        elif self.kind in ("agent", "team"):
+            names, t, c, s = self._by_member(_objects(agent)[some], ts[some], count[some], seconds[some])
+            self._count(t, names, ((d.A_HOLDS, c), (d.A_HOLD, s)))
+
+    def transferred_out(self, ts: Column, queue: Column) -> None:
+        if self.kind == "queue":
+            self._count(ts, queue, ((d.Q_TRANSFERS, 1.0),))
+
+    def callback(self, ts: Column, queue: Column) -> None:
+        """Callbacks requested for ``queue`` (from the IVR, or by an agent on a call of it)."""
+        if self.kind == "queue":
+            q = _objects(queue)
+            self._count(np.asarray(ts, dtype=float)[q != ""], q[q != ""], ((d.Q_CALLBACKS, 1.0),))
+
+    def attempts_started(self, ts: Column, campaign: Column) -> None:
+        if self.kind == "campaign":
+            self._count(ts, campaign, ((C_DIALS, 1.0),))
+
+    def attempts_answered(self, ts: Column, campaign: Column) -> None:
+        """Attempts a person answered (live answers)."""
+        if self.kind == "campaign":
+            self._count(ts, campaign, ((C_LIVE, 1.0),))
+
+    def attempts_finished(self, ts: Column, campaign: Column, result: Column, late: Column) -> None:
+        """Attempts' ends, by the dialer's own definitions (``dialer.figures.Tally``, once per distinct result)."""
         if self.kind != "campaign":
             return
-        if step == "started":
-            self._add(ts, campaign, ((C_DIALS, 1.0),))
-        elif step == "answered":
-            self._add(ts, campaign, ((C_LIVE, 1.0),))
-        else:
+        combos = np.array([f"{r}|{int(bool(x))}" for r, x in zip(_objects(result).tolist(), np.asarray(late).tolist(),
+                                                                    strict=True)], dtype=object)
+        ts, camp = np.asarray(ts, dtype=float), _objects(campaign)
+        for combo in set(combos.tolist()):
+            r, _, x = combo.partition("|")
             t = Tally()
-            t.finished(result, late)
-            self._add(ts, campaign, tuple((i, float(v)) for i, v in ((C_ANSWERS, t.answers), (C_CONTACTS, t.contacts),
-                                                                     (C_ABANDONS, t.abandons),
-                                                                     (C_MACHINES, t.machines)) if v))
+            t.finished(r, x == "1")
+            sel = combos == combo
+            self._count(ts[sel], camp[sel], tuple((i, float(v)) for i, v in (
+                (C_ANSWERS, t.answers), (C_CONTACTS, t.contacts), (C_ABANDONS, t.abandons),
+                (C_MACHINES, t.machines)) if v))
 
-    def disposition(self, ts: float, disposition: str) -> None:
-        if self.kind == "disposition" and disposition:
-            self._add(ts, disposition, ((0, 1.0),))
-
-    def state(self, ts: float, agent: str, state: str, previous: str, reason: str, previous_seconds: float) -> None:
-        """An agent's state change at ``ts`` (a row of the state log): the state it leaves is counted."""
-        if self.kind not in ("agent", "team", "queue"):
-            return
-        o = self.open.get(agent)
-        if o is None:  # the first change seen: the state it leaves began ``previous_seconds`` before
-            o = _Open(previous, "", ts - previous_seconds)
-        self._segment(agent, o.state, o.reason, o.since, ts)
-        self.open[agent] = _Open(state, reason if state == "not_ready" else "", ts)
+    def dispositions(self, ts: Column, disposition: Column) -> None:
+        if self.kind == "disposition":
+            names = _objects(disposition)
+            self._count(np.asarray(ts, dtype=float)[names != ""], names[names != ""], ((0, 1.0),))
 
     def prime(self, agent: str, state: str, reason: str, since: float) -> None:
         """An agent's state at the report's start (its last change before it, at ``since``)."""
-        self.open[agent] = _Open(state, reason if state == "not_ready" else "", since)
+        self.open[agent] = (f"not_ready:{reason}" if state == "not_ready" else state, since)
 
-    def _segment(self, agent: str, state: str, reason: str, start: float, end: float) -> None:
-        """Seconds of ``state`` over [start, end), split at the periods' bounds (clipped to the report)."""
-        if state == "logged_out":
+    def states(self, ts: Column, agent: Column, state: Column, previous: Column, reason: Column,
+               previous_seconds: Column) -> None:
+        """Agents' state changes (rows of the state log, in time order): each ends the state the agent was in
+        (as the live core counts it: the state the last change put it in; for an agent not seen yet, the
+        row's ``previous``, since ``previous_seconds`` before)."""
+        if self.kind not in ("agent", "team", "queue") or not len(ts):
             return
-        start, end = max(start, self.start), min(end, self.end)
-        if end <= start:
-            return
-        key = f"not_ready:{reason}" if state == "not_ready" else state
+        ts = np.asarray(ts, dtype=float)
+        agents, reasons = _objects(agent), _objects(reason).tolist()
+        keys = np.array([f"not_ready:{r}" if s == "not_ready" else s for s, r in zip(_objects(state).tolist(),
+                                                                                    reasons, strict=True)],
+                        dtype=object)
+        codes = np.unique(agents, return_inverse=True)[1]
+        order = np.lexsort((np.arange(len(ts)), codes))  # by agent, then as given (time order)
+        ts, agents, keys = ts[order], agents[order], keys[order]
+        prev, prev_secs = _objects(previous)[order], np.asarray(previous_seconds, dtype=float)[order]
+        first = np.ones(len(ts), dtype=bool)
+        first[1:] = agents[1:] != agents[:-1]
+        seg_start = np.empty(len(ts))
+        seg_start[1:] = ts[:-1]
+        seg_key = np.empty(len(ts), dtype=object)
+        seg_key[1:] = keys[:-1]
+        for i in np.nonzero(first)[0].tolist():
+            known = self.open.get(agents[i])
+            if known is None:
+                p = prev[i]
+                seg_key[i], seg_start[i] = ("not_ready:" if p == "not_ready" else p), ts[i] - prev_secs[i]
+            else:
+                seg_key[i], seg_start[i] = known
+        self._segments(agents, seg_start, ts, seg_key.tolist())
+        last = np.ones(len(ts), dtype=bool)
+        last[:-1] = first[1:]
+        for i in np.nonzero(last)[0].tolist():
+            self.open[agents[i]] = (keys[i], float(ts[i]))
+
+    def _segments(self, agents: np.ndarray, start: np.ndarray, end: np.ndarray, keys: list[str]) -> None:
+        """Seconds of each state key over [start, end), split at the periods' bounds, clipped to the chunk
+        (and the report)."""
+        k = np.array(keys, dtype=object)
+        keep = k != "logged_out"
         if self.kind == "queue":
-            if key not in d.WORKING_STATES:
-                return
-            entities = self.member_of.get(agent, ())
-        else:
-            entities = self._entities(agent, "")
-        if not entities:
+            keep &= np.isin(k, d.WORKING_STATES)
+        start = np.maximum(start, max(self.lo, self.start))
+        end = np.minimum(end, min(self.hi, self.end))
+        keep &= end > start
+        if not keep.any():
             return
-        t = start
-        while t < end:
-            p_start, p_end = self.periods.bounds(t)
-            upto = min(end, p_end)
-            for e in entities:
-                if self.kind == "queue":
-                    self._vec(t, e)[STAFFED] += upto - t
-                else:
-                    self._vec(t, e)
-                    times = self.times.setdefault((p_start, e), {})
-                    times[key] = times.get(key, 0.0) + upto - t
-            t = upto
-
-    def close_chunk(self, until: float) -> None:
-        """Every agent's state so far is counted up to ``until`` (the end of the chunk just fed)."""
-        for agent, o in self.open.items():
-            if o.since < until:
-                self._segment(agent, o.state, o.reason, o.since, until)
-                o.since = until
+        if self.kind == "agent":
+            names, s, e, kk = agents[keep], start[keep], end[keep], k[keep]
+        else:
+            names, s, e, kk = self._by_member(agents[keep], start[keep], end[keep], k[keep])
+        if not len(names):
+            return
+        ent = self._entity(names)
+        if self.kind == "queue":
+            col = np.full(len(ent), STAFFED)
+            target = self.sums
+        else:
+            uniq, inverse = np.unique(kk, return_inverse=True)
+            for key in uniq.tolist():
+                if key not in self.key_index:
+                    self.key_index[key] = len(self.keys)
+                    self.keys.append(key)
+            col = np.array([self.key_index[key] for key in uniq.tolist()], dtype=np.int64)[inverse]
+            self.times.fit(len(self.names), len(self.keys))
+            target = self.times
+        p0 = self._period(s)
+        p1 = np.maximum(self._period(np.nextafter(e, -np.inf)), p0)
+        for step in range(int((p1 - p0).max()) + 1):
+            on = p0 + step <= p1
+            p = p0[on] + step
+            piece = np.minimum(e[on], self.ends[p]) - np.maximum(s[on], self.starts[p])
+            np.add.at(target.data, (ent[on], p, col[on]), piece)
 
     # ------------------------------------------------------------------ figures out
     def flush(self, until: float) -> Iterator[ReportRow]:
         """The rows of the periods that ended by ``until`` (all of them once ``until`` >= the report's end), in
         order of period then entity; they are forgotten."""
-        done = sorted(s for s, e in self.ends.items() if e <= until or until >= self.end)
-        if not done:
-            return
-        ready = set(done)
-        keys = sorted(k for k in self.vecs if k[0] in ready)
-        for key in keys:
-            vec = self.vecs.pop(key)
-            times = self.times.pop(key, {})
-            start = key[0]
-            yield ReportRow(self.kind, key[1], start, self.ends[start], self._figures(key[1], vec, times, start))
-            self.rows += 1
-        for s in done:
-            del self.ends[s]
+        done = sorted(s for s, (e, _, _) in self.pending.items() if e <= until or until >= self.end)
+        for start in done:
+            end, sums, times = self.pending.pop(start)
+            rows = []
+            for i in range(sums.shape[0]):
+                t = times[i] if i < times.shape[0] else np.zeros(0)
+                if not sums[i].any() and not t.any():
+                    continue
+                by_key = {self.keys[j]: float(v) for j, v in enumerate(t.tolist()) if v}
+                rows.append(ReportRow(self.kind, self.names[i], start, end,
+                                      self._figures(self.names[i], sums[i].tolist(), by_key, end - start)))
+            rows.sort(key=lambda r: r.entity)
+            self.rows += len(rows)
+            yield from rows
 
-    def _figures(self, entity: str, vec: list[float], times: dict[str, float], start: float) -> dict[str, Any]:
+    def _figures(self, entity: str, vec: list[float], times: dict[str, float], span: float) -> dict[str, Any]:
         if self.kind == "queue":
-            span = self.ends[start] - start
             target = self.settings.target(entity)
             return {**d.queue_figures(vec, self.settings), "staffed": round(vec[STAFFED] / span, 3),
                     "target_percent": target.percent, "target_seconds": target.seconds}
