@@ -159,7 +159,10 @@ def run_report(engine: Engine, kind: str, settings: KpiSettings, period: str, st
             report.begin_chunk(lo, hi)
             params = {"lo": utc(lo), "hi": utc(hi)}
             for stmt, feed in statements:
-                feed(report, _columns(conn.execute(stmt, params).all(), stmt))
+                result = conn.execute(stmt, params)
+                rows = result.cursor.fetchall()  # the driver's tuples: no Row objects (the columns need no processing)
+                result.close()
+                feed(report, _columns(rows, stmt))
             if kind == "queue":
                 _agent_callbacks(conn, report, params["lo"], params["hi"])
             report.end_chunk()

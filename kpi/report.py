@@ -136,6 +136,8 @@ class IntervalReport:
             for a in ids:
                 self.member_of.setdefault(a, []).append(group)
         self.open: dict[str, tuple[str, float]] = {}  # agent -> (its state key, since): not yet counted
+        self.target_seconds: dict[str, float] = {}
+        self.agent_codes: dict[str, int] = {}
         # the chunk: its bounds, its local day, its periods' bounds, its sums
         self.lo = self.hi = self.ds = 0.0
         self.step = self.periods.step
@@ -195,18 +197,22 @@ class IntervalReport:
 
     # ------------------------------------------------------------------ counting
     def _entity(self, names: np.ndarray) -> np.ndarray:
-        """Entity indices of ``names`` (new names get new indices)."""
-        uniq, inverse = np.unique(names, return_inverse=True)
-        idx = np.empty(len(uniq), dtype=np.int64)
-        for i, name in enumerate(uniq.tolist()):
-            k = self.index.get(name)
-            if k is None:
-                k = self.index[name] = len(self.names)
-                self.names.append(name)
-            idx[i] = k
+        """Entity indices of ``names`` (new names get new indices): a dict look-up per record, cheaper than
+        sorting strings."""
+        index = self.index
+        get = index.get
+        idx = [get(n, -1) for n in names.tolist()]
+        if -1 in idx:
+            for i, n in enumerate(names.tolist()):
+                if idx[i] == -1:
+                    k = index.get(n)
+                    if k is None:
+                        k = index[n] = len(self.names)
+                        self.names.append(n)
+                    idx[i] = k
         self.sums.fit(len(self.names), self.size)
         self.times.fit(len(self.names), len(self.keys))
-        return idx[inverse]
+        return np.array(idx, dtype=np.int64)
 
     def _period(self, ts: np.ndarray) -> np.ndarray:
         if self.step == float("inf"):
@@ -258,9 +264,15 @@ class IntervalReport:
             self._count(t, names, ((d.A_ANSWERED, 1.0),))
 
     def _targets(self, queue: Column) -> np.ndarray:
-        q = _objects(queue)
-        uniq, inverse = np.unique(q, return_inverse=True)
-        return np.array([self.settings.target(name).seconds for name in uniq.tolist()], dtype=float)[inverse]
+        """Each record's queue's service-level threshold, seconds."""
+        seconds = self.target_seconds
+        out = []
+        for name in _objects(queue).tolist():
+            t = seconds.get(name)
+            if t is None:
+                t = seconds[name] = self.settings.target(name).seconds
+            out.append(t)
+        return np.array(out, dtype=float)
 
     def ended(self, ts: Column, queue: Column, agent: Column, outcome: Column, wait: Column, talk: Column,
               wrapup: Column, overflow_action: Column) -> None:
@@ -354,7 +366,8 @@ class IntervalReport:
         keys = np.array([f"not_ready:{r}" if s == "not_ready" else s for s, r in zip(_objects(state).tolist(),
                                                                                     reasons, strict=True)],
                         dtype=object)
-        codes = np.unique(agents, return_inverse=True)[1]
+        codes_of = self.agent_codes
+        codes = np.array([codes_of.setdefault(a, len(codes_of)) for a in agents.tolist()], dtype=np.int64)
         order = np.lexsort((np.arange(len(ts)), codes))  # by agent, then as given (time order)
         ts, agents, keys = ts[order], agents[order], keys[order]
         prev, prev_secs = _objects(previous)[order], np.asarray(previous_seconds, dtype=float)[order]
