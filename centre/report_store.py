@@ -46,6 +46,12 @@ def epoch(engine: Engine, col: Any) -> ColumnElement[float]:
     return cast(func.extract("epoch", col), Float)
 
 
+def event_time(engine: Engine, col: Any) -> ColumnElement[Any]:
+    """``col`` as the report reads it: on SQLite the stored text itself (numpy parses a column of it faster
+    than SQLite's date functions compute it, ``_columns``), elsewhere epoch seconds computed by the database."""
+    return col if engine.dialect.name == "sqlite" else epoch(engine, col)
+
+
 def _between(col: Any) -> ColumnElement[bool]:
     return and_(col >= bindparam("lo", type_=col.type), col < bindparam("hi", type_=col.type))
 
@@ -56,35 +62,38 @@ Feed = Callable[[IntervalReport, list[Any]], None]
 def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
     """The queries a report of ``kind`` runs per chunk, each with how its columns are fed."""
     q, a, i, c, t = QueueCallRecord, AgentStateRecord, Interaction, Callback, DialerAttempt
+
+    def at(col: Any) -> ColumnElement[Any]:
+        return event_time(engine, col)
     out: list[tuple[Select[Any], Feed]] = []
     if kind == "queue":
-        out.append((select(epoch(engine, i.transferred_at), i.queue).where(_between(i.transferred_at)),
+        out.append((select(at(i.transferred_at), i.queue).where(_between(i.transferred_at)),
                     lambda r, cols: r.transferred_out(*cols)))
-        out.append((select(epoch(engine, c.created_at), c.queue).where(_between(c.created_at), c.source == "ivr"),
+        out.append((select(at(c.created_at), c.queue).where(_between(c.created_at), c.source == "ivr"),
                     lambda r, cols: r.callback(*cols)))
     if kind in ("queue", "agent", "team"):
         # one read of the queue calls: those entered, answered or ended in the chunk (mostly all three)
-        out.append((select(epoch(engine, q.entered_at), epoch(engine, q.answered_at), epoch(engine, q.ended_at),
+        out.append((select(at(q.entered_at), at(q.answered_at), at(q.ended_at),
                            q.wait, q.talk, q.wrapup, q.queue, q.agent_id, q.outcome, q.overflow_action)
                     .where(_between(q.entered_at) | _between(q.answered_at) | _between(q.ended_at)),
                     _feed_calls))
         ended = func.coalesce(i.ended_at, i.started_at)
-        out.append((select(epoch(engine, ended), i.queue, i.agent_id, i.hold_seconds, i.hold_count, i.hold_max)
+        out.append((select(at(ended), i.queue, i.agent_id, i.hold_seconds, i.hold_count, i.hold_max)
                     .where(i.hold_count > 0, (_between(i.ended_at) | (i.ended_at.is_(None) & _between(i.started_at)))),
                     lambda r, cols: r.holds(*cols)))
-        out.append((select(epoch(engine, a.changed_at), a.agent_id, a.state, a.previous, a.reason, a.previous_seconds)
+        out.append((select(at(a.changed_at), a.agent_id, a.state, a.previous, a.reason, a.previous_seconds)
                     .where(_between(a.changed_at)).order_by(a.changed_at, a.id),
                     lambda r, cols: r.states(*cols)))
     if kind == "campaign":
-        out.append((select(epoch(engine, t.started_at), t.campaign).where(_between(t.started_at)),
+        out.append((select(at(t.started_at), t.campaign).where(_between(t.started_at)),
                     lambda r, cols: r.attempts_started(*cols)))
-        out.append((select(epoch(engine, t.answered_at), t.campaign).where(_between(t.answered_at)),
+        out.append((select(at(t.answered_at), t.campaign).where(_between(t.answered_at)),
                     lambda r, cols: r.attempts_answered(*cols)))
-        out.append((select(epoch(engine, t.ended_at), t.campaign, t.result, t.late)
+        out.append((select(at(t.ended_at), t.campaign, t.result, t.late)
                     .where(_between(t.ended_at), t.result != ""),
                     lambda r, cols: r.attempts_finished(*cols)))
     if kind == "disposition":
-        out.append((select(epoch(engine, i.started_at), i.disposition)
+        out.append((select(at(i.started_at), i.disposition)
                     .where(_between(i.started_at), i.disposition != ""),
                     lambda r, cols: r.dispositions(*cols)))
     return out
@@ -99,13 +108,18 @@ def _feed_calls(r: IntervalReport, cols: list[Any]) -> None:
 
 
 def _columns(rows: list[Any], stmt: Select[Any]) -> list[Any]:
-    """A chunk's rows as columns: numbers (times as epoch seconds) as float arrays (NULL: NaN), the others as
-    object arrays."""
+    """A chunk's rows as columns: numbers and times (as epoch seconds) as float arrays (NULL: NaN), the others
+    as object arrays."""
     types = [c.type.python_type if hasattr(c.type, "python_type") else object for c in stmt.selected_columns]
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(types)
     out: list[Any] = []
     for col, kind in zip(cols, types, strict=True):
-        if kind in (float, int):
+        if kind is datetime:  # SQLite's text, naive UTC (``event_time``)
+            stamps = np.array(col, dtype="datetime64[us]")
+            seconds = stamps.astype(np.int64) / 1e6
+            seconds[np.isnat(stamps)] = np.nan
+            out.append(seconds)
+        elif kind in (float, int):
             out.append(np.array(col, dtype=float))
         else:
             arr = np.empty(len(col), dtype=object)
