@@ -271,3 +271,57 @@ def test_service_level_chart_draws_its_target_line(db: str, tmp_path: Path) -> N
     assert main(["report", "queue", "--db", db, "--from", "2026-06-01", "--format", "png", "--out", str(path),
                  "--no-progress"]) == 0
     assert (tmp_path / "abandon-service-level.png").stat().st_size > 10_000
+
+
+def test_campaign_dispositions_holds_transfers_and_callbacks(db: str) -> None:
+    """The dialer's figures by its own definitions (a late connection is an abandon), the rolling 30-day
+    abandon rate, dispositions, and the queue's holds, outside transfers and IVR callbacks from their tables."""
+    from dialer.store import Callback, DialerAttempt
+    from screenpop.store import Interaction
+
+    def utc(ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, ZoneInfo("UTC"))
+
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        attempts = [("connected", True, False), ("connected", True, True), ("machine", False, False),
+                    ("busy", False, False)]
+        for n, (result, person, late) in enumerate(attempts):
+            conn.execute(insert(DialerAttempt), {
+                "ref": f"r{n}", "campaign": "renew", "lead_id": f"l{n}", "attempt": 1, "number": "+1555",
+                "started_at": utc(at("10:00:00") + n), "answered_at": utc(at("10:00:10")) if person else None,
+                "ended_at": utc(at("10:01:00")), "result": result, "late": late})
+        for n, (disposition, hold, transferred) in enumerate([("sale", 30.0, False), ("sale", 0.0, True),
+                                                              ("no-sale", 10.0, False)]):
+            conn.execute(insert(Interaction), {
+                "call_key": f"pbx/c{n}", "started_at": utc(at("10:05:00")), "ended_at": utc(at("10:20:00")),
+                "queue": "sales", "agent_id": "a1", "disposition": disposition, "hold_seconds": hold,
+                "hold_count": 1 if hold else 0, "hold_max": hold,
+                "transferred_at": utc(at("10:18:00")) if transferred else None})
+        conn.execute(insert(Callback), {"number": "+1555", "due_at": utc(at("12:00:00")), "queue": "sales",
+                                        "source": "ivr", "created_at": utc(at("10:16:00"))})
+    engine.dispose()
+    (camp,) = rows(db, "campaign", at("00:00:00"), at("00:00:00") + 86400, "day")
+    assert {k: camp.figures[k] for k in ("dials", "answers", "live_answers", "contacts", "abandons", "machines")} == \
+        {"dials": 4, "answers": 3, "live_answers": 2, "contacts": 2, "abandons": 1, "machines": 1}
+    (flat,) = flat_rows("campaign", "UTC", [camp])
+    assert flat["abandon_rate"] == 0.5 and flat["abandon_rate_30d"] == 0.5 and flat["abandon_cap"] == 0.03
+    assert [(r.entity, r.figures["calls"]) for r in rows(db, "disposition", at("00:00:00"), at("12:00:00"), "60m")] \
+        == [("no-sale", 1), ("sale", 2)]
+    (q,) = rows(db, "queue", at("10:15:00"), at("10:30:00"))
+    assert (q.figures["holds"], q.figures["avg_hold"], q.figures["max_hold"]) == (2, 20, 30)
+    assert (q.figures["transfers"], q.figures["callbacks"]) == (1, 1)
+    from centre.charts import TARGET_RGB, abandonment_chart
+
+    assert _target_rows(_pixels(abandonment_chart([flat], "renew", "UTC")))
+    assert (_pixels(abandonment_chart([flat], "renew", "UTC")) == TARGET_RGB).all(axis=2).any()
+
+
+def test_week_report_merges_its_days(db: str) -> None:
+    """A week's row sums the days of its week (two calls on Monday and Sunday, one the next Monday)."""
+    store(db, [call("W1", UTC_DAY + 3600, "answered", 5, agent="a1", talk=10),
+               call("W2", UTC_DAY + 6 * 86400 + 3600, "answered", 50, agent="a1", talk=10, action="transferred"),
+               call("W3", UTC_DAY + 7 * 86400 + 3600, "abandoned", 30)])
+    got = [(r.start, r.figures["offered"], r.figures["answered"], r.figures["service_level"], r.figures["transfers"])
+           for r in rows(db, "queue", UTC_DAY, UTC_DAY + 14 * 86400, "week")]
+    assert got == [(UTC_DAY, 2, 2, 0.5, 1), (UTC_DAY + 7 * 86400, 1, 0, 0.0, 0)]
