@@ -186,10 +186,18 @@ def load_sqlite(url: str, calls: dict[str, Any], states: dict[str, Any]) -> None
     con = sqlite3.connect(make_url(url).database)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")
+    # the schema's indexes are built after the rows (a bulk load's usual order), the same indexes in the end
+    indexes = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND "
+                          "tbl_name IN ('acd_queue_calls', 'acd_agent_states')").fetchall()
+    for name, _ in indexes:
+        con.execute(f'DROP INDEX "{name}"')
     for table, cols, rows in (("acd_queue_calls", CALL_COLS, call_rows(calls, " ")),
                               ("acd_agent_states", STATE_COLS, state_rows(states, " "))):
         con.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
         con.commit()
+    for _, sql in indexes:
+        con.execute(sql)
+    con.commit()
     con.execute("ANALYZE")
     con.close()
 
@@ -214,11 +222,19 @@ def load_postgres(url: str, calls: dict[str, Any], states: dict[str, Any]) -> No
     upgrade(url)
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn) as con, con.cursor() as cur:
+        cur.execute("SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename IN "
+                    "('acd_queue_calls', 'acd_agent_states') AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+                    "WHERE c.conname = i.indexname)")
+        indexes = cur.fetchall()
+        for name, _ in indexes:
+            cur.execute(f'DROP INDEX "{name}"')
         for table, cols, rows in (("acd_queue_calls", CALL_COLS, call_rows(calls, "T")),
                                   ("acd_agent_states", STATE_COLS, state_rows(states, "T"))):
             with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+        for _, sql in indexes:
+            cur.execute(sql)
         con.commit()
         con.autocommit = True
         cur.execute("ANALYZE")

@@ -138,6 +138,7 @@ class IntervalReport:
         self.open: dict[str, tuple[str, float]] = {}  # agent -> (its state key, since): not yet counted
         self.target_seconds: dict[str, float] = {}
         self.agent_codes: dict[str, int] = {}
+        self.groups_of: dict[str, list[str]] = {}
         # the chunk: its bounds, its local day, its periods' bounds, its sums
         self.lo = self.hi = self.ds = 0.0
         self.step = self.periods.step
@@ -241,14 +242,18 @@ class IntervalReport:
         if self.kind == "agent":
             keep = agents != ""
             return (agents[keep], *(np.asarray(c)[keep] for c in columns))
-        rows: list[int] = []
-        names: list[str] = []
+        # each agent's groups, looked up once per distinct agent: rows repeated once per group
+        per_agent = self.groups_of
+        counts = np.empty(len(agents), dtype=np.int64)
+        flat: list[str] = []
         for i, a in enumerate(agents.tolist()):
-            for group in self.member_of.get(a, ()):
-                rows.append(i)
-                names.append(group)
-        take = np.array(rows, dtype=np.int64)
-        return (_objects(names), *(np.asarray(c)[take] for c in columns))
+            groups = per_agent.get(a)
+            if groups is None:
+                groups = per_agent[a] = self.member_of.get(a, [])
+            counts[i] = len(groups)
+            flat.extend(groups)
+        take = np.repeat(np.arange(len(agents)), counts)
+        return (_objects(flat), *(np.asarray(c)[take] for c in columns))
 
     def offered(self, ts: Column, queue: Column) -> None:
         """Callers entered ``queue``."""
@@ -362,10 +367,11 @@ class IntervalReport:
         if self.kind not in ("agent", "team", "queue") or not len(ts):
             return
         ts = np.asarray(ts, dtype=float)
-        agents, reasons = _objects(agent), _objects(reason).tolist()
-        keys = np.array([f"not_ready:{r}" if s == "not_ready" else s for s, r in zip(_objects(state).tolist(),
-                                                                                    reasons, strict=True)],
-                        dtype=object)
+        agents = _objects(agent)
+        keys = _objects(state).copy()
+        nr = keys == "not_ready"
+        if nr.any():
+            keys[nr] = "not_ready:" + _objects(reason)[nr]
         codes_of = self.agent_codes
         codes = np.array([codes_of.setdefault(a, len(codes_of)) for a in agents.tolist()], dtype=np.int64)
         order = np.lexsort((np.arange(len(ts)), codes))  # by agent, then as given (time order)
