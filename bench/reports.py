@@ -77,9 +77,13 @@ def settings(agents: int) -> KpiSettings:
 
 
 # ---------------------------------------------------------------------------------------------- the records
-def _iso(ts: np.ndarray, sep: str) -> list[str]:
-    s = np.datetime_as_string((ts * 1e6).astype("datetime64[us]"), unit="us")
-    return [x.replace("T", sep) for x in s.tolist()] if sep != "T" else s.tolist()
+def _iso(ts: np.ndarray) -> list[str]:
+    """Epoch seconds as the text SQLAlchemy stores on SQLite (``2025-01-01 07:00:00.000000``, UTC), which
+    PostgreSQL reads too (its session in UTC)."""
+    text = np.datetime_as_string((ts * 1e6).astype("datetime64[us]"), unit="us").astype("U26")
+    chars = text.view(np.uint32).reshape(-1, 26)
+    chars[:, 10] = ord(" ")
+    return text.tolist()
 
 
 def generate(agents: int, days: int, calls: int, seed: int = 7) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -155,11 +159,11 @@ def generate(agents: int, days: int, calls: int, seed: int = 7) -> tuple[dict[st
     return calls_cols, states
 
 
-def call_rows(c: dict[str, Any], sep: str) -> list[tuple[Any, ...]]:
+def call_rows(c: dict[str, Any]) -> list[tuple[Any, ...]]:
     n = len(c["entered"])
-    entered, ended = _iso(c["entered"], sep), _iso(c["ended"], sep)
+    entered, ended = _iso(c["entered"]), _iso(c["ended"])
     has = ~np.isnan(c["answered"])
-    answered_iso = _iso(np.where(has, c["answered"], 0.0), sep)
+    answered_iso = _iso(np.where(has, c["answered"], 0.0))
     answered: list[str | None] = [a if h else None for a, h in zip(answered_iso, has.tolist(), strict=True)]
     agents = [f"a{a:03d}" if a >= 0 else "" for a in c["agent"].tolist()]
     queues = [QUEUES[q] for q in c["queue"].tolist()]
@@ -170,16 +174,19 @@ def call_rows(c: dict[str, Any], sep: str) -> list[tuple[Any, ...]]:
                     [0] * n, ["{}"] * n, strict=True))
 
 
-def state_rows(s: dict[str, Any], sep: str) -> list[tuple[Any, ...]]:
+def state_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     n = len(s["ts"])
     kinds = s["kinds"]
     k = s["kind"].tolist()
     return list(zip([f"s/{i}" for i in range(n)], [f"a{a:03d}" for a in s["agent"].tolist()],
-                    [kinds[x][0] for x in k], [kinds[x][1] for x in k], [kinds[x][2] for x in k], _iso(s["ts"], sep),
+                    [kinds[x][0] for x in k], [kinds[x][1] for x in k], [kinds[x][2] for x in k], _iso(s["ts"]),
                     s["prev"].tolist(), [""] * n, [""] * n, strict=True))
 
 
-def load_sqlite(url: str, calls: dict[str, Any], states: dict[str, Any]) -> None:
+Rows = list[tuple[Any, ...]]
+
+
+def load_sqlite(url: str, calls: Rows, states: Rows) -> None:
     import sqlite3
 
     upgrade(url)
@@ -191,8 +198,7 @@ def load_sqlite(url: str, calls: dict[str, Any], states: dict[str, Any]) -> None
                           "tbl_name IN ('acd_queue_calls', 'acd_agent_states')").fetchall()
     for name, _ in indexes:
         con.execute(f'DROP INDEX "{name}"')
-    for table, cols, rows in (("acd_queue_calls", CALL_COLS, call_rows(calls, " ")),
-                              ("acd_agent_states", STATE_COLS, state_rows(states, " "))):
+    for table, cols, rows in (("acd_queue_calls", CALL_COLS, calls), ("acd_agent_states", STATE_COLS, states)):
         con.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
         con.commit()
     for _, sql in indexes:
@@ -214,7 +220,7 @@ def pg_admin(sql: str) -> None:
     engine.dispose()
 
 
-def load_postgres(url: str, calls: dict[str, Any], states: dict[str, Any]) -> None:
+def load_postgres(url: str, calls: Rows, states: Rows) -> None:
     import psycopg
 
     pg_admin(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
@@ -228,8 +234,8 @@ def load_postgres(url: str, calls: dict[str, Any], states: dict[str, Any]) -> No
         indexes = cur.fetchall()
         for name, _ in indexes:
             cur.execute(f'DROP INDEX "{name}"')
-        for table, cols, rows in (("acd_queue_calls", CALL_COLS, call_rows(calls, "T")),
-                                  ("acd_agent_states", STATE_COLS, state_rows(states, "T"))):
+        cur.execute("SET TIME ZONE 'UTC'")  # the rows' times are UTC without an offset
+        for table, cols, rows in (("acd_queue_calls", CALL_COLS, calls), ("acd_agent_states", STATE_COLS, states)):
             with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
@@ -391,9 +397,11 @@ def main() -> int:
         child(args.child, args.agents, args.start, args.end)
         return 0
     t0 = time.perf_counter()
-    calls, states = generate(args.agents, args.days, args.calls_per_shift)
-    rows = len(calls["entered"]) + len(states["ts"])
-    print(f"generated {len(calls['entered'])} queue calls and {len(states['ts'])} agent state changes "
+    generated = generate(args.agents, args.days, args.calls_per_shift)
+    calls, states = call_rows(generated[0]), state_rows(generated[1])
+    del generated
+    rows = len(calls) + len(states)
+    print(f"generated {len(calls)} queue calls and {len(states)} agent state changes "
           f"({args.agents} agents, {args.days} days, {args.calls_per_shift} calls per shift) in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     results = []

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Engine, Float, and_, bindparam, cast, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Float, and_, bindparam, case, cast, func, literal, select
 from sqlalchemy.sql import Select
 
 from acd.tables import AgentStateRecord, QueueCallRecord
 from centre.kpi_restore import agent_callback_queue
 from dialer.store import Callback, DialerAttempt
-from kpi.report import IntervalReport, Periods, ReportRow
+from kpi.report import NOT_READY, IntervalReport, Periods, ReportRow
 from kpi.settings import KpiSettings
 from screenpop.store import Interaction
 
@@ -81,7 +81,9 @@ def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
         out.append((select(at(ended), i.queue, i.agent_id, i.hold_seconds, i.hold_count, i.hold_max)
                     .where(i.hold_count > 0, (_between(i.ended_at) | (i.ended_at.is_(None) & _between(i.started_at)))),
                     lambda r, cols: r.holds(*cols)))
-        out.append((select(at(a.changed_at), a.agent_id, a.state, a.previous, a.reason, a.previous_seconds)
+        # the state each change moves to as ``kpi.report.state_key`` makes it (one text column, not two)
+        key = case((a.state == "not_ready", literal(NOT_READY) + a.reason), else_=a.state)
+        out.append((select(at(a.changed_at), a.agent_id, key, a.previous, a.previous_seconds)
                     .where(_between(a.changed_at)).order_by(a.changed_at, a.id),
                     lambda r, cols: r.states(*cols)))
     if kind == "campaign":

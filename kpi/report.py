@@ -36,6 +36,14 @@ STAFFED = d.Q_FIELDS  # a queue report's extra field: its members' seconds logge
 C_DIALS, C_ANSWERS, C_LIVE, C_CONTACTS, C_ABANDONS, C_MACHINES = range(6)
 
 
+NOT_READY = "not_ready:"
+
+
+def state_key(state: str, reason: str) -> str:
+    """What an agent's seconds are counted under: its state, or ``not_ready:<reason>`` (``agent_figures``)."""
+    return NOT_READY + reason if state == "not_ready" else state
+
+
 class Periods:
     """The period holding an instant, in a time zone (the local day cached: records come in time order)."""
 
@@ -357,28 +365,23 @@ class IntervalReport:
 
     def prime(self, agent: str, state: str, reason: str, since: float) -> None:
         """An agent's state at the report's start (its last change before it, at ``since``)."""
-        self.open[agent] = (f"not_ready:{reason}" if state == "not_ready" else state, since)
+        self.open[agent] = (state_key(state, reason), since)
 
-    def states(self, ts: Column, agent: Column, state: Column, previous: Column, reason: Column,
-               previous_seconds: Column) -> None:
-        """Agents' state changes (rows of the state log, in time order): each ends the state the agent was in
-        (as the live core counts it: the state the last change put it in; for an agent not seen yet, the
-        row's ``previous``, since ``previous_seconds`` before)."""
+    def states(self, ts: Column, agent: Column, key: Column, previous: Column, previous_seconds: Column) -> None:
+        """Agents' state changes (rows of the state log, in time order, each with the ``state_key`` it moves
+        to): each ends the state the agent was in (as the live core counts it: the state the last change put
+        it in; for an agent not seen yet, the row's ``previous``, since ``previous_seconds`` before)."""
         if self.kind not in ("agent", "team", "queue") or not len(ts):
             return
         ts = np.asarray(ts, dtype=float)
-        agents = _objects(agent)
-        keys = _objects(state).copy()
-        nr = keys == "not_ready"
-        if nr.any():
-            keys[nr] = "not_ready:" + _objects(reason)[nr]
+        agents, keys = _objects(agent), _objects(key)
         codes_of = self.agent_codes
         codes = np.array([codes_of.setdefault(a, len(codes_of)) for a in agents.tolist()], dtype=np.int64)
         order = np.lexsort((np.arange(len(ts)), codes))  # by agent, then as given (time order)
-        ts, agents, keys = ts[order], agents[order], keys[order]
+        ts, agents, keys, codes = ts[order], agents[order], keys[order], codes[order]
         prev, prev_secs = _objects(previous)[order], np.asarray(previous_seconds, dtype=float)[order]
         first = np.ones(len(ts), dtype=bool)
-        first[1:] = agents[1:] != agents[:-1]
+        first[1:] = codes[1:] != codes[:-1]
         seg_start = np.empty(len(ts))
         seg_start[1:] = ts[:-1]
         seg_key = np.empty(len(ts), dtype=object)
@@ -387,7 +390,7 @@ class IntervalReport:
             known = self.open.get(agents[i])
             if known is None:
                 p = prev[i]
-                seg_key[i], seg_start[i] = ("not_ready:" if p == "not_ready" else p), ts[i] - prev_secs[i]
+                seg_key[i], seg_start[i] = state_key(p, ""), ts[i] - prev_secs[i]
             else:
                 seg_key[i], seg_start[i] = known
         self._segments(agents, seg_start, ts, seg_key.tolist())
