@@ -104,15 +104,36 @@ def _context(args: argparse.Namespace) -> tuple[str, Any, float, float]:
 
 
 def _engine(url: str) -> Any:
-    from cti.db import make_engine
+    """The database's engine; a SQLite file that does not exist is refused (a report never creates one)."""
+    from sqlalchemy.engine import make_url
 
+    from cti.db import describe_url, make_engine
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UsageError("--db is not a database URL (expected e.g. sqlite:///var/cti.sqlite3)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        raise UsageError(f"no database at {describe_url(url)}: name it with --db or --config")
     return make_engine(url)
 
 
-def _open_out(path: str, binary: bool = False) -> IO[Any]:
+def _failed(command: str, exc: Exception) -> int:
+    """A database error: one line, no traceback, no password."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    print(f"cti {command}: cannot read the records: {first[:300]} (is it the centre's database, migrated?)",
+          file=sys.stderr)
+    return 2
+
+
+def _open_out(path: str) -> IO[str]:
     if path == "-":
-        return sys.stdout.buffer if binary else sys.stdout
-    return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8", newline=None if binary else "")
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or type(exc).__name__}") from None
 
 
 def _progress(args: argparse.Namespace, start: float, end: float, kind: str) -> tuple[Any, Callable[..., None]]:
@@ -135,10 +156,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.format == "png" and args.out == "-":
         print("cti report: --format png needs --out FILE.png", file=sys.stderr)
         return 2
+    from sqlalchemy.exc import SQLAlchemyError
+
     from centre.report_out import flat_rows, write_csv, write_html, write_json
     from centre.report_store import run_report
 
-    engine = _engine(url)
+    try:
+        engine = _engine(url)
+    except UsageError as exc:
+        print(f"cti report: {exc}", file=sys.stderr)
+        return 2
     bar, step = _progress(args, start, end, args.kind)
     try:
         rows: Iterator[Any] = run_report(engine, args.kind, settings, args.period, start, end, progress=step)
@@ -158,6 +185,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         kept = list(flat)
         bar.close()
         charts = report_charts(engine, args.kind, kept, settings.timezone, start, end, args.entity, settings.teams)
+    except SQLAlchemyError as exc:
+        return _failed("report", exc)
+    except UsageError as exc:
+        print(f"cti report: {exc}", file=sys.stderr)
+        return 2
     finally:
         bar.close()
         engine.dispose()
@@ -167,11 +199,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
             return 1
         paths = _png_paths(Path(args.out), list(charts))
         for (_, png), path in zip(charts.items(), paths, strict=True):
-            path.write_bytes(png)
+            try:
+                path.write_bytes(png)
+            except OSError as exc:
+                print(f"cti report: {path}: cannot write: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+                return 2
             print(path, file=sys.stderr)
         return 0
     title = f"{args.kind} report, {args.period}, {args.start} to {args.end or 'a day later'} ({settings.timezone})"
-    out = _open_out(args.out)
+    try:
+        out = _open_out(args.out)
+    except UsageError as exc:
+        print(f"cti report: {exc}", file=sys.stderr)
+        return 2
     try:
         write_html(args.kind, title, kept, charts, out)
     finally:
@@ -227,15 +267,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"cti export: {exc}", file=sys.stderr)
         return 2
+    from sqlalchemy.exc import SQLAlchemyError
     from tqdm import tqdm
 
     from centre.report_store import export_records
 
-    engine = _engine(url)
-    out = _open_out(args.out)
+    try:
+        engine = _engine(url)
+        out = _open_out(args.out)
+    except UsageError as exc:
+        print(f"cti export: {exc}", file=sys.stderr)
+        return 2
     bar = tqdm(unit="row", desc=args.table, disable=args.no_progress, file=sys.stderr)
     try:
         n = export_records(engine, args.table, start, end, out, progress=bar.update)
+    except SQLAlchemyError as exc:
+        return _failed("export", exc)
     finally:
         bar.close()
         if out is not sys.stdout:

@@ -325,3 +325,28 @@ def test_week_report_merges_its_days(db: str) -> None:
     got = [(r.start, r.figures["offered"], r.figures["answered"], r.figures["service_level"], r.figures["transfers"])
            for r in rows(db, "queue", UTC_DAY, UTC_DAY + 14 * 86400, "week")]
     assert got == [(UTC_DAY, 2, 2, 0.5, 1), (UTC_DAY + 7 * 86400, 1, 0, 0.0, 0)]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["report", "queue", "--from", "yesterday"], "is not a date"),
+    (["report", "queue", "--from", "2026-06-01", "--tz", "Mars/Olympus"], "unknown time zone"),
+    (["report", "queue", "--from", "2026-06-01", "--db", "sqlite:////nonexistent/cti.sqlite3"], "no database at"),
+    (["report", "queue", "--from", "2026-06-01", "--format", "png"], "needs --out"),
+    (["export", "records", "--table", "callbacks", "--from", "2026-06-01", "--out", "/nonexistent/x.csv"],
+     "cannot write"),
+])
+def test_mistakes_end_in_a_message(argv: list[str], message: str, db: str, capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    if "--db" not in argv:
+        argv = [*argv, "--db", db]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_database_without_the_tables_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    empty = tmp_path / "empty.sqlite3"
+    make_engine(f"sqlite:///{empty}").connect().close()
+    assert main(["report", "agent", "--db", f"sqlite:///{empty}", "--from", "2026-06-01", "--no-progress"]) == 2
+    assert "cannot read the records" in capsys.readouterr().err
