@@ -56,7 +56,7 @@ def _between(col: Any) -> ColumnElement[bool]:
     return and_(col >= bindparam("lo", type_=col.type), col < bindparam("hi", type_=col.type))
 
 
-Feed = Callable[[IntervalReport, list[Any]], None]
+Feed = Callable[[IntervalReport, list[Any], Connection], None]
 
 
 def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
@@ -68,9 +68,9 @@ def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
     out: list[tuple[Select[Any], Feed]] = []
     if kind == "queue":
         out.append((select(at(i.transferred_at), i.queue).where(_between(i.transferred_at)),
-                    lambda r, cols: r.transferred_out(*cols)))
+                    lambda r, cols, conn: r.transferred_out(*cols)))
         out.append((select(at(c.created_at), c.queue).where(_between(c.created_at), c.source == "ivr"),
-                    lambda r, cols: r.callback(*cols)))
+                    lambda r, cols, conn: r.callback(*cols)))
     if kind in ("queue", "agent", "team"):
         # one read of the queue calls: those entered, answered or ended in the chunk (mostly all three)
         out.append((select(at(q.entered_at), at(q.answered_at), at(q.ended_at),
@@ -80,33 +80,49 @@ def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
         ended = func.coalesce(i.ended_at, i.started_at)
         out.append((select(at(ended), i.queue, i.agent_id, i.hold_seconds, i.hold_count, i.hold_max)
                     .where(i.hold_count > 0, (_between(i.ended_at) | (i.ended_at.is_(None) & _between(i.started_at)))),
-                    lambda r, cols: r.holds(*cols)))
+                    lambda r, cols, conn: r.holds(*cols)))
         # the state each change moves to as ``kpi.report.state_key`` makes it (one text column, not two)
         key = case((a.state == "not_ready", literal(NOT_READY) + a.reason), else_=a.state)
-        out.append((select(at(a.changed_at), a.agent_id, key, a.previous, a.previous_seconds)
-                    .where(_between(a.changed_at)).order_by(a.changed_at, a.id),
-                    lambda r, cols: r.states(*cols)))
+        out.append((select(at(a.changed_at), a.agent_id, key).where(_between(a.changed_at))
+                    .order_by(a.changed_at, a.id), _feed_states))
     if kind == "campaign":
         out.append((select(at(t.started_at), t.campaign).where(_between(t.started_at)),
-                    lambda r, cols: r.attempts_started(*cols)))
+                    lambda r, cols, conn: r.attempts_started(*cols)))
         out.append((select(at(t.answered_at), t.campaign).where(_between(t.answered_at)),
-                    lambda r, cols: r.attempts_answered(*cols)))
+                    lambda r, cols, conn: r.attempts_answered(*cols)))
         out.append((select(at(t.ended_at), t.campaign, t.result, t.late)
                     .where(_between(t.ended_at), t.result != ""),
-                    lambda r, cols: r.attempts_finished(*cols)))
+                    lambda r, cols, conn: r.attempts_finished(*cols)))
     if kind == "disposition":
         out.append((select(at(i.started_at), i.disposition)
                     .where(_between(i.started_at), i.disposition != ""),
-                    lambda r, cols: r.dispositions(*cols)))
+                    lambda r, cols, conn: r.dispositions(*cols)))
     return out
 
 
-def _feed_calls(r: IntervalReport, cols: list[Any]) -> None:
+def _feed_calls(r: IntervalReport, cols: list[Any], conn: Connection) -> None:
     entered, answered, ended, wait, talk, wrapup, queue, agent, outcome, action = cols
     r.offered(entered, queue)
     done = outcome == "answered"
     r.answered(answered[done], queue[done], agent[done], wait[done])
     r.ended(ended, queue, agent, outcome, wait, talk, wrapup, action)
+
+
+def _feed_states(r: IntervalReport, cols: list[Any], conn: Connection) -> None:
+    """The state log's rows of the chunk; for an agent the report has not seen yet, where its first row says
+    it came from (asked only for those: most agents are known from the chunk before)."""
+    ts, agents, keys = cols
+    new = set(agents.tolist()) - r.open.keys()
+    if new:
+        a = AgentStateRecord
+        rows = conn.execute(select(epoch(conn.engine, a.changed_at), a.agent_id, a.previous, a.previous_seconds)
+                            .where(_between(a.changed_at), a.agent_id.in_(sorted(new))).order_by(a.changed_at, a.id),
+                            {"lo": utc(r.lo), "hi": utc(r.hi)})
+        for at, agent, previous, previous_seconds in rows:
+            if agent in new:
+                r.first_seen(agent, previous, at - previous_seconds)
+                new.discard(agent)
+    r.states(ts, agents, keys)
 
 
 def _columns(rows: list[Any], stmt: Select[Any]) -> list[Any]:
@@ -178,7 +194,7 @@ def run_report(engine: Engine, kind: str, settings: KpiSettings, period: str, st
                 result = conn.execute(stmt, params)
                 rows = result.cursor.fetchall()  # the driver's tuples: no Row objects (the columns need no processing)
                 result.close()
-                feed(report, _columns(rows, stmt))
+                feed(report, _columns(rows, stmt), conn)
             if kind == "queue":
                 _agent_callbacks(conn, report, params["lo"], params["hi"])
             report.end_chunk()

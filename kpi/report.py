@@ -146,7 +146,8 @@ class IntervalReport:
         self.open: dict[str, tuple[str, float]] = {}  # agent -> (its state key, since): not yet counted
         self.target_seconds: dict[str, float] = {}
         self.agent_codes: dict[str, int] = {}
-        self.groups_of: dict[str, list[str]] = {}
+        self.code_groups: list[list[int]] = []  # agent code -> the entities its events count for
+        self.code_count = self.code_offset = self.code_flat = np.zeros(0, dtype=np.int64)
         # the chunk: its bounds, its local day, its periods' bounds, its sums
         self.lo = self.hi = self.ds = 0.0
         self.step = self.periods.step
@@ -232,12 +233,16 @@ class IntervalReport:
         return (ts >= max(self.lo, self.start)) & (ts < min(self.hi, self.end))
 
     def _count(self, ts: Column, names: Column, counts: d.Counts) -> None:
-        """Add ``counts`` (``kpi.definitions``' pairs of field and value, per record or for all) at ``ts``."""
+        """Add ``counts`` (``kpi.definitions``' pairs of field and value, per record or for all) at ``ts`` for
+        the entities ``names`` (or their indices)."""
         ts = np.asarray(ts, dtype=float)
         keep = self._inside(ts)
         if not keep.any():
             return
-        e = self._entity(_objects(names)[keep])
+        if isinstance(names, np.ndarray) and names.dtype.kind == "i":  # entity indices already (``_by_member``)
+            e = names[keep]
+        else:
+            e = self._entity(_objects(names)[keep])
         p = self._period(ts[keep])
         for field, value in counts:
             v = value[keep] if isinstance(value, np.ndarray) else value
@@ -245,23 +250,23 @@ class IntervalReport:
 
     def _by_member(self, agents: Column, *columns: Column) -> tuple[np.ndarray, ...]:
         """The records of ``agents`` once per entity an agent's event counts for in this report (the agent,
-        or each of its teams): (entities, columns...)."""
+        or each of its teams or queues): (entity indices, columns...). Looked up once per distinct agent,
+        then by numpy."""
         agents = _objects(agents)
-        if self.kind == "agent":
-            keep = agents != ""
-            return (agents[keep], *(np.asarray(c)[keep] for c in columns))
-        # each agent's groups, looked up once per distinct agent: rows repeated once per group
-        per_agent = self.groups_of
-        counts = np.empty(len(agents), dtype=np.int64)
-        flat: list[str] = []
-        for i, a in enumerate(agents.tolist()):
-            groups = per_agent.get(a)
-            if groups is None:
-                groups = per_agent[a] = self.member_of.get(a, [])
-            counts[i] = len(groups)
-            flat.extend(groups)
-        take = np.repeat(np.arange(len(agents)), counts)
-        return (_objects(flat), *(np.asarray(c)[take] for c in columns))
+        codes_of = self.agent_codes
+        codes = np.array([codes_of.setdefault(a, len(codes_of)) for a in agents.tolist()], dtype=np.int64)
+        if len(self.code_groups) < len(codes_of):  # the agents seen first now: their entities
+            for a in list(codes_of)[len(self.code_groups):]:
+                groups = ([a] if a else []) if self.kind == "agent" else self.member_of.get(a, [])
+                self.code_groups.append([int(i) for i in self._entity(_objects(groups))] if groups else [])
+            self.code_count = np.array([len(g) for g in self.code_groups], dtype=np.int64)
+            self.code_offset = np.cumsum(self.code_count) - self.code_count
+            self.code_flat = np.array([i for g in self.code_groups for i in g], dtype=np.int64)
+        counts = self.code_count[codes]
+        take = np.repeat(np.arange(len(codes)), counts)
+        within = np.arange(len(take)) - np.repeat(np.cumsum(counts) - counts, counts)
+        ent = self.code_flat[np.repeat(self.code_offset[codes], counts) + within]
+        return (ent, *(np.asarray(c)[take] for c in columns))
 
     def offered(self, ts: Column, queue: Column) -> None:
         """Callers entered ``queue``."""
@@ -367,10 +372,16 @@ class IntervalReport:
         """An agent's state at the report's start (its last change before it, at ``since``)."""
         self.open[agent] = (state_key(state, reason), since)
 
-    def states(self, ts: Column, agent: Column, key: Column, previous: Column, previous_seconds: Column) -> None:
+    def first_seen(self, agent: str, previous: str, since: float) -> None:
+        """An agent not seen yet (not primed): the state its first change in the chunk leaves (the reason of
+        a not-ready one unknown), since ``since``."""
+        self.open.setdefault(agent, (state_key(previous, ""), since))
+
+    def states(self, ts: Column, agent: Column, key: Column) -> None:
         """Agents' state changes (rows of the state log, in time order, each with the ``state_key`` it moves
         to): each ends the state the agent was in (as the live core counts it: the state the last change put
-        it in; for an agent not seen yet, the row's ``previous``, since ``previous_seconds`` before)."""
+        it in; ``prime`` or ``first_seen`` says where an agent came from, else its first change only starts
+        its count)."""
         if self.kind not in ("agent", "team", "queue") or not len(ts):
             return
         ts = np.asarray(ts, dtype=float)
@@ -379,7 +390,6 @@ class IntervalReport:
         codes = np.array([codes_of.setdefault(a, len(codes_of)) for a in agents.tolist()], dtype=np.int64)
         order = np.lexsort((np.arange(len(ts)), codes))  # by agent, then as given (time order)
         ts, agents, keys, codes = ts[order], agents[order], keys[order], codes[order]
-        prev, prev_secs = _objects(previous)[order], np.asarray(previous_seconds, dtype=float)[order]
         first = np.ones(len(ts), dtype=bool)
         first[1:] = codes[1:] != codes[:-1]
         seg_start = np.empty(len(ts))
@@ -387,12 +397,7 @@ class IntervalReport:
         seg_key = np.empty(len(ts), dtype=object)
         seg_key[1:] = keys[:-1]
         for i in np.nonzero(first)[0].tolist():
-            known = self.open.get(agents[i])
-            if known is None:
-                p = prev[i]
-                seg_key[i], seg_start[i] = state_key(p, ""), ts[i] - prev_secs[i]
-            else:
-                seg_key[i], seg_start[i] = known
+            seg_key[i], seg_start[i] = self.open.get(agents[i], ("logged_out", ts[i]))
         self._segments(agents, seg_start, ts, seg_key.tolist())
         last = np.ones(len(ts), dtype=bool)
         last[:-1] = first[1:]
@@ -411,23 +416,18 @@ class IntervalReport:
         keep &= end > start
         if not keep.any():
             return
-        if self.kind == "agent":
-            names, s, e, kk = agents[keep], start[keep], end[keep], k[keep]
-        else:
-            names, s, e, kk = self._by_member(agents[keep], start[keep], end[keep], k[keep])
-        if not len(names):
+        ent, s, e, kk = self._by_member(agents[keep], start[keep], end[keep], k[keep])
+        if not len(ent):
             return
-        ent = self._entity(names)
         if self.kind == "queue":
             col = np.full(len(ent), STAFFED)
             target = self.sums
         else:
-            uniq, inverse = np.unique(kk, return_inverse=True)
-            for key in uniq.tolist():
-                if key not in self.key_index:
-                    self.key_index[key] = len(self.keys)
-                    self.keys.append(key)
-            col = np.array([self.key_index[key] for key in uniq.tolist()], dtype=np.int64)[inverse]
+            index = self.key_index
+            for key in set(kk.tolist()) - index.keys():
+                index[key] = len(self.keys)
+                self.keys.append(key)
+            col = np.array([index[key] for key in kk.tolist()], dtype=np.int64)
             self.times.fit(len(self.names), len(self.keys))
             target = self.times
         p0 = self._period(s)
