@@ -24,6 +24,7 @@ from sqlalchemy.sql import Select
 from acd.tables import AgentStateRecord, QueueCallRecord
 from centre.kpi_restore import agent_callback_queue
 from dialer.store import Callback, DialerAttempt
+from kpi.definitions import WORKING_STATES
 from kpi.report import NOT_READY, IntervalReport, Periods, ReportRow
 from kpi.settings import KpiSettings
 from screenpop.store import Interaction
@@ -83,8 +84,14 @@ def _statements(engine: Engine, kind: str) -> list[tuple[Select[Any], Feed]]:
                     lambda r, cols, conn: r.holds(*cols)))
         # the state each change moves to as ``kpi.report.state_key`` makes it (one text column, not two)
         key = case((a.state == "not_ready", literal(NOT_READY) + a.reason), else_=a.state)
-        out.append((select(at(a.changed_at), a.agent_id, key).where(_between(a.changed_at))
-                    .order_by(a.changed_at, a.id), _feed_states))
+        states = select(at(a.changed_at), a.agent_id, key).where(_between(a.changed_at)).order_by(a.changed_at, a.id)
+        if kind == "queue":
+            # a queue's report counts the seconds its members were working (``staffed``): a change from one
+            # working state to another changes nothing there, and is most of the log (ringing, talking,
+            # wrapping up): only the changes into and out of work are read
+            working = list(WORKING_STATES)
+            states = states.where(~(a.state.in_(working) & a.previous.in_(working)))
+        out.append((states, _feed_states))
     if kind == "campaign":
         out.append((select(at(t.started_at), t.campaign).where(_between(t.started_at)),
                     lambda r, cols, conn: r.attempts_started(*cols)))
