@@ -13,8 +13,8 @@ on call, wrap-up, ready: talk lognormal around 4 min, wrap-up 30 s, wait exponen
 (executemany on SQLite, COPY on PostgreSQL, in a database of its own dropped afterwards).
 
 Measured per database, for the queue report (offered, answered, abandoned, SL, ASA, AHT, holds, transfers,
-callbacks, agents logged in per queue: it reads the queue calls by entry, answer and end, and the whole state
-log), 15-minute intervals:
+callbacks, agents logged in per queue: it reads the queue calls entered, answered or ended in each day, and
+the state log's changes into and out of work), 15-minute intervals:
 
 * a day (a Wednesday in June) and a month (June, 30 days): wall time;
 * the whole year: wall time and peak memory (ru_maxrss of a child process that runs only the report: the
