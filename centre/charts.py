@@ -92,10 +92,13 @@ def staffing_chart(rows: Sequence[Mapping[str, Any]], queue: str, timezone: str)
     zone = ZoneInfo(timezone)
     fig = _figure()
     ax = fig.add_subplot()
-    x = _times(rows, zone)
-    ax.step(x, [r["required"] or 0 for r in rows], where="post", color=TARGET_COLOUR, linewidth=2,
-            antialiased=False, label="required (Erlang C)")
-    ax.step(x, [r["staffed"] for r in rows], where="post", color="#1f77b4", linewidth=1.5, label="logged in")
+    # steps over each interval, the last one to its end
+    x = [*_times(rows, zone), *([datetime.fromtimestamp(rows[-1]["end"], zone)] if rows else [])]
+    required = [r["required"] or 0 for r in rows]
+    staffed = [r["staffed"] for r in rows]
+    ax.step(x, required + required[-1:], where="post", color=TARGET_COLOUR, linewidth=2, antialiased=False,
+            label="required (Erlang C)")
+    ax.step(x, staffed + staffed[-1:], where="post", color="#1f77b4", linewidth=1.5, label="logged in")
     ax.set_ylabel("agents")
     _integers(ax)
     ax.set_ylim(bottom=0)

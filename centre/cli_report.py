@@ -139,11 +139,11 @@ def _open_out(path: str) -> IO[str]:
 def _progress(args: argparse.Namespace, start: float, end: float, kind: str) -> tuple[Any, Callable[..., None]]:
     from tqdm import tqdm
 
-    days = max(1, round((end - start) / 86400.0))
-    bar = tqdm(total=days, unit="day", desc=f"report {kind}", disable=args.no_progress, file=sys.stderr)
+    hours = max(1, round((end - start) / 3600.0))
+    bar = tqdm(total=hours, unit="h", desc=f"report {kind}", disable=args.no_progress, file=sys.stderr)
 
-    def step(lo: float, hi: float) -> None:
-        bar.update((hi - lo) / 86400.0)
+    def step(lo: float, hi: float) -> None:  # after each local day
+        bar.update(round((hi - start) / 3600.0) - bar.n)
     return bar, step
 
 
