@@ -130,7 +130,7 @@ def timeline_chart(segments: Mapping[str, Sequence[tuple[float, float, str]]], s
         for colour, bars in by_colour.items():
             ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=colour)
     ax.set_yticks(range(len(agents)), agents, fontsize="small")
-    ax.set_ylim(-0.6, max(0.6, len(agents) - 0.4))
+    ax.set_ylim(max(0.6, len(agents) - 0.4), -0.6)  # the first agent on top
     ax.set_xlim(mdates.date2num(datetime.fromtimestamp(start, zone)),
                 mdates.date2num(datetime.fromtimestamp(end, zone)))
     _time_axis(ax, zone, end - start)

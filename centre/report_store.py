@@ -214,7 +214,7 @@ def run_report(engine: Engine, kind: str, settings: KpiSettings, period: str, st
 def state_segments(engine: Engine, start: float, end: float, agents: Sequence[str] | None = None,
                    limit: int = 40) -> dict[str, list[tuple[float, float, str]]]:
     """Each agent's states over [start, end) as (from, to, state or ``not_ready:<reason>``) segments, for a
-    timeline (at most ``limit`` agents: the first by id, or those named)."""
+    timeline (at most ``limit`` agents: the first seen in the range, or those named), sorted by id."""
     a = AgentStateRecord
     stmt = (select(epoch(engine, a.changed_at), a.agent_id, a.state, a.previous, a.reason, a.previous_seconds)
             .where(a.changed_at >= utc(start), a.changed_at < utc(end)).order_by(a.changed_at, a.id))
