@@ -420,6 +420,13 @@ def main() -> int:
     if not args.no_postgres:
         pg = pg_urls()[1]
         try:
+            pg_admin("SELECT 1")
+        except Exception as exc:  # no server: the SQLite figures alone, said so
+            print(f"postgres: unavailable at {make_url(PG_ADMIN).render_as_string()} ({type(exc).__name__}); "
+                  "set CTI_BENCH_POSTGRES or pass --no-postgres", flush=True)
+            pg = ""
+    if not args.no_postgres and pg:
+        try:
             t0 = time.perf_counter()
             load_postgres(pg, calls, states)
             print(f"(postgres loaded in {time.perf_counter() - t0:.1f} s)", flush=True)

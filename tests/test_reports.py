@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -215,6 +216,10 @@ def test_cli_report_csv_html_and_export(db: str, tmp_path: Path) -> None:
     table = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["start_local"][11:16] for r in table] == ["10:00", "10:15", "10:30"]
     assert table[1]["service_level"] == "0.5" and table[1]["required"] != ""
+    as_json = tmp_path / "q.json"
+    assert main(["report", "queue", "--db", db, "--from", "2026-06-01", "--format", "json", "--out", str(as_json),
+                 "--no-progress"]) == 0
+    assert [r["offered"] for r in json.loads(as_json.read_text())] == [1, 2, 1]
     page = tmp_path / "q.html"
     assert main(["report", "queue", "--db", db, "--from", "2026-06-01", "--format", "html", "--out", str(page),
                  "--no-progress"]) == 0
