@@ -28,8 +28,8 @@ class QueueCallRecord(Base):
     call_id: Mapped[str] = mapped_column(String(64), index=True)
     queue: Mapped[str] = mapped_column(String(64), index=True)
     entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     outcome: Mapped[str] = mapped_column(String(16), index=True)  # answered | abandoned | overflowed
     wait: Mapped[float] = mapped_column(Float)
     agent_id: Mapped[str] = mapped_column(String(32), index=True)

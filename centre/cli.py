@@ -17,6 +17,7 @@ from centre import (
     cli_ivr,
     cli_leads,
     cli_recordings,
+    cli_report,
     cli_sim,
     cli_staffing,
     cli_whatif,
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     for module in (cli_sim, cli_customers, cli_console, cli_staffing, cli_ivr, cli_leads, cli_compliance,
-                   cli_recordings, cli_whatif):
+                   cli_recordings, cli_report, cli_whatif):
         module.register(sub)
     return parser
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Connection, Engine, func, or_, select
 
 from acd.events import AgentStateChanged, QueueCallFinished
 from acd.tables import AgentStateRecord, QueueCallRecord, utc
@@ -26,6 +26,17 @@ from screenpop.store import Interaction
 
 def _epoch(value: datetime) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def agent_callback_queue(conn: Connection, agent_id: str, call_id: str) -> str:
+    """The queue an agent's callback counts for: live, the queue of the agent's part of that call, i.e. its
+    interaction row (written when the agent answered, keyed <server>/<call id>[/<part>]); "" if none."""
+    i = Interaction
+    queue = conn.execute(select(i.queue).where(
+        i.agent_id == agent_id, i.queue != "",
+        or_(i.call_key.endswith(f"/{call_id}", autoescape=True),
+            i.call_key.contains(f"/{call_id}/", autoescape=True))).order_by(i.id.desc()).limit(1)).scalar()
+    return str(queue or "")
 
 
 def recorded_events(engine: Engine, since: float) -> list[object]:
@@ -66,13 +77,8 @@ def recorded_events(engine: Engine, since: float) -> list[object]:
         rows = conn.execute(select(c.created_at, c.agent_id, c.call_id).where(
             c.source == "agent", c.created_at >= start, c.call_id != "", c.agent_id != "").order_by(c.id))
         for r in rows.mappings():
-            # counted live for the queue of the agent's part of that call: its interaction row (written when
-            # the agent answered), keyed <server>/<call id>[/<part>]
             call_id = r["call_id"]
-            queue = conn.execute(select(i.queue).where(
-                i.agent_id == r["agent_id"], i.queue != "",
-                or_(i.call_key.endswith(f"/{call_id}", autoescape=True),
-                    i.call_key.contains(f"/{call_id}/", autoescape=True))).order_by(i.id.desc()).limit(1)).scalar()
+            queue = agent_callback_queue(conn, r["agent_id"], call_id)
             if queue:
                 out.append(AgentCallbackScheduled(ts=_epoch(r["created_at"]), queue=queue, agent_id=r["agent_id"],
                                                   call_id=call_id))

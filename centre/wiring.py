@@ -312,9 +312,15 @@ class Components:
 
 
 def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
-    """The statistics engine of a configuration: its ``statistics:`` section, the centre's time zone, the
-    queues' service-level targets, their agents (``eligible_agents`` at the queue's own skills), the teams,
-    the campaigns."""
+    """The statistics engine of a configuration (``kpi_settings``), its queues, agents and campaigns."""
+    return KpiEngine(KpiCore(kpi_settings(cfg, acd), queues=[q.name for q in cfg.acd.queues],
+                             agents=[a.id for a in cfg.acd.agents], campaigns=[c.name for c in cfg.dialer.campaigns]))
+
+
+def kpi_settings(cfg: CtiConfig, acd: AcdService) -> KpiSettings:
+    """What the statistics (live and reports) are computed against: the ``statistics:`` section, the
+    centre's time zone, the queues' service-level targets, their agents (``eligible_agents`` at the queue's
+    own skills), the teams."""
     teams: dict[str, list[str]] = {}
     for a in cfg.acd.agents:
         for team in a.teams:
@@ -327,8 +333,7 @@ def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
         targets={q.name: Target(q.service_level.percent, q.service_level.seconds) for q in cfg.acd.queues},
         members={q.name: acd.eligible_agents(q.name) for q in cfg.acd.queues},
         teams={t: tuple(ids) for t, ids in teams.items()})
-    return KpiEngine(KpiCore(settings, queues=[q.name for q in cfg.acd.queues], agents=[a.id for a in cfg.acd.agents],
-                             campaigns=[c.name for c in cfg.dialer.campaigns]))
+    return settings
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,

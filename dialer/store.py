@@ -55,7 +55,7 @@ class Callback(Base):
     # pending | queued (a campaign will dial it: ``campaign``, ``lead_id``) | dialled | done | cancelled
     status: Mapped[str] = mapped_column(String(16), default="pending")
     campaign: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the campaign dialling it
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class CallbackStore:
@@ -125,9 +125,9 @@ class DialerAttempt(Base):
     lead_id: Mapped[str] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer)
     number: Mapped[str] = mapped_column(String(40))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     result: Mapped[str] = mapped_column(String(16), default="")
     uniqueid: Mapped[str] = mapped_column(String(64), default="")
     agent_wait: Mapped[float | None] = mapped_column(Float, nullable=True)

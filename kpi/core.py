@@ -221,11 +221,9 @@ class KpiCore:
         self._leave(key)
         q = self.queues.get(e.queue)
         if q is not None:
-            c = q.counters
-            c.add(e.ts, d.Q_ANSWERED)
-            c.add(e.ts, d.Q_WAIT_ANSWERED, e.wait)
-            if d.in_target(e.wait, q.target):
-                c.add(e.ts, d.Q_ANSWERED_IN_SL)
+            for i, v in d.answered_counts(e.wait, q.target.seconds):
+                if v:
+                    q.counters.add(e.ts, i, v)
             self.dirty.add(q.topic)
         self._talking[key] = Talking(e.queue, e.agent_id)
         a = self.agents.get(e.agent_id)
@@ -242,21 +240,18 @@ class KpiCore:
         q = self.queues.get(e.queue)
         if q is None:
             return
-        if e.wait < self.settings.short_abandon:
-            q.counters.add(e.ts, d.Q_SHORT_ABANDONED)
-        else:
-            q.counters.add(e.ts, d.Q_ABANDONED)
-            if d.in_target(e.wait, q.target):
-                q.counters.add(e.ts, d.Q_ABANDONED_IN_SL)
+        for i, v in d.abandoned_counts(e.wait, self.settings.short_abandon, q.target.seconds):
+            if v:
+                q.counters.add(e.ts, i, v)
         self.dirty.add(q.topic)
 
     def _overflowed(self, e: CallOverflowed, now: float) -> None:
         self._leave((e.server, e.uniqueid))
         q = self.queues.get(e.queue)
         if q is not None:
-            q.counters.add(e.ts, d.Q_OVERFLOWED)
-            if e.action == "callback":
-                q.counters.add(e.ts, d.Q_CALLBACKS)
+            for i, v in d.overflowed_counts(e.action):
+                if v:
+                    q.counters.add(e.ts, i, v)
             self.dirty.add(q.topic)
 
     def _finished(self, e: QueueCallFinished, now: float) -> None:
@@ -272,18 +267,16 @@ class KpiCore:
             self._callers.pop(key, None)  # (unless the caller is in a queue again, or with an agent)
         if e.outcome != "answered":
             return
-        handle = e.talk + e.wrapup
         q = self.queues.get(e.queue)
         if q is not None:
-            q.counters.add(e.ts, d.Q_HANDLED)
-            q.counters.add(e.ts, d.Q_HANDLE, handle)
-            if e.overflow_action == "transferred":
-                q.counters.add(e.ts, d.Q_TRANSFERS)
+            for i, v in d.handled_counts(e.talk, e.wrapup, e.overflow_action):
+                if v:
+                    q.counters.add(e.ts, i, v)
             self.dirty.add(q.topic)
         a = self.agents.get(e.agent_id)
         if a is not None:
-            a.counters.add(e.ts, d.A_HANDLED)
-            a.counters.add(e.ts, d.A_HANDLE, handle)
+            for i, v in d.agent_handled_counts(e.talk, e.wrapup):
+                a.counters.add(e.ts, i, v)
             self._touch(a)
 
     def _hold(self, e: CallHoldChanged, now: float) -> None:

@@ -1,4 +1,4 @@
-"""The statistics' definitions, in one place (the live engine and, later, the reports use these): what
+"""The statistics' definitions, in one place (the live engine and the interval reports, ``kpi.report``, use these): what
 each counter counts, and the figures made of them. Pure functions over counter vectors.
 
 A *counter vector* is a list of floats indexed by the ``Q_*`` (queue) or ``A_*`` (agent) constants below;
@@ -97,6 +97,41 @@ def interval_figures(c: Sequence[float], settings: KpiSettings) -> dict[str, Any
 
 def in_target(wait: float, target: Target) -> bool:
     return wait <= target.seconds
+
+
+# ---- what an event adds to a queue's (or agent's) counters: (field, value) pairs, for the live core and the
+# interval reports alike (one implementation of the counting rules). Written as arithmetic (a condition is
+# ``1.0 * (test)``) so that the same function counts one event (floats: a value of 0 adds nothing) or a
+# whole column of stored records at once (numpy arrays, ``kpi.report``).
+Counts = tuple[tuple[int, Any], ...]
+
+
+def answered_counts(wait: Any, target_seconds: Any) -> Counts:
+    """A caller answered after ``wait`` seconds in the queue (within the target: ``in_target``)."""
+    return ((Q_ANSWERED, 1.0), (Q_WAIT_ANSWERED, wait), (Q_ANSWERED_IN_SL, 1.0 * (wait <= target_seconds)))
+
+
+def abandoned_counts(wait: Any, short_abandon: float, target_seconds: Any) -> Counts:
+    """A caller who hung up after ``wait`` seconds: a short abandon within ``short_abandon``, else an abandon
+    (and one within the target, for ``AbandonsInServiceLevel.AFTER_TARGET``)."""
+    short = 1.0 * (wait < short_abandon)
+    return ((Q_SHORT_ABANDONED, short), (Q_ABANDONED, 1.0 - short),
+            (Q_ABANDONED_IN_SL, (1.0 - short) * (wait <= target_seconds)))
+
+
+def overflowed_counts(action: Any) -> Counts:
+    """A caller sent out of the queue (``action`` ``callback``: also a callback)."""
+    return ((Q_OVERFLOWED, 1.0), (Q_CALLBACKS, 1.0 * (action == "callback")))
+
+
+def handled_counts(talk: Any, wrapup: Any, overflow_action: Any) -> Counts:
+    """An answered call's record written (wrap-up over): handled, its handle time (talk + hold + wrap-up), a
+    transfer to a queue."""
+    return ((Q_HANDLED, 1.0), (Q_HANDLE, talk + wrapup), (Q_TRANSFERS, 1.0 * (overflow_action == "transferred")))
+
+
+def agent_handled_counts(talk: Any, wrapup: Any) -> Counts:
+    return ((A_HANDLED, 1.0), (A_HANDLE, talk + wrapup))
 
 
 def agent_figures(c: Sequence[float], times: Mapping[str, float]) -> dict[str, Any]:

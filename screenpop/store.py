@@ -140,8 +140,8 @@ class Interaction(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_key: Mapped[str] = mapped_column(String(128), unique=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     direction: Mapped[str] = mapped_column(String(8), default="")
     ani: Mapped[str] = mapped_column(String(32), default="")
     dnis: Mapped[str] = mapped_column(String(32), default="")
@@ -164,7 +164,7 @@ class Interaction(Base):
     hold_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     hold_max: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # when the agent's part went on to an outside number (the queue's transfers are rebuilt from it)
-    transferred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    transferred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None, index=True)
 
 
 SCREENPOP_TABLES = ("customers", "customer_phones", "customer_accounts", "customer_interactions")
