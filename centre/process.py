@@ -26,7 +26,7 @@ from config.schema import CtiConfig
 from cti import __version__
 from cti.ami.client import Connector
 from cti.db import describe_url
-from cti.gc_policy import LongLivedPolicy
+from cti.gc_policy import LongLivedPolicy, space_full_collections
 from cti.reactor import install_reactor
 from cti.threads import end_of_pass_runner
 from ivr.fastagi import FastAgiFactory, listen_fastagi
@@ -83,6 +83,7 @@ class Runtime:
         # Start-up objects (config, flows, modules) live as long as the process: keep them out of the
         # garbage collector's full passes, which otherwise stall the loop for 100+ ms under load.
         gc.freeze()
+        space_full_collections()
         if self.hub is not None:  # console connections are long-lived too: freeze them once they settle
             self._gc_loop = LoopingCall(self._gc_tick)
             self._gc_loop.clock = self.clock

@@ -77,3 +77,18 @@ def test_real_gc_functions_are_the_default_and_do_what_the_policy_says() -> None
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_full_collections_are_spaced_out_and_young_ones_untouched() -> None:
+    """After ``space_full_collections`` a full collection needs 100 middle-generation ones before it (not
+    CPython's 10); the young thresholds stay as they were."""
+    import gc
+
+    from cti.gc_policy import FULL_AFTER, space_full_collections
+
+    before = gc.get_threshold()
+    try:
+        assert space_full_collections() == (before[0], before[1], FULL_AFTER) and FULL_AFTER >= 50
+        assert gc.get_threshold()[2] == FULL_AFTER
+    finally:
+        gc.set_threshold(*before)
