@@ -19,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/services.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
