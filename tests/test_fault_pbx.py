@@ -51,19 +51,27 @@ def configs(tmp: Path, proxy_port: int, campaign: bool = False) -> tuple[Path, P
     return sim_path, serve_path, doc
 
 
-def pbx_calls(port: int, user: str, secret: str) -> set[str]:
-    """The Linkedids of the PBX's channels now, read with CoreShowChannels over a plain AMI login of our own."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\nActionID: l\r\n\r\n"
-                     "Action: CoreShowChannels\r\nActionID: c\r\n\r\n".encode())
-        data = b""
-        while b"Event: CoreShowChannelsComplete" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"the PBX closed the connection: {data[-500:]!r}"
-            data += chunk
+def show_channels(sock: socket.socket, user: str, secret: str) -> list[dict[str, str]]:
+    """Log in on ``sock`` (a plain AMI connection of our own) and read CoreShowChannels: one dict per
+    channel."""
+    sock.sendall(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\nActionID: l\r\n\r\n"
+                 "Action: CoreShowChannels\r\nActionID: c\r\n\r\n".encode())
+    data = b""
+    while b"Event: CoreShowChannelsComplete" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the PBX closed the connection: {data[-500:]!r}"
+        data += chunk
     text = data.decode(errors="replace")
     assert "Authentication accepted" in text, text[:500]
-    return {line.split(": ", 1)[1] for line in text.split("\r\n") if line.startswith("Linkedid: ")}
+    blocks = (dict(line.split(": ", 1) for line in block.split("\r\n") if ": " in line)
+              for block in text.split("\r\n\r\n"))
+    return [fields for fields in blocks if fields.get("Event") == "CoreShowChannel"]
+
+
+def pbx_calls(port: int, user: str, secret: str) -> set[str]:
+    """The Linkedids of the PBX's channels now."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        return {fields["Linkedid"] for fields in show_channels(sock, user, secret)}
 
 
 class Board:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.test_cli_sim_serve import Proc
 from tests.test_dialer_crash import log_in
-from tests.test_fault_pbx import Board, configs, on_calls, pbx_calls, query
+from tests.test_fault_pbx import Board, configs, on_calls, pbx_calls, query, show_channels
 
 SECRET = "cti-secret"  # demo.yaml's ${CTI_AMI_SECRET:-cti-secret}
 
@@ -26,18 +26,7 @@ SECRET = "cti-secret"  # demo.yaml's ${CTI_AMI_SECRET:-cti-secret}
 def hang_up_call(port: int, user: str, linkedid: str) -> list[str]:
     """Hang up, at the PBX, every channel of the call ``linkedid`` (our own AMI login); their names."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"Action: Login\r\nUsername: {user}\r\nSecret: {SECRET}\r\n\r\n"
-                     "Action: CoreShowChannels\r\nActionID: c\r\n\r\n".encode())
-        data = b""
-        while b"Event: CoreShowChannelsComplete" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, "the PBX closed the connection"
-            data += chunk
-        channels = []
-        for block in data.decode(errors="replace").split("\r\n\r\n"):
-            fields = dict(line.split(": ", 1) for line in block.split("\r\n") if ": " in line)
-            if fields.get("Event") == "CoreShowChannel" and fields.get("Linkedid") == linkedid:
-                channels.append(fields["Channel"])
+        channels = [f["Channel"] for f in show_channels(sock, user, SECRET) if f.get("Linkedid") == linkedid]
         for n, channel in enumerate(channels):
             sock.sendall(f"Action: Hangup\r\nChannel: {channel}\r\nCause: 16\r\nActionID: h{n}\r\n\r\n".encode())
         data = b""
