@@ -36,6 +36,7 @@ Pass: lost = 0, rss_growth_pct < 5, loop_lag_p99_ms <= 50 and the lag does not g
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
@@ -66,6 +67,7 @@ def role_server(config: str) -> int:
 
     from centre.cli_common import setup_logging
     from centre.demo import CallLedger, log_in_agents
+    from centre.demo_account import server_known_calls
     from centre.process import Runtime
     from config.load import load_config
     from cti.reactor import install_reactor
@@ -108,8 +110,12 @@ def role_server(config: str) -> int:
         return {"counts": account["counts"], "lost": account["lost"][:10], "lost_n": len(account["lost"]),
                 "ami_messages": runtime.server.counters["ami_messages"]}
 
-    def queued(args: list[str]) -> dict[str, Any]:  # to a file: a long control line would not fit the pipe
-        Path(args[0]).write_text("\n".join(sorted(ledger.queued)))
+    def calls(args: list[str]) -> dict[str, Any]:  # to a file: a long control line would not fit the pipe
+        """Every uniqueid that reached a queue, and where the ledger counts each call that is not over."""
+        now, known = runtime.server.now(), server_known_calls(runtime.server)
+        where = {uid: ledger.where(call, now, known) for uid, call in ledger.calls.items()}
+        Path(args[0]).write_text(json.dumps({"queued": sorted(ledger.queued), "not_over": {
+            uid: w for uid, w in where.items() if w in ("lost", *STILL_OPEN)}}))
         return {"queued": len(ledger.queued)}
 
     def start() -> None:
@@ -120,7 +126,7 @@ def role_server(config: str) -> int:
     def shutdown() -> defer.Deferred[Any]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
-    serve_control(reactor, {"lag": lag, "report": report, "queued": queued})
+    serve_control(reactor, {"lag": lag, "report": report, "calls": calls})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -206,8 +212,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
                     and not sum(srv["counts"][k] for k in STILL_OPEN) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        server.request(f"queued {workdir / 'queued.txt'}")
-        queued = set((workdir / "queued.txt").read_text().split())
+        server.request(f"calls {workdir / 'calls.json'}")
+        calls = json.loads((workdir / "calls.json").read_text())
+        queued, not_over = set(calls["queued"]), dict(calls["not_over"])
         sim_cpu = s["cpu"]
     finally:
         sim.stop()
@@ -216,9 +223,10 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
     recorded = recorded_uniqueids(workdir / "bench.sqlite3")
     counts = srv["counts"]
     unseen = max(0, s["arrived"] - counts["offered"])
-    still_open = sum(counts[k] for k in STILL_OPEN)
     unrecorded = sorted(queued - recorded)
-    lost = unseen + srv["lost_n"] + still_open + len(unrecorded)
+    lost_calls = {uid for uid, w in not_over.items() if w == "lost"}
+    still_open = {uid for uid, w in not_over.items() if w != "lost"}
+    lost = unseen + len(lost_calls | still_open | set(unrecorded))  # a call counts once, whatever went wrong
 
     warm = max(1, min(int(args.warmup), len(minutes) - 1))
     base = statistics.median(minutes[warm - 1]["rss"])
@@ -231,8 +239,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
     print(f"drain: {counts['offered']} offered, {counts['answered']} answered, {counts['abandoned']} abandoned, "
           f"{counts['overflowed']} overflowed, {counts['ended_in_ivr']} ended in the IVR; "
           f"{len(queued)} reached a queue, {len(recorded)} queue-call records")
-    print(f"lost: {unseen} never seen by the server, {srv['lost_n']} lost by the ledger "
-          f"({', '.join(srv['lost']) or '-'}), {still_open} still open after the drain, {len(unrecorded)} queued "
+    print(f"lost: {unseen} never seen by the server, {len(lost_calls)} lost by the ledger "
+          f"({', '.join(sorted(lost_calls)[:5]) or '-'}), {len(still_open)} still open after the drain "
+          f"({', '.join(f'{u} {not_over[u]}' for u in sorted(still_open)[:5]) or '-'}), {len(unrecorded)} queued "
           f"without a record ({', '.join(unrecorded[:5]) or '-'})")
     print(f"RSS: {base / 1024:.1f} MB at the end of the warm-up (minute {warm}), {last / 1024:.1f} MB in the last "
           f"minute: {growth:+.2f}%")
@@ -241,6 +250,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
     print(f"simulator CPU {sim_cpu:.0f} s; machine: {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at the end (other jobs share it)")
     ok = lost == 0 and growth < 5.0 and p99 <= 50.0 and not grows
+    if not ok:
+        args.keep = True  # the logs, configuration and database, to see why
     print("PASS" if ok else "FAIL: " + ", ".join(
         what for what, bad in (("calls or records lost", lost > 0), ("RSS grew 5% or more", growth >= 5.0),
                                ("loop lag p99 over 50 ms", p99 > 50.0), ("loop lag grows", grows)) if bad))
