@@ -12,8 +12,9 @@ Two processes on loopback, the machinery of ``bench/sim_load.py`` (its configura
   bottleneck;
 - the SERVER (``--role server``): ``centre.process.Runtime`` (what ``cti serve`` runs: AMI client, FastAGI
   IVR, ACD, console hub, screen-pop look-ups, SQLite records) with the demo's simulated agents logged in
-  (``centre.demo.log_in_agents``) and ``CallLedger`` following every call. A 10 ms timer on its event loop
-  records how late each tick runs (the loop's lag).
+  (``centre.demo.log_in_agents``) and ``OpenCalls`` following each call while it lasts (not ``CallLedger``,
+  which keeps every call and would grow the very memory measured). A 10 ms timer on its event loop records
+  how late each tick runs (the loop's lag).
 
 The parent samples the server's resident memory (``VmRSS`` of ``/proc/PID/status``) every ``--sample``
 seconds and collects the lag samples; each minute it prints a row: calls arrived (simulator) and offered
@@ -21,9 +22,9 @@ seconds and collects the lag samples; each minute it prints a row: calls arrived
 stop; calls in progress end (at most ``--drain`` s), then the server stops (its last records written) and
 the parent reads the SQLite file.
 
-- ``lost`` = calls the simulator placed that the server never saw + calls the ledger counts lost (a queued
-  call the server no longer holds and never ended) + calls still open after the drain + calls that reached a
-  queue with no row in ``acd_queue_calls`` (their record).
+- ``lost`` = calls the simulator placed that the server never saw + the calls (each once) that reached a queue
+  and are neither ended nor held by the server, that are still open after the drain, or that reached a queue
+  and have no row in ``acd_queue_calls`` (their record).
 - ``rss_growth_pct`` = (median RSS of the last minute - median RSS of the last warm-up minute) / the latter,
   the warm-up being the first ``--warmup`` minutes (caches, pools and the GC's frozen generation fill up).
 - ``loop_lag_p99_ms``: p99 of every lag sample after the warm-up; ``lag_grows``: the last minute's p99 is
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._procs import Child, ChildError, emit, serve_control  # noqa: E402
-from bench.sim_load import STILL_OPEN, percentile, prepare_template, step_config  # noqa: E402
+from bench.sim_load import percentile, prepare_template, step_config  # noqa: E402
 
 LAG_TICK = 0.010  # seconds between the server's loop-lag looks
 SIM = ROOT / "bench" / "sim_load.py"
@@ -59,14 +60,60 @@ SIM = ROOT / "bench" / "sim_load.py"
 
 # --- child: the server ----------------------------------------------------------------------------------
 
-def role_server(config: str) -> int:
-    """``Runtime`` + simulated agents + ledger + a 10 ms lag timer; answers ``lag``, ``report`` and ``queued``."""
+class OpenCalls:
+    """Follows each inbound call only while it lasts (``CallLedger`` keeps every call, which would itself grow
+    the server's memory by the hour): counts calls started, answered and ended, and appends each uniqueid
+    that reaches a queue to a file (checked against the records at the end)."""
+
+    QUEUED, ANSWERED = 1, 2
+
+    def __init__(self, queued_path: Path) -> None:
+        self.open: dict[str, int] = {}  # uniqueid -> flags
+        self.started = self.answered = self.ended = self.queued = 0
+        self._queued_file = open(queued_path, "w")  # closed by close()
+
+    def __call__(self, event: object) -> None:
+        from acd.events import CallAnswered
+        from cti.contract import INBOUND_CONTEXT
+        from cti.events import CallEnded, CallQueued, CallStarted
+
+        if isinstance(event, CallStarted):
+            if event.channel.startswith("PJSIP/trunk-") and event.context == INBOUND_CONTEXT:
+                self.open.setdefault(event.uniqueid, 0)
+                self.started += 1
+        elif isinstance(event, CallQueued):
+            flags = self.open.get(event.uniqueid)
+            if flags is not None and not flags & self.QUEUED:
+                self.open[event.uniqueid] = flags | self.QUEUED
+                self.queued += 1
+                self._queued_file.write(event.uniqueid + "\n")
+        elif isinstance(event, CallAnswered):
+            flags = self.open.get(event.uniqueid)
+            if flags is not None and not flags & self.ANSWERED:
+                self.open[event.uniqueid] = flags | self.ANSWERED
+                self.answered += 1
+        elif isinstance(event, CallEnded):
+            if self.open.pop(event.call_id, None) is not None:
+                self.ended += 1
+
+    def not_over(self, known_to_server: set[str]) -> dict[str, str]:
+        """Each call not ended: ``lost`` when it reached a queue and the server no longer holds it, else ``open``."""
+        return {uid: "lost" if flags & self.QUEUED and uid not in known_to_server else "open"
+                for uid, flags in self.open.items()}
+
+    def close(self) -> None:
+        self._queued_file.close()
+
+
+def role_server(config: str, workdir: str) -> int:
+    """``Runtime`` + simulated agents + ``OpenCalls`` + a 10 ms lag timer; answers ``lag``, ``report`` and
+    ``calls``."""
     import asyncio
 
     from twisted.internet import defer
 
     from centre.cli_common import setup_logging
-    from centre.demo import CallLedger, log_in_agents
+    from centre.demo import log_in_agents
     from centre.demo_account import server_known_calls
     from centre.process import Runtime
     from config.load import load_config
@@ -76,8 +123,8 @@ def role_server(config: str) -> int:
     setup_logging(cfg.log.level)
     reactor: Any = install_reactor()
     runtime = Runtime(cfg, reactor)
-    ledger = CallLedger()
-    runtime.server.subscribe(ledger)
+    calls = OpenCalls(Path(workdir) / "queued.txt")
+    runtime.server.subscribe(calls)
     name = cfg.asterisk[0].name
     lags: list[float] = []
     due = {"at": 0.0}
@@ -106,17 +153,15 @@ def role_server(config: str) -> int:
         return {"lag_ms": out}
 
     def report(_: list[str]) -> dict[str, Any]:
-        account = ledger.account(runtime.server)
-        return {"counts": account["counts"], "lost": account["lost"][:10], "lost_n": len(account["lost"]),
-                "ami_messages": runtime.server.counters["ami_messages"]}
+        not_over = calls.not_over(server_known_calls(runtime.server))
+        lost = sum(1 for w in not_over.values() if w == "lost")
+        return {"offered": calls.started, "answered": calls.answered, "ended": calls.ended, "queued": calls.queued,
+                "open": len(not_over) - lost, "lost": lost, "ami_messages": runtime.server.counters["ami_messages"]}
 
-    def calls(args: list[str]) -> dict[str, Any]:  # to a file: a long control line would not fit the pipe
-        """Every uniqueid that reached a queue, and where the ledger counts each call that is not over."""
-        now, known = runtime.server.now(), server_known_calls(runtime.server)
-        where = {uid: ledger.where(call, now, known) for uid, call in ledger.calls.items()}
-        Path(args[0]).write_text(json.dumps({"queued": sorted(ledger.queued), "not_over": {
-            uid: w for uid, w in where.items() if w in ("lost", *STILL_OPEN)}}))
-        return {"queued": len(ledger.queued)}
+    def not_over(args: list[str]) -> dict[str, Any]:  # to a file: a long control line would not fit the pipe
+        calls.close()
+        Path(args[0]).write_text(json.dumps(calls.not_over(server_known_calls(runtime.server))))
+        return {"written": True}
 
     def start() -> None:
         d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))
@@ -126,7 +171,7 @@ def role_server(config: str) -> int:
     def shutdown() -> defer.Deferred[Any]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
-    serve_control(reactor, {"lag": lag, "report": report, "calls": calls})
+    serve_control(reactor, {"lag": lag, "report": report, "not-over": not_over})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -173,7 +218,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
     try:
         sim.read(60.0)
         server = Child("server", [sys.executable, str(Path(__file__).resolve()), "--config", str(cfg_path),
-                                  "--role", "server"], workdir / "server.log")
+                                  "--role", "server", "--workdir", str(workdir)], workdir / "server.log")
         ready = server.read(120.0)
         if "error" in ready:
             raise ChildError(f"server: {ready['error']}")
@@ -195,9 +240,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
                 rss.append(rss_kb(pid))
                 lag.extend(server.request("lag")["lag_ms"])
             s, srv = sim.request("report"), server.request("report")
-            c = srv["counts"]
-            row = {"minute": m + 1, "arrived": s["arrived"], "offered": c["offered"], "answered": c["answered"],
-                   "open": sum(c[k] for k in STILL_OPEN), "rss": rss, "lag": lag,
+            row = {"minute": m + 1, "arrived": s["arrived"], "offered": srv["offered"], "answered": srv["answered"],
+                   "open": srv["open"] + srv["lost"], "rss": rss, "lag": lag,
                    "rss_mb": statistics.median(rss) / 1024.0, "p50": percentile(lag, 0.5),
                    "p99": percentile(lag, 0.99), "max": max(lag, default=None)}
             minutes.append(row)
@@ -208,21 +252,20 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
         deadline = time.monotonic() + args.drain
         while True:  # until the PBX is empty, the server has read all it emitted and every call has ended
             s, srv = sim.request("report"), server.request("report")
-            if s["channels"] == 0 and srv["ami_messages"] >= s["events"] \
-                    and not sum(srv["counts"][k] for k in STILL_OPEN) or time.monotonic() > deadline:
+            if s["channels"] == 0 and srv["ami_messages"] >= s["events"] and not srv["open"] \
+                    or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        server.request(f"calls {workdir / 'calls.json'}")
-        calls = json.loads((workdir / "calls.json").read_text())
-        queued, not_over = set(calls["queued"]), dict(calls["not_over"])
+        server.request(f"not-over {workdir / 'not_over.json'}")
+        not_over: dict[str, str] = json.loads((workdir / "not_over.json").read_text())
+        queued = set((workdir / "queued.txt").read_text().split())
         sim_cpu = s["cpu"]
     finally:
         sim.stop()
         if server is not None:
             server.stop(timeout=60.0)  # its last call records are written on the way out
     recorded = recorded_uniqueids(workdir / "bench.sqlite3")
-    counts = srv["counts"]
-    unseen = max(0, s["arrived"] - counts["offered"])
+    unseen = max(0, s["arrived"] - srv["offered"])
     unrecorded = sorted(queued - recorded)
     lost_calls = {uid for uid, w in not_over.items() if w == "lost"}
     still_open = {uid for uid, w in not_over.items() if w != "lost"}
@@ -236,10 +279,11 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
     p99 = percentile(steady, 0.99) or 0.0
     first, final = minutes[warm]["p99"] or 0.0, minutes[-1]["p99"] or 0.0
     grows = final > 1.5 * first + 5.0
-    print(f"drain: {counts['offered']} offered, {counts['answered']} answered, {counts['abandoned']} abandoned, "
-          f"{counts['overflowed']} overflowed, {counts['ended_in_ivr']} ended in the IVR; "
-          f"{len(queued)} reached a queue, {len(recorded)} queue-call records")
-    print(f"lost: {unseen} never seen by the server, {len(lost_calls)} lost by the ledger "
+    print(f"after the drain: simulator {s['arrived']} arrived, {s['channels']} channels left "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(s['counts'].items()))}); server {srv['offered']} offered, "
+          f"{srv['answered']} answered, {srv['ended']} ended, {len(queued)} reached a queue, {len(recorded)} "
+          f"queue-call records")
+    print(f"lost: {unseen} never seen by the server, {len(lost_calls)} queued and no longer held "
           f"({', '.join(sorted(lost_calls)[:5]) or '-'}), {len(still_open)} still open after the drain "
           f"({', '.join(f'{u} {not_over[u]}' for u in sorted(still_open)[:5]) or '-'}), {len(unrecorded)} queued "
           f"without a record ({', '.join(unrecorded[:5]) or '-'})")
@@ -255,7 +299,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
     print("PASS" if ok else "FAIL: " + ", ".join(
         what for what, bad in (("calls or records lost", lost > 0), ("RSS grew 5% or more", growth >= 5.0),
                                ("loop lag p99 over 50 ms", p99 > 50.0), ("loop lag grows", grows)) if bad))
-    print(f"BENCH soak calls={counts['offered']} lost={lost} rss_growth_pct={growth:.2f} "
+    print(f"BENCH soak calls={srv['offered']} lost={lost} rss_growth_pct={growth:.2f} "
           f"loop_lag_p99_ms={p99:.1f}")
     return 0 if ok else 1
 
@@ -264,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--role", choices=("server",), help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--minutes", type=float, default=10.0, help="minutes of arrivals (default 10; 60+ for a long soak)")
     p.add_argument("--rate", type=float, default=50.0, help="arrivals, calls/s (default 50)")
     p.add_argument("--warmup", type=float, default=2.0, help="minutes not counted for growth (default 2)")
@@ -273,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the work directory (config, logs, database)")
     args = p.parse_args(argv)
     if args.role == "server":
-        return role_server(args.config)
+        return role_server(args.config, args.workdir)
     if args.minutes < 2:
         p.error("--minutes must be at least 2 (a warm-up minute and a measured one)")
     args.warmup = min(args.warmup, args.minutes - 1)
