@@ -19,8 +19,9 @@ Two processes on loopback, the machinery of ``bench/sim_load.py`` (its configura
 The parent samples the server's resident memory (``VmRSS`` of ``/proc/PID/status``) every ``--sample``
 seconds and collects the lag samples; each minute it prints a row: calls arrived (simulator) and offered
 (server), answered, calls in progress, RSS median, lag p50 / p99 / max. After ``--minutes`` the arrivals
-stop; calls in progress end (at most ``--drain`` s), then the server stops (its last records written) and
-the parent reads the SQLite file.
+stop; calls in progress end and agents finish their wrap-up (an answered call's record is written when the
+wrap-up ends; at most ``--drain`` s), then the server stops (its last records written) and the parent reads
+the SQLite file.
 
 - ``lost`` = calls the simulator placed that the server never saw + the calls (each once) that reached a queue
   and are neither ended nor held by the server, that are still open after the drain, or that reached a queue
@@ -155,8 +156,11 @@ def role_server(config: str, workdir: str) -> int:
     def report(_: list[str]) -> dict[str, Any]:
         not_over = calls.not_over(server_known_calls(runtime.server))
         lost = sum(1 for w in not_over.values() if w == "lost")
+        acd = runtime.server.acd
+        wrapping = sum(1 for a in acd.agent_ids() if acd.agent_snapshot(a).state.value == "wrap_up")
         return {"offered": calls.started, "answered": calls.answered, "ended": calls.ended, "queued": calls.queued,
-                "open": len(not_over) - lost, "lost": lost, "ami_messages": runtime.server.counters["ami_messages"]}
+                "open": len(not_over) - lost, "lost": lost, "wrap_up": wrapping,
+                "ami_messages": runtime.server.counters["ami_messages"]}
 
     def not_over(args: list[str]) -> dict[str, Any]:  # to a file: a long control line would not fit the pipe
         calls.close()
@@ -250,10 +254,11 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
                   f"{fmt(row['max']):>8}", flush=True)
         sim.request("stop-arrivals")
         deadline = time.monotonic() + args.drain
-        while True:  # until the PBX is empty, the server has read all it emitted and every call has ended
+        while True:  # until the PBX is empty, the server has read all it emitted, every call has ended and every
+            # agent has finished its wrap-up (an answered call's record is written when its wrap-up ends)
             s, srv = sim.request("report"), server.request("report")
             if s["channels"] == 0 and srv["ami_messages"] >= s["events"] and not srv["open"] \
-                    or time.monotonic() > deadline:
+                    and not srv["wrap_up"] or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         server.request(f"not-over {workdir / 'not_over.json'}")
