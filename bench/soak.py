@@ -18,7 +18,8 @@ Two processes on loopback, the machinery of ``bench/sim_load.py`` (its configura
 
 The parent samples the server's resident memory (``VmRSS`` of ``/proc/PID/status``) every ``--sample``
 seconds and collects the lag samples; each minute it prints a row: calls arrived (simulator) and offered
-(server), answered, calls in progress, RSS median, lag p50 / p99 / max. After ``--minutes`` the arrivals
+(server), answered, calls in progress, the server's CPU (all threads, % of one core), RSS median, lag p50 /
+p99 / max. After ``--minutes`` the arrivals
 stop; calls in progress end and agents finish their wrap-up (an answered call's record is written when the
 wrap-up ends; at most ``--drain`` s), then the server stops (its last records written) and the parent reads
 the SQLite file.
@@ -192,6 +193,12 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def recorded_uniqueids(db: Path) -> set[str]:
     """Uniqueids with a queue-call record (``acd_queue_calls``) in the server's SQLite file."""
     with sqlite3.connect(db) as conn:
@@ -202,7 +209,7 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-HEAD = (f"{'min':>4} {'arrived':>8} {'offered':>8} {'answered':>8} {'open':>6} {'rss MB':>8} "
+HEAD = (f"{'min':>4} {'arrived':>8} {'offered':>8} {'answered':>8} {'open':>6} {'srv cpu%':>8} {'rss MB':>8} "
         f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8}")
 
 
@@ -235,6 +242,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
         server.request("lag")  # drop the samples of the start-up
         sim.request("start")
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(pid)
         for m in range(int(args.minutes)):
             rss: list[int] = []
             lag: list[float] = []
@@ -244,14 +252,17 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
                 rss.append(rss_kb(pid))
                 lag.extend(server.request("lag")["lag_ms"])
             s, srv = sim.request("report"), server.request("report")
-            row = {"minute": m + 1, "arrived": s["arrived"], "offered": srv["offered"], "answered": srv["answered"],
+            cpu1 = cpu_seconds(pid)
+            row = {"minute": m + 1, "cpu_pct": 100.0 * (cpu1 - cpu0) / 60.0, "arrived": s["arrived"],
+                   "offered": srv["offered"], "answered": srv["answered"],
                    "open": srv["open"] + srv["lost"], "rss": rss, "lag": lag,
                    "rss_mb": statistics.median(rss) / 1024.0, "p50": percentile(lag, 0.5),
                    "p99": percentile(lag, 0.99), "max": max(lag, default=None)}
             minutes.append(row)
+            cpu0 = cpu1
             print(f"{row['minute']:>4} {row['arrived']:>8} {row['offered']:>8} {row['answered']:>8} "
-                  f"{row['open']:>6} {row['rss_mb']:>8.1f} {fmt(row['p50']):>8} {fmt(row['p99']):>8} "
-                  f"{fmt(row['max']):>8}", flush=True)
+                  f"{row['open']:>6} {row['cpu_pct']:>8.0f} {row['rss_mb']:>8.1f} {fmt(row['p50']):>8} "
+                  f"{fmt(row['p99']):>8} {fmt(row['max']):>8}", flush=True)
         sim.request("stop-arrivals")
         deadline = time.monotonic() + args.drain
         while True:  # until the PBX is empty, the server has read all it emitted, every call has ended and every

@@ -183,6 +183,8 @@ def private_redis(tmp_path: Path) -> Any:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_redis_settings_validate_and_a_client_from_them_authenticates(private_redis: tuple[int, str],
