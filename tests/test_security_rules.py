@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
 from websockets.sync.client import connect
 
 from agent_console.protocol import REQUEST_TYPES
@@ -190,12 +191,14 @@ def private_redis(tmp_path: Path) -> Any:
 def test_redis_settings_validate_and_a_client_from_them_authenticates(private_redis: tuple[int, str],
                                                                      tmp_path: Path) -> None:
     """``redis.password`` and ``redis.prefix`` validate; the client built from them (``centre.redis_link``)
-    is let in by a Redis with ``requirepass``, a wrong password is refused, and the password shows in no
+    is let in by a Redis with ``requirepass``, a wrong password is refused (and /readyz's check is down), and the password shows in no
     error, repr or warning; keys are ``prefix:...``; an inline password in a world-readable file is warned
     about (by key and line, never by value)."""
     from redis.exceptions import AuthenticationError, ResponseError
 
+    from centre.ops_http import Readiness
     from centre.redis_link import redis_client, redis_key, redis_secrets
+    from centre.wallboard import Health
 
     port, password = private_redis
     with pytest.raises(ConfigError) as info:
@@ -228,6 +231,17 @@ def test_redis_settings_validate_and_a_client_from_them_authenticates(private_re
             assert password not in str(refused_info.value)
         finally:
             await anonymous.aclose()
+        # the readiness check (/readyz) built from the settings: up with the password; with a wrong one it is
+        # down and its detail names neither password
+        bad = "wrong-" + password
+        for settings, up in ((cfg.redis, True), (cfg.redis.model_copy(update={"password": SecretStr(bad)}), False)):
+            readiness = Readiness(Health(), engine=None, redis_url=None, timeout=5, cache=0, redis=settings)
+            try:
+                report = await readiness.check()
+            finally:
+                await readiness.close()
+            assert report.redis is not None and report.redis.up is up, report.redis
+            assert password not in report.redis.detail and bad not in report.redis.detail
 
     asyncio.run(body())
 
