@@ -192,8 +192,8 @@ def test_redis_settings_validate_and_a_client_from_them_authenticates(private_re
                                                                      tmp_path: Path) -> None:
     """``redis.password`` and ``redis.prefix`` validate; the client built from them (``centre.redis_link``)
     is let in by a Redis with ``requirepass``, a wrong password is refused (and /readyz's check is down), and
-    the password shows in no error, repr or warning; keys are ``prefix:...``; an inline password in a world-readable file is warned
-    about (by key and line, never by value)."""
+    the password shows in no error, repr or warning; keys are ``prefix:...``; an inline password in a
+    world-readable file is warned about (by key and line, never by value)."""
     from redis.exceptions import AuthenticationError, ResponseError
 
     from centre.ops_http import Readiness
