@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import struct
 import time
 from collections import deque
@@ -143,8 +144,8 @@ class ConsoleHub:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0 = ephemeral); returns the bound port."""
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> int:
+        """Listen on host:port (0 = ephemeral), with ``tls`` https:// and wss:// only; returns the bound port."""
         s = self._settings
         # Exact Origin values; auth is a message, not a cookie, so cross-site hijacking gains nothing anyway.
         self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="console-auth")
@@ -179,6 +180,8 @@ class ConsoleHub:
             ping_timeout=s.ping_timeout,
             close_timeout=5,
             server_header=None,
+            ssl=tls,
+            ssl_handshake_timeout=10 if tls is not None else None,  # as the websocket handshake's own cap
         )
         self._heartbeat = asyncio.create_task(self._heartbeats())
         bound: int = self._server.sockets[0].getsockname()[1]

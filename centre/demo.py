@@ -273,8 +273,9 @@ def _run_realtime(cfg: CtiConfig, args: argparse.Namespace, speed: float) -> int
         log_in_agents(runtime.server, exclude=HUMAN_AGENTS)
         sim.driver.start()
         http = cfg.listen.http
-        print(f"demo: agent console  http://{http.host}:{runtime.http_port}/   (agent 1001, password demo-password)")
-        print(f"demo: wallboard      http://{http.host}:{runtime.http_port}/wallboard   (supervisor sup)")
+        base = f"{'https' if http.tls is not None else 'http'}://{http.host}:{runtime.http_port}"
+        print(f"demo: agent console  {base}/   (agent 1001, password demo-password)")
+        print(f"demo: wallboard      {base}/wallboard   (supervisor sup)")
         print(f"demo: simulated PBX  AMI {sim.server.host}:{sim.server.port}, speed x{speed:g}; Ctrl-C stops"
               if sim.server else "demo: simulated PBX running")
         show()

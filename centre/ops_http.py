@@ -23,21 +23,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import Engine, text
 
 from centre.metrics import MetricSources, build_registry
+from centre.redis_link import redis_client, redis_secrets
 from centre.server import CtiServer
 from centre.wallboard import Health
-from config.schema import MetricsSettings
+from config.schema import MetricsSettings, RedisSettings
 
 log = logging.getLogger("centre.ops_http")
 
@@ -137,7 +138,7 @@ class Readiness:
     """``check()`` -> ``Report``; ``last``: the latest report (the metrics' ``cti_ready``, ``cti_db_up``)."""
 
     def __init__(self, health: Health, *, engine: Engine | None, redis_url: str | None, timeout: float,
-                 cache: float) -> None:
+                 cache: float, redis: RedisSettings | None = None) -> None:
         self.health = health
         self.engine = engine
         self.last: Report | None = None
@@ -146,9 +147,11 @@ class Readiness:
         self._db_job: asyncio.Future[None] | None = None
         self._db = _Probe("database", self._select_one, timeout, cache,
                           hide=(engine.url.password or "",)) if engine is not None else None
+        if redis is None and redis_url:
+            redis = RedisSettings(url=redis_url)
         self._redis_probe = _Probe("redis", self._ping, timeout, cache,
-                                   hide=(urlsplit(redis_url).password or "",)) if redis_url else None
-        self._redis_url = redis_url
+                                   hide=redis_secrets(redis)) if redis is not None else None
+        self._redis_settings = redis
 
     async def check(self) -> Report:
         ami = {name: Check(bool(up), self.health.ami_detail.get(name, "not connected yet"))
@@ -195,10 +198,8 @@ class Readiness:
 
     async def _ping(self) -> None:
         if self._redis is None:
-            import redis.asyncio as aioredis  # only when Redis is configured
-
-            self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=self._redis_probe.timeout,
-                                            socket_timeout=self._redis_probe.timeout)
+            assert self._redis_settings is not None and self._redis_probe is not None
+            self._redis = redis_client(self._redis_settings, timeout=self._redis_probe.timeout)
         await self._redis.ping()
 
     async def wait_idle(self) -> None:
@@ -257,9 +258,11 @@ class OpsEndpoint:
         self._server: asyncio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> int:
+        """Listen on host:port (0: any free port), with ``tls`` https:// only; returns the bound port."""
         try:
-            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD)
+            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD, ssl=tls,
+                                                      ssl_handshake_timeout=REQUEST_TIMEOUT if tls else None)
         except OSError as exc:  # said as the configuration names it (``cti serve could not start: ...``)
             raise OSError(exc.errno, f"the metrics listener (metrics.host, metrics.port) cannot listen on "
                                      f"{host}:{port}: {exc.strerror or exc}") from None
@@ -327,10 +330,12 @@ def _json(doc: dict[str, Any]) -> bytes:
 
 
 def ops_endpoint(server: CtiServer, settings: MetricsSettings, *, redis_url: str | None = None,
-                 hub_stats: Callable[[], dict[str, Any]] | None = None, fastagi: Any = None) -> OpsEndpoint:
+                 hub_stats: Callable[[], dict[str, Any]] | None = None, fastagi: Any = None,
+                 redis: RedisSettings | None = None) -> OpsEndpoint:
     """The endpoint of one server (after ``open_database``: the database check uses its engine)."""
     readiness = Readiness(server.health, engine=server.database.engine if server.database is not None else None,
-                          redis_url=redis_url, timeout=settings.check_timeout, cache=settings.check_cache)
+                          redis_url=redis_url, timeout=settings.check_timeout, cache=settings.check_cache,
+                          redis=redis)
     lag = LoopLag()
     registry = build_registry(MetricSources(server, hub_stats=hub_stats, fastagi=fastagi, checks=readiness,
                                             loop_lag=lag))

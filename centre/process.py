@@ -29,6 +29,7 @@ from cti.db import describe_url
 from cti.gc_policy import LongLivedPolicy, space_full_collections
 from cti.reactor import install_reactor
 from cti.threads import end_of_pass_runner
+from cti.tls import server_context
 from ivr.fastagi import FastAgiFactory, listen_fastagi
 
 log = logging.getLogger("centre.process")
@@ -72,13 +73,16 @@ class Runtime:
             auth = Authenticator(cfg.console, hashes, clock=clock, agent_ids=[a.id for a in cfg.acd.agents])
             self.hub = ConsoleHub(cfg.console, ServerConsoleBackend(self.server), auth, clock,
                                   not_ready_reasons=cfg.acd.not_ready_reasons)
-            self.http_port = await self.hub.start(cfg.listen.http.host, cfg.listen.http.port)
+            http = cfg.listen.http
+            tls = server_context(http.tls, "listen.http.tls") if http.tls is not None else None
+            self.http_port = await self.hub.start(http.host, http.port, tls=tls)
             self.server.pusher = self.hub
         if cfg.metrics is not None:
-            self.ops = ops_endpoint(self.server, cfg.metrics, redis_url=cfg.redis.url if cfg.redis else None,
+            self.ops = ops_endpoint(self.server, cfg.metrics, redis=cfg.redis,
                                     hub_stats=self.hub.stats if self.hub is not None else None,
                                     fastagi=self.fastagi_factory)
-            self.ops_port = await self.ops.start(cfg.metrics.host, cfg.metrics.port)
+            tls = server_context(cfg.metrics.tls, "metrics.tls") if cfg.metrics.tls is not None else None
+            self.ops_port = await self.ops.start(cfg.metrics.host, cfg.metrics.port, tls=tls)
         self.server.start()
         # Start-up objects (config, flows, modules) live as long as the process: keep them out of the
         # garbage collector's full passes, which otherwise stall the loop for 100+ ms under load.
@@ -100,13 +104,14 @@ class Runtime:
         pbxs = ", ".join(f"{s.name} at {s.host}:{s.port}" for s in cfg.asterisk) or "none configured"
         log.info("cti: AMI to %s", pbxs)
         flows = len(cfg.ivr.flows)
-        consoles = f"http://{cfg.listen.http.host}:{self.http_port}/" if self.http_port is not None else "off"
+        scheme = "https" if cfg.listen.http.tls is not None else "http"
+        consoles = f"{scheme}://{cfg.listen.http.host}:{self.http_port}/" if self.http_port is not None else "off"
         assert self.fastagi_port is not None
         log.info("cti: FastAGI on %s:%d (%d flow%s), consoles on %s", cfg.listen.fastagi.host,
                  self.fastagi_port.getHost().port, flows, "" if flows == 1 else "s", consoles)
         if cfg.metrics is not None:
-            log.info("cti: metrics on http://%s:%d/metrics, health checks on /healthz and /readyz", cfg.metrics.host,
-                     self.ops_port)
+            log.info("cti: metrics on %s://%s:%d/metrics, health checks on /healthz and /readyz",
+                     "https" if cfg.metrics.tls is not None else "http", cfg.metrics.host, self.ops_port)
 
     def _gc_tick(self) -> None:
         stats = self.hub.stats()

@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 
 from config.schema import CtiConfig
 from cti.config_types import Loc
+from cti.tls import TlsFilesError, server_context
 
 # YAML aliases share a node, so a short file can stand for billions of values ("billion laughs") or for a
 # value that contains itself; walking that (line numbers, ${ENV}, validation) takes exponential time and
@@ -424,6 +425,12 @@ def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
         raise ConfigError(issues) from None
     for loc, msg in cfg.semantic_errors():
         issues.append(ConfigIssue(filename, line_of(lines, loc), format_loc(loc), msg))
+    for loc, tls in cfg.tls_listeners():  # the certificate and key files must be usable now, not at start-up
+        try:
+            server_context(tls, format_loc(loc))
+        except TlsFilesError as exc:
+            where = (*loc, exc.key_path.rsplit(".", 1)[-1]) if exc.key_path != format_loc(loc) else loc
+            issues.append(ConfigIssue(filename, line_of(lines, where), exc.key_path, exc.message))
     if issues:
         raise ConfigError(issues)
     return cfg

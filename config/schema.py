@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from acd.settings import AcdSection
 from agent_console.settings import ConsoleSection
 from cti.ami.settings import AsteriskServer
 from cti.config_types import ConfigModel, HostPort, Loc, PositiveSeconds, expected
 from cti.recording import RecordingSection
+from cti.tls import ServerTls
 from dialer.settings import DialerSection
 from ivr.flow import IvrSection
 from kpi.settings import StatsSection
@@ -32,17 +33,34 @@ class DatabaseSettings(ConfigModel):
 
 
 class RedisSettings(ConfigModel):
-    """Optional shared state and event bus for several server nodes."""
+    """Optional shared state and event bus for several server nodes (``centre.redis_link`` makes the client).
 
-    url: str = expected("a redis:// URL", pattern=r"^rediss?://")
-    prefix: str = "cti"
+    ``password`` (Redis ``requirepass`` / an ACL user's, with ``username``) is a secret: take it from the
+    environment (``${REDIS_PASSWORD}``); it is never logged. Every key the server writes starts with
+    ``prefix:``, so several centres (or other applications) can share one Redis."""
+
+    url: str = expected("a redis:// or rediss:// URL (without the password: see redis.password)",
+                        pattern=r"^rediss?://")
+    username: str | None = expected("a Redis ACL user name", default=None, min_length=1, max_length=128,
+                                    pattern=r"^[^\s:@/]+$")
+    password: SecretStr | None = expected("the Redis password (use ${ENV_VAR} to keep it out of the file)",
+                                          default=None)
+    prefix: str = expected("a key prefix: letters, digits, _ . - (1-64 characters)", default="cti",
+                           pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class HttpListen(HostPort):
+    """The console hub's address; with ``tls`` it serves https:// and wss:// only."""
+
+    tls: ServerTls | None = None
 
 
 class ListenSettings(ConfigModel):
-    """Where the server listens: FastAGI for Asterisk, HTTP+websocket for consoles."""
+    """Where the server listens: FastAGI for Asterisk, HTTP+websocket for consoles (both on loopback unless
+    told otherwise)."""
 
     fastagi: HostPort = HostPort(port=4573)
-    http: HostPort = HostPort(port=8080)
+    http: HttpListen = HttpListen(port=8080)
 
 
 class MetricsSettings(ConfigModel):
@@ -58,6 +76,7 @@ class MetricsSettings(ConfigModel):
     # ... and its result is reused for this long (a burst of probes costs the database one query)
     check_cache: float = expected("a number of seconds >= 0 (how long a check's result is reused)", default=1.0,
                                   ge=0, le=300)
+    tls: ServerTls | None = None  # https:// only (the monitoring host then scrapes with scheme: https)
 
 
 class PbxSettings(ConfigModel):
@@ -105,6 +124,15 @@ class CtiConfig(ConfigModel):
     sim: SimSection = SimSection()
     statistics: StatsSection = StatsSection()
     recording: RecordingSection = RecordingSection()
+
+    def tls_listeners(self) -> list[tuple[Loc, ServerTls]]:
+        """The listeners' ``tls`` settings that are set, with where each is in the file."""
+        out: list[tuple[Loc, ServerTls]] = []
+        if self.listen.http.tls is not None:
+            out.append((("listen", "http", "tls"), self.listen.http.tls))
+        if self.metrics is not None and self.metrics.tls is not None:
+            out.append((("metrics", "tls"), self.metrics.tls))
+        return out
 
     def semantic_errors(self) -> list[tuple[Loc, str]]:
         errors: list[tuple[Loc, str]] = []

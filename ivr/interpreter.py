@@ -418,10 +418,10 @@ class IvrSession:
         if prompt not in self.missing_prompts:
             reply = yield from self._cmd(agi.get_data(prompt, timeout_ms, node.max_digits))
             if reply.result != "-1":
-                return reply.result
+                return _dtmf(reply.result)
             self._prompt_missing(prompt)  # -1 on a live channel: nothing was read yet, listen without it
         reply = yield from self._cmd(agi.get_data("", timeout_ms, node.max_digits))
-        return "" if reply.result.startswith("-") else reply.result
+        return "" if reply.result.startswith("-") else _dtmf(reply.result)
 
     def _hang_up(self) -> Generator[_Ask, Any, str]:
         yield from self._cmd(agi.set_variable(CTI_NEXT, NEXT_HANGUP))
@@ -454,6 +454,10 @@ class IvrSession:
             digits = yield from self._get_data(node.prompt[-1], node)
             if node.terminator == "*" and "*" in digits:
                 digits = digits.split("*", 1)[0]
+            if digits == NOT_DTMF:  # the PBX answered something no keypad sends: invalid, and not kept
+                self._step(node_id, node, result="invalid")
+                retry_prompt = node.invalid_prompt
+                continue
             if not digits:
                 self._step(node_id, node, result="timeout")
                 retry_prompt = node.no_input_prompt
@@ -552,9 +556,22 @@ class IvrSession:
         yield from self._cmd(agi.set_variable(CTI_NEXT, next_))
 
 
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+_DTMF_RE = re.compile(r"[0-9*#A-D]*")
+NOT_DTMF = "\x00"  # what _dtmf makes of a GET DATA answer that is not keypad digits (never a valid entry)
+
+
 def _key(code: int) -> str:
-    """DTMF key from an AGI result (ASCII code: 53 -> '5')."""
-    return chr(code) if 32 < code < 127 else ""
+    """DTMF key from an AGI result (ASCII code: 53 -> '5'); "" for any code that is not a keypad key (0-9 * #
+    A-D): a menu treats it as no key."""
+    key = chr(code) if 32 < code < 127 else ""
+    return key if key in DTMF_KEYS else ""
+
+
+def _dtmf(result: str) -> str:
+    """GET DATA's digits, or ``NOT_DTMF`` when the answer holds anything but keypad keys: caller input reaches
+    the flow's variables, the path and the dialplan only as 0-9 * # A-D."""
+    return result if _DTMF_RE.fullmatch(result) else NOT_DTMF
 
 
 def path_summary(path: list[PathStep]) -> str:

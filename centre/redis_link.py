@@ -1,0 +1,39 @@
+"""The server's Redis client, made from the ``redis:`` settings: the URL, the ACL user and password (a secret:
+never logged, never in an error), and the key prefix every key the server writes starts with.
+
+Nothing else builds a Redis client: the readiness check (``centre.ops_http``) uses ``redis_client`` today, and
+the several-node transport will. ``redis_key`` is the one place a key is named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from config.schema import RedisSettings
+
+
+def redis_client(settings: RedisSettings, *, timeout: float | None = None) -> Any:
+    """A ``redis.asyncio.Redis`` for ``settings`` (it connects on first use). ``password`` and ``username``
+    override any given in the URL; ``timeout`` caps connecting and each reply (seconds)."""
+    import redis.asyncio as aioredis  # only when Redis is configured
+
+    extra: dict[str, Any] = {}
+    if settings.password is not None:
+        extra["password"] = settings.password.get_secret_value()
+    if settings.username is not None:
+        extra["username"] = settings.username
+    return aioredis.from_url(settings.url, socket_connect_timeout=timeout, socket_timeout=timeout, **extra)
+
+
+def redis_key(settings: RedisSettings, *parts: str) -> str:
+    """``prefix:part:part``: every key of this centre, so that a shared Redis keeps them apart."""
+    if not parts or any(not p for p in parts):
+        raise ValueError("a Redis key needs one or more non-empty parts")
+    return ":".join((settings.prefix, *parts))
+
+
+def redis_secrets(settings: RedisSettings) -> tuple[str, ...]:
+    """The values a log line or an error must never show: the password, and one written in the URL."""
+    return tuple(s for s in ((settings.password.get_secret_value() if settings.password else ""),
+                             urlsplit(settings.url).password or "") if s)
