@@ -190,3 +190,35 @@ def record_gc_pauses() -> list[tuple[int, float]]:
 
     gc.callbacks.append(on_gc)
     return pauses
+
+
+def put_on_hold(pbx: Any, number: str, queue: str, skills: str) -> None:
+    """A caller from ``number`` straight into ``[cti-hold]`` with the CTI_* variables of ``queue`` (no IVR)."""
+    pbx.inbound_call("s", number, "", context="cti-hold", variables=[
+        ("CTI_QUEUE", queue), ("CTI_SKILLS", skills), ("CTI_PRIORITY", "0"), ("CTI_LANGUAGE", "en"),
+        ("CTI_DNIS", "+18005550100"), ("CTI_MAX_HOLD", "600")])
+
+
+def poisson_start(reactor: Any, rng: Any, state: dict[str, Any], one_call: Callable[[], None]) -> Handler:
+    """The control handler ``start RATE SECONDS``: ``one_call()`` at Poisson times of ``RATE`` per second for
+    ``SECONDS`` (numpy ``rng``), kept on schedule when the loop runs late; ``state["behind"]`` is the latest
+    a call was made after its time (seconds)."""
+    state.setdefault("behind", 0.0)
+
+    def arrivals(rate: float) -> None:
+        now = time.monotonic()
+        while state["next"] <= now and state["next"] < state["until"]:
+            state["behind"] = max(state["behind"], now - state["next"])
+            one_call()
+            state["next"] += float(rng.exponential(1.0 / rate))
+        if state["next"] < state["until"]:
+            reactor.callLater(state["next"] - now, arrivals, rate)
+
+    def start(args: list[str]) -> dict[str, Any]:
+        rate, seconds = float(args[0]), float(args[1])
+        state["next"] = time.monotonic()
+        state["until"] = state["next"] + seconds
+        arrivals(rate)
+        return {"started": True}
+
+    return start

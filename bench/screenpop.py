@@ -73,6 +73,8 @@ from bench._procs import (  # noqa: E402
     ChildError,
     emit,
     free_port,
+    poisson_start,
+    put_on_hold,
     record_gc_pauses,
     serve_control,
     stamp_ami_chunks,
@@ -297,24 +299,9 @@ def role_sim(config: str, seed: int, ivr: bool) -> int:
                 keys=(str(int(rng.integers(1, 3))),), think_time=0.5, hangup_in_ivr_after=None))
             return
         queue, skills = QUEUES[int(rng.integers(len(QUEUES)))]
-        pbx.inbound_call("s", number, "", context="cti-hold", variables=[
-            ("CTI_QUEUE", queue), ("CTI_SKILLS", skills), ("CTI_PRIORITY", "0"), ("CTI_LANGUAGE", "en"),
-            ("CTI_DNIS", "+18005550100"), ("CTI_MAX_HOLD", "600")])
+        put_on_hold(pbx, number, queue, skills)
 
-    def arrivals(rate: float) -> None:
-        now = time.monotonic()
-        while state["next"] <= now and state["next"] < state["until"]:  # on schedule even when running late
-            one_call()
-            state["next"] += float(rng.exponential(1.0 / rate))
-        if state["next"] < state["until"]:
-            reactor.callLater(state["next"] - now, arrivals, rate)
-
-    def start(args: list[str]) -> dict[str, Any]:
-        rate, seconds = float(args[0]), float(args[1])
-        state["next"] = time.monotonic()
-        state["until"] = state["next"] + seconds
-        arrivals(rate)
-        return {"started": True}
+    start = poisson_start(reactor, rng, state, one_call)
 
     def report(_: list[str]) -> dict[str, Any]:
         return to_file(Path(config).with_name("sim-report.json"), {

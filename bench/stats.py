@@ -84,6 +84,8 @@ from bench._procs import (  # noqa: E402
     ChildError,
     emit,
     free_port,
+    poisson_start,
+    put_on_hold,
     record_gc_pauses,
     serve_control,
     stamp_ami_chunks,
@@ -430,25 +432,12 @@ def role_sim(config: str, seed: int) -> int:
 
     pbx.add_listener(count)
 
-    def arrivals(rate: float) -> None:
-        now = time.monotonic()
-        while state["next"] <= now and state["next"] < state["until"]:  # on schedule even when running late
-            state["behind"] = max(state["behind"], now - state["next"])
-            state["injected"] += 1
-            queue, skills = queues[int(rng.integers(len(queues)))]
-            pbx.inbound_call("s", f"+1555{int(rng.integers(10**7)):07d}", "", context="cti-hold", variables=[
-                ("CTI_QUEUE", queue), ("CTI_SKILLS", skills), ("CTI_PRIORITY", "0"), ("CTI_LANGUAGE", "en"),
-                ("CTI_DNIS", "+18005550100"), ("CTI_MAX_HOLD", "600")])
-            state["next"] += float(rng.exponential(1.0 / rate))
-        if state["next"] < state["until"]:
-            reactor.callLater(state["next"] - now, arrivals, rate)
+    def one_call() -> None:
+        state["injected"] += 1
+        queue, skills = queues[int(rng.integers(len(queues)))]
+        put_on_hold(pbx, f"+1555{int(rng.integers(10**7)):07d}", queue, skills)
 
-    def start(args: list[str]) -> dict[str, Any]:
-        rate, seconds = float(args[0]), float(args[1])
-        state["next"] = time.monotonic()
-        state["until"] = state["next"] + seconds
-        arrivals(rate)
-        return {"started": True}
+    start = poisson_start(reactor, rng, state, one_call)
 
     serve_control(reactor, {"start": start, "cpu": lambda _: {"cpu": time.process_time()},
                             "report": lambda _: {**state, "cpu": time.process_time()}})
