@@ -222,3 +222,22 @@ def poisson_start(reactor: Any, rng: Any, state: dict[str, Any], one_call: Calla
         return {"started": True}
 
     return start
+
+
+def emit_when_ami_up(reactor: Any, runtime: Any, ready: Callable[[], dict[str, Any]], timeout: float) -> None:
+    """Emit ``{"ready": True, **ready()}`` once ``runtime``'s server (a ``centre.process.Runtime``) is connected
+    to its first PBX's AMI (``ready`` runs then: what the role does on being ready); after ``timeout`` seconds
+    without it, an error line naming the connection's last fault, and the reactor stops."""
+    name = runtime.cfg.asterisk[0].name
+    deadline = time.monotonic() + timeout
+
+    def look() -> None:
+        if runtime.server.health.ami.get(name):
+            emit({"ready": True, **ready()})
+        elif time.monotonic() > deadline:
+            emit({"error": f"no AMI connection to {name}: {runtime.server.health.ami_detail.get(name)}"})
+            reactor.stop()
+        else:
+            reactor.callLater(0.05, look)
+
+    look()

@@ -72,6 +72,7 @@ from bench._procs import (  # noqa: E402
     Child,
     ChildError,
     emit,
+    emit_when_ami_up,
     free_port,
     poisson_start,
     put_on_hold,
@@ -184,8 +185,6 @@ def role_server(config: str) -> int:
         return apply(command)
 
     runtime.server.dispatcher.apply = dispatch  # type: ignore[method-assign]
-    name = cfg.asterisk[0].name
-
     def timed_pushes() -> None:
         hub = runtime.hub
         push = hub.push_to_agent
@@ -201,15 +200,6 @@ def role_server(config: str) -> int:
 
         hub.push_to_agent = push_to_agent
 
-    def wait_ami(deadline: float) -> None:
-        if runtime.server.health.ami.get(name):
-            emit({"ready": True, "http": runtime.http_port, "rss": rss_bytes()})
-        elif time.monotonic() > deadline:
-            emit({"error": f"no AMI connection to {name}: {runtime.server.health.ami_detail.get(name)}"})
-            reactor.stop()
-        else:
-            reactor.callLater(0.05, wait_ami, deadline)
-
     lags: list[float] = []  # how late a 5 ms timer fires: the time the loop was busy elsewhere
 
     def lag(expected: float) -> None:
@@ -220,7 +210,7 @@ def role_server(config: str) -> int:
     def started(_: object) -> None:
         timed_pushes()
         reactor.callLater(0.005, lag, time.perf_counter() + 0.005)
-        wait_ami(time.monotonic() + 20.0)
+        emit_when_ami_up(reactor, runtime, lambda: {"http": runtime.http_port, "rss": rss_bytes()}, 20.0)
 
     def warm(_: list[str]) -> dict[str, Any]:
         """Look every demo number up once so that pops come from the cache (the store is then off the path)."""

@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._procs import Child, ChildError, emit, free_port, serve_control  # noqa: E402
+from bench._procs import Child, ChildError, emit, emit_when_ami_up, free_port, serve_control  # noqa: E402
 
 DEMO = ROOT / "config" / "examples" / "demo.yaml"
 HANDLE_S = 4.0  # answer delay + talk + wrap-up of a generated agent, roughly
@@ -121,8 +121,6 @@ def role_server(config: str, profile: str | None = None) -> int:
     runtime = Runtime(cfg, reactor)
     ledger = CallLedger()
     runtime.server.subscribe(ledger)
-    name = cfg.asterisk[0].name
-
     def cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
         return r.ru_utime + r.ru_stime
@@ -131,16 +129,9 @@ def role_server(config: str, profile: str | None = None) -> int:
         r = resource.getrusage(resource.RUSAGE_THREAD)
         return r.ru_utime + r.ru_stime
 
-    def wait_ami(deadline: float) -> None:
-        if runtime.server.health.ami.get(name):
-            bots = log_in_agents(runtime.server, exclude=())
-            emit({"ready": True, "agents": len(bots.agents), "fastagi": runtime.fastagi_address[1],
-                  "http": runtime.http_port})
-        elif time.monotonic() > deadline:
-            emit({"error": f"no AMI connection to {name}: {runtime.server.health.ami_detail.get(name)}"})
-            reactor.stop()
-        else:
-            reactor.callLater(0.05, wait_ami, deadline)
+    def on_ami_up() -> dict[str, Any]:
+        bots = log_in_agents(runtime.server, exclude=())
+        return {"agents": len(bots.agents), "fastagi": runtime.fastagi_address[1], "http": runtime.http_port}
 
     def report(_: list[str]) -> dict[str, Any]:
         account = ledger.account(runtime.server)
@@ -154,7 +145,7 @@ def role_server(config: str, profile: str | None = None) -> int:
 
     def start() -> None:
         d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))
-        d.addCallbacks(lambda _: wait_ami(time.monotonic() + 20.0),
+        d.addCallbacks(lambda _: emit_when_ami_up(reactor, runtime, on_ami_up, 20.0),
                        lambda f: (emit({"error": f"start: {f.getErrorMessage()}"}), reactor.stop()))
 
     def shutdown() -> defer.Deferred[Any]:

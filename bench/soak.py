@@ -56,7 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._procs import Child, ChildError, emit, serve_control  # noqa: E402
+from bench._procs import Child, ChildError, emit, emit_when_ami_up, serve_control  # noqa: E402
 from bench.sim_load import percentile, prepare_template, step_config  # noqa: E402
 
 LAG_TICK = 0.010  # seconds between the server's loop-lag looks
@@ -130,7 +130,6 @@ def role_server(config: str, workdir: str) -> int:
     runtime = Runtime(cfg, reactor)
     calls = OpenCalls(Path(workdir) / "queued.txt")
     runtime.server.subscribe(calls)
-    name = cfg.asterisk[0].name
     lags: list[float] = []
     due = {"at": 0.0}
 
@@ -140,17 +139,11 @@ def role_server(config: str, workdir: str) -> int:
         due["at"] = now + LAG_TICK
         reactor.callLater(LAG_TICK, tick)
 
-    def wait_ami(deadline: float) -> None:
-        if runtime.server.health.ami.get(name):
-            bots = log_in_agents(runtime.server, exclude=())
-            due["at"] = time.perf_counter() + LAG_TICK
-            reactor.callLater(LAG_TICK, tick)
-            emit({"ready": True, "agents": len(bots.agents), "pid": os.getpid()})
-        elif time.monotonic() > deadline:
-            emit({"error": f"no AMI connection to {name}: {runtime.server.health.ami_detail.get(name)}"})
-            reactor.stop()
-        else:
-            reactor.callLater(0.05, wait_ami, deadline)
+    def on_ami_up() -> dict[str, Any]:
+        bots = log_in_agents(runtime.server, exclude=())
+        due["at"] = time.perf_counter() + LAG_TICK
+        reactor.callLater(LAG_TICK, tick)
+        return {"agents": len(bots.agents), "pid": os.getpid()}
 
     def lag(_: list[str]) -> dict[str, Any]:
         out = [round(v, 3) for v in lags]
@@ -173,7 +166,7 @@ def role_server(config: str, workdir: str) -> int:
 
     def start() -> None:
         d = defer.Deferred.fromFuture(asyncio.ensure_future(runtime.start()))
-        d.addCallbacks(lambda _: wait_ami(time.monotonic() + 20.0),
+        d.addCallbacks(lambda _: emit_when_ami_up(reactor, runtime, on_ami_up, 20.0),
                        lambda f: (emit({"error": f"start: {f.getErrorMessage()}"}), reactor.stop()))
 
     def shutdown() -> defer.Deferred[Any]:

@@ -83,6 +83,7 @@ from bench._procs import (  # noqa: E402
     Child,
     ChildError,
     emit,
+    emit_when_ami_up,
     free_port,
     poisson_start,
     put_on_hold,
@@ -361,22 +362,11 @@ def role_server(config: str) -> int:
         lags.append(now - expected)
         reactor.callLater(0.005, lag, now + 0.005)
 
-    name = cfg.asterisk[0].name
-
-    def wait_ami(deadline: float) -> None:
-        if runtime.server.health.ami.get(name):
-            emit({"ready": True, "http": runtime.http_port})
-        elif time.monotonic() > deadline:
-            emit({"error": f"no AMI connection to {name}: {runtime.server.health.ami_detail.get(name)}"})
-            reactor.stop()
-        else:
-            reactor.callLater(0.05, wait_ami, deadline)
-
     def started(_: object) -> None:
         runtime.server.subscribe(on_event)
         log_in_agents(runtime.server, exclude=())
         reactor.callLater(0.005, lag, time.perf_counter() + 0.005)
-        wait_ami(time.monotonic() + 60.0)
+        emit_when_ami_up(reactor, runtime, lambda: {"http": runtime.http_port}, 60.0)
 
     def report(_: list[str]) -> dict[str, Any]:
         core = runtime.server.components.kpi.core
