@@ -93,6 +93,12 @@ class Proc:
         raise AssertionError(f"no line matching {pattern!r} within {timeout} s; stderr so far:\n"
                              + "\n".join(self.lines[-30:]))
 
+    def kill(self) -> None:
+        """SIGKILL it if it still runs, and reap it (a test's clean-up, whatever happened before)."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate()
+
     def terminate(self, timeout: float = 10.0) -> tuple[int, str, str]:
         """SIGTERM, then wait (SIGKILL past ``timeout``): exit status, stdout, the rest of stderr."""
         if self.popen.poll() is None:
@@ -126,9 +132,7 @@ def running(config: tuple[Path, dict[str, Any]]) -> Iterator[tuple[Proc, Proc, d
         yield sim, server, doc
     finally:
         for proc in procs:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-                proc.popen.communicate()
+            proc.kill()
 
 
 def wallboard_with_calls(port: int, timeout: float) -> dict[str, Any]:

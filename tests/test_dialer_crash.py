@@ -125,9 +125,7 @@ def test_sigkill_mid_campaign_neither_loses_nor_repeats_a_lead(tmp_path: Path) -
     finally:
         consoles.close()
         for proc in procs:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-                proc.popen.communicate()
+            proc.kill()
 
     leads = {r[0]: r[1:] for r in query(db, "select lead_id, status, attempts, unknowns from dialer_leads "
                                             "where campaign = 'renewals'")}

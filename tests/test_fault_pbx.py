@@ -172,9 +172,7 @@ def test_after_an_ami_drop_calls_keep_their_agents_and_after_a_pbx_restart_every
     finally:
         stack.close()
         for proc in procs:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-                proc.popen.communicate()
+            proc.kill()
         if proxy is not None:
             proxy.close()
 

@@ -89,9 +89,7 @@ def test_a_killed_server_gives_surviving_calls_back_to_their_agents_and_closes_t
     finally:
         stack.close()
         for proc in procs:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-                proc.popen.communicate()
+            proc.kill()
     # the records the dead server left open: closed, unless their call was still on the PBX at the end
     still = {k for (k,) in query(db, "select call_key from customer_interactions where ended_at is null")}
     stale = [k for k in open_at_kill & still if k.split("/")[1] not in last_seen]

@@ -156,6 +156,4 @@ def test_readyz_follows_the_simulated_pbx_and_metrics_follow_its_calls(tmp_path:
         no_secret(server_err)
     finally:
         for proc in procs:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-                proc.popen.communicate()
+            proc.kill()
