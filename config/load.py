@@ -362,35 +362,44 @@ def _siblings(loc: Loc, data: Any = None) -> list[str]:
 
 # --- entry points ------------------------------------------------------------------------------
 
-def flow_too_deep(text: str) -> int | None:
-    """The line where ``[``/``{`` brackets nest deeper than ``MAX_DEPTH``, or None. PyYAML's scanner costs per
-    token in proportion to the flow depth, so ``[[[[...]]]]`` thousands deep takes seconds before the
-    composer could refuse it; the tokens are read here only until the depth passes the limit."""
-    depth = 0
-    for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        kind = type(token)
-        if kind is yaml.FlowSequenceStartToken or kind is yaml.FlowMappingStartToken:
-            depth += 1
-            if depth > MAX_DEPTH:
-                return int(token.start_mark.line) + 1
-        elif kind is yaml.FlowSequenceEndToken or kind is yaml.FlowMappingEndToken:
-            depth -= 1
-    return None
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing ``[``/``{`` nested deeper than ``MAX_DEPTH`` as it scans them: its scanner
+    costs per token in proportion to the flow depth, so ``[[[[...]]]]`` thousands deep took seconds before the
+    composer could refuse it."""
+
+    def fetch_flow_collection_start(self, TokenClass: typing.Any) -> None:  # PyYAML's signature
+        if self.flow_level >= MAX_DEPTH:
+            raise _TooDeep(self.get_mark().line + 1)
+        super().fetch_flow_collection_start(TokenClass)
+
+
+def _parse(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
+    """The composed root node and the data constructed from it (one parse), refused before construction when
+    the graph is a bomb (``graph_problem``)."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        problem = graph_problem(root) if root is not None else None
+        if problem is not None:
+            line, loc, what = problem
+            raise ConfigError([ConfigIssue(filename, line, format_loc(loc), what)])
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
 
 
 def load_config_text(text: str, filename: str = "<config>") -> CtiConfig:
     """Parse and validate YAML text; raise ConfigError listing every problem."""
     try:
-        deep = flow_too_deep(text)
-        if deep is not None:
-            raise ConfigError([ConfigIssue(filename, deep, "", f"not valid YAML here: nests more than {MAX_DEPTH} "
-                                           "levels deep")])
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        problem = graph_problem(root) if root is not None else None
-        if problem is not None:
-            line, loc, what = problem
-            raise ConfigError([ConfigIssue(filename, line, format_loc(loc), what)])
-        data = yaml.safe_load(text)
+        root, data = _parse(text, filename)
+    except _TooDeep as exc:
+        raise ConfigError([ConfigIssue(filename, exc.line, "", f"not valid YAML here: nests more than {MAX_DEPTH} "
+                                       "levels deep")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
