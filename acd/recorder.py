@@ -29,21 +29,16 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from acd.restore import LastState
 from acd.tables import AgentStateRecord, row_for
-from cti.db import Base, make_engine
+from cti.db import Base, make_engine, retry_backoff
 
 log = logging.getLogger(__name__)
-
-
-def default_backoff(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, ...): 0.5 s doubling up to 30 s."""
-    return float(min(30.0, 0.5 * 2 ** min(attempt - 1, 10)))
 
 
 class Recorder:
     """Writes ACD events' rows to the database from a thread of its own."""
 
     def __init__(self, url: str, *, max_pending: int = 100_000, batch_size: int = 500,
-                 backoff: Callable[[int], float] = default_backoff, engine: Engine | None = None,
+                 backoff: Callable[[int], float] = retry_backoff, engine: Engine | None = None,
                  linger: float = 0.25) -> None:
         """``linger``: how long the writer waits after a first row for more to share its transaction (a
         transaction per event would cost the event loop more: the writer thread competes for the GIL)."""

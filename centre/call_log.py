@@ -34,9 +34,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from acd.events import CallAbandoned, CallAnswered, CallOverflowed
-from acd.recorder import default_backoff
 from cti.contract import CTI_CAMPAIGN, CTI_LEAD_ID, is_outbound
-from cti.db import is_unavailable
+from cti.db import is_unavailable, retry_backoff
 from cti.events import AmdResult, CallEnded, CallQueued
 from screenpop.records import InteractionChange
 from screenpop.store import interaction_add, interaction_update
@@ -196,7 +195,7 @@ class InteractionWriter:
 
     def __init__(self, lookup: Any, clock: IReactorTime | None = None, *, linger: float = 0.25,
                  max_batch: int = 500, max_pending: int = 100_000,
-                 backoff: Callable[[int], float] = default_backoff) -> None:
+                 backoff: Callable[[int], float] = retry_backoff) -> None:
         self.lookup = lookup
         self.clock: IReactorTime = clock if clock is not None else lookup.clock
         self.linger = linger

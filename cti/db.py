@@ -60,6 +60,12 @@ def describe_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def retry_backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...) of writes held while the database is unreachable:
+    0.5 s doubling up to 30 s (the ACD's recorder, the call records' writer, the dialer)."""
+    return float(min(30.0, 0.5 * 2 ** min(attempt - 1, 10)))
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether a database error says the database could not be reached (refused, dropped, timed out, a
     connection the pool had that died) rather than that the statement was wrong: the first is worth retrying

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from acd.events import CallOffered, OfferNotAnswered, QueueCallFinished
 from cti.commands import CommandFailed
-from cti.db import is_unavailable
+from cti.db import is_unavailable, retry_backoff
 from cti.events import (
     AmdResult,
     AmiConnectionChanged,
@@ -57,12 +57,6 @@ UPKEEP_EVERY = 5.0  # seconds between refills of the hoppers (and reads of the d
 CALLBACK_LEAD = 60.0  # a scheduled callback is claimed for its campaign this many seconds before it is due
 
 RunInThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
-
-
-def store_backoff(attempt: int) -> float:
-    """Seconds before the ``attempt``-th retry of writes held while the store is unreachable: 0.5 s doubling
-    up to 30 s."""
-    return float(min(30.0, 0.5 * 2 ** min(attempt - 1, 10)))
 
 
 #: What the dialer reads of the ACD for a campaign queue at a time: its agents' outlook (ready agents,
@@ -550,7 +544,7 @@ class Dialer:
                         failure.type.__name__ if failure.type else "error",
                         (failure.getErrorMessage().splitlines() or [""])[0][:200])
         if self._held:
-            self._retry_at = self.clock() + store_backoff(self._store_failures)
+            self._retry_at = self.clock() + retry_backoff(self._store_failures)
 
     def _store_reached(self) -> None:
         if self._store_down_since is not None:
