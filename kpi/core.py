@@ -10,7 +10,6 @@ stored records stand for, through the same ``observe``: the figures rebuilt are 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from dialer.figures import Tally
 from ivr.events import CallbackRequested
 from kpi import definitions as d
 from kpi.settings import KpiSettings, Target
-from kpi.windows import SLIDING, SLIDING_INDEX, WINDOW_NAMES, Calendar, Windows
+from kpi.windows import SLIDING, WINDOW_NAMES, Calendar, StateSeconds, Windows
 
 CallKey = tuple[str, str]  # (server, caller's uniqueid)
 IDLE_STATES = frozenset({"ready", "not_ready", "logged_out"})
@@ -80,11 +79,8 @@ class AgentLive:
     day_key: float = 0.0
     iv_times: dict[str, float] = field(default_factory=dict)
     iv_key: float = 0.0
-    segments: deque[tuple[float, float, str]] = field(default_factory=deque)  # the last 30 minutes'
-    seg_base: int = 0  # the number of segments dropped from the left of ``segments``
-    # per sliding window: seconds by key of the segments from ``sl_first`` (an absolute index) on
-    sl_sums: list[dict[str, float]] = field(default_factory=lambda: [{} for _ in SLIDING])
-    sl_first: list[int] = field(default_factory=lambda: [0 for _ in SLIDING])
+    # seconds by state per bucket of the sliding windows (their times in state; made by ``KpiCore``)
+    sliding: StateSeconds | None = None
     figures: dict[str, Any] | None = None  # the agent's figures as last made (``KpiCore.agent_figures``)
     figures_at: float = 0.0
     stale: bool = True  # something happened to the agent since
@@ -387,31 +383,9 @@ class KpiCore:
                 if a.iv_key != cal.iv_start:
                     a.iv_times, a.iv_key = {}, cal.iv_start
                 a.iv_times[key] = a.iv_times.get(key, 0.0) + end - max(start, cal.iv_start)
-        a.segments.append((start, end, key))
-        for sums in a.sl_sums:
-            sums[key] = sums.get(key, 0.0) + end - start
-        self._slide(a, cal.now)
-
-    @staticmethod
-    def _slide(a: AgentLive, now: float) -> None:
-        """Take the segments that ended before each sliding window out of its sums; drop those out of all."""
-        segments, base = a.segments, a.seg_base
-        for w, span in enumerate(SLIDING.values()):
-            lo = now - span
-            first, sums = a.sl_first[w], a.sl_sums[w]
-            while first - base < len(segments) and segments[first - base][1] <= lo:
-                start, end, key = segments[first - base]
-                left = sums[key] - (end - start)
-                if left > 1e-6:
-                    sums[key] = left
-                else:
-                    del sums[key]
-                first += 1
-            a.sl_first[w] = first
-        keep = min(a.sl_first)
-        while a.seg_base < keep:
-            segments.popleft()
-            a.seg_base += 1
+        if a.sliding is None:
+            a.sliding = StateSeconds(cal)
+        a.sliding.add(key, start, end)
 
     # ------------------------------------------------------------------ figures out
     def figures(self, topic: str, now: float) -> dict[str, Any]:
@@ -496,15 +470,8 @@ class KpiCore:
             times = dict(a.iv_times) if a.iv_key == cal.iv_start else {}
             lo = cal.iv_start
         else:
-            self._slide(a, now)
-            w = SLIDING_INDEX[window]
             lo = now - SLIDING[window]
-            times = dict(a.sl_sums[w])
-            i = a.sl_first[w] - a.seg_base
-            if i < len(a.segments):  # the oldest segment in the window may have begun before it
-                start, _, key = a.segments[i]
-                if start < lo:
-                    times[key] -= lo - start
+            times = a.sliding.window(SLIDING[window], now) if a.sliding is not None else {}
         if now > max(a.since, lo):
             times[a.key] = times.get(a.key, 0.0) + now - max(a.since, lo)
         return times

@@ -11,6 +11,7 @@ from local midnight, the event's time deciding), for the day's curve (a wallboar
 
 from __future__ import annotations
 
+from array import array
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -53,9 +54,11 @@ class Calendar:
 class Windows:
     """One counter vector per period for one queue, agent or campaign. The sliding windows keep running
     sums (added to as events come, the buckets that leave subtracted as time passes), so reading one is
-    O(fields); max fields are taken over the buckets on reading."""
+    O(fields); max fields are taken over the buckets on reading. The buckets of the longest sliding window
+    are a ring allocated once (``cal.span`` slots of ``n`` counters): memory does not grow with time or
+    traffic."""
 
-    __slots__ = ("cal", "n", "maxes", "day", "day_key", "iv", "iv_key", "buckets", "runs", "firsts", "at",
+    __slots__ = ("cal", "n", "maxes", "day", "day_key", "iv", "iv_key", "ring", "held", "runs", "firsts", "at",
                  "last_max", "history", "hist_key", "hist_changed")
 
     def __init__(self, cal: Calendar, n: int, maxes: tuple[int, ...] = (), *, history: bool = False) -> None:
@@ -67,7 +70,10 @@ class Windows:
         self.day_key = cal.day_start
         self.iv = [0.0] * n
         self.iv_key = cal.iv_start
-        self.buckets: dict[int, list[float]] = {}
+        # slot b % span holds bucket ``held[slot]``'s counters (-1: none yet); zero-filled now, so the whole
+        # ring is resident from the start
+        self.ring = array("d", bytes(8 * n * cal.span))
+        self.held = array("q", [-1]) * cal.span
         self.runs = [[0.0] * n for _ in SLIDING]  # per sliding window: the sums of its buckets
         self.at = cal.bucket_now  # the bucket the running sums are up to
         self.firsts = [self.at - int(span // cal.bucket) + 1 for span in SLIDING.values()]
@@ -83,24 +89,35 @@ class Windows:
         cal = self.cal
         now = cal.bucket_now
         self.at = now
-        buckets = self.buckets
-        for w, span in enumerate(SLIDING.values()):
-            first = now - int(span // cal.bucket) + 1
+        ring, held, n, span = self.ring, self.held, self.n, cal.span
+        for w, window in enumerate(SLIDING.values()):
+            first = now - int(window // cal.bucket) + 1
             old = self.firsts[w]
             if first <= old:
                 continue
             run = self.runs[w]
-            if first - old <= len(buckets):
-                gone = [buckets[b] for b in range(old, first) if b in buckets]
-            else:
-                gone = [vec for b, vec in buckets.items() if old <= b < first]
-            for vec in gone:
-                for i, v in enumerate(vec):
+            for b in range(max(old, first - span), first):  # older buckets are no longer in the ring
+                slot = b % span
+                if held[slot] != b:
+                    continue
+                base = slot * n
+                for i in range(n):
+                    v = ring[base + i]
                     if v:
                         run[i] -= v
             self.firsts[w] = first
-        if len(buckets) > 2 * cal.span:
-            self.prune()
+
+    def _slot(self, b: int) -> int:
+        """The ring's offset of bucket ``b``'s counters, taking its slot over from an older bucket (which has
+        left every window by then) if need be."""
+        slot = b % self.cal.span
+        base = slot * self.n
+        if self.held[slot] != b:
+            self.held[slot] = b
+            ring = self.ring
+            for i in range(base, base + self.n):
+                ring[i] = 0.0
+        return base
 
     def add(self, ts: float, field: int, value: float = 1.0) -> None:
         """Count ``value`` in ``field`` at time ``ts`` (<= the calendar's now)."""
@@ -119,10 +136,7 @@ class Windows:
         if b > cal.bucket_now - cal.span:
             if self.at != cal.bucket_now:
                 self._expire()
-            vec = self.buckets.get(b)
-            if vec is None:
-                vec = self.buckets[b] = [0.0] * self.n
-            vec[field] += value
+            self.ring[self._slot(b) + field] += value
             firsts = self.firsts
             runs = self.runs
             for w in range(len(firsts)):
@@ -170,17 +184,9 @@ class Windows:
         if b > cal.bucket_now - cal.span:
             if self.at != cal.bucket_now:
                 self._expire()
-            vec = self.buckets.get(b)
-            if vec is None:
-                vec = self.buckets[b] = [0.0] * self.n
-            vec[field] = max(vec[field], value)
+            i = self._slot(b) + field
+            self.ring[i] = max(self.ring[i], value)
             self.last_max = max(self.last_max, b)
-
-    def prune(self) -> None:
-        """Drop buckets older than the longest window."""
-        first = min(self.firsts)
-        for b in [b for b in self.buckets if b < first]:
-            del self.buckets[b]
 
     def window(self, name: str) -> list[float]:
         """The counters of window ``name`` (``WINDOW_NAMES``) at the calendar's now."""
@@ -195,9 +201,76 @@ class Windows:
         out = list(self.runs[w])
         if self.maxes:
             first = self.firsts[w]
-            for i in self.maxes:
-                out[i] = 0.0 if self.last_max < first else \
-                    max((vec[i] for b, vec in self.buckets.items() if b >= first), default=0.0)
+            if self.last_max < first:
+                for i in self.maxes:
+                    out[i] = 0.0
+            else:
+                ring, held, n = self.ring, self.held, self.n
+                live = [slot * n for slot, b in enumerate(held) if b >= first]
+                for i in self.maxes:
+                    out[i] = max((ring[base + i] for base in live), default=0.0)
+        return out
+
+
+class StateSeconds:
+    """An agent's seconds in each state (by key) per bucket over the longest sliding window, in a ring of
+    fixed size: memory does not grow with the number of state changes. Reading a sliding window sums its
+    buckets; the oldest one, which the window's edge cuts, counts pro rata, so a window's times are exact to
+    within one bucket's mix of states (the counters' own resolution)."""
+
+    __slots__ = ("cal", "size", "ring", "at")
+
+    def __init__(self, cal: Calendar) -> None:
+        self.cal = cal
+        self.size = cal.span + 1  # a window's edge cuts a bucket: the longest window touches span + 1 of them
+        self.ring: dict[str, array[float]] = {}  # key -> seconds per slot (bucket b in slot b % size)
+        self.at = cal.bucket_now  # the newest bucket; the slots hold buckets (at - size, at]
+
+    def _advance(self, b: int) -> None:
+        """Make bucket ``b`` the newest: the slots of the buckets between are emptied for every key."""
+        at = self.at
+        if b <= at:
+            return
+        size = self.size
+        if b - at >= size:
+            for arr in self.ring.values():
+                arr[:] = array("d", bytes(8 * size))
+        else:
+            for bucket in range(at + 1, b + 1):
+                slot = bucket % size
+                for arr in self.ring.values():
+                    arr[slot] = 0.0
+        self.at = b
+
+    def add(self, key: str, start: float, end: float) -> None:
+        """``end - start`` seconds in state ``key``, spread over the buckets they fall in."""
+        width = self.cal.bucket
+        last = int(end // width)
+        self._advance(max(last, self.cal.bucket_now))
+        arr = self.ring.get(key)
+        if arr is None:
+            arr = self.ring[key] = array("d", bytes(8 * self.size))
+        size = self.size
+        for b in range(max(int(start // width), self.at - size + 1), last + 1):
+            secs = min(end, (b + 1) * width) - max(start, b * width)
+            if secs > 0:
+                arr[b % size] += secs
+
+    def window(self, span: float, now: float) -> dict[str, float]:
+        """Seconds by key in (now - span, now], of the states that ended (the current one is the caller's)."""
+        width = self.cal.bucket
+        newest = int(now // width)
+        self._advance(newest)
+        lo = now - span
+        oldest = max(int(lo // width), self.at - self.size + 1)
+        cut = min(1.0, max(0.0, (lo - oldest * width) / width))  # the share of the oldest bucket before ``lo``
+        i, j = oldest % self.size, newest % self.size
+        out: dict[str, float] = {}
+        for key, arr in self.ring.items():
+            total = sum(arr[i:j + 1]) if i <= j else sum(arr[i:]) + sum(arr[:j + 1])
+            total -= cut * arr[i]
+            if total > 1e-6:
+                out[key] = total
         return out
 
 
