@@ -233,6 +233,18 @@ def test_each_claim_release_renew_and_expire_is_one_request_to_redis(rpool: Redi
     assert set(sent) - {"HMGET"} == {"EVALSHA"}
 
 
+def test_a_claims_keys_outlive_its_lease_by_the_gc_margin_only(rpool: RedisState) -> None:
+    """PEXPIRE is garbage collection, relative to the lease (so a virtual clock's epoch does not matter)."""
+    ready(rpool, "a1")
+    assert rpool.claim("a1", "c1", "n1", T0, T0 + 30) is not None
+    keys = (f"{rpool.prefix}:claim:agent:a1", f"{rpool.prefix}:claim:call:c1")
+    margin_ms = (30 + rpool.gc_margin) * 1000
+    assert all(margin_ms - 5_000 < rpool.client.pttl(k) <= margin_ms for k in keys)
+    assert rpool.renew("n1", T0 + 20, T0 + 620) == 1
+    renewed_ms = (600 + rpool.gc_margin) * 1000
+    assert all(renewed_ms - 5_000 < rpool.client.pttl(k) <= renewed_ms for k in keys)
+
+
 def test_an_unreachable_redis_raises_shared_state_down_without_the_password() -> None:
     secret = "s3cret-pool-pw"
     settings = RedisSettings(url="redis://127.0.0.1:1/0", password=SecretStr(secret), username="cti-node")
