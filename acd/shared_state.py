@@ -1,0 +1,208 @@
+"""The agent pool shared by several nodes: agent states, claims (leases reserving an agent for a call), waiting calls.
+
+Each call is routed by the node whose PBX carries it; the agents are one pool. A node decides locally (its ACD's
+own indexes), then ``claim``s the agent here before offering: the claim is atomic, so two nodes never give one
+agent two calls nor one call two agents. A claim is a lease: ``until`` is on the claimer's clock (every method
+takes the time as an argument; nothing here reads a clock). A claim is live while ``now <= until``; one past its
+``until`` is ignored by ``claim``/``holder`` and removed by ``expire``, which a surviving node runs when another's
+lease lapsed.
+
+``SharedState`` is the interface; ``MemoryState`` is the embedded implementation and the reference semantics;
+the Redis one (``centre.redis_state.RedisState``) passes the same tests. Each successful ``claim`` and ``release``
+takes the next number of one monotonic counter (``Claim.version``, ``last_version``): a total order of the
+changes to the pool, for fencing and audits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+AVAILABLE = "available"  # the only state an agent can be claimed in
+RESERVED = "reserved"  # what a claim sets; ``expire`` puts an agent still reserved back to AVAILABLE
+
+
+class SharedStateDown(Exception):
+    """The shared state cannot be reached (the message never holds a password or a URL's credentials): the
+    caller falls back to degraded mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEntry:
+    """An agent's state in the pool, since when, and the node that set it last."""
+
+    agent: str
+    state: str
+    since: float
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """``agent`` reserved for ``call`` by ``node`` until ``until`` (the claimer's clock). ``version`` is the
+    pool's counter at the claim: larger is later."""
+
+    agent: str
+    call: str
+    node: str
+    until: float
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingEntry:
+    """A call waiting in ``queue`` on ``node``'s PBX."""
+
+    call: str
+    queue: str
+    priority: int
+    entered: float
+    node: str
+
+
+def waiting_order(entry: WaitingEntry) -> tuple[int, float, str]:
+    """The order calls are served in: higher priority first, then earlier, then by call id."""
+    return (-entry.priority, entry.entered, entry.call)
+
+
+class SharedState(Protocol):
+    """The shared agent pool (see the module's docstring). Synchronous; time is passed in."""
+
+    last_version: int  # the counter's value at this object's last successful claim or release
+
+    def set_agent(self, agent: str, state: str, since: float, node: str) -> None: ...
+
+    def agents(self) -> dict[str, AgentEntry]: ...
+
+    def agent(self, agent: str) -> AgentEntry | None: ...
+
+    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Claim | None:
+        """Atomically: if ``agent`` is AVAILABLE, holds no live claim and ``call`` holds no live claim on
+        another agent, record the claim on both and set the agent RESERVED (by ``node``, since ``now``)."""
+        ...
+
+    def holder(self, agent: str, now: float) -> Claim | None: ...
+
+    def claim_of_call(self, call: str, now: float) -> Claim | None: ...
+
+    def release(self, agent: str, call: str, state: str, since: float) -> bool:
+        """Only if ``call`` holds ``agent``'s claim (live or lapsed but not yet expired): drop it and set the
+        agent's ``state`` (its node unchanged). Whether it did."""
+        ...
+
+    def renew(self, node: str, now: float, until: float) -> int:
+        """Extend every live claim of ``node`` to ``until``; how many."""
+        ...
+
+    def expire(self, now: float) -> list[Claim]:
+        """Remove the claims past their ``until``; an agent still RESERVED goes back to AVAILABLE (since
+        ``now``), one in any other state is left. The claims removed, by (until, agent)."""
+        ...
+
+    def enqueue(self, entry: WaitingEntry) -> None:
+        """Add or replace the waiting call ``entry.call`` (it leaves any other queue)."""
+        ...
+
+    def dequeue(self, call: str) -> bool: ...
+
+    def waiting(self, queue: str) -> list[WaitingEntry]:
+        """The calls waiting in ``queue``, in ``waiting_order``."""
+        ...
+
+    def waiting_of_node(self, node: str) -> list[WaitingEntry]:
+        """The calls waiting on ``node``'s PBX, in every queue, in ``waiting_order``."""
+        ...
+
+
+def live(claim: Claim | None, now: float) -> Claim | None:
+    """``claim`` if it is live at ``now`` (``now <= until``), else None."""
+    return claim if claim is not None and now <= claim.until else None
+
+
+class MemoryState:
+    """The embedded ``SharedState``: dicts in this process (one node, or tests). The reference semantics."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, AgentEntry] = {}
+        self._claims: dict[str, Claim] = {}  # by agent
+        self._call_agent: dict[str, str] = {}  # call -> agent whose claim it holds (or held)
+        self._waiting: dict[str, WaitingEntry] = {}
+        self._counter = itertools.count(1)
+        self.last_version = 0
+
+    def set_agent(self, agent: str, state: str, since: float, node: str) -> None:
+        self._agents[agent] = AgentEntry(agent, state, since, node)
+
+    def agents(self) -> dict[str, AgentEntry]:
+        return dict(self._agents)
+
+    def agent(self, agent: str) -> AgentEntry | None:
+        return self._agents.get(agent)
+
+    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Claim | None:
+        entry = self._agents.get(agent)
+        if entry is None or entry.state != AVAILABLE or live(self._claims.get(agent), now) is not None:
+            return None
+        if self.claim_of_call(call, now) is not None:
+            return None
+        stale = self._claims.get(agent)  # lapsed, not yet expired: replaced
+        if stale is not None and self._call_agent.get(stale.call) == agent:
+            del self._call_agent[stale.call]
+        claim = Claim(agent, call, node, until, next(self._counter))
+        self.last_version = claim.version
+        self._claims[agent] = claim
+        self._call_agent[call] = agent
+        self._agents[agent] = AgentEntry(agent, RESERVED, now, node)
+        return claim
+
+    def holder(self, agent: str, now: float) -> Claim | None:
+        return live(self._claims.get(agent), now)
+
+    def claim_of_call(self, call: str, now: float) -> Claim | None:
+        agent = self._call_agent.get(call)
+        claim = self._claims.get(agent) if agent is not None else None
+        return live(claim, now) if claim is not None and claim.call == call else None
+
+    def release(self, agent: str, call: str, state: str, since: float) -> bool:
+        claim = self._claims.get(agent)
+        if claim is None or claim.call != call:
+            return False
+        del self._claims[agent]
+        if self._call_agent.get(call) == agent:
+            del self._call_agent[call]
+        previous = self._agents.get(agent)
+        self._agents[agent] = AgentEntry(agent, state, since, previous.node if previous else claim.node)
+        self.last_version = next(self._counter)
+        return True
+
+    def renew(self, node: str, now: float, until: float) -> int:
+        renewed = 0
+        for agent, claim in list(self._claims.items()):
+            if claim.node == node and live(claim, now) is not None:
+                self._claims[agent] = replace(claim, until=until)
+                renewed += 1
+        return renewed
+
+    def expire(self, now: float) -> list[Claim]:
+        gone = sorted((c for c in self._claims.values() if c.until < now), key=lambda c: (c.until, c.agent))
+        for claim in gone:
+            del self._claims[claim.agent]
+            if self._call_agent.get(claim.call) == claim.agent:
+                del self._call_agent[claim.call]
+            entry = self._agents.get(claim.agent)
+            if entry is not None and entry.state == RESERVED:
+                self._agents[claim.agent] = AgentEntry(claim.agent, AVAILABLE, now, entry.node)
+        return gone
+
+    def enqueue(self, entry: WaitingEntry) -> None:
+        self._waiting[entry.call] = entry
+
+    def dequeue(self, call: str) -> bool:
+        return self._waiting.pop(call, None) is not None
+
+    def waiting(self, queue: str) -> list[WaitingEntry]:
+        return sorted((e for e in self._waiting.values() if e.queue == queue), key=waiting_order)
+
+    def waiting_of_node(self, node: str) -> list[WaitingEntry]:
+        return sorted((e for e in self._waiting.values() if e.node == node), key=waiting_order)
