@@ -2,7 +2,8 @@
 never logged, never in an error), and the key prefix every key the server writes starts with.
 
 Nothing else builds a Redis client: the readiness check (``centre.ops_http``) uses ``redis_client`` today, and
-the several-node transport will. ``redis_key`` is the one place a key is named.
+the several-node transport will; the leases' store (``centre.redis_leases``) uses ``redis_sync_client``.
+``redis_key`` is the one place a key is named.
 """
 
 from __future__ import annotations
@@ -18,12 +19,27 @@ def redis_client(settings: RedisSettings, *, timeout: float | None = None) -> An
     override any given in the URL; ``timeout`` caps connecting and each reply (seconds)."""
     import redis.asyncio as aioredis  # only when Redis is configured
 
+    return aioredis.from_url(settings.url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                             **_credentials(settings))
+
+
+def redis_sync_client(settings: RedisSettings, *, timeout: float | None = None) -> Any:
+    """A synchronous ``redis.Redis`` for ``settings`` (for calls that leave the event loop, such as the
+    leases' store); the same ``password``, ``username`` and ``timeout`` handling as ``redis_client``."""
+    import redis  # only when Redis is configured
+
+    return redis.Redis.from_url(settings.url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                **_credentials(settings))
+
+
+def _credentials(settings: RedisSettings) -> dict[str, Any]:
+    """``password`` and ``username`` as client arguments (they override any given in the URL)."""
     extra: dict[str, Any] = {}
     if settings.password is not None:
         extra["password"] = settings.password.get_secret_value()
     if settings.username is not None:
         extra["username"] = settings.username
-    return aioredis.from_url(settings.url, socket_connect_timeout=timeout, socket_timeout=timeout, **extra)
+    return extra
 
 
 def redis_key(settings: RedisSettings, *parts: str) -> str:

@@ -142,9 +142,9 @@ class KeeperTimings:
     """A keeper's clock, in seconds. ``ttl``: each lease's length; ``renew_every`` (ttl/3); ``acquire_every``
     (ttl/2): how often free leases are tried; ``safety`` (ttl/10): a lease counts as held only until
     ``until - safety`` (covers clock skew between nodes and a tick's lateness); ``prefer_every``
-    (ttl/8): how often the preferred (home) leases are tried while someone else holds them; ``defer`` (1.5 prefer_every): how long a
-    lease must be seen free before a node that is not its home takes it, so that a live home wins;
-    ``retry_every`` (renew_every/2): after a store failure, when to try again."""
+    (ttl/8): how often the preferred (home) leases are tried while someone else holds them; ``defer``
+    (1.5 prefer_every): how long a lease must be seen free before a node that is not its home takes it,
+    so that a live home wins; ``retry_every`` (renew_every/2): after a store failure, when to try again."""
 
     ttl: float
     renew_every: float
