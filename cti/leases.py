@@ -200,6 +200,7 @@ class LeaseKeeper:
         self._acquire_at = -math.inf
         self._retry_at: float | None = None  # the store is down: no calls before this
         self._store_up = True
+        self._answered = False  # a store call answered during this tick
         self.want(wanted, prefer=prefer)
 
     # ---- reads
@@ -270,6 +271,7 @@ class LeaseKeeper:
                 changes.append(Lost(name, EXPIRED))
         if self._retry_at is not None and now < self._retry_at:
             return changes
+        self._answered = False
         try:
             self._release_unwanted(changes)
             self._renew_due(now, changes)
@@ -280,14 +282,15 @@ class LeaseKeeper:
             self._acquire_others(now, changes)
         except LeaseStoreDown as exc:
             self._retry_at = now + self.timings.retry_every
+            self._prefer_at = self._acquire_at = -math.inf  # once it answers, look at everything at once
             if self._store_up:
                 self._store_up = False
                 changes.append(StoreDown(str(exc) or exc.__class__.__name__))
             return changes
-        if not self._store_up:
+        self._retry_at = None
+        if not self._store_up and self._answered:
             self._store_up = True
             changes.insert(0, StoreUp())
-        self._retry_at = None
         return changes
 
     # ---- steps
@@ -304,11 +307,13 @@ class LeaseKeeper:
             self._drop(name)  # stop acting first: a failed release lapses at until
             changes.append(Lost(name, UNWANTED))
             self.store.release(name, self.node, lease.epoch)
+            self._answered = True
 
     def _renew_due(self, now: float, changes: list[LeaseChange]) -> None:
         for name in sorted(n for n, at in self._renew_at.items() if now >= at):
             lease = self._held[name]
             renewed = self.store.renew(name, self.node, lease.epoch, now, now + self.timings.ttl)
+            self._answered = True
             if renewed is None:
                 self._drop(name)
                 changes.append(Lost(name, REFUSED))
@@ -318,6 +323,7 @@ class LeaseKeeper:
 
     def _try_acquire(self, name: str, now: float, changes: list[LeaseChange]) -> None:
         lease = self.store.acquire(name, self.node, now, now + self.timings.ttl)
+        self._answered = True
         if lease is not None:
             self._held[name] = lease
             self._renew_at[name] = now + self.timings.renew_every
@@ -336,7 +342,9 @@ class LeaseKeeper:
                 self._try_acquire(name, now, changes)
                 self._seen_free.pop(name, None)  # taken, or someone else (its home) was quicker
             elif look:
-                if self.store.holder(name, now) is None:
+                free = self.store.holder(name, now) is None
+                self._answered = True
+                if free:
                     self._seen_free.setdefault(name, now)
                     if self.timings.defer <= 0:
                         self._try_acquire(name, now, changes)
