@@ -283,6 +283,7 @@ class Cluster:
     log: list[tuple[float, str, LeaseChange]] = field(default_factory=list)
     overlaps: list[tuple[float, str, list[str]]] = field(default_factory=list)
     step_index: int = 0
+    home_last: bool = False  # at an instant, tick the nodes in reverse order (n1, a home, last)
 
     @classmethod
     def of(cls, store: LeaseStore, nodes: tuple[str, ...] = ("n1", "n2", "n3"),
@@ -296,7 +297,7 @@ class Cluster:
     def run_until(self, end: float) -> None:
         while self.step_index * STEP < end - 1e-9:
             t = self.step_index * STEP
-            for node in sorted(self.alive):
+            for node in sorted(self.alive, reverse=self.home_last):
                 self.tick(node, t)
             for name in NAMES:
                 holding = self.holding(name, t)
@@ -420,7 +421,10 @@ def test_store_down_is_reported_once_and_leases_are_lost_at_their_safe_end(backe
 
 
 def test_preferred_leases_go_home_when_free(backend: Backend) -> None:
-    cluster = Cluster.of(backend.store)
+    # The others look every step and tick first at an instant: the home wins by its preference (it tries every
+    # prefer_every; they wait defer once they see it free), not by luck of the schedule.
+    cluster = Cluster.of(backend.store, timings=KeeperTimings.for_ttl(TTL, acquire_every=STEP))
+    cluster.home_last = True
     cluster.alive.discard("n1")  # n1 (home of ami:pbx1) not started yet
     cluster.run_until(TTL)
     away = cluster.owner("ami:pbx1", TTL - STEP)
