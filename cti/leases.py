@@ -201,6 +201,7 @@ class LeaseKeeper:
         self._retry_at: float | None = None  # the store is down: no calls before this
         self._store_up = True
         self._answered = False  # a store call answered during this tick
+        self._to_release: dict[str, Lease] = {}  # no longer wanted: to be released
         self.want(wanted, prefer=prefer)
 
     # ---- reads
@@ -229,6 +230,8 @@ class LeaseKeeper:
             times.append(self._retry_at)
         else:
             times.extend(self._renew_at.values())
+            if self._to_release:
+                times.append(-math.inf)
             if self._wanted_free(self._prefer):
                 times.append(self._prefer_at)
             others = self._wanted_free(self._wanted - self._prefer)
@@ -238,28 +241,39 @@ class LeaseKeeper:
         return min(times) if times else None
 
     # ---- changes of what is wanted
-    def want(self, wanted: Iterable[str], *, prefer: Iterable[str] = ()) -> None:
-        """Replace the wanted set (``prefer``: those of it this node is home of). A held lease no longer
-        wanted is released at the next tick."""
+    def want(self, wanted: Iterable[str], *, prefer: Iterable[str] = ()) -> list[LeaseChange]:
+        """Replace the wanted set (``prefer``: those of it this node is home of; other names are ignored). A
+        held lease no longer wanted is lost at once (returned: stop acting on it) and released at the next
+        tick."""
         self._wanted = set(wanted)
         self._prefer = set(prefer) & self._wanted
         self._seen_free = {n: t for n, t in self._seen_free.items() if n in self._wanted - self._prefer}
         self._prefer_at = -math.inf
+        changes: list[LeaseChange] = []
+        for name in sorted(set(self._held) - self._wanted):
+            self._to_release[name] = self._held[name]
+            self._drop(name)
+            changes.append(Lost(name, UNWANTED))
+        return changes
 
     def release_all(self) -> list[LeaseChange]:
         """Give every lease up (shutdown): Lost(RELEASED) for each; store failures are ignored (the leases
         lapse at their ``until``)."""
         changes: list[LeaseChange] = []
         for name in sorted(self._held):
-            lease = self._held.pop(name)
-            self._renew_at.pop(name, None)
+            lease = self._held[name]
+            self._drop(name)
+            changes.append(Lost(name, RELEASED))
+            self._to_release[name] = lease
+        self._wanted.clear()
+        self._prefer.clear()
+        self._seen_free.clear()
+        for name, lease in sorted(self._to_release.items()):
             try:
                 self.store.release(name, self.node, lease.epoch)
             except LeaseStoreDown:
                 pass
-            changes.append(Lost(name, RELEASED))
-        self._wanted.clear()
-        self._prefer.clear()
+        self._to_release.clear()
         return changes
 
     # ---- the clock
@@ -273,7 +287,7 @@ class LeaseKeeper:
             return changes
         self._answered = False
         try:
-            self._release_unwanted(changes)
+            self._release_unwanted(now)
             self._renew_due(now, changes)
             if now >= self._prefer_at and self._wanted_free(self._prefer):
                 self._prefer_at = now + self.timings.prefer_every
@@ -301,13 +315,13 @@ class LeaseKeeper:
         del self._held[name]
         self._renew_at.pop(name, None)
 
-    def _release_unwanted(self, changes: list[LeaseChange]) -> None:
-        for name in sorted(set(self._held) - self._wanted):
-            lease = self._held[name]
-            self._drop(name)  # stop acting first: a failed release lapses at until
-            changes.append(Lost(name, UNWANTED))
-            self.store.release(name, self.node, lease.epoch)
-            self._answered = True
+    def _release_unwanted(self, now: float) -> None:
+        for name in sorted(self._to_release):
+            lease = self._to_release[name]
+            if now < lease.until:  # (past until it has lapsed by itself)
+                self.store.release(name, self.node, lease.epoch)
+                self._answered = True
+            del self._to_release[name]
 
     def _renew_due(self, now: float, changes: list[LeaseChange]) -> None:
         for name in sorted(n for n, at in self._renew_at.items() if now >= at):

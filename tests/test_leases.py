@@ -462,9 +462,16 @@ def test_a_lease_no_longer_wanted_is_released(backend: Backend) -> None:
     keeper = LeaseKeeper(store, "n1", ["pacer:c1", "ami:pbx1"], TIMINGS, prefer=["ami:pbx1", "pacer:c1"])
     assert [c for c in keeper.tick(0.0)] == [Gained("ami:pbx1", Lease("ami:pbx1", "n1", TTL, 1)),
                                              Gained("pacer:c1", Lease("pacer:c1", "n1", TTL, 1))]
-    keeper.want(["ami:pbx1"], prefer=["ami:pbx1"])
-    assert keeper.tick(0.1) == [Lost("pacer:c1", UNWANTED)]
+    assert keeper.want(["ami:pbx1"], prefer=["ami:pbx1"]) == [Lost("pacer:c1", UNWANTED)]
+    assert not keeper.holds("pacer:c1", 0.1) and keeper.holds("ami:pbx1", 0.1)
+    assert store.holder("pacer:c1", 0.1) is not None  # released at the next tick, which is due now
+    deadline = keeper.next_deadline()
+    assert deadline is not None and deadline <= 0.1
+    assert keeper.tick(0.1) == []
     assert store.holder("pacer:c1", 0.1) is None
+    assert keeper.want([]) == [Lost("ami:pbx1", UNWANTED)]
+    keeper.tick(TTL)  # past until: it lapsed by itself, nothing to release
+    assert keeper.next_deadline() is None and store.holder("ami:pbx1", 0.2) is not None
 
 
 def test_a_renewal_refused_is_lost_at_once(backend: Backend) -> None:
