@@ -278,6 +278,9 @@ class LeaseKeeper:
 
     # ---- the clock
     def tick(self, now: float) -> list[LeaseChange]:
+        """First drop (Lost, EXPIRED) every lease past its safe end, before any store call; then, unless
+        waiting to retry a failed store, release the unwanted, renew what is due, try the free preferred
+        leases, look at (and after ``defer`` take) the free others."""
         changes: list[LeaseChange] = []
         for name in sorted(self._held):
             if now >= self.stop_at(self._held[name]):
