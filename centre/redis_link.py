@@ -2,8 +2,8 @@
 never logged, never in an error), and the key prefix every key the server writes starts with.
 
 Nothing else builds a Redis client: the readiness check (``centre.ops_http``) uses ``redis_client`` today, and
-the several-node transport will; the shared agent pool (``centre.redis_state``) uses ``redis_sync_client`` and
-names its keys under a prefix made here. ``redis_key`` is the one place a key is named.
+the several-node transport will; the shared agent pool (``centre.redis_state``) and the leases' store
+(``centre.redis_leases``) use ``redis_sync_client``. ``redis_key`` is the one place a key is named.
 """
 
 from __future__ import annotations
@@ -25,15 +25,20 @@ def redis_client(settings: RedisSettings, *, timeout: float | None = None) -> An
 
 def redis_sync_client(settings: RedisSettings, *, timeout: float = 0.5) -> Any:
     """A synchronous ``redis.Redis`` for ``settings`` (it connects on first use), for the shared agent pool's
-    one-round-trip claims. ``password`` and ``username`` override any given in the URL; ``timeout`` caps
-    connecting and each reply (seconds), small so that a node notices a lost Redis and degrades."""
+    one-round-trip claims and the leases. ``password`` and ``username`` override any given in the URL;
+    ``timeout`` caps connecting and each reply (seconds), small so that a node notices a lost Redis and
+    degrades; no retries inside the client (redis-py's default retries with back-off would hold the event loop
+    for seconds: the callers retry on their own timers)."""
     import redis  # only when Redis is configured
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     return redis.Redis.from_url(settings.url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                **_credentials(settings))
+                                retry=Retry(NoBackoff(), 0), **_credentials(settings))
 
 
 def _credentials(settings: RedisSettings) -> dict[str, Any]:
+    """``password`` and ``username`` as client arguments (they override any given in the URL)."""
     extra: dict[str, Any] = {}
     if settings.password is not None:
         extra["password"] = settings.password.get_secret_value()

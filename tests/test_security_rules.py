@@ -246,6 +246,32 @@ def test_redis_settings_validate_and_a_client_from_them_authenticates(private_re
     asyncio.run(body())
 
 
+def test_sync_client_and_lease_store_authenticate_and_name_no_password(private_redis: tuple[int, str]) -> None:
+    """``redis_sync_client`` (the leases' store's client) is let in with the settings' password; without it
+    the store's calls fail as ``LeaseStoreDown`` whose message names neither the password nor the URL."""
+    from centre.redis_leases import RedisLeases
+    from centre.redis_link import redis_key, redis_sync_client
+    from config.schema import RedisSettings
+    from cti.leases import Lease, LeaseStoreDown
+
+    port, password = private_redis
+    settings = RedisSettings(url=f"redis://127.0.0.1:{port}/0", password=SecretStr(password), prefix="centre-a")
+    client = redis_sync_client(settings, timeout=5)
+    try:
+        store = RedisLeases(client, redis_key(settings, "lease"))
+        assert store.acquire("ami:pbx1", "n1", 0.0, 10.0) == Lease("ami:pbx1", "n1", 10.0, 1)
+        assert client.keys("*") == [b"centre-a:lease:ami:pbx1"]
+    finally:
+        client.close()
+    anonymous = redis_sync_client(settings.model_copy(update={"password": None}), timeout=5)
+    try:
+        with pytest.raises(LeaseStoreDown) as refused:
+            RedisLeases(anonymous, "centre-a:lease").holder("ami:pbx1", 1.0)
+        assert password not in str(refused.value) and str(port) not in str(refused.value)
+    finally:
+        anonymous.close()
+
+
 # --- console: exports are supervisors', the audit trail is append-only --------------------------------------
 
 def test_statistics_exports_are_refused_to_agents_and_the_audit_trail_cannot_be_edited() -> None:
