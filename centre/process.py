@@ -26,7 +26,7 @@ from config.schema import CtiConfig
 from cti import __version__
 from cti.ami.client import Connector
 from cti.db import describe_url
-from cti.gc_policy import LongLivedPolicy, space_full_collections
+from cti.gc_policy import LongLivedPolicy, PauseWatch, space_full_collections
 from cti.reactor import install_reactor
 from cti.threads import end_of_pass_runner
 from cti.tls import server_context
@@ -57,6 +57,7 @@ class Runtime:
         self.ops_port: int | None = None
         self.gc_policy = LongLivedPolicy()
         self._gc_loop: LoopingCall | None = None
+        self.gc_pauses: PauseWatch | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -88,6 +89,7 @@ class Runtime:
         # garbage collector's full passes, which otherwise stall the loop for 100+ ms under load.
         gc.freeze()
         space_full_collections()
+        self.gc_pauses = PauseWatch().install()  # a full collection that holds the loop is logged with its size
         if self.hub is not None:  # console connections are long-lived too: freeze them once they settle
             self._gc_loop = LoopingCall(self._gc_tick)
             self._gc_loop.clock = self.clock
@@ -126,6 +128,8 @@ class Runtime:
     async def stop(self) -> None:
         if self._gc_loop is not None and self._gc_loop.running:
             self._gc_loop.stop()
+        if self.gc_pauses is not None:
+            self.gc_pauses.uninstall()
         await defer.Deferred.asFuture(self.server.stop(), asyncio.get_running_loop())
         if self.server.interactions is not None:  # the call records still lingering for their batch
             flushed = self.server.interactions.flush().addTimeout(INTERACTIONS_FLUSH_TIMEOUT, self.reactor)

@@ -88,3 +88,38 @@ class LongLivedPolicy:
             self.frozen_opened = opened
             return "freeze"
         return None
+
+
+@dataclass
+class PauseWatch:
+    """Logs each full collection that held the event loop longer than ``threshold`` seconds (with what it
+    walked and freed), so an operator who sees a stall on the wallboard's lag finds its cause in the log.
+    ``install`` adds it to ``gc.callbacks``; ``on_gc`` is the callback (tests call it with a fake clock)."""
+
+    threshold: float = 0.2
+    clock: Callable[[], float] = time.perf_counter
+    longest: float = 0.0  # the longest full pause seen, seconds
+    _started: float | None = None
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = self.clock()
+            return
+        if self._started is None:
+            return
+        took, self._started = self.clock() - self._started, None
+        self.longest = max(self.longest, took)
+        if took >= self.threshold:
+            log.warning("gc: a full collection held the event loop %.0f ms (%d objects freed, %d frozen, "
+                        "%d tracked after it)", 1000 * took, info.get("collected", 0), gc.get_freeze_count(),
+                        len(gc.get_objects(2)))
+
+    def install(self) -> PauseWatch:
+        gc.callbacks.append(self.on_gc)
+        return self
+
+    def uninstall(self) -> None:
+        if self.on_gc in gc.callbacks:
+            gc.callbacks.remove(self.on_gc)

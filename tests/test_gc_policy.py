@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 import weakref
 
-from cti.gc_policy import GcFunctions, LongLivedPolicy
+import pytest
+
+from cti.gc_policy import GcFunctions, LongLivedPolicy, PauseWatch
 
 
 class Counting:
@@ -92,3 +95,24 @@ def test_full_collections_are_spaced_out_and_young_ones_untouched() -> None:
         assert gc.get_threshold()[2] == FULL_AFTER
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_long_full_collection_is_logged_with_its_size_and_a_short_one_is_not(
+        caplog: pytest.LogCaptureFixture) -> None:
+    t = [0.0]
+    watch = PauseWatch(threshold=0.2, clock=lambda: t[0])
+    with caplog.at_level(logging.WARNING, logger="cti.gc"):
+        for gen, took in ((0, 5.0), (2, 0.05), (2, 0.35), (1, 9.0)):
+            watch.on_gc("start", {"generation": gen})
+            t[0] += took
+            watch.on_gc("stop", {"generation": gen, "collected": 7})
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "held the event loop 350 ms (7 objects freed" in lines[0]
+    assert watch.longest == pytest.approx(0.35)
+    real = PauseWatch(threshold=10.0).install()
+    try:
+        gc.collect()  # a real full collection reaches the callback and is timed
+        assert real.longest > 0
+    finally:
+        real.uninstall()
+    assert real.on_gc not in gc.callbacks
