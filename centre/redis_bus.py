@@ -99,6 +99,12 @@ def _text(raw: object) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
+def _quiet(task: asyncio.Future[Any]) -> None:
+    """Retrieve a left-behind command's outcome (its failure was reported by the session that gave up on it)."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _cancel(tasks: list[asyncio.Task[Any]], grace: float = 2.0) -> None:
     """Cancel ``tasks`` and wait for them, at most ``grace`` seconds (a client stuck on a dead socket must
     not hold the transport's teardown)."""
@@ -381,8 +387,19 @@ class StreamsTransport:
             self.on_change(up)
 
     async def _bounded(self, command: Awaitable[T], extra: float = 0.0) -> T:
-        """``command``'s reply, or ``asyncio.TimeoutError`` past ``reply_timeout`` (+ ``extra``) seconds."""
-        return await asyncio.wait_for(command, self._reply_timeout + extra)
+        """``command``'s reply, or ``asyncio.TimeoutError`` past ``reply_timeout`` (+ ``extra``) seconds. A
+        command past its time is cancelled and left behind, not waited for: a redis.asyncio read on a
+        connection that stopped answering may not end when cancelled (it ends when the client is closed)."""
+        task = asyncio.ensure_future(command)
+        task.add_done_callback(_quiet)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._reply_timeout + extra)
+        finally:
+            if not task.done():
+                task.cancel()
+        if not done:
+            raise TimeoutError(f"no reply within {self._reply_timeout + extra:.1f} s")
+        return task.result()
 
     async def _session(self, client: Any) -> None:
         await self._bounded(client.ping())
