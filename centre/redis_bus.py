@@ -141,8 +141,8 @@ class StreamsTransport:
                  on_change: Callable[[bool], None] | None = None) -> None:
         if not node:
             raise ValueError("a node needs a non-empty id")
-        if shards < 1 or maxlen < 1 or outbox_limit < 1 or batch < 1:
-            raise ValueError("shards, maxlen, outbox_limit and batch must be at least 1")
+        if min(shards, maxlen, outbox_limit, batch, block_ms) < 1:  # (BLOCK 0 would wait for ever)
+            raise ValueError("shards, maxlen, outbox_limit, batch and block_ms must be at least 1")
         self.node = node
         self.streams = stream_names(prefix, shards)
         self.shared = tuple(shared)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -306,3 +307,35 @@ def test_an_entry_written_twice_by_a_retried_pipeline_is_delivered_once() -> Non
                 await b.transport.close()
 
     run(body)
+
+
+def test_a_redis_that_stops_answering_counts_as_down_and_holds_nothing_up() -> None:
+    """A server that takes the connection and never answers (a hung Redis, a dead link without a reset): no
+    command is waited on past ``reply_timeout``, the node says Redis is down, its events still go round here,
+    and ``close`` returns at once."""
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody ever reads or answers
+
+    async def body(prefix: str) -> None:
+        a = Node("A", prefix, url=f"redis://127.0.0.1:{silent.getsockname()[1]}/15", reply_timeout=0.3)
+        a.transport.start()
+        started_at = time.monotonic()
+        await until(lambda: a.changes == [False], "A sees Redis down", timeout=4.0)
+        assert time.monotonic() - started_at < 3.0  # the reply timeout, not the client's 5 s
+        a.bus.publish(waiting("L1", 1), 1.0)
+        assert a.engine.local == [waiting("L1", 1)] and a.transport.outbox == 1
+        closing = time.monotonic()
+        await a.transport.close()
+        assert time.monotonic() - closing < 2.5
+
+    try:
+        run(body)
+    finally:
+        silent.close()
+
+
+def test_settings_that_cannot_work_are_refused() -> None:
+    for bad in ({"shards": 0}, {"block_ms": 0}, {"maxlen": 0}, {"outbox_limit": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            StreamsTransport("A", lambda: None, "p", (AcdEvent,), clock=lambda: 0.0, **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="node"):
+        StreamsTransport("", lambda: None, "p", (AcdEvent,), clock=lambda: 0.0)
