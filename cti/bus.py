@@ -7,8 +7,8 @@ be replaced on its own:
   are resolved once per event *type* over its MRO (an engine subscribed to ``AcdEvent`` gets every
   subclass) and cached: routing is one dict look-up per event, no isinstance chains.
 * ``LocalTransport``: delivery of a published event in this process (at once, depth-first). A Redis
-  transport for several nodes plugs in here (``Transport``): it would send the event out and deliver
-  what it receives.
+  transport for several nodes plugs in here (``Transport``; ``centre.redis_bus.StreamsTransport``): it
+  delivers here at once, sends the shared events out, and hands what it receives to ``deliver_remote``.
 * ``EventBus``: publishing and the outputs' way on. An engine's ``handle`` returns a list of outputs;
   each is handled in order, depth-first: a ``cti.commands.Command`` goes to the command sink (the
   Dispatcher), anything else is published as an event (its engines run before the next output). This
