@@ -3,6 +3,7 @@ sink, listeners, and timers over all engines on a virtual clock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -106,7 +107,7 @@ def test_outputs_are_carried_out_depth_first_in_order() -> None:
     assert log == ["a:Base(n=1)@1.0", "cmd:h1", "b:Other(n=1)@1.0", "a:Child(n=2)@1.0", "c:Child(n=2)@1.0",
                    "cmd:p1", "c:Base(n=1)@1.0"]
     assert [c.ref for c in sent] == ["h1", "p1"]
-    assert bus.counters == {"events": 3, "commands": 2}
+    assert bus.counters == {"events": 3, "commands": 2, "remote_events": 0}
 
 
 def test_listeners_see_every_event_before_the_engines() -> None:
@@ -195,3 +196,100 @@ def test_an_unattached_transport_says_so() -> None:
 def test_engines_satisfy_the_protocol() -> None:
     assert isinstance(Recorder("a", (Base,), []), Engine)
     assert isinstance(Timed(None, []), Engine)
+
+
+class RemoteRecorder(Recorder):
+    """A ``Recorder`` that also takes other nodes' events of ``remote`` types."""
+
+    def __init__(self, name: str, kinds: tuple[type, ...], remote: tuple[type, ...], log: list[str],
+                 script: dict[object, list[object]] | None = None) -> None:
+        super().__init__(name, kinds, log, script)
+        self.remote_subscriptions = remote
+
+
+class NoRemoteAttribute:
+    """An engine written before remote events existed: no ``remote_subscriptions`` at all."""
+
+    subscriptions = (Base,)
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def handle(self, event: object, now: float) -> Outputs:
+        self.log.append(f"old:{event}")
+        return ()
+
+    def tick(self, now: float) -> Outputs:
+        return ()
+
+    def next_deadline(self) -> float | None:
+        return None
+
+
+def test_a_remote_event_reaches_only_the_engines_whose_remote_subscriptions_take_it() -> None:
+    log: list[str] = []
+    bus, _ = _bus(log)
+    bus.add(Recorder("local", (Base,), log))  # Reactive: remote_subscriptions empty by default
+    bus.add(NoRemoteAttribute(log))  # no attribute at all: still an Engine, never sees remote events
+    bus.add(RemoteRecorder("stats", (), (Base,), log))  # a subclass routes by the MRO, as locally
+    bus.add(RemoteRecorder("other", (), (Other,), log))
+    assert isinstance(NoRemoteAttribute(log), Engine)
+    bus.deliver_remote(Child(1), "nodeA", 5.0)
+    assert log == ["stats:Child(n=1)@5.0"]
+    log.clear()
+    bus.publish(Child(2), 6.0)  # a local event: remote_subscriptions play no part
+    assert log == ["local:Child(n=2)@6.0", "old:Child(n=2)"]
+    assert bus.counters["remote_events"] == 1 and bus.counters["events"] == 1
+
+
+def test_what_a_remote_event_causes_is_carried_out_here_commands_to_the_sink_events_routed_locally() -> None:
+    log: list[str] = []
+    bus, sent = _bus(log)
+    hangup = Hangup(ref="h1", server="pbx1", channel="SIP/1-1")
+    bus.add(RemoteRecorder("pops", (), (Base,), log, {Base(1): [hangup, Other(7)]}))
+    bus.add(Recorder("local", (Other,), log))
+    bus.deliver_remote(Base(1), "nodeB", 3.0)
+    assert log == ["pops:Base(n=1)@3.0", "cmd:h1", "local:Other(n=7)@3.0"]
+    assert sent == [hangup]
+
+
+def test_remote_listeners_see_remote_events_with_their_origin_and_local_listeners_do_not() -> None:
+    log: list[str] = []
+    bus, _ = _bus(log)
+    local: list[object] = []
+    remote: list[tuple[object, str]] = []
+    bus.subscribe(local.append)
+    bus.subscribe_remote(lambda event, origin: remote.append((event, origin)))
+    bus.deliver_remote(Base(1), "nodeC", 0.0)
+    bus.publish(Base(2), 0.0)
+    assert local == [Base(2)] and remote == [(Base(1), "nodeC")]
+
+
+def test_remote_routes_are_cached_per_type_and_resolved_again_after_an_engine_is_added() -> None:
+    log: list[str] = []
+    bus, _ = _bus(log)
+    first = RemoteRecorder("a", (), (Base,), log)
+    bus.add(first)
+    assert bus.routes.for_remote_type(Child) == (first,)
+    second = RemoteRecorder("b", (), (Child,), log)
+    bus.add(second)
+    assert bus.routes.for_remote_type(Child) == (first, second)
+    assert bus.routes.for_remote_type(Other) == ()
+
+
+def test_a_transport_that_receives_remote_events_is_handed_deliver_remote() -> None:
+    class Receiving(LocalTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.remote: Callable[[object, str, float], None] | None = None
+
+        def attach_remote(self, deliver_remote: Callable[[object, str, float], None]) -> None:
+            self.remote = deliver_remote
+
+    log: list[str] = []
+    transport = Receiving()
+    bus = EventBus(lambda c: None, transport=transport)
+    bus.add(RemoteRecorder("a", (), (Base,), log))
+    assert transport.remote is not None
+    transport.remote(Base(4), "nodeA", 1.0)
+    assert log == ["a:Base(n=4)@1.0"]

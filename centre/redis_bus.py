@@ -1,0 +1,435 @@
+"""Domain events between nodes on Redis Streams: ``StreamsTransport``, the bus's transport for several nodes.
+
+``StreamsTransport`` is a ``cti.bus.Transport``: ``send`` delivers an event in this process at once (as
+``LocalTransport`` does) and, when its type is one of ``shared`` (or a subclass of one), queues it for the
+stream ``<prefix>:events:<shard>`` as the entry ``{origin, type, body, seq}`` (``body``: ``cti.event_codec``
+JSON; ``seq``: this transport's run and count, which lets a reader drop an entry written twice when a
+connection broke mid-pipeline), with ``MAXLEN ~ maxlen``. The shard comes from the event's ``call_id``, else its
+``agent_id``, else its ``uniqueid`` (crc32, the same on every node), so that the events of one call and of one
+agent stay in order with ``shards`` > 1; an event with none of these goes to shard 0. Writes are batched: the
+queue is flushed on the loop's next turn, one pipeline per batch.
+
+Reading: every node has its own consumer group on every stream (group and consumer = the node id; created
+at ``$``, so a new node starts from now), so every node sees every event. A session first reads the
+group's pending entries (delivered to this node but never acknowledged: a crash, or an XACK lost with the
+connection), then blocks on new ones (XREADGROUP BLOCK). Entries of this node are skipped; the others are
+decoded and handed to ``EventBus.deliver_remote(event, origin, clock())`` (only the engines with
+``remote_subscriptions`` take them), then acknowledged. An entry that does not decode, or whose engines
+raise, is logged and acknowledged: one bad entry never stops the reader. Delivery is at least once across a
+crash between delivery and XACK, exactly once otherwise.
+
+Outage: while Redis cannot be reached, the node goes on (local delivery never waits for Redis); the shared
+events wait in an in-order outbox of at most ``outbox_limit`` (past it the oldest are dropped, counted in
+``stats["dropped"]`` and logged once per outage). A reconnect loop retries with ``backoff`` (0.5 s doubling to
+30 s), logs once when Redis goes down and once when it is back, and reports it through ``up`` and
+``on_change(up)`` (for ``/healthz`` and the wallboard). Back, it flushes the outbox in order first, then reads
+on from its group's position: nothing the other nodes wrote meanwhile is missed, as long as the stream's
+``MAXLEN`` (about ``maxlen`` entries per shard) did not trim it before this node read it; entries trimmed
+while still pending are counted in ``stats["trimmed"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cti.db import retry_backoff
+from cti.event_codec import CodecError, EventCodec
+
+log = logging.getLogger(__name__)
+
+DeliverRemote = Callable[[object, str, float], None]
+T = TypeVar("T")
+
+
+def default_codec() -> EventCodec:
+    """A codec of every event class of the kernel, the ACD, the dialer and the IVR."""
+    import acd.events
+    import cti.events
+    import dialer.events
+    import ivr.events
+
+    codec = EventCodec()
+    for module in (cti.events, acd.events, dialer.events, ivr.events):
+        codec.register_module(module)
+    return codec
+
+
+def shard_key(event: object) -> str:
+    """What keeps an event in order with its kin: its call (``call_id``), else its agent, else its channel."""
+    for name in ("call_id", "agent_id", "uniqueid"):
+        value = getattr(event, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def shard_of(event: object, shards: int) -> int:
+    """The shard of ``event`` among ``shards`` (crc32 of ``shard_key``: the same on every node)."""
+    if shards <= 1:
+        return 0
+    key = shard_key(event)
+    return zlib.crc32(key.encode()) % shards if key else 0
+
+
+def stream_names(prefix: str, shards: int) -> tuple[str, ...]:
+    return tuple(f"{prefix}:events:{i}" for i in range(shards))
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    n: int  # this transport's count: which entries a pipeline wrote
+    stream: str
+    fields: dict[str, str | bytes]
+
+
+def _entry_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _text(raw: object) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    """Retrieve a left-behind command's outcome (its failure was reported by the session that gave up on it)."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]], grace: float = 2.0) -> None:
+    """Cancel ``tasks`` and wait for them, at most ``grace`` seconds (a client stuck on a dead socket must
+    not hold the transport's teardown)."""
+    for task in tasks:
+        task.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=grace)
+    if stuck:
+        log.warning("redis bus: %d task(s) did not stop within %.0f s of being cancelled", len(stuck), grace)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis could not be reached (then the node is down and retries)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError))
+
+
+class StreamsTransport:
+    """The bus's transport across nodes (see the module's docstring). ``start()`` on the running loop,
+    ``close()`` to stop; ``drain()`` waits for the outbox to be written.
+
+    ``client_factory`` makes a ``redis.asyncio.Redis`` (``centre.redis_link.redis_client``) for each session
+    (a new one after each outage); its reply timeout, if any, must exceed ``block_ms`` (the reader's XREADGROUP
+    BLOCK), or the reader's wait would read as an outage. Whatever the client does, no command waits longer
+    than ``reply_timeout`` seconds (past ``block_ms`` for the reader): a connection that stops answering
+    counts as Redis down and the session starts again on a new client. ``clock`` gives the ``now`` of remote
+    deliveries."""
+
+    def __init__(self, node: str, client_factory: Callable[[], Any], prefix: str, shared: Iterable[type], *,
+                 clock: Callable[[], float], shards: int = 1, maxlen: int = 100_000,
+                 codec: EventCodec | None = None, outbox_limit: int = 100_000, batch: int = 500,
+                 block_ms: int = 1000, reply_timeout: float = 5.0, backoff: Callable[[int], float] = retry_backoff,
+                 on_change: Callable[[bool], None] | None = None) -> None:
+        if not node:
+            raise ValueError("a node needs a non-empty id")
+        if min(shards, maxlen, outbox_limit, batch, block_ms) < 1:  # (BLOCK 0 would wait for ever)
+            raise ValueError("shards, maxlen, outbox_limit, batch and block_ms must be at least 1")
+        self.node = node
+        self.streams = stream_names(prefix, shards)
+        self.shared = tuple(shared)
+        self.on_change = on_change
+        self._client_factory = client_factory
+        self._clock = clock
+        self._maxlen = maxlen
+        self._codec = codec if codec is not None else default_codec()
+        self._outbox_limit = outbox_limit
+        self._batch = batch
+        self._block_ms = block_ms
+        self._reply_timeout = reply_timeout
+        self._backoff = backoff
+        self._deliver: Callable[[object, float], None] | None = None
+        self._deliver_remote: DeliverRemote | None = None
+        self._is_shared: dict[type, bool] = {}
+        self._outbox: deque[_Entry] = deque()
+        self._count = 0
+        self._run_id = uuid.uuid4().hex[:12]
+        self._wake = asyncio.Event()
+        self._up: bool | None = None  # None: not tried yet
+        self._attempt = 0  # reconnect attempts since Redis was last reached
+        self._overflow_said = False
+        self._bad_types_said: set[str] = set()
+        self._delivered: dict[str, tuple[int, int]] = {}  # per stream: the last entry handled in this object
+        self._seen: dict[tuple[str, str], tuple[str, int]] = {}  # per (stream, origin): its run and last seq
+        self._task: asyncio.Task[None] | None = None
+        self.stats = dict.fromkeys(("sent", "received", "own", "duplicates", "undecodable", "failed",
+                                    "trimmed", "dropped", "unencodable"), 0)
+
+    # -- cti.bus.Transport ----------------------------------------------------------------------------------
+
+    def attach(self, deliver: Callable[[object, float], None]) -> None:
+        self._deliver = deliver
+
+    def attach_remote(self, deliver_remote: DeliverRemote) -> None:
+        self._deliver_remote = deliver_remote
+
+    def send(self, event: object, now: float) -> None:
+        """Queue ``event`` for the other nodes (if shared), then deliver it here at once: the queue keeps
+        the order of publication (an event before those its engines emit)."""
+        if self._deliver is None:
+            raise RuntimeError("transport not attached to a bus")
+        if self._shares(type(event)):
+            self._queue(event)
+        self._deliver(event, now)
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        """Whether Redis is reachable (False until the first connection)."""
+        return bool(self._up)
+
+    @property
+    def outbox(self) -> int:
+        """How many shared events wait to be written."""
+        return len(self._outbox)
+
+    def start(self) -> None:
+        """Connect and run (on the running loop) until ``close``."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"redis-bus-{self.node}")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued event is written (False if not within ``timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._outbox:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def close(self) -> None:
+        """Stop reading and writing; what is still in the outbox is not written (``drain`` first)."""
+        task, self._task = self._task, None
+        if task is not None:
+            await _cancel([task])
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def _shares(self, kind: type) -> bool:
+        shared = self._is_shared.get(kind)
+        if shared is None:
+            mro = kind.__mro__
+            shared = self._is_shared[kind] = any(t in mro for t in self.shared)
+        return shared
+
+    def _queue(self, event: object) -> None:
+        try:
+            name, body = self._codec.encode(event)
+        except CodecError as exc:
+            self.stats["unencodable"] += 1
+            kind = type(event).__name__
+            if kind not in self._bad_types_said:
+                self._bad_types_said.add(kind)
+                log.error("redis bus: %s cannot go to the other nodes: %s", kind, exc)
+            return
+        if len(self._outbox) >= self._outbox_limit:
+            self._outbox.popleft()
+            self.stats["dropped"] += 1
+            if not self._overflow_said:
+                self._overflow_said = True
+                log.error("redis bus: outbox full (%d events): dropping the oldest until Redis is back",
+                          self._outbox_limit)
+        self._count += 1
+        stream = self.streams[shard_of(event, len(self.streams))]
+        self._outbox.append(_Entry(self._count, stream, {
+            "origin": self.node, "type": name, "body": body, "seq": f"{self._run_id}:{self._count}"}))
+        self._wake.set()  # the writer runs on the loop's next turn: one pipeline for what was sent meanwhile
+
+    async def _flush(self, client: Any) -> None:
+        """Write the outbox in order, a pipeline per batch; an entry leaves it only once written."""
+        while self._outbox:
+            batch = [self._outbox[i] for i in range(min(self._batch, len(self._outbox)))]
+            pipe = client.pipeline(transaction=False)
+            for entry in batch:
+                pipe.xadd(entry.stream, entry.fields, maxlen=self._maxlen, approximate=True)
+            await self._bounded(pipe.execute())
+            last = batch[-1].n
+            while self._outbox and self._outbox[0].n <= last:  # (entries may have been dropped meanwhile)
+                self._outbox.popleft()
+            self.stats["sent"] += len(batch)
+        self._overflow_said = False
+
+    async def _write(self, client: Any) -> None:
+        while True:
+            self._wake.clear()
+            await self._flush(client)
+            await self._wake.wait()
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    async def _groups(self, client: Any) -> None:
+        from redis.exceptions import ResponseError
+
+        for stream in self.streams:
+            try:
+                await self._bounded(client.xgroup_create(stream, self.node, id="$", mkstream=True))
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _read(self, client: Any) -> None:
+        cursor = dict.fromkeys(self.streams, "0")  # pending first: delivered to this node, never acknowledged
+        while cursor:
+            got = self._entries(await self._bounded(
+                client.xreadgroup(self.node, self.node, cursor, count=self._batch)))
+            for stream in list(cursor):
+                entries = got.get(stream)
+                if entries:
+                    cursor[stream] = _text(entries[-1][0])
+                else:
+                    del cursor[stream]
+            await self._take(client, got)
+        latest = dict.fromkeys(self.streams, ">")
+        while True:
+            got = self._entries(await self._bounded(
+                client.xreadgroup(self.node, self.node, latest, count=self._batch, block=self._block_ms),
+                self._block_ms / 1000))
+            await self._take(client, got)
+
+    @staticmethod
+    def _entries(reply: Any) -> dict[str, list[Any]]:
+        """XREADGROUP's reply as {stream: [(id, fields), ...]} (RESP2: a list of pairs; RESP3: a dict of
+        one-element lists)."""
+        if not reply:
+            return {}
+        if isinstance(reply, dict):
+            return {_text(stream): list(value[0]) if value else [] for stream, value in reply.items()}
+        return {_text(stream): list(entries) for stream, entries in reply}
+
+    async def _take(self, client: Any, got: dict[str, list[Any]]) -> None:
+        for stream, entries in got.items():
+            if not entries:
+                continue
+            ids = []
+            for raw_id, fields in entries:
+                ids.append(raw_id)
+                entry_id = _entry_id(raw_id)
+                if entry_id <= self._delivered.get(stream, (-1, -1)):
+                    continue  # handled by this object already; its XACK was lost with the connection
+                self._delivered[stream] = entry_id
+                self._handle(stream, fields)
+            await self._bounded(client.xack(stream, self.node, *ids))
+
+    def _handle(self, stream: str, raw: dict[Any, Any] | None) -> None:
+        if not raw:
+            self.stats["trimmed"] += 1  # a pending entry MAXLEN trimmed before it was acknowledged
+            return
+        fields = {_text(k): v for k, v in raw.items()}
+        origin = _text(fields.get("origin", ""))
+        if origin == self.node:
+            self.stats["own"] += 1
+            return
+        if self._duplicate(stream, origin, _text(fields.get("seq", ""))):
+            self.stats["duplicates"] += 1
+            return
+        kind = fields.get("type", "")
+        try:
+            event = self._codec.decode(kind, fields.get("body", ""))
+        except CodecError as exc:
+            self.stats["undecodable"] += 1
+            name = _text(kind)[:60]
+            if name not in self._bad_types_said:
+                self._bad_types_said.add(name)
+                log.error("redis bus: an entry of %s from %s does not decode (%s); skipped", name, origin, exc)
+            return
+        self.stats["received"] += 1
+        if self._deliver_remote is None:
+            return
+        try:
+            self._deliver_remote(event, origin, self._clock())
+        except Exception:
+            self.stats["failed"] += 1
+            log.exception("redis bus: the engines failed on %s from %s", type(event).__name__, origin)
+
+    def _duplicate(self, stream: str, origin: str, seq: str) -> bool:
+        run, _, count = seq.partition(":")
+        if not count.isdigit():
+            return False
+        n = int(count)
+        last = self._seen.get((stream, origin))
+        if last is not None and last[0] == run and n <= last[1]:
+            return True
+        self._seen[(stream, origin)] = (run, n)
+        return False
+
+    # -- the connection -------------------------------------------------------------------------------------
+
+    def _set_up(self, up: bool, why: str = "") -> None:
+        if self._up is up:
+            return
+        self._up = up
+        if up:
+            self._attempt = 0
+            log.info("redis bus: connected (node %s, %d stream(s))", self.node, len(self.streams))
+        else:
+            log.warning("redis bus: Redis unreachable (%s); events wait in the outbox", why)
+        if self.on_change is not None:
+            self.on_change(up)
+
+    async def _bounded(self, command: Awaitable[T], extra: float = 0.0) -> T:
+        """``command``'s reply, or ``asyncio.TimeoutError`` past ``reply_timeout`` (+ ``extra``) seconds. A
+        command past its time is cancelled and left behind, not waited for: a redis.asyncio read on a
+        connection that stopped answering may not end when cancelled (it ends when the client is closed)."""
+        task = asyncio.ensure_future(command)
+        task.add_done_callback(_quiet)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._reply_timeout + extra)
+        finally:
+            if not task.done():
+                task.cancel()
+        if not done:
+            raise TimeoutError(f"no reply within {self._reply_timeout + extra:.1f} s")
+        return task.result()
+
+    async def _session(self, client: Any) -> None:
+        await self._bounded(client.ping())
+        await self._groups(client)
+        self._set_up(True)
+        await self._flush(client)  # what waited, in order, before reading on
+        tasks = [asyncio.ensure_future(self._write(client)), asyncio.ensure_future(self._read(client))]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # raises what ended the session
+        finally:
+            await _cancel(tasks)
+
+    async def _run(self) -> None:
+        while True:
+            client = self._client_factory()
+            try:
+                await self._session(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _unreachable(exc):
+                    self._set_up(False, type(exc).__name__)
+                else:
+                    log.error("redis bus: %s: %s; starting the session again", type(exc).__name__, exc)
+            finally:
+                try:
+                    await asyncio.wait_for(client.aclose(), 1.0)
+                except Exception:  # closing a broken client: nothing more to learn
+                    pass
+            self._attempt += 1
+            await asyncio.sleep(self._backoff(self._attempt))
