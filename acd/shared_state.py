@@ -19,8 +19,10 @@ import itertools
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-AVAILABLE = "available"  # the only state an agent can be claimed in
-RESERVED = "reserved"  # what a claim sets; ``expire`` puts an agent still reserved back to AVAILABLE
+from acd.states import AgentState
+
+AVAILABLE: str = AgentState.READY.value  # the only state an agent can be claimed in (the ACD's "ready")
+RESERVED: str = AgentState.RESERVED.value  # what a claim sets; ``expire`` puts one still reserved back to AVAILABLE
 
 
 class SharedStateDown(Exception):
