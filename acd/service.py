@@ -139,7 +139,7 @@ class AcdService:
             # an agent works a queue if it may take its calls at some expansion stage
             queues = tuple(q.name for q in section.queues if compile_requirements(
                 section, q, (), len(q.expansion)).eligible(cfg.skills) is not None)
-            a = AgentRuntime(cfg, i, cfg.endpoint, since=now, idle_since=now, queues=queues, node=node)
+            a = AgentRuntime(cfg, i, cfg.endpoint, since=now, idle_since=now, queues=queues)
             self._agents[cfg.id] = a
             for q in queues:
                 self._queue_agents[q].append(i)
@@ -750,10 +750,13 @@ class AcdService:
             self._match_agent(a, now, out, "claim-expired")
 
     def _pool_back(self, now: float, out: list[Output]) -> None:
-        """The pool answers again: our agents' states written anew (it may have restarted empty), then the
-        waiting calls matched in service order."""
+        """The pool answers again (the writes kept meanwhile are made): the states of our agents it lost (it
+        restarted empty) written anew, then the waiting calls matched in service order."""
+        ok, known = self.pool.call(now, out, self.pool.shared.agents)
+        if not ok or known is None:
+            return
         for a in self._ordinals:
-            if a.node != self.node or (a.id in self.pool.held and a.state == AgentState.RESERVED):
+            if a.node != self.node or a.id in known:
                 continue
             ok, _ = self.pool.call(now, out, lambda a=a: self.pool.rewrite(a.id, a.state.value, a.since))
             if not ok:

@@ -53,6 +53,7 @@ class Pool:
     state: SharedState
     cut: Any
     restore: Any
+    wipe: Any = None  # the store loses everything (a Redis restarted without persistence)
     round_trips: Any = None
 
 
@@ -60,7 +61,8 @@ class Pool:
 def pool(request: pytest.FixtureRequest) -> Iterator[Pool]:
     if request.param == "memory":
         mem = FlakyMemory()
-        yield Pool(mem, lambda: setattr(mem, "broken", True), lambda: setattr(mem, "broken", False))
+        yield Pool(mem, lambda: setattr(mem, "broken", True), lambda: setattr(mem, "broken", False),
+                   lambda: MemoryState.__init__(mem))
         return
     host, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].split(":")
     db = REDIS_URL.rsplit("/", 1)[1]
@@ -69,7 +71,7 @@ def pool(request: pytest.FixtureRequest) -> Iterator[Pool]:
     client = redis_sync_client(RedisSettings(url=f"redis://127.0.0.1:{proxy.port}/{db}", prefix=prefix), timeout=2.0)
     state = RedisState(client, prefix)
     try:
-        yield Pool(state, proxy.cut, proxy.restore, lambda: state.round_trips)
+        yield Pool(state, proxy.cut, proxy.restore, lambda: client.delete(*state.keys()), lambda: state.round_trips)
     finally:
         proxy.restore()
         keys = state.keys()
@@ -402,7 +404,10 @@ def test_claims_are_renewed_while_a_call_lasts(pool: Pool) -> None:
 
 # --------------------------------------------------------------------------------------- the pool unreachable
 
-def test_pool_unreachable_no_offers_one_health_event_and_recovery(pool: Pool) -> None:
+@pytest.mark.parametrize("wiped", [False, True])
+def test_pool_unreachable_no_offers_one_health_event_and_recovery(pool: Pool, wiped: bool) -> None:
+    """Cut off: no offers (the calls keep their order), one SharedStateHealth(up=False), a probe at 1, 2, 4, 8,
+    10 s; back: the writes kept meanwhile are made, the agents the store lost are written anew, calls offered."""
     c = cluster(pool, ("A",), config(2))
     a = c.nodes["A"]
     login_ready(c, "A", "a1")
@@ -426,6 +431,8 @@ def test_pool_unreachable_no_offers_one_health_event_and_recovery(pool: Pool) ->
         c.step(d - c.now)
     assert max(deadlines) <= 10 and deadlines[-1] == 10 and not a.acd.shared_up
     pool.restore()
+    if wiped:
+        pool.wipe()
     c.step(a.acd.next_deadline() - c.now)
     assert a.acd.shared_up and [e.up for e in of_type(a.log, SharedStateHealth)] == [False, True]
     assert sorted(c.offers) == [("A", "u1", "a1"), ("A", "u2", "a2")] or \
