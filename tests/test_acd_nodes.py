@@ -232,6 +232,31 @@ def test_remote_changes_only_touch_the_replica(pool: Pool) -> None:
     assert b.acd.next_deadline() == b.acd.pool.deadline() or b.acd.next_deadline() is not None
 
 
+def test_wrap_up_ended_on_another_node_closes_the_record_and_cancels_the_timer(pool: Pool) -> None:
+    """a1's console is on B; A's call ends and a1 wraps up (A's timer, 60 s). a1 ends the wrap-up on B: A writes
+    its record of the call at once, its wrap-up timer is dead, and A's next caller gets a1."""
+    c = cluster(pool, ("A", "B"), config(1, wrapup=60))
+    login_ready(c, "B", "a1")
+    c.step(0.5)
+    c.event("A", "queued", "u1", "billing")
+    c.event("A", "answer", "u1", "a1")
+    c.step(10)
+    c.free("a1")
+    c.event("A", "hangup", "u1")
+    c.step(0.5)
+    assert c.nodes["B"].state("a1") == "wrap_up" and of_type(c.nodes["A"].log, QueueCallFinished) == []
+    c.request("B", "end_wrapup", "a1")
+    c.event("A", "queued", "u2", "billing")
+    c.step(0.5)
+    (row,) = of_type(c.nodes["A"].log, QueueCallFinished)
+    assert (row.uniqueid, row.outcome, row.wrapup) == ("u1", "answered", 1.0)
+    assert c.offers[-1] == ("A", "u2", "a1")
+    for _ in range(130):  # past the 60 s the wrap-up timer would have fired
+        c.step(0.5)
+    a_changes = [e for e in of_type(c.nodes["A"].log, AgentStateChanged) if e.previous == "wrap_up"]
+    assert a_changes == [] and not c.violations
+
+
 def test_a_call_goes_to_the_next_best_agent_when_the_claim_is_refused(pool: Pool) -> None:
     """B's replica lags (a1 looks ready, but A has it): B's decision tries a1, is refused, offers a2."""
     c = cluster(pool, ("A", "B"), config(2), lag=100.0)
