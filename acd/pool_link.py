@@ -45,6 +45,7 @@ class PoolLink:
         self.up = True
         self.held: dict[str, str] = {}  # agent -> the call (string) its claim by this node names
         self.pending: dict[str, Write] = {}  # writes made while down, in order; the last per agent
+        self.last: tuple[str, str, float] = ("", "", 0.0)  # the last write made: (agent, state, now)
         self.peers = False  # another node was heard from: expire lapsed claims
         self.renew_at = now + ttl / 3
         self.expire_at = now + ttl / 2
@@ -91,6 +92,9 @@ class PoolLink:
     def write(self, agent: str, state: str, since: float, now: float, out: list[Any], keep: bool = False) -> None:
         """The agent's new state; releases this node's claim on it unless ``keep`` (the agent stays on the call)."""
         call = self.held.get(agent, "") if keep else self.held.pop(agent, "")
+        if not call and self.last == (agent, state, now):
+            return  # the same state, just written (the pool freed the agent straight into a pending not-ready)
+        self.last = (agent, state, now)
         op = Write(state, since, "" if keep else call)
         previous = self.pending.pop(agent, None)
         if previous is not None:  # still down: this write replaces the kept one, which may have a claim to release

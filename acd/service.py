@@ -964,9 +964,9 @@ class AcdService:
             return
         if reason is not None:
             a.pending, a.pending_by = None, ""  # not ready now (a supervisor's pending one is met)
-            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call, write=False)
+            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call, write=False)  # written above
         else:
-            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call, write=a.pending is None)
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call, write=False)  # written above
             self._back_to_work(a, now, out)
 
     def _release_agent(self, call: Call, now: float, out: list[Output]) -> None:
@@ -974,7 +974,9 @@ class AcdService:
         a = self._offered_agent(call)
         if a is not None and a.state == AgentState.RESERVED:
             a.call = None
-            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)
+            freed = AgentState.NOT_READY if a.pending is not None else AgentState.READY
+            self.pool.write(a.id, freed.value, now, now, out)  # never ready in the pool when it will not be
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call, write=False)
             self._back_to_work(a, now, out)
 
     def _recall(self, call: Call, now: float, out: list[Output]) -> None:

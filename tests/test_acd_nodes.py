@@ -286,6 +286,55 @@ def test_preview_reservations_claim_too(pool: Pool) -> None:
     assert pool.state.holder("a1", c.now) is None and pool.state.agent("a1").state == "ready"
 
 
+class WritesSeen(MemoryState):
+    """The embedded pool, keeping every state it was told of an agent (set_agent, claim, release) in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def set_agent(self, agent: str, state: str, since: float, node: str) -> None:
+        self.seen.append((agent, state))
+        super().set_agent(agent, state, since, node)
+
+    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Any:
+        claim = super().claim(agent, call, node, now, until)
+        if claim is not None:
+            self.seen.append((agent, "reserved"))
+        return claim
+
+    def release(self, agent: str, call: str, state: str, since: float) -> bool:
+        done = super().release(agent, call, state, since)
+        if done:
+            self.seen.append((agent, state))
+        return done
+
+
+@pytest.mark.parametrize("end", ["NOANSWER", "CANCEL", "answered", "caller-gone"])
+def test_one_node_writes_each_change_of_its_agents_once_in_order(end: str) -> None:
+    """The embedded centre (one node, the default MemoryState) tells the pool each state its agents go through,
+    once and in order, the claim included; a not-ready asked for while ringing is never written as ready."""
+    seen = WritesSeen()
+    h = Node("A", config(1), seen, T0)
+    h.ready("a1")
+    h.queued("u1", "billing")
+    h.request("not_ready", "a1", "break")  # pending until the offer is over
+    if end == "answered":
+        h.answer("u1", "a1")
+        h.hangup("u1")
+        h.advance(5)
+    elif end == "caller-gone":
+        h.hangup("u1")
+    else:
+        h.dial_end("u1", "a1", end)
+    states = [e.state for e in of_type(h.log, AgentStateChanged)]
+    if end in ("CANCEL", "caller-gone"):  # freed from the offer straight into the pending not-ready: in the pool,
+        assert states[-3:] == ["reserved", "ready", "not_ready"]  # never ready for an instant
+        del states[-2]
+    assert [s for a, s in seen.seen] == states and seen.agent("a1").state == states[-1] == "not_ready"
+    assert seen.holder("a1", h.now) is None
+
+
 # ----------------------------------------------------------------------------------------------- random load
 
 @dataclass
@@ -384,6 +433,9 @@ def test_random_concurrent_load_never_double_books_and_every_call_ends(
     assert len({node for node, _, _ in c.offers}) == len(names)  # every node offered calls
     by_agent_nodes = {(aid, node) for node, _, aid in c.offers}
     assert len(by_agent_nodes) > len(agents)  # agents took calls from more than one node: one pool
+    for aid in agents:  # in the end the pool and every replica agree, and no claim is left
+        assert pool.state.holder(aid, c.now) is None
+        assert {c.nodes[name].state(aid) for name in names} == {pool.state.agent(aid).state}
 
 
 # ------------------------------------------------------------------------------------------------- a dead node
