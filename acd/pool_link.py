@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from acd.events import SharedStateHealth
+from acd.events import AcdWarning, SharedStateHealth
 from acd.shared_state import Claim, SharedState, SharedStateDown
 from acd.states import AgentState
 
@@ -140,8 +140,11 @@ class PoolLink:
             ok, gone = self.call(now, out, lambda: self.shared.expire(now))
             for claim in gone or ():
                 if claim.node == self.node:
-                    if self.held.get(claim.agent) == claim.call:
-                        del self.held[claim.agent]  # lost: we were too slow to renew it
+                    if self.held.get(claim.agent) == claim.call:  # lost: this node was too slow to renew it
+                        del self.held[claim.agent]
+                        out.append(AcdWarning(ts=now, code="claim-lapsed", message=f"the claim on agent "
+                                              f"{claim.agent} for {claim.call} lapsed before it was renewed",
+                                              details={"agent_id": claim.agent, "call": claim.call}))
                     continue
                 if self._free(claim, now, out):
                     freed.append(claim.agent)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from acd.events import AgentStateChanged, QueueCallFinished, SharedStateHealth
+from acd.events import AcdWarning, AgentStateChanged, QueueCallFinished, SharedStateHealth
 from acd.service import AcdService, Output
 from acd.shared_state import MemoryState, SharedState, SharedStateDown
 from acd.states import AcdError
@@ -517,3 +517,20 @@ def test_pool_unreachable_no_offers_one_health_event_and_recovery(pool: Pool, wi
         sorted(c.offers) == [("A", "u1", "a2"), ("A", "u2", "a1")]
     assert c.offers[0][1] == "u1"  # in order
     assert pool.state.agent("a2") is not None and pool.state.agent("a2").state == "reserved"
+
+
+def test_a_node_that_stalled_past_its_lease_says_its_claim_lapsed(pool: Pool) -> None:
+    """A node that did not tick for longer than the claim TTL lost its claim (another node may have the agent
+    now): it forgets the claim and warns, rather than renewing what is no longer its."""
+    c = cluster(pool, ("A", "B"), config(1))
+    login_ready(c, "B", "a1")
+    c.step(0.5)
+    c.event("A", "queued", "u1", "billing")
+    assert c.offers == [("A", "u1", "a1")]
+    c.event("A", "answer", "u1", "a1")
+    a = c.nodes["A"]
+    a.now = c.now + 3 * TTL  # stalled: no tick for three leases
+    out = a.advance(0)
+    (warning,) = [w for w in of_type(out, AcdWarning) if w.code == "claim-lapsed"]
+    assert warning.details["agent_id"] == "a1" and a.acd.pool.held == {}
+    assert pool.state.holder("a1", a.now) is None
