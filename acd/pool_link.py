@@ -7,6 +7,10 @@ every ``ttl / 3`` and expires lapsed ones every ``ttl / 2`` (once another node h
 ``SharedStateDown`` into degraded mode: ``up`` false, one ``SharedStateHealth`` event, writes kept (in order,
 the last per agent wins) and retried with the connection, probed after 1 s, doubling to 10 s. Pure: time is
 passed in; the events go to the caller's output list.
+
+A node restarted under the same name must not keep its previous run's claims alive (``renew`` goes by node):
+it renews nothing before ``ttl * 7/6`` after its start, when those have lapsed (they were last renewed before
+the start), and its own claims of that first stretch run until ``start + ttl * 1.5`` at least.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class PoolLink:
         self.pending: dict[str, Write] = {}  # writes made while down, in order; the last per agent
         self.last: tuple[str, str, float] = ("", "", 0.0)  # the last write made: (agent, state, now)
         self.peers = False  # another node was heard from: expire lapsed claims
-        self.renew_at = now + ttl / 3
+        self.first_renew = now + ttl * 7 / 6  # a previous run's claims have lapsed by then
+        self.first_until = now + ttl * 1.5
+        self.renew_at = self.first_renew
         self.expire_at = now + ttl / 2
         self.retry_at = now
         self.retry_delay = RETRY_FIRST
@@ -82,10 +88,11 @@ class PoolLink:
     # ----------------------------------------------------------------------- claims and writes
     def claim(self, agent: str, call: str, now: float, out: list[Any]) -> Claim | None:
         """Claim ``agent`` for ``call`` until now + ttl; None if refused or the pool is down (see ``up``)."""
-        ok, claim = self.call(now, out, lambda: self.shared.claim(agent, call, self.node, now, now + self.ttl))
+        until = max(now + self.ttl, self.first_until)
+        ok, claim = self.call(now, out, lambda: self.shared.claim(agent, call, self.node, now, until))
         if ok and claim is not None:
             if not self.held:
-                self.renew_at = now + self.ttl / 3
+                self.renew_at = max(now + self.ttl / 3, self.first_renew)
             self.held[agent] = call
         return claim
 
@@ -139,14 +146,13 @@ class PoolLink:
             self.expire_at = now + self.ttl / 2
             ok, gone = self.call(now, out, lambda: self.shared.expire(now))
             for claim in gone or ():
-                if claim.node == self.node:
-                    if self.held.get(claim.agent) == claim.call:  # lost: this node was too slow to renew it
-                        del self.held[claim.agent]
-                        out.append(AcdWarning(ts=now, code="claim-lapsed", message=f"the claim on agent "
-                                              f"{claim.agent} for {claim.call} lapsed before it was renewed",
-                                              details={"agent_id": claim.agent, "call": claim.call}))
+                if claim.node == self.node and self.held.get(claim.agent) == claim.call:
+                    del self.held[claim.agent]  # lost: this node was too slow to renew it
+                    out.append(AcdWarning(ts=now, code="claim-lapsed", message=f"the claim on agent "
+                                          f"{claim.agent} for {claim.call} lapsed before it was renewed",
+                                          details={"agent_id": claim.agent, "call": claim.call}))
                     continue
-                if self._free(claim, now, out):
+                if self._free(claim, now, out):  # another node's, or this node's previous run's
                     freed.append(claim.agent)
         return recovered, freed
 
@@ -165,7 +171,10 @@ class PoolLink:
     def _probe(self, now: float, out: list[Any]) -> bool:
         """Try the pool again (renewing our claims); when it answers, write what was kept while it was down."""
         try:
-            self.shared.renew(self.node, now, now + self.ttl)
+            if now >= self.first_renew:
+                self.shared.renew(self.node, now, now + self.ttl)
+            else:
+                self.shared.agent(self.node)  # any request: nothing of ours to renew yet
             while self.pending:
                 agent, op = next(iter(self.pending.items()))
                 self._apply(agent, op, now)
@@ -175,7 +184,7 @@ class PoolLink:
             self.retry_at = now + self.retry_delay
             return False
         self.up = True
-        self.renew_at = now + self.ttl / 3
+        self.renew_at = max(now + self.ttl / 3, self.first_renew)
         self.expire_at = now + self.ttl / 2
         out.append(SharedStateHealth(ts=now, up=True))
         return True

@@ -178,6 +178,25 @@ class AcdService:
             CommandFailed: self._on_command_failed,
         }
         self._push(self._next_midnight(now), "day", None, 0)
+        self._seed_replica(now)
+
+    def _seed_replica(self, now: float) -> None:
+        """A node joining a running pool: its replica starts as the pool says other nodes left the agents (this
+        node's own entries are a previous run's: ``restore`` deals with those)."""
+        ok, entries = self.pool.call(now, self._carry, self.pool.shared.agents)
+        for entry in (entries or {}).values() if ok else ():
+            a = self._agents.get(entry.agent)
+            if a is None or entry.node == self.node:
+                continue
+            try:
+                state = AgentState(entry.state)
+            except ValueError:
+                continue
+            self.pool.peers = True
+            self._replica(a, state, entry.since, entry.node, "")
+            if state == AgentState.READY:
+                a.idle_since = entry.since
+                self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
 
     # ---------------------------------------------------------------- public API
     @property

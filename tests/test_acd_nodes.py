@@ -534,3 +534,26 @@ def test_a_node_that_stalled_past_its_lease_says_its_claim_lapsed(pool: Pool) ->
     (warning,) = [w for w in of_type(out, AcdWarning) if w.code == "claim-lapsed"]
     assert warning.details["agent_id"] == "a1" and a.acd.pool.held == {}
     assert pool.state.holder("a1", a.now) is None
+
+
+def test_a_node_restarted_under_its_name_does_not_keep_its_previous_runs_claims(pool: Pool) -> None:
+    """A holds a1 for a call and restarts (same node name, nothing remembered) and claims a2 at once: its renewals
+    keep a2's claim but not the previous run's on a1, which lapses; B frees a1 and gives it its caller."""
+    c = cluster(pool, ("A", "B"), config(2))
+    login_ready(c, "B", "a1", "a2")
+    c.step(0.5)
+    c.event("A", "queued", "u1", "billing")
+    c.event("A", "answer", "u1", "a1")
+    c.step(3)  # A's old run renews once more, then is gone
+    c.nodes["A"] = Node("A", config(2), pool.state, c.now)
+    c.engaged.pop("a1")
+    c.ringing.clear()
+    c.event("A", "queued", "u2", "billing")
+    assert c.offers[-1] == ("A", "u2", "a2")
+    c.event("A", "answer", "u2", "a2")
+    c.event("B", "queued", "v1", "billing")
+    t_restart = c.now
+    while not any(node == "B" for node, _, _ in c.offers) and c.now < t_restart + 5 * TTL:
+        c.step(0.5)
+    assert c.offers[-1] == ("B", "v1", "a1") and c.now - t_restart <= 2 * TTL
+    assert pool.state.holder("a2", c.now) is not None and not c.violations
