@@ -68,6 +68,13 @@ class AgentNotReadyPending(AcdEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SharedStateHealth(AcdEvent):
+    """The shared agent pool became unreachable (``up`` false: no offers, calls stay queued) or reachable again."""
+
+    up: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEvent(AcdEvent):
     server: str
     uniqueid: str

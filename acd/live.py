@@ -78,6 +78,7 @@ class AgentRuntime:
     by: str = ""  # the supervisor who put the agent in its current state ("" : the agent or the ACD)
     pending_by: str = ""  # the supervisor whose not ready is pending (``pending``): the agent cannot cancel it
     pending_logout: str = ""  # the supervisor whose log-out is pending until the call's work ends
+    node: str = ""  # the node that set the current state (this one, or another node of the shared pool)
 
     @property
     def id(self) -> str:

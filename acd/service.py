@@ -50,6 +50,7 @@ from acd.live import (
     CallKey,
     Decision,
 )
+from acd.pool_link import PoolLink
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -61,6 +62,7 @@ from acd.requirements import (
 from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
 from acd.settings import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
+from acd.shared_state import MemoryState, SharedState
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
@@ -98,6 +100,10 @@ MAX_DATA_VALUE = 256
 MAX_COMMAND_FAILURES = 5
 MAX_DECISIONS = 10_000
 PRIORITY_LIMIT = 1000
+#: How many agents one decision may try to claim for a call before it waits for the next event.
+MAX_CLAIM_ATTEMPTS = 4
+#: Agent states in which this node's claim stays held (the agent is ringing or talking for the call).
+CLAIM_KEPT = frozenset({AgentState.RESERVED, AgentState.ON_CALL})
 #: The not-ready reason of a supervisor's ``force_not_ready`` when it names none of the configured ones.
 SUPERVISOR_REASON = "supervisor"
 
@@ -108,10 +114,21 @@ def campaign_person(data: Mapping[str, str]) -> bool:
 
 
 class AcdService:
-    """The ACD. Create one per process with the ``acd:`` section and the current time."""
+    """The ACD. Create one per process with the ``acd:`` section and the current time.
 
-    def __init__(self, section: AcdSection, now: float) -> None:
+    Several nodes (each with its PBX) share one pool of agents through ``shared`` (default: an embedded
+    ``MemoryState``, the same code path): this node decides with its own indexes (a replica of the pool,
+    kept by ``handle_remote``), then claims the agent in the pool before it offers; a refused claim updates
+    the replica and the call goes to its next best agent. Every local agent state change is written there."""
+
+    #: The events ``handle_remote`` takes from other nodes (``cti.bus``).
+    remote_subscriptions: tuple[type, ...] = (AgentStateChanged,)
+
+    def __init__(self, section: AcdSection, now: float, *, node: str = "local", shared: SharedState | None = None,
+                 claim_ttl: float = 10.0) -> None:
         self.section = section
+        self.node = node
+        self.pool = PoolLink(shared if shared is not None else MemoryState(), node, claim_ttl, now)
         self._tz = ZoneInfo(section.timezone)
         self._queues = {q.name: q for q in section.queues}
         self.router = Router([a.id for a in section.agents], [a.skills for a in section.agents])
@@ -161,6 +178,25 @@ class AcdService:
             CommandFailed: self._on_command_failed,
         }
         self._push(self._next_midnight(now), "day", None, 0)
+        self._seed_replica(now)
+
+    def _seed_replica(self, now: float) -> None:
+        """A node joining a running pool: its replica starts as the pool says other nodes left the agents (this
+        node's own entries are a previous run's: ``restore`` deals with those)."""
+        ok, entries = self.pool.call(now, self._carry, self.pool.shared.agents)
+        for entry in (entries or {}).values() if ok else ():
+            a = self._agents.get(entry.agent)
+            if a is None or entry.node == self.node:
+                continue
+            try:
+                state = AgentState(entry.state)
+            except ValueError:
+                continue
+            self.pool.peers = True
+            self._replica(a, state, entry.since, entry.node, "")
+            if state == AgentState.READY:
+                a.idle_since = entry.since
+                self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
 
     # ---------------------------------------------------------------- public API
     @property
@@ -176,6 +212,21 @@ class AcdService:
             handler(event, now, out)
         return out
 
+    def handle_remote(self, event: object, origin: str, now: float) -> list[Output]:
+        """An event of another node of the pool (``remote_subscriptions``): an agent's state changed there.
+        The replica follows it without the acting node's side effects (no records, no timers of its own); an
+        agent now ready is offered this node's best waiting call (claimed first)."""
+        out = self._begin(now)
+        if isinstance(event, AgentStateChanged) and origin != self.node:
+            self.pool.peers = True
+            self._on_remote_state(event, origin, now, out)
+        return out
+
+    @property
+    def shared_up(self) -> bool:
+        """Whether the shared pool answers (False: degraded, no offers; calls stay queued in order)."""
+        return self.pool.up
+
     def tick(self, now: float) -> list[Output]:
         """Fire every timer due at ``now``."""
         return self._begin(now)
@@ -184,7 +235,9 @@ class AcdService:
         """When ``tick`` next has something to do (None: nothing scheduled)."""
         while self._timers and not self._timer_valid(self._timers[0]):
             heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
+        mine = self._timers[0][0] if self._timers else None
+        pool = self.pool.deadline()
+        return pool if mine is None else mine if pool is None else min(mine, pool)
 
     def login(self, agent_id: str, endpoint: str | None, now: float) -> list[Output]:
         """Log an agent in (to not ready), optionally at another endpoint than the configured one."""
@@ -271,6 +324,11 @@ class AcdService:
             next_state(a.state, Trigger.PREVIEW, a.id)
             if not hold:
                 raise AcdError("invalid-params", "a preview needs the attempt it holds the agent for", agent_id=a.id)
+            if self.pool.claim(a.id, hold, now, out) is None:
+                if not self.pool.up:
+                    raise AcdError("shared-state-down", "the shared agent pool cannot be reached", agent_id=a.id)
+                self._claim_refused(a, now, out)
+                raise AcdError("agent-unavailable", f"agent {a.id} is taken by another node", agent_id=a.id)
             self._preview_holds[hold] = a.id
             self._set_state(a, Trigger.PREVIEW, now, out, reason="preview")
 
@@ -576,6 +634,7 @@ class AcdService:
     def _begin(self, now: float) -> list[Output]:
         out, self._carry = self._carry, []
         out.extend(self._run_due(now))
+        self._maintain_pool(now, out)
         return out
 
     def _request(self, now: float, act: Callable[[list[Output]], None]) -> list[Output]:
@@ -595,7 +654,8 @@ class AcdService:
         return a
 
     def _set_state(self, a: AgentRuntime, trigger: Trigger, now: float, out: list[Output], reason: str = "",
-                   about: Call | None = None, to: AgentState | None = None, by: str = "") -> None:
+                   about: Call | None = None, to: AgentState | None = None, by: str = "",
+                   write: bool = True) -> None:
         """Apply a transition of the state table, publish it, and keep the router's index right.
         ``about`` names the call the change concerns when the agent no longer holds it; ``to`` is the
         state a RESTORE checked with ``restored_state``."""
@@ -605,10 +665,12 @@ class AcdService:
             delta = 1 if new in STAFFED else -1
             for q in a.queues:
                 self._staffed[q] += delta
-        a.state, a.since, a.by = new, now, by
+        a.state, a.since, a.by, a.node = new, now, by, self.node
         a.reason = reason if new in (AgentState.NOT_READY, AgentState.LOGGED_OUT) \
             or (new == AgentState.RESERVED and trigger == Trigger.PREVIEW) else ""
         a.gen += 1
+        if write and trigger not in (Trigger.OFFER, Trigger.PREVIEW, Trigger.PREVIEW_OFFER):  # a claim wrote those
+            self.pool.write(a.id, new.value, now, now, out, keep=new in CLAIM_KEPT)
         call = about or a.call
         out.append(AgentStateChanged(ts=now, agent_id=a.id, state=new.value, previous=prev.value, reason=a.reason,
                                      since=since, queue=call.queue.name if call else "",
@@ -630,12 +692,100 @@ class AcdService:
         """
         if a.state != AgentState.READY or a.ordinal in self.router.agents or not self._device_ok(a):
             return
-        choice = self.router.best_call(a.ordinal)
+        choice = self.router.best_call(a.ordinal) if self.pool.up else None
         if choice is None:
             self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
             return
         call = self._calls[choice.call]  # type: ignore[index]
-        self._offer(call, a, now, out, Decision(trigger, now, a.id, call.queue.strategy, choice))
+        if self._offer(call, a, now, out, Decision(trigger, now, a.id, call.queue.strategy, choice)):
+            return
+        if not self.pool.up:  # ready as far as we know: indexed for when the pool is back
+            self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
+            return
+        self._claim_refused(a, now, out)
+        self._match_call(call, now, out, trigger)
+
+    def _claim_refused(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
+        """The pool would not give us ``a`` (another node has it, or our replica lagged): the replica takes the
+        pool's word for its state, and it is not available here."""
+        self.router.agents.remove(a.ordinal)
+        ok, entry = self.pool.call(now, out, lambda: self.pool.shared.agent(a.id))
+        if not ok or entry is None:
+            return
+        try:
+            state = AgentState(entry.state)
+        except ValueError:
+            state = AgentState.NOT_READY
+        if state == AgentState.READY:  # ready but held by a claim (lapsed, not yet expired): taken all the same
+            state = AgentState.RESERVED
+        self._replica(a, state, entry.since, entry.node, "")
+
+    def _replica(self, a: AgentRuntime, state: AgentState, since: float, node: str, reason: str) -> None:
+        """Set the replica of an agent another node acts on: no event, no write, no record."""
+        if (a.state in STAFFED) != (state in STAFFED):
+            delta = 1 if state in STAFFED else -1
+            for q in a.queues:
+                self._staffed[q] += delta
+        a.state, a.since, a.node, a.reason, a.by = state, since, node, reason, ""
+        a.gen += 1
+        self._refresh(a)
+
+    def _on_remote_state(self, e: AgentStateChanged, origin: str, now: float, out: list[Output]) -> None:
+        a = self._agents.get(e.agent_id)
+        if a is None:
+            return
+        try:
+            state = AgentState(e.state)
+        except ValueError:
+            return
+        if e.ts < a.since:
+            return  # older than what this node knows of the agent (events of two nodes crossed)
+        if a.id in self.pool.held or (a.call is not None and a.state in CLAIM_KEPT):
+            return  # this node holds the agent's claim: the pool's arbiter says the agent is ours
+        if a.call is not None and a.state == AgentState.WRAP_UP:  # our call's wrap-up, ended on the other node
+            call, a.call = a.call, None
+            self._record_answered(call, now, out)
+        previous = a.state
+        self._replica(a, state, e.ts, origin, e.reason)
+        if state == AgentState.READY:
+            if previous != AgentState.READY:
+                a.idle_since = e.ts
+            self._back_to_work(a, now, out)
+
+    def _maintain_pool(self, now: float, out: list[Output]) -> None:
+        """Renew our claims, expire lapsed ones, probe the pool while it is down (``acd.pool_link``)."""
+        recovered, freed = self.pool.maintain(now, out)
+        if recovered:
+            self._pool_back(now, out)
+        for agent_id in freed:  # another node's lease lapsed: its agent is ready again, and told so
+            a = self._agents.get(agent_id)
+            if a is None or a.id in self.pool.held or a.call is not None:
+                continue
+            previous, since = a.state, a.since
+            self._replica(a, AgentState.READY, now, self.node, "")
+            a.idle_since = now
+            out.append(AgentStateChanged(ts=now, agent_id=a.id, state=AgentState.READY.value,
+                                         previous=previous.value, reason="", since=since))
+            self._match_agent(a, now, out, "claim-expired")
+
+    def _pool_back(self, now: float, out: list[Output]) -> None:
+        """The pool answers again (the writes kept meanwhile are made): the states of our agents it lost (it
+        restarted empty) written anew, then the waiting calls matched in service order."""
+        ok, known = self.pool.call(now, out, self.pool.shared.agents)
+        if not ok or known is None:
+            return
+        for a in self._ordinals:
+            if a.node != self.node or a.id in known:
+                continue
+            ok, _ = self.pool.call(now, out, lambda a=a: self.pool.rewrite(a.id, a.state.value, a.since))
+            if not ok:
+                return
+        for call in sorted((c for c in self._calls.values() if c.state == CallState.WAITING),
+                           key=lambda c: c.sort_key):
+            if not self.pool.up:
+                return
+            if call.state == CallState.WAITING and call.key in self.router.calls:
+                self._match_call(call, now, out, "shared-state-back")
 
     def _back_to_work(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
         """After READY: honour a not-ready asked for during the call, else look for a caller."""
@@ -748,6 +898,8 @@ class AcdService:
 
     def _match_call(self, call: Call, now: float, out: list[Output], trigger: str) -> None:
         assert call.requirements is not None
+        if not self.pool.up:
+            return  # degraded: no offers; the call keeps its place
         q = call.queue
         held = self._preview_holds.pop(call.data.get(CTI_ATTEMPT, ""), None)
         if held is not None:  # a previewed lead who answered: to the agent held for it, and no other
@@ -756,13 +908,26 @@ class AcdService:
                 self._offer(call, a, now, out, None, Trigger.PREVIEW_OFFER)
                 return
             # the agent left meanwhile (logged out): the person goes to whoever the router finds
-        choice = self.router.best_agent(call.requirements, q.strategy, self._rr.get(q.name, -1))
-        if choice is not None:
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            choice = self.router.best_agent(call.requirements, q.strategy, self._rr.get(q.name, -1))
+            if choice is None:
+                return
             a = self._ordinals[choice.ordinal]
-            self._offer(call, a, now, out, Decision(trigger, now, a.id, q.strategy, choice))
+            if self._offer(call, a, now, out, Decision(trigger, now, a.id, q.strategy, choice)) \
+                    or not self.pool.up:
+                return
+            self._claim_refused(a, now, out)
+
+    @staticmethod
+    def claim_name(key: CallKey) -> str:
+        """The call's name in the shared pool's claims."""
+        return f"{key[0]}/{key[1]}"
 
     def _offer(self, call: Call, a: AgentRuntime, now: float, out: list[Output], decision: Decision | None,
-               trigger: Trigger = Trigger.OFFER) -> None:
+               trigger: Trigger = Trigger.OFFER) -> bool:
+        """Offer ``call`` to ``a``, claimed in the shared pool first; False (nothing done) if the claim failed."""
+        if trigger == Trigger.OFFER and self.pool.claim(a.id, self.claim_name(call.key), now, out) is None:
+            return False
         self._move(call, CallTrigger.OFFER)
         self._leave_waiting(call)
         q = call.queue
@@ -783,11 +948,12 @@ class AcdService:
                              q.ring_timeout, q.name))
         self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
         if decision is None:
-            return
+            return True
         self._decisions[call.key] = decision
         self._decisions.move_to_end(call.key)
         if len(self._decisions) > MAX_DECISIONS:
             self._decisions.popitem(last=False)
+        return True
 
     def _offered_agent(self, call: Call) -> AgentRuntime | None:
         a = self._agents.get(call.agent_id)
@@ -803,20 +969,23 @@ class AcdService:
         a = self._offered_agent(call)
         out.append(OfferNotAnswered(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id,
                                     queue=call.queue.name, agent_id=call.agent_id, status=status))
+        reason = AGENT_FAULTS.get(status)
         if a is not None:
             a.call = None
+            if a.state == AgentState.RESERVED:  # out of the pool's claim first: the call may be claimed at once
+                freed = AgentState.NOT_READY if reason is not None or a.pending is not None else AgentState.READY
+                self.pool.write(a.id, freed.value, now, now, out)
         if requeue:
             self._enter_waiting(call, now, out, "requeued")
         else:
             self._recall(call, now, out)
         if a is None or a.state != AgentState.RESERVED:
             return
-        reason = AGENT_FAULTS.get(status)
         if reason is not None:
             a.pending, a.pending_by = None, ""  # not ready now (a supervisor's pending one is met)
-            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call)
+            self._set_state(a, Trigger.OFFER_FAILED, now, out, reason=reason, about=call, write=False)  # written above
         else:
-            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call, write=False)  # written above
             self._back_to_work(a, now, out)
 
     def _release_agent(self, call: Call, now: float, out: list[Output]) -> None:
@@ -824,7 +993,9 @@ class AcdService:
         a = self._offered_agent(call)
         if a is not None and a.state == AgentState.RESERVED:
             a.call = None
-            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call)
+            freed = AgentState.NOT_READY if a.pending is not None else AgentState.READY
+            self.pool.write(a.id, freed.value, now, now, out)  # never ready in the pool when it will not be
+            self._set_state(a, Trigger.OFFER_CANCELLED, now, out, about=call, write=False)
             self._back_to_work(a, now, out)
 
     def _recall(self, call: Call, now: float, out: list[Output]) -> None:

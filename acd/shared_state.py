@@ -16,11 +16,13 @@ changes to the pool, for fencing and audits.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
-AVAILABLE = "available"  # the only state an agent can be claimed in
-RESERVED = "reserved"  # what a claim sets; ``expire`` puts an agent still reserved back to AVAILABLE
+from acd.states import AgentState
+
+AVAILABLE: str = AgentState.READY.value  # the only state an agent can be claimed in (the ACD's "ready")
+RESERVED: str = AgentState.RESERVED.value  # what a claim sets; ``expire`` puts one still reserved back to AVAILABLE
 
 
 class SharedStateDown(Exception):
@@ -178,9 +180,10 @@ class MemoryState:
 
     def renew(self, node: str, now: float, until: float) -> int:
         renewed = 0
-        for agent, claim in list(self._claims.items()):
-            if claim.node == node and live(claim, now) is not None:
-                self._claims[agent] = replace(claim, until=until)
+        claims = self._claims
+        for agent, claim in list(claims.items()):
+            if claim.node == node and now <= claim.until:
+                claims[agent] = Claim(agent, claim.call, node, until, claim.version)  # (``replace`` is slow)
                 renewed += 1
         return renewed
 

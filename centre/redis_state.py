@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from acd.shared_state import (
+    AVAILABLE,
     RESERVED,
     AgentEntry,
     Claim,
@@ -50,7 +51,7 @@ CLAIM = """
 local p, agent, call, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, until_s, reserved, gc = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
 local raw = redis.call('HGET', p .. ':agents', agent)
-if not raw or cjson.decode(raw).state ~= 'available' then return 0 end
+if not raw or cjson.decode(raw).state ~= '@AVAILABLE@' then return 0 end
 local ckey = p .. ':claim:agent:' .. agent
 local old = redis.call('HMGET', ckey, 'call', 'until', 'node')
 if old[1] and tonumber(old[2]) >= now then return 0 end
@@ -133,9 +134,9 @@ for _, agent in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now_s)) d
     local raw = redis.call('HGET', p .. ':agents', agent)
     if raw then
       local e = cjson.decode(raw)
-      if e.state == 'reserved' then
+      if e.state == '@RESERVED@' then
         redis.call('HSET', p .. ':agents', agent,
-          '{"state":"available","since":' .. now_json .. ',"node":' .. cjson.encode(e.node) .. '}')
+          '{"state":"@AVAILABLE@","since":' .. now_json .. ',"node":' .. cjson.encode(e.node) .. '}')
       end
     end
     table.insert(out, {agent, c[1], c[2], c[3], c[4]})
@@ -182,6 +183,11 @@ return out
 """
 
 
+def _states(script: str) -> str:
+    """The script with the pool's state names (``acd.shared_state``: the ACD's own) in place of the markers."""
+    return script.replace("@AVAILABLE@", AVAILABLE).replace("@RESERVED@", RESERVED)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -219,7 +225,7 @@ class RedisState:
         self.last_version = 0
         self._agents_key = f"{prefix}:agents"
         self._waiting_key = f"{prefix}:waiting"
-        self._scripts = {name: client.register_script(src) for name, src in (
+        self._scripts = {name: client.register_script(_states(src)) for name, src in (
             ("claim", CLAIM), ("release", RELEASE), ("renew", RENEW), ("expire", EXPIRE),
             ("claim_of_call", CLAIM_OF_CALL), ("enqueue", ENQUEUE), ("dequeue", DEQUEUE), ("waiting", WAITING))}
 

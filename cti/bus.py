@@ -183,12 +183,16 @@ class EventBus:
 
     def deliver_remote(self, event: object, origin: str, now: float) -> None:
         """Run one event of node ``origin`` through the remote listeners and the engines whose
-        ``remote_subscriptions`` take it; their commands go to the sink, their events are published here."""
+        ``remote_subscriptions`` take it (``handle_remote(event, origin, now)`` when the engine has one, else
+        ``handle``); their commands go to the sink, their events are published here."""
         self.counters["remote_events"] += 1
         for listener in self._remote_listeners:
             listener(event, origin)
         for engine in self.routes.for_remote_type(type(event)):
-            outputs = engine.handle(event, now)
+            # an engine that must tell another node's events from its own takes them in ``handle_remote``
+            # (the ACD: another node's agent changes touch only its replica); the others in ``handle``
+            remote = getattr(engine, "handle_remote", None)
+            outputs = remote(event, origin, now) if remote is not None else engine.handle(event, now)
             if outputs:
                 self.apply(outputs, now)
 

@@ -293,3 +293,22 @@ def test_a_transport_that_receives_remote_events_is_handed_deliver_remote() -> N
     assert transport.remote is not None
     transport.remote(Base(4), "nodeA", 1.0)
     assert log == ["a:Base(n=4)@1.0"]
+
+
+class OriginAware(RemoteRecorder):
+    """An engine that must know which node an event came from (the ACD's replica): ``handle_remote``."""
+
+    def handle_remote(self, event: object, origin: str, now: float) -> Outputs:
+        self.log.append(f"{self.name}:{event} from {origin}@{now}")
+        return []
+
+
+def test_an_engine_with_handle_remote_gets_the_origin_and_its_handle_is_not_called_for_remote_events() -> None:
+    log: list[str] = []
+    bus, _ = _bus(log)
+    bus.add(OriginAware("acd", (Base,), (Base,), log))
+    bus.deliver_remote(Base(3), "nodeC", 2.0)
+    assert log == ["acd:Base(n=3) from nodeC@2.0"]
+    log.clear()
+    bus.publish(Base(4), 2.5)
+    assert log == ["acd:Base(n=4)@2.5"]

@@ -1,0 +1,190 @@
+"""The ACD's link to the shared agent pool: its claims, writes kept in order through an outage, health, leases.
+
+``PoolLink`` is what ``acd.service.AcdService`` uses of an ``acd.shared_state.SharedState``: it claims agents
+(and remembers the claims this node holds), writes the agents' states (a state change of an agent whose claim
+this node holds releases the claim, unless the agent keeps it: ringing, on the call), renews this node's claims
+every ``ttl / 3`` and expires lapsed ones every ``ttl / 2`` (once another node has been heard from), and turns
+``SharedStateDown`` into degraded mode: ``up`` false, one ``SharedStateHealth`` event, writes kept (in order,
+the last per agent wins) and retried with the connection, probed after 1 s, doubling to 10 s. Pure: time is
+passed in; the events go to the caller's output list.
+
+A node restarted under the same name must not keep its previous run's claims alive (``renew`` goes by node):
+it renews nothing before ``ttl * 7/6`` after its start, when those have lapsed (they were last renewed before
+the start), and its own claims of that first stretch run until ``start + ttl * 1.5`` at least.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from acd.events import AcdWarning, SharedStateHealth
+from acd.shared_state import Claim, SharedState, SharedStateDown
+from acd.states import AgentState
+
+T = TypeVar("T")
+RETRY_FIRST = 1.0
+RETRY_MAX = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """An agent's state to write; ``call`` names the claim it releases ("" : a plain ``set_agent``)."""
+
+    state: str
+    since: float
+    call: str = ""
+
+
+class PoolLink:
+    """This node's side of the shared pool (see the module's docstring)."""
+
+    def __init__(self, shared: SharedState, node: str, ttl: float, now: float) -> None:
+        if ttl <= 0:
+            raise ValueError("claim_ttl must be positive")
+        self.shared = shared
+        self.node = node
+        self.ttl = ttl
+        self.up = True
+        self.held: dict[str, str] = {}  # agent -> the call (string) its claim by this node names
+        self.pending: dict[str, Write] = {}  # writes made while down, in order; the last per agent
+        self.last: tuple[str, str, float] = ("", "", 0.0)  # the last write made: (agent, state, now)
+        self.peers = False  # another node was heard from: expire lapsed claims
+        self.first_renew = now + ttl * 7 / 6  # a previous run's claims have lapsed by then
+        self.first_until = now + ttl * 1.5
+        self.renew_at = self.first_renew
+        self.expire_at = now + ttl / 2
+        self.retry_at = now
+        self.retry_delay = RETRY_FIRST
+
+    # ----------------------------------------------------------------------- plumbing
+    def went_down(self, now: float, out: list[Any]) -> None:
+        if self.up:
+            self.up = False
+            self.retry_delay = RETRY_FIRST
+            self.retry_at = now + RETRY_FIRST
+            out.append(SharedStateHealth(ts=now, up=False))
+
+    def call(self, now: float, out: list[Any], request: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run one request of the pool: (True, its result), or (False, None) when the pool is down."""
+        if not self.up:
+            return False, None
+        try:
+            return True, request()
+        except SharedStateDown:
+            self.went_down(now, out)
+            return False, None
+
+    def deadline(self) -> float | None:
+        """When ``maintain`` next has work."""
+        if not self.up:
+            return self.retry_at
+        times = [self.expire_at] if self.peers else []
+        if self.held:
+            times.append(self.renew_at)
+        return min(times) if times else None
+
+    # ----------------------------------------------------------------------- claims and writes
+    def claim(self, agent: str, call: str, now: float, out: list[Any]) -> Claim | None:
+        """Claim ``agent`` for ``call`` until now + ttl; None if refused or the pool is down (see ``up``)."""
+        until = max(now + self.ttl, self.first_until)
+        ok, claim = self.call(now, out, lambda: self.shared.claim(agent, call, self.node, now, until))
+        if ok and claim is not None:
+            if not self.held:
+                self.renew_at = max(now + self.ttl / 3, self.first_renew)
+            self.held[agent] = call
+        return claim
+
+    def write(self, agent: str, state: str, since: float, now: float, out: list[Any], keep: bool = False) -> None:
+        """The agent's new state; releases this node's claim on it unless ``keep`` (the agent stays on the call)."""
+        call = self.held.get(agent, "") if keep else self.held.pop(agent, "")
+        if not call and self.last == (agent, state, now):
+            return  # the same state, just written (the pool freed the agent straight into a pending not-ready)
+        self.last = (agent, state, now)
+        op = Write(state, since, "" if keep else call)
+        previous = self.pending.pop(agent, None)
+        if previous is not None:  # still down: this write replaces the kept one, which may have a claim to release
+            self.pending[agent] = Write(state, since, op.call or previous.call)
+            return
+        if self.up:
+            try:
+                self._apply(agent, op, since)
+                return
+            except SharedStateDown:
+                self.went_down(now, out)
+        self.pending[agent] = op
+
+    def _apply(self, agent: str, op: Write, now: float) -> None:
+        if op.call:
+            if self.shared.release(agent, op.call, op.state, op.since):
+                return
+            if self.shared.holder(agent, now) is not None:
+                return  # our claim lapsed and another node holds the agent now: its state is that node's
+        self.shared.set_agent(agent, op.state, op.since, self.node)
+
+    def rewrite(self, agent: str, state: str, since: float) -> None:
+        """``set_agent`` after an outage (raises ``SharedStateDown``)."""
+        self.shared.set_agent(agent, state, since, self.node)
+
+    # ----------------------------------------------------------------------- timers
+    def maintain(self, now: float, out: list[Any]) -> tuple[bool, list[str]]:
+        """Run what is due: the health probe, renewals, expiry. (whether the pool just came back, the agents
+        of other nodes' lapsed claims now free in the pool)."""
+        recovered = False
+        if not self.up:
+            if now < self.retry_at:
+                return False, []
+            if not self._probe(now, out):
+                return False, []
+            recovered = True
+        freed: list[str] = []
+        if self.held and now >= self.renew_at:
+            self.renew_at = now + self.ttl / 3
+            self.call(now, out, lambda: self.shared.renew(self.node, now, now + self.ttl))
+        if self.peers and now >= self.expire_at and self.up:
+            self.expire_at = now + self.ttl / 2
+            ok, gone = self.call(now, out, lambda: self.shared.expire(now))
+            for claim in gone or ():
+                if claim.node == self.node and self.held.get(claim.agent) == claim.call:
+                    del self.held[claim.agent]  # lost: this node was too slow to renew it
+                    out.append(AcdWarning(ts=now, code="claim-lapsed", message=f"the claim on agent "
+                                          f"{claim.agent} for {claim.call} lapsed before it was renewed",
+                                          details={"agent_id": claim.agent, "call": claim.call}))
+                    continue
+                if self._free(claim, now, out):  # another node's, or this node's previous run's
+                    freed.append(claim.agent)
+        return recovered, freed
+
+    def _free(self, claim: Claim, now: float, out: list[Any]) -> bool:
+        """After another node's claim lapsed: an agent left on that node's call is made ready (the node that
+        could say so is gone); whether the agent is ready in the pool now."""
+        ok, entry = self.call(now, out, lambda: self.shared.agent(claim.agent))
+        if not ok or entry is None:
+            return False
+        if entry.state == AgentState.ON_CALL.value and entry.node == claim.node:
+            ok, _ = self.call(now, out, lambda: self.shared.set_agent(claim.agent, AgentState.READY.value, now,
+                                                                      self.node))
+            return ok
+        return entry.state == AgentState.READY.value
+
+    def _probe(self, now: float, out: list[Any]) -> bool:
+        """Try the pool again (renewing our claims); when it answers, write what was kept while it was down."""
+        try:
+            if now >= self.first_renew:
+                self.shared.renew(self.node, now, now + self.ttl)
+            else:
+                self.shared.agent(self.node)  # any request: nothing of ours to renew yet
+            while self.pending:
+                agent, op = next(iter(self.pending.items()))
+                self._apply(agent, op, now)
+                del self.pending[agent]
+        except SharedStateDown:
+            self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
+            self.retry_at = now + self.retry_delay
+            return False
+        self.up = True
+        self.renew_at = max(now + self.ttl / 3, self.first_renew)
+        self.expire_at = now + self.ttl / 2
+        out.append(SharedStateHealth(ts=now, up=True))
+        return True
