@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from centre.wallboard import Health
+from centre.pbx_links import PbxLinks
 from config.schema import CtiConfig
-from cti.ami.client import AMIClientPool
 from cti.leases import (
     Gained,
     KeeperTimings,
@@ -66,25 +65,26 @@ def lease_store(cfg: CtiConfig) -> LeaseStore:
 class NodeLeases:
     """Ticks the keeper on the server's clock (``start``, ``tick``, ``next_deadline``) and acts on its changes:
     ``ami:`` gained -> the pool connects (the on-connect resync is the takeover), lost -> it disconnects at once
-    (the PBX's tracked channels end here); ``campaign:`` -> the dialer paces only the campaigns held; the store's
-    outages are logged once and shown in ``health`` (wallboard, ``/healthz``, ``/readyz``)."""
+    and the PBX's tracked channels end here (``PbxLinks.hand_over``); ``campaign:`` -> the dialer paces only
+    the campaigns held; the store's outages are logged once and shown in ``health`` (wallboard, ``/healthz``,
+    ``/readyz``)."""
 
-    def __init__(self, keeper: LeaseKeeper, *, pool: AMIClientPool, dialer: Dialer | None, health: Health,
-                 shared: bool) -> None:
+    def __init__(self, keeper: LeaseKeeper, *, links: PbxLinks, dialer: Dialer | None, shared: bool) -> None:
         self.keeper = keeper
-        self.pool = pool
+        self.links = links
+        self.pool = links.pool
         self.dialer = dialer
-        self.health = health
+        self.health = health = links.health
         self.shared = shared  # several nodes (Redis): a lease gained is worth an INFO line
         health.node = keeper.node
 
     @classmethod
-    def for_config(cls, cfg: CtiConfig, *, pool: AMIClientPool, dialer: Dialer | None, health: Health,
+    def for_config(cls, cfg: CtiConfig, *, links: PbxLinks, dialer: Dialer | None,
                    store: LeaseStore | None = None) -> NodeLeases:
         wanted, prefer = lease_names(cfg)
         keeper = LeaseKeeper(store if store is not None else lease_store(cfg), cfg.node.id, wanted,
                              KeeperTimings.for_ttl(cfg.node.lease_ttl), prefer=prefer)
-        return cls(keeper, pool=pool, dialer=dialer, health=health, shared=cfg.redis is not None)
+        return cls(keeper, links=links, dialer=dialer, shared=cfg.redis is not None)
 
     def holds(self, name: str, now: float) -> bool:
         return self.keeper.holds(name, now)
@@ -120,7 +120,9 @@ class NodeLeases:
                 log.warning("%s: lost %s (%s)%s", node, change.name, change.reason,
                             "" if self.keeper.store_up else ": the lease store is unreachable")
                 if change.name.startswith(AMI):
-                    self.pool.stop_server(change.name.removeprefix(AMI), f"lease lost ({change.reason})")
+                    server = change.name.removeprefix(AMI)
+                    self.pool.stop_server(server, f"lease lost ({change.reason})")
+                    self.links.hand_over(server)
             elif isinstance(change, StoreDown):
                 log.error("%s: the lease store is unreachable (%s); leases held are kept until their safe end, "
                           "retrying", node, change.error)

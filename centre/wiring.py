@@ -395,7 +395,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     event_counts = EventCounts(queues=acd.section.queue_names(), servers=[s.name for s in cfg.asterisk],
                                campaigns=[c.name for c in cfg.dialer.campaigns])
     bus.add(event_counts)
-    leases = NodeLeases.for_config(cfg, pool=pool, dialer=dialer, health=links.health)
+    leases = NodeLeases.for_config(cfg, links=links, dialer=dialer)
     return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
