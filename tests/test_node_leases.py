@@ -24,6 +24,7 @@ from config.load import ConfigError, load_config, load_config_text
 from config.schema import CtiConfig, NodeSettings, RedisSettings
 from cti.events import CallQueued
 from cti.leases import Lease, LeaseStore, LeaseStoreDown
+from dialer.events import AttemptFinished, AttemptStarted
 from ivr.fastagi import FastAgiFactory
 from sim.ami_server import AMIServerFactory
 from sim.clock import VirtualClock
@@ -109,6 +110,33 @@ def test_a_single_node_holds_every_lease_at_start_and_connects_at_once() -> None
     assert server.dialer.campaigns["renewals"].last_decision is not None  # paced as before
     server.stop()
     assert server.leases.keeper.held == {} and server.health.leases == []
+
+
+def test_a_campaign_whose_lease_is_lost_starts_no_new_attempt_and_its_calls_in_flight_finish() -> None:
+    stack = build_virtual(load_config(DEMO), seed=3)
+    server, clock = stack.server, stack.clock
+    seen: list[object] = []
+    server.subscribe(seen.append)
+    campaign = server.dialer.campaigns["renewals"] if server.dialer is not None else None
+    assert campaign is not None
+    deadline = clock.seconds() + 300.0
+    while campaign.in_flight == 0 and clock.seconds() < deadline:
+        clock.run_for(0.5)
+    assert campaign.in_flight > 0, "the campaign never dialled"
+    wanted, prefer = lease_names(server.cfg)
+    keeper = server.leases.keeper
+    server.leases.apply(keeper.want([n for n in wanted if n != "campaign:renewals"], prefer=prefer))
+    in_flight = {e.ref for e in seen if isinstance(e, AttemptStarted)} - \
+        {e.ref for e in seen if isinstance(e, AttemptFinished)}
+    assert in_flight and not server.dialer.paces("renewals")  # type: ignore[union-attr]
+    seen.clear()
+    clock.run_for(180.0)
+    assert not [e for e in seen if isinstance(e, AttemptStarted)]  # nothing new dialled
+    assert in_flight <= {e.ref for e in seen if isinstance(e, AttemptFinished)}  # those in flight finished
+    assert "campaign:renewals" not in keeper.held and "ami:sim" in keeper.held
+    server.leases.apply(keeper.want(wanted, prefer=prefer))
+    clock.run_for(60.0)  # held again at the next tick: dialled again
+    assert "campaign:renewals" in keeper.held and [e for e in seen if isinstance(e, AttemptStarted)]
 
 
 class Flaky:
