@@ -252,6 +252,9 @@ def test_a_dead_nodes_pbx_and_campaigns_are_taken_over_and_its_holding_callers_q
         # each node connected only to the PBX it holds, each paces only its campaign
         assert a.health.ami == {"pbxa": True, "pbxb": False} and b.health.ami == {"pbxa": False, "pbxb": True}
         assert a.health.ami_here == {"pbxa"} and b.health.ami_here == {"pbxb"}
+        for n in (a, b):  # each is ready with the one link it holds (the other node's PBX is not its to hold)
+            report = asyncio.run(Readiness(n.health, engine=None, redis_url=None, timeout=1.0, cache=0.0).check())
+            assert report.ready and len(report.ami) == 1, report
         assert a.dialer is not None and b.dialer is not None
         assert (a.dialer.paces("renewals"), a.dialer.paces("winback")) == (True, False)
         assert (b.dialer.paces("renewals"), b.dialer.paces("winback")) == (False, True)
