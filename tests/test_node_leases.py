@@ -112,6 +112,24 @@ def test_a_single_node_holds_every_lease_at_start_and_connects_at_once() -> None
     assert server.leases.keeper.held == {} and server.health.leases == []
 
 
+def test_a_pbx_lost_and_gained_again_while_its_connection_closes_reconnects_only_if_still_wanted() -> None:
+    stack = build_virtual(load_config(DEMO), seed=3)
+    server, clock, pool = stack.server, stack.clock, stack.server.pool
+    clock.run_for(2.0)
+    assert server.health.ami["sim"]
+    pool.stop_server("sim", "lease lost (refused)")
+    assert not server.health.ami["sim"] and server.health.ami_detail["sim"] == "lease lost (refused)"  # at once
+    assert pool["sim"].state == "stopping"
+    pool.start_server("sim")  # gained again before the socket closed: connects once it has
+    clock.run_for(5.0)
+    assert server.health.ami["sim"]
+    pool.stop_server("sim", "lease lost (expired)")
+    pool.start_server("sim")
+    pool.stop_server("sim", "lease lost (expired)")  # lost again: the start waiting for the close is dropped
+    clock.run_for(5.0)
+    assert not server.health.ami["sim"] and pool["sim"].state == "stopped"
+
+
 def test_a_campaign_whose_lease_is_lost_starts_no_new_attempt_and_its_calls_in_flight_finish() -> None:
     stack = build_virtual(load_config(DEMO), seed=3)
     server, clock = stack.server, stack.clock
