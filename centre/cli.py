@@ -22,8 +22,9 @@ from centre import (
     cli_staffing,
     cli_whatif,
 )
-from centre.cli_args import non_negative_int, positive_seconds, speed
+from centre.cli_args import node_id, non_negative_int, positive_seconds, redis_url, speed
 from centre.cli_common import DEFAULT_DEMO_CONFIG, load_or_exit, print_security_warnings, setup_logging
+from config.schema import CtiConfig, NodeSettings, RedisSettings
 from cti import __version__
 
 
@@ -51,11 +52,24 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_or_exit(args.config)
+    cfg = serve_overrides(cfg, redis_url=args.redis, node_id=args.node)
     print_security_warnings(args.config, cfg)
     from centre.process import run_server
 
     setup_logging(getattr(getattr(cfg, "log", None), "level", "INFO"))
     return run_server(cfg)  # type: ignore[arg-type]
+
+
+def serve_overrides(cfg: CtiConfig, *, redis_url: str | None, node_id: str | None) -> CtiConfig:
+    """``cti serve --redis URL --node ID``: the configuration with ``redis.url`` and ``node.id`` set (each
+    validated as the file's would be; the rest of ``redis:`` and ``node:`` kept)."""
+    update: dict[str, object] = {}
+    if redis_url is not None:
+        current = cfg.redis.model_dump() if cfg.redis is not None else {}
+        update["redis"] = RedisSettings.model_validate({**current, "url": redis_url})
+    if node_id is not None:
+        update["node"] = NodeSettings.model_validate({**cfg.node.model_dump(), "id": node_id})
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -78,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the server against the Asterisk PBXs in the config")
     p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--redis", type=redis_url, default=None, metavar="URL",
+                   help="join the other nodes of the centre over this Redis (sets redis.url)")
+    p.add_argument("--node", type=node_id, default=None, metavar="ID",
+                   help="this node's id on its leases (sets node.id; default: hostname-pid)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the server and a simulated PBX together on loopback")

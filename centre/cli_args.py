@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 PHONE_KEYS = frozenset("0123456789*#")
 
@@ -78,3 +79,19 @@ def phone_keys(text: str) -> list[str | None]:
                 f"{entry[:20]!r} is not phone keys: {bad!r} is not on a phone keypad (0-9, * and #; "
                 "an empty entry is silence, 'hangup' hangs up)")
     return keys
+
+
+def redis_url(text: str) -> str:
+    """A ``redis://`` or ``rediss://`` URL (``cti serve --redis``); the value is never echoed (it may hold a
+    password)."""
+    if not re.match(r"^rediss?://\S+$", text):
+        raise argparse.ArgumentTypeError("expected a redis:// or rediss:// URL")
+    return text
+
+
+def node_id(text: str) -> str:
+    """A node id: letters, digits, _ . - (1-64 characters), as ``node.id`` in the configuration."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"expected a node id: letters, digits, _ . - (1-64 characters), "
+                                         f"got {text[:20]!r}")
+    return text

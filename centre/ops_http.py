@@ -5,9 +5,11 @@ of its own (the ``metrics:`` section; loopback by default), not on the consoles'
 the monitoring host, and a scrape must not depend on the console hub being on. Each request is one
 GET or HEAD, answered and closed; a request head over 8 KiB or slower than 5 s is dropped.
 
-* ``/healthz``: 200 while the process's loop turns (this very answer needs it), with the loop's lag.
-* ``/readyz``: 200 when every configured AMI connection is logged in, the database answers ``SELECT 1``
-  and Redis (when configured) answers ``PING``; otherwise 503. The JSON body says which is down and why,
+* ``/healthz``: 200 while the process's loop turns (this very answer needs it), with the loop's lag and the
+  node's leases (``centre.node_leases``: held, whether their store answers).
+* ``/readyz``: 200 when every AMI connection this node holds the lease of (embedded: every configured one) is
+  logged in, the leases' store answers, the database answers ``SELECT 1`` and Redis (when configured) answers
+  ``PING``; otherwise 503. The JSON body says which is down and why,
   in words that carry no secret (a link's state as the wallboard shows it, an error's class name).
 * ``/metrics``: ``centre.metrics``'s registry in the Prometheus text format (the database and Redis are
   checked first, as for ``/readyz``, so ``cti_db_up`` and ``cti_redis_up`` are as fresh as the scrape).
@@ -154,10 +156,13 @@ class Readiness:
         self._redis_settings = redis
 
     async def check(self) -> Report:
+        here = self.health.ami_here  # several nodes: only the links this node holds count
         ami = {name: Check(bool(up), self.health.ami_detail.get(name, "not connected yet"))
-               for name, up in self.health.ami.items()}
+               for name, up in self.health.ami.items() if here is None or name in here}
         database, redis = await asyncio.gather(_checked(self._db), _checked(self._redis_probe))  # side by side
         down = [f"ami:{name}" for name, c in ami.items() if not c.up]
+        if self.health.lease_store is False:
+            down.append("leases")
         down += [name for name, c in (("database", database), ("redis", redis)) if c is not None and not c.up]
         self.last = Report(ami, database, redis, down)
         self._show(database, redis)
@@ -318,7 +323,8 @@ class OpsEndpoint:
             encode, ctype = choose_encoder(accept)  # the Prometheus text format, or OpenMetrics when asked
             return 200, ctype, encode(self.registry)
         if path == "/healthz":
-            return 200, "application/json", _json({"status": "alive", "loop_lag_seconds": self.lag()})
+            return 200, "application/json", _json({"status": "alive", "loop_lag_seconds": self.lag(),
+                                                   "leases": self.readiness.health.leases_dict()})
         if path == "/readyz":
             report = await self.readiness.check()
             return (200 if report.ready else 503), "application/json", _json(report.as_dict())

@@ -3,7 +3,8 @@
 On connect: a ``CoreShowChannels`` resync (the call tracker's channels, callers found holding in
 ``cti-hold`` that nobody knows queued again, the agent restorer told) and a check of what the PBX has
 (``cti.pbx_check``). On loss: the tracker's channels of that PBX end. Either way the link's state goes
-to the wallboard's ``Health`` and ``AmiConnectionChanged`` on the bus.
+to the wallboard's ``Health`` and ``AmiConnectionChanged`` on the bus. Handed over to another node (its lease
+lost): the tracker's channels of that PBX end here (``hand_over``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ class PbxLinks:
             for event in self.tracker.connection_lost(server, now):
                 self.publish(event)
         self.publish(AmiConnectionChanged(server=server, ts=now, connected=connected, detail=detail))
+
+    def hand_over(self, server: str) -> None:
+        """This node gave up ``server`` (its lease went to another node, ``centre.node_leases``): its tracked
+        channels and calls end here (the holding callers leave this node's queues); the node that holds it now
+        finds them in its resync."""
+        for event in self.tracker.hand_over(server, self.now()):
+            self.publish(event)
 
     def check_pbx(self, server: str) -> None:
         """Ask the PBX what it has (applications, functions, sounds, music classes) and report what the

@@ -5,8 +5,10 @@ the engines (call log, sessions, ACD, dialer, pops, ...; ``centre.wiring`` build
 order) -> commands -> ``Dispatcher`` (AMI actions, console pushes) and events back onto the bus.
 FastAGI -> ``ivr`` -> IVR events onto the bus. Consoles -> ``ConsoleHub`` -> ``ServerConsoleBackend`` ->
 ACD requests and AMI call control. AMI links (health, resync, holding callers) are
-``centre.pbx_links``'s; the wallboard is ``centre.wallboard``'s. Start-up and each PBX's first resync ->
-``centre.agent_restore`` -> agents back in the state they had before a restart.
+``centre.pbx_links``'s; the wallboard is ``centre.wallboard``'s. The node's leases (``centre.node_leases``)
+tick on the same timer as the engines, first: the PBXs it connects to and the campaigns it paces.
+Start-up and each PBX's first resync -> ``centre.agent_restore`` -> agents back in the state they had
+before a restart.
 
 Time comes from the ``clock`` given (the reactor, a scaled clock for ``demo --speed``, or a virtual
 clock in tests); nothing here reads the wall clock itself.
@@ -72,6 +74,8 @@ class CtiServer:
         self.recordings = c.recordings
         self.call_log, self.ivr_sessions, self.links = c.call_log, c.ivr_sessions, c.links
         self.health = c.links.health
+        assert c.leases is not None
+        self.leases = c.leases
         self.restorer = AgentRestorer(self)
         self.left_open = LeftOpenRecords(c.call_log, self.now)
         self.kpi = KpiPush(c.kpi.core, clock, self._session_pusher) if c.kpi is not None else None
@@ -98,7 +102,7 @@ class CtiServer:
             self.restorer.without_database()  # agents on calls are still restored from the PBX
         if self.dialer is not None and not self.dialer.loaded:
             self.apply(self.dialer.load_memory(self.now()))
-        self.pool.start()
+        self.leases.start(self.now())  # takes the free leases (embedded: all) and connects to their PBXs
         self._reschedule()
         self._wallboard_call = self.clock.callLater(WALLBOARD_INTERVAL, self._wallboard_tick)
 
@@ -110,12 +114,25 @@ class CtiServer:
         self._tick_call = self._wallboard_call = None
         if self.kpi is not None:
             self.kpi.stop()
+        self.leases.release()  # another node takes this one's PBXs and campaigns at once
         d = self.pool.stop()
         if self.recorder is not None:
             # the rows of calls whose wrap-up the stop cuts short (a restart restores the wrap-up, not the call)
             self.recorder.record_all(self.acd.close_records(self.now()))
             self.recorder.close()
         return d
+
+    def halt(self) -> defer.Deferred[None]:
+        """Stop as a killed process would (failover tests): timers cancelled, the AMI connections closed, but no
+        lease released and nothing written: the leases lapse after their ttl for another node to take."""
+        self._running = False
+        for call in (self._tick_call, self._wallboard_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._tick_call = self._wallboard_call = None
+        if self.kpi is not None:
+            self.kpi.stop()
+        return self.pool.stop()
 
     def subscribe(self, listener: Callable[[object], None]) -> None:
         """Be told of every event on the bus: domain, ACD, dialer and IVR (demo summary, tests)."""
@@ -217,6 +234,9 @@ class CtiServer:
         if not self._running:
             return
         deadline = self.bus.next_deadline()
+        leases = self.leases.next_deadline()
+        if leases is not None and (deadline is None or leases < deadline):
+            deadline = leases
         call = self._tick_call
         if call is not None and call.active():
             if deadline is None or call.getTime() <= deadline + 1e-9:
@@ -227,7 +247,9 @@ class CtiServer:
 
     def _tick(self) -> None:
         self._tick_call = None
-        self.bus.tick(self.now())
+        now = self.now()
+        self.leases.tick(now)  # first: a lease past its safe end is dropped before the engines act on it
+        self.bus.tick(now)
         self._reschedule()
 
     # ------------------------------------------------------------------ consoles

@@ -24,10 +24,23 @@ class Health:
     db_check: bool | None = None  # the last readiness check of the database (centre.ops_http), None: none yet
     redis: bool | None = None
     pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
+    # this node's leases (centre.node_leases): its id, the leases it holds, whether their store answered
+    # (None: not asked yet) and its last error, the AMI links this node is to hold (None: every one)
+    node: str = ""
+    leases: list[str] = field(default_factory=list)
+    lease_store: bool | None = None
+    lease_error: str = ""
+    ami_here: set[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "ami_since": dict(self.ami_since),
-                "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()}}
+                "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()},
+                "leases": self.leases_dict()}
+
+    def leases_dict(self) -> dict[str, Any]:
+        """The node's leases as the wallboard and ``/healthz`` show them."""
+        return {"node": self.node, "held": list(self.leases), "store_up": self.lease_store,
+                "error": self.lease_error}
 
 
 def occupancy(agents: dict[str, int]) -> float | None:

@@ -2,7 +2,8 @@
 
 ``build_components`` makes the call tracker, the engines (ACD, dialer, sessions, pops, call log, IVR
 session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, the dispatcher, the AMI
-links and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
+links, the node's leases (``centre.node_leases``: which PBXs and campaigns this process holds; the server
+ticks them) and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
 
     IVR completions, call log, sessions, ACD, recordings, dialer, pops, callbacks, agent feed, recorder, interactions,
     statistics (``kpi``: it counts what the others did)
@@ -41,6 +42,7 @@ from centre.database import upgrade
 from centre.demo_leads import demo_leads
 from centre.event_counts import EventCounts
 from centre.kpi_restore import recorded_events
+from centre.node_leases import NodeLeases
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
@@ -309,6 +311,7 @@ class Components:
     event_counts: EventCounts | None = None  # what ``centre.metrics`` exports as counters
     kpi: KpiEngine | None = None
     recordings: Recordings | None = None  # call recording (``centre.recording``)
+    leases: NodeLeases | None = None  # this node's leases: its PBX connections and campaigns (``centre.node_leases``)
 
 
 def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
@@ -392,11 +395,12 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     event_counts = EventCounts(queues=acd.section.queue_names(), servers=[s.name for s in cfg.asterisk],
                                campaigns=[c.name for c in cfg.dialer.campaigns])
     bus.add(event_counts)
+    leases = NodeLeases.for_config(cfg, links=links, dialer=dialer)
     return Components(tracker=tracker, acd=acd, dialer=dialer, ivr_sessions=ivr_sessions, call_log=call_log,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
                       customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts,
-                      kpi=kpi, recordings=recordings)
+                      kpi=kpi, recordings=recordings, leases=leases)
 
 
 @dataclass

@@ -7,7 +7,9 @@ module only assembles them. No I/O.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -47,6 +49,35 @@ class RedisSettings(ConfigModel):
                                           default=None)
     prefix: str = expected("a key prefix: letters, digits, _ . - (1-64 characters)", default="cti",
                            pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+NODE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MIN_LEASE_TTL, MAX_LEASE_TTL = 2.0, 300.0
+
+
+def default_node_id() -> str:
+    """``hostname-pid``, trimmed to what a node id may hold (letters, digits, _ . -; at most 64)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "node"
+    pid = f"-{os.getpid()}"
+    return host[:64 - len(pid)] + pid
+
+
+class NodeSettings(ConfigModel):
+    """This process as one node of a contact centre of several (``redis:``, ``centre.node_leases``): its id (the
+    holder named on its leases), the Asterisk servers it is home of (it takes their connections, and their
+    campaigns, first; the others only when nobody holds them) and how long a lease lasts unless renewed (a dead
+    node's PBXs and campaigns are taken over about that long after it stops)."""
+
+    id: str = expected("a node id: letters, digits, _ . - (1-64 characters)", default_factory=default_node_id,
+                       pattern=NODE_ID_PATTERN)
+    home: list[str] | None = expected("a list of asterisk[].name this node prefers (absent: all of them)",
+                                      default=None)
+    lease_ttl: float = expected(f"a number of seconds {MIN_LEASE_TTL:g}-{MAX_LEASE_TTL:g} (a lease's life)",
+                                default=10.0, ge=MIN_LEASE_TTL, le=MAX_LEASE_TTL)
+
+    def home_of(self, servers: list[str]) -> list[str]:
+        """The servers of ``servers`` this node is home of."""
+        return list(servers) if self.home is None else [s for s in servers if s in self.home]
 
 
 class HttpListen(HostPort):
@@ -112,6 +143,7 @@ class CtiConfig(ConfigModel):
     asterisk: list[AsteriskServer] = Field(default_factory=list)
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings | None = None
+    node: NodeSettings = Field(default_factory=NodeSettings)
     listen: ListenSettings = ListenSettings()
     metrics: MetricsSettings | None = None
     pbx: PbxSettings = PbxSettings()
@@ -159,6 +191,11 @@ def cross_section_errors(cfg: CtiConfig) -> list[tuple[Loc, str]]:
                 errors.append((("ivr", *loc), f"unknown queue {queue!r}; known: {', '.join(sorted(queue_names))}"))
     servers = [s.name for s in cfg.asterisk]
     errors.extend(metrics_errors(cfg))
+    known = ", ".join(servers) or "none configured"
+    for i, name in enumerate(cfg.node.home or ()):
+        if name not in servers:
+            errors.append((("node", "home", i), f"unknown Asterisk server {name!r}; expected one of asterisk[].name "
+                                                f"({known})"))
     errors.extend((("dialer", *loc), msg) for loc, msg in cfg.dialer.reference_errors(sorted(queue_names), servers))
     return errors
 

@@ -12,7 +12,7 @@ imports Twisted only for Deferreds. Must not import ``centre.server``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,9 @@ class Dialer:
         self._retry_at: float | None = None
         self.listeners: list[Callable[[object], None]] = []
         self.paused: set[str] = set()  # campaigns a supervisor paused (``pause``/``resume``)
+        # campaigns whose lease this node holds (several nodes: one paces each campaign; ``set_held``); None: every
+        # campaign (no leases)
+        self.held: frozenset[str] | None = None
         # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
         # rebuilt from the store on start-up; the pacer reads ``compliance.window(campaign, now)``
         self.compliance = ComplianceLedger(section.campaigns)
@@ -308,7 +311,9 @@ class Dialer:
             for campaign in self.campaigns.values():
                 # no dialling while the PBX is unreachable: every Originate would fail and use up an attempt;
                 # nor while the store is: no attempt may start that is not written first
-                if campaign.server in self._up and not self.store_down and campaign.next_due() is not None:
+                # nor a campaign another node paces (its lease is not held here)
+                if campaign.server in self._up and not self.store_down and self.paces(campaign.name) \
+                        and campaign.next_due() is not None:
                     out.extend(self._pace(campaign, now))
         return self._persist(out, now) if out else out
 
@@ -360,10 +365,24 @@ class Dialer:
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
         if self.loaded:
-            due = [d for d in (c.next_due() for c in self.campaigns.values()) if d is not None]
+            due = [d for d in (c.next_due() for n, c in self.campaigns.items() if self.paces(n)) if d is not None]
             if due:
                 deadlines.append(max(min(due), self._next_pace if self._next_pace is not None else min(due)))
         return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------ several nodes: which campaigns are ours
+    def set_held(self, names: Iterable[str] | None) -> None:
+        """The campaigns this node holds the lease of (``centre.node_leases``): only those are paced. A campaign
+        dropped stops at once: no new attempt, preview or callback dial starts here (calls in flight go on and
+        their results are kept); one added is paced at the next round. None: every campaign."""
+        held = None if names is None else frozenset(names)
+        if held is not None and self.held is not None and held - self.held:
+            self._next_pace = None  # pace the ones just gained at the next tick
+        self.held = held
+
+    def paces(self, name: str) -> bool:
+        """Whether this node paces campaign ``name`` (its lease is held here, or there are no leases)."""
+        return self.held is None or name in self.held
 
     # ------------------------------------------------------------------ a supervisor's changes at run time
     def pause(self, name: str) -> None:
@@ -439,6 +458,8 @@ class Dialer:
         previews = self._previews_of(agent_id)
         if previews.campaign.name in self.paused:
             raise PreviewError("campaign-paused", "the campaign is paused by a supervisor: nothing is dialled now")
+        if not self.paces(previews.campaign.name):
+            raise PreviewError("campaign-paused", "another node dials this campaign now: nothing is dialled here")
         out = previews.accept(agent_id, lead_id, now)
         return self._persist(out, now)
 

@@ -143,7 +143,9 @@ def test_readyz_turns_503_when_the_ami_link_drops_and_200_once_logged_in_again()
                 assert doc["status"] == "ready" and doc["down"] == []
                 assert doc["ami"]["pbx1"]["up"] is True and doc["database"]["up"] is True
                 assert "redis" not in doc  # not configured
-                assert (await get(port, "/healthz"))[0] == 200
+                status, _, raw = await get(port, "/healthz")
+                leases = json.loads(raw)["leases"]  # embedded: this one node holds every lease
+                assert status == 200 and "ami:pbx1" in leases["held"] and leases["store_up"] is True, leases
 
                 stack.stop_ami()
                 await stack.until(lambda: not stack.server.health.ami["pbx1"], "the AMI link to drop")

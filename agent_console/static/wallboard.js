@@ -899,6 +899,9 @@
     }
     if (health.db !== undefined && health.db !== null) { parts.push(["DB", health.db, ""]); }
     if (health.redis !== undefined && health.redis !== null) { parts.push(["Redis", health.redis, ""]); }
+    // several nodes: this node's lease store unreachable (it keeps its PBXs and campaigns only until the leases lapse)
+    const leases = health.leases || {};
+    if (leases.store_up === false) { parts.push(["Leases", false, leases.error ? ": " + leases.error : ""]); }
     const spans = parts.map(([label, up, text]) =>
       el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
          (up ? "\u2713 " : "\u2715 ") + label + (up ? " up" : " DOWN" + text)));

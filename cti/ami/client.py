@@ -325,8 +325,11 @@ class AMIClient:
             return
         self._connect()
 
-    def stop(self) -> defer.Deferred[None]:
-        """Log off, close the connection, cancel timers; fires when the socket is closed."""
+    def stop(self, *, lost: str | None = None) -> defer.Deferred[None]:
+        """Log off, close the connection, cancel timers; fires when the socket is closed. ``lost``: the owner
+        is told (``on_connection(name, False, lost)``, at once) if the connection was logged in, as when it
+        drops (a stop at shutdown tells nobody)."""
+        was_connected = self.connected
         self._cancel_timer()
         self._end_outage()
         proto = self._proto
@@ -343,6 +346,8 @@ class AMIClient:
                 self._sync_due()
             transport.loseConnection()
             self._timer = self._clock.callLater(STOP_GRACE, transport.abortConnection)  # type: ignore[attr-defined]
+        if lost is not None and was_connected:
+            self._notify(False, lost)
         if self._phase is P.STOPPING:
             d: defer.Deferred[None] = defer.Deferred()
             self._stop_waiters.append(d)
@@ -693,6 +698,7 @@ class AMIClientPool:
             )
             for s in servers
         }
+        self._started: set[str] = set()  # the servers ``start_server`` asked for (and no ``stop_server`` since)
 
     def __getitem__(self, name: str) -> AMIClient:
         return self.clients[name]
@@ -704,6 +710,22 @@ class AMIClientPool:
     def stop(self) -> defer.Deferred[None]:
         d = defer.gatherResults([c.stop() for c in self.clients.values()], consumeErrors=True)
         return d.addCallback(lambda _: None)
+
+    def start_server(self, name: str) -> None:
+        """Connect to ``name`` (and keep reconnecting) until ``stop_server`` or ``stop``: the server's lease is
+        held (``centre.node_leases``). A connection still closing after ``stop_server`` is let close first."""
+        client = self.clients[name]
+        self._started.add(name)
+        if client.state == LinkPhase.STOPPING.value:
+            client.stop().addCallback(lambda _: client.start() if name in self._started else None)
+        else:
+            client.start()
+
+    def stop_server(self, name: str, reason: str) -> defer.Deferred[None]:
+        """Disconnect from ``name`` now, for ``reason`` (its lease is lost): ``on_connection(name, False,
+        reason)`` runs at once if it was logged in, so that its tracked channels end here."""
+        self._started.discard(name)
+        return self.clients[name].stop(lost=reason)
 
     def send(
         self,

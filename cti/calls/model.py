@@ -8,6 +8,7 @@ from __future__ import annotations
 from cti.events import CallEnded
 
 VANISHED_TXT = "Vanished during AMI outage"
+HANDED_OVER_TXT = "Handed over to another node"  # this node lost the PBX's lease (centre.node_leases)
 UNKNOWN = "<unknown>"
 
 STATE_RING = 4

@@ -40,6 +40,7 @@ from cti.calls.model import (
     DEFAULT_LATE_WINDOW,
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_DEVICES,
+    HANDED_OVER_TXT,
     MAX_DEPARTED_PER_BRIDGE,
     MAX_HANGUPS_PER_CALL,
     MAX_NAMES_PER_CALL,
@@ -238,6 +239,16 @@ class CallTracker:
             for ch in st.channels.values():
                 ch.stale = True
         return []
+
+    def hand_over(self, server: str, now: float) -> list[DomainEvent]:
+        """This node no longer follows ``server`` (another node holds its connection now): every channel of it
+        ends here with cause 0 ``HANDED_OVER_TXT`` (ChannelHungup, then CallEnded), as vanished ones do."""
+        st = self._servers.get(server)
+        out: Events = []
+        if st is not None:
+            for ch in list(st.channels.values()):
+                self._end_channel(server, st, ch, 0, HANDED_OVER_TXT, now, out, vanished=True)
+        return out
 
     def resync(self, server: str, channels: list[AMIMessage], now: float) -> list[DomainEvent]:
         """Reconcile with ``CoreShowChannel`` list items after a reconnect.
@@ -522,6 +533,7 @@ class CallTracker:
         out: Events,
         vanished: bool = False,
     ) -> None:
+        """``vanished``: ended without a Hangup from the PBX (the call, if it empties, ends with ``cause_txt``)."""
         uid = ch.uniqueid
         ch.ended = now
         ch.cause = cause
@@ -556,7 +568,7 @@ class CallTracker:
                 )
             )
         if not call.channels:
-            self._finish_call(st, call, now, out, vanished=vanished)
+            self._finish_call(st, call, now, out, vanished=cause_txt if vanished else None)
 
     def _finish_call(
         self,
@@ -565,16 +577,17 @@ class CallTracker:
         now: float,
         out: Events,
         *,
-        vanished: bool = False,
+        vanished: str | None = None,
         merged_into: str | None = None,
     ) -> None:
+        """``vanished``: the call's channels ended without a Hangup, for this reason (its ``cause_txt``)."""
         if st.calls.get(call.linkedid) is call:
             del st.calls[call.linkedid]
         hung_up_by: str | None = None
         if merged_into is not None:
             cause, cause_txt = 0, f"Merged into call {merged_into}"
-        elif vanished:
-            cause, cause_txt = 0, VANISHED_TXT
+        elif vanished is not None:
+            cause, cause_txt = 0, vanished
         else:
             moved = call.moved
             hangups = call.hangups
