@@ -31,6 +31,7 @@ from twisted.python.threadpool import ThreadPool
 
 from acd.recorder import Recorder
 from acd.service import AcdService
+from acd.shared_state import SharedState
 from acd.snapshots import QueueStats
 from acd.states import AgentState
 from centre.agent_feed import AgentFeed, RecorderFeed
@@ -339,11 +340,22 @@ def kpi_settings(cfg: CtiConfig, acd: AcdService) -> KpiSettings:
     return settings
 
 
+def agent_pool(cfg: CtiConfig) -> SharedState | None:
+    """The agent pool this node shares with the others (``redis:``: Redis, claims in Lua), or None: the ACD's
+    embedded pool (``acd.shared_state.MemoryState``), the same code path for one node alone."""
+    if cfg.redis is None:
+        return None
+    from centre.redis_link import redis_sync_client
+    from centre.redis_state import RedisState
+
+    return RedisState(redis_sync_client(cfg.redis), cfg.redis.prefix)
+
+
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                      ami_connector: Connector | None = None, ami: ActionSender | None = None) -> Components:
     """The components of one server, wired to ``process`` and to each other through the bus."""
     tracker = CallTracker()
-    acd = AcdService(cfg.acd, clock.seconds())
+    acd = AcdService(cfg.acd, clock.seconds(), node=cfg.node.id, shared=agent_pool(cfg), claim_ttl=cfg.node.lease_ttl)
     idle = IdleAgents(acd)
     outlooks = AgentOutlooks(acd, cfg.dialer.campaigns)
     dialer = Dialer(cfg.dialer, servers=[s.name for s in cfg.asterisk], dial_template=cfg.pbx.external_dial,

@@ -557,3 +557,29 @@ def test_a_node_restarted_under_its_name_does_not_keep_its_previous_runs_claims(
         c.step(0.5)
     assert c.offers[-1] == ("B", "v1", "a1") and c.now - t_restart <= 2 * TTL
     assert pool.state.holder("a2", c.now) is not None and not c.violations
+
+
+def test_the_server_wiring_shares_the_pool_in_redis_when_redis_is_configured() -> None:
+    """``centre.wiring.agent_pool``: none (the embedded pool) without ``redis:``; with it, the ACD of a node
+    writes its agents to Redis under the centre's prefix, where another node's ACD reads them."""
+    from centre.wiring import agent_pool
+    from config.schema import CtiConfig
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base = {"acd": config(2)}
+    assert agent_pool(CtiConfig.model_validate(base)) is None
+    cfg = CtiConfig.model_validate({**base, "redis": {"url": REDIS_URL, "prefix": prefix}, "node": {"id": "n1"}})
+    shared = agent_pool(cfg)
+    assert isinstance(shared, RedisState)
+    try:
+        acd = AcdService(cfg.acd, T0, node=cfg.node.id, shared=shared)
+        acd.login("a1", None, T0)
+        acd.ready("a1", T0 + 1)
+        other = RedisState(redis_sync_client(RedisSettings(url=REDIS_URL)), prefix)
+        entry = other.agent("a1")
+        assert entry is not None and (entry.state, entry.node, entry.since) == ("ready", "n1", T0 + 1)
+    finally:
+        client = redis_sync_client(RedisSettings(url=REDIS_URL))
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
