@@ -4,8 +4,8 @@
 session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, the dispatcher, the AMI
 links and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
 
-    IVR completions, call log, sessions, ACD, recordings, dialer, pops, callbacks, agent feed, recorder, interactions,
-    statistics (``kpi``: it counts what the others did)
+    IVR completions, call log, sessions, ACD, recordings, dialer, pops, callbacks, agent feed, console relay
+    (several nodes), recorder, interactions, statistics (``kpi``: it counts what the others did)
 
 (the call log and the sessions see a call before the ACD decides on it; the pops after, so that a
 caller offered at once is not looked up twice). ``open_database`` migrates the schema and gives the
@@ -37,14 +37,17 @@ from centre.call_log import CallLog, InteractionWriter
 from centre.call_log_feed import CallLogFeed, InteractionSink
 from centre.call_sessions import CallSessions
 from centre.callbacks import Callbacks
+from centre.console_relay import ConsoleRelay
 from centre.database import upgrade
 from centre.demo_leads import demo_leads
 from centre.event_counts import EventCounts
 from centre.kpi_restore import recorded_events
+from centre.node_bus import LOCAL_NODE, node_transport, shared_of
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
 from centre.recording import Recordings
+from centre.redis_bus import StreamsTransport
 from config.schema import CtiConfig
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
@@ -96,6 +99,8 @@ class Process(Protocol):
     def push_to_supervisors(self, message: dict[str, Any]) -> None: ...
 
     def has_consoles(self) -> bool: ...
+
+    def deliver_relayed(self, agent_id: str, message: dict[str, Any]) -> bool: ...
 
 
 class IdleAgents:
@@ -309,12 +314,17 @@ class Components:
     event_counts: EventCounts | None = None  # what ``centre.metrics`` exports as counters
     kpi: KpiEngine | None = None
     recordings: Recordings | None = None  # call recording (``centre.recording``)
+    # several nodes (a ``redis:`` section; ``centre.node_bus``): the bus's transport and the consoles' relay
+    transport: StreamsTransport | None = None
+    relay: ConsoleRelay | None = None
 
 
-def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
-    """The statistics engine of a configuration (``kpi_settings``), its queues, agents and campaigns."""
-    return KpiEngine(KpiCore(kpi_settings(cfg, acd), queues=[q.name for q in cfg.acd.queues],
-                             agents=[a.id for a in cfg.acd.agents], campaigns=[c.name for c in cfg.dialer.campaigns]))
+def kpi_engine(cfg: CtiConfig, acd: AcdService, *, centre_wide: bool = False) -> KpiEngine:
+    """The statistics engine of a configuration (``kpi_settings``), its queues, agents and campaigns;
+    ``centre_wide`` (several nodes): it counts the other nodes' shared events too."""
+    core = KpiCore(kpi_settings(cfg, acd), queues=[q.name for q in cfg.acd.queues],
+                   agents=[a.id for a in cfg.acd.agents], campaigns=[c.name for c in cfg.dialer.campaigns])
+    return KpiEngine(core, remote_subscriptions=shared_of(KpiCore.SUBSCRIPTIONS) if centre_wide else ())
 
 
 def kpi_settings(cfg: CtiConfig, acd: AcdService) -> KpiSettings:
@@ -337,8 +347,11 @@ def kpi_settings(cfg: CtiConfig, acd: AcdService) -> KpiSettings:
 
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
-                     ami_connector: Connector | None = None, ami: ActionSender | None = None) -> Components:
-    """The components of one server, wired to ``process`` and to each other through the bus."""
+                     ami_connector: Connector | None = None, ami: ActionSender | None = None,
+                     node_id: str = LOCAL_NODE) -> Components:
+    """The components of one server, wired to ``process`` and to each other through the bus. With a ``redis:``
+    section the bus is shared with the other nodes (``centre.node_bus``; ``node_id``: this node's id there): its
+    transport is started and stopped by the process (``centre.process``)."""
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds())
     idle = IdleAgents(acd)
@@ -380,12 +393,16 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     def dispatch(command: Command) -> None:
         dispatcher.apply(command)  # looked up each time: tests and benches wrap the dispatcher's apply
 
-    bus = EventBus(dispatch)
+    # several nodes: the shared events go to the others through Redis; its state shows on the health line
+    transport = node_transport(cfg.redis, node_id, clock.seconds, on_change=links.health.set_redis_bus) \
+        if cfg.redis is not None else None
+    bus = EventBus(dispatch, transport=transport)
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
     agent_feed = AgentFeed(acd, process.has_consoles)
-    kpi = kpi_engine(cfg, acd)
+    kpi = kpi_engine(cfg, acd, centre_wide=transport is not None)
+    relay = ConsoleRelay(pops.agent_pops, process.deliver_relayed) if transport is not None else None
     for engine in (ivr_sessions, log_feed, sessions, acd, recordings, dialer, previews, pops, callbacks, agent_feed,
-                   recorder_feed, interactions, kpi):
+                   relay, recorder_feed, interactions, kpi):
         if engine is not None:
             bus.add(engine)
     # last: it only counts (the event types it takes cost the rest nothing)
@@ -396,7 +413,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
                       customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts,
-                      kpi=kpi, recordings=recordings)
+                      kpi=kpi, recordings=recordings, transport=transport, relay=relay)
 
 
 @dataclass

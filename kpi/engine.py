@@ -12,11 +12,14 @@ from kpi.rebuild import replay
 
 
 class KpiEngine(Reactive):
-    """``core``: the statistics; ``subscriptions``: the event types it counts."""
+    """``core``: the statistics; ``subscriptions``: the event types it counts; ``remote_subscriptions``: those of
+    them it also counts from the other nodes (several nodes: the types they share), so that every node's figures
+    are the whole centre's. A node never gets its own events back, so nothing is counted twice."""
 
-    def __init__(self, core: KpiCore) -> None:
+    def __init__(self, core: KpiCore, *, remote_subscriptions: tuple[type, ...] = ()) -> None:
         self.core = core
         self.subscriptions = KpiCore.SUBSCRIPTIONS
+        self.remote_subscriptions = remote_subscriptions
 
     def handle(self, event: object, now: float) -> Outputs:
         self.core.observe(event, now)

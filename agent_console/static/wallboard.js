@@ -899,6 +899,7 @@
     }
     if (health.db !== undefined && health.db !== null) { parts.push(["DB", health.db, ""]); }
     if (health.redis !== undefined && health.redis !== null) { parts.push(["Redis", health.redis, ""]); }
+    if (health.redis_bus !== undefined && health.redis_bus !== null) { parts.push(["Redis bus", health.redis_bus, ""]); }
     const spans = parts.map(([label, up, text]) =>
       el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
          (up ? "\u2713 " : "\u2715 ") + label + (up ? " up" : " DOWN" + text)));
