@@ -247,16 +247,20 @@ class Stack:
 
     def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None, *,
                  dialer: dict[str, Any] | None = None, numbers: dict[str, FarEnd] | None = None,
-                 recording: dict[str, Any] | None = None, db_url: str | None = None, **hub_options: Any) -> None:
+                 recording: dict[str, Any] | None = None, db_url: str | None = None,
+                 redis: dict[str, Any] | None = None, node_id: str = "local", **hub_options: Any) -> None:
         """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters);
         ``dialer``: a ``dialer:`` section; ``numbers``:
         how the outbound numbers it dials answer (through the trunk); ``db_url``: a database of the test's
-        (default: a fresh SQLite file)."""
+        (default: a fresh SQLite file); ``redis``: a ``redis:`` section (the bus between nodes, started and
+        closed with the stack) and ``node_id`` this node's id on it."""
         self.settings = settings
         self.directory = directory
         if db_url is not None:  # another database (PostgreSQL), migrated here
             upgrade(db_url)
         self.cfg = stack_config(settings, db_url or _fresh_database(directory), dialer, recording)
+        if redis is not None:
+            self.cfg = CtiConfig.model_validate({**self.cfg.model_dump(exclude_unset=True), "redis": redis})
         self.clock = WallClock()
         self.network = MemoryNetwork(self.clock)
         phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
@@ -268,7 +272,7 @@ class Stack:
         self.ami_listener = self.network.listen(ast.host, ast.port, AMIServerFactory(self.ami_server))
         self.sender = RecordingSender()
         self.server = CtiServer(self.cfg, clock=self.clock, ami=self.sender,
-                                ami_connector=lambda s, f: MemoryConnector(self.network, s, f))
+                                ami_connector=lambda s, f: MemoryConnector(self.network, s, f), node_id=node_id)
         self.sender.target = self.server.pool
         self.server.open_database(_inline)
         self.backend = ServerConsoleBackend(self.server)
@@ -288,6 +292,9 @@ class Stack:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        transport = self.server.components.transport
+        if transport is not None:
+            transport.start()
         self.server.start()
         self._pump = asyncio.create_task(self._run_pump())
         await self.until(lambda: self.server.health.ami.get(PBX, False), "the AMI link to the simulated PBX")
@@ -301,6 +308,9 @@ class Stack:
                 await self._pump
         self.server.stop()
         self.clock.run_for(1.0)  # the AMI logoff and close go through
+        transport = self.server.components.transport
+        if transport is not None:
+            await transport.close()
 
     def stop_ami(self) -> None:
         """The PBX's manager interface goes away: its sessions close and nothing listens on its port."""
