@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 import time
 import uuid
@@ -22,6 +23,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from centre.node_bus import SHARED, shared_of
+from centre.ops_http import ops_endpoint
+from config.schema import MetricsSettings
 from cti.events import ConsolePushRelayed
 from kpi.core import KpiCore
 from tests.conftest import REDIS_URL
@@ -97,6 +100,18 @@ async def first_push(client: Client, kind: str, pred: Callable[[dict[str, Any]],
                      timeout: float = 8.0) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         return await client.wait_push(kind, pred)
+
+
+async def healthz(port: int) -> dict[str, Any]:
+    """``GET /healthz`` of the operations endpoint on ``port``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: monitor\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"200", head  # alive either way
+    doc: dict[str, Any] = json.loads(body)
+    return doc
 
 
 def run(body: Callable[[str], Awaitable[None]]) -> None:
@@ -204,9 +219,13 @@ def test_with_redis_cut_a_node_goes_on_alone_says_so_and_gets_what_it_missed_onc
             ready_on(b, "1001")
             await first_push(away, "state", lambda m: m["state"] == "ready")
             assert a.server.wallboard()["health"]["redis_bus"] is True
+            ops = ops_endpoint(a.server, MetricsSettings(port=0, check_cache=0.0, check_timeout=2.0))
+            port = await ops.start("127.0.0.1", 0)
+            assert (await healthz(port))["redis_bus"] == "up"
             proxy.cut()
             await until(lambda: a.server.health.redis_bus is False, "node A sees the bus down")
             assert a.server.wallboard()["health"]["redis_bus"] is False
+            assert (await healthz(port))["redis_bus"] == "down"
             # Node A goes on alone: its own agent takes its own PBX's call, pop and all.
             a.add_ada()
             local = await open_client(a, "1002")
@@ -226,6 +245,7 @@ def test_with_redis_cut_a_node_goes_on_alone_says_so_and_gets_what_it_missed_onc
                 raise AssertionError(f"a pop came through a cut Redis: {early}")
             proxy.restore()
             await until(lambda: a.server.health.redis_bus is True, "node A back on the bus", timeout=15.0)
+            assert (await healthz(port))["redis_bus"] == "up"
             pop = await first_push(away, "pop", lambda m: m.get("complete") is True)
             assert pop["call_id"] == live.queued.call_id
             # node B's statistics got node A's call once node A's outbox was written
@@ -234,6 +254,7 @@ def test_with_redis_cut_a_node_goes_on_alone_says_so_and_gets_what_it_missed_onc
             assert day(b)["answered"] == 1 and day(b)["offered"] == 2
             assert day(a)["answered"] == 1
             await a.caller_hangs_up(caller_a)
+            await ops.stop()
 
     try:
         run(body)
