@@ -65,7 +65,7 @@ from dialer.store import CallbackStore, LeadStore
 from ivr.events import IvrEvent
 from ivr.ports import RecentCompletions
 from kpi.core import KpiCore
-from kpi.engine import KpiEngine
+from kpi.engine import KpiEngine, OtherNodes
 from kpi.rebuild import since as rebuild_since
 from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
 from screenpop.demo_data import seed_store
@@ -319,12 +319,10 @@ class Components:
     relay: ConsoleRelay | None = None
 
 
-def kpi_engine(cfg: CtiConfig, acd: AcdService, *, centre_wide: bool = False) -> KpiEngine:
-    """The statistics engine of a configuration (``kpi_settings``), its queues, agents and campaigns;
-    ``centre_wide`` (several nodes): it counts the other nodes' shared events too."""
-    core = KpiCore(kpi_settings(cfg, acd), queues=[q.name for q in cfg.acd.queues],
-                   agents=[a.id for a in cfg.acd.agents], campaigns=[c.name for c in cfg.dialer.campaigns])
-    return KpiEngine(core, remote_subscriptions=shared_of(KpiCore.SUBSCRIPTIONS) if centre_wide else ())
+def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
+    """The statistics engine of a configuration (``kpi_settings``), its queues, agents and campaigns."""
+    return KpiEngine(KpiCore(kpi_settings(cfg, acd), queues=[q.name for q in cfg.acd.queues],
+                             agents=[a.id for a in cfg.acd.agents], campaigns=[c.name for c in cfg.dialer.campaigns]))
 
 
 def kpi_settings(cfg: CtiConfig, acd: AcdService) -> KpiSettings:
@@ -399,10 +397,12 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     bus = EventBus(dispatch, transport=transport)
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
     agent_feed = AgentFeed(acd, process.has_consoles)
-    kpi = kpi_engine(cfg, acd, centre_wide=transport is not None)
+    kpi = kpi_engine(cfg, acd)
+    # several nodes: the consoles' pushes to and from the others; the statistics count the others' events too
     relay = ConsoleRelay(pops.agent_pops, process.deliver_relayed) if transport is not None else None
+    centre_kpi = OtherNodes(kpi, shared_of(KpiCore.SUBSCRIPTIONS)) if transport is not None else None
     for engine in (ivr_sessions, log_feed, sessions, acd, recordings, dialer, previews, pops, callbacks, agent_feed,
-                   relay, recorder_feed, interactions, kpi):
+                   relay, recorder_feed, interactions, kpi, centre_kpi):
         if engine is not None:
             bus.add(engine)
     # last: it only counts (the event types it takes cost the rest nothing)

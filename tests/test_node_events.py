@@ -22,13 +22,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from acd.events import CallWaiting
+from acd.service import AcdService
 from centre.node_bus import SHARED, shared_of
 from centre.ops_http import ops_endpoint
+from centre.wiring import kpi_engine
 from config.schema import MetricsSettings
 from cti.events import ConsolePushRelayed
 from kpi.core import KpiCore
+from kpi.engine import OtherNodes
 from tests.conftest import REDIS_URL
-from tests.console_stack import Client, Stack, make_settings, open_client
+from tests.console_stack import Client, Stack, make_settings, open_client, stack_config
 from tests.tcp_proxy import TcpProxy
 
 B_EPOCH_SHIFT = 100_000.0  # node B's PBX names its channels apart from node A's (uniqueids from its clock)
@@ -123,6 +127,24 @@ def test_the_shared_set_holds_what_the_statistics_count_and_the_relay() -> None:
     # every type the statistics count is shared (so each node's figures are the centre's), the relay too
     assert shared_of(KpiCore.SUBSCRIPTIONS) == KpiCore.SUBSCRIPTIONS
     assert ConsolePushRelayed in SHARED
+
+
+def test_another_nodes_events_from_before_the_statistics_were_rebuilt_are_not_counted_again() -> None:
+    # A restarted node rebuilds its figures from the records the nodes share, then reads what its group kept
+    # while it was away: those events are in the records already.
+    cfg = stack_config(make_settings(), "sqlite://")
+    engine = kpi_engine(cfg, AcdService(cfg.acd, 1000.0))
+    other = OtherNodes(engine, shared_of(KpiCore.SUBSCRIPTIONS))
+    engine.rebuild([], 1000.0)
+
+    def waiting(ts: float, n: int) -> CallWaiting:
+        return CallWaiting(ts=ts, server="pbx2", uniqueid=f"u{n}", call_id=f"u{n}", queue="sales", priority=0,
+                           position=1, ewt=None)
+
+    other.handle(waiting(990.0, 1), 1001.0)
+    other.handle(waiting(1001.0, 2), 1001.0)
+    assert other.skipped == 1
+    assert engine.core.figures("queue:sales", 1002.0)["windows"]["day"]["offered"] == 1
 
 
 def test_a_console_on_node_a_gets_the_pop_of_a_call_on_node_b_and_moves_to_b_without_a_gap() -> None:
