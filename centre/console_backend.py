@@ -130,6 +130,10 @@ class ServerConsoleBackend:
             rec = self.server.recordings.for_session(live) if self.server.recordings is not None else None
             if rec is not None:
                 messages.append(recording_message(rec))
+        elif state["state"] in ("reserved", "on_call", "wrap_up"):
+            elsewhere = self.server.relayed_call(agent_id, call_id)  # several nodes: another node's PBX has it
+            if elsewhere is not None:
+                messages.append(elsewhere)
         shown = self.server.dialer.preview_for(agent_id) if self.server.dialer is not None else None
         if shown is not None:
             messages.append(preview_message(shown))

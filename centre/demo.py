@@ -94,6 +94,8 @@ def build_virtual(cfg: CtiConfig, *, seed: int | None = None, login_agents: bool
     """The whole contact centre in one process on a VirtualClock (no sockets, no database), its clock at
     ``start`` (epoch seconds)."""
     cfg = with_demo_callers(cfg)
+    if cfg.redis is not None:  # a virtual centre is one node alone: no bus between nodes, no consoles' relay
+        cfg = cfg.model_copy(update={"redis": None})
     clock = VirtualClock(start=start)
     net = MemoryNetwork(clock)
     sim = build_sim(cfg, clock, agi_connect=net.connect, seed=seed)

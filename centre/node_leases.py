@@ -22,6 +22,7 @@ from cti.leases import (
     LeaseChange,
     LeaseKeeper,
     LeaseStore,
+    LeaseStoreDown,
     Lost,
     MemoryLeases,
     StoreDown,
@@ -65,9 +66,11 @@ def lease_store(cfg: CtiConfig) -> LeaseStore:
 class NodeLeases:
     """Ticks the keeper on the server's clock (``start``, ``tick``, ``next_deadline``) and acts on its changes:
     ``ami:`` gained -> the pool connects (the on-connect resync is the takeover), lost -> it disconnects at once
-    and the PBX's tracked channels end here (``PbxLinks.hand_over``); ``campaign:`` -> the dialer paces only
-    the campaigns held; the store's outages are logged once and shown in ``health`` (wallboard, ``/healthz``,
-    ``/readyz``)."""
+    and the PBX's tracked channels end here (``PbxLinks.hand_over``), except when the lease lapsed because the
+    store could not be reached: then the PBX stays connected and tracked (``kept``) until the store answers and
+    says another node took it meanwhile (handed over then) or this node takes it back; ``campaign:`` -> the
+    dialer paces only the campaigns held; the store's outages are logged once and shown in ``health``
+    (wallboard, ``/healthz``, ``/readyz``)."""
 
     def __init__(self, keeper: LeaseKeeper, *, links: PbxLinks, dialer: Dialer | None, shared: bool) -> None:
         self.keeper = keeper
@@ -76,6 +79,9 @@ class NodeLeases:
         self.dialer = dialer
         self.health = health = links.health
         self.shared = shared  # several nodes (Redis): a lease gained is worth an INFO line
+        # PBXs whose lease lapsed while the store was unreachable: still connected, their calls still tracked
+        # (routing waits for the shared pool anyway), until the store answers and says who holds them now
+        self.kept: set[str] = set()
         health.node = keeper.node
 
     @classmethod
@@ -97,6 +103,22 @@ class NodeLeases:
 
     def tick(self, now: float) -> None:
         self.apply(self.keeper.tick(now))
+        if self.kept and self.keeper.store_up:
+            self._settle_kept(now)
+
+    def _settle_kept(self, now: float) -> None:
+        """The store answers again: a PBX kept through the outage that another node took meanwhile is handed
+        over now; one nobody holds stays connected until this node's keeper takes its lease back."""
+        for server in sorted(self.kept):
+            try:
+                holder = self.keeper.store.holder(AMI + server, now)
+            except LeaseStoreDown:
+                return
+            if holder is not None and holder.node != self.keeper.node:
+                self.kept.discard(server)
+                log.warning("%s: %s is held by %s now: handing it over", self.keeper.node, server, holder.node)
+                self.pool.stop_server(server, f"lease held by {holder.node}")
+                self.links.hand_over(server)
 
     def next_deadline(self) -> float | None:
         return self.keeper.next_deadline()
@@ -115,12 +137,24 @@ class NodeLeases:
                 log.log(logging.INFO if self.shared else logging.DEBUG, "%s: holds %s (epoch %d)", node,
                         change.name, change.lease.epoch)
                 if change.name.startswith(AMI):
-                    self.pool.start_server(change.name.removeprefix(AMI))
+                    server = change.name.removeprefix(AMI)
+                    if server in self.kept:  # kept connected through an outage: nothing to start
+                        self.kept.discard(server)
+                    else:
+                        self.pool.start_server(server)
             elif isinstance(change, Lost):
                 log.warning("%s: lost %s (%s)%s", node, change.name, change.reason,
                             "" if self.keeper.store_up else ": the lease store is unreachable")
                 if change.name.startswith(AMI):
                     server = change.name.removeprefix(AMI)
+                    if not self.keeper.store_up:
+                        # Redis is gone: no node can take the lease meanwhile unless it still reaches Redis, and
+                        # this node makes no routing decision without the shared pool: it goes on tracking the
+                        # PBX's calls (issue #18's degraded mode) and settles who holds it when the store is back
+                        self.kept.add(server)
+                        log.warning("%s: keeps tracking %s's calls while the lease store is unreachable", node,
+                                    server)
+                        continue
                     self.pool.stop_server(server, f"lease lost ({change.reason})")
                     self.links.hand_over(server)
             elif isinstance(change, StoreDown):

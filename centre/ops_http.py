@@ -5,8 +5,9 @@ of its own (the ``metrics:`` section; loopback by default), not on the consoles'
 the monitoring host, and a scrape must not depend on the console hub being on. Each request is one
 GET or HEAD, answered and closed; a request head over 8 KiB or slower than 5 s is dropped.
 
-* ``/healthz``: 200 while the process's loop turns (this very answer needs it), with the loop's lag and the
-  node's leases (``centre.node_leases``: held, whether their store answers).
+* ``/healthz``: 200 while the process's loop turns (this very answer needs it), with the loop's lag, the
+  node's leases (``centre.node_leases``: held, whether their store answers) and, with several nodes,
+  ``redis_bus``: ``up`` or ``down`` (the events between nodes wait in an outbox meanwhile).
 * ``/readyz``: 200 when every AMI connection this node holds the lease of (embedded: every configured one) is
   logged in, the leases' store answers, the database answers ``SELECT 1`` and Redis (when configured) answers
   ``PING``; otherwise 503. The JSON body says which is down and why,
@@ -323,8 +324,12 @@ class OpsEndpoint:
             encode, ctype = choose_encoder(accept)  # the Prometheus text format, or OpenMetrics when asked
             return 200, ctype, encode(self.registry)
         if path == "/healthz":
-            return 200, "application/json", _json({"status": "alive", "loop_lag_seconds": self.lag(),
-                                                   "leases": self.readiness.health.leases_dict()})
+            doc: dict[str, Any] = {"status": "alive", "loop_lag_seconds": self.lag(),
+                                   "leases": self.readiness.health.leases_dict()}
+            bus = self.readiness.health.redis_bus  # several nodes: the bus between them (alive either way)
+            if bus is not None:
+                doc["redis_bus"] = "up" if bus else "down"
+            return 200, "application/json", _json(doc)
         if path == "/readyz":
             report = await self.readiness.check()
             return (200 if report.ready else 503), "application/json", _json(report.as_dict())

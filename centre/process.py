@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from agent_console.auth import Authenticator
 from agent_console.hub import ConsoleHub
 from centre.console_backend import ServerConsoleBackend
+from centre.node_bus import DRAIN_TIMEOUT
 from centre.ops_http import OpsEndpoint, ops_endpoint
 from centre.server import CtiServer
 from config.schema import CtiConfig
@@ -84,6 +85,9 @@ class Runtime:
                                     fastagi=self.fastagi_factory)
             tls = server_context(cfg.metrics.tls, "metrics.tls") if cfg.metrics.tls is not None else None
             self.ops_port = await self.ops.start(cfg.metrics.host, cfg.metrics.port, tls=tls)
+        transport = self.server.components.transport
+        if transport is not None:  # several nodes: the bus's events to and from the others (centre.node_bus)
+            transport.start()
         self.server.start()
         # Start-up objects (config, flows, modules) live as long as the process: keep them out of the
         # garbage collector's full passes, which otherwise stall the loop for 100+ ms under load.
@@ -131,6 +135,11 @@ class Runtime:
         if self.gc_pauses is not None:
             self.gc_pauses.uninstall()
         await defer.Deferred.asFuture(self.server.stop(), asyncio.get_running_loop())
+        transport = self.server.components.transport
+        if transport is not None:  # what this node's engines said last reaches the other nodes, then it leaves
+            if not await transport.drain(DRAIN_TIMEOUT):
+                log.warning("redis bus: %d event(s) not written to the other nodes at shutdown", transport.outbox)
+            await transport.close()
         if self.server.interactions is not None:  # the call records still lingering for their batch
             flushed = self.server.interactions.flush().addTimeout(INTERACTIONS_FLUSH_TIMEOUT, self.reactor)
             flushed.addErrback(lambda f: log.error("call records not all written at shutdown (%d left): %s",

@@ -69,6 +69,7 @@ class CtiServer:
         self.pusher = pusher
         c = self.components = build_components(cfg, clock=clock, process=self, ami_connector=ami_connector,
                                                        ami=ami)
+        self.relay = c.relay  # several nodes: the consoles' pushes to and from the other nodes
         self.tracker, self.acd, self.dialer, self.pool = c.tracker, c.acd, c.dialer, c.pool
         self.dispatcher, self.bus, self.sessions, self.pops = c.dispatcher, c.bus, c.sessions, c.pops
         self.recordings = c.recordings
@@ -254,14 +255,38 @@ class CtiServer:
 
     # ------------------------------------------------------------------ consoles
     def has_consoles(self) -> bool:
-        return self.pusher is not None
+        """Whether a console may be connected (to this node's hub, or with several nodes to any node)."""
+        return self.pusher is not None or self.relay is not None
 
     def push_to_agent(self, agent_id: str, message: dict[str, Any]) -> None:
+        """To the agent's console on this node and, with several nodes, relayed to the others
+        (``centre.console_relay``: the node its console is connected to shows it, every node keeps its pop)."""
         if self.pusher is not None:
             try:
                 self.pusher.push_to_agent(agent_id, message)
             except Exception:
                 log.exception("push to agent %s failed", agent_id)
+        if self.relay is not None:
+            relayed = self.relay.outgoing(agent_id, message, self.now())
+            if relayed is not None:
+                self.bus.publish(relayed, self.now())
+
+    def deliver_relayed(self, agent_id: str, message: dict[str, Any]) -> bool:
+        """Another node's push to ``agent_id``, to its console if it is connected to this node (True then)."""
+        pusher = self.pusher
+        connected = getattr(pusher, "is_connected", None)
+        if pusher is None or (connected is not None and not connected(agent_id)):
+            return False
+        try:
+            pusher.push_to_agent(agent_id, message)
+        except Exception:
+            log.exception("relayed push to agent %s failed", agent_id)
+            return False
+        return True
+
+    def relayed_call(self, agent_id: str, call_id: str | None) -> dict[str, Any] | None:
+        """The call frame of the agent's current call when another node carries it (several nodes), else None."""
+        return self.relay.call_frame(agent_id, call_id) if self.relay is not None else None
 
     def _session_pusher(self) -> SessionPusher | None:
         """The hub, when it can push to one session (the statistics' subscriptions)."""

@@ -23,6 +23,7 @@ class Health:
     db: bool | None = None
     db_check: bool | None = None  # the last readiness check of the database (centre.ops_http), None: none yet
     redis: bool | None = None
+    redis_bus: bool | None = None  # the event bus between nodes (``centre.node_bus``), None: one node alone
     pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
     # this node's leases (centre.node_leases): its id, the leases it holds, whether their store answered
     # (None: not asked yet) and its last error, the AMI links this node is to hold (None: every one)
@@ -32,10 +33,17 @@ class Health:
     lease_error: str = ""
     ami_here: set[str] | None = None
 
+    def set_redis_bus(self, up: bool) -> None:
+        """The bus between nodes reached Redis (True) or lost it (the transport's ``on_change``)."""
+        self.redis_bus = up
+
     def as_dict(self) -> dict[str, Any]:
-        return {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "ami_since": dict(self.ami_since),
-                "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()},
-                "leases": self.leases_dict()}
+        doc = {"ami": dict(self.ami), "ami_detail": dict(self.ami_detail), "ami_since": dict(self.ami_since),
+               "db": self.db, "redis": self.redis, "pbx": {k: list(v) for k, v in self.pbx.items()},
+               "leases": self.leases_dict()}
+        if self.redis_bus is not None:
+            doc["redis_bus"] = self.redis_bus
+        return doc
 
     def leases_dict(self) -> dict[str, Any]:
         """The node's leases as the wallboard and ``/healthz`` show them."""

@@ -5,8 +5,8 @@ session table, callbacks, consoles' agent feed, recorder feed), the AMI pool, th
 links, the node's leases (``centre.node_leases``: which PBXs and campaigns this process holds; the server
 ticks them) and the ``cti.bus.EventBus`` they meet on, in the order engines hear each event:
 
-    IVR completions, call log, sessions, ACD, recordings, dialer, pops, callbacks, agent feed, recorder, interactions,
-    statistics (``kpi``: it counts what the others did)
+    IVR completions, call log, sessions, ACD, recordings, dialer, pops, callbacks, agent feed, console relay
+    (several nodes), recorder, interactions, statistics (``kpi``: it counts what the others did)
 
 (the call log and the sessions see a call before the ACD decides on it; the pops after, so that a
 caller offered at once is not looked up twice). ``open_database`` migrates the schema and gives the
@@ -39,15 +39,18 @@ from centre.call_log import CallLog, InteractionWriter
 from centre.call_log_feed import CallLogFeed, InteractionSink
 from centre.call_sessions import CallSessions
 from centre.callbacks import Callbacks
+from centre.console_relay import ConsoleRelay
 from centre.database import upgrade
 from centre.demo_leads import demo_leads
 from centre.event_counts import EventCounts
 from centre.kpi_restore import recorded_events
+from centre.node_bus import node_transport, shared_of
 from centre.node_leases import NodeLeases
 from centre.pbx_links import PbxLinks
 from centre.pops import ScreenPops
 from centre.previews import PreviewHolds
 from centre.recording import Recordings
+from centre.redis_bus import StreamsTransport
 from config.schema import CtiConfig
 from cti.ami.client import AMIClientPool, Connector
 from cti.ami.message import AMIMessage
@@ -65,7 +68,7 @@ from dialer.store import CallbackStore, LeadStore
 from ivr.events import IvrEvent
 from ivr.ports import RecentCompletions
 from kpi.core import KpiCore
-from kpi.engine import KpiEngine
+from kpi.engine import KpiEngine, OtherNodes
 from kpi.rebuild import since as rebuild_since
 from kpi.settings import AbandonsInServiceLevel, KpiSettings, Target
 from screenpop.demo_data import seed_store
@@ -99,6 +102,8 @@ class Process(Protocol):
     def push_to_supervisors(self, message: dict[str, Any]) -> None: ...
 
     def has_consoles(self) -> bool: ...
+
+    def deliver_relayed(self, agent_id: str, message: dict[str, Any]) -> bool: ...
 
 
 class IdleAgents:
@@ -313,6 +318,9 @@ class Components:
     kpi: KpiEngine | None = None
     recordings: Recordings | None = None  # call recording (``centre.recording``)
     leases: NodeLeases | None = None  # this node's leases: its PBX connections and campaigns (``centre.node_leases``)
+    # several nodes (a ``redis:`` section; ``centre.node_bus``): the bus's transport and the consoles' relay
+    transport: StreamsTransport | None = None
+    relay: ConsoleRelay | None = None
 
 
 def kpi_engine(cfg: CtiConfig, acd: AcdService) -> KpiEngine:
@@ -353,7 +361,9 @@ def agent_pool(cfg: CtiConfig) -> SharedState | None:
 
 def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                      ami_connector: Connector | None = None, ami: ActionSender | None = None) -> Components:
-    """The components of one server, wired to ``process`` and to each other through the bus."""
+    """The components of one server, wired to ``process`` and to each other through the bus. With a ``redis:``
+    section the bus is shared with the other nodes (``centre.node_bus``; ``node.id``: this node's id there): its
+    transport is started and stopped by the process (``centre.process``)."""
     tracker = CallTracker()
     acd = AcdService(cfg.acd, clock.seconds(), node=cfg.node.id, shared=agent_pool(cfg), claim_ttl=cfg.node.lease_ttl)
     idle = IdleAgents(acd)
@@ -395,12 +405,18 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     def dispatch(command: Command) -> None:
         dispatcher.apply(command)  # looked up each time: tests and benches wrap the dispatcher's apply
 
-    bus = EventBus(dispatch)
+    # several nodes: the shared events go to the others through Redis; its state shows on the health line
+    transport = node_transport(cfg.redis, cfg.node.id, clock.seconds, on_change=links.health.set_redis_bus) \
+        if cfg.redis is not None else None
+    bus = EventBus(dispatch, transport=transport)
     previews = PreviewHolds(acd, dialer, process.push_to_agent) if dialer is not None and dialer.previews else None
     agent_feed = AgentFeed(acd, process.has_consoles)
     kpi = kpi_engine(cfg, acd)
+    # several nodes: the consoles' pushes to and from the others; the statistics count the others' events too
+    relay = ConsoleRelay(pops.agent_pops, process.deliver_relayed) if transport is not None else None
+    centre_kpi = OtherNodes(kpi, shared_of(KpiCore.SUBSCRIPTIONS)) if transport is not None else None
     for engine in (ivr_sessions, log_feed, sessions, acd, recordings, dialer, previews, pops, callbacks, agent_feed,
-                   recorder_feed, interactions, kpi):
+                   relay, recorder_feed, interactions, kpi, centre_kpi):
         if engine is not None:
             bus.add(engine)
     # last: it only counts (the event types it takes cost the rest nothing)
@@ -412,7 +428,7 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
                       sessions=sessions, pops=pops, callbacks=callbacks, interactions=interactions,
                       recorder_feed=recorder_feed, pool=pool, dispatcher=dispatcher, links=links, bus=bus,
                       customer_number=customer_number, agent_feed=agent_feed, event_counts=event_counts,
-                      kpi=kpi, recordings=recordings, leases=leases)
+                      kpi=kpi, recordings=recordings, leases=leases, transport=transport, relay=relay)
 
 
 @dataclass

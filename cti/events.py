@@ -304,3 +304,20 @@ class AgentCallbackScheduled:
     queue: str
     agent_id: str
     call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsolePushRelayed:
+    """A push to an agent's console, relayed to the other nodes (several nodes on Redis): the node whose engines
+    made it publishes it, and every other node hands ``message`` (the push as JSON, as the console protocol
+    encodes it) to that agent's console if it is connected there, and keeps the agent's last pop and call for a
+    console that connects to it later (``centre.console_relay``). No ``call_id``: the transport orders it with
+    the agent's other events (its state changes)."""
+
+    ts: float
+    agent_id: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if not (self.agent_id and self.message):
+            refuse_empty(self, "agent_id", "message")

@@ -247,16 +247,27 @@ class Stack:
 
     def __init__(self, settings: ConsoleSection, directory: Path, hashes: dict[str, str] | None = None, *,
                  dialer: dict[str, Any] | None = None, numbers: dict[str, FarEnd] | None = None,
-                 recording: dict[str, Any] | None = None, db_url: str | None = None, **hub_options: Any) -> None:
+                 recording: dict[str, Any] | None = None, db_url: str | None = None,
+                 redis: dict[str, Any] | None = None, node_id: str = "local", pbx: str = PBX,
+                 **hub_options: Any) -> None:
         """``hashes``: the agents' password hashes (default ``HASHES``, cheap scrypt parameters);
         ``dialer``: a ``dialer:`` section; ``numbers``:
         how the outbound numbers it dials answer (through the trunk); ``db_url``: a database of the test's
-        (default: a fresh SQLite file)."""
+        (default: a fresh SQLite file); ``redis``: a ``redis:`` section (the bus between nodes, started and
+        closed with the stack) and ``node_id`` this node's id on it; ``pbx``: the simulated PBX's name (several
+        nodes' PBXs are the centre's, each of its own name: a node holds the lease of its PBX's connection)."""
+        self.pbx_name = pbx
         self.settings = settings
         self.directory = directory
         if db_url is not None:  # another database (PostgreSQL), migrated here
             upgrade(db_url)
         self.cfg = stack_config(settings, db_url or _fresh_database(directory), dialer, recording)
+        if redis is not None or pbx != PBX:
+            doc = self.cfg.model_dump(exclude_unset=True)
+            doc["asterisk"] = [{**doc["asterisk"][0], "name": pbx}]
+            if redis is not None:
+                doc.update(redis=redis, node={"id": node_id})
+            self.cfg = CtiConfig.model_validate(doc)
         self.clock = WallClock()
         self.network = MemoryNetwork(self.clock)
         phones = {a: FarEnd("noanswer") for a in AGENTS}  # an agent's phone answers when the test says
@@ -288,9 +299,12 @@ class Stack:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        transport = self.server.components.transport
+        if transport is not None:
+            transport.start()
         self.server.start()
         self._pump = asyncio.create_task(self._run_pump())
-        await self.until(lambda: self.server.health.ami.get(PBX, False), "the AMI link to the simulated PBX")
+        await self.until(lambda: self.server.health.ami.get(self.pbx_name, False), "the AMI link to the simulated PBX")
         self.port = await self.hub.start("127.0.0.1", 0)
 
     async def stop(self) -> None:
@@ -301,6 +315,9 @@ class Stack:
                 await self._pump
         self.server.stop()
         self.clock.run_for(1.0)  # the AMI logoff and close go through
+        transport = self.server.components.transport
+        if transport is not None:
+            await transport.close()
 
     def stop_ami(self) -> None:
         """The PBX's manager interface goes away: its sessions close and nothing listens on its port."""

@@ -175,8 +175,11 @@ class Flaky:
         return call
 
 
-def test_a_lease_store_outage_drops_the_pbx_and_the_campaign_at_the_safe_end(
+def test_a_lease_store_outage_stops_the_campaign_at_the_safe_end_and_keeps_tracking_the_pbx(
         caplog: pytest.LogCaptureFixture) -> None:
+    """Redis gone: the campaign stops at the lease's safe end (two pacers must never dial one list), the PBX stays
+    connected and its calls tracked (issue #18's degraded mode: routing waits for the shared pool); back, the node
+    takes its leases again without reconnecting."""
     stack = build_virtual(load_config(DEMO), seed=3)
     server, clock = stack.server, stack.clock
     assert server.dialer is not None
@@ -184,19 +187,18 @@ def test_a_lease_store_outage_drops_the_pbx_and_the_campaign_at_the_safe_end(
     server.leases.keeper.store = flaky  # type: ignore[assignment]
     clock.run_for(30.0)
     assert server.health.ami["sim"] and server.tracker.channels("sim")
+    since = server.health.ami_since["sim"]
     caplog.set_level(logging.WARNING, logger="centre.node_leases")
     flaky.down = True
     down_at = clock.seconds()
     clock.run_for(5.0)
     assert server.health.lease_store is False and "test outage" in server.health.lease_error
-    assert server.health.ami["sim"]  # kept until the lease's safe end
     report = asyncio.run(Readiness(server.health, engine=None, redis_url=None, timeout=1.0, cache=0.0).check())
     assert "leases" in report.down
     clock.run_for(10.0)  # past the safe end (ttl 10 s, safety 1 s)
-    assert server.leases.keeper.held == {}
-    assert not server.health.ami["sim"] and "lease lost (expired)" in server.health.ami_detail["sim"]
+    assert server.leases.keeper.held == {} and server.leases.kept == {"sim"}
     assert not server.dialer.paces("renewals")
-    assert server.tracker.channels("sim") == []  # the PBX's channels end here (another node tracks them)
+    assert server.health.ami["sim"] and server.tracker.channels("sim")  # still connected, still tracked
     assert clock.seconds() - down_at < 16.0
     outage_lines = [r for r in caplog.records if "lease store is unreachable (" in r.getMessage()]
     assert len(outage_lines) == 1  # logged once, not at every retry
@@ -204,7 +206,26 @@ def test_a_lease_store_outage_drops_the_pbx_and_the_campaign_at_the_safe_end(
     clock.run_for(3.0)  # the next retry takes them again (nobody else holds them)
     assert set(server.leases.keeper.held) == {"ami:sim", "campaign:renewals"} and server.health.lease_store
     clock.run_for(2.0)
-    assert server.health.ami["sim"] and server.dialer.paces("renewals")
+    assert server.leases.kept == set() and server.dialer.paces("renewals")
+    assert server.health.ami["sim"] and server.health.ami_since["sim"] == since  # never dropped
+
+
+def test_a_pbx_kept_through_an_outage_is_handed_over_if_another_node_took_it_meanwhile() -> None:
+    stack = build_virtual(load_config(DEMO), seed=3)
+    server, clock = stack.server, stack.clock
+    flaky = Flaky(server.leases.keeper.store)
+    server.leases.keeper.store = flaky  # type: ignore[assignment]
+    clock.run_for(30.0)
+    flaky.down = True
+    clock.run_for(15.0)
+    assert server.leases.kept == {"sim"} and server.tracker.channels("sim")
+    now = clock.seconds()  # another node, which still reached Redis, took the PBX after the lease lapsed
+    assert flaky.store.acquire("ami:sim", "other", now, now + 60.0) is not None
+    flaky.down = False
+    clock.run_for(5.0)
+    assert server.leases.kept == set() and "ami:sim" not in server.leases.keeper.held
+    assert not server.health.ami["sim"] and "lease held by other" in server.health.ami_detail["sim"]
+    assert server.tracker.channels("sim") == []  # the other node tracks them now
 
 
 # ---------------------------------------------------------------------------------------------------- two nodes

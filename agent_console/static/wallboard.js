@@ -902,6 +902,7 @@
     // several nodes: this node's lease store unreachable (it keeps its PBXs and campaigns only until the leases lapse)
     const leases = health.leases || {};
     if (leases.store_up === false) { parts.push(["Leases", false, leases.error ? ": " + leases.error : ""]); }
+    if (health.redis_bus !== undefined && health.redis_bus !== null) { parts.push(["Redis bus", health.redis_bus, ""]); }
     const spans = parts.map(([label, up, text]) =>
       el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
          (up ? "\u2713 " : "\u2715 ") + label + (up ? " up" : " DOWN" + text)));
