@@ -164,6 +164,8 @@ class Readiness:
         down = [f"ami:{name}" for name, c in ami.items() if not c.up]
         if self.health.lease_store is False:
             down.append("leases")
+        if self.health.agent_pool is False:
+            down.append("agent_pool")
         down += [name for name, c in (("database", database), ("redis", redis)) if c is not None and not c.up]
         self.last = Report(ami, database, redis, down)
         self._show(database, redis)
@@ -329,6 +331,9 @@ class OpsEndpoint:
             bus = self.readiness.health.redis_bus  # several nodes: the bus between them (alive either way)
             if bus is not None:
                 doc["redis_bus"] = "up" if bus else "down"
+            pool = self.readiness.health.agent_pool  # several nodes: no routing decision while it is down
+            if pool is not None:
+                doc["agent_pool"] = "up" if pool else "down"
             return 200, "application/json", _json(doc)
         if path == "/readyz":
             report = await self.readiness.check()

@@ -25,6 +25,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from acd.events import SharedStateHealth
 from acd.recorder import Recorder
 from centre.agent_feed import state_message
 from centre.agent_restore import AgentRestorer
@@ -75,6 +76,9 @@ class CtiServer:
         self.recordings = c.recordings
         self.call_log, self.ivr_sessions, self.links = c.call_log, c.ivr_sessions, c.links
         self.health = c.links.health
+        if cfg.redis is not None:  # the shared agent pool's health onto the wallboard and /healthz, /readyz
+            self.health.agent_pool = self.acd.shared_up
+            self.subscribe(self._on_pool_health)
         assert c.leases is not None
         self.leases = c.leases
         self.restorer = AgentRestorer(self)
@@ -138,6 +142,15 @@ class CtiServer:
     def subscribe(self, listener: Callable[[object], None]) -> None:
         """Be told of every event on the bus: domain, ACD, dialer and IVR (demo summary, tests)."""
         self.bus.subscribe(listener)
+
+    def _on_pool_health(self, event: object) -> None:
+        if isinstance(event, SharedStateHealth):
+            self.health.agent_pool = event.up
+            if event.up:
+                log.warning("acd: the shared agent pool answers again; routing resumes")
+            else:
+                log.error("acd: the shared agent pool is unreachable; no routing decision until it is back "
+                          "(callers wait in order, calls are still tracked)")
 
     def now(self) -> float:
         return self.clock.seconds()

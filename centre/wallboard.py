@@ -24,6 +24,9 @@ class Health:
     db_check: bool | None = None  # the last readiness check of the database (centre.ops_http), None: none yet
     redis: bool | None = None
     redis_bus: bool | None = None  # the event bus between nodes (``centre.node_bus``), None: one node alone
+    # the ACD's shared agent pool answers (``acd.pool_link``: no routing decision while it does not); None: one
+    # node alone, or not yet heard of
+    agent_pool: bool | None = None
     pbx: dict[str, list[str]] = field(default_factory=dict)  # what each PBX lacks (cti.pbx_check)
     # this node's leases (centre.node_leases): its id, the leases it holds, whether their store answered
     # (None: not asked yet) and its last error, the AMI links this node is to hold (None: every one)
@@ -43,6 +46,8 @@ class Health:
                "leases": self.leases_dict()}
         if self.redis_bus is not None:
             doc["redis_bus"] = self.redis_bus
+        if self.agent_pool is not None:
+            doc["agent_pool"] = self.agent_pool
         return doc
 
     def leases_dict(self) -> dict[str, Any]:

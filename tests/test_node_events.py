@@ -258,6 +258,8 @@ def test_with_redis_cut_a_node_keeps_tracking_routes_nothing_says_so_and_catches
             await local.request("ready")
             caller_a = a.arrive()
             await until(lambda: a.server.acd.shared_up is False, "node A's ACD sees the shared pool down")
+            assert a.server.wallboard()["health"]["agent_pool"] is False
+            assert (await healthz(port))["agent_pool"] == "down"
             with contextlib.suppress(TimeoutError):
                 early = await first_push(local, "pop", timeout=0.3)
                 raise AssertionError(f"an offer made without the shared pool: {early}")
@@ -278,6 +280,7 @@ def test_with_redis_cut_a_node_keeps_tracking_routes_nothing_says_so_and_catches
             assert pop["call_id"] == live.queued.call_id
             # the pool back (the ACD probes it), node A routes its waiting caller
             await first_push(local, "pop", lambda m: m.get("complete") is True, timeout=15.0)
+            assert (await healthz(port))["agent_pool"] == "up"
             await a.answer("1002")
             # node B's statistics got node A's call once node A's outbox was written
             await until(lambda: transport(a).outbox == 0, "node A's outbox written")

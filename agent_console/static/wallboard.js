@@ -903,6 +903,10 @@
     const leases = health.leases || {};
     if (leases.store_up === false) { parts.push(["Leases", false, leases.error ? ": " + leases.error : ""]); }
     if (health.redis_bus !== undefined && health.redis_bus !== null) { parts.push(["Redis bus", health.redis_bus, ""]); }
+    // several nodes: the shared agent pool unreachable (no routing decision until it is back; callers wait in order)
+    if (health.agent_pool !== undefined && health.agent_pool !== null) {
+      parts.push(["Agent pool", health.agent_pool, health.agent_pool ? "" : ": callers wait, no offers"]);
+    }
     const spans = parts.map(([label, up, text]) =>
       el("span", { class: up ? "up" : "down", testid: "wb-health-" + label.replace(/\s+/g, "-") },
          (up ? "\u2713 " : "\u2715 ") + label + (up ? " up" : " DOWN" + text)));
