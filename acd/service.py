@@ -99,6 +99,7 @@ MAX_DATA_ITEMS = 64
 MAX_DATA_VALUE = 256
 MAX_COMMAND_FAILURES = 5
 MAX_DECISIONS = 10_000
+TIMERS_COMPACT_MIN = 4096  # timers in the heap before stale ones are first dropped (``_compact_timers``)
 PRIORITY_LIMIT = 1000
 #: How many agents one decision may try to claim for a call before it waits for the next event.
 MAX_CLAIM_ATTEMPTS = 4
@@ -163,6 +164,7 @@ class AcdService:
         self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[tuple[str | None, int], ...]]] = {}
         self._decisions: OrderedDict[CallKey, Decision] = OrderedDict()
         self._timers: list[tuple[float, int, str, Any, int]] = []
+        self._compact_at = TIMERS_COMPACT_MIN  # the heap's size past which stale timers are dropped
         self._seq = 0
         self._cmd_seq = 0
         self._carry: list[Output] = []
@@ -1272,6 +1274,16 @@ class AcdService:
     def _push(self, deadline: float, kind: str, target: Any, gen: int) -> None:
         self._seq += 1
         heapq.heappush(self._timers, (deadline, self._seq, kind, target, gen))
+        if len(self._timers) > self._compact_at:
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Drop the timers made stale (a call answered long before its max-wait, an expansion step it never
+        reached): they would otherwise stay in the heap until their deadline, up to ``max_wait`` later, and the
+        heap grow with the traffic. Run when the heap doubled since the last compaction: amortised O(1)."""
+        self._timers = [t for t in self._timers if self._timer_valid(t)]
+        heapq.heapify(self._timers)
+        self._compact_at = max(TIMERS_COMPACT_MIN, 2 * len(self._timers))
 
     def _timer_valid(self, entry: tuple[float, int, str, Any, int]) -> bool:
         _, _, kind, target, gen = entry

@@ -471,3 +471,37 @@ def test_a_preview_holds_the_agent_for_its_lead_and_ends_to_ready_or_not_ready()
     h.request("reserve_preview", "a1", "dial:c/L3/1")
     h.request("end_preview", "a1", "dial:c/L3/1")
     assert h.state("a1") == "ready"
+
+
+def test_stale_timers_are_dropped_so_the_heap_does_not_grow_with_the_traffic() -> None:
+    """Every caller of a queue with a max wait and expansion steps leaves timers that go stale when it is
+    answered at once; kept until their deadline (10 minutes on), they would grow with the call rate (#19's soak).
+    Timers still live (a caller waiting) survive every compaction and fire on time."""
+    from acd.service import TIMERS_COMPACT_MIN
+
+    h = Harness({"agents": [agent("a1", {"billing": 5})],
+                 "queues": [{"name": "billing", "skills": {"billing": 3}, "wrapup": 0.01, "max_wait": 600,
+                             "on_max_wait": {"overflow": "other"},
+                             "expansion": [{"after": 120, "lower_min_level_by": 1}]},
+                            {"name": "other", "skills": {"billing": 1}}]})
+    h.ready("a1")
+    sizes = []
+    for i in range(30_000):  # 30,000 calls in 10 minutes (50 a second), each answered at once
+        uid = f"c{i}"
+        offered = h.offers(h.queued(uid, "billing"))
+        assert offered == [(uid, "a1")]
+        h.answer(uid, "a1")
+        h.advance(0.005)
+        h.hangup(uid)
+        h.advance(0.015)  # the wrap-up ends: a1 ready again
+        sizes.append(len(h.acd._timers))
+    assert max(sizes) <= 2 * TIMERS_COMPACT_MIN + 10
+    # a caller left waiting keeps its max-wait timer through the compactions above and after
+    h.request("not_ready", "a1", "break")
+    h.queued("w", "billing")
+    for i in range(3 * TIMERS_COMPACT_MIN):
+        h.acd._push(h.now + 5000 + i, "maxwait", ("none", f"x{i}"), 0)  # stale at once: no such call
+    h.advance(599.0)
+    assert not of_type(h.log[-50:], CallOverflowed)
+    out = h.advance(2.0)
+    assert [e.uniqueid for e in of_type(out, CallOverflowed)] == ["w"]
