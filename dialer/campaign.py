@@ -357,6 +357,17 @@ class Campaign:
             self._evicted.popitem(last=False)
         return len(gone)
 
+    def forget_pending(self) -> int:
+        """Drop the pending leads read from the store and not dialled here: another node paced the campaign
+        meanwhile (several nodes: its lease was theirs) and may have dialled them; the next refill brings back
+        those the store still has pending. Leads with an attempt open here and callbacks stay. Returns how many."""
+        busy = {a.lead.lead_id for a in self.attempts.values()}
+        gone = [k for k, lead in self.leads.items() if lead.status == "pending" and k not in busy
+                and k not in self._callback_due and k not in self._owned]
+        for lead_id in gone:
+            del self.leads[lead_id]  # its heap entries are skipped when they come up (``_take``)
+        return len(gone)
+
     def pending(self) -> int:
         """Leads in memory waiting for a dial (the hopper's depth)."""
         return sum(1 for lead in self.leads.values() if lead.status == "pending")

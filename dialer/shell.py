@@ -134,6 +134,8 @@ class Dialer:
         # campaigns whose lease this node holds (several nodes: one paces each campaign; ``set_held``); None: every
         # campaign (no leases)
         self.held: frozenset[str] | None = None
+        self.taking_over: set[str] = set()  # campaigns just gained whose hopper is being read again (``take_over``)
+        self._take_over_again: set[str] = set()  # those whose read failed: read again at the next upkeep
         # the campaigns' compliance evidence and windows (dialer.compliance): fed with every AttemptFinished,
         # rebuilt from the store on start-up; the pacer reads ``compliance.window(campaign, now)``
         self.compliance = ComplianceLedger(section.campaigns)
@@ -211,6 +213,9 @@ class Dialer:
         store = self.store
         if store is None or self._upkeep_running:
             return
+        for name in sorted(self._take_over_again):
+            self._take_over_again.discard(name)
+            self.take_over(name)
         self._upkeep_running = True
         read_dnc = now >= self._next_dnc
         if read_dnc:
@@ -381,8 +386,36 @@ class Dialer:
         self.held = held
 
     def paces(self, name: str) -> bool:
-        """Whether this node paces campaign ``name`` (its lease is held here, or there are no leases)."""
-        return self.held is None or name in self.held
+        """Whether this node paces campaign ``name`` (its lease is held here, or there are no leases, and its
+        hopper is as the store has it since it was taken over)."""
+        return (self.held is None or name in self.held) and name not in self.taking_over
+
+    def take_over(self, name: str) -> None:
+        """Campaign ``name`` taken over from another node (its lease changed hands; ``centre.node_leases``): the
+        leads this node read earlier and still takes for pending may have been dialled there, so they are dropped
+        and the hopper read again from the store before this node dials any (``paces`` is False until then; a
+        failed read is retried by the next upkeep)."""
+        campaign = self.campaigns.get(name)
+        store = self.store
+        if campaign is None or store is None:
+            return
+        dropped = campaign.forget_pending()
+        self.taking_over.add(name)
+        size, until = campaign.settings.hopper, self.clock() + campaign.settings.run_out_warning * 60.0
+
+        def done(result: tuple[list[Any], int]) -> None:
+            added = campaign.refill(result[0])
+            self.taking_over.discard(name)
+            self._next_pace = None
+            log.info("campaign %s taken over: hopper read again (%d leads dropped, %d pending now)", name,
+                     dropped, added)
+
+        def failed(failure: Failure) -> None:
+            self._take_over_again.add(name)
+            log.error("campaign %s taken over: reading its hopper failed (%s); retried at the next upkeep", name,
+                      failure.getErrorMessage())
+
+        self._serial(lambda: store.refill(name, size, until)).addCallbacks(done, failed)
 
     # ------------------------------------------------------------------ a supervisor's changes at run time
     def pause(self, name: str) -> None:
