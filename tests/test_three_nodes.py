@@ -453,6 +453,15 @@ def test_three_nodes_one_pool_a_node_killed_mid_call_and_redis_restarted(private
         await centre.run_until(centre.settled, "every caller after the outage served", 120.0)
         assert all(c.answered_by for c in new)
         centre.check_pbx_invariants()
+        # one pool: once the wrap-ups are over, every live node's replica says of each agent what the pool says
+        await centre.run_for(20.0)
+        await centre.real_until(lambda: all(centre.transport(s.cfg.node.id).outbox == 0 for s in centre.live()),
+                                "the outboxes written")
+        await centre.run_for(1.0)
+        entries = pool.agents()
+        for s in centre.live():
+            seen = {a: s.acd.agent_snapshot(a).state.value for a in entries}
+            assert seen == {a: e.state for a, e in entries.items()}, (s.cfg.node.id, seen, entries)
         pool.client.close()
 
     run(body, private_redis.url)
