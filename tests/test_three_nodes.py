@@ -46,6 +46,7 @@ from sim.ami_server import AMIServerFactory
 from sim.channel import Channel
 from sim.clock import VirtualClock
 from sim.memory_transport import MemoryConnector, MemoryNetwork
+from sim.settings import LogNormal
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "examples" / "demo.yaml"
 NODES = ("A", "B", "C")
@@ -119,7 +120,8 @@ def node_config(base: CtiConfig, url: str, prefix: str, node: str) -> CtiConfig:
     servers = [a.model_copy(update={"name": PBXS[n], "port": 15038 + i}) for i, n in enumerate(NODES)]
     campaign = base.dialer.campaigns[0].model_copy(update={"demo_leads": 8, "max_attempts": 1})
     campaigns = [campaign.model_copy(update={"name": f"camp-{n.lower()}", "server": PBXS[n]}) for n in NODES]
-    agents = base.sim.agents.model_copy(update={"no_answer_prob": 0.0})
+    agents = base.sim.agents.model_copy(update={"no_answer_prob": 0.0,  # (a missed call: nobody to make it ready)
+                                                "talk_time": LogNormal(median_s=20.0, sigma=0.3)})
     return base.model_copy(update={
         "asterisk": servers, "redis": RedisSettings(url=url, prefix=prefix),
         "node": NodeSettings(id=node, home=[PBXS[node]], lease_ttl=TTL),
