@@ -385,11 +385,13 @@ def test_three_nodes_one_pool_a_node_killed_mid_call_and_redis_restarted(private
         # 2. Node A dies mid-call, with callers holding on its PBX.
         for _ in range(3):
             centre.arrive("pbxa")
+        await centre.run_for(1.0)  # queued at A
         await centre.run_until(lambda: centre.talking_on("pbxa") and centre.waiting_on("pbxa"),
                                "agents talking and callers holding on pbxa", 20.0)
         talking = centre.talking_on("pbxa")
         holding = {c.chan.uniqueid for c in centre.waiting_on("pbxa")}
         died = centre.clock.seconds()
+        marks = {n: len(centre.seen[n]) for n in NODES}
         await centre.kill("A")
         b, c = centre.servers["B"], centre.servers["C"]
         timings = b.leases.keeper.timings
@@ -405,8 +407,8 @@ def test_three_nodes_one_pool_a_node_killed_mid_call_and_redis_restarted(private
         assert "ami:pbxa" in taker.leases.keeper.held
         await centre.run_for(1.0)  # the resync
         tid = taker.cfg.node.id
-        requeued = {e.uniqueid for e in centre.seen[tid] if isinstance(e, CallQueued) and e.server == "pbxa"
-                    and e.ts >= died}
+        requeued = {e.uniqueid for e in centre.seen[tid][marks[tid]:] if isinstance(e, CallQueued)
+                    and e.server == "pbxa" and e.ts <= died}  # with their wait so far
         still_holding = {c.chan.uniqueid for c in centre.waiting_on("pbxa")}
         assert still_holding <= requeued, "a caller holding on pbxa was not queued again by the new node"
         for agent, uid in talking.items():  # the calls in progress keep their agents
