@@ -154,6 +154,7 @@ class PbxLog:
     agent_chans: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)  # uid -> agent, t0, t1
     dials: list[tuple[str, str]] = field(default_factory=list)  # (caller uid, agent channel uid)
     answered: dict[str, str] = field(default_factory=dict)  # caller uid -> agent
+    answered_at: dict[str, float] = field(default_factory=dict)  # agent channel uid -> when it answered
 
     def __call__(self, msg: AMIMessage) -> None:
         now = self.clock.seconds()
@@ -175,6 +176,7 @@ class PbxLog:
             dest = msg.get("DestUniqueid", "") or ""
             if dest in self.agent_chans:
                 self.answered[msg.get("Uniqueid", "") or ""] = self.agent_chans[dest][0]
+                self.answered_at[dest] = now
 
 
 class Centre:
@@ -321,10 +323,11 @@ class Centre:
         return [c for c in self.callers if c.pbx == pbx and not c.chan.dead and not self.answered_by(c)
                 and not any(caller == c.chan.uniqueid for caller, _ in self.logs[pbx].dials)]
 
-    def talking_on(self, pbx: str) -> dict[str, str]:
-        """Agent -> its channel uid, for the agents whose call on ``pbx`` is up."""
-        return {agent: uid for uid, (agent, _, t1) in self.logs[pbx].agent_chans.items() if t1 is None
-                and uid in {d for c, d in self.logs[pbx].dials if c in self.logs[pbx].answered}}
+    def talking_on(self, pbx: str, since: float = 0.0) -> dict[str, str]:
+        """Agent -> its channel uid, for the agents whose call on ``pbx`` is up (answered from ``since`` on)."""
+        log = self.logs[pbx]
+        return {agent: uid for uid, (agent, _, t1) in log.agent_chans.items()
+                if t1 is None and log.answered_at.get(uid, -1.0) >= since}
 
     # -- invariants --------------------------------------------------------------------------------------------
     def check_pbx_invariants(self) -> None:
@@ -386,8 +389,9 @@ def test_three_nodes_one_pool_a_node_killed_mid_call_and_redis_restarted(private
         for _ in range(3):
             centre.arrive("pbxa")
         await centre.run_for(1.0)  # queued at A
-        await centre.run_until(lambda: centre.talking_on("pbxa") and centre.waiting_on("pbxa"),
-                               "agents talking and callers holding on pbxa", 20.0)
+        await centre.run_until(lambda: centre.talking_on("pbxa", since=centre.clock.seconds() - 1.0)
+                               and centre.waiting_on("pbxa"), "an agent just answered and callers holding on pbxa",
+                               30.0)
         talking = centre.talking_on("pbxa")
         holding = {c.chan.uniqueid for c in centre.waiting_on("pbxa")}
         died = centre.clock.seconds()
@@ -411,10 +415,11 @@ def test_three_nodes_one_pool_a_node_killed_mid_call_and_redis_restarted(private
                     and e.server == "pbxa" and e.ts <= died}  # with their wait so far
         still_holding = {c.chan.uniqueid for c in centre.waiting_on("pbxa")}
         assert still_holding <= requeued, "a caller holding on pbxa was not queued again by the new node"
-        for agent, uid in talking.items():  # the calls in progress keep their agents
-            if centre.logs["pbxa"].agent_chans[uid][2] is None:
-                snapshot = taker.acd.agent_snapshot(agent)
-                assert snapshot.state == AgentState.ON_CALL, (agent, snapshot)
+        going_on = [agent for agent, uid in talking.items() if centre.logs["pbxa"].agent_chans[uid][2] is None]
+        assert going_on, "no call in progress at the kill lasted until the takeover"
+        for agent in going_on:  # the calls in progress keep their agents
+            snapshot = taker.acd.agent_snapshot(agent)
+            assert snapshot.state == AgentState.ON_CALL, (agent, snapshot)
         # A's campaign: paced by a live node once its lease lapsed
         await centre.run_until(lambda: any(s.dialer is not None and s.dialer.paces("camp-a") for s in (b, c)),
                                "camp-a paced by another node", bound)
