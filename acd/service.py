@@ -771,7 +771,8 @@ class AcdService:
 
     def _pool_back(self, now: float, out: list[Output]) -> None:
         """The pool answers again (the writes kept meanwhile are made): the states of our agents it lost (it
-        restarted empty) written anew, then the waiting calls matched in service order."""
+        restarted empty) written anew, those other nodes wrote last too unless written since (a dead node's agents
+        stay in the pool), then the waiting calls matched in service order."""
         ok, known = self.pool.call(now, out, self.pool.shared.agents)
         if not ok or known is None:
             return
@@ -779,6 +780,13 @@ class AcdService:
             if a.node != self.node or a.id in known:
                 continue
             ok, _ = self.pool.call(now, out, lambda a=a: self.pool.rewrite(a.id, a.state.value, a.since))
+            if not ok:
+                return
+        for a in self._ordinals:  # those another node wrote last, as this node knows them, unless written since:
+            if a.node in ("", self.node) or a.id in known:  # that node, if alive, writes its own (and wins); a dead
+                continue  # node's would be lost to the pool for good
+            ok, _ = self.pool.call(now, out, lambda a=a: self.pool.shared.add_agent(a.id, a.state.value, a.since,
+                                                                                    a.node))
             if not ok:
                 return
         for call in sorted((c for c in self._calls.values() if c.state == CallState.WAITING),
