@@ -332,7 +332,8 @@ class Centre:
     # -- invariants --------------------------------------------------------------------------------------------
     def check_pbx_invariants(self) -> None:
         """From what the PBXs saw: an agent's channels (over the three PBXs) never overlap; a caller is never
-        dialled to two agents at once."""
+        dialled to two agents at once, nor twice at all (the agents' phones always answer here: a second offer
+        could only be a call offered again by mistake, by two nodes, or lost and found again)."""
         by_agent: dict[str, list[tuple[float, float, str]]] = {}
         end = self.clock.seconds()
         for pbx, log in self.logs.items():
@@ -349,6 +350,7 @@ class Centre:
                 _, t0, t1 = log.agent_chans[dest]
                 per_caller.setdefault(caller, []).append((t0, end if t1 is None else t1, dest))
             for caller, spans in per_caller.items():
+                assert len(spans) == 1, f"{pbx} caller {caller} offered {len(spans)} times"
                 spans.sort()
                 for (_, e1, d1), (s2, _, d2) in zip(spans, spans[1:], strict=False):
                     assert s2 >= e1, f"{pbx} caller {caller} dialled to two agents at once: {d1}, {d2}"
@@ -455,6 +457,10 @@ def test_three_nodes_one_pool_a_node_killed_mid_call_and_redis_restarted(private
         assert not offers_between(centre, down_at + 0.5, up_at), "an offer made without the shared pool"
         new = centre.callers[before:]
         assert all(not c.chan.dead and not centre.answered_by(c) for c in new)
+        for pbx in pbxs:  # each PBX still connected to the node that holds it, its calls tracked
+            holder = [s for s in centre.live() if s.health.ami.get(pbx)]  # (its lease past its safe end: kept)
+            assert len(holder) == 1 and holder[0].tracker.channels(pbx), pbx
+            assert holder[0].health.lease_store is False
         waiting = {c.uniqueid for s in centre.live() for q in s.acd.queue_stats(up_at)
                    for c in s.acd.waiting_calls(q, up_at)}
         assert {c.chan.uniqueid for c in new} <= waiting  # queued, in order, on the node of their PBX
