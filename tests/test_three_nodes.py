@@ -2,11 +2,13 @@
 PBX (pbxa, pbxb, pbxc) and a small campaign on it, one agent pool and one event bus on a private ``redis-server``
 of the test's own on loopback. Scripted callers arrive on the three PBXs at once; the agents' phones are the
 simulator's people (they answer, talk, hang up). From what the PBXs saw (their AMI events): no agent ever has two
-calls at once, no caller is ever dialled to two agents at once, every caller ends answered or hangs up of its own
-accord. Node A is killed mid-call: another node takes pbxa's lease within the ttl and the keeper's intervals,
-connects, queues again the callers holding there, keeps the calls in progress with their agents, and paces A's
-campaign. Redis is stopped for 10 s and restarted empty: no offer meanwhile (calls stay queued, health says the
-pool and the bus are down), afterwards the nodes write their agents again and every caller is served.
+calls at once, no caller is ever dialled to two agents at once (nor twice), every caller ends answered or hangs up
+of its own accord. Node A is killed mid-call: another node takes pbxa's lease within the ttl and the keeper's
+intervals, connects, queues again the callers holding there (with their wait so far), keeps the calls in progress
+with their agents, and paces A's campaign. Redis is stopped for 10 virtual seconds and restarted empty: no offer
+meanwhile (calls stay queued, each PBX still tracked by one node, health says the pool, the bus and the leases are
+down), afterwards the nodes write every agent again (the dead node's too), take their leases back, every caller is
+served, and every node's replica agrees with the pool.
 
 Time: the nodes and the PBXs share one virtual clock, moved in small steps by the test; between the steps the
 asyncio loop runs the Redis Streams transport (real time), so the agents' states reach the other nodes' replicas
