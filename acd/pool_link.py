@@ -3,7 +3,8 @@
 ``PoolLink`` is what ``acd.service.AcdService`` uses of an ``acd.shared_state.SharedState``: it claims agents
 (and remembers the claims this node holds), writes the agents' states (a state change of an agent whose claim
 this node holds releases the claim, unless the agent keeps it: ringing, on the call), renews this node's claims
-every ``ttl / 3`` and expires lapsed ones every ``ttl / 2`` (once another node has been heard from), and turns
+every ``ttl / 3`` and expires lapsed ones every ``ttl / 2`` (once another node has been heard from; the agent of
+a lapsed claim is freed only ``ORPHAN_GRACE * ttl`` later, if no node took it up meanwhile), and turns
 ``SharedStateDown`` into degraded mode: ``up`` false, one ``SharedStateHealth`` event, writes kept (in order,
 the last per agent wins) and retried with the connection, probed after 1 s, doubling to 10 s. Pure: time is
 passed in; the events go to the caller's output list.
@@ -26,6 +27,10 @@ from acd.states import AgentState
 T = TypeVar("T")
 RETRY_FIRST = 1.0
 RETRY_MAX = 10.0
+# A lapsed claim's node is gone, but the call it gave the agent may go on in its PBX: the agent is freed only after
+# the node taking that PBX over (within about 1.7 lease ttls of the death; the claim lapsed 2/3 to 1 ttl after it) has
+# resynced and, finding the agent's phone busy, written the agent as on its call (``AcdService``'s follow-up).
+ORPHAN_GRACE = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class PoolLink:
         self.pending: dict[str, Write] = {}  # writes made while down, in order; the last per agent
         self.last: tuple[str, str, float] = ("", "", 0.0)  # the last write made: (agent, state, now)
         self.peers = False  # another node was heard from: expire lapsed claims
+        self.orphans: dict[str, tuple[str, float]] = {}  # agent -> (the node of its lapsed claim, when to free it)
         self.first_renew = now + ttl * 7 / 6  # a previous run's claims have lapsed by then
         self.first_until = now + ttl * 1.5
         self.renew_at = self.first_renew
@@ -83,6 +89,8 @@ class PoolLink:
         times = [self.expire_at] if self.peers else []
         if self.held:
             times.append(self.renew_at)
+        if self.orphans:
+            times.append(min(due for _, due in self.orphans.values()))
         return min(times) if times else None
 
     # ----------------------------------------------------------------------- claims and writes
@@ -152,19 +160,24 @@ class PoolLink:
                                           f"{claim.agent} for {claim.call} lapsed before it was renewed",
                                           details={"agent_id": claim.agent, "call": claim.call}))
                     continue
-                if self._free(claim, now, out):  # another node's, or this node's previous run's
-                    freed.append(claim.agent)
+                self.orphans[claim.agent] = (claim.node, now + ORPHAN_GRACE * self.ttl)  # another node's, or
+                # this node's previous run's: freed after the grace, unless taken up meanwhile
+        for agent, (node, due) in sorted(self.orphans.items()):
+            if now >= due and self.up:
+                del self.orphans[agent]
+                if self._free(agent, node, now, out):
+                    freed.append(agent)
         return recovered, freed
 
-    def _free(self, claim: Claim, now: float, out: list[Any]) -> bool:
-        """After another node's claim lapsed: an agent left on that node's call is made ready (the node that
-        could say so is gone); whether the agent is ready in the pool now."""
-        ok, entry = self.call(now, out, lambda: self.shared.agent(claim.agent))
-        if not ok or entry is None:
-            return False
-        if entry.state == AgentState.ON_CALL.value and entry.node == claim.node:
-            ok, _ = self.call(now, out, lambda: self.shared.set_agent(claim.agent, AgentState.READY.value, now,
-                                                                      self.node))
+    def _free(self, agent: str, node: str, now: float, out: list[Any]) -> bool:
+        """The grace after ``node``'s claim on ``agent`` lapsed is over: an agent still left on that node's call
+        (or reserved by it) is made ready (the node that could say so is gone, and no node took its call up);
+        whether the agent is ready in the pool now (and was that node's)."""
+        ok, entry = self.call(now, out, lambda: self.shared.agent(agent))
+        if not ok or entry is None or entry.node != node:
+            return False  # another node wrote the agent since: its state is that node's word
+        if entry.state in (AgentState.ON_CALL.value, AgentState.RESERVED.value):
+            ok, _ = self.call(now, out, lambda: self.shared.set_agent(agent, AgentState.READY.value, now, self.node))
             return ok
         return entry.state == AgentState.READY.value
 

@@ -160,6 +160,7 @@ class AcdService:
         self._queue_order: dict[str, list[SortKey]] = {q: [] for q in self._queues}
         self._parked: dict[CallKey, Call] = {}
         self._down: set[str] = set()
+        self._followed: set[str] = set()  # agents on a call this node took over with its PBX (``_follow``)
         self._rr: dict[str, int] = {}
         self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[tuple[str | None, int], ...]]] = {}
         self._decisions: OrderedDict[CallKey, Decision] = OrderedDict()
@@ -772,7 +773,8 @@ class AcdService:
 
     def _pool_back(self, now: float, out: list[Output]) -> None:
         """The pool answers again (the writes kept meanwhile are made): the states of our agents it lost (it
-        restarted empty) written anew, then the waiting calls matched in service order."""
+        restarted empty) written anew, those other nodes wrote last too unless written since (a dead node's agents
+        stay in the pool), then the waiting calls matched in service order."""
         ok, known = self.pool.call(now, out, self.pool.shared.agents)
         if not ok or known is None:
             return
@@ -780,6 +782,13 @@ class AcdService:
             if a.node != self.node or a.id in known:
                 continue
             ok, _ = self.pool.call(now, out, lambda a=a: self.pool.rewrite(a.id, a.state.value, a.since))
+            if not ok:
+                return
+        for a in self._ordinals:  # those another node wrote last, as this node knows them, unless written since:
+            if a.node in ("", self.node) or a.id in known:  # that node, if alive, writes its own (and wins); a dead
+                continue  # node's would be lost to the pool for good
+            ok, _ = self.pool.call(now, out, lambda a=a: self.pool.shared.add_agent(a.id, a.state.value, a.since,
+                                                                                    a.node))
             if not ok:
                 return
         for call in sorted((c for c in self._calls.values() if c.state == CallState.WAITING),
@@ -1229,8 +1238,32 @@ class AcdService:
         for agent_id in sorted(ids):
             a = self._agents[agent_id]
             if a.endpoint.lower() == device:
+                self._follow(a, now, out)
                 self._refresh(a)
                 self._match_agent(a, now, out, "phone-available")
+
+    def _follow(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
+        """The agent's phone on a PBX of this node is busy while another node has the agent reserved or on a call
+        that is not this node's: that node lost the PBX to this one (it died; the resync lists the phone), and
+        the call goes on here. This node writes the agent as on that call (so that the lapsed claim of the node
+        gone does not free the agent, ``acd.pool_link``) and makes it ready when the phone is free again."""
+        if a.call is not None or a.id in self.pool.held:
+            return
+        device = self._devices.get(a.endpoint.lower(), "UNKNOWN")
+        if device in BUSY_DEVICE_STATES or device in RINGING_DEVICE_STATES:
+            if a.state in (AgentState.RESERVED, AgentState.ON_CALL) and a.node != self.node:
+                self._replica(a, AgentState.ON_CALL, a.since, self.node, "")
+                self._followed.add(a.id)
+                self.pool.write(a.id, AgentState.ON_CALL.value, a.since, now, out)
+        elif a.id in self._followed:
+            self._followed.discard(a.id)
+            if a.state == AgentState.ON_CALL and a.node == self.node:
+                since = a.since
+                self._replica(a, AgentState.READY, now, self.node, "")
+                a.idle_since = now
+                self.pool.write(a.id, AgentState.READY.value, now, now, out)
+                out.append(AgentStateChanged(ts=now, agent_id=a.id, state=AgentState.READY.value,
+                                             previous=AgentState.ON_CALL.value, reason="", since=since))
 
     def _on_connection(self, e: AmiConnectionChanged, now: float, out: list[Output]) -> None:
         if not e.connected:

@@ -75,6 +75,12 @@ class SharedState(Protocol):
 
     def set_agent(self, agent: str, state: str, since: float, node: str) -> None: ...
 
+    def add_agent(self, agent: str, state: str, since: float, node: str) -> bool:
+        """``set_agent`` only if the pool has no entry for ``agent``; whether it wrote. (After the pool restarted
+        empty, a node writes back the agents whose last writer was another node this way: a live writer writes its
+        own with ``set_agent`` and wins, a dead one's would be lost.)"""
+        ...
+
     def agents(self) -> dict[str, AgentEntry]: ...
 
     def agent(self, agent: str) -> AgentEntry | None: ...
@@ -135,6 +141,12 @@ class MemoryState:
 
     def set_agent(self, agent: str, state: str, since: float, node: str) -> None:
         self._agents[agent] = AgentEntry(agent, state, since, node)
+
+    def add_agent(self, agent: str, state: str, since: float, node: str) -> bool:
+        if agent in self._agents:
+            return False
+        self._agents[agent] = AgentEntry(agent, state, since, node)
+        return True
 
     def agents(self) -> dict[str, AgentEntry]:
         return dict(self._agents)

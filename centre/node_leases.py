@@ -52,6 +52,13 @@ def lease_names(cfg: CtiConfig) -> tuple[list[str], list[str]]:
     return wanted, prefer
 
 
+def lease_requirements(cfg: CtiConfig) -> dict[str, str]:
+    """Each enabled campaign's lease -> its PBX's: a node paces a campaign only while it holds the connection the
+    campaign dials through (the dialer dials only through a connected PBX)."""
+    first = cfg.asterisk[0].name if cfg.asterisk else ""
+    return {CAMPAIGN + c.name: AMI + (c.server or first) for c in cfg.dialer.campaigns if c.enabled}
+
+
 def lease_store(cfg: CtiConfig) -> LeaseStore:
     """``RedisLeases`` (keys ``<redis.prefix>:lease:<name>``) with ``redis:``, else the process's own
     ``MemoryLeases``."""
@@ -89,7 +96,8 @@ class NodeLeases:
                    store: LeaseStore | None = None) -> NodeLeases:
         wanted, prefer = lease_names(cfg)
         keeper = LeaseKeeper(store if store is not None else lease_store(cfg), cfg.node.id, wanted,
-                             KeeperTimings.for_ttl(cfg.node.lease_ttl), prefer=prefer)
+                             KeeperTimings.for_ttl(cfg.node.lease_ttl), prefer=prefer,
+                             requires=lease_requirements(cfg))
         return cls(keeper, links=links, dialer=dialer, shared=cfg.redis is not None)
 
     def holds(self, name: str, now: float) -> bool:
@@ -108,13 +116,16 @@ class NodeLeases:
 
     def _settle_kept(self, now: float) -> None:
         """The store answers again: a PBX kept through the outage that another node took meanwhile is handed
-        over now; one nobody holds stays connected until this node's keeper takes its lease back."""
+        over now; one nobody holds this node takes back at once (it is connected to it: no other node, which would
+        take it only after seeing it free for a while, must win it and make it change hands)."""
         for server in sorted(self.kept):
             try:
                 holder = self.keeper.store.holder(AMI + server, now)
             except LeaseStoreDown:
                 return
-            if holder is not None and holder.node != self.keeper.node:
+            if holder is None:
+                self.apply(self.keeper.take(AMI + server, now))
+            elif holder.node != self.keeper.node:
                 self.kept.discard(server)
                 log.warning("%s: %s is held by %s now: handing it over", self.keeper.node, server, holder.node)
                 self.pool.stop_server(server, f"lease held by {holder.node}")

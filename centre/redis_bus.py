@@ -10,7 +10,9 @@ agent stay in order with ``shards`` > 1; an event with none of these goes to sha
 queue is flushed on the loop's next turn, one pipeline per batch.
 
 Reading: every node has its own consumer group on every stream (group and consumer = the node id; created
-at ``$``, so a new node starts from now), so every node sees every event. A session first reads the
+at ``$``, so a new node starts from now; created again at ``0`` when a later session finds it gone, Redis
+having restarted empty, so that what nodes back before this one wrote is not skipped), so every node sees every
+event. A session first reads the
 group's pending entries (delivered to this node but never acknowledged: a crash, or an XACK lost with the
 connection), then blocks on new ones (XREADGROUP BLOCK). Entries of this node are skipped; the others are
 decoded and handed to ``EventBus.deliver_remote(event, origin, clock())`` (only the engines with
@@ -165,6 +167,7 @@ class StreamsTransport:
         self._wake = asyncio.Event()
         self._up: bool | None = None  # None: not tried yet
         self._attempt = 0  # reconnect attempts since Redis was last reached
+        self._joined = False  # the groups were made once (a later session recreating one starts it at 0)
         self._overflow_said = False
         self._bad_types_said: set[str] = set()
         self._delivered: dict[str, tuple[int, int]] = {}  # per stream: the last entry handled in this object
@@ -278,14 +281,20 @@ class StreamsTransport:
     # -- reading --------------------------------------------------------------------------------------------
 
     async def _groups(self, client: Any) -> None:
+        """This node's group on every stream: created at ``$`` at the first session (a new node starts from
+        now). A later session that finds it gone (Redis restarted empty) creates it at ``0``: everything in the
+        stream was written since, some of it perhaps by a node back before this one, which ``$`` would skip;
+        entries this object handled already are skipped by ``_take``."""
         from redis.exceptions import ResponseError
 
+        start = "0" if self._joined else "$"
         for stream in self.streams:
             try:
-                await self._bounded(client.xgroup_create(stream, self.node, id="$", mkstream=True))
+                await self._bounded(client.xgroup_create(stream, self.node, id=start, mkstream=True))
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+        self._joined = True
 
     async def _read(self, client: Any) -> None:
         cursor = dict.fromkeys(self.streams, "0")  # pending first: delivered to this node, never acknowledged

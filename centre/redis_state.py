@@ -259,6 +259,9 @@ class RedisState:
     def set_agent(self, agent: str, state: str, since: float, node: str) -> None:
         self._call(lambda: self.client.hset(self._agents_key, agent, _agent_json(state, since, node)))
 
+    def add_agent(self, agent: str, state: str, since: float, node: str) -> bool:
+        return bool(self._call(lambda: self.client.hsetnx(self._agents_key, agent, _agent_json(state, since, node))))
+
     def agents(self) -> dict[str, AgentEntry]:
         raw = self._call(lambda: self.client.hgetall(self._agents_key))
         out: dict[str, AgentEntry] = {}

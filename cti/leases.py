@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -186,8 +186,11 @@ class LeaseKeeper:
     keeper retries every ``retry_every`` and keeps its leases meanwhile only until their safe end."""
 
     def __init__(self, store: LeaseStore, node: str, wanted: Iterable[str], timings: KeeperTimings, *,
-                 prefer: Iterable[str] = ()) -> None:
+                 prefer: Iterable[str] = (), requires: Mapping[str, str] | None = None) -> None:
+        """``requires``: lease -> the lease this node must hold to hold it (a campaign's, its PBX's: a pacer
+        dials only through a PBX it is connected to); it is taken only then, and given up when that one is lost."""
         timings.check()
+        self._requires = dict(requires or {})
         self.store = store
         self.node = node
         self.timings = timings
@@ -276,6 +279,18 @@ class LeaseKeeper:
         self._to_release.clear()
         return changes
 
+    def take(self, name: str, now: float) -> list[LeaseChange]:
+        """Acquire ``name`` now if it is free, as its home would, without waiting for ``defer``: a lease this node
+        has the best claim to (a PBX it stayed connected to through a store outage). Nothing if it is not wanted,
+        held already, or the store fails (the next tick says so)."""
+        changes: list[LeaseChange] = []
+        if name in self._wanted and name not in self._held:
+            try:
+                self._try_acquire(name, now, changes)
+            except LeaseStoreDown:
+                pass
+        return changes
+
     # ---- the clock
     def tick(self, now: float) -> list[LeaseChange]:
         """First drop (Lost, EXPIRED) every lease past its safe end, before any store call; then, unless
@@ -294,9 +309,11 @@ class LeaseKeeper:
             self._renew_due(now, changes)
             if now >= self._prefer_at and self._wanted_free(self._prefer):
                 self._prefer_at = now + self.timings.prefer_every
-                for name in sorted(self._wanted_free(self._prefer)):
-                    self._try_acquire(name, now, changes)
+                for name in sorted(self._wanted_free(self._prefer)):  # (ami: before campaign:, which needs it)
+                    if self._may_take(name):
+                        self._try_acquire(name, now, changes)
             self._acquire_others(now, changes)
+            self._drop_unsupported(changes)
         except LeaseStoreDown as exc:
             self._retry_at = now + self.timings.retry_every
             self._prefer_at = self._acquire_at = -math.inf  # once it answers, look at everything at once
@@ -313,6 +330,18 @@ class LeaseKeeper:
     # ---- steps
     def _wanted_free(self, names: set[str]) -> set[str]:
         return {n for n in names if n not in self._held}
+
+    def _may_take(self, name: str) -> bool:
+        """Whether the lease ``name`` requires (if any) is held by this node."""
+        required = self._requires.get(name)
+        return required is None or required in self._held
+
+    def _drop_unsupported(self, changes: list[LeaseChange]) -> None:
+        """Give up (at the next tick) a held lease whose required lease this node no longer holds."""
+        for name in sorted(n for n in self._held if not self._may_take(n)):
+            self._to_release[name] = self._held[name]
+            self._drop(name)
+            changes.append(Lost(name, UNWANTED))
 
     def _drop(self, name: str) -> None:
         del self._held[name]
@@ -349,7 +378,7 @@ class LeaseKeeper:
 
     def _acquire_others(self, now: float, changes: list[LeaseChange]) -> None:
         """Leases this node is not home of: look on each round; take one seen free for ``defer``."""
-        others = self._wanted_free(self._wanted - self._prefer)
+        others = {n for n in self._wanted_free(self._wanted - self._prefer) if self._may_take(n)}
         due = {n for n in others if n in self._seen_free and now >= self._seen_free[n] + self.timings.defer}
         look = now >= self._acquire_at
         if look:

@@ -442,7 +442,8 @@ def test_random_concurrent_load_never_double_books_and_every_call_ends(
 
 def test_a_dead_nodes_agents_come_back_after_the_claim_ttl(pool: Pool) -> None:
     """A offers a call to a1 (ringing) and one to a2 (answered), then dies; B's callers wait. After the claim
-    TTL B expires A's claims, makes a1 and a2 ready (and says so) and offers them its callers."""
+    TTL B expires A's claims and, once the grace for a takeover of A's PBX is over (nobody took their calls up),
+    makes a1 and a2 ready (and says so) and offers them its callers."""
     c = cluster(pool, ("A", "B"), config(2), lag=0.5)
     login_ready(c, "A", "a1")
     c.now += 1
@@ -462,7 +463,7 @@ def test_a_dead_nodes_agents_come_back_after_the_claim_ttl(pool: Pool) -> None:
         c.step(0.5)
     b_offers = sorted((uid, aid) for node, uid, aid in c.offers if node == "B")
     assert [uid for uid, _ in b_offers] == ["v1", "v2"] and {aid for _, aid in b_offers} == {"a1", "a2"}
-    assert TTL <= c.now - t_dead <= 2 * TTL
+    assert TTL <= c.now - t_dead <= 3.5 * TTL  # the claim (a first one: 1.5 ttl), then the grace (acd.pool_link)
     told = [e for e in of_type(c.nodes["B"].log, AgentStateChanged) if e.state == "ready" and e.ts > t_dead]
     assert {e.agent_id for e in told} == {"a1", "a2"} and not c.violations
 
@@ -555,7 +556,7 @@ def test_a_node_restarted_under_its_name_does_not_keep_its_previous_runs_claims(
     t_restart = c.now
     while not any(node == "B" for node, _, _ in c.offers) and c.now < t_restart + 5 * TTL:
         c.step(0.5)
-    assert c.offers[-1] == ("B", "v1", "a1") and c.now - t_restart <= 2 * TTL
+    assert c.offers[-1] == ("B", "v1", "a1") and c.now - t_restart <= 3.5 * TTL  # claim ttl, then the grace
     assert pool.state.holder("a2", c.now) is not None and not c.violations
 
 

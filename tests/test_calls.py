@@ -457,6 +457,20 @@ def test_device_state_changes_only_on_change() -> None:
     ]
 
 
+def test_one_device_name_on_two_pbxs_is_two_devices() -> None:
+    """PJSIP/1001 on pbx2 going NOT_INUSE is news even if PJSIP/1001 on pbx1 was NOT_INUSE already (a node that
+    took pbx2 over follows the agent's phone there)."""
+    t = CallTracker()
+    out = t.handle("pbx1", ev("DeviceStateChange", Device="PJSIP/1001", State="NOT_INUSE"), 0.0)
+    out += t.handle("pbx2", ev("DeviceStateChange", Device="PJSIP/1001", State="INUSE"), 1.0)
+    out += t.handle("pbx2", ev("DeviceStateChange", Device="PJSIP/1001", State="NOT_INUSE"), 2.0)
+    assert [(d.server, d.state) for d in of(out, DeviceStateChanged)] == [
+        ("pbx1", "NOT_INUSE"), ("pbx2", "INUSE"), ("pbx2", "NOT_INUSE")]
+    assert t.device_state("PJSIP/1001", "pbx1") == "NOT_INUSE" and t.device_state("PJSIP/1001") == "NOT_INUSE"
+    t.handle("pbx1", ev("DeviceStateChange", Device="PJSIP/1001", State="RINGING"), 3.0)
+    assert t.device_state("PJSIP/1001") == "RINGING" and t.device_state("PJSIP/1001", "pbx2") == "NOT_INUSE"
+
+
 def test_rename_updates_name_index() -> None:
     """A Rename (masquerade) moves the channel to its new name for find_channel_by_name."""
     t = CallTracker()

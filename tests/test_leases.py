@@ -495,6 +495,32 @@ def test_non_home_leases_wait_for_defer_before_being_taken() -> None:
     assert [type(c) for c in changes] == [Gained]
 
 
+def test_a_lease_that_requires_another_is_taken_only_with_it_and_given_up_without_it() -> None:
+    """A campaign's lease requires its PBX's: a node that does not hold the PBX never takes the campaign (it could
+    not dial through it), and one that loses the PBX gives the campaign up."""
+    store = MemoryLeases()
+    requires = {"campaign:c1": "ami:pbx1"}
+    n2 = LeaseKeeper(store, "n2", ["ami:pbx1", "campaign:c1"], TIMINGS, requires=requires)
+    store.acquire("ami:pbx1", "n1", 0.0, 100.0)  # another node holds the PBX; the campaign is free
+    for t in (0.0, TIMINGS.defer, 3 * TIMINGS.defer):
+        assert n2.tick(t) == []
+    assert store.holder("campaign:c1", 3 * TIMINGS.defer) is None
+    home = LeaseKeeper(store, "n1", ["ami:pbx1", "campaign:c1"], TIMINGS, prefer=["ami:pbx1", "campaign:c1"],
+                       requires=requires)
+    assert [c.name for c in home.tick(1.0) if isinstance(c, Gained)] == ["ami:pbx1", "campaign:c1"]  # in one tick
+    store.release("ami:pbx1", "n1", 1)
+    store.acquire("ami:pbx1", "n2", 1.5, 100.0)  # (an operator moved the PBX)
+    assert home.tick(TIMINGS.renew_every + 1.0) == [Lost("ami:pbx1", REFUSED), Lost("campaign:c1", UNWANTED)]
+
+
+def test_take_acquires_a_free_wanted_lease_at_once() -> None:
+    store = MemoryLeases()
+    keeper = LeaseKeeper(store, "n3", ["ami:pbx1"], TIMINGS)
+    assert keeper.take("ami:other", 0.0) == []  # not wanted
+    assert [type(c) for c in keeper.take("ami:pbx1", 0.0)] == [Gained]  # no defer
+    assert keeper.take("ami:pbx1", 0.1) == []  # held already
+
+
 def test_timings_are_checked() -> None:
     with pytest.raises(ValueError):
         KeeperTimings.for_ttl(1.0, renew_every=0.95, safety=0.1)  # would lapse between renewals

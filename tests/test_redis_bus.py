@@ -339,3 +339,43 @@ def test_settings_that_cannot_work_are_refused() -> None:
             StreamsTransport("A", lambda: None, "p", (AcdEvent,), clock=lambda: 0.0, **bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="node"):
         StreamsTransport("", lambda: None, "p", (AcdEvent,), clock=lambda: 0.0)
+
+
+def test_after_redis_restarted_empty_a_node_back_later_still_gets_what_another_wrote_before_it_came_back() -> None:
+    """Redis restarts with nothing (persistence off): every group is gone. Node A comes back first and writes its
+    outbox; node B comes back after: its group, created again, must start before A's entries (at the stream's
+    start: everything in it was written since the restart), or B's replica never hears of A's changes."""
+    proxy_a, proxy_b = TcpProxy("127.0.0.1", 6379), TcpProxy("127.0.0.1", 6379)
+
+    async def body(prefix: str) -> None:
+        async with redis_keys(prefix) as raw:
+            a = Node("A", prefix, url=f"redis://127.0.0.1:{proxy_a.port}/15")
+            b = Node("B", prefix, url=f"redis://127.0.0.1:{proxy_b.port}/15")
+            try:
+                await started(a, b)
+                a.bus.publish(agent("agent-1", ts=1.0), 1.0)
+                await until(lambda: len(b.engine.remote) == 1, "the first event")
+                proxy_a.cut()
+                proxy_b.cut()
+                await until(lambda: not a.transport.up and not b.transport.up, "both see Redis down")
+                for key in [k async for k in raw.scan_iter(match=f"{prefix}:*")]:
+                    await raw.delete(key)  # restarted empty: the streams and their groups are gone
+                for n in range(2, 5):
+                    a.bus.publish(agent("agent-1", ts=float(n)), 1.0)
+                proxy_a.restore()
+                await until(lambda: a.transport.up and a.transport.outbox == 0, "A back, its outbox written")
+                proxy_b.restore()
+                await until(lambda: len(b.engine.remote) == 4, "B got what A wrote before B was back")
+                assert [e.ts for e in b.engine.remote] == [1.0, 2.0, 3.0, 4.0]  # type: ignore[attr-defined]
+                a.bus.publish(agent("agent-1", ts=5.0), 1.0)
+                await until(lambda: len(b.engine.remote) == 5, "and what A writes next")
+                assert b.transport.stats["duplicates"] == 0 and a.engine.remote == []
+            finally:
+                await a.transport.close()
+                await b.transport.close()
+
+    try:
+        run(body)
+    finally:
+        proxy_a.close()
+        proxy_b.close()

@@ -76,6 +76,14 @@ def test_agents_are_set_read_one_by_one_and_all_at_once(pool: SharedState) -> No
     assert pool.agent("a3") is None
 
 
+def test_add_agent_writes_only_an_agent_the_pool_has_not(pool: SharedState) -> None:
+    pool.set_agent("a1", "on_call", T0, "n1")
+    assert pool.add_agent("a1", AVAILABLE, T0 - 5, "n2") is False  # its writer's word stands
+    assert pool.add_agent("a2", "wrap_up", T0 + 0.5, "n3") is True
+    assert pool.agents() == {"a1": AgentEntry("a1", "on_call", T0, "n1"),
+                             "a2": AgentEntry("a2", "wrap_up", T0 + 0.5, "n3")}
+
+
 # --- claims ---------------------------------------------------------------------------------------------------
 
 def test_a_claim_reserves_an_available_agent_for_the_call_on_both_sides(pool: SharedState) -> None:

@@ -169,7 +169,7 @@ class CallTracker:
         self.max_devices = max_devices
         self.late_window = late_window
         self._servers: dict[str, _Server] = {}
-        self._devices: dict[str, str] = {}
+        self._devices: dict[tuple[str, str], str] = {}  # (server, device): one device name on two PBXs is two
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "events",
@@ -309,9 +309,12 @@ class CallTracker:
         uid = st.names.get(name)
         return None if uid is None else st.channels.get(uid)
 
-    def device_state(self, device: str) -> str | None:
-        """Last DeviceStateChange state of ``device`` (any server), e.g. ``NOT_INUSE``; None if never seen."""
-        return self._devices.get(device)
+    def device_state(self, device: str, server: str | None = None) -> str | None:
+        """Last DeviceStateChange state of ``device`` on ``server`` (None: the last on any server), e.g.
+        ``NOT_INUSE``; None if never seen."""
+        if server is not None:
+            return self._devices.get((server, device))
+        return next((state for (_, d), state in reversed(self._devices.items()) if d == device), None)
 
     def channels(self, server: str) -> list[Channel]:
         """Live channels of ``server``, oldest first."""
@@ -958,8 +961,9 @@ class CallTracker:
             self._counts["malformed"] += 1
             return []
         devices = self._devices
-        previous = devices.pop(device, None)  # re-insert: most recently changed last
-        devices[device] = state
+        key = (server, device)  # (a phone's state on one PBX says nothing of the same name on another)
+        previous = devices.pop(key, None)  # re-insert: most recently changed last
+        devices[key] = state
         if previous is None and len(devices) > self.max_devices:
             del devices[next(iter(devices))]
             self._counts["devices_evicted"] += 1
