@@ -198,9 +198,11 @@ def test_each_nodes_statistics_count_the_other_nodes_calls_once() -> None:
     async def body(prefix: str) -> None:
         async with nodes(prefix) as (a, b):
             ready_on(b, "1001")
-            ready_on(a, "1002")
             caller_b = b.arrive()  # one call on each node's PBX
             await b.answer("1001")
+            # (1002, who serves sales too, is made ready only now: one pool, so node B could have given it its
+            # first caller, had it been idle longer)
+            ready_on(a, "1002")
             caller_a = a.arrive(queue="support")  # (1002 serves support; sales' 1001 is busy on node B)
             await a.answer("1002")
             caller_b2 = b.arrive()  # waits on node B: 1001 is busy
