@@ -112,13 +112,7 @@ class CtiServer:
         self._wallboard_call = self.clock.callLater(WALLBOARD_INTERVAL, self._wallboard_tick)
 
     def stop(self) -> defer.Deferred[None]:
-        self._running = False
-        for call in (self._tick_call, self._wallboard_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._tick_call = self._wallboard_call = None
-        if self.kpi is not None:
-            self.kpi.stop()
+        self._quiet()
         self.leases.release()  # another node takes this one's PBXs and campaigns at once
         d = self.pool.stop()
         if self.recorder is not None:
@@ -130,6 +124,11 @@ class CtiServer:
     def halt(self) -> defer.Deferred[None]:
         """Stop as a killed process would (failover tests): timers cancelled, the AMI connections closed, but no
         lease released and nothing written: the leases lapse after their ttl for another node to take."""
+        self._quiet()
+        return self.pool.stop()
+
+    def _quiet(self) -> None:
+        """No timer of the server's fires any more (``stop`` and ``halt`` alike)."""
         self._running = False
         for call in (self._tick_call, self._wallboard_call):
             if call is not None and call.active():
@@ -137,7 +136,6 @@ class CtiServer:
         self._tick_call = self._wallboard_call = None
         if self.kpi is not None:
             self.kpi.stop()
-        return self.pool.stop()
 
     def subscribe(self, listener: Callable[[object], None]) -> None:
         """Be told of every event on the bus: domain, ACD, dialer and IVR (demo summary, tests)."""
