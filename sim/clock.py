@@ -33,6 +33,7 @@ SLACK = 1e-6
 
 # A hook that keeps reporting work after this many rounds in one idle pass is a livelock.
 MAX_IDLE_ROUNDS = 100_000
+COMPACT_MIN = 4096  # heap entries before cancelled and fired calls are first dropped
 
 
 class _EventQueue:
@@ -42,6 +43,7 @@ class _EventQueue:
         self._heap: list[tuple[float, int, DelayedCall]] = []
         self._seq = itertools.count()
         self._live = 0
+        self._compact_at = COMPACT_MIN  # heap entries past which dead ones are dropped (``_compact``)
         self._hooks: list[IdleHook] = []
         self.fired = 0  # how many delayed calls have run (for benchmarks and tests)
 
@@ -92,7 +94,17 @@ class _EventQueue:
     # -- queue internals --------------------------------------------------------------------------
     def _push(self, call: DelayedCall, when: float) -> None:
         heapq.heappush(self._heap, (when, next(self._seq), call))
+        if len(self._heap) > self._compact_at:
+            self._compact()
         self._queue_changed(when)
+
+    def _compact(self) -> None:
+        """Drop the entries of cancelled and fired calls. Lazy deletion leaves them in the heap until their time
+        comes, so a long virtual run that cancels far-off timers (a caller's patience, a max wait) would grow
+        the heap with them; run when the heap doubled since the last compaction, amortised O(1) a call."""
+        self._heap = [e for e in self._heap if not (e[2].cancelled or e[2].called)]
+        heapq.heapify(self._heap)
+        self._compact_at = max(COMPACT_MIN, 2 * len(self._heap))
 
     def _queue_changed(self, when: float) -> None:
         """Hook for ``ScaledClock``: a call was queued for ``when``."""

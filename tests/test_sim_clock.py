@@ -210,3 +210,22 @@ class ScaledClockOnRealReactor(unittest.TestCase):
             assert seen[1] >= 3.0
 
         return done.addCallback(check)
+
+
+def test_cancelled_far_off_calls_do_not_grow_the_heap_and_live_ones_still_fire_in_order() -> None:
+    """Every simulated caller arms a patience timer far ahead and most are cancelled when the call is answered:
+    with lazy deletion alone the heap held every one until its time (12,000 after two minutes of the soak's
+    traffic). Dead entries are dropped when the heap doubles; the live calls fire as before."""
+    from sim.clock import COMPACT_MIN
+
+    clock = VirtualClock(start=0.0)
+    fired: list[int] = []
+    sizes = []
+    for i in range(50_000):
+        clock.callLater(3600.0, fired.append, -1).cancel()  # a patience timer, cancelled at once
+        if i % 1000 == 0:
+            clock.callLater(10.0 + i / 1000, fired.append, i // 1000)  # a live one now and then
+        sizes.append(len(clock._heap))
+    assert max(sizes) <= 2 * COMPACT_MIN + 1 and clock.pending() == 50
+    clock.run_until(100.0)
+    assert fired == list(range(50))
