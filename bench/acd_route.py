@@ -40,8 +40,9 @@ from acd.requirements import Requirements, compile_requirements, parse_call_skil
 from acd.service import AcdService  # noqa: E402
 from acd.settings import AcdSection  # noqa: E402
 from acd.states import AgentState  # noqa: E402
+from bench._offers import answered_and_ended  # noqa: E402
 from cti.commands import OfferCall  # noqa: E402
-from cti.events import CallQueued, ChannelHungup, DialEnded, DialStarted  # noqa: E402
+from cti.events import CallQueued  # noqa: E402
 
 STRATEGIES = ["longest_idle", "most_skilled", "least_talk_time", "round_robin"]
 
@@ -122,13 +123,10 @@ class Run:
         for o in out:
             if isinstance(o, OfferCall):
                 chosen = (o.uniqueid, o.agent_id)
-                d = {"server": "pbx", "ts": self.now, "call_id": f"L{o.uniqueid}", "uniqueid": o.uniqueid,
-                     "channel": o.channel, "dest_uniqueid": f"{o.uniqueid}-a", "dest_channel": f"{o.endpoint}-1"}
-                self.acd.handle(DialStarted(**d, dial_string=o.endpoint), self.now)
-                res = self.acd.handle(DialEnded(**d, status="ANSWER"), self.now)
-                assert any(isinstance(x, CallAnswered) for x in res)
-                self.acd.handle(ChannelHungup(server="pbx", ts=self.now, call_id=d["call_id"], uniqueid=o.uniqueid,
-                                              channel=o.channel, cause=16, cause_txt=""), self.now)
+                dialled, answered, ended = answered_and_ended(o, self.now)
+                self.acd.handle(dialled, self.now)
+                assert any(isinstance(x, CallAnswered) for x in self.acd.handle(answered, self.now))
+                self.acd.handle(ended, self.now)
         return None if chosen is None else f"{chosen[0]}>{chosen[1]}"
 
     # --- the baseline: look at everything -----------------------------------------------------

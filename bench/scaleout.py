@@ -50,13 +50,14 @@ from acd.events import AgentStateChanged  # noqa: E402
 from acd.service import AcdService  # noqa: E402
 from acd.settings import AcdSection  # noqa: E402
 from acd.shared_state import Claim, MemoryState  # noqa: E402
+from bench._offers import answered_and_ended  # noqa: E402
 from centre.redis_bus import StreamsTransport  # noqa: E402
 from centre.redis_link import redis_client, redis_sync_client  # noqa: E402
 from centre.redis_state import RedisState  # noqa: E402
 from config.schema import RedisSettings  # noqa: E402
 from cti.bus import EventBus, LocalTransport  # noqa: E402
 from cti.commands import OfferCall  # noqa: E402
-from cti.events import CallQueued, ChannelHungup, DialEnded, DialStarted  # noqa: E402
+from cti.events import CallQueued  # noqa: E402
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 
@@ -167,12 +168,8 @@ class Node:
         while self.offers:
             o = self.offers.pop(0)
             self.waiting.discard(o.uniqueid)
-            d = {"server": o.server, "ts": time.time(), "call_id": o.call_id, "uniqueid": o.uniqueid,
-                 "channel": o.channel, "dest_uniqueid": f"{o.uniqueid}-a", "dest_channel": f"{o.endpoint}-1"}
-            self.publish(DialStarted(**d, dial_string=o.endpoint))
-            self.publish(DialEnded(**d, status="ANSWER"))
-            self.publish(ChannelHungup(server=o.server, ts=time.time(), call_id=o.call_id, uniqueid=o.uniqueid,
-                                       channel=o.channel, cause=16, cause_txt=""))
+            for event in answered_and_ended(o, time.time()):
+                self.publish(event)
 
     async def run(self) -> dict[str, Any]:
         args = self.args
