@@ -78,6 +78,12 @@ class CampaignChangeError(Exception):
         self.details = details
 
 
+def refill_plan(campaign: Campaign, now: float) -> tuple[int, float]:
+    """What a hopper read takes of the store (``LeadStore.refill``): up to the hopper's size, and the supply due
+    within the run-out warning's horizon."""
+    return campaign.settings.hopper, now + campaign.settings.run_out_warning * 60.0
+
+
 class Dialer:
     """Every configured campaign. ``outlook(queue, now)``: the queue's agents as outbound may count them
     (or, simpler, ``idle_agents(queue)``: ready agents for the queue now); ``sink``: where outputs produced
@@ -220,8 +226,7 @@ class Dialer:
         read_dnc = now >= self._next_dnc
         if read_dnc:
             self._next_dnc = now + self.section.dnc_refresh
-        plans = {c.name: (c.settings.hopper, now + c.settings.run_out_warning * 60.0)
-                 for c in self.campaigns.values() if c.settings.enabled}
+        plans = {c.name: refill_plan(c, now) for c in self.campaigns.values() if c.settings.enabled}
         queues = self._queues()
 
         def job() -> tuple[dict[str, tuple[list[Any], int]], set[str] | None, list[Any]]:
@@ -401,7 +406,7 @@ class Dialer:
             return
         dropped = campaign.forget_pending()
         self.taking_over.add(name)
-        size, until = campaign.settings.hopper, self.clock() + campaign.settings.run_out_warning * 60.0
+        size, until = refill_plan(campaign, self.clock())
 
         def done(result: tuple[list[Any], int]) -> None:
             added = campaign.refill(result[0])
