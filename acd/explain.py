@@ -8,6 +8,7 @@ change it.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from acd.call_states import CallState
@@ -48,10 +49,21 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
     return out
 
 
-def explain(service: AcdService, key: CallKey, call: Call | None, decision: Decision | None) -> dict[str, Any]:
+def encode_json(decision: dict[str, Any]) -> bytes:
+    """How the service keeps a decision's ``decision_dict``: compact JSON."""
+    return json.dumps(decision, separators=(",", ":")).encode()
+
+
+def decode_json(data: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(data)
+    return out
+
+
+def explain(service: AcdService, key: CallKey, call: Call | None, decision: dict[str, Any] | None) -> dict[str, Any]:
+    """``decision``: the call's last decision as ``decision_dict`` made it (or None)."""
     out: dict[str, Any] = {"server": key[0], "uniqueid": key[1]}
     if decision is not None:
-        out["last_decision"] = decision_dict(decision)
+        out["last_decision"] = decision
     if call is None:
         out["status"] = "finished"
         return out

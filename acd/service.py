@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -89,6 +88,7 @@ from cti.events import (
     DialEnded,
     DialStarted,
 )
+from cti.kept import Kept
 
 Output = Command | AcdEvent
 
@@ -163,7 +163,9 @@ class AcdService:
         self._followed: set[str] = set()  # agents on a call this node took over with its PBX (``_follow``)
         self._rr: dict[str, int] = {}
         self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[tuple[str | None, int], ...]]] = {}
-        self._decisions: OrderedDict[CallKey, Decision] = OrderedDict()
+        # each kept as its explanation (acd.explain.decision_dict) in JSON: one untracked object, no live refs
+        self._decisions: Kept[CallKey, dict[str, Any]] = Kept(MAX_DECISIONS, explaining.encode_json,
+                                                                explaining.decode_json)
         self._timers: list[tuple[float, int, str, Any, int]] = []
         self._compact_at = TIMERS_COMPACT_MIN  # the heap's size past which stale timers are dropped
         self._seq = 0
@@ -960,10 +962,7 @@ class AcdService:
         self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
         if decision is None:
             return True
-        self._decisions[call.key] = decision
-        self._decisions.move_to_end(call.key)
-        if len(self._decisions) > MAX_DECISIONS:
-            self._decisions.popitem(last=False)
+        self._decisions.put(call.key, explaining.decision_dict(decision))
         return True
 
     def _offered_agent(self, call: Call) -> AgentRuntime | None:

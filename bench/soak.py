@@ -172,7 +172,15 @@ def role_server(config: str, workdir: str) -> int:
     def shutdown() -> defer.Deferred[Any]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.stop()))
 
-    serve_control(reactor, {"lag": lag, "report": report, "not-over": not_over})
+    def census(_: list[str]) -> dict[str, Any]:  # --census: what the garbage collector tracks, by type
+        import collections
+        import gc
+
+        objects = gc.get_objects()
+        by_type = collections.Counter(type(o).__qualname__ for o in objects)
+        return {"tracked": len(objects), "top": by_type.most_common(12)}
+
+    serve_control(reactor, {"lag": lag, "report": report, "not-over": not_over, "census": census})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -259,6 +267,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
             print(f"{row['minute']:>4} {row['arrived']:>8} {row['offered']:>8} {row['answered']:>8} "
                   f"{row['open']:>6} {row['cpu_pct']:>8.0f} {row['rss_mb']:>8.1f} {fmt(row['p50']):>8} "
                   f"{fmt(row['p99']):>8} {fmt(row['max']):>8}", flush=True)
+            if args.census:
+                c = server.request("census")
+                print(f"     gc tracks {c['tracked']:,}: " + ", ".join(f"{t} {n:,}" for t, n in c["top"]), flush=True)
         sim.request("stop-arrivals")
         deadline = time.monotonic() + args.drain
         while True:  # until the PBX is empty, the server has read all it emitted, every call has ended and every
@@ -328,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, default=60.0, help="max seconds for calls to end after the arrivals")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep the work directory (config, logs, database)")
+    p.add_argument("--census", action="store_true",
+                   help="each minute, print what the server's garbage collector tracks, by type (the top 12)")
     args = p.parse_args(argv)
     if args.role == "server":
         return role_server(args.config, args.workdir)

@@ -7,13 +7,13 @@ to the dialer). No sockets, no database, no clock here.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
+from cti.kept import Kept
 from ivr.events import IvrCompleted, IvrEvent
 
 LookupStatus = Literal["found", "not_found", "unavailable"]
@@ -82,7 +82,7 @@ class RecentCompletions:
     def __init__(self, limit: int = 10000, forward: IvrEventSink | None = None) -> None:
         self.limit = limit
         self.forward = forward
-        self._items: OrderedDict[str, IvrCompleted] = OrderedDict()
+        self._items: Kept[str, IvrCompleted] = Kept(limit)  # pickled: one untracked object per call
 
     def __call__(self, event: IvrEvent) -> None:
         if isinstance(event, IvrCompleted):
@@ -102,10 +102,7 @@ class RecentCompletions:
         return None
 
     def _keep(self, event: IvrCompleted) -> None:
-        self._items[event.uniqueid] = event
-        self._items.move_to_end(event.uniqueid)
-        while len(self._items) > self.limit:
-            self._items.popitem(last=False)
+        self._items.put(event.uniqueid, event)
 
     def get(self, uniqueid: str) -> IvrCompleted | None:
         return self._items.get(uniqueid)

@@ -1,0 +1,65 @@
+"""cti.kept.Kept: the last N values by key, held encoded (one untracked bytes object each)."""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+
+from cti.kept import Kept
+from ivr.events import IvrCompleted, PathStep
+from ivr.ports import RecentCompletions
+
+
+def completed(uid: str, steps: int = 4) -> IvrCompleted:
+    return IvrCompleted(server="pbx1", ts=1.0, uniqueid=uid, channel="PJSIP/trunk-1", flow="main",
+                        path=tuple(PathStep(f"n{i}", "menu", 1.0 + i, "1", "1") for i in range(steps)),
+                        collected={"account": "****1234"}, outcome="queue", queue="sales", skills={"sales": 2},
+                        customer={"name": "Ann"})
+
+
+def test_keeps_the_last_limit_values_and_a_key_put_again_becomes_newest() -> None:
+    kept: Kept[str, dict[str, int]] = Kept(3)
+    for i in range(3):
+        kept.put(f"k{i}", {"i": i})
+    kept.put("k0", {"i": 10})  # k0 is the newest now: k1 goes first
+    kept.put("k3", {"i": 3})
+    assert len(kept) == 3 and "k1" not in kept and kept.get("k1") is None
+    assert [kept.get(k) for k in ("k0", "k2", "k3")] == [{"i": 10}, {"i": 2}, {"i": 3}]
+
+
+def test_a_value_read_back_is_a_copy_not_the_object_put() -> None:
+    kept: Kept[str, dict[str, list[int]]] = Kept(2)
+    value = {"a": [1]}
+    kept.put("k", value)
+    value["a"].append(2)  # a later change to the caller's object does not reach what was kept
+    got = kept.get("k")
+    assert got == {"a": [1]}
+    assert got is not None
+    got["a"].append(3)
+    assert kept.get("k") == {"a": [1]}
+
+
+def test_custom_encoding() -> None:
+    kept: Kept[tuple[str, str], dict[str, object]] = Kept(5, lambda v: json.dumps(v).encode(), json.loads)
+    kept.put(("pbx1", "1.1"), {"agent": "a1", "score": [1, 2.5]})
+    assert kept.get(("pbx1", "1.1")) == {"agent": "a1", "score": [1, 2.5]}
+
+
+def test_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Kept(0)
+
+
+def test_ivr_completions_are_not_objects_the_garbage_collector_walks() -> None:
+    """10,000 kept IVR paths: a handful of tracked objects, not the ~60,000 the events and their steps are."""
+    recent = RecentCompletions(limit=10_000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(12_000):
+        recent.handle(completed(f"u{i}"), 0.0)
+    gc.collect()
+    assert len(recent) == 10_000 and recent.get("u0") is None
+    assert recent.get("u11999") == completed("u11999")
+    assert len(gc.get_objects()) - before < 100
