@@ -9,6 +9,12 @@ a lapsed claim is freed only ``ORPHAN_GRACE * ttl`` later, if no node took it up
 the last per agent wins) and retried with the connection, probed after 1 s, doubling to 10 s. Pure: time is
 passed in; the events go to the caller's output list.
 
+Writes are not sent one by one: they wait in ``pending`` (the last per agent) and go in one request, with the next
+claim when one comes (one round trip for both), else at the end of the ACD's operation (``flush_urgent``), before
+its events leave the node: another node that hears an agent is ready must find it ready in the pool. A write that
+keeps this node's claim (the agent rings, or talks) changes nothing another node can act on: it may wait up to
+``FLUSH_DELAY`` for a request to ride with.
+
 A node restarted under the same name must not keep its previous run's claims alive (``renew`` goes by node):
 it renews nothing before ``ttl * 7/6`` after its start, when those have lapsed (they were last renewed before
 the start), and its own claims of that first stretch run until ``start + ttl * 1.5`` at least.
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acd.events import AcdWarning, SharedStateHealth
-from acd.shared_state import Claim, SharedState, SharedStateDown
+from acd.shared_state import Claim, SharedState, SharedStateDown, StateWrite
 from acd.states import AgentState
 
 T = TypeVar("T")
@@ -31,6 +37,7 @@ RETRY_MAX = 10.0
 # the node taking that PBX over (within about 1.7 lease ttls of the death; the claim lapsed 2/3 to 1 ttl after it) has
 # resynced and, finding the agent's phone busy, written the agent as on its call (``AcdService``'s follow-up).
 ORPHAN_GRACE = 1.5
+FLUSH_DELAY = 0.05  # seconds a write that keeps this node's claim may wait for another request to go with
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,9 @@ class PoolLink:
         self.ttl = ttl
         self.up = True
         self.held: dict[str, str] = {}  # agent -> the call (string) its claim by this node names
-        self.pending: dict[str, Write] = {}  # writes made while down, in order; the last per agent
+        self.pending: dict[str, Write] = {}  # writes not sent yet (or kept while down), in order; the last per agent
+        self.urgent = False  # a pending write must go before the current operation's events leave the node
+        self.flush_at = 0.0  # when pending writes that may wait are sent at the latest
         self.last: tuple[str, str, float] = ("", "", 0.0)  # the last write made: (agent, state, now)
         self.peers = False  # another node was heard from: expire lapsed claims
         self.orphans: dict[str, tuple[str, float]] = {}  # agent -> (the node of its lapsed claim, when to free it)
@@ -87,6 +96,8 @@ class PoolLink:
         if not self.up:
             return self.retry_at
         times = [self.expire_at] if self.peers else []
+        if self.pending:
+            times.append(self.flush_at)
         if self.held:
             times.append(self.renew_at)
         if self.orphans:
@@ -97,7 +108,10 @@ class PoolLink:
     def claim(self, agent: str, call: str, now: float, out: list[Any]) -> Claim | None:
         """Claim ``agent`` for ``call`` until now + ttl; None if refused or the pool is down (see ``up``)."""
         until = max(now + self.ttl, self.first_until)
-        ok, claim = self.call(now, out, lambda: self.shared.claim(agent, call, self.node, now, until))
+        writes = self._outgoing()
+        ok, claim = self.call(now, out, lambda: self.shared.claim(agent, call, self.node, now, until, writes))
+        if ok:
+            self._sent()
         if ok and claim is not None:
             if not self.held:
                 self.renew_at = max(now + self.ttl / 3, self.first_renew)
@@ -112,24 +126,33 @@ class PoolLink:
         self.last = (agent, state, now)
         op = Write(state, since, "" if keep else call)
         previous = self.pending.pop(agent, None)
-        if previous is not None:  # still down: this write replaces the kept one, which may have a claim to release
-            self.pending[agent] = Write(state, since, op.call or previous.call)
-            return
-        if self.up:
-            try:
-                self._apply(agent, op, since)
-                return
-            except SharedStateDown:
-                self.went_down(now, out)
+        if previous is not None:  # not sent yet: this write replaces it, and releases the claim it would have
+            op = Write(state, since, op.call or previous.call)
+        if not self.pending:
+            self.flush_at = now + FLUSH_DELAY
         self.pending[agent] = op
+        self.urgent = self.urgent or not keep
 
-    def _apply(self, agent: str, op: Write, now: float) -> None:
-        if op.call:
-            if self.shared.release(agent, op.call, op.state, op.since):
-                return
-            if self.shared.holder(agent, now) is not None:
-                return  # our claim lapsed and another node holds the agent now: its state is that node's
-        self.shared.set_agent(agent, op.state, op.since, self.node)
+    def flush_urgent(self, now: float, out: list[Any]) -> None:
+        """Send the pending writes if one of them must go before the operation's events (see the module)."""
+        if self.urgent:
+            self.flush(now, out)
+
+    def flush(self, now: float, out: list[Any]) -> None:
+        """Send the pending writes, in one request (kept if the pool is down)."""
+        if not self.pending or not self.up:
+            return
+        writes = self._outgoing()
+        ok, _ = self.call(now, out, lambda: self.shared.apply(writes, now))
+        if ok:
+            self._sent()
+
+    def _outgoing(self) -> list[StateWrite]:
+        return [StateWrite(agent, op.state, op.since, self.node, op.call) for agent, op in self.pending.items()]
+
+    def _sent(self) -> None:
+        self.pending.clear()
+        self.urgent = False
 
     def rewrite(self, agent: str, state: str, since: float) -> None:
         """``set_agent`` after an outage (raises ``SharedStateDown``)."""
@@ -147,6 +170,8 @@ class PoolLink:
                 return False, []
             recovered = True
         freed: list[str] = []
+        if self.pending and (now >= self.flush_at or self.orphans or now >= self.renew_at or now >= self.expire_at):
+            self.flush(now, out)  # due, or before other requests read the pool
         if self.held and now >= self.renew_at:
             self.renew_at = now + self.ttl / 3
             self.call(now, out, lambda: self.shared.renew(self.node, now, now + self.ttl))
@@ -188,10 +213,8 @@ class PoolLink:
                 self.shared.renew(self.node, now, now + self.ttl)
             else:
                 self.shared.agent(self.node)  # any request: nothing of ours to renew yet
-            while self.pending:
-                agent, op = next(iter(self.pending.items()))
-                self._apply(agent, op, now)
-                del self.pending[agent]
+            self.shared.apply(self._outgoing(), now)
+            self._sent()
         except SharedStateDown:
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
             self.retry_at = now + self.retry_delay

@@ -215,7 +215,7 @@ class AcdService:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event, now, out)
-        return out
+        return self._end(now, out)
 
     def handle_remote(self, event: object, origin: str, now: float) -> list[Output]:
         """An event of another node of the pool (``remote_subscriptions``): an agent's state changed there.
@@ -225,7 +225,7 @@ class AcdService:
         if isinstance(event, AgentStateChanged) and origin != self.node:
             self.pool.peers = True
             self._on_remote_state(event, origin, now, out)
-        return out
+        return self._end(now, out)
 
     @property
     def shared_up(self) -> bool:
@@ -234,7 +234,7 @@ class AcdService:
 
     def tick(self, now: float) -> list[Output]:
         """Fire every timer due at ``now``."""
-        return self._begin(now)
+        return self._end(now, self._begin(now))
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (None: nothing scheduled)."""
@@ -642,15 +642,20 @@ class AcdService:
         self._maintain_pool(now, out)
         return out
 
+    def _end(self, now: float, out: list[Output]) -> list[Output]:
+        """The operation's pool writes that must reach the pool before its events leave (``acd.pool_link``)."""
+        self.pool.flush_urgent(now, out)
+        return out
+
     def _request(self, now: float, act: Callable[[list[Output]], None]) -> list[Output]:
         """Run an agent request after due timers; a refused request changes nothing and loses no output."""
         out = self._begin(now)
         try:
             act(out)
         except AcdError:
-            self._carry = out
+            self._carry = self._end(now, out)
             raise
-        return out
+        return self._end(now, out)
 
     def _agent(self, agent_id: str) -> AgentRuntime:
         a = self._agents.get(agent_id)

@@ -16,6 +16,7 @@ changes to the pool, for fencing and audits.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,6 +54,19 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class StateWrite:
+    """An agent's new state from ``node``. With ``call``: this node's claim on the agent for that call ends with it
+    (``release``); if that claim is gone and another live claim holds the agent, the write is dropped (the agent is
+    the other claimer's now); else (and with ``call`` empty) it is a plain ``set_agent``."""
+
+    agent: str
+    state: str
+    since: float
+    node: str
+    call: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WaitingEntry:
     """A call waiting in ``queue`` on ``node``'s PBX."""
 
@@ -72,6 +86,7 @@ class SharedState(Protocol):
     """The shared agent pool (see the module's docstring). Synchronous; time is passed in."""
 
     last_version: int  # the counter's value at this object's last successful claim or release
+    last_applied: list[int]  # the version each write of the last ``apply`` (or ``claim`` with writes) took (0: none)
 
     def set_agent(self, agent: str, state: str, since: float, node: str) -> None: ...
 
@@ -85,9 +100,16 @@ class SharedState(Protocol):
 
     def agent(self, agent: str) -> AgentEntry | None: ...
 
-    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Claim | None:
+    def claim(self, agent: str, call: str, node: str, now: float, until: float,
+              writes: Sequence[StateWrite] = ()) -> Claim | None:
         """Atomically: if ``agent`` is AVAILABLE, holds no live claim and ``call`` holds no live claim on
-        another agent, record the claim on both and set the agent RESERVED (by ``node``, since ``now``)."""
+        another agent, record the claim on both and set the agent RESERVED (by ``node``, since ``now``).
+        ``writes`` are applied first, in the same request (``apply``)."""
+        ...
+
+    def apply(self, writes: Sequence[StateWrite], now: float) -> list[int]:
+        """Make ``writes`` in order (see ``StateWrite``), in one request; the version each release took (0: the
+        write released nothing). Also in ``last_applied``."""
         ...
 
     def holder(self, agent: str, now: float) -> Claim | None: ...
@@ -138,6 +160,7 @@ class MemoryState:
         self._waiting: dict[str, WaitingEntry] = {}
         self._counter = itertools.count(1)
         self.last_version = 0
+        self.last_applied: list[int] = []
 
     def set_agent(self, agent: str, state: str, since: float, node: str) -> None:
         self._agents[agent] = AgentEntry(agent, state, since, node)
@@ -154,7 +177,25 @@ class MemoryState:
     def agent(self, agent: str) -> AgentEntry | None:
         return self._agents.get(agent)
 
-    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Claim | None:
+    def apply(self, writes: Sequence[StateWrite], now: float) -> list[int]:
+        return self._apply(writes, now)
+
+    def _apply(self, writes: Sequence[StateWrite], now: float) -> list[int]:
+        versions: list[int] = []
+        for w in writes:
+            if w.call and self._release(w.agent, w.call, w.state, w.since):
+                versions.append(self.last_version)
+                continue
+            versions.append(0)
+            if w.call and self.holder(w.agent, now) is not None:
+                continue  # our claim is gone and another node's holds the agent: its state is that node's
+            self.set_agent(w.agent, w.state, w.since, w.node)
+        self.last_applied = versions
+        return versions
+
+    def claim(self, agent: str, call: str, node: str, now: float, until: float,
+              writes: Sequence[StateWrite] = ()) -> Claim | None:
+        self._apply(writes, now)
         entry = self._agents.get(agent)
         if entry is None or entry.state != AVAILABLE or live(self._claims.get(agent), now) is not None:
             return None
@@ -179,6 +220,9 @@ class MemoryState:
         return live(claim, now) if claim is not None and claim.call == call else None
 
     def release(self, agent: str, call: str, state: str, since: float) -> bool:
+        return self._release(agent, call, state, since)
+
+    def _release(self, agent: str, call: str, state: str, since: float) -> bool:
         claim = self._claims.get(agent)
         if claim is None or claim.call != call:
             return False

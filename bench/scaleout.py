@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from acd.events import AgentStateChanged  # noqa: E402
 from acd.service import AcdService  # noqa: E402
 from acd.settings import AcdSection  # noqa: E402
-from acd.shared_state import Claim, MemoryState  # noqa: E402
+from acd.shared_state import Claim, MemoryState, StateWrite  # noqa: E402
 from bench._offers import answered_and_ended  # noqa: E402
 from centre.redis_bus import StreamsTransport  # noqa: E402
 from centre.redis_link import redis_client, redis_sync_client  # noqa: E402
@@ -73,17 +74,30 @@ class Logged:
 
     log: list[tuple[int, str, str, str]]
 
-    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Claim | None:
-        got = super().claim(agent, call, node, now, until)  # type: ignore[misc]
+    def claim(self, agent: str, call: str, node: str, now: float, until: float,
+              writes: Sequence[StateWrite] = ()) -> Claim | None:
+        got = super().claim(agent, call, node, now, until, writes)  # type: ignore[misc]
+        self._released(writes)
         if got is not None:
             self.log.append((got.version, "claim", agent, call))
         return got
+
+    def apply(self, writes: Sequence[StateWrite], now: float) -> list[int]:
+        versions: list[int] = super().apply(writes, now)  # type: ignore[misc]
+        self._released(writes)
+        return versions
 
     def release(self, agent: str, call: str, state: str, since: float) -> bool:
         done = super().release(agent, call, state, since)  # type: ignore[misc]
         if done:
             self.log.append((self.last_version, "release", agent, call))  # type: ignore[attr-defined]
         return done
+
+    def _released(self, writes: Sequence[StateWrite]) -> None:
+        """The releases among ``writes`` (a write's version, 0 when it released nothing)."""
+        for w, version in zip(writes, self.last_applied, strict=False):  # type: ignore[attr-defined]
+            if version:
+                self.log.append((version, "release", w.agent, w.call))
 
     def expire(self, now: float) -> list[Claim]:
         gone = super().expire(now)  # type: ignore[misc]

@@ -180,7 +180,20 @@ def role_server(config: str, workdir: str) -> int:
         by_type = collections.Counter(type(o).__qualname__ for o in objects)
         return {"tracked": len(objects), "top": by_type.most_common(12)}
 
-    serve_control(reactor, {"lag": lag, "report": report, "not-over": not_over, "census": census})
+    traced: dict[str, Any] = {}
+
+    def trace(args: list[str]) -> dict[str, Any]:  # --trace: what grew since the warm-up, by line (tracemalloc)
+        import tracemalloc
+
+        if args[0] == "start":
+            tracemalloc.start(4)
+            traced["base"] = tracemalloc.take_snapshot()
+            return {"started": True}
+        diff = tracemalloc.take_snapshot().compare_to(traced["base"], "traceback")
+        return {"top": [(stat.size_diff, stat.count_diff, " < ".join(
+            f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback)) for stat in diff[:8]]}
+
+    serve_control(reactor, {"lag": lag, "report": report, "not-over": not_over, "census": census, "trace": trace})
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run()
@@ -267,6 +280,11 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
             print(f"{row['minute']:>4} {row['arrived']:>8} {row['offered']:>8} {row['answered']:>8} "
                   f"{row['open']:>6} {row['cpu_pct']:>8.0f} {row['rss_mb']:>8.1f} {fmt(row['p50']):>8} "
                   f"{fmt(row['p99']):>8} {fmt(row['max']):>8}", flush=True)
+            if args.trace and m + 1 == int(args.warmup):
+                server.request("trace start", timeout=120.0)
+            elif args.trace and m + 1 > int(args.warmup):
+                for size, count, where in server.request("trace top", timeout=120.0)["top"]:
+                    print(f"     {size / 1024:+9.0f} kB {count:+8d} {where}", flush=True)
             if args.census:
                 c = server.request("census")
                 print(f"     gc tracks {c['tracked']:,}: " + ", ".join(f"{t} {n:,}" for t, n in c["top"]), flush=True)
@@ -339,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, default=60.0, help="max seconds for calls to end after the arrivals")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep the work directory (config, logs, database)")
+    p.add_argument("--trace", action="store_true",
+                   help="after the warm-up, print each minute where the server's memory grew (tracemalloc; slow)")
     p.add_argument("--census", action="store_true",
                    help="each minute, print what the server's garbage collector tracks, by type (the top 12)")
     args = p.parse_args(argv)

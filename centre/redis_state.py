@@ -25,7 +25,7 @@ names no password.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,6 +37,7 @@ from acd.shared_state import (
     AgentEntry,
     Claim,
     SharedStateDown,
+    StateWrite,
     WaitingEntry,
     live,
     waiting_order,
@@ -47,51 +48,90 @@ T = TypeVar("T")
 # Lua: cjson.decode only reads fields (a state, a node, a queue); every number written is the decimal Python
 # made (json.dumps / repr of a float round-trips), passed in as text, so no precision is lost in Lua.
 
-CLAIM = """
-local p, agent, call, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, until_s, reserved, gc = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
-local raw = redis.call('HGET', p .. ':agents', agent)
-if not raw or cjson.decode(raw).state ~= '@AVAILABLE@' then return 0 end
-local ckey = p .. ':claim:agent:' .. agent
-local old = redis.call('HMGET', ckey, 'call', 'until', 'node')
-if old[1] and tonumber(old[2]) >= now then return 0 end
-local held = redis.call('GET', p .. ':claim:call:' .. call)
-if held then
-  local h = redis.call('HMGET', p .. ':claim:agent:' .. held, 'call', 'until')
-  if h[1] == call and tonumber(h[2]) >= now then return 0 end
+CLAIM_FN = """
+local function claim(p, agent, call, node, now, until_s, reserved, gc)
+  local raw = redis.call('HGET', p .. ':agents', agent)
+  if not raw or cjson.decode(raw).state ~= '@AVAILABLE@' then return 0 end
+  local ckey = p .. ':claim:agent:' .. agent
+  local old = redis.call('HMGET', ckey, 'call', 'until', 'node')
+  if old[1] and tonumber(old[2]) >= now then return 0 end
+  local held = redis.call('GET', p .. ':claim:call:' .. call)
+  if held then
+    local h = redis.call('HMGET', p .. ':claim:agent:' .. held, 'call', 'until')
+    if h[1] == call and tonumber(h[2]) >= now then return 0 end
+  end
+  if old[1] then
+    local okey = p .. ':claim:call:' .. old[1]
+    if redis.call('GET', okey) == agent then redis.call('DEL', okey) end
+    redis.call('SREM', p .. ':claims:node:' .. old[3], agent)
+    redis.call('DEL', ckey)
+  end
+  local v = redis.call('INCR', p .. ':version')
+  redis.call('HSET', ckey, 'call', call, 'node', node, 'until', until_s, 'version', v)
+  redis.call('PEXPIRE', ckey, gc)
+  redis.call('SET', p .. ':claim:call:' .. call, agent, 'PX', gc)
+  redis.call('ZADD', p .. ':claims:until', until_s, agent)
+  redis.call('SADD', p .. ':claims:node:' .. node, agent)
+  redis.call('HSET', p .. ':agents', agent, reserved)
+  return v
 end
-if old[1] then
-  local okey = p .. ':claim:call:' .. old[1]
-  if redis.call('GET', okey) == agent then redis.call('DEL', okey) end
-  redis.call('SREM', p .. ':claims:node:' .. old[3], agent)
-  redis.call('DEL', ckey)
-end
-local v = redis.call('INCR', p .. ':version')
-redis.call('HSET', ckey, 'call', call, 'node', node, 'until', until_s, 'version', v)
-redis.call('PEXPIRE', ckey, gc)
-redis.call('SET', p .. ':claim:call:' .. call, agent, 'PX', gc)
-redis.call('ZADD', p .. ':claims:until', until_s, agent)
-redis.call('SADD', p .. ':claims:node:' .. node, agent)
-redis.call('HSET', p .. ':agents', agent, reserved)
-return v
 """
 
-RELEASE = """
-local p, agent, call, state_json, since_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local ckey = p .. ':claim:agent:' .. agent
-local c = redis.call('HMGET', ckey, 'call', 'node')
-if c[1] ~= call then return 0 end
-redis.call('DEL', ckey)
-local k = p .. ':claim:call:' .. call
-if redis.call('GET', k) == agent then redis.call('DEL', k) end
-redis.call('ZREM', p .. ':claims:until', agent)
-redis.call('SREM', p .. ':claims:node:' .. c[2], agent)
-local node = c[2]
-local raw = redis.call('HGET', p .. ':agents', agent)
-if raw then node = cjson.decode(raw).node end
-redis.call('HSET', p .. ':agents', agent,
-  '{"state":' .. state_json .. ',"since":' .. since_json .. ',"node":' .. cjson.encode(node) .. '}')
-return redis.call('INCR', p .. ':version')
+RELEASE_FN = """
+local function release(p, agent, call, state_json, since_json)
+  local ckey = p .. ':claim:agent:' .. agent
+  local c = redis.call('HMGET', ckey, 'call', 'node')
+  if c[1] ~= call then return 0 end
+  redis.call('DEL', ckey)
+  local k = p .. ':claim:call:' .. call
+  if redis.call('GET', k) == agent then redis.call('DEL', k) end
+  redis.call('ZREM', p .. ':claims:until', agent)
+  redis.call('SREM', p .. ':claims:node:' .. c[2], agent)
+  local node = c[2]
+  local raw = redis.call('HGET', p .. ':agents', agent)
+  if raw then node = cjson.decode(raw).node end
+  redis.call('HSET', p .. ':agents', agent,
+    '{"state":' .. state_json .. ',"since":' .. since_json .. ',"node":' .. cjson.encode(node) .. '}')
+  return redis.call('INCR', p .. ':version')
+end
+"""
+
+CLAIM = CLAIM_FN + """
+return claim(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8])
+"""
+
+RELEASE = RELEASE_FN + """
+return release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+
+# ``apply`` and ``claim`` with writes: n writes (5 arguments each), then, if more arguments follow, a claim; one
+# version per write (0: not released), then the claim's (0: refused)
+BATCH = RELEASE_FN + CLAIM_FN + """
+local p, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+local i = 4
+for _ = 1, n do
+  local agent, call, state_json, since_json, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
+  local v = 0
+  local held = false
+  if call ~= '' then
+    v = release(p, agent, call, state_json, since_json)
+    if v == 0 then
+      local c = redis.call('HMGET', p .. ':claim:agent:' .. agent, 'call', 'until')
+      held = c[1] and tonumber(c[2]) >= now
+    end
+  end
+  if v == 0 and not held then
+    redis.call('HSET', p .. ':agents', agent,
+      '{"state":' .. state_json .. ',"since":' .. since_json .. ',"node":' .. cjson.encode(node) .. '}')
+  end
+  table.insert(out, v)
+end
+if ARGV[i] then
+  table.insert(out, claim(p, ARGV[i], ARGV[i + 1], ARGV[i + 2], now, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]))
+end
+return out
 """
 
 RENEW = """
@@ -201,6 +241,14 @@ def _agent_json(state: str, since: float, node: str) -> str:
     return json.dumps({"state": state, "since": float(since), "node": node})
 
 
+def _write_args(writes: Sequence[StateWrite]) -> list[str]:
+    """``BATCH``'s five arguments per write."""
+    out: list[str] = []
+    for w in writes:
+        out += (w.agent, w.call, json.dumps(w.state), json.dumps(float(w.since)), w.node)
+    return out
+
+
 def _claim_of(row: list[Any]) -> Claim:
     agent, call, node, until, version = (_text(v) for v in row)
     return Claim(agent, call, node, float(until), int(version))
@@ -223,10 +271,11 @@ class RedisState:
         self.gc_margin = gc_margin
         self.round_trips = 0
         self.last_version = 0
+        self.last_applied: list[int] = []
         self._agents_key = f"{prefix}:agents"
         self._waiting_key = f"{prefix}:waiting"
         self._scripts = {name: client.register_script(_states(src)) for name, src in (
-            ("claim", CLAIM), ("release", RELEASE), ("renew", RENEW), ("expire", EXPIRE),
+            ("claim", CLAIM), ("release", RELEASE), ("batch", BATCH), ("renew", RENEW), ("expire", EXPIRE),
             ("claim_of_call", CLAIM_OF_CALL), ("enqueue", ENQUEUE), ("dequeue", DEQUEUE), ("waiting", WAITING))}
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -279,9 +328,15 @@ class RedisState:
 
     # -- claims -----------------------------------------------------------------------------------------------
 
-    def claim(self, agent: str, call: str, node: str, now: float, until: float) -> Claim | None:
-        version = int(self._script("claim", agent, call, node, _num(now), _num(until),
-                                   _agent_json(RESERVED, now, node), self._gc_ms(now, until)))
+    def claim(self, agent: str, call: str, node: str, now: float, until: float,
+              writes: Sequence[StateWrite] = ()) -> Claim | None:
+        args = (agent, call, node, _num(now), _num(until), _agent_json(RESERVED, now, node), self._gc_ms(now, until))
+        if writes:
+            *versions, version = (int(v) for v in self._script("batch", _num(now), str(len(writes)),
+                                                                *_write_args(writes), *(args[:3] + args[4:])))
+            self._applied(versions)
+        else:
+            version = int(self._script("claim", *args))
         if not version:
             return None
         self.last_version = version
@@ -303,6 +358,18 @@ class RedisState:
         if version:
             self.last_version = version
         return bool(version)
+
+    def apply(self, writes: Sequence[StateWrite], now: float) -> list[int]:
+        if not writes:
+            self.last_applied = []
+            return []
+        versions = [int(v) for v in self._script("batch", _num(now), str(len(writes)), *_write_args(writes))]
+        self._applied(versions)
+        return versions
+
+    def _applied(self, versions: list[int]) -> None:
+        self.last_applied = versions
+        self.last_version = max(versions, default=0) or self.last_version
 
     def renew(self, node: str, now: float, until: float) -> int:
         return int(self._script("renew", node, _num(now), _num(until), self._gc_ms(now, until)))

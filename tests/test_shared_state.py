@@ -20,6 +20,7 @@ from acd.shared_state import (
     MemoryState,
     SharedState,
     SharedStateDown,
+    StateWrite,
     WaitingEntry,
 )
 from centre.redis_link import redis_sync_client
@@ -157,6 +158,43 @@ def test_release_only_by_the_call_holding_the_claim_and_it_sets_the_state(pool: 
     assert pool.release("a1", "c2", AVAILABLE, T0 + 100) is True and pool.expire(T0 + 100) == []
 
 
+def test_apply_makes_writes_in_order_releasing_claims_by_their_call(pool: SharedState) -> None:
+    ready(pool, "a1", "a2", "a3")
+    c1 = pool.claim("a1", "c1", "n2", T0, T0 + 30)
+    c2 = pool.claim("a2", "c2", "n3", T0, T0 + 30)
+    assert c1 is not None and c2 is not None
+    versions = pool.apply([
+        StateWrite("a1", "on_call", T0 + 1, "n2"),  # a plain write: the claim stays
+        StateWrite("a1", "wrap_up", T0 + 2, "n2", call="c1"),  # releases c1's claim (the entry's node kept)
+        # c9 holds nothing and c2's live claim holds a2: dropped, the agent is c2's claimer's
+        StateWrite("a2", AVAILABLE, T0 + 2, "n9", call="c9"),
+        StateWrite("a3", "not_ready", T0 + 3, "n4"),
+    ], T0 + 3)
+    assert versions[0] == 0 and versions[1] > c2.version and versions[2:] == [0, 0]
+    assert pool.last_applied == versions and pool.last_version == versions[1]
+    assert pool.holder("a1", T0 + 3) is None and pool.agent("a1") == AgentEntry("a1", "wrap_up", T0 + 2, "n2")
+    assert pool.holder("a2", T0 + 3) == c2 and pool.agent("a2") == AgentEntry("a2", RESERVED, T0, "n3")
+    assert pool.agent("a3") == AgentEntry("a3", "not_ready", T0 + 3, "n4")
+    # a release whose claim lapsed and was expired, with no other claim: a plain write
+    assert pool.expire(T0 + 40) == [c2]
+    assert pool.apply([StateWrite("a2", "wrap_up", T0 + 41, "n3", call="c2")], T0 + 41) == [0]
+    assert pool.agent("a2") == AgentEntry("a2", "wrap_up", T0 + 41, "n3")
+    assert pool.apply([], T0 + 42) == [] and pool.last_applied == []
+
+
+def test_a_claim_with_writes_makes_them_first(pool: SharedState) -> None:
+    """The agent freed by the writes can be claimed by the same request."""
+    ready(pool, "a1")
+    first = pool.claim("a1", "c1", "n1", T0, T0 + 30)
+    assert first is not None
+    again = pool.claim("a1", "c2", "n1", T0 + 1, T0 + 31, writes=[StateWrite("a1", AVAILABLE, T0 + 1, "n1", "c1")])
+    assert again is not None and again.call == "c2" and pool.last_applied[0] > first.version
+    assert again.version > pool.last_applied[0] == pool.last_version - 1 and pool.last_version == again.version
+    assert pool.agent("a1") == AgentEntry("a1", RESERVED, T0 + 1, "n1")
+    refused = pool.claim("a1", "c3", "n1", T0 + 2, T0 + 32, writes=[StateWrite("a9", "not_ready", T0 + 2, "n1")])
+    assert refused is None and pool.agent("a9") == AgentEntry("a9", "not_ready", T0 + 2, "n1")  # written anyway
+
+
 def test_renew_extends_the_live_claims_of_one_node(pool: SharedState) -> None:
     ready(pool, "a1", "a2", "a3", "a4")
     c1 = pool.claim("a1", "c1", "n1", T0, T0 + 10)
@@ -214,7 +252,7 @@ def test_waiting_calls_are_served_by_priority_then_age_then_id_and_filtered_by_n
 
 # --- Redis only: round trips, an unreachable Redis -------------------------------------------------------------
 
-def test_each_claim_release_renew_and_expire_is_one_request_to_redis(rpool: RedisState) -> None:
+def test_each_claim_apply_release_renew_and_expire_is_one_request_to_redis(rpool: RedisState) -> None:
     client, sent = rpool.client, []
     original = client.execute_command
 
@@ -227,9 +265,12 @@ def test_each_claim_release_renew_and_expire_is_one_request_to_redis(rpool: Redi
     rpool.release("a0", "c0", AVAILABLE, T0)
     rpool.renew("n1", T0, T0 + 30)
     rpool.expire(T0)
+    rpool.apply([StateWrite("a0", AVAILABLE, T0, "n1")], T0)
     client.execute_command = counted
     try:
-        for op in (lambda: rpool.claim("a1", "c1", "n1", T0, T0 + 30), lambda: rpool.claim("a1", "c2", "n1", T0, T0),
+        writes = [StateWrite("a2", "on_call", T0, "n1"), StateWrite("a2", AVAILABLE, T0, "n1", "cx")]
+        for op in (lambda: rpool.apply(writes, T0), lambda: rpool.claim("a0", "c9", "n1", T0, T0 + 30, writes),
+                   lambda: rpool.claim("a1", "c1", "n1", T0, T0 + 30), lambda: rpool.claim("a1", "c2", "n1", T0, T0),
                    lambda: rpool.release("a1", "c1", AVAILABLE, T0), lambda: rpool.renew("n1", T0, T0 + 40),
                    lambda: rpool.expire(T0 + 50), lambda: rpool.holder("a1", T0),
                    lambda: rpool.claim_of_call("c1", T0), lambda: rpool.waiting("q")):
