@@ -110,6 +110,25 @@ class OpenCalls:
         self._queued_file.close()
 
 
+def malloc_info() -> dict[str, int]:
+    """glibc's ``mallinfo2`` (kB): the heap obtained, in use and free, and mmapped blocks ({} elsewhere)."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost")]
+
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = MallInfo2
+    info = fn()
+    return {"heap": info.arena // 1024, "used": info.uordblks // 1024, "free": info.fordblks // 1024,
+            "mmap": info.hblkhd // 1024}
+
+
 def role_server(config: str, workdir: str) -> int:
     """``Runtime`` + simulated agents + ``OpenCalls`` + a 10 ms lag timer; answers ``lag``, ``report`` and
     ``calls``."""
@@ -178,20 +197,23 @@ def role_server(config: str, workdir: str) -> int:
 
         objects = gc.get_objects()
         by_type = collections.Counter(type(o).__qualname__ for o in objects)
-        return {"tracked": len(objects), "top": by_type.most_common(12)}
+        return {"tracked": len(objects), "top": by_type.most_common(12), "blocks": sys.getallocatedblocks(),
+                "malloc": malloc_info()}
 
     traced: dict[str, Any] = {}
 
-    def trace(args: list[str]) -> dict[str, Any]:  # --trace: what grew since the warm-up, by line (tracemalloc)
+    def trace(args: list[str]) -> dict[str, Any]:  # --trace: what grew in the last minute, by line (tracemalloc)
         import tracemalloc
 
         if args[0] == "start":
-            tracemalloc.start(4)
-            traced["base"] = tracemalloc.take_snapshot()
+            tracemalloc.start(3)
+            traced["last"] = tracemalloc.take_snapshot()
             return {"started": True}
-        diff = tracemalloc.take_snapshot().compare_to(traced["base"], "traceback")
-        return {"top": [(stat.size_diff, stat.count_diff, " < ".join(
-            f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback)) for stat in diff[:8]]}
+        snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+        diff = snap.compare_to(traced["last"], "traceback")
+        traced["last"] = snap
+        return {"top": [(stat.size_diff, stat.count_diff, " > ".join(
+            f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback))) for stat in diff[:8]]}
 
     serve_control(reactor, {"lag": lag, "report": report, "not-over": not_over, "census": census, "trace": trace})
     reactor.callWhenRunning(start)
@@ -257,6 +279,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
         print(HEAD)
         print("-" * len(HEAD), flush=True)
         server.request("lag")  # drop the samples of the start-up
+        if args.trace:
+            server.request("trace start")
         sim.request("start")
         t0 = time.monotonic()
         cpu0 = cpu_seconds(pid)
@@ -280,14 +304,14 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
             print(f"{row['minute']:>4} {row['arrived']:>8} {row['offered']:>8} {row['answered']:>8} "
                   f"{row['open']:>6} {row['cpu_pct']:>8.0f} {row['rss_mb']:>8.1f} {fmt(row['p50']):>8} "
                   f"{fmt(row['p99']):>8} {fmt(row['max']):>8}", flush=True)
-            if args.trace and m + 1 == int(args.warmup):
-                server.request("trace start", timeout=120.0)
-            elif args.trace and m + 1 > int(args.warmup):
+            if args.trace and m + 1 > 1:
                 for size, count, where in server.request("trace top", timeout=120.0)["top"]:
                     print(f"     {size / 1024:+9.0f} kB {count:+8d} {where}", flush=True)
             if args.census:
                 c = server.request("census")
                 print(f"     gc tracks {c['tracked']:,}: " + ", ".join(f"{t} {n:,}" for t, n in c["top"]), flush=True)
+                print(f"     python blocks {c['blocks']:,}; malloc kB " + ", ".join(
+                    f"{k} {v:,}" for k, v in c["malloc"].items()), flush=True)
         sim.request("stop-arrivals")
         deadline = time.monotonic() + args.drain
         while True:  # until the PBX is empty, the server has read all it emitted, every call has ended and every
@@ -358,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep the work directory (config, logs, database)")
     p.add_argument("--trace", action="store_true",
-                   help="after the warm-up, print each minute where the server's memory grew (tracemalloc; slow)")
+                   help="from minute 2, where the server's memory grew in each minute (tracemalloc; slow: --rate 20)")
     p.add_argument("--census", action="store_true",
                    help="each minute, print what the server's garbage collector tracks, by type (the top 12)")
     args = p.parse_args(argv)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import random
+from collections import OrderedDict
 
 import pytest
 
@@ -63,3 +65,62 @@ def test_ivr_completions_are_not_objects_the_garbage_collector_walks() -> None:
     assert len(recent) == 10_000 and recent.get("u0") is None
     assert recent.get("u11999") == completed("u11999")
     assert len(gc.get_objects()) - before < 100
+
+
+def model_run(kept: Kept[int, bytes], seed: int, puts: int, keys: int) -> list[tuple[int, bytes]]:
+    """Random puts (sizes 1-900 bytes, keys reused); the (key, value) puts in order."""
+    rng = random.Random(seed)
+    done: list[tuple[int, bytes]] = []
+    for i in range(puts):
+        key = rng.randrange(keys)
+        value = bytes([i % 251]) * rng.randint(1, 900)
+        kept.put(key, value)
+        done.append((key, value))
+    return done
+
+
+def last_distinct(done: list[tuple[int, bytes]]) -> OrderedDict[int, bytes]:
+    latest: OrderedDict[int, bytes] = OrderedDict()
+    for key, value in done:
+        latest.pop(key, None)
+        latest[key] = value
+    return latest
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_ring_keeps_exactly_the_last_limit_values_when_bytes_allow(seed: int) -> None:
+    kept: Kept[int, bytes] = Kept(300, bytes, bytes)
+    done = model_run(kept, seed, 5_000, 1_000)
+    expected = list(last_distinct(done).items())[-300:]
+    assert len(kept) == 300 and [(k, kept.get(k)) for k, _ in expected] == expected
+    assert kept.capacity <= 2 * 300 * 900  # doubled only until 300 values fit
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_ring_at_its_byte_bound_keeps_the_newest_values_that_fit(seed: int) -> None:
+    kept: Kept[int, bytes] = Kept(1_000, bytes, bytes, max_bytes=20_000)
+    done = model_run(kept, seed, 3_000, 400)
+    latest = list(last_distinct(done).items())
+    held = [(k, v) for k, v in latest if k in kept]
+    assert kept.capacity == 20_000 and 0 < len(kept) < 1_000
+    assert held == latest[-len(held):]  # the newest ones, nothing older among them
+    assert all(kept.get(k) == v for k, v in held)
+    assert sum(len(v) for _, v in held) <= 20_000
+
+
+def test_a_value_larger_than_the_ring_may_grow_is_not_kept() -> None:
+    kept: Kept[str, bytes] = Kept(10, bytes, bytes, max_bytes=1_000)
+    kept.put("a", b"x" * 10)
+    kept.put("b", b"y" * 2_000)
+    kept.put("a", b"z" * 1_001)  # and a key put again with a value too large loses its old one
+    assert "b" not in kept and "a" not in kept and len(kept) == 0
+
+
+def test_the_ring_stops_growing_once_it_holds_limit_values() -> None:
+    kept: Kept[int, bytes] = Kept(1_000, bytes, bytes)
+    for i in range(2_000):
+        kept.put(i, b"v" * 500)
+    size = kept.capacity
+    for i in range(2_000, 50_000):
+        kept.put(i, b"w" * (400 + i % 200))
+    assert kept.capacity == size and len(kept) == 1_000 and kept.get(49_999) == b"w" * (400 + 49_999 % 200)
