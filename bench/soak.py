@@ -1,7 +1,7 @@
 """Soak benchmark (issue #19): the demo contact centre in real time at a steady rate for minutes, watching for
 lost calls or records, a growing resident memory and a growing event-loop lag.
 
-Run: ``.venv/bin/python bench/soak.py [--minutes 10] [--rate 50] [--warmup 2]``; ``--minutes 60`` (or more)
+Run: ``.venv/bin/python bench/soak.py [--minutes 10] [--rate 50] [--warmup M]``; ``--minutes 60`` (or more)
 for a longer soak. About ``minutes + 1`` minutes of wall time.
 
 Two processes on loopback, the machinery of ``bench/sim_load.py`` (its configuration and its simulator role):
@@ -33,9 +33,9 @@ the SQLite file.
   above 1.5 x the first post-warm-up minute's plus 5 ms.
 
 Pass: lost = 0, rss_growth_pct < 5, loop_lag_p99_ms <= 50 and the lag does not grow. What the server keeps is
-bounded, but not all bounds are reached in a 2-minute warm-up at 50 calls/s: the last 10,000 IVR completions
-and routing decisions fill after 200 s, and the statistics' 30-minute sliding windows keep each agent-state
-segment for 30 minutes; ``--minutes 45 --warmup 32`` measures past them (docs/operations.md). Ends with
+bounded; the largest bounds are counts: the last 10,000 IVR completions and routing decisions (``cti.kept``),
+which fill after 10,000 / rate seconds (200 s at 50 calls/s). The default warm-up is the minutes that takes,
+rounded up, at least 2 (4 at 50 calls/s); the statistics' windows are rings allocated at start. Ends with
 ``BENCH soak calls=<n> lost=<n> rss_growth_pct=<x> loop_lag_p99_ms=<y>``.
 """
 
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -60,6 +61,7 @@ from bench._procs import Child, ChildError, emit, emit_when_ami_up, serve_contro
 from bench.sim_load import percentile, prepare_template, step_config  # noqa: E402
 
 LAG_TICK = 0.010  # seconds between the server's loop-lag looks
+KEPT = 10_000  # values in the server's largest bounded histories (acd.service.MAX_DECISIONS, ivr RecentCompletions)
 SIM = ROOT / "bench" / "sim_load.py"
 
 
@@ -376,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--minutes", type=float, default=10.0, help="minutes of arrivals (default 10; 60+ for a long soak)")
     p.add_argument("--rate", type=float, default=50.0, help="arrivals, calls/s (default 50)")
-    p.add_argument("--warmup", type=float, default=2.0, help="minutes not counted for growth (default 2)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="minutes not counted for growth (default: until 10,000 calls have come, at least 2)")
     p.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples (default 5)")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds for calls to end after the arrivals")
     p.add_argument("--seed", type=int, default=7)
@@ -390,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         return role_server(args.config, args.workdir)
     if args.minutes < 2:
         p.error("--minutes must be at least 2 (a warm-up minute and a measured one)")
+    if args.warmup is None:  # the kept histories (10,000 IVR completions and routing decisions) full
+        args.warmup = max(2.0, math.ceil(KEPT / (args.rate * 60.0)))
     args.warmup = min(args.warmup, args.minutes - 1)
     workdir = Path(tempfile.mkdtemp(prefix="cti-soak-"))
     print(f"soak: load average {os.getloadavg()[0]:.1f} at start", flush=True)
