@@ -967,7 +967,10 @@ class AcdService:
         self._push(now + q.ring_timeout + self.section.offer_grace, "watchdog", call.key, call.gen)
         if decision is None:
             return True
-        self._decisions.put(call.key, explaining.decision_dict(decision))
+        if not self._decisions.put(call.key, explaining.decision_dict(decision)):  # the offer stands all the same
+            out.append(AcdWarning(ts=now, code="decision-not-kept", message=f"the routing decision for call "
+                                  f"{call.key[1]} could not be kept for its explanation",
+                                  details={"server": call.key[0], "uniqueid": call.key[1]}))
         return True
 
     def _offered_agent(self, call: Call) -> AgentRuntime | None:

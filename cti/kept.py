@@ -35,7 +35,10 @@ class Kept(Generic[K, V]):
     ``encode`` and ``decode`` turn a value into bytes and back (default: pickle, for values that are plain data;
     a value referring to live objects needs its own encoding, or would keep them alive and copy them). The
     encoded values share one ring of bytes, which doubles (up to ``max_bytes``) while it cannot hold ``limit``
-    of them; at ``max_bytes`` the oldest values are dropped sooner, and a value larger than the ring is not kept.
+    of them; at ``max_bytes`` the oldest values are dropped sooner. ``put`` says whether it kept the value: one
+    that ``encode`` refuses (``TypeError``, ``ValueError``, ``AttributeError``, ``RecursionError``,
+    ``pickle.PicklingError``: what json and pickle raise) or larger than the ring may
+    grow is not kept (nor the key's earlier value), and counted in ``refused``; a history is not worth an error.
     """
 
     def __init__(self, limit: int, encode: Callable[[V], bytes] = pickled,
@@ -50,19 +53,26 @@ class Kept(Generic[K, V]):
         self._ring = bytearray(min(FIRST_CAPACITY, self.max_bytes))
         self._head = 0  # where the next value is written
         self._index: dict[K, tuple[int, int]] = {}  # key -> (start, length); oldest first
+        self.refused = 0  # values not kept: not encodable, or larger than the ring may grow
 
     @property
     def capacity(self) -> int:
         return len(self._ring)
 
-    def put(self, key: K, value: V) -> None:
-        data = self._encode(value)
-        n = len(data)
+    def put(self, key: K, value: V) -> bool:
+        """Keep ``value`` as the newest, under ``key``; whether it was kept (see the class)."""
         self._index.pop(key, None)
+        try:
+            data = self._encode(value)
+        except (TypeError, ValueError, AttributeError, RecursionError, pickle.PicklingError):
+            self.refused += 1
+            return False
+        n = len(data)
         if n > len(self._ring):
             self._grow(n)
             if n > len(self._ring):
-                return  # larger than the ring may ever be: not kept
+                self.refused += 1
+                return False
         while self._index and (len(self._index) >= self.limit or self._used() + n > len(self._ring)):
             if len(self._index) < self.limit and self._grow(self._used() + n):
                 continue
@@ -75,6 +85,7 @@ class Kept(Generic[K, V]):
             self._ring[:n - first] = view[first:]
         self._head = (start + n) % cap
         self._index[key] = (start, n)
+        return True
 
     def get(self, key: K) -> V | None:
         where = self._index.get(key)

@@ -19,6 +19,7 @@ from acd.events import (
 from acd.states import AcdError
 from cti.commands import CommandFailed, OfferCall, Redirect, Setvar
 from cti.events import CallEnded, CallQueued
+from cti.kept import Kept
 from tests.test_acd_support import SERVER, Harness, agent, of_type
 
 BASIC = {
@@ -41,6 +42,20 @@ def test_call_goes_to_longest_idle_eligible_agent_with_offer_fields() -> None:
     assert (offer.server, offer.uniqueid, offer.channel, offer.call_id) == (SERVER, "u1", "PJSIP/trunk-u1", "Lu1")
     assert h.state("a2") == "reserved"
     assert h.acd.explain((SERVER, "u1"))["last_decision"]["agent"] == "a2"
+
+
+def test_a_decision_that_cannot_be_kept_for_explanations_does_not_stop_the_offer() -> None:
+    def refuse(_: object) -> bytes:
+        raise TypeError("not encodable (test)")
+
+    h = Harness(BASIC)
+    h.acd._decisions = Kept(10, refuse, json.loads)
+    h.ready("a1")
+    out = h.queued("u1", "billing")
+    assert [o.agent_id for o in of_type(out, OfferCall)] == ["a1"] and h.state("a1") == "reserved"
+    (warning,) = [w for w in of_type(out, AcdWarning) if w.code == "decision-not-kept"]
+    assert warning.details == {"server": SERVER, "uniqueid": "u1"}
+    assert "last_decision" not in h.acd.explain((SERVER, "u1"))
 
 
 def test_most_skilled_strategy_prefers_higher_level() -> None:

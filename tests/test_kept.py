@@ -124,3 +124,13 @@ def test_the_ring_stops_growing_once_it_holds_limit_values() -> None:
     for i in range(2_000, 50_000):
         kept.put(i, b"w" * (400 + i % 200))
     assert kept.capacity == size and len(kept) == 1_000 and kept.get(49_999) == b"w" * (400 + 49_999 % 200)
+
+
+def test_a_value_that_cannot_be_encoded_is_refused_not_raised() -> None:
+    kept: Kept[str, object] = Kept(10, lambda v: json.dumps(v).encode(), json.loads)
+    assert kept.put("a", {"n": 1}) is True
+    assert kept.put("a", {"n": {1, 2}}) is False  # a set: not JSON; the key's earlier value goes too
+    assert kept.put("b", float("nan")) is True  # (JSON's NaN is Python's json's to read back)
+    assert "a" not in kept and kept.refused == 1 and len(kept) == 1
+    pickles: Kept[str, object] = Kept(10)
+    assert pickles.put("f", lambda: None) is False and pickles.refused == 1
