@@ -23,7 +23,6 @@ the start), and its own claims of that first stretch run until ``start + ttl * 1
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from acd.events import AcdWarning, SharedStateHealth
@@ -40,15 +39,6 @@ ORPHAN_GRACE = 1.5
 FLUSH_DELAY = 0.05  # seconds a write that keeps this node's claim may wait for another request to go with
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
-    """An agent's state to write; ``call`` names the claim it releases ("" : a plain ``set_agent``)."""
-
-    state: str
-    since: float
-    call: str = ""
-
-
 class PoolLink:
     """This node's side of the shared pool (see the module's docstring)."""
 
@@ -60,7 +50,7 @@ class PoolLink:
         self.ttl = ttl
         self.up = True
         self.held: dict[str, str] = {}  # agent -> the call (string) its claim by this node names
-        self.pending: dict[str, Write] = {}  # writes not sent yet (or kept while down), in order; the last per agent
+        self.pending: dict[str, StateWrite] = {}  # by agent: writes not sent yet (or kept while down), the last one
         self.urgent = False  # a pending write must go before the current operation's events leave the node
         self.flush_at = 0.0  # when pending writes that may wait are sent at the latest
         self.last: tuple[str, str, float] = ("", "", 0.0)  # the last write made: (agent, state, now)
@@ -108,7 +98,7 @@ class PoolLink:
     def claim(self, agent: str, call: str, now: float, out: list[Any]) -> Claim | None:
         """Claim ``agent`` for ``call`` until now + ttl; None if refused or the pool is down (see ``up``)."""
         until = max(now + self.ttl, self.first_until)
-        writes = self._outgoing()
+        writes = list(self.pending.values())
         ok, claim = self.call(now, out, lambda: self.shared.claim(agent, call, self.node, now, until, writes))
         if ok:
             self._sent()
@@ -124,10 +114,9 @@ class PoolLink:
         if not call and self.last == (agent, state, now):
             return  # the same state, just written (the pool freed the agent straight into a pending not-ready)
         self.last = (agent, state, now)
-        op = Write(state, since, "" if keep else call)
-        previous = self.pending.pop(agent, None)
-        if previous is not None:  # not sent yet: this write replaces it, and releases the claim it would have
-            op = Write(state, since, op.call or previous.call)
+        previous = self.pending.pop(agent, None)  # not sent yet: replaced, and the claim it would release released
+        release = ("" if keep else call) or (previous.call if previous is not None else "")
+        op = StateWrite(agent, state, since, self.node, release)
         if not self.pending:
             self.flush_at = now + FLUSH_DELAY
         self.pending[agent] = op
@@ -142,21 +131,14 @@ class PoolLink:
         """Send the pending writes, in one request (kept if the pool is down)."""
         if not self.pending or not self.up:
             return
-        writes = self._outgoing()
+        writes = list(self.pending.values())
         ok, _ = self.call(now, out, lambda: self.shared.apply(writes, now))
         if ok:
             self._sent()
 
-    def _outgoing(self) -> list[StateWrite]:
-        return [StateWrite(agent, op.state, op.since, self.node, op.call) for agent, op in self.pending.items()]
-
     def _sent(self) -> None:
         self.pending.clear()
         self.urgent = False
-
-    def rewrite(self, agent: str, state: str, since: float) -> None:
-        """``set_agent`` after an outage (raises ``SharedStateDown``)."""
-        self.shared.set_agent(agent, state, since, self.node)
 
     # ----------------------------------------------------------------------- timers
     def maintain(self, now: float, out: list[Any]) -> tuple[bool, list[str]]:
@@ -213,7 +195,7 @@ class PoolLink:
                 self.shared.renew(self.node, now, now + self.ttl)
             else:
                 self.shared.agent(self.node)  # any request: nothing of ours to renew yet
-            self.shared.apply(self._outgoing(), now)
+            self.shared.apply(list(self.pending.values()), now)
             self._sent()
         except SharedStateDown:
             self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)

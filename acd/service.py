@@ -61,7 +61,7 @@ from acd.requirements import (
 from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
 from acd.settings import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
-from acd.shared_state import MemoryState, SharedState
+from acd.shared_state import MemoryState, SharedState, StateWrite
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
@@ -785,10 +785,10 @@ class AcdService:
         ok, known = self.pool.call(now, out, self.pool.shared.agents)
         if not ok or known is None:
             return
-        for a in self._ordinals:
-            if a.node != self.node or a.id in known:
-                continue
-            ok, _ = self.pool.call(now, out, lambda a=a: self.pool.rewrite(a.id, a.state.value, a.since))
+        lost = [StateWrite(a.id, a.state.value, a.since, self.node) for a in self._ordinals
+                if a.node == self.node and a.id not in known]
+        if lost:
+            ok, _ = self.pool.call(now, out, lambda: self.pool.shared.apply(lost, now))
             if not ok:
                 return
         for a in self._ordinals:  # those another node wrote last, as this node knows them, unless written since:

@@ -78,6 +78,11 @@ end
 """
 
 RELEASE_FN = """
+local function set_entry(p, agent, state_json, since_json, node)
+  redis.call('HSET', p .. ':agents', agent,
+    '{"state":' .. state_json .. ',"since":' .. since_json .. ',"node":' .. cjson.encode(node) .. '}')
+end
+
 local function release(p, agent, call, state_json, since_json)
   local ckey = p .. ':claim:agent:' .. agent
   local c = redis.call('HMGET', ckey, 'call', 'node')
@@ -90,8 +95,7 @@ local function release(p, agent, call, state_json, since_json)
   local node = c[2]
   local raw = redis.call('HGET', p .. ':agents', agent)
   if raw then node = cjson.decode(raw).node end
-  redis.call('HSET', p .. ':agents', agent,
-    '{"state":' .. state_json .. ',"since":' .. since_json .. ',"node":' .. cjson.encode(node) .. '}')
+  set_entry(p, agent, state_json, since_json, node)
   return redis.call('INCR', p .. ':version')
 end
 """
@@ -122,10 +126,7 @@ for _ = 1, n do
       held = c[1] and tonumber(c[2]) >= now
     end
   end
-  if v == 0 and not held then
-    redis.call('HSET', p .. ':agents', agent,
-      '{"state":' .. state_json .. ',"since":' .. since_json .. ',"node":' .. cjson.encode(node) .. '}')
-  end
+  if v == 0 and not held then set_entry(p, agent, state_json, since_json, node) end
   table.insert(out, v)
 end
 if ARGV[i] then
