@@ -2,12 +2,18 @@
 
 ``StreamsTransport`` is a ``cti.bus.Transport``: ``send`` delivers an event in this process at once (as
 ``LocalTransport`` does) and, when its type is one of ``shared`` (or a subclass of one), queues it for the
-stream ``<prefix>:events:<shard>`` as the entry ``{origin, type, body, seq}`` (``body``: ``cti.event_codec``
-JSON; ``seq``: this transport's run and count, which lets a reader drop an entry written twice when a
-connection broke mid-pipeline), with ``MAXLEN ~ maxlen``. The shard comes from the event's ``call_id``, else its
-``agent_id``, else its ``uniqueid`` (crc32, the same on every node), so that the events of one call and of one
-agent stay in order with ``shards`` > 1; an event with none of these goes to shard 0. Writes are batched: the
-queue is flushed on the loop's next turn, one pipeline per batch.
+stream ``<prefix>:events:<shard>``. The shard comes from the event's ``call_id``, else its ``agent_id``, else its
+``uniqueid`` (crc32, the same on every node), so that the events of one call and of one agent stay in order with
+``shards`` > 1; an event with none of these goes to shard 0. Writes are batched: the queue is flushed on the
+loop's next turn, one pipeline per batch, and the events of a batch bound for one stream go in as few entries
+as they fit (``pack`` events or ``PACK_BYTES`` at most an entry): the entry ``{origin, seq, events}``, where
+``events`` is the JSON list ``[[type, body], ...]`` (``body``: ``cti.event_codec``'s dict) and ``seq`` is this
+transport's run and the count of the entry's last event (its events are numbered on from the one before),
+which lets a reader drop events written twice when a connection broke mid-pipeline. A busy node thus writes
+one entry for many events (Redis and every reader handle an entry, not an event, per command); a quiet one an
+entry per event. (An entry ``{origin, type, body, seq}`` of one event, the format before packing, is read too.)
+Streams are trimmed with ``MAXLEN ~``: about ``maxlen`` events a shard, turned into entries by the events an
+entry held in this transport's recent writes.
 
 Reading: every node has its own consumer group on every stream (group and consumer = the node id; created
 at ``$``, so a new node starts from now; created again at ``0`` when a later session finds it gone, Redis
@@ -16,9 +22,9 @@ event. A session first reads the
 group's pending entries (delivered to this node but never acknowledged: a crash, or an XACK lost with the
 connection), then blocks on new ones (XREADGROUP BLOCK). Entries of this node are skipped; the others are
 decoded and handed to ``EventBus.deliver_remote(event, origin, clock())`` (only the engines with
-``remote_subscriptions`` take them), then acknowledged. An entry that does not decode, or whose engines
-raise, is logged and acknowledged: one bad entry never stops the reader. Delivery is at least once across a
-crash between delivery and XACK, exactly once otherwise.
+``remote_subscriptions`` take them), then acknowledged. An entry or an event in it that does not decode, or
+whose engines raise, is logged and acknowledged: one bad event never stops the reader. Delivery is at least
+once across a crash between delivery and XACK, exactly once otherwise.
 
 Outage: while Redis cannot be reached, the node goes on (local delivery never waits for Redis); the shared
 events wait in an in-order outbox of at most ``outbox_limit`` (past it the oldest are dropped, counted in
@@ -26,13 +32,15 @@ events wait in an in-order outbox of at most ``outbox_limit`` (past it the oldes
 30 s), logs once when Redis goes down and once when it is back, and reports it through ``up`` and
 ``on_change(up)`` (for ``/healthz`` and the wallboard). Back, it flushes the outbox in order first, then reads
 on from its group's position: nothing the other nodes wrote meanwhile is missed, as long as the stream's
-``MAXLEN`` (about ``maxlen`` entries per shard) did not trim it before this node read it; entries trimmed
+``MAXLEN`` (about ``maxlen`` events per shard) did not trim it before this node read it; entries trimmed
 while still pending are counted in ``stats["trimmed"]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import uuid
 import zlib
@@ -48,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DeliverRemote = Callable[[object, str, float], None]
 T = TypeVar("T")
+PACK_BYTES = 16_384  # an entry's events' bodies at most (a larger single event is an entry of its own)
 
 
 def default_codec() -> EventCodec:
@@ -85,10 +94,28 @@ def stream_names(prefix: str, shards: int) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
-    n: int  # this transport's count: which entries a pipeline wrote
+class _Queued:
+    """An event waiting to be written: its number in this transport's count, its stream and its encoding."""
+
+    n: int
     stream: str
-    fields: dict[str, str | bytes]
+    item: bytes  # ``["Type",{body}]``: an element of an entry's ``events``
+
+
+def _packs(batch: list[_Queued], most: int) -> list[list[_Queued]]:
+    """``batch`` cut into entries: runs of consecutive events bound for one stream, at most ``most`` events and
+    about ``PACK_BYTES`` each (the order within a stream is the order of the batch)."""
+    packs: list[list[_Queued]] = []
+    size = 0
+    for q in batch:
+        last = packs[-1] if packs else None
+        if last is None or last[0].stream != q.stream or len(last) >= most or size + len(q.item) > PACK_BYTES:
+            packs.append([q])
+            size = len(q.item)
+        else:
+            last.append(q)
+            size += len(q.item)
+    return packs
 
 
 def _entry_id(raw: bytes | str) -> tuple[int, int]:
@@ -137,14 +164,14 @@ class StreamsTransport:
     deliveries."""
 
     def __init__(self, node: str, client_factory: Callable[[], Any], prefix: str, shared: Iterable[type], *,
-                 clock: Callable[[], float], shards: int = 1, maxlen: int = 100_000,
+                 clock: Callable[[], float], shards: int = 1, maxlen: int = 100_000, pack: int = 64,
                  codec: EventCodec | None = None, outbox_limit: int = 100_000, batch: int = 500,
                  block_ms: int = 1000, reply_timeout: float = 5.0, backoff: Callable[[int], float] = retry_backoff,
                  on_change: Callable[[bool], None] | None = None) -> None:
         if not node:
             raise ValueError("a node needs a non-empty id")
-        if min(shards, maxlen, outbox_limit, batch, block_ms) < 1:  # (BLOCK 0 would wait for ever)
-            raise ValueError("shards, maxlen, outbox_limit, batch and block_ms must be at least 1")
+        if min(shards, maxlen, pack, outbox_limit, batch, block_ms) < 1:  # (BLOCK 0 would wait for ever)
+            raise ValueError("shards, maxlen, pack, outbox_limit, batch and block_ms must be at least 1")
         self.node = node
         self.streams = stream_names(prefix, shards)
         self.shared = tuple(shared)
@@ -152,6 +179,8 @@ class StreamsTransport:
         self._client_factory = client_factory
         self._clock = clock
         self._maxlen = maxlen
+        self._pack = pack
+        self._per_entry = 1.0  # events an entry held, recently (a moving average): MAXLEN in entries
         self._codec = codec if codec is not None else default_codec()
         self._outbox_limit = outbox_limit
         self._batch = batch
@@ -161,7 +190,7 @@ class StreamsTransport:
         self._deliver: Callable[[object, float], None] | None = None
         self._deliver_remote: DeliverRemote | None = None
         self._is_shared: dict[type, bool] = {}
-        self._outbox: deque[_Entry] = deque()
+        self._outbox: deque[_Queued] = deque()
         self._count = 0
         self._run_id = uuid.uuid4().hex[:12]
         self._wake = asyncio.Event()
@@ -173,7 +202,10 @@ class StreamsTransport:
         self._delivered: dict[str, tuple[int, int]] = {}  # per stream: the last entry handled in this object
         self._seen: dict[tuple[str, str], tuple[str, int]] = {}  # per (stream, origin): its run and last seq
         self._task: asyncio.Task[None] | None = None
-        self.stats = dict.fromkeys(("sent", "received", "own", "duplicates", "undecodable", "failed",
+        # events sent, entries written, events received, entries of this node's read back (skipped), events
+        # read twice, events (or entries) that did not decode, events the engines failed on, pending entries
+        # trimmed, events dropped from a full outbox, events that could not be encoded
+        self.stats = dict.fromkeys(("sent", "entries", "received", "own", "duplicates", "undecodable", "failed",
                                     "trimmed", "dropped", "unencodable"), 0)
 
     # -- cti.bus.Transport ----------------------------------------------------------------------------------
@@ -254,22 +286,28 @@ class StreamsTransport:
                           self._outbox_limit)
         self._count += 1
         stream = self.streams[shard_of(event, len(self.streams))]
-        self._outbox.append(_Entry(self._count, stream, {
-            "origin": self.node, "type": name, "body": body, "seq": f"{self._run_id}:{self._count}"}))
+        self._outbox.append(_Queued(self._count, stream, b'["%s",%s]' % (name.encode(), body)))
         self._wake.set()  # the writer runs on the loop's next turn: one pipeline for what was sent meanwhile
 
     async def _flush(self, client: Any) -> None:
-        """Write the outbox in order, a pipeline per batch; an entry leaves it only once written."""
+        """Write the outbox in order, a pipeline of at most ``batch`` entries at a time; an event leaves it only
+        once written."""
         while self._outbox:
-            batch = [self._outbox[i] for i in range(min(self._batch, len(self._outbox)))]
+            packs = _packs(list(itertools.islice(self._outbox, self._batch * self._pack)), self._pack)[:self._batch]
+            events = sum(map(len, packs))
+            self._per_entry += 0.1 * (events / len(packs) - self._per_entry)
+            maxlen = max(1, round(self._maxlen / self._per_entry))
             pipe = client.pipeline(transaction=False)
-            for entry in batch:
-                pipe.xadd(entry.stream, entry.fields, maxlen=self._maxlen, approximate=True)
+            for pack in packs:
+                fields = {"origin": self.node, "seq": f"{self._run_id}:{pack[-1].n}",
+                          "events": b"[" + b",".join(q.item for q in pack) + b"]"}
+                pipe.xadd(pack[0].stream, fields, maxlen=maxlen, approximate=True)
             await self._bounded(pipe.execute())
-            last = batch[-1].n
-            while self._outbox and self._outbox[0].n <= last:  # (entries may have been dropped meanwhile)
+            last = packs[-1][-1].n
+            while self._outbox and self._outbox[0].n <= last:  # (events may have been dropped meanwhile)
                 self._outbox.popleft()
-            self.stats["sent"] += len(batch)
+            self.stats["sent"] += events
+            self.stats["entries"] += len(packs)
         self._overflow_said = False
 
     async def _write(self, client: Any) -> None:
@@ -309,11 +347,20 @@ class StreamsTransport:
                     del cursor[stream]
             await self._take(client, got)
         latest = dict.fromkeys(self.streams, ">")
-        while True:
-            got = self._entries(await self._bounded(
-                client.xreadgroup(self.node, self.node, latest, count=self._batch, block=self._block_ms),
-                self._block_ms / 1000))
-            await self._take(client, got)
+        acking: asyncio.Future[None] | None = None
+        try:
+            while True:
+                got = self._entries(await self._bounded(
+                    client.xreadgroup(self.node, self.node, latest, count=self._batch, block=self._block_ms),
+                    self._block_ms / 1000))
+                acks = self._handle_all(got)
+                if acking is not None:
+                    await acking  # (done by now, as a rule; raises what ended it: the session starts again)
+                # the acknowledgements go while the next read waits: a round trip less between two reads
+                acking = asyncio.ensure_future(self._ack(client, acks))
+        finally:
+            if acking is not None and not acking.done():
+                acking.cancel()
 
     @staticmethod
     def _entries(reply: Any) -> dict[str, list[Any]]:
@@ -326,10 +373,15 @@ class StreamsTransport:
         return {_text(stream): list(entries) for stream, entries in reply}
 
     async def _take(self, client: Any, got: dict[str, list[Any]]) -> None:
+        await self._ack(client, self._handle_all(got))
+
+    def _handle_all(self, got: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Hand the entries read to the engines; the ids to acknowledge, by stream."""
+        acks: dict[str, list[Any]] = {}
         for stream, entries in got.items():
             if not entries:
                 continue
-            ids = []
+            ids = acks[stream] = []
             for raw_id, fields in entries:
                 ids.append(raw_id)
                 entry_id = _entry_id(raw_id)
@@ -337,7 +389,15 @@ class StreamsTransport:
                     continue  # handled by this object already; its XACK was lost with the connection
                 self._delivered[stream] = entry_id
                 self._handle(stream, fields)
-            await self._bounded(client.xack(stream, self.node, *ids))
+        return acks
+
+    async def _ack(self, client: Any, acks: dict[str, list[Any]]) -> None:
+        if not acks:
+            return
+        pipe = client.pipeline(transaction=False)
+        for stream, ids in acks.items():
+            pipe.xack(stream, self.node, *ids)
+        await self._bounded(pipe.execute())
 
     def _handle(self, stream: str, raw: dict[Any, Any] | None) -> None:
         if not raw:
@@ -348,38 +408,60 @@ class StreamsTransport:
         if origin == self.node:
             self.stats["own"] += 1
             return
-        if self._duplicate(stream, origin, _text(fields.get("seq", ""))):
-            self.stats["duplicates"] += 1
-            return
-        kind = fields.get("type", "")
-        try:
-            event = self._codec.decode(kind, fields.get("body", ""))
-        except CodecError as exc:
-            self.stats["undecodable"] += 1
-            name = _text(kind)[:60]
-            if name not in self._bad_types_said:
-                self._bad_types_said.add(name)
-                log.error("redis bus: an entry of %s from %s does not decode (%s); skipped", name, origin, exc)
-            return
-        self.stats["received"] += 1
-        if self._deliver_remote is None:
-            return
-        try:
-            self._deliver_remote(event, origin, self._clock())
-        except Exception:
-            self.stats["failed"] += 1
-            log.exception("redis bus: the engines failed on %s from %s", type(event).__name__, origin)
+        items = self._items(origin, fields)
+        fresh = self._fresh(stream, origin, _text(fields.get("seq", "")), len(items))
+        self.stats["duplicates"] += len(items) - fresh
+        for kind, body in items[len(items) - fresh:]:
+            try:
+                event = self._codec.from_dict(kind, body)
+            except CodecError as exc:
+                self._undecodable(kind, origin, exc)
+                continue
+            self.stats["received"] += 1
+            if self._deliver_remote is None:
+                continue
+            try:
+                self._deliver_remote(event, origin, self._clock())
+            except Exception:
+                self.stats["failed"] += 1
+                log.exception("redis bus: the engines failed on %s from %s", type(event).__name__, origin)
 
-    def _duplicate(self, stream: str, origin: str, seq: str) -> bool:
-        run, _, count = seq.partition(":")
-        if not count.isdigit():
-            return False
-        n = int(count)
+    def _items(self, origin: str, fields: dict[str, Any]) -> list[tuple[str, Any]]:
+        """The entry's events as (type name, body) pairs, undecoded; a malformed entry is counted and gives none
+        (one event of an unreadable entry: the numbering goes on past it all the same)."""
+        try:
+            if "events" in fields:
+                items = json.loads(fields["events"])
+                if not isinstance(items, list) or not all(
+                        isinstance(i, list) and len(i) == 2 and isinstance(i[0], str) for i in items):
+                    raise ValueError("not a list of [type, body] pairs")
+                return [(i[0], i[1]) for i in items]
+            return [(_text(fields.get("type", "")), json.loads(fields.get("body", "")))]  # one event, unpacked
+        except (UnicodeDecodeError, ValueError, TypeError) as exc:
+            self._undecodable(_text(fields.get("type", "entry")), origin, CodecError(f"malformed payload: {exc}"))
+            return []
+
+    def _undecodable(self, kind: str, origin: str, exc: CodecError) -> None:
+        self.stats["undecodable"] += 1
+        name = kind[:60]
+        if name not in self._bad_types_said:
+            self._bad_types_said.add(name)
+            log.error("redis bus: an entry of %s from %s does not decode (%s); skipped", name, origin, exc)
+
+    def _fresh(self, stream: str, origin: str, seq: str, count: int) -> int:
+        """How many of an entry's ``count`` events (numbered up to ``seq``'s count) this reader has not had
+        from ``origin``'s run yet: the entry's last ones (a retried pipeline writes again what a cut one wrote)."""
+        run, _, number = seq.partition(":")
+        if not number.isdigit():
+            return count
+        n = int(number)
         last = self._seen.get((stream, origin))
-        if last is not None and last[0] == run and n <= last[1]:
-            return True
+        if last is not None and last[0] == run:
+            if n <= last[1]:
+                return 0
+            count = min(count, n - last[1])
         self._seen[(stream, origin)] = (run, n)
-        return False
+        return count
 
     # -- the connection -------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ proxy cut in front of it) nothing is lost, nothing comes twice, and the order ho
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import time
@@ -18,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from acd.events import AcdEvent, AgentStateChanged, CallWaiting
-from centre.redis_bus import StreamsTransport, default_codec, shard_of
+from centre.redis_bus import PACK_BYTES, StreamsTransport, _packs, _Queued, default_codec, shard_of
 from centre.redis_link import redis_client
 from config.schema import RedisSettings
 from cti.bus import EventBus, Outputs, Reactive
@@ -153,8 +154,10 @@ def test_the_events_of_one_call_and_of_one_agent_keep_their_order_over_several_s
                     assert got == list(range(1, 26)), call
                 assert [e.ts for e in b.engine.remote if isinstance(e, AgentStateChanged)] == \
                        [float(n) for n in range(1, 26)]
-                lengths = [await raw.xlen(f"{prefix}:events:{i}") for i in range(4)]
-                assert sum(lengths) == 25 * 9 and sum(1 for n in lengths if n) > 1
+                per_shard = [[len(json.loads(fields[b"events"])) for _, fields in
+                              await raw.xrange(f"{prefix}:events:{i}")] for i in range(4)]
+                assert sum(map(sum, per_shard)) == 25 * 9 and sum(1 for n in per_shard if n) > 1
+                assert sum(map(len, per_shard)) < 25 * 9  # packed: entries hold several events
             finally:
                 await a.transport.close()
                 await b.transport.close()
@@ -170,9 +173,9 @@ def test_what_a_node_read_but_never_acknowledged_comes_again_after_a_restart() -
             try:
                 await started(a, b)
                 await b.transport.close()  # B stops; its group stays where it was
-                for n in (1, 2, 3):
+                for n in (1, 2, 3):  # an entry each (written one by one: not packed together)
                     a.bus.publish(waiting("L1", n), 1.0)
-                assert await a.transport.drain(5.0)
+                    assert await a.transport.drain(5.0)
                 # B "crashes" right after reading two of them: they are pending in its group, unacknowledged.
                 read = await raw.xreadgroup("B", "B", {stream: ">"}, count=2)
                 assert len(read[0][1]) == 2
@@ -308,6 +311,68 @@ def test_an_entry_written_twice_by_a_retried_pipeline_is_delivered_once() -> Non
                 assert b.transport.stats["duplicates"] == 1 and len(b.engine.remote) == 3
             finally:
                 await b.transport.close()
+
+    run(body)
+
+
+def test_a_busy_node_packs_its_events_into_few_entries_each_bounded_in_events_and_bytes() -> None:
+    q = [_Queued(n, "s0" if n < 8 else "s1", b"x" * (PACK_BYTES if n == 11 else 10)) for n in range(1, 16)]
+    packs = _packs(q, 3)
+    assert [[e.n for e in pack] for pack in packs] == [[1, 2, 3], [4, 5, 6], [7], [8, 9, 10], [11], [12, 13, 14],
+                                                       [15]]
+    big = [_Queued(n, "s0", b"x" * (PACK_BYTES // 3)) for n in range(1, 8)]
+    assert [len(pack) for pack in _packs(big, 64)] == [3, 3, 1]  # (3 fit in PACK_BYTES, not 4)
+    huge = [_Queued(1, "s0", b"x" * (2 * PACK_BYTES))]
+    assert [len(pack) for pack in _packs(huge, 64)] == [1]  # an event larger than the bound: an entry alone
+
+
+def test_a_packed_entry_written_again_with_more_events_delivers_only_the_new_ones() -> None:
+    """A retried pipeline packs the outbox afresh: an entry may hold events an entry before it held already
+    (numbered by ``seq``, its last event's count); the reader delivers each event once, in order."""
+    async def body(prefix: str) -> None:
+        async with redis_keys(prefix) as raw:
+            b = Node("B", prefix)
+            stream = f"{prefix}:events:0"
+            codec = default_codec()
+
+            def entry(seq: str, *positions: int) -> dict[str, bytes | str]:
+                items = [[type(e).__name__, codec.to_dict(e)] for e in (waiting("L1", n) for n in positions)]
+                return {"origin": "X", "seq": seq, "events": json.dumps(items)}
+            try:
+                await started(b)
+                for fields in (entry("run1:3", 1, 2, 3), entry("run1:5", 2, 3, 4, 5), entry("run1:5", 4, 5),
+                               entry("run1:6", 6)):
+                    await raw.xadd(stream, fields)  # type: ignore[arg-type]
+                await until(lambda: b.transport.stats["received"] == 6, "six distinct events")
+                assert [e.position for e in b.engine.remote] == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
+                assert b.transport.stats["duplicates"] == 4
+            finally:
+                await b.transport.close()
+
+    run(body)
+
+
+def test_a_bad_event_in_a_packed_entry_is_skipped_the_others_delivered_and_a_malformed_entry_goes_by() -> None:
+    async def body(prefix: str) -> None:
+        async with redis_keys(prefix) as raw:
+            a, b = Node("A", prefix), Node("B", prefix)
+            stream = f"{prefix}:events:0"
+            good = default_codec().to_dict(waiting("L1", 1))
+            try:
+                await started(a, b)
+                await raw.xadd(stream, {"origin": "X", "seq": "r:2", "events": json.dumps(
+                    [["CallWaiting", good], ["NoSuchEvent", {}], ["CallWaiting", {"position": "two"}],
+                     ["CallWaiting", {**good, "position": 2}]])})
+                for bad in ("{not json", '{"a": 1}', '[["CallWaiting"]]', "[[1, {}]]"):
+                    await raw.xadd(stream, {"origin": "X", "seq": "s:1", "events": bad})
+                a.bus.publish(waiting("L1", 3), 1.0)
+                await until(lambda: len(b.engine.remote) == 3, "the good events around the bad ones")
+                assert [e.position for e in b.engine.remote] == [1, 2, 3]  # type: ignore[attr-defined]
+                assert b.transport.stats["undecodable"] == 2 + 4
+            finally:
+                await a.transport.close()
+                await b.transport.close()
+            assert (await raw.xpending(stream, "B"))["pending"] == 0
 
     run(body)
 
