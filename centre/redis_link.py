@@ -24,17 +24,24 @@ def redis_client(settings: RedisSettings, *, timeout: float | None = None) -> An
 
 
 def redis_sync_client(settings: RedisSettings, *, timeout: float = 0.5) -> Any:
-    """A synchronous ``redis.Redis`` for ``settings`` (it connects on first use), for the shared agent pool's
-    one-round-trip claims and the leases. ``password`` and ``username`` override any given in the URL;
-    ``timeout`` caps connecting and each reply (seconds), small so that a node notices a lost Redis and
-    degrades; no retries inside the client (redis-py's default retries with back-off would hold the event loop
-    for seconds: the callers retry on their own timers)."""
+    """A synchronous ``redis.Redis`` for ``settings``, for the shared agent pool's one-round-trip claims and the
+    leases. ``password`` and ``username`` override any given in the URL; ``timeout`` caps connecting and each
+    reply (seconds), small so that a node notices a lost Redis and degrades; no retries inside the client
+    (redis-py's default retries with back-off would hold the event loop for seconds: the callers retry on their
+    own timers). One connection, not a pool, when Redis answers now: its users make one request at a time on
+    the reactor's thread, and a pool takes a connection and gives it back at each request (about a sixth of the
+    client's CPU for a script call); it connects again at the next request after a failure. When Redis cannot be
+    reached now, a pool, which connects on first use (a node starts whether Redis is up or not)."""
     import redis  # only when Redis is configured
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(settings.url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                retry=Retry(NoBackoff(), 0), **_credentials(settings))
+    options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout,
+                               "retry": Retry(NoBackoff(), 0), **_credentials(settings)}
+    try:
+        return redis.Redis.from_url(settings.url, single_connection_client=True, **options)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        return redis.Redis.from_url(settings.url, **options)
 
 
 def _credentials(settings: RedisSettings) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import multiprocessing
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydantic import SecretStr
@@ -28,6 +29,7 @@ from centre.redis_state import RedisState
 from config.schema import RedisSettings
 from tests.conftest import REDIS_URL
 from tests.shared_state_contenders import NOW, UNTIL, Event, contend, violations
+from tests.tcp_proxy import TcpProxy
 
 T0 = 1_000.0
 
@@ -309,6 +311,37 @@ def test_an_unreachable_redis_raises_shared_state_down_without_the_password() ->
     with pytest.raises(SharedStateDown) as info:
         url_secret.renew("n1", T0, T0 + 1)
     assert secret not in str(info.value)
+
+
+def test_the_pool_client_works_whether_redis_answers_at_the_start_or_only_later_and_after_a_cut() -> None:
+    """``redis_sync_client`` keeps one connection when Redis answers at once (and connects it again after a
+    failure), a pool that connects on first use when it does not: a node may start before its Redis."""
+    upstream = urlsplit(REDIS_URL)
+    proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 6379)
+    prefix = f"test-client-{uuid.uuid4().hex[:8]}"
+    settings = RedisSettings(url=urlunsplit(upstream._replace(netloc=f"127.0.0.1:{proxy.port}")), prefix=prefix)
+    try:
+        proxy.cut()
+        late = RedisState(redis_sync_client(settings, timeout=0.5), prefix)  # Redis not there: no error here
+        with pytest.raises(SharedStateDown):
+            late.agent("a1")
+        proxy.restore()
+        late.set_agent("a1", AVAILABLE, T0, "n1")
+        assert late.agent("a1") == AgentEntry("a1", AVAILABLE, T0, "n1")
+        client = redis_sync_client(settings, timeout=0.5)
+        assert client.connection is not None  # Redis answered: one connection, no pool
+        state = RedisState(client, prefix)
+        assert state.agent("a1") == AgentEntry("a1", AVAILABLE, T0, "n1")
+        proxy.cut()
+        with pytest.raises(SharedStateDown):
+            state.agent("a1")
+        proxy.restore()
+        assert state.agent("a1") == AgentEntry("a1", AVAILABLE, T0, "n1")  # connected again
+        assert late.agent("a1") is not None
+        for key in state.keys():
+            client.delete(key)
+    finally:
+        proxy.close()
 
 
 # --- Redis only: several processes claiming at once -----------------------------------------------------------
