@@ -140,6 +140,7 @@ class Node:
         self.lat_ns: list[int] = []  # from the start of the operation that led to the offer
         self.dec_ns: list[int] = []  # from the previous offer of the same operation (or its start): one decision
         self.offer_at: list[float] = []
+        self.lag: list[tuple[float, float]] = []  # another node's event heard here: (when, how long after its ts)
         self.op_start = self.last_offer = 0
         self.bus = EventBus(self._command, transport=transport)
         self.bus.add(self.acd)
@@ -159,6 +160,7 @@ class Node:
 
     def _remote(self, event: object, origin: str, now: float) -> None:
         self.op_start = time.perf_counter_ns()
+        self.lag.append((now, now - getattr(event, "ts", now)))
         self.bus.deliver_remote(event, origin, now)
 
     def publish(self, event: object) -> None:
@@ -198,9 +200,17 @@ class Node:
         self.lat_ns.clear()
         self.dec_ns.clear()
         self.offer_at.clear()
+        self.lag.clear()
         trips0 = self.pool.round_trips
         end = args.start + args.seconds
+        lo, hi = window(args.start, args.seconds)
+        cpu: dict[str, float] = {}
         while time.time() < end:
+            at = time.time()
+            if "lo" not in cpu and at >= lo:
+                cpu["lo"], cpu["lo_at"] = time.process_time(), at
+            if at < hi:
+                cpu["hi"], cpu["hi_at"] = time.process_time(), at
             before = len(self.offer_at)
             while len(self.waiting) < args.waiting:
                 self.queue_caller()
@@ -215,6 +225,7 @@ class Node:
             await self.transport.drain(3.0)
             await self.transport.close()
         return {"node": self.name, "lat_ns": self.lat_ns, "dec_ns": self.dec_ns, "offer_at": self.offer_at,
+                "lag": self.lag, "cpu_s": (cpu["hi"] - cpu["lo"]) / (cpu["hi_at"] - cpu["lo_at"]),
                 "round_trips": trips, "log": self.pool.log, "stats": stats, "shared_up": self.acd.shared_up}
 
 
@@ -251,6 +262,17 @@ def replay(logs: list[list[tuple[int, str, str, str]]]) -> tuple[int, list[str]]
     return len(entries), bad
 
 
+def window(start: float, seconds: float) -> tuple[float, float]:
+    """The steady part of a run: its first second and its last half second left out."""
+    return start + 1.0, start + seconds - 0.5
+
+
+def redis_cpu(client: Any) -> float:
+    """The CPU seconds the Redis server has used (user and system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def run(nodes: int, store: str, args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench-scaleout-{uuid.uuid4().hex[:8]}"
     start = time.time() + 2.0 + 0.5 * nodes
@@ -264,6 +286,12 @@ def run(nodes: int, store: str, args: argparse.Namespace) -> dict[str, Any]:
                  "--store", store, "--prefix", prefix, "--redis", args.redis, "--agents", str(args.agents),
                  "--waiting", str(args.waiting), "--seconds", str(args.seconds), "--start", repr(start),
                  "--out", out], cwd=ROOT))
+        lo, hi = window(start, args.seconds)
+        watch = redis_sync_client(RedisSettings(url=args.redis))
+        time.sleep(max(0.0, lo - time.time()))
+        cpu0, at0 = redis_cpu(watch), time.time()
+        time.sleep(max(0.0, hi - time.time()))
+        redis_share = (redis_cpu(watch) - cpu0) / (time.time() - at0)  # of a core, over the window
         for p in procs:
             if p.wait(timeout=args.seconds + 60) != 0:
                 raise SystemExit(f"a node failed (exit {p.returncode})")
@@ -273,7 +301,6 @@ def run(nodes: int, store: str, args: argparse.Namespace) -> dict[str, Any]:
         keys = list(client.scan_iter(match=f"{prefix}:*"))
         if keys:
             client.delete(*keys)
-    lo, hi = start + 1.0, start + args.seconds - 0.5  # the steady part: the first second and the last half left out
     lat = sorted(ns for r in results for ns, at in zip(r["lat_ns"], r["offer_at"], strict=True) if lo <= at < hi)
     dec = sorted(ns for r in results for ns, at in zip(r["dec_ns"], r["offer_at"], strict=True) if lo <= at < hi)
     decisions = sum(1 for r in results for at in r["offer_at"] if lo <= at < hi)
@@ -283,13 +310,23 @@ def run(nodes: int, store: str, args: argparse.Namespace) -> dict[str, Any]:
     def pct(xs: list[int], p: float) -> float:
         return xs[min(len(xs) - 1, int(p * len(xs)))] / 1e6 if xs else float("nan")
 
+    lag = sorted(d for r in results for at, d in r["lag"] if lo <= at < hi)
     sent = sum(r["stats"].get("sent", 0) for r in results)
     received = sum(r["stats"].get("received", 0) for r in results)
     return {"nodes": nodes, "store": store, "decisions_per_s": decisions / (hi - lo), "p50_ms": pct(dec, 0.50),
             "p99_ms": pct(dec, 0.99),
-            "event_p99_ms": pct(lat, 0.99), "round_trips": sum(r["round_trips"] for r in results) / max(1, every),
-            "events": (sent + received) / max(1, every), "replayed": replayed, "violations": bad,
+            "event_p99_ms": pct(lat, 0.99),
+            "lag_p99_ms": lag[int(0.99 * len(lag))] * 1e3 if lag else float("nan"),
+            "round_trips": sum(r["round_trips"] for r in results) / max(1, every),
+            "events": (sent + received) / max(1, every),
+            "entries": sum(r["stats"].get("entries", 0) for r in results) / max(1, every), "replayed": replayed,
+            "violations": bad, "node_cpu": sum(r["cpu_s"] for r in results), "redis_cpu": redis_share,
             "pool_up": all(r["shared_up"] for r in results)}
+
+
+def cpu_ms(r: dict[str, Any]) -> float:
+    """CPU milliseconds a decision took, the nodes' and Redis's."""
+    return (r["node_cpu"] + r["redis_cpu"]) / r["decisions_per_s"] * 1000 if r["decisions_per_s"] else float("nan")
 
 
 def main() -> int:
@@ -312,17 +349,26 @@ def main() -> int:
     runs = [run(1, "memory", args)] + [run(n, "redis", args) for n in (1, 2, 3)]
     one = runs[1]["decisions_per_s"]
     print(f"{'nodes':>5} {'pool':>6} {'decisions/s':>12} {'x 1 node':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'event p99':>9} {'pool RTT/dec':>12} {'events/dec':>10} {'changes':>8} {'violations':>10}")
-    print("-" * 108)
+          f"{'event p99':>9} {'pool RTT/dec':>12} {'events/dec':>10} {'entries/dec':>11} {'lag p99':>8} "
+          f"{'cores used':>11} {'CPU ms/dec':>10} {'changes':>8} {'violations':>10}")
+    print("-" * 152)
     for r in runs:
         ratio = r["decisions_per_s"] / one if r["store"] == "redis" else float("nan")
         print(f"{r['nodes']:>5} {r['store']:>6} {r['decisions_per_s']:>12.0f} {ratio:>9.2f} {r['p50_ms']:>8.3f} "
               f"{r['p99_ms']:>8.3f} {r['event_p99_ms']:>9.3f} {r['round_trips']:>12.2f} {r['events']:>10.2f} "
+              f"{r['entries']:>11.2f} {r['lag_p99_ms']:>8.1f} {r['node_cpu']:>5.2f}+{r['redis_cpu']:<5.2f} "
+              f"{cpu_ms(r):>10.3f} "
               f"{r['replayed']:>8} {len(r['violations']):>10}")
         for v in r["violations"][:5]:
             print("   VIOLATION", v)
     three = runs[3]
     memory = runs[0]["decisions_per_s"]
+    cores = os.cpu_count() or 1
+    alone = runs[1]["node_cpu"] + runs[1]["redis_cpu"]
+    print(f"CPU: one node on Redis keeps {alone:.2f} of the {cores} cores busy (node {runs[1]['node_cpu']:.2f} + "
+          f"Redis {runs[1]['redis_cpu']:.2f}), so no number of nodes can make more than {cores / alone:.2f}x its "
+          f"decisions/s on this machine; at the three nodes' {cpu_ms(three):.3f} CPU ms a decision, "
+          f"{cores} cores make at most {cores / cpu_ms(three) * 1000:.0f}/s")
     print(f"3 nodes on Redis: {three['decisions_per_s'] / one:.2f}x one node on Redis, "
           f"{three['decisions_per_s'] / memory:.2f}x one node alone (embedded pool)")
     ok = all(not r["violations"] and r["pool_up"] for r in runs)
