@@ -4,7 +4,8 @@
 (and remembers the claims this node holds), writes the agents' states (a state change of an agent whose claim
 this node holds releases the claim, unless the agent keeps it: ringing, on the call), renews this node's claims
 every ``ttl / 3`` and expires lapsed ones every ``ttl / 2`` (once another node has been heard from; the agent of
-a lapsed claim is freed only ``ORPHAN_GRACE * ttl`` later, if no node took it up meanwhile), and turns
+a lapsed claim is freed only ``ORPHAN_GRACE * ttl`` later, if no node took it up meanwhile), says every ``ttl / 3``
+that this node runs (``SharedState.present``: a node that stops saying so is dead to the others), and turns
 ``SharedStateDown`` into degraded mode: ``up`` false, one ``SharedStateHealth`` event, writes kept (in order,
 the last per agent wins) and retried with the connection, probed after 1 s, doubling to 10 s. Pure: time is
 passed in; the events go to the caller's output list.
@@ -42,7 +43,7 @@ FLUSH_DELAY = 0.05  # seconds a write that keeps this node's claim may wait for 
 class PoolLink:
     """This node's side of the shared pool (see the module's docstring)."""
 
-    def __init__(self, shared: SharedState, node: str, ttl: float, now: float) -> None:
+    def __init__(self, shared: SharedState, node: str, ttl: float, now: float, *, beat: bool = True) -> None:
         if ttl <= 0:
             raise ValueError("claim_ttl must be positive")
         self.shared = shared
@@ -59,6 +60,7 @@ class PoolLink:
         self.first_renew = now + ttl * 7 / 6  # a previous run's claims have lapsed by then
         self.first_until = now + ttl * 1.5
         self.renew_at = self.first_renew
+        self.present_at = now if beat else float("inf")  # when this node next says it runs (never: embedded)
         self.expire_at = now + ttl / 2
         self.retry_at = now
         self.retry_delay = RETRY_FIRST
@@ -86,6 +88,8 @@ class PoolLink:
         if not self.up:
             return self.retry_at
         times = [self.expire_at] if self.peers else []
+        if self.present_at != float("inf"):
+            times.append(self.present_at)
         if self.pending:
             times.append(self.flush_at)
         if self.held:
@@ -157,6 +161,9 @@ class PoolLink:
         if self.held and now >= self.renew_at:
             self.renew_at = now + self.ttl / 3
             self.call(now, out, lambda: self.shared.renew(self.node, now, now + self.ttl))
+        if now >= self.present_at and self.up:
+            self.present_at = now + self.ttl / 3
+            self.call(now, out, lambda: self.shared.present(self.node, now + self.ttl))
         if self.peers and now >= self.expire_at and self.up:
             self.expire_at = now + self.ttl / 2
             ok, gone = self.call(now, out, lambda: self.shared.expire(now))

@@ -61,7 +61,7 @@ from acd.requirements import (
 from acd.restore import AgentLeg, Restore
 from acd.router import Router, SortKey
 from acd.settings import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
-from acd.shared_state import MemoryState, SharedState, StateWrite
+from acd.shared_state import AgentEntry, MemoryState, SharedState, StateWrite
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
 from acd.states import DEFERRED_NOT_READY, AcdError, AgentState, Trigger, next_state, restored_state
 from acd.stats import QueueCounters
@@ -129,7 +129,8 @@ class AcdService:
                  claim_ttl: float = 10.0) -> None:
         self.section = section
         self.node = node
-        self.pool = PoolLink(shared if shared is not None else MemoryState(), node, claim_ttl, now)
+        self.pool = PoolLink(shared if shared is not None else MemoryState(), node, claim_ttl, now,
+                             beat=shared is not None)
         self._tz = ZoneInfo(section.timezone)
         self._queues = {q.name: q for q in section.queues}
         self.router = Router([a.id for a in section.agents], [a.skills for a in section.agents])
@@ -757,10 +758,43 @@ class AcdService:
             self._record_answered(call, now, out)
         previous = a.state
         self._replica(a, state, e.ts, origin, e.reason)
+        if state == AgentState.WRAP_UP:  # that node's timer ends it; if that node dies, this one will
+            self._push(e.ts + self.wrapup_seconds(a.id, e.queue) + self.pool.ttl, "orphan-wrapup", a.id, a.gen)
         if state == AgentState.READY:
             if previous != AgentState.READY:
                 a.idle_since = e.ts
             self._back_to_work(a, now, out)
+
+    def _orphan_wrapup(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
+        """A wrap-up another node started should have ended a claim ttl ago and no word came that it did: if that
+        node no longer says it runs (``SharedState.present``), its timer went with it and this node ends the
+        wrap-up (the pool's compare-and-set lets one node do it, and only over the entry this node saw); if it
+        runs (a longer wrap-up than this node knows of), or the pool is down, look again a ttl later."""
+        ttl = self.pool.ttl
+        ok, until = self.pool.call(now, out, lambda: self.pool.shared.present_until(a.node))
+        if not ok or (until is not None and until >= now):
+            self._push(now + ttl, "orphan-wrapup", a.id, a.gen)
+            return
+        seen = AgentEntry(a.id, a.state.value, a.since, a.node)
+        ok, done = self.pool.call(now, out, lambda: self.pool.shared.replace_agent(seen, AgentState.READY.value,
+                                                                                   now, self.node))
+        if not ok:
+            self._push(now + ttl, "orphan-wrapup", a.id, a.gen)
+            return
+        if not done:  # the pool knows better (another node ended it, or the agent moved on): take its word
+            ok, entry = self.pool.call(now, out, lambda: self.pool.shared.agent(a.id))
+            if ok and entry is not None and (entry.state, entry.since) != (a.state.value, a.since):
+                try:
+                    self._replica(a, AgentState(entry.state), entry.since, entry.node, "")
+                except ValueError:
+                    pass
+            return
+        since = a.since
+        self._replica(a, AgentState.READY, now, self.node, "")
+        a.idle_since = now
+        out.append(AgentStateChanged(ts=now, agent_id=a.id, state=AgentState.READY.value,
+                                     previous=AgentState.WRAP_UP.value, reason="", since=since))
+        self._match_agent(a, now, out, "orphan-wrapup-ended")
 
     def _maintain_pool(self, now: float, out: list[Output]) -> None:
         """Renew our claims, expire lapsed ones, probe the pool while it is down (``acd.pool_link``)."""
@@ -1332,6 +1366,9 @@ class AcdService:
         if kind == "wrapup":
             a = self._agents[target]
             return a.gen == gen and a.state == AgentState.WRAP_UP
+        if kind == "orphan-wrapup":
+            a = self._agents[target]
+            return a.gen == gen and a.state == AgentState.WRAP_UP and a.node != self.node
         call = self._calls.get(target)
         return call is not None and call.gen == gen
 
@@ -1377,6 +1414,9 @@ class AcdService:
             return
         if kind == "wrapup":
             self._end_wrapup(self._agents[target], now, out, Trigger.WRAPUP_ENDED)
+            return
+        if kind == "orphan-wrapup":
+            self._orphan_wrapup(self._agents[target], now, out)
             return
         call = self._calls[target]
         if kind == "maxwait" and call.state == CallState.WAITING:

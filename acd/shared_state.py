@@ -100,6 +100,21 @@ class SharedState(Protocol):
 
     def agent(self, agent: str) -> AgentEntry | None: ...
 
+    def replace_agent(self, expected: AgentEntry, state: str, since: float, node: str) -> bool:
+        """``set_agent`` only if the agent's entry is still ``expected`` (its state, since and node) and no live
+        claim holds it at ``since``; whether it wrote. (A node ends the wrap-up of a dead node's agent this way:
+        the dead node's timer is gone with it, and several live nodes may try at once.)"""
+        ...
+
+    def present(self, node: str, until: float) -> None:
+        """``node`` is running, until ``until`` (its clock) unless it says so again (every third of its claims'
+        ttl, with or without claims)."""
+        ...
+
+    def present_until(self, node: str) -> float | None:
+        """Until when ``node`` said it runs (None: never, or long ago)."""
+        ...
+
     def claim(self, agent: str, call: str, node: str, now: float, until: float,
               writes: Sequence[StateWrite] = ()) -> Claim | None:
         """Atomically: if ``agent`` is AVAILABLE, holds no live claim and ``call`` holds no live claim on
@@ -158,6 +173,7 @@ class MemoryState:
         self._claims: dict[str, Claim] = {}  # by agent
         self._call_agent: dict[str, str] = {}  # call -> agent whose claim it holds (or held)
         self._waiting: dict[str, WaitingEntry] = {}
+        self._present: dict[str, float] = {}
         self._counter = itertools.count(1)
         self.last_version = 0
         self.last_applied: list[int] = []
@@ -176,6 +192,18 @@ class MemoryState:
 
     def agent(self, agent: str) -> AgentEntry | None:
         return self._agents.get(agent)
+
+    def replace_agent(self, expected: AgentEntry, state: str, since: float, node: str) -> bool:
+        if self._agents.get(expected.agent) != expected or self.holder(expected.agent, since) is not None:
+            return False
+        self.set_agent(expected.agent, state, since, node)
+        return True
+
+    def present(self, node: str, until: float) -> None:
+        self._present[node] = until
+
+    def present_until(self, node: str) -> float | None:
+        return self._present.get(node)
 
     def apply(self, writes: Sequence[StateWrite], now: float) -> list[int]:
         return self._apply(writes, now)

@@ -8,6 +8,7 @@ Keys (``P`` is the prefix, ``centre.redis_link.redis_key``-style ``P:part:part``
     P:claims:until           zset  agent scored by its claim's until (what ``expire`` scans)
     P:claims:node:<node>     set   agents claimed by node (what ``renew`` scans)
     P:version                int   the counter each claim and release takes the next number of
+    P:node:<node>            str   until when the node said it runs (``present``; PEXPIRE'd past that)
     P:waiting                hash  call -> WaitingEntry (JSON): every waiting call
     P:queue:<queue>          zset  call scored by entered: the calls waiting in a queue
 
@@ -195,6 +196,18 @@ if c[1] ~= call then return false end
 return {agent, c[1], c[2], c[3], c[4]}
 """
 
+REPLACE_AGENT = """
+local p, agent, state, since, node, now, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local raw = redis.call('HGET', p .. ':agents', agent)
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e.state ~= state or e.node ~= node or e.since ~= tonumber(since) then return 0 end
+local c = redis.call('HMGET', p .. ':claim:agent:' .. agent, 'call', 'until')
+if c[1] and tonumber(c[2]) >= now then return 0 end
+redis.call('HSET', p .. ':agents', agent, entry)
+return 1
+"""
+
 ENQUEUE = """
 local p, call, queue, entered, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local old = redis.call('HGET', p .. ':waiting', call)
@@ -277,7 +290,8 @@ class RedisState:
         self._waiting_key = f"{prefix}:waiting"
         self._scripts = {name: client.register_script(_states(src)) for name, src in (
             ("claim", CLAIM), ("release", RELEASE), ("batch", BATCH), ("renew", RENEW), ("expire", EXPIRE),
-            ("claim_of_call", CLAIM_OF_CALL), ("enqueue", ENQUEUE), ("dequeue", DEQUEUE), ("waiting", WAITING))}
+            ("claim_of_call", CLAIM_OF_CALL), ("replace_agent", REPLACE_AGENT), ("enqueue", ENQUEUE),
+            ("dequeue", DEQUEUE), ("waiting", WAITING))}
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -326,6 +340,20 @@ class RedisState:
             return None
         d = json.loads(_text(raw))
         return AgentEntry(agent, d["state"], float(d["since"]), d["node"])
+
+    def replace_agent(self, expected: AgentEntry, state: str, since: float, node: str) -> bool:
+        return bool(int(self._script("replace_agent", expected.agent, expected.state, _num(expected.since),
+                                     expected.node, _num(since), _agent_json(state, since, node))))
+
+    def present(self, node: str, until: float) -> None:
+        key = f"{self.prefix}:node:{node}"
+        ttl_ms = max(1, int(self.gc_margin * 1000))
+        self._call(lambda: self.client.set(key, _num(until), px=ttl_ms))
+
+    def present_until(self, node: str) -> float | None:
+        key = f"{self.prefix}:node:{node}"
+        raw = self._call(lambda: self.client.get(key))
+        return None if raw is None else float(_text(raw))
 
     # -- claims -----------------------------------------------------------------------------------------------
 

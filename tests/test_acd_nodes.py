@@ -471,6 +471,56 @@ def test_a_dead_nodes_agents_come_back_after_the_claim_ttl(pool: Pool) -> None:
     assert {e.agent_id for e in told} == {"a1", "a2"} and not c.violations
 
 
+def test_a_dead_nodes_agent_left_in_wrap_up_is_made_ready_by_one_other_node(pool: Pool) -> None:
+    """a1's call on A ends (30 s of wrap-up, A's timer) and A dies. Once the wrap-up and a claim ttl more are past
+    and A no longer says it runs, one of B and C (never both) makes a1 ready, says so, and B's caller gets a1."""
+    c = cluster(pool, ("A", "B", "C"), config(1, wrapup=30), lag=0.5)
+    login_ready(c, "A", "a1")
+    c.step(1)
+    c.event("A", "queued", "u1", "billing", "", 0, "pbx-A")
+    c.event("A", "answer", "u1", "a1")
+    c.step(5)
+    c.free("a1")
+    c.event("A", "hangup", "u1", "pbx-A")
+    t_end = c.now
+    c.step(1)
+    assert c.nodes["B"].state("a1") == c.nodes["C"].state("a1") == "wrap_up"
+    c.dead.add("A")
+    c.event("B", "queued", "v1", "billing", "", 0, "pbx-B")
+    while not [o for o in c.offers if o[0] == "B"] and c.now < t_end + 30 + 5 * TTL:
+        c.step(0.5)
+    assert c.offers[-1] == ("B", "v1", "a1") and not c.violations
+    assert t_end + 30 + TTL <= c.now <= t_end + 30 + 3 * TTL
+    told = [(name, e) for name in ("B", "C") for e in of_type(c.nodes[name].log, AgentStateChanged)
+            if e.agent_id == "a1" and e.previous == "wrap_up"]
+    assert len(told) == 1 and told[0][1].state == "ready", told
+    for _ in range(int(2 * TTL / 0.5)):
+        c.step(0.5)
+    assert c.nodes["C"].state("a1") in ("reserved", "on_call")  # C heard of it: no second end of that wrap-up
+
+
+def test_a_live_nodes_wrap_up_is_left_to_it_however_long(pool: Pool) -> None:
+    """B thinks a wrap-up lasts 5 s, A (whose call it was) gives 100: B looks, finds A running, and leaves it."""
+    a = Node("A", config(1, wrapup=100), pool.state, T0)
+    b = Node("B", config(1, wrapup=5), pool.state, T0)
+    c = Cluster({"A": a, "B": b}, lag=0.5)
+    login_ready(c, "A", "a1")
+    c.event("A", "queued", "u1", "billing", "", 0, "pbx-A")
+    c.event("A", "answer", "u1", "a1")
+    c.step(1)
+    c.free("a1")
+    c.event("A", "hangup", "u1", "pbx-A")
+    t_end = c.now
+    c.event("B", "queued", "v1", "billing", "", 0, "pbx-B")
+    while c.now < t_end + 99:
+        c.step(0.5)
+        assert b.state("a1") == "wrap_up", c.now - t_end
+    while not c.offers[1:] and c.now < t_end + 110:
+        c.step(0.5)
+    assert c.offers[-1] == ("B", "v1", "a1") and not c.violations
+    assert [e for e in of_type(b.log, AgentStateChanged) if e.previous == "wrap_up"] == []  # A ended it
+
+
 def test_claims_are_renewed_while_a_call_lasts(pool: Pool) -> None:
     """A live node's long call keeps its claim: B never gets the agent during the call."""
     c = cluster(pool, ("A", "B"), config(1))

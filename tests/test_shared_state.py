@@ -87,6 +87,31 @@ def test_add_agent_writes_only_an_agent_the_pool_has_not(pool: SharedState) -> N
                              "a2": AgentEntry("a2", "wrap_up", T0 + 0.5, "n3")}
 
 
+def test_replace_agent_writes_only_over_the_entry_expected_and_no_live_claim(pool: SharedState) -> None:
+    """The end of a dead node's wrap-up: only over the entry the caller saw, once, and never under a claim."""
+    pool.set_agent("a1", "wrap_up", T0 + 0.1, "dead")
+    seen = AgentEntry("a1", "wrap_up", T0 + 0.1, "dead")
+    for other in (AgentEntry("a1", "wrap_up", T0 + 0.2, "dead"), AgentEntry("a1", "wrap_up", T0 + 0.1, "n2"),
+                  AgentEntry("a1", "not_ready", T0 + 0.1, "dead"), AgentEntry("a9", "wrap_up", T0 + 0.1, "dead")):
+        assert pool.replace_agent(other, AVAILABLE, T0 + 40, "n2") is False
+    assert pool.replace_agent(seen, AVAILABLE, T0 + 40, "n2") is True
+    assert pool.agent("a1") == AgentEntry("a1", AVAILABLE, T0 + 40, "n2")
+    assert pool.replace_agent(seen, AVAILABLE, T0 + 41, "n3") is False  # a second node, too late: no change
+    assert pool.agent("a1") == AgentEntry("a1", AVAILABLE, T0 + 40, "n2")
+    assert pool.claim("a1", "c1", "n3", T0 + 50, T0 + 60) is not None
+    held = pool.agent("a1")
+    assert held is not None and pool.replace_agent(held, AVAILABLE, T0 + 55, "n2") is False  # claimed: no
+    assert pool.replace_agent(held, AVAILABLE, T0 + 61, "n2") is True  # the claim lapsed
+
+
+def test_a_node_says_it_runs_until_a_time_and_says_it_again(pool: SharedState) -> None:
+    assert pool.present_until("n1") is None
+    pool.present("n1", T0 + 10.25)
+    pool.present("n2", T0 + 3)
+    pool.present("n1", T0 + 13.5)
+    assert (pool.present_until("n1"), pool.present_until("n2"), pool.present_until("n3")) == (T0 + 13.5, T0 + 3, None)
+
+
 # --- claims ---------------------------------------------------------------------------------------------------
 
 def test_a_claim_reserves_an_available_agent_for_the_call_on_both_sides(pool: SharedState) -> None:
@@ -268,6 +293,7 @@ def test_each_claim_apply_release_renew_and_expire_is_one_request_to_redis(rpool
     rpool.renew("n1", T0, T0 + 30)
     rpool.expire(T0)
     rpool.apply([StateWrite("a0", AVAILABLE, T0, "n1")], T0)
+    rpool.replace_agent(AgentEntry("a0", "x", T0, "n1"), AVAILABLE, T0, "n2")
     client.execute_command = counted
     try:
         writes = [StateWrite("a2", "on_call", T0, "n1"), StateWrite("a2", AVAILABLE, T0, "n1", "cx")]
@@ -275,13 +301,15 @@ def test_each_claim_apply_release_renew_and_expire_is_one_request_to_redis(rpool
                    lambda: rpool.claim("a1", "c1", "n1", T0, T0 + 30), lambda: rpool.claim("a1", "c2", "n1", T0, T0),
                    lambda: rpool.release("a1", "c1", AVAILABLE, T0), lambda: rpool.renew("n1", T0, T0 + 40),
                    lambda: rpool.expire(T0 + 50), lambda: rpool.holder("a1", T0),
-                   lambda: rpool.claim_of_call("c1", T0), lambda: rpool.waiting("q")):
+                   lambda: rpool.claim_of_call("c1", T0), lambda: rpool.waiting("q"),
+                   lambda: rpool.replace_agent(AgentEntry("a0", "x", T0, "n1"), AVAILABLE, T0, "n2"),
+                   lambda: rpool.present("n1", T0 + 10), lambda: rpool.present_until("n1")):
             before, trips = len(sent), rpool.round_trips
             op()
             assert len(sent) - before == 1 and rpool.round_trips - trips == 1, sent[before:]
     finally:
         del client.execute_command
-    assert set(sent) - {"HMGET"} == {"EVALSHA"}
+    assert set(sent) - {"HMGET", "SET", "GET"} == {"EVALSHA"}
 
 
 def test_a_claims_keys_outlive_its_lease_by_the_gc_margin_only(rpool: RedisState) -> None:
