@@ -88,11 +88,17 @@ class CallEvent(AcdEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallWaiting(CallEvent):
-    """A call entered a queue (or came back to it). ``position`` 1 is next; ``ewt`` is None if unknown."""
+    """A call entered a queue (or came back to it). ``position`` 1 is next; ``ewt`` is None if unknown.
+    ``entered`` (this queue: its expansion steps count from then), ``first_entered`` (the ACD: it orders the
+    callers of one priority) and ``skills`` (the caller's own, as ``CTI_SKILLS`` says them) let another node's ACD
+    know whom the caller may go to and before whom (several nodes: ``acd.remote_waiting``)."""
 
     priority: int
     position: int
     ewt: float | None
+    entered: float | None = None
+    first_entered: float | None = None
+    skills: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -50,6 +50,7 @@ from acd.live import (
     Decision,
 )
 from acd.pool_link import PoolLink
+from acd.remote_waiting import DEFER, RemoteCall, RemoteWaiting
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -59,7 +60,7 @@ from acd.requirements import (
     stage_at,
 )
 from acd.restore import AgentLeg, Restore
-from acd.router import Router, SortKey
+from acd.router import CallChoice, Router, SortKey
 from acd.settings import ENDPOINT_RE, SYSTEM_REASONS, AcdSection, Queue
 from acd.shared_state import AgentEntry, MemoryState, SharedState, StateWrite
 from acd.snapshots import AgentCall, AgentSnapshot, QueueStats, ServiceLevelTarget, WaitingCall
@@ -122,8 +123,10 @@ class AcdService:
     kept by ``handle_remote``), then claims the agent in the pool before it offers; a refused claim updates
     the replica and the call goes to its next best agent. Every local agent state change is written there."""
 
-    #: The events ``handle_remote`` takes from other nodes (``cti.bus``).
-    remote_subscriptions: tuple[type, ...] = (AgentStateChanged,)
+    #: The events ``handle_remote`` takes from other nodes (``cti.bus``): their agents' states (the pool's replica)
+    #: and their waiting calls (first come first served across nodes: ``acd.remote_waiting``).
+    remote_subscriptions: tuple[type, ...] = (AgentStateChanged, CallWaiting, CallOffered, CallAnswered,
+                                              CallAbandoned, CallOverflowed, QueueCallFinished)
 
     def __init__(self, section: AcdSection, now: float, *, node: str = "local", shared: SharedState | None = None,
                  claim_ttl: float = 10.0) -> None:
@@ -164,6 +167,7 @@ class AcdService:
         self._followed: set[str] = set()  # agents on a call this node took over with its PBX (``_follow``)
         self._rr: dict[str, int] = {}
         self._req_cache: dict[tuple[str, SkillSet, int], tuple[Requirements, tuple[tuple[str | None, int], ...]]] = {}
+        self._remote = RemoteWaiting()  # the other nodes' waiting calls
         # each kept as its explanation (acd.explain.decision_dict) in JSON: one untracked object, no live refs
         self._decisions: Kept[CallKey, dict[str, Any]] = Kept(MAX_DECISIONS, explaining.encode_json,
                                                                 explaining.decode_json)
@@ -223,9 +227,15 @@ class AcdService:
         The replica follows it without the acting node's side effects (no records, no timers of its own); an
         agent now ready is offered this node's best waiting call (claimed first)."""
         out = self._begin(now)
-        if isinstance(event, AgentStateChanged) and origin != self.node:
+        if origin == self.node:
+            return self._end(now, out)
+        if isinstance(event, AgentStateChanged):
             self.pool.peers = True
             self._on_remote_state(event, origin, now, out)
+        elif isinstance(event, CallWaiting):
+            self._on_remote_waiting(event, origin, now)
+        elif isinstance(event, (CallOffered, CallAnswered, CallAbandoned, CallOverflowed, QueueCallFinished)):
+            self._remote.drop((event.server, event.uniqueid))
         return self._end(now, out)
 
     @property
@@ -704,6 +714,8 @@ class AcdService:
         if a.state != AgentState.READY or a.ordinal in self.router.agents or not self._device_ok(a):
             return
         choice = self.router.best_call(a.ordinal) if self.pool.up else None
+        if self.pool.up and self._left_to_remote(a, choice, now):
+            return
         if choice is None:
             self.router.agents.add(a.ordinal, a.idle_since, a.talk_today)
             return
@@ -764,6 +776,39 @@ class AcdService:
             if previous != AgentState.READY:
                 a.idle_since = e.ts
             self._back_to_work(a, now, out)
+
+    def _on_remote_waiting(self, e: CallWaiting, origin: str, now: float) -> None:
+        """Another node's caller waits: known here so that an agent of this node is left to it when it came
+        first (``acd.remote_waiting``)."""
+        key = (e.server, e.uniqueid)
+        q = self._queues.get(e.queue)
+        if q is None or e.entered is None or key in self._calls:  # (not a queue of ours; an older node; ours now)
+            return
+        call = RemoteCall(key, q, parse_call_skills(e.skills)[0], e.priority, e.entered,
+                          e.first_entered if e.first_entered is not None else e.entered, origin)
+        self._remote.put(call)
+        self._place_remote(call, now)
+
+    def _place_remote(self, call: RemoteCall, now: float) -> None:
+        stage = stage_at(call.queue, now - call.entered)
+        req, anchors = self._requirements_of(call.queue, call.skills, stage)
+        self._remote.place(call, stage, req, anchors)
+        after = next_stage_after(call.queue, stage)
+        if after is not None:
+            call.gen += 1
+            self._push(call.entered + after, "remote-expand", call.key, call.gen)
+
+    def _left_to_remote(self, a: AgentRuntime, choice: CallChoice | None, now: float) -> bool:
+        """Whether ``a`` is left for a moment to another node's caller who came before ``choice`` (this node's
+        best for ``a``) and may take ``a``: then ``a`` is not offered nor indexed here until that node claims it
+        or ``DEFER`` is over."""
+        if not len(self._remote):
+            return False
+        first = self._remote.best_for(self.router.agents.skills[a.ordinal])
+        if first is None or (choice is not None and choice.sort_key <= first.sort_key):
+            return False
+        self._push(now + DEFER, "defer", (a.id, first.key), a.gen)
+        return True
 
     def _orphan_wrapup(self, a: AgentRuntime, now: float, out: list[Output]) -> None:
         """A wrap-up another node started should have ended a claim ttl ago and no word came that it did: if that
@@ -873,10 +918,14 @@ class AcdService:
         return f"{kind}-{self._cmd_seq}"
 
     def _requirements(self, call: Call, stage: int) -> tuple[Requirements, tuple[tuple[str | None, int], ...]]:
-        key = (call.queue.name, call.skills, stage)
+        return self._requirements_of(call.queue, call.skills, stage)
+
+    def _requirements_of(self, queue: Queue, skills: SkillSet,
+                         stage: int) -> tuple[Requirements, tuple[tuple[str | None, int], ...]]:
+        key = (queue.name, skills, stage)
         cached = self._req_cache.get(key)
         if cached is None:
-            req = compile_requirements(self.section, call.queue, call.skills, stage)
+            req = compile_requirements(self.section, queue, skills, stage)
             cached = (req, self.router.anchors_for(req))
             if len(self._req_cache) > 10_000:
                 self._req_cache.clear()
@@ -935,12 +984,15 @@ class AcdService:
         position = bisect_left(self._queue_order[q.name], call.sort_key) + 1
         out.append(CallWaiting(ts=now, server=call.key[0], uniqueid=call.key[1], call_id=call.call_id, queue=q.name,
                                priority=call.priority, position=position,
-                               ewt=self._counters[q.name].ewt(position, self._staffed[q.name])))
+                               ewt=self._counters[q.name].ewt(position, self._staffed[q.name]),
+                               entered=call.entered, first_entered=call.first_entered,
+                               skills=" ".join(f"{skill}:{level}" for skill, level in call.skills)))
         self._match_call(call, now, out, trigger)
 
     def _place(self, call: Call, stage: int) -> None:
         """Index a waiting call in the bucket of its current requirements."""
         self._leave_waiting(call)
+        self._remote.drop(call.key)  # (a call another node waited for: this node's now, its PBX taken over)
         call.stage = stage
         req, anchors = self._requirements(call, stage)
         call.requirements = req
@@ -1369,6 +1421,12 @@ class AcdService:
         if kind == "orphan-wrapup":
             a = self._agents[target]
             return a.gen == gen and a.state == AgentState.WRAP_UP and a.node != self.node
+        if kind == "defer":
+            a = self._agents[target[0]]
+            return a.gen == gen and a.state == AgentState.READY and a.ordinal not in self.router.agents
+        if kind == "remote-expand":
+            remote = self._remote.calls.get(target)
+            return remote is not None and remote.gen == gen
         call = self._calls.get(target)
         return call is not None and call.gen == gen
 
@@ -1417,6 +1475,13 @@ class AcdService:
             return
         if kind == "orphan-wrapup":
             self._orphan_wrapup(self._agents[target], now, out)
+            return
+        if kind == "defer":  # the other node did not take the agent in time: not waited for again, routed here
+            self._remote.pass_over(target[1])
+            self._match_agent(self._agents[target[0]], now, out, "left-to-another-node-untaken")
+            return
+        if kind == "remote-expand":
+            self._place_remote(self._remote.calls[target], now)
             return
         call = self._calls[target]
         if kind == "maxwait" and call.state == CallState.WAITING:

@@ -12,7 +12,9 @@ What is shared, and why (each type is shared because some engine of another node
   whichever node changed its state), the statistics' agent figures (``kpi``), and the console relay (a pop is
   forgotten when its agent leaves the call states).
 * The ACD's call events the statistics count: ``CallWaiting``, ``CallOffered``, ``CallAnswered``, ``CallAbandoned``,
-  ``CallOverflowed``, ``QueueCallFinished`` (offered, answered, abandoned, service level, waits and talk per queue),
+  ``CallOverflowed``, ``QueueCallFinished`` (offered, answered, abandoned, service level, waits and talk per queue);
+  the ACD takes them too: the other nodes' waiting callers, so that an agent freed here goes first to a caller who
+  came first there (``acd.remote_waiting``),
   with the kernel's ``CallQueued`` (the caller's number), ``CallHoldChanged``, ``CallTransferredOut`` and
   ``AgentCallbackScheduled``: so every node's supervisors see the whole centre (``KpiEngine``).
 * The dialer's attempt events (``AttemptStarted``, ``AttemptAnswered``, ``AttemptFinished``): the campaigns'

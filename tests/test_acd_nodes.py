@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from acd.events import AcdWarning, AgentStateChanged, QueueCallFinished, SharedStateHealth
+from acd.remote_waiting import DEFER
 from acd.service import AcdService, Output
 from acd.shared_state import MemoryState, SharedState, SharedStateDown
 from acd.states import AcdError
@@ -95,7 +96,7 @@ class Node(Harness):
         self.server = f"pbx-{name}"
         self.acd = AcdService(self.section, now, node=name, shared=shared, claim_ttl=TTL)
 
-    def remote(self, ev: AgentStateChanged, origin: str) -> list[Output]:
+    def remote(self, ev: object, origin: str) -> list[Output]:
         out = self.acd.handle_remote(ev, origin, self.now)
         self.log.extend(out)
         return out
@@ -117,13 +118,14 @@ class Node(Harness):
 
 @dataclass
 class Cluster:
-    """Nodes in one virtual time; each node's AgentStateChanged reaches the others ``lag`` seconds later."""
+    """Nodes in one virtual time; each node's events the ACD takes from other nodes (its agents' states, its waiting
+    calls) reach the others ``lag`` seconds later."""
 
     nodes: dict[str, Node]
     lag: float = 0.0
     now: float = T0
     dead: set[str] = field(default_factory=set)
-    mail: list[tuple[float, int, str, str, AgentStateChanged]] = field(default_factory=list)
+    mail: list[tuple[float, int, str, str, object]] = field(default_factory=list)
     seq: int = 0
     engaged: dict[str, tuple[str, str]] = field(default_factory=dict)  # agent -> (node, uid) its phone is busy with
     ringing: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (node, agent) offered now
@@ -143,7 +145,7 @@ class Cluster:
                 self.engaged[item.agent_id] = (name, item.uniqueid)
                 self.ringing[item.uniqueid] = (name, item.agent_id)
                 self.offers.append((name, item.uniqueid, item.agent_id))
-            elif isinstance(item, AgentStateChanged):
+            elif isinstance(item, AcdService.remote_subscriptions):  # what the bus carries to the other nodes
                 for other in self.nodes:
                     if other != name:
                         self.seq += 1
@@ -255,6 +257,86 @@ def test_wrap_up_ended_on_another_node_closes_the_record_and_cancels_the_timer(p
         c.step(0.5)
     a_changes = [e for e in of_type(c.nodes["A"].log, AgentStateChanged) if e.previous == "wrap_up"]
     assert a_changes == [] and not c.violations
+
+
+def test_an_agent_freed_on_one_node_goes_to_the_caller_who_came_first_on_another(pool: Pool) -> None:
+    """First come first served across nodes: a1 talks on A; v1 arrives on B, then u2 on A. When a1 is free, A
+    leaves a1 to B (v1 came first) instead of offering u2; B claims a1 for v1. u2 gets a1 after v1."""
+    c = cluster(pool, ("A", "B"), config(1, wrapup=0), lag=0.1)
+    login_ready(c, "A", "a1")
+    c.event("A", "queued", "u1", "billing", "", 0, "pbx-A")
+    c.event("A", "answer", "u1", "a1")
+    c.step(5)
+    c.event("B", "queued", "v1", "billing", "", 0, "pbx-B")
+    c.step(5)
+    c.event("A", "queued", "u2", "billing", "", 0, "pbx-A")
+    c.step(5)
+    c.free("a1")
+    c.event("A", "hangup", "u1", "pbx-A")
+    for _ in range(4):
+        c.step(0.1)
+    assert c.offers[1:] == [("B", "v1", "a1")] and not c.violations
+    c.event("B", "answer", "v1", "a1")
+    c.step(5)
+    c.free("a1")
+    c.event("B", "hangup", "v1", "pbx-B")
+    for _ in range(4):
+        c.step(0.1)
+    assert c.offers[2:] == [("A", "u2", "a1")] and not c.violations
+
+
+def test_another_nodes_caller_is_waited_for_only_once_its_expansion_makes_the_agent_eligible(pool: Pool) -> None:
+    """v1 on B asks billing:8 (a1 has 5) until its queue lowers levels by 5 after 10 s. Freed before that, a1 takes
+    A's u2 at once; freed after it, a1 is left to B for v1 (the step followed on A's own timers)."""
+    cfg = config(1, wrapup=0)
+    cfg["queues"][0]["expansion"] = [{"after": 10, "lower_min_level_by": 5}]
+    c = cluster(pool, ("A", "B"), cfg, lag=0.1)
+    login_ready(c, "A", "a1")
+    c.event("A", "queued", "u1", "billing", "", 0, "pbx-A")
+    c.event("A", "answer", "u1", "a1")
+    c.event("B", "queued", "v1", "billing", "billing:8", 0, "pbx-B")
+    c.step(1)
+    c.event("A", "queued", "u2", "billing", "", 0, "pbx-A")
+    c.event("A", "queued", "u3", "billing", "", 0, "pbx-A")
+    c.step(1)
+    c.free("a1")
+    c.event("A", "hangup", "u1", "pbx-A")
+    c.step(0.1)
+    assert c.offers[1:] == [("A", "u2", "a1")]  # v1 is not a1's yet: no waiting for B
+    c.event("A", "answer", "u2", "a1")
+    c.step(10)
+    c.free("a1")
+    c.event("A", "hangup", "u2", "pbx-A")
+    for _ in range(4):
+        c.step(0.1)
+    assert c.offers[2:] == [("B", "v1", "a1")] and not c.violations
+
+
+def test_an_agent_left_to_a_node_that_does_not_take_it_is_routed_here_after_a_moment(pool: Pool) -> None:
+    """B's caller came first but B is dead (its caller's end never told): A waits ``DEFER`` for B, then offers a1
+    its own caller, and does not wait for that dead node's caller again."""
+    c = cluster(pool, ("A", "B"), config(1, wrapup=0), lag=0.1)
+    login_ready(c, "A", "a1")
+    c.event("A", "queued", "u1", "billing", "", 0, "pbx-A")
+    c.event("A", "answer", "u1", "a1")
+    c.event("B", "queued", "v1", "billing", "", 0, "pbx-B")
+    c.step(1)
+    c.event("A", "queued", "u2", "billing", "", 0, "pbx-A")
+    c.event("A", "queued", "u3", "billing", "", 0, "pbx-A")
+    c.step(1)
+    c.dead.add("B")
+    c.free("a1")
+    c.event("A", "hangup", "u1", "pbx-A")
+    freed = c.now
+    while len(c.offers) < 2 and c.now < freed + 5:
+        c.step(0.1)
+    assert c.offers[1] == ("A", "u2", "a1") and DEFER <= c.now - freed <= DEFER + 0.25
+    c.event("A", "answer", "u2", "a1")
+    c.step(1)
+    c.free("a1")
+    c.event("A", "hangup", "u2", "pbx-A")
+    c.step(0.1)
+    assert c.offers[2] == ("A", "u3", "a1")  # at once: B's caller passed over
 
 
 def test_a_call_goes_to_the_next_best_agent_when_the_claim_is_refused(pool: Pool) -> None:
