@@ -4,8 +4,9 @@ First come first served holds across nodes: an agent who becomes ready on this n
 node's PBX has waited longer (or has a higher priority) and may take that agent is *left to* that node for a
 moment (``DEFER`` seconds): not offered this node's caller, not indexed as available here. That node hears the
 agent is ready (``AgentStateChanged``) and claims it for its caller. If it has not within ``DEFER`` (it is slow,
-dead, or the caller is gone and its event lost), this node passes that caller over (it no longer waits for it,
-until the caller is said to be waiting again) and routes the agent here.
+dead, or the caller is gone and its event lost), this node passes that caller over (it forgets it until the
+caller is said to be waiting again) and routes the agent here. Callers whose end never came (their node died) are
+forgotten once passed over, or at the day's end after 12 hours.
 
 ``RemoteWaiting`` keeps those calls in a ``acd.router.CallIndex`` of their own (requirement buckets by anchor
 skill, as the local calls are), filled from the other nodes' ``CallWaiting`` and emptied by their
@@ -24,6 +25,7 @@ from acd.router import CallIndex, SortKey
 from acd.settings import Queue
 
 DEFER = 0.5  # seconds an agent is left to another node's longer-waiting caller before this node routes it
+REMOTE_FORGET = 12 * 3600.0  # seconds after which a caller another node said waits is forgotten at the day's end
 
 
 @dataclass(slots=True)
@@ -77,8 +79,16 @@ class RemoteWaiting:
             self._index.remove(key)
 
     def pass_over(self, key: CallKey) -> None:
-        """Stop leaving agents to this call (its node did not take one in time); kept until it leaves."""
-        self._index.remove(key)
+        """Stop leaving agents to this call (its node did not take one in time): forgotten until it is said to be
+        waiting again."""
+        self.drop(key)
+
+    def forget_older(self, than: float) -> int:
+        """Forget the calls that entered before ``than`` (a node that died took their ends with it); how many."""
+        old = [key for key, call in self.calls.items() if call.first_entered < than]
+        for key in old:
+            self.drop(key)
+        return len(old)
 
     def best_for(self, skills: Mapping[str, int]) -> RemoteCall | None:
         """The highest-priority, longest-waiting call (not passed over) an agent with ``skills`` may take."""

@@ -50,7 +50,7 @@ from acd.live import (
     Decision,
 )
 from acd.pool_link import PoolLink
-from acd.remote_waiting import DEFER, RemoteCall, RemoteWaiting
+from acd.remote_waiting import DEFER, REMOTE_FORGET, RemoteCall, RemoteWaiting
 from acd.requirements import (
     Requirements,
     SkillSet,
@@ -1512,6 +1512,7 @@ class AcdService:
         return midnight.timestamp()
 
     def _new_day(self, now: float) -> None:
+        self._remote.forget_older(now - REMOTE_FORGET)
         for a in self._ordinals:
             a.talk_today = 0.0
             if a.ordinal in self.router.agents:
