@@ -28,7 +28,8 @@ class SessionInfo:
 class ConsoleError(Exception):
     """An action was refused and changed nothing. ``error_id`` is stable (docs/console-protocol.md):
     illegal-transition, no-active-call, unknown-agent, forbidden, unknown-call, unknown-reason,
-    unknown-disposition, bad-callback-time, no-preview, not-logged-in, action-failed, unknown-topic, ..."""
+    unknown-disposition, bad-callback-time, no-preview, not-logged-in, action-failed, unknown-topic,
+    call-unreachable, ..."""
 
     def __init__(self, error_id: str, message: str, **details: Any) -> None:
         super().__init__(message)

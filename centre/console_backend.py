@@ -36,6 +36,7 @@ from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
 from agent_console.protocol import AUDITED_ACTIONS
 from centre.call_log import InteractionWrite, call_key
+from centre.console_relay import CALL_ACTIONS
 from centre.previews import preview_message
 from centre.recording import recording_message
 from centre.supervisor_actions import SupervisorActions
@@ -65,7 +66,7 @@ from cti.contract import (
 )
 from cti.db import is_unavailable
 from cti.events import AgentCallbackScheduled, CallHoldChanged
-from cti.sessions import CallSession, SessionError, SessionTrigger, end_hold
+from cti.sessions import CallSession, SessionError, SessionState, SessionTrigger, end_hold
 from dialer.preview import PreviewError
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class ServerConsoleBackend:
         self.server = server
         self._refs = itertools.count(1)
         self.supervisor = SupervisorActions(server, self._apply, self.ref)  # the audited supervisor actions
+        if server.relay is not None:  # several nodes: the call actions other nodes' consoles ask of this one
+            server.relay.execute = self.agent_action
 
     # ---------------------------------------------------------------- protocol
     async def handle(self, session: SessionInfo, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -100,11 +103,29 @@ class ServerConsoleBackend:
             return await self.supervisor.handle(session, action, params)
         if session.role != "agent":
             raise ConsoleError("forbidden", f"{action} is an agent action")
+        elsewhere = self._call_elsewhere(session.agent_id, action, params)
+        if elsewhere is not None:  # several nodes: another node's PBX carries the call; that node carries it out
+            return await self.server.relay.ask(session.agent_id, elsewhere, action, params)  # type: ignore[union-attr]
+        return await self.agent_action(session.agent_id, action, params)
+
+    def _call_elsewhere(self, agent_id: str, action: str, params: dict[str, Any]) -> str | None:
+        """The id of the agent's call when ``action`` is an action on it and another node carries it, else None."""
+        relay = self.server.relay
+        if relay is None or action not in CALL_ACTIONS or self.server.call_for_agent(agent_id) is not None:
+            return None
+        frame = relay.calls.get(agent_id)
+        if frame is None or frame.get("status") == SessionState.ENDED.value:
+            return None  # (no call, or it ended: the usual no-active-call here)
+        call_id = params.get("call_id") or frame.get("call_id")
+        return str(call_id) if call_id else None
+
+    async def agent_action(self, agent_id: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """An agent's action carried out here (from its console on this node, or relayed from another node's)."""
         handler = getattr(self, f"_do_{action}", None)
         if handler is None:
             raise ConsoleError("unknown-action", f"{action} is not supported")
         try:
-            result: dict[str, Any] = await handler(session.agent_id, params)
+            result: dict[str, Any] = await handler(agent_id, params)
         except AcdError as exc:
             raise ConsoleError(exc.error_id, exc.message, **exc.details) from None
         except SessionError as exc:  # the call moved meanwhile (the caller hung up, ...)

@@ -20,8 +20,9 @@ What is shared, and why (each type is shared because some engine of another node
 * The dialer's attempt events (``AttemptStarted``, ``AttemptAnswered``, ``AttemptFinished``): the campaigns'
   figures centre-wide.
 * The IVR's ``CallbackRequested``: counted in the queue's callbacks requested.
-* ``ConsolePushRelayed``: an agent's console pushes, for the node its console is connected to
-  (``centre.console_relay``).
+* ``ConsolePushRelayed``: an agent's console pushes, for the node its console is connected to; and
+  ``ConsoleActionRelayed`` / ``ConsoleActionReplied``: an action on the agent's call asked on a console of one node,
+  carried out by the node whose PBX carries the call (``centre.console_relay``).
 
 Not shared: the tracker's channel events (each node's PBX is its own: node B's sessions, call log and ACD must not
 see node A's channels), ``OfferNotAnswered`` and ``CallSkillsExpanded`` (the ACD that routes the call is the only one
@@ -47,7 +48,15 @@ from acd.events import (
 from centre.redis_bus import StreamsTransport
 from centre.redis_link import redis_client
 from config.schema import RedisSettings
-from cti.events import AgentCallbackScheduled, CallHoldChanged, CallQueued, CallTransferredOut, ConsolePushRelayed
+from cti.events import (
+    AgentCallbackScheduled,
+    CallHoldChanged,
+    CallQueued,
+    CallTransferredOut,
+    ConsoleActionRelayed,
+    ConsoleActionReplied,
+    ConsolePushRelayed,
+)
 from dialer.events import AttemptAnswered, AttemptFinished, AttemptStarted
 from ivr.events import CallbackRequested
 
@@ -61,7 +70,7 @@ CALL_EVENTS: tuple[type, ...] = (CallQueued, CallWaiting, CallOffered, CallAnswe
                                  QueueCallFinished, CallHoldChanged, CallTransferredOut, AgentCallbackScheduled)
 DIALER_EVENTS: tuple[type, ...] = (AttemptStarted, AttemptAnswered, AttemptFinished)
 IVR_EVENTS: tuple[type, ...] = (CallbackRequested,)
-CONSOLE_EVENTS: tuple[type, ...] = (ConsolePushRelayed,)
+CONSOLE_EVENTS: tuple[type, ...] = (ConsolePushRelayed, ConsoleActionRelayed, ConsoleActionReplied)
 
 #: Every event type the nodes share (see the module's docstring for why each is).
 SHARED: tuple[type, ...] = (*AGENT_EVENTS, *CALL_EVENTS, *DIALER_EVENTS, *IVR_EVENTS, *CONSOLE_EVENTS)

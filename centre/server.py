@@ -295,6 +295,11 @@ class CtiServer:
             return False
         return True
 
+    def carries_call(self, agent_id: str, call_id: str) -> bool:
+        """Whether this node has the session of ``agent_id``'s call ``call_id`` (its PBX carries it)."""
+        live = self.call_for_agent(agent_id)
+        return live is not None and live.queued.call_id == call_id
+
     def relayed_call(self, agent_id: str, call_id: str | None) -> dict[str, Any] | None:
         """The call frame of the agent's current call when another node carries it (several nodes), else None."""
         return self.relay.call_frame(agent_id, call_id) if self.relay is not None else None

@@ -413,7 +413,8 @@ def build_components(cfg: CtiConfig, *, clock: IReactorTime, process: Process,
     agent_feed = AgentFeed(acd, process.has_consoles)
     kpi = kpi_engine(cfg, acd)
     # several nodes: the consoles' pushes to and from the others; the statistics count the others' events too
-    relay = ConsoleRelay(pops.agent_pops, process.deliver_relayed) if transport is not None else None
+    relay = ConsoleRelay(pops.agent_pops, process.deliver_relayed, node=cfg.node.id, publish=process.publish,
+                         carries=process.carries_call, clock=process.now) if transport is not None else None
     centre_kpi = OtherNodes(kpi, shared_of(KpiCore.SUBSCRIPTIONS)) if transport is not None else None
     for engine in (ivr_sessions, log_feed, sessions, acd, recordings, dialer, previews, pops, callbacks, agent_feed,
                    relay, recorder_feed, interactions, kpi, centre_kpi):

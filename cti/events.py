@@ -321,3 +321,38 @@ class ConsolePushRelayed:
     def __post_init__(self) -> None:
         if not (self.agent_id and self.message):
             refuse_empty(self, "agent_id", "message")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleActionRelayed:
+    """An agent's action on its call (hold, transfer, hang up, ...) asked on a console of one node while another
+    node's PBX carries the call (several nodes): the node whose call session it is carries it out and answers
+    with ``ConsoleActionReplied`` (``centre.console_relay``). ``request`` is the asking node's id and its count;
+    ``params`` the action's parameters as JSON."""
+
+    ts: float
+    request: str
+    agent_id: str
+    call_id: str
+    action: str
+    params: str
+
+    def __post_init__(self) -> None:
+        if not (self.request and self.agent_id and self.call_id and self.action):
+            refuse_empty(self, "request", "agent_id", "call_id", "action")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleActionReplied:
+    """The answer to a ``ConsoleActionRelayed``: ``ok`` and ``body`` (JSON: the action's result, or
+    ``{"error": id, "message": text, ...details}``)."""
+
+    ts: float
+    request: str
+    agent_id: str
+    ok: bool
+    body: str
+
+    def __post_init__(self) -> None:
+        if not (self.request and self.agent_id):
+            refuse_empty(self, "request", "agent_id")

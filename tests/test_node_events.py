@@ -194,6 +194,47 @@ def test_a_console_on_node_a_gets_the_pop_of_a_call_on_node_b_and_moves_to_b_wit
     run(body)
 
 
+def test_call_actions_from_a_console_on_node_a_are_carried_out_by_node_b_whose_pbx_carries_the_call() -> None:
+    """Hold, retrieve and hang up asked on node A's console for a call node B carries: node B sends the AMI
+    actions to its PBX and the console gets node B's answers (an error as node B says it); an action for a call
+    no node carries is ``call-unreachable`` after the relay's wait."""
+    async def body(prefix: str) -> None:
+        async with nodes(prefix) as (a, b):
+            b.add_ada()
+            agent = await open_client(a, "1001")
+            ready_on(b, "1001")
+            await first_push(agent, "state", lambda m: m["state"] == "ready")
+            caller = b.arrive()
+            pop = await first_push(agent, "pop", lambda m: m.get("complete") is True)
+            await b.answer("1001")
+            await first_push(agent, "call", lambda m: m["status"] == "connected")
+            assert a.server.call_for_agent("1001") is None
+            mark = len(b.sender.sent)
+            held = await agent.request("hold")
+            assert held["type"] == "result" and held["status"] == "held" and held["call_id"] == pop["call_id"]
+            assert [name for name, _ in b.sender.actions(mark)] == ["Redirect"]
+            await b.until(lambda: caller.moh, "music on hold for node B's caller")
+            assert (await agent.request("hold"))["error_id"] == "illegal-transition"  # node B's word
+            assert (await agent.request("retrieve"))["status"] == "connected"
+            await b.until(lambda: not caller.moh, "the caller back with the agent")
+            relay = a.server.relay
+            assert relay is not None
+            relay.ask_timeout = 0.5
+            lost = await agent.request("hold", call_id="no-such-call")
+            assert lost["error_id"] == "call-unreachable"
+            mark = len(b.sender.sent)
+            assert (await agent.request("hangup"))["status"] == "ended"
+            assert [name for name, _ in b.sender.actions(mark)] == ["Hangup"]
+            await first_push(agent, "state", lambda m: m["state"] == "wrap_up")
+            again = await agent.request("hangup")  # node B has the call's session through the wrap-up: its answer
+            assert again["type"] == "error" and again["error_id"] == "action-failed"
+            assert relay.counters["asked"] == 6 and relay.counters["unanswered"] == 1
+            assert b.server.relay.counters["carried"] == 5  # type: ignore[union-attr]
+            await agent.ws.close()
+
+    run(body)
+
+
 def test_each_nodes_statistics_count_the_other_nodes_calls_once() -> None:
     async def body(prefix: str) -> None:
         async with nodes(prefix) as (a, b):
