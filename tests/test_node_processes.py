@@ -8,7 +8,8 @@ B's the support and billing ones. What the test holds them to, from what the pro
 
 * both nodes start together on the new database (they migrate it one after the other), are ready (``/readyz``)
   and each holds its own PBX's lease (``/healthz`` ``leases.held``);
-* one pool: callers on pbxa are answered by agents logged in at B and callers on pbxb by agents logged in at A;
+* one pool, consoles on any node: callers on pbxa are answered by agents logged in at B and callers on pbxb by
+  agents logged in at A, and those agents' consoles got the call's pop (its call id and the caller's number);
 * no agent ever has two calls at once and no caller rings two agents at once, over both PBXs: read from the
   PBXs' own AMI events (a watcher of the test's own logged in to each simulator);
 * node A killed (SIGKILL): B holds ``ami:pbxa`` within the lease's ttl and the keeper's intervals, is ready with
@@ -44,6 +45,7 @@ import pytest
 import redis
 import yaml
 from sqlalchemy import create_engine, text
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import REDIS_URL
@@ -166,6 +168,7 @@ class AmiWatch:
     port: int
     agent_chans: dict[str, list[Any]] = field(default_factory=dict)  # uid -> [agent, t0, t1 | None]
     callers: dict[str, float] = field(default_factory=dict)  # caller channel uid -> when it appeared
+    numbers: dict[str, str] = field(default_factory=dict)  # caller channel uid -> the caller's number
     dials: list[tuple[str, str]] = field(default_factory=list)  # (caller uid, agent channel uid)
     answered: dict[str, tuple[str, float]] = field(default_factory=dict)  # caller uid -> (agent, when)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -209,6 +212,7 @@ class AmiWatch:
                 self.agent_chans[uid] = [m.group(1), now, None]
             elif CALLER_CHANNEL.match(channel):
                 self.callers[uid] = now
+                self.numbers[uid] = msg.get("CallerIDNum", "")
         elif name == "Hangup" and uid in self.agent_chans:
             self.agent_chans[uid][2] = now
         elif name == "DialBegin" and msg.get("DestUniqueid", "") in self.agent_chans:
@@ -270,13 +274,14 @@ def until(check: Callable[[], Any], what: str, timeout: float, every: float = 0.
         time.sleep(every)
 
 
-def log_in(port: int, agents: tuple[str, ...], consoles: ExitStack) -> None:
-    """``agents`` log in and go ready on consoles connected to the node at ``port`` (kept open until
-    ``consoles`` closes)."""
-    for agent in agents:
-        # max_queue=None: the pushes nobody reads here must not stop the client reading (its pongs too)
-        ws: ClientConnection = consoles.enter_context(connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10,
-                                                              max_queue=None))
+class Console:
+    """An agent's console on one node: logged in and ready, then every frame the node pushes kept (a thread of
+    its own reads them)."""
+
+    def __init__(self, port: int, agent: str, consoles: ExitStack) -> None:
+        self.agent = agent
+        self.frames: list[dict[str, Any]] = []
+        ws: ClientConnection = consoles.enter_context(connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10))
         for n, (kind, fields) in enumerate((("hello", {"agent_id": agent, "password": PASSWORD}),
                                             ("login", {"endpoint": f"PJSIP/{agent}"}), ("ready", {}))):
             ws.send(json.dumps({"v": 1, "type": kind, "id": f"r{n}", **fields}))
@@ -285,6 +290,19 @@ def log_in(port: int, agents: tuple[str, ...], consoles: ExitStack) -> None:
                 if msg.get("re") == f"r{n}":
                     break
             assert msg["type"] != "error", f"agent {agent}: {kind} refused: {msg}"
+        self.ws = ws
+        threading.Thread(target=self._read, name=f"console-{agent}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self.ws:
+                self.frames.append(json.loads(raw))
+        except ConnectionClosed:
+            pass
+
+    def pops(self) -> dict[str, str]:
+        """call_id -> ani of the pops this console was sent."""
+        return {f["call_id"]: f.get("ani", "") for f in list(self.frames) if f.get("type") == "pop"}
 
 
 # ------------------------------------------------------------------------------------------------ the test
@@ -338,17 +356,18 @@ def test_two_serve_processes_one_centre_and_a_node_killed(tmp_path: Path, shared
             _, health = get(ops[n], "/healthz")
             assert health["leases"]["held"] == [f"ami:{PBX[n]}"], health
             assert health["leases"]["node"] == f"node-{n.lower()}" and health["agent_pool"] == "up", health
-        for n in NODES:
-            log_in(http[n], CONSOLES[n], consoles)
+        console = {agent: Console(http[n], agent, consoles) for n in NODES for agent in CONSOLES[n]}
 
-        # 2. One pool: each PBX's callers answered by agents logged in at the other node.
+        # 2. One pool: each PBX's callers answered by agents logged in at the other node, whose consoles (on that
+        # other node) got the call's pop.
         watch = dict(zip(NODES, watches, strict=True))
 
-        def crossed() -> bool:
-            return any(AT.get(agent) == "B" for agent in watch["A"].answered_by().values()) and \
-                any(AT.get(agent) == "A" for agent in watch["B"].answered_by().values())
+        def crossed(n: str, other: str) -> bool:
+            return any(AT.get(agent) == other and console[agent].pops().get(caller) == watch[n].numbers[caller]
+                       for caller, agent in watch[n].answered_by().items())
 
-        until(crossed, "callers on each PBX answered by agents logged in at the other node", 40)
+        until(lambda: crossed("A", "B") and crossed("B", "A"), "callers on each PBX answered by agents logged in "
+              "at the other node, with the pop on their console", 40)
         assert check_no_double_calls(watches) >= 4
 
         # 3. Node A dies: B takes pbxa over within the ttl and the keeper's intervals, and serves its callers.
