@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cti.db import Base
@@ -188,6 +189,7 @@ class DncStore:
 
 IN_CHUNK = 500  # values per SQL IN (...) list
 CLAIM_LIMIT = 500  # callbacks looked at per claim
+IMPORT_TRIES = 3  # tries of a start-up lead import that collided with another node's (LeadStore.import_leads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +230,19 @@ class LeadStore:
 
     def import_leads(self, campaign: str, leads: Iterable[Lead], now: float) -> int:
         """Add the leads the campaign does not have yet; known leads keep their progress, and a lead id listed
-        twice is added once (the first). Returns how many were added."""
+        twice is added once (the first). Returns how many were added. Several nodes starting together on one
+        database import the same leads at once: the one whose insert collides with another's (a unique lead id)
+        reads the leads again and adds what is still missing (up to ``IMPORT_TRIES`` times)."""
+        leads = list(leads)
+        for tries_left in range(IMPORT_TRIES - 1, -1, -1):
+            try:
+                return self._import_leads(campaign, leads, now)
+            except IntegrityError:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _import_leads(self, campaign: str, leads: list[Lead], now: float) -> int:
         with Session(self.engine) as session, session.begin():
             known = set(session.scalars(select(DialerLead.lead_id).where(DialerLead.campaign == campaign)))
             rows = []

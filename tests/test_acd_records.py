@@ -5,6 +5,7 @@ bounds its buffer and keeps passwords out of its logs."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from pathlib import Path
 
@@ -101,6 +102,29 @@ def test_sqlite_migration_matches_models(sqlite_url: str) -> None:
 def test_postgres_migration_matches_models(pg_url: str) -> None:
     """On PostgreSQL, 0002_acd creates exactly what acd.tables declares."""
     _check_migration(pg_url)
+
+
+def test_postgres_several_upgrading_one_new_database_at_once_all_succeed(pg_url: str) -> None:
+    """Several nodes started together on a new database (docs/scaling.md) migrate it one after the other: one
+    creates the schema, the others find it at its head. Without the lock one of them failed to start on
+    ``alembic_version``'s unique type name."""
+    results: list[tuple[str | None, str | None]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(upgrade(pg_url))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    head = results[0][1]
+    assert sorted(results, key=str) == sorted([(None, head), (head, head), (head, head)], key=str), results
 
 
 def test_sqlite_recorder_writes_call_and_state_rows(sqlite_url: str) -> None:

@@ -3,6 +3,7 @@ Originate rule, and a restart after a crash mid-attempt (the lead is neither los
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,36 @@ def test_import_keeps_progress(db_url: str) -> None:
     assert (leads["a"].status, leads["a"].attempts) == ("active", 1)
     assert leads["b"].fields == {"name": "Bo"} and leads["z"].status == "pending"
     assert store.load("other") == []
+
+
+def test_nodes_importing_the_same_leads_at_once_add_each_once(pg_url: str) -> None:
+    """Several nodes starting together on one new database (docs/scaling.md) import the campaign's leads at once:
+    every one of them starts (the import that collides with another's reads the leads again), each lead is stored
+    once, and the additions add up to the list. Before, the node whose insert collided failed to start."""
+    upgrade(pg_url)
+    leads = [Lead(f"l{i}", f"+1555{i:07d}") for i in range(3000)]
+    stores = [LeadStore(make_engine(pg_url)) for _ in range(3)]
+    start = threading.Barrier(len(stores))
+    added: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(store: LeadStore) -> None:
+        start.wait(10)
+        try:
+            added.append(store.import_leads("c", leads, T0))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(store,)) for store in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sum(added) == len(leads) and len(added) == len(stores), added
+    assert len(stores[0].load("c")) == len(leads)
+    for store in stores:
+        store.engine.dispose()
 
 
 class ManualRunner:
