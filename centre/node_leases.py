@@ -147,9 +147,11 @@ class NodeLeases:
             if isinstance(change, Gained):
                 log.log(logging.INFO if self.shared else logging.DEBUG, "%s: holds %s (epoch %d)", node,
                         change.name, change.lease.epoch)
-                if change.name.startswith(CAMPAIGN) and change.lease.epoch > 1 and self.dialer is not None:
-                    # it changed hands: the last holder may have dialled leads this node still takes for pending
-                    self.dialer.take_over(change.name.removeprefix(CAMPAIGN))
+                if change.name.startswith(CAMPAIGN) and self.dialer is not None and (
+                        self.shared or change.lease.epoch > 1):
+                    # if it changed hands, the last holder may have dialled leads this node still takes for pending;
+                    # with several nodes, the attempts left open by a node that no longer paces it are resolved here
+                    self.dialer.take_over(change.name.removeprefix(CAMPAIGN), changed_hands=change.lease.epoch > 1)
                 if change.name.startswith(AMI):
                     server = change.name.removeprefix(AMI)
                     if server in self.kept:  # kept connected through an outage: nothing to start

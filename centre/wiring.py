@@ -461,7 +461,8 @@ def open_database(c: Components, cfg: CtiConfig, run_in_thread: ThreadRunner, cl
     c.recorder_feed.recorder = recorder
     c.callbacks.store, c.callbacks.run = callback_store, run_in_thread
     if c.dialer is not None:
-        c.dialer.open_store(LeadStore(engine), run_in_thread, clock.seconds())
+        # several nodes: an attempt left open may be a live node's; the node pacing the campaign resolves them
+        c.dialer.open_store(LeadStore(engine), run_in_thread, clock.seconds(), recover=cfg.redis is None)
     c.links.health.db = True
     if c.kpi is not None:  # the statistics since midnight, rebuilt from the records (not reset by a restart)
         now = clock.seconds()

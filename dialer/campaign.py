@@ -217,13 +217,17 @@ class Campaign:
         self.measures = CampaignMeasures(_priors(settings))
 
     # ------------------------------------------------------------------ leads
-    def load(self, leads: Iterable[Lead], now: float) -> list[Output]:
+    def load(self, leads: Iterable[Lead], now: float, *, recover: bool = True) -> list[Output]:
         """Take leads (fresh, or as the store last saw them). A lead left ``active`` had an attempt open
-        when the server stopped: that attempt is resolved as ``unknown`` and the lead retried once."""
+        when the server stopped: that attempt is resolved as ``unknown`` and the lead retried once. Without
+        ``recover`` (several nodes: the attempt may be another node's, live) such a lead is left out: the node
+        that paces the campaign resolves it (``recover_open``)."""
         out: list[Output] = []
         for lead in leads:
             if lead.lead_id in self.leads:
                 out.append(DialerWarning(now, self.name, "duplicate-lead", f"lead {lead.lead_id!r} listed twice"))
+                continue
+            if lead.status == "active" and not recover:
                 continue
             self.leads[lead.lead_id] = lead
             if lead.status == "active":
@@ -231,6 +235,19 @@ class Campaign:
                 out.append(self._close_lead(lead, ref, lead.attempts, "unknown", now))
             elif lead.status == "pending":
                 self._schedule(lead)
+        return out
+
+    def recover_open(self, leads: Iterable[Lead], now: float) -> list[Output]:
+        """The leads the store has with an attempt open, read when this node took the campaign's pacing over
+        (several nodes): those not open here were another node's, which no longer paces the campaign; each such
+        attempt is resolved as ``unknown`` (the lead retried once, after the campaign's retry delay)."""
+        out: list[Output] = []
+        for lead in leads:
+            known = self.leads.get(lead.lead_id)
+            if lead.status != "active" or (known is not None and known.status == "active"):
+                continue  # (this node's own attempt, in flight)
+            self.leads[lead.lead_id] = lead
+            out.append(self._close_lead(lead, self._ref(lead, lead.attempts), lead.attempts, "unknown", now))
         return out
 
     def lead_fields(self, lead_id: str) -> dict[str, str]:

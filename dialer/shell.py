@@ -161,11 +161,13 @@ class Dialer:
         self.loaded = True
         return out
 
-    def open_store(self, store: Any, run_in_thread: RunInThread, now: float) -> list[Output]:
+    def open_store(self, store: Any, run_in_thread: RunInThread, now: float, *, recover: bool = True) -> list[Output]:
         """Blocking (start-up, before the server runs): add new leads to the store, load the hopper of each
         campaign (the leads with an attempt open, and the next ``hopper`` pending ones), write the recovery of
         attempts a crash left open, read the do-not-call list and the callbacks queued for the campaigns.
-        Later reads and writes use ``run_in_thread``."""
+        Later reads and writes use ``run_in_thread``. Without ``recover`` (several nodes: an attempt open may be
+        a live node's) the attempts left open are resolved only by the node that takes the campaign's pacing
+        (``take_over``)."""
         out: list[Output] = []
         dnc = store.dnc_numbers()
         for campaign in self.campaigns.values():
@@ -173,7 +175,7 @@ class Dialer:
             added = store.import_leads(campaign.name, leads, now)
             stored = store.load(campaign.name, campaign.settings.hopper)
             campaign.block_numbers(dnc)
-            recovered = campaign.load(stored, now)
+            recovered = campaign.load(stored, now, recover=recover)
             store.apply([e for e in recovered if isinstance(e, DialerEvent)])
             self.compliance.rebuild(campaign.name, store.ledger_entries(campaign.name, now - RETAIN, now + 1.0))
             out.extend(recovered)
@@ -395,32 +397,42 @@ class Dialer:
         hopper is as the store has it since it was taken over)."""
         return (self.held is None or name in self.held) and name not in self.taking_over
 
-    def take_over(self, name: str) -> None:
-        """Campaign ``name`` taken over from another node (its lease changed hands; ``centre.node_leases``): the
-        leads this node read earlier and still takes for pending may have been dialled there, so they are dropped
-        and the hopper read again from the store before this node dials any (``paces`` is False until then; a
-        failed read is retried by the next upkeep)."""
+    def take_over(self, name: str, changed_hands: bool = True) -> None:
+        """Campaign ``name``'s pacing is this node's now (several nodes: its lease, ``centre.node_leases``). The
+        attempts the store has open that are not this node's were made by a node that no longer paces it (dead,
+        or stopped): they are resolved as ``unknown`` (``Campaign.recover_open``). If the lease ``changed_hands``,
+        the leads this node read earlier and still takes for pending may have been dialled there, so they are
+        dropped and the hopper read again from the store before this node dials any (``paces`` is False until
+        then; a failed read is retried by the next upkeep)."""
         campaign = self.campaigns.get(name)
         store = self.store
         if campaign is None or store is None:
             return
-        dropped = campaign.forget_pending()
+        dropped = campaign.forget_pending() if changed_hands else 0
         self.taking_over.add(name)
         size, until = refill_plan(campaign, self.clock())
 
-        def done(result: tuple[list[Any], int]) -> None:
-            added = campaign.refill(result[0])
+        def read() -> tuple[tuple[list[Any], int] | None, list[Any]]:
+            return (store.refill(name, size, until) if changed_hands else None), store.open_leads(name)
+
+        def done(result: tuple[tuple[list[Any], int] | None, list[Any]]) -> None:
+            refill, open_leads = result
+            added = campaign.refill(refill[0]) if refill is not None else 0
+            now = self.clock()
+            recovered = campaign.recover_open(open_leads, now)
             self.taking_over.discard(name)
             self._next_pace = None
-            log.info("campaign %s taken over: hopper read again (%d leads dropped, %d pending now)", name,
-                     dropped, added)
+            log.info("campaign %s taken over: hopper read again (%d leads dropped, %d pending now), %d attempts "
+                     "another node left open resolved as unknown", name, dropped, added, len(recovered))
+            if recovered:
+                self.sink(self._persist(recovered, now))
 
         def failed(failure: Failure) -> None:
             self._take_over_again.add(name)
             log.error("campaign %s taken over: reading its hopper failed (%s); retried at the next upkeep", name,
                       failure.getErrorMessage())
 
-        self._serial(lambda: store.refill(name, size, until)).addCallbacks(done, failed)
+        self._serial(read).addCallbacks(done, failed)
 
     # ------------------------------------------------------------------ a supervisor's changes at run time
     def pause(self, name: str) -> None:

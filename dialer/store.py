@@ -311,6 +311,12 @@ class LeadStore:
                                       .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
             return [_lead(r) for r in active] + [_lead(r) for r in pending]
 
+    def open_leads(self, campaign: str) -> list[Lead]:
+        """The campaign's leads with an attempt open (``active``), in insertion order."""
+        with Session(self.engine) as session:
+            return [_lead(r) for r in session.scalars(select(DialerLead).where(
+                DialerLead.campaign == campaign, DialerLead.status == "active").order_by(DialerLead.id))]
+
     def refill(self, campaign: str, limit: int, until: float) -> tuple[list[Lead], int]:
         """The hopper's refill: at most ``limit`` pending leads not on the do-not-call list (those never come back
         to take room), earliest due first; and how many of them are due by ``until`` (the supply the run-out

@@ -58,3 +58,46 @@ def test_a_campaign_taken_over_never_dials_a_lead_the_other_node_dialled(tmp_pat
         assert refused and not dialled(sinks["stale"]) & by_a
     finally:
         store.engine.dispose()
+
+
+def test_a_node_starting_leaves_a_live_nodes_open_attempts_to_it_and_the_node_taking_over_resolves_them(
+        tmp_path: Path) -> None:
+    """Several nodes: a node that starts while another paces the campaign does not resolve that node's attempts
+    in flight (they are live, not left by a crash); the node that takes the campaign over resolves those the dead
+    node left open (``unknown``, the lead retried once), never its own in flight."""
+    url = f"sqlite:///{tmp_path / 'centre.sqlite3'}"
+    upgrade(url)
+    store = LeadStore(make_engine(url))
+    (tmp_path / "none.csv").write_text("id,number\n")
+    try:
+        store.import_leads("c", [Lead(f"L{i}", f"+1555010{i:04d}") for i in range(6)], T0)
+        sinks: dict[str, list[Any]] = {"a": [], "b": []}
+        a = _dialer(sinks["a"], leads="none.csv", base_dir=tmp_path, idle=2)
+        a.open_store(store, _Inline(), T0, recover=False)
+        a.set_held(["c"])
+        a.tick(T0)
+        by_a = dialled(sinks["a"])
+        assert len(by_a) == 2
+        b = _dialer(sinks["b"], leads="none.csv", base_dir=tmp_path, idle=2)
+        b.open_store(store, _Inline(), T0 + 30, recover=False)  # node B starts while A dials
+        b.set_held([])
+
+        def status() -> dict[str, tuple[str, int]]:
+            return {lead.lead_id: (lead.status, lead.unknowns) for lead in store.load("c") if lead.lead_id in by_a}
+
+        assert status() == dict.fromkeys(by_a, ("active", 0))  # A's calls are A's: untouched
+        assert not [e for e in sinks["b"] if type(e).__name__ == "AttemptFinished"]
+        # node A dies; B takes the campaign over: A's open attempts resolved as unknown, retried once
+        b.take_over("c")
+        assert status() == dict.fromkeys(by_a, ("pending", 1))
+        finished = [e for e in sinks["b"] if type(e).__name__ == "AttemptFinished"]
+        assert sorted(e.lead_id for e in finished) == sorted(by_a) and {e.result for e in finished} == {"unknown"}
+        b.set_held(["c"])
+        b.tick(T0 + 60)
+        by_b = dialled(sinks["b"])
+        assert len(by_b) == 2 and not by_b & by_a  # (A's leads wait for their retry delay)
+        b.take_over("c", changed_hands=False)  # the lease gained again (an outage): B's own calls stay open
+        assert {lead.lead_id: lead.status for lead in store.load("c") if lead.lead_id in by_b} == \
+            dict.fromkeys(by_b, "active")
+    finally:
+        store.engine.dispose()
