@@ -24,6 +24,7 @@ if cur[1] and cur[1] ~= '' and now < tonumber(cur[2]) then
 else
   epoch = epoch + 1
   redis.call('HSET', KEYS[1], 'node', ARGV[1], 'until', ARGV[3], 'epoch', epoch)
+  redis.call('HDEL', KEYS[1], 'asked_by', 'asked_until')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {ARGV[1], ARGV[3], epoch}
@@ -43,6 +44,14 @@ RELEASE = """
 local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'node', '', 'until', '0')
+return 1
+"""
+
+# The home node asking for a lease back: fields of the lease's hash (``asked_by``, ``asked_until``), only while the
+# lease's key exists (someone holds it, or held it lately).
+ASK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'asked_by', ARGV[1], 'asked_until', ARGV[2])
 return 1
 """
 
@@ -73,6 +82,7 @@ class RedisLeases:
         self._acquire = client.register_script(ACQUIRE)
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
+        self._ask = client.register_script(ASK)
 
     def key(self, name: str) -> str:
         if not name:
@@ -117,6 +127,20 @@ class RedisLeases:
             raise _down("leases", exc) from None
         found = (_live(key[start:], fields, now) for key, fields in zip(keys, rows, strict=True))
         return [lease for lease in found if lease is not None]
+
+    def ask(self, name: str, node: str, now: float, until: float) -> None:
+        check_span(now, until)
+        _check_node(node)
+        self._call("ask", self._ask, [self.key(name)], [node, repr(float(until))])
+
+    def asked(self, name: str, now: float) -> str | None:
+        try:
+            node, until = self.client.hmget(self.key(name), "asked_by", "asked_until")
+        except RedisError as exc:
+            raise _down("asked", exc) from None
+        if node is None or until is None or not now < float(_text(until)):
+            return None
+        return _text(node)
 
     def _gc_ms(self, now: float, until: float) -> int:
         return math.ceil((until - now + self.gc_after) * 1000)

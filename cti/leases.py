@@ -12,6 +12,7 @@ EXPIRED = "expired"  # not renewed in time: the node stopped at until minus the 
 REFUSED = "refused"  # the store refused the renewal (another holder, or a newer epoch: fenced off)
 RELEASED = "released"  # given up on purpose (shutdown)
 UNWANTED = "unwanted"  # no longer in the node's wanted set
+HANDED_BACK = "handed back"  # its home node, up again, asked for it (``LeaseStore.ask``)
 
 
 class LeaseStoreDown(Exception):
@@ -54,6 +55,15 @@ class LeaseStore(Protocol):
         """The live leases whose names start with ``prefix``, by name."""
         ...
 
+    def ask(self, name: str, node: str, now: float, until: float) -> None:
+        """``node``, the home of ``name``, asks for it back until ``until`` (another node holds it: it took it
+        over while ``node`` was down); nothing if nobody holds ``name``."""
+        ...
+
+    def asked(self, name: str, now: float) -> str | None:
+        """The node that asks for ``name`` back at ``now``, if any."""
+        ...
+
 
 def check_span(now: float, until: float) -> None:
     """A lease must end after it is taken (and at a finite time)."""
@@ -67,6 +77,7 @@ class MemoryLeases:
     def __init__(self) -> None:
         self._leases: dict[str, Lease] = {}
         self._epochs: dict[str, int] = {}  # kept after a release, so that epochs never repeat
+        self._asks: dict[str, tuple[str, float]] = {}  # name -> (the home node asking for it back, until)
 
     def acquire(self, name: str, node: str, now: float, until: float) -> Lease | None:
         check_span(now, until)
@@ -78,6 +89,7 @@ class MemoryLeases:
         else:
             lease = Lease(name, node, until, self._epochs.get(name, 0) + 1)
             self._epochs[name] = lease.epoch
+            self._asks.pop(name, None)  # a new holder: whoever asked has it, or asks again
         self._leases[name] = lease
         return lease
 
@@ -104,6 +116,14 @@ class MemoryLeases:
     def leases(self, prefix: str, now: float) -> list[Lease]:
         return sorted((lease for name, lease in self._leases.items() if name.startswith(prefix)
                        and now < lease.until), key=lambda lease: lease.name)
+
+    def ask(self, name: str, node: str, now: float, until: float) -> None:
+        if self.holder(name, now) is not None:
+            self._asks[name] = (node, until)
+
+    def asked(self, name: str, now: float) -> str | None:
+        ask = self._asks.get(name)
+        return ask[0] if ask is not None and now < ask[1] else None
 
 
 @dataclass(frozen=True)
@@ -144,7 +164,10 @@ class KeeperTimings:
     ``until - safety`` (covers clock skew between nodes and a tick's lateness); ``prefer_every``
     (ttl/8): how often the preferred (home) leases are tried while someone else holds them; ``defer``
     (1.5 prefer_every): how long a lease must be seen free before a node that is not its home takes it,
-    so that a live home wins; ``retry_every`` (renew_every/2): after a store failure, when to try again."""
+    so that a live home wins; ``retry_every`` (renew_every/2): after a store failure, when to try again. A home
+    node asks for its leases held by others back (``LeaseStore.ask``) once it has run for a ``ttl`` (a home
+    that fails again at once does not pull its PBXs back and forth); the holder gives one back at its next
+    renewal."""
 
     ttl: float
     renew_every: float
@@ -182,8 +205,11 @@ class LeaseKeeper:
     are due and returns what changed. The node acts on a lease only while ``holds(name, now)``: a lease not
     renewed counts as lost at ``until - safety``, before the store lets another node take it at ``until``.
     A free lease is acquired by its home (``prefer``) at once; by any other node only after it has been seen
-    free for ``defer``, so a live home wins. Store failures (``LeaseStoreDown``) are a ``StoreDown``; the
-    keeper retries every ``retry_every`` and keeps its leases meanwhile only until their safe end."""
+    free for ``defer``, so a live home wins. A home lease another node holds (it took it over while this node
+    was down) is asked back once this node has run for a ``ttl``: that node gives it up (``Lost``,
+    ``HANDED_BACK``) at its next renewal and this one takes it. Store failures (``LeaseStoreDown``) are a
+    ``StoreDown``; the keeper retries every ``retry_every`` and keeps its leases meanwhile only until their safe
+    end."""
 
     def __init__(self, store: LeaseStore, node: str, wanted: Iterable[str], timings: KeeperTimings, *,
                  prefer: Iterable[str] = (), requires: Mapping[str, str] | None = None) -> None:
@@ -205,6 +231,8 @@ class LeaseKeeper:
         self._store_up = True
         self._answered = False  # a store call answered during this tick
         self._to_release: dict[str, Lease] = {}  # no longer wanted: to be released
+        self._ask_from: float | None = None  # when this node may ask for its home leases back (first tick + ttl)
+        self._handed: dict[str, float] = {}  # handed back to their home: not taken again here before then
         self.want(wanted, prefer=prefer)
 
     # ---- reads
@@ -303,6 +331,8 @@ class LeaseKeeper:
                 changes.append(Lost(name, EXPIRED))
         if self._retry_at is not None and now < self._retry_at:
             return changes
+        if self._ask_from is None:
+            self._ask_from = now + self.timings.ttl
         self._answered = False
         try:
             self._release_unwanted(now)
@@ -312,6 +342,8 @@ class LeaseKeeper:
                 for name in sorted(self._wanted_free(self._prefer)):  # (ami: before campaign:, which needs it)
                     if self._may_take(name):
                         self._try_acquire(name, now, changes)
+                        if name not in self._held and now >= self._ask_from:  # another node holds it: ask back
+                            self.store.ask(name, self.node, now, now + self.timings.ttl)
             self._acquire_others(now, changes)
             self._drop_unsupported(changes)
         except LeaseStoreDown as exc:
@@ -363,6 +395,11 @@ class LeaseKeeper:
             if renewed is None:
                 self._drop(name)
                 changes.append(Lost(name, REFUSED))
+            elif name not in self._prefer and self.store.asked(name, now) not in (None, self.node):
+                self._drop(name)  # its home is back and asks for it
+                changes.append(Lost(name, HANDED_BACK))
+                self.store.release(name, self.node, renewed.epoch)
+                self._handed[name] = now + self.timings.ttl
             else:
                 self._held[name] = renewed
                 self._renew_at[name] = now + self.timings.renew_every
@@ -378,7 +415,10 @@ class LeaseKeeper:
 
     def _acquire_others(self, now: float, changes: list[LeaseChange]) -> None:
         """Leases this node is not home of: look on each round; take one seen free for ``defer``."""
-        others = {n for n in self._wanted_free(self._wanted - self._prefer) if self._may_take(n)}
+        for name in [n for n, until in self._handed.items() if now >= until]:
+            del self._handed[name]
+        others = {n for n in self._wanted_free(self._wanted - self._prefer) if self._may_take(n)
+                  and n not in self._handed}
         due = {n for n in others if n in self._seen_free and now >= self._seen_free[n] + self.timings.defer}
         look = now >= self._acquire_at
         if look:

@@ -15,6 +15,7 @@ from redis.retry import Retry
 from centre.redis_leases import RedisLeases
 from cti.leases import (
     EXPIRED,
+    HANDED_BACK,
     REFUSED,
     RELEASED,
     UNWANTED,
@@ -65,6 +66,14 @@ class FailingStore:
     def leases(self, prefix: str, now: float) -> list[Lease]:
         self._check()
         return self.inner.leases(prefix, now)
+
+    def ask(self, name: str, node: str, now: float, until: float) -> None:
+        self._check()
+        self.inner.ask(name, node, now, until)
+
+    def asked(self, name: str, now: float) -> str | None:
+        self._check()
+        return self.inner.asked(name, now)
 
 
 @dataclass
@@ -373,7 +382,11 @@ def test_a_dead_nodes_leases_are_taken_over_without_overlap(backend: Backend, ti
     cluster.alive.add("n1")
     cluster.run_until(late + 5 * TTL)
     assert cluster.overlaps == []
-    assert not [c for _, c in cluster.changes("n1", late) if isinstance(c, Gained)]  # none was free again
+    # none was free again: n1 gets back only its home, which it asks for and its holder hands back
+    assert {c.name for _, c in cluster.changes("n1", late) if isinstance(c, Gained)} == HOMES["n1"]
+    handed = [(n, c.name) for t, n, c in cluster.log if isinstance(c, Lost) and c.reason == HANDED_BACK and t > late]
+    assert handed and all(n != "n1" and name in HOMES["n1"] for n, name in handed), handed
+    assert cluster.owner("ami:pbx1", late + 5 * TTL - STEP) == "n1"
 
 
 def test_the_overlap_check_catches_a_clock_behind_by_more_than_the_safety_margin() -> None:
@@ -420,7 +433,8 @@ def test_store_down_is_reported_once_and_leases_are_lost_at_their_safe_end(backe
     assert all(cluster.owner(name, cluster.step_index * STEP - STEP) for name in NAMES)
 
 
-def test_preferred_leases_go_home_when_free(backend: Backend) -> None:
+def test_preferred_leases_go_home_when_free_and_are_handed_back_once_the_home_has_run_a_ttl(
+        backend: Backend) -> None:
     # The others look every step and tick first at an instant: the home wins by its preference (it tries every
     # prefer_every; they wait defer once they see it free), not by luck of the schedule.
     cluster = Cluster.of(backend.store, timings=KeeperTimings.for_ttl(TTL, acquire_every=STEP))
@@ -430,11 +444,29 @@ def test_preferred_leases_go_home_when_free(backend: Backend) -> None:
     away = cluster.owner("ami:pbx1", TTL - STEP)
     assert away in {"n2", "n3"}
     cluster.alive.add("n1")
+    started = cluster.step_index * STEP
+    cluster.run_until(started + TTL - 2 * STEP)
+    assert cluster.owner("ami:pbx1", cluster.step_index * STEP - STEP) == away  # the home has not run a ttl yet
+    cluster.run_until(started + TTL + TIMINGS.renew_every + 2 * TIMINGS.prefer_every)
+    assert cluster.owner("ami:pbx1", cluster.step_index * STEP - STEP) == "n1"  # asked back, handed back
+    assert cluster.overlaps == []
+    assert [c for _, n, c in cluster.log if n == away and isinstance(c, Lost)] == [Lost("ami:pbx1", HANDED_BACK)]
     cluster.run_until(4 * TTL)
-    assert cluster.owner("ami:pbx1", 4 * TTL - STEP) == away  # held: it stays where it is
+    assert cluster.owner("ami:pbx1", 4 * TTL - STEP) == "n1"
+    cluster.alive.discard("n1")  # its home dies again: it goes away, and ...
+    cluster.run_until(4 * TTL + TAKEOVER)
+    away = cluster.owner("ami:pbx1", 4 * TTL + TAKEOVER - STEP)
+    assert away in {"n2", "n3"}
+    cluster.alive.add("n1")
+    cluster.run_until(6 * TTL)
+    assert cluster.owner("ami:pbx1", 6 * TTL - STEP) == "n1"  # ... comes back with it (the same keeper: thawed)
     # Its holder dies: both n1 (home) and the third node see it free; the home takes it.
+    cluster.alive.discard("n1")
+    cluster.run_until(6 * TTL + TAKEOVER)
+    away = cluster.owner("ami:pbx1", 6 * TTL + TAKEOVER - STEP)
+    cluster.alive.add("n1")
     cluster.alive.discard(away)
-    dead = 4 * TTL
+    dead = 6 * TTL + TAKEOVER
     cluster.run_until(dead + TAKEOVER)
     assert cluster.overlaps == []
     assert cluster.owner("ami:pbx1", dead + TAKEOVER - STEP) == "n1"
