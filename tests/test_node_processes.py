@@ -15,11 +15,13 @@ B's the support and billing ones. What the test holds them to, from what the pro
 * node A killed (SIGKILL): B holds ``ami:pbxa`` within the lease's ttl and the keeper's intervals, is ready with
   pbxa connected, and a caller arriving on pbxa afterwards is answered by an agent (A's FastAGI is gone with A, so
   such a caller skips the IVR: the dialplan's fallback queue, routed by B);
+* node A started again: once it has run a lease ttl it asks for pbxa back, B hands it back at its next renewal, A
+  holds and connects it, and a caller arriving on pbxa afterwards is answered;
 * both nodes wrote their PBX's call records to the one database; no process logged a traceback.
 
 Time: ``cti serve`` runs in real time; the simulators at x4 (their people: talk, patience, IVR prompts; the
 FastAGI connect timeout stays in real seconds, ``centre.sim_pbx.build_sim``). The server's own timers (wrap-up,
-ring timeout, leases) are real seconds. Every wait has a deadline; the whole test takes about 40-60 s."""
+ring timeout, leases) are real seconds. Every wait has a deadline; the whole test takes about 50-65 s."""
 
 from __future__ import annotations
 
@@ -390,6 +392,22 @@ def test_two_serve_processes_one_centre_and_a_node_killed(tmp_path: Path, shared
         until(lambda: watch["A"].answered_by(since=taken), "a caller arriving on pbxa after the takeover answered",
               40)
 
+        # 3b. Node A back: once it has run a ttl it asks for pbxa, B hands it back at its next renewal, A takes it.
+        procs["A"] = Process("node A (again)", tmp_path / "nodeA2.log", "serve", str(tmp_path / "nodeA.yaml"),
+                             "--redis", REDIS_URL, "--node", "node-a")
+        procs["A"].wait_for(r"centre\.process: cti: FastAGI on", timeout=40)
+        back = time.monotonic()
+
+        def home_again() -> bool:
+            return "ami:pbxa" in get(ops["A"], "/healthz")[1]["leases"]["held"] \
+                and "ami:pbxa" not in get(ops["B"], "/healthz")[1]["leases"]["held"]
+
+        until(home_again, "pbxa handed back to node A", TTL + TTL / 3 + TTL / 8 + 10, every=0.05)
+        procs["A"].wait_for(r"centre\.server: pbxa: connected", timeout=5)
+        handed = time.monotonic()
+        assert handed - back <= TTL + TTL / 3 + TTL / 8 + 3, f"pbxa back home {handed - back:.2f} s after A started"
+        until(lambda: watch["A"].answered_by(since=handed), "a caller on pbxa answered after the hand-back", 40)
+
         # 4. The invariants over the whole run; the records of both nodes in the one database.
         judged = check_no_double_calls(watches)
         assert judged >= 8, f"only {judged} agent calls: too few to judge"
@@ -403,11 +421,12 @@ def test_two_serve_processes_one_centre_and_a_node_killed(tmp_path: Path, shared
         assert {server for server, count in rows if count > 0} == {"pbxa", "pbxb"}, rows
         assert client.exists(f"{prefix}:lease:ami:pbxa"), "no lease key under the node's prefix"
         consoles.close()
-        for name in ("pbxa", "pbxb", "B"):  # the PBXs first: no caller dials a stopped node
+        for name in ("pbxa", "pbxb", "A", "B"):  # the PBXs first: no caller dials a stopped node
             assert procs[name].stop() == 0, f"{name} did not exit cleanly:\n{procs[name].tail()}"
         for name, proc in procs.items():
             assert "Traceback" not in proc.text(), f"{name}:\n{proc.tail(80)}"
-        print(f"wall time {time.monotonic() - started:.1f} s, takeover {took:.2f} s, {judged} agent calls")
+        print(f"wall time {time.monotonic() - started:.1f} s, takeover {took:.2f} s, back home "
+              f"{handed - back:.2f} s, {judged} agent calls")
     except BaseException:
         for name, proc in procs.items():
             print(f"---- {name} (exit {proc.popen.poll()}) stderr, last lines:\n{proc.tail()}", file=sys.stderr)
