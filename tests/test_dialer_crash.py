@@ -7,7 +7,6 @@ a deadline; no sleeps."""
 from __future__ import annotations
 
 import csv
-import json
 import signal
 import sqlite3
 import time
@@ -18,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from websockets.sync.client import ClientConnection, connect
 
 from tests.dial_windows import noon_zone
 from tests.test_cli_sim_serve import DEMO, Proc, write_config
+from tests.ws_console import ready_console
 
 LEADS = 400
 AGENTS = ("1002", "1003", "1004", "1011")  # the demo's sales agents, simulated phones; logged in by the test
@@ -73,16 +72,7 @@ def until(check: Callable[[], bool], what: str, timeout: float) -> None:
 def log_in(port: int, consoles: ExitStack) -> None:
     """The campaign's agents log in and go ready on their consoles (kept open until ``consoles`` closes)."""
     for agent in AGENTS:
-        ws: ClientConnection = consoles.enter_context(connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10))
-        for n, (kind, fields) in enumerate((("hello", {"agent_id": agent, "password": PASSWORD}),
-                                            ("login", {"endpoint": f"PJSIP/{agent}"}), ("ready", {}))):
-            ws.send(json.dumps({"v": 1, "type": kind, "id": f"r{n}", **fields}))
-            while True:
-                msg = json.loads(ws.recv(timeout=10))
-                if msg.get("re") == f"r{n}":
-                    break
-            if msg["type"] == "error" and msg.get("error_id") not in ("illegal-transition", "already-logged-in"):
-                raise AssertionError(f"agent {agent}: {kind} refused: {msg}")
+        ready_console(port, agent, PASSWORD, consoles, tolerated=("illegal-transition", "already-logged-in"))
 
 
 def open_attempts(db: Path) -> int:

@@ -48,9 +48,9 @@ import redis
 import yaml
 from sqlalchemy import create_engine, text
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import REDIS_URL
+from tests.ws_console import ready_console
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "examples" / "demo.yaml"
@@ -283,16 +283,7 @@ class Console:
     def __init__(self, port: int, agent: str, consoles: ExitStack) -> None:
         self.agent = agent
         self.frames: list[dict[str, Any]] = []
-        ws: ClientConnection = consoles.enter_context(connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10))
-        for n, (kind, fields) in enumerate((("hello", {"agent_id": agent, "password": PASSWORD}),
-                                            ("login", {"endpoint": f"PJSIP/{agent}"}), ("ready", {}))):
-            ws.send(json.dumps({"v": 1, "type": kind, "id": f"r{n}", **fields}))
-            while True:
-                msg = json.loads(ws.recv(timeout=10))
-                if msg.get("re") == f"r{n}":
-                    break
-            assert msg["type"] != "error", f"agent {agent}: {kind} refused: {msg}"
-        self.ws = ws
+        self.ws = ready_console(port, agent, PASSWORD, consoles)
         threading.Thread(target=self._read, name=f"console-{agent}", daemon=True).start()
 
     def _read(self) -> None:
