@@ -1206,7 +1206,8 @@ class AcdService:
             return  # the same UserEvent twice
         if e.queue not in self._queues:
             out.append(AcdWarning(ts=now, code="unknown-queue",
-                                  message=f"call queued for unknown queue {str(e.queue)[:64]!r}",
+                                  message=f"call queued for unknown queue {str(e.queue)[:64]!r}: "
+                                  + (f"routed in {queue.name!r}" if queue is not None else "no queue to route it in"),
                                   details={"server": e.server, "uniqueid": e.uniqueid,
                                            "used": queue.name if queue else ""}))
         if existing is not None:

@@ -407,7 +407,9 @@ def test_unknown_queue_uses_default_and_duplicate_userevent_is_ignored() -> None
     """A call for an unknown queue goes to default_queue with a warning; a repeated CTIQueued changes nothing."""
     h = Harness({**BASIC, "default_queue": "sales"})
     out = h.queued("u1", "nosuch")
-    assert of_type(out, AcdWarning)[0].code == "unknown-queue"
+    warning = of_type(out, AcdWarning)[0]
+    assert warning.code == "unknown-queue" and warning.details["used"] == "sales"
+    assert warning.message == "call queued for unknown queue 'nosuch': routed in 'sales'"  # the log says where
     assert of_type(out, CallWaiting)[0].queue == "sales"
     assert h.queued("u1", "sales") == []
     assert of_type(h.queued("u1", "nosuch"), CallWaiting) == []  # the same unknown-queue event again
