@@ -165,7 +165,7 @@ class ServerConsoleBackend:
         return {k: v for k, v in self.server.wallboard().items() if k != "type"}
 
     def session_changed(self, session: SessionInfo, connected: bool) -> None:
-        log.info("console %s %s (%s)", session.agent_id, "connected" if connected else "disconnected", session.role)
+        log.debug("console %s %s (%s)", session.agent_id, "connected" if connected else "disconnected", session.role)
         if not connected and session.role == "supervisor" and self.server.kpi is not None:
             self.server.kpi.drop(session.session_id)
 
