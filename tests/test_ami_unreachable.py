@@ -72,8 +72,9 @@ def test_unreachable_pbx_is_reported_at_a_growing_interval_then_back(caplog: pyt
     try:
         clock.advance(min(c.getTime() for c in clock.getDelayedCalls()) - clock.seconds())
         run_until(lambda: client.connected)
-        back = [r.getMessage() for r in caplog.records if "logged in again" in r.getMessage()]
-        assert len(back) == 1 and back[0].endswith(f", down for {format_duration(clock.seconds())}"), back
+        back = [r.getMessage() for r in caplog.records if "logged in" in r.getMessage()]
+        assert len(back) == 1 and back[0].endswith(f", unreachable for {format_duration(clock.seconds())}"), back
+        assert ": logged in after " in back[0]  # never logged in before: not "again"
         assert 36 * 60 <= clock.seconds() < 38 * 60
         clock.advance(3600)  # no reminder once connected
         assert len(warnings()) == 5

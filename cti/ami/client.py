@@ -564,12 +564,15 @@ class AMIClient:
 
     def _logged_in(self, event: Ready) -> None:
         self.banner = event.banner
+        again = self._was_ready  # (the first login after failures at start is not "again")
         self._was_ready = True
         self.last_error = None
         down_for = self._end_outage()
         if self._failures:
-            took = f", down for {format_duration(down_for)}" if down_for is not None else ""
-            log.info("%s: logged in again after %d failed attempt(s)%s", self.where, self._failures, took)
+            took = f", {'down' if again else 'unreachable'} for {format_duration(down_for)}" \
+                if down_for is not None else ""
+            log.info("%s: logged in %safter %d failed attempt(s)%s", self.where, "again " if again else "",
+                     self._failures, took)
         else:
             log.info("%s: logged in", self.where)
         self._failures = 0
