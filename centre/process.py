@@ -155,6 +155,17 @@ class Runtime:
         self.threadpool.stop()
 
 
+def start_error(exc: BaseException) -> str:
+    """What stopped the start, in a line: a database error as its driver's first line (not the statement and
+    its parameters SQLAlchemy appends: customer data, a whole schema)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        first = (str(exc.orig).strip().splitlines() or [""])[0]
+        return f"database: {type(exc.orig).__name__}: {first[:300]}"
+    return str(exc) or type(exc).__name__
+
+
 def run_server(cfg: CtiConfig) -> int:
     """``cti serve``: run until SIGINT/SIGTERM."""
     reactor = install_reactor()
@@ -162,7 +173,7 @@ def run_server(cfg: CtiConfig) -> int:
     status = {"code": 0}
 
     def started_failed(failure: Any) -> None:
-        log.error("cti serve could not start: %s", failure.getErrorMessage())
+        log.error("cti serve could not start: %s", start_error(failure.value))
         status["code"] = 1
         reactor.stop()
 
