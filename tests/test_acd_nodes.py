@@ -180,6 +180,13 @@ class Cluster:
     def free(self, agent_id: str) -> None:
         self.engaged.pop(agent_id, None)
 
+    def hang_up(self, name: str, uid: str, agent_id: str, then: float = 0.4) -> None:
+        """The agent's call ``uid`` on node ``name`` ends (its phone free again); ``then`` seconds go by."""
+        self.free(agent_id)
+        self.event(name, "hangup", uid, f"pbx-{name}")
+        for _ in range(round(then / 0.1)):
+            self.step(0.1)
+
 
 def cluster(pool: Pool, names: tuple[str, ...], cfg: dict[str, Any], lag: float = 0.0) -> Cluster:
     return Cluster({n: Node(n, cfg, pool.state, T0) for n in names}, lag=lag)
@@ -271,17 +278,11 @@ def test_an_agent_freed_on_one_node_goes_to_the_caller_who_came_first_on_another
     c.step(5)
     c.event("A", "queued", "u2", "billing", "", 0, "pbx-A")
     c.step(5)
-    c.free("a1")
-    c.event("A", "hangup", "u1", "pbx-A")
-    for _ in range(4):
-        c.step(0.1)
+    c.hang_up("A", "u1", "a1")
     assert c.offers[1:] == [("B", "v1", "a1")] and not c.violations
     c.event("B", "answer", "v1", "a1")
     c.step(5)
-    c.free("a1")
-    c.event("B", "hangup", "v1", "pbx-B")
-    for _ in range(4):
-        c.step(0.1)
+    c.hang_up("B", "v1", "a1")
     assert c.offers[2:] == [("A", "u2", "a1")] and not c.violations
 
 
@@ -299,16 +300,11 @@ def test_another_nodes_caller_is_waited_for_only_once_its_expansion_makes_the_ag
     c.event("A", "queued", "u2", "billing", "", 0, "pbx-A")
     c.event("A", "queued", "u3", "billing", "", 0, "pbx-A")
     c.step(1)
-    c.free("a1")
-    c.event("A", "hangup", "u1", "pbx-A")
-    c.step(0.1)
+    c.hang_up("A", "u1", "a1", then=0.1)
     assert c.offers[1:] == [("A", "u2", "a1")]  # v1 is not a1's yet: no waiting for B
     c.event("A", "answer", "u2", "a1")
     c.step(10)
-    c.free("a1")
-    c.event("A", "hangup", "u2", "pbx-A")
-    for _ in range(4):
-        c.step(0.1)
+    c.hang_up("A", "u2", "a1")
     assert c.offers[2:] == [("B", "v1", "a1")] and not c.violations
 
 
@@ -333,9 +329,7 @@ def test_an_agent_left_to_a_node_that_does_not_take_it_is_routed_here_after_a_mo
     assert c.offers[1] == ("A", "u2", "a1") and DEFER <= c.now - freed <= DEFER + 0.25
     c.event("A", "answer", "u2", "a1")
     c.step(1)
-    c.free("a1")
-    c.event("A", "hangup", "u2", "pbx-A")
-    c.step(0.1)
+    c.hang_up("A", "u2", "a1", then=0.1)
     assert c.offers[2] == ("A", "u3", "a1")  # at once: B's caller passed over
 
 
