@@ -834,12 +834,7 @@ class AcdService:
                 except ValueError:
                     pass
             return
-        since = a.since
-        self._replica(a, AgentState.READY, now, self.node, "")
-        a.idle_since = now
-        out.append(AgentStateChanged(ts=now, agent_id=a.id, state=AgentState.READY.value,
-                                     previous=AgentState.WRAP_UP.value, reason="", since=since))
-        self._match_agent(a, now, out, "orphan-wrapup-ended")
+        self._made_ready(a, now, out, "orphan-wrapup-ended")
 
     def _maintain_pool(self, now: float, out: list[Output]) -> None:
         """Renew our claims, expire lapsed ones, probe the pool while it is down (``acd.pool_link``)."""
@@ -850,12 +845,17 @@ class AcdService:
             a = self._agents.get(agent_id)
             if a is None or a.id in self.pool.held or a.call is not None:
                 continue
-            previous, since = a.state, a.since
-            self._replica(a, AgentState.READY, now, self.node, "")
-            a.idle_since = now
-            out.append(AgentStateChanged(ts=now, agent_id=a.id, state=AgentState.READY.value,
-                                         previous=previous.value, reason="", since=since))
-            self._match_agent(a, now, out, "claim-expired")
+            self._made_ready(a, now, out, "claim-expired")
+
+    def _made_ready(self, a: AgentRuntime, now: float, out: list[Output], trigger: str) -> None:
+        """The pool has ``a`` ready now, written by this node for a node that is gone (its claim lapsed, its
+        wrap-up timer died with it): the replica follows, the other nodes are told, and ``a`` gets a caller."""
+        previous, since = a.state, a.since
+        self._replica(a, AgentState.READY, now, self.node, "")
+        a.idle_since = now
+        out.append(AgentStateChanged(ts=now, agent_id=a.id, state=AgentState.READY.value, previous=previous.value,
+                                     reason="", since=since))
+        self._match_agent(a, now, out, trigger)
 
     def _pool_back(self, now: float, out: list[Output]) -> None:
         """The pool answers again (the writes kept meanwhile are made): the states of our agents it lost (it
