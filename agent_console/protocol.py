@@ -282,6 +282,10 @@ AGENT_ACTIONS = frozenset({
     "choose_customer",
     "recording_pause", "recording_resume",
 })
+#: The agent's actions on its current call: with several nodes, carried out by the node whose PBX carries the call
+#: (centre/console_relay.py).
+CALL_ACTIONS = frozenset({"hangup", "hold", "retrieve", "transfer", "attended_transfer", "attended_complete",
+                          "attended_cancel", "recording_pause", "recording_resume", "choose_customer"})
 #: Supervisors' actions on agents and campaigns: each one is audited (centre/audit.py).
 AUDITED_ACTIONS = frozenset({"force_not_ready", "force_logout", "set_skills", "monitor", "pause_campaign",
                              "resume_campaign", "set_campaign"})

@@ -34,9 +34,8 @@ from twisted.internet import defer
 
 from acd.states import AcdError
 from agent_console.backend import ConsoleError, SessionInfo
-from agent_console.protocol import AUDITED_ACTIONS
+from agent_console.protocol import AUDITED_ACTIONS, CALL_ACTIONS
 from centre.call_log import InteractionWrite, call_key
-from centre.console_relay import CALL_ACTIONS
 from centre.previews import preview_message
 from centre.recording import recording_message
 from centre.supervisor_actions import SupervisorActions

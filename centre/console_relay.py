@@ -14,12 +14,13 @@ on every node, takes the other nodes' relayed pushes (``remote_subscriptions``) 
   ``AgentStateChanged`` and the other nodes' alike.
 
 **Call actions** go the other way. An agent whose console is here asks for an action on its call (hold, retrieve,
-transfer, hang up, recording, the customer chosen: ``CALL_ACTIONS``) while another node's PBX carries it: ``ask``
-publishes a ``cti.events.ConsoleActionRelayed``; the node that has the agent's call session (``carries``) carries the
-action out as if the console were its own (``execute``: the console backend's) and publishes
-``ConsoleActionReplied``, which ``ask`` returns to the console (the result, or the error as the carrying node said
-it). No node answering within ``ASK_TIMEOUT`` (the call ended meanwhile, the node died) is ``call-unreachable``.
-The nodes trust each other here as they do on the bus: the asking node authenticated the console.
+transfer, hang up, recording, the customer chosen: ``agent_console.protocol.CALL_ACTIONS``) while another node's
+PBX carries it: ``ask`` publishes a ``cti.events.ConsoleActionRelayed``; the node that has the agent's call session
+(``carries``) carries the action out as if the console were its own (``execute``: the console backend's) and
+publishes ``ConsoleActionReplied``, which ``ask`` returns to the console (the result, or the error as the carrying
+node said it). No node answering within ``ASK_TIMEOUT`` (the call ended meanwhile, the node died) is
+``call-unreachable``. The nodes trust each other here as they do on the bus: the asking node authenticated the
+console.
 
 Every push is relayed, even one to a console connected here: the other nodes then keep the pop for a console that
 moves, and a console that reconnected elsewhere before this node saw the old connection go gets it too. A node
@@ -47,9 +48,6 @@ log = logging.getLogger(__name__)
 
 #: The push types kept as the agent's pop (an update is the whole pop, kept as ``"pop"``).
 POP_TYPES = frozenset({"pop", "pop_update"})
-#: The console actions on the agent's current call: carried out by the node whose PBX carries it.
-CALL_ACTIONS = frozenset({"hangup", "hold", "retrieve", "transfer", "attended_transfer", "attended_complete",
-                          "attended_cancel", "recording_pause", "recording_resume", "choose_customer"})
 ASK_TIMEOUT = 10.0  # seconds a relayed call action waits for the carrying node's answer
 
 Execute = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -18,7 +18,7 @@ from agent_console.auth import (
     verify_password,
     verify_token,
 )
-from agent_console.protocol import ProtocolError, RateLimiter, decode
+from agent_console.protocol import AGENT_ACTIONS, CALL_ACTIONS, ProtocolError, RateLimiter, decode
 from agent_console.settings import ConsoleSection
 from agent_console.static_site import StaticSite
 
@@ -38,6 +38,12 @@ def test_decode_valid_messages() -> None:
     msg = decode(json.dumps({"v": 1, "type": "dispose", "id": "a", "call_id": "c", "disposition": "sale",
                              "callback": {"at": "2030-01-01T10:00:00+02:00", "number": "+4412"}}))
     assert protocol.params_of(msg)["callback"]["at"].utcoffset().total_seconds() == 7200
+
+
+def test_the_actions_on_a_call_are_agent_actions_each_with_a_request_type() -> None:
+    from agent_console.protocol import REQUEST_TYPES
+
+    assert CALL_ACTIONS <= AGENT_ACTIONS and CALL_ACTIONS <= REQUEST_TYPES
 
 
 @pytest.mark.parametrize(("frame", "error_id"), [
