@@ -229,11 +229,11 @@ class Campaign:
                 continue
             if lead.status == "active" and not recover:
                 continue
-            self.leads[lead.lead_id] = lead
             if lead.status == "active":
-                ref = self._ref(lead, lead.attempts)
-                out.append(self._close_lead(lead, ref, lead.attempts, "unknown", now))
-            elif lead.status == "pending":
+                out.append(self._left_open(lead, now))
+                continue
+            self.leads[lead.lead_id] = lead
+            if lead.status == "pending":
                 self._schedule(lead)
         return out
 
@@ -246,9 +246,14 @@ class Campaign:
             known = self.leads.get(lead.lead_id)
             if lead.status != "active" or (known is not None and known.status == "active"):
                 continue  # (this node's own attempt, in flight)
-            self.leads[lead.lead_id] = lead
-            out.append(self._close_lead(lead, self._ref(lead, lead.attempts), lead.attempts, "unknown", now))
+            out.append(self._left_open(lead, now))
         return out
+
+    def _left_open(self, lead: Lead, now: float) -> AttemptFinished:
+        """A lead the store has with an attempt no node will finish: taken, and the attempt resolved as ``unknown``
+        (the lead retried once)."""
+        self.leads[lead.lead_id] = lead
+        return self._close_lead(lead, self._ref(lead, lead.attempts), lead.attempts, "unknown", now)
 
     def lead_fields(self, lead_id: str) -> dict[str, str]:
         """The lead's fields for the screen pop (``phone`` is the number dialled)."""

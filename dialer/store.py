@@ -306,16 +306,14 @@ class LeadStore:
             q = select(DialerLead).where(DialerLead.campaign == campaign)
             if limit is None:
                 return [_lead(r) for r in session.scalars(q.order_by(DialerLead.id))]
-            active = session.scalars(q.where(DialerLead.status == "active").order_by(DialerLead.id))
             pending = session.scalars(q.where(DialerLead.status == "pending", _not_dnc())
                                       .order_by(DialerLead.next_at, DialerLead.id).limit(limit))
-            return [_lead(r) for r in active] + [_lead(r) for r in pending]
+            return _open_leads(session, campaign) + [_lead(r) for r in pending]
 
     def open_leads(self, campaign: str) -> list[Lead]:
         """The campaign's leads with an attempt open (``active``), in insertion order."""
         with Session(self.engine) as session:
-            return [_lead(r) for r in session.scalars(select(DialerLead).where(
-                DialerLead.campaign == campaign, DialerLead.status == "active").order_by(DialerLead.id))]
+            return _open_leads(session, campaign)
 
     def refill(self, campaign: str, limit: int, until: float) -> tuple[list[Lead], int]:
         """The hopper's refill: at most ``limit`` pending leads not on the do-not-call list (those never come back
@@ -469,6 +467,12 @@ class LeadStore:
 def _not_dnc() -> Any:
     """A lead whose number is not on the do-not-call list (a WHERE clause)."""
     return ~DialerLead.number.in_(select(DncNumber.number))
+
+
+def _open_leads(session: Session, campaign: str) -> list[Lead]:
+    """The campaign's leads with an attempt open (``active``), in insertion order."""
+    return [_lead(r) for r in session.scalars(select(DialerLead).where(
+        DialerLead.campaign == campaign, DialerLead.status == "active").order_by(DialerLead.id))]
 
 
 def _lead(r: DialerLead) -> Lead:
