@@ -47,10 +47,11 @@ redis.call('HSET', KEYS[1], 'node', '', 'until', '0')
 return 1
 """
 
-# The home node asking for a lease back: fields of the lease's hash (``asked_by``, ``asked_until``), only while the
-# lease's key exists (someone holds it, or held it lately).
+# The home node asking for a lease back: fields of the lease's hash (``asked_by``, ``asked_until``), only while a
+# node holds the lease (as ``MemoryLeases.ask``); a new holder's ACQUIRE clears them.
 ASK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'node', 'until')
+if not cur[1] or cur[1] == '' or not (tonumber(ARGV[3]) < tonumber(cur[2])) then return 0 end
 redis.call('HSET', KEYS[1], 'asked_by', ARGV[1], 'asked_until', ARGV[2])
 return 1
 """
@@ -131,7 +132,7 @@ class RedisLeases:
     def ask(self, name: str, node: str, now: float, until: float) -> None:
         check_span(now, until)
         _check_node(node)
-        self._call("ask", self._ask, [self.key(name)], [node, repr(float(until))])
+        self._call("ask", self._ask, [self.key(name)], [node, repr(float(until)), repr(float(now))])
 
     def asked(self, name: str, now: float) -> str | None:
         try:

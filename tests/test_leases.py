@@ -489,6 +489,23 @@ def test_a_graceful_release_hands_over_to_the_home_node(backend: Backend) -> Non
     assert cluster.overlaps == []
 
 
+def test_a_home_asks_for_a_lease_back_only_while_another_node_holds_it(backend: Backend) -> None:
+    store = backend.store
+    store.ask("ami:pbx1", "n1", 0.0, 10.0)
+    assert store.asked("ami:pbx1", 0.0) is None  # nobody holds it: nothing to ask back
+    assert store.acquire("ami:pbx1", "n2", 0.0, 5.0) is not None
+    store.ask("ami:pbx1", "n1", 1.0, 3.0)
+    assert (store.asked("ami:pbx1", 2.0), store.asked("ami:pbx1", 3.0)) == ("n1", None)  # until 3.0
+    store.ask("ami:pbx1", "n1", 3.0, 9.0)
+    lease = store.holder("ami:pbx1", 3.0)
+    assert lease is not None and store.release("ami:pbx1", "n2", lease.epoch)
+    assert store.acquire("ami:pbx1", "n1", 3.5, 8.0) is not None
+    assert store.asked("ami:pbx1", 4.0) is None  # a new holder: the ask is spent
+    assert store.release("ami:pbx1", "n1", store.holder("ami:pbx1", 4.0).epoch)  # type: ignore[union-attr]
+    store.ask("ami:pbx1", "n3", 4.5, 9.0)
+    assert store.asked("ami:pbx1", 5.0) is None  # released: held by nobody
+
+
 def test_a_lease_no_longer_wanted_is_released(backend: Backend) -> None:
     store = backend.store
     keeper = LeaseKeeper(store, "n1", ["pacer:c1", "ami:pbx1"], TIMINGS, prefer=["ami:pbx1", "pacer:c1"])
